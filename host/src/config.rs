@@ -1,0 +1,321 @@
+//! Daemon configuration and every default in one place. Sources, strongest
+//! first: command-line flags, `SANDCRON_*` environment variables, the TOML
+//! file given by `--config`, then the defaults below.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::units::NumberOrText;
+
+/// Default address of the HTTP API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8085";
+/// Default data directory (sled database, admin token).
+pub const DEFAULT_DATA_DIR: &str = "./sandcron-data";
+/// Default daemon URL for the CLI.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8085";
+/// File in the data directory holding the admin token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Fuel per run when a job names none. Measured with the `spin` plugin on
+/// the reference machine: about 1.5e9 units per second of compute, so this
+/// is roughly 20 s of pure computation, under the 30 s default timeout.
+pub const DEFAULT_FUEL: u64 = 30_000_000_000;
+
+/// The daemon's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP API binds (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Where the database and the admin token live.
+    pub data_dir: PathBuf,
+    /// Largest plugin upload, bytes.
+    pub max_plugin_bytes: u64,
+    /// Largest JSON request body, bytes.
+    pub max_request_bytes: u64,
+    /// Runs executing at once across the daemon.
+    pub max_concurrent_runs: usize,
+    /// Defaults and ceilings for job limits.
+    pub jobs: JobDefaults,
+    /// `pretty` or `json` daemon logs.
+    pub log_format: LogFormat,
+    /// CIDR ranges outbound HTTP may reach despite the SSRF wall.
+    pub http_allow_private: Vec<String>,
+}
+
+/// Per-run limits a job gets when it names none, and the most it may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDefaults {
+    /// Fuel budget.
+    pub fuel: u64,
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+    /// Linear memory + tables, bytes.
+    pub memory: u64,
+    /// Output cap, bytes.
+    pub output: u64,
+    /// Captured log cap, bytes.
+    pub logs: u64,
+    /// Largest timeout a job may ask for.
+    pub max_timeout: Duration,
+    /// Largest memory a job may ask for (also the pooling allocator's slot size).
+    pub max_memory: u64,
+    /// Largest output cap a job may ask for.
+    pub max_output: u64,
+    /// Largest job input, bytes of JSON.
+    pub max_input_bytes: usize,
+}
+
+/// Daemon log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            max_plugin_bytes: 32 << 20,
+            max_request_bytes: 2 << 20,
+            max_concurrent_runs: 16,
+            jobs: JobDefaults {
+                fuel: DEFAULT_FUEL,
+                timeout: Duration::from_secs(30),
+                memory: 64 << 20,
+                output: 1 << 20,
+                logs: 1 << 20,
+                max_timeout: Duration::from_secs(24 * 3600),
+                max_memory: 1 << 30,
+                max_output: 64 << 20,
+                max_input_bytes: 1 << 20,
+            },
+            log_format: LogFormat::Pretty,
+            http_allow_private: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The job defaults and ceilings.
+    pub fn job_defaults(&self) -> JobDefaults {
+        self.jobs.clone()
+    }
+
+    /// The sled database directory inside the data dir.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+
+    /// The admin token file inside the data dir.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.data_dir.join(ADMIN_TOKEN_FILE)
+    }
+}
+
+/// Keys accepted in the `--config` TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `listen = "127.0.0.1:8085"`.
+    pub listen: Option<String>,
+    /// `data_dir = "./sandcron-data"`.
+    pub data_dir: Option<PathBuf>,
+    /// `max_plugin_bytes = "32MiB"`.
+    pub max_plugin_bytes: Option<NumberOrText>,
+    /// `max_request_bytes = "2MiB"`.
+    pub max_request_bytes: Option<NumberOrText>,
+    /// `max_concurrent_runs = 16`.
+    pub max_concurrent_runs: Option<usize>,
+    /// `default_fuel = 30000000000`.
+    pub default_fuel: Option<u64>,
+    /// `default_timeout = "30s"`.
+    pub default_timeout: Option<NumberOrText>,
+    /// `default_memory = "64MiB"`.
+    pub default_memory: Option<NumberOrText>,
+    /// `default_output = "1MiB"`.
+    pub default_output: Option<NumberOrText>,
+    /// `max_log_bytes = "1MiB"`.
+    pub max_log_bytes: Option<NumberOrText>,
+    /// `max_timeout = "24h"`.
+    pub max_timeout: Option<NumberOrText>,
+    /// `max_memory = "1GiB"`.
+    pub max_memory: Option<NumberOrText>,
+    /// `log_format = "json"`.
+    pub log_format: Option<LogFormat>,
+    /// `http_allow_private = ["127.0.0.0/8"]`.
+    pub http_allow_private: Option<Vec<String>>,
+}
+
+/// Settings given on the command line or in the environment (strongest).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML file with any of the settings below.
+    #[arg(long, env = "SANDCRON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "SANDCRON_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the database and the admin token.
+    #[arg(long, env = "SANDCRON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest plugin upload ("32MiB").
+    #[arg(long, env = "SANDCRON_MAX_PLUGIN_BYTES")]
+    pub max_plugin_bytes: Option<String>,
+    /// Runs executing at once.
+    #[arg(long, env = "SANDCRON_MAX_CONCURRENT_RUNS")]
+    pub max_concurrent_runs: Option<usize>,
+    /// Daemon log format.
+    #[arg(long, env = "SANDCRON_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Comma-separated CIDRs outbound HTTP may reach despite the SSRF wall.
+    #[arg(long, env = "SANDCRON_HTTP_ALLOW_PRIVATE", value_delimiter = ',')]
+    pub http_allow_private: Option<Vec<String>>,
+}
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str) -> impl Fn(String) -> ConfigError {
+    move |message| ConfigError::Invalid { key, message }
+}
+
+impl ConfigArgs {
+    /// Merges flags/env over the TOML file over the defaults.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let mut config = Config::default();
+        if let Some(listen) = self.listen.clone().or(file.listen) {
+            config.listen = listen
+                .parse()
+                .map_err(|error| ConfigError::Invalid { key: "listen", message: format!("{listen:?}: {error}") })?;
+        }
+        if let Some(data_dir) = self.data_dir.clone().or(file.data_dir) {
+            config.data_dir = data_dir;
+        }
+        let plugin_bytes = self.max_plugin_bytes.clone().map(NumberOrText::Text).or(file.max_plugin_bytes);
+        if let Some(value) = plugin_bytes {
+            config.max_plugin_bytes = value.to_size().map_err(invalid("max_plugin_bytes"))?;
+        }
+        if let Some(value) = file.max_request_bytes {
+            config.max_request_bytes = value.to_size().map_err(invalid("max_request_bytes"))?;
+        }
+        if let Some(runs) = self.max_concurrent_runs.or(file.max_concurrent_runs) {
+            if runs == 0 {
+                return Err(invalid("max_concurrent_runs")("must be at least 1".to_string()));
+            }
+            config.max_concurrent_runs = runs;
+        }
+        let jobs = &mut config.jobs;
+        if let Some(fuel) = file.default_fuel {
+            jobs.fuel = fuel;
+        }
+        if let Some(value) = file.default_timeout {
+            jobs.timeout = value.to_duration().map_err(invalid("default_timeout"))?;
+        }
+        if let Some(value) = file.default_memory {
+            jobs.memory = value.to_size().map_err(invalid("default_memory"))?;
+        }
+        if let Some(value) = file.default_output {
+            jobs.output = value.to_size().map_err(invalid("default_output"))?;
+        }
+        if let Some(value) = file.max_log_bytes {
+            jobs.logs = value.to_size().map_err(invalid("max_log_bytes"))?;
+        }
+        if let Some(value) = file.max_timeout {
+            jobs.max_timeout = value.to_duration().map_err(invalid("max_timeout"))?;
+        }
+        if let Some(value) = file.max_memory {
+            jobs.max_memory = value.to_size().map_err(invalid("max_memory"))?;
+        }
+        if jobs.memory > jobs.max_memory {
+            return Err(invalid("default_memory")("is above max_memory".to_string()));
+        }
+        if let Some(format) = self.log_format.or(file.log_format) {
+            config.log_format = format;
+        }
+        if let Some(ranges) = self.http_allow_private.clone().or(file.http_allow_private) {
+            config.http_allow_private = ranges.into_iter().filter(|range| !range.trim().is_empty()).collect();
+        }
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    toml::from_str(&text).map_err(|error| ConfigError::Parse { path: path.to_path_buf(), message: error.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandcron.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nmax_plugin_bytes = \"1MiB\"\ndefault_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let args = ConfigArgs {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:0".to_string()),
+            ..ConfigArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:0");
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.max_plugin_bytes, 1 << 20);
+        assert_eq!(config.jobs.timeout, Duration::from_secs(5));
+        assert_eq!(config.jobs.memory, 64 << 20);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let args = ConfigArgs { config: Some(path), ..ConfigArgs::default() };
+        assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
+        let args = ConfigArgs { listen: Some("nowhere".to_string()), ..ConfigArgs::default() };
+        assert!(matches!(args.resolve(), Err(ConfigError::Invalid { key: "listen", .. })));
+    }
+}

@@ -1,0 +1,219 @@
+//! A run: one execution of a job's plugin, from queued to finished.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Durable and waiting for a slot.
+    Queued,
+    /// Its instance is executing.
+    Running,
+    /// The plugin returned Ok.
+    Succeeded,
+    /// The plugin or its sandbox failed; see the run's error.
+    Failed,
+    /// Stopped by a user.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// True once the run will not change again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+    }
+
+    /// The name used in JSON and query strings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the JSON name.
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+}
+
+/// Why a run failed; each hostile behaviour has its own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The plugin returned Err(message).
+    PluginError,
+    /// The instance trapped: a panic, `unreachable`, a stack overflow, an
+    /// out-of-bounds access, or a host import that failed.
+    Trap,
+    /// The fuel budget ran out.
+    FuelExhausted,
+    /// The wall-clock deadline passed.
+    Timeout,
+    /// The store's limiter refused a memory or table growth.
+    MemoryLimit,
+    /// The returned output was larger than the output cap.
+    OutputLimit,
+    /// The daemon stopped while the run was running.
+    HostRestart,
+    /// The plugin could not be loaded or instantiated.
+    PluginUnavailable,
+}
+
+impl ErrorKind {
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::PluginError => "plugin_error",
+            ErrorKind::Trap => "trap",
+            ErrorKind::FuelExhausted => "fuel_exhausted",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::MemoryLimit => "memory_limit",
+            ErrorKind::OutputLimit => "output_limit",
+            ErrorKind::HostRestart => "host_restart",
+            ErrorKind::PluginUnavailable => "plugin_unavailable",
+        }
+    }
+}
+
+/// A failed run's error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// What started a run (mirrors the WIT `trigger` enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The job's schedule fired.
+    Schedule,
+    /// Someone asked for it (`POST /v1/jobs/{id}/run`).
+    Manual,
+    /// A new attempt of an earlier run.
+    Retry,
+    /// Another job finished.
+    Dependency,
+}
+
+/// The limits one run executes under, resolved from the job when queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLimits {
+    /// Fuel budget.
+    pub fuel: u64,
+    /// Wall-clock deadline, milliseconds.
+    pub timeout_ms: u64,
+    /// Linear memory + tables, bytes.
+    pub memory: u64,
+    /// Output cap, bytes.
+    pub output: u64,
+    /// Log cap, bytes.
+    pub logs: u64,
+}
+
+/// The record of one run. Output and logs are stored apart from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Time-ordered id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// The job's id.
+    pub job_id: String,
+    /// The job's name when the run was queued.
+    pub job_name: String,
+    /// `name@version` of the plugin that runs.
+    pub plugin: String,
+    /// sha256 of the plugin's bytes.
+    pub plugin_digest: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Where it is.
+    pub status: RunStatus,
+    /// Set when failed.
+    pub error: Option<RunError>,
+    /// When it was due.
+    pub scheduled_at: DateTime<Utc>,
+    /// When it became a durable queued run.
+    pub queued_at: DateTime<Utc>,
+    /// When its instance started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// finished_at - started_at, milliseconds.
+    pub duration_ms: Option<u64>,
+    /// started_at - scheduled_at, milliseconds.
+    pub lateness_ms: Option<i64>,
+    /// Fuel spent by the instance.
+    pub fuel_consumed: Option<u64>,
+    /// Largest total linear memory the instance reached, bytes.
+    pub peak_memory: Option<u64>,
+    /// Bytes of output returned (the output itself is stored apart).
+    pub output_size: u64,
+    /// Bytes of captured log (stored apart).
+    pub log_size: u64,
+    /// The input handed to the plugin.
+    #[serde(with = "crate::model::run::bytes_as_text")]
+    pub input: Vec<u8>,
+    /// The limits the run executes under.
+    pub limits: RunLimits,
+}
+
+impl Run {
+    /// Marks the run finished at `finished_at` with `status` and `error`.
+    pub fn finish(&mut self, status: RunStatus, error: Option<RunError>, finished_at: DateTime<Utc>) {
+        self.status = status;
+        self.error = error;
+        self.finished_at = Some(finished_at);
+        self.duration_ms = self
+            .started_at
+            .map(|started| (finished_at - started).num_milliseconds().max(0) as u64);
+    }
+}
+
+/// Inputs are JSON text almost always: store them as a string when they are
+/// UTF-8 and fall back to a byte array otherwise.
+pub mod bytes_as_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    /// Serializes UTF-8 as a string, anything else as an array.
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => text.serialize(serializer),
+            Err(_) => bytes.serialize(serializer),
+        }
+    }
+
+    /// Reads either form back.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        Ok(match Stored::deserialize(deserializer)? {
+            Stored::Text(text) => text.into_bytes(),
+            Stored::Bytes(bytes) => bytes,
+        })
+    }
+}

@@ -1,0 +1,188 @@
+//! What a plugin may call: the `sandcron:plugin` imports (log, kv, http,
+//! secrets) and WASI preview 2, locked down. One `RunState` per run; the
+//! capabilities it holds were granted by the executor for this run only.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::sandcron::plugin::{http, kv, log, secrets, types};
+use super::limits::RunLimiter;
+use super::log::LogSink;
+
+/// Largest kv key, bytes.
+pub const MAX_KV_KEY_BYTES: usize = 1024;
+/// Largest kv value, bytes.
+pub const MAX_KV_VALUE_BYTES: usize = 1 << 20;
+/// Most keys one `keys` call returns.
+pub const MAX_KV_KEYS: usize = 10_000;
+
+/// Durable key-value state of one job, as the sandbox needs it. The
+/// executor implements it over the store, `exec` over memory.
+pub trait KeyValue: Send + Sync {
+    /// The value under `key`.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Stores `value` under `key`.
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Removes `key`.
+    fn delete(&self, key: &str) -> Result<(), String>;
+    /// Keys starting with `prefix`, in order, at most `limit`.
+    fn keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, String>;
+}
+
+/// An in-memory [`KeyValue`] (for `sandcron exec` and benchmarks).
+#[derive(Default)]
+pub struct MemoryKeyValue {
+    entries: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryKeyValue {
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Vec<u8>>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl KeyValue for MemoryKeyValue {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.entries().get(key).cloned())
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.entries().insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+    fn delete(&self, key: &str) -> Result<(), String> {
+        self.entries().remove(key);
+        Ok(())
+    }
+    fn keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, String> {
+        Ok(self
+            .entries()
+            .range(prefix.to_string()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+}
+
+/// What one run may use beyond computing.
+#[derive(Clone)]
+pub struct Capabilities {
+    /// The job's kv state.
+    pub kv: Arc<dyn KeyValue>,
+    /// Host patterns the job lists for HTTP.
+    pub http_allow: Vec<String>,
+}
+
+/// Why the epoch callback stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Interruption {
+    /// The wall-clock deadline passed.
+    #[error("the run passed its wall-clock deadline")]
+    Timeout,
+    /// Someone cancelled the run.
+    #[error("the run was cancelled")]
+    Cancelled,
+}
+
+/// The data of one run's `Store`.
+pub struct RunState {
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) limiter: RunLimiter,
+    pub(super) log: LogSink,
+    pub(super) capabilities: Capabilities,
+    pub(super) deadline: Instant,
+    pub(super) cancel: Arc<AtomicBool>,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for RunState {}
+
+impl log::Host for RunState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => "TRACE",
+            log::Level::Debug => "DEBUG",
+            log::Level::Info => "INFO",
+            log::Level::Warn => "WARN",
+            log::Level::Error => "ERROR",
+        };
+        self.log.line(level, &message);
+        Ok(())
+    }
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("kv: the key is empty".to_string());
+    }
+    if key.len() > MAX_KV_KEY_BYTES {
+        return Err(format!("kv: the key is {} bytes; the limit is {MAX_KV_KEY_BYTES}", key.len()));
+    }
+    Ok(())
+}
+
+impl kv::Host for RunState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        if check_key(&key).is_err() {
+            return Ok(None);
+        }
+        // `get` cannot return an error to the guest; a storage failure ends
+        // the run (as a trap) rather than pretend the key is absent.
+        self.capabilities.kv.get(&key).map_err(wasmtime::Error::msg)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        if let Err(problem) = check_key(&key) {
+            return Ok(Err(problem));
+        }
+        if value.len() > MAX_KV_VALUE_BYTES {
+            return Ok(Err(format!("kv: the value is {} bytes; the limit is {MAX_KV_VALUE_BYTES}", value.len())));
+        }
+        Ok(self.capabilities.kv.set(&key, &value))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), String>> {
+        if let Err(problem) = check_key(&key) {
+            return Ok(Err(problem));
+        }
+        Ok(self.capabilities.kv.delete(&key))
+    }
+
+    async fn keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
+        self.capabilities.kv.keys(&prefix, MAX_KV_KEYS).map_err(wasmtime::Error::msg)
+    }
+}
+
+impl http::Host for RunState {
+    async fn fetch(&mut self, request: http::Request) -> wasmtime::Result<Result<http::Response, String>> {
+        let message = if self.capabilities.http_allow.is_empty() {
+            format!(
+                "http: {} {} denied: this job has no http_allow list, so it may not reach any host",
+                request.method, request.url
+            )
+        } else {
+            format!(
+                "http: {} {} denied: outbound HTTP is not enabled in this daemon yet",
+                request.method, request.url
+            )
+        };
+        Ok(Err(message))
+    }
+}
+
+impl secrets::Host for RunState {
+    async fn get(&mut self, _name: String) -> wasmtime::Result<Option<String>> {
+        // No secret store yet: nothing is granted, so every name reads as none.
+        Ok(None)
+    }
+}

@@ -1,0 +1,408 @@
+//! The wasmtime sandbox: one shared `Engine` (component model, fuel, epoch
+//! interruption driven by a ticker thread), and per run a fresh `Store` with
+//! its own limits, instantiated from a `JobPre` kept per plugin. It knows
+//! nothing of HTTP or storage: callers hand it bytes and capabilities and get
+//! back an outcome with an error kind.
+
+pub mod host;
+pub mod limits;
+pub mod log;
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::model::run::RunLimits;
+use crate::model::{ErrorKind, RunError, Trigger};
+
+pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunState};
+
+/// Bindings generated from `wit/`, the one source of the plugin contract.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "job",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+use bindings::{Job as JobWorld, JobPre};
+
+/// How often the epoch advances; the precision of deadlines and cancels.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// The deepest wasm stack a guest may use, well below the async stack.
+const MAX_WASM_STACK: usize = 512 << 10;
+/// The host stack each run's fiber gets.
+const ASYNC_STACK: usize = 2 << 20;
+/// A plugin error message is cut to this many bytes.
+const MAX_ERROR_MESSAGE: usize = 16 << 10;
+
+/// A compiled plugin, ready to instantiate cheaply.
+pub type PreparedJob = JobPre<RunState>;
+
+/// Settings of the shared engine.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Largest linear memory any run may have (the pooling slot size).
+    pub max_memory: u64,
+    /// Instances the pooling allocator keeps slots for; 0 disables pooling.
+    pub pool_instances: u32,
+}
+
+/// Why bytes are not a usable job plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComponentError {
+    /// A core wasm module, not a component.
+    #[error("this is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)")]
+    CoreModule,
+    /// Not wasm at all.
+    #[error("this is not WebAssembly (it does not start with the \\0asm magic bytes)")]
+    NotWasm,
+    /// Wasm that does not validate or compile.
+    #[error("the component does not validate: {0}")]
+    Invalid(String),
+    /// It imports something sandcron does not provide.
+    #[error("the component imports something sandcron does not provide: {0}")]
+    UnsatisfiedImport(String),
+    /// It does not export the `job` world's `run`.
+    #[error("the component does not implement the sandcron:plugin/job world: {0}")]
+    WrongExports(String),
+}
+
+/// What one run needs besides the compiled plugin.
+pub struct RunRequest {
+    /// The WIT run-context.
+    pub context: RunContext,
+    /// Input bytes.
+    pub input: Vec<u8>,
+    /// Limits for this run.
+    pub limits: RunLimits,
+    /// What the plugin may use.
+    pub capabilities: Capabilities,
+    /// Set to stop the run (within one epoch tick).
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// The run context handed to the plugin.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Tenant.
+    pub tenant: String,
+    /// Job id.
+    pub job_id: String,
+    /// Job name.
+    pub job_name: String,
+    /// Run id.
+    pub run_id: String,
+    /// Attempt, from 1.
+    pub attempt: u32,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it was due, ms since the epoch.
+    pub scheduled_at_ms: i64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The output, or why there is none.
+    pub result: Result<Vec<u8>, RunError>,
+    /// Fuel the instance spent.
+    pub fuel_consumed: u64,
+    /// Most linear memory held at once.
+    pub peak_memory: u64,
+    /// The captured log.
+    pub log: Vec<u8>,
+}
+
+/// The shared engine and linker.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<RunState>,
+    fingerprint: String,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(settings: &SandboxConfig) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    config.async_stack_size(ASYNC_STACK);
+    // Nothing here uses component-model async; turning its bookkeeping off
+    // saves several microseconds per instance.
+    config.concurrency_support(false);
+    if settings.pool_instances > 0 {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = settings.pool_instances;
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .total_stacks(instances)
+            .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX))
+            // Memory is zeroed between uses (the default); keeping a little
+            // resident makes reuse cheaper without holding much RSS.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+impl Sandbox {
+    /// Builds the engine, the linker with every import, and the epoch ticker.
+    pub fn new(settings: &SandboxConfig) -> anyhow::Result<Sandbox> {
+        let engine = Engine::new(&engine_config(settings)).map_err(|error| anyhow::anyhow!("wasmtime engine: {error}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|error| anyhow::anyhow!("linking WASI: {error}"))?;
+        JobWorld::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |state| state)
+            .map_err(|error| anyhow::anyhow!("linking sandcron imports: {error}"))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let fingerprint = format!("wasmtime-{}-{:016x}", env!("CARGO_PKG_VERSION"), hasher.finish());
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        Ok(Sandbox { engine, linker, fingerprint, ticker_stop })
+    }
+
+    /// Identifies the engine's compiled-code format: artifacts compiled by an
+    /// engine with another fingerprint must be compiled again.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Validates and compiles component bytes (CPU-heavy: call off the runtime).
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, ComponentError> {
+        check_header(bytes)?;
+        Component::new(&self.engine, bytes).map_err(|error| ComponentError::Invalid(format!("{error:#}")))
+    }
+
+    /// Serializes a compiled component for the artifact cache.
+    pub fn serialize(&self, component: &Component) -> anyhow::Result<Vec<u8>> {
+        component.serialize().map_err(|error| anyhow::anyhow!("serializing a component: {error}"))
+    }
+
+    /// Loads an artifact produced by [`Sandbox::serialize`].
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must come from [`Sandbox::serialize`] of an engine with the same
+    /// fingerprint, unmodified: wasmtime maps it as executable code. The
+    /// plugin module stores artifacts with their sha256 and checks it before
+    /// calling this.
+    pub unsafe fn deserialize(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        // SAFETY: the caller guarantees the bytes are our own serialized artifact.
+        unsafe { Component::deserialize(&self.engine, bytes) }.map_err(|error| anyhow::anyhow!("loading an artifact: {error}"))
+    }
+
+    /// Resolves imports and exports once, so each run only instantiates.
+    pub fn prepare(&self, component: &Component) -> Result<PreparedJob, ComponentError> {
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|error| ComponentError::UnsatisfiedImport(format!("{error:#}")))?;
+        JobPre::new(instance_pre).map_err(|error| ComponentError::WrongExports(format!("{error:#}")))
+    }
+
+    /// Runs one fresh instance to completion under `request.limits`.
+    pub async fn run(&self, prepared: &PreparedJob, request: RunRequest) -> RunOutcome {
+        let log = log::LogSink::new(request.limits.logs);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(log.stream())
+            .stderr(log.stream())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let deadline = Instant::now() + Duration::from_millis(request.limits.timeout_ms);
+        let state = RunState {
+            wasi: wasi.build(),
+            table: wasmtime::component::ResourceTable::new(),
+            limiter: limits::RunLimiter::new(request.limits.memory),
+            log: log.clone(),
+            capabilities: request.capabilities,
+            deadline,
+            cancel: request.cancel,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        if let Err(error) = store.set_fuel(request.limits.fuel) {
+            return failed_outcome(ErrorKind::PluginUnavailable, format!("setting fuel: {error}"), log);
+        }
+        // Check the deadline and cancellation at every tick, yielding to the
+        // runtime so a spinning guest does not hold a worker thread.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|context| {
+            let state = context.data();
+            if state.cancel.load(Ordering::Relaxed) {
+                return Err(wasmtime::Error::new(Interruption::Cancelled));
+            }
+            if Instant::now() >= state.deadline {
+                return Err(wasmtime::Error::new(Interruption::Timeout));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let context = to_wit_context(&request.context);
+        // Host calls do not burn fuel or see epochs; bound them by the
+        // deadline too, with one tick of grace for the epoch path to win.
+        let budget = Duration::from_millis(request.limits.timeout_ms) + EPOCH_TICK * 5;
+        let call = async {
+            let instance = prepared.instantiate_async(&mut store).await.map_err(Failure::Instantiate)?;
+            instance
+                .call_run(&mut store, &context, &request.input)
+                .await
+                .map_err(Failure::Call)
+        };
+        let result = match tokio::time::timeout(budget, call).await {
+            Ok(Ok(Ok(output))) if output.len() as u64 > request.limits.output => Err(RunError {
+                kind: ErrorKind::OutputLimit,
+                message: format!(
+                    "the plugin returned {} bytes of output; the limit is {}",
+                    output.len(),
+                    request.limits.output
+                ),
+            }),
+            Ok(Ok(Ok(output))) => Ok(output),
+            Ok(Ok(Err(message))) => Err(RunError { kind: ErrorKind::PluginError, message: truncate(message) }),
+            Ok(Err(failure)) => Err(classify(failure, store.data().limiter.refused())),
+            Err(_) => Err(RunError {
+                kind: ErrorKind::Timeout,
+                message: format!("the run passed its {} ms deadline inside a host call", request.limits.timeout_ms),
+            }),
+        };
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        RunOutcome {
+            result,
+            fuel_consumed: request.limits.fuel.saturating_sub(fuel_left),
+            peak_memory: store.data().limiter.peak_memory(),
+            log: log.contents(),
+        }
+    }
+}
+
+enum Failure {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+fn failed_outcome(kind: ErrorKind, message: String, log: log::LogSink) -> RunOutcome {
+    RunOutcome { result: Err(RunError { kind, message }), fuel_consumed: 0, peak_memory: 0, log: log.contents() }
+}
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE {
+        let mut end = MAX_ERROR_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(" [truncated]");
+    }
+    message
+}
+
+/// Maps a wasmtime error to the run's error kind (DESIGN.md, "Runs").
+fn classify(failure: Failure, memory_refused: bool) -> RunError {
+    let (error, instantiating) = match failure {
+        Failure::Instantiate(error) => (error, true),
+        Failure::Call(error) => (error, false),
+    };
+    let message = truncate(format!("{error:?}"));
+    let kind = if let Some(interruption) = error.downcast_ref::<Interruption>() {
+        match interruption {
+            Interruption::Timeout => ErrorKind::Timeout,
+            // Cancellation is a status, not an error kind; the executor
+            // checks the cancel flag before looking at this.
+            Interruption::Cancelled => ErrorKind::Timeout,
+        }
+    } else if let Some(trap) = error.downcast_ref::<Trap>() {
+        match trap {
+            Trap::OutOfFuel => ErrorKind::FuelExhausted,
+            Trap::Interrupt => ErrorKind::Timeout,
+            // A Rust guest that cannot allocate aborts with `unreachable`:
+            // report the limit it hit, not the symptom.
+            _ if memory_refused => ErrorKind::MemoryLimit,
+            _ => ErrorKind::Trap,
+        }
+    } else if memory_refused {
+        ErrorKind::MemoryLimit
+    } else if instantiating {
+        ErrorKind::PluginUnavailable
+    } else {
+        ErrorKind::Trap
+    };
+    RunError { kind, message }
+}
+
+fn to_wit_context(context: &RunContext) -> bindings::sandcron::plugin::types::RunContext {
+    use bindings::sandcron::plugin::types::Trigger as WitTrigger;
+    bindings::sandcron::plugin::types::RunContext {
+        tenant: context.tenant.clone(),
+        job_id: context.job_id.clone(),
+        job_name: context.job_name.clone(),
+        run_id: context.run_id.clone(),
+        attempt: context.attempt,
+        trigger: match context.trigger {
+            Trigger::Schedule => WitTrigger::Schedule,
+            Trigger::Manual => WitTrigger::Manual,
+            Trigger::Retry => WitTrigger::Retry,
+            Trigger::Dependency => WitTrigger::Dependency,
+        },
+        scheduled_at: context.scheduled_at_ms,
+    }
+}
+
+/// Rejects what is clearly not a component before asking wasmtime.
+fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(ComponentError::NotWasm);
+    }
+    // Core modules have version 1 and layer 0; components have layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(ComponentError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Advances the engine's epoch every tick until the sandbox is dropped.
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("sandcron-epoch".to_string())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_core_modules_and_non_wasm_apart() {
+        assert_eq!(check_header(b""), Err(ComponentError::NotWasm));
+        assert_eq!(check_header(b"hello world"), Err(ComponentError::NotWasm));
+        assert_eq!(check_header(b"\0asm\x01\0\0\0"), Err(ComponentError::CoreModule));
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
+    }
+}

@@ -1,0 +1,369 @@
+//! Cron expressions as Vixie cron reads them, and the search for the next
+//! matching wall-clock time. Pure: no time zones here (see `zoned`), no I/O.
+
+use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+
+/// A parsed cron expression: one bit set per field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronExpr {
+    seconds: u64,
+    minutes: u64,
+    hours: u32,
+    days_of_month: u32,
+    months: u16,
+    days_of_week: u8,
+    /// The day-of-month field starts with `*` (Vixie's DOM_STAR).
+    dom_star: bool,
+    /// The day-of-week field starts with `*` (Vixie's DOW_STAR).
+    dow_star: bool,
+    /// Neither the minute nor the hour field starts with `*`: the schedule
+    /// names wall-clock times, which changes how it behaves across DST.
+    fixed_time: bool,
+}
+
+/// Why an expression is not valid cron.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CronError {
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+fn error(message: impl Into<String>) -> CronError {
+    CronError { message: message.into() }
+}
+
+struct Field {
+    name: &'static str,
+    low: u32,
+    high: u32,
+    names: &'static [&'static str],
+}
+
+const SECOND: Field = Field { name: "second", low: 0, high: 59, names: &[] };
+const MINUTE: Field = Field { name: "minute", low: 0, high: 59, names: &[] };
+const HOUR: Field = Field { name: "hour", low: 0, high: 23, names: &[] };
+const DAY_OF_MONTH: Field = Field { name: "day-of-month", low: 1, high: 31, names: &[] };
+const MONTH: Field = Field {
+    name: "month",
+    low: 1,
+    high: 12,
+    names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+};
+/// 0 and 7 are both Sunday.
+const DAY_OF_WEEK: Field = Field {
+    name: "day-of-week",
+    low: 0,
+    high: 7,
+    names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+};
+
+const MACROS: &[(&str, &str)] = &[
+    ("@yearly", "0 0 1 1 *"),
+    ("@annually", "0 0 1 1 *"),
+    ("@monthly", "0 0 1 * *"),
+    ("@weekly", "0 0 * * 0"),
+    ("@daily", "0 0 * * *"),
+    ("@midnight", "0 0 * * *"),
+    ("@hourly", "0 * * * *"),
+];
+
+impl Field {
+    fn value(&self, text: &str) -> Result<u32, CronError> {
+        let lower = text.to_ascii_lowercase();
+        let value = if let Some(index) = self.names.iter().position(|name| *name == lower) {
+            index as u32 + self.low
+        } else if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+            text.parse::<u32>().map_err(|_| error(format!("{} value {text:?} is too large", self.name)))?
+        } else {
+            return Err(error(format!("{} field: {text:?} is not a number{}", self.name, self.name_hint())));
+        };
+        if value < self.low || value > self.high {
+            return Err(error(format!(
+                "{} field: {value} is out of range {}-{}",
+                self.name, self.low, self.high
+            )));
+        }
+        Ok(value)
+    }
+
+    fn name_hint(&self) -> String {
+        match self.names.first() {
+            Some(_) => format!(" or a name ({})", self.names.join(", ").to_ascii_uppercase()),
+            None => String::new(),
+        }
+    }
+
+    /// Parses one field (a comma list of `*`, `N`, `A-B`, with `/step`) into
+    /// a bit set over `low..=high`.
+    fn parse(&self, text: &str) -> Result<u64, CronError> {
+        let mut bits = 0u64;
+        for item in text.split(',') {
+            if item.is_empty() {
+                return Err(error(format!("{} field {text:?} has an empty list item", self.name)));
+            }
+            let (range, step) = match item.split_once('/') {
+                Some((range, step)) => {
+                    let step: u32 = step
+                        .parse()
+                        .ok()
+                        .filter(|step| *step > 0)
+                        .ok_or_else(|| error(format!("{} field: step in {item:?} must be a number from 1", self.name)))?;
+                    (range, Some(step))
+                }
+                None => (item, None),
+            };
+            let (first, last) = if range == "*" {
+                (self.low, self.high)
+            } else if let Some((start, end)) = range.split_once('-') {
+                let (start, end) = (self.value(start)?, self.value(end)?);
+                if start > end {
+                    return Err(error(format!(
+                        "{} field: range {range:?} is reversed (start {start} is after end {end})",
+                        self.name
+                    )));
+                }
+                (start, end)
+            } else {
+                let start = self.value(range)?;
+                // `N/step` means `N-high/step`, as cronie and most crons read it.
+                (start, if step.is_some() { self.high } else { start })
+            };
+            let step = step.unwrap_or(1);
+            let mut value = first;
+            while value <= last {
+                bits |= 1 << value;
+                value += step;
+            }
+        }
+        Ok(bits)
+    }
+}
+
+impl CronExpr {
+    /// Parses 5 fields (minute hour day-of-month month day-of-week), 6 with a
+    /// leading seconds field, or a macro such as `@daily`.
+    pub fn parse(text: &str) -> Result<CronExpr, CronError> {
+        let trimmed = text.trim();
+        let expanded = if trimmed.starts_with('@') {
+            let lower = trimmed.to_ascii_lowercase();
+            MACROS
+                .iter()
+                .find(|(name, _)| *name == lower)
+                .map(|(_, fields)| *fields)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = MACROS.iter().map(|(name, _)| *name).collect();
+                    error(format!("unknown macro {trimmed:?}; known: {}", known.join(", ")))
+                })?
+        } else {
+            trimmed
+        };
+        let fields: Vec<&str> = expanded.split_whitespace().collect();
+        let (seconds, rest) = match fields.len() {
+            5 => ("0", &fields[..]),
+            6 => (fields[0], &fields[1..]),
+            0 => return Err(error("is empty; expected 5 fields like \"*/15 * * * *\"")),
+            count => {
+                return Err(error(format!(
+                    "has {count} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 with leading seconds"
+                )));
+            }
+        };
+        let days_of_week = DAY_OF_WEEK.parse(rest[4])?;
+        // 7 is another name for Sunday (0).
+        let days_of_week = ((days_of_week | (days_of_week >> 7)) & 0x7f) as u8;
+        Ok(CronExpr {
+            seconds: SECOND.parse(seconds)?,
+            minutes: MINUTE.parse(rest[0])?,
+            hours: HOUR.parse(rest[1])? as u32,
+            days_of_month: DAY_OF_MONTH.parse(rest[2])? as u32,
+            months: MONTH.parse(rest[3])? as u16,
+            days_of_week,
+            dom_star: rest[2].starts_with('*'),
+            dow_star: rest[4].starts_with('*'),
+            fixed_time: !rest[0].starts_with('*') && !rest[1].starts_with('*'),
+        })
+    }
+
+    /// True when the schedule names wall-clock times (see DESIGN.md, DST).
+    pub fn is_fixed_time(&self) -> bool {
+        self.fixed_time
+    }
+
+    /// Does `date` match the day fields? When both day fields are restricted
+    /// a day matches if either does (Vixie); otherwise both must.
+    pub fn matches_date(&self, date: NaiveDate) -> bool {
+        if self.months & (1 << date.month()) == 0 {
+            return false;
+        }
+        let dom = self.days_of_month & (1 << date.day()) != 0;
+        let dow = self.days_of_week & (1 << date.weekday().num_days_from_sunday()) != 0;
+        if self.dom_star || self.dow_star { dom && dow } else { dom || dow }
+    }
+
+    /// Does the wall-clock time `at` match every field?
+    pub fn matches(&self, at: NaiveDateTime) -> bool {
+        self.matches_date(at.date())
+            && self.hours & (1 << at.hour()) != 0
+            && self.minutes & (1 << at.minute()) != 0
+            && self.seconds & (1 << at.second()) != 0
+    }
+
+    /// The first matching wall-clock time at or after `start` (whole seconds),
+    /// searching at most `horizon_days` days ahead.
+    pub fn next_wall_time(&self, start: NaiveDateTime, horizon_days: i64) -> Option<NaiveDateTime> {
+        let start = start.with_nanosecond(0)?;
+        let mut date = start.date();
+        let mut earliest = Some(start.time());
+        for _ in 0..=horizon_days {
+            if self.matches_date(date)
+                && let Some(time) = self.first_time_of_day(earliest.unwrap_or(NaiveTime::MIN))
+            {
+                return Some(date.and_time(time));
+            }
+            date = date.checked_add_signed(Duration::days(1))?;
+            earliest = None;
+        }
+        None
+    }
+
+    /// The first matching time of day at or after `from`.
+    fn first_time_of_day(&self, from: NaiveTime) -> Option<NaiveTime> {
+        let (h0, m0, s0) = (from.hour(), from.minute(), from.second());
+        let mut hour = next_bit(u64::from(self.hours), h0)?;
+        loop {
+            let minute_start = if hour == h0 { m0 } else { 0 };
+            if let Some(minute) = next_bit(self.minutes, minute_start) {
+                let second_start = if hour == h0 && minute == m0 { s0 } else { 0 };
+                let found = next_bit(self.seconds, second_start)
+                    .map(|second| (minute, second))
+                    .or_else(|| next_bit(self.minutes, minute + 1).map(|m| (m, first_bit(self.seconds))));
+                if let Some((minute, second)) = found {
+                    return NaiveTime::from_hms_opt(hour, minute, second);
+                }
+            }
+            hour = next_bit(u64::from(self.hours), hour + 1)?;
+        }
+    }
+}
+
+/// The lowest set bit at or above `from`.
+fn next_bit(bits: u64, from: u32) -> Option<u32> {
+    if from >= 64 {
+        return None;
+    }
+    let masked = bits & (u64::MAX << from);
+    (masked != 0).then(|| masked.trailing_zeros())
+}
+
+fn first_bit(bits: u64) -> u32 {
+    bits.trailing_zeros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn valid_expressions_parse() {
+        let rows = [
+            "* * * * *",
+            "*/15 * * * *",
+            "0 19 * * MON-FRI",
+            "0 0 1 JAN,jul *",
+            "30 2 * * 0",
+            "30 2 * * 7",
+            "0-59/10 * * * *",
+            "5/10 * * * *",
+            "*/5 * * * * *",
+            "@hourly",
+            "@DAILY",
+            "@weekly",
+            "@monthly",
+            "@yearly",
+            "0 0 30 2 *",
+        ];
+        for text in rows {
+            assert!(CronExpr::parse(text).is_ok(), "{text:?} should parse: {:?}", CronExpr::parse(text));
+        }
+    }
+
+    #[test]
+    fn invalid_expressions_name_the_problem() {
+        let rows = [
+            ("", "empty"),
+            ("* * * *", "4 fields"),
+            ("* * * * * * *", "7 fields"),
+            ("60 * * * *", "minute field: 60 is out of range"),
+            ("* 24 * * *", "hour field: 24 is out of range"),
+            ("* * 0 * *", "day-of-month field: 0 is out of range"),
+            ("* * * 13 *", "month field: 13 is out of range"),
+            ("* * * * 8", "day-of-week field: 8 is out of range"),
+            ("5-1 * * * *", "reversed"),
+            ("*/0 * * * *", "step"),
+            ("a * * * *", "not a number"),
+            ("* * * * FOO", "not a number or a name"),
+            ("1,,2 * * * *", "empty list item"),
+            ("@reboot", "unknown macro"),
+            ("? * * * *", "not a number"),
+            ("* * L * *", "not a number"),
+        ];
+        for (text, expected) in rows {
+            let message = CronExpr::parse(text).expect_err(text).message;
+            assert!(message.contains(expected), "{text:?}: {message:?} should mention {expected:?}");
+        }
+    }
+
+    #[test]
+    fn sunday_is_both_zero_and_seven() {
+        assert_eq!(CronExpr::parse("0 0 * * 0").unwrap(), CronExpr::parse("0 0 * * 7").unwrap());
+        assert_eq!(CronExpr::parse("0 0 * * SUN").unwrap(), CronExpr::parse("0 0 * * 0").unwrap());
+        assert_eq!(
+            CronExpr::parse("0 0 * * 5-7").unwrap(),
+            CronExpr::parse("0 0 * * FRI,SAT,SUN").unwrap()
+        );
+    }
+
+    #[test]
+    fn restricted_day_fields_match_either_day() {
+        // 2026-11-02 is a Monday, not the 13th; 2026-11-13 is a Friday.
+        let expr = CronExpr::parse("0 0 13 * MON").unwrap();
+        assert!(expr.matches_date(at("2026-11-02 00:00:00").date()));
+        assert!(expr.matches_date(at("2026-11-13 00:00:00").date()));
+        assert!(!expr.matches_date(at("2026-11-03 00:00:00").date()));
+        // A star in either field makes the fields combine with AND.
+        let expr = CronExpr::parse("0 0 */2 * MON").unwrap();
+        assert!(!expr.matches_date(at("2026-11-02 00:00:00").date()), "Nov 2 is even");
+        assert!(expr.matches_date(at("2026-11-09 00:00:00").date()), "Nov 9 is odd and Monday");
+    }
+
+    #[test]
+    fn next_wall_time_finds_the_first_match_at_or_after_start() {
+        let rows = [
+            ("*/15 * * * *", "2026-11-25 10:07:30", "2026-11-25 10:15:00"),
+            ("*/15 * * * *", "2026-11-25 10:15:00", "2026-11-25 10:15:00"),
+            ("0 19 * * MON-FRI", "2026-11-27 19:00:01", "2026-11-30 19:00:00"),
+            ("0 0 29 2 *", "2026-03-01 00:00:00", "2028-02-29 00:00:00"),
+            ("*/20 * * * * *", "2026-11-25 10:07:41", "2026-11-25 10:08:00"),
+            ("59 23 31 12 *", "2026-12-31 23:59:01", "2027-12-31 23:59:00"),
+        ];
+        for (expr, start, expected) in rows {
+            let found = CronExpr::parse(expr).unwrap().next_wall_time(at(start), 3000);
+            assert_eq!(found, Some(at(expected)), "{expr} from {start}");
+        }
+        assert_eq!(CronExpr::parse("0 0 30 2 *").unwrap().next_wall_time(at("2026-01-01 00:00:00"), 3000), None);
+    }
+
+    #[test]
+    fn fixed_time_means_neither_minute_nor_hour_is_a_star() {
+        assert!(CronExpr::parse("30 2 * * *").unwrap().is_fixed_time());
+        assert!(CronExpr::parse("@daily").unwrap().is_fixed_time());
+        assert!(!CronExpr::parse("@hourly").unwrap().is_fixed_time());
+        assert!(!CronExpr::parse("*/15 * * * *").unwrap().is_fixed_time());
+        assert!(!CronExpr::parse("0 */2 * * *").unwrap().is_fixed_time());
+    }
+}

@@ -1,0 +1,325 @@
+//! When a job runs: `cron` in a time zone, `every` (fixed rate), `after`
+//! (fixed delay), `at` (once), or on demand. Validation of the JSON a user
+//! sends and the next-fire computation; pure functions, no clocks read here
+//! (callers pass "now").
+
+pub mod cron;
+pub mod zoned;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use self::cron::CronExpr;
+
+/// A validated schedule as stored with its job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// A cron line in an IANA zone.
+    Cron {
+        /// The expression as the user wrote it.
+        expression: String,
+        /// Parsed fields.
+        parsed: CronExpr,
+        /// The zone its wall times are in.
+        timezone: Tz,
+    },
+    /// Every interval, anchored to the job's creation.
+    Every(Duration),
+    /// The interval after the previous run finished.
+    After(Duration),
+    /// Once, at an instant.
+    At(DateTime<Utc>),
+}
+
+/// Why a schedule is refused; the API turns each into an error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// Not an object with exactly one known kind.
+    #[error("schedule: {message}")]
+    Shape {
+        /// What is wrong.
+        message: String,
+    },
+    /// The cron line does not parse.
+    #[error("schedule.cron: {message}")]
+    InvalidCron {
+        /// What is wrong.
+        message: String,
+    },
+    /// Not an IANA zone name.
+    #[error("schedule.timezone: unknown time zone {timezone:?}; use an IANA name like \"Europe/Berlin\"")]
+    UnknownTimezone {
+        /// What the user sent.
+        timezone: String,
+    },
+    /// `every`/`after` is not a positive duration.
+    #[error("schedule.{field}: {message}")]
+    InvalidInterval {
+        /// `every` or `after`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// `at` is not an RFC 3339 instant or is in the past.
+    #[error("schedule.at: {message}")]
+    InvalidInstant {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ScheduleError {
+    /// The stable code the API reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ScheduleError::Shape { .. } => "invalid_schedule",
+            ScheduleError::InvalidCron { .. } => "invalid_cron",
+            ScheduleError::UnknownTimezone { .. } => "unknown_timezone",
+            ScheduleError::InvalidInterval { .. } => "invalid_interval",
+            ScheduleError::InvalidInstant { .. } => "invalid_instant",
+        }
+    }
+}
+
+/// The JSON form, as users send it and as the API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    every: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<String>,
+}
+
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+fn interval(field: &'static str, text: &str) -> Result<Duration, ScheduleError> {
+    let duration = crate::units::parse_duration(text).map_err(|message| ScheduleError::InvalidInterval { field, message })?;
+    if duration < MIN_INTERVAL {
+        return Err(ScheduleError::InvalidInterval {
+            field,
+            message: format!("{text:?} is shorter than the minimum of 1s"),
+        });
+    }
+    Ok(duration)
+}
+
+impl Schedule {
+    /// Validates the JSON a user sent; `null` means on demand (None).
+    pub fn from_json(value: &Value) -> Result<Option<Schedule>, ScheduleError> {
+        if value.is_null() {
+            return Ok(None);
+        }
+        let json: ScheduleJson = serde_json::from_value(value.clone()).map_err(|error| ScheduleError::Shape {
+            message: format!(
+                "{error}; expected one of {{\"cron\", \"timezone\"?}}, {{\"every\"}}, {{\"after\"}}, {{\"at\"}} or null"
+            ),
+        })?;
+        let kinds = [&json.cron, &json.every, &json.after, &json.at].iter().filter(|kind| kind.is_some()).count();
+        if kinds != 1 {
+            return Err(ScheduleError::Shape {
+                message: "give exactly one of \"cron\", \"every\", \"after\", \"at\" (or null for on demand)".to_string(),
+            });
+        }
+        if json.timezone.is_some() && json.cron.is_none() {
+            return Err(ScheduleError::Shape { message: "\"timezone\" only applies to \"cron\"".to_string() });
+        }
+        if let Some(expression) = json.cron {
+            let parsed = CronExpr::parse(&expression).map_err(|error| ScheduleError::InvalidCron { message: error.message })?;
+            let timezone = match json.timezone.as_deref() {
+                None => Tz::UTC,
+                Some(name) => name
+                    .parse::<Tz>()
+                    .map_err(|_| ScheduleError::UnknownTimezone { timezone: name.to_string() })?,
+            };
+            return Ok(Some(Schedule::Cron { expression, parsed, timezone }));
+        }
+        if let Some(text) = json.every {
+            return Ok(Some(Schedule::Every(interval("every", &text)?)));
+        }
+        if let Some(text) = json.after {
+            return Ok(Some(Schedule::After(interval("after", &text)?)));
+        }
+        let text = json.at.unwrap_or_default();
+        let at = DateTime::parse_from_rfc3339(&text).map_err(|error| ScheduleError::InvalidInstant {
+            message: format!("{text:?} is not an RFC 3339 instant like \"2026-12-01T14:00:00-03:00\" ({error})"),
+        })?;
+        Ok(Some(Schedule::At(at.with_timezone(&Utc))))
+    }
+
+    /// The JSON form (the inverse of [`Schedule::from_json`]).
+    pub fn to_json(&self) -> Value {
+        let json = match self {
+            Schedule::Cron { expression, timezone, .. } => ScheduleJson {
+                cron: Some(expression.clone()),
+                timezone: Some(timezone.name().to_string()),
+                ..ScheduleJson::default()
+            },
+            Schedule::Every(every) => ScheduleJson {
+                every: Some(crate::units::format_duration(*every)),
+                ..ScheduleJson::default()
+            },
+            Schedule::After(after) => ScheduleJson {
+                after: Some(crate::units::format_duration(*after)),
+                ..ScheduleJson::default()
+            },
+            Schedule::At(at) => ScheduleJson {
+                at: Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                ..ScheduleJson::default()
+            },
+        };
+        serde_json::to_value(json).expect("a struct of strings always serializes")
+    }
+
+    /// The first fire strictly after `after`. `anchor` is when the job was
+    /// created (the origin of `every`); `last_finished` is when its previous
+    /// run finished (the origin of `after`).
+    pub fn next_fire(
+        &self,
+        after: DateTime<Utc>,
+        anchor: DateTime<Utc>,
+        last_finished: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron { parsed, timezone, .. } => zoned::next_fire(parsed, *timezone, after),
+            Schedule::Every(every) => {
+                let every = chrono::Duration::from_std(*every).ok()?;
+                if after < anchor {
+                    return Some(anchor + every);
+                }
+                let periods = (after - anchor).num_milliseconds() / every.num_milliseconds().max(1) + 1;
+                Some(anchor + every * i32::try_from(periods).ok()?)
+            }
+            Schedule::After(delay) => {
+                let next = last_finished.unwrap_or(anchor) + chrono::Duration::from_std(*delay).ok()?;
+                Some(next.max(after + chrono::Duration::milliseconds(1)))
+            }
+            Schedule::At(at) => (*at > after).then_some(*at),
+        }
+    }
+
+    /// The next `count` fires strictly after `from` (for previews).
+    pub fn preview(&self, from: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+        let mut fires = Vec::with_capacity(count);
+        let mut at = from;
+        while fires.len() < count {
+            let Some(next) = self.next_fire(at, from, None) else { break };
+            fires.push(next);
+            at = next;
+            if matches!(self, Schedule::After(_)) {
+                // Each run of an `after` job starts the delay again; a preview
+                // assumes runs take no time.
+                break;
+            }
+        }
+        fires
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Schedule::from_json(&value)
+            .map_err(serde::de::Error::custom)?
+            .ok_or_else(|| serde::de::Error::custom("schedule: null where a schedule was expected"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn schedule_json_is_validated_with_a_code_per_problem() {
+        let rows = [
+            (json!({"cron": "0 19 * * MON-FRI", "timezone": "America/Sao_Paulo"}), None),
+            (json!({"cron": "@daily"}), None),
+            (json!({"every": "30s"}), None),
+            (json!({"after": "1m"}), None),
+            (json!({"at": "2026-12-01T14:00:00-03:00"}), None),
+            (json!({"cron": "61 * * * *"}), Some("invalid_cron")),
+            (json!({"cron": "* * * * *", "timezone": "Mars/Olympus"}), Some("unknown_timezone")),
+            (json!({"every": "0s"}), Some("invalid_interval")),
+            (json!({"every": "-5s"}), Some("invalid_interval")),
+            (json!({"after": "soon"}), Some("invalid_interval")),
+            (json!({"at": "tomorrow"}), Some("invalid_instant")),
+            (json!({"every": "30s", "after": "1m"}), Some("invalid_schedule")),
+            (json!({"every": "30s", "timezone": "UTC"}), Some("invalid_schedule")),
+            (json!({"hourly": true}), Some("invalid_schedule")),
+            (json!({}), Some("invalid_schedule")),
+            (json!("* * * * *"), Some("invalid_schedule")),
+        ];
+        for (value, expected) in rows {
+            let code = Schedule::from_json(&value).err().map(|error| error.code());
+            assert_eq!(code, expected, "{value}");
+        }
+        assert_eq!(Schedule::from_json(&Value::Null).unwrap(), None);
+    }
+
+    #[test]
+    fn json_round_trips() {
+        for value in [
+            json!({"cron": "0 19 * * MON-FRI", "timezone": "America/Sao_Paulo"}),
+            json!({"every": "30s"}),
+            json!({"after": "1m 30s"}),
+            json!({"at": "2026-12-01T17:00:00.000Z"}),
+        ] {
+            let schedule = Schedule::from_json(&value).unwrap().unwrap();
+            assert_eq!(schedule.to_json(), value);
+        }
+    }
+
+    #[test]
+    fn every_is_anchored_to_creation_and_does_not_drift() {
+        let schedule = Schedule::Every(Duration::from_secs(30));
+        let anchor = utc("2026-11-25T10:00:00.250Z");
+        assert_eq!(schedule.next_fire(anchor, anchor, None), Some(utc("2026-11-25T10:00:30.250Z")));
+        // Asked late (say after a slow run), the next fire stays on the grid.
+        assert_eq!(
+            schedule.next_fire(utc("2026-11-25T10:07:41Z"), anchor, None),
+            Some(utc("2026-11-25T10:08:00.250Z"))
+        );
+    }
+
+    #[test]
+    fn after_counts_from_the_last_finish_and_at_fires_once() {
+        let after = Schedule::After(Duration::from_secs(60));
+        let anchor = utc("2026-11-25T10:00:00Z");
+        assert_eq!(after.next_fire(anchor, anchor, None), Some(utc("2026-11-25T10:01:00Z")));
+        assert_eq!(
+            after.next_fire(anchor, anchor, Some(utc("2026-11-25T10:05:10Z"))),
+            Some(utc("2026-11-25T10:06:10Z"))
+        );
+        let at = Schedule::At(utc("2026-12-01T17:00:00Z"));
+        assert_eq!(at.next_fire(anchor, anchor, None), Some(utc("2026-12-01T17:00:00Z")));
+        assert_eq!(at.next_fire(utc("2026-12-01T17:00:00Z"), anchor, None), None);
+    }
+
+    #[test]
+    fn preview_lists_fires_after_from() {
+        let schedule = Schedule::from_json(&json!({"cron": "*/15 * * * *"})).unwrap().unwrap();
+        let fires = schedule.preview(utc("2026-11-25T10:00:00Z"), 3);
+        assert_eq!(fires, [utc("2026-11-25T10:15:00Z"), utc("2026-11-25T10:30:00Z"), utc("2026-11-25T10:45:00Z")]);
+    }
+}

@@ -1,0 +1,228 @@
+//! Cron in a time zone: turning matching wall-clock times into instants the
+//! way Vixie/cronie cron does across DST (see DESIGN.md, "Schedules"):
+//!
+//! - fixed-time schedules fire once per matching wall time; a wall time in a
+//!   spring-forward gap fires at the gap's end, a repeated one at its first
+//!   occurrence;
+//! - wildcard schedules follow real time: every instant whose local wall time
+//!   matches, so both copies of a repeated hour and none of a skipped one.
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+
+use super::cron::CronExpr;
+
+/// How far ahead a search for the next fire looks before giving up
+/// (covers Feb 29 on a given weekday, which can be 28 years away).
+const HORIZON_DAYS: i64 = 366 * 30;
+
+/// The first fire strictly after `after`.
+pub fn next_fire(expr: &CronExpr, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    // Fires are whole seconds; "strictly after" starts at the next second.
+    let start = after.with_nanosecond(0)? + Duration::seconds(1);
+    if expr.is_fixed_time() {
+        next_fixed_time(expr, tz, start)
+    } else {
+        next_real_time(expr, tz, start)
+    }
+}
+
+fn offset_seconds(tz: Tz, at: DateTime<Utc>) -> i64 {
+    i64::from(tz.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc())
+}
+
+fn wall_time(tz: Tz, at: DateTime<Utc>) -> NaiveDateTime {
+    at.with_timezone(&tz).naive_local()
+}
+
+/// Fixed-time: walk matching wall times in order; each maps to its first
+/// occurrence, or to the end of the gap it falls in.
+fn next_fixed_time(expr: &CronExpr, tz: Tz, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let horizon = start + Duration::days(HORIZON_DAYS);
+    let mut wall = wall_time(tz, start);
+    // A repeated hour: the wall clock at `start` may be in the second copy
+    // while matches earlier in that copy already fired in the first one, so
+    // begin the search an hour of wall time earlier and let the instant
+    // comparison below discard what already happened.
+    wall -= Duration::hours(3);
+    loop {
+        let candidate = expr.next_wall_time(wall, HORIZON_DAYS)?;
+        let instant = match tz.from_local_datetime(&candidate) {
+            LocalResult::Single(at) => at.with_timezone(&Utc),
+            LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+            LocalResult::None => gap_end(tz, candidate)?,
+        };
+        if instant >= start {
+            return Some(instant);
+        }
+        if instant > horizon {
+            return None;
+        }
+        wall = candidate + Duration::seconds(1);
+    }
+}
+
+/// The first instant whose wall time is after `missing`, a wall time that
+/// does not exist because the clocks jumped over it.
+fn gap_end(tz: Tz, missing: NaiveDateTime) -> Option<DateTime<Utc>> {
+    // Search a window wide enough for any real offset change (under 26 h),
+    // in which wall time only moves forward.
+    let guess = Utc.from_utc_datetime(&missing);
+    let (mut low, mut high) = (guess - Duration::hours(26), guess + Duration::hours(26));
+    if wall_time(tz, high) <= missing {
+        return None;
+    }
+    while (high - low) > Duration::seconds(1) {
+        let middle = low + (high - low) / 2;
+        if wall_time(tz, middle) > missing {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
+    Some(high.with_nanosecond(0)?)
+}
+
+/// Wildcard: walk real time in spans of one UTC offset; within a span wall
+/// time is continuous, so the next match is a wall-clock search.
+fn next_real_time(expr: &CronExpr, tz: Tz, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let horizon = start + Duration::days(HORIZON_DAYS);
+    let mut span_start = start;
+    while span_start <= horizon {
+        let offset = offset_seconds(tz, span_start);
+        let span_end = next_offset_change(tz, span_start, offset, horizon);
+        let wall_start = span_start.naive_utc() + Duration::seconds(offset);
+        if let Some(wall) = expr.next_wall_time(wall_start, HORIZON_DAYS) {
+            let instant = Utc.from_utc_datetime(&(wall - Duration::seconds(offset)));
+            if span_end.is_none_or(|end| instant < end) {
+                return Some(instant);
+            }
+        }
+        span_start = span_end?;
+    }
+    None
+}
+
+/// The first instant after `from` whose UTC offset differs from `offset`,
+/// if one comes before `limit`. Zones change offset at most a few times a
+/// year, never twice within a day, so probing day by day and then bisecting
+/// finds every change.
+fn next_offset_change(tz: Tz, from: DateTime<Utc>, offset: i64, limit: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut low = from;
+    loop {
+        let high = low + Duration::days(1);
+        if offset_seconds(tz, high) != offset {
+            let (mut low, mut high) = (low, high);
+            while (high - low) > Duration::seconds(1) {
+                let middle = low + (high - low) / 2;
+                if offset_seconds(tz, middle) != offset {
+                    high = middle;
+                } else {
+                    low = middle;
+                }
+            }
+            return Some(high.with_nanosecond(0)?);
+        }
+        if high > limit {
+            return None;
+        }
+        low = high;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn fires(expr: &str, tz: &str, from: &str, count: usize) -> Vec<String> {
+        let expr = CronExpr::parse(expr).unwrap();
+        let tz: Tz = tz.parse().unwrap();
+        let mut at = utc(from);
+        let mut out = Vec::new();
+        for _ in 0..count {
+            at = next_fire(&expr, tz, at).unwrap();
+            out.push(at.with_timezone(&tz).to_rfc3339());
+        }
+        out
+    }
+
+    #[test]
+    fn fixed_time_in_spring_gap_fires_at_gap_end_once() {
+        // New York springs forward 2026-03-08 02:00 -> 03:00.
+        assert_eq!(
+            fires("30 2 * * *", "America/New_York", "2026-03-07T12:00:00-05:00", 3),
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00", "2026-03-10T02:30:00-04:00"]
+        );
+        // Two wall times inside the gap collapse into one fire.
+        assert_eq!(
+            fires("0,30 2 * * *", "America/New_York", "2026-03-08T00:00:00-05:00", 2),
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]
+        );
+    }
+
+    #[test]
+    fn fixed_time_in_repeated_hour_fires_at_first_occurrence_only() {
+        // New York falls back 2026-11-01 02:00 -> 01:00.
+        assert_eq!(
+            fires("30 1 * * *", "America/New_York", "2026-10-31T12:00:00-04:00", 2),
+            ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]
+        );
+        // Asked from inside the second copy, it does not fire again.
+        assert_eq!(
+            fires("45 1 * * *", "America/New_York", "2026-11-01T01:10:00-05:00", 1),
+            ["2026-11-02T01:45:00-05:00"]
+        );
+    }
+
+    #[test]
+    fn wildcard_follows_real_time_across_dst() {
+        assert_eq!(
+            fires("30 * * * *", "America/New_York", "2026-11-01T00:00:00-04:00", 4),
+            [
+                "2026-11-01T00:30:00-04:00",
+                "2026-11-01T01:30:00-04:00",
+                "2026-11-01T01:30:00-05:00",
+                "2026-11-01T02:30:00-05:00"
+            ]
+        );
+        assert_eq!(
+            fires("30 * * * *", "America/New_York", "2026-03-08T00:00:00-05:00", 3),
+            ["2026-03-08T00:30:00-05:00", "2026-03-08T01:30:00-05:00", "2026-03-08T03:30:00-04:00"]
+        );
+    }
+
+    #[test]
+    fn half_hour_zone_and_southern_hemisphere() {
+        // Lord Howe moves by 30 minutes; Sao Paulo has no DST any more.
+        assert_eq!(
+            fires("0 19 * * MON-FRI", "America/Sao_Paulo", "2026-11-27T20:00:00-03:00", 1),
+            ["2026-11-30T19:00:00-03:00"]
+        );
+        assert_eq!(
+            fires("15 2 * * *", "Australia/Lord_Howe", "2026-10-03T12:00:00+10:30", 1),
+            ["2026-10-04T02:30:00+11:00"]
+        );
+    }
+
+    #[test]
+    fn fires_strictly_increase_and_match() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        for text in ["*/7 * * * *", "0 2 * * *", "30 2 * * SUN", "*/20 * * * * *", "0 */3 * * *"] {
+            let expr = CronExpr::parse(text).unwrap();
+            let mut at = utc("2026-03-27T00:00:00Z");
+            for _ in 0..200 {
+                let next = next_fire(&expr, tz, at).unwrap();
+                assert!(next > at, "{text}: {next} after {at}");
+                let wall = wall_time(tz, next);
+                if tz.from_local_datetime(&wall).single().is_some() && !expr.is_fixed_time() {
+                    assert!(expr.matches(wall), "{text}: {wall} should match");
+                }
+                at = next;
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Durable state behind one trait, so another backend (PostgreSQL) can come
+//! without touching the rest. Every key carries the tenant. The store knows
+//! records and bytes, nothing of wasmtime or HTTP.
+//!
+//! Durability: writes are atomic per call; they are durable once
+//! [`Store::flush`] (or [`Store::flush_async`]) has returned. The API flushes
+//! before acknowledging a state change.
+
+mod sled_store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
+
+pub use sled_store::SledStore;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption).
+    #[error("storage: {0}")]
+    Backend(String),
+    /// A stored record did not decode.
+    #[error("stored record {key} is unreadable: {message}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// Another job of the tenant has this name.
+    #[error("a job named {name:?} already exists")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// The data directory is held by another process.
+    #[error("{0}")]
+    Locked(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A boxed future of a store result.
+pub type StoreFuture = Pin<Box<dyn Future<Output = StoreResult<()>> + Send>>;
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this job's runs.
+    pub job_id: Option<String>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs older than this run id (the previous page's last id).
+    pub before: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// The result of adding plugin bytes under a name.
+#[derive(Debug, Clone)]
+pub struct AddedPlugin {
+    /// The version that holds these bytes.
+    pub version: PluginVersion,
+    /// False when the same bytes were already a version of this name.
+    pub created: bool,
+}
+
+/// Everything sandcron keeps.
+pub trait Store: Send + Sync + 'static {
+    /// Adds `bytes` as the next version of `name`, or returns the version
+    /// that already holds the same digest.
+    fn add_plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<AddedPlugin>;
+    /// Every version of every plugin of the tenant, by name then version.
+    fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>>;
+    /// The versions of one plugin, oldest first.
+    fn plugin_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<PluginVersion>>;
+    /// Deletes every version of a plugin; returns how many there were.
+    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<usize>;
+    /// The component bytes with this digest.
+    fn plugin_bytes(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A compiled artifact for (digest, engine fingerprint).
+    fn artifact(&self, digest: &str, engine: &str) -> StoreResult<Option<(Artifact, Vec<u8>)>>;
+    /// Stores a compiled artifact.
+    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<()>;
+
+    /// Creates a job; fails with [`StoreError::NameTaken`] if the name is used.
+    fn insert_job(&self, job: &Job) -> StoreResult<()>;
+    /// Replaces a job (same id), moving its name if it changed.
+    fn update_job(&self, job: &Job) -> StoreResult<()>;
+    /// A job by id.
+    fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
+    /// A job's id by its name.
+    fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>>;
+    /// The tenant's jobs, oldest first.
+    fn list_jobs(&self, tenant: &str) -> StoreResult<Vec<Job>>;
+    /// Deletes a job and its kv state (its runs stay); false if absent.
+    fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+
+    /// Writes a new run (queued).
+    fn insert_run(&self, run: &Run) -> StoreResult<()>;
+    /// Rewrites a run's record (status changes).
+    fn update_run(&self, run: &Run) -> StoreResult<()>;
+    /// Writes a finished run with its output and log in one atomic step.
+    fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()>;
+    /// A run by id.
+    fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>>;
+    /// A run's output.
+    fn run_output(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A run's captured log.
+    fn run_log(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Runs matching `filter`, newest first.
+    fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>>;
+    /// Every queued or running run of every tenant (for recovery at start).
+    fn unfinished_runs(&self) -> StoreResult<Vec<Run>>;
+
+    /// A job's kv value.
+    fn kv_get(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Sets a job's kv value.
+    fn kv_set(&self, tenant: &str, job_id: &str, key: &str, value: &[u8]) -> StoreResult<()>;
+    /// Removes a job's kv value.
+    fn kv_delete(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<()>;
+    /// A job's kv keys with `prefix`, in order, at most `limit`.
+    fn kv_keys(&self, tenant: &str, job_id: &str, prefix: &str, limit: usize) -> StoreResult<Vec<String>>;
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> StoreResult<()>;
+    /// Makes every write so far durable without blocking a runtime thread.
+    fn flush_async(&self) -> StoreFuture;
+}

@@ -1,0 +1,470 @@
+//! The embedded default: sled 0.34. Records are JSON, keys are
+//! `tenant \0 ...` byte strings so a tenant's objects form one range.
+//! Multi-tree writes go through sled transactions so they land together.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::{Db, Tree};
+
+use super::{AddedPlugin, RunFilter, Store, StoreError, StoreFuture, StoreResult};
+use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
+
+/// sled-backed [`Store`].
+#[derive(Clone)]
+pub struct SledStore {
+    db: Db,
+    plugins: Tree,
+    plugin_bytes: Tree,
+    artifacts: Tree,
+    artifact_bytes: Tree,
+    jobs: Tree,
+    job_names: Tree,
+    runs: Tree,
+    runs_by_job: Tree,
+    active_runs: Tree,
+    outputs: Tree,
+    logs: Tree,
+    kv: Tree,
+}
+
+fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|part| part.len() + 1).sum());
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut prefix = key(parts);
+    prefix.push(0);
+    prefix
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records are plain data and always serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).replace('\0', "/"),
+        message: error.to_string(),
+    })
+}
+
+fn last_part(key: &[u8]) -> &[u8] {
+    key.rsplit(|byte| *byte == 0).next().unwrap_or(key)
+}
+
+fn transaction_error(error: TransactionError<StoreError>) -> StoreError {
+    match error {
+        TransactionError::Abort(error) => error,
+        TransactionError::Storage(error) => error.into(),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path`. A second process on the
+    /// same path fails with [`StoreError::Locked`].
+    pub fn open(path: &Path) -> StoreResult<SledStore> {
+        let db = sled::Config::new().path(path).open().map_err(|error| match &error {
+            sled::Error::Io(io) if io.to_string().contains("lock") || io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Locked(format!(
+                    "the database {} is in use by another process (is another sandcron daemon running on this data dir?): {io}",
+                    path.display()
+                ))
+            }
+            _ => StoreError::Backend(format!("cannot open {}: {error}", path.display())),
+        })?;
+        let tree = |name: &str| db.open_tree(name);
+        Ok(SledStore {
+            plugins: tree("plugins")?,
+            plugin_bytes: tree("plugin_bytes")?,
+            artifacts: tree("artifacts")?,
+            artifact_bytes: tree("artifact_bytes")?,
+            jobs: tree("jobs")?,
+            job_names: tree("job_names")?,
+            runs: tree("runs")?,
+            runs_by_job: tree("runs_by_job")?,
+            active_runs: tree("active_runs")?,
+            outputs: tree("outputs")?,
+            logs: tree("logs")?,
+            kv: tree("kv")?,
+            db,
+        })
+    }
+
+    fn scan<T: DeserializeOwned>(tree: &Tree, prefix: &[u8]) -> StoreResult<Vec<T>> {
+        tree.scan_prefix(prefix)
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> StoreResult<Option<T>> {
+        tree.get(key)?.map(|value| decode(key, &value)).transpose()
+    }
+
+    fn write_run(&self, run: &Run, output_and_log: Option<(&[u8], &[u8])>) -> StoreResult<()> {
+        let run_key = key(&[run.tenant.as_bytes(), run.id.as_bytes()]);
+        let job_key = key(&[run.tenant.as_bytes(), run.job_id.as_bytes(), run.id.as_bytes()]);
+        let record = encode(run);
+        let finished = run.status.is_finished();
+        (&self.runs, &self.runs_by_job, &self.active_runs, &self.outputs, &self.logs)
+            .transaction(|(runs, runs_by_job, active_runs, outputs, logs)| {
+                runs.insert(run_key.as_slice(), record.as_slice())?;
+                runs_by_job.insert(job_key.as_slice(), &[] as &[u8])?;
+                if finished {
+                    active_runs.remove(run_key.as_slice())?;
+                } else {
+                    active_runs.insert(run_key.as_slice(), &[] as &[u8])?;
+                }
+                if let Some((output, log)) = output_and_log {
+                    outputs.insert(run_key.as_slice(), output)?;
+                    logs.insert(run_key.as_slice(), log)?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(transaction_error)
+    }
+}
+
+impl Store for SledStore {
+    fn add_plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<AddedPlugin> {
+        let existing = self.plugin_versions(tenant, name)?;
+        if let Some(version) = existing.iter().find(|version| version.digest == digest) {
+            return Ok(AddedPlugin { version: version.clone(), created: false });
+        }
+        let next = existing.last().map_or(1, |version| version.version + 1);
+        let version = PluginVersion {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            version: next,
+            digest: digest.to_string(),
+            size: bytes.len() as u64,
+            created_at: now,
+        };
+        let record_key = key(&[tenant.as_bytes(), name.as_bytes(), &next.to_be_bytes()]);
+        let record = encode(&version);
+        (&self.plugins, &self.plugin_bytes)
+            .transaction(|(plugins, plugin_bytes)| {
+                // Two uploads racing for the same next version: the second aborts.
+                if plugins.get(record_key.as_slice())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Backend(
+                        "a concurrent upload took this version; try again".to_string(),
+                    )));
+                }
+                plugins.insert(record_key.as_slice(), record.as_slice())?;
+                plugin_bytes.insert(digest.as_bytes(), bytes)?;
+                Ok(())
+            })
+            .map_err(transaction_error)?;
+        Ok(AddedPlugin { version, created: true })
+    }
+
+    fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>> {
+        Self::scan(&self.plugins, &prefix(&[tenant.as_bytes()]))
+    }
+
+    fn plugin_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<PluginVersion>> {
+        Self::scan(&self.plugins, &prefix(&[tenant.as_bytes(), name.as_bytes()]))
+    }
+
+    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<usize> {
+        let mut batch = sled::Batch::default();
+        let mut count = 0;
+        for entry in self.plugins.scan_prefix(prefix(&[tenant.as_bytes(), name.as_bytes()])) {
+            let (key, _) = entry?;
+            batch.remove(key);
+            count += 1;
+        }
+        self.plugins.apply_batch(batch)?;
+        Ok(count)
+    }
+
+    fn plugin_bytes(&self, digest: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.plugin_bytes.get(digest.as_bytes())?.map(|bytes| bytes.to_vec()))
+    }
+
+    fn artifact(&self, digest: &str, engine: &str) -> StoreResult<Option<(Artifact, Vec<u8>)>> {
+        let artifact_key = key(&[digest.as_bytes(), engine.as_bytes()]);
+        let Some(artifact) = Self::get::<Artifact>(&self.artifacts, &artifact_key)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .artifact_bytes
+            .get(&artifact_key)?
+            .map(|bytes| (artifact, bytes.to_vec())))
+    }
+
+    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<()> {
+        let artifact_key = key(&[artifact.digest.as_bytes(), artifact.engine.as_bytes()]);
+        let record = encode(artifact);
+        (&self.artifacts, &self.artifact_bytes)
+            .transaction(|(artifacts, artifact_bytes)| {
+                artifacts.insert(artifact_key.as_slice(), record.as_slice())?;
+                artifact_bytes.insert(artifact_key.as_slice(), bytes)?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(transaction_error)
+    }
+
+    fn insert_job(&self, job: &Job) -> StoreResult<()> {
+        let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
+        let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
+        let record = encode(job);
+        (&self.jobs, &self.job_names)
+            .transaction(|(jobs, job_names)| {
+                if job_names.get(name_key.as_slice())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::NameTaken { name: job.name.clone() }));
+                }
+                job_names.insert(name_key.as_slice(), job.id.as_bytes())?;
+                jobs.insert(job_key.as_slice(), record.as_slice())?;
+                Ok(())
+            })
+            .map_err(transaction_error)
+    }
+
+    fn update_job(&self, job: &Job) -> StoreResult<()> {
+        let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
+        let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
+        let record = encode(job);
+        (&self.jobs, &self.job_names)
+            .transaction(|(jobs, job_names)| {
+                if let Some(owner) = job_names.get(name_key.as_slice())?
+                    && owner.as_ref() != job.id.as_bytes()
+                {
+                    return Err(ConflictableTransactionError::Abort(StoreError::NameTaken { name: job.name.clone() }));
+                }
+                if let Some(previous) = jobs.get(job_key.as_slice())? {
+                    let previous: Job = decode(&job_key, &previous).map_err(ConflictableTransactionError::Abort)?;
+                    if previous.name != job.name {
+                        job_names.remove(key(&[job.tenant.as_bytes(), previous.name.as_bytes()]))?;
+                    }
+                }
+                job_names.insert(name_key.as_slice(), job.id.as_bytes())?;
+                jobs.insert(job_key.as_slice(), record.as_slice())?;
+                Ok(())
+            })
+            .map_err(transaction_error)
+    }
+
+    fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
+        Self::get(&self.jobs, &key(&[tenant.as_bytes(), id.as_bytes()]))
+    }
+
+    fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .job_names
+            .get(key(&[tenant.as_bytes(), name.as_bytes()]))?
+            .map(|id| String::from_utf8_lossy(&id).into_owned()))
+    }
+
+    fn list_jobs(&self, tenant: &str) -> StoreResult<Vec<Job>> {
+        Self::scan(&self.jobs, &prefix(&[tenant.as_bytes()]))
+    }
+
+    fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let Some(job) = self.job(tenant, id)? else {
+            return Ok(false);
+        };
+        let job_key = key(&[tenant.as_bytes(), id.as_bytes()]);
+        let name_key = key(&[tenant.as_bytes(), job.name.as_bytes()]);
+        let kv_keys: Vec<sled::IVec> = self
+            .kv
+            .scan_prefix(prefix(&[tenant.as_bytes(), id.as_bytes()]))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        (&self.jobs, &self.job_names, &self.kv)
+            .transaction(|(jobs, job_names, kv)| {
+                jobs.remove(job_key.as_slice())?;
+                job_names.remove(name_key.as_slice())?;
+                for kv_key in &kv_keys {
+                    kv.remove(kv_key)?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(transaction_error)?;
+        Ok(true)
+    }
+
+    fn insert_run(&self, run: &Run) -> StoreResult<()> {
+        self.write_run(run, None)
+    }
+
+    fn update_run(&self, run: &Run) -> StoreResult<()> {
+        self.write_run(run, None)
+    }
+
+    fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()> {
+        self.write_run(run, Some((output, log)))
+    }
+
+    fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>> {
+        Self::get(&self.runs, &key(&[tenant.as_bytes(), id.as_bytes()]))
+    }
+
+    fn run_output(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.outputs.get(key(&[tenant.as_bytes(), id.as_bytes()]))?.map(|bytes| bytes.to_vec()))
+    }
+
+    fn run_log(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.logs.get(key(&[tenant.as_bytes(), id.as_bytes()]))?.map(|bytes| bytes.to_vec()))
+    }
+
+    fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>> {
+        // Run ids sort by time, so walking keys backwards lists newest first.
+        let (tree, scope) = match &filter.job_id {
+            Some(job_id) => (&self.runs_by_job, prefix(&[tenant.as_bytes(), job_id.as_bytes()])),
+            None => (&self.runs, prefix(&[tenant.as_bytes()])),
+        };
+        let upper = match &filter.before {
+            Some(before) => [scope.as_slice(), before.as_bytes()].concat(),
+            None => [scope.as_slice(), &[0xff]].concat(),
+        };
+        let mut runs = Vec::new();
+        for entry in tree.range(scope.clone()..upper).rev() {
+            if runs.len() >= filter.limit {
+                break;
+            }
+            let (entry_key, value) = entry?;
+            let run: Run = if filter.job_id.is_some() {
+                let run_id = String::from_utf8_lossy(last_part(&entry_key)).into_owned();
+                match self.run(tenant, &run_id)? {
+                    Some(run) => run,
+                    None => continue,
+                }
+            } else {
+                decode(&entry_key, &value)?
+            };
+            if filter.status.is_none_or(|status| run.status == status) {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+
+    fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
+        let mut runs = Vec::new();
+        for entry in self.active_runs.iter() {
+            let (run_key, _) = entry?;
+            if let Some(value) = self.runs.get(&run_key)? {
+                let run: Run = decode(&run_key, &value)?;
+                if matches!(run.status, RunStatus::Queued | RunStatus::Running) {
+                    runs.push(run);
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    fn kv_get(&self, tenant: &str, job_id: &str, kv_key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .kv
+            .get(key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]))?
+            .map(|bytes| bytes.to_vec()))
+    }
+
+    fn kv_set(&self, tenant: &str, job_id: &str, kv_key: &str, value: &[u8]) -> StoreResult<()> {
+        self.kv
+            .insert(key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]), value)?;
+        Ok(())
+    }
+
+    fn kv_delete(&self, tenant: &str, job_id: &str, kv_key: &str) -> StoreResult<()> {
+        self.kv.remove(key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]))?;
+        Ok(())
+    }
+
+    fn kv_keys(&self, tenant: &str, job_id: &str, kv_prefix: &str, limit: usize) -> StoreResult<Vec<String>> {
+        let scope = prefix(&[tenant.as_bytes(), job_id.as_bytes()]);
+        let start = [scope.as_slice(), kv_prefix.as_bytes()].concat();
+        self.kv
+            .scan_prefix(start)
+            .keys()
+            .take(limit)
+            .map(|entry| {
+                let full = entry?;
+                Ok(String::from_utf8_lossy(&full[scope.len()..]).into_owned())
+            })
+            .collect()
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn flush_async(&self) -> StoreFuture {
+        let db = self.db.clone();
+        Box::pin(async move {
+            db.flush_async().await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_give_back_the_same_version_and_new_bytes_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let first = store.add_plugin_version("t", "p", "aa", b"one", now).unwrap();
+        assert!(first.created);
+        assert_eq!(first.version.version, 1);
+        let again = store.add_plugin_version("t", "p", "aa", b"one", now).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.version.version, 1);
+        let second = store.add_plugin_version("t", "p", "bb", b"two", now).unwrap();
+        assert_eq!(second.version.version, 2);
+        // Another tenant's versions are its own.
+        assert_eq!(store.add_plugin_version("u", "p", "bb", b"two", now).unwrap().version.version, 1);
+        assert_eq!(store.plugin_versions("t", "p").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn kv_keys_are_scoped_to_tenant_and_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.kv_set("t", "j1", "a/1", b"x").unwrap();
+        store.kv_set("t", "j1", "a/2", b"y").unwrap();
+        store.kv_set("t", "j2", "a/3", b"z").unwrap();
+        store.kv_set("u", "j1", "a/4", b"w").unwrap();
+        assert_eq!(store.kv_keys("t", "j1", "a/", 10).unwrap(), ["a/1", "a/2"]);
+        assert_eq!(store.kv_keys("t", "j1", "", 1).unwrap(), ["a/1"]);
+        assert_eq!(store.kv_get("u", "j1", "a/1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SledStore::open(dir.path()).unwrap();
+        // sled's lock is per process file lock; a second open in the same
+        // process is refused too.
+        match SledStore::open(dir.path()) {
+            Err(StoreError::Locked(message)) => assert!(message.contains("in use")),
+            Err(other) => panic!("expected Locked, got {other}"),
+            Ok(_) => panic!("a second open must fail"),
+        }
+    }
+}

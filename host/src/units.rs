@@ -1,0 +1,135 @@
+//! Durations ("90s", "1h30m") and byte sizes (67108864, "64MiB") as users
+//! write them in JSON, TOML and flags. Pure parsing; no I/O.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A duration as text (`"90s"`, `"1h 30m"`, `"250ms"`) or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("is empty; expected a duration like \"30s\" or \"5m\"".to_string());
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| format!("{text:?} is not a duration like \"30s\" or \"5m\" ({error})"))
+}
+
+/// Writes a duration the way [`parse_duration`] reads it back ("1m 30s").
+pub fn format_duration(duration: Duration) -> String {
+    if duration.is_zero() {
+        return "0s".to_string();
+    }
+    humantime::format_duration(duration).to_string()
+}
+
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("kib", 1 << 10),
+    ("mib", 1 << 20),
+    ("gib", 1 << 30),
+    ("kb", 1_000),
+    ("mb", 1_000_000),
+    ("gb", 1_000_000_000),
+    ("k", 1 << 10),
+    ("m", 1 << 20),
+    ("g", 1 << 30),
+    ("b", 1),
+];
+
+/// A byte size as a number of bytes or text with a unit (`"64MiB"`, `"512 KiB"`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let (number, multiplier) = SIZE_UNITS
+        .iter()
+        .find_map(|(suffix, multiplier)| lower.strip_suffix(suffix).map(|number| (number.trim(), *multiplier)))
+        .unwrap_or((lower.as_str(), 1));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{trimmed:?} is not a size like 67108864 or \"64MiB\""))?;
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{trimmed:?} is too large"))
+}
+
+/// A JSON/TOML value that is either a number or a string, for fields that
+/// take `30` or `"30s"`, `67108864` or `"64MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NumberOrText {
+    /// A plain non-negative integer.
+    Number(u64),
+    /// Text with a unit.
+    Text(String),
+}
+
+impl NumberOrText {
+    /// Reads the value as a duration (numbers are seconds).
+    pub fn to_duration(&self) -> Result<Duration, String> {
+        match self {
+            NumberOrText::Number(seconds) => Ok(Duration::from_secs(*seconds)),
+            NumberOrText::Text(text) => parse_duration(text),
+        }
+    }
+
+    /// Reads the value as a byte size (numbers are bytes).
+    pub fn to_size(&self) -> Result<u64, String> {
+        match self {
+            NumberOrText::Number(bytes) => Ok(*bytes),
+            NumberOrText::Text(text) => parse_size(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_from_text_and_seconds() {
+        let rows: &[(&str, Option<u64>)] = &[
+            ("90s", Some(90_000)),
+            ("1m", Some(60_000)),
+            ("1h 30m", Some(5_400_000)),
+            ("1h30m", Some(5_400_000)),
+            ("250ms", Some(250)),
+            ("45", Some(45_000)),
+            ("", None),
+            ("soon", None),
+            ("-5s", None),
+        ];
+        for (text, expected_ms) in rows {
+            let parsed = parse_duration(text).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(parsed, *expected_ms, "parse_duration({text:?})");
+        }
+    }
+
+    #[test]
+    fn durations_format_round_trips() {
+        for ms in [0u64, 1, 1_000, 90_000, 5_400_000] {
+            let duration = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&format_duration(duration)).unwrap(), duration);
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        let rows: &[(&str, Option<u64>)] = &[
+            ("1024", Some(1024)),
+            ("64MiB", Some(64 << 20)),
+            ("64 MiB", Some(64 << 20)),
+            ("512k", Some(512 << 10)),
+            ("1GB", Some(1_000_000_000)),
+            ("12b", Some(12)),
+            ("lots", None),
+            ("-1", None),
+            ("99999999999999999999GiB", None),
+        ];
+        for (text, expected) in rows {
+            assert_eq!(parse_size(text).ok(), *expected, "parse_size({text:?})");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `sandcron-plugin`: write a sandcron job as one function.
+//!
+//! ```ignore
+//! use sandcron_plugin::{Context, log};
+//!
+//! fn run(ctx: Context, input: Vec<u8>) -> Result<Vec<u8>, String> {
+//!     log::info(&format!("run {} of job {}", ctx.run_id, ctx.job_name));
+//!     Ok(input)
+//! }
+//!
+//! sandcron_plugin::job!(run);
+//! ```
+//!
+//! The bindings are generated from the repository's `wit/` folder, the one
+//! source of the plugin contract; this crate only wraps them in plain Rust
+//! types (`&str`, `Vec<u8>`, `Option`, `Result<_, String>`).
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "job",
+        pub_export_macro: true,
+        export_macro_name: "__export_job_world",
+        default_bindings_module: "sandcron_plugin::bindings",
+    });
+}
+
+use bindings::sandcron::plugin as wit;
+
+pub use wit::types::Trigger;
+
+/// What the daemon tells a run about itself.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The tenant that owns the job.
+    pub tenant: String,
+    /// The job's id.
+    pub job_id: String,
+    /// The job's name.
+    pub job_name: String,
+    /// This run's id.
+    pub run_id: String,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub attempt: u32,
+    /// What started the run.
+    pub trigger: Trigger,
+    /// When the run was due, in milliseconds since the Unix epoch (UTC).
+    pub scheduled_at_ms: i64,
+}
+
+impl From<wit::types::RunContext> for Context {
+    fn from(ctx: wit::types::RunContext) -> Self {
+        Context {
+            tenant: ctx.tenant,
+            job_id: ctx.job_id,
+            job_name: ctx.job_name,
+            run_id: ctx.run_id,
+            attempt: ctx.attempt,
+            trigger: ctx.trigger,
+            scheduled_at_ms: ctx.scheduled_at,
+        }
+    }
+}
+
+/// Turns `fn run(ctx: Context, input: Vec<u8>) -> Result<Vec<u8>, String>`
+/// into the component's `run` export.
+#[macro_export]
+macro_rules! job {
+    ($run:path) => {
+        #[doc(hidden)]
+        pub struct __SandcronJob;
+
+        impl $crate::bindings::Guest for __SandcronJob {
+            fn run(
+                ctx: $crate::bindings::sandcron::plugin::types::RunContext,
+                input: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $run($crate::Context::from(ctx), input)
+            }
+        }
+
+        $crate::bindings::__export_job_world!(__SandcronJob with_types_in $crate::bindings);
+    };
+}
+
+/// Lines in the run's log.
+pub mod log {
+    use super::wit::log::{Level, log};
+
+    /// Logs at trace level.
+    pub fn trace(message: &str) {
+        log(Level::Trace, message)
+    }
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message)
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        log(Level::Info, message)
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message)
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        log(Level::Error, message)
+    }
+}
+
+/// Durable key-value state private to this job.
+pub mod kv {
+    use super::wit::kv;
+
+    /// The value stored under `key`, if any.
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        kv::get(key)
+    }
+    /// The value under `key` as UTF-8 text, if any and if it is text.
+    pub fn get_string(key: &str) -> Option<String> {
+        get(key).and_then(|bytes| String::from_utf8(bytes).ok())
+    }
+    /// Stores `value` under `key`.
+    pub fn set(key: &str, value: impl AsRef<[u8]>) -> Result<(), String> {
+        kv::set(key, value.as_ref())
+    }
+    /// Removes `key`.
+    pub fn delete(key: &str) -> Result<(), String> {
+        kv::delete(key)
+    }
+    /// Keys that start with `prefix`, in order.
+    pub fn keys(prefix: &str) -> Vec<String> {
+        kv::keys(prefix)
+    }
+}
+
+/// Outbound HTTP to the hosts the job may reach.
+pub mod http {
+    pub use super::wit::http::{Request, Response};
+
+    /// Sends `request`; an error says why the host refused or failed it.
+    pub fn fetch(request: &Request) -> Result<Response, String> {
+        super::wit::http::fetch(request)
+    }
+
+    /// A GET of `url` with no headers and the host's default timeout.
+    pub fn get(url: &str) -> Result<Response, String> {
+        fetch(&Request {
+            method: "GET".to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        })
+    }
+}
+
+/// Secrets the job was granted.
+pub mod secrets {
+    /// The secret's value, or `None` when it does not exist or is not granted.
+    pub fn get(name: &str) -> Option<String> {
+        super::wit::secrets::get(name)
+    }
+}
