@@ -19,10 +19,11 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8085";
 /// File in the data directory holding the admin token.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
-/// Fuel per run when a job names none. Measured with the `spin` plugin on
-/// the reference machine: about 1.5e9 units per second of compute, so this
-/// is roughly 20 s of pure computation, under the 30 s default timeout.
-pub const DEFAULT_FUEL: u64 = 30_000_000_000;
+/// Fuel per run when a job names none. Measured with the `spin` plugin (the
+/// tightest loop there is) on the reference 2-core machine: 1.3e10 units per
+/// second, so this is about 7.5 s of that loop and several times longer for
+/// ordinary code, whose instructions cost more than one cycle each.
+pub const DEFAULT_FUEL: u64 = 100_000_000_000;
 
 /// The daemon's settings.
 #[derive(Debug, Clone)]
@@ -222,14 +223,19 @@ impl ConfigArgs {
         };
         let mut config = Config::default();
         if let Some(listen) = self.listen.clone().or(file.listen) {
-            config.listen = listen
-                .parse()
-                .map_err(|error| ConfigError::Invalid { key: "listen", message: format!("{listen:?}: {error}") })?;
+            config.listen = listen.parse().map_err(|error| ConfigError::Invalid {
+                key: "listen",
+                message: format!("{listen:?}: {error}"),
+            })?;
         }
         if let Some(data_dir) = self.data_dir.clone().or(file.data_dir) {
             config.data_dir = data_dir;
         }
-        let plugin_bytes = self.max_plugin_bytes.clone().map(NumberOrText::Text).or(file.max_plugin_bytes);
+        let plugin_bytes = self
+            .max_plugin_bytes
+            .clone()
+            .map(NumberOrText::Text)
+            .or(file.max_plugin_bytes);
         if let Some(value) = plugin_bytes {
             config.max_plugin_bytes = value.to_size().map_err(invalid("max_plugin_bytes"))?;
         }
@@ -278,8 +284,14 @@ impl ConfigArgs {
 }
 
 fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    toml::from_str(&text).map_err(|error| ConfigError::Parse { path: path.to_path_buf(), message: error.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -313,9 +325,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
-        let args = ConfigArgs { config: Some(path), ..ConfigArgs::default() };
+        let args = ConfigArgs {
+            config: Some(path),
+            ..ConfigArgs::default()
+        };
         assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
-        let args = ConfigArgs { listen: Some("nowhere".to_string()), ..ConfigArgs::default() };
-        assert!(matches!(args.resolve(), Err(ConfigError::Invalid { key: "listen", .. })));
+        let args = ConfigArgs {
+            listen: Some("nowhere".to_string()),
+            ..ConfigArgs::default()
+        };
+        assert!(matches!(
+            args.resolve(),
+            Err(ConfigError::Invalid { key: "listen", .. })
+        ));
     }
 }

@@ -1,5 +1,21 @@
+//! sandcron: a job runner whose jobs are sandboxed WebAssembly components.
+//!
+//! The modules follow the path of a job, one stage each:
+//! upload -> [`plugin`] (validate, compile, cache) -> [`store`];
+//! job spec -> [`model`] + [`schedule`] (validate) -> [`store`] ->
+//! [`executor`] -> [`sandbox`] (wasmtime) -> run record + logs -> [`api`].
+//! [`config`] holds every default, [`auth`] maps tokens to tenants,
+//! [`client`] and [`cli`] are the command line on top of the HTTP API.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
+pub mod executor;
 pub mod model;
+pub mod plugin;
 pub mod sandbox;
 pub mod schedule;
 pub mod store;

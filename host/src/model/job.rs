@@ -307,7 +307,11 @@ pub struct ValidationError {
 
 impl ValidationError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ValidationError { code: "invalid_field", field: field.into(), message: message.into() }
+        ValidationError {
+            code: "invalid_field",
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -324,13 +328,21 @@ pub fn check_name(name: &str) -> Result<(), String> {
         return Err("is empty".to_string());
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("is {} characters long; the limit is {MAX_NAME_LEN}", name.len()));
+        return Err(format!(
+            "is {} characters long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        ));
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(format!("{name:?} must start with a letter or digit"));
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("{name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"));
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -357,7 +369,9 @@ fn check_host_pattern(pattern: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("{pattern:?} is not a host pattern like \"api.example.com\", \"*.example.com\" or \"example.com:8443\""))
+        Err(format!(
+            "{pattern:?} is not a host pattern like \"api.example.com\", \"*.example.com\" or \"example.com:8443\""
+        ))
     }
 }
 
@@ -368,7 +382,9 @@ fn resolve_limits(spec: Option<LimitsSpec>, defaults: &JobDefaults) -> Result<Li
         return Err(ValidationError::new("limits.fuel", "must be at least 1"));
     }
     let timeout = match spec.timeout {
-        Some(value) => value.to_duration().map_err(|message| ValidationError::new("limits.timeout", message))?,
+        Some(value) => value
+            .to_duration()
+            .map_err(|message| ValidationError::new("limits.timeout", message))?,
         None => defaults.timeout,
     };
     if timeout < Duration::from_millis(10) || timeout > defaults.max_timeout {
@@ -383,18 +399,29 @@ fn resolve_limits(spec: Option<LimitsSpec>, defaults: &JobDefaults) -> Result<Li
     }
     let size = |field: &str, value: Option<NumberOrText>, default: u64, min: u64, max: u64| {
         let bytes = match value {
-            Some(value) => value.to_size().map_err(|message| ValidationError::new(field, message))?,
+            Some(value) => value
+                .to_size()
+                .map_err(|message| ValidationError::new(field, message))?,
             None => default,
         };
         if bytes < min || bytes > max {
-            return Err(ValidationError::new(field, format!("{bytes} bytes is outside {min}..={max}")));
+            return Err(ValidationError::new(
+                field,
+                format!("{bytes} bytes is outside {min}..={max}"),
+            ));
         }
         Ok(bytes)
     };
     Ok(Limits {
         fuel,
         timeout,
-        memory: size("limits.memory", spec.memory, defaults.memory, 1 << 20, defaults.max_memory)?,
+        memory: size(
+            "limits.memory",
+            spec.memory,
+            defaults.memory,
+            1 << 20,
+            defaults.max_memory,
+        )?,
         output: size("limits.output", spec.output, defaults.output, 0, defaults.max_output)?,
     })
 }
@@ -402,36 +429,57 @@ fn resolve_limits(spec: Option<LimitsSpec>, defaults: &JobDefaults) -> Result<Li
 fn resolve_policy(spec: Option<PolicySpec>) -> Result<Policy, ValidationError> {
     let spec = spec.unwrap_or_default();
     let duration = |field: &str, value: Option<NumberOrText>, default: Duration| match value {
-        Some(value) => value.to_duration().map_err(|message| ValidationError::new(field, message)),
+        Some(value) => value
+            .to_duration()
+            .map_err(|message| ValidationError::new(field, message)),
         None => Ok(default),
     };
     let retry = spec.retry.unwrap_or_default();
     let max_attempts = retry.max_attempts.unwrap_or(1);
     if !(1..=100).contains(&max_attempts) {
-        return Err(ValidationError::new("policy.retry.max_attempts", "must be from 1 to 100"));
+        return Err(ValidationError::new(
+            "policy.retry.max_attempts",
+            "must be from 1 to 100",
+        ));
     }
     let backoff = duration("policy.retry.backoff", retry.backoff, Duration::from_secs(1))?;
     let max_backoff = duration("policy.retry.max_backoff", retry.max_backoff, Duration::from_secs(3600))?;
     if max_backoff < backoff {
-        return Err(ValidationError::new("policy.retry.max_backoff", "must not be shorter than policy.retry.backoff"));
+        return Err(ValidationError::new(
+            "policy.retry.max_backoff",
+            "must not be shorter than policy.retry.backoff",
+        ));
     }
     Ok(Policy {
         misfire: spec.misfire.unwrap_or_default(),
-        misfire_window: duration("policy.misfire_window", spec.misfire_window, Duration::from_secs(24 * 3600))?,
+        misfire_window: duration(
+            "policy.misfire_window",
+            spec.misfire_window,
+            Duration::from_secs(24 * 3600),
+        )?,
         overlap: spec.overlap.unwrap_or_default(),
-        retry: Retry { max_attempts, backoff, max_backoff },
+        retry: Retry {
+            max_attempts,
+            backoff,
+            max_backoff,
+        },
         priority: spec.priority.unwrap_or_default(),
     })
 }
 
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationError> {
     if labels.len() > MAX_LABELS {
-        return Err(ValidationError::new("labels", format!("has {} labels; the limit is {MAX_LABELS}", labels.len())));
+        return Err(ValidationError::new(
+            "labels",
+            format!("has {} labels; the limit is {MAX_LABELS}", labels.len()),
+        ));
     }
     for (key, value) in labels {
         let key_ok = !key.is_empty()
             && key.len() <= MAX_LABEL_KEY_LEN
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
         if !key_ok {
             return Err(ValidationError::new(
                 format!("labels.{key}"),
@@ -448,9 +496,16 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationError
     Ok(())
 }
 
-fn check_list(field: &str, items: &[String], check: impl Fn(&str) -> Result<(), String>) -> Result<(), ValidationError> {
+fn check_list(
+    field: &str,
+    items: &[String],
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), ValidationError> {
     if items.len() > MAX_LIST_LEN {
-        return Err(ValidationError::new(field, format!("has {} items; the limit is {MAX_LIST_LEN}", items.len())));
+        return Err(ValidationError::new(
+            field,
+            format!("has {} items; the limit is {MAX_LIST_LEN}", items.len()),
+        ));
     }
     for (index, item) in items.iter().enumerate() {
         check(item).map_err(|message| ValidationError::new(format!("{field}[{index}]"), message))?;
@@ -494,12 +549,18 @@ pub fn validate(
 ) -> Result<Job, ValidationError> {
     let name = spec.name.ok_or_else(|| ValidationError::new("name", "is required"))?;
     check_name(&name).map_err(|message| ValidationError::new("name", message))?;
-    let plugin = spec.plugin.ok_or_else(|| ValidationError::new("plugin", "is required"))?;
+    let plugin = spec
+        .plugin
+        .ok_or_else(|| ValidationError::new("plugin", "is required"))?;
     PluginRef::parse(&plugin).map_err(|message| ValidationError::new("plugin", message))?;
     let schedule = Schedule::from_json(&spec.schedule).map_err(|error| {
         let text = error.to_string();
         let (field, message) = text.split_once(": ").unwrap_or(("schedule", text.as_str()));
-        ValidationError { code: error.code(), field: field.to_string(), message: message.to_string() }
+        ValidationError {
+            code: error.code(),
+            field: field.to_string(),
+            message: message.to_string(),
+        }
     })?;
     check_input(&spec.input, defaults.max_input_bytes)?;
     let limits = resolve_limits(spec.limits, defaults)?;
@@ -560,7 +621,10 @@ pub fn validate(
 fn check_input(input: &Value, max_bytes: usize) -> Result<(), ValidationError> {
     let size = input_bytes(input).len();
     if size > max_bytes {
-        return Err(ValidationError::new("input", format!("is {size} bytes of JSON; the limit is {max_bytes}")));
+        return Err(ValidationError::new(
+            "input",
+            format!("is {size} bytes of JSON; the limit is {max_bytes}"),
+        ));
     }
     Ok(())
 }
@@ -625,7 +689,9 @@ mod tests {
     }
 
     fn check(body: Value) -> Result<Job, ValidationError> {
-        let now = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         validate(parse_spec(&body)?, "default", None, &defaults(), now)
     }
 
@@ -648,36 +714,93 @@ mod tests {
             (json!({"name": "a b", "plugin": "hello"}), "name"),
             (json!({"name": "x", "plugin": "hello@0"}), "plugin"),
             (json!({"name": "x"}), "plugin"),
-            (json!({"name": "x", "plugin": "p", "limits": {"memory": "lots"}}), "limits.memory"),
-            (json!({"name": "x", "plugin": "p", "limits": {"memory": 1024}}), "limits.memory"),
-            (json!({"name": "x", "plugin": "p", "limits": {"timeout": "1ms"}}), "limits.timeout"),
-            (json!({"name": "x", "plugin": "p", "limits": {"fuel": 0}}), "limits.fuel"),
-            (json!({"name": "x", "plugin": "p", "limits": {"fuel": "many"}}), "limits.fuel"),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"memory": "lots"}}),
+                "limits.memory",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"memory": 1024}}),
+                "limits.memory",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"timeout": "1ms"}}),
+                "limits.timeout",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"fuel": 0}}),
+                "limits.fuel",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"fuel": "many"}}),
+                "limits.fuel",
+            ),
             (json!({"name": "x", "plugin": "p", "limits": {"cpu": 1}}), "limits"),
-            (json!({"name": "x", "plugin": "p", "policy": {"overlap": "sometimes"}}), "policy.overlap"),
-            (json!({"name": "x", "plugin": "p", "policy": {"retry": {"max_attempts": 0}}}), "policy.retry.max_attempts"),
-            (json!({"name": "x", "plugin": "p", "schedule": {"cron": "* * *"}}), "schedule.cron"),
-            (json!({"name": "x", "plugin": "p", "schedule": {"cron": "* * * * *", "timezone": "Nowhere/Land"}}), "schedule.timezone"),
-            (json!({"name": "x", "plugin": "p", "schedule": {"at": "2020-01-01T00:00:00Z"}}), "schedule.at"),
-            (json!({"name": "x", "plugin": "p", "labels": {"bad key": "v"}}), "labels.bad key"),
-            (json!({"name": "x", "plugin": "p", "http_allow": ["exa mple.com"]}), "http_allow[0]"),
+            (
+                json!({"name": "x", "plugin": "p", "policy": {"overlap": "sometimes"}}),
+                "policy.overlap",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "policy": {"retry": {"max_attempts": 0}}}),
+                "policy.retry.max_attempts",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "schedule": {"cron": "* * *"}}),
+                "schedule.cron",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "schedule": {"cron": "* * * * *", "timezone": "Nowhere/Land"}}),
+                "schedule.timezone",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "schedule": {"at": "2020-01-01T00:00:00Z"}}),
+                "schedule.at",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "labels": {"bad key": "v"}}),
+                "labels.bad key",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "http_allow": ["exa mple.com"]}),
+                "http_allow[0]",
+            ),
             (json!({"name": "x", "plugin": "p", "secrets": ["../etc"]}), "secrets[0]"),
-            (json!({"name": "x", "plugin": "p", "webhooks": [{"url": "ftp://x"}]}), "webhooks[0].url"),
+            (
+                json!({"name": "x", "plugin": "p", "webhooks": [{"url": "ftp://x"}]}),
+                "webhooks[0].url",
+            ),
             (json!({"name": "x", "plugin": "p", "colour": "red"}), "colour"),
             (json!({"name": "x", "plugin": "p", "enabled": "yes"}), "enabled"),
         ];
         for (body, field) in rows {
             let error = check(body.clone()).expect_err(&body.to_string());
-            assert!(error.field.starts_with(field), "{body}: field {:?} should be {field:?} ({})", error.field, error.message);
+            assert!(
+                error.field.starts_with(field),
+                "{body}: field {:?} should be {field:?} ({})",
+                error.field,
+                error.message
+            );
         }
     }
 
     #[test]
     fn host_patterns_accept_exact_wildcard_and_port() {
-        for good in ["api.example.com", "*.example.com", "example.com:8443", "127.0.0.1:8080", "[::1]:80"] {
+        for good in [
+            "api.example.com",
+            "*.example.com",
+            "example.com:8443",
+            "127.0.0.1:8080",
+            "[::1]:80",
+        ] {
             assert!(check_host_pattern(good).is_ok(), "{good}");
         }
-        for bad in ["", "*", "a*.example.com", "example.com:0", "example.com:x", "http://example.com"] {
+        for bad in [
+            "",
+            "*",
+            "a*.example.com",
+            "example.com:0",
+            "example.com:x",
+            "http://example.com",
+        ] {
             assert!(check_host_pattern(bad).is_err(), "{bad}");
         }
     }

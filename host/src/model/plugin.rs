@@ -67,7 +67,10 @@ impl PluginRef {
             None => (text, None),
         };
         crate::model::job::check_name(name).map_err(|problem| format!("{text:?}: the plugin name {problem}"))?;
-        Ok(PluginRef { name: name.to_string(), version })
+        Ok(PluginRef {
+            name: name.to_string(),
+            version,
+        })
     }
 }
 
@@ -77,8 +80,20 @@ mod tests {
 
     #[test]
     fn plugin_refs_parse_name_and_optional_version() {
-        assert_eq!(PluginRef::parse("hello").unwrap(), PluginRef { name: "hello".into(), version: None });
-        assert_eq!(PluginRef::parse("hello@3").unwrap(), PluginRef { name: "hello".into(), version: Some(3) });
+        assert_eq!(
+            PluginRef::parse("hello").unwrap(),
+            PluginRef {
+                name: "hello".into(),
+                version: None
+            }
+        );
+        assert_eq!(
+            PluginRef::parse("hello@3").unwrap(),
+            PluginRef {
+                name: "hello".into(),
+                version: Some(3)
+            }
+        );
         for bad in ["", "hello@", "hello@0", "hello@x", "@3", "he llo", "a@1@2"] {
             assert!(PluginRef::parse(bad).is_err(), "{bad:?} should be refused");
         }

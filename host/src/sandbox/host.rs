@@ -101,7 +101,10 @@ pub struct RunState {
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -126,7 +129,10 @@ fn check_key(key: &str) -> Result<(), String> {
         return Err("kv: the key is empty".to_string());
     }
     if key.len() > MAX_KV_KEY_BYTES {
-        return Err(format!("kv: the key is {} bytes; the limit is {MAX_KV_KEY_BYTES}", key.len()));
+        return Err(format!(
+            "kv: the key is {} bytes; the limit is {MAX_KV_KEY_BYTES}",
+            key.len()
+        ));
     }
     Ok(())
 }
@@ -146,7 +152,10 @@ impl kv::Host for RunState {
             return Ok(Err(problem));
         }
         if value.len() > MAX_KV_VALUE_BYTES {
-            return Ok(Err(format!("kv: the value is {} bytes; the limit is {MAX_KV_VALUE_BYTES}", value.len())));
+            return Ok(Err(format!(
+                "kv: the value is {} bytes; the limit is {MAX_KV_VALUE_BYTES}",
+                value.len()
+            )));
         }
         Ok(self.capabilities.kv.set(&key, &value))
     }
@@ -159,7 +168,10 @@ impl kv::Host for RunState {
     }
 
     async fn keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
-        self.capabilities.kv.keys(&prefix, MAX_KV_KEYS).map_err(wasmtime::Error::msg)
+        self.capabilities
+            .kv
+            .keys(&prefix, MAX_KV_KEYS)
+            .map_err(wasmtime::Error::msg)
     }
 }
 

@@ -85,7 +85,10 @@ mod tests {
     fn growth_past_the_total_is_refused_and_remembered() {
         let mut limiter = RunLimiter::new(10 << 20);
         assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
-        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap(), "a second memory counts toward the total");
+        assert!(
+            limiter.memory_growing(0, 4 << 20, None).unwrap(),
+            "a second memory counts toward the total"
+        );
         assert!(!limiter.refused());
         assert!(!limiter.memory_growing(4 << 20, 8 << 20, None).unwrap());
         assert!(limiter.refused());

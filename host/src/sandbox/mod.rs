@@ -41,7 +41,12 @@ const MAX_WASM_STACK: usize = 512 << 10;
 /// The host stack each run's fiber gets.
 const ASYNC_STACK: usize = 2 << 20;
 /// A plugin error message is cut to this many bytes.
-const MAX_ERROR_MESSAGE: usize = 16 << 10;
+const MAX_ERROR_MESSAGE: usize = 8 << 10;
+/// Fuel between forced checkpoints. Cranelift keeps the fuel counter in a
+/// register and saves it only on calls and at these checkpoints, so an
+/// epoch interruption would otherwise report stale fuel; with it,
+/// `fuel_consumed` of an interrupted run is exact to within this amount.
+const FUEL_CHECKPOINT: u64 = 50_000_000;
 
 /// A compiled plugin, ready to instantiate cheaply.
 pub type PreparedJob = JobPre<RunState>;
@@ -59,7 +64,9 @@ pub struct SandboxConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ComponentError {
     /// A core wasm module, not a component.
-    #[error("this is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)")]
+    #[error(
+        "this is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)"
+    )]
     CoreModule,
     /// Not wasm at all.
     #[error("this is not WebAssembly (it does not start with the \\0asm magic bytes)")]
@@ -166,9 +173,11 @@ fn engine_config(settings: &SandboxConfig) -> Config {
 impl Sandbox {
     /// Builds the engine, the linker with every import, and the epoch ticker.
     pub fn new(settings: &SandboxConfig) -> anyhow::Result<Sandbox> {
-        let engine = Engine::new(&engine_config(settings)).map_err(|error| anyhow::anyhow!("wasmtime engine: {error}"))?;
+        let engine =
+            Engine::new(&engine_config(settings)).map_err(|error| anyhow::anyhow!("wasmtime engine: {error}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|error| anyhow::anyhow!("linking WASI: {error}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|error| anyhow::anyhow!("linking WASI: {error}"))?;
         JobWorld::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |state| state)
             .map_err(|error| anyhow::anyhow!("linking sandcron imports: {error}"))?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -176,7 +185,12 @@ impl Sandbox {
         let fingerprint = format!("wasmtime-{}-{:016x}", env!("CARGO_PKG_VERSION"), hasher.finish());
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
-        Ok(Sandbox { engine, linker, fingerprint, ticker_stop })
+        Ok(Sandbox {
+            engine,
+            linker,
+            fingerprint,
+            ticker_stop,
+        })
     }
 
     /// Identifies the engine's compiled-code format: artifacts compiled by an
@@ -193,7 +207,9 @@ impl Sandbox {
 
     /// Serializes a compiled component for the artifact cache.
     pub fn serialize(&self, component: &Component) -> anyhow::Result<Vec<u8>> {
-        component.serialize().map_err(|error| anyhow::anyhow!("serializing a component: {error}"))
+        component
+            .serialize()
+            .map_err(|error| anyhow::anyhow!("serializing a component: {error}"))
     }
 
     /// Loads an artifact produced by [`Sandbox::serialize`].
@@ -206,7 +222,8 @@ impl Sandbox {
     /// calling this.
     pub unsafe fn deserialize(&self, bytes: &[u8]) -> anyhow::Result<Component> {
         // SAFETY: the caller guarantees the bytes are our own serialized artifact.
-        unsafe { Component::deserialize(&self.engine, bytes) }.map_err(|error| anyhow::anyhow!("loading an artifact: {error}"))
+        unsafe { Component::deserialize(&self.engine, bytes) }
+            .map_err(|error| anyhow::anyhow!("loading an artifact: {error}"))
     }
 
     /// Resolves imports and exports once, so each run only instantiates.
@@ -239,7 +256,10 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        if let Err(error) = store.set_fuel(request.limits.fuel) {
+        let fuel = store
+            .set_fuel(request.limits.fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_CHECKPOINT)));
+        if let Err(error) = fuel {
             return failed_outcome(ErrorKind::PluginUnavailable, format!("setting fuel: {error}"), log);
         }
         // Check the deadline and cancellation at every tick, yielding to the
@@ -260,7 +280,10 @@ impl Sandbox {
         // deadline too, with one tick of grace for the epoch path to win.
         let budget = Duration::from_millis(request.limits.timeout_ms) + EPOCH_TICK * 5;
         let call = async {
-            let instance = prepared.instantiate_async(&mut store).await.map_err(Failure::Instantiate)?;
+            let instance = prepared
+                .instantiate_async(&mut store)
+                .await
+                .map_err(Failure::Instantiate)?;
             instance
                 .call_run(&mut store, &context, &request.input)
                 .await
@@ -276,11 +299,17 @@ impl Sandbox {
                 ),
             }),
             Ok(Ok(Ok(output))) => Ok(output),
-            Ok(Ok(Err(message))) => Err(RunError { kind: ErrorKind::PluginError, message: truncate(message) }),
+            Ok(Ok(Err(message))) => Err(RunError {
+                kind: ErrorKind::PluginError,
+                message: truncate(message),
+            }),
             Ok(Err(failure)) => Err(classify(failure, store.data().limiter.refused())),
             Err(_) => Err(RunError {
                 kind: ErrorKind::Timeout,
-                message: format!("the run passed its {} ms deadline inside a host call", request.limits.timeout_ms),
+                message: format!(
+                    "the run passed its {} ms deadline inside a host call",
+                    request.limits.timeout_ms
+                ),
             }),
         };
         let fuel_left = store.get_fuel().unwrap_or(0);
@@ -299,7 +328,12 @@ enum Failure {
 }
 
 fn failed_outcome(kind: ErrorKind, message: String, log: log::LogSink) -> RunOutcome {
-    RunOutcome { result: Err(RunError { kind, message }), fuel_consumed: 0, peak_memory: 0, log: log.contents() }
+    RunOutcome {
+        result: Err(RunError { kind, message }),
+        fuel_consumed: 0,
+        peak_memory: 0,
+        log: log.contents(),
+    }
 }
 
 fn truncate(mut message: String) -> String {
@@ -320,7 +354,8 @@ fn classify(failure: Failure, memory_refused: bool) -> RunError {
         Failure::Instantiate(error) => (error, true),
         Failure::Call(error) => (error, false),
     };
-    let message = truncate(format!("{error:?}"));
+    // The cause first ("wasm trap: call stack exhausted"), then where.
+    let message = truncate(format!("{}\n{error:#}", error.root_cause()));
     let kind = if let Some(interruption) = error.downcast_ref::<Interruption>() {
         match interruption {
             Interruption::Timeout => ErrorKind::Timeout,

@@ -30,7 +30,9 @@ pub struct CronError {
 }
 
 fn error(message: impl Into<String>) -> CronError {
-    CronError { message: message.into() }
+    CronError {
+        message: message.into(),
+    }
 }
 
 struct Field {
@@ -40,15 +42,37 @@ struct Field {
     names: &'static [&'static str],
 }
 
-const SECOND: Field = Field { name: "second", low: 0, high: 59, names: &[] };
-const MINUTE: Field = Field { name: "minute", low: 0, high: 59, names: &[] };
-const HOUR: Field = Field { name: "hour", low: 0, high: 23, names: &[] };
-const DAY_OF_MONTH: Field = Field { name: "day-of-month", low: 1, high: 31, names: &[] };
+const SECOND: Field = Field {
+    name: "second",
+    low: 0,
+    high: 59,
+    names: &[],
+};
+const MINUTE: Field = Field {
+    name: "minute",
+    low: 0,
+    high: 59,
+    names: &[],
+};
+const HOUR: Field = Field {
+    name: "hour",
+    low: 0,
+    high: 23,
+    names: &[],
+};
+const DAY_OF_MONTH: Field = Field {
+    name: "day-of-month",
+    low: 1,
+    high: 31,
+    names: &[],
+};
 const MONTH: Field = Field {
     name: "month",
     low: 1,
     high: 12,
-    names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    names: &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ],
 };
 /// 0 and 7 are both Sunday.
 const DAY_OF_WEEK: Field = Field {
@@ -74,9 +98,14 @@ impl Field {
         let value = if let Some(index) = self.names.iter().position(|name| *name == lower) {
             index as u32 + self.low
         } else if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
-            text.parse::<u32>().map_err(|_| error(format!("{} value {text:?} is too large", self.name)))?
+            text.parse::<u32>()
+                .map_err(|_| error(format!("{} value {text:?} is too large", self.name)))?
         } else {
-            return Err(error(format!("{} field: {text:?} is not a number{}", self.name, self.name_hint())));
+            return Err(error(format!(
+                "{} field: {text:?} is not a number{}",
+                self.name,
+                self.name_hint()
+            )));
         };
         if value < self.low || value > self.high {
             return Err(error(format!(
@@ -104,11 +133,9 @@ impl Field {
             }
             let (range, step) = match item.split_once('/') {
                 Some((range, step)) => {
-                    let step: u32 = step
-                        .parse()
-                        .ok()
-                        .filter(|step| *step > 0)
-                        .ok_or_else(|| error(format!("{} field: step in {item:?} must be a number from 1", self.name)))?;
+                    let step: u32 = step.parse().ok().filter(|step| *step > 0).ok_or_else(|| {
+                        error(format!("{} field: step in {item:?} must be a number from 1", self.name))
+                    })?;
                     (range, Some(step))
                 }
                 None => (item, None),
@@ -198,7 +225,11 @@ impl CronExpr {
         }
         let dom = self.days_of_month & (1 << date.day()) != 0;
         let dow = self.days_of_week & (1 << date.weekday().num_days_from_sunday()) != 0;
-        if self.dom_star || self.dow_star { dom && dow } else { dom || dow }
+        if self.dom_star || self.dow_star {
+            dom && dow
+        } else {
+            dom || dow
+        }
     }
 
     /// Does the wall-clock time `at` match every field?
@@ -288,7 +319,11 @@ mod tests {
             "0 0 30 2 *",
         ];
         for text in rows {
-            assert!(CronExpr::parse(text).is_ok(), "{text:?} should parse: {:?}", CronExpr::parse(text));
+            assert!(
+                CronExpr::parse(text).is_ok(),
+                "{text:?} should parse: {:?}",
+                CronExpr::parse(text)
+            );
         }
     }
 
@@ -314,14 +349,23 @@ mod tests {
         ];
         for (text, expected) in rows {
             let message = CronExpr::parse(text).expect_err(text).message;
-            assert!(message.contains(expected), "{text:?}: {message:?} should mention {expected:?}");
+            assert!(
+                message.contains(expected),
+                "{text:?}: {message:?} should mention {expected:?}"
+            );
         }
     }
 
     #[test]
     fn sunday_is_both_zero_and_seven() {
-        assert_eq!(CronExpr::parse("0 0 * * 0").unwrap(), CronExpr::parse("0 0 * * 7").unwrap());
-        assert_eq!(CronExpr::parse("0 0 * * SUN").unwrap(), CronExpr::parse("0 0 * * 0").unwrap());
+        assert_eq!(
+            CronExpr::parse("0 0 * * 0").unwrap(),
+            CronExpr::parse("0 0 * * 7").unwrap()
+        );
+        assert_eq!(
+            CronExpr::parse("0 0 * * SUN").unwrap(),
+            CronExpr::parse("0 0 * * 0").unwrap()
+        );
         assert_eq!(
             CronExpr::parse("0 0 * * 5-7").unwrap(),
             CronExpr::parse("0 0 * * FRI,SAT,SUN").unwrap()
@@ -338,7 +382,10 @@ mod tests {
         // A star in either field makes the fields combine with AND.
         let expr = CronExpr::parse("0 0 */2 * MON").unwrap();
         assert!(!expr.matches_date(at("2026-11-02 00:00:00").date()), "Nov 2 is even");
-        assert!(expr.matches_date(at("2026-11-09 00:00:00").date()), "Nov 9 is odd and Monday");
+        assert!(
+            expr.matches_date(at("2026-11-09 00:00:00").date()),
+            "Nov 9 is odd and Monday"
+        );
     }
 
     #[test]
@@ -355,7 +402,12 @@ mod tests {
             let found = CronExpr::parse(expr).unwrap().next_wall_time(at(start), 3000);
             assert_eq!(found, Some(at(expected)), "{expr} from {start}");
         }
-        assert_eq!(CronExpr::parse("0 0 30 2 *").unwrap().next_wall_time(at("2026-01-01 00:00:00"), 3000), None);
+        assert_eq!(
+            CronExpr::parse("0 0 30 2 *")
+                .unwrap()
+                .next_wall_time(at("2026-01-01 00:00:00"), 3000),
+            None
+        );
     }
 
     #[test]

@@ -104,7 +104,8 @@ struct ScheduleJson {
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 fn interval(field: &'static str, text: &str) -> Result<Duration, ScheduleError> {
-    let duration = crate::units::parse_duration(text).map_err(|message| ScheduleError::InvalidInterval { field, message })?;
+    let duration =
+        crate::units::parse_duration(text).map_err(|message| ScheduleError::InvalidInterval { field, message })?;
     if duration < MIN_INTERVAL {
         return Err(ScheduleError::InvalidInterval {
             field,
@@ -125,24 +126,35 @@ impl Schedule {
                 "{error}; expected one of {{\"cron\", \"timezone\"?}}, {{\"every\"}}, {{\"after\"}}, {{\"at\"}} or null"
             ),
         })?;
-        let kinds = [&json.cron, &json.every, &json.after, &json.at].iter().filter(|kind| kind.is_some()).count();
+        let kinds = [&json.cron, &json.every, &json.after, &json.at]
+            .iter()
+            .filter(|kind| kind.is_some())
+            .count();
         if kinds != 1 {
             return Err(ScheduleError::Shape {
-                message: "give exactly one of \"cron\", \"every\", \"after\", \"at\" (or null for on demand)".to_string(),
+                message: "give exactly one of \"cron\", \"every\", \"after\", \"at\" (or null for on demand)"
+                    .to_string(),
             });
         }
         if json.timezone.is_some() && json.cron.is_none() {
-            return Err(ScheduleError::Shape { message: "\"timezone\" only applies to \"cron\"".to_string() });
+            return Err(ScheduleError::Shape {
+                message: "\"timezone\" only applies to \"cron\"".to_string(),
+            });
         }
         if let Some(expression) = json.cron {
-            let parsed = CronExpr::parse(&expression).map_err(|error| ScheduleError::InvalidCron { message: error.message })?;
+            let parsed =
+                CronExpr::parse(&expression).map_err(|error| ScheduleError::InvalidCron { message: error.message })?;
             let timezone = match json.timezone.as_deref() {
                 None => Tz::UTC,
-                Some(name) => name
-                    .parse::<Tz>()
-                    .map_err(|_| ScheduleError::UnknownTimezone { timezone: name.to_string() })?,
+                Some(name) => name.parse::<Tz>().map_err(|_| ScheduleError::UnknownTimezone {
+                    timezone: name.to_string(),
+                })?,
             };
-            return Ok(Some(Schedule::Cron { expression, parsed, timezone }));
+            return Ok(Some(Schedule::Cron {
+                expression,
+                parsed,
+                timezone,
+            }));
         }
         if let Some(text) = json.every {
             return Ok(Some(Schedule::Every(interval("every", &text)?)));
@@ -160,7 +172,9 @@ impl Schedule {
     /// The JSON form (the inverse of [`Schedule::from_json`]).
     pub fn to_json(&self) -> Value {
         let json = match self {
-            Schedule::Cron { expression, timezone, .. } => ScheduleJson {
+            Schedule::Cron {
+                expression, timezone, ..
+            } => ScheduleJson {
                 cron: Some(expression.clone()),
                 timezone: Some(timezone.name().to_string()),
                 ..ScheduleJson::default()
@@ -213,7 +227,9 @@ impl Schedule {
         let mut fires = Vec::with_capacity(count);
         let mut at = from;
         while fires.len() < count {
-            let Some(next) = self.next_fire(at, from, None) else { break };
+            let Some(next) = self.next_fire(at, from, None) else {
+                break;
+            };
             fires.push(next);
             at = next;
             if matches!(self, Schedule::After(_)) {
@@ -253,13 +269,19 @@ mod tests {
     #[test]
     fn schedule_json_is_validated_with_a_code_per_problem() {
         let rows = [
-            (json!({"cron": "0 19 * * MON-FRI", "timezone": "America/Sao_Paulo"}), None),
+            (
+                json!({"cron": "0 19 * * MON-FRI", "timezone": "America/Sao_Paulo"}),
+                None,
+            ),
             (json!({"cron": "@daily"}), None),
             (json!({"every": "30s"}), None),
             (json!({"after": "1m"}), None),
             (json!({"at": "2026-12-01T14:00:00-03:00"}), None),
             (json!({"cron": "61 * * * *"}), Some("invalid_cron")),
-            (json!({"cron": "* * * * *", "timezone": "Mars/Olympus"}), Some("unknown_timezone")),
+            (
+                json!({"cron": "* * * * *", "timezone": "Mars/Olympus"}),
+                Some("unknown_timezone"),
+            ),
             (json!({"every": "0s"}), Some("invalid_interval")),
             (json!({"every": "-5s"}), Some("invalid_interval")),
             (json!({"after": "soon"}), Some("invalid_interval")),
@@ -294,7 +316,10 @@ mod tests {
     fn every_is_anchored_to_creation_and_does_not_drift() {
         let schedule = Schedule::Every(Duration::from_secs(30));
         let anchor = utc("2026-11-25T10:00:00.250Z");
-        assert_eq!(schedule.next_fire(anchor, anchor, None), Some(utc("2026-11-25T10:00:30.250Z")));
+        assert_eq!(
+            schedule.next_fire(anchor, anchor, None),
+            Some(utc("2026-11-25T10:00:30.250Z"))
+        );
         // Asked late (say after a slow run), the next fire stays on the grid.
         assert_eq!(
             schedule.next_fire(utc("2026-11-25T10:07:41Z"), anchor, None),
@@ -320,6 +345,13 @@ mod tests {
     fn preview_lists_fires_after_from() {
         let schedule = Schedule::from_json(&json!({"cron": "*/15 * * * *"})).unwrap().unwrap();
         let fires = schedule.preview(utc("2026-11-25T10:00:00Z"), 3);
-        assert_eq!(fires, [utc("2026-11-25T10:15:00Z"), utc("2026-11-25T10:30:00Z"), utc("2026-11-25T10:45:00Z")]);
+        assert_eq!(
+            fires,
+            [
+                utc("2026-11-25T10:15:00Z"),
+                utc("2026-11-25T10:30:00Z"),
+                utc("2026-11-25T10:45:00Z")
+            ]
+        );
     }
 }

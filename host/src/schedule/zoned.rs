@@ -80,7 +80,7 @@ fn gap_end(tz: Tz, missing: NaiveDateTime) -> Option<DateTime<Utc>> {
             low = middle;
         }
     }
-    Some(high.with_nanosecond(0)?)
+    high.with_nanosecond(0)
 }
 
 /// Wildcard: walk real time in spans of one UTC offset; within a span wall
@@ -121,7 +121,7 @@ fn next_offset_change(tz: Tz, from: DateTime<Utc>, offset: i64, limit: DateTime<
                     low = middle;
                 }
             }
-            return Some(high.with_nanosecond(0)?);
+            return high.with_nanosecond(0);
         }
         if high > limit {
             return None;
@@ -155,7 +155,11 @@ mod tests {
         // New York springs forward 2026-03-08 02:00 -> 03:00.
         assert_eq!(
             fires("30 2 * * *", "America/New_York", "2026-03-07T12:00:00-05:00", 3),
-            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00", "2026-03-10T02:30:00-04:00"]
+            [
+                "2026-03-08T03:00:00-04:00",
+                "2026-03-09T02:30:00-04:00",
+                "2026-03-10T02:30:00-04:00"
+            ]
         );
         // Two wall times inside the gap collapse into one fire.
         assert_eq!(
@@ -191,7 +195,11 @@ mod tests {
         );
         assert_eq!(
             fires("30 * * * *", "America/New_York", "2026-03-08T00:00:00-05:00", 3),
-            ["2026-03-08T00:30:00-05:00", "2026-03-08T01:30:00-05:00", "2026-03-08T03:30:00-04:00"]
+            [
+                "2026-03-08T00:30:00-05:00",
+                "2026-03-08T01:30:00-05:00",
+                "2026-03-08T03:30:00-04:00"
+            ]
         );
     }
 
@@ -211,7 +219,13 @@ mod tests {
     #[test]
     fn fires_strictly_increase_and_match() {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
-        for text in ["*/7 * * * *", "0 2 * * *", "30 2 * * SUN", "*/20 * * * * *", "0 */3 * * *"] {
+        for text in [
+            "*/7 * * * *",
+            "0 2 * * *",
+            "30 2 * * SUN",
+            "*/20 * * * * *",
+            "0 */3 * * *",
+        ] {
             let expr = CronExpr::parse(text).unwrap();
             let mut at = utc("2026-03-27T00:00:00Z");
             for _ in 0..200 {

@@ -119,7 +119,13 @@ impl SledStore {
         let job_key = key(&[run.tenant.as_bytes(), run.job_id.as_bytes(), run.id.as_bytes()]);
         let record = encode(run);
         let finished = run.status.is_finished();
-        (&self.runs, &self.runs_by_job, &self.active_runs, &self.outputs, &self.logs)
+        (
+            &self.runs,
+            &self.runs_by_job,
+            &self.active_runs,
+            &self.outputs,
+            &self.logs,
+        )
             .transaction(|(runs, runs_by_job, active_runs, outputs, logs)| {
                 runs.insert(run_key.as_slice(), record.as_slice())?;
                 runs_by_job.insert(job_key.as_slice(), &[] as &[u8])?;
@@ -149,7 +155,10 @@ impl Store for SledStore {
     ) -> StoreResult<AddedPlugin> {
         let existing = self.plugin_versions(tenant, name)?;
         if let Some(version) = existing.iter().find(|version| version.digest == digest) {
-            return Ok(AddedPlugin { version: version.clone(), created: false });
+            return Ok(AddedPlugin {
+                version: version.clone(),
+                created: false,
+            });
         }
         let next = existing.last().map_or(1, |version| version.version + 1);
         let version = PluginVersion {
@@ -232,7 +241,9 @@ impl Store for SledStore {
         (&self.jobs, &self.job_names)
             .transaction(|(jobs, job_names)| {
                 if job_names.get(name_key.as_slice())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(StoreError::NameTaken { name: job.name.clone() }));
+                    return Err(ConflictableTransactionError::Abort(StoreError::NameTaken {
+                        name: job.name.clone(),
+                    }));
                 }
                 job_names.insert(name_key.as_slice(), job.id.as_bytes())?;
                 jobs.insert(job_key.as_slice(), record.as_slice())?;
@@ -250,7 +261,9 @@ impl Store for SledStore {
                 if let Some(owner) = job_names.get(name_key.as_slice())?
                     && owner.as_ref() != job.id.as_bytes()
                 {
-                    return Err(ConflictableTransactionError::Abort(StoreError::NameTaken { name: job.name.clone() }));
+                    return Err(ConflictableTransactionError::Abort(StoreError::NameTaken {
+                        name: job.name.clone(),
+                    }));
                 }
                 if let Some(previous) = jobs.get(job_key.as_slice())? {
                     let previous: Job = decode(&job_key, &previous).map_err(ConflictableTransactionError::Abort)?;
@@ -321,11 +334,17 @@ impl Store for SledStore {
     }
 
     fn run_output(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.outputs.get(key(&[tenant.as_bytes(), id.as_bytes()]))?.map(|bytes| bytes.to_vec()))
+        Ok(self
+            .outputs
+            .get(key(&[tenant.as_bytes(), id.as_bytes()]))?
+            .map(|bytes| bytes.to_vec()))
     }
 
     fn run_log(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.logs.get(key(&[tenant.as_bytes(), id.as_bytes()]))?.map(|bytes| bytes.to_vec()))
+        Ok(self
+            .logs
+            .get(key(&[tenant.as_bytes(), id.as_bytes()]))?
+            .map(|bytes| bytes.to_vec()))
     }
 
     fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>> {
@@ -388,7 +407,8 @@ impl Store for SledStore {
     }
 
     fn kv_delete(&self, tenant: &str, job_id: &str, kv_key: &str) -> StoreResult<()> {
-        self.kv.remove(key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]))?;
+        self.kv
+            .remove(key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]))?;
         Ok(())
     }
 
@@ -438,7 +458,14 @@ mod tests {
         let second = store.add_plugin_version("t", "p", "bb", b"two", now).unwrap();
         assert_eq!(second.version.version, 2);
         // Another tenant's versions are its own.
-        assert_eq!(store.add_plugin_version("u", "p", "bb", b"two", now).unwrap().version.version, 1);
+        assert_eq!(
+            store
+                .add_plugin_version("u", "p", "bb", b"two", now)
+                .unwrap()
+                .version
+                .version,
+            1
+        );
         assert_eq!(store.plugin_versions("t", "p").unwrap().len(), 2);
     }
 

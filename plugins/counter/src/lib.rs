@@ -7,7 +7,9 @@ const KEY: &str = "count";
 
 fn run(_ctx: Context, _input: Vec<u8>) -> Result<Vec<u8>, String> {
     let previous: u64 = match kv::get_string(KEY) {
-        Some(text) => text.parse().map_err(|error| format!("kv {KEY:?} holds {text:?}: {error}"))?,
+        Some(text) => text
+            .parse()
+            .map_err(|error| format!("kv {KEY:?} holds {text:?}: {error}"))?,
         None => 0,
     };
     let count = previous + 1;

@@ -17,7 +17,10 @@ fn run(ctx: Context, input: Vec<u8>) -> Result<Vec<u8>, String> {
         parsed.name
     };
     let name = name.unwrap_or_else(|| "world".to_string());
-    log::info(&format!("greeting {name} (run {}, attempt {})", ctx.run_id, ctx.attempt));
+    log::info(&format!(
+        "greeting {name} (run {}, attempt {})",
+        ctx.run_id, ctx.attempt
+    ));
     Ok(format!("Hello, {name}!").into_bytes())
 }
 

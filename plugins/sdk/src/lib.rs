@@ -16,6 +16,7 @@
 //! types (`&str`, `Vec<u8>`, `Option`, `Result<_, String>`).
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)] // generated code
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",

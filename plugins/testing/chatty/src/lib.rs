@@ -7,7 +7,7 @@ fn run(_ctx: Context, _input: Vec<u8>) -> Result<Vec<u8>, String> {
     let mut line: u64 = 0;
     loop {
         println!("chatty line {line}: all work and no play makes a dull plugin");
-        if line % 16 == 0 {
+        if line.is_multiple_of(16) {
             eprintln!("chatty stderr {line}");
         }
         line += 1;

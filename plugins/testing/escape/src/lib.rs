@@ -1,4 +1,5 @@
-//! Hostile plugin: tries to read a file, the environment and the network.
+//! Hostile plugin: tries to read a file, the environment, the network, the
+//! host's HTTP capability and a secret it was not granted.
 //! Every attempt must fail inside the sandbox; it reports what happened as
 //! JSON lines so the tests can check each one.
 
@@ -19,8 +20,13 @@ fn run(_ctx: Context, _input: Vec<u8>) -> Result<Vec<u8>, String> {
     let socket = outcome(std::net::TcpStream::connect("127.0.0.1:22"));
     let listener = outcome(std::net::TcpListener::bind("127.0.0.1:0"));
     let lookup = outcome(std::net::ToSocketAddrs::to_socket_addrs("localhost:80"));
+    let http = outcome(sandcron_plugin::http::get("http://127.0.0.1:9/"));
+    let secret = match sandcron_plugin::secrets::get("db-password") {
+        Some(_) => "readable",
+        None => "none",
+    };
     let report = format!(
-        "{{\"file\":\"{file}\",\"read_dir\":\"{cwd_listing}\",\"env_count\":{env_count},\"home\":\"{home}\",\"socket\":\"{socket}\",\"listen\":\"{listener}\",\"dns\":\"{lookup}\"}}"
+        "{{\"file\":\"{file}\",\"read_dir\":\"{cwd_listing}\",\"env_count\":{env_count},\"home\":\"{home}\",\"socket\":\"{socket}\",\"listen\":\"{listener}\",\"dns\":\"{lookup}\",\"http\":\"{http}\",\"secret\":\"{secret}\"}}"
     );
     Ok(report.into_bytes())
 }

@@ -1,0 +1,215 @@
+//! Per-run cost of the noop path, single thread:
+//!
+//! - `floor`: bare wasmtime, the reference the issue measures against: a
+//!   fresh Store with a default WASI context, instantiate from the `JobPre`,
+//!   call `run`, drop; pooling allocator, `concurrency_support(false)`, no
+//!   fuel, no epochs.
+//! - `sandcron/pooling`: `Sandbox::run` (limiter, fuel, epoch deadline,
+//!   captured log, output cap) plus the finished run record written to sled
+//!   (no flush), the whole per-run path.
+//! - `sandcron/on_demand`: the same without the pooling allocator.
+//! - `sled/flush`: one `flush()` after a small write, the durability price.
+//!
+//! `cargo bench -p sandcron --bench run_path` (builds the plugins first).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use sandcron::model::run::RunLimits;
+use sandcron::model::{Run, RunStatus, Trigger};
+use sandcron::sandbox::bindings::JobPre;
+use sandcron::sandbox::bindings::sandcron::plugin::types as wit;
+use sandcron::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest, Sandbox, SandboxConfig};
+use sandcron::store::{SledStore, Store};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+fn noop_bytes() -> Vec<u8> {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .expect("rustup");
+    assert!(status.success());
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "noop"])
+        .current_dir(&plugins)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cargo build of the plugins");
+    assert!(status.success());
+    std::fs::read(plugins.join("target/wasm32-wasip2/release/noop.wasm")).expect("noop.wasm")
+}
+
+struct FloorState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for FloorState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn floor_pre(bytes: &[u8]) -> (wasmtime::Engine, JobPre<FloorState>) {
+    let mut config = wasmtime::Config::new();
+    config.concurrency_support(false);
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(64)
+        .total_memories(128)
+        .total_tables(256)
+        .total_stacks(64)
+        .total_core_instances(512);
+    pool.linear_memory_keep_resident(64 << 10);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    let engine = wasmtime::Engine::new(&config).expect("engine");
+    let component = Component::new(&engine, bytes).expect("compile");
+    let mut linker: Linker<FloorState> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
+    // The sandcron imports are never called by noop; traps stand in for them.
+    linker.define_unknown_imports_as_traps(&component).expect("stubs");
+    let pre = JobPre::new(linker.instantiate_pre(&component).expect("pre")).expect("job world");
+    (engine, pre)
+}
+
+fn context() -> wit::RunContext {
+    wit::RunContext {
+        tenant: "default".into(),
+        job_id: "job".into(),
+        job_name: "job".into(),
+        run_id: "run".into(),
+        attempt: 1,
+        trigger: wit::Trigger::Manual,
+        scheduled_at: 0,
+    }
+}
+
+fn limits() -> RunLimits {
+    RunLimits {
+        fuel: 1_000_000_000,
+        timeout_ms: 30_000,
+        memory: 64 << 20,
+        output: 1 << 20,
+        logs: 1 << 20,
+    }
+}
+
+fn request() -> RunRequest {
+    RunRequest {
+        context: RunContext {
+            tenant: "default".into(),
+            job_id: "job".into(),
+            job_name: "job".into(),
+            run_id: "run".into(),
+            attempt: 1,
+            trigger: Trigger::Manual,
+            scheduled_at_ms: 0,
+        },
+        input: b"{}".to_vec(),
+        limits: limits(),
+        capabilities: Capabilities {
+            kv: Arc::new(MemoryKeyValue::default()),
+            http_allow: Vec::new(),
+        },
+        cancel: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+fn run_record(id: u64) -> Run {
+    let now = chrono::Utc::now();
+    Run {
+        id: format!("{id:026}"),
+        tenant: "default".into(),
+        job_id: "job".into(),
+        job_name: "job".into(),
+        plugin: "noop@1".into(),
+        plugin_digest: "0".repeat(64),
+        trigger: Trigger::Manual,
+        attempt: 1,
+        status: RunStatus::Succeeded,
+        error: None,
+        scheduled_at: now,
+        queued_at: now,
+        started_at: Some(now),
+        finished_at: Some(now),
+        duration_ms: Some(0),
+        lateness_ms: Some(0),
+        fuel_consumed: Some(2000),
+        peak_memory: Some(1 << 20),
+        output_size: 2,
+        log_size: 0,
+        input: b"{}".to_vec(),
+        limits: limits(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let bytes = noop_bytes();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("noop_run");
+
+    let (engine, pre) = floor_pre(&bytes);
+    let ctx = context();
+    group.bench_function("floor", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let state = FloorState {
+                    wasi: WasiCtx::builder().build(),
+                    table: ResourceTable::new(),
+                };
+                let mut store = wasmtime::Store::new(&engine, state);
+                let job = pre.instantiate_async(&mut store).await.expect("instantiate");
+                job.call_run(&mut store, &ctx, b"{}").await.expect("call").expect("ok")
+            })
+        })
+    });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open(&dir.path().join("db")).expect("sled");
+    for (name, pool_instances) in [("sandcron/pooling", 64), ("sandcron/on_demand", 0)] {
+        let _guard = runtime.enter();
+        let sandbox = Sandbox::new(&SandboxConfig {
+            max_memory: 1 << 30,
+            pool_instances,
+        })
+        .expect("sandbox");
+        let component = sandbox.compile(&bytes).expect("compile");
+        let prepared = sandbox.prepare(&component).expect("prepare");
+        let mut next_id = 0u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let outcome = runtime.block_on(sandbox.run(&prepared, request()));
+                let output = outcome.result.expect("noop succeeds");
+                next_id += 1;
+                store
+                    .finish_run(&run_record(next_id), &output, &outcome.log)
+                    .expect("record");
+            })
+        });
+    }
+    group.finish();
+
+    let mut flush = c.benchmark_group("sled");
+    let mut counter = 0u64;
+    flush.bench_function("flush", |b| {
+        b.iter(|| {
+            counter += 1;
+            store.kv_set("t", "j", "k", &counter.to_le_bytes()).expect("write");
+            store.flush().expect("flush");
+        })
+    });
+    flush.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

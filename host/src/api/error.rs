@@ -1,0 +1,143 @@
+//! The one way errors leave the API: `{"error": {"code", "message"}}` with
+//! a status chosen here and nowhere else.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::AuthError;
+use crate::executor::ExecError;
+use crate::model::job::ValidationError;
+use crate::plugin::PluginError;
+use crate::sandbox::ComponentError;
+use crate::schedule::ScheduleError;
+use crate::store::StoreError;
+
+/// An API error: status, stable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    close_connection: bool,
+}
+
+impl ApiError {
+    /// Any error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            close_connection: false,
+        }
+    }
+
+    /// Asks the client to close the connection after this answer: the
+    /// request body was not read to its end, so the connection cannot carry
+    /// another request.
+    pub fn closing_connection(mut self) -> ApiError {
+        self.close_connection = true;
+        self
+    }
+
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 with a code.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, Json(body)).into_response();
+        if self.close_connection {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NameTaken { .. } => ApiError::new(StatusCode::CONFLICT, "name_taken", error.to_string()),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", error.to_string()),
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        ApiError::bad_request(error.code, error.to_string())
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(error: ScheduleError) -> Self {
+        ApiError::bad_request(error.code(), error.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+    }
+}
+
+impl From<PluginError> for ApiError {
+    fn from(error: PluginError) -> Self {
+        let message = error.to_string();
+        let (status, code) = match &error {
+            PluginError::Empty => (StatusCode::BAD_REQUEST, "empty_body"),
+            PluginError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "plugin_too_large"),
+            PluginError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
+            PluginError::Component(component) => (
+                StatusCode::BAD_REQUEST,
+                match component {
+                    ComponentError::NotWasm => "not_wasm",
+                    ComponentError::CoreModule => "not_a_component",
+                    ComponentError::Invalid(_) => "invalid_component",
+                    ComponentError::UnsatisfiedImport(_) => "unsupported_import",
+                    ComponentError::WrongExports(_) => "wrong_world",
+                },
+            ),
+            PluginError::NotFound { .. } => (StatusCode::NOT_FOUND, "plugin_not_found"),
+            PluginError::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "plugin_version_not_found"),
+            PluginError::InUse { .. } => (StatusCode::CONFLICT, "plugin_in_use"),
+            PluginError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+            PluginError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(error: ExecError) -> Self {
+        match error {
+            ExecError::Plugin(error) => error.into(),
+            ExecError::Store(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Request extractors that fail with [`ApiError`] instead of axum's plain
+//! text rejections: the caller, JSON bodies (size-capped) and query strings.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{ApiError, AppState};
+use crate::auth::Principal;
+
+/// The authenticated caller.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        Ok(Caller(state.inner.auth.authenticate(header)?))
+    }
+}
+
+/// Reads a body up to `limit` bytes; 413 past it.
+pub async fn read_body(body: Body, limit: u64, what: &str) -> Result<Vec<u8>, ApiError> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(error) => {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            let mut too_large = false;
+            while let Some(current) = cause {
+                too_large |= current.is::<http_body_util::LengthLimitError>();
+                cause = current.source();
+            }
+            if too_large {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the {what} is larger than the {limit}-byte limit"),
+                )
+                .closing_connection())
+            } else {
+                Err(ApiError::bad_request(
+                    "unreadable_body",
+                    format!("cannot read the {what}: {error}"),
+                ))
+            }
+        }
+    }
+}
+
+/// A JSON body as a `Value` (an empty body reads as `null`).
+pub struct JsonBody(pub Value);
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(request.into_body(), state.config().max_request_bytes, "request body").await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Null));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {error}")))
+    }
+}
+
+/// A query string parsed into `T`, naming the parameter at fault.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(Query)
+            .map_err(|error| ApiError::bad_request("invalid_query", format!("query string: {error}")))
+    }
+}

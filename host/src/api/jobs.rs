@@ -1,0 +1,302 @@
+//! `/v1/jobs`: create, upsert, list, show, patch, delete, pause, resume,
+//! run now. Every state change is flushed before the answer.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Caller, JsonBody, Query};
+use super::runs::full_run_view;
+use super::{ApiError, AppState};
+use crate::model::job::{merge_patch, parse_spec, validate};
+use crate::model::{Job, Trigger};
+use crate::plugin::PluginError;
+
+/// The longest `?wait=` a run-now may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+fn job_view(job: &Job) -> Value {
+    let mut view = serde_json::to_value(job).expect("a job always serializes");
+    let object = view.as_object_mut().expect("a job serializes to an object");
+    object.remove("tenant");
+    object.insert("state".to_string(), json!(job.state()));
+    view
+}
+
+/// A job of the caller's tenant by id or name, or 404.
+fn find_job(state: &AppState, tenant: &str, id_or_name: &str) -> Result<Job, ApiError> {
+    if let Some(job) = state.store().job(tenant, id_or_name)? {
+        return Ok(job);
+    }
+    if let Some(id) = state.store().job_id_by_name(tenant, id_or_name)?
+        && let Some(job) = state.store().job(tenant, &id)?
+    {
+        return Ok(job);
+    }
+    Err(ApiError::not_found(
+        "job_not_found",
+        format!("no job with id or name {id_or_name:?}"),
+    ))
+}
+
+/// Checks that the job's plugin reference resolves, as a 400 on `plugin`.
+fn check_plugin(state: &AppState, job: &Job) -> Result<(), ApiError> {
+    match state.plugins().resolve(&job.tenant, &job.plugin) {
+        Ok(_) => Ok(()),
+        Err(error @ (PluginError::NotFound { .. } | PluginError::VersionNotFound { .. })) => Err(
+            ApiError::bad_request("unknown_plugin", format!("plugin: {error}; upload it first")),
+        ),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn validated(state: &AppState, tenant: &str, body: &Value, existing: Option<&Job>) -> Result<Job, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "body: expected a JSON object with the job's fields",
+        ));
+    }
+    let spec = parse_spec(body)?;
+    let job = validate(spec, tenant, existing, &state.config().job_defaults(), Utc::now())?;
+    check_plugin(state, &job)?;
+    Ok(job)
+}
+
+/// `POST /v1/jobs`: 201, or 409 if the name is taken.
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let job = validated(&state, &caller.tenant, &body, None)?;
+    state.store().insert_job(&job)?;
+    state.store().flush_async().await?;
+    tracing::info!(job_id = %job.id, name = %job.name, "job created");
+    Ok((StatusCode::CREATED, Json(job_view(&job))).into_response())
+}
+
+/// `PUT /v1/jobs/{name}`: create (201) or replace (200) by name.
+pub async fn upsert(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    JsonBody(mut body): JsonBody,
+) -> Result<Response, ApiError> {
+    if let Some(object) = body.as_object_mut() {
+        match object.get("name") {
+            None => {
+                object.insert("name".to_string(), json!(name));
+            }
+            Some(given) if given != &json!(name) => {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    format!("name: the body says {given} but the path says {name:?}"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let existing = match state.store().job_id_by_name(&caller.tenant, &name)? {
+        Some(id) => state.store().job(&caller.tenant, &id)?,
+        None => None,
+    };
+    let job = validated(&state, &caller.tenant, &body, existing.as_ref())?;
+    let status = match existing {
+        Some(_) => {
+            state.store().update_job(&job)?;
+            StatusCode::OK
+        }
+        None => {
+            state.store().insert_job(&job)?;
+            StatusCode::CREATED
+        }
+    };
+    state.store().flush_async().await?;
+    Ok((status, Json(job_view(&job))).into_response())
+}
+
+/// `GET /v1/jobs?label=k=v` (labels may repeat; all must match).
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut wanted = Vec::new();
+    for (key, value) in pairs {
+        if key != "label" {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("{key}: unknown query parameter; use label=key=value"),
+            ));
+        }
+        let (label, label_value) = value
+            .split_once('=')
+            .ok_or_else(|| ApiError::bad_request("invalid_query", format!("label: {value:?} is not key=value")))?;
+        wanted.push((label.to_string(), label_value.to_string()));
+    }
+    let jobs: Vec<Value> = state
+        .store()
+        .list_jobs(&caller.tenant)?
+        .iter()
+        .filter(|job| wanted.iter().all(|(key, value)| job.labels.get(key) == Some(value)))
+        .map(job_view)
+        .collect();
+    Ok(Json(json!({"jobs": jobs})))
+}
+
+/// `GET /v1/jobs/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(job_view(&find_job(&state, &caller.tenant, &id)?)))
+}
+
+/// `PATCH /v1/jobs/{id}` with a JSON merge patch (RFC 7386) of the spec.
+pub async fn patch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let existing = find_job(&state, &caller.tenant, &id)?;
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "body: expected a JSON merge patch object",
+        ));
+    }
+    let mut spec = existing.to_spec_json();
+    // A schedule and an input are replaced whole, never merged key by key:
+    // {"every": "90s"} over {"cron": ...} means "now every 90s".
+    for whole in ["schedule", "input"] {
+        if body.get(whole).is_some() {
+            spec[whole] = Value::Null;
+        }
+    }
+    merge_patch(&mut spec, &body);
+    let job = validated(&state, &caller.tenant, &spec, Some(&existing))?;
+    state.store().update_job(&job)?;
+    state.store().flush_async().await?;
+    Ok(Json(job_view(&job)))
+}
+
+/// `DELETE /v1/jobs/{id}`: the job and its kv state; its runs stay.
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let job = find_job(&state, &caller.tenant, &id)?;
+    state.store().delete_job(&caller.tenant, &job.id)?;
+    state.store().flush_async().await?;
+    tracing::info!(job_id = %job.id, name = %job.name, "job deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) -> Result<Json<Value>, ApiError> {
+    let mut job = find_job(state, tenant, id)?;
+    if job.enabled != enabled {
+        job.enabled = enabled;
+        job.updated_at = Utc::now();
+        state.store().update_job(&job)?;
+        state.store().flush_async().await?;
+    }
+    Ok(Json(job_view(&job)))
+}
+
+/// `POST /v1/jobs/{id}/pause`.
+pub async fn pause(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, &caller.tenant, &id, false).await
+}
+
+/// `POST /v1/jobs/{id}/resume`.
+pub async fn resume(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_enabled(&state, &caller.tenant, &id, true).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    wait: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    #[serde(default)]
+    input: Option<Value>,
+}
+
+/// `POST /v1/jobs/{id}/run` with optional `{input}`; `?wait=30s` answers
+/// with the finished run (200), or the run so far (202) if it is still going.
+pub async fn run_now(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<RunQuery>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let job = find_job(&state, &caller.tenant, &id)?;
+    let wait = match query.wait.as_deref() {
+        None => None,
+        Some(text) => {
+            let wait = crate::units::parse_duration(text)
+                .map_err(|message| ApiError::bad_request("invalid_query", format!("wait: {message}")))?;
+            if wait > MAX_WAIT {
+                return Err(ApiError::bad_request("invalid_query", "wait: the longest wait is 5m"));
+            }
+            Some(wait)
+        }
+    };
+    let body: RunBody = if body.is_null() {
+        RunBody { input: None }
+    } else {
+        serde_json::from_value(body)
+            .map_err(|error| ApiError::bad_request("invalid_field", format!("body: {error}")))?
+    };
+    if let Some(input) = &body.input {
+        let size = crate::model::job::input_bytes(input).len();
+        let limit = state.config().jobs.max_input_bytes;
+        if size > limit {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                format!("input: is {size} bytes; the limit is {limit}"),
+            ));
+        }
+    }
+    let run = state
+        .executor()
+        .queue(&job, Trigger::Manual, Utc::now(), body.input.as_ref())
+        .await?;
+    let run = match wait {
+        Some(wait) => state
+            .executor()
+            .wait(&caller.tenant, &run.id, wait)
+            .await?
+            .unwrap_or(run),
+        None => run,
+    };
+    let status = if run.status.is_finished() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(full_run_view(&state, &run)?)).into_response())
+}

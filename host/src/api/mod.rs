@@ -1,0 +1,114 @@
+//! The HTTP API (v1, JSON). Handlers are thin: they authenticate, parse,
+//! call into `plugin`, `model`, `schedule` and `executor`, and shape the
+//! answer. Every error leaves through [`ApiError`] as
+//! `{"error": {"code", "message"}}`.
+
+mod error;
+mod extract;
+mod jobs;
+mod plugins;
+mod runs;
+mod schedules;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::executor::Executor;
+use crate::plugin::Plugins;
+use crate::store::Store;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    plugins: Arc<Plugins>,
+    executor: Arc<Executor>,
+    auth: Auth,
+    config: Config,
+}
+
+impl AppState {
+    /// Bundles the daemon's parts for the router.
+    pub fn new(
+        store: Arc<dyn Store>,
+        plugins: Arc<Plugins>,
+        executor: Arc<Executor>,
+        auth: Auth,
+        config: Config,
+    ) -> AppState {
+        AppState {
+            inner: Arc::new(Shared {
+                store,
+                plugins,
+                executor,
+                auth,
+                config,
+            }),
+        }
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    fn plugins(&self) -> &Plugins {
+        &self.inner.plugins
+    }
+
+    fn executor(&self) -> &Arc<Executor> {
+        &self.inner.executor
+    }
+
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+}
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/plugins", post(plugins::upload).get(plugins::list))
+        .route("/v1/plugins/{name}", get(plugins::get).delete(plugins::delete))
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route(
+            "/v1/jobs/{id}",
+            get(jobs::get).put(jobs::upsert).patch(jobs::patch).delete(jobs::delete),
+        )
+        .route("/v1/jobs/{id}/pause", post(jobs::pause))
+        .route("/v1/jobs/{id}/resume", post(jobs::resume))
+        .route("/v1/jobs/{id}/run", post(jobs::run_now))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/logs", get(runs::logs))
+        .route("/v1/schedules/preview", post(schedules::preview))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found("route_not_found", format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

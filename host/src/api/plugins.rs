@@ -1,0 +1,99 @@
+//! `/v1/plugins`: upload, list, show, delete.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Caller, Query, read_body};
+use super::{ApiError, AppState};
+use crate::model::PluginVersion;
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    name: Option<String>,
+}
+
+fn version_view(state: &AppState, version: &PluginVersion) -> Result<Value, ApiError> {
+    let artifact = state.plugins().artifact(&version.digest)?;
+    Ok(json!({
+        "name": version.name,
+        "version": version.version,
+        "reference": version.reference(),
+        "digest": format!("sha256:{}", version.digest),
+        "size": version.size,
+        "created_at": version.created_at,
+        "compiled_at": artifact.as_ref().map(|artifact| artifact.compiled_at),
+        "compile_ms": artifact.as_ref().map(|artifact| artifact.compile_ms),
+    }))
+}
+
+fn plugin_view(state: &AppState, name: &str, versions: &[PluginVersion]) -> Result<Value, ApiError> {
+    let views = versions
+        .iter()
+        .map(|version| version_view(state, version))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({
+        "name": name,
+        "latest": versions.last().map(|version| version.version),
+        "versions": views,
+    }))
+}
+
+/// `POST /v1/plugins?name=N` with the component bytes as the body.
+pub async fn upload(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(query): Query<UploadQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = query
+        .name
+        .ok_or_else(|| ApiError::bad_request("invalid_name", "name: the query parameter ?name= is required"))?;
+    let bytes = read_body(body, state.plugins().max_bytes(), "plugin").await?;
+    let uploaded = state.plugins().upload(&caller.tenant, &name, bytes).await?;
+    let status = if uploaded.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(version_view(&state, &uploaded.version)?)).into_response())
+}
+
+/// `GET /v1/plugins`.
+pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+    let mut by_name: BTreeMap<String, Vec<PluginVersion>> = BTreeMap::new();
+    for version in state.plugins().list(&caller.tenant)? {
+        by_name.entry(version.name.clone()).or_default().push(version);
+    }
+    let plugins = by_name
+        .iter()
+        .map(|(name, versions)| plugin_view(&state, name, versions))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({"plugins": plugins})))
+}
+
+/// `GET /v1/plugins/{name}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let versions = state.plugins().versions(&caller.tenant, &name)?;
+    Ok(Json(plugin_view(&state, &name, &versions)?))
+}
+
+/// `DELETE /v1/plugins/{name}`: 409 while a job uses it.
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.plugins().delete(&caller.tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,129 @@
+//! `/v1/runs`: list with filters and cursor pagination, show one, its log.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Caller, Query};
+use super::{ApiError, AppState};
+use crate::model::{Run, RunStatus};
+use crate::store::RunFilter;
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+/// A run as the API shows it; `output` only when given (single-run views).
+pub fn run_view(run: &Run, output: Option<&[u8]>) -> Value {
+    let mut view = serde_json::to_value(run).expect("a run always serializes");
+    let object = view.as_object_mut().expect("a run serializes to an object");
+    object.remove("tenant");
+    object.remove("input");
+    object.insert("input_size".to_string(), json!(run.input.len()));
+    if let Some(output) = output {
+        let (text, encoding) = match std::str::from_utf8(output) {
+            Ok(text) => (text.to_string(), "utf8"),
+            Err(_) => (base64::engine::general_purpose::STANDARD.encode(output), "base64"),
+        };
+        let finished = run.status.is_finished();
+        object.insert("output".to_string(), if finished { json!(text) } else { Value::Null });
+        object.insert("output_encoding".to_string(), json!(encoding));
+    }
+    view
+}
+
+/// Loads a run of the caller's tenant or answers 404.
+pub fn find_run(state: &AppState, tenant: &str, id: &str) -> Result<Run, ApiError> {
+    state
+        .store()
+        .run(tenant, id)?
+        .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {id:?}")))
+}
+
+/// A run with its output, as `GET /v1/runs/{id}` shows it.
+pub fn full_run_view(state: &AppState, run: &Run) -> Result<Value, ApiError> {
+    let output = state.store().run_output(&run.tenant, &run.id)?.unwrap_or_default();
+    Ok(run_view(run, Some(&output)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    job: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/runs?job=&status=&limit=&cursor=`, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("status: {text:?} is not one of queued, running, succeeded, failed, cancelled"),
+            )
+        })?),
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit: must be from 1 to {MAX_PAGE}"),
+        ));
+    }
+    let job_id = match query.job {
+        // A job's name or id; the id of a deleted job still finds its runs.
+        Some(job) => Some(state.store().job_id_by_name(&caller.tenant, &job)?.unwrap_or(job)),
+        None => None,
+    };
+    if let Some(cursor) = &query.cursor
+        && (cursor.len() != 26 || !cursor.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "cursor: not a cursor returned by this API",
+        ));
+    }
+    let filter = RunFilter {
+        job_id,
+        status,
+        before: query.cursor,
+        limit,
+    };
+    let runs = state.store().list_runs(&caller.tenant, &filter)?;
+    let next_cursor = (runs.len() == limit)
+        .then(|| runs.last().map(|run| run.id.clone()))
+        .flatten();
+    let views: Vec<Value> = runs.iter().map(|run| run_view(run, None)).collect();
+    Ok(Json(json!({"runs": views, "next_cursor": next_cursor})))
+}
+
+/// `GET /v1/runs/{id}` with its output.
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = find_run(&state, &caller.tenant, &id)?;
+    Ok(Json(full_run_view(&state, &run)?))
+}
+
+/// `GET /v1/runs/{id}/logs` as text.
+pub async fn logs(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let run = find_run(&state, &caller.tenant, &id)?;
+    let log = state.store().run_log(&caller.tenant, &run.id)?.unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
+}

@@ -1,0 +1,55 @@
+//! `POST /v1/schedules/preview`: the next fires of a schedule.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Caller, JsonBody};
+use super::{ApiError, AppState};
+use crate::schedule::Schedule;
+
+const DEFAULT_COUNT: usize = 10;
+const MAX_COUNT: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewRequest {
+    schedule: Value,
+    from: Option<String>,
+    count: Option<usize>,
+}
+
+/// `{schedule, from?, count?}` -> `{fires: [...]}` (RFC 3339, UTC).
+pub async fn preview(
+    State(_state): State<AppState>,
+    Caller(_caller): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let request: PreviewRequest = serde_json::from_value(body)
+        .map_err(|error| ApiError::bad_request("invalid_field", format!("body: {error}")))?;
+    let schedule = Schedule::from_json(&request.schedule)?
+        .ok_or_else(|| ApiError::bad_request("invalid_schedule", "schedule: null has no fires; give a schedule"))?;
+    let from = match request.from {
+        Some(text) => DateTime::parse_from_rfc3339(&text)
+            .map_err(|error| {
+                ApiError::bad_request("invalid_field", format!("from: {text:?} is not RFC 3339 ({error})"))
+            })?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let count = request.count.unwrap_or(DEFAULT_COUNT);
+    if count == 0 || count > MAX_COUNT {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("count: must be from 1 to {MAX_COUNT}"),
+        ));
+    }
+    let fires: Vec<String> = schedule
+        .preview(from, count)
+        .iter()
+        .map(|fire| fire.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .collect();
+    Ok(Json(json!({"fires": fires})))
+}

@@ -1,0 +1,125 @@
+//! Who is calling: bearer tokens to principals. Tokens are random 256-bit
+//! values; only their sha256 is kept in memory and compared in constant
+//! time. For now there is the local admin token, written to
+//! `<data-dir>/admin-token` (mode 0600) on first start, acting on the
+//! default tenant.
+
+use std::io::Write;
+use std::path::Path;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::model::DEFAULT_TENANT;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The tenant whose objects the caller sees.
+    pub tenant: String,
+    /// True for the admin token.
+    pub admin: bool,
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error(
+        "missing bearer token: send `Authorization: Bearer <token>` (the local admin token is in <data-dir>/admin-token)"
+    )]
+    Missing,
+    /// A token that matches nothing.
+    #[error("invalid or revoked token")]
+    Invalid,
+}
+
+/// Known token hashes.
+pub struct Auth {
+    admin_hash: [u8; 32],
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new random token with a readable prefix.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+impl Auth {
+    /// Reads the admin token from `path`, creating it (0600) on first start.
+    pub fn load_or_create(path: &Path) -> std::io::Result<Auth> {
+        let token = match std::fs::read_to_string(path) {
+            Ok(text) => text.trim().to_string(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let token = new_token("sc_admin");
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path)?;
+                file.write_all(format!("{token}\n").as_bytes())?;
+                file.sync_all()?;
+                tracing::info!(path = %path.display(), "created the admin token");
+                token
+            }
+            Err(error) => return Err(error),
+        };
+        if token.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is empty; delete it to have a new admin token made", path.display()),
+            ));
+        }
+        Ok(Auth {
+            admin_hash: hash(&token),
+        })
+    }
+
+    /// Resolves an `Authorization` header value to a principal.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+        let token = header
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(AuthError::Missing)?;
+        if bool::from(hash(token).ct_eq(&self.admin_hash)) {
+            return Ok(Principal {
+                tenant: DEFAULT_TENANT.to_string(),
+                admin: true,
+            });
+        }
+        Err(AuthError::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_token_is_created_once_with_owner_only_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        let auth = Auth::load_or_create(&path).unwrap();
+        let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
+        assert!(token.len() > 64, "at least 256 bits of hex");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let again = Auth::load_or_create(&path).unwrap();
+        let header = format!("Bearer {token}");
+        assert!(auth.authenticate(Some(&header)).unwrap().admin);
+        assert!(again.authenticate(Some(&header)).is_ok());
+        assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
+        assert_eq!(auth.authenticate(Some("Bearer nope")), Err(AuthError::Invalid));
+        assert_eq!(auth.authenticate(Some(&token)), Err(AuthError::Missing));
+    }
+}

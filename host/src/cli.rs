@@ -1,0 +1,629 @@
+//! The command line: `serve` (the daemon), `exec` (one local sandboxed run,
+//! no daemon) and client commands for plugins, jobs, runs, logs and
+//! schedules, all over the HTTP API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::client::{Body, Client, encode, local_token};
+use crate::config::{Config, ConfigArgs, DEFAULT_DATA_DIR, DEFAULT_URL, LogFormat};
+use crate::model::run::RunLimits;
+use crate::model::{RunStatus, Trigger};
+use crate::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest};
+
+/// sandcron: cron for sandboxed WebAssembly jobs.
+#[derive(Parser)]
+#[command(name = "sandcron", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Connection {
+    /// Daemon URL.
+    #[arg(long, global = true, env = "SANDCRON_URL", default_value = DEFAULT_URL)]
+    url: String,
+    /// API token (default: the admin token in the data dir).
+    #[arg(long, global = true, env = "SANDCRON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where a local daemon keeps its admin token.
+    #[arg(long = "data-dir", global = true, env = "SANDCRON_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+impl Connection {
+    fn client(&self) -> Client {
+        let token = self.token.clone().or_else(|| local_token(&self.data_dir));
+        Client::new(&self.url, token)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve(ConfigArgs),
+    /// Run a plugin once, locally, in the same sandbox (no daemon).
+    Exec(ExecArgs),
+    /// Upload, list and delete plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Create, list, show, delete, pause, resume and run jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// List runs, newest first.
+    Runs(RunsArgs),
+    /// Show a run's captured log.
+    Logs {
+        /// Run id.
+        run: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a run.
+    Run {
+        /// Run id.
+        run: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Work with schedules.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// The component file.
+    plugin: PathBuf,
+    /// Input (JSON text).
+    #[arg(long, default_value = "")]
+    input: String,
+    /// Fuel budget.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock deadline ("30s").
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Memory cap ("64MiB").
+    #[arg(long)]
+    memory: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Upload a component as the next version of NAME.
+    Push {
+        /// The component file.
+        file: PathBuf,
+        /// Plugin name (default: the file name without .wasm).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List plugins.
+    Ls {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Delete every version of a plugin.
+    Rm {
+        /// Plugin name.
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Create a job.
+    Create(JobCreateArgs),
+    /// List jobs.
+    Ls {
+        /// Only jobs with this label (key=value); repeatable.
+        #[arg(long)]
+        label: Vec<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a job.
+    Get(JobRef),
+    /// Delete a job.
+    Rm(JobRef),
+    /// Pause a job.
+    Pause(JobRef),
+    /// Resume a job.
+    Resume(JobRef),
+    /// Run a job now.
+    Run {
+        /// Job id or name.
+        job: String,
+        /// Input for this run (JSON).
+        #[arg(long)]
+        input: Option<String>,
+        /// Wait this long for the run to finish ("30s").
+        #[arg(long)]
+        wait: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Args)]
+struct JobRef {
+    /// Job id or name.
+    job: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Args)]
+struct JobCreateArgs {
+    /// A JSON file with the job (other flags override its fields).
+    #[arg(long, short = 'f')]
+    file: Option<PathBuf>,
+    /// Job name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Plugin (`name` or `name@3`).
+    #[arg(long)]
+    plugin: Option<String>,
+    /// Cron line.
+    #[arg(long, conflicts_with_all = ["every", "after", "at"])]
+    cron: Option<String>,
+    /// Time zone of the cron line.
+    #[arg(long, requires = "cron")]
+    tz: Option<String>,
+    /// Fixed rate ("30s").
+    #[arg(long)]
+    every: Option<String>,
+    /// Fixed delay after the previous run ("1m").
+    #[arg(long)]
+    after: Option<String>,
+    /// Once, at an RFC 3339 instant.
+    #[arg(long)]
+    at: Option<String>,
+    /// Input (JSON).
+    #[arg(long)]
+    input: Option<String>,
+    /// Label key=value; repeatable.
+    #[arg(long)]
+    label: Vec<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Args)]
+struct RunsArgs {
+    /// Only this job's runs (id or name).
+    #[arg(long)]
+    job: Option<String>,
+    /// Only runs in this status.
+    #[arg(long)]
+    status: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Show the next fires of a cron line.
+    Preview {
+        /// Cron expression (or use --every/--after/--at).
+        expression: Option<String>,
+        /// Time zone.
+        #[arg(long)]
+        tz: Option<String>,
+        /// Fixed rate instead of cron.
+        #[arg(long)]
+        every: Option<String>,
+        /// Start after this instant (RFC 3339, default now).
+        #[arg(long)]
+        from: Option<String>,
+        /// How many fires.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(args) => args.log_format.unwrap_or(LogFormat::Pretty),
+        _ => LogFormat::Pretty,
+    };
+    init_tracing(log_format, matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, daemon: bool) {
+    let default = if daemon { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SANDCRON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            crate::daemon::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec(args) => exec(args).await,
+        Command::Plugin(command) => plugin(command).await,
+        Command::Job(command) => job(command).await,
+        Command::Runs(args) => runs(args).await,
+        Command::Logs { run, connection } => {
+            let answer = connection
+                .client()
+                .call(Method::GET, &format!("/v1/runs/{}/logs", encode(&run)), Body::None)
+                .await?;
+            print!("{}", String::from_utf8_lossy(&answer.body));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { run, connection } => {
+            print_json(&connection.client().get(&format!("/v1/runs/{}", encode(&run))).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedule(ScheduleCommand::Preview {
+            expression,
+            tz,
+            every,
+            from,
+            count,
+            connection,
+        }) => {
+            let schedule = match (expression, every) {
+                (Some(cron), None) => json!({"cron": cron, "timezone": tz.unwrap_or_else(|| "UTC".to_string())}),
+                (None, Some(every)) => json!({"every": every}),
+                _ => bail!("give a cron expression or --every"),
+            };
+            let mut body = json!({"schedule": schedule, "count": count});
+            if let Some(from) = from {
+                body["from"] = json!(from);
+            }
+            let answer = connection.client().post("/v1/schedules/preview", body).await?;
+            for fire in answer["fires"].as_array().into_iter().flatten() {
+                println!("{}", fire.as_str().unwrap_or_default());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+fn parse_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("{flag}: {text:?} is not JSON"))
+}
+
+async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.plugin).with_context(|| format!("reading {}", args.plugin.display()))?;
+    let config = Config::default();
+    let sandbox = crate::daemon::sandbox_for(&config)?;
+    let component = sandbox.compile(&bytes)?;
+    let prepared = sandbox.prepare(&component)?;
+    let defaults = &config.jobs;
+    let timeout = match &args.timeout {
+        Some(text) => crate::units::parse_duration(text).map_err(|message| anyhow::anyhow!("--timeout: {message}"))?,
+        None => defaults.timeout,
+    };
+    let memory = match &args.memory {
+        Some(text) => crate::units::parse_size(text).map_err(|message| anyhow::anyhow!("--memory: {message}"))?,
+        None => defaults.memory,
+    };
+    let request = RunRequest {
+        context: RunContext {
+            tenant: crate::model::DEFAULT_TENANT.to_string(),
+            job_id: "exec".to_string(),
+            job_name: "exec".to_string(),
+            run_id: crate::model::new_id(),
+            attempt: 1,
+            trigger: Trigger::Manual,
+            scheduled_at_ms: chrono::Utc::now().timestamp_millis(),
+        },
+        input: args.input.into_bytes(),
+        limits: RunLimits {
+            fuel: args.fuel.unwrap_or(defaults.fuel),
+            timeout_ms: timeout.as_millis() as u64,
+            memory,
+            output: defaults.output,
+            logs: defaults.logs,
+        },
+        capabilities: Capabilities {
+            kv: Arc::new(MemoryKeyValue::default()),
+            http_allow: Vec::new(),
+        },
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let outcome = sandbox.run(&prepared, request).await;
+    if !outcome.log.is_empty() {
+        eprintln!("--- log ---");
+        eprint!("{}", String::from_utf8_lossy(&outcome.log));
+        eprintln!("--- end of log ---");
+    }
+    eprintln!(
+        "fuel consumed: {}, peak memory: {} bytes",
+        outcome.fuel_consumed, outcome.peak_memory
+    );
+    match outcome.result {
+        Ok(output) => {
+            eprintln!("status: {}", RunStatus::Succeeded.as_str());
+            println!("{}", String::from_utf8_lossy(&output));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!(
+                "status: {} ({}): {}",
+                RunStatus::Failed.as_str(),
+                error.kind.as_str(),
+                error.message
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Push { file, name, connection } => {
+            let name = match name {
+                Some(name) => name,
+                None => file
+                    .file_stem()
+                    .and_then(|stem| stem.to_str())
+                    .map(str::to_string)
+                    .context("give --name; the file name is not usable")?,
+            };
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let answer = connection
+                .client()
+                .call(
+                    Method::POST,
+                    &format!("/v1/plugins?name={}", encode(&name)),
+                    Body::Bytes(bytes),
+                )
+                .await?;
+            let version = answer.json()?;
+            let verb = if answer.status == reqwest::StatusCode::CREATED {
+                "uploaded"
+            } else {
+                "unchanged"
+            };
+            println!(
+                "{verb} {} {}",
+                version["reference"].as_str().unwrap_or_default(),
+                version["digest"].as_str().unwrap_or_default()
+            );
+        }
+        PluginCommand::Ls { connection } => {
+            let answer = connection.client().get("/v1/plugins").await?;
+            println!("{:<24} {:>7} {:>10}  DIGEST", "NAME", "LATEST", "SIZE");
+            for plugin in answer["plugins"].as_array().into_iter().flatten() {
+                let latest = plugin["versions"]
+                    .as_array()
+                    .and_then(|versions| versions.last())
+                    .cloned()
+                    .unwrap_or_default();
+                println!(
+                    "{:<24} {:>7} {:>10}  {}",
+                    plugin["name"].as_str().unwrap_or_default(),
+                    plugin["latest"],
+                    latest["size"],
+                    latest["digest"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        PluginCommand::Rm { name, connection } => {
+            connection
+                .client()
+                .call(Method::DELETE, &format!("/v1/plugins/{}", encode(&name)), Body::None)
+                .await?;
+            println!("deleted {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn job_body(args: &JobCreateArgs) -> anyhow::Result<Value> {
+    let mut body = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            parse_json_arg("--file", &text)?
+        }
+        None => json!({}),
+    };
+    if let Some(name) = &args.name {
+        body["name"] = json!(name);
+    }
+    if let Some(plugin) = &args.plugin {
+        body["plugin"] = json!(plugin);
+    }
+    if let Some(cron) = &args.cron {
+        body["schedule"] = json!({"cron": cron, "timezone": args.tz.clone().unwrap_or_else(|| "UTC".to_string())});
+    } else if let Some(every) = &args.every {
+        body["schedule"] = json!({"every": every});
+    } else if let Some(after) = &args.after {
+        body["schedule"] = json!({"after": after});
+    } else if let Some(at) = &args.at {
+        body["schedule"] = json!({"at": at});
+    }
+    if let Some(input) = &args.input {
+        body["input"] = parse_json_arg("--input", input)?;
+    }
+    for label in &args.label {
+        let (key, value) = label
+            .split_once('=')
+            .with_context(|| format!("--label {label:?}: expected key=value"))?;
+        body["labels"][key] = json!(value);
+    }
+    Ok(body)
+}
+
+async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JobCommand::Create(args) => {
+            let body = job_body(&args)?;
+            print_json(&args.connection.client().post("/v1/jobs", body).await?);
+        }
+        JobCommand::Ls { label, connection } => {
+            let query: Vec<String> = label.iter().map(|label| format!("label={}", encode(label))).collect();
+            let answer = connection
+                .client()
+                .get(&format!("/v1/jobs?{}", query.join("&")))
+                .await?;
+            println!(
+                "{:<26} {:<24} {:<16} {:<8} {:<32} NEXT FIRE",
+                "ID", "NAME", "PLUGIN", "STATE", "SCHEDULE"
+            );
+            for job in answer["jobs"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<26} {:<24} {:<16} {:<8} {:<32} {}",
+                    job["id"].as_str().unwrap_or_default(),
+                    job["name"].as_str().unwrap_or_default(),
+                    job["plugin"].as_str().unwrap_or_default(),
+                    job["state"].as_str().unwrap_or_default(),
+                    if job["schedule"].is_null() {
+                        "on demand".to_string()
+                    } else {
+                        job["schedule"].to_string()
+                    },
+                    job["next_fire_at"].as_str().unwrap_or("-"),
+                );
+            }
+        }
+        JobCommand::Get(JobRef { job, connection }) => {
+            print_json(&connection.client().get(&format!("/v1/jobs/{}", encode(&job))).await?);
+        }
+        JobCommand::Rm(JobRef { job, connection }) => {
+            connection
+                .client()
+                .call(Method::DELETE, &format!("/v1/jobs/{}", encode(&job)), Body::None)
+                .await?;
+            println!("deleted {job}");
+        }
+        JobCommand::Pause(JobRef { job, connection }) => {
+            connection
+                .client()
+                .post(&format!("/v1/jobs/{}/pause", encode(&job)), Value::Null)
+                .await?;
+            println!("paused {job}");
+        }
+        JobCommand::Resume(JobRef { job, connection }) => {
+            connection
+                .client()
+                .post(&format!("/v1/jobs/{}/resume", encode(&job)), Value::Null)
+                .await?;
+            println!("resumed {job}");
+        }
+        JobCommand::Run {
+            job,
+            input,
+            wait,
+            connection,
+        } => {
+            let body = match input {
+                Some(text) => json!({"input": parse_json_arg("--input", &text)?}),
+                None => json!({}),
+            };
+            let wait = wait.map(|wait| format!("?wait={}", encode(&wait))).unwrap_or_default();
+            let run = connection
+                .client()
+                .post(&format!("/v1/jobs/{}/run{wait}", encode(&job)), body)
+                .await?;
+            print_json(&run);
+            if run["status"] == "failed" {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let mut query = vec![format!("limit={}", args.limit)];
+    if let Some(job) = &args.job {
+        query.push(format!("job={}", encode(job)));
+    }
+    if let Some(status) = &args.status {
+        query.push(format!("status={}", encode(status)));
+    }
+    let answer = args
+        .connection
+        .client()
+        .get(&format!("/v1/runs?{}", query.join("&")))
+        .await?;
+    if args.json {
+        print_json(&answer);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<26} {:<20} {:<10} {:<9} {:>9} {:<20} ERROR",
+        "ID", "JOB", "STATUS", "TRIGGER", "DURATION", "STARTED"
+    );
+    for run in answer["runs"].as_array().into_iter().flatten() {
+        let duration = run["duration_ms"]
+            .as_u64()
+            .map(|ms| format!("{ms}ms"))
+            .unwrap_or_else(|| "-".to_string());
+        let error = run["error"]["kind"].as_str().unwrap_or("");
+        println!(
+            "{:<26} {:<20} {:<10} {:<9} {:>9} {:<20} {}",
+            run["id"].as_str().unwrap_or_default(),
+            run["job_name"].as_str().unwrap_or_default(),
+            run["status"].as_str().unwrap_or_default(),
+            run["trigger"].as_str().unwrap_or_default(),
+            duration,
+            run["started_at"]
+                .as_str()
+                .map(|at| at.get(..19).unwrap_or(at))
+                .unwrap_or("-"),
+            error,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,156 @@
+//! A small typed-enough client of the HTTP API for the CLI (and anyone who
+//! wants one). Finds the daemon through `--url`/`SANDCRON_URL` and the token
+//! through `--token`/`SANDCRON_TOKEN` or `<data-dir>/admin-token`.
+
+use std::path::Path;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon could not be reached.
+    #[error(
+        "cannot reach the sandcron daemon at {url}: {source} (is `sandcron serve` running? set --url or SANDCRON_URL)"
+    )]
+    Unreachable {
+        /// The base URL.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The daemon answered with an error.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+/// An API client.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// What a call returned.
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> Result<Value, ClientError> {
+        serde_json::from_slice(&self.body).map_err(|error| ClientError::Protocol(format!("invalid JSON: {error}")))
+    }
+}
+
+/// Reads the admin token written by a local daemon.
+pub fn local_token(data_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join(crate::config::ADMIN_TOKEN_FILE))
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|token| !token.is_empty())
+}
+
+impl Client {
+    /// A client of the daemon at `base` (e.g. `http://127.0.0.1:8085`).
+    pub fn new(base: &str, token: Option<String>) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends a request; `body` is JSON or raw bytes.
+    pub async fn call(&self, method: Method, path: &str, body: Body) -> Result<Answer, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request = match body {
+            Body::None => request,
+            Body::Json(value) => request.json(&value),
+            Body::Bytes(bytes) => request.header("content-type", "application/wasm").body(bytes),
+        };
+        let response = request.send().await.map_err(|source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?
+            .to_vec();
+        if status.is_success() {
+            return Ok(Answer { status, body });
+        }
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let error = parsed.as_ref().and_then(|value| value.get("error"));
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            code: error
+                .and_then(|error| error.get("code"))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string(),
+            message: error
+                .and_then(|error| error.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+        })
+    }
+
+    /// GET returning JSON.
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.call(Method::GET, path, Body::None).await?.json()
+    }
+
+    /// POST of JSON returning JSON.
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, ClientError> {
+        self.call(Method::POST, path, Body::Json(body)).await?.json()
+    }
+}
+
+/// A request body.
+pub enum Body {
+    /// No body.
+    None,
+    /// JSON.
+    Json(Value),
+    /// Raw bytes (plugin uploads).
+    Bytes(Vec<u8>),
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,117 @@
+//! `sandcron serve`: opens the data directory, wires store -> plugins ->
+//! executor -> API, recovers unfinished runs and serves until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::api::{AppState, router};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::executor::Executor;
+use crate::plugin::Plugins;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::store::{SledStore, Store, StoreError};
+
+/// Pool slots per allowed concurrent run: runs in flight plus a margin for
+/// instances being torn down while new ones start.
+const POOL_SLOTS_PER_RUN: u32 = 2;
+
+/// The parts of a running daemon, before it listens.
+pub struct Daemon {
+    /// The storage.
+    pub store: Arc<dyn Store>,
+    /// The sandbox.
+    pub sandbox: Arc<Sandbox>,
+    /// The plugin registry.
+    pub plugins: Arc<Plugins>,
+    /// The executor.
+    pub executor: Arc<Executor>,
+}
+
+/// Builds the engine for a configuration.
+pub fn sandbox_for(config: &Config) -> anyhow::Result<Sandbox> {
+    let slots = u32::try_from(config.max_concurrent_runs).unwrap_or(u32::MAX / 4);
+    Sandbox::new(&SandboxConfig {
+        max_memory: config.jobs.max_memory,
+        pool_instances: slots.saturating_mul(POOL_SLOTS_PER_RUN).max(4),
+    })
+}
+
+impl Daemon {
+    /// Opens the data directory and builds every part.
+    pub fn open(config: &Config) -> anyhow::Result<Daemon> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        let store: Arc<dyn Store> = match SledStore::open(&config.database_path()) {
+            Ok(store) => Arc::new(store),
+            Err(StoreError::Locked(message)) => anyhow::bail!("{message}"),
+            Err(error) => return Err(error).context("opening the database"),
+        };
+        let sandbox = Arc::new(sandbox_for(config)?);
+        let plugins = Arc::new(Plugins::new(store.clone(), sandbox.clone(), config.max_plugin_bytes));
+        let executor = Executor::new(
+            store.clone(),
+            sandbox.clone(),
+            plugins.clone(),
+            config.max_concurrent_runs,
+            config.jobs.logs,
+        );
+        Ok(Daemon {
+            store,
+            sandbox,
+            plugins,
+            executor,
+        })
+    }
+}
+
+/// Runs the daemon until a shutdown signal.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let daemon = Daemon::open(&config)?;
+    let auth = Auth::load_or_create(&config.admin_token_path())
+        .with_context(|| format!("reading the admin token {}", config.admin_token_path().display()))?;
+    daemon.executor.recover().await.context("recovering unfinished runs")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(data_dir = %config.data_dir.display(), "listening on http://{address}");
+    let store = daemon.store.clone();
+    let app = router(AppState::new(
+        daemon.store,
+        daemon.plugins,
+        daemon.executor,
+        auth,
+        config,
+    ));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    store.flush().context("flushing the database at shutdown")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}

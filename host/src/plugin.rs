@@ -1,0 +1,287 @@
+//! Plugins: accept uploaded bytes only when they are a component that
+//! implements the `job` world, version them per name, and keep compiled
+//! artifacts (in sled, by digest and engine fingerprint, and in memory as
+//! ready-to-instantiate `JobPre`s) so neither a run nor a restart compiles
+//! again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::model::job::check_name;
+use crate::model::{Artifact, PluginRef, PluginVersion};
+use crate::sandbox::{ComponentError, PreparedJob, Sandbox};
+use crate::store::{Store, StoreError};
+
+/// Why a plugin operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No bytes were sent.
+    #[error("the request body is empty; send the component's bytes")]
+    Empty,
+    /// More bytes than the configured cap.
+    #[error("the plugin is larger than the {limit}-byte upload limit")]
+    TooLarge {
+        /// The cap.
+        limit: u64,
+    },
+    /// The `name` is missing or malformed.
+    #[error("name: {0}")]
+    InvalidName(String),
+    /// Not a usable component.
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    /// No plugin of that name.
+    #[error("no plugin named {name:?}")]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// The name exists but not that version.
+    #[error("plugin {name:?} has no version {version}")]
+    VersionNotFound {
+        /// The name.
+        name: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// Jobs still use the plugin.
+    #[error("plugin {name:?} is used by jobs: {}", jobs.join(", "))]
+    InUse {
+        /// The name.
+        name: String,
+        /// Names of the jobs using it.
+        jobs: Vec<String>,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Compiling or loading failed on the host side.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What an upload did.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// The version holding the bytes.
+    pub version: PluginVersion,
+    /// False when identical bytes already were a version of this name.
+    pub created: bool,
+}
+
+/// The plugin registry and compile cache.
+pub struct Plugins {
+    store: Arc<dyn Store>,
+    sandbox: Arc<Sandbox>,
+    max_bytes: u64,
+    prepared: RwLock<HashMap<String, Arc<PreparedJob>>>,
+}
+
+/// sha256 of bytes as lowercase hex.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Plugins {
+    /// A registry over `store`, compiling with `sandbox`.
+    pub fn new(store: Arc<dyn Store>, sandbox: Arc<Sandbox>, max_bytes: u64) -> Plugins {
+        Plugins {
+            store,
+            sandbox,
+            max_bytes,
+            prepared: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The upload cap in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    fn cached(&self, digest: &str) -> Option<Arc<PreparedJob>> {
+        self.prepared
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(digest)
+            .cloned()
+    }
+
+    fn remember(&self, digest: &str, prepared: Arc<PreparedJob>) {
+        self.prepared
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(digest.to_string(), prepared);
+    }
+
+    /// Validates, compiles and stores `bytes` as the next version of `name`
+    /// (or returns the version that already holds them). Durable on return.
+    pub async fn upload(&self, tenant: &str, name: &str, bytes: Vec<u8>) -> Result<Uploaded, PluginError> {
+        check_name(name).map_err(PluginError::InvalidName)?;
+        if bytes.is_empty() {
+            return Err(PluginError::Empty);
+        }
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(PluginError::TooLarge { limit: self.max_bytes });
+        }
+        let digest = digest(&bytes);
+        if self.cached(&digest).is_none() {
+            let (prepared, artifact, serialized) = self.compile(digest.clone(), bytes.clone()).await?;
+            self.store.put_artifact(&artifact, &serialized)?;
+            self.remember(&digest, Arc::new(prepared));
+        }
+        let added = self
+            .store
+            .add_plugin_version(tenant, name, &digest, &bytes, Utc::now())?;
+        self.store.flush_async().await?;
+        if added.created {
+            tracing::info!(tenant, plugin = %added.version.reference(), %digest, "plugin uploaded");
+        }
+        Ok(Uploaded {
+            version: added.version,
+            created: added.created,
+        })
+    }
+
+    /// Compiles off the async runtime and checks the `job` world.
+    async fn compile(&self, digest: String, bytes: Vec<u8>) -> Result<(PreparedJob, Artifact, Vec<u8>), PluginError> {
+        let sandbox = self.sandbox.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let component = sandbox.compile(&bytes)?;
+            let prepared = sandbox.prepare(&component)?;
+            let compile_ms = started.elapsed().as_millis() as u64;
+            let serialized = sandbox
+                .serialize(&component)
+                .map_err(|error| PluginError::Internal(error.to_string()))?;
+            let artifact = Artifact {
+                digest: digest.clone(),
+                engine: sandbox.fingerprint().to_string(),
+                compiled_at: Utc::now(),
+                compile_ms,
+                artifact_digest: self::digest(&serialized),
+            };
+            tracing::info!(%digest, compile_ms, "plugin compiled");
+            Ok((prepared, artifact, serialized))
+        })
+        .await
+        .map_err(|error| PluginError::Internal(format!("the compile task failed: {error}")))?
+    }
+
+    /// The ready-to-instantiate plugin with this digest: from memory, else
+    /// from the artifact cache, else compiled from the stored bytes.
+    pub async fn prepared(&self, digest: &str) -> Result<Arc<PreparedJob>, PluginError> {
+        if let Some(prepared) = self.cached(digest) {
+            return Ok(prepared);
+        }
+        if let Some(prepared) = self.load_artifact(digest).await? {
+            let prepared = Arc::new(prepared);
+            self.remember(digest, prepared.clone());
+            return Ok(prepared);
+        }
+        let bytes = self
+            .store
+            .plugin_bytes(digest)?
+            .ok_or_else(|| PluginError::Internal(format!("the bytes of plugin {digest} are missing from the store")))?;
+        let (prepared, artifact, serialized) = self.compile(digest.to_string(), bytes).await?;
+        self.store.put_artifact(&artifact, &serialized)?;
+        let prepared = Arc::new(prepared);
+        self.remember(digest, prepared.clone());
+        Ok(prepared)
+    }
+
+    async fn load_artifact(&self, digest: &str) -> Result<Option<PreparedJob>, PluginError> {
+        let Some((artifact, bytes)) = self.store.artifact(digest, self.sandbox.fingerprint())? else {
+            return Ok(None);
+        };
+        if self::digest(&bytes) != artifact.artifact_digest {
+            tracing::warn!(%digest, "cached artifact does not match its checksum; compiling again");
+            return Ok(None);
+        }
+        let sandbox = self.sandbox.clone();
+        let digest = digest.to_string();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            // SAFETY: these bytes were produced by `Sandbox::serialize` of an
+            // engine with this fingerprint and match the sha256 recorded when
+            // they were stored.
+            let component = match unsafe { sandbox.deserialize(&bytes) } {
+                Ok(component) => component,
+                Err(error) => {
+                    tracing::warn!(%digest, %error, "cached artifact does not load; compiling again");
+                    return Ok(None);
+                }
+            };
+            let prepared = sandbox.prepare(&component)?;
+            tracing::info!(%digest, load_us = started.elapsed().as_micros() as u64, "plugin loaded from the artifact cache");
+            Ok(Some(prepared))
+        })
+        .await
+        .map_err(|error| PluginError::Internal(format!("the load task failed: {error}")))?
+    }
+
+    /// The compile record of a digest, if it was compiled by this engine.
+    pub fn artifact(&self, digest: &str) -> Result<Option<Artifact>, PluginError> {
+        Ok(self
+            .store
+            .artifact(digest, self.sandbox.fingerprint())?
+            .map(|(artifact, _)| artifact))
+    }
+
+    /// The version a reference (`name` or `name@3`) points at.
+    pub fn resolve(&self, tenant: &str, reference: &str) -> Result<PluginVersion, PluginError> {
+        let reference = PluginRef::parse(reference).map_err(PluginError::InvalidName)?;
+        let versions = self.store.plugin_versions(tenant, &reference.name)?;
+        let found = match reference.version {
+            None => versions.last(),
+            Some(wanted) => versions.iter().find(|version| version.version == wanted),
+        };
+        match (found, reference.version) {
+            (Some(version), _) => Ok(version.clone()),
+            (None, Some(version)) if !versions.is_empty() => Err(PluginError::VersionNotFound {
+                name: reference.name,
+                version,
+            }),
+            (None, _) => Err(PluginError::NotFound { name: reference.name }),
+        }
+    }
+
+    /// Every version of every plugin of the tenant.
+    pub fn list(&self, tenant: &str) -> Result<Vec<PluginVersion>, PluginError> {
+        Ok(self.store.list_plugin_versions(tenant)?)
+    }
+
+    /// The versions of one plugin, oldest first.
+    pub fn versions(&self, tenant: &str, name: &str) -> Result<Vec<PluginVersion>, PluginError> {
+        let versions = self.store.plugin_versions(tenant, name)?;
+        if versions.is_empty() {
+            return Err(PluginError::NotFound { name: name.to_string() });
+        }
+        Ok(versions)
+    }
+
+    /// Deletes every version of a plugin no job uses. Durable on return.
+    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), PluginError> {
+        let users: Vec<String> = self
+            .store
+            .list_jobs(tenant)?
+            .into_iter()
+            .filter(|job| PluginRef::parse(&job.plugin).is_ok_and(|reference| reference.name == name))
+            .map(|job| job.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(PluginError::InUse {
+                name: name.to_string(),
+                jobs: users,
+            });
+        }
+        if self.store.delete_plugin(tenant, name)? == 0 {
+            return Err(PluginError::NotFound { name: name.to_string() });
+        }
+        self.store.flush_async().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,515 @@
+//! Black-box tests of the HTTP API: plugins, jobs, runs, validation, auth.
+
+mod common;
+
+use common::TestDaemon;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn hello_uploaded_created_and_run_returns_the_greeting() {
+    let daemon = TestDaemon::start();
+    let health = daemon.call_as(None, Method::GET, "/healthz", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+
+    let uploaded = daemon.upload_bytes("hello", common::plugin_bytes("hello")).await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
+    assert_eq!(uploaded.body["version"], 1);
+    assert!(uploaded.body["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(uploaded.body["compiled_at"].is_string());
+
+    let job = daemon
+        .create_job(json!({"name": "greet", "plugin": "hello", "input": {"name": "Ada"}, "labels": {"team": "core"}}))
+        .await;
+    assert_eq!(job["state"], "active");
+    assert_eq!(job["next_fire_at"], Value::Null);
+    assert_eq!(job["limits"]["timeout"], "30s");
+
+    let run = daemon.run_job("greet", None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], "Hello, Ada!");
+    assert_eq!(run["output_encoding"], "utf8");
+    assert_eq!(run["error"], Value::Null);
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!(run["attempt"], 1);
+    assert_eq!(run["plugin"], "hello@1");
+    for field in [
+        "scheduled_at",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "lateness_ms",
+        "fuel_consumed",
+        "peak_memory",
+        "log_size",
+    ] {
+        assert!(!run[field].is_null(), "{field} is missing from {run}");
+    }
+    assert!(run["fuel_consumed"].as_u64().unwrap() > 0);
+
+    // The input of one run can be replaced; the log holds the plugin's line.
+    let run = daemon.run_job("greet", Some(json!({"name": "Grace"}))).await;
+    assert_eq!(run["output"], "Hello, Grace!");
+    let log = daemon.log(run["id"].as_str().unwrap()).await;
+    assert!(log.contains("INFO  greeting Grace"), "{log}");
+    assert_eq!(run["log_size"].as_u64().unwrap() as usize, log.len());
+
+    // A plugin error fails the run with kind plugin_error.
+    let run = daemon.run_job("greet", Some(json!("not an object"))).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error"]["kind"], "plugin_error");
+    assert!(run["error"]["message"].as_str().unwrap().contains("input is not"));
+}
+
+#[tokio::test]
+async fn identical_bytes_give_back_the_version_and_new_bytes_the_next() {
+    let daemon = TestDaemon::start();
+    let first = daemon.upload_bytes("tool", common::plugin_bytes("hello")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = daemon.upload_bytes("tool", common::plugin_bytes("hello")).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["version"], 1);
+    assert_eq!(again.body["digest"], first.body["digest"]);
+    let second = daemon.upload_bytes("tool", common::plugin_bytes("counter")).await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert_eq!(second.body["version"], 2);
+    let third = daemon.upload_bytes("tool", common::plugin_bytes("noop")).await;
+    assert_eq!(third.body["version"], 3);
+
+    let listed = daemon.call(Method::GET, "/v1/plugins/tool", None).await;
+    assert_eq!(listed.body["latest"], 3);
+    assert_eq!(listed.body["versions"].as_array().unwrap().len(), 3);
+
+    // `tool` runs the latest (noop echoes its input), `tool@1` is pinned to hello.
+    daemon
+        .create_job(json!({"name": "latest", "plugin": "tool", "input": "x"}))
+        .await;
+    daemon
+        .create_job(json!({"name": "pinned", "plugin": "tool@1", "input": {"name": "pin"}}))
+        .await;
+    assert_eq!(daemon.run_job("latest", None).await["output"], "\"x\"");
+    let pinned = daemon.run_job("pinned", None).await;
+    assert_eq!(pinned["output"], "Hello, pin!");
+    assert_eq!(pinned["plugin"], "tool@1");
+
+    // Deleting a plugin a job uses is refused; after the jobs go, it works.
+    let refused = daemon.call(Method::DELETE, "/v1/plugins/tool", None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.code(), "plugin_in_use");
+    for job in ["latest", "pinned"] {
+        assert_eq!(
+            daemon
+                .call(Method::DELETE, &format!("/v1/jobs/{job}"), None)
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(
+        daemon.call(Method::DELETE, "/v1/plugins/tool", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/plugins/tool", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_with_a_code_that_says_why() {
+    let daemon = TestDaemon::start_with(&["--max-plugin-bytes", "1MiB"], &[]);
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    let random: Vec<u8> = (0..4096u32)
+        .map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut truncated = common::plugin_bytes("hello");
+    truncated.truncate(truncated.len() / 2);
+    let rows: Vec<(&str, &str, Vec<u8>, StatusCode, &str)> = vec![
+        ("empty body", "x", Vec::new(), StatusCode::BAD_REQUEST, "empty_body"),
+        ("random bytes", "x", random, StatusCode::BAD_REQUEST, "not_wasm"),
+        (
+            "a core module",
+            "x",
+            core_module,
+            StatusCode::BAD_REQUEST,
+            "not_a_component",
+        ),
+        (
+            "a truncated component",
+            "x",
+            truncated,
+            StatusCode::BAD_REQUEST,
+            "invalid_component",
+        ),
+        (
+            "a command, not a job",
+            "x",
+            common::plugin_bytes("not_a_job"),
+            StatusCode::BAD_REQUEST,
+            "wrong_world",
+        ),
+        (
+            "a bad name",
+            "has%20space",
+            common::plugin_bytes("hello"),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            "over the size cap",
+            "x",
+            vec![0u8; 2 << 20],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+    ];
+    for (what, name, bytes, status, code) in rows {
+        let answer = daemon.upload_bytes(name, bytes).await;
+        assert_eq!(answer.status, status, "{what}: {}", answer.body);
+        assert_eq!(answer.code(), code, "{what}: {}", answer.body);
+        assert!(!answer.message().is_empty(), "{what} has a message");
+    }
+    let no_name = daemon.call(Method::POST, "/v1/plugins", None).await;
+    assert_eq!(no_name.status, StatusCode::BAD_REQUEST);
+    assert_eq!(no_name.code(), "invalid_name");
+    let wrong_world = daemon.upload_bytes("x", common::plugin_bytes("not_a_job")).await;
+    assert!(
+        wrong_world.message().contains("run"),
+        "names the missing export: {}",
+        wrong_world.message()
+    );
+    // Nothing was stored by any of them.
+    let listed = daemon.call(Method::GET, "/v1/plugins", None).await;
+    assert_eq!(listed.body["plugins"], json!([]));
+}
+
+#[tokio::test]
+async fn invalid_jobs_are_refused_naming_the_field() {
+    let daemon = TestDaemon::start();
+    daemon.upload("hello", "hello").await;
+    let rows = [
+        (json!({"plugin": "hello"}), "invalid_field", "name"),
+        (json!({"name": "j", "plugin": "missing"}), "unknown_plugin", "plugin"),
+        (json!({"name": "j", "plugin": "hello@7"}), "unknown_plugin", "plugin"),
+        (
+            json!({"name": "j", "plugin": "hello", "schedule": {"cron": "61 * * * *"}}),
+            "invalid_cron",
+            "schedule.cron",
+        ),
+        (
+            json!({"name": "j", "plugin": "hello", "schedule": {"cron": "* * * * *", "timezone": "Mars/Base"}}),
+            "unknown_timezone",
+            "schedule.timezone",
+        ),
+        (
+            json!({"name": "j", "plugin": "hello", "schedule": {"every": "0s"}}),
+            "invalid_interval",
+            "schedule.every",
+        ),
+        (
+            json!({"name": "j", "plugin": "hello", "schedule": {"at": "2001-01-01T00:00:00Z"}}),
+            "invalid_instant",
+            "schedule.at",
+        ),
+        (
+            json!({"name": "j", "plugin": "hello", "limits": {"memory": "lots"}}),
+            "invalid_field",
+            "limits.memory",
+        ),
+        (
+            json!({"name": "j", "plugin": "hello", "policy": {"priority": "urgent"}}),
+            "invalid_field",
+            "policy.priority",
+        ),
+        (
+            json!({"name": "j", "plugin": "hello", "surprise": 1}),
+            "invalid_field",
+            "surprise",
+        ),
+        (json!(["not", "an", "object"]), "invalid_field", "body"),
+    ];
+    for (body, code, field) in rows {
+        let answer = daemon.call(Method::POST, "/v1/jobs", Some(body.clone())).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.body);
+        assert_eq!(answer.code(), code, "{body}: {}", answer.body);
+        assert!(
+            answer.message().contains(field),
+            "{body}: {:?} should name {field}",
+            answer.message()
+        );
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/jobs", daemon.url))
+        .bearer_auth(&daemon.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_json");
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/jobs", None).await.body["jobs"],
+        json!([]),
+        "nothing half-written"
+    );
+}
+
+#[tokio::test]
+async fn jobs_are_listed_by_label_patched_paused_and_deleted() {
+    let daemon = TestDaemon::start();
+    daemon.upload("hello", "hello").await;
+    let nightly = daemon
+        .create_job(json!({
+            "name": "nightly", "plugin": "hello",
+            "schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"},
+            "labels": {"team": "data", "tier": "1"}
+        }))
+        .await;
+    assert!(nightly["next_fire_at"].is_string(), "{nightly}");
+    assert_eq!(
+        nightly["schedule"],
+        json!({"cron": "0 3 * * *", "timezone": "Europe/Berlin"})
+    );
+    daemon
+        .create_job(json!({"name": "adhoc", "plugin": "hello", "labels": {"team": "web"}}))
+        .await;
+    let duplicate = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "adhoc", "plugin": "hello"})),
+        )
+        .await;
+    assert_eq!(duplicate.status, StatusCode::CONFLICT);
+    assert_eq!(duplicate.code(), "name_taken");
+
+    let names = |answer: &Value| -> Vec<String> {
+        answer["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&daemon.call(Method::GET, "/v1/jobs", None).await.body),
+        ["nightly", "adhoc"]
+    );
+    assert_eq!(
+        names(&daemon.call(Method::GET, "/v1/jobs?label=team=data", None).await.body),
+        ["nightly"]
+    );
+    assert_eq!(
+        names(
+            &daemon
+                .call(Method::GET, "/v1/jobs?label=team=data&label=tier=2", None)
+                .await
+                .body
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/jobs?label=team", None).await.code(),
+        "invalid_query"
+    );
+
+    // By id or by name.
+    let id = nightly["id"].as_str().unwrap();
+    assert_eq!(
+        daemon.call(Method::GET, &format!("/v1/jobs/{id}"), None).await.body["name"],
+        "nightly"
+    );
+
+    let patched = daemon
+        .call(
+            Method::PATCH,
+            "/v1/jobs/nightly",
+            Some(json!({"schedule": {"every": "90s"}, "labels": {"tier": null}})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["schedule"], json!({"every": "1m 30s"}));
+    assert_eq!(patched.body["labels"], json!({"team": "data"}));
+    assert_eq!(patched.body["id"], nightly["id"]);
+    let bad_patch = daemon
+        .call(
+            Method::PATCH,
+            "/v1/jobs/nightly",
+            Some(json!({"limits": {"timeout": "forever"}})),
+        )
+        .await;
+    assert_eq!(bad_patch.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/jobs/nightly", None).await.body["limits"]["timeout"],
+        "30s",
+        "unchanged"
+    );
+
+    let paused = daemon.call(Method::POST, "/v1/jobs/nightly/pause", None).await;
+    assert_eq!(paused.body["state"], "paused");
+    assert_eq!(paused.body["enabled"], false);
+    let resumed = daemon.call(Method::POST, "/v1/jobs/nightly/resume", None).await;
+    assert_eq!(resumed.body["state"], "active");
+
+    // PUT upserts by name: 201 the first time, 200 after.
+    let put = daemon
+        .call(
+            Method::PUT,
+            "/v1/jobs/weekly",
+            Some(json!({"plugin": "hello", "schedule": {"cron": "@weekly"}})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
+    let put_again = daemon
+        .call(
+            Method::PUT,
+            "/v1/jobs/weekly",
+            Some(json!({"plugin": "hello", "input": {"name": "W"}})),
+        )
+        .await;
+    assert_eq!(put_again.status, StatusCode::OK);
+    assert_eq!(put_again.body["id"], put.body["id"]);
+    assert_eq!(put_again.body["schedule"], Value::Null);
+
+    assert_eq!(
+        daemon.call(Method::DELETE, "/v1/jobs/nightly", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let gone = daemon.call(Method::GET, "/v1/jobs/nightly", None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.code(), "job_not_found");
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_with_filters_and_a_cursor() {
+    let daemon = TestDaemon::start();
+    daemon.job_with("echo", "noop", json!({})).await;
+    daemon.job_with("greet", "hello", json!({})).await;
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        ids.push(
+            daemon.run_job("echo", Some(json!(index))).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    daemon.run_job("greet", Some(json!(42))).await;
+
+    let page = daemon.call(Method::GET, "/v1/runs?job=echo&limit=2", None).await;
+    let page_ids: Vec<&str> = page.body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page_ids, [ids[4].as_str(), ids[3].as_str()]);
+    let cursor = page.body["next_cursor"].as_str().unwrap();
+    let next = daemon
+        .call(Method::GET, &format!("/v1/runs?job=echo&limit=2&cursor={cursor}"), None)
+        .await;
+    let next_ids: Vec<&str> = next.body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(next_ids, [ids[2].as_str(), ids[1].as_str()]);
+
+    let failed = daemon.call(Method::GET, "/v1/runs?status=failed", None).await;
+    assert_eq!(
+        failed.body["runs"].as_array().unwrap().len(),
+        1,
+        "hello refuses a number as input"
+    );
+    assert_eq!(failed.body["runs"][0]["job_name"], "greet");
+    let all = daemon.call(Method::GET, "/v1/runs", None).await;
+    assert_eq!(all.body["runs"].as_array().unwrap().len(), 6);
+    assert_eq!(all.body["next_cursor"], Value::Null);
+
+    for (query, code) in [
+        ("status=done", "invalid_query"),
+        ("limit=0", "invalid_query"),
+        ("limit=100000", "invalid_query"),
+        ("cursor=zz", "invalid_query"),
+        ("color=red", "invalid_query"),
+    ] {
+        let answer = daemon.call(Method::GET, &format!("/v1/runs?{query}"), None).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{query}"
+        );
+    }
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/runs/nope", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn counter_keeps_state_per_job_in_kv() {
+    let daemon = TestDaemon::start();
+    daemon.job_with("count-a", "counter", json!({})).await;
+    daemon.create_job(json!({"name": "count-b", "plugin": "counter"})).await;
+    assert_eq!(daemon.run_job("count-a", None).await["output"], "1");
+    assert_eq!(daemon.run_job("count-a", None).await["output"], "2");
+    assert_eq!(
+        daemon.run_job("count-b", None).await["output"],
+        "1",
+        "each job has its own kv"
+    );
+    // Deleting a job deletes its kv; a new job of the same name starts over.
+    daemon.call(Method::DELETE, "/v1/jobs/count-a", None).await;
+    daemon.create_job(json!({"name": "count-a", "plugin": "counter"})).await;
+    assert_eq!(daemon.run_job("count-a", None).await["output"], "1");
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_get_401_and_unknown_routes_404() {
+    let daemon = TestDaemon::start();
+    for path in ["/v1/jobs", "/v1/plugins", "/v1/runs"] {
+        let missing = daemon.call_as(None, Method::GET, path, None).await;
+        assert_eq!(missing.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(missing.code(), "unauthorized");
+        let wrong = daemon.call_as(Some("sc_admin_wrong"), Method::GET, path, None).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let unknown = daemon.call(Method::GET, "/v1/nothing", None).await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "route_not_found")
+    );
+    let method = daemon.call(Method::DELETE, "/v1/runs", None).await;
+    assert_eq!(
+        (method.status, method.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+}
+
+#[tokio::test]
+async fn schedule_preview_lists_fires_across_dst() {
+    let daemon = TestDaemon::start();
+    let answer = daemon
+        .call(
+            Method::POST,
+            "/v1/schedules/preview",
+            Some(json!({"schedule": {"cron": "30 2 * * *", "timezone": "America/New_York"}, "from": "2026-03-07T12:00:00-05:00", "count": 2})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body["fires"],
+        json!(["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"])
+    );
+    let bad = daemon
+        .call(
+            Method::POST,
+            "/v1/schedules/preview",
+            Some(json!({"schedule": {"cron": "* * * *"}})),
+        )
+        .await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_cron"));
+}

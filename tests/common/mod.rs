@@ -1,0 +1,296 @@
+//! The black-box test harness: builds the test plugins once, starts the real
+//! `sandcron` binary on a free port with a temporary data directory, and
+//! talks to it over HTTP. `kill` is SIGKILL (no graceful shutdown), so a
+//! restart proves what was flushed, not what a clean exit saved.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds every plugin (once per test binary; cargo makes repeats no-ops)
+/// and returns the path of `<name>.wasm`.
+pub fn plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let plugins = repo_root().join("plugins");
+        let status = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("running rustup");
+        assert!(status.success(), "rustup target add wasm32-wasip2 failed");
+        let target_dir = plugins.join("target");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
+            .args(["build", "--release", "--quiet"])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .current_dir(&plugins)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET_DIR")
+            .status()
+            .expect("running cargo build for the plugins");
+        assert!(status.success(), "building the test plugins failed");
+        target_dir.join("wasm32-wasip2").join("release")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// The bytes of a built plugin.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(plugin(name)).expect("reading a built plugin")
+}
+
+/// A daemon process with its own data directory.
+pub struct TestDaemon {
+    child: Option<Child>,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The admin token.
+    pub token: String,
+    data_dir: tempfile::TempDir,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    logs: Arc<Mutex<Vec<String>>>,
+    http: reqwest::Client,
+}
+
+/// An answer: status and JSON body (or `Value::String` for non-JSON).
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Parsed body.
+    pub body: Value,
+}
+
+impl Answer {
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// The error message of an error answer.
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+impl TestDaemon {
+    /// Starts a daemon on a free port with a fresh data directory.
+    pub fn start() -> TestDaemon {
+        TestDaemon::start_with(&[], &[])
+    }
+
+    /// Starts a daemon with extra `serve` flags and environment.
+    pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> TestDaemon {
+        let mut daemon = TestDaemon {
+            child: None,
+            url: String::new(),
+            token: String::new(),
+            data_dir: tempfile::tempdir().expect("a temp dir"),
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+            logs: Arc::new(Mutex::new(Vec::new())),
+            http: reqwest::Client::new(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Starts the binary with this daemon's data dir and waits until it listens.
+    fn spawn(&mut self) {
+        self.logs.lock().expect("log lock").clear();
+        let (url, child) = spawn_daemon(self.data_dir.path(), &self.args, &self.envs, self.logs.clone())
+            .unwrap_or_else(|failure| panic!("the daemon did not start: {failure}"));
+        self.url = url;
+        self.child = Some(child);
+        self.token = std::fs::read_to_string(self.data_dir.path().join("admin-token"))
+            .expect("the daemon writes its admin token")
+            .trim()
+            .to_string();
+    }
+
+    /// SIGKILLs the daemon (no graceful shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL, then start again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Every line the daemon printed since it last started.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    /// A request with the admin token.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.call_as(Some(&self.token), method, path, body).await
+    }
+
+    /// A request with a given token (or none).
+    pub async fn call_as(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        answer(request.send().await.expect("the daemon answers")).await
+    }
+
+    /// Uploads raw bytes as plugin `name`.
+    pub async fn upload_bytes(&self, name: &str, bytes: Vec<u8>) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}/v1/plugins?name={name}", self.url))
+            .bearer_auth(&self.token)
+            .body(bytes);
+        answer(request.send().await.expect("the daemon answers")).await
+    }
+
+    /// Uploads a built plugin and asserts it was accepted.
+    pub async fn upload(&self, name: &str, plugin_name: &str) -> Value {
+        let answer = self.upload_bytes(name, plugin_bytes(plugin_name)).await;
+        assert!(
+            answer.status.is_success(),
+            "upload of {plugin_name}: {} {}",
+            answer.status,
+            answer.body
+        );
+        answer.body
+    }
+
+    /// Creates a job and asserts it was created.
+    pub async fn create_job(&self, body: Value) -> Value {
+        let answer = self.call(Method::POST, "/v1/jobs", Some(body.clone())).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "creating {body}: {}", answer.body);
+        answer.body
+    }
+
+    /// Runs a job now and waits for the finished run.
+    pub async fn run_job(&self, job: &str, input: Option<Value>) -> Value {
+        let body = input.map(|input| json!({"input": input}));
+        let answer = self
+            .call(Method::POST, &format!("/v1/jobs/{job}/run?wait=60s"), body)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "running {job}: {}", answer.body);
+        answer.body
+    }
+
+    /// Uploads `plugin_name` as `name` and creates a job of the same name.
+    pub async fn job_with(&self, name: &str, plugin_name: &str, extra: Value) -> Value {
+        self.upload(plugin_name, plugin_name).await;
+        let mut body = json!({"name": name, "plugin": plugin_name});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        self.create_job(body).await
+    }
+
+    /// A run's log as text.
+    pub async fn log(&self, run_id: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{}/v1/runs/{run_id}/logs", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("the daemon answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("a text body")
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("a body");
+    let body =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Answer { status, body }
+}
+
+/// Starts `sandcron serve` and returns its URL once it logs where it listens.
+pub fn spawn_daemon(
+    data_dir: &Path,
+    args: &[String],
+    envs: &[(String, String)],
+    logs: Arc<Mutex<Vec<String>>>,
+) -> Result<(String, Child), String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sandcron"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env_remove("SANDCRON_CONFIG")
+        .env("SANDCRON_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().map_err(|error| format!("spawning: {error}"))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (found, listening) = mpsc::channel();
+    // Keep draining stderr for the daemon's whole life so it never blocks.
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some((_, address)) = line.split_once("listening on http://")
+                && let Some(sender) = found.take()
+            {
+                let address = address.split_whitespace().next().unwrap_or_default().to_string();
+                let _ = sender.send(address);
+            }
+            logs.lock().expect("log lock").push(line);
+        }
+    });
+    match listening.recv_timeout(Duration::from_secs(60)) {
+        Ok(address) => Ok((format!("http://{address}"), child)),
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait().map(|status| status.to_string()).unwrap_or_default();
+            Err(format!("no 'listening on' line within 60 s (exit: {status})"))
+        }
+    }
+}

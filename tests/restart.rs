@@ -1,0 +1,107 @@
+//! What the API acknowledged survives a SIGKILL: plugins (without a
+//! recompile), jobs, runs, logs and kv state. One daemon per data dir.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::TestDaemon;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn counter_counts_one_two_then_three_after_a_restart() {
+    let mut daemon = TestDaemon::start();
+    daemon.job_with("count", "counter", json!({})).await;
+    assert_eq!(daemon.run_job("count", None).await["output"], "1");
+    assert_eq!(daemon.run_job("count", None).await["output"], "2");
+    daemon.restart();
+    assert_eq!(daemon.run_job("count", None).await["output"], "3");
+}
+
+#[tokio::test]
+async fn restart_keeps_plugins_jobs_runs_and_logs_and_does_not_recompile() {
+    let mut daemon = TestDaemon::start();
+    daemon
+        .job_with("greet", "hello", json!({"input": {"name": "Ada"}}))
+        .await;
+    let run = daemon.run_job("greet", None).await;
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let log_before = daemon.log(&run_id).await;
+    let plugin_before = daemon.call(Method::GET, "/v1/plugins/hello", None).await.body;
+    let compiled_at = plugin_before["versions"][0]["compiled_at"].clone();
+    assert!(compiled_at.is_string());
+
+    daemon.restart();
+
+    let plugin_after = daemon.call(Method::GET, "/v1/plugins/hello", None).await.body;
+    assert_eq!(plugin_after, plugin_before, "the plugin record is unchanged");
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/jobs/greet", None).await.status,
+        StatusCode::OK
+    );
+    let run_after = daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body;
+    assert_eq!(run_after, run, "the run record and output are unchanged");
+    assert_eq!(daemon.log(&run_id).await, log_before);
+
+    // Running again loads the cached artifact instead of compiling.
+    assert_eq!(daemon.run_job("greet", None).await["output"], "Hello, Ada!");
+    let plugin_after_run = daemon.call(Method::GET, "/v1/plugins/hello", None).await.body;
+    assert_eq!(plugin_after_run["versions"][0]["compiled_at"], compiled_at);
+    let logs = daemon.logs();
+    assert!(
+        logs.iter()
+            .any(|line| line.contains("plugin loaded from the artifact cache")),
+        "{logs:#?}"
+    );
+    assert!(
+        !logs.iter().any(|line| line.contains("plugin compiled")),
+        "no compile after the restart: {logs:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_killed_while_running_fails_with_host_restart() {
+    let mut daemon = TestDaemon::start();
+    daemon
+        .job_with("spin", "spin", json!({"limits": {"timeout": "60s"}}))
+        .await;
+    let queued = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED);
+    let run_id = queued.body["id"].as_str().unwrap().to_string();
+    // Wait until the run is marked running; the mark is flushed before the
+    // instance starts.
+    let mut running = false;
+    for _ in 0..250 {
+        let run = daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+        if run.body["status"] == "running" {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running, "the run never started");
+    // The API shows the mark a moment before its flush returns.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    daemon.restart();
+    let run = daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"]["kind"], "host_restart");
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_data_dir_exits_with_a_clear_message() {
+    let daemon = TestDaemon::start();
+    let output = Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(daemon.data_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("running a second daemon");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    // The first one is unaffected.
+    assert_eq!(daemon.call(Method::GET, "/v1/jobs", None).await.status, StatusCode::OK);
+}

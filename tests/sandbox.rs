@@ -1,0 +1,171 @@
+//! Hostile plugins end their own run with their own error kind, within
+//! their limits, and the daemon stays healthy for the next run.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestDaemon;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Runs `plugin` once under `limits`; returns the run and the request's wall time.
+async fn run_hostile(daemon: &TestDaemon, plugin: &str, limits: Value) -> (Value, Duration) {
+    daemon.job_with(plugin, plugin, json!({"limits": limits})).await;
+    let started = Instant::now();
+    let run = daemon.run_job(plugin, None).await;
+    (run, started.elapsed())
+}
+
+async fn assert_daemon_healthy(daemon: &TestDaemon) {
+    let run = daemon.run_job("hello", Some(json!({"name": "after"}))).await;
+    assert_eq!(run["status"], "succeeded", "hello after a hostile plugin: {run}");
+    assert_eq!(run["output"], "Hello, after!");
+}
+
+#[tokio::test]
+async fn each_hostile_plugin_ends_with_its_own_error_kind_and_the_daemon_stays_up() {
+    let daemon = TestDaemon::start();
+    daemon.job_with("hello", "hello", json!({})).await;
+    let rows = [
+        ("spin", json!({"timeout": "1s"}), "timeout"),
+        ("memory_hog", json!({"memory": "32MiB"}), "memory_limit"),
+        ("recurse", json!({}), "trap"),
+        ("trap", json!({}), "trap"),
+        ("big_output", json!({}), "output_limit"),
+        ("chatty", json!({"timeout": "1s"}), "timeout"),
+    ];
+    for (plugin, limits, kind) in rows {
+        let (run, elapsed) = run_hostile(&daemon, plugin, limits).await;
+        assert_eq!(run["status"], "failed", "{plugin}: {run}");
+        assert_eq!(run["error"]["kind"], kind, "{plugin}: {}", run["error"]);
+        assert!(elapsed < Duration::from_secs(20), "{plugin} took {elapsed:?}");
+        assert_daemon_healthy(&daemon).await;
+    }
+}
+
+#[tokio::test]
+async fn spin_with_a_one_second_timeout_ends_within_two_seconds() {
+    let daemon = TestDaemon::start();
+    let (run, _) = run_hostile(&daemon, "spin", json!({"timeout": "1s"})).await;
+    assert_eq!(run["error"]["kind"], "timeout");
+    let duration = run["duration_ms"].as_u64().unwrap();
+    assert!((1000..2000).contains(&duration), "the run lasted {duration} ms");
+    // Fuel is accounted even when the epoch deadline stops the run.
+    assert!(run["fuel_consumed"].as_u64().unwrap() > 100_000_000, "{run}");
+}
+
+#[tokio::test]
+async fn spin_with_little_fuel_runs_out_of_fuel() {
+    let daemon = TestDaemon::start();
+    let (run, _) = run_hostile(&daemon, "spin", json!({"fuel": 50_000_000, "timeout": "30s"})).await;
+    assert_eq!(run["error"]["kind"], "fuel_exhausted", "{run}");
+    let consumed = run["fuel_consumed"].as_u64().unwrap();
+    assert!((49_000_000..=50_000_000).contains(&consumed), "consumed {consumed}");
+}
+
+#[tokio::test]
+async fn memory_hog_reports_memory_limit_and_peak_memory_stays_under_the_cap() {
+    let daemon = TestDaemon::start();
+    let (run, _) = run_hostile(&daemon, "memory_hog", json!({"memory": "16MiB"})).await;
+    assert_eq!(run["error"]["kind"], "memory_limit", "{run}");
+    let peak = run["peak_memory"].as_u64().unwrap();
+    assert!(peak <= 16 << 20 && peak > 8 << 20, "peak memory {peak}");
+}
+
+#[tokio::test]
+async fn chatty_log_is_capped_with_a_truncation_marker() {
+    let daemon = TestDaemon::start();
+    let (run, _) = run_hostile(&daemon, "chatty", json!({"timeout": "500ms"})).await;
+    assert_eq!(run["error"]["kind"], "timeout");
+    let log = daemon.log(run["id"].as_str().unwrap()).await;
+    assert!(log.starts_with("chatty line 0:"), "{}", &log[..80.min(log.len())]);
+    assert!(log.contains("chatty stderr 0"), "stderr is captured too");
+    assert!(
+        log.contains("[sandcron: log truncated at 1048576 bytes"),
+        "marker present"
+    );
+    assert!(log.len() < (1 << 20) + 200, "log is {} bytes", log.len());
+}
+
+#[tokio::test]
+async fn big_output_over_the_cap_fails_and_under_it_succeeds() {
+    let daemon = TestDaemon::start();
+    daemon
+        .job_with("big", "big_output", json!({"limits": {"output": "64KiB"}}))
+        .await;
+    let over = daemon.run_job("big", Some(json!(65537))).await;
+    assert_eq!(over["error"]["kind"], "output_limit");
+    assert_eq!(over["output"], "");
+    let under = daemon.run_job("big", Some(json!(65536))).await;
+    assert_eq!(under["status"], "succeeded");
+    assert_eq!(under["output"].as_str().unwrap().len(), 65536);
+}
+
+#[tokio::test]
+async fn escape_attempts_fail_inside_the_plugin() {
+    let daemon = TestDaemon::start();
+    daemon.job_with("escape", "escape", json!({})).await;
+    let run = daemon.run_job("escape", None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let report: Value = serde_json::from_str(run["output"].as_str().unwrap()).unwrap();
+    for attempt in ["file", "read_dir", "socket", "listen", "dns", "home", "http"] {
+        let outcome = report[attempt].as_str().unwrap();
+        assert!(outcome.starts_with("denied"), "{attempt}: {outcome}");
+    }
+    assert!(
+        report["http"].as_str().unwrap().contains("no http_allow"),
+        "{}",
+        report["http"]
+    );
+    assert_eq!(report["env_count"], 0, "no environment variables");
+    assert_eq!(report["secret"], "none", "an ungranted secret reads as none");
+}
+
+#[tokio::test]
+async fn exec_runs_a_plugin_locally_in_the_same_sandbox() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .arg("exec")
+        .arg(common::plugin("hello"))
+        .args(["--input", r#"{"name": "local"}"#])
+        .output()
+        .expect("running sandcron exec");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "Hello, local!");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("greeting local") && stderr.contains("status: succeeded"),
+        "{stderr}"
+    );
+
+    let spin = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .arg("exec")
+        .arg(common::plugin("spin"))
+        .args(["--timeout", "200ms"])
+        .output()
+        .expect("running sandcron exec");
+    assert!(!spin.status.success());
+    assert!(String::from_utf8_lossy(&spin.stderr).contains("status: failed (timeout)"));
+}
+
+#[tokio::test]
+async fn many_hostile_runs_at_once_do_not_starve_a_hello_run() {
+    let daemon = TestDaemon::start_with(&["--max-concurrent-runs", "8"], &[]);
+    daemon.job_with("hello", "hello", json!({})).await;
+    daemon
+        .job_with("spin", "spin", json!({"limits": {"timeout": "2s"}}))
+        .await;
+    for _ in 0..4 {
+        let answer = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+    }
+    // Four spinning instances on two cores: hello still gets through, because
+    // spinning guests yield at every epoch tick.
+    let started = Instant::now();
+    assert_daemon_healthy(&daemon).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "hello took {:?}",
+        started.elapsed()
+    );
+}
