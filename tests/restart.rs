@@ -91,6 +91,40 @@ async fn a_run_killed_while_running_fails_with_host_restart() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_a_running_run_finish_before_the_daemon_exits() {
+    let mut daemon = TestDaemon::start();
+    daemon
+        .job_with("spin", "spin", json!({"limits": {"timeout": "700ms"}}))
+        .await;
+    daemon.job_with("greet", "hello", json!({})).await;
+    let queued = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
+    let run_id = queued.body["id"].as_str().unwrap().to_string();
+    for _ in 0..250 {
+        if daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = daemon.terminate();
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+    assert!(
+        daemon
+            .logs()
+            .iter()
+            .any(|line| line.contains("waiting for running runs")),
+        "{:#?}",
+        daemon.logs()
+    );
+    daemon.start_again();
+    let run = daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body;
+    assert_eq!(
+        run["error"]["kind"], "timeout",
+        "the run ended on its own deadline, not by the stop: {run}"
+    );
+    assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+}
+
+#[tokio::test]
 async fn a_second_daemon_on_the_same_data_dir_exits_with_a_clear_message() {
     let daemon = TestDaemon::start();
     let output = Command::new(env!("CARGO_BIN_EXE_sandcron"))

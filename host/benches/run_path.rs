@@ -9,6 +9,8 @@
 //!   (no flush), the whole per-run path.
 //! - `sandcron/on_demand`: the same without the pooling allocator.
 //! - `sled/flush`: one `flush()` after a small write, the durability price.
+//! - `artifact/compile` vs `artifact/load`: compiling the noop component
+//!   against deserializing its cached artifact (what a restart does).
 //!
 //! `cargo bench -p sandcron --bench run_path` (builds the plugins first).
 
@@ -198,6 +200,25 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    let mut artifact = c.benchmark_group("artifact");
+    {
+        let _guard = runtime.enter();
+        let sandbox = Sandbox::new(&SandboxConfig {
+            max_memory: 1 << 30,
+            pool_instances: 64,
+        })
+        .expect("sandbox");
+        artifact.bench_function("compile", |b| b.iter(|| sandbox.compile(&bytes).expect("compile")));
+        let serialized = sandbox
+            .serialize(&sandbox.compile(&bytes).expect("compile"))
+            .expect("serialize");
+        artifact.bench_function("load", |b| {
+            // SAFETY: `serialized` came from this sandbox's own `serialize`.
+            b.iter(|| unsafe { sandbox.deserialize(&serialized) }.expect("load"))
+        });
+    }
+    artifact.finish();
 
     let mut flush = c.benchmark_group("sled");
     let mut counter = 0u64;

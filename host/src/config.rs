@@ -44,6 +44,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// CIDR ranges outbound HTTP may reach despite the SSRF wall.
     pub http_allow_private: Vec<String>,
+    /// How long a stopping daemon waits for running runs.
+    pub shutdown_grace: Duration,
 }
 
 /// Per-run limits a job gets when it names none, and the most it may ask for.
@@ -100,6 +102,7 @@ impl Default for Config {
             },
             log_format: LogFormat::Pretty,
             http_allow_private: Vec::new(),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -153,6 +156,8 @@ pub struct ConfigFile {
     pub log_format: Option<LogFormat>,
     /// `http_allow_private = ["127.0.0.0/8"]`.
     pub http_allow_private: Option<Vec<String>>,
+    /// `shutdown_grace = "10s"`.
+    pub shutdown_grace: Option<NumberOrText>,
 }
 
 /// Settings given on the command line or in the environment (strongest).
@@ -179,6 +184,9 @@ pub struct ConfigArgs {
     /// Comma-separated CIDRs outbound HTTP may reach despite the SSRF wall.
     #[arg(long, env = "SANDCRON_HTTP_ALLOW_PRIVATE", value_delimiter = ',')]
     pub http_allow_private: Option<Vec<String>>,
+    /// How long a stopping daemon waits for running runs ("10s").
+    #[arg(long, env = "SANDCRON_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
 }
 
 /// A setting that could not be read.
@@ -275,6 +283,14 @@ impl ConfigArgs {
         }
         if let Some(format) = self.log_format.or(file.log_format) {
             config.log_format = format;
+        }
+        let grace = self
+            .shutdown_grace
+            .clone()
+            .map(NumberOrText::Text)
+            .or(file.shutdown_grace);
+        if let Some(value) = grace {
+            config.shutdown_grace = value.to_duration().map_err(invalid("shutdown_grace"))?;
         }
         if let Some(ranges) = self.http_allow_private.clone().or(file.http_allow_private) {
             config.http_allow_private = ranges.into_iter().filter(|range| !range.trim().is_empty()).collect();

@@ -78,6 +78,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(data_dir = %config.data_dir.display(), "listening on http://{address}");
     let store = daemon.store.clone();
+    let executor = daemon.executor.clone();
+    let grace = config.shutdown_grace;
     let app = router(AppState::new(
         daemon.store,
         daemon.plugins,
@@ -85,10 +87,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         auth,
         config,
     ));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.notified().await })
+            .await
+    });
+    tokio::select! {
+        served = &mut server => {
+            served.context("the HTTP server task failed")?.context("serving HTTP")?;
+        }
+        () = shutdown_signal() => {
+            // Stop accepting connections, let running runs finish within the
+            // grace period, then give answers in flight a moment to go out.
+            stop.notify_one();
+            executor.shutdown(grace).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;
+        }
+    }
     store.flush().context("flushing the database at shutdown")?;
     tracing::info!("stopped");
     Ok(())

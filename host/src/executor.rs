@@ -9,7 +9,7 @@
 //! plugin's kv writes before waiters are woken.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,8 +40,18 @@ pub struct Executor {
     sandbox: Arc<Sandbox>,
     plugins: Arc<Plugins>,
     slots: Arc<Semaphore>,
+    running: AtomicUsize,
     log_cap: u64,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
+}
+
+/// Counts a run as running for as long as it lives (panics included).
+struct RunningGuard<'a>(&'a AtomicUsize);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A job's kv state over the store, scoped to tenant and job.
@@ -88,6 +98,7 @@ impl Executor {
             sandbox,
             plugins,
             slots: Arc::new(Semaphore::new(max_concurrent_runs)),
+            running: AtomicUsize::new(0),
             log_cap,
             waiters: Mutex::new(HashMap::new()),
         })
@@ -141,15 +152,51 @@ impl Executor {
         Ok(run)
     }
 
-    /// Starts a queued run as soon as a slot is free.
+    /// Starts a queued run as soon as a slot is free. After
+    /// [`Executor::shutdown`] it stays queued (durably) for the next start.
     pub fn dispatch(self: &Arc<Self>, run: Run) {
         let executor = self.clone();
         tokio::spawn(async move {
             let Ok(_slot) = executor.slots.clone().acquire_owned().await else {
                 return;
             };
+            executor.running.fetch_add(1, Ordering::SeqCst);
+            let _running = RunningGuard(&executor.running);
             executor.execute(run).await;
         });
+    }
+
+    /// Runs executing now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Stops starting runs and waits up to `grace` for the running ones to
+    /// finish. Runs still going after that are left `running` in the store
+    /// and fail with `host_restart` at the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        // Closing wakes every dispatch waiting for a slot; they leave their
+        // runs queued. Permits held by running runs are not revoked.
+        let in_flight = self.running();
+        self.slots.close();
+        if in_flight > 0 {
+            tracing::info!(
+                running = in_flight,
+                grace_ms = grace.as_millis() as u64,
+                "waiting for running runs"
+            );
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.running();
+        if left > 0 {
+            tracing::warn!(
+                running = left,
+                "stopping with runs still running; they fail with host_restart at the next start"
+            );
+        }
     }
 
     async fn execute(&self, mut run: Run) {

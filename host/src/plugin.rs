@@ -11,7 +11,7 @@ use std::time::Instant;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::model::job::check_name;
+use crate::model::validate::check_name;
 use crate::model::{Artifact, PluginRef, PluginVersion};
 use crate::sandbox::{ComponentError, PreparedJob, Sandbox};
 use crate::store::{Store, StoreError};

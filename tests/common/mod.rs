@@ -62,6 +62,7 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
 /// A daemon process with its own data directory.
 pub struct TestDaemon {
     child: Option<Child>,
+    reader: Option<std::thread::JoinHandle<()>>,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
     /// The admin token.
@@ -103,6 +104,7 @@ impl TestDaemon {
     pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> TestDaemon {
         let mut daemon = TestDaemon {
             child: None,
+            reader: None,
             url: String::new(),
             token: String::new(),
             data_dir: tempfile::tempdir().expect("a temp dir"),
@@ -126,10 +128,11 @@ impl TestDaemon {
     /// Starts the binary with this daemon's data dir and waits until it listens.
     fn spawn(&mut self) {
         self.logs.lock().expect("log lock").clear();
-        let (url, child) = spawn_daemon(self.data_dir.path(), &self.args, &self.envs, self.logs.clone())
+        let (url, child, reader) = spawn_daemon(self.data_dir.path(), &self.args, &self.envs, self.logs.clone())
             .unwrap_or_else(|failure| panic!("the daemon did not start: {failure}"));
         self.url = url;
         self.child = Some(child);
+        self.reader = Some(reader);
         self.token = std::fs::read_to_string(self.data_dir.path().join("admin-token"))
             .expect("the daemon writes its admin token")
             .trim()
@@ -142,6 +145,27 @@ impl TestDaemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM (graceful stop) and wait for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the daemon is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success());
+        let status = child.wait().expect("waiting for the daemon");
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+
+    /// Starts the daemon again on the same data directory after a stop.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        self.spawn();
     }
 
     /// SIGKILL, then start again on the same data directory.
@@ -255,7 +279,7 @@ pub fn spawn_daemon(
     args: &[String],
     envs: &[(String, String)],
     logs: Arc<Mutex<Vec<String>>>,
-) -> Result<(String, Child), String> {
+) -> Result<(String, Child, std::thread::JoinHandle<()>), String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sandcron"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -273,7 +297,7 @@ pub fn spawn_daemon(
     let stderr = child.stderr.take().expect("stderr is piped");
     let (found, listening) = mpsc::channel();
     // Keep draining stderr for the daemon's whole life so it never blocks.
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut found = Some(found);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some((_, address)) = line.split_once("listening on http://")
@@ -286,7 +310,7 @@ pub fn spawn_daemon(
         }
     });
     match listening.recv_timeout(Duration::from_secs(60)) {
-        Ok(address) => Ok((format!("http://{address}"), child)),
+        Ok(address) => Ok((format!("http://{address}"), child, reader)),
         Err(_) => {
             let _ = child.kill();
             let status = child.wait().map(|status| status.to_string()).unwrap_or_default();

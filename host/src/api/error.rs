@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::AuthError;
 use crate::executor::ExecError;
-use crate::model::job::ValidationError;
+use crate::model::validate::ValidationError;
 use crate::plugin::PluginError;
 use crate::sandbox::ComponentError;
 use crate::schedule::ScheduleError;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::extract::{Caller, JsonBody, Query};
 use super::runs::full_run_view;
 use super::{ApiError, AppState};
-use crate::model::job::{merge_patch, parse_spec, validate};
+use crate::model::validate::{merge_patch, parse_spec, validate};
 use crate::model::{Job, Trigger};
 use crate::plugin::PluginError;
 

@@ -1,10 +1,11 @@
 //! The records that flow through sandcron: plugins, jobs and runs. Plain
-//! data with serde; validation of what users send lives in [`job`], the
+//! data with serde; validation of what users send lives in [`validate`], the
 //! storage of these records in [`crate::store`].
 
 pub mod job;
 pub mod plugin;
 pub mod run;
+pub mod validate;
 
 pub use job::{Job, JobSpec, Limits, Policy};
 pub use plugin::{Artifact, PluginRef, PluginVersion};

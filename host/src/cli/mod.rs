@@ -4,19 +4,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+mod exec;
+
 use crate::client::{Body, Client, encode, local_token};
-use crate::config::{Config, ConfigArgs, DEFAULT_DATA_DIR, DEFAULT_URL, LogFormat};
-use crate::model::run::RunLimits;
-use crate::model::{RunStatus, Trigger};
-use crate::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest};
+use crate::config::{ConfigArgs, DEFAULT_DATA_DIR, DEFAULT_URL, LogFormat};
 
 /// sandcron: cron for sandboxed WebAssembly jobs.
 #[derive(Parser)]
@@ -51,7 +48,7 @@ enum Command {
     /// Run the daemon.
     Serve(ConfigArgs),
     /// Run a plugin once, locally, in the same sandbox (no daemon).
-    Exec(ExecArgs),
+    Exec(exec::ExecArgs),
     /// Upload, list and delete plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -77,24 +74,6 @@ enum Command {
     /// Work with schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
-}
-
-#[derive(Args)]
-struct ExecArgs {
-    /// The component file.
-    plugin: PathBuf,
-    /// Input (JSON text).
-    #[arg(long, default_value = "")]
-    input: String,
-    /// Fuel budget.
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Wall-clock deadline ("30s").
-    #[arg(long)]
-    timeout: Option<String>,
-    /// Memory cap ("64MiB").
-    #[arg(long)]
-    memory: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -288,7 +267,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             crate::daemon::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec(args) => exec(args).await,
+        Command::Exec(args) => exec::exec(args).await,
         Command::Plugin(command) => plugin(command).await,
         Command::Job(command) => job(command).await,
         Command::Runs(args) => runs(args).await,
@@ -341,73 +320,6 @@ fn parse_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag}: {text:?} is not JSON"))
 }
 
-async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.plugin).with_context(|| format!("reading {}", args.plugin.display()))?;
-    let config = Config::default();
-    let sandbox = crate::daemon::sandbox_for(&config)?;
-    let component = sandbox.compile(&bytes)?;
-    let prepared = sandbox.prepare(&component)?;
-    let defaults = &config.jobs;
-    let timeout = match &args.timeout {
-        Some(text) => crate::units::parse_duration(text).map_err(|message| anyhow::anyhow!("--timeout: {message}"))?,
-        None => defaults.timeout,
-    };
-    let memory = match &args.memory {
-        Some(text) => crate::units::parse_size(text).map_err(|message| anyhow::anyhow!("--memory: {message}"))?,
-        None => defaults.memory,
-    };
-    let request = RunRequest {
-        context: RunContext {
-            tenant: crate::model::DEFAULT_TENANT.to_string(),
-            job_id: "exec".to_string(),
-            job_name: "exec".to_string(),
-            run_id: crate::model::new_id(),
-            attempt: 1,
-            trigger: Trigger::Manual,
-            scheduled_at_ms: chrono::Utc::now().timestamp_millis(),
-        },
-        input: args.input.into_bytes(),
-        limits: RunLimits {
-            fuel: args.fuel.unwrap_or(defaults.fuel),
-            timeout_ms: timeout.as_millis() as u64,
-            memory,
-            output: defaults.output,
-            logs: defaults.logs,
-        },
-        capabilities: Capabilities {
-            kv: Arc::new(MemoryKeyValue::default()),
-            http_allow: Vec::new(),
-        },
-        cancel: Arc::new(AtomicBool::new(false)),
-    };
-    let outcome = sandbox.run(&prepared, request).await;
-    if !outcome.log.is_empty() {
-        eprintln!("--- log ---");
-        eprint!("{}", String::from_utf8_lossy(&outcome.log));
-        eprintln!("--- end of log ---");
-    }
-    eprintln!(
-        "fuel consumed: {}, peak memory: {} bytes",
-        outcome.fuel_consumed, outcome.peak_memory
-    );
-    match outcome.result {
-        Ok(output) => {
-            eprintln!("status: {}", RunStatus::Succeeded.as_str());
-            println!("{}", String::from_utf8_lossy(&output));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(error) => {
-            eprintln!(
-                "status: {} ({}): {}",
-                RunStatus::Failed.as_str(),
-                error.kind.as_str(),
-                error.message
-            );
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
 async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Push { file, name, connection } => {
@@ -452,8 +364,8 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "{:<24} {:>7} {:>10}  {}",
                     plugin["name"].as_str().unwrap_or_default(),
-                    plugin["latest"],
-                    latest["size"],
+                    plugin["latest"].to_string(),
+                    latest["size"].to_string(),
                     latest["digest"].as_str().unwrap_or_default()
                 );
             }
@@ -527,11 +439,7 @@ async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
                     job["name"].as_str().unwrap_or_default(),
                     job["plugin"].as_str().unwrap_or_default(),
                     job["state"].as_str().unwrap_or_default(),
-                    if job["schedule"].is_null() {
-                        "on demand".to_string()
-                    } else {
-                        job["schedule"].to_string()
-                    },
+                    describe_schedule(&job["schedule"]),
                     job["next_fire_at"].as_str().unwrap_or("-"),
                 );
             }
@@ -582,6 +490,25 @@ async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "cron 0 8 * * MON-FRI (Europe/Berlin)", "every 30s", "on demand".
+fn describe_schedule(schedule: &Value) -> String {
+    let Some(fields) = schedule.as_object() else {
+        return "on demand".to_string();
+    };
+    match (fields.get("cron"), fields.get("timezone")) {
+        (Some(cron), Some(zone)) => format!(
+            "cron {} ({})",
+            cron.as_str().unwrap_or_default(),
+            zone.as_str().unwrap_or_default()
+        ),
+        _ => fields
+            .iter()
+            .map(|(kind, value)| format!("{kind} {}", value.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,101 @@
+//! `sandcron exec`: one local run of a component file in the same sandbox
+//! the daemon uses, with in-memory kv and no daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::Config;
+use crate::model::run::RunLimits;
+use crate::model::{RunStatus, Trigger};
+use crate::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest};
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// The component file.
+    plugin: PathBuf,
+    /// Input (JSON text).
+    #[arg(long, default_value = "")]
+    input: String,
+    /// Fuel budget.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock deadline ("30s").
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Memory cap ("64MiB").
+    #[arg(long)]
+    memory: Option<String>,
+}
+
+/// Runs the plugin and prints output (stdout), log and status (stderr).
+pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&args.plugin).with_context(|| format!("reading {}", args.plugin.display()))?;
+    let config = Config::default();
+    let sandbox = crate::daemon::sandbox_for(&config)?;
+    let component = sandbox.compile(&bytes)?;
+    let prepared = sandbox.prepare(&component)?;
+    let defaults = &config.jobs;
+    let timeout = match &args.timeout {
+        Some(text) => crate::units::parse_duration(text).map_err(|message| anyhow::anyhow!("--timeout: {message}"))?,
+        None => defaults.timeout,
+    };
+    let memory = match &args.memory {
+        Some(text) => crate::units::parse_size(text).map_err(|message| anyhow::anyhow!("--memory: {message}"))?,
+        None => defaults.memory,
+    };
+    let request = RunRequest {
+        context: RunContext {
+            tenant: crate::model::DEFAULT_TENANT.to_string(),
+            job_id: "exec".to_string(),
+            job_name: "exec".to_string(),
+            run_id: crate::model::new_id(),
+            attempt: 1,
+            trigger: Trigger::Manual,
+            scheduled_at_ms: chrono::Utc::now().timestamp_millis(),
+        },
+        input: args.input.into_bytes(),
+        limits: RunLimits {
+            fuel: args.fuel.unwrap_or(defaults.fuel),
+            timeout_ms: timeout.as_millis() as u64,
+            memory,
+            output: defaults.output,
+            logs: defaults.logs,
+        },
+        capabilities: Capabilities {
+            kv: Arc::new(MemoryKeyValue::default()),
+            http_allow: Vec::new(),
+        },
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    let outcome = sandbox.run(&prepared, request).await;
+    if !outcome.log.is_empty() {
+        eprintln!("--- log ---");
+        eprint!("{}", String::from_utf8_lossy(&outcome.log));
+        eprintln!("--- end of log ---");
+    }
+    eprintln!(
+        "fuel consumed: {}, peak memory: {} bytes",
+        outcome.fuel_consumed, outcome.peak_memory
+    );
+    match outcome.result {
+        Ok(output) => {
+            eprintln!("status: {}", RunStatus::Succeeded.as_str());
+            println!("{}", String::from_utf8_lossy(&output));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!(
+                "status: {} ({}): {}",
+                RunStatus::Failed.as_str(),
+                error.kind.as_str(),
+                error.message
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! Checking a job spec and resolving its defaults into a [`Job`]: pure
+//! functions that name the field at fault (`limits.memory`), plus the JSON
+//! merge patch that `PATCH /v1/jobs/{id}` applies.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::job::{Job, JobSpec, Limits, LimitsSpec, Misfire, Policy, PolicySpec, Retry, Webhook, input_bytes};
+use crate::config::JobDefaults;
+use crate::model::PluginRef;
+use crate::schedule::Schedule;
+use crate::units::NumberOrText;
+
+/// A refused job spec: the field at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// Stable error code (`invalid_field`, `invalid_cron`, ...).
+    pub code: &'static str,
+    /// Dotted path of the field (`limits.memory`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ValidationError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            code: "invalid_field",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+const MAX_NAME_LEN: usize = 64;
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_KEY_LEN: usize = 63;
+const MAX_LABEL_VALUE_LEN: usize = 255;
+const MAX_LIST_LEN: usize = 64;
+
+/// Checks a plugin, job or secret name: 1-64 of `A-Z a-z 0-9 . _ -`,
+/// starting with a letter or digit.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".to_string());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "is {} characters long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!("{name:?} must start with a letter or digit"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+fn check_host_pattern(pattern: &str) -> Result<(), String> {
+    let (host, port) = match pattern.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, Some(port)),
+        _ => (pattern, None),
+    };
+    if let Some(port) = port {
+        port.parse::<u16>()
+            .ok()
+            .filter(|port| *port > 0)
+            .ok_or_else(|| format!("{pattern:?}: port {port:?} is not a number from 1 to 65535"))?;
+    }
+    let bare = host.strip_prefix("*.").unwrap_or(host);
+    let bare = bare.trim_start_matches('[').trim_end_matches(']');
+    let valid = !bare.is_empty()
+        && bare.len() <= 253
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && !bare.contains('*');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{pattern:?} is not a host pattern like \"api.example.com\", \"*.example.com\" or \"example.com:8443\""
+        ))
+    }
+}
+
+fn resolve_limits(spec: Option<LimitsSpec>, defaults: &JobDefaults) -> Result<Limits, ValidationError> {
+    let spec = spec.unwrap_or_default();
+    let fuel = spec.fuel.unwrap_or(defaults.fuel);
+    if fuel == 0 {
+        return Err(ValidationError::new("limits.fuel", "must be at least 1"));
+    }
+    let timeout = match spec.timeout {
+        Some(value) => value
+            .to_duration()
+            .map_err(|message| ValidationError::new("limits.timeout", message))?,
+        None => defaults.timeout,
+    };
+    if timeout < Duration::from_millis(10) || timeout > defaults.max_timeout {
+        return Err(ValidationError::new(
+            "limits.timeout",
+            format!(
+                "{} is outside 10ms..={}",
+                crate::units::format_duration(timeout),
+                crate::units::format_duration(defaults.max_timeout)
+            ),
+        ));
+    }
+    let size = |field: &str, value: Option<NumberOrText>, default: u64, min: u64, max: u64| {
+        let bytes = match value {
+            Some(value) => value
+                .to_size()
+                .map_err(|message| ValidationError::new(field, message))?,
+            None => default,
+        };
+        if bytes < min || bytes > max {
+            return Err(ValidationError::new(
+                field,
+                format!("{bytes} bytes is outside {min}..={max}"),
+            ));
+        }
+        Ok(bytes)
+    };
+    Ok(Limits {
+        fuel,
+        timeout,
+        memory: size(
+            "limits.memory",
+            spec.memory,
+            defaults.memory,
+            1 << 20,
+            defaults.max_memory,
+        )?,
+        output: size("limits.output", spec.output, defaults.output, 0, defaults.max_output)?,
+    })
+}
+
+fn resolve_policy(spec: Option<PolicySpec>) -> Result<Policy, ValidationError> {
+    let spec = spec.unwrap_or_default();
+    let duration = |field: &str, value: Option<NumberOrText>, default: Duration| match value {
+        Some(value) => value
+            .to_duration()
+            .map_err(|message| ValidationError::new(field, message)),
+        None => Ok(default),
+    };
+    let retry = spec.retry.unwrap_or_default();
+    let max_attempts = retry.max_attempts.unwrap_or(1);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(ValidationError::new(
+            "policy.retry.max_attempts",
+            "must be from 1 to 100",
+        ));
+    }
+    let backoff = duration("policy.retry.backoff", retry.backoff, Duration::from_secs(1))?;
+    let max_backoff = duration("policy.retry.max_backoff", retry.max_backoff, Duration::from_secs(3600))?;
+    if max_backoff < backoff {
+        return Err(ValidationError::new(
+            "policy.retry.max_backoff",
+            "must not be shorter than policy.retry.backoff",
+        ));
+    }
+    Ok(Policy {
+        misfire: spec.misfire.unwrap_or_default(),
+        misfire_window: duration(
+            "policy.misfire_window",
+            spec.misfire_window,
+            Duration::from_secs(24 * 3600),
+        )?,
+        overlap: spec.overlap.unwrap_or_default(),
+        retry: Retry {
+            max_attempts,
+            backoff,
+            max_backoff,
+        },
+        priority: spec.priority.unwrap_or_default(),
+    })
+}
+
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ValidationError::new(
+            "labels",
+            format!("has {} labels; the limit is {MAX_LABELS}", labels.len()),
+        ));
+    }
+    for (key, value) in labels {
+        let key_ok = !key.is_empty()
+            && key.len() <= MAX_LABEL_KEY_LEN
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+        if !key_ok {
+            return Err(ValidationError::new(
+                format!("labels.{key}"),
+                format!("label keys are 1-{MAX_LABEL_KEY_LEN} of letters, digits, '.', '_', '-', '/'"),
+            ));
+        }
+        if value.len() > MAX_LABEL_VALUE_LEN || value.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                format!("labels.{key}"),
+                format!("label values are at most {MAX_LABEL_VALUE_LEN} bytes without control characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_list(
+    field: &str,
+    items: &[String],
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), ValidationError> {
+    if items.len() > MAX_LIST_LEN {
+        return Err(ValidationError::new(
+            field,
+            format!("has {} items; the limit is {MAX_LIST_LEN}", items.len()),
+        ));
+    }
+    for (index, item) in items.iter().enumerate() {
+        check(item).map_err(|message| ValidationError::new(format!("{field}[{index}]"), message))?;
+    }
+    Ok(())
+}
+
+fn check_webhooks(webhooks: &[Webhook]) -> Result<(), ValidationError> {
+    if webhooks.len() > MAX_LIST_LEN {
+        return Err(ValidationError::new("webhooks", format!("the limit is {MAX_LIST_LEN}")));
+    }
+    for (index, webhook) in webhooks.iter().enumerate() {
+        let scheme_ok = webhook.url.starts_with("http://") || webhook.url.starts_with("https://");
+        if !scheme_ok || webhook.url.len() > 2048 {
+            return Err(ValidationError::new(
+                format!("webhooks[{index}].url"),
+                format!("{:?} is not an http:// or https:// URL", webhook.url),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a JSON body into a spec, naming the field of any type error.
+pub fn parse_spec(body: &Value) -> Result<JobSpec, ValidationError> {
+    serde_path_to_error::deserialize(body).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { "body".to_string() } else { path };
+        ValidationError::new(field, error.into_inner().to_string())
+    })
+}
+
+/// Checks a spec and resolves defaults into a job. `existing` is the job a
+/// PUT or PATCH replaces (keeps id and creation time); `now` is the clock.
+pub fn validate(
+    spec: JobSpec,
+    tenant: &str,
+    existing: Option<&Job>,
+    defaults: &JobDefaults,
+    now: DateTime<Utc>,
+) -> Result<Job, ValidationError> {
+    let name = spec.name.ok_or_else(|| ValidationError::new("name", "is required"))?;
+    check_name(&name).map_err(|message| ValidationError::new("name", message))?;
+    let plugin = spec
+        .plugin
+        .ok_or_else(|| ValidationError::new("plugin", "is required"))?;
+    PluginRef::parse(&plugin).map_err(|message| ValidationError::new("plugin", message))?;
+    let schedule = Schedule::from_json(&spec.schedule).map_err(|error| {
+        let text = error.to_string();
+        let (field, message) = text.split_once(": ").unwrap_or(("schedule", text.as_str()));
+        ValidationError {
+            code: error.code(),
+            field: field.to_string(),
+            message: message.to_string(),
+        }
+    })?;
+    check_input(&spec.input, defaults.max_input_bytes)?;
+    let limits = resolve_limits(spec.limits, defaults)?;
+    let policy = resolve_policy(spec.policy)?;
+    let labels = spec.labels.unwrap_or_default();
+    check_labels(&labels)?;
+    let http_allow = spec.http_allow.unwrap_or_default();
+    check_list("http_allow", &http_allow, check_host_pattern)?;
+    let secrets = spec.secrets.unwrap_or_default();
+    check_list("secrets", &secrets, check_name)?;
+    let webhooks = spec.webhooks.unwrap_or_default();
+    check_webhooks(&webhooks)?;
+    let created_at = existing.map_or(now, |job| job.created_at);
+    if let Some(Schedule::At(at)) = &schedule {
+        let unchanged = existing.and_then(|job| job.schedule.as_ref()) == schedule.as_ref();
+        let window = chrono::Duration::from_std(policy.misfire_window).unwrap_or(chrono::Duration::MAX);
+        let too_old = *at < now && (policy.misfire == Misfire::Skip || now - *at > window);
+        if too_old && !unchanged {
+            return Err(ValidationError {
+                code: "invalid_instant",
+                field: "schedule.at".to_string(),
+                message: format!(
+                    "{} is in the past and policy.misfire {:?} with misfire_window {} would never run it",
+                    at.to_rfc3339(),
+                    policy.misfire,
+                    crate::units::format_duration(policy.misfire_window)
+                ),
+            });
+        }
+    }
+    let mut job = Job {
+        id: existing.map_or_else(crate::model::new_id, |job| job.id.clone()),
+        tenant: tenant.to_string(),
+        name,
+        plugin,
+        schedule,
+        input: spec.input,
+        limits,
+        policy,
+        enabled: spec.enabled.unwrap_or(true),
+        labels,
+        run_at_start: spec.run_at_start.unwrap_or(false),
+        http_allow,
+        secrets,
+        webhooks,
+        created_at,
+        updated_at: now,
+        next_fire_at: None,
+    };
+    job.next_fire_at = job.schedule.as_ref().and_then(|schedule| match schedule {
+        // A past `at` that the misfire policy still allows fires at once.
+        Schedule::At(at) => Some(*at),
+        _ => schedule.next_fire(now, created_at, None),
+    });
+    Ok(job)
+}
+
+fn check_input(input: &Value, max_bytes: usize) -> Result<(), ValidationError> {
+    let size = input_bytes(input).len();
+    if size > max_bytes {
+        return Err(ValidationError::new(
+            "input",
+            format!("is {size} bytes of JSON; the limit is {max_bytes}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies an RFC 7386 JSON merge patch to `target`.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    let target = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::job::Overlap;
+    use serde_json::json;
+
+    fn defaults() -> JobDefaults {
+        crate::config::Config::default().job_defaults()
+    }
+
+    fn check(body: Value) -> Result<Job, ValidationError> {
+        let now = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        validate(parse_spec(&body)?, "default", None, &defaults(), now)
+    }
+
+    #[test]
+    fn a_minimal_job_gets_defaults() {
+        let job = check(json!({"name": "hello", "plugin": "hello"})).unwrap();
+        assert_eq!(job.limits.timeout, Duration::from_secs(30));
+        assert_eq!(job.limits.memory, 64 << 20);
+        assert_eq!(job.policy.misfire, Misfire::RunOnce);
+        assert_eq!(job.policy.overlap, Overlap::Skip);
+        assert!(job.enabled);
+        assert_eq!(job.next_fire_at, None);
+        assert_eq!(job.state(), "active");
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let rows = [
+            (json!({"plugin": "hello"}), "name"),
+            (json!({"name": "a b", "plugin": "hello"}), "name"),
+            (json!({"name": "x", "plugin": "hello@0"}), "plugin"),
+            (json!({"name": "x"}), "plugin"),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"memory": "lots"}}),
+                "limits.memory",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"memory": 1024}}),
+                "limits.memory",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"timeout": "1ms"}}),
+                "limits.timeout",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"fuel": 0}}),
+                "limits.fuel",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "limits": {"fuel": "many"}}),
+                "limits.fuel",
+            ),
+            (json!({"name": "x", "plugin": "p", "limits": {"cpu": 1}}), "limits"),
+            (
+                json!({"name": "x", "plugin": "p", "policy": {"overlap": "sometimes"}}),
+                "policy.overlap",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "policy": {"retry": {"max_attempts": 0}}}),
+                "policy.retry.max_attempts",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "schedule": {"cron": "* * *"}}),
+                "schedule.cron",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "schedule": {"cron": "* * * * *", "timezone": "Nowhere/Land"}}),
+                "schedule.timezone",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "schedule": {"at": "2020-01-01T00:00:00Z"}}),
+                "schedule.at",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "labels": {"bad key": "v"}}),
+                "labels.bad key",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "http_allow": ["exa mple.com"]}),
+                "http_allow[0]",
+            ),
+            (json!({"name": "x", "plugin": "p", "secrets": ["../etc"]}), "secrets[0]"),
+            (
+                json!({"name": "x", "plugin": "p", "webhooks": [{"url": "ftp://x"}]}),
+                "webhooks[0].url",
+            ),
+            (json!({"name": "x", "plugin": "p", "colour": "red"}), "colour"),
+            (json!({"name": "x", "plugin": "p", "enabled": "yes"}), "enabled"),
+        ];
+        for (body, field) in rows {
+            let error = check(body.clone()).expect_err(&body.to_string());
+            assert!(
+                error.field.starts_with(field),
+                "{body}: field {:?} should be {field:?} ({})",
+                error.field,
+                error.message
+            );
+        }
+    }
+
+    #[test]
+    fn host_patterns_accept_exact_wildcard_and_port() {
+        for good in [
+            "api.example.com",
+            "*.example.com",
+            "example.com:8443",
+            "127.0.0.1:8080",
+            "[::1]:80",
+        ] {
+            assert!(check_host_pattern(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "*",
+            "a*.example.com",
+            "example.com:0",
+            "example.com:x",
+            "http://example.com",
+        ] {
+            assert!(check_host_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut target = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
+        merge_patch(&mut target, &json!({"a": null, "b": {"c": 5}, "e": [2], "f": "new"}));
+        assert_eq!(target, json!({"b": {"c": 5, "d": 3}, "e": [2], "f": "new"}));
+    }
+
+    #[test]
+    fn spec_round_trips_through_a_job() {
+        let job = check(json!({
+            "name": "nightly", "plugin": "hello@2",
+            "schedule": {"cron": "0 3 * * *", "timezone": "Europe/Berlin"},
+            "input": {"name": "x"}, "labels": {"team": "data"},
+            "limits": {"memory": "128MiB", "timeout": "2m"},
+            "policy": {"priority": "high", "retry": {"max_attempts": 3}}
+        }))
+        .unwrap();
+        let again = check(job.to_spec_json()).unwrap();
+        assert_eq!(again.to_spec_json(), job.to_spec_json());
+        assert_eq!(job.limits.memory, 128 << 20);
+        assert!(job.next_fire_at.is_some());
+    }
+}
