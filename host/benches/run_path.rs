@@ -199,6 +199,31 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    {
+        let _guard = runtime.enter();
+        let sandbox = Sandbox::new(&SandboxConfig {
+            max_memory: 1 << 30,
+            pool_instances: 64,
+        })
+        .expect("sandbox");
+        let component = sandbox.compile(&bytes).expect("compile");
+        let prepared = sandbox.prepare(&component).expect("prepare");
+        group.bench_function("sandcron/run_without_record", |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(sandbox.run(&prepared, request()))
+                    .result
+                    .expect("noop succeeds")
+            })
+        });
+    }
+    let mut next_id = 1_000_000_000u64;
+    group.bench_function("record_only", |b| {
+        b.iter(|| {
+            next_id += 1;
+            store.finish_run(&run_record(next_id), b"{}", b"").expect("record");
+        })
+    });
     group.finish();
 
     let mut artifact = c.benchmark_group("artifact");

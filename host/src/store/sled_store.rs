@@ -1,6 +1,11 @@
 //! The embedded default: sled 0.34. Records are JSON, keys are
 //! `tenant \0 ...` byte strings so a tenant's objects form one range.
 //! Multi-tree writes go through sled transactions so they land together.
+//!
+//! Runs are written on every run, three times, so everything about them
+//! (record, per-job index, active index, output, log) lives in one tree
+//! under a one-byte namespace and is written with one atomic `apply_batch`:
+//! a multi-tree transaction costs ~90 µs here, a batch a few.
 
 use std::path::Path;
 
@@ -24,10 +29,6 @@ pub struct SledStore {
     jobs: Tree,
     job_names: Tree,
     runs: Tree,
-    runs_by_job: Tree,
-    active_runs: Tree,
-    outputs: Tree,
-    logs: Tree,
     kv: Tree,
 }
 
@@ -46,6 +47,32 @@ fn prefix(parts: &[&[u8]]) -> Vec<u8> {
     let mut prefix = key(parts);
     prefix.push(0);
     prefix
+}
+
+/// Namespaces of the `runs` tree.
+mod run_space {
+    /// `R tenant \0 run_id` -> the run record.
+    pub const RECORD: u8 = b'R';
+    /// `J tenant \0 job_id \0 run_id` -> (), runs of a job.
+    pub const BY_JOB: u8 = b'J';
+    /// `A tenant \0 run_id` -> (), queued or running runs.
+    pub const ACTIVE: u8 = b'A';
+    /// `O tenant \0 run_id` -> the output bytes.
+    pub const OUTPUT: u8 = b'O';
+    /// `L tenant \0 run_id` -> the captured log.
+    pub const LOG: u8 = b'L';
+}
+
+fn run_key(space: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut spaced = vec![space];
+    spaced.extend_from_slice(&key(parts));
+    spaced
+}
+
+fn run_prefix(space: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut spaced = vec![space];
+    spaced.extend_from_slice(&prefix(parts));
+    spaced
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -92,10 +119,6 @@ impl SledStore {
             jobs: tree("jobs")?,
             job_names: tree("job_names")?,
             runs: tree("runs")?,
-            runs_by_job: tree("runs_by_job")?,
-            active_runs: tree("active_runs")?,
-            outputs: tree("outputs")?,
-            logs: tree("logs")?,
             kv: tree("kv")?,
             db,
         })
@@ -115,32 +138,24 @@ impl SledStore {
     }
 
     fn write_run(&self, run: &Run, output_and_log: Option<(&[u8], &[u8])>) -> StoreResult<()> {
-        let run_key = key(&[run.tenant.as_bytes(), run.id.as_bytes()]);
-        let job_key = key(&[run.tenant.as_bytes(), run.job_id.as_bytes(), run.id.as_bytes()]);
-        let record = encode(run);
-        let finished = run.status.is_finished();
-        (
-            &self.runs,
-            &self.runs_by_job,
-            &self.active_runs,
-            &self.outputs,
-            &self.logs,
-        )
-            .transaction(|(runs, runs_by_job, active_runs, outputs, logs)| {
-                runs.insert(run_key.as_slice(), record.as_slice())?;
-                runs_by_job.insert(job_key.as_slice(), &[] as &[u8])?;
-                if finished {
-                    active_runs.remove(run_key.as_slice())?;
-                } else {
-                    active_runs.insert(run_key.as_slice(), &[] as &[u8])?;
-                }
-                if let Some((output, log)) = output_and_log {
-                    outputs.insert(run_key.as_slice(), output)?;
-                    logs.insert(run_key.as_slice(), log)?;
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(transaction_error)
+        let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
+        let mut batch = sled::Batch::default();
+        batch.insert(run_key(run_space::RECORD, &[tenant, id]), encode(run));
+        batch.insert(
+            run_key(run_space::BY_JOB, &[tenant, run.job_id.as_bytes(), id]),
+            &[] as &[u8],
+        );
+        if run.status.is_finished() {
+            batch.remove(run_key(run_space::ACTIVE, &[tenant, id]));
+        } else {
+            batch.insert(run_key(run_space::ACTIVE, &[tenant, id]), &[] as &[u8]);
+        }
+        if let Some((output, log)) = output_and_log {
+            batch.insert(run_key(run_space::OUTPUT, &[tenant, id]), output);
+            batch.insert(run_key(run_space::LOG, &[tenant, id]), log);
+        }
+        self.runs.apply_batch(batch)?;
+        Ok(())
     }
 }
 
@@ -330,35 +345,38 @@ impl Store for SledStore {
     }
 
     fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>> {
-        Self::get(&self.runs, &key(&[tenant.as_bytes(), id.as_bytes()]))
+        Self::get(
+            &self.runs,
+            &run_key(run_space::RECORD, &[tenant.as_bytes(), id.as_bytes()]),
+        )
     }
 
     fn run_output(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self
-            .outputs
-            .get(key(&[tenant.as_bytes(), id.as_bytes()]))?
+            .runs
+            .get(run_key(run_space::OUTPUT, &[tenant.as_bytes(), id.as_bytes()]))?
             .map(|bytes| bytes.to_vec()))
     }
 
     fn run_log(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self
-            .logs
-            .get(key(&[tenant.as_bytes(), id.as_bytes()]))?
+            .runs
+            .get(run_key(run_space::LOG, &[tenant.as_bytes(), id.as_bytes()]))?
             .map(|bytes| bytes.to_vec()))
     }
 
     fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>> {
         // Run ids sort by time, so walking keys backwards lists newest first.
-        let (tree, scope) = match &filter.job_id {
-            Some(job_id) => (&self.runs_by_job, prefix(&[tenant.as_bytes(), job_id.as_bytes()])),
-            None => (&self.runs, prefix(&[tenant.as_bytes()])),
+        let scope = match &filter.job_id {
+            Some(job_id) => run_prefix(run_space::BY_JOB, &[tenant.as_bytes(), job_id.as_bytes()]),
+            None => run_prefix(run_space::RECORD, &[tenant.as_bytes()]),
         };
         let upper = match &filter.before {
             Some(before) => [scope.as_slice(), before.as_bytes()].concat(),
             None => [scope.as_slice(), &[0xff]].concat(),
         };
         let mut runs = Vec::new();
-        for entry in tree.range(scope.clone()..upper).rev() {
+        for entry in self.runs.range(scope.clone()..upper).rev() {
             if runs.len() >= filter.limit {
                 break;
             }
@@ -381,13 +399,14 @@ impl Store for SledStore {
 
     fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
         let mut runs = Vec::new();
-        for entry in self.active_runs.iter() {
-            let (run_key, _) = entry?;
-            if let Some(value) = self.runs.get(&run_key)? {
-                let run: Run = decode(&run_key, &value)?;
-                if matches!(run.status, RunStatus::Queued | RunStatus::Running) {
-                    runs.push(run);
-                }
+        for entry in self.runs.scan_prefix([run_space::ACTIVE]) {
+            let (active_key, _) = entry?;
+            let mut record_key = active_key.to_vec();
+            record_key[0] = run_space::RECORD;
+            if let Some(run) = Self::get::<Run>(&self.runs, &record_key)?
+                && matches!(run.status, RunStatus::Queued | RunStatus::Running)
+            {
+                runs.push(run);
             }
         }
         Ok(runs)
