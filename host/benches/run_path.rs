@@ -224,6 +224,20 @@ fn bench(c: &mut Criterion) {
             store.finish_run(&run_record(next_id), b"{}", b"").expect("record");
         })
     });
+    // The three writes of a run's life as the executor makes them
+    // (queued, running, finished), without their flushes.
+    group.bench_function("record_lifecycle", |b| {
+        b.iter(|| {
+            next_id += 1;
+            let mut run = run_record(next_id);
+            run.status = RunStatus::Queued;
+            store.insert_run(&run).expect("queued");
+            run.status = RunStatus::Running;
+            store.update_run(&run).expect("running");
+            run.status = RunStatus::Succeeded;
+            store.finish_run(&run, b"{}", b"").expect("finished");
+        })
+    });
     group.finish();
 
     let mut artifact = c.benchmark_group("artifact");

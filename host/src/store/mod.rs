@@ -114,9 +114,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a job and its kv state (its runs stay); false if absent.
     fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool>;
 
-    /// Writes a new run (queued).
+    /// Writes a new run (queued) and its indexes.
     fn insert_run(&self, run: &Run) -> StoreResult<()>;
-    /// Rewrites a run's record (status changes).
+    /// Rewrites an unfinished run's record (a finished one goes through
+    /// [`Store::finish_run`] with no output or log).
     fn update_run(&self, run: &Run) -> StoreResult<()>;
     /// Writes a finished run with its output and log in one atomic step.
     fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()>;
