@@ -249,6 +249,11 @@ fn bench(c: &mut Criterion) {
         })
         .expect("sandbox");
         artifact.bench_function("compile", |b| b.iter(|| sandbox.compile(&bytes).expect("compile")));
+        // The same bytes on a default engine (no fuel, no epochs): the floor.
+        let plain = wasmtime::Engine::default();
+        artifact.bench_function("compile_default_engine", |b| {
+            b.iter(|| Component::new(&plain, &bytes).expect("compile"))
+        });
         let serialized = sandbox
             .serialize(&sandbox.compile(&bytes).expect("compile"))
             .expect("serialize");
