@@ -149,6 +149,10 @@ fn run_record(id: u64) -> Run {
         log_size: 0,
         input: b"{}".to_vec(),
         limits: limits(),
+        priority: Default::default(),
+        retry: Default::default(),
+        exclusive: false,
+        retry_of: None,
     }
 }
 

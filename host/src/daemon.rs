@@ -1,5 +1,6 @@
 //! `sandcron serve`: opens the data directory, wires store -> plugins ->
-//! executor -> API, recovers unfinished runs and serves until SIGINT/SIGTERM.
+//! scheduler -> executor -> API, recovers unfinished runs and serves until
+//! SIGINT/SIGTERM.
 
 use std::sync::Arc;
 
@@ -7,10 +8,12 @@ use anyhow::Context;
 
 use crate::api::{AppState, router};
 use crate::auth::Auth;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::executor::Executor;
 use crate::plugin::Plugins;
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::scheduler::Scheduler;
 use crate::store::{SledStore, Store, StoreError};
 
 /// Pool slots per allowed concurrent run: runs in flight plus a margin for
@@ -27,6 +30,8 @@ pub struct Daemon {
     pub plugins: Arc<Plugins>,
     /// The executor.
     pub executor: Arc<Executor>,
+    /// The scheduler.
+    pub scheduler: Arc<Scheduler>,
 }
 
 /// Builds the engine for a configuration.
@@ -39,8 +44,8 @@ pub fn sandbox_for(config: &Config) -> anyhow::Result<Sandbox> {
 }
 
 impl Daemon {
-    /// Opens the data directory and builds every part.
-    pub fn open(config: &Config) -> anyhow::Result<Daemon> {
+    /// Opens the data directory and builds every part (nothing runs yet).
+    pub fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
         let store: Arc<dyn Store> = match SledStore::open(&config.database_path()) {
@@ -54,39 +59,52 @@ impl Daemon {
             store.clone(),
             sandbox.clone(),
             plugins.clone(),
+            clock.clone(),
             config.max_concurrent_runs,
             config.jobs.logs,
         );
+        let scheduler = Scheduler::new(store.clone(), executor.clone(), clock);
         Ok(Daemon {
             store,
             sandbox,
             plugins,
             executor,
+            scheduler,
         })
+    }
+
+    /// Recovers unfinished runs, then starts the executor and the scheduler
+    /// and fires the `run_at_start` jobs.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        self.executor.recover().await.context("recovering unfinished runs")?;
+        self.executor.start();
+        self.scheduler.start();
+        let fired = self
+            .scheduler
+            .fire_run_at_start_jobs()
+            .await
+            .context("firing run_at_start jobs")?;
+        if fired > 0 {
+            tracing::info!(runs = fired, "queued run_at_start jobs");
+        }
+        Ok(())
     }
 }
 
 /// Runs the daemon until a shutdown signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let daemon = Daemon::open(&config)?;
+    let daemon = Daemon::open(&config, Arc::new(SystemClock))?;
     let auth = Auth::load_or_create(&config.admin_token_path())
         .with_context(|| format!("reading the admin token {}", config.admin_token_path().display()))?;
-    daemon.executor.recover().await.context("recovering unfinished runs")?;
+    daemon.start().await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(data_dir = %config.data_dir.display(), "listening on http://{address}");
-    let store = daemon.store.clone();
-    let executor = daemon.executor.clone();
+    let (store, executor, scheduler) = (daemon.store.clone(), daemon.executor.clone(), daemon.scheduler.clone());
     let grace = config.shutdown_grace;
-    let app = router(AppState::new(
-        daemon.store,
-        daemon.plugins,
-        daemon.executor,
-        auth,
-        config,
-    ));
+    let app = router(AppState::new(daemon, auth, config));
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let mut server = tokio::spawn(async move {
@@ -99,8 +117,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             served.context("the HTTP server task failed")?.context("serving HTTP")?;
         }
         () = shutdown_signal() => {
-            // Stop accepting connections, let running runs finish within the
-            // grace period, then give answers in flight a moment to go out.
+            // Stop firing and accepting connections, let running runs finish
+            // within the grace period, then give answers in flight a moment.
+            scheduler.stop();
             stop.notify_one();
             executor.shutdown(grace).await;
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;

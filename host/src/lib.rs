@@ -3,7 +3,8 @@
 //! The modules follow the path of a job, one stage each:
 //! upload -> [`plugin`] (validate, compile, cache) -> [`store`];
 //! job spec -> [`model`] + [`schedule`] (validate) -> [`store`] ->
-//! [`executor`] -> [`sandbox`] (wasmtime) -> run record + logs -> [`api`].
+//! [`scheduler`] (next fire) -> [`executor`] (priority queue) -> [`sandbox`]
+//! (wasmtime) -> run record + logs -> [`api`].
 //! [`config`] holds every default, [`auth`] maps tokens to tenants,
 //! [`client`] and [`cli`] are the command line on top of the HTTP API.
 
@@ -11,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod executor;
@@ -18,5 +20,6 @@ pub mod model;
 pub mod plugin;
 pub mod sandbox;
 pub mod schedule;
+pub mod scheduler;
 pub mod store;
 pub mod units;

@@ -83,6 +83,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NameTaken { .. } => ApiError::new(StatusCode::CONFLICT, "name_taken", error.to_string()),
+            StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", error.to_string()),
         }
     }
@@ -138,6 +139,8 @@ impl From<ExecError> for ApiError {
         match error {
             ExecError::Plugin(error) => error.into(),
             ExecError::Store(error) => error.into(),
+            ExecError::Finished(_) => ApiError::new(StatusCode::CONFLICT, "run_finished", error.to_string()),
+            ExecError::NotFinished(_) => ApiError::new(StatusCode::CONFLICT, "run_not_finished", error.to_string()),
         }
     }
 }

@@ -79,6 +79,10 @@ pub async fn create(
     state.store().insert_job(&job)?;
     state.store().flush_async().await?;
     tracing::info!(job_id = %job.id, name = %job.name, "job created");
+    state.scheduler().job_changed();
+    if job.run_at_start && job.enabled {
+        state.scheduler().fire_now(&job).await?;
+    }
     Ok((StatusCode::CREATED, Json(job_view(&job))).into_response())
 }
 
@@ -119,6 +123,10 @@ pub async fn upsert(
         }
     };
     state.store().flush_async().await?;
+    state.scheduler().job_changed();
+    if status == StatusCode::CREATED && job.run_at_start && job.enabled {
+        state.scheduler().fire_now(&job).await?;
+    }
     Ok((status, Json(job_view(&job))).into_response())
 }
 
@@ -186,6 +194,7 @@ pub async fn patch(
     let job = validated(&state, &caller.tenant, &spec, Some(&existing))?;
     state.store().update_job(&job)?;
     state.store().flush_async().await?;
+    state.scheduler().job_changed();
     Ok(Json(job_view(&job)))
 }
 
@@ -198,6 +207,7 @@ pub async fn delete(
     let job = find_job(&state, &caller.tenant, &id)?;
     state.store().delete_job(&caller.tenant, &job.id)?;
     state.store().flush_async().await?;
+    state.scheduler().job_changed();
     tracing::info!(job_id = %job.id, name = %job.name, "job deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -209,6 +219,7 @@ async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) ->
         job.updated_at = Utc::now();
         state.store().update_job(&job)?;
         state.store().flush_async().await?;
+        state.scheduler().job_changed();
     }
     Ok(Json(job_view(&job)))
 }
@@ -283,7 +294,7 @@ pub async fn run_now(
     }
     let run = state
         .executor()
-        .queue(&job, Trigger::Manual, Utc::now(), body.input.as_ref())
+        .queue(&job, Trigger::Manual, body.input.as_ref())
         .await?;
     let run = match wait {
         Some(wait) => state

@@ -9,6 +9,7 @@ mod jobs;
 mod plugins;
 mod runs;
 mod schedules;
+mod status;
 
 use std::sync::Arc;
 
@@ -17,8 +18,10 @@ use axum::routing::{get, post};
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::daemon::Daemon;
 use crate::executor::Executor;
 use crate::plugin::Plugins;
+use crate::scheduler::Scheduler;
 use crate::store::Store;
 
 pub use error::ApiError;
@@ -33,28 +36,30 @@ struct Shared {
     store: Arc<dyn Store>,
     plugins: Arc<Plugins>,
     executor: Arc<Executor>,
+    scheduler: Arc<Scheduler>,
     auth: Auth,
     config: Config,
+    started_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl AppState {
     /// Bundles the daemon's parts for the router.
-    pub fn new(
-        store: Arc<dyn Store>,
-        plugins: Arc<Plugins>,
-        executor: Arc<Executor>,
-        auth: Auth,
-        config: Config,
-    ) -> AppState {
+    pub fn new(daemon: Daemon, auth: Auth, config: Config) -> AppState {
         AppState {
             inner: Arc::new(Shared {
-                store,
-                plugins,
-                executor,
+                store: daemon.store,
+                plugins: daemon.plugins,
+                executor: daemon.executor,
+                scheduler: daemon.scheduler,
                 auth,
                 config,
+                started_at: chrono::Utc::now(),
             }),
         }
+    }
+
+    fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.inner.scheduler
     }
 
     fn store(&self) -> &dyn Store {
@@ -91,6 +96,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/logs", get(runs::logs))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/retry", post(runs::retry))
+        .route("/v1/status", get(status::status))
+        .route("/v1/scheduler/pause", post(status::pause))
+        .route("/v1/scheduler/resume", post(status::resume))
         .route("/v1/schedules/preview", post(schedules::preview))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine;
 use serde::Deserialize;
@@ -126,4 +126,34 @@ pub async fn logs(
     let run = find_run(&state, &caller.tenant, &id)?;
     let log = state.store().run_log(&caller.tenant, &run.id)?.unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
+}
+
+/// `POST /v1/runs/{id}/cancel`: a queued run ends at once, a running one
+/// within an epoch tick; 409 if it has finished.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = state
+        .executor()
+        .cancel(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {id:?}")))?;
+    Ok(Json(full_run_view(&state, &run)?))
+}
+
+/// `POST /v1/runs/{id}/retry`: a new attempt of a finished run, trigger
+/// `retry`; 409 if it has not finished.
+pub async fn retry(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let run = state
+        .executor()
+        .retry(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {id:?}")))?;
+    Ok((StatusCode::ACCEPTED, Json(run_view(&run, None))))
 }

@@ -179,6 +179,7 @@ pub struct Limits {
 
 /// Resolved retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Retry {
     /// Attempts in all.
     pub max_attempts: u32,
@@ -188,6 +189,17 @@ pub struct Retry {
     /// Backoff cap.
     #[serde(with = "duration_text")]
     pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    /// One attempt, no retry.
+    fn default() -> Self {
+        Retry {
+            max_attempts: 1,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Resolved policy of a job.
@@ -244,6 +256,13 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// The next time the schedule fires, if any.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Fires that did not become runs (misfire `skip`, fires beyond the
+    /// misfire window, overlap `skip`).
+    #[serde(default)]
+    pub skipped_fires: u64,
+    /// When its last run finished (the origin of an `after` schedule).
+    #[serde(default)]
+    pub last_finished_at: Option<DateTime<Utc>>,
 }
 
 impl Job {

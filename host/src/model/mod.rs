@@ -19,3 +19,16 @@ pub const DEFAULT_TENANT: &str = "default";
 pub fn new_id() -> String {
     ulid::Ulid::new().to_string().to_ascii_lowercase()
 }
+
+/// The id of the run a schedule fire of `job_id` at `scheduled_at` creates.
+/// The same fire always gets the same id, so it can be recorded only once;
+/// its time part is the fire's instant, so runs still sort by time.
+pub fn scheduled_run_id(tenant: &str, job_id: &str, scheduled_at: chrono::DateTime<chrono::Utc>) -> String {
+    use sha2::{Digest, Sha256};
+    let millis = u64::try_from(scheduled_at.timestamp_millis()).unwrap_or(0);
+    let digest = Sha256::digest(format!("{tenant}\0{job_id}\0{millis}").as_bytes());
+    let mut random = [0u8; 16];
+    random[6..].copy_from_slice(&digest[..10]);
+    let ulid = ulid::Ulid::from_parts(millis, u128::from_be_bytes(random));
+    ulid.to_string().to_ascii_lowercase()
+}

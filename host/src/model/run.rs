@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::job::{Priority, Retry};
+
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -175,6 +177,18 @@ pub struct Run {
     pub input: Vec<u8>,
     /// The limits the run executes under.
     pub limits: RunLimits,
+    /// Queue order, from the job's policy when queued.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Retry policy, from the job's policy when queued.
+    #[serde(default)]
+    pub retry: Retry,
+    /// Waits while another run of its job runs (overlap other than `allow`).
+    #[serde(default)]
+    pub exclusive: bool,
+    /// The id of the first attempt of this run's lineage (None for a first attempt).
+    #[serde(default)]
+    pub retry_of: Option<String>,
 }
 
 impl Run {

@@ -294,6 +294,8 @@ pub fn validate(
     check_list("secrets", &secrets, check_name)?;
     let webhooks = spec.webhooks.unwrap_or_default();
     check_webhooks(&webhooks)?;
+    // Whole milliseconds: the anchor of `every` fires, and the due index's unit.
+    let now = chrono::DurationRound::duration_trunc(now, chrono::Duration::milliseconds(1)).unwrap_or(now);
     let created_at = existing.map_or(now, |job| job.created_at);
     if let Some(Schedule::At(at)) = &schedule {
         let unchanged = existing.and_then(|job| job.schedule.as_ref()) == schedule.as_ref();
@@ -330,6 +332,8 @@ pub fn validate(
         created_at,
         updated_at: now,
         next_fire_at: None,
+        skipped_fires: existing.map_or(0, |job| job.skipped_fires),
+        last_finished_at: existing.and_then(|job| job.last_finished_at),
     };
     job.next_fire_at = job.schedule.as_ref().and_then(|schedule| match schedule {
         // A past `at` that the misfire policy still allows fires at once.

@@ -232,6 +232,12 @@ impl CronExpr {
         }
     }
 
+    /// How many fires a matching day has when its wall clock runs normally
+    /// (no DST change that day).
+    pub fn fires_per_matching_day(&self) -> u64 {
+        u64::from(self.hours.count_ones()) * u64::from(self.minutes.count_ones()) * u64::from(self.seconds.count_ones())
+    }
+
     /// Does the wall-clock time `at` match every field?
     pub fn matches(&self, at: NaiveDateTime) -> bool {
         self.matches_date(at.date())

@@ -166,7 +166,10 @@ impl Schedule {
         let at = DateTime::parse_from_rfc3339(&text).map_err(|error| ScheduleError::InvalidInstant {
             message: format!("{text:?} is not an RFC 3339 instant like \"2026-12-01T14:00:00-03:00\" ({error})"),
         })?;
-        Ok(Some(Schedule::At(at.with_timezone(&Utc))))
+        // Whole milliseconds, the unit of fires everywhere else.
+        let at = at.with_timezone(&Utc);
+        let at = chrono::DurationRound::duration_trunc(at, chrono::Duration::milliseconds(1)).unwrap_or(at);
+        Ok(Some(Schedule::At(at)))
     }
 
     /// The JSON form (the inverse of [`Schedule::from_json`]).
@@ -220,6 +223,60 @@ impl Schedule {
             }
             Schedule::At(at) => (*at > after).then_some(*at),
         }
+    }
+
+    /// How many fires come strictly after `after` and at or before `until`,
+    /// computed without walking every fire where the schedule allows.
+    pub fn count_fires(&self, anchor: DateTime<Utc>, after: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
+        if until <= after {
+            return 0;
+        }
+        match self {
+            Schedule::Cron { parsed, timezone, .. } => zoned::count_fires(parsed, *timezone, after, until),
+            Schedule::Every(every) => {
+                let every = every.as_millis().max(1) as i64;
+                // Fires are anchor + k * every for k >= 1.
+                let index = |at: DateTime<Utc>| ((at - anchor).num_milliseconds().max(0)) / every;
+                (index(until) - index(after.max(anchor))).max(0) as u64
+            }
+            Schedule::After(_) => 0,
+            Schedule::At(at) => u64::from(*at > after && *at <= until),
+        }
+    }
+
+    /// The latest fire at or after `start` and at or before `limit`.
+    pub fn last_fire_between(
+        &self,
+        anchor: DateTime<Utc>,
+        start: DateTime<Utc>,
+        limit: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let second = chrono::Duration::seconds(1);
+        let fire_after = |at: DateTime<Utc>| self.next_fire(at, anchor, None);
+        // A fire in (limit - reach, limit], found by doubling the reach...
+        let just_before_start = start - chrono::Duration::milliseconds(1);
+        let mut reach = second;
+        let mut low = loop {
+            let low = (limit - reach).max(just_before_start);
+            if fire_after(low).is_some_and(|fire| fire <= limit) {
+                break low;
+            }
+            if low == just_before_start {
+                return None;
+            }
+            reach = reach * 2;
+        };
+        // ...then narrowed: keep a fire in (low, limit], move low up.
+        let mut high = limit;
+        while high - low > chrono::Duration::milliseconds(1) {
+            let middle = low + (high - low) / 2;
+            if fire_after(middle).is_some_and(|fire| fire <= limit) {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        fire_after(low).filter(|fire| *fire <= limit && *fire >= start)
     }
 
     /// The next `count` fires strictly after `from` (for previews).
@@ -339,6 +396,32 @@ mod tests {
         let at = Schedule::At(utc("2026-12-01T17:00:00Z"));
         assert_eq!(at.next_fire(anchor, anchor, None), Some(utc("2026-12-01T17:00:00Z")));
         assert_eq!(at.next_fire(utc("2026-12-01T17:00:00Z"), anchor, None), None);
+    }
+
+    #[test]
+    fn last_fire_between_finds_the_latest_fire_in_range() {
+        let anchor = utc("2026-11-25T10:00:00Z");
+        let every = Schedule::Every(Duration::from_secs(60));
+        assert_eq!(
+            every.last_fire_between(anchor, utc("2026-11-25T10:01:00Z"), utc("2026-11-25T10:05:30Z")),
+            Some(utc("2026-11-25T10:05:00Z"))
+        );
+        assert_eq!(
+            every.last_fire_between(anchor, utc("2026-11-25T10:05:10Z"), utc("2026-11-25T10:05:30Z")),
+            None
+        );
+        let daily = Schedule::from_json(&json!({"cron": "30 2 * * *", "timezone": "Europe/Lisbon"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            daily.last_fire_between(anchor, utc("2026-01-01T00:00:00Z"), utc("2026-11-25T10:00:00Z")),
+            Some(utc("2026-11-25T02:30:00Z"))
+        );
+        assert_eq!(every.count_fires(anchor, anchor, utc("2026-11-25T11:00:00Z")), 60);
+        assert_eq!(
+            every.count_fires(anchor, utc("2026-11-25T10:00:30Z"), utc("2026-11-25T10:02:00Z")),
+            2
+        );
     }
 
     #[test]

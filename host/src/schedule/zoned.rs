@@ -35,6 +35,59 @@ fn wall_time(tz: Tz, at: DateTime<Utc>) -> NaiveDateTime {
     at.with_timezone(&tz).naive_local()
 }
 
+/// How many fires come strictly after `after` and at or before `until`.
+/// Whole days without an offset change are counted from the fields; only
+/// the partial first and last days and DST days are walked fire by fire.
+pub fn count_fires(expr: &CronExpr, tz: Tz, after: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
+    let mut count = 0;
+    let mut cursor = after;
+    while cursor < until {
+        // Walk fire by fire to the end of the local day after `cursor`.
+        let day = wall_time(tz, cursor + Duration::seconds(1)).date();
+        let Some(boundary) = day.succ_opt().and_then(|next| local_midnight(tz, next)) else {
+            return count;
+        };
+        let stop = until.min(boundary - Duration::seconds(1));
+        while let Some(fire) = next_fire(expr, tz, cursor).filter(|fire| *fire <= stop) {
+            count += 1;
+            cursor = fire;
+        }
+        if stop == until {
+            return count;
+        }
+        cursor = boundary - Duration::seconds(1);
+        // Whole days inside the range, counted from the fields.
+        let mut day_start = boundary;
+        loop {
+            let date = wall_time(tz, day_start).date();
+            let Some(day_end) = date.succ_opt().and_then(|next| local_midnight(tz, next)) else {
+                return count;
+            };
+            let last_second = day_end - Duration::seconds(1);
+            if last_second > until || offset_seconds(tz, day_start) != offset_seconds(tz, last_second) {
+                break;
+            }
+            if expr.matches_date(date) {
+                count += expr.fires_per_matching_day();
+            }
+            cursor = last_second;
+            day_start = day_end;
+        }
+    }
+    count
+}
+
+/// The first instant of a local date (its midnight, or the end of a gap
+/// that swallowed it).
+fn local_midnight(tz: Tz, date: chrono::NaiveDate) -> Option<DateTime<Utc>> {
+    let midnight = date.and_hms_opt(0, 0, 0)?;
+    match tz.from_local_datetime(&midnight) {
+        LocalResult::Single(at) => Some(at.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        LocalResult::None => gap_end(tz, midnight),
+    }
+}
+
 /// Fixed-time: walk matching wall times in order; each maps to its first
 /// occurrence, or to the end of the gap it falls in.
 fn next_fixed_time(expr: &CronExpr, tz: Tz, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -84,21 +137,21 @@ fn gap_end(tz: Tz, missing: NaiveDateTime) -> Option<DateTime<Utc>> {
 }
 
 /// Wildcard: walk real time in spans of one UTC offset; within a span wall
-/// time is continuous, so the next match is a wall-clock search.
+/// time is continuous, so the next match is a wall-clock search. Offset
+/// changes are looked for only up to the candidate, so a zone without DST
+/// costs one search.
 fn next_real_time(expr: &CronExpr, tz: Tz, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let horizon = start + Duration::days(HORIZON_DAYS);
     let mut span_start = start;
     while span_start <= horizon {
         let offset = offset_seconds(tz, span_start);
-        let span_end = next_offset_change(tz, span_start, offset, horizon);
         let wall_start = span_start.naive_utc() + Duration::seconds(offset);
-        if let Some(wall) = expr.next_wall_time(wall_start, HORIZON_DAYS) {
-            let instant = Utc.from_utc_datetime(&(wall - Duration::seconds(offset)));
-            if span_end.is_none_or(|end| instant < end) {
-                return Some(instant);
-            }
+        let wall = expr.next_wall_time(wall_start, HORIZON_DAYS)?;
+        let candidate = Utc.from_utc_datetime(&(wall - Duration::seconds(offset)));
+        match next_offset_change(tz, span_start, offset, candidate) {
+            Some(change) if change <= candidate => span_start = change,
+            _ => return Some(candidate),
         }
-        span_start = span_end?;
     }
     None
 }
@@ -214,6 +267,50 @@ mod tests {
             fires("15 2 * * *", "Australia/Lord_Howe", "2026-10-03T12:00:00+10:30", 1),
             ["2026-10-04T02:30:00+11:00"]
         );
+    }
+
+    #[test]
+    fn counting_agrees_with_walking() {
+        let rows = [
+            (
+                "0 * * * *",
+                "America/New_York",
+                "2026-10-30T00:00:00Z",
+                "2026-11-04T00:00:00Z",
+            ),
+            (
+                "30 2 * * *",
+                "America/New_York",
+                "2026-03-01T00:00:00Z",
+                "2026-03-20T00:00:00Z",
+            ),
+            (
+                "*/7 * * * *",
+                "Europe/Lisbon",
+                "2026-03-25T00:00:00Z",
+                "2026-04-02T13:17:00Z",
+            ),
+            (
+                "15 2 * * *",
+                "Australia/Lord_Howe",
+                "2026-09-28T00:00:00Z",
+                "2026-10-09T00:00:00Z",
+            ),
+            ("0 0 13 * FRI", "UTC", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+            ("*/20 * * * * *", "UTC", "2026-11-25T10:00:05Z", "2026-11-27T11:00:00Z"),
+        ];
+        for (text, zone, after, until) in rows {
+            let expr = CronExpr::parse(text).unwrap();
+            let tz: Tz = zone.parse().unwrap();
+            let (after, until) = (utc(after), utc(until));
+            let mut walked = 0;
+            let mut at = after;
+            while let Some(next) = next_fire(&expr, tz, at).filter(|next| *next <= until) {
+                walked += 1;
+                at = next;
+            }
+            assert_eq!(count_fires(&expr, tz, after, until), walked, "{text} in {zone}");
+        }
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The data directory is held by another process.
     #[error("{0}")]
     Locked(String),
+    /// The record changed (or went) between read and write; plan again.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -65,6 +68,17 @@ pub struct RunFilter {
     pub before: Option<String>,
     /// At most this many.
     pub limit: usize,
+}
+
+/// An entry of the due index: a job and its next fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueJob {
+    /// The job's next fire.
+    pub at: DateTime<Utc>,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its id.
+    pub job_id: String,
 }
 
 /// The result of adding plugin bytes under a name.
@@ -113,6 +127,22 @@ pub trait Store: Send + Sync + 'static {
     fn list_jobs(&self, tenant: &str) -> StoreResult<Vec<Job>>;
     /// Deletes a job and its kv state (its runs stay); false if absent.
     fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+
+    /// One fire, atomically: writes `job` (its new next fire and counters,
+    /// moving its due-index entry) and the queued `runs` not recorded yet
+    /// (a scheduled run's id is derived from (job, scheduled_at), so a fire
+    /// recorded twice is found and skipped). Fails with
+    /// [`StoreError::Conflict`] if the job changed or went meanwhile.
+    /// Returns the runs it inserted.
+    fn record_fire(&self, job: &Job, runs: &[Run]) -> StoreResult<Vec<Run>>;
+    /// Due-index entries at or before `until`, earliest first.
+    fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>>;
+    /// The earliest next fire of any enabled job.
+    fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Drops a due-index entry whose job went or cannot be fired.
+    fn remove_due(&self, due: &DueJob) -> StoreResult<()>;
+    /// Every job of every tenant (for start-up work such as `run_at_start`).
+    fn all_jobs(&self) -> StoreResult<Vec<Job>>;
 
     /// Writes a new run (queued) and its indexes.
     fn insert_run(&self, run: &Run) -> StoreResult<()>;

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
 
-use super::{AddedPlugin, RunFilter, Store, StoreError, StoreFuture, StoreResult};
+use super::{AddedPlugin, DueJob, RunFilter, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
 
 /// sled-backed [`Store`].
@@ -28,6 +28,7 @@ pub struct SledStore {
     artifact_bytes: Tree,
     jobs: Tree,
     job_names: Tree,
+    due: Tree,
     runs: Tree,
     kv: Tree,
 }
@@ -75,6 +76,34 @@ fn run_prefix(space: u8, parts: &[&[u8]]) -> Vec<u8> {
     spaced
 }
 
+/// The due-index key of a job: its next fire (ms since the epoch, big
+/// endian so keys sort by time), then tenant and id. None when the job has
+/// no next fire or is paused.
+fn due_key(job: &Job) -> Option<Vec<u8>> {
+    let next = job.next_fire_at.filter(|_| job.enabled)?;
+    Some(due_entry(next, &job.tenant, &job.id))
+}
+
+fn due_entry(at: DateTime<Utc>, tenant: &str, job_id: &str) -> Vec<u8> {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut entry = millis.to_be_bytes().to_vec();
+    entry.extend_from_slice(&key(&[tenant.as_bytes(), job_id.as_bytes()]));
+    entry
+}
+
+fn parse_due_key(due: &[u8]) -> Option<DueJob> {
+    let (millis, rest) = due.split_first_chunk::<8>()?;
+    let millis = i64::try_from(u64::from_be_bytes(*millis)).ok()?;
+    let mut parts = rest.split(|byte| *byte == 0);
+    let tenant = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let job_id = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some(DueJob {
+        at: DateTime::from_timestamp_millis(millis)?,
+        tenant,
+        job_id,
+    })
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records are plain data and always serialize")
 }
@@ -118,6 +147,7 @@ impl SledStore {
             artifact_bytes: tree("artifact_bytes")?,
             jobs: tree("jobs")?,
             job_names: tree("job_names")?,
+            due: tree("due")?,
             runs: tree("runs")?,
             kv: tree("kv")?,
             db,
@@ -268,8 +298,9 @@ impl Store for SledStore {
         let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
         let record = encode(job);
-        (&self.jobs, &self.job_names)
-            .transaction(|(jobs, job_names)| {
+        let due_entry = due_key(job);
+        (&self.jobs, &self.job_names, &self.due)
+            .transaction(|(jobs, job_names, due)| {
                 if job_names.get(name_key.as_slice())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(StoreError::NameTaken {
                         name: job.name.clone(),
@@ -277,6 +308,9 @@ impl Store for SledStore {
                 }
                 job_names.insert(name_key.as_slice(), job.id.as_bytes())?;
                 jobs.insert(job_key.as_slice(), record.as_slice())?;
+                if let Some(entry) = &due_entry {
+                    due.insert(entry.as_slice(), &[] as &[u8])?;
+                }
                 Ok(())
             })
             .map_err(transaction_error)
@@ -286,8 +320,9 @@ impl Store for SledStore {
         let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
         let record = encode(job);
-        (&self.jobs, &self.job_names)
-            .transaction(|(jobs, job_names)| {
+        let due_entry = due_key(job);
+        (&self.jobs, &self.job_names, &self.due)
+            .transaction(|(jobs, job_names, due)| {
                 if let Some(owner) = job_names.get(name_key.as_slice())?
                     && owner.as_ref() != job.id.as_bytes()
                 {
@@ -300,9 +335,15 @@ impl Store for SledStore {
                     if previous.name != job.name {
                         job_names.remove(key(&[job.tenant.as_bytes(), previous.name.as_bytes()]))?;
                     }
+                    if let Some(entry) = due_key(&previous) {
+                        due.remove(entry)?;
+                    }
                 }
                 job_names.insert(name_key.as_slice(), job.id.as_bytes())?;
                 jobs.insert(job_key.as_slice(), record.as_slice())?;
+                if let Some(entry) = &due_entry {
+                    due.insert(entry.as_slice(), &[] as &[u8])?;
+                }
                 Ok(())
             })
             .map_err(transaction_error)
@@ -334,10 +375,14 @@ impl Store for SledStore {
             .scan_prefix(prefix(&[tenant.as_bytes(), id.as_bytes()]))
             .keys()
             .collect::<Result<_, _>>()?;
-        (&self.jobs, &self.job_names, &self.kv)
-            .transaction(|(jobs, job_names, kv)| {
+        let due_entry = due_key(&job);
+        (&self.jobs, &self.job_names, &self.kv, &self.due)
+            .transaction(|(jobs, job_names, kv, due)| {
                 jobs.remove(job_key.as_slice())?;
                 job_names.remove(name_key.as_slice())?;
+                if let Some(entry) = &due_entry {
+                    due.remove(entry.as_slice())?;
+                }
                 for kv_key in &kv_keys {
                     kv.remove(kv_key)?;
                 }
@@ -345,6 +390,98 @@ impl Store for SledStore {
             })
             .map_err(transaction_error)?;
         Ok(true)
+    }
+
+    fn record_fire(&self, job: &Job, runs: &[Run]) -> StoreResult<Vec<Run>> {
+        let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
+        let record = encode(job);
+        let due_entry = due_key(job);
+        let (tenant, job_id) = (job.tenant.as_bytes(), job.id.as_bytes());
+        // (record key, record, job-index key, active-index key) per run.
+        type EncodedRun = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+        let encoded: Vec<EncodedRun> = runs
+            .iter()
+            .map(|run| {
+                let id = run.id.as_bytes();
+                (
+                    run_key(run_space::RECORD, &[tenant, id]),
+                    encode(run),
+                    run_key(run_space::BY_JOB, &[tenant, job_id, id]),
+                    run_key(run_space::ACTIVE, &[tenant, id]),
+                )
+            })
+            .collect();
+        (&self.jobs, &self.due, &self.runs)
+            .transaction(|(jobs, due, run_tree)| {
+                let Some(current) = jobs.get(job_key.as_slice())? else {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict(format!(
+                        "job {} was deleted",
+                        job.id
+                    ))));
+                };
+                let current: Job = decode(&job_key, &current).map_err(ConflictableTransactionError::Abort)?;
+                if current.updated_at != job.updated_at || current.enabled != job.enabled {
+                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict(format!(
+                        "job {} changed while its fire was planned",
+                        job.id
+                    ))));
+                }
+                if let Some(entry) = due_key(&current) {
+                    due.remove(entry)?;
+                }
+                if let Some(entry) = &due_entry {
+                    due.insert(entry.as_slice(), &[] as &[u8])?;
+                }
+                jobs.insert(job_key.as_slice(), record.as_slice())?;
+                let mut inserted = Vec::new();
+                for (index, (record_key, run_record, by_job, active)) in encoded.iter().enumerate() {
+                    // A fire's run id is derived from (job, scheduled_at): if
+                    // it exists, this fire was recorded before.
+                    if run_tree.get(record_key.as_slice())?.is_some() {
+                        continue;
+                    }
+                    run_tree.insert(record_key.as_slice(), run_record.as_slice())?;
+                    run_tree.insert(by_job.as_slice(), &[] as &[u8])?;
+                    run_tree.insert(active.as_slice(), &[] as &[u8])?;
+                    inserted.push(index);
+                }
+                Ok(inserted)
+            })
+            .map_err(transaction_error)
+            .map(|inserted| inserted.into_iter().map(|index| runs[index].clone()).collect())
+    }
+
+    fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>> {
+        let mut due = Vec::new();
+        for entry in self.due.iter().keys() {
+            let entry = entry?;
+            let Some(job) = parse_due_key(&entry) else {
+                tracing::warn!("skipping an unreadable due-index entry");
+                continue;
+            };
+            if job.at > until || due.len() >= limit {
+                break;
+            }
+            due.push(job);
+        }
+        Ok(due)
+    }
+
+    fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(self
+            .due
+            .first()?
+            .and_then(|(entry, _)| parse_due_key(&entry))
+            .map(|job| job.at))
+    }
+
+    fn remove_due(&self, due: &DueJob) -> StoreResult<()> {
+        self.due.remove(due_entry(due.at, &due.tenant, &due.job_id))?;
+        Ok(())
+    }
+
+    fn all_jobs(&self) -> StoreResult<Vec<Job>> {
+        Self::scan(&self.jobs, &[])
     }
 
     fn insert_run(&self, run: &Run) -> StoreResult<()> {

@@ -1,0 +1,54 @@
+//! `/v1/status` and `/v1/scheduler/pause|resume`: what the daemon is doing.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::extract::Caller;
+use super::{ApiError, AppState};
+
+/// How many upcoming fires `/v1/status` lists.
+const NEXT_FIRES: usize = 10;
+
+/// `GET /v1/status`: scheduler state, queue depth, runs, jobs and next fires.
+pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+    let (depth, by_priority) = state.executor().queue_depth();
+    let jobs = state.store().list_jobs(&caller.tenant)?;
+    let mut upcoming: Vec<(chrono::DateTime<chrono::Utc>, &str)> = jobs
+        .iter()
+        .filter(|job| job.enabled)
+        .filter_map(|job| job.next_fire_at.map(|at| (at, job.name.as_str())))
+        .collect();
+    upcoming.sort();
+    let next_fires: Vec<Value> = upcoming
+        .iter()
+        .take(NEXT_FIRES)
+        .map(|(at, name)| json!({"job": name, "at": at}))
+        .collect();
+    Ok(Json(json!({
+        "scheduler": if state.scheduler().is_paused() { "paused" } else { "running" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": state.inner.started_at,
+        "running_runs": state.executor().running(),
+        "queue_depth": depth,
+        "queue_depth_by_priority": by_priority,
+        "max_concurrent_runs": state.config().max_concurrent_runs,
+        "jobs": jobs.len(),
+        "jobs_paused": jobs.iter().filter(|job| !job.enabled).count(),
+        "next_fires": next_fires,
+    })))
+}
+
+/// `POST /v1/scheduler/pause`: no schedule fires until resumed.
+pub async fn pause(State(state): State<AppState>, Caller(_caller): Caller) -> Result<Json<Value>, ApiError> {
+    state.scheduler().pause();
+    tracing::info!("scheduler paused");
+    Ok(Json(json!({"scheduler": "paused"})))
+}
+
+/// `POST /v1/scheduler/resume`: fires again; missed fires follow each job's misfire policy.
+pub async fn resume(State(state): State<AppState>, Caller(_caller): Caller) -> Result<Json<Value>, ApiError> {
+    state.scheduler().resume();
+    tracing::info!("scheduler resumed");
+    Ok(Json(json!({"scheduler": "running"})))
+}

@@ -1,0 +1,601 @@
+//! The executor: turns durable `queued` runs into sandboxed executions. A
+//! priority queue sits in front of a global limit of `max_concurrent_runs`;
+//! a dispatcher task starts the best ready run whenever a slot is free. It
+//! writes each outcome (record, output, log) in one atomic, flushed step
+//! before anyone is told, retries failed runs with backoff, and cancels.
+//!
+//! Durability per run, three flushes: the queued record before the API
+//! answers (or, for schedule fires, with the fire itself); the `running`
+//! mark before the instance starts (so a crash mid-run is found `running`
+//! and fails with `host_restart`, see [`Executor::recover`]); the finished
+//! record with its output, log and the plugin's kv writes before waiters
+//! are woken.
+
+mod queue;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::clock::Clock;
+use crate::model::job::{Priority, input_bytes};
+use crate::model::run::RunLimits;
+use crate::model::{ErrorKind, Job, Run, RunError, RunStatus, Trigger};
+use crate::plugin::{PluginError, Plugins};
+use crate::sandbox::{Capabilities, KeyValue, RunContext, RunRequest, Sandbox};
+use crate::scheduler::policy::retry_delay;
+use crate::store::{Store, StoreError};
+
+pub use queue::Activity;
+use queue::RunQueue;
+
+/// Why a run could not be queued, cancelled or retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The job's plugin cannot be resolved.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run has finished; there is nothing to cancel.
+    #[error("run {0} has already finished")]
+    Finished(String),
+    /// The run has not finished; it cannot be retried yet.
+    #[error("run {0} has not finished; only a finished run can be retried")]
+    NotFinished(String),
+}
+
+/// Runs queued runs.
+pub struct Executor {
+    store: Arc<dyn Store>,
+    sandbox: Arc<Sandbox>,
+    plugins: Arc<Plugins>,
+    clock: Arc<dyn Clock>,
+    slots: Arc<Semaphore>,
+    queue: Mutex<RunQueue>,
+    /// Woken when a run is queued or a slot frees up.
+    wake: Notify,
+    stopping: AtomicBool,
+    running: AtomicUsize,
+    log_cap: u64,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
+    /// Woken when a job's next fire changes (after an `after` job's run).
+    schedule_changed: Arc<Notify>,
+}
+
+/// Counts a run as running for as long as it lives (panics included).
+struct RunningGuard<'a>(&'a Executor);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+        self.0.wake.notify_one();
+    }
+}
+
+/// A job's kv state over the store, scoped to tenant and job.
+struct StoreKeyValue {
+    store: Arc<dyn Store>,
+    tenant: String,
+    job_id: String,
+}
+
+impl KeyValue for StoreKeyValue {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.store
+            .kv_get(&self.tenant, &self.job_id, key)
+            .map_err(|error| error.to_string())
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.store
+            .kv_set(&self.tenant, &self.job_id, key, value)
+            .map_err(|error| error.to_string())
+    }
+    fn delete(&self, key: &str) -> Result<(), String> {
+        self.store
+            .kv_delete(&self.tenant, &self.job_id, key)
+            .map_err(|error| error.to_string())
+    }
+    fn keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, String> {
+        self.store
+            .kv_keys(&self.tenant, &self.job_id, prefix, limit)
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// What a new run is made of.
+pub struct NewRun<'a> {
+    /// The job.
+    pub job: &'a Job,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it is due.
+    pub scheduled_at: DateTime<Utc>,
+    /// Its id (derived from the fire for scheduled runs).
+    pub id: String,
+    /// Replaces the job's input for this run.
+    pub input: Option<&'a serde_json::Value>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Executor {
+    /// An executor running at most `max_concurrent_runs` at once. Call
+    /// [`Executor::start`] to begin dispatching.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sandbox: Arc<Sandbox>,
+        plugins: Arc<Plugins>,
+        clock: Arc<dyn Clock>,
+        max_concurrent_runs: usize,
+        log_cap: u64,
+    ) -> Arc<Executor> {
+        Arc::new(Executor {
+            store,
+            sandbox,
+            plugins,
+            clock,
+            slots: Arc::new(Semaphore::new(max_concurrent_runs)),
+            queue: Mutex::new(RunQueue::default()),
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            running: AtomicUsize::new(0),
+            log_cap,
+            waiters: Mutex::new(HashMap::new()),
+            schedule_changed: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Woken whenever the executor moved a job's next fire.
+    pub fn schedule_changed(&self) -> Arc<Notify> {
+        self.schedule_changed.clone()
+    }
+
+    /// A queued run of `job` (not stored yet). The plugin reference is
+    /// resolved now, so the run keeps the version it was queued with; if it
+    /// does not resolve the run fails later with `plugin_unavailable`.
+    pub fn build_run(&self, new: NewRun<'_>) -> Run {
+        let job = new.job;
+        let (plugin, plugin_digest) = match self.plugins.resolve(&job.tenant, &job.plugin) {
+            Ok(version) => (version.reference(), version.digest),
+            Err(_) => (job.plugin.clone(), String::new()),
+        };
+        Run {
+            id: new.id,
+            tenant: job.tenant.clone(),
+            job_id: job.id.clone(),
+            job_name: job.name.clone(),
+            plugin,
+            plugin_digest,
+            trigger: new.trigger,
+            attempt: 1,
+            status: RunStatus::Queued,
+            error: None,
+            scheduled_at: new.scheduled_at,
+            queued_at: self.clock.now(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            lateness_ms: None,
+            fuel_consumed: None,
+            peak_memory: None,
+            output_size: 0,
+            log_size: 0,
+            input: new.input.map_or_else(|| job.input_bytes(), input_bytes),
+            limits: RunLimits {
+                fuel: job.limits.fuel,
+                timeout_ms: job.limits.timeout.as_millis() as u64,
+                memory: job.limits.memory,
+                output: job.limits.output,
+                logs: self.log_cap,
+            },
+            priority: job.policy.priority,
+            retry: job.policy.retry,
+            exclusive: job.policy.overlap != crate::model::job::Overlap::Allow,
+            retry_of: None,
+        }
+    }
+
+    /// Writes a durable queued run of `job` now and hands it to the queue.
+    pub async fn queue(
+        &self,
+        job: &Job,
+        trigger: Trigger,
+        input: Option<&serde_json::Value>,
+    ) -> Result<Run, ExecError> {
+        // Fail early with a clear error when the plugin is gone.
+        self.plugins.resolve(&job.tenant, &job.plugin)?;
+        let now = self.clock.now();
+        let run = self.build_run(NewRun {
+            job,
+            trigger,
+            scheduled_at: now,
+            id: crate::model::new_id(),
+            input,
+        });
+        self.store.insert_run(&run)?;
+        self.store.flush_async().await?;
+        tracing::debug!(run_id = %run.id, job_id = %run.job_id, "run queued");
+        self.submit(vec![run.clone()]);
+        Ok(run)
+    }
+
+    /// Hands durable queued runs to the queue.
+    pub fn submit(&self, runs: Vec<Run>) {
+        if runs.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let mut queue = lock(&self.queue);
+        for run in runs {
+            queue.push(run, now);
+        }
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// Waiting and running runs of a job.
+    pub fn activity(&self, tenant: &str, job_id: &str) -> Activity {
+        lock(&self.queue).activity(tenant, job_id)
+    }
+
+    /// Runs waiting, in all and by priority.
+    pub fn queue_depth(&self) -> (usize, BTreeMap<Priority, usize>) {
+        let queue = lock(&self.queue);
+        (queue.depth(), queue.depth_by_priority())
+    }
+
+    /// Runs executing now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Starts the dispatcher.
+    pub fn start(self: &Arc<Self>) {
+        let executor = self.clone();
+        tokio::spawn(async move { executor.dispatch_loop().await });
+    }
+
+    async fn dispatch_loop(self: Arc<Self>) {
+        loop {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (run, cancel) = loop {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let next = lock(&self.queue).pop(self.clock.now());
+                match next {
+                    Ok(ready) => break ready,
+                    Err(next_due) => {
+                        let sleep = next_due.map_or(Duration::from_secs(3600), |due| {
+                            crate::clock::until(self.clock.now(), due)
+                        });
+                        tokio::select! {
+                            () = self.wake.notified() => {}
+                            () = tokio::time::sleep(sleep) => {}
+                        }
+                    }
+                }
+            };
+            self.running.fetch_add(1, Ordering::SeqCst);
+            let executor = self.clone();
+            tokio::spawn(async move { executor.execute(run, cancel, slot).await });
+        }
+    }
+
+    async fn execute(self: Arc<Self>, mut run: Run, cancel: Arc<AtomicBool>, _slot: OwnedSemaphorePermit) {
+        let _running = RunningGuard(&self);
+        let started_at = self.clock.now();
+        run.status = RunStatus::Running;
+        run.started_at = Some(started_at);
+        run.lateness_ms = Some((started_at - run.scheduled_at).num_milliseconds());
+        let marked = match self.store.update_run(&run) {
+            Ok(()) => self.store.flush_async().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = marked {
+            tracing::error!(run_id = %run.id, %error, "cannot mark the run running");
+        }
+        let (output, log) = match self.plugins.prepared(&run.plugin_digest).await {
+            Ok(prepared) => {
+                let request = self.request(&run, cancel.clone());
+                let sandbox = self.sandbox.clone();
+                // Its own task, so a panic in a host import fails this run
+                // and nothing else.
+                let outcome = tokio::spawn(async move { sandbox.run(&prepared, request).await }).await;
+                let finished_at = self.clock.now();
+                match outcome {
+                    Ok(outcome) => {
+                        run.fuel_consumed = Some(outcome.fuel_consumed);
+                        run.peak_memory = Some(outcome.peak_memory);
+                        match outcome.result {
+                            Ok(output) => {
+                                run.finish(RunStatus::Succeeded, None, finished_at);
+                                (output, outcome.log)
+                            }
+                            Err(_) if cancel.load(Ordering::SeqCst) => {
+                                run.finish(RunStatus::Cancelled, None, finished_at);
+                                (Vec::new(), outcome.log)
+                            }
+                            Err(error) => {
+                                run.finish(RunStatus::Failed, Some(error), finished_at);
+                                (Vec::new(), outcome.log)
+                            }
+                        }
+                    }
+                    Err(join_error) => {
+                        let error = RunError {
+                            kind: ErrorKind::Trap,
+                            message: format!("the host failed while running the plugin: {join_error}"),
+                        };
+                        run.finish(RunStatus::Failed, Some(error), finished_at);
+                        (Vec::new(), Vec::new())
+                    }
+                }
+            }
+            Err(error) => {
+                let error = RunError {
+                    kind: ErrorKind::PluginUnavailable,
+                    message: error.to_string(),
+                };
+                run.finish(RunStatus::Failed, Some(error), self.clock.now());
+                (Vec::new(), Vec::new())
+            }
+        };
+        run.output_size = output.len() as u64;
+        run.log_size = log.len() as u64;
+        lock(&self.queue).finished(&run);
+        self.finish(run, &output, &log).await;
+    }
+
+    fn request(&self, run: &Run, cancel: Arc<AtomicBool>) -> RunRequest {
+        RunRequest {
+            context: RunContext {
+                tenant: run.tenant.clone(),
+                job_id: run.job_id.clone(),
+                job_name: run.job_name.clone(),
+                run_id: run.id.clone(),
+                attempt: run.attempt,
+                trigger: run.trigger,
+                scheduled_at_ms: run.scheduled_at.timestamp_millis(),
+            },
+            input: run.input.clone(),
+            limits: run.limits,
+            capabilities: Capabilities {
+                kv: Arc::new(StoreKeyValue {
+                    store: self.store.clone(),
+                    tenant: run.tenant.clone(),
+                    job_id: run.job_id.clone(),
+                }),
+                http_allow: self
+                    .store
+                    .job(&run.tenant, &run.job_id)
+                    .ok()
+                    .flatten()
+                    .map(|job| job.http_allow)
+                    .unwrap_or_default(),
+            },
+            cancel,
+        }
+    }
+
+    /// Records a finished run durably, queues its retry if it has attempts
+    /// left, moves an `after` job's next fire, and wakes waiters.
+    async fn finish(&self, run: Run, output: &[u8], log: &[u8]) {
+        let retry = self.retry_of_failed(&run);
+        let write = self.store.finish_run(&run, output, log).and_then(|()| match &retry {
+            Some(retry) => self.store.insert_run(retry),
+            None => Ok(()),
+        });
+        let write = match write {
+            Ok(()) => self.store.flush_async().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = write {
+            tracing::error!(run_id = %run.id, %error, "cannot record the finished run");
+        }
+        match &run.error {
+            None => {
+                tracing::info!(run_id = %run.id, job_id = %run.job_id, status = run.status.as_str(), duration_ms = run.duration_ms, "run finished")
+            }
+            Some(error) => {
+                tracing::info!(run_id = %run.id, job_id = %run.job_id, status = run.status.as_str(), kind = error.kind.as_str(), "run finished")
+            }
+        }
+        match retry {
+            Some(retry) => {
+                tracing::info!(run_id = %retry.id, attempt = retry.attempt, at = %retry.scheduled_at, "retry queued");
+                self.submit(vec![retry]);
+            }
+            None => self.after_last_attempt(&run),
+        }
+        let waiters = lock(&self.waiters).remove(&run.id).unwrap_or_default();
+        for waiter in waiters {
+            let _ = waiter.send(run.clone());
+        }
+    }
+
+    /// The next attempt of a failed run, if its retry policy has one left.
+    fn retry_of_failed(&self, run: &Run) -> Option<Run> {
+        if run.status != RunStatus::Failed || run.attempt >= run.retry.max_attempts {
+            return None;
+        }
+        let delay = retry_delay(&run.retry, run.attempt, rand::random::<f64>());
+        let due = self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        Some(self.next_attempt(run, due))
+    }
+
+    fn next_attempt(&self, run: &Run, due: DateTime<Utc>) -> Run {
+        Run {
+            id: crate::model::new_id(),
+            trigger: Trigger::Retry,
+            attempt: run.attempt + 1,
+            status: RunStatus::Queued,
+            error: None,
+            scheduled_at: due,
+            queued_at: self.clock.now(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            lateness_ms: None,
+            fuel_consumed: None,
+            peak_memory: None,
+            output_size: 0,
+            log_size: 0,
+            retry_of: Some(run.retry_of.clone().unwrap_or_else(|| run.id.clone())),
+            ..run.clone()
+        }
+    }
+
+    /// The last attempt of a run is over: an `after` job fires again its
+    /// delay after this.
+    fn after_last_attempt(&self, run: &Run) {
+        let Some(finished_at) = run.finished_at else { return };
+        for _ in 0..3 {
+            let Ok(Some(mut job)) = self.store.job(&run.tenant, &run.job_id) else {
+                return;
+            };
+            let Some(crate::schedule::Schedule::After(delay)) = job.schedule else {
+                return;
+            };
+            job.last_finished_at = Some(finished_at);
+            job.next_fire_at = Some(finished_at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+            match self.store.record_fire(&job, &[]) {
+                Ok(_) => {
+                    self.schedule_changed.notify_one();
+                    return;
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => {
+                    tracing::error!(job_id = %job.id, %error, "cannot plan the next fire of an `after` job");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Cancels a run: a queued one at once, a running one within an epoch
+    /// tick. Returns the run as it ends.
+    pub async fn cancel(&self, tenant: &str, run_id: &str) -> Result<Option<Run>, ExecError> {
+        let Some(run) = self.store.run(tenant, run_id)? else {
+            return Ok(None);
+        };
+        if run.status.is_finished() {
+            return Err(ExecError::Finished(run.id));
+        }
+        let (waiting, flag) = {
+            let mut queue = lock(&self.queue);
+            (queue.remove(run_id), queue.running_flag(run_id))
+        };
+        if let Some(flag) = flag {
+            flag.store(true, Ordering::SeqCst);
+            return Ok(self.wait(tenant, run_id, Duration::from_secs(5)).await?);
+        }
+        // Waiting (or queued in the store but not in memory): it ends here.
+        let mut run = waiting.unwrap_or(run);
+        run.finish(RunStatus::Cancelled, None, self.clock.now());
+        self.finish(run.clone(), &[], &[]).await;
+        Ok(Some(run))
+    }
+
+    /// Stops a job's running runs (overlap `replace`); they end `cancelled`.
+    pub fn cancel_running_of(&self, tenant: &str, job_id: &str) {
+        for flag in lock(&self.queue).running_flags_of(tenant, job_id) {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Queues a new attempt of a finished run now, trigger `retry`.
+    pub async fn retry(&self, tenant: &str, run_id: &str) -> Result<Option<Run>, ExecError> {
+        let Some(run) = self.store.run(tenant, run_id)? else {
+            return Ok(None);
+        };
+        if !run.status.is_finished() {
+            return Err(ExecError::NotFinished(run.id));
+        }
+        let retry = self.next_attempt(&run, self.clock.now());
+        self.store.insert_run(&retry)?;
+        self.store.flush_async().await?;
+        self.submit(vec![retry.clone()]);
+        Ok(Some(retry))
+    }
+
+    /// Waits up to `timeout` for a run to finish; returns its latest record.
+    pub async fn wait(&self, tenant: &str, run_id: &str, timeout: Duration) -> Result<Option<Run>, StoreError> {
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.waiters).entry(run_id.to_string()).or_default().push(sender);
+        // Registered first, then checked: a finish in between is not missed.
+        let current = self.store.run(tenant, run_id)?;
+        if current.as_ref().is_none_or(|run| run.status.is_finished()) {
+            return Ok(current);
+        }
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(run)) => Ok(Some(run)),
+            _ => self.store.run(tenant, run_id),
+        }
+    }
+
+    /// After a start: queued runs go back in the queue; runs that were
+    /// running when the daemon stopped fail with `host_restart` and are
+    /// retried if they have attempts left.
+    pub async fn recover(&self) -> Result<(), StoreError> {
+        let mut queued = Vec::new();
+        for mut run in self.store.unfinished_runs()? {
+            match run.status {
+                RunStatus::Running => {
+                    let error = RunError {
+                        kind: ErrorKind::HostRestart,
+                        message: "the daemon stopped while this run was running".to_string(),
+                    };
+                    run.finish(RunStatus::Failed, Some(error), self.clock.now());
+                    tracing::warn!(run_id = %run.id, "run interrupted by a restart");
+                    self.finish(run, &[], &[]).await;
+                }
+                _ => queued.push(run),
+            }
+        }
+        if !queued.is_empty() {
+            tracing::info!(runs = queued.len(), "resuming queued runs");
+        }
+        self.submit(queued);
+        Ok(())
+    }
+
+    /// Stops starting runs and waits up to `grace` for the running ones to
+    /// finish. Queued runs stay queued (durably) for the next start; runs
+    /// still going after the grace period are left `running` and fail with
+    /// `host_restart` (and retry) at the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.slots.close();
+        self.wake.notify_one();
+        let in_flight = self.running();
+        if in_flight > 0 {
+            tracing::info!(
+                running = in_flight,
+                grace_ms = grace.as_millis() as u64,
+                "waiting for running runs"
+            );
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.running();
+        if left > 0 {
+            tracing::warn!(
+                running = left,
+                "stopping with runs still running; they fail with host_restart at the next start"
+            );
+        }
+    }
+}

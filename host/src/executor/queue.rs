@@ -1,0 +1,323 @@
+//! The in-memory run queue in front of the executor's slots: ready runs by
+//! priority (then due time, then arrival), runs not due yet (retries waiting
+//! out their backoff) by due time, what is running, and how many runs each
+//! job has waiting and running (for the overlap policy). Pure data; the
+//! executor owns the only instance behind a mutex.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::Run;
+use crate::model::job::Priority;
+
+/// (tenant, job id).
+pub type JobKey = (String, String);
+
+/// Waiting and running runs of one job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Queued, not started.
+    pub waiting: usize,
+    /// Executing.
+    pub running: usize,
+}
+
+type ReadyKey = (Reverse<Priority>, i64, u64);
+type DelayedKey = (i64, u64);
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Ready(ReadyKey),
+    Delayed(DelayedKey),
+}
+
+/// A run that is executing.
+pub struct Running {
+    /// Set to stop it.
+    pub cancel: Arc<AtomicBool>,
+    /// Its job.
+    pub job: JobKey,
+}
+
+/// The queue.
+#[derive(Default)]
+pub struct RunQueue {
+    ready: BTreeMap<ReadyKey, Run>,
+    delayed: BTreeMap<DelayedKey, Run>,
+    slots: HashMap<String, Slot>,
+    running: HashMap<String, Running>,
+    jobs: HashMap<JobKey, Activity>,
+    arrivals: u64,
+}
+
+fn job_key(run: &Run) -> JobKey {
+    (run.tenant.clone(), run.job_id.clone())
+}
+
+impl RunQueue {
+    /// Adds a queued run; it is ready once `now` reaches its `scheduled_at`.
+    /// A run already queued or running is not added twice.
+    pub fn push(&mut self, run: Run, now: DateTime<Utc>) {
+        if self.slots.contains_key(&run.id) || self.running.contains_key(&run.id) {
+            return;
+        }
+        self.arrivals += 1;
+        let due = run.scheduled_at.timestamp_millis();
+        let slot = if run.scheduled_at <= now {
+            let key = (Reverse(run.priority), due, self.arrivals);
+            self.slots.insert(run.id.clone(), Slot::Ready(key));
+            Slot::Ready(key)
+        } else {
+            let key = (due, self.arrivals);
+            self.slots.insert(run.id.clone(), Slot::Delayed(key));
+            Slot::Delayed(key)
+        };
+        self.jobs.entry(job_key(&run)).or_default().waiting += 1;
+        match slot {
+            Slot::Ready(key) => self.ready.insert(key, run),
+            Slot::Delayed(key) => self.delayed.insert(key, run),
+        };
+    }
+
+    /// Moves runs whose time has come from delayed to ready.
+    fn promote(&mut self, now: DateTime<Utc>) {
+        let now_ms = now.timestamp_millis();
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            let (key, run) = entry.remove_entry();
+            let ready = (Reverse(run.priority), key.0, key.1);
+            self.slots.insert(run.id.clone(), Slot::Ready(ready));
+            self.ready.insert(ready, run);
+        }
+    }
+
+    /// The next run to start (highest priority, then earliest due), marked
+    /// running; or None and when the next delayed run comes due. An
+    /// exclusive run waits while another run of its job is running.
+    pub fn pop(&mut self, now: DateTime<Utc>) -> Result<(Run, Arc<AtomicBool>), Option<DateTime<Utc>>> {
+        self.promote(now);
+        let busy = |run: &Run| {
+            run.exclusive
+                && self
+                    .jobs
+                    .get(&job_key(run))
+                    .is_some_and(|activity| activity.running > 0)
+        };
+        let startable = self.ready.iter().find(|(_, run)| !busy(run)).map(|(key, _)| *key);
+        let Some(run) = startable.and_then(|key| self.ready.remove(&key)) else {
+            let next = self
+                .delayed
+                .first_key_value()
+                .and_then(|((due, _), _)| DateTime::from_timestamp_millis(*due));
+            return Err(next);
+        };
+        self.slots.remove(&run.id);
+        let activity = self.jobs.entry(job_key(&run)).or_default();
+        activity.waiting = activity.waiting.saturating_sub(1);
+        activity.running += 1;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.running.insert(
+            run.id.clone(),
+            Running {
+                cancel: cancel.clone(),
+                job: job_key(&run),
+            },
+        );
+        Ok((run, cancel))
+    }
+
+    /// Takes a waiting run out of the queue (to cancel it).
+    pub fn remove(&mut self, run_id: &str) -> Option<Run> {
+        let run = match self.slots.remove(run_id)? {
+            Slot::Ready(key) => self.ready.remove(&key)?,
+            Slot::Delayed(key) => self.delayed.remove(&key)?,
+        };
+        let key = job_key(&run);
+        if let Some(activity) = self.jobs.get_mut(&key) {
+            activity.waiting = activity.waiting.saturating_sub(1);
+        }
+        self.forget_idle(&key);
+        Some(run)
+    }
+
+    /// Marks a running run finished.
+    pub fn finished(&mut self, run: &Run) {
+        self.running.remove(&run.id);
+        let key = job_key(run);
+        if let Some(activity) = self.jobs.get_mut(&key) {
+            activity.running = activity.running.saturating_sub(1);
+        }
+        self.forget_idle(&key);
+    }
+
+    fn forget_idle(&mut self, key: &JobKey) {
+        if self
+            .jobs
+            .get(key)
+            .is_some_and(|activity| *activity == Activity::default())
+        {
+            self.jobs.remove(key);
+        }
+    }
+
+    /// The cancel flag of a running run.
+    pub fn running_flag(&self, run_id: &str) -> Option<Arc<AtomicBool>> {
+        self.running.get(run_id).map(|running| running.cancel.clone())
+    }
+
+    /// The cancel flags of a job's running runs.
+    pub fn running_flags_of(&self, tenant: &str, job_id: &str) -> Vec<Arc<AtomicBool>> {
+        self.running
+            .values()
+            .filter(|running| running.job.0 == tenant && running.job.1 == job_id)
+            .map(|running| running.cancel.clone())
+            .collect()
+    }
+
+    /// Waiting and running runs of a job.
+    pub fn activity(&self, tenant: &str, job_id: &str) -> Activity {
+        self.jobs
+            .get(&(tenant.to_string(), job_id.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Runs waiting, by priority.
+    pub fn depth_by_priority(&self) -> BTreeMap<Priority, usize> {
+        let mut depth = BTreeMap::new();
+        for run in self.ready.values().chain(self.delayed.values()) {
+            *depth.entry(run.priority).or_default() += 1;
+        }
+        depth
+    }
+
+    /// Runs waiting in all.
+    pub fn depth(&self) -> usize {
+        self.ready.len() + self.delayed.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::run::RunLimits;
+    use crate::model::{RunStatus, Trigger};
+
+    fn run(id: &str, job: &str, priority: Priority, due: &str) -> Run {
+        let at = DateTime::parse_from_rfc3339(due).unwrap().with_timezone(&Utc);
+        Run {
+            id: id.into(),
+            tenant: "t".into(),
+            job_id: job.into(),
+            job_name: job.into(),
+            plugin: "p@1".into(),
+            plugin_digest: String::new(),
+            trigger: Trigger::Schedule,
+            attempt: 1,
+            status: RunStatus::Queued,
+            error: None,
+            scheduled_at: at,
+            queued_at: at,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            lateness_ms: None,
+            fuel_consumed: None,
+            peak_memory: None,
+            output_size: 0,
+            log_size: 0,
+            input: Vec::new(),
+            limits: RunLimits {
+                fuel: 1,
+                timeout_ms: 1,
+                memory: 1,
+                output: 1,
+                logs: 1,
+            },
+            priority,
+            retry: Default::default(),
+            exclusive: false,
+            retry_of: None,
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn runs_start_by_priority_then_due_time_then_arrival() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:10Z");
+        queue.push(run("a", "j1", Priority::Normal, "2026-11-25T10:00:02Z"), now);
+        queue.push(run("b", "j2", Priority::Low, "2026-11-25T10:00:00Z"), now);
+        queue.push(run("c", "j3", Priority::Critical, "2026-11-25T10:00:05Z"), now);
+        queue.push(run("d", "j4", Priority::Normal, "2026-11-25T10:00:01Z"), now);
+        queue.push(run("e", "j5", Priority::High, "2026-11-25T10:00:09Z"), now);
+        let order: Vec<String> = std::iter::from_fn(|| queue.pop(now).ok().map(|(run, _)| run.id)).collect();
+        assert_eq!(order, ["c", "e", "d", "a", "b"]);
+    }
+
+    #[test]
+    fn delayed_runs_wait_for_their_time() {
+        let mut queue = RunQueue::default();
+        queue.push(
+            run("retry", "j", Priority::Critical, "2026-11-25T10:01:00Z"),
+            at("2026-11-25T10:00:00Z"),
+        );
+        assert_eq!(
+            queue.pop(at("2026-11-25T10:00:30Z")).err(),
+            Some(Some(at("2026-11-25T10:01:00Z")))
+        );
+        assert_eq!(
+            queue.pop(at("2026-11-25T10:01:00Z")).ok().map(|(run, _)| run.id),
+            Some("retry".to_string())
+        );
+        assert_eq!(queue.pop(at("2026-11-25T10:01:00Z")).err(), Some(None));
+    }
+
+    #[test]
+    fn an_exclusive_run_waits_for_its_job_and_lets_others_pass() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:00Z");
+        let mut first = run("a1", "a", Priority::High, "2026-11-25T10:00:00Z");
+        first.exclusive = true;
+        let mut second = run("a2", "a", Priority::High, "2026-11-25T10:00:00Z");
+        second.exclusive = true;
+        queue.push(first, now);
+        queue.push(second, now);
+        queue.push(run("b1", "b", Priority::Low, "2026-11-25T10:00:00Z"), now);
+        let (started, _) = queue.pop(now).unwrap();
+        assert_eq!(started.id, "a1");
+        assert_eq!(queue.pop(now).unwrap().0.id, "b1", "a2 waits for a1");
+        assert!(queue.pop(now).is_err());
+        queue.finished(&started);
+        assert_eq!(queue.pop(now).unwrap().0.id, "a2");
+    }
+
+    #[test]
+    fn activity_counts_waiting_and_running_per_job() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:00Z");
+        queue.push(run("a", "j", Priority::Normal, "2026-11-25T10:00:00Z"), now);
+        queue.push(run("a", "j", Priority::Normal, "2026-11-25T10:00:00Z"), now);
+        queue.push(run("b", "j", Priority::Normal, "2026-11-25T10:00:00Z"), now);
+        assert_eq!(
+            queue.activity("t", "j"),
+            Activity { waiting: 2, running: 0 },
+            "a is not queued twice"
+        );
+        let (first, _) = queue.pop(now).unwrap();
+        assert_eq!(queue.activity("t", "j"), Activity { waiting: 1, running: 1 });
+        assert!(queue.remove("b").is_some());
+        queue.finished(&first);
+        assert_eq!(queue.activity("t", "j"), Activity::default());
+        assert_eq!(queue.depth(), 0);
+    }
+}

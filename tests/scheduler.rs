@@ -1,0 +1,335 @@
+//! Black-box tests of the scheduler: jobs fire by themselves, survive
+//! SIGKILL without losing or doubling fires, honour misfire and overlap
+//! policies, retry, cancel, and `run_at_start`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use common::TestDaemon;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Every run of a job, oldest first by scheduled_at.
+async fn runs_of(daemon: &TestDaemon, job: &str) -> Vec<Value> {
+    let answer = daemon
+        .call(Method::GET, &format!("/v1/runs?job={job}&limit=500"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let mut runs = answer.body["runs"].as_array().unwrap().clone();
+    runs.sort_by_key(|run| instant(&run["scheduled_at"]));
+    runs
+}
+
+fn instant(value: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("not a time: {value}")))
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Polls until `done` holds for the job's runs, or panics after `limit`.
+async fn wait_for_runs(daemon: &TestDaemon, job: &str, limit: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let runs = runs_of(daemon, job).await;
+        if done(&runs) {
+            return runs;
+        }
+        assert!(started.elapsed() < limit, "gave up after {limit:?}; runs: {runs:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn finished(runs: &[Value]) -> usize {
+    runs.iter()
+        .filter(|run| ["succeeded", "failed", "cancelled"].contains(&run["status"].as_str().unwrap()))
+        .count()
+}
+
+/// A catch-up run was queued at least a second after its fire (the
+/// scheduler only calls a fire missed when it is that late).
+fn is_catch_up(run: &Value) -> bool {
+    instant(&run["queued_at"]) - instant(&run["scheduled_at"]) >= chrono::Duration::seconds(1)
+}
+
+#[tokio::test]
+async fn an_every_second_job_runs_at_least_three_times_in_four_seconds() {
+    let daemon = TestDaemon::start();
+    daemon
+        .job_with("tick", "noop", json!({"schedule": {"every": "1s"}}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let runs = runs_of(&daemon, "tick").await;
+    assert!(finished(&runs) >= 3, "{runs:#?}");
+    for run in &runs {
+        assert_eq!(run["trigger"], "schedule");
+        if let Some(lateness) = run["lateness_ms"].as_i64() {
+            assert!(lateness < 1000, "a fire was {lateness} ms late");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_at_job_fires_once_and_is_done() {
+    let daemon = TestDaemon::start();
+    let at = (Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let job = daemon.job_with("once", "noop", json!({"schedule": {"at": at}})).await;
+    assert_eq!(job["state"], "active");
+    let runs = wait_for_runs(&daemon, "once", Duration::from_secs(10), |runs| finished(runs) == 1).await;
+    let due = instant(&json!(at));
+    assert_eq!(
+        instant(&runs[0]["scheduled_at"]).timestamp_millis(),
+        due.timestamp_millis()
+    );
+    let job = daemon.call(Method::GET, "/v1/jobs/once", None).await.body;
+    assert_eq!(job["state"], "done");
+    assert_eq!(job["next_fire_at"], Value::Null);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(runs_of(&daemon, "once").await.len(), 1, "it fired once");
+}
+
+#[tokio::test]
+async fn sigkill_while_jobs_fire_loses_no_fire_and_doubles_none() {
+    let mut daemon = TestDaemon::start();
+    daemon
+        .job_with(
+            "steady",
+            "noop",
+            json!({"schedule": {"every": "1s"}, "policy": {"misfire": "run_all"}}),
+        )
+        .await;
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1100 + 150 * round)).await;
+        daemon.restart();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs = wait_for_runs(&daemon, "steady", Duration::from_secs(20), |runs| {
+        runs.len() >= 5 && finished(runs) == runs.len()
+    })
+    .await;
+    let fires: Vec<DateTime<Utc>> = runs.iter().map(|run| instant(&run["scheduled_at"])).collect();
+    let unique: HashSet<&DateTime<Utc>> = fires.iter().collect();
+    assert_eq!(unique.len(), fires.len(), "a fire was recorded twice: {fires:#?}");
+    for pair in fires.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            chrono::Duration::seconds(1),
+            "a gap in the history: {fires:#?}"
+        );
+    }
+    let span = *fires.last().unwrap() - fires[0];
+    assert!(
+        span >= chrono::Duration::seconds(6),
+        "the history spans the five restarts: {fires:#?}"
+    );
+}
+
+async fn history_after_downtime(misfire: &str) -> (Vec<Value>, Value) {
+    let mut daemon = TestDaemon::start();
+    daemon
+        .job_with(
+            "job",
+            "noop",
+            json!({"schedule": {"every": "2s"}, "policy": {"misfire": misfire}}),
+        )
+        .await;
+    wait_for_runs(&daemon, "job", Duration::from_secs(10), |runs| finished(runs) >= 1).await;
+    daemon.kill();
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    daemon.start_again();
+    // Past the restart and the next on-time fire.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let runs = wait_for_runs(&daemon, "job", Duration::from_secs(10), |runs| {
+        finished(runs) == runs.len()
+    })
+    .await;
+    let job = daemon.call(Method::GET, "/v1/jobs/job", None).await.body;
+    (runs, job)
+}
+
+#[tokio::test]
+async fn misfire_skip_drops_the_fires_missed_while_down_and_counts_them() {
+    let (runs, job) = history_after_downtime("skip").await;
+    assert_eq!(runs.iter().filter(|run| is_catch_up(run)).count(), 0, "{runs:#?}");
+    assert!(job["skipped_fires"].as_u64().unwrap() >= 2, "{job}");
+}
+
+#[tokio::test]
+async fn misfire_run_once_runs_the_missed_fires_once() {
+    let (runs, job) = history_after_downtime("run_once").await;
+    assert_eq!(runs.iter().filter(|run| is_catch_up(run)).count(), 1, "{runs:#?}");
+    assert!(job["skipped_fires"].as_u64().unwrap() >= 1, "{job}");
+}
+
+#[tokio::test]
+async fn misfire_run_all_runs_every_missed_fire() {
+    let (runs, job) = history_after_downtime("run_all").await;
+    assert!(runs.iter().filter(|run| is_catch_up(run)).count() >= 2, "{runs:#?}");
+    let fires: Vec<DateTime<Utc>> = runs.iter().map(|run| instant(&run["scheduled_at"])).collect();
+    for pair in fires.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            chrono::Duration::seconds(2),
+            "no fire is missing: {fires:#?}"
+        );
+    }
+    assert_eq!(job["skipped_fires"], 0);
+}
+
+#[tokio::test]
+async fn overlap_skip_counts_fires_instead_of_piling_runs_up() {
+    let daemon = TestDaemon::start();
+    daemon
+        .job_with(
+            "slow",
+            "spin",
+            json!({"schedule": {"every": "1s"}, "limits": {"timeout": "2500ms"}}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let runs = runs_of(&daemon, "slow").await;
+    let job = daemon.call(Method::GET, "/v1/jobs/slow", None).await.body;
+    assert!(job["skipped_fires"].as_u64().unwrap() >= 2, "{job}");
+    assert!(runs.len() <= 3, "runs piled up: {runs:#?}");
+    let mut busy_until: Option<DateTime<Utc>> = None;
+    for run in runs.iter().filter(|run| !run["started_at"].is_null()) {
+        let started = instant(&run["started_at"]);
+        if let Some(previous_end) = busy_until {
+            assert!(started >= previous_end, "two runs overlapped: {runs:#?}");
+        }
+        busy_until = run["finished_at"].as_str().map(|_| instant(&run["finished_at"]));
+        if busy_until.is_none() {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_a_spinning_run_quickly_and_a_queued_one_at_once() {
+    let daemon = TestDaemon::start_with(&["--max-concurrent-runs", "1"], &[]);
+    daemon
+        .job_with("spin", "spin", json!({"limits": {"timeout": "60s"}}))
+        .await;
+    let running = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await.body;
+    let waiting = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await.body;
+    let running_id = running["id"].as_str().unwrap();
+    wait_for_runs(&daemon, "spin", Duration::from_secs(10), |runs| {
+        runs.iter().any(|run| run["status"] == "running")
+    })
+    .await;
+
+    let started = Instant::now();
+    let cancelled = daemon
+        .call(Method::POST, &format!("/v1/runs/{running_id}/cancel"), None)
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(cancelled.body["error"], Value::Null);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "cancel took {:?}",
+        started.elapsed()
+    );
+
+    // The second run was waiting for the one slot and starts now; cancel it too.
+    let waiting_id = waiting["id"].as_str().unwrap();
+    let second = daemon
+        .call(Method::POST, &format!("/v1/runs/{waiting_id}/cancel"), None)
+        .await;
+    assert_eq!(second.body["status"], "cancelled");
+    let again = daemon
+        .call(Method::POST, &format!("/v1/runs/{running_id}/cancel"), None)
+        .await;
+    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "run_finished"));
+}
+
+#[tokio::test]
+async fn failed_runs_retry_with_backoff_as_new_attempts_of_one_lineage() {
+    let daemon = TestDaemon::start();
+    daemon
+        .job_with(
+            "flaky",
+            "trap",
+            json!({"policy": {"retry": {"max_attempts": 3, "backoff": "100ms", "max_backoff": "200ms"}}}),
+        )
+        .await;
+    let first = daemon.run_job("flaky", None).await;
+    assert_eq!(first["error"]["kind"], "trap");
+    let runs = wait_for_runs(&daemon, "flaky", Duration::from_secs(10), |runs| {
+        runs.len() == 3 && finished(runs) == 3
+    })
+    .await;
+    let attempts: Vec<u64> = runs.iter().map(|run| run["attempt"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    let triggers: Vec<&str> = runs.iter().map(|run| run["trigger"].as_str().unwrap()).collect();
+    assert_eq!(triggers, ["manual", "retry", "retry"]);
+    for retry in &runs[1..] {
+        assert_eq!(retry["retry_of"], first["id"]);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs_of(&daemon, "flaky").await.len(), 3, "no fourth attempt");
+
+    // A retry by hand: a new attempt of a finished run.
+    let manual = daemon
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{}/retry", runs[2]["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(manual.status, StatusCode::ACCEPTED, "{}", manual.body);
+    assert_eq!(manual.body["attempt"], 4);
+    assert_eq!(manual.body["trigger"], "retry");
+}
+
+#[tokio::test]
+async fn run_at_start_fires_once_per_start() {
+    let mut daemon = TestDaemon::start();
+    daemon.job_with("warm", "noop", json!({"run_at_start": true})).await;
+    wait_for_runs(&daemon, "warm", Duration::from_secs(10), |runs| finished(runs) == 1).await;
+    daemon.restart();
+    wait_for_runs(&daemon, "warm", Duration::from_secs(10), |runs| finished(runs) == 2).await;
+    daemon.restart();
+    let runs = wait_for_runs(&daemon, "warm", Duration::from_secs(10), |runs| finished(runs) == 3).await;
+    assert!(runs.iter().all(|run| run["trigger"] == "schedule"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs_of(&daemon, "warm").await.len(), 3);
+}
+
+#[tokio::test]
+async fn pausing_the_scheduler_stops_fires_and_status_shows_it() {
+    let daemon = TestDaemon::start();
+    daemon
+        .job_with(
+            "tick",
+            "noop",
+            json!({"schedule": {"every": "1s"}, "policy": {"misfire": "skip"}}),
+        )
+        .await;
+    let status = daemon.call(Method::GET, "/v1/status", None).await.body;
+    assert_eq!(status["scheduler"], "running");
+    assert_eq!(status["jobs"], 1);
+    assert_eq!(status["next_fires"][0]["job"], "tick");
+    let paused = daemon.call(Method::POST, "/v1/scheduler/pause", None).await;
+    assert_eq!(paused.body["scheduler"], "paused");
+    let before = runs_of(&daemon, "tick").await.len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        runs_of(&daemon, "tick").await.len(),
+        before,
+        "nothing fired while paused"
+    );
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/status", None).await.body["scheduler"],
+        "paused"
+    );
+    daemon.call(Method::POST, "/v1/scheduler/resume", None).await;
+    wait_for_runs(&daemon, "tick", Duration::from_secs(5), |runs| runs.len() > before).await;
+    let job = daemon.call(Method::GET, "/v1/jobs/tick", None).await.body;
+    assert!(
+        job["skipped_fires"].as_u64().unwrap() >= 1,
+        "fires missed while paused are counted: {job}"
+    );
+}
