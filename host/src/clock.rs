@@ -1,6 +1,6 @@
 //! Wall-clock time, injectable: the daemon reads the system clock; tests of
-//! the scheduler drive a clock tied to tokio's (pausable) time so an hour of
-//! schedule runs in milliseconds.
+//! the scheduler step a manual clock (or one tied to tokio's pausable time)
+//! so an hour of schedule runs in milliseconds.
 
 use chrono::{DateTime, Utc};
 
@@ -48,4 +48,30 @@ impl Clock for TokioClock {
 /// How long from `now` until `at` (zero if it has passed).
 pub fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> std::time::Duration {
     (at - now).to_std().unwrap_or_default()
+}
+
+/// A clock that only moves when told to (for tests that step the scheduler).
+#[derive(Debug)]
+pub struct ManualClock {
+    now: std::sync::Mutex<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    /// A clock reading `now`.
+    pub fn at(now: DateTime<Utc>) -> ManualClock {
+        ManualClock {
+            now: std::sync::Mutex::new(now),
+        }
+    }
+
+    /// Moves the clock to `now`.
+    pub fn set(&self, now: DateTime<Utc>) {
+        *self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }

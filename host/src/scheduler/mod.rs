@@ -5,6 +5,8 @@
 //! pure functions of [`policy`]; this loop only reads, writes and sleeps.
 
 pub mod policy;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,211 @@
+//! The scheduler stepped by hand: a real store and executor (not started,
+//! so queued runs stay queued) and a manual clock; each test moves the
+//! clock and calls `pass()`, then reads what was recorded.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::Scheduler;
+use crate::clock::{Clock, ManualClock};
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::model::validate::{parse_spec, validate};
+use crate::model::{Job, Run, RunStatus, Trigger};
+use crate::store::{RunFilter, Store};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    store: Arc<dyn Store>,
+    scheduler: Arc<Scheduler>,
+}
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+const START: &str = "2026-11-25T10:00:00Z";
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        max_concurrent_runs: 2,
+        ..Config::default()
+    };
+    let clock = Arc::new(ManualClock::at(utc(START)));
+    let daemon = Daemon::open(&config, clock.clone()).unwrap();
+    Harness {
+        _dir: dir,
+        clock,
+        store: daemon.store,
+        scheduler: daemon.scheduler,
+    }
+}
+
+impl Harness {
+    fn job(&self, spec: Value) -> Job {
+        let mut body = json!({"name": "job", "plugin": "noop"});
+        body.as_object_mut().unwrap().extend(spec.as_object().unwrap().clone());
+        let defaults = Config::default().job_defaults();
+        let job = validate(parse_spec(&body).unwrap(), "t", None, &defaults, self.clock.now()).unwrap();
+        self.store.insert_job(&job).unwrap();
+        job
+    }
+
+    async fn at(&self, instant: &str) -> Vec<Run> {
+        self.clock.set(utc(instant));
+        self.scheduler.pass().await.unwrap();
+        self.runs()
+    }
+
+    fn runs(&self) -> Vec<Run> {
+        let filter = RunFilter {
+            limit: 1000,
+            ..RunFilter::default()
+        };
+        let mut runs = self.store.list_runs("t", &filter).unwrap();
+        runs.sort_by_key(|run| run.scheduled_at);
+        runs
+    }
+
+    fn reload(&self, job: &Job) -> Job {
+        self.store.job("t", &job.id).unwrap().unwrap()
+    }
+
+    fn finish_all(&self) {
+        for mut run in self.runs().into_iter().filter(|run| !run.status.is_finished()) {
+            run.finish(RunStatus::Succeeded, None, utc(START));
+            self.store.finish_run(&run, b"", b"").unwrap();
+        }
+    }
+}
+
+fn fires(runs: &[Run]) -> Vec<DateTime<Utc>> {
+    runs.iter().map(|run| run.scheduled_at).collect()
+}
+
+#[tokio::test]
+async fn an_every_job_fires_on_its_grid_and_plans_the_next_fire() {
+    let h = harness();
+    let job = h.job(json!({"schedule": {"every": "10s"}, "policy": {"overlap": "allow"}}));
+    assert_eq!(job.next_fire_at, Some(utc("2026-11-25T10:00:10Z")));
+    assert!(h.at("2026-11-25T10:00:09.999Z").await.is_empty(), "not before its time");
+    let runs = h.at("2026-11-25T10:00:10.003Z").await;
+    assert_eq!(fires(&runs), [utc("2026-11-25T10:00:10Z")]);
+    assert_eq!(runs[0].trigger, Trigger::Schedule);
+    assert_eq!(
+        runs[0].id,
+        crate::model::scheduled_run_id("t", &job.id, utc("2026-11-25T10:00:10Z"))
+    );
+    assert_eq!(h.reload(&job).next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
+    assert_eq!(h.at("2026-11-25T10:00:20.001Z").await.len(), 2);
+}
+
+#[tokio::test]
+async fn overlap_skip_counts_a_fire_while_the_last_run_is_waiting() {
+    let h = harness();
+    let job = h.job(json!({"schedule": {"every": "10s"}}));
+    assert_eq!(h.at("2026-11-25T10:00:10Z").await.len(), 1);
+    // The executor is not started: the first run is still waiting.
+    assert_eq!(h.at("2026-11-25T10:00:20Z").await.len(), 1);
+    assert_eq!(h.reload(&job).skipped_fires, 1);
+}
+
+#[tokio::test]
+async fn overlap_allow_queues_beside_a_waiting_run() {
+    let h = harness();
+    h.job(json!({"schedule": {"every": "10s"}, "policy": {"overlap": "allow"}}));
+    h.at("2026-11-25T10:00:10Z").await;
+    assert_eq!(h.at("2026-11-25T10:00:20Z").await.len(), 2);
+}
+
+#[tokio::test]
+async fn misfire_policies_after_the_scheduler_was_away() {
+    for (misfire, expected_fires, expected_skipped) in [
+        ("skip", vec![], 5),
+        ("run_once", vec!["2026-11-25T10:00:50Z"], 4),
+        ("run_all", vec!["10", "20", "30", "40", "50"], 0),
+    ] {
+        let h = harness();
+        let job = h.job(json!({"schedule": {"every": "10s"}, "policy": {"misfire": misfire, "overlap": "allow"}}));
+        // Nothing ran from 10:00:00 to 10:00:55.
+        let runs = h.at("2026-11-25T10:00:55Z").await;
+        let expected: Vec<DateTime<Utc>> = expected_fires
+            .iter()
+            .map(|fire| {
+                if fire.len() == 2 {
+                    utc(&format!("2026-11-25T10:00:{fire}Z"))
+                } else {
+                    utc(fire)
+                }
+            })
+            .collect();
+        assert_eq!(fires(&runs), expected, "{misfire}");
+        let job = h.reload(&job);
+        assert_eq!(job.skipped_fires, expected_skipped, "{misfire}");
+        assert_eq!(job.next_fire_at, Some(utc("2026-11-25T10:01:00Z")), "{misfire}");
+    }
+}
+
+#[tokio::test]
+async fn an_at_job_fires_once_then_is_done() {
+    let h = harness();
+    let job = h.job(json!({"schedule": {"at": "2026-11-25T10:05:00Z"}}));
+    assert_eq!(
+        fires(&h.at("2026-11-25T10:05:00.002Z").await),
+        [utc("2026-11-25T10:05:00Z")]
+    );
+    let job = h.reload(&job);
+    assert_eq!(job.state(), "done");
+    h.finish_all();
+    assert_eq!(h.at("2026-11-25T11:00:00Z").await.len(), 1, "it does not fire again");
+}
+
+#[tokio::test]
+async fn a_paused_job_does_not_fire_and_catches_up_by_policy_when_resumed() {
+    let h = harness();
+    let mut job = h.job(json!({"schedule": {"every": "10s"}, "policy": {"misfire": "run_once"}}));
+    job.enabled = false;
+    job.updated_at = h.clock.now();
+    h.store.update_job(&job).unwrap();
+    assert!(h.at("2026-11-25T10:00:45Z").await.is_empty());
+    job.enabled = true;
+    h.store.update_job(&job).unwrap();
+    let runs = h.at("2026-11-25T10:00:45.5Z").await;
+    assert_eq!(
+        fires(&runs),
+        [utc("2026-11-25T10:00:40Z")],
+        "the latest missed fire, once"
+    );
+    assert_eq!(h.reload(&job).skipped_fires, 3);
+}
+
+#[tokio::test]
+async fn a_cron_job_in_a_zone_fires_at_wall_clock_times_across_dst() {
+    let h = harness();
+    h.clock.set(utc("2026-03-07T12:00:00Z"));
+    let job = h.job(
+        json!({"schedule": {"cron": "30 2 * * *", "timezone": "America/New_York"}, "policy": {"overlap": "allow"}}),
+    );
+    // 02:30 does not exist on March 8 (clocks jump 02:00 -> 03:00): it fires
+    // at 03:00 EDT, 07:00Z; the next day at 02:30 EDT, 06:30Z.
+    assert_eq!(job.next_fire_at, Some(utc("2026-03-08T07:00:00Z")));
+    let runs = h.at("2026-03-08T07:00:00.001Z").await;
+    assert_eq!(fires(&runs), [utc("2026-03-08T07:00:00Z")]);
+    assert_eq!(h.reload(&job).next_fire_at, Some(utc("2026-03-09T06:30:00Z")));
+}
+
+#[tokio::test]
+async fn recording_the_same_fire_twice_keeps_one_run() {
+    let h = harness();
+    let job = h.job(json!({"schedule": {"every": "10s"}}));
+    h.at("2026-11-25T10:00:10Z").await;
+    let job = h.reload(&job);
+    let again = h.runs()[0].clone();
+    let inserted = h.store.record_fire(&job, &[again]).unwrap();
+    assert!(inserted.is_empty(), "a fire's run id exists already");
+    assert_eq!(h.runs().len(), 1);
+}
