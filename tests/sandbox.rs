@@ -153,14 +153,28 @@ async fn many_hostile_runs_at_once_do_not_starve_a_hello_run() {
     let daemon = TestDaemon::start_with(&["--max-concurrent-runs", "8"], &[]);
     daemon.job_with("hello", "hello", json!({})).await;
     daemon
-        .job_with("spin", "spin", json!({"limits": {"timeout": "2s"}}))
+        .job_with(
+            "spin",
+            "spin",
+            json!({"limits": {"timeout": "2s"}, "policy": {"overlap": "allow"}}),
+        )
         .await;
+    // overlap `allow`: the four runs of one job spin side by side.
     for _ in 0..4 {
         let answer = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
         assert_eq!(answer.status, StatusCode::ACCEPTED);
     }
     // Four spinning instances on two cores: hello still gets through, because
     // spinning guests yield at every epoch tick.
+    let mut running = Value::Null;
+    for _ in 0..100 {
+        running = daemon.call(Method::GET, "/v1/status", None).await.body["running_runs"].clone();
+        if running == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(running, 4, "four spins run at once");
     let started = Instant::now();
     assert_daemon_healthy(&daemon).await;
     assert!(
