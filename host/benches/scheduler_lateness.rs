@@ -1,0 +1,230 @@
+//! Scheduler precision and scale, in process with the real store, executor
+//! and sandbox (noop plugin), on the system clock:
+//!
+//! - `cron`: N cron jobs at second resolution, each firing every 10 minutes
+//!   at its own second (N = 10,000 gives ~1,000 fires a minute); lateness
+//!   (start minus due instant) p50/p99/max over the measured window.
+//! - `every`: one `every: 1s` job for the window; lateness p50/p99/max.
+//! - `scale`: N idle jobs (next fire hours away) plus one due soon: RSS after
+//!   creating them, time from opening the data dir to the first fire after a
+//!   restart, and CPU used while idle.
+//!
+//! `cargo bench -p sandcron --bench scheduler_lateness -- cron 10000 120`
+//! `cargo bench -p sandcron --bench scheduler_lateness -- every 1 60`
+//! `cargo bench -p sandcron --bench scheduler_lateness -- scale 100000 10`
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sandcron::clock::SystemClock;
+use sandcron::config::Config;
+use sandcron::daemon::Daemon;
+use sandcron::model::DEFAULT_TENANT;
+use sandcron::model::validate::{parse_spec, validate};
+use sandcron::store::RunFilter;
+use serde_json::{Value, json};
+
+fn noop_bytes() -> Vec<u8> {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "noop"])
+        .current_dir(&plugins)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cargo build of the plugins");
+    assert!(status.success());
+    std::fs::read(plugins.join("target/wasm32-wasip2/release/noop.wasm")).expect("noop.wasm")
+}
+
+fn config(dir: &Path) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+async fn open(dir: &Path) -> Daemon {
+    let daemon = Daemon::open(&config(dir), Arc::new(SystemClock)).expect("open");
+    daemon.start().await.expect("start");
+    daemon
+}
+
+fn add_jobs(daemon: &Daemon, specs: impl Iterator<Item = Value>) -> usize {
+    let defaults = Config::default().job_defaults();
+    let mut count = 0;
+    for spec in specs {
+        let job = validate(
+            parse_spec(&spec).expect("spec"),
+            DEFAULT_TENANT,
+            None,
+            &defaults,
+            Utc::now(),
+        )
+        .expect("job");
+        daemon.store.insert_job(&job).expect("insert");
+        count += 1;
+    }
+    daemon.store.flush().expect("flush");
+    daemon.scheduler.job_changed();
+    count
+}
+
+fn percentile(sorted: &[i64], fraction: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
+}
+
+fn lateness_report(daemon: &Daemon, since: chrono::DateTime<Utc>) -> String {
+    let runs = daemon
+        .store
+        .list_runs(
+            DEFAULT_TENANT,
+            &RunFilter {
+                limit: usize::MAX,
+                ..RunFilter::default()
+            },
+        )
+        .expect("runs");
+    let mut lateness: Vec<i64> = runs
+        .iter()
+        .filter(|run| run.scheduled_at >= since)
+        .filter_map(|run| run.lateness_ms)
+        .collect();
+    lateness.sort_unstable();
+    format!(
+        "fires {} lateness_ms p50 {} p99 {} max {}",
+        lateness.len(),
+        percentile(&lateness, 0.50),
+        percentile(&lateness, 0.99),
+        lateness.last().copied().unwrap_or(0)
+    )
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line (11 and 12 here).
+    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+async fn upload_noop(daemon: &Daemon) {
+    daemon
+        .plugins
+        .upload(DEFAULT_TENANT, "noop", noop_bytes())
+        .await
+        .expect("upload");
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("cron");
+    let count: usize = args.get(1).and_then(|value| value.parse().ok()).unwrap_or(10_000);
+    let seconds: u64 = args.get(2).and_then(|value| value.parse().ok()).unwrap_or(60);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let daemon = open(dir.path()).await;
+    upload_noop(&daemon).await;
+    match scenario {
+        "cron" => {
+            let specs = (0..count).map(|index| {
+                let cron = format!("{} {}/10 * * * *", index % 60, (index / 60) % 10);
+                json!({"name": format!("cron-{index}"), "plugin": "noop", "schedule": {"cron": cron}})
+            });
+            add_jobs(&daemon, specs);
+            let since = Utc::now() + chrono::Duration::seconds(2);
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            println!(
+                "cron jobs {count} window {seconds}s: {}",
+                lateness_report(&daemon, since)
+            );
+        }
+        "every" => {
+            add_jobs(
+                &daemon,
+                std::iter::once(json!({"name": "tick", "plugin": "noop", "schedule": {"every": "1s"}})),
+            );
+            let since = Utc::now();
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            println!("every 1s window {seconds}s: {}", lateness_report(&daemon, since));
+        }
+        "scale" => {
+            let rss_before = rss_kib();
+            let created = Instant::now();
+            let specs = (0..count).map(|index| {
+                json!({"name": format!("idle-{index}"), "plugin": "noop", "schedule": {"cron": format!("{} 3 * * *", index % 60)}})
+            });
+            add_jobs(&daemon, specs);
+            println!(
+                "created {count} jobs in {:?}; RSS {} MiB -> {} MiB",
+                created.elapsed(),
+                rss_before / 1024,
+                rss_kib() / 1024
+            );
+            // A fire that comes due while the daemon is down: the first pass
+            // after the restart runs it (misfire run_once).
+            daemon.scheduler.pause();
+            let at = (Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+            add_jobs(
+                &daemon,
+                std::iter::once(json!({"name": "soon", "plugin": "noop", "schedule": {"at": at}})),
+            );
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            drop(daemon);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let opened = Instant::now();
+            let opened_at = Utc::now();
+            let daemon = open(dir.path()).await;
+            let soon = daemon
+                .store
+                .job_id_by_name(DEFAULT_TENANT, "soon")
+                .expect("lookup")
+                .expect("soon exists");
+            let first_fire = loop {
+                let filter = RunFilter {
+                    job_id: Some(soon.clone()),
+                    limit: 1,
+                    ..RunFilter::default()
+                };
+                let runs = daemon.store.list_runs(DEFAULT_TENANT, &filter).expect("runs");
+                if let Some(started) = runs.first().and_then(|run| run.started_at) {
+                    break started;
+                }
+                assert!(opened.elapsed() < Duration::from_secs(60), "no fire within a minute");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            println!(
+                "restart with {} jobs: open+start {:?}, first fire started {} ms after opening; RSS {} MiB",
+                count + 1,
+                opened.elapsed(),
+                (first_fire - opened_at).num_milliseconds(),
+                rss_kib() / 1024
+            );
+            let before = cpu_ticks();
+            let idle = Instant::now();
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let ticks = cpu_ticks() - before;
+            let ticks_per_second = 100.0;
+            println!(
+                "idle {:?}: CPU {:.2}% of one core",
+                idle.elapsed(),
+                100.0 * ticks as f64 / ticks_per_second / idle.elapsed().as_secs_f64()
+            );
+            drop(daemon);
+        }
+        other => panic!("unknown scenario {other}; use cron, every or scale"),
+    }
+}
