@@ -40,8 +40,7 @@ impl TokioClock {
 
 impl Clock for TokioClock {
     fn now(&self) -> DateTime<Utc> {
-        let elapsed = chrono::Duration::from_std(self.started.elapsed()).unwrap_or(chrono::Duration::MAX);
-        self.origin + elapsed
+        crate::units::add_saturating(self.origin, self.started.elapsed())
     }
 }
 

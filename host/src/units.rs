@@ -18,6 +18,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|error| format!("{text:?} is not a duration like \"30s\" or \"5m\" ({error})"))
 }
 
+/// `at + duration`, saturating at the latest representable instant instead
+/// of panicking on overflow.
+pub fn add_saturating(at: chrono::DateTime<chrono::Utc>, duration: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|duration| at.checked_add_signed(duration))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
 /// Writes a duration the way [`parse_duration`] reads it back ("1m 30s").
 pub fn format_duration(duration: Duration) -> String {
     if duration.is_zero() {

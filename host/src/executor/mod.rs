@@ -430,7 +430,7 @@ impl Executor {
             return None;
         }
         let delay = retry_delay(&run.retry, run.attempt, rand::random::<f64>());
-        let due = self.clock.now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let due = crate::units::add_saturating(self.clock.now(), delay);
         Some(self.next_attempt(run, due))
     }
 
@@ -468,7 +468,7 @@ impl Executor {
                 return;
             };
             job.last_finished_at = Some(finished_at);
-            job.next_fire_at = Some(finished_at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+            job.next_fire_at = Some(crate::units::add_saturating(finished_at, delay));
             match self.store.record_fire(&job, &[]) {
                 Ok(_) => {
                     self.schedule_changed.notify_one();

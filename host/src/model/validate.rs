@@ -41,6 +41,7 @@ const MAX_LABELS: usize = 64;
 const MAX_LABEL_KEY_LEN: usize = 63;
 const MAX_LABEL_VALUE_LEN: usize = 255;
 const MAX_LIST_LEN: usize = 64;
+const MAX_BACKOFF: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Checks a plugin, job or secret name: 1-64 of `A-Z a-z 0-9 . _ -`,
 /// starting with a letter or digit.
@@ -165,6 +166,12 @@ fn resolve_policy(spec: Option<PolicySpec>) -> Result<Policy, ValidationError> {
     }
     let backoff = duration("policy.retry.backoff", retry.backoff, Duration::from_secs(1))?;
     let max_backoff = duration("policy.retry.max_backoff", retry.max_backoff, Duration::from_secs(3600))?;
+    if max_backoff > MAX_BACKOFF {
+        return Err(ValidationError::new(
+            "policy.retry.max_backoff",
+            "must be at most 7 days",
+        ));
+    }
     if max_backoff < backoff {
         return Err(ValidationError::new(
             "policy.retry.max_backoff",
@@ -437,6 +444,14 @@ mod tests {
             (
                 json!({"name": "x", "plugin": "p", "policy": {"retry": {"max_attempts": 0}}}),
                 "policy.retry.max_attempts",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "policy": {"retry": {"max_backoff": "100000000h"}}}),
+                "policy.retry.max_backoff",
+            ),
+            (
+                json!({"name": "x", "plugin": "p", "schedule": {"every": "100000000h"}}),
+                "schedule.every",
             ),
             (
                 json!({"name": "x", "plugin": "p", "schedule": {"cron": "* * *"}}),

@@ -102,6 +102,9 @@ struct ScheduleJson {
 }
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Longer intervals are almost certainly mistakes, and far-future arithmetic
+/// has limits: ten years.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
 fn interval(field: &'static str, text: &str) -> Result<Duration, ScheduleError> {
     let duration =
@@ -110,6 +113,12 @@ fn interval(field: &'static str, text: &str) -> Result<Duration, ScheduleError> 
         return Err(ScheduleError::InvalidInterval {
             field,
             message: format!("{text:?} is shorter than the minimum of 1s"),
+        });
+    }
+    if duration > MAX_INTERVAL {
+        return Err(ScheduleError::InvalidInterval {
+            field,
+            message: format!("{text:?} is longer than ten years"),
         });
     }
     Ok(duration)
@@ -212,13 +221,15 @@ impl Schedule {
             Schedule::Every(every) => {
                 let every = chrono::Duration::from_std(*every).ok()?;
                 if after < anchor {
-                    return Some(anchor + every);
+                    return anchor.checked_add_signed(every);
                 }
                 let periods = (after - anchor).num_milliseconds() / every.num_milliseconds().max(1) + 1;
-                Some(anchor + every * i32::try_from(periods).ok()?)
+                anchor.checked_add_signed(every.checked_mul(i32::try_from(periods).ok()?)?)
             }
             Schedule::After(delay) => {
-                let next = last_finished.unwrap_or(anchor) + chrono::Duration::from_std(*delay).ok()?;
+                let next = last_finished
+                    .unwrap_or(anchor)
+                    .checked_add_signed(chrono::Duration::from_std(*delay).ok()?)?;
                 Some(next.max(after + chrono::Duration::milliseconds(1)))
             }
             Schedule::At(at) => (*at > after).then_some(*at),

@@ -178,9 +178,7 @@ impl Scheduler {
         };
         job.next_fire_at = match (&schedule, plan.next_fire_at) {
             // An `after` job whose fire did not run counts its delay from now.
-            (Schedule::After(delay), None) if runs.is_empty() => {
-                Some(now + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX))
-            }
+            (Schedule::After(delay), None) if runs.is_empty() => Some(crate::units::add_saturating(now, *delay)),
             (_, next) => next,
         };
         job.skipped_fires += skipped;
