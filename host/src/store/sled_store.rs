@@ -2,6 +2,14 @@
 //! `tenant \0 ...` byte strings so a tenant's objects form one range.
 //! Multi-tree writes go through sled transactions so they land together.
 //!
+//! sled 0.34 deadlocks when a flush (which holds its concurrency-control
+//! read lock while it waits for the log to become stable) meets a batch or
+//! transaction (which queues for the write lock, so the IO work the flush
+//! waits for cannot take its read lock): seen here with 10,000 jobs firing.
+//! So every batch and transaction passes a gate shared with flushes, a flush
+//! holds the gate alone, and sled's own timer flusher is off (sandcron
+//! flushes explicitly before acknowledging anything).
+//!
 //! Runs are written on every run, three times, so everything about them
 //! (record, per-job index, active index, output, log) lives in one tree
 //! under a one-byte namespace and is written with one atomic `apply_batch`:
@@ -14,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use super::{AddedPlugin, DueJob, RunFilter, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
@@ -22,6 +31,8 @@ use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
 #[derive(Clone)]
 pub struct SledStore {
     db: Db,
+    /// Batches and transactions share it; a flush takes it alone.
+    gate: Arc<RwLock<()>>,
     plugins: Tree,
     plugin_bytes: Tree,
     artifacts: Tree,
@@ -130,7 +141,7 @@ impl SledStore {
     /// Opens (or creates) the database at `path`. A second process on the
     /// same path fails with [`StoreError::Locked`].
     pub fn open(path: &Path) -> StoreResult<SledStore> {
-        let db = sled::Config::new().path(path).open().map_err(|error| match &error {
+        let db = sled::Config::new().path(path).flush_every_ms(None).open().map_err(|error| match &error {
             sled::Error::Io(io) if io.to_string().contains("lock") || io.kind() == std::io::ErrorKind::WouldBlock => {
                 StoreError::Locked(format!(
                     "the database {} is in use by another process (is another sandcron daemon running on this data dir?): {io}",
@@ -150,8 +161,14 @@ impl SledStore {
             due: tree("due")?,
             runs: tree("runs")?,
             kv: tree("kv")?,
+            gate: Arc::new(RwLock::new(())),
             db,
         })
+    }
+
+    /// Held across every batch and transaction (see the module docs).
+    fn writing(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn scan<T: DeserializeOwned>(tree: &Tree, prefix: &[u8]) -> StoreResult<Vec<T>> {
@@ -192,6 +209,7 @@ impl SledStore {
                 }
             }
         }
+        let _gate = self.writing();
         self.runs.apply_batch(batch)?;
         Ok(())
     }
@@ -231,6 +249,7 @@ impl Store for SledStore {
         };
         let record_key = key(&[tenant.as_bytes(), name.as_bytes(), &next.to_be_bytes()]);
         let record = encode(&version);
+        let _gate = self.writing();
         (&self.plugins, &self.plugin_bytes)
             .transaction(|(plugins, plugin_bytes)| {
                 // Two uploads racing for the same next version: the second aborts.
@@ -263,6 +282,7 @@ impl Store for SledStore {
             batch.remove(key);
             count += 1;
         }
+        let _gate = self.writing();
         self.plugins.apply_batch(batch)?;
         Ok(count)
     }
@@ -285,6 +305,7 @@ impl Store for SledStore {
     fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<()> {
         let artifact_key = key(&[artifact.digest.as_bytes(), artifact.engine.as_bytes()]);
         let record = encode(artifact);
+        let _gate = self.writing();
         (&self.artifacts, &self.artifact_bytes)
             .transaction(|(artifacts, artifact_bytes)| {
                 artifacts.insert(artifact_key.as_slice(), record.as_slice())?;
@@ -299,6 +320,7 @@ impl Store for SledStore {
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
         let record = encode(job);
         let due_entry = due_key(job);
+        let _gate = self.writing();
         (&self.jobs, &self.job_names, &self.due)
             .transaction(|(jobs, job_names, due)| {
                 if job_names.get(name_key.as_slice())?.is_some() {
@@ -321,6 +343,7 @@ impl Store for SledStore {
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
         let record = encode(job);
         let due_entry = due_key(job);
+        let _gate = self.writing();
         (&self.jobs, &self.job_names, &self.due)
             .transaction(|(jobs, job_names, due)| {
                 if let Some(owner) = job_names.get(name_key.as_slice())?
@@ -376,6 +399,7 @@ impl Store for SledStore {
             .keys()
             .collect::<Result<_, _>>()?;
         let due_entry = due_key(&job);
+        let _gate = self.writing();
         (&self.jobs, &self.job_names, &self.kv, &self.due)
             .transaction(|(jobs, job_names, kv, due)| {
                 jobs.remove(job_key.as_slice())?;
@@ -411,6 +435,7 @@ impl Store for SledStore {
                 )
             })
             .collect();
+        let _gate = self.writing();
         (&self.jobs, &self.due, &self.runs)
             .transaction(|(jobs, due, run_tree)| {
                 let Some(current) = jobs.get(job_key.as_slice())? else {
@@ -601,15 +626,17 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
+        let _alone = self.gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.db.flush()?;
         Ok(())
     }
 
     fn flush_async(&self) -> StoreFuture {
-        let db = self.db.clone();
+        let store = self.clone();
         Box::pin(async move {
-            db.flush_async().await?;
-            Ok(())
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|error| StoreError::Backend(format!("the flush task failed: {error}")))?
         })
     }
 }
