@@ -14,8 +14,9 @@
 //!
 //! `cargo bench -p sandcron --bench run_path` (builds the plugins first).
 
-use std::path::Path;
-use std::process::Command;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -28,23 +29,6 @@ use sandcron::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest, Sa
 use sandcron::store::{SledStore, Store};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-
-fn noop_bytes() -> Vec<u8> {
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    let status = Command::new("rustup")
-        .args(["target", "add", "wasm32-wasip2"])
-        .status()
-        .expect("rustup");
-    assert!(status.success());
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "noop"])
-        .current_dir(&plugins)
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .expect("cargo build of the plugins");
-    assert!(status.success());
-    std::fs::read(plugins.join("target/wasm32-wasip2/release/noop.wasm")).expect("noop.wasm")
-}
 
 struct FloorState {
     wasi: WasiCtx,
@@ -157,7 +141,7 @@ fn run_record(id: u64) -> Run {
 }
 
 fn bench(c: &mut Criterion) {
-    let bytes = noop_bytes();
+    let bytes = support::noop_bytes();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -13,6 +13,9 @@
 //! `cargo bench -p sandcron --bench scheduler_lateness -- every 1 60`
 //! `cargo bench -p sandcron --bench scheduler_lateness -- scale 100000 10`
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,18 +28,6 @@ use sandcron::model::DEFAULT_TENANT;
 use sandcron::model::validate::{parse_spec, validate};
 use sandcron::store::RunFilter;
 use serde_json::{Value, json};
-
-fn noop_bytes() -> Vec<u8> {
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-    let status = std::process::Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "noop"])
-        .current_dir(&plugins)
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .expect("cargo build of the plugins");
-    assert!(status.success());
-    std::fs::read(plugins.join("target/wasm32-wasip2/release/noop.wasm")).expect("noop.wasm")
-}
 
 fn config(dir: &Path) -> Config {
     Config {
@@ -124,7 +115,7 @@ fn cpu_ticks() -> u64 {
 async fn upload_noop(daemon: &Daemon) {
     daemon
         .plugins
-        .upload(DEFAULT_TENANT, "noop", noop_bytes())
+        .upload(DEFAULT_TENANT, "noop", support::noop_bytes())
         .await
         .expect("upload");
 }

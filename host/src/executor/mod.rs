@@ -435,25 +435,15 @@ impl Executor {
     }
 
     fn next_attempt(&self, run: &Run, due: DateTime<Utc>) -> Run {
-        Run {
-            id: crate::model::new_id(),
-            trigger: Trigger::Retry,
-            attempt: run.attempt + 1,
-            status: RunStatus::Queued,
-            error: None,
-            scheduled_at: due,
-            queued_at: self.clock.now(),
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-            lateness_ms: None,
-            fuel_consumed: None,
-            peak_memory: None,
-            output_size: 0,
-            log_size: 0,
-            retry_of: Some(run.retry_of.clone().unwrap_or_else(|| run.id.clone())),
-            ..run.clone()
-        }
+        let mut next = run.clone();
+        next.clear_outcome();
+        next.id = crate::model::new_id();
+        next.trigger = Trigger::Retry;
+        next.attempt = run.attempt + 1;
+        next.scheduled_at = due;
+        next.queued_at = self.clock.now();
+        next.retry_of = Some(run.retry_of.clone().unwrap_or_else(|| run.id.clone()));
+        next
     }
 
     /// The last attempt of a run is over: an `after` job fires again its

@@ -192,6 +192,21 @@ pub struct Run {
 }
 
 impl Run {
+    /// Back to `queued` with nothing about an execution recorded (for a new
+    /// attempt made from this one).
+    pub fn clear_outcome(&mut self) {
+        self.status = RunStatus::Queued;
+        self.error = None;
+        self.started_at = None;
+        self.finished_at = None;
+        self.duration_ms = None;
+        self.lateness_ms = None;
+        self.fuel_consumed = None;
+        self.peak_memory = None;
+        self.output_size = 0;
+        self.log_size = 0;
+    }
+
     /// Marks the run finished at `finished_at` with `status` and `error`.
     pub fn finish(&mut self, status: RunStatus, error: Option<RunError>, finished_at: DateTime<Utc>) {
         self.status = status;
