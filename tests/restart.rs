@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::TestDaemon;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn counter_counts_one_two_then_three_after_a_restart() {
@@ -122,6 +122,55 @@ async fn sigterm_lets_a_running_run_finish_before_the_daemon_exits() {
         "the run ended on its own deadline, not by the stop: {run}"
     );
     assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn sigterm_past_the_grace_period_fails_the_run_with_host_restart_and_it_retries() {
+    let mut daemon = TestDaemon::start_with(&["--shutdown-grace", "300ms"], &[]);
+    let policy = json!({"retry": {"max_attempts": 2, "backoff": "100ms", "max_backoff": "100ms"}});
+    daemon
+        .job_with("spin", "spin", json!({"limits": {"timeout": "1s"}, "policy": policy}))
+        .await;
+    let queued = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
+    let run_id = queued.body["id"].as_str().unwrap().to_string();
+    for _ in 0..250 {
+        if daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = daemon.terminate();
+    assert!(status.success(), "{status}");
+    assert!(
+        daemon
+            .logs()
+            .iter()
+            .any(|line| line.contains("they fail with host_restart"))
+    );
+    daemon.start_again();
+    let run = daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body;
+    assert_eq!(run["error"]["kind"], "host_restart", "{run}");
+    // Its retry was queued durably at the stop and runs after the restart.
+    let mut retry = Value::Null;
+    for _ in 0..300 {
+        let runs = daemon.call(Method::GET, "/v1/runs?job=spin", None).await.body;
+        retry = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|run| run["attempt"] == 2)
+            .cloned()
+            .unwrap_or(Value::Null);
+        if retry["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(retry["trigger"], "retry", "{retry}");
+    assert_eq!(
+        retry["error"]["kind"], "timeout",
+        "the retry ran to its own deadline: {retry}"
+    );
 }
 
 #[tokio::test]

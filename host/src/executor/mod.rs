@@ -392,10 +392,10 @@ impl Executor {
     /// left, moves an `after` job's next fire, and wakes waiters.
     async fn finish(&self, run: Run, output: &[u8], log: &[u8]) {
         let retry = self.retry_of_failed(&run);
-        let write = self.store.finish_run(&run, output, log).and_then(|()| match &retry {
-            Some(retry) => self.store.insert_run(retry),
-            None => Ok(()),
-        });
+        let write = match &retry {
+            Some(retry) => self.store.finish_run_and_queue(&run, output, log, retry),
+            None => self.store.finish_run(&run, output, log),
+        };
         let write = match write {
             Ok(()) => self.store.flush_async().await,
             Err(error) => Err(error),
@@ -562,8 +562,8 @@ impl Executor {
 
     /// Stops starting runs and waits up to `grace` for the running ones to
     /// finish. Queued runs stay queued (durably) for the next start; runs
-    /// still going after the grace period are left `running` and fail with
-    /// `host_restart` (and retry) at the next start.
+    /// still going after the grace period fail with `host_restart`, and their
+    /// retries (if attempts remain) are queued for the next start.
     pub async fn shutdown(&self, grace: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
         self.slots.close();
@@ -580,12 +580,31 @@ impl Executor {
         while self.running() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let left = self.running();
-        if left > 0 {
+        // What is still running fails now with `host_restart` (and its retry
+        // is queued durably), so the next start retries it.
+        let still_running = lock(&self.queue).running_ids();
+        if !still_running.is_empty() {
             tracing::warn!(
-                running = left,
-                "stopping with runs still running; they fail with host_restart at the next start"
+                running = still_running.len(),
+                "stopping with runs still running; they fail with host_restart"
             );
+        }
+        for (tenant, run_id) in still_running {
+            let Ok(Some(mut run)) = self.store.run(&tenant, &run_id) else {
+                continue;
+            };
+            if run.status.is_finished() {
+                continue;
+            }
+            let error = RunError {
+                kind: ErrorKind::HostRestart,
+                message: format!(
+                    "the daemon stopped and its {} ms grace period ran out",
+                    grace.as_millis()
+                ),
+            };
+            run.finish(RunStatus::Failed, Some(error), self.clock.now());
+            self.finish(run, &[], &[]).await;
         }
     }
 }

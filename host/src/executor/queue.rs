@@ -171,6 +171,14 @@ impl RunQueue {
         self.running.get(run_id).map(|running| running.cancel.clone())
     }
 
+    /// (tenant, run id) of every running run.
+    pub fn running_ids(&self) -> Vec<(String, String)> {
+        self.running
+            .iter()
+            .map(|(run_id, running)| (running.job.0.clone(), run_id.clone()))
+            .collect()
+    }
+
     /// The cancel flags of a job's running runs.
     pub fn running_flags_of(&self, tenant: &str, job_id: &str) -> Vec<Arc<AtomicBool>> {
         self.running

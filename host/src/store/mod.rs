@@ -151,6 +151,9 @@ pub trait Store: Send + Sync + 'static {
     fn update_run(&self, run: &Run) -> StoreResult<()>;
     /// Writes a finished run with its output and log in one atomic step.
     fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()>;
+    /// [`Store::finish_run`] and the queued record of its next attempt, in
+    /// one atomic write.
+    fn finish_run_and_queue(&self, run: &Run, output: &[u8], log: &[u8], next: &Run) -> StoreResult<()>;
     /// A run by id.
     fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>>;
     /// A run's output.

@@ -199,13 +199,22 @@ impl SledStore {
                 batch.insert(run_key(run_space::ACTIVE, &[tenant, id]), &[] as &[u8]);
             }
             RunStep::Updated => {}
-            RunStep::Finished { output, log } => {
+            RunStep::Finished { output, log, next } => {
                 batch.remove(run_key(run_space::ACTIVE, &[tenant, id]));
                 if !output.is_empty() {
                     batch.insert(run_key(run_space::OUTPUT, &[tenant, id]), output);
                 }
                 if !log.is_empty() {
                     batch.insert(run_key(run_space::LOG, &[tenant, id]), log);
+                }
+                if let Some(next) = next {
+                    let next_id = next.id.as_bytes();
+                    batch.insert(run_key(run_space::RECORD, &[tenant, next_id]), encode(next));
+                    batch.insert(
+                        run_key(run_space::BY_JOB, &[tenant, next.job_id.as_bytes(), next_id]),
+                        &[] as &[u8],
+                    );
+                    batch.insert(run_key(run_space::ACTIVE, &[tenant, next_id]), &[] as &[u8]);
                 }
             }
         }
@@ -219,7 +228,11 @@ impl SledStore {
 enum RunStep<'a> {
     Queued,
     Updated,
-    Finished { output: &'a [u8], log: &'a [u8] },
+    Finished {
+        output: &'a [u8],
+        log: &'a [u8],
+        next: Option<&'a Run>,
+    },
 }
 
 impl Store for SledStore {
@@ -521,7 +534,25 @@ impl Store for SledStore {
     }
 
     fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()> {
-        self.write_run(run, RunStep::Finished { output, log })
+        self.write_run(
+            run,
+            RunStep::Finished {
+                output,
+                log,
+                next: None,
+            },
+        )
+    }
+
+    fn finish_run_and_queue(&self, run: &Run, output: &[u8], log: &[u8], next: &Run) -> StoreResult<()> {
+        self.write_run(
+            run,
+            RunStep::Finished {
+                output,
+                log,
+                next: Some(next),
+            },
+        )
     }
 
     fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>> {
