@@ -5,9 +5,10 @@
 //!   at its own second (N = 10,000 gives ~1,000 fires a minute); lateness
 //!   (start minus due instant) p50/p99/max over the measured window.
 //! - `every`: one `every: 1s` job for the window; lateness p50/p99/max.
-//! - `scale`: N idle jobs (next fire hours away) plus one due soon: RSS after
-//!   creating them, time from opening the data dir to the first fire after a
-//!   restart, and CPU used while idle.
+//! - `scale`: N idle jobs (next fire hours away) plus one that comes due
+//!   while the daemon is down: RSS after creating them; then a new process
+//!   (`scale-restart`) opens the data dir and reports the time from opening
+//!   to the first fire, its RSS, and its CPU while idle.
 //!
 //! `cargo bench -p sandcron --bench scheduler_lateness -- cron 10000 120`
 //! `cargo bench -p sandcron --bench scheduler_lateness -- every 1 60`
@@ -120,12 +121,70 @@ async fn upload_noop(daemon: &Daemon) {
         .expect("upload");
 }
 
+/// The second half of `scale`: open the data dir left by the first process
+/// (waiting for its lock), time the first fire, then watch CPU while idle.
+async fn restart(dir: &Path, jobs: &str, seconds: u64) {
+    let began = Instant::now();
+    let daemon = loop {
+        match Daemon::open(&config(dir), Arc::new(SystemClock)) {
+            Ok(daemon) => break daemon,
+            Err(_) if began.elapsed() < Duration::from_secs(30) => std::thread::sleep(Duration::from_millis(5)),
+            Err(error) => panic!("reopening: {error:#}"),
+        }
+    };
+    let opened = Instant::now();
+    let opened_at = Utc::now();
+    daemon.start().await.expect("start");
+    let started = opened.elapsed();
+    let soon = daemon
+        .store
+        .job_id_by_name(DEFAULT_TENANT, "soon")
+        .expect("lookup")
+        .expect("soon exists");
+    let first_fire = loop {
+        let filter = RunFilter {
+            job_id: Some(soon.clone()),
+            limit: 1,
+            ..RunFilter::default()
+        };
+        let runs = daemon.store.list_runs(DEFAULT_TENANT, &filter).expect("runs");
+        if let Some(started) = runs.first().and_then(|run| run.started_at) {
+            break started;
+        }
+        assert!(opened.elapsed() < Duration::from_secs(60), "no fire within a minute");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    println!(
+        "restart with {jobs} jobs: open+start {started:?}, first fire started {} ms after the database opened; RSS {} MiB",
+        (first_fire - opened_at).num_milliseconds(),
+        rss_kib() / 1024
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_ticks();
+    let idle = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let ticks = cpu_ticks() - before;
+    println!(
+        "idle {:?} with {jobs} jobs: CPU {:.2}% of one core; RSS {} MiB",
+        idle.elapsed(),
+        100.0 * ticks as f64 / 100.0 / idle.elapsed().as_secs_f64(),
+        rss_kib() / 1024
+    );
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("cron");
     let count: usize = args.get(1).and_then(|value| value.parse().ok()).unwrap_or(10_000);
     let seconds: u64 = args.get(2).and_then(|value| value.parse().ok()).unwrap_or(60);
+    if scenario == "scale-restart" {
+        let idle_seconds = args.get(3).and_then(|value| value.parse().ok()).unwrap_or(10);
+        restart(Path::new(&args[1]), &args[2], idle_seconds).await;
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let daemon = open(dir.path()).await;
     upload_noop(&daemon).await;
@@ -174,47 +233,20 @@ async fn main() {
                 std::iter::once(json!({"name": "soon", "plugin": "noop", "schedule": {"at": at}})),
             );
             tokio::time::sleep(Duration::from_millis(800)).await;
-            drop(daemon);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let opened = Instant::now();
-            let opened_at = Utc::now();
-            let daemon = open(dir.path()).await;
-            let soon = daemon
-                .store
-                .job_id_by_name(DEFAULT_TENANT, "soon")
-                .expect("lookup")
-                .expect("soon exists");
-            let first_fire = loop {
-                let filter = RunFilter {
-                    job_id: Some(soon.clone()),
-                    limit: 1,
-                    ..RunFilter::default()
-                };
-                let runs = daemon.store.list_runs(DEFAULT_TENANT, &filter).expect("runs");
-                if let Some(started) = runs.first().and_then(|run| run.started_at) {
-                    break started;
-                }
-                assert!(opened.elapsed() < Duration::from_secs(60), "no fire within a minute");
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            };
-            println!(
-                "restart with {} jobs: open+start {:?}, first fire started {} ms after opening; RSS {} MiB",
-                count + 1,
-                opened.elapsed(),
-                (first_fire - opened_at).num_milliseconds(),
-                rss_kib() / 1024
-            );
-            let before = cpu_ticks();
-            let idle = Instant::now();
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            let ticks = cpu_ticks() - before;
-            let ticks_per_second = 100.0;
-            println!(
-                "idle {:?}: CPU {:.2}% of one core",
-                idle.elapsed(),
-                100.0 * ticks as f64 / ticks_per_second / idle.elapsed().as_secs_f64()
-            );
-            drop(daemon);
+            daemon.store.flush().expect("flush");
+            // The restart is a new process: this one holds the database lock
+            // until it exits.
+            let kept = dir.keep();
+            std::process::Command::new(std::env::current_exe().expect("own path"))
+                .args([
+                    "scale-restart",
+                    &kept.display().to_string(),
+                    &(count + 1).to_string(),
+                    &seconds.to_string(),
+                ])
+                .spawn()
+                .expect("spawning the restart");
+            std::process::exit(0);
         }
         other => panic!("unknown scenario {other}; use cron, every or scale"),
     }
