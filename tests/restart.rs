@@ -72,16 +72,10 @@ async fn a_run_killed_while_running_fails_with_host_restart() {
     let run_id = queued.body["id"].as_str().unwrap().to_string();
     // Wait until the run is marked running; the mark is flushed before the
     // instance starts.
-    let mut running = false;
-    for _ in 0..250 {
-        let run = daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await;
-        if run.body["status"] == "running" {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(running, "the run never started");
+    assert!(
+        daemon.wait_for_status(&run_id, "running").await,
+        "the run never started"
+    );
     // The API shows the mark a moment before its flush returns.
     tokio::time::sleep(Duration::from_millis(100)).await;
     daemon.restart();
@@ -99,12 +93,10 @@ async fn sigterm_lets_a_running_run_finish_before_the_daemon_exits() {
     daemon.job_with("greet", "hello", json!({})).await;
     let queued = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
     let run_id = queued.body["id"].as_str().unwrap().to_string();
-    for _ in 0..250 {
-        if daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body["status"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        daemon.wait_for_status(&run_id, "running").await,
+        "the run never started"
+    );
     let status = daemon.terminate();
     assert!(status.success(), "a graceful stop exits 0: {status}");
     assert!(
@@ -133,12 +125,10 @@ async fn sigterm_past_the_grace_period_fails_the_run_with_host_restart_and_it_re
         .await;
     let queued = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
     let run_id = queued.body["id"].as_str().unwrap().to_string();
-    for _ in 0..250 {
-        if daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body["status"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        daemon.wait_for_status(&run_id, "running").await,
+        "the run never started"
+    );
     let status = daemon.terminate();
     assert!(status.success(), "{status}");
     assert!(

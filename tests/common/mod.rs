@@ -245,6 +245,17 @@ impl TestDaemon {
         self.create_job(body).await
     }
 
+    /// Polls a run until it has `status` (up to ~2.5 s); true if it did.
+    pub async fn wait_for_status(&self, run_id: &str, status: &str) -> bool {
+        for _ in 0..250 {
+            if self.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body["status"] == status {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// A run's log as text.
     pub async fn log(&self, run_id: &str) -> String {
         let response = self

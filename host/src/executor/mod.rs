@@ -24,7 +24,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::clock::Clock;
 use crate::model::job::{Priority, input_bytes};
 use crate::model::run::RunLimits;
-use crate::model::{ErrorKind, Job, Run, RunError, RunStatus, Trigger};
+use crate::model::{ErrorKind, Job, PluginVersion, Run, RunError, RunStatus, Trigger};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::{Capabilities, KeyValue, RunContext, RunRequest, Sandbox};
 use crate::scheduler::policy::retry_delay;
@@ -162,10 +162,17 @@ impl Executor {
     /// resolved now, so the run keeps the version it was queued with; if it
     /// does not resolve the run fails later with `plugin_unavailable`.
     pub fn build_run(&self, new: NewRun<'_>) -> Run {
+        let version = self.plugins.resolve(&new.job.tenant, &new.job.plugin).ok();
+        self.run_of(new, version)
+    }
+
+    /// A queued run of `job` with its plugin version (None: unresolved, the
+    /// run will fail with `plugin_unavailable`).
+    fn run_of(&self, new: NewRun<'_>, version: Option<PluginVersion>) -> Run {
         let job = new.job;
-        let (plugin, plugin_digest) = match self.plugins.resolve(&job.tenant, &job.plugin) {
-            Ok(version) => (version.reference(), version.digest),
-            Err(_) => (job.plugin.clone(), String::new()),
+        let (plugin, plugin_digest) = match version {
+            Some(version) => (version.reference(), version.digest),
+            None => (job.plugin.clone(), String::new()),
         };
         Run {
             id: new.id,
@@ -210,16 +217,17 @@ impl Executor {
         trigger: Trigger,
         input: Option<&serde_json::Value>,
     ) -> Result<Run, ExecError> {
-        // Fail early with a clear error when the plugin is gone.
-        self.plugins.resolve(&job.tenant, &job.plugin)?;
+        // Fail with a clear error when the plugin is gone.
+        let version = self.plugins.resolve(&job.tenant, &job.plugin)?;
         let now = self.clock.now();
-        let run = self.build_run(NewRun {
+        let new = NewRun {
             job,
             trigger,
             scheduled_at: now,
             id: crate::model::new_id(),
             input,
-        });
+        };
+        let run = self.run_of(new, Some(version));
         self.store.insert_run(&run)?;
         self.store.flush_async().await?;
         tracing::debug!(run_id = %run.id, job_id = %run.job_id, "run queued");
