@@ -19,10 +19,10 @@ use crate::clock::Clock;
 use crate::executor::{Executor, NewRun};
 use crate::model::{Job, Run, Trigger, scheduled_run_id};
 use crate::schedule::Schedule;
-use crate::store::{DueJob, Store, StoreError};
+use crate::store::{DueJob, Fire, Store, StoreError};
 use policy::{OverlapDecision, plan_fires};
 
-/// Due jobs handled per pass (one flush covers a pass).
+/// Due jobs handled per pass (one write and one flush cover a pass).
 const PASS_SIZE: usize = 1000;
 
 /// Fires schedules.
@@ -91,13 +91,12 @@ impl Scheduler {
             }
             match self.pass().await {
                 Ok(Some(next)) => {
-                    let sleep = crate::clock::until(self.clock.now(), next);
-                    if sleep.is_zero() {
+                    if self.clock.now() >= next {
                         continue;
                     }
                     tokio::select! {
                         () = self.wake.notified() => {}
-                        () = tokio::time::sleep(sleep) => {}
+                        () = self.clock.sleep_until(next) => {}
                     }
                 }
                 Ok(None) => self.wake.notified().await,
@@ -110,24 +109,36 @@ impl Scheduler {
         tracing::info!("scheduler stopped");
     }
 
-    /// Fires every due job (up to a pass's worth), makes the new runs
-    /// durable with one flush and queues them. Returns the next due instant.
+    /// Fires every due job (up to a pass's worth) in one atomic write, makes
+    /// the new runs durable with one flush and queues them. Returns the next
+    /// due instant.
     pub async fn pass(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let now = self.clock.now();
         let due = self.store.due_jobs(now, PASS_SIZE)?;
         if due.is_empty() {
             return self.store.next_due();
         }
-        let mut runs = Vec::new();
+        let mut fires = Vec::with_capacity(due.len());
+        let mut entries = Vec::with_capacity(due.len());
         for entry in &due {
-            match self.fire(entry, now) {
-                Ok(fired) => runs.extend(fired),
+            match self.plan(entry, now) {
+                Ok(Some(fire)) => {
+                    fires.push(fire);
+                    entries.push(entry);
+                }
+                Ok(None) => {}
+                Err(error) => self.drop_entry(entry, &error)?,
+            }
+        }
+        let outcomes = self.store.record_fires(&fires)?;
+        let mut runs = Vec::new();
+        for (outcome, entry) in outcomes.into_iter().zip(entries) {
+            match outcome {
+                // Runs recorded by an earlier life of this fire are left out.
+                Ok(inserted) => runs.extend(inserted),
                 // The job changed under us; the next pass sees the new one.
                 Err(StoreError::Conflict(reason)) => tracing::debug!(%reason, "fire planned again"),
-                Err(error) => {
-                    tracing::error!(job_id = %entry.job_id, %error, "cannot fire; dropping it from the due index");
-                    self.store.remove_due(entry)?;
-                }
+                Err(error) => self.drop_entry(entry, &error)?,
             }
         }
         self.store.flush_async().await?;
@@ -135,20 +146,28 @@ impl Scheduler {
         self.store.next_due()
     }
 
-    /// One due job: plan its fires, apply the overlap policy, and record the
-    /// runs with the job's next fire atomically. Returns the runs recorded.
-    fn fire(&self, entry: &DueJob, now: DateTime<Utc>) -> Result<Vec<Run>, StoreError> {
+    /// A due entry that cannot be fired (its job is unreadable) leaves the
+    /// index, so it does not stall every pass after it.
+    fn drop_entry(&self, entry: &DueJob, error: &StoreError) -> Result<(), StoreError> {
+        tracing::error!(job_id = %entry.job_id, %error, "cannot fire; dropping it from the due index");
+        self.store.remove_due(entry)
+    }
+
+    /// One due job: plans its fires and applies the overlap policy. Returns
+    /// the fire to record (the job moved on, with its runs), or None when
+    /// the entry was stale and has been dropped.
+    fn plan(&self, entry: &DueJob, now: DateTime<Utc>) -> Result<Option<Fire>, StoreError> {
         let job = self.store.job(&entry.tenant, &entry.job_id)?;
         // The index keeps milliseconds; the job keeps the exact instant.
         let current = |job: &Job| job.next_fire_at.map(|at| at.timestamp_millis()) == Some(entry.at.timestamp_millis());
         let Some(mut job) = job.filter(|job| job.enabled && current(job)) else {
             // A stale entry: the job went, was paused or moved on.
             self.store.remove_due(entry)?;
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let Some(schedule) = job.schedule.clone() else {
             self.store.remove_due(entry)?;
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let plan = plan_fires(
             &schedule,
@@ -185,7 +204,7 @@ impl Scheduler {
         if skipped > 0 {
             tracing::info!(job_id = %job.id, skipped, total = job.skipped_fires, "fires skipped");
         }
-        self.store.record_fire(&job, &runs)
+        Ok(Some(Fire { job, runs }))
     }
 
     fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>) -> Run {
@@ -202,7 +221,7 @@ impl Scheduler {
     pub async fn fire_run_at_start_jobs(&self) -> Result<usize, StoreError> {
         let jobs: Vec<Job> = self
             .store
-            .all_jobs()?
+            .run_at_start_jobs()?
             .into_iter()
             .filter(|job| job.enabled && job.run_at_start)
             .collect();

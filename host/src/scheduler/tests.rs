@@ -209,3 +209,69 @@ async fn recording_the_same_fire_twice_keeps_one_run() {
     assert!(inserted.is_empty(), "a fire's run id exists already");
     assert_eq!(h.runs().len(), 1);
 }
+
+#[tokio::test]
+async fn one_pass_fires_every_job_due_at_the_same_instant() {
+    let h = harness();
+    for index in 0..40 {
+        h.job(json!({"name": format!("job-{index}"), "schedule": {"cron": "*/10 * * * * *"}}));
+    }
+    let runs = h.at("2026-11-25T10:00:10.001Z").await;
+    assert_eq!(runs.len(), 40);
+    assert!(runs.iter().all(|run| run.scheduled_at == utc("2026-11-25T10:00:10Z")));
+}
+
+#[tokio::test]
+async fn a_fire_whose_job_changed_is_left_out_and_the_others_are_recorded() {
+    let h = harness();
+    let first = h.job(json!({"name": "first", "schedule": {"every": "10s"}}));
+    let second = h.job(json!({"name": "second", "schedule": {"every": "10s"}}));
+    let fire_of = |job: &Job| {
+        let mut moved = job.clone();
+        moved.next_fire_at = Some(utc("2026-11-25T10:00:20Z"));
+        crate::store::Fire {
+            job: moved,
+            runs: Vec::new(),
+        }
+    };
+    let fires = [fire_of(&first), fire_of(&second)];
+    // The second job is edited between the plan and the write.
+    let mut edited = second.clone();
+    edited.updated_at = utc("2026-11-25T10:00:05Z");
+    h.store.update_job(&edited).unwrap();
+    let outcomes = h.store.record_fires(&fires).unwrap();
+    assert!(outcomes[0].is_ok());
+    assert!(matches!(outcomes[1], Err(crate::store::StoreError::Conflict(_))));
+    assert_eq!(h.reload(&first).next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
+    assert_eq!(h.reload(&second).next_fire_at, Some(utc("2026-11-25T10:00:10Z")));
+}
+
+#[tokio::test]
+async fn the_run_at_start_index_follows_create_update_and_delete() {
+    let h = harness();
+    let ids = |store: &Arc<dyn Store>| -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .run_at_start_jobs()
+            .unwrap()
+            .into_iter()
+            .map(|job| job.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let warm = h.job(json!({"name": "warm", "run_at_start": true}));
+    let cold = h.job(json!({"name": "cold"}));
+    assert_eq!(ids(&h.store), [warm.id.clone()]);
+    let mut turned = cold.clone();
+    turned.run_at_start = true;
+    h.store.update_job(&turned).unwrap();
+    let mut both = vec![warm.id.clone(), cold.id.clone()];
+    both.sort();
+    assert_eq!(ids(&h.store), both);
+    let mut off = warm.clone();
+    off.run_at_start = false;
+    h.store.update_job(&off).unwrap();
+    assert_eq!(ids(&h.store), [cold.id.clone()]);
+    h.store.delete_job("t", &cold.id).unwrap();
+    assert!(ids(&h.store).is_empty());
+}

@@ -6,6 +6,7 @@
 //! [`Store::flush`] (or [`Store::flush_async`]) has returned. The API flushes
 //! before acknowledging a state change.
 
+mod group_commit;
 mod sled_store;
 
 use std::future::Future;
@@ -81,6 +82,15 @@ pub struct DueJob {
     pub job_id: String,
 }
 
+/// One fire to record: the job as it is to be written and its new runs.
+#[derive(Debug, Clone)]
+pub struct Fire {
+    /// The job with its next fire and counters moved on.
+    pub job: Job,
+    /// The queued runs of this fire (possibly none).
+    pub runs: Vec<Run>,
+}
+
 /// The result of adding plugin bytes under a name.
 #[derive(Debug, Clone)]
 pub struct AddedPlugin {
@@ -128,21 +138,33 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a job and its kv state (its runs stay); false if absent.
     fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool>;
 
-    /// One fire, atomically: writes `job` (its new next fire and counters,
-    /// moving its due-index entry) and the queued `runs` not recorded yet
-    /// (a scheduled run's id is derived from (job, scheduled_at), so a fire
-    /// recorded twice is found and skipped). Fails with
-    /// [`StoreError::Conflict`] if the job changed or went meanwhile.
-    /// Returns the runs it inserted.
-    fn record_fire(&self, job: &Job, runs: &[Run]) -> StoreResult<Vec<Run>>;
+    /// Fires, atomically together: for each, writes the job (its new next
+    /// fire and counters, moving its due-index entry) and the queued runs
+    /// not recorded yet (a scheduled run's id is derived from (job,
+    /// scheduled_at), so a fire recorded twice is found and skipped). A fire
+    /// whose job changed or went since it was read is left out and answered
+    /// [`StoreError::Conflict`]; the others are written. Returns, per fire,
+    /// the runs it inserted.
+    fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>>;
+    /// [`Store::record_fires`] of one fire.
+    fn record_fire(&self, job: &Job, runs: &[Run]) -> StoreResult<Vec<Run>> {
+        let fire = Fire {
+            job: job.clone(),
+            runs: runs.to_vec(),
+        };
+        self.record_fires(std::slice::from_ref(&fire))?
+            .pop()
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
     /// Due-index entries at or before `until`, earliest first.
     fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>>;
     /// The earliest next fire of any enabled job.
     fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// Drops a due-index entry whose job went or cannot be fired.
     fn remove_due(&self, due: &DueJob) -> StoreResult<()>;
-    /// Every job of every tenant (for start-up work such as `run_at_start`).
-    fn all_jobs(&self) -> StoreResult<Vec<Job>>;
+    /// Every job with `run_at_start`, of every tenant (read at start-up
+    /// from an index, not by scanning all jobs).
+    fn run_at_start_jobs(&self) -> StoreResult<Vec<Job>>;
 
     /// Writes a new run (queued) and its indexes.
     fn insert_run(&self, run: &Run) -> StoreResult<()>;
@@ -177,5 +199,6 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
     /// Makes every write so far durable without blocking a runtime thread.
+    /// Callers that flush at the same time share one flush (group commit).
     fn flush_async(&self) -> StoreFuture;
 }

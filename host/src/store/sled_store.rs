@@ -24,7 +24,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Db, Tree};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use super::{AddedPlugin, DueJob, RunFilter, Store, StoreError, StoreFuture, StoreResult};
+use super::group_commit::GroupCommit;
+use super::{AddedPlugin, DueJob, Fire, RunFilter, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
 
 /// sled-backed [`Store`].
@@ -33,6 +34,8 @@ pub struct SledStore {
     db: Db,
     /// Batches and transactions share it; a flush takes it alone.
     gate: Arc<RwLock<()>>,
+    /// Shares flushes between concurrent [`Store::flush_async`] callers.
+    group: GroupCommit,
     plugins: Tree,
     plugin_bytes: Tree,
     artifacts: Tree,
@@ -40,6 +43,9 @@ pub struct SledStore {
     jobs: Tree,
     job_names: Tree,
     due: Tree,
+    /// `tenant \0 job id` of every job with `run_at_start`, so a start reads
+    /// those jobs and not all of them.
+    starters: Tree,
     runs: Tree,
     kv: Tree,
 }
@@ -151,7 +157,17 @@ impl SledStore {
             _ => StoreError::Backend(format!("cannot open {}: {error}", path.display())),
         })?;
         let tree = |name: &str| db.open_tree(name);
-        Ok(SledStore {
+        let had_starters = db.tree_names().iter().any(|name| name.as_ref() == b"run_at_start");
+        let gate = Arc::new(RwLock::new(()));
+        let group = GroupCommit::new({
+            let (db, gate) = (db.clone(), gate.clone());
+            Arc::new(move || {
+                let _alone = gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                db.flush()?;
+                Ok(())
+            })
+        });
+        let store = SledStore {
             plugins: tree("plugins")?,
             plugin_bytes: tree("plugin_bytes")?,
             artifacts: tree("artifacts")?,
@@ -159,11 +175,30 @@ impl SledStore {
             jobs: tree("jobs")?,
             job_names: tree("job_names")?,
             due: tree("due")?,
+            starters: tree("run_at_start")?,
             runs: tree("runs")?,
             kv: tree("kv")?,
-            gate: Arc::new(RwLock::new(())),
+            gate,
+            group,
             db,
-        })
+        };
+        if !had_starters {
+            store.index_starters()?;
+        }
+        Ok(store)
+    }
+
+    /// Builds the `run_at_start` index of a database from before it existed.
+    fn index_starters(&self) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        for job in Self::scan::<Job>(&self.jobs, &[])? {
+            if job.run_at_start {
+                batch.insert(key(&[job.tenant.as_bytes(), job.id.as_bytes()]), &[] as &[u8]);
+            }
+        }
+        let _gate = self.writing();
+        self.starters.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Held across every batch and transaction (see the module docs).
@@ -221,6 +256,48 @@ impl SledStore {
         let _gate = self.writing();
         self.runs.apply_batch(batch)?;
         Ok(())
+    }
+}
+
+/// A fire's records and keys, encoded once outside the transaction (which
+/// sled may run more than once).
+struct EncodedFire {
+    job_key: Vec<u8>,
+    record: Vec<u8>,
+    due_entry: Option<Vec<u8>>,
+    runs: Vec<EncodedRun>,
+}
+
+/// A queued run's record and the keys of its indexes.
+struct EncodedRun {
+    record_key: Vec<u8>,
+    record: Vec<u8>,
+    by_job: Vec<u8>,
+    active: Vec<u8>,
+}
+
+impl EncodedFire {
+    fn of(fire: &Fire) -> EncodedFire {
+        let job = &fire.job;
+        let (tenant, job_id) = (job.tenant.as_bytes(), job.id.as_bytes());
+        EncodedFire {
+            job_key: key(&[tenant, job_id]),
+            record: encode(job),
+            due_entry: due_key(job),
+            runs: fire
+                .runs
+                .iter()
+                .map(|run| {
+                    let id = run.id.as_bytes();
+                    EncodedRun {
+                        record_key: run_key(run_space::RECORD, &[tenant, id]),
+                        record: encode(run),
+                        by_job: run_key(run_space::BY_JOB, &[tenant, job_id, id]),
+                        active: run_key(run_space::ACTIVE, &[tenant, id]),
+                    }
+                })
+                .collect(),
+        }
     }
 }
 
@@ -334,8 +411,8 @@ impl Store for SledStore {
         let record = encode(job);
         let due_entry = due_key(job);
         let _gate = self.writing();
-        (&self.jobs, &self.job_names, &self.due)
-            .transaction(|(jobs, job_names, due)| {
+        (&self.jobs, &self.job_names, &self.due, &self.starters)
+            .transaction(|(jobs, job_names, due, starters)| {
                 if job_names.get(name_key.as_slice())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(StoreError::NameTaken {
                         name: job.name.clone(),
@@ -345,6 +422,11 @@ impl Store for SledStore {
                 jobs.insert(job_key.as_slice(), record.as_slice())?;
                 if let Some(entry) = &due_entry {
                     due.insert(entry.as_slice(), &[] as &[u8])?;
+                }
+                if job.run_at_start {
+                    starters.insert(job_key.as_slice(), &[] as &[u8])?;
+                } else {
+                    starters.remove(job_key.as_slice())?;
                 }
                 Ok(())
             })
@@ -357,8 +439,8 @@ impl Store for SledStore {
         let record = encode(job);
         let due_entry = due_key(job);
         let _gate = self.writing();
-        (&self.jobs, &self.job_names, &self.due)
-            .transaction(|(jobs, job_names, due)| {
+        (&self.jobs, &self.job_names, &self.due, &self.starters)
+            .transaction(|(jobs, job_names, due, starters)| {
                 if let Some(owner) = job_names.get(name_key.as_slice())?
                     && owner.as_ref() != job.id.as_bytes()
                 {
@@ -379,6 +461,11 @@ impl Store for SledStore {
                 jobs.insert(job_key.as_slice(), record.as_slice())?;
                 if let Some(entry) = &due_entry {
                     due.insert(entry.as_slice(), &[] as &[u8])?;
+                }
+                if job.run_at_start {
+                    starters.insert(job_key.as_slice(), &[] as &[u8])?;
+                } else {
+                    starters.remove(job_key.as_slice())?;
                 }
                 Ok(())
             })
@@ -413,9 +500,10 @@ impl Store for SledStore {
             .collect::<Result<_, _>>()?;
         let due_entry = due_key(&job);
         let _gate = self.writing();
-        (&self.jobs, &self.job_names, &self.kv, &self.due)
-            .transaction(|(jobs, job_names, kv, due)| {
+        (&self.jobs, &self.job_names, &self.kv, &self.due, &self.starters)
+            .transaction(|(jobs, job_names, kv, due, starters)| {
                 jobs.remove(job_key.as_slice())?;
+                starters.remove(job_key.as_slice())?;
                 job_names.remove(name_key.as_slice())?;
                 if let Some(entry) = &due_entry {
                     due.remove(entry.as_slice())?;
@@ -429,64 +517,58 @@ impl Store for SledStore {
         Ok(true)
     }
 
-    fn record_fire(&self, job: &Job, runs: &[Run]) -> StoreResult<Vec<Run>> {
-        let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
-        let record = encode(job);
-        let due_entry = due_key(job);
-        let (tenant, job_id) = (job.tenant.as_bytes(), job.id.as_bytes());
-        // (record key, record, job-index key, active-index key) per run.
-        type EncodedRun = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
-        let encoded: Vec<EncodedRun> = runs
-            .iter()
-            .map(|run| {
-                let id = run.id.as_bytes();
-                (
-                    run_key(run_space::RECORD, &[tenant, id]),
-                    encode(run),
-                    run_key(run_space::BY_JOB, &[tenant, job_id, id]),
-                    run_key(run_space::ACTIVE, &[tenant, id]),
-                )
-            })
-            .collect();
+    fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>> {
+        let encoded: Vec<EncodedFire> = fires.iter().map(EncodedFire::of).collect();
         let _gate = self.writing();
         (&self.jobs, &self.due, &self.runs)
             .transaction(|(jobs, due, run_tree)| {
-                let Some(current) = jobs.get(job_key.as_slice())? else {
-                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict(format!(
-                        "job {} was deleted",
-                        job.id
-                    ))));
-                };
-                let current: Job = decode(&job_key, &current).map_err(ConflictableTransactionError::Abort)?;
-                if current.updated_at != job.updated_at || current.enabled != job.enabled {
-                    return Err(ConflictableTransactionError::Abort(StoreError::Conflict(format!(
-                        "job {} changed while its fire was planned",
-                        job.id
-                    ))));
-                }
-                if let Some(entry) = due_key(&current) {
-                    due.remove(entry)?;
-                }
-                if let Some(entry) = &due_entry {
-                    due.insert(entry.as_slice(), &[] as &[u8])?;
-                }
-                jobs.insert(job_key.as_slice(), record.as_slice())?;
-                let mut inserted = Vec::new();
-                for (index, (record_key, run_record, by_job, active)) in encoded.iter().enumerate() {
-                    // A fire's run id is derived from (job, scheduled_at): if
-                    // it exists, this fire was recorded before.
-                    if run_tree.get(record_key.as_slice())?.is_some() {
+                let mut outcomes = Vec::with_capacity(encoded.len());
+                for (fire, encoded) in fires.iter().zip(&encoded) {
+                    let job = &fire.job;
+                    let current = match jobs.get(encoded.job_key.as_slice())? {
+                        Some(current) => match decode::<Job>(&encoded.job_key, &current) {
+                            Ok(current) => current,
+                            Err(error) => {
+                                outcomes.push(Err(error));
+                                continue;
+                            }
+                        },
+                        None => {
+                            outcomes.push(Err(StoreError::Conflict(format!("job {} was deleted", job.id))));
+                            continue;
+                        }
+                    };
+                    if current.updated_at != job.updated_at || current.enabled != job.enabled {
+                        outcomes.push(Err(StoreError::Conflict(format!(
+                            "job {} changed while its fire was planned",
+                            job.id
+                        ))));
                         continue;
                     }
-                    run_tree.insert(record_key.as_slice(), run_record.as_slice())?;
-                    run_tree.insert(by_job.as_slice(), &[] as &[u8])?;
-                    run_tree.insert(active.as_slice(), &[] as &[u8])?;
-                    inserted.push(index);
+                    if let Some(entry) = due_key(&current) {
+                        due.remove(entry)?;
+                    }
+                    if let Some(entry) = &encoded.due_entry {
+                        due.insert(entry.as_slice(), &[] as &[u8])?;
+                    }
+                    jobs.insert(encoded.job_key.as_slice(), encoded.record.as_slice())?;
+                    let mut inserted = Vec::new();
+                    for (run, keys) in fire.runs.iter().zip(&encoded.runs) {
+                        // A fire's run id is derived from (job, scheduled_at):
+                        // if it exists, this fire was recorded before.
+                        if run_tree.get(keys.record_key.as_slice())?.is_some() {
+                            continue;
+                        }
+                        run_tree.insert(keys.record_key.as_slice(), keys.record.as_slice())?;
+                        run_tree.insert(keys.by_job.as_slice(), &[] as &[u8])?;
+                        run_tree.insert(keys.active.as_slice(), &[] as &[u8])?;
+                        inserted.push(run.clone());
+                    }
+                    outcomes.push(Ok(inserted));
                 }
-                Ok(inserted)
+                Ok(outcomes)
             })
             .map_err(transaction_error)
-            .map(|inserted| inserted.into_iter().map(|index| runs[index].clone()).collect())
     }
 
     fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>> {
@@ -518,8 +600,14 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn all_jobs(&self) -> StoreResult<Vec<Job>> {
-        Self::scan(&self.jobs, &[])
+    fn run_at_start_jobs(&self) -> StoreResult<Vec<Job>> {
+        let mut found = Vec::new();
+        for entry in self.starters.iter().keys() {
+            if let Some(job) = Self::get(&self.jobs, &entry?)? {
+                found.push(job);
+            }
+        }
+        Ok(found)
     }
 
     fn insert_run(&self, run: &Run) -> StoreResult<()> {
@@ -663,12 +751,8 @@ impl Store for SledStore {
     }
 
     fn flush_async(&self) -> StoreFuture {
-        let store = self.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || store.flush())
-                .await
-                .map_err(|error| StoreError::Backend(format!("the flush task failed: {error}")))?
-        })
+        let group = self.group.clone();
+        Box::pin(async move { group.flush().await })
     }
 }
 
@@ -712,6 +796,30 @@ mod tests {
         assert_eq!(store.kv_keys("t", "j1", "a/", 10).unwrap(), ["a/1", "a/2"]);
         assert_eq!(store.kv_keys("t", "j1", "", 1).unwrap(), ["a/1"]);
         assert_eq!(store.kv_get("u", "j1", "a/1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_database_from_before_the_run_at_start_index_gets_it_built_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = serde_json::json!({"name": "warm", "plugin": "p", "run_at_start": true});
+        let defaults = crate::config::Config::default().job_defaults();
+        let parsed = crate::model::validate::parse_spec(&spec).unwrap();
+        let job = crate::model::validate::validate(parsed, "t", None, &defaults, Utc::now()).unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.insert_job(&job).unwrap();
+            // As an older sandcron left it: no index.
+            store.db.drop_tree("run_at_start").unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let found: Vec<String> = store
+            .run_at_start_jobs()
+            .unwrap()
+            .into_iter()
+            .map(|job| job.id)
+            .collect();
+        assert_eq!(found, [job.id]);
     }
 
     #[test]
