@@ -70,6 +70,20 @@ fn percentile(sorted: &[i64], fraction: f64) -> i64 {
     sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
 }
 
+/// p50/p99/max of microsecond figures, as "p50 a p99 b max c".
+fn spread(mut values: Vec<i64>) -> String {
+    values.sort_unstable();
+    format!(
+        "p50 {} p99 {} max {}",
+        percentile(&values, 0.50),
+        percentile(&values, 0.99),
+        values.last().copied().unwrap_or(0)
+    )
+}
+
+/// Lateness of the runs scheduled since `since` (start minus due instant,
+/// in µs), and its two parts: due -> queued (the scheduler's wake-up and
+/// pass) and queued -> started (the write, flush and dispatch).
 fn lateness_report(daemon: &Daemon, since: chrono::DateTime<Utc>) -> String {
     let runs = daemon
         .store
@@ -81,18 +95,18 @@ fn lateness_report(daemon: &Daemon, since: chrono::DateTime<Utc>) -> String {
             },
         )
         .expect("runs");
-    let mut lateness: Vec<i64> = runs
+    let micros = |delta: chrono::TimeDelta| delta.num_microseconds().unwrap_or(i64::MAX);
+    let started: Vec<_> = runs
         .iter()
         .filter(|run| run.scheduled_at >= since)
-        .filter_map(|run| run.lateness_ms)
+        .filter_map(|run| Some((run, run.started_at?)))
         .collect();
-    lateness.sort_unstable();
     format!(
-        "fires {} lateness_ms p50 {} p99 {} max {}",
-        lateness.len(),
-        percentile(&lateness, 0.50),
-        percentile(&lateness, 0.99),
-        lateness.last().copied().unwrap_or(0)
+        "fires {}; lateness µs {}; due->queued µs {}; queued->started µs {}",
+        started.len(),
+        spread(started.iter().map(|(run, at)| micros(*at - run.scheduled_at)).collect()),
+        spread(started.iter().map(|(run, _)| micros(run.queued_at - run.scheduled_at)).collect()),
+        spread(started.iter().map(|(run, at)| micros(*at - run.queued_at)).collect()),
     )
 }
 

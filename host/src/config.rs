@@ -25,6 +25,9 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// ordinary code, whose instructions cost more than one cycle each.
 pub const DEFAULT_FUEL: u64 = 100_000_000_000;
 
+/// The most `fire_ahead` may be.
+pub const MAX_FIRE_AHEAD: Duration = Duration::from_secs(60);
+
 /// The daemon's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -46,6 +49,10 @@ pub struct Config {
     pub http_allow_private: Vec<String>,
     /// How long a stopping daemon waits for running runs.
     pub shutdown_grace: Duration,
+    /// How far ahead of its instant a fire is recorded and queued, so its
+    /// run starts on the instant instead of after the write (0: at the
+    /// instant). A job changed meanwhile has such fires withdrawn.
+    pub fire_ahead: Duration,
 }
 
 /// Per-run limits a job gets when it names none, and the most it may ask for.
@@ -103,6 +110,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             http_allow_private: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
+            fire_ahead: Duration::from_secs(1),
         }
     }
 }
@@ -158,6 +166,8 @@ pub struct ConfigFile {
     pub http_allow_private: Option<Vec<String>>,
     /// `shutdown_grace = "10s"`.
     pub shutdown_grace: Option<NumberOrText>,
+    /// `fire_ahead = "1s"`.
+    pub fire_ahead: Option<NumberOrText>,
 }
 
 /// Settings given on the command line or in the environment (strongest).
@@ -187,6 +197,9 @@ pub struct ConfigArgs {
     /// How long a stopping daemon waits for running runs ("10s").
     #[arg(long, env = "SANDCRON_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
+    /// How far ahead of its instant a fire is recorded and queued ("1s"; at most 60s).
+    #[arg(long, env = "SANDCRON_FIRE_AHEAD")]
+    pub fire_ahead: Option<String>,
 }
 
 /// A setting that could not be read.
@@ -291,6 +304,16 @@ impl ConfigArgs {
             .or(file.shutdown_grace);
         if let Some(value) = grace {
             config.shutdown_grace = value.to_duration().map_err(invalid("shutdown_grace"))?;
+        }
+        if let Some(value) = self.fire_ahead.clone().map(NumberOrText::Text).or(file.fire_ahead) {
+            config.fire_ahead = value.to_duration().map_err(invalid("fire_ahead"))?;
+            if config.fire_ahead > MAX_FIRE_AHEAD {
+                return Err(invalid("fire_ahead")(format!(
+                    "{} is more than the most, {}",
+                    crate::units::format_duration(config.fire_ahead),
+                    crate::units::format_duration(MAX_FIRE_AHEAD)
+                )));
+            }
         }
         if let Some(ranges) = self.http_allow_private.clone().or(file.http_allow_private) {
             config.http_allow_private = ranges.into_iter().filter(|range| !range.trim().is_empty()).collect();

@@ -63,7 +63,7 @@ impl Daemon {
             config.max_concurrent_runs,
             config.jobs.logs,
         );
-        let scheduler = Scheduler::new(store.clone(), executor.clone(), clock);
+        let scheduler = Scheduler::new(store.clone(), executor.clone(), clock, config.fire_ahead);
         Ok(Daemon {
             store,
             sandbox,

@@ -111,10 +111,10 @@ pub async fn upsert(
         Some(id) => state.store().job(&caller.tenant, &id)?,
         None => None,
     };
-    let job = validated(&state, &caller.tenant, &body, existing.as_ref())?;
+    let mut job = validated(&state, &caller.tenant, &body, existing.as_ref())?;
     let status = match existing {
         Some(_) => {
-            state.store().update_job(&job)?;
+            state.scheduler().update_job(&mut job).await?;
             StatusCode::OK
         }
         None => {
@@ -191,10 +191,9 @@ pub async fn patch(
         }
     }
     merge_patch(&mut spec, &body);
-    let job = validated(&state, &caller.tenant, &spec, Some(&existing))?;
-    state.store().update_job(&job)?;
+    let mut job = validated(&state, &caller.tenant, &spec, Some(&existing))?;
+    state.scheduler().update_job(&mut job).await?;
     state.store().flush_async().await?;
-    state.scheduler().job_changed();
     Ok(Json(job_view(&job)))
 }
 
@@ -205,9 +204,8 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let job = find_job(&state, &caller.tenant, &id)?;
-    state.store().delete_job(&caller.tenant, &job.id)?;
+    state.scheduler().delete_job(&caller.tenant, &job.id).await?;
     state.store().flush_async().await?;
-    state.scheduler().job_changed();
     tracing::info!(job_id = %job.id, name = %job.name, "job deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -217,9 +215,8 @@ async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) ->
     if job.enabled != enabled {
         job.enabled = enabled;
         job.updated_at = Utc::now();
-        state.store().update_job(&job)?;
+        state.scheduler().update_job(&mut job).await?;
         state.store().flush_async().await?;
-        state.scheduler().job_changed();
     }
     Ok(Json(job_view(&job)))
 }

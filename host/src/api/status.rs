@@ -41,7 +41,8 @@ pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Re
 
 /// `POST /v1/scheduler/pause`: no schedule fires until resumed.
 pub async fn pause(State(state): State<AppState>, Caller(_caller): Caller) -> Result<Json<Value>, ApiError> {
-    state.scheduler().pause();
+    state.scheduler().pause().await?;
+    state.store().flush_async().await?;
     tracing::info!("scheduler paused");
     Ok(Json(json!({"scheduler": "paused"})))
 }

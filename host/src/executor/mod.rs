@@ -249,6 +249,14 @@ impl Executor {
         self.wake.notify_one();
     }
 
+    /// Takes the scheduled runs that were queued ahead of their instant out
+    /// of the queue, of one job (tenant, id) or of all (a change to the job,
+    /// or pausing the scheduler, withdraws them).
+    pub fn withdraw_ahead(&self, job: Option<(&str, &str)>) -> Vec<Run> {
+        let now = self.clock.now();
+        lock(&self.queue).withdraw_ahead(job, now)
+    }
+
     /// Waiting and running runs of a job.
     pub fn activity(&self, tenant: &str, job_id: &str) -> Activity {
         lock(&self.queue).activity(tenant, job_id)
@@ -284,12 +292,13 @@ impl Executor {
                 match next {
                     Ok(ready) => break ready,
                     Err(next_due) => {
-                        let sleep = next_due.map_or(Duration::from_secs(3600), |due| {
-                            crate::clock::until(self.clock.now(), due)
-                        });
+                        let sleep = match next_due {
+                            Some(due) => self.clock.sleep_until(due),
+                            None => Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+                        };
                         tokio::select! {
                             () = self.wake.notified() => {}
-                            () = tokio::time::sleep(sleep) => {}
+                            () = sleep => {}
                         }
                     }
                 }
@@ -300,7 +309,7 @@ impl Executor {
         }
     }
 
-    async fn execute(self: Arc<Self>, mut run: Run, cancel: Arc<AtomicBool>, _slot: OwnedSemaphorePermit) {
+    async fn execute(self: Arc<Self>, mut run: Run, cancel: Arc<AtomicBool>, slot: OwnedSemaphorePermit) {
         let _running = RunningGuard(&self);
         let started_at = self.clock.now();
         run.status = RunStatus::Running;
@@ -359,6 +368,9 @@ impl Executor {
                 (Vec::new(), Vec::new())
             }
         };
+        // The slot bounds executing instances; recording the outcome does
+        // not need one.
+        drop(slot);
         run.output_size = output.len() as u64;
         run.log_size = log.len() as u64;
         lock(&self.queue).finished(&run);
@@ -426,6 +438,8 @@ impl Executor {
             }
             None => self.after_last_attempt(&run),
         }
+        // The scheduler may hold back a fire of this job until it is idle.
+        self.schedule_changed.notify_one();
         let waiters = lock(&self.waiters).remove(&run.id).unwrap_or_default();
         for waiter in waiters {
             let _ = waiter.send(run.clone());

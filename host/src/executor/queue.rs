@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::Run;
+use crate::model::{Run, Trigger};
 use crate::model::job::Priority;
 
 /// (tenant, job id).
@@ -27,6 +27,7 @@ pub struct Activity {
 }
 
 type ReadyKey = (Reverse<Priority>, i64, u64);
+/// (due instant in µs, arrival).
 type DelayedKey = (i64, u64);
 
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +67,7 @@ impl RunQueue {
             return;
         }
         self.arrivals += 1;
-        let due = run.scheduled_at.timestamp_millis();
+        let due = run.scheduled_at.timestamp_micros();
         let slot = if run.scheduled_at <= now {
             let key = (Reverse(run.priority), due, self.arrivals);
             self.slots.insert(run.id.clone(), Slot::Ready(key));
@@ -85,9 +86,9 @@ impl RunQueue {
 
     /// Moves runs whose time has come from delayed to ready.
     fn promote(&mut self, now: DateTime<Utc>) {
-        let now_ms = now.timestamp_millis();
+        let now_micros = now.timestamp_micros();
         while let Some(entry) = self.delayed.first_entry() {
-            if entry.key().0 > now_ms {
+            if entry.key().0 > now_micros {
                 break;
             }
             let (key, run) = entry.remove_entry();
@@ -114,7 +115,7 @@ impl RunQueue {
             let next = self
                 .delayed
                 .first_key_value()
-                .and_then(|((due, _), _)| DateTime::from_timestamp_millis(*due));
+                .and_then(|((due, _), _)| DateTime::from_timestamp_micros(*due));
             return Err(next);
         };
         self.slots.remove(&run.id);
@@ -144,6 +145,19 @@ impl RunQueue {
         }
         self.forget_idle(&key);
         Some(run)
+    }
+
+    /// Takes out the scheduled runs queued ahead of their instant (not due
+    /// at `now`) of one job, or of every job, so a change can withdraw them.
+    pub fn withdraw_ahead(&mut self, job: Option<(&str, &str)>, now: DateTime<Utc>) -> Vec<Run> {
+        let ids: Vec<String> = self
+            .delayed
+            .values()
+            .filter(|run| job.is_none_or(|(tenant, job_id)| run.tenant == tenant && run.job_id == job_id))
+            .filter(|run| run.trigger == Trigger::Schedule && run.scheduled_at > now)
+            .map(|run| run.id.clone())
+            .collect();
+        ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
     /// Marks a running run finished.
@@ -288,6 +302,31 @@ mod tests {
             Some("retry".to_string())
         );
         assert_eq!(queue.pop(at("2026-11-25T10:01:00Z")).err(), Some(None));
+    }
+
+    #[test]
+    fn a_run_is_not_started_a_fraction_of_a_millisecond_early() {
+        let mut queue = RunQueue::default();
+        let due = "2026-11-25T10:00:00.000800Z";
+        queue.push(run("r", "j", Priority::Normal, due), at("2026-11-25T09:59:59Z"));
+        assert!(queue.pop(at("2026-11-25T10:00:00.000500Z")).is_err());
+        assert_eq!(queue.pop(at(due)).unwrap().0.id, "r");
+    }
+
+    #[test]
+    fn withdrawing_takes_only_the_jobs_scheduled_runs_not_due_yet() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:00Z");
+        queue.push(run("due", "j", Priority::Normal, "2026-11-25T10:00:00Z"), now);
+        queue.push(run("ahead", "j", Priority::Normal, "2026-11-25T10:00:01Z"), now);
+        let mut retry = run("retry", "j", Priority::Normal, "2026-11-25T10:00:01Z");
+        retry.trigger = Trigger::Retry;
+        queue.push(retry, now);
+        queue.push(run("other", "k", Priority::Normal, "2026-11-25T10:00:01Z"), now);
+        let withdrawn: Vec<String> = queue.withdraw_ahead(Some(("t", "j")), now).into_iter().map(|run| run.id).collect();
+        assert_eq!(withdrawn, ["ahead"]);
+        assert_eq!(queue.activity("t", "j"), Activity { waiting: 2, running: 0 });
+        assert_eq!(queue.depth(), 3);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod policy;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::executor::{Executor, NewRun};
+use crate::model::job::Overlap;
 use crate::model::{Job, Run, Trigger, scheduled_run_id};
 use crate::schedule::Schedule;
 use crate::store::{DueJob, Fire, Store, StoreError};
@@ -33,11 +35,38 @@ pub struct Scheduler {
     wake: Arc<Notify>,
     paused: AtomicBool,
     stopping: AtomicBool,
+    /// How far ahead of its instant a fire is recorded.
+    fire_ahead: Duration,
+    /// Held by a pass and by a job change, so a change sees every fire
+    /// recorded ahead in the queue (none is between the store and it).
+    firing: tokio::sync::Mutex<()>,
+}
+
+/// Moves a job's next fire back to the earliest of its withdrawn fires.
+fn take_back(job: &mut Job, withdrawn: &[Run]) {
+    if let Some(earliest) = withdrawn.iter().map(|run| run.scheduled_at).min() {
+        job.next_fire_at = Some(job.next_fire_at.map_or(earliest, |next| next.min(earliest)));
+    }
+}
+
+/// What a due entry comes to.
+enum Planned {
+    /// Record this fire.
+    Fire(Fire),
+    /// A fire ahead of its instant, left for a pass at its instant.
+    AtItsInstant,
+    /// The entry was stale and is gone from the index.
+    Stale,
 }
 
 impl Scheduler {
     /// A scheduler over `store` feeding `executor`.
-    pub fn new(store: Arc<dyn Store>, executor: Arc<Executor>, clock: Arc<dyn Clock>) -> Arc<Scheduler> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        executor: Arc<Executor>,
+        clock: Arc<dyn Clock>,
+        fire_ahead: Duration,
+    ) -> Arc<Scheduler> {
         let wake = executor.schedule_changed();
         Arc::new(Scheduler {
             store,
@@ -46,6 +75,8 @@ impl Scheduler {
             wake,
             paused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            fire_ahead,
+            firing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -54,10 +85,37 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// Stops firing schedules (runs already queued go on).
-    pub fn pause(&self) {
+    /// Stops firing schedules. Fires recorded ahead of their instant are
+    /// withdrawn (their jobs' next fires go back to them); runs already due
+    /// go on.
+    pub async fn pause(&self) -> Result<(), StoreError> {
         self.paused.store(true, Ordering::SeqCst);
         self.wake.notify_one();
+        let _firing = self.firing.lock().await;
+        let mut by_job: BTreeMap<(String, String), Vec<Run>> = BTreeMap::new();
+        for run in self.executor.withdraw_ahead(None) {
+            by_job.entry((run.tenant.clone(), run.job_id.clone())).or_default().push(run);
+        }
+        let mut failed = None;
+        for ((tenant, job_id), withdrawn) in by_job {
+            let written = match self.store.job(&tenant, &job_id) {
+                Ok(Some(mut job)) => {
+                    take_back(&mut job, &withdrawn);
+                    self.store.update_job_withdrawing(&job, &withdrawn)
+                }
+                // The job went meanwhile (its delete withdrew what it saw).
+                Ok(None) => {
+                    self.executor.submit(withdrawn);
+                    continue;
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = written {
+                self.executor.submit(withdrawn);
+                failed = Some(error);
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Fires again; fires missed meanwhile follow each job's misfire policy.
@@ -109,41 +167,93 @@ impl Scheduler {
         tracing::info!("scheduler stopped");
     }
 
-    /// Fires every due job (up to a pass's worth) in one atomic write, makes
-    /// the new runs durable with one flush and queues them. Returns the next
-    /// due instant.
+    /// Fires every job due by now plus `fire_ahead` (up to a pass's worth)
+    /// in one atomic write, makes the new runs durable with one flush and
+    /// queues them: a run of a fire recorded ahead waits in the queue for
+    /// its instant, so the write is not part of its lateness. Returns when
+    /// to look again.
     pub async fn pass(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let _firing = self.firing.lock().await;
         let now = self.clock.now();
-        let due = self.store.due_jobs(now, PASS_SIZE)?;
-        if due.is_empty() {
-            return self.store.next_due();
-        }
+        let horizon = crate::units::add_saturating(now, self.fire_ahead);
+        let due = self.store.due_jobs(horizon, PASS_SIZE)?;
         let mut fires = Vec::with_capacity(due.len());
         let mut entries = Vec::with_capacity(due.len());
+        // The earliest fire held back until its instant.
+        let mut held: Option<DateTime<Utc>> = None;
         for entry in &due {
             match self.plan(entry, now) {
-                Ok(Some(fire)) => {
+                Ok(Planned::Fire(fire)) => {
                     fires.push(fire);
                     entries.push(entry);
                 }
-                Ok(None) => {}
+                Ok(Planned::AtItsInstant) => held = Some(held.map_or(entry.at, |held| held.min(entry.at))),
+                Ok(Planned::Stale) => {}
                 Err(error) => self.drop_entry(entry, &error)?,
             }
         }
-        let outcomes = self.store.record_fires(&fires)?;
-        let mut runs = Vec::new();
-        for (outcome, entry) in outcomes.into_iter().zip(entries) {
-            match outcome {
-                // Runs recorded by an earlier life of this fire are left out.
-                Ok(inserted) => runs.extend(inserted),
-                // The job changed under us; the next pass sees the new one.
-                Err(StoreError::Conflict(reason)) => tracing::debug!(%reason, "fire planned again"),
-                Err(error) => self.drop_entry(entry, &error)?,
+        if !fires.is_empty() {
+            let outcomes = self.store.record_fires(&fires)?;
+            let mut runs = Vec::new();
+            for (outcome, entry) in outcomes.into_iter().zip(entries) {
+                match outcome {
+                    // Runs recorded by an earlier life of this fire are left out.
+                    Ok(inserted) => runs.extend(inserted),
+                    // The job changed under us; the next pass sees the new one.
+                    Err(StoreError::Conflict(reason)) => tracing::debug!(%reason, "fire planned again"),
+                    Err(error) => self.drop_entry(entry, &error)?,
+                }
             }
+            self.store.flush_async().await?;
+            self.executor.submit(runs);
+            // Next fires just written may fall inside the window: look again.
+            return Ok(Some(now));
         }
-        self.store.flush_async().await?;
-        self.executor.submit(runs);
-        self.store.next_due()
+        if due.len() >= PASS_SIZE {
+            return Ok(Some(now));
+        }
+        let ahead = chrono::Duration::from_std(self.fire_ahead).unwrap_or_default();
+        let beyond = self.store.next_due_after(horizon)?.map(|at| at - ahead);
+        Ok(match (held, beyond) {
+            (Some(held), Some(beyond)) => Some(held.min(beyond)),
+            (held, beyond) => held.or(beyond),
+        })
+    }
+
+    /// Changes a job, withdrawing (in the same write) the runs of its fires
+    /// recorded ahead of their instant: they were planned from the job as
+    /// it was. When the job keeps its schedule, its next fire goes back to
+    /// the earliest withdrawn one, so pausing and resuming loses nothing.
+    pub async fn update_job(&self, job: &mut Job) -> Result<(), StoreError> {
+        let _firing = self.firing.lock().await;
+        let withdrawn = self.executor.withdraw_ahead(Some((&job.tenant, &job.id)));
+        let stored = self.store.job(&job.tenant, &job.id)?;
+        if stored.is_some_and(|stored| stored.schedule == job.schedule) {
+            take_back(job, &withdrawn);
+        }
+        let written = self.store.update_job_withdrawing(job, &withdrawn);
+        self.settle(written, withdrawn)
+    }
+
+    /// Deletes a job with the runs of its fires recorded ahead of their
+    /// instant. False if it did not exist.
+    pub async fn delete_job(&self, tenant: &str, job_id: &str) -> Result<bool, StoreError> {
+        let _firing = self.firing.lock().await;
+        let withdrawn = self.executor.withdraw_ahead(Some((tenant, job_id)));
+        let written = self.store.delete_job_withdrawing(tenant, job_id, &withdrawn);
+        self.settle(written, withdrawn)
+    }
+
+    /// After a job change: on failure the withdrawn runs go back in the
+    /// queue (they are still in the store); either way, look again.
+    fn settle<T>(&self, written: Result<T, StoreError>, withdrawn: Vec<Run>) -> Result<T, StoreError> {
+        if written.is_err() {
+            self.executor.submit(withdrawn);
+        } else if !withdrawn.is_empty() {
+            tracing::debug!(count = withdrawn.len(), "fires recorded ahead withdrawn by a job change");
+        }
+        self.job_changed();
+        written
     }
 
     /// A due entry that cannot be fired (its job is unreadable) leaves the
@@ -153,22 +263,29 @@ impl Scheduler {
         self.store.remove_due(entry)
     }
 
-    /// One due job: plans its fires and applies the overlap policy. Returns
-    /// the fire to record (the job moved on, with its runs), or None when
-    /// the entry was stale and has been dropped.
-    fn plan(&self, entry: &DueJob, now: DateTime<Utc>) -> Result<Option<Fire>, StoreError> {
+    /// One due job: plans its fires and applies the overlap policy. A fire
+    /// ahead of its instant is planned as on time; it is held back until its
+    /// instant instead when the job is busy and its overlap policy would
+    /// have to decide (the busy run may be over by then).
+    fn plan(&self, entry: &DueJob, now: DateTime<Utc>) -> Result<Planned, StoreError> {
         let job = self.store.job(&entry.tenant, &entry.job_id)?;
         // The index keeps milliseconds; the job keeps the exact instant.
         let current = |job: &Job| job.next_fire_at.map(|at| at.timestamp_millis()) == Some(entry.at.timestamp_millis());
         let Some(mut job) = job.filter(|job| job.enabled && current(job)) else {
             // A stale entry: the job went, was paused or moved on.
             self.store.remove_due(entry)?;
-            return Ok(None);
+            return Ok(Planned::Stale);
         };
         let Some(schedule) = job.schedule.clone() else {
             self.store.remove_due(entry)?;
-            return Ok(None);
+            return Ok(Planned::Stale);
         };
+        let activity = self.executor.activity(&job.tenant, &job.id);
+        let ahead = entry.at > now;
+        if ahead && job.policy.overlap != Overlap::Allow && (activity.running > 0 || activity.waiting > 0) {
+            return Ok(Planned::AtItsInstant);
+        }
+        let now = now.max(entry.at);
         let plan = plan_fires(
             &schedule,
             job.created_at,
@@ -180,7 +297,6 @@ impl Scheduler {
         // The fires of one plan (a catch-up of missed fires and the fire on
         // time) are one unit for the overlap policy; unless overlap is
         // `allow` they then run one after another (see `Run::exclusive`).
-        let activity = self.executor.activity(&job.tenant, &job.id);
         let mut skipped = plan.skipped;
         let runs: Vec<Run> = match policy::overlap(job.policy.overlap, activity.running, activity.waiting) {
             _ if plan.fires.is_empty() => Vec::new(),
@@ -204,7 +320,7 @@ impl Scheduler {
         if skipped > 0 {
             tracing::info!(job_id = %job.id, skipped, total = job.skipped_fires, "fires skipped");
         }
-        Ok(Some(Fire { job, runs }))
+        Ok(Planned::Fire(Fire { job, runs }))
     }
 
     fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>) -> Run {
@@ -235,6 +351,7 @@ impl Scheduler {
     /// Queues one run of `job` now, as its schedule would (the `run_at_start`
     /// pattern). Returns how many runs were queued (0 or 1).
     pub async fn fire_now(&self, job: &Job) -> Result<usize, StoreError> {
+        let _firing = self.firing.lock().await;
         let run = self.scheduled_run(job, self.clock.now());
         let inserted = match self.store.record_fire(job, &[run]) {
             Ok(inserted) => inserted,

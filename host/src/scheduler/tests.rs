@@ -20,6 +20,7 @@ struct Harness {
     clock: Arc<ManualClock>,
     store: Arc<dyn Store>,
     scheduler: Arc<Scheduler>,
+    executor: Arc<crate::executor::Executor>,
 }
 
 fn utc(text: &str) -> DateTime<Utc> {
@@ -28,11 +29,17 @@ fn utc(text: &str) -> DateTime<Utc> {
 
 const START: &str = "2026-11-25T10:00:00Z";
 
+/// Fires recorded at their instant (the tests of firing ahead say so).
 fn harness() -> Harness {
+    harness_firing_ahead(std::time::Duration::ZERO)
+}
+
+fn harness_firing_ahead(fire_ahead: std::time::Duration) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: dir.path().to_path_buf(),
         max_concurrent_runs: 2,
+        fire_ahead,
         ..Config::default()
     };
     let clock = Arc::new(ManualClock::at(utc(START)));
@@ -42,6 +49,7 @@ fn harness() -> Harness {
         clock,
         store: daemon.store,
         scheduler: daemon.scheduler,
+        executor: daemon.executor,
     }
 }
 
@@ -274,4 +282,92 @@ async fn the_run_at_start_index_follows_create_update_and_delete() {
     assert_eq!(ids(&h.store), [cold.id.clone()]);
     h.store.delete_job("t", &cold.id).unwrap();
     assert!(ids(&h.store).is_empty());
+}
+
+#[tokio::test]
+async fn a_fire_is_recorded_ahead_and_waits_in_the_queue_for_its_instant() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(1));
+    let job = h.job(json!({"schedule": {"every": "10s"}}));
+    h.clock.set(utc("2026-11-25T10:00:08.9Z"));
+    assert_eq!(
+        h.scheduler.pass().await.unwrap(),
+        Some(utc("2026-11-25T10:00:09Z")),
+        "it wakes a second ahead of the fire"
+    );
+    assert!(h.runs().is_empty());
+    let runs = h.at("2026-11-25T10:00:09.2Z").await;
+    assert_eq!(fires(&runs), [utc("2026-11-25T10:00:10Z")]);
+    assert_eq!(runs[0].status, RunStatus::Queued);
+    assert_eq!(h.reload(&job).next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
+    let queued = h.executor.queue_depth().0;
+    assert_eq!(queued, 1, "the run waits in the queue for its instant");
+}
+
+#[tokio::test]
+async fn pausing_withdraws_a_fire_recorded_ahead_and_resuming_catches_it_up() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(1));
+    let job = h.job(json!({"schedule": {"every": "10s"}, "policy": {"misfire": "run_once"}}));
+    assert_eq!(h.at("2026-11-25T10:00:09.5Z").await.len(), 1);
+    let mut paused = h.reload(&job);
+    paused.enabled = false;
+    h.scheduler.update_job(&mut paused).await.unwrap();
+    assert!(h.runs().is_empty(), "the fire recorded ahead is withdrawn");
+    assert_eq!(h.executor.queue_depth().0, 0);
+    let paused = h.reload(&paused);
+    assert_eq!(paused.next_fire_at, Some(utc("2026-11-25T10:00:10Z")), "nothing is lost");
+    assert!(h.at("2026-11-25T10:00:12Z").await.is_empty());
+    h.clock.set(utc("2026-11-25T10:00:15Z"));
+    let mut resumed = paused.clone();
+    resumed.enabled = true;
+    h.scheduler.update_job(&mut resumed).await.unwrap();
+    let runs = h.at("2026-11-25T10:00:15Z").await;
+    assert_eq!(fires(&runs), [utc("2026-11-25T10:00:10Z")], "the missed fire, once");
+}
+
+#[tokio::test]
+async fn editing_or_deleting_a_job_withdraws_its_fire_recorded_ahead() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(1));
+    let job = h.job(json!({"schedule": {"every": "10s"}, "input": {"v": 1}}));
+    assert_eq!(h.at("2026-11-25T10:00:09.5Z").await.len(), 1);
+    // An edit: the fire is planned again from the new job, with its input.
+    let mut edited = h.reload(&job);
+    edited.input = json!({"v": 2});
+    edited.updated_at = h.clock.now();
+    h.scheduler.update_job(&mut edited).await.unwrap();
+    assert!(h.runs().is_empty());
+    let runs = h.at("2026-11-25T10:00:09.6Z").await;
+    assert_eq!(fires(&runs), [utc("2026-11-25T10:00:10Z")]);
+    assert_eq!(runs[0].input, br#"{"v":2}"#);
+    assert!(h.scheduler.delete_job("t", &job.id).await.unwrap());
+    assert!(h.runs().is_empty(), "deleting the job withdraws it too");
+    assert_eq!(h.executor.queue_depth().0, 0);
+}
+
+#[tokio::test]
+async fn a_busy_jobs_fire_is_held_back_until_its_instant() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(1));
+    let job = h.job(json!({"schedule": {"every": "10s"}}));
+    assert_eq!(h.at("2026-11-25T10:00:09.5Z").await.len(), 1);
+    // The executor is not started: that run still waits when the next fire
+    // comes within the window, so overlap must decide at the instant.
+    h.clock.set(utc("2026-11-25T10:00:19.5Z"));
+    assert_eq!(h.scheduler.pass().await.unwrap(), Some(utc("2026-11-25T10:00:20Z")));
+    assert_eq!(h.runs().len(), 1);
+    assert_eq!(h.reload(&job).skipped_fires, 0);
+    assert_eq!(h.at("2026-11-25T10:00:20Z").await.len(), 1);
+    assert_eq!(h.reload(&job).skipped_fires, 1, "overlap skip, decided at the instant");
+}
+
+#[tokio::test]
+async fn pausing_the_scheduler_withdraws_every_fire_recorded_ahead() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(1));
+    let first = h.job(json!({"name": "first", "schedule": {"every": "10s"}}));
+    let second = h.job(json!({"name": "second", "schedule": {"cron": "*/10 * * * * *"}}));
+    assert_eq!(h.at("2026-11-25T10:00:09.5Z").await.len(), 2);
+    h.scheduler.pause().await.unwrap();
+    assert!(h.runs().is_empty());
+    assert_eq!(h.executor.queue_depth().0, 0);
+    for job in [&first, &second] {
+        assert_eq!(h.reload(job).next_fire_at, Some(utc("2026-11-25T10:00:10Z")));
+    }
 }

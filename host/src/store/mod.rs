@@ -128,7 +128,13 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a job; fails with [`StoreError::NameTaken`] if the name is used.
     fn insert_job(&self, job: &Job) -> StoreResult<()>;
     /// Replaces a job (same id), moving its name if it changed.
-    fn update_job(&self, job: &Job) -> StoreResult<()>;
+    fn update_job(&self, job: &Job) -> StoreResult<()> {
+        self.update_job_withdrawing(job, &[])
+    }
+    /// [`Store::update_job`], deleting in the same atomic write the queued
+    /// runs of fires recorded ahead of their instant that the change
+    /// withdraws.
+    fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()>;
     /// A job by id.
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
     /// A job's id by its name.
@@ -136,7 +142,12 @@ pub trait Store: Send + Sync + 'static {
     /// The tenant's jobs, oldest first.
     fn list_jobs(&self, tenant: &str) -> StoreResult<Vec<Job>>;
     /// Deletes a job and its kv state (its runs stay); false if absent.
-    fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        self.delete_job_withdrawing(tenant, id, &[])
+    }
+    /// [`Store::delete_job`], deleting in the same atomic write the queued
+    /// runs of fires recorded ahead of their instant.
+    fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool>;
 
     /// Fires, atomically together: for each, writes the job (its new next
     /// fire and counters, moving its due-index entry) and the queued runs
@@ -158,8 +169,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Due-index entries at or before `until`, earliest first.
     fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>>;
-    /// The earliest next fire of any enabled job.
-    fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// The earliest next fire of any enabled job after `after` (to the
+    /// millisecond the index keeps).
+    fn next_due_after(&self, after: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>>;
     /// Drops a due-index entry whose job went or cannot be fired.
     fn remove_due(&self, due: &DueJob) -> StoreResult<()>;
     /// Every job with `run_at_start`, of every tenant (read at start-up

@@ -301,6 +301,20 @@ impl EncodedFire {
     }
 }
 
+/// Every key of queued runs (record and indexes), to delete them.
+fn run_keys(runs: &[Run]) -> Vec<Vec<u8>> {
+    runs.iter()
+        .flat_map(|run| {
+            let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
+            [
+                run_key(run_space::RECORD, &[tenant, id]),
+                run_key(run_space::BY_JOB, &[tenant, run.job_id.as_bytes(), id]),
+                run_key(run_space::ACTIVE, &[tenant, id]),
+            ]
+        })
+        .collect()
+}
+
 /// Which write of a run's life [`SledStore::write_run`] makes.
 enum RunStep<'a> {
     Queued,
@@ -433,14 +447,18 @@ impl Store for SledStore {
             .map_err(transaction_error)
     }
 
-    fn update_job(&self, job: &Job) -> StoreResult<()> {
+    fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()> {
+        let withdrawn_keys = run_keys(withdrawn);
         let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
         let record = encode(job);
         let due_entry = due_key(job);
         let _gate = self.writing();
-        (&self.jobs, &self.job_names, &self.due, &self.starters)
-            .transaction(|(jobs, job_names, due, starters)| {
+        (&self.jobs, &self.job_names, &self.due, &self.starters, &self.runs)
+            .transaction(|(jobs, job_names, due, starters, run_tree)| {
+                for withdrawn_key in &withdrawn_keys {
+                    run_tree.remove(withdrawn_key.as_slice())?;
+                }
                 if let Some(owner) = job_names.get(name_key.as_slice())?
                     && owner.as_ref() != job.id.as_bytes()
                 {
@@ -487,7 +505,8 @@ impl Store for SledStore {
         Self::scan(&self.jobs, &prefix(&[tenant.as_bytes()]))
     }
 
-    fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+    fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool> {
+        let withdrawn_keys = run_keys(withdrawn);
         let Some(job) = self.job(tenant, id)? else {
             return Ok(false);
         };
@@ -500,8 +519,11 @@ impl Store for SledStore {
             .collect::<Result<_, _>>()?;
         let due_entry = due_key(&job);
         let _gate = self.writing();
-        (&self.jobs, &self.job_names, &self.kv, &self.due, &self.starters)
-            .transaction(|(jobs, job_names, kv, due, starters)| {
+        (&self.jobs, &self.job_names, &self.kv, &self.due, &self.starters, &self.runs)
+            .transaction(|(jobs, job_names, kv, due, starters, run_tree)| {
+                for withdrawn_key in &withdrawn_keys {
+                    run_tree.remove(withdrawn_key.as_slice())?;
+                }
                 jobs.remove(job_key.as_slice())?;
                 starters.remove(job_key.as_slice())?;
                 job_names.remove(name_key.as_slice())?;
@@ -587,12 +609,13 @@ impl Store for SledStore {
         Ok(due)
     }
 
-    fn next_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(self
-            .due
-            .first()?
-            .and_then(|(entry, _)| parse_due_key(&entry))
-            .map(|job| job.at))
+    fn next_due_after(&self, after: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
+        let after_millis = u64::try_from(after.timestamp_millis()).unwrap_or(0);
+        let start = after_millis.saturating_add(1).to_be_bytes();
+        match self.due.range(start..).next() {
+            Some(entry) => Ok(parse_due_key(&entry?.0).map(|job| job.at)),
+            None => Ok(None),
+        }
     }
 
     fn remove_due(&self, due: &DueJob) -> StoreResult<()> {
