@@ -91,6 +91,42 @@ async fn an_at_job_fires_once_and_is_done() {
 }
 
 #[tokio::test]
+async fn a_fire_recorded_ahead_is_withdrawn_by_a_pause_and_caught_up_on_resume() {
+    let daemon = TestDaemon::start_with(&["--fire-ahead", "3s"], &[]);
+    let at_text =
+        (Utc::now() + chrono::Duration::milliseconds(2500)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let at = instant(&json!(at_text));
+    daemon
+        .job_with("once", "noop", json!({"schedule": {"at": at_text}}))
+        .await;
+    // Within the window: the run is queued for its instant, the job still
+    // shows that fire as next.
+    let queued = wait_for_runs(&daemon, "once", Duration::from_secs(2), |runs| runs.len() == 1).await;
+    assert_eq!(queued[0]["status"], "queued");
+    assert_eq!(instant(&queued[0]["scheduled_at"]), at);
+    let job = daemon.call(Method::GET, "/v1/jobs/once", None).await.body;
+    assert_eq!(job["state"], "active", "{job}");
+    assert_eq!(instant(&job["next_fire_at"]), at);
+    let paused = daemon.call(Method::POST, "/v1/jobs/once/pause", None).await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
+    assert!(runs_of(&daemon, "once").await.is_empty(), "the pause withdrew it");
+    assert_eq!(instant(&paused.body["next_fire_at"]), at, "and kept the fire");
+    // Past the instant nothing ran; resuming catches the fire up once.
+    tokio::time::sleep(until(at) + Duration::from_millis(300)).await;
+    assert!(runs_of(&daemon, "once").await.is_empty());
+    daemon.call(Method::POST, "/v1/jobs/once/resume", None).await;
+    let runs = wait_for_runs(&daemon, "once", Duration::from_secs(10), |runs| finished(runs) == 1).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(instant(&runs[0]["scheduled_at"]), at);
+    let job = daemon.call(Method::GET, "/v1/jobs/once", None).await.body;
+    assert_eq!(job["state"], "done");
+}
+
+fn until(at: DateTime<Utc>) -> Duration {
+    (at - Utc::now()).to_std().unwrap_or_default()
+}
+
+#[tokio::test]
 async fn sigkill_while_jobs_fire_loses_no_fire_and_doubles_none() {
     let mut daemon = TestDaemon::start();
     daemon

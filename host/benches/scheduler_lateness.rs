@@ -30,11 +30,20 @@ use sandcron::model::validate::{parse_spec, validate};
 use sandcron::store::RunFilter;
 use serde_json::{Value, json};
 
+/// The default config on `dir`; `FIRE_AHEAD=500ms` and `MAX_CONCURRENT_RUNS=32`
+/// in the environment try other settings.
 fn config(dir: &Path) -> Config {
-    Config {
+    let mut config = Config {
         data_dir: dir.to_path_buf(),
         ..Config::default()
+    };
+    if let Ok(text) = std::env::var("FIRE_AHEAD") {
+        config.fire_ahead = sandcron::units::parse_duration(&text).expect("FIRE_AHEAD");
     }
+    if let Ok(text) = std::env::var("MAX_CONCURRENT_RUNS") {
+        config.max_concurrent_runs = text.parse().expect("MAX_CONCURRENT_RUNS");
+    }
+    config
 }
 
 async fn open(dir: &Path) -> Daemon {
@@ -105,7 +114,12 @@ fn lateness_report(daemon: &Daemon, since: chrono::DateTime<Utc>) -> String {
         "fires {}; lateness µs {}; due->queued µs {}; queued->started µs {}",
         started.len(),
         spread(started.iter().map(|(run, at)| micros(*at - run.scheduled_at)).collect()),
-        spread(started.iter().map(|(run, _)| micros(run.queued_at - run.scheduled_at)).collect()),
+        spread(
+            started
+                .iter()
+                .map(|(run, _)| micros(run.queued_at - run.scheduled_at))
+                .collect()
+        ),
         spread(started.iter().map(|(run, at)| micros(*at - run.queued_at)).collect()),
     )
 }
@@ -240,7 +254,7 @@ async fn main() {
             );
             // A fire that comes due while the daemon is down: the first pass
             // after the restart runs it (misfire run_once).
-            daemon.scheduler.pause();
+            daemon.scheduler.pause().await.expect("pause");
             let at = (Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
             add_jobs(
                 &daemon,

@@ -95,7 +95,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             max_plugin_bytes: 32 << 20,
             max_request_bytes: 2 << 20,
-            max_concurrent_runs: 16,
+            max_concurrent_runs: 32,
             jobs: JobDefaults {
                 fuel: DEFAULT_FUEL,
                 timeout: Duration::from_secs(30),
@@ -377,5 +377,25 @@ mod tests {
             args.resolve(),
             Err(ConfigError::Invalid { key: "listen", .. })
         ));
+    }
+
+    #[test]
+    fn fire_ahead_reads_a_duration_and_has_a_ceiling() {
+        let with = |text: &str| {
+            ConfigArgs {
+                fire_ahead: Some(text.to_string()),
+                ..ConfigArgs::default()
+            }
+            .resolve()
+        };
+        assert_eq!(with("250ms").unwrap().fire_ahead, Duration::from_millis(250));
+        assert_eq!(with("0").unwrap().fire_ahead, Duration::ZERO);
+        match with("2m") {
+            Err(ConfigError::Invalid {
+                key: "fire_ahead",
+                message,
+            }) => assert!(message.contains("1m"), "{message}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }

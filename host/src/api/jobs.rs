@@ -1,13 +1,14 @@
 //! `/v1/jobs`: create, upsert, list, show, patch, delete, pause, resume,
 //! run now. Every state change is flushed before the answer.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -22,6 +23,22 @@ use crate::plugin::PluginError;
 const MAX_WAIT: Duration = Duration::from_secs(300);
 
 fn job_view(job: &Job) -> Value {
+    job_view_with(job, &HashMap::new())
+}
+
+/// A job as the API shows it. `ahead` holds fires recorded ahead of their
+/// instant (see [`crate::executor::Executor::fires_ahead`]): the job's next
+/// fire is the earliest of those, not the one after.
+pub(super) fn job_view_with(job: &Job, ahead: &HashMap<String, DateTime<Utc>>) -> Value {
+    let mut shown;
+    let job = match ahead.get(&job.id) {
+        Some(at) if job.next_fire_at.is_none_or(|next| *at < next) => {
+            shown = job.clone();
+            shown.next_fire_at = Some(*at);
+            &shown
+        }
+        _ => job,
+    };
     let mut view = serde_json::to_value(job).expect("a job always serializes");
     let object = view.as_object_mut().expect("a job serializes to an object");
     object.remove("tenant");
@@ -149,12 +166,13 @@ pub async fn list(
             .ok_or_else(|| ApiError::bad_request("invalid_query", format!("label: {value:?} is not key=value")))?;
         wanted.push((label.to_string(), label_value.to_string()));
     }
+    let ahead = state.executor().fires_ahead(&caller.tenant);
     let jobs: Vec<Value> = state
         .store()
         .list_jobs(&caller.tenant)?
         .iter()
         .filter(|job| wanted.iter().all(|(key, value)| job.labels.get(key) == Some(value)))
-        .map(job_view)
+        .map(|job| job_view_with(job, &ahead))
         .collect();
     Ok(Json(json!({"jobs": jobs})))
 }
@@ -165,7 +183,8 @@ pub async fn get(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(job_view(&find_job(&state, &caller.tenant, &id)?)))
+    let ahead = state.executor().fires_ahead(&caller.tenant);
+    Ok(Json(job_view_with(&find_job(&state, &caller.tenant, &id)?, &ahead)))
 }
 
 /// `PATCH /v1/jobs/{id}` with a JSON merge patch (RFC 7386) of the spec.

@@ -14,10 +14,17 @@ const NEXT_FIRES: usize = 10;
 pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     let (depth, by_priority) = state.executor().queue_depth();
     let jobs = state.store().list_jobs(&caller.tenant)?;
+    let ahead = state.executor().fires_ahead(&caller.tenant);
     let mut upcoming: Vec<(chrono::DateTime<chrono::Utc>, &str)> = jobs
         .iter()
         .filter(|job| job.enabled)
-        .filter_map(|job| job.next_fire_at.map(|at| (at, job.name.as_str())))
+        .filter_map(|job| {
+            let next = match (ahead.get(&job.id), job.next_fire_at) {
+                (Some(ahead), Some(next)) => Some((*ahead).min(next)),
+                (ahead, next) => ahead.copied().or(next),
+            };
+            next.map(|at| (at, job.name.as_str()))
+        })
         .collect();
     upcoming.sort();
     let next_fires: Vec<Value> = upcoming

@@ -257,6 +257,13 @@ impl Executor {
         lock(&self.queue).withdraw_ahead(job, now)
     }
 
+    /// The earliest fire recorded ahead of its instant of each of a
+    /// tenant's jobs (a job's own `next_fire_at` has moved past it).
+    pub fn fires_ahead(&self, tenant: &str) -> HashMap<String, DateTime<Utc>> {
+        let now = self.clock.now();
+        lock(&self.queue).fires_ahead(tenant, now)
+    }
+
     /// Waiting and running runs of a job.
     pub fn activity(&self, tenant: &str, job_id: &str) -> Activity {
         lock(&self.queue).activity(tenant, job_id)
@@ -315,7 +322,8 @@ impl Executor {
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
         run.lateness_ms = Some((started_at - run.scheduled_at).num_milliseconds());
-        let marked = match self.store.update_run(&run) {
+        let record = run.clone();
+        let marked = match self.write(move |store| store.update_run(&record)).await {
             Ok(()) => self.store.flush_async().await,
             Err(error) => Err(error),
         };
@@ -374,7 +382,7 @@ impl Executor {
         run.output_size = output.len() as u64;
         run.log_size = log.len() as u64;
         lock(&self.queue).finished(&run);
-        self.finish(run, &output, &log).await;
+        self.finish(run, output, log).await;
     }
 
     fn request(&self, run: &Run, cancel: Arc<AtomicBool>) -> RunRequest {
@@ -408,14 +416,30 @@ impl Executor {
         }
     }
 
+    /// Runs a store write on a blocking thread: a write can wait behind a
+    /// flush for milliseconds, and the runtime's threads must stay free to
+    /// start other runs on time.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || write(store.as_ref()))
+            .await
+            .map_err(|error| StoreError::Backend(format!("the write task failed: {error}")))?
+    }
+
     /// Records a finished run durably, queues its retry if it has attempts
     /// left, moves an `after` job's next fire, and wakes waiters.
-    async fn finish(&self, run: Run, output: &[u8], log: &[u8]) {
+    async fn finish(&self, run: Run, output: Vec<u8>, log: Vec<u8>) {
         let retry = self.retry_of_failed(&run);
-        let write = match &retry {
-            Some(retry) => self.store.finish_run_and_queue(&run, output, log, retry),
-            None => self.store.finish_run(&run, output, log),
-        };
+        let (record, next) = (run.clone(), retry.clone());
+        let write = self
+            .write(move |store| match &next {
+                Some(next) => store.finish_run_and_queue(&record, &output, &log, next),
+                None => store.finish_run(&record, &output, &log),
+            })
+            .await;
         let write = match write {
             Ok(()) => self.store.flush_async().await,
             Err(error) => Err(error),
@@ -515,7 +539,7 @@ impl Executor {
         // Waiting (or queued in the store but not in memory): it ends here.
         let mut run = waiting.unwrap_or(run);
         run.finish(RunStatus::Cancelled, None, self.clock.now());
-        self.finish(run.clone(), &[], &[]).await;
+        self.finish(run.clone(), Vec::new(), Vec::new()).await;
         Ok(Some(run))
     }
 
@@ -570,7 +594,7 @@ impl Executor {
                     };
                     run.finish(RunStatus::Failed, Some(error), self.clock.now());
                     tracing::warn!(run_id = %run.id, "run interrupted by a restart");
-                    self.finish(run, &[], &[]).await;
+                    self.finish(run, Vec::new(), Vec::new()).await;
                 }
                 _ => queued.push(run),
             }
@@ -626,7 +650,7 @@ impl Executor {
                 ),
             };
             run.finish(RunStatus::Failed, Some(error), self.clock.now());
-            self.finish(run, &[], &[]).await;
+            self.finish(run, Vec::new(), Vec::new()).await;
         }
     }
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Run, Trigger};
 use crate::model::job::Priority;
+use crate::model::{Run, Trigger};
 
 /// (tenant, job id).
 pub type JobKey = (String, String);
@@ -158,6 +158,21 @@ impl RunQueue {
             .map(|run| run.id.clone())
             .collect();
         ids.iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    /// The earliest scheduled run of each of a tenant's jobs that waits
+    /// ahead of its instant (not due at `now`).
+    pub fn fires_ahead(&self, tenant: &str, now: DateTime<Utc>) -> HashMap<String, DateTime<Utc>> {
+        let mut earliest: HashMap<String, DateTime<Utc>> = HashMap::new();
+        for run in self.delayed.values() {
+            if run.tenant == tenant && run.trigger == Trigger::Schedule && run.scheduled_at > now {
+                earliest
+                    .entry(run.job_id.clone())
+                    .and_modify(|at| *at = (*at).min(run.scheduled_at))
+                    .or_insert(run.scheduled_at);
+            }
+        }
+        earliest
     }
 
     /// Marks a running run finished.
@@ -323,8 +338,18 @@ mod tests {
         retry.trigger = Trigger::Retry;
         queue.push(retry, now);
         queue.push(run("other", "k", Priority::Normal, "2026-11-25T10:00:01Z"), now);
-        let withdrawn: Vec<String> = queue.withdraw_ahead(Some(("t", "j")), now).into_iter().map(|run| run.id).collect();
+        assert_eq!(
+            queue.fires_ahead("t", now).get("j"),
+            Some(&at("2026-11-25T10:00:01Z")),
+            "only a scheduled run not due yet is a fire ahead"
+        );
+        let withdrawn: Vec<String> = queue
+            .withdraw_ahead(Some(("t", "j")), now)
+            .into_iter()
+            .map(|run| run.id)
+            .collect();
         assert_eq!(withdrawn, ["ahead"]);
+        assert_eq!(queue.fires_ahead("t", now).get("j"), None);
         assert_eq!(queue.activity("t", "j"), Activity { waiting: 2, running: 0 });
         assert_eq!(queue.depth(), 3);
     }

@@ -52,7 +52,7 @@ fn take_back(job: &mut Job, withdrawn: &[Run]) {
 /// What a due entry comes to.
 enum Planned {
     /// Record this fire.
-    Fire(Fire),
+    Fire(Box<Fire>),
     /// A fire ahead of its instant, left for a pass at its instant.
     AtItsInstant,
     /// The entry was stale and is gone from the index.
@@ -94,7 +94,10 @@ impl Scheduler {
         let _firing = self.firing.lock().await;
         let mut by_job: BTreeMap<(String, String), Vec<Run>> = BTreeMap::new();
         for run in self.executor.withdraw_ahead(None) {
-            by_job.entry((run.tenant.clone(), run.job_id.clone())).or_default().push(run);
+            by_job
+                .entry((run.tenant.clone(), run.job_id.clone()))
+                .or_default()
+                .push(run);
         }
         let mut failed = None;
         for ((tenant, job_id), withdrawn) in by_job {
@@ -184,7 +187,7 @@ impl Scheduler {
         for entry in &due {
             match self.plan(entry, now) {
                 Ok(Planned::Fire(fire)) => {
-                    fires.push(fire);
+                    fires.push(*fire);
                     entries.push(entry);
                 }
                 Ok(Planned::AtItsInstant) => held = Some(held.map_or(entry.at, |held| held.min(entry.at))),
@@ -193,7 +196,12 @@ impl Scheduler {
             }
         }
         if !fires.is_empty() {
-            let outcomes = self.store.record_fires(&fires)?;
+            // Off the runtime's threads: a pass's write takes milliseconds,
+            // and runs due meanwhile must start on time.
+            let store = self.store.clone();
+            let outcomes = tokio::task::spawn_blocking(move || store.record_fires(&fires))
+                .await
+                .map_err(|error| StoreError::Backend(format!("recording fires failed: {error}")))??;
             let mut runs = Vec::new();
             for (outcome, entry) in outcomes.into_iter().zip(entries) {
                 match outcome {
@@ -250,7 +258,10 @@ impl Scheduler {
         if written.is_err() {
             self.executor.submit(withdrawn);
         } else if !withdrawn.is_empty() {
-            tracing::debug!(count = withdrawn.len(), "fires recorded ahead withdrawn by a job change");
+            tracing::debug!(
+                count = withdrawn.len(),
+                "fires recorded ahead withdrawn by a job change"
+            );
         }
         self.job_changed();
         written
@@ -320,7 +331,7 @@ impl Scheduler {
         if skipped > 0 {
             tracing::info!(job_id = %job.id, skipped, total = job.skipped_fires, "fires skipped");
         }
-        Ok(Planned::Fire(Fire { job, runs }))
+        Ok(Planned::Fire(Box::new(Fire { job, runs })))
     }
 
     fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>) -> Run {

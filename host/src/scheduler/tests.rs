@@ -269,7 +269,7 @@ async fn the_run_at_start_index_follows_create_update_and_delete() {
     };
     let warm = h.job(json!({"name": "warm", "run_at_start": true}));
     let cold = h.job(json!({"name": "cold"}));
-    assert_eq!(ids(&h.store), [warm.id.clone()]);
+    assert_eq!(ids(&h.store), std::slice::from_ref(&warm.id));
     let mut turned = cold.clone();
     turned.run_at_start = true;
     h.store.update_job(&turned).unwrap();
@@ -279,7 +279,7 @@ async fn the_run_at_start_index_follows_create_update_and_delete() {
     let mut off = warm.clone();
     off.run_at_start = false;
     h.store.update_job(&off).unwrap();
-    assert_eq!(ids(&h.store), [cold.id.clone()]);
+    assert_eq!(ids(&h.store), std::slice::from_ref(&cold.id));
     h.store.delete_job("t", &cold.id).unwrap();
     assert!(ids(&h.store).is_empty());
 }
@@ -314,7 +314,11 @@ async fn pausing_withdraws_a_fire_recorded_ahead_and_resuming_catches_it_up() {
     assert!(h.runs().is_empty(), "the fire recorded ahead is withdrawn");
     assert_eq!(h.executor.queue_depth().0, 0);
     let paused = h.reload(&paused);
-    assert_eq!(paused.next_fire_at, Some(utc("2026-11-25T10:00:10Z")), "nothing is lost");
+    assert_eq!(
+        paused.next_fire_at,
+        Some(utc("2026-11-25T10:00:10Z")),
+        "nothing is lost"
+    );
     assert!(h.at("2026-11-25T10:00:12Z").await.is_empty());
     h.clock.set(utc("2026-11-25T10:00:15Z"));
     let mut resumed = paused.clone();

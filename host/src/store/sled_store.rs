@@ -519,7 +519,14 @@ impl Store for SledStore {
             .collect::<Result<_, _>>()?;
         let due_entry = due_key(&job);
         let _gate = self.writing();
-        (&self.jobs, &self.job_names, &self.kv, &self.due, &self.starters, &self.runs)
+        (
+            &self.jobs,
+            &self.job_names,
+            &self.kv,
+            &self.due,
+            &self.starters,
+            &self.runs,
+        )
             .transaction(|(jobs, job_names, kv, due, starters, run_tree)| {
                 for withdrawn_key in &withdrawn_keys {
                     run_tree.remove(withdrawn_key.as_slice())?;
