@@ -7,6 +7,7 @@
 pub mod host;
 pub mod limits;
 pub mod log;
+mod ticker;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -133,13 +134,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<RunState>,
     fingerprint: String,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
+    ticker: ticker::Ticker,
 }
 
 fn engine_config(settings: &SandboxConfig) -> Config {
@@ -183,13 +178,19 @@ impl Sandbox {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let fingerprint = format!("wasmtime-{}-{:016x}", env!("CARGO_PKG_VERSION"), hasher.finish());
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        let weak = engine.weak();
+        let ticker = ticker::Ticker::spawn(EPOCH_TICK, move || match weak.upgrade() {
+            Some(engine) => {
+                engine.increment_epoch();
+                true
+            }
+            None => false,
+        });
         Ok(Sandbox {
             engine,
             linker,
             fingerprint,
-            ticker_stop,
+            ticker,
         })
     }
 
@@ -237,6 +238,7 @@ impl Sandbox {
 
     /// Runs one fresh instance to completion under `request.limits`.
     pub async fn run(&self, prepared: &PreparedJob, request: RunRequest) -> RunOutcome {
+        let _ticking = self.ticker.ticking();
         let log = log::LogSink::new(request.limits.logs);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(log.stream())
@@ -411,22 +413,6 @@ fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
         return Err(ComponentError::CoreModule);
     }
     Ok(())
-}
-
-/// Advances the engine's epoch every tick until the sandbox is dropped.
-fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
-    std::thread::Builder::new()
-        .name("sandcron-epoch".to_string())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                match engine.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
-                }
-            }
-        })
-        .expect("spawning the epoch ticker thread");
 }
 
 #[cfg(test)]
