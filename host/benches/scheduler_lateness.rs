@@ -153,9 +153,10 @@ async fn upload_noop(daemon: &Daemon) {
 /// (waiting for its lock), time the first fire, then watch CPU while idle.
 async fn restart(dir: &Path, jobs: &str, seconds: u64) {
     let began = Instant::now();
-    let daemon = loop {
+    let (daemon, open_took) = loop {
+        let attempt = Instant::now();
         match Daemon::open(&config(dir), Arc::new(SystemClock)) {
-            Ok(daemon) => break daemon,
+            Ok(daemon) => break (daemon, attempt.elapsed()),
             Err(_) if began.elapsed() < Duration::from_secs(30) => std::thread::sleep(Duration::from_millis(5)),
             Err(error) => panic!("reopening: {error:#}"),
         }
@@ -183,7 +184,7 @@ async fn restart(dir: &Path, jobs: &str, seconds: u64) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     println!(
-        "restart with {jobs} jobs: open+start {started:?}, first fire started {} ms after the database opened; RSS {} MiB",
+        "restart with {jobs} jobs: Daemon::open (sled, engine) {open_took:?}, start (recovery, scheduler) {started:?}, first fire started {} ms after open returned; RSS {} MiB",
         (first_fire - opened_at).num_milliseconds(),
         rss_kib() / 1024
     );
