@@ -1,8 +1,11 @@
 //! The scheduler: sleeps until the earliest due fire in the store's ordered
-//! due index (woken early when a job changes), then turns each due fire into
-//! queued runs with the job's next fire in one atomic write, and hands the
-//! runs to the executor. The decisions (misfire, overlap, backoff) are the
-//! pure functions of [`policy`]; this loop only reads, writes and sleeps.
+//! due index comes within `fire_ahead` (woken early when a job changes),
+//! then turns the fires into queued runs with their jobs' next fires in one
+//! atomic write, and hands the runs to the executor, whose queue holds each
+//! until its instant. A change to a job (or pausing the scheduler) withdraws
+//! its fires recorded ahead in the same write as the change. The decisions
+//! (misfire, overlap, backoff) are the pure functions of [`policy`]; this
+//! loop only reads, writes and sleeps.
 
 pub mod policy;
 #[cfg(test)]
