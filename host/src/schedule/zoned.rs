@@ -269,6 +269,111 @@ mod tests {
         );
     }
 
+    /// Cases where cron implementations differ; each expectation follows
+    /// DESIGN.md (Vixie day rule, cronie DST rules, instants exclusive of
+    /// `from`).
+    #[test]
+    fn conformance_table() {
+        let rows: &[(&str, &str, &str, &[&str])] = &[
+            // A gap time and the time after the gap are one instant: one fire.
+            (
+                "0 2,3 * * *",
+                "America/New_York",
+                "2026-03-08T00:00:00-05:00",
+                &[
+                    "2026-03-08T03:00:00-04:00",
+                    "2026-03-09T02:00:00-04:00",
+                    "2026-03-09T03:00:00-04:00",
+                ],
+            ),
+            // Seconds of a fire moved out of a gap are dropped.
+            (
+                "15 30 2 * * *",
+                "America/New_York",
+                "2026-03-08T00:00:00-05:00",
+                &["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:15-04:00"],
+            ),
+            // Fixed minute and hour with a seconds step: the first copy of
+            // the repeated hour only.
+            (
+                "*/30 30 1 * * *",
+                "America/New_York",
+                "2026-11-01T01:00:00-04:00",
+                &[
+                    "2026-11-01T01:30:00-04:00",
+                    "2026-11-01T01:30:30-04:00",
+                    "2026-11-02T01:30:00-05:00",
+                ],
+            ),
+            // Leap days only.
+            (
+                "0 0 29 2 *",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                &["2028-02-29T00:00:00+00:00", "2032-02-29T00:00:00+00:00"],
+            ),
+            // Both day fields restricted: either matches; `from` is exclusive.
+            (
+                "0 0 1,15 * 3",
+                "UTC",
+                "2026-11-25T00:00:00Z",
+                &[
+                    "2026-12-01T00:00:00+00:00",
+                    "2026-12-02T00:00:00+00:00",
+                    "2026-12-09T00:00:00+00:00",
+                    "2026-12-15T00:00:00+00:00",
+                    "2026-12-16T00:00:00+00:00",
+                ],
+            ),
+            // A day field starting with `*` (even `*/2`) makes it AND.
+            (
+                "0 0 */2 * 1",
+                "UTC",
+                "2026-11-25T00:00:00Z",
+                &["2026-12-07T00:00:00+00:00", "2026-12-21T00:00:00+00:00"],
+            ),
+            // Lisbon springs forward at 01:00 and falls back at 02:00.
+            (
+                "30 1 * * *",
+                "Europe/Lisbon",
+                "2026-03-28T12:00:00Z",
+                &["2026-03-29T02:00:00+01:00", "2026-03-30T01:30:00+01:00"],
+            ),
+            (
+                "30 1 * * *",
+                "Europe/Lisbon",
+                "2026-10-24T12:00:00Z",
+                &["2026-10-25T01:30:00+01:00", "2026-10-26T01:30:00+00:00"],
+            ),
+            // Lord Howe falls back by half an hour (02:00 -> 01:30).
+            (
+                "45 1 * * *",
+                "Australia/Lord_Howe",
+                "2026-04-04T12:00:00+11:00",
+                &["2026-04-05T01:45:00+11:00", "2026-04-06T01:45:00+10:30"],
+            ),
+            (
+                "*/15 * * * *",
+                "Australia/Lord_Howe",
+                "2026-04-05T01:20:00+11:00",
+                &[
+                    "2026-04-05T01:30:00+11:00",
+                    "2026-04-05T01:45:00+11:00",
+                    "2026-04-05T01:30:00+10:30",
+                    "2026-04-05T01:45:00+10:30",
+                    "2026-04-05T02:00:00+10:30",
+                ],
+            ),
+        ];
+        for (text, zone, from, expected) in rows {
+            assert_eq!(
+                fires(text, zone, from, expected.len()),
+                *expected,
+                "{text} in {zone} from {from}"
+            );
+        }
+    }
+
     #[test]
     fn counting_agrees_with_walking() {
         let rows = [
