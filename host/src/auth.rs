@@ -1,8 +1,9 @@
 //! Who is calling: bearer tokens to principals. Tokens are random 256-bit
-//! values; only their sha256 is kept in memory and compared in constant
-//! time. For now there is the local admin token, written to
-//! `<data-dir>/admin-token` (mode 0600) on first start, acting on the
-//! default tenant.
+//! values; only their sha256 is kept. The local admin token, written to
+//! `<data-dir>/admin-token` (mode 0600) on first start, manages tenants and
+//! acts on the default tenant; its hash is compared in constant time.
+//! Tenant tokens are found by the hash of the secret shown (a lookup by a
+//! sha256 key leaks nothing a caller could use: it cannot choose hashes).
 
 use std::io::Write;
 use std::path::Path;
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::model::DEFAULT_TENANT;
+use crate::store::Store;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,9 @@ pub enum AuthError {
     /// A token that matches nothing.
     #[error("invalid or revoked token")]
     Invalid,
+    /// The token store could not be read.
+    #[error("reading tokens: {0}")]
+    Store(String),
 }
 
 /// Known token hashes.
@@ -42,6 +47,11 @@ pub struct Auth {
 
 fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// The hex sha256 a token is kept as.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(hash(token))
 }
 
 /// A new random token with a readable prefix.
@@ -81,8 +91,9 @@ impl Auth {
         })
     }
 
-    /// Resolves an `Authorization` header value to a principal.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
+    /// Resolves an `Authorization` header value to a principal: the admin
+    /// token, or a tenant token in `store` that is not revoked.
+    pub fn authenticate(&self, header: Option<&str>, store: &dyn Store) -> Result<Principal, AuthError> {
         let token = header
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
@@ -94,7 +105,14 @@ impl Auth {
                 admin: true,
             });
         }
-        Err(AuthError::Invalid)
+        match store.token_by_hash(&token_hash(token)) {
+            Ok(Some(found)) if found.revoked_at.is_none() => Ok(Principal {
+                tenant: found.tenant,
+                admin: false,
+            }),
+            Ok(_) => Err(AuthError::Invalid),
+            Err(error) => Err(AuthError::Store(error.to_string())),
+        }
     }
 }
 
@@ -115,11 +133,43 @@ mod tests {
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let again = Auth::load_or_create(&path).unwrap();
+        let store = crate::store::SledStore::open(&dir.path().join("db")).unwrap();
         let header = format!("Bearer {token}");
-        assert!(auth.authenticate(Some(&header)).unwrap().admin);
-        assert!(again.authenticate(Some(&header)).is_ok());
-        assert_eq!(auth.authenticate(None), Err(AuthError::Missing));
-        assert_eq!(auth.authenticate(Some("Bearer nope")), Err(AuthError::Invalid));
-        assert_eq!(auth.authenticate(Some(&token)), Err(AuthError::Missing));
+        assert!(auth.authenticate(Some(&header), &store).unwrap().admin);
+        assert!(again.authenticate(Some(&header), &store).is_ok());
+        assert_eq!(auth.authenticate(None, &store), Err(AuthError::Missing));
+        assert_eq!(auth.authenticate(Some("Bearer nope"), &store), Err(AuthError::Invalid));
+        assert_eq!(auth.authenticate(Some(&token), &store), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn a_tenant_token_acts_for_its_tenant_until_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::load_or_create(&dir.path().join("admin-token")).unwrap();
+        let store = crate::store::SledStore::open(&dir.path().join("db")).unwrap();
+        let secret = new_token("sc");
+        let now = chrono::Utc::now();
+        let token = crate::model::Token {
+            id: crate::model::new_id(),
+            tenant: "acme".into(),
+            hash: token_hash(&secret),
+            created_at: now,
+            revoked_at: None,
+        };
+        let tenant = crate::model::Tenant {
+            name: "acme".into(),
+            created_at: now,
+        };
+        store.insert_tenant(&tenant, &token).unwrap();
+        let header = format!("Bearer {secret}");
+        assert_eq!(
+            auth.authenticate(Some(&header), &store),
+            Ok(Principal {
+                tenant: "acme".into(),
+                admin: false
+            })
+        );
+        store.revoke_token("acme", &token.id, now).unwrap().unwrap();
+        assert_eq!(auth.authenticate(Some(&header), &store), Err(AuthError::Invalid));
     }
 }

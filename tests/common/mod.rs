@@ -198,10 +198,15 @@ impl TestDaemon {
 
     /// Uploads raw bytes as plugin `name`.
     pub async fn upload_bytes(&self, name: &str, bytes: Vec<u8>) -> Answer {
+        self.upload_bytes_as(&self.token, name, bytes).await
+    }
+
+    /// Uploads raw bytes as plugin `name` with a given token.
+    pub async fn upload_bytes_as(&self, token: &str, name: &str, bytes: Vec<u8>) -> Answer {
         let request = self
             .http
             .post(format!("{}/v1/plugins?name={name}", self.url))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .body(bytes);
         answer(request.send().await.expect("the daemon answers")).await
     }

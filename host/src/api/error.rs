@@ -84,6 +84,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NameTaken { .. } => ApiError::new(StatusCode::CONFLICT, "name_taken", error.to_string()),
             StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()),
+            StoreError::TenantExists { .. } => ApiError::new(StatusCode::CONFLICT, "tenant_exists", error.to_string()),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", error.to_string()),
         }
     }
@@ -103,6 +104,9 @@ impl From<ScheduleError> for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
+        if let AuthError::Store(message) = &error {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", message.clone());
+        }
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
     }
 }

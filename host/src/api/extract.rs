@@ -22,7 +22,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
-        Ok(Caller(state.inner.auth.authenticate(header)?))
+        Ok(Caller(state.inner.auth.authenticate(header, state.store())?))
     }
 }
 

@@ -10,11 +10,12 @@ mod plugins;
 mod runs;
 mod schedules;
 mod status;
+mod tenants;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -102,6 +103,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/scheduler/pause", post(status::pause))
         .route("/v1/scheduler/resume", post(status::resume))
         .route("/v1/schedules/preview", post(schedules::preview))
+        .route("/v1/tenants", post(tenants::create).get(tenants::list))
+        .route("/v1/tenants/{name}", get(tenants::get))
+        .route(
+            "/v1/tenants/{name}/tokens",
+            post(tenants::create_token).get(tenants::list_tokens),
+        )
+        .route("/v1/tenants/{name}/tokens/{id}", delete(tenants::revoke_token))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -74,6 +74,55 @@ enum Command {
     /// Work with schedules.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Create and list tenants (admin token).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Create, list and revoke a tenant's API tokens (admin token).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints its first token (shown only this once).
+    Create {
+        /// Tenant name.
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List tenants.
+    Ls {
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for TENANT; prints it (shown only this once).
+    Create {
+        /// Tenant name.
+        tenant: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// List a tenant's tokens (ids and dates; secrets are never shown again).
+    Ls {
+        /// Tenant name.
+        tenant: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Tenant name.
+        tenant: String,
+        /// Token id (from `token ls`).
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +318,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Exec(args) => exec::exec(args).await,
         Command::Plugin(command) => plugin(command).await,
+        Command::Tenant(command) => tenant(command).await,
+        Command::Token(command) => token(command).await,
         Command::Job(command) => job(command).await,
         Command::Runs(args) => runs(args).await,
         Command::Logs { run, connection } => {
@@ -376,6 +427,66 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 .call(Method::DELETE, &format!("/v1/plugins/{}", encode(&name)), Body::None)
                 .await?;
             println!("deleted {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TenantCommand::Create { name, connection } => {
+            let answer = connection.client().post("/v1/tenants", json!({"name": name})).await?;
+            println!("created tenant {name}");
+            println!(
+                "token (shown only now): {}",
+                answer["token"].as_str().unwrap_or_default()
+            );
+        }
+        TenantCommand::Ls { connection } => {
+            let answer = connection.client().get("/v1/tenants").await?;
+            println!("{:<32} CREATED", "NAME");
+            for tenant in answer["tenants"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<32} {}",
+                    tenant["name"].as_str().unwrap_or_default(),
+                    tenant["created_at"].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Create { tenant, connection } => {
+            let path = format!("/v1/tenants/{}/tokens", encode(&tenant));
+            let answer = connection.client().post(&path, json!({})).await?;
+            println!("token {} for {tenant}", answer["id"].as_str().unwrap_or_default());
+            println!(
+                "token (shown only now): {}",
+                answer["token"].as_str().unwrap_or_default()
+            );
+        }
+        TokenCommand::Ls { tenant, connection } => {
+            let answer = connection
+                .client()
+                .get(&format!("/v1/tenants/{}/tokens", encode(&tenant)))
+                .await?;
+            println!("{:<28} {:<32} REVOKED", "ID", "CREATED");
+            for token in answer["tokens"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<28} {:<32} {}",
+                    token["id"].as_str().unwrap_or_default(),
+                    token["created_at"].as_str().unwrap_or_default(),
+                    token["revoked_at"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        TokenCommand::Revoke { tenant, id, connection } => {
+            let path = format!("/v1/tenants/{}/tokens/{}", encode(&tenant), encode(&id));
+            connection.client().call(Method::DELETE, &path, Body::None).await?;
+            println!("revoked token {id} of {tenant}");
         }
     }
     Ok(ExitCode::SUCCESS)

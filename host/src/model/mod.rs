@@ -5,11 +5,13 @@
 pub mod job;
 pub mod plugin;
 pub mod run;
+pub mod tenant;
 pub mod validate;
 
 pub use job::{Job, JobSpec, Limits, Policy};
 pub use plugin::{Artifact, PluginRef, PluginVersion};
 pub use run::{ErrorKind, Run, RunError, RunStatus, Trigger};
+pub use tenant::{Tenant, Token};
 
 /// The tenant every object belongs to until full tenancy arrives; keys and
 /// queries carry the tenant from day one.

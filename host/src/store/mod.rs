@@ -14,7 +14,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
+use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, Tenant, Token};
 
 pub use sled_store::SledStore;
 
@@ -35,6 +35,12 @@ pub enum StoreError {
     /// Another job of the tenant has this name.
     #[error("a job named {name:?} already exists")]
     NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// A tenant with this name exists.
+    #[error("a tenant named {name:?} already exists")]
+    TenantExists {
         /// The name.
         name: String,
     },
@@ -207,6 +213,22 @@ pub trait Store: Send + Sync + 'static {
     fn kv_delete(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<()>;
     /// A job's kv keys with `prefix`, in order, at most `limit`.
     fn kv_keys(&self, tenant: &str, job_id: &str, prefix: &str, limit: usize) -> StoreResult<Vec<String>>;
+
+    /// Creates a tenant with its first token; fails with
+    /// [`StoreError::TenantExists`] if the name is taken.
+    fn insert_tenant(&self, tenant: &Tenant, token: &Token) -> StoreResult<()>;
+    /// A tenant by name.
+    fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
+    /// Every tenant, by name.
+    fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Adds a token.
+    fn insert_token(&self, token: &Token) -> StoreResult<()>;
+    /// The token whose secret hashes to `hash` (hex sha256).
+    fn token_by_hash(&self, hash: &str) -> StoreResult<Option<Token>>;
+    /// A tenant's tokens, oldest first (revoked ones included).
+    fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<Token>>;
+    /// Marks a tenant's token revoked; None if it has no such token.
+    fn revoke_token(&self, tenant: &str, id: &str, at: DateTime<Utc>) -> StoreResult<Option<Token>>;
 
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;

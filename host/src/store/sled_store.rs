@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use super::group_commit::GroupCommit;
 use super::{AddedPlugin, DueJob, Fire, RunFilter, Store, StoreError, StoreFuture, StoreResult};
-use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
+use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, Tenant, Token};
 
 /// sled-backed [`Store`].
 #[derive(Clone)]
@@ -48,6 +48,12 @@ pub struct SledStore {
     starters: Tree,
     runs: Tree,
     kv: Tree,
+    /// Tenants by name.
+    tenants: Tree,
+    /// Tokens by the hex sha256 of their secret.
+    tokens: Tree,
+    /// `tenant \0 token id` -> the token's hash, to list and revoke by id.
+    tenant_tokens: Tree,
 }
 
 fn key(parts: &[&[u8]]) -> Vec<u8> {
@@ -178,6 +184,9 @@ impl SledStore {
             starters: tree("run_at_start")?,
             runs: tree("runs")?,
             kv: tree("kv")?,
+            tenants: tree("tenants")?,
+            tokens: tree("tokens")?,
+            tenant_tokens: tree("tenant_tokens")?,
             gate,
             group,
             db,
@@ -772,6 +781,77 @@ impl Store for SledStore {
                 Ok(String::from_utf8_lossy(&full[scope.len()..]).into_owned())
             })
             .collect()
+    }
+
+    fn insert_tenant(&self, tenant: &Tenant, token: &Token) -> StoreResult<()> {
+        let record = encode(tenant);
+        let token_record = encode(token);
+        let index_key = key(&[token.tenant.as_bytes(), token.id.as_bytes()]);
+        let _gate = self.writing();
+        (&self.tenants, &self.tokens, &self.tenant_tokens)
+            .transaction(|(tenants, tokens, tenant_tokens)| {
+                if tenants.get(tenant.name.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(StoreError::TenantExists {
+                        name: tenant.name.clone(),
+                    }));
+                }
+                tenants.insert(tenant.name.as_bytes(), record.as_slice())?;
+                tokens.insert(token.hash.as_bytes(), token_record.as_slice())?;
+                tenant_tokens.insert(index_key.as_slice(), token.hash.as_bytes())?;
+                Ok(())
+            })
+            .map_err(transaction_error)
+    }
+
+    fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        Self::get(&self.tenants, name.as_bytes())
+    }
+
+    fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        Self::scan(&self.tenants, &[])
+    }
+
+    fn insert_token(&self, token: &Token) -> StoreResult<()> {
+        let record = encode(token);
+        let index_key = key(&[token.tenant.as_bytes(), token.id.as_bytes()]);
+        let _gate = self.writing();
+        (&self.tokens, &self.tenant_tokens)
+            .transaction(|(tokens, tenant_tokens)| {
+                tokens.insert(token.hash.as_bytes(), record.as_slice())?;
+                tenant_tokens.insert(index_key.as_slice(), token.hash.as_bytes())?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(transaction_error)
+    }
+
+    fn token_by_hash(&self, hash: &str) -> StoreResult<Option<Token>> {
+        Self::get(&self.tokens, hash.as_bytes())
+    }
+
+    fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<Token>> {
+        let mut tokens = Vec::new();
+        for entry in self.tenant_tokens.scan_prefix(prefix(&[tenant.as_bytes()])) {
+            let (_, hash) = entry?;
+            if let Some(token) = Self::get(&self.tokens, &hash)? {
+                tokens.push(token);
+            }
+        }
+        Ok(tokens)
+    }
+
+    fn revoke_token(&self, tenant: &str, id: &str, at: DateTime<Utc>) -> StoreResult<Option<Token>> {
+        let Some(hash) = self.tenant_tokens.get(key(&[tenant.as_bytes(), id.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let Some(mut token) = Self::get::<Token>(&self.tokens, &hash)? else {
+            return Ok(None);
+        };
+        if token.revoked_at.is_none() {
+            token.revoked_at = Some(at);
+            let _gate = self.writing();
+            self.tokens.insert(&hash, encode(&token))?;
+        }
+        Ok(Some(token))
     }
 
     fn flush(&self) -> StoreResult<()> {
