@@ -128,14 +128,46 @@ async fn a_tenant_sees_only_its_own_objects_and_tokens_survive_a_restart() {
         let runs = daemon.call_as(Some(token), Method::GET, "/v1/runs", None).await;
         assert_eq!(runs.body["runs"], json!([]));
     }
-    let deleted = daemon
-        .call_as(Some(&beta), Method::DELETE, &format!("/v1/jobs/{job_id}"), None)
+    // Every route that changes an object, with beta's token on acme's: 404,
+    // and nothing changes.
+    let before = daemon
+        .call_as(Some(&acme), Method::GET, "/v1/jobs/greet", None)
+        .await
+        .body;
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            format!("/v1/jobs/{job_id}"),
+            Some(json!({"enabled": false})),
+        ),
+        (Method::PATCH, "/v1/jobs/greet".to_string(), Some(json!({"input": 1}))),
+        (Method::DELETE, format!("/v1/jobs/{job_id}"), None),
+        (Method::POST, format!("/v1/jobs/{job_id}/pause"), None),
+        (Method::POST, format!("/v1/jobs/{job_id}/resume"), None),
+        (Method::POST, format!("/v1/jobs/{job_id}/run"), None),
+        (Method::POST, format!("/v1/runs/{run_id}/cancel"), None),
+        (Method::POST, format!("/v1/runs/{run_id}/retry"), None),
+        (Method::DELETE, "/v1/plugins/hello".to_string(), None),
+    ] {
+        let answer = daemon.call_as(Some(&beta), method.clone(), &path, body).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{method} {path}: {}", answer.body);
+    }
+    let after = daemon
+        .call_as(Some(&acme), Method::GET, "/v1/jobs/greet", None)
+        .await
+        .body;
+    assert_eq!(before, after, "beta changed nothing");
+    let runs = daemon.call_as(Some(&acme), Method::GET, "/v1/runs", None).await;
+    assert_eq!(runs.body["runs"].as_array().unwrap().len(), 1, "no run was added");
+    let plugin = daemon
+        .call_as(Some(&acme), Method::GET, "/v1/plugins/hello", None)
         .await;
-    assert_eq!(deleted.status, StatusCode::NOT_FOUND);
-    let cancelled = daemon
-        .call_as(Some(&beta), Method::POST, &format!("/v1/runs/{run_id}/retry"), None)
-        .await;
-    assert_eq!(cancelled.status, StatusCode::NOT_FOUND);
+    assert_eq!(plugin.status, StatusCode::OK);
+    // beta's plugin of the same name is its own (version 1).
+    let upload = daemon.upload_bytes_as(&beta, "hello", plugin_bytes("hello")).await;
+    assert_eq!(upload.body["version"], 1, "{}", upload.body);
+    let status = daemon.call_as(Some(&beta), Method::GET, "/v1/status", None).await;
+    assert_eq!(status.body["jobs"], 0, "{}", status.body);
 
     daemon.restart();
     let mine = daemon.call_as(Some(&acme), Method::GET, "/v1/jobs/greet", None).await;
