@@ -513,3 +513,247 @@ async fn schedule_preview_lists_fires_across_dst() {
         .await;
     assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_cron"));
 }
+
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_with_a_code_and_the_daemon_stays_healthy() {
+    let daemon = TestDaemon::start();
+    daemon.job_with("ok", "noop", json!({})).await;
+    let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+    let huge = "x".repeat(3 << 20);
+    let job = |extra: Value| {
+        let mut body = json!({"name": "j", "plugin": "noop"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.to_string()
+    };
+    let cases: Vec<(Method, String, Option<String>)> = vec![
+        // Not JSON, wrong shapes, wrong types.
+        (Method::POST, "/v1/jobs".into(), Some("{".into())),
+        (Method::POST, "/v1/jobs".into(), Some("[]".into())),
+        (Method::POST, "/v1/jobs".into(), Some("null".into())),
+        (Method::POST, "/v1/jobs".into(), Some("\"job\"".into())),
+        (Method::POST, "/v1/jobs".into(), Some(deep.clone())),
+        (Method::POST, "/v1/jobs".into(), Some(format!("{{\"input\": {deep}}}"))),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(format!("{{\"name\": \"{huge}\"}}")),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(json!({"name": 5, "plugin": "noop"}).to_string()),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(json!({"plugin": "noop"}).to_string()),
+        ),
+        (Method::POST, "/v1/jobs".into(), Some(json!({"name": "j"}).to_string())),
+        (Method::POST, "/v1/jobs".into(), Some(job(json!({"colour": "red"})))),
+        (Method::POST, "/v1/jobs".into(), Some(job(json!({"enabled": "yes"})))),
+        (Method::POST, "/v1/jobs".into(), Some(job(json!({"labels": ["a"]})))),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"labels": {"bad key": "v"}}))),
+        ),
+        // Names: traversal, control characters, length.
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(json!({"name": "../../etc/passwd", "plugin": "noop"}).to_string()),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(json!({"name": "a/b", "plugin": "noop"}).to_string()),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(json!({"name": "a\u{0}b", "plugin": "noop"}).to_string()),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(json!({"name": "x".repeat(65), "plugin": "noop"}).to_string()),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(json!({"name": "", "plugin": "noop"}).to_string()),
+        ),
+        (Method::POST, "/v1/jobs".into(), Some(job(json!({"plugin": "../noop"})))),
+        (Method::POST, "/v1/jobs".into(), Some(job(json!({"plugin": "noop@0"})))),
+        (Method::POST, "/v1/jobs".into(), Some(job(json!({"plugin": "missing"})))),
+        // Schedules.
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"cron": "61 * * * *"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"cron": "5-1 * * * *"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"cron": "* * * *"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"cron": "0 0 L * *"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"cron": "@reboot"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(
+                json!({"schedule": {"cron": "0 3 * * *", "timezone": "Mars/Olympus"}}),
+            )),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"every": "0s"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"every": "-5s"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"every": "soon"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"at": "yesterday"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"at": "2001-01-01T00:00:00Z"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"schedule": {"every": "1s", "cron": "* * * * *"}}))),
+        ),
+        // Limits and policies.
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"limits": {"memory": "1TiB"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"limits": {"timeout": "100d"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"limits": {"fuel": -1}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"policy": {"overlap": "sometimes"}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"policy": {"retry": {"max_attempts": 0}}}))),
+        ),
+        (
+            Method::POST,
+            "/v1/jobs".into(),
+            Some(job(json!({"policy": {"priority": 9}}))),
+        ),
+        // Ids, queries, previews.
+        (Method::GET, "/v1/jobs/%2e%2e%2f%2e%2e".into(), None),
+        (Method::GET, "/v1/runs/not-a-run".into(), None),
+        (Method::GET, "/v1/runs?limit=0".into(), None),
+        (Method::GET, "/v1/runs?limit=1000000".into(), None),
+        (Method::GET, "/v1/runs?status=sleeping".into(), None),
+        (Method::GET, "/v1/jobs?label=nokey".into(), None),
+        (Method::POST, "/v1/runs/nope/cancel".into(), None),
+        (Method::PATCH, "/v1/jobs/ok".into(), Some("[1]".into())),
+        (
+            Method::PATCH,
+            "/v1/jobs/ok".into(),
+            Some(json!({"schedule": {"cron": "bad"}}).to_string()),
+        ),
+        (Method::POST, "/v1/jobs/ok/run?wait=forever".into(), None),
+        (
+            Method::POST,
+            "/v1/schedules/preview".into(),
+            Some(json!({"schedule": {"cron": "* * *"}}).to_string()),
+        ),
+        (
+            Method::POST,
+            "/v1/schedules/preview".into(),
+            Some(json!({"schedule": {"every": "1s"}, "count": 100000}).to_string()),
+        ),
+        (
+            Method::POST,
+            "/v1/schedules/preview".into(),
+            Some(json!({"schedule": {"every": "1s"}, "from": "noon"}).to_string()),
+        ),
+        (
+            Method::POST,
+            "/v1/plugins?name=..%2Fescape".into(),
+            Some("\0asm".into()),
+        ),
+        (
+            Method::POST,
+            "/v1/tenants".into(),
+            Some(json!({"name": "t"}).to_string()),
+        ),
+    ];
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    let client = reqwest::Client::new();
+    let beta = {
+        let answer = daemon
+            .call(Method::POST, "/v1/tenants", Some(json!({"name": "beta"})))
+            .await;
+        answer.body["token"].as_str().unwrap().to_string()
+    };
+    for (method, path, body) in &cases {
+        // The tenants route is admin-only: it goes with a tenant token.
+        let token = if path == "/v1/tenants" { &beta } else { &daemon.token };
+        let mut request = client
+            .request(method.clone(), format!("{}{path}", daemon.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json");
+        if let Some(body) = body {
+            request = request.body(body.clone());
+        }
+        let response = request.send().await.expect("the daemon answers");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let shown: String = body.as_deref().unwrap_or("").chars().take(80).collect();
+        assert!(status.is_client_error(), "{method} {path} {shown}: {status} {text}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
+        assert!(
+            !error["error"]["code"].as_str().unwrap_or("").is_empty()
+                && !error["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{method} {path} {shown}: {text}"
+        );
+    }
+    // Nothing was half-written, and the daemon still works.
+    let jobs = daemon.call(Method::GET, "/v1/jobs", None).await;
+    assert_eq!(jobs.body["jobs"].as_array().unwrap().len(), 1, "{}", jobs.body);
+    let run = daemon.run_job("ok", None).await;
+    assert_eq!(run["status"], "succeeded");
+}
