@@ -166,6 +166,7 @@ pub async fn list(
             .ok_or_else(|| ApiError::bad_request("invalid_query", format!("label: {value:?} is not key=value")))?;
         wanted.push((label.to_string(), label_value.to_string()));
     }
+    let _settled = state.scheduler().settled().await;
     let ahead = state.executor().fires_ahead(&caller.tenant);
     let jobs: Vec<Value> = state
         .store()
@@ -183,6 +184,7 @@ pub async fn get(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let _settled = state.scheduler().settled().await;
     let ahead = state.executor().fires_ahead(&caller.tenant);
     Ok(Json(job_view_with(&find_job(&state, &caller.tenant, &id)?, &ahead)))
 }

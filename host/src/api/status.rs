@@ -12,9 +12,11 @@ const NEXT_FIRES: usize = 10;
 
 /// `GET /v1/status`: scheduler state, queue depth, runs, jobs and next fires.
 pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+    let settled = state.scheduler().settled().await;
     let (depth, by_priority) = state.executor().queue_depth();
     let jobs = state.store().list_jobs(&caller.tenant)?;
     let ahead = state.executor().fires_ahead(&caller.tenant);
+    drop(settled);
     let mut upcoming: Vec<(chrono::DateTime<chrono::Utc>, &str)> = jobs
         .iter()
         .filter(|job| job.enabled)

@@ -124,6 +124,13 @@ impl Scheduler {
         failed.map_or(Ok(()), Err)
     }
 
+    /// Waits until no pass is between writing fires and queueing their
+    /// runs, and keeps it so while the guard lives: reads of jobs together
+    /// with [`Executor::fires_ahead`] then agree.
+    pub async fn settled(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.firing.lock().await
+    }
+
     /// Fires again; fires missed meanwhile follow each job's misfire policy.
     pub fn resume(&self) {
         self.paused.store(false, Ordering::SeqCst);
