@@ -77,6 +77,10 @@ impl Daemon {
     /// and fires the `run_at_start` jobs.
     pub async fn start(&self) -> anyhow::Result<()> {
         self.executor.recover().await.context("recovering unfinished runs")?;
+        self.scheduler
+            .take_back_recorded_ahead()
+            .await
+            .context("planning fires recorded ahead again")?;
         self.executor.start();
         self.scheduler.start();
         let fired = self

@@ -249,12 +249,20 @@ impl Executor {
         self.wake.notify_one();
     }
 
-    /// Takes the scheduled runs that were queued ahead of their instant out
-    /// of the queue, of one job (tenant, id) or of all (a change to the job,
-    /// or pausing the scheduler, withdraws them).
+    /// Takes the runs of fires recorded ahead of their instant and not due
+    /// yet out of the queue, of one job (tenant, id) or of all (a change to
+    /// the job, or pausing the scheduler, withdraws them).
     pub fn withdraw_ahead(&self, job: Option<(&str, &str)>) -> Vec<Run> {
         let now = self.clock.now();
-        lock(&self.queue).withdraw_ahead(job, now)
+        lock(&self.queue).withdraw_ahead(job, Some(now))
+    }
+
+    /// At start-up, before the dispatcher runs: takes out every run of a
+    /// fire recorded ahead by the last life of the daemon, due or not, so
+    /// the scheduler plans those fires again (a fire whose instant passed
+    /// while the daemon was down then follows its job's misfire policy).
+    pub fn withdraw_recorded_ahead(&self) -> Vec<Run> {
+        lock(&self.queue).withdraw_ahead(None, None)
     }
 
     /// The earliest fire recorded ahead of its instant of each of a

@@ -147,14 +147,18 @@ impl RunQueue {
         Some(run)
     }
 
-    /// Takes out the scheduled runs queued ahead of their instant (not due
-    /// at `now`) of one job, or of every job, so a change can withdraw them.
-    pub fn withdraw_ahead(&mut self, job: Option<(&str, &str)>, now: DateTime<Utc>) -> Vec<Run> {
+    /// Takes out the runs of fires recorded ahead of their instant, of one
+    /// job or of every job, so a change can withdraw them: those not due at
+    /// `not_due_at`, or (None, at start-up, before any has started) all of
+    /// them, due or not.
+    pub fn withdraw_ahead(&mut self, job: Option<(&str, &str)>, not_due_at: Option<DateTime<Utc>>) -> Vec<Run> {
         let ids: Vec<String> = self
-            .delayed
+            .ready
             .values()
+            .chain(self.delayed.values())
             .filter(|run| job.is_none_or(|(tenant, job_id)| run.tenant == tenant && run.job_id == job_id))
-            .filter(|run| run.trigger == Trigger::Schedule && run.scheduled_at > now)
+            .filter(|run| run.trigger == Trigger::Schedule && run.queued_at < run.scheduled_at)
+            .filter(|run| not_due_at.is_none_or(|now| run.scheduled_at > now))
             .map(|run| run.id.clone())
             .collect();
         ids.iter().filter_map(|id| self.remove(id)).collect()
@@ -333,7 +337,13 @@ mod tests {
         let mut queue = RunQueue::default();
         let now = at("2026-11-25T10:00:00Z");
         queue.push(run("due", "j", Priority::Normal, "2026-11-25T10:00:00Z"), now);
-        queue.push(run("ahead", "j", Priority::Normal, "2026-11-25T10:00:01Z"), now);
+        // Fires recorded ahead: queued before their instant.
+        let mut ahead = run("ahead", "j", Priority::Normal, "2026-11-25T10:00:01Z");
+        ahead.queued_at = now;
+        queue.push(ahead, now);
+        let mut missed = run("missed", "j", Priority::Normal, "2026-11-25T10:00:00Z");
+        missed.queued_at = at("2026-11-25T09:59:59.5Z");
+        queue.push(missed, now);
         let mut retry = run("retry", "j", Priority::Normal, "2026-11-25T10:00:01Z");
         retry.trigger = Trigger::Retry;
         queue.push(retry, now);
@@ -344,13 +354,16 @@ mod tests {
             "only a scheduled run not due yet is a fire ahead"
         );
         let withdrawn: Vec<String> = queue
-            .withdraw_ahead(Some(("t", "j")), now)
+            .withdraw_ahead(Some(("t", "j")), Some(now))
             .into_iter()
             .map(|run| run.id)
             .collect();
         assert_eq!(withdrawn, ["ahead"]);
         assert_eq!(queue.fires_ahead("t", now).get("j"), None);
-        assert_eq!(queue.activity("t", "j"), Activity { waiting: 2, running: 0 });
+        assert_eq!(queue.activity("t", "j"), Activity { waiting: 3, running: 0 });
+        // At start-up every fire recorded ahead goes, due or not.
+        let at_start: Vec<String> = queue.withdraw_ahead(None, None).into_iter().map(|run| run.id).collect();
+        assert_eq!(at_start, ["missed"]);
         assert_eq!(queue.depth(), 3);
     }
 

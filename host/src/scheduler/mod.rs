@@ -95,8 +95,29 @@ impl Scheduler {
         self.paused.store(true, Ordering::SeqCst);
         self.wake.notify_one();
         let _firing = self.firing.lock().await;
+        self.take_back_all(self.executor.withdraw_ahead(None))
+    }
+
+    /// At start-up (before the executor starts): fires the last life of the
+    /// daemon recorded ahead are planned again, so one whose instant passed
+    /// while it was down follows its job's misfire policy like any missed
+    /// fire instead of running late as if queued in time.
+    pub async fn take_back_recorded_ahead(&self) -> Result<(), StoreError> {
+        let _firing = self.firing.lock().await;
+        let withdrawn = self.executor.withdraw_recorded_ahead();
+        if !withdrawn.is_empty() {
+            tracing::info!(
+                runs = withdrawn.len(),
+                "fires recorded ahead before the restart are planned again"
+            );
+        }
+        self.take_back_all(withdrawn)
+    }
+
+    /// Deletes withdrawn runs and moves each job's next fire back to them.
+    fn take_back_all(&self, withdrawn: Vec<Run>) -> Result<(), StoreError> {
         let mut by_job: BTreeMap<(String, String), Vec<Run>> = BTreeMap::new();
-        for run in self.executor.withdraw_ahead(None) {
+        for run in withdrawn {
             by_job
                 .entry((run.tenant.clone(), run.job_id.clone()))
                 .or_default()

@@ -375,3 +375,23 @@ async fn pausing_the_scheduler_withdraws_every_fire_recorded_ahead() {
         assert_eq!(h.reload(job).next_fire_at, Some(utc("2026-11-25T10:00:10Z")));
     }
 }
+
+#[tokio::test]
+async fn after_a_restart_a_fire_recorded_ahead_and_missed_follows_the_misfire_policy() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(1));
+    let job = h.job(json!({"schedule": {"every": "10s"}, "policy": {"misfire": "skip"}}));
+    assert_eq!(h.at("2026-11-25T10:00:09.5Z").await.len(), 1);
+    // The daemon was down from here until 10:00:15; at start-up the fire
+    // recorded ahead is planned again instead of running late.
+    h.clock.set(utc("2026-11-25T10:00:15Z"));
+    h.scheduler.take_back_recorded_ahead().await.unwrap();
+    assert!(h.runs().is_empty());
+    assert_eq!(h.reload(&job).next_fire_at, Some(utc("2026-11-25T10:00:10Z")));
+    assert!(
+        h.at("2026-11-25T10:00:15Z").await.is_empty(),
+        "skip: the missed fire does not run"
+    );
+    let job = h.reload(&job);
+    assert_eq!(job.skipped_fires, 1);
+    assert_eq!(job.next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
+}
