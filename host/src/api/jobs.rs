@@ -29,15 +29,17 @@ fn job_view(job: &Job) -> Value {
 /// A job as the API shows it. `ahead` holds fires recorded ahead of their
 /// instant (see [`crate::executor::Executor::fires_ahead`]): the job's next
 /// fire is the earliest of those, not the one after.
-pub(super) fn job_view_with(job: &Job, ahead: &HashMap<String, DateTime<Utc>>) -> Value {
-    let mut shown;
-    let job = match ahead.get(&job.id) {
-        Some(at) if job.next_fire_at.is_none_or(|next| *at < next) => {
-            shown = job.clone();
-            shown.next_fire_at = Some(*at);
-            &shown
-        }
-        _ => job,
+fn job_view_with(job: &Job, ahead: &HashMap<String, DateTime<Utc>>) -> Value {
+    let next = job.next_fire_or(ahead.get(&job.id).copied());
+    let shown;
+    let job = if next == job.next_fire_at {
+        job
+    } else {
+        shown = Job {
+            next_fire_at: next,
+            ..job.clone()
+        };
+        &shown
     };
     let mut view = serde_json::to_value(job).expect("a job always serializes");
     let object = view.as_object_mut().expect("a job serializes to an object");

@@ -21,11 +21,8 @@ pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Re
         .iter()
         .filter(|job| job.enabled)
         .filter_map(|job| {
-            let next = match (ahead.get(&job.id), job.next_fire_at) {
-                (Some(ahead), Some(next)) => Some((*ahead).min(next)),
-                (ahead, next) => ahead.copied().or(next),
-            };
-            next.map(|at| (at, job.name.as_str()))
+            job.next_fire_or(ahead.get(&job.id).copied())
+                .map(|at| (at, job.name.as_str()))
         })
         .collect();
     upcoming.sort();

@@ -277,6 +277,15 @@ impl Job {
         }
     }
 
+    /// The earlier of the job's next fire and `fire` (a fire recorded ahead
+    /// of its instant, which the job's own next fire has moved past).
+    pub fn next_fire_or(&self, fire: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        match (self.next_fire_at, fire) {
+            (Some(next), Some(fire)) => Some(next.min(fire)),
+            (next, fire) => next.or(fire),
+        }
+    }
+
     /// The input as the bytes handed to the plugin: JSON text, or nothing for null.
     pub fn input_bytes(&self) -> Vec<u8> {
         input_bytes(&self.input)

@@ -47,9 +47,7 @@ pub struct Scheduler {
 
 /// Moves a job's next fire back to the earliest of its withdrawn fires.
 fn take_back(job: &mut Job, withdrawn: &[Run]) {
-    if let Some(earliest) = withdrawn.iter().map(|run| run.scheduled_at).min() {
-        job.next_fire_at = Some(job.next_fire_at.map_or(earliest, |next| next.min(earliest)));
-    }
+    job.next_fire_at = job.next_fire_or(withdrawn.iter().map(|run| run.scheduled_at).min());
 }
 
 /// What a due entry comes to.
