@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TestDaemon;
+use common::{TestDaemon, texts};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -399,24 +399,12 @@ async fn runs_are_listed_newest_first_with_filters_and_a_cursor() {
     daemon.run_job("greet", Some(json!(42))).await;
 
     let page = daemon.call(Method::GET, "/v1/runs?job=echo&limit=2", None).await;
-    let page_ids: Vec<&str> = page.body["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|run| run["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(page_ids, [ids[4].as_str(), ids[3].as_str()]);
+    assert_eq!(texts(&page.body["runs"], "id"), [ids[4].as_str(), ids[3].as_str()]);
     let cursor = page.body["next_cursor"].as_str().unwrap();
     let next = daemon
         .call(Method::GET, &format!("/v1/runs?job=echo&limit=2&cursor={cursor}"), None)
         .await;
-    let next_ids: Vec<&str> = next.body["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|run| run["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(next_ids, [ids[2].as_str(), ids[1].as_str()]);
+    assert_eq!(texts(&next.body["runs"], "id"), [ids[2].as_str(), ids[1].as_str()]);
 
     let failed = daemon.call(Method::GET, "/v1/runs?status=failed", None).await;
     assert_eq!(

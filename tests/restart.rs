@@ -84,13 +84,9 @@ async fn a_run_killed_while_running_fails_with_host_restart() {
     assert_eq!(run["error"]["kind"], "host_restart");
 }
 
-#[tokio::test]
-async fn sigterm_lets_a_running_run_finish_before_the_daemon_exits() {
-    let mut daemon = TestDaemon::start();
-    daemon
-        .job_with("spin", "spin", json!({"limits": {"timeout": "700ms"}}))
-        .await;
-    daemon.job_with("greet", "hello", json!({})).await;
+/// Runs the `spin` job, sends SIGTERM once it is running, and checks the
+/// daemon exited 0 having logged `log_line`. Returns the run's id.
+async fn terminate_while_spin_runs(daemon: &mut TestDaemon, log_line: &str) -> String {
     let queued = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
     let run_id = queued.body["id"].as_str().unwrap().to_string();
     assert!(
@@ -100,13 +96,21 @@ async fn sigterm_lets_a_running_run_finish_before_the_daemon_exits() {
     let status = daemon.terminate();
     assert!(status.success(), "a graceful stop exits 0: {status}");
     assert!(
-        daemon
-            .logs()
-            .iter()
-            .any(|line| line.contains("waiting for running runs")),
-        "{:#?}",
+        daemon.logs().iter().any(|line| line.contains(log_line)),
+        "no {log_line:?} in {:#?}",
         daemon.logs()
     );
+    run_id
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_run_finish_before_the_daemon_exits() {
+    let mut daemon = TestDaemon::start();
+    daemon
+        .job_with("spin", "spin", json!({"limits": {"timeout": "700ms"}}))
+        .await;
+    daemon.job_with("greet", "hello", json!({})).await;
+    let run_id = terminate_while_spin_runs(&mut daemon, "waiting for running runs").await;
     daemon.start_again();
     let run = daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body;
     assert_eq!(
@@ -123,20 +127,7 @@ async fn sigterm_past_the_grace_period_fails_the_run_with_host_restart_and_it_re
     daemon
         .job_with("spin", "spin", json!({"limits": {"timeout": "1s"}, "policy": policy}))
         .await;
-    let queued = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
-    let run_id = queued.body["id"].as_str().unwrap().to_string();
-    assert!(
-        daemon.wait_for_status(&run_id, "running").await,
-        "the run never started"
-    );
-    let status = daemon.terminate();
-    assert!(status.success(), "{status}");
-    assert!(
-        daemon
-            .logs()
-            .iter()
-            .any(|line| line.contains("they fail with host_restart"))
-    );
+    let run_id = terminate_while_spin_runs(&mut daemon, "they fail with host_restart").await;
     daemon.start_again();
     let run = daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body;
     assert_eq!(run["error"]["kind"], "host_restart", "{run}");

@@ -289,6 +289,15 @@ async fn answer(response: reqwest::Response) -> Answer {
     Answer { status, body }
 }
 
+/// The text field `field` of each object in the JSON array `list`.
+pub fn texts<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|item| item[field].as_str().expect("a text field"))
+        .collect()
+}
+
 /// Starts `sandcron serve` and returns its URL once it logs where it listens.
 pub fn spawn_daemon(
     data_dir: &Path,
