@@ -100,10 +100,7 @@ fn request() -> RunRequest {
         },
         input: b"{}".to_vec(),
         limits: limits(),
-        capabilities: Capabilities {
-            kv: Arc::new(MemoryKeyValue::default()),
-            http_allow: Vec::new(),
-        },
+        capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
         cancel: Arc::new(AtomicBool::new(false)),
     }
 }
@@ -136,6 +133,8 @@ fn run_record(id: u64) -> Run {
         priority: Default::default(),
         retry: Default::default(),
         exclusive: false,
+        http_allow: Vec::new(),
+        secrets: Vec::new(),
         retry_of: None,
     }
 }

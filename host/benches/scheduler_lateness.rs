@@ -144,7 +144,7 @@ fn cpu_ticks() -> u64 {
 async fn upload_noop(daemon: &Daemon) {
     daemon
         .plugins
-        .upload(DEFAULT_TENANT, "noop", support::noop_bytes())
+        .upload(DEFAULT_TENANT, "noop", support::noop_bytes(), None)
         .await
         .expect("upload");
 }

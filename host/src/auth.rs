@@ -61,25 +61,31 @@ pub fn new_token(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
+/// The trimmed text of a file only its owner may read, made by `make` and
+/// written with mode 0600 when the file does not exist yet.
+pub fn read_or_create_private_file(path: &Path, what: &str, make: impl FnOnce() -> String) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.trim().to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let text = make();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path)?;
+            file.write_all(format!("{text}\n").as_bytes())?;
+            file.sync_all()?;
+            tracing::info!(path = %path.display(), "created {what}");
+            Ok(text)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 impl Auth {
     /// Reads the admin token from `path`, creating it (0600) on first start.
     pub fn load_or_create(path: &Path) -> std::io::Result<Auth> {
-        let token = match std::fs::read_to_string(path) {
-            Ok(text) => text.trim().to_string(),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let token = new_token("sc_admin");
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path)?;
-                file.write_all(format!("{token}\n").as_bytes())?;
-                file.sync_all()?;
-                tracing::info!(path = %path.display(), "created the admin token");
-                token
-            }
-            Err(error) => return Err(error),
-        };
+        let token = read_or_create_private_file(path, "the admin token", || new_token("sc_admin"))?;
         if token.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -159,6 +165,8 @@ mod tests {
         let tenant = crate::model::Tenant {
             name: "acme".into(),
             created_at: now,
+            quotas: crate::model::Quotas::default(),
+            http_allow: None,
         };
         store.insert_tenant(&tenant, &token).unwrap();
         let header = format!("Bearer {secret}");

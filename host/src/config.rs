@@ -18,6 +18,8 @@ pub const DEFAULT_DATA_DIR: &str = "./sandcron-data";
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8085";
 /// File in the data directory holding the admin token.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// File in the data directory holding the secrets master key by default.
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
 
 /// Fuel per run when a job names none. Measured with the `spin` plugin (the
 /// tightest loop there is) on the reference 2-core machine: 1.3e10 units per
@@ -46,7 +48,16 @@ pub struct Config {
     /// `pretty` or `json` daemon logs.
     pub log_format: LogFormat,
     /// CIDR ranges outbound HTTP may reach despite the SSRF wall.
-    pub http_allow_private: Vec<String>,
+    pub http_allow_private: Vec<ipnet::IpNet>,
+    /// Names outbound HTTP resolves to fixed addresses instead of asking
+    /// DNS (like curl's `--resolve`); the SSRF wall still judges them.
+    pub http_resolve: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
+    /// The secrets master key (64 hex digits or base64 of 32 bytes), when
+    /// given directly rather than in a key file.
+    pub secrets_key: Option<String>,
+    /// The file holding the secrets master key; by default
+    /// `<data-dir>/secrets.key`, created with mode 0600 on first start.
+    pub secrets_key_file: Option<PathBuf>,
     /// How long a stopping daemon waits for running runs.
     pub shutdown_grace: Duration,
     /// How far ahead of its instant a fire is recorded and queued, so its
@@ -68,6 +79,8 @@ pub struct JobDefaults {
     pub output: u64,
     /// Captured log cap, bytes.
     pub logs: u64,
+    /// Most fuel a job may ask for.
+    pub max_fuel: u64,
     /// Largest timeout a job may ask for.
     pub max_timeout: Duration,
     /// Largest memory a job may ask for (also the pooling allocator's slot size).
@@ -102,6 +115,7 @@ impl Default for Config {
                 memory: 64 << 20,
                 output: 1 << 20,
                 logs: 1 << 20,
+                max_fuel: u64::MAX,
                 max_timeout: Duration::from_secs(24 * 3600),
                 max_memory: 1 << 30,
                 max_output: 64 << 20,
@@ -109,6 +123,9 @@ impl Default for Config {
             },
             log_format: LogFormat::Pretty,
             http_allow_private: Vec::new(),
+            http_resolve: std::collections::HashMap::new(),
+            secrets_key: None,
+            secrets_key_file: None,
             shutdown_grace: Duration::from_secs(10),
             fire_ahead: Duration::from_secs(1),
         }
@@ -129,6 +146,13 @@ impl Config {
     /// The admin token file inside the data dir.
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join(ADMIN_TOKEN_FILE)
+    }
+
+    /// The secrets master key file.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(SECRETS_KEY_FILE))
     }
 }
 
@@ -164,6 +188,12 @@ pub struct ConfigFile {
     pub log_format: Option<LogFormat>,
     /// `http_allow_private = ["127.0.0.0/8"]`.
     pub http_allow_private: Option<Vec<String>>,
+    /// `http_resolve = ["internal.example=10.0.0.5"]`.
+    pub http_resolve: Option<Vec<String>>,
+    /// `secrets_key = "<64 hex digits>"` (better: a key file).
+    pub secrets_key: Option<String>,
+    /// `secrets_key_file = "/etc/sandcron/secrets.key"`.
+    pub secrets_key_file: Option<PathBuf>,
     /// `shutdown_grace = "10s"`.
     pub shutdown_grace: Option<NumberOrText>,
     /// `fire_ahead = "1s"`.
@@ -194,6 +224,15 @@ pub struct ConfigArgs {
     /// Comma-separated CIDRs outbound HTTP may reach despite the SSRF wall.
     #[arg(long, env = "SANDCRON_HTTP_ALLOW_PRIVATE", value_delimiter = ',')]
     pub http_allow_private: Option<Vec<String>>,
+    /// Comma-separated `name=address` pairs outbound HTTP resolves without DNS.
+    #[arg(long, env = "SANDCRON_HTTP_RESOLVE", value_delimiter = ',')]
+    pub http_resolve: Option<Vec<String>>,
+    /// The secrets master key (64 hex digits or base64 of 32 bytes).
+    #[arg(long, env = "SANDCRON_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+    /// File holding the secrets master key (default: <data-dir>/secrets.key).
+    #[arg(long, env = "SANDCRON_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// How long a stopping daemon waits for running runs ("10s").
     #[arg(long, env = "SANDCRON_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
@@ -316,10 +355,43 @@ impl ConfigArgs {
             }
         }
         if let Some(ranges) = self.http_allow_private.clone().or(file.http_allow_private) {
-            config.http_allow_private = ranges.into_iter().filter(|range| !range.trim().is_empty()).collect();
+            config.http_allow_private = ranges
+                .iter()
+                .map(|range| range.trim())
+                .filter(|range| !range.is_empty())
+                .map(parse_range)
+                .collect::<Result<_, _>>()
+                .map_err(invalid("http_allow_private"))?;
         }
+        if let Some(pairs) = self.http_resolve.clone().or(file.http_resolve) {
+            for pair in pairs.iter().map(|pair| pair.trim()).filter(|pair| !pair.is_empty()) {
+                let (name, address) = pair
+                    .split_once('=')
+                    .ok_or_else(|| invalid("http_resolve")(format!("{pair:?} is not name=address")))?;
+                let address = address
+                    .trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|error| invalid("http_resolve")(format!("{pair:?}: {error}")))?;
+                config
+                    .http_resolve
+                    .entry(name.trim().to_ascii_lowercase())
+                    .or_default()
+                    .push(address);
+            }
+        }
+        config.secrets_key = self.secrets_key.clone().or(file.secrets_key);
+        config.secrets_key_file = self.secrets_key_file.clone().or(file.secrets_key_file);
         Ok(config)
     }
+}
+
+/// A CIDR range, or one address as its own range.
+fn parse_range(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not a CIDR range like \"127.0.0.0/8\" or an address"))
 }
 
 fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {

@@ -10,11 +10,14 @@ use crate::api::{AppState, router};
 use crate::auth::Auth;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::executor::Executor;
+use crate::executor::{Executor, Grants};
+use crate::outbound::Outbound;
 use crate::plugin::Plugins;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::Scheduler;
 use crate::store::{SledStore, Store, StoreError};
+use crate::tenancy::Tenants;
+use crate::vault::Vault;
 
 /// Pool slots per allowed concurrent run: runs in flight plus a margin for
 /// instances being torn down while new ones start.
@@ -24,6 +27,10 @@ const POOL_SLOTS_PER_RUN: u32 = 2;
 pub struct Daemon {
     /// The storage.
     pub store: Arc<dyn Store>,
+    /// The tenants' quotas and caps.
+    pub tenants: Arc<Tenants>,
+    /// Seals and opens secrets.
+    pub vault: Arc<Vault>,
     /// The sandbox.
     pub sandbox: Arc<Sandbox>,
     /// The plugin registry.
@@ -55,6 +62,17 @@ impl Daemon {
         };
         let sandbox = Arc::new(sandbox_for(config)?);
         let plugins = Arc::new(Plugins::new(store.clone(), sandbox.clone(), config.max_plugin_bytes));
+        let tenants = Arc::new(Tenants::load(store.as_ref()).context("reading the tenants")?);
+        let vault = Arc::new(Vault::for_config(config)?);
+        let outbound = Arc::new(
+            Outbound::new(config.http_allow_private.clone(), config.http_resolve.clone())
+                .context("building the HTTP client")?,
+        );
+        let grants = Grants {
+            tenants: tenants.clone(),
+            outbound,
+            vault: vault.clone(),
+        };
         let executor = Executor::new(
             store.clone(),
             sandbox.clone(),
@@ -62,10 +80,13 @@ impl Daemon {
             clock.clone(),
             config.max_concurrent_runs,
             config.jobs.logs,
+            grants,
         );
         let scheduler = Scheduler::new(store.clone(), executor.clone(), clock, config.fire_ahead);
         Ok(Daemon {
             store,
+            tenants,
+            vault,
             sandbox,
             plugins,
             executor,

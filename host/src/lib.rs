@@ -6,7 +6,9 @@
 //! [`scheduler`] (next fire) -> [`executor`] (priority queue) -> [`sandbox`]
 //! (wasmtime) -> run record + logs -> [`api`].
 //! [`config`] holds every default, [`auth`] maps tokens to tenants,
-//! [`client`] and [`cli`] are the command line on top of the HTTP API.
+//! [`tenancy`] keeps their quotas at hand, [`outbound`] is plugins' HTTP
+//! behind the SSRF wall, [`vault`] seals secrets at rest, and [`client`] and
+//! [`cli`] are the command line on top of the HTTP API.
 
 pub mod api;
 pub mod auth;
@@ -17,9 +19,12 @@ pub mod config;
 pub mod daemon;
 pub mod executor;
 pub mod model;
+pub mod outbound;
 pub mod plugin;
 pub mod sandbox;
 pub mod schedule;
 pub mod scheduler;
 pub mod store;
+pub mod tenancy;
 pub mod units;
+pub mod vault;

@@ -119,7 +119,15 @@ impl Plugins {
 
     /// Validates, compiles and stores `bytes` as the next version of `name`
     /// (or returns the version that already holds them). Durable on return.
-    pub async fn upload(&self, tenant: &str, name: &str, bytes: Vec<u8>) -> Result<Uploaded, PluginError> {
+    /// A new version is refused with a quota error when the tenant's plugin
+    /// versions would take more than `max_total_bytes` together.
+    pub async fn upload(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: Vec<u8>,
+        max_total_bytes: Option<u64>,
+    ) -> Result<Uploaded, PluginError> {
         check_name(name).map_err(PluginError::InvalidName)?;
         if bytes.is_empty() {
             return Err(PluginError::Empty);
@@ -135,7 +143,7 @@ impl Plugins {
         }
         let added = self
             .store
-            .add_plugin_version(tenant, name, &digest, &bytes, Utc::now())?;
+            .add_plugin_version_within(tenant, name, &digest, &bytes, Utc::now(), max_total_bytes)?;
         self.store.flush_async().await?;
         if added.created {
             tracing::info!(tenant, plugin = %added.version.reference(), %digest, "plugin uploaded");

@@ -20,6 +20,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     close_connection: bool,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             close_connection: false,
+            retry_after: None,
         }
     }
 
@@ -51,6 +53,18 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// 429 `rate_limited`, with `Retry-After` in whole seconds.
+    pub fn rate_limited(tenant: &str, retry_after: std::time::Duration) -> ApiError {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("tenant {tenant:?} is over its requests_per_second quota; retry in {seconds}s"),
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -69,6 +83,11 @@ impl IntoResponse for ApiError {
         }
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
         if self.close_connection {
             response.headers_mut().insert(
                 axum::http::header::CONNECTION,
@@ -85,6 +104,7 @@ impl From<StoreError> for ApiError {
             StoreError::NameTaken { .. } => ApiError::new(StatusCode::CONFLICT, "name_taken", error.to_string()),
             StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()),
             StoreError::TenantExists { .. } => ApiError::new(StatusCode::CONFLICT, "tenant_exists", error.to_string()),
+            StoreError::QuotaExceeded(_) => ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", error.to_string()),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", error.to_string()),
         }
     }
@@ -131,6 +151,7 @@ impl From<PluginError> for ApiError {
             PluginError::NotFound { .. } => (StatusCode::NOT_FOUND, "plugin_not_found"),
             PluginError::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "plugin_version_not_found"),
             PluginError::InUse { .. } => (StatusCode::CONFLICT, "plugin_in_use"),
+            PluginError::Store(StoreError::QuotaExceeded(_)) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             PluginError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             PluginError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         };

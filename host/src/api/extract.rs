@@ -22,7 +22,14 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
-        Ok(Caller(state.inner.auth.authenticate(header, state.store())?))
+        let principal = state.inner.auth.authenticate(header, state.store())?;
+        // The admin is not held to a tenant's request rate.
+        if !principal.admin
+            && let Err(retry_after) = state.tenants().admit(&principal.tenant, std::time::Instant::now())
+        {
+            return Err(ApiError::rate_limited(&principal.tenant, retry_after));
+        }
+        Ok(Caller(principal))
     }
 }
 

@@ -83,7 +83,9 @@ fn validated(state: &AppState, tenant: &str, body: &Value, existing: Option<&Job
         ));
     }
     let spec = parse_spec(body)?;
-    let job = validate(spec, tenant, existing, &state.config().job_defaults(), Utc::now())?;
+    // The tenant's ceilings cap the daemon's.
+    let defaults = state.tenants().quotas(tenant).cap(&state.config().job_defaults());
+    let job = validate(spec, tenant, existing, &defaults, Utc::now())?;
     check_plugin(state, &job)?;
     Ok(job)
 }
@@ -95,7 +97,9 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let job = validated(&state, &caller.tenant, &body, None)?;
-    state.store().insert_job(&job)?;
+    state
+        .store()
+        .insert_job_within(&job, state.tenants().quotas(&caller.tenant).jobs)?;
     state.store().flush_async().await?;
     tracing::info!(job_id = %job.id, name = %job.name, "job created");
     state.scheduler().job_changed();
@@ -137,7 +141,9 @@ pub async fn upsert(
             StatusCode::OK
         }
         None => {
-            state.store().insert_job(&job)?;
+            state
+                .store()
+                .insert_job_within(&job, state.tenants().quotas(&caller.tenant).jobs)?;
             StatusCode::CREATED
         }
     };

@@ -9,13 +9,14 @@ mod jobs;
 mod plugins;
 mod runs;
 mod schedules;
+mod secrets;
 mod status;
 mod tenants;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -24,6 +25,8 @@ use crate::executor::Executor;
 use crate::plugin::Plugins;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
+use crate::tenancy::Tenants;
+use crate::vault::Vault;
 
 pub use error::ApiError;
 
@@ -35,6 +38,8 @@ pub struct AppState {
 
 struct Shared {
     store: Arc<dyn Store>,
+    tenants: Arc<Tenants>,
+    vault: Arc<Vault>,
     plugins: Arc<Plugins>,
     executor: Arc<Executor>,
     scheduler: Arc<Scheduler>,
@@ -49,6 +54,8 @@ impl AppState {
         AppState {
             inner: Arc::new(Shared {
                 store: daemon.store,
+                tenants: daemon.tenants,
+                vault: daemon.vault,
                 plugins: daemon.plugins,
                 executor: daemon.executor,
                 scheduler: daemon.scheduler,
@@ -65,6 +72,14 @@ impl AppState {
 
     fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    fn tenants(&self) -> &Tenants {
+        &self.inner.tenants
+    }
+
+    fn vault(&self) -> &Vault {
+        &self.inner.vault
     }
 
     fn plugins(&self) -> &Plugins {
@@ -104,7 +119,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/scheduler/resume", post(status::resume))
         .route("/v1/schedules/preview", post(schedules::preview))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
-        .route("/v1/tenants/{name}", get(tenants::get))
+        .route("/v1/tenants/{name}", get(tenants::get).patch(tenants::patch))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{name}",
+            put(secrets::put).get(secrets::get).delete(secrets::delete),
+        )
         .route(
             "/v1/tenants/{name}/tokens",
             post(tenants::create_token).get(tenants::list_tokens),

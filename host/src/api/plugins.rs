@@ -56,7 +56,8 @@ pub async fn upload(
         .name
         .ok_or_else(|| ApiError::bad_request("invalid_name", "name: the query parameter ?name= is required"))?;
     let bytes = read_body(body, state.plugins().max_bytes(), "plugin").await?;
-    let uploaded = state.plugins().upload(&caller.tenant, &name, bytes).await?;
+    let quota = state.tenants().quotas(&caller.tenant).plugin_bytes;
+    let uploaded = state.plugins().upload(&caller.tenant, &name, bytes, quota).await?;
     let status = if uploaded.created {
         StatusCode::CREATED
     } else {

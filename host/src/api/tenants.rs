@@ -13,13 +13,18 @@ use serde_json::{Value, json};
 use super::extract::{Caller, JsonBody};
 use super::{ApiError, AppState};
 use crate::auth::{Principal, new_token, token_hash};
-use crate::model::validate::check_name;
-use crate::model::{DEFAULT_TENANT, Tenant, Token};
+use crate::model::validate::{check_host_pattern, check_list, check_name, merge_patch};
+use crate::model::{DEFAULT_TENANT, Quotas, Tenant, Token};
+use crate::tenancy::implicit_default;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
     name: String,
+    #[serde(default)]
+    quotas: Option<Value>,
+    #[serde(default)]
+    http_allow: Option<Vec<String>>,
 }
 
 fn require_admin(caller: &Principal) -> Result<(), ApiError> {
@@ -34,25 +39,39 @@ fn require_admin(caller: &Principal) -> Result<(), ApiError> {
 }
 
 fn tenant_view(tenant: &Tenant) -> Value {
-    json!({"name": tenant.name, "created_at": tenant.created_at})
-}
-
-/// The default tenant exists without being stored.
-fn default_tenant() -> Tenant {
-    Tenant {
-        name: DEFAULT_TENANT.to_string(),
-        created_at: chrono::DateTime::UNIX_EPOCH,
-    }
+    json!({
+        "name": tenant.name,
+        "created_at": tenant.created_at,
+        "quotas": tenant.quotas.view(),
+        "http_allow": tenant.http_allow,
+    })
 }
 
 fn find_tenant(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
-    if name == DEFAULT_TENANT {
-        return Ok(default_tenant());
-    }
     state
-        .store()
-        .tenant(name)?
+        .tenants()
+        .get(name)
         .ok_or_else(|| ApiError::not_found("tenant_not_found", format!("no tenant named {name:?}")))
+}
+
+/// Quotas given over the API, merged (RFC 7386) over `base`.
+fn merged_quotas(base: &Quotas, patch: Option<&Value>) -> Result<Quotas, ApiError> {
+    let Some(patch) = patch else {
+        return Ok(*base);
+    };
+    if !patch.is_object() {
+        return Err(ApiError::bad_request("invalid_field", "quotas: must be an object"));
+    }
+    let mut view = base.view();
+    merge_patch(&mut view, patch);
+    Ok(Quotas::from_json(&view)?)
+}
+
+fn checked_http_allow(patterns: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiError> {
+    if let Some(patterns) = &patterns {
+        check_list("http_allow", patterns, check_host_pattern)?;
+    }
+    Ok(patterns)
 }
 
 /// A new token of `tenant`, and its secret.
@@ -75,8 +94,12 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     require_admin(&caller)?;
-    let request: NewTenant = serde_json::from_value(body)
-        .map_err(|error| ApiError::bad_request("invalid_field", format!("body: {error}; expected {{\"name\"}}")))?;
+    let request: NewTenant = serde_json::from_value(body).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_field",
+            format!("body: {error}; expected {{\"name\", \"quotas\"?, \"http_allow\"?}}"),
+        )
+    })?;
     check_name(&request.name).map_err(|problem| ApiError::bad_request("invalid_field", format!("name: {problem}")))?;
     if request.name == DEFAULT_TENANT {
         return Err(ApiError::new(
@@ -88,10 +111,13 @@ pub async fn create(
     let tenant = Tenant {
         name: request.name,
         created_at: Utc::now(),
+        quotas: merged_quotas(&Quotas::for_new_tenant(), request.quotas.as_ref())?,
+        http_allow: checked_http_allow(request.http_allow)?,
     };
     let (token, secret) = mint(&tenant.name);
     state.store().insert_tenant(&tenant, &token)?;
     state.store().flush_async().await?;
+    state.tenants().put(tenant.clone());
     tracing::info!(tenant = %tenant.name, "tenant created");
     let body = json!({"tenant": tenant_view(&tenant), "token": secret, "token_id": token.id});
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -100,19 +126,80 @@ pub async fn create(
 /// `GET /v1/tenants`.
 pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
-    let mut tenants = vec![tenant_view(&default_tenant())];
-    tenants.extend(state.store().list_tenants()?.iter().map(tenant_view));
-    Ok(Json(json!({"tenants": tenants})))
+    let mut tenants = state.store().list_tenants()?;
+    if !tenants.iter().any(|tenant| tenant.name == DEFAULT_TENANT) {
+        tenants.insert(0, implicit_default());
+    }
+    let views: Vec<Value> = tenants.iter().map(tenant_view).collect();
+    Ok(Json(json!({"tenants": views})))
 }
 
-/// `GET /v1/tenants/{name}`.
+/// `GET /v1/tenants/{name}`: the tenant, its quotas and what it uses.
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
-    Ok(Json(tenant_view(&find_tenant(&state, &name)?)))
+    let tenant = find_tenant(&state, &name)?;
+    let store = state.store();
+    let plugin_bytes: u64 = store
+        .list_plugin_versions(&tenant.name)?
+        .iter()
+        .map(|version| version.size)
+        .sum();
+    let mut view = tenant_view(&tenant);
+    view["usage"] = json!({
+        "plugin_bytes": plugin_bytes,
+        "jobs": store.list_jobs(&tenant.name)?.len(),
+        "kv_bytes": store.kv_usage(&tenant.name)?,
+        "secrets": store.list_secrets(&tenant.name)?.len(),
+    });
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantPatch {
+    #[serde(default)]
+    quotas: Option<Value>,
+    /// Absent: unchanged; null: no cap; a list: the cap.
+    #[serde(default, deserialize_with = "present")]
+    http_allow: Option<Option<Vec<String>>>,
+}
+
+/// Tells a field given as null from one left out.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<Vec<String>>>, D::Error> {
+    Option::<Vec<String>>::deserialize(deserializer).map(Some)
+}
+
+/// `PATCH /v1/tenants/{name} {"quotas"?, "http_allow"?}`: quotas are
+/// merged (null removes a limit); `http_allow` is replaced (null: no cap).
+/// Takes effect at once, for runs already queued too.
+pub async fn patch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&caller)?;
+    let mut tenant = find_tenant(&state, &name)?;
+    let request: TenantPatch = serde_json::from_value(body).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_field",
+            format!("body: {error}; expected {{\"quotas\"?, \"http_allow\"?}}"),
+        )
+    })?;
+    tenant.quotas = merged_quotas(&tenant.quotas, request.quotas.as_ref())?;
+    if let Some(http_allow) = request.http_allow {
+        tenant.http_allow = checked_http_allow(http_allow)?;
+    }
+    state.store().put_tenant(&tenant)?;
+    state.store().flush_async().await?;
+    state.tenants().put(tenant.clone());
+    state.executor().wake();
+    tracing::info!(tenant = %tenant.name, "tenant changed");
+    Ok(Json(tenant_view(&tenant)))
 }
 
 /// `POST /v1/tenants/{name}/tokens`: 201 with the new token's secret.

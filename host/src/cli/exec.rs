@@ -66,10 +66,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             output: defaults.output,
             logs: defaults.logs,
         },
-        capabilities: Capabilities {
-            kv: Arc::new(MemoryKeyValue::default()),
-            http_allow: Vec::new(),
-        },
+        capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
         cancel: Arc::new(AtomicBool::new(false)),
     };
     let outcome = sandbox.run(&prepared, request).await;

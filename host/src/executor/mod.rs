@@ -25,10 +25,13 @@ use crate::clock::Clock;
 use crate::model::job::{Priority, input_bytes};
 use crate::model::run::RunLimits;
 use crate::model::{ErrorKind, Job, PluginVersion, Run, RunError, RunStatus, Trigger};
+use crate::outbound::{HttpGrant, Outbound};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::{Capabilities, KeyValue, RunContext, RunRequest, Sandbox};
 use crate::scheduler::policy::retry_delay;
 use crate::store::{Store, StoreError};
+use crate::tenancy::Tenants;
+use crate::vault::Vault;
 
 pub use queue::Activity;
 use queue::RunQueue;
@@ -50,8 +53,21 @@ pub enum ExecError {
     NotFinished(String),
 }
 
+/// What runs may use beyond the sandbox, looked up per run: the tenants'
+/// quotas and HTTP caps, the HTTP client behind the SSRF wall, and the
+/// vault that opens granted secrets.
+pub struct Grants {
+    /// Quotas and caps per tenant.
+    pub tenants: Arc<Tenants>,
+    /// Outbound HTTP.
+    pub outbound: Arc<Outbound>,
+    /// Secrets at rest.
+    pub vault: Arc<Vault>,
+}
+
 /// Runs queued runs.
 pub struct Executor {
+    grants: Grants,
     store: Arc<dyn Store>,
     sandbox: Arc<Sandbox>,
     plugins: Arc<Plugins>,
@@ -78,11 +94,13 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
-/// A job's kv state over the store, scoped to tenant and job.
+/// A job's kv state over the store, scoped to tenant and job, within the
+/// tenant's kv quota.
 struct StoreKeyValue {
     store: Arc<dyn Store>,
     tenant: String,
     job_id: String,
+    max_bytes: Option<u64>,
 }
 
 impl KeyValue for StoreKeyValue {
@@ -93,8 +111,8 @@ impl KeyValue for StoreKeyValue {
     }
     fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
         self.store
-            .kv_set(&self.tenant, &self.job_id, key, value)
-            .map_err(|error| error.to_string())
+            .kv_set_within(&self.tenant, &self.job_id, key, value, self.max_bytes)
+            .map_err(|error| format!("kv: {error}"))
     }
     fn delete(&self, key: &str) -> Result<(), String> {
         self.store
@@ -136,8 +154,10 @@ impl Executor {
         clock: Arc<dyn Clock>,
         max_concurrent_runs: usize,
         log_cap: u64,
+        grants: Grants,
     ) -> Arc<Executor> {
         Arc::new(Executor {
+            grants,
             store,
             sandbox,
             plugins,
@@ -207,6 +227,8 @@ impl Executor {
             retry: job.policy.retry,
             exclusive: job.policy.overlap != crate::model::job::Overlap::Allow,
             retry_of: None,
+            http_allow: job.http_allow.clone(),
+            secrets: job.secrets.clone(),
         }
     }
 
@@ -233,6 +255,11 @@ impl Executor {
         tracing::debug!(run_id = %run.id, job_id = %run.job_id, "run queued");
         self.submit(vec![run.clone()]);
         Ok(run)
+    }
+
+    /// Looks at the queue again (a tenant's concurrency share changed).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Hands durable queued runs to the queue.
@@ -303,7 +330,8 @@ impl Executor {
                 if self.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let next = lock(&self.queue).pop(self.clock.now());
+                let tenants = &self.grants.tenants;
+                let next = lock(&self.queue).pop(self.clock.now(), &|tenant| tenants.concurrency(tenant));
                 match next {
                     Ok(ready) => break ready,
                     Err(next_due) => {
@@ -406,21 +434,42 @@ impl Executor {
             },
             input: run.input.clone(),
             limits: run.limits,
-            capabilities: Capabilities {
-                kv: Arc::new(StoreKeyValue {
-                    store: self.store.clone(),
-                    tenant: run.tenant.clone(),
-                    job_id: run.job_id.clone(),
-                }),
-                http_allow: self
-                    .store
-                    .job(&run.tenant, &run.job_id)
-                    .ok()
-                    .flatten()
-                    .map(|job| job.http_allow)
-                    .unwrap_or_default(),
-            },
+            capabilities: self.capabilities(run),
             cancel,
+        }
+    }
+
+    /// What `run` may use: its job's kv within the tenant's quota, the
+    /// hosts it was granted within the tenant's cap (read now, so an admin's
+    /// change applies to the next run), and the secrets granted to it.
+    fn capabilities(&self, run: &Run) -> Capabilities {
+        let tenant = self.grants.tenants.get(&run.tenant);
+        let mut secrets = std::collections::BTreeMap::new();
+        for name in &run.secrets {
+            match self.store.secret(&run.tenant, name) {
+                Ok(Some(record)) => match self.grants.vault.open(&record) {
+                    Ok(value) => {
+                        secrets.insert(name.clone(), value);
+                    }
+                    Err(error) => tracing::warn!(run_id = %run.id, %error, "a granted secret reads as none"),
+                },
+                Ok(None) => {}
+                Err(error) => tracing::warn!(run_id = %run.id, %error, "a granted secret reads as none"),
+            }
+        }
+        Capabilities {
+            kv: Arc::new(StoreKeyValue {
+                store: self.store.clone(),
+                tenant: run.tenant.clone(),
+                job_id: run.job_id.clone(),
+                max_bytes: tenant.as_ref().and_then(|tenant| tenant.quotas.kv_bytes),
+            }),
+            outbound: Some(self.grants.outbound.clone()),
+            http: HttpGrant {
+                job: run.http_allow.clone(),
+                tenant: tenant.and_then(|tenant| tenant.http_allow),
+            },
+            secrets,
         }
     }
 

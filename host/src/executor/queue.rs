@@ -52,6 +52,8 @@ pub struct RunQueue {
     slots: HashMap<String, Slot>,
     running: HashMap<String, Running>,
     jobs: HashMap<JobKey, Activity>,
+    /// Executing runs per tenant, for the tenants' concurrency quotas.
+    tenants_running: HashMap<String, usize>,
     arrivals: u64,
 }
 
@@ -100,17 +102,36 @@ impl RunQueue {
 
     /// The next run to start (highest priority, then earliest due), marked
     /// running; or None and when the next delayed run comes due. An
-    /// exclusive run waits while another run of its job is running.
-    pub fn pop(&mut self, now: DateTime<Utc>) -> Result<(Run, Arc<AtomicBool>), Option<DateTime<Utc>>> {
+    /// exclusive run waits while another run of its job is running, and a
+    /// run waits while its tenant has `share(tenant)` runs executing, so a
+    /// tenant flooding the queue holds at most its share of the slots and
+    /// the runs behind its flood start first.
+    pub fn pop(
+        &mut self,
+        now: DateTime<Utc>,
+        share: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<(Run, Arc<AtomicBool>), Option<DateTime<Utc>>> {
         self.promote(now);
-        let busy = |run: &Run| {
-            run.exclusive
+        let mut full: HashMap<&str, bool> = HashMap::new();
+        let mut startable = None;
+        for (key, run) in &self.ready {
+            let tenant_full = *full.entry(run.tenant.as_str()).or_insert_with(|| {
+                share(&run.tenant)
+                    .is_some_and(|share| self.tenants_running.get(&run.tenant).copied().unwrap_or(0) >= share)
+            });
+            if tenant_full {
+                continue;
+            }
+            let busy = run.exclusive
                 && self
                     .jobs
                     .get(&job_key(run))
-                    .is_some_and(|activity| activity.running > 0)
-        };
-        let startable = self.ready.iter().find(|(_, run)| !busy(run)).map(|(key, _)| *key);
+                    .is_some_and(|activity| activity.running > 0);
+            if !busy {
+                startable = Some(*key);
+                break;
+            }
+        }
         let Some(run) = startable.and_then(|key| self.ready.remove(&key)) else {
             let next = self
                 .delayed
@@ -122,6 +143,7 @@ impl RunQueue {
         let activity = self.jobs.entry(job_key(&run)).or_default();
         activity.waiting = activity.waiting.saturating_sub(1);
         activity.running += 1;
+        *self.tenants_running.entry(run.tenant.clone()).or_default() += 1;
         let cancel = Arc::new(AtomicBool::new(false));
         self.running.insert(
             run.id.clone(),
@@ -181,7 +203,14 @@ impl RunQueue {
 
     /// Marks a running run finished.
     pub fn finished(&mut self, run: &Run) {
-        self.running.remove(&run.id);
+        if self.running.remove(&run.id).is_some()
+            && let Some(count) = self.tenants_running.get_mut(&run.tenant)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.tenants_running.remove(&run.tenant);
+            }
+        }
         let key = job_key(run);
         if let Some(activity) = self.jobs.get_mut(&key) {
             activity.running = activity.running.saturating_sub(1);
@@ -284,8 +313,14 @@ mod tests {
             priority,
             retry: Default::default(),
             exclusive: false,
+            http_allow: Vec::new(),
+            secrets: Vec::new(),
             retry_of: None,
         }
+    }
+
+    fn unlimited(_tenant: &str) -> Option<usize> {
+        None
     }
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -301,7 +336,8 @@ mod tests {
         queue.push(run("c", "j3", Priority::Critical, "2026-11-25T10:00:05Z"), now);
         queue.push(run("d", "j4", Priority::Normal, "2026-11-25T10:00:01Z"), now);
         queue.push(run("e", "j5", Priority::High, "2026-11-25T10:00:09Z"), now);
-        let order: Vec<String> = std::iter::from_fn(|| queue.pop(now).ok().map(|(run, _)| run.id)).collect();
+        let order: Vec<String> =
+            std::iter::from_fn(|| queue.pop(now, &unlimited).ok().map(|(run, _)| run.id)).collect();
         assert_eq!(order, ["c", "e", "d", "a", "b"]);
     }
 
@@ -313,14 +349,17 @@ mod tests {
             at("2026-11-25T10:00:00Z"),
         );
         assert_eq!(
-            queue.pop(at("2026-11-25T10:00:30Z")).err(),
+            queue.pop(at("2026-11-25T10:00:30Z"), &unlimited).err(),
             Some(Some(at("2026-11-25T10:01:00Z")))
         );
         assert_eq!(
-            queue.pop(at("2026-11-25T10:01:00Z")).ok().map(|(run, _)| run.id),
+            queue
+                .pop(at("2026-11-25T10:01:00Z"), &unlimited)
+                .ok()
+                .map(|(run, _)| run.id),
             Some("retry".to_string())
         );
-        assert_eq!(queue.pop(at("2026-11-25T10:01:00Z")).err(), Some(None));
+        assert_eq!(queue.pop(at("2026-11-25T10:01:00Z"), &unlimited).err(), Some(None));
     }
 
     #[test]
@@ -328,8 +367,8 @@ mod tests {
         let mut queue = RunQueue::default();
         let due = "2026-11-25T10:00:00.000800Z";
         queue.push(run("r", "j", Priority::Normal, due), at("2026-11-25T09:59:59Z"));
-        assert!(queue.pop(at("2026-11-25T10:00:00.000500Z")).is_err());
-        assert_eq!(queue.pop(at(due)).unwrap().0.id, "r");
+        assert!(queue.pop(at("2026-11-25T10:00:00.000500Z"), &unlimited).is_err());
+        assert_eq!(queue.pop(at(due), &unlimited).unwrap().0.id, "r");
     }
 
     #[test]
@@ -378,12 +417,12 @@ mod tests {
         queue.push(first, now);
         queue.push(second, now);
         queue.push(run("b1", "b", Priority::Low, "2026-11-25T10:00:00Z"), now);
-        let (started, _) = queue.pop(now).unwrap();
+        let (started, _) = queue.pop(now, &unlimited).unwrap();
         assert_eq!(started.id, "a1");
-        assert_eq!(queue.pop(now).unwrap().0.id, "b1", "a2 waits for a1");
-        assert!(queue.pop(now).is_err());
+        assert_eq!(queue.pop(now, &unlimited).unwrap().0.id, "b1", "a2 waits for a1");
+        assert!(queue.pop(now, &unlimited).is_err());
         queue.finished(&started);
-        assert_eq!(queue.pop(now).unwrap().0.id, "a2");
+        assert_eq!(queue.pop(now, &unlimited).unwrap().0.id, "a2");
     }
 
     #[test]
@@ -398,11 +437,38 @@ mod tests {
             Activity { waiting: 2, running: 0 },
             "a is not queued twice"
         );
-        let (first, _) = queue.pop(now).unwrap();
+        let (first, _) = queue.pop(now, &unlimited).unwrap();
         assert_eq!(queue.activity("t", "j"), Activity { waiting: 1, running: 1 });
         assert!(queue.remove("b").is_some());
         queue.finished(&first);
         assert_eq!(queue.activity("t", "j"), Activity::default());
         assert_eq!(queue.depth(), 0);
+    }
+
+    #[test]
+    fn a_tenant_at_its_share_waits_and_others_start_past_its_flood() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:00Z");
+        for index in 0..50 {
+            let mut flood = run(
+                &format!("f{index:02}"),
+                &format!("spin{index}"),
+                Priority::Critical,
+                "2026-11-25T09:59:00Z",
+            );
+            flood.tenant = "greedy".into();
+            queue.push(flood, now);
+        }
+        queue.push(run("calm", "every", Priority::Low, "2026-11-25T10:00:00Z"), now);
+        let share = |tenant: &str| (tenant == "greedy").then_some(1);
+        let (first, _) = queue.pop(now, &share).unwrap();
+        assert_eq!(first.id, "f00");
+        // The greedy tenant holds its one slot; the other tenant's run,
+        // lower in priority and later in the queue, starts next.
+        assert_eq!(queue.pop(now, &share).unwrap().0.id, "calm");
+        assert!(queue.pop(now, &share).is_err(), "the flood waits; it does not fail");
+        assert_eq!(queue.depth(), 49);
+        queue.finished(&first);
+        assert_eq!(queue.pop(now, &share).unwrap().0.id, "f01");
     }
 }

@@ -11,7 +11,7 @@ pub mod validate;
 pub use job::{Job, JobSpec, Limits, Policy};
 pub use plugin::{Artifact, PluginRef, PluginVersion};
 pub use run::{ErrorKind, Run, RunError, RunStatus, Trigger};
-pub use tenant::{Tenant, Token};
+pub use tenant::{Quotas, SecretRecord, Tenant, Token};
 
 /// The tenant every object belongs to until full tenancy arrives; keys and
 /// queries carry the tenant from day one.

@@ -189,6 +189,13 @@ pub struct Run {
     /// The id of the first attempt of this run's lineage (None for a first attempt).
     #[serde(default)]
     pub retry_of: Option<String>,
+    /// Hosts the run may reach (the job's `http_allow` when it was queued).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_allow: Vec<String>,
+    /// Names of the secrets the run may read (the job's `secrets` when it
+    /// was queued); never their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 impl Run {

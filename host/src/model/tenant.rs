@@ -4,6 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::JobDefaults;
+use crate::model::validate::ValidationError;
+use crate::units::NumberOrText;
+
 /// A tenant: a namespace of plugins, jobs, runs, kv and secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
@@ -11,6 +15,146 @@ pub struct Tenant {
     pub name: String,
     /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// What it may use.
+    #[serde(default)]
+    pub quotas: Quotas,
+    /// Host patterns its jobs' `http_allow` must fall within (set by the
+    /// admin); None leaves jobs free to list any host (the SSRF wall still
+    /// stands).
+    #[serde(default)]
+    pub http_allow: Option<Vec<String>>,
+}
+
+/// What a tenant may use; None is no limit beyond the daemon's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quotas {
+    /// Bytes of all its plugin versions together.
+    pub plugin_bytes: Option<u64>,
+    /// Number of jobs.
+    pub jobs: Option<u64>,
+    /// Runs executing at once; more wait in the queue.
+    pub concurrent_runs: Option<u32>,
+    /// Most fuel a job may ask for.
+    pub max_fuel: Option<u64>,
+    /// Longest timeout a job may ask for, milliseconds.
+    pub max_timeout_ms: Option<u64>,
+    /// Most memory a job may ask for, bytes.
+    pub max_memory: Option<u64>,
+    /// Bytes of kv state (keys and values) of all its jobs together.
+    pub kv_bytes: Option<u64>,
+    /// API requests per second (a burst of twice as many is let through).
+    pub requests_per_second: Option<u32>,
+}
+
+/// Quotas as the API takes them: sizes as bytes or `"64MiB"`, the timeout
+/// as seconds or `"30s"`; null or absent is no limit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotasSpec {
+    plugin_bytes: Option<NumberOrText>,
+    jobs: Option<u64>,
+    concurrent_runs: Option<u32>,
+    max_fuel: Option<u64>,
+    max_timeout: Option<NumberOrText>,
+    max_memory: Option<NumberOrText>,
+    kv_bytes: Option<NumberOrText>,
+    requests_per_second: Option<u32>,
+}
+
+impl Quotas {
+    /// Reads the API's form (see [`Quotas::view`]), naming the field at fault.
+    pub fn from_json(value: &serde_json::Value) -> Result<Quotas, ValidationError> {
+        let spec: QuotasSpec = serde_path_to_error::deserialize(value).map_err(|error| {
+            let path = error.path().to_string();
+            ValidationError::new(
+                format!("quotas.{path}").trim_end_matches('.'),
+                error.into_inner().to_string(),
+            )
+        })?;
+        let size = |field: &str, value: Option<NumberOrText>| {
+            value
+                .map(|value| value.to_size())
+                .transpose()
+                .map_err(|message| ValidationError::new(format!("quotas.{field}"), message))
+        };
+        let at_least_one = |field: &str, value: Option<u64>| match value {
+            Some(0) => Err(ValidationError::new(
+                format!("quotas.{field}"),
+                "must be at least 1 (null is no limit)",
+            )),
+            _ => Ok(value),
+        };
+        let max_timeout_ms = spec
+            .max_timeout
+            .map(|value| value.to_duration())
+            .transpose()
+            .map_err(|message| ValidationError::new("quotas.max_timeout", message))?
+            .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        Ok(Quotas {
+            plugin_bytes: size("plugin_bytes", spec.plugin_bytes)?,
+            jobs: spec.jobs,
+            concurrent_runs: at_least_one("concurrent_runs", spec.concurrent_runs.map(u64::from))?
+                .map(|runs| u32::try_from(runs).unwrap_or(u32::MAX)),
+            max_fuel: at_least_one("max_fuel", spec.max_fuel)?,
+            max_timeout_ms: at_least_one("max_timeout", max_timeout_ms)?,
+            max_memory: size("max_memory", spec.max_memory)?,
+            kv_bytes: size("kv_bytes", spec.kv_bytes)?,
+            requests_per_second: at_least_one("requests_per_second", spec.requests_per_second.map(u64::from))?
+                .map(|rate| u32::try_from(rate).unwrap_or(u32::MAX)),
+        })
+    }
+
+    /// The API's form: null is no limit.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "plugin_bytes": self.plugin_bytes,
+            "jobs": self.jobs,
+            "concurrent_runs": self.concurrent_runs,
+            "max_fuel": self.max_fuel,
+            "max_timeout": self
+                .max_timeout_ms
+                .map(|ms| crate::units::format_duration(std::time::Duration::from_millis(ms))),
+            "max_memory": self.max_memory,
+            "kv_bytes": self.kv_bytes,
+            "requests_per_second": self.requests_per_second,
+        })
+    }
+
+    /// The job defaults and ceilings under these quotas: each ceiling the
+    /// smaller of the daemon's and the tenant's, each default no more than
+    /// its ceiling.
+    pub fn cap(&self, defaults: &JobDefaults) -> JobDefaults {
+        let mut capped = defaults.clone();
+        if let Some(fuel) = self.max_fuel {
+            capped.max_fuel = capped.max_fuel.min(fuel);
+        }
+        if let Some(ms) = self.max_timeout_ms {
+            capped.max_timeout = capped.max_timeout.min(std::time::Duration::from_millis(ms));
+        }
+        if let Some(memory) = self.max_memory {
+            capped.max_memory = capped.max_memory.min(memory);
+        }
+        capped.fuel = capped.fuel.min(capped.max_fuel);
+        capped.timeout = capped.timeout.min(capped.max_timeout);
+        capped.memory = capped.memory.min(capped.max_memory);
+        capped
+    }
+
+    /// What a tenant made over the API gets unless the admin says otherwise:
+    /// room for real work, not for taking the daemon over.
+    pub fn for_new_tenant() -> Quotas {
+        Quotas {
+            plugin_bytes: Some(1 << 30),
+            jobs: Some(10_000),
+            concurrent_runs: Some(8),
+            max_fuel: None,
+            max_timeout_ms: None,
+            max_memory: None,
+            kv_bytes: Some(256 << 20),
+            requests_per_second: Some(200),
+        }
+    }
 }
 
 /// An API token of a tenant.
@@ -37,5 +181,81 @@ impl Token {
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
         })
+    }
+}
+
+/// A tenant's secret as stored: the value sealed with the daemon's master
+/// key (see `crate::vault`); never the plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// Its name, as jobs list it in `secrets`.
+    pub name: String,
+    /// The AEAD nonce, base64.
+    pub nonce: String,
+    /// The sealed value (ciphertext and tag), base64.
+    pub sealed: String,
+    /// When it was first set.
+    pub created_at: DateTime<Utc>,
+    /// When its value last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SecretRecord {
+    /// The secret as the API shows it: name and dates, never the value.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quotas_read_sizes_and_durations_and_name_bad_fields() {
+        let quotas = Quotas::from_json(&json!({
+            "plugin_bytes": "10MiB", "jobs": 3, "concurrent_runs": 1, "max_timeout": "5s",
+            "max_memory": 33554432, "kv_bytes": "1KiB", "requests_per_second": 4, "max_fuel": null
+        }))
+        .unwrap();
+        assert_eq!(quotas.plugin_bytes, Some(10 << 20));
+        assert_eq!(quotas.max_timeout_ms, Some(5000));
+        assert_eq!(quotas.kv_bytes, Some(1024));
+        assert_eq!(quotas.max_fuel, None);
+        assert_eq!(Quotas::from_json(&quotas.view()).unwrap(), quotas);
+        for (bad, field) in [
+            (json!({"jobs": "many"}), "quotas.jobs"),
+            (json!({"concurrent_runs": 0}), "quotas.concurrent_runs"),
+            (json!({"max_timeout": "soon"}), "quotas.max_timeout"),
+            (json!({"kv_bytes": "1 potato"}), "quotas.kv_bytes"),
+            (json!({"cpu": 1}), "quotas.cpu"),
+        ] {
+            let error = Quotas::from_json(&bad).unwrap_err();
+            assert_eq!(error.field, field, "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn ceilings_lower_the_daemons_limits_and_defaults_follow() {
+        let defaults = crate::config::Config::default().job_defaults();
+        let quotas = Quotas {
+            max_timeout_ms: Some(5000),
+            max_memory: Some(16 << 20),
+            max_fuel: Some(1000),
+            ..Quotas::default()
+        };
+        let capped = quotas.cap(&defaults);
+        assert_eq!(capped.max_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(capped.timeout, std::time::Duration::from_secs(5));
+        assert_eq!((capped.max_memory, capped.memory), (16 << 20, 16 << 20));
+        assert_eq!((capped.max_fuel, capped.fuel), (1000, 1000));
+        assert_eq!(Quotas::default().cap(&defaults), defaults);
     }
 }

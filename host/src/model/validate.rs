@@ -27,7 +27,8 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An `invalid_field` error of `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         ValidationError {
             code: "invalid_field",
             field: field.into(),
@@ -69,7 +70,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_host_pattern(pattern: &str) -> Result<(), String> {
+/// An `http_allow` pattern: `host`, `*.domain`, either with `:port`.
+pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
     let (host, port) = match pattern.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, Some(port)),
         _ => (pattern, None),
@@ -102,6 +104,15 @@ fn resolve_limits(spec: Option<LimitsSpec>, defaults: &JobDefaults) -> Result<Li
     let fuel = spec.fuel.unwrap_or(defaults.fuel);
     if fuel == 0 {
         return Err(ValidationError::new("limits.fuel", "must be at least 1"));
+    }
+    if fuel > defaults.max_fuel {
+        return Err(ValidationError::new(
+            "limits.fuel",
+            format!(
+                "{fuel} is above {}, the most this tenant's jobs may ask for",
+                defaults.max_fuel
+            ),
+        ));
     }
     let timeout = match spec.timeout {
         Some(value) => value
@@ -224,7 +235,8 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationError
     Ok(())
 }
 
-fn check_list(
+/// Checks each item of a list field (at most 64) with `check`.
+pub fn check_list(
     field: &str,
     items: &[String],
     check: impl Fn(&str) -> Result<(), String>,

@@ -2,9 +2,10 @@
 //! secrets) and WASI preview 2, locked down. One `RunState` per run; the
 //! capabilities it holds were granted by the executor for this run only.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -12,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::sandcron::plugin::{http, kv, log, secrets, types};
 use super::limits::RunLimiter;
 use super::log::LogSink;
+use crate::outbound::{FetchRequest, HttpGrant, MAX_REQUESTS_PER_RUN, Outbound};
 
 /// Largest kv key, bytes.
 pub const MAX_KV_KEY_BYTES: usize = 1024;
@@ -73,8 +75,24 @@ impl KeyValue for MemoryKeyValue {
 pub struct Capabilities {
     /// The job's kv state.
     pub kv: Arc<dyn KeyValue>,
-    /// Host patterns the job lists for HTTP.
-    pub http_allow: Vec<String>,
+    /// The HTTP client behind the SSRF wall; None turns `http.fetch` off.
+    pub outbound: Option<Arc<Outbound>>,
+    /// The hosts the run may reach.
+    pub http: HttpGrant,
+    /// The secrets granted to the run, by name.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Capabilities {
+    /// Computing and kv only: no HTTP, no secrets.
+    pub fn kv_only(kv: Arc<dyn KeyValue>) -> Capabilities {
+        Capabilities {
+            kv,
+            outbound: None,
+            http: HttpGrant::default(),
+            secrets: BTreeMap::new(),
+        }
+    }
 }
 
 /// Why the epoch callback stopped a run.
@@ -95,6 +113,8 @@ pub struct RunState {
     pub(super) limiter: RunLimiter,
     pub(super) log: LogSink,
     pub(super) capabilities: Capabilities,
+    /// Requests this run may still make.
+    pub(super) http_budget: u32,
     pub(super) deadline: Instant,
     pub(super) cancel: Arc<AtomicBool>,
 }
@@ -177,24 +197,36 @@ impl kv::Host for RunState {
 
 impl http::Host for RunState {
     async fn fetch(&mut self, request: http::Request) -> wasmtime::Result<Result<http::Response, String>> {
-        let message = if self.capabilities.http_allow.is_empty() {
-            format!(
-                "http: {} {} denied: this job has no http_allow list, so it may not reach any host",
-                request.method, request.url
-            )
-        } else {
-            format!(
-                "http: {} {} denied: outbound HTTP is not enabled in this daemon yet",
-                request.method, request.url
-            )
+        let what = format!("http: {} {}", request.method, request.url);
+        let Some(outbound) = self.capabilities.outbound.clone() else {
+            return Ok(Err(format!("{what} denied: outbound HTTP is off in this sandbox")));
         };
-        Ok(Err(message))
+        let fetch = FetchRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+            timeout: request.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+        };
+        let result = outbound
+            .fetch(&self.capabilities.http, fetch, self.deadline, &mut self.http_budget)
+            .await;
+        Ok(result
+            .map(|response| http::Response {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            })
+            .map_err(|problem| format!("{what} failed: {problem}")))
     }
 }
 
 impl secrets::Host for RunState {
-    async fn get(&mut self, _name: String) -> wasmtime::Result<Option<String>> {
-        // No secret store yet: nothing is granted, so every name reads as none.
-        Ok(None)
+    async fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        // Only granted secrets were handed to the run; any other reads as none.
+        Ok(self.capabilities.secrets.get(&name).cloned())
     }
 }
+
+/// Requests a new run may make.
+pub(super) const HTTP_BUDGET: u32 = MAX_REQUESTS_PER_RUN;

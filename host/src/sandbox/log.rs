@@ -55,11 +55,13 @@ impl LogSink {
         self.append(format!("{stamp} {level:<5} {message}\n").as_bytes());
     }
 
-    /// The captured bytes, with a marker when some were dropped.
-    pub fn contents(&self) -> Vec<u8> {
+    /// The captured bytes with every secret value masked (also a secret
+    /// cut short by the cap at the end), and a marker when some were dropped.
+    pub fn contents(&self, secrets: &Secrets) -> Vec<u8> {
         let buffer = self.lock();
-        let mut bytes = buffer.bytes.clone();
+        let mut bytes = secrets.mask(&buffer.bytes);
         if buffer.dropped > 0 {
+            secrets.mask_cut_tail(&mut bytes);
             if bytes.last().is_some_and(|byte| *byte != b'\n') {
                 bytes.push(b'\n');
             }
@@ -147,6 +149,74 @@ impl tokio::io::AsyncWrite for GuestStream {
     }
 }
 
+/// The secret values one run was granted, to mask wherever the run's words
+/// are kept (log, output, error message).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    values: Vec<(String, Vec<u8>)>,
+}
+
+/// Shortest cut-off tail of a secret that is masked at a truncation point.
+const MIN_MASKED_TAIL: usize = 3;
+
+impl Secrets {
+    /// Masks the values of these (name, value) pairs; empty values are skipped.
+    pub fn new<'a>(granted: impl IntoIterator<Item = (&'a String, &'a String)>) -> Secrets {
+        let mut values: Vec<(String, Vec<u8>)> = granted
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
+            .collect();
+        // Longest first, so a secret containing another is masked whole.
+        values.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+        Secrets { values }
+    }
+
+    /// `bytes` with each occurrence of a value replaced by `[secret:NAME]`.
+    pub fn mask(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut masked = bytes.to_vec();
+        for (name, value) in &self.values {
+            if masked.len() < value.len() {
+                continue;
+            }
+            let marker = format!("[secret:{name}]").into_bytes();
+            let mut out = Vec::with_capacity(masked.len());
+            let mut at = 0;
+            while at < masked.len() {
+                if masked[at..].starts_with(value) {
+                    out.extend_from_slice(&marker);
+                    at += value.len();
+                } else {
+                    out.push(masked[at]);
+                    at += 1;
+                }
+            }
+            masked = out;
+        }
+        masked
+    }
+
+    /// Masks a value's beginning left at the end of `bytes` by a cut.
+    pub fn mask_cut_tail(&self, bytes: &mut Vec<u8>) {
+        for (name, value) in &self.values {
+            let longest = value.len().saturating_sub(1).min(bytes.len());
+            let cut = (MIN_MASKED_TAIL.min(value.len())..=longest)
+                .rev()
+                .find(|length| bytes.ends_with(&value[..*length]));
+            if let Some(length) = cut {
+                bytes.truncate(bytes.len() - length);
+                bytes.extend_from_slice(format!("[secret:{name}]").as_bytes());
+                return;
+            }
+        }
+    }
+
+    /// A message with the values masked.
+    pub fn mask_text(&self, text: &str) -> String {
+        String::from_utf8_lossy(&self.mask(text.as_bytes())).into_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,10 +225,43 @@ mod tests {
     fn log_keeps_the_first_bytes_and_marks_truncation() {
         let sink = LogSink::new(10);
         sink.append(b"0123456789abcdef");
-        let contents = String::from_utf8(sink.contents()).unwrap();
+        let contents = String::from_utf8(sink.contents(&Secrets::default())).unwrap();
         assert!(contents.starts_with("0123456789\n[sandcron: log truncated at 10 bytes; 6 more bytes dropped]"));
         let small = LogSink::new(100);
         small.append(b"hi\n");
-        assert_eq!(small.contents(), b"hi\n");
+        assert_eq!(small.contents(&Secrets::default()), b"hi\n");
+    }
+
+    fn granted(pairs: &[(&str, &str)]) -> Secrets {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        Secrets::new(owned.iter().map(|(name, value)| (name, value)))
+    }
+
+    #[test]
+    fn secret_values_are_masked_wherever_they_appear() {
+        let secrets = granted(&[("db", "hunter2"), ("api", "tok-hunter2-x"), ("empty", "")]);
+        assert_eq!(
+            secrets.mask_text("a hunter2 b tok-hunter2-x chunter2hunter2"),
+            "a [secret:db] b [secret:api] c[secret:db][secret:db]"
+        );
+        assert_eq!(secrets.mask_text("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_log_cap_is_masked_too() {
+        let sink = LogSink::new(9);
+        sink.append(b"pw: hunter2 and more");
+        let secrets = granted(&[("db", "hunter2")]);
+        let contents = String::from_utf8(sink.contents(&secrets)).unwrap();
+        assert!(contents.starts_with("pw: [secret:db]\n"), "{contents}");
+        assert!(!contents.contains("hunt"), "{contents}");
+        // Split across two writes, the whole value is still caught.
+        let split = LogSink::new(1 << 10);
+        split.append(b"x hun");
+        split.append(b"ter2 y");
+        assert_eq!(split.contents(&secrets), b"x [secret:db] y");
     }
 }

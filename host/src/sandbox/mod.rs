@@ -247,12 +247,14 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let deadline = Instant::now() + Duration::from_millis(request.limits.timeout_ms);
+        let secrets = log::Secrets::new(&request.capabilities.secrets);
         let state = RunState {
             wasi: wasi.build(),
             table: wasmtime::component::ResourceTable::new(),
             limiter: limits::RunLimiter::new(request.limits.memory),
             log: log.clone(),
             capabilities: request.capabilities,
+            http_budget: host::HTTP_BUDGET,
             deadline,
             cancel: request.cancel,
         };
@@ -262,7 +264,12 @@ impl Sandbox {
             .set_fuel(request.limits.fuel)
             .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_CHECKPOINT)));
         if let Err(error) = fuel {
-            return failed_outcome(ErrorKind::PluginUnavailable, format!("setting fuel: {error}"), log);
+            return failed_outcome(
+                ErrorKind::PluginUnavailable,
+                format!("setting fuel: {error}"),
+                log,
+                &secrets,
+            );
         }
         // Check the deadline and cancellation at every tick, yielding to the
         // runtime so a spinning guest does not hold a worker thread.
@@ -300,10 +307,10 @@ impl Sandbox {
                     request.limits.output
                 ),
             }),
-            Ok(Ok(Ok(output))) => Ok(output),
+            Ok(Ok(Ok(output))) => Ok(secrets.mask(&output)),
             Ok(Ok(Err(message))) => Err(RunError {
                 kind: ErrorKind::PluginError,
-                message: truncate(message),
+                message: truncate(secrets.mask_text(&message)),
             }),
             Ok(Err(failure)) => Err(classify(failure, store.data().limiter.refused())),
             Err(_) => Err(RunError {
@@ -319,7 +326,7 @@ impl Sandbox {
             result,
             fuel_consumed: request.limits.fuel.saturating_sub(fuel_left),
             peak_memory: store.data().limiter.peak_memory(),
-            log: log.contents(),
+            log: log.contents(&secrets),
         }
     }
 }
@@ -329,12 +336,12 @@ enum Failure {
     Call(wasmtime::Error),
 }
 
-fn failed_outcome(kind: ErrorKind, message: String, log: log::LogSink) -> RunOutcome {
+fn failed_outcome(kind: ErrorKind, message: String, log: log::LogSink, secrets: &log::Secrets) -> RunOutcome {
     RunOutcome {
         result: Err(RunError { kind, message }),
         fuel_consumed: 0,
         peak_memory: 0,
-        log: log.contents(),
+        log: log.contents(secrets),
     }
 }
 

@@ -14,7 +14,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, Tenant, Token};
+use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 
 pub use sled_store::SledStore;
 
@@ -44,6 +44,9 @@ pub enum StoreError {
         /// The name.
         name: String,
     },
+    /// A write would pass one of the tenant's quotas; the message names it.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The data directory is held by another process.
     #[error("{0}")]
     Locked(String),
@@ -117,6 +120,20 @@ pub trait Store: Send + Sync + 'static {
         digest: &str,
         bytes: &[u8],
         now: DateTime<Utc>,
+    ) -> StoreResult<AddedPlugin> {
+        self.add_plugin_version_within(tenant, name, digest, bytes, now, None)
+    }
+    /// [`Store::add_plugin_version`], refused with
+    /// [`StoreError::QuotaExceeded`] when the tenant's plugin versions would
+    /// take more than `max_total_bytes` together.
+    fn add_plugin_version_within(
+        &self,
+        tenant: &str,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+        max_total_bytes: Option<u64>,
     ) -> StoreResult<AddedPlugin>;
     /// Every version of every plugin of the tenant, by name then version.
     fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>>;
@@ -132,7 +149,12 @@ pub trait Store: Send + Sync + 'static {
     fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<()>;
 
     /// Creates a job; fails with [`StoreError::NameTaken`] if the name is used.
-    fn insert_job(&self, job: &Job) -> StoreResult<()>;
+    fn insert_job(&self, job: &Job) -> StoreResult<()> {
+        self.insert_job_within(job, None)
+    }
+    /// [`Store::insert_job`], refused with [`StoreError::QuotaExceeded`]
+    /// when the tenant already has `max_jobs` jobs.
+    fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()>;
     /// Replaces a job (same id), moving its name if it changed.
     fn update_job(&self, job: &Job) -> StoreResult<()> {
         self.update_job_withdrawing(job, &[])
@@ -208,7 +230,22 @@ pub trait Store: Send + Sync + 'static {
     /// A job's kv value.
     fn kv_get(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a job's kv value.
-    fn kv_set(&self, tenant: &str, job_id: &str, key: &str, value: &[u8]) -> StoreResult<()>;
+    fn kv_set(&self, tenant: &str, job_id: &str, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.kv_set_within(tenant, job_id, key, value, None)
+    }
+    /// [`Store::kv_set`], refused with [`StoreError::QuotaExceeded`] when it
+    /// would grow the tenant's kv state (keys and values of all its jobs)
+    /// past `max_bytes`.
+    fn kv_set_within(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        key: &str,
+        value: &[u8],
+        max_bytes: Option<u64>,
+    ) -> StoreResult<()>;
+    /// Bytes of the tenant's kv keys and values.
+    fn kv_usage(&self, tenant: &str) -> StoreResult<u64>;
     /// Removes a job's kv value.
     fn kv_delete(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<()>;
     /// A job's kv keys with `prefix`, in order, at most `limit`.
@@ -217,6 +254,9 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a tenant with its first token; fails with
     /// [`StoreError::TenantExists`] if the name is taken.
     fn insert_tenant(&self, tenant: &Tenant, token: &Token) -> StoreResult<()>;
+    /// Writes a tenant's record (its quotas changed; or the default tenant
+    /// gets one).
+    fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     /// A tenant by name.
     fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
     /// Every tenant, by name.
@@ -229,6 +269,15 @@ pub trait Store: Send + Sync + 'static {
     fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<Token>>;
     /// Marks a tenant's token revoked; None if it has no such token.
     fn revoke_token(&self, tenant: &str, id: &str, at: DateTime<Utc>) -> StoreResult<Option<Token>>;
+
+    /// Writes an encrypted secret (new or replacing).
+    fn put_secret(&self, secret: &SecretRecord) -> StoreResult<()>;
+    /// A tenant's secret by name.
+    fn secret(&self, tenant: &str, name: &str) -> StoreResult<Option<SecretRecord>>;
+    /// A tenant's secrets, by name.
+    fn list_secrets(&self, tenant: &str) -> StoreResult<Vec<SecretRecord>>;
+    /// Deletes a secret; false if absent.
+    fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool>;
 
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;

@@ -22,11 +22,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use super::group_commit::GroupCommit;
 use super::{AddedPlugin, DueJob, Fire, RunFilter, Store, StoreError, StoreFuture, StoreResult};
-use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, Tenant, Token};
+use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 
 /// sled-backed [`Store`].
 #[derive(Clone)]
@@ -48,6 +48,14 @@ pub struct SledStore {
     starters: Tree,
     runs: Tree,
     kv: Tree,
+    /// Tenant -> bytes of its kv keys and values (u64 big-endian), kept in
+    /// the same transaction as every kv write.
+    kv_usage: Tree,
+    /// `tenant \0 name` -> an encrypted secret.
+    secrets: Tree,
+    /// Held across a quota's count and the write it admits (plugin versions,
+    /// jobs), so two racing writes cannot both fit in the last place.
+    counted: Arc<Mutex<()>>,
     /// Tenants by name.
     tenants: Tree,
     /// Tokens by the hex sha256 of their secret.
@@ -142,6 +150,13 @@ fn last_part(key: &[u8]) -> &[u8] {
     key.rsplit(|byte| *byte == 0).next().unwrap_or(key)
 }
 
+/// A count stored as u64 big-endian (absent is 0).
+fn read_count(bytes: Option<sled::IVec>) -> u64 {
+    bytes
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 fn transaction_error(error: TransactionError<StoreError>) -> StoreError {
     match error {
         TransactionError::Abort(error) => error,
@@ -163,7 +178,8 @@ impl SledStore {
             _ => StoreError::Backend(format!("cannot open {}: {error}", path.display())),
         })?;
         let tree = |name: &str| db.open_tree(name);
-        let had_starters = db.tree_names().iter().any(|name| name.as_ref() == b"run_at_start");
+        let had_tree = |name: &[u8]| db.tree_names().iter().any(|tree| tree.as_ref() == name);
+        let (had_starters, had_kv_usage) = (had_tree(b"run_at_start"), had_tree(b"kv_usage"));
         let gate = Arc::new(RwLock::new(()));
         let group = GroupCommit::new({
             let (db, gate) = (db.clone(), gate.clone());
@@ -184,6 +200,9 @@ impl SledStore {
             starters: tree("run_at_start")?,
             runs: tree("runs")?,
             kv: tree("kv")?,
+            kv_usage: tree("kv_usage")?,
+            secrets: tree("secrets")?,
+            counted: Arc::new(Mutex::new(())),
             tenants: tree("tenants")?,
             tokens: tree("tokens")?,
             tenant_tokens: tree("tenant_tokens")?,
@@ -194,7 +213,36 @@ impl SledStore {
         if !had_starters {
             store.index_starters()?;
         }
+        if !had_kv_usage {
+            store.count_kv_usage()?;
+        }
         Ok(store)
+    }
+
+    /// Counts each tenant's kv bytes in a database from before the count
+    /// was kept.
+    fn count_kv_usage(&self) -> StoreResult<()> {
+        let mut usage: std::collections::BTreeMap<Vec<u8>, u64> = std::collections::BTreeMap::new();
+        for entry in self.kv.iter() {
+            let (full, value) = entry?;
+            let mut parts = full.splitn(3, |byte| *byte == 0);
+            let (Some(tenant), Some(_job), Some(user_key)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            *usage.entry(tenant.to_vec()).or_default() += (user_key.len() + value.len()) as u64;
+        }
+        let mut batch = sled::Batch::default();
+        for (tenant, bytes) in usage {
+            batch.insert(tenant, &bytes.to_be_bytes());
+        }
+        let _gate = self.writing();
+        self.kv_usage.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Holds the quota lock (see `counted`).
+    fn counting(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Builds the `run_at_start` index of a database from before it existed.
@@ -336,20 +384,35 @@ enum RunStep<'a> {
 }
 
 impl Store for SledStore {
-    fn add_plugin_version(
+    fn add_plugin_version_within(
         &self,
         tenant: &str,
         name: &str,
         digest: &str,
         bytes: &[u8],
         now: DateTime<Utc>,
+        max_total_bytes: Option<u64>,
     ) -> StoreResult<AddedPlugin> {
+        let _counting = self.counting();
         let existing = self.plugin_versions(tenant, name)?;
         if let Some(version) = existing.iter().find(|version| version.digest == digest) {
             return Ok(AddedPlugin {
                 version: version.clone(),
                 created: false,
             });
+        }
+        if let Some(limit) = max_total_bytes {
+            let used: u64 = self
+                .list_plugin_versions(tenant)?
+                .iter()
+                .map(|version| version.size)
+                .sum();
+            if used + bytes.len() as u64 > limit {
+                return Err(StoreError::QuotaExceeded(format!(
+                    "plugin_bytes: the tenant's plugins take {used} bytes; {} more would pass its quota of {limit} bytes (delete unused plugins to make room)",
+                    bytes.len()
+                )));
+            }
         }
         let next = existing.last().map_or(1, |version| version.version + 1);
         let version = PluginVersion {
@@ -428,7 +491,16 @@ impl Store for SledStore {
             .map_err(transaction_error)
     }
 
-    fn insert_job(&self, job: &Job) -> StoreResult<()> {
+    fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
+        let _counting = self.counting();
+        if let Some(limit) = max_jobs {
+            let count = self.job_names.scan_prefix(prefix(&[job.tenant.as_bytes()])).count() as u64;
+            if count >= limit {
+                return Err(StoreError::QuotaExceeded(format!(
+                    "jobs: the tenant has {count} jobs; its quota is {limit} (delete a job to make room)"
+                )));
+            }
+        }
         let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
         let record = encode(job);
@@ -521,11 +593,8 @@ impl Store for SledStore {
         };
         let job_key = key(&[tenant.as_bytes(), id.as_bytes()]);
         let name_key = key(&[tenant.as_bytes(), job.name.as_bytes()]);
-        let kv_keys: Vec<sled::IVec> = self
-            .kv
-            .scan_prefix(prefix(&[tenant.as_bytes(), id.as_bytes()]))
-            .keys()
-            .collect::<Result<_, _>>()?;
+        let scope = prefix(&[tenant.as_bytes(), id.as_bytes()]);
+        let kv_keys: Vec<sled::IVec> = self.kv.scan_prefix(&scope).keys().collect::<Result<_, _>>()?;
         let due_entry = due_key(&job);
         let _gate = self.writing();
         (
@@ -535,8 +604,9 @@ impl Store for SledStore {
             &self.due,
             &self.starters,
             &self.runs,
+            &self.kv_usage,
         )
-            .transaction(|(jobs, job_names, kv, due, starters, run_tree)| {
+            .transaction(|(jobs, job_names, kv, due, starters, run_tree, kv_usage)| {
                 for withdrawn_key in &withdrawn_keys {
                     run_tree.remove(withdrawn_key.as_slice())?;
                 }
@@ -546,9 +616,14 @@ impl Store for SledStore {
                 if let Some(entry) = &due_entry {
                     due.remove(entry.as_slice())?;
                 }
+                let mut freed = 0;
                 for kv_key in &kv_keys {
-                    kv.remove(kv_key)?;
+                    if let Some(old) = kv.remove(kv_key)? {
+                        freed += (kv_key.len() - scope.len() + old.len()) as u64;
+                    }
                 }
+                let used = read_count(kv_usage.get(tenant.as_bytes())?);
+                kv_usage.insert(tenant.as_bytes(), &used.saturating_sub(freed).to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(transaction_error)?;
@@ -757,16 +832,54 @@ impl Store for SledStore {
             .map(|bytes| bytes.to_vec()))
     }
 
-    fn kv_set(&self, tenant: &str, job_id: &str, kv_key: &str, value: &[u8]) -> StoreResult<()> {
-        self.kv
-            .insert(key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]), value)?;
-        Ok(())
+    fn kv_set_within(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        kv_key: &str,
+        value: &[u8],
+        max_bytes: Option<u64>,
+    ) -> StoreResult<()> {
+        let full = key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]);
+        let entry_bytes = (kv_key.len() + value.len()) as u64;
+        let _gate = self.writing();
+        (&self.kv, &self.kv_usage)
+            .transaction(|(kv, kv_usage)| {
+                let old = kv.get(full.as_slice())?.map_or(0, |old| (kv_key.len() + old.len()) as u64);
+                let used = read_count(kv_usage.get(tenant.as_bytes())?);
+                let after = used.saturating_sub(old) + entry_bytes;
+                if let Some(limit) = max_bytes
+                    && after > limit
+                    && after > used
+                {
+                    return Err(ConflictableTransactionError::Abort(StoreError::QuotaExceeded(format!(
+                        "kv_bytes: the tenant's kv state takes {used} bytes; this write would make it {after}, past its quota of {limit}"
+                    ))));
+                }
+                kv.insert(full.as_slice(), value)?;
+                kv_usage.insert(tenant.as_bytes(), &after.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(transaction_error)
     }
 
     fn kv_delete(&self, tenant: &str, job_id: &str, kv_key: &str) -> StoreResult<()> {
-        self.kv
-            .remove(key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]))?;
-        Ok(())
+        let full = key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]);
+        let _gate = self.writing();
+        (&self.kv, &self.kv_usage)
+            .transaction(|(kv, kv_usage)| {
+                if let Some(old) = kv.remove(full.as_slice())? {
+                    let used = read_count(kv_usage.get(tenant.as_bytes())?);
+                    let freed = (kv_key.len() + old.len()) as u64;
+                    kv_usage.insert(tenant.as_bytes(), &used.saturating_sub(freed).to_be_bytes())?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(transaction_error)
+    }
+
+    fn kv_usage(&self, tenant: &str) -> StoreResult<u64> {
+        Ok(read_count(self.kv_usage.get(tenant.as_bytes())?))
     }
 
     fn kv_keys(&self, tenant: &str, job_id: &str, kv_prefix: &str, limit: usize) -> StoreResult<Vec<String>> {
@@ -801,6 +914,35 @@ impl Store for SledStore {
                 Ok(())
             })
             .map_err(transaction_error)
+    }
+
+    fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let _gate = self.writing();
+        self.tenants.insert(tenant.name.as_bytes(), encode(tenant))?;
+        Ok(())
+    }
+
+    fn put_secret(&self, secret: &SecretRecord) -> StoreResult<()> {
+        let _gate = self.writing();
+        self.secrets
+            .insert(key(&[secret.tenant.as_bytes(), secret.name.as_bytes()]), encode(secret))?;
+        Ok(())
+    }
+
+    fn secret(&self, tenant: &str, name: &str) -> StoreResult<Option<SecretRecord>> {
+        Self::get(&self.secrets, &key(&[tenant.as_bytes(), name.as_bytes()]))
+    }
+
+    fn list_secrets(&self, tenant: &str) -> StoreResult<Vec<SecretRecord>> {
+        Self::scan(&self.secrets, &prefix(&[tenant.as_bytes()]))
+    }
+
+    fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        let _gate = self.writing();
+        Ok(self
+            .secrets
+            .remove(key(&[tenant.as_bytes(), name.as_bytes()]))?
+            .is_some())
     }
 
     fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {

@@ -1,0 +1,120 @@
+//! `/v1/secrets`: a tenant's secrets. A value goes in and never comes back
+//! out: answers carry names and dates only; a job reads a value only when
+//! it lists the name in `secrets`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Caller, JsonBody};
+use super::{ApiError, AppState};
+use crate::model::SecretRecord;
+use crate::model::validate::check_name;
+
+/// Largest secret value, bytes.
+const MAX_SECRET_BYTES: usize = 64 << 10;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretBody {
+    value: String,
+}
+
+fn checked_name(name: &str) -> Result<(), ApiError> {
+    check_name(name).map_err(|problem| ApiError::bad_request("invalid_name", format!("name: {problem}")))
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found("secret_not_found", format!("no secret named {name:?}"))
+}
+
+/// `PUT /v1/secrets/{name} {"value"}`: 201 when new, 200 when replaced;
+/// the answer shows the name and dates, not the value.
+pub async fn put(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    checked_name(&name)?;
+    let SecretBody { value } = serde_json::from_value(body).map_err(|error| {
+        // serde's message never holds a string value, only its type.
+        ApiError::bad_request(
+            "invalid_field",
+            format!("body: {error}; expected {{\"value\": \"<text>\"}}"),
+        )
+    })?;
+    if value.is_empty() || value.len() > MAX_SECRET_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "value: is {} bytes; a secret is 1 to {MAX_SECRET_BYTES} bytes",
+                value.len()
+            ),
+        ));
+    }
+    let existing = state.store().secret(&caller.tenant, &name)?;
+    let now = Utc::now();
+    let (nonce, sealed) = state.vault().seal(&caller.tenant, &name, &value);
+    let record = SecretRecord {
+        tenant: caller.tenant.clone(),
+        name,
+        nonce,
+        sealed,
+        created_at: existing.as_ref().map_or(now, |existing| existing.created_at),
+        updated_at: now,
+    };
+    state.store().put_secret(&record)?;
+    state.store().flush_async().await?;
+    tracing::info!(tenant = %record.tenant, secret = %record.name, "secret set");
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(record.view())).into_response())
+}
+
+/// `GET /v1/secrets`: names and dates.
+pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+    let secrets: Vec<Value> = state
+        .store()
+        .list_secrets(&caller.tenant)?
+        .iter()
+        .map(SecretRecord::view)
+        .collect();
+    Ok(Json(json!({"secrets": secrets})))
+}
+
+/// `GET /v1/secrets/{name}`: its name and dates.
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    checked_name(&name)?;
+    let record = state
+        .store()
+        .secret(&caller.tenant, &name)?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(Json(record.view()))
+}
+
+/// `DELETE /v1/secrets/{name}`: 204; jobs granted it read none from then on.
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    checked_name(&name)?;
+    if !state.store().delete_secret(&caller.tenant, &name)? {
+        return Err(not_found(&name));
+    }
+    state.store().flush_async().await?;
+    tracing::info!(tenant = %caller.tenant, secret = %name, "secret deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,320 @@
+//! Black-box tests of tenant quotas: each quota, when hit, answers its 4xx
+//! (or 429) or fails the plugin's write, and a tenant flooding the queue
+//! with slow runs holds only its concurrency share.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDaemon, plugin_bytes};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Creates a tenant with `quotas` and returns its token.
+async fn tenant(daemon: &TestDaemon, name: &str, quotas: Value) -> String {
+    let answer = daemon
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"name": name, "quotas": quotas})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    answer.body["token"].as_str().unwrap().to_string()
+}
+
+async fn post(daemon: &TestDaemon, token: &str, path: &str, body: Value) -> common::Answer {
+    daemon.call_as(Some(token), Method::POST, path, Some(body)).await
+}
+
+#[tokio::test]
+async fn each_quota_refuses_what_passes_it_with_a_clear_error() {
+    let daemon = TestDaemon::start();
+    let hello = plugin_bytes("hello");
+    let token = tenant(
+        &daemon,
+        "acme",
+        json!({
+            "plugin_bytes": hello.len() + 100,
+            "jobs": 2,
+            "max_timeout": "2s",
+            "max_memory": "32MiB",
+            "max_fuel": 2_000_000_000u64,
+            "kv_bytes": 1000,
+        }),
+    )
+    .await;
+    let shown = daemon.call(Method::GET, "/v1/tenants/acme", None).await;
+    assert_eq!(shown.body["quotas"]["max_timeout"], "2s", "{}", shown.body);
+    assert_eq!(
+        shown.body["quotas"]["concurrent_runs"], 8,
+        "defaults fill the rest: {}",
+        shown.body
+    );
+
+    // Plugin bytes: hello fits, the same bytes again are free, more do not fit.
+    let first = daemon.upload_bytes_as(&token, "hello", hello.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let same = daemon.upload_bytes_as(&token, "hello", hello.clone()).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+    let more = daemon.upload_bytes_as(&token, "kv_fill", plugin_bytes("kv_fill")).await;
+    assert_eq!(
+        (more.status, more.code()),
+        (StatusCode::FORBIDDEN, "quota_exceeded"),
+        "{}",
+        more.body
+    );
+    assert!(more.message().contains("plugin_bytes"), "{}", more.message());
+    let listed = daemon.call_as(Some(&token), Method::GET, "/v1/plugins", None).await;
+    assert_eq!(
+        listed.body["plugins"].as_array().unwrap().len(),
+        1,
+        "nothing half-written"
+    );
+    daemon
+        .call(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(json!({"quotas": {"plugin_bytes": null}})),
+        )
+        .await;
+    let more = daemon.upload_bytes_as(&token, "kv_fill", plugin_bytes("kv_fill")).await;
+    assert_eq!(more.status, StatusCode::CREATED, "the limit lifted: {}", more.body);
+
+    // Ceilings: a job asking for more is refused naming the field; one
+    // asking nothing gets the ceiling, not the daemon's larger default.
+    for (limits, field) in [
+        (json!({"timeout": "5s"}), "limits.timeout"),
+        (json!({"memory": "64MiB"}), "limits.memory"),
+        (json!({"fuel": 3_000_000_000u64}), "limits.fuel"),
+    ] {
+        let body = json!({"name": "big", "plugin": "hello", "limits": limits});
+        let answer = post(&daemon, &token, "/v1/jobs", body).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, "invalid_field")
+        );
+        assert!(answer.message().starts_with(field), "{}", answer.message());
+    }
+    let job = post(&daemon, &token, "/v1/jobs", json!({"name": "one", "plugin": "hello"})).await;
+    assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+    assert_eq!(job.body["limits"]["timeout"], "2s", "{}", job.body);
+    assert_eq!(job.body["limits"]["memory"], 32 << 20);
+
+    // Jobs: two fit, a third does not (by POST or PUT) until one goes.
+    let fill = json!({"name": "fill", "plugin": "kv_fill", "input": {"key": "k", "bytes": 10}});
+    assert_eq!(
+        post(&daemon, &token, "/v1/jobs", fill).await.status,
+        StatusCode::CREATED
+    );
+    let third = post(&daemon, &token, "/v1/jobs", json!({"name": "three", "plugin": "hello"})).await;
+    assert_eq!(
+        (third.status, third.code()),
+        (StatusCode::FORBIDDEN, "quota_exceeded"),
+        "{}",
+        third.body
+    );
+    assert!(third.message().contains("jobs"), "{}", third.message());
+    let put = daemon
+        .call_as(
+            Some(&token),
+            Method::PUT,
+            "/v1/jobs/three",
+            Some(json!({"plugin": "hello"})),
+        )
+        .await;
+    assert_eq!(put.code(), "quota_exceeded");
+    let replace = daemon
+        .call_as(
+            Some(&token),
+            Method::PUT,
+            "/v1/jobs/one",
+            Some(json!({"plugin": "hello", "input": 2})),
+        )
+        .await;
+    assert_eq!(
+        replace.status,
+        StatusCode::OK,
+        "replacing an existing job is not a new one"
+    );
+    daemon.call_as(Some(&token), Method::DELETE, "/v1/jobs/one", None).await;
+    let third = post(&daemon, &token, "/v1/jobs", json!({"name": "three", "plugin": "hello"})).await;
+    assert_eq!(third.status, StatusCode::CREATED);
+
+    // kv bytes: writes within the quota succeed, the one passing it fails
+    // inside the plugin with the host's message, and the state stays.
+    let run = |bytes: u64| {
+        let body = json!({"input": {"key": "k", "bytes": bytes}});
+        daemon.call_as(Some(&token), Method::POST, "/v1/jobs/fill/run?wait=60s", Some(body))
+    };
+    let fits = run(900).await;
+    assert_eq!(fits.body["status"], "succeeded", "{}", fits.body);
+    let too_much = run(2000).await;
+    assert_eq!(too_much.body["status"], "failed", "{}", too_much.body);
+    assert_eq!(too_much.body["error"]["kind"], "plugin_error");
+    let message = too_much.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("kv_bytes") && message.contains("1000"), "{message}");
+    let usage = daemon.call(Method::GET, "/v1/tenants/acme", None).await;
+    assert_eq!(usage.body["usage"]["kv_bytes"], 901, "{}", usage.body);
+    // Shrinking a value always works, even over the quota.
+    assert_eq!(run(5).await.body["status"], "succeeded");
+    // Deleting the job gives its kv bytes back.
+    daemon
+        .call_as(Some(&token), Method::DELETE, "/v1/jobs/fill", None)
+        .await;
+    let usage = daemon.call(Method::GET, "/v1/tenants/acme", None).await;
+    assert_eq!(usage.body["usage"]["kv_bytes"], 0, "{}", usage.body);
+
+    // Quotas are the admin's: a tenant cannot raise its own.
+    let own = daemon
+        .call_as(
+            Some(&token),
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(json!({"quotas": {"jobs": 100}})),
+        )
+        .await;
+    assert_eq!((own.status, own.code()), (StatusCode::FORBIDDEN, "admin_only"));
+    for (bad, field) in [
+        (json!({"quotas": {"jobs": "many"}}), "quotas.jobs"),
+        (json!({"quotas": {"concurrent_runs": 0}}), "quotas.concurrent_runs"),
+        (json!({"quotas": {"gpu": 1}}), "quotas"),
+        (json!({"http_allow": ["not a host"]}), "http_allow[0]"),
+        (json!({"name": "x"}), "body"),
+    ] {
+        let answer = daemon.call(Method::PATCH, "/v1/tenants/acme", Some(bad.clone())).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}: {}", answer.body);
+        assert!(answer.message().contains(field), "{bad}: {}", answer.message());
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_request_rate_gets_429_and_others_do_not_notice() {
+    let daemon = TestDaemon::start();
+    let slow = tenant(&daemon, "slow", json!({"requests_per_second": 2})).await;
+    let other = tenant(&daemon, "other", json!({})).await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let answer = daemon.call_as(Some(&slow), Method::GET, "/v1/jobs", None).await;
+        statuses.push(answer.status);
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(answer.code(), "rate_limited");
+            assert!(answer.message().contains("requests_per_second"), "{}", answer.message());
+        }
+    }
+    let limited = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(limited >= 5, "a burst of 4 passes, the rest wait: {statuses:?}");
+    let raw = reqwest::Client::new()
+        .get(format!("{}/v1/jobs", daemon.url))
+        .bearer_auth(&slow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = raw.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    for _ in 0..20 {
+        let answer = daemon.call_as(Some(&other), Method::GET, "/v1/jobs", None).await;
+        assert_eq!(answer.status, StatusCode::OK, "another tenant is not limited");
+        assert_eq!(daemon.call(Method::GET, "/v1/jobs", None).await.status, StatusCode::OK);
+    }
+    // The budget refills.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = daemon.call_as(Some(&slow), Method::GET, "/v1/jobs", None).await;
+    assert_eq!(later.status, StatusCode::OK);
+}
+
+/// The runs of `job` (as `token`), oldest first.
+async fn runs_of(daemon: &TestDaemon, token: &str, job: &str) -> Vec<Value> {
+    let answer = daemon
+        .call_as(Some(token), Method::GET, &format!("/v1/runs?job={job}&limit=500"), None)
+        .await;
+    let mut runs = answer.body["runs"].as_array().cloned().unwrap_or_default();
+    runs.reverse();
+    runs
+}
+
+#[tokio::test]
+async fn a_tenant_flooding_the_queue_holds_only_its_share_and_others_run_on_time() {
+    // Two slots in all. Without a per-tenant share the flood would take both
+    // and the every-second job would wait for a spin run to end (2 s).
+    let daemon = TestDaemon::start_with(&["--max-concurrent-runs", "2"], &[]);
+    let greedy = tenant(&daemon, "greedy", json!({"concurrent_runs": 1})).await;
+    let calm = tenant(&daemon, "calm", json!({"concurrent_runs": 1})).await;
+    assert_eq!(
+        daemon
+            .upload_bytes_as(&greedy, "spin", plugin_bytes("spin"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        daemon
+            .upload_bytes_as(&calm, "hello", plugin_bytes("hello"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let spin = json!({"name": "spin", "plugin": "spin", "limits": {"timeout": "2s"}, "policy": {"overlap": "allow"}});
+    assert_eq!(
+        post(&daemon, &greedy, "/v1/jobs", spin).await.status,
+        StatusCode::CREATED
+    );
+    // The flood: 8 runs of 2 s each, queued at once.
+    for _ in 0..8 {
+        let queued = post(&daemon, &greedy, "/v1/jobs/spin/run", json!({})).await;
+        assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
+    }
+    let every = json!({"name": "tick", "plugin": "hello", "schedule": {"every": "1s"}});
+    assert_eq!(
+        post(&daemon, &calm, "/v1/jobs", every).await.status,
+        StatusCode::CREATED
+    );
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ticks: Vec<Value> = runs_of(&daemon, &calm, "tick")
+        .await
+        .into_iter()
+        .filter(|run| run["status"] == "succeeded")
+        .collect();
+    assert!(ticks.len() >= 4, "the every-second job kept firing: {ticks:?}");
+    for tick in &ticks {
+        let lateness = tick["lateness_ms"].as_i64().unwrap();
+        assert!(
+            lateness < 1000,
+            "no tick waited behind the flood for a fire's length: {tick}"
+        );
+    }
+    // The flood ran one at a time: each spin run started after the one
+    // before it ended. The rest wait their turn; none failed for it.
+    let spins = runs_of(&daemon, &greedy, "spin").await;
+    assert_eq!(spins.len(), 8);
+    let mut ran: Vec<(String, String)> = spins
+        .iter()
+        .filter(|run| run["finished_at"].is_string())
+        .map(|run| {
+            (
+                run["started_at"].as_str().unwrap().to_string(),
+                run["finished_at"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ran.sort();
+    assert!(ran.len() >= 2, "{spins:?}");
+    for pair in ran.windows(2) {
+        let started = chrono::DateTime::parse_from_rfc3339(&pair[1].0).unwrap();
+        let previous_end = chrono::DateTime::parse_from_rfc3339(&pair[0].1).unwrap();
+        assert!(started >= previous_end, "two spin runs overlapped: {pair:?}");
+    }
+    assert!(
+        spins
+            .iter()
+            .all(|run| run["status"] != "failed" || run["error"]["kind"] == "timeout"),
+        "{spins:?}"
+    );
+    let waiting = spins.iter().filter(|run| run["status"] == "queued").count();
+    assert!(waiting >= 4, "most of the flood is still queued: {spins:?}");
+}
