@@ -146,6 +146,37 @@ async fn exec_runs_a_plugin_locally_in_the_same_sandbox() {
         .expect("running sandcron exec");
     assert!(!spin.status.success());
     assert!(String::from_utf8_lossy(&spin.stderr).contains("status: failed (timeout)"));
+
+    // Secrets given to exec are readable and masked in what it prints; HTTP
+    // goes through the same wall (loopback refused without a connection).
+    let secret = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .arg("exec")
+        .arg(common::plugin("secret_reader"))
+        .args(["--input", r#"["db"]"#, "--secret", "db=local-Secret-42"])
+        .output()
+        .expect("running sandcron exec");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&secret.stdout),
+        String::from_utf8_lossy(&secret.stderr),
+    );
+    assert!(stdout.contains(r#""reversed":"24-terceS-lacol""#), "{stdout}");
+    assert!(
+        stderr.contains("db = [secret:db]") && !stderr.contains("local-Secret-42"),
+        "{stderr}"
+    );
+    let fetch = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .arg("exec")
+        .arg(common::plugin("fetch"))
+        .args([
+            "--input",
+            r#"{"url": "http://127.0.0.1:9/"}"#,
+            "--http-allow",
+            "127.0.0.1",
+        ])
+        .output()
+        .expect("running sandcron exec");
+    let stderr = String::from_utf8_lossy(&fetch.stderr);
+    assert!(stderr.contains("127.0.0.1 is a loopback address"), "{stderr}");
 }
 
 #[tokio::test]

@@ -222,3 +222,172 @@ async fn the_cli_creates_tenants_and_manages_their_tokens() {
     let refused = daemon.call_as(Some(&secret), Method::GET, "/v1/jobs", None).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Every route of the API but /healthz, with a body where it takes one.
+fn every_route() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
+    vec![
+        (Method::POST, "/v1/plugins?name=x", None),
+        (Method::GET, "/v1/plugins", None),
+        (Method::GET, "/v1/plugins/x", None),
+        (Method::DELETE, "/v1/plugins/x", None),
+        (Method::POST, "/v1/jobs", Some(json!({"name": "x", "plugin": "x"}))),
+        (Method::GET, "/v1/jobs", None),
+        (Method::GET, "/v1/jobs/x", None),
+        (Method::PUT, "/v1/jobs/x", Some(json!({"plugin": "x"}))),
+        (Method::PATCH, "/v1/jobs/x", Some(json!({"enabled": false}))),
+        (Method::DELETE, "/v1/jobs/x", None),
+        (Method::POST, "/v1/jobs/x/pause", None),
+        (Method::POST, "/v1/jobs/x/resume", None),
+        (Method::POST, "/v1/jobs/x/run", None),
+        (Method::GET, "/v1/runs", None),
+        (Method::GET, "/v1/runs/x", None),
+        (Method::GET, "/v1/runs/x/logs", None),
+        (Method::POST, "/v1/runs/x/cancel", None),
+        (Method::POST, "/v1/runs/x/retry", None),
+        (
+            Method::POST,
+            "/v1/schedules/preview",
+            Some(json!({"schedule": {"every": "1m"}})),
+        ),
+        (Method::GET, "/v1/status", None),
+        (Method::POST, "/v1/scheduler/pause", None),
+        (Method::POST, "/v1/scheduler/resume", None),
+        (Method::GET, "/v1/secrets", None),
+        (Method::PUT, "/v1/secrets/x", Some(json!({"value": "v"}))),
+        (Method::GET, "/v1/secrets/x", None),
+        (Method::DELETE, "/v1/secrets/x", None),
+        (Method::POST, "/v1/tenants", Some(json!({"name": "x"}))),
+        (Method::GET, "/v1/tenants", None),
+        (Method::GET, "/v1/tenants/acme", None),
+        (Method::PATCH, "/v1/tenants/acme", Some(json!({"quotas": {"jobs": 1}}))),
+        (Method::POST, "/v1/tenants/acme/tokens", None),
+        (Method::GET, "/v1/tenants/acme/tokens", None),
+        (Method::DELETE, "/v1/tenants/acme/tokens/x", None),
+    ]
+}
+
+/// Routes that act on the whole daemon or on tenants.
+fn is_admin_route(path: &str) -> bool {
+    path.starts_with("/v1/tenants") || path.starts_with("/v1/scheduler")
+}
+
+#[tokio::test]
+async fn an_admin_token_given_by_env_replaces_the_file() {
+    let token = "sc_admin_given_by_env_0123456789abcdef";
+    let daemon = TestDaemon::start_with(&[], &[("SANDCRON_ADMIN_TOKEN", token)]);
+    assert!(!daemon.data_dir().join("admin-token").exists(), "no token file is made");
+    let created = daemon
+        .call_as(Some(token), Method::POST, "/v1/tenants", Some(json!({"name": "acme"})))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let short = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(daemon.data_dir().join("other"))
+        .env("SANDCRON_ADMIN_TOKEN", "short")
+        .output()
+        .expect("running the daemon");
+    assert!(!short.status.success());
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("admin_token"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+}
+
+#[tokio::test]
+async fn every_route_wants_a_live_token_and_admin_routes_the_admin() {
+    let daemon = TestDaemon::start();
+    let acme = tenant(&daemon, "acme").await;
+    let second = daemon.call(Method::POST, "/v1/tenants/acme/tokens", None).await;
+    let revoked = second.body["token"].as_str().unwrap().to_string();
+    let id = second.body["id"].as_str().unwrap();
+    daemon
+        .call(Method::DELETE, &format!("/v1/tenants/acme/tokens/{id}"), None)
+        .await;
+    let before = daemon.call(Method::GET, "/v1/tenants/acme", None).await.body;
+    for (method, path, body) in every_route() {
+        for (who, token) in [
+            ("no token", None),
+            ("a revoked token", Some(revoked.as_str())),
+            ("a wrong token", Some("sc_0000")),
+        ] {
+            let answer = daemon.call_as(token, method.clone(), path, body.clone()).await;
+            assert_eq!(
+                (answer.status, answer.code()),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "{method} {path} with {who}: {}",
+                answer.body
+            );
+        }
+        if is_admin_route(path) {
+            let answer = daemon.call_as(Some(&acme), method.clone(), path, body.clone()).await;
+            assert_eq!(
+                (answer.status, answer.code()),
+                (StatusCode::FORBIDDEN, "admin_only"),
+                "{method} {path} with a tenant token: {}",
+                answer.body
+            );
+        }
+    }
+    // None of it changed anything.
+    assert_eq!(daemon.call(Method::GET, "/v1/tenants/acme", None).await.body, before);
+    let status = daemon.call(Method::GET, "/v1/status", None).await;
+    assert_eq!(status.body["scheduler"], "running", "a tenant cannot pause the daemon");
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/secrets", None).await.body["secrets"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn kv_state_and_the_status_counts_are_the_tenants_own() {
+    let daemon = TestDaemon::start();
+    let acme = tenant(&daemon, "acme").await;
+    let beta = tenant(&daemon, "beta").await;
+    let mut outputs = Vec::new();
+    for (token, runs) in [(&acme, 2), (&beta, 1)] {
+        let upload = daemon.upload_bytes_as(token, "counter", plugin_bytes("counter")).await;
+        assert_eq!(upload.status, StatusCode::CREATED);
+        let job = json!({"name": "count", "plugin": "counter"});
+        let created = daemon.call_as(Some(token), Method::POST, "/v1/jobs", Some(job)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        for _ in 0..runs {
+            let run = daemon
+                .call_as(Some(token), Method::POST, "/v1/jobs/count/run?wait=60s", None)
+                .await;
+            outputs.push(run.body["output"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(outputs, ["1", "2", "1"], "same job name, separate kv state");
+
+    // A long run of acme's shows in acme's status and the admin's, not beta's.
+    daemon.upload_bytes_as(&acme, "spin", plugin_bytes("spin")).await;
+    let spin = json!({"name": "spin", "plugin": "spin", "limits": {"timeout": "3s"}});
+    daemon.call_as(Some(&acme), Method::POST, "/v1/jobs", Some(spin)).await;
+    let started = daemon
+        .call_as(Some(&acme), Method::POST, "/v1/jobs/spin/run", None)
+        .await;
+    let run_id = started.body["id"].as_str().unwrap().to_string();
+    let mut running = false;
+    for _ in 0..250 {
+        let run = daemon
+            .call_as(Some(&acme), Method::GET, &format!("/v1/runs/{run_id}"), None)
+            .await;
+        if run.body["status"] == "running" {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(running);
+    let status_of = |token: String| {
+        let daemon = &daemon;
+        async move { daemon.call_as(Some(&token), Method::GET, "/v1/status", None).await.body }
+    };
+    assert_eq!(status_of(acme.clone()).await["running_runs"], 1);
+    assert_eq!(status_of(daemon.token.clone()).await["running_runs"], 1);
+    assert_eq!(status_of(beta.clone()).await["running_runs"], 0);
+    daemon
+        .call_as(Some(&acme), Method::POST, &format!("/v1/runs/{run_id}/cancel"), None)
+        .await;
+}

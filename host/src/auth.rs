@@ -83,6 +83,16 @@ pub fn read_or_create_private_file(path: &Path, what: &str, make: impl FnOnce() 
 }
 
 impl Auth {
+    /// The admin token given in config, else the one in the data dir.
+    pub fn for_config(config: &crate::config::Config) -> std::io::Result<Auth> {
+        match &config.admin_token {
+            Some(token) => Ok(Auth {
+                admin_hash: hash(token.trim()),
+            }),
+            None => Auth::load_or_create(&config.admin_token_path()),
+        }
+    }
+
     /// Reads the admin token from `path`, creating it (0600) on first start.
     pub fn load_or_create(path: &Path) -> std::io::Result<Auth> {
         let token = read_or_create_private_file(path, "the admin token", || new_token("sc_admin"))?;

@@ -27,6 +27,9 @@ pub const SECRETS_KEY_FILE: &str = "secrets.key";
 /// ordinary code, whose instructions cost more than one cycle each.
 pub const DEFAULT_FUEL: u64 = 100_000_000_000;
 
+/// The shortest admin token the daemon accepts from config or env.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 /// The most `fire_ahead` may be.
 pub const MAX_FIRE_AHEAD: Duration = Duration::from_secs(60);
 
@@ -55,6 +58,8 @@ pub struct Config {
     /// The secrets master key (64 hex digits or base64 of 32 bytes), when
     /// given directly rather than in a key file.
     pub secrets_key: Option<String>,
+    /// The admin token, when given rather than made in the data dir.
+    pub admin_token: Option<String>,
     /// The file holding the secrets master key; by default
     /// `<data-dir>/secrets.key`, created with mode 0600 on first start.
     pub secrets_key_file: Option<PathBuf>,
@@ -126,6 +131,7 @@ impl Default for Config {
             http_resolve: std::collections::HashMap::new(),
             secrets_key: None,
             secrets_key_file: None,
+            admin_token: None,
             shutdown_grace: Duration::from_secs(10),
             fire_ahead: Duration::from_secs(1),
         }
@@ -194,6 +200,9 @@ pub struct ConfigFile {
     pub secrets_key: Option<String>,
     /// `secrets_key_file = "/etc/sandcron/secrets.key"`.
     pub secrets_key_file: Option<PathBuf>,
+    /// `admin_token = "..."` (at least 32 characters; by default one is
+    /// made in `<data-dir>/admin-token`).
+    pub admin_token: Option<String>,
     /// `shutdown_grace = "10s"`.
     pub shutdown_grace: Option<NumberOrText>,
     /// `fire_ahead = "1s"`.
@@ -233,6 +242,10 @@ pub struct ConfigArgs {
     /// File holding the secrets master key (default: <data-dir>/secrets.key).
     #[arg(long, env = "SANDCRON_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// The admin token (at least 32 characters); by default one is made in
+    /// <data-dir>/admin-token on first start.
+    #[arg(long, env = "SANDCRON_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// How long a stopping daemon waits for running runs ("10s").
     #[arg(long, env = "SANDCRON_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
@@ -383,6 +396,14 @@ impl ConfigArgs {
         }
         config.secrets_key = self.secrets_key.clone().or(file.secrets_key);
         config.secrets_key_file = self.secrets_key_file.clone().or(file.secrets_key_file);
+        config.admin_token = self.admin_token.clone().or(file.admin_token);
+        if let Some(token) = &config.admin_token
+            && token.trim().chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            return Err(invalid("admin_token")(format!(
+                "is shorter than {MIN_ADMIN_TOKEN_CHARS} characters; use a long random token"
+            )));
+        }
         Ok(config)
     }
 }
@@ -468,6 +489,39 @@ mod tests {
                 message,
             }) => assert!(message.contains("1m"), "{message}"),
             other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn outbound_settings_read_ranges_addresses_and_pinned_names() {
+        let args = ConfigArgs {
+            http_allow_private: Some(vec!["127.0.0.0/8".into(), "::1".into(), " ".into()]),
+            http_resolve: Some(vec!["Internal.Test=127.0.0.1".into(), "internal.test=[::1]".into()]),
+            ..ConfigArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        let ranges: Vec<String> = config.http_allow_private.iter().map(ToString::to_string).collect();
+        assert_eq!(ranges, ["127.0.0.0/8", "::1/128"]);
+        let pinned: Vec<String> = config.http_resolve["internal.test"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(pinned, ["127.0.0.1", "::1"]);
+        for (ranges, resolve, key) in [
+            (Some(vec!["10.0.0.0/33".to_string()]), None, "http_allow_private"),
+            (Some(vec!["localhost".to_string()]), None, "http_allow_private"),
+            (None, Some(vec!["no-equals".to_string()]), "http_resolve"),
+            (None, Some(vec!["a.test=not-an-ip".to_string()]), "http_resolve"),
+        ] {
+            let args = ConfigArgs {
+                http_allow_private: ranges,
+                http_resolve: resolve,
+                ..ConfigArgs::default()
+            };
+            match args.resolve() {
+                Err(ConfigError::Invalid { key: found, .. }) => assert_eq!(found, key),
+                other => panic!("expected {key} to be refused: {other:?}"),
+            }
         }
     }
 }

@@ -119,7 +119,7 @@ impl Daemon {
 /// Runs the daemon until a shutdown signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let daemon = Daemon::open(&config, Arc::new(SystemClock))?;
-    let auth = Auth::load_or_create(&config.admin_token_path())
+    let auth = Auth::for_config(&config)
         .with_context(|| format!("reading the admin token {}", config.admin_token_path().display()))?;
     daemon.start().await?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -133,10 +133,14 @@ impl TestDaemon {
         self.url = url;
         self.child = Some(child);
         self.reader = Some(reader);
-        self.token = std::fs::read_to_string(self.data_dir.path().join("admin-token"))
-            .expect("the daemon writes its admin token")
-            .trim()
-            .to_string();
+        let given = self.envs.iter().find(|(key, _)| key == "SANDCRON_ADMIN_TOKEN");
+        self.token = match given {
+            Some((_, token)) => token.clone(),
+            None => std::fs::read_to_string(self.data_dir.path().join("admin-token"))
+                .expect("the daemon writes its admin token")
+                .trim()
+                .to_string(),
+        };
     }
 
     /// SIGKILLs the daemon (no graceful shutdown).

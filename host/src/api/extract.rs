@@ -33,6 +33,18 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// 403 `admin_only` unless the caller holds the admin token.
+pub fn require_admin(caller: &Principal) -> Result<(), ApiError> {
+    if caller.admin {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "admin_only",
+        "this route acts on the whole daemon or on tenants; it needs the admin token",
+    ))
+}
+
 /// Reads a body up to `limit` bytes; 413 past it.
 pub async fn read_body(body: Body, limit: u64, what: &str) -> Result<Vec<u8>, ApiError> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);

@@ -10,9 +10,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Caller, JsonBody};
+use super::extract::{Caller, JsonBody, require_admin};
 use super::{ApiError, AppState};
-use crate::auth::{Principal, new_token, token_hash};
+use crate::auth::{new_token, token_hash};
 use crate::model::validate::{check_host_pattern, check_list, check_name, merge_patch};
 use crate::model::{DEFAULT_TENANT, Quotas, Tenant, Token};
 use crate::tenancy::implicit_default;
@@ -25,17 +25,6 @@ struct NewTenant {
     quotas: Option<Value>,
     #[serde(default)]
     http_allow: Option<Vec<String>>,
-}
-
-fn require_admin(caller: &Principal) -> Result<(), ApiError> {
-    if caller.admin {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "admin_only",
-        "managing tenants and tokens needs the admin token",
-    ))
 }
 
 fn tenant_view(tenant: &Tenant) -> Value {

@@ -11,7 +11,9 @@ use clap::Args;
 
 use crate::config::Config;
 use crate::model::run::RunLimits;
+use crate::model::validate::{check_host_pattern, check_list};
 use crate::model::{RunStatus, Trigger};
+use crate::outbound::{HttpGrant, Outbound};
 use crate::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest};
 
 #[derive(Args)]
@@ -30,6 +32,41 @@ pub struct ExecArgs {
     /// Memory cap ("64MiB").
     #[arg(long)]
     memory: Option<String>,
+    /// A host the plugin may reach over HTTP (repeatable), as in a job's
+    /// `http_allow`; the SSRF wall applies as in the daemon.
+    #[arg(long = "http-allow", value_name = "PATTERN")]
+    http_allow: Vec<String>,
+    /// A CIDR range the SSRF wall lets through (repeatable), as the
+    /// daemon's `http_allow_private`.
+    #[arg(long = "http-allow-private", value_name = "CIDR")]
+    http_allow_private: Vec<ipnet::IpNet>,
+    /// A secret the plugin may read, NAME=VALUE (repeatable); masked in
+    /// the printed log and output.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    secrets: Vec<String>,
+}
+
+/// In-memory kv, HTTP to the hosts given, and the secrets given.
+fn capabilities(
+    http_allow: &[String],
+    allow_private: Vec<ipnet::IpNet>,
+    secrets: &[String],
+) -> anyhow::Result<Capabilities> {
+    let mut capabilities = Capabilities::kv_only(Arc::new(MemoryKeyValue::default()));
+    check_list("--http-allow", http_allow, check_host_pattern).map_err(|error| anyhow::anyhow!("{error}"))?;
+    capabilities.http = HttpGrant {
+        job: http_allow.to_vec(),
+        tenant: None,
+    };
+    capabilities.outbound = Some(Arc::new(Outbound::new(allow_private, Default::default())?));
+    for pair in secrets {
+        // The message does not echo the argument: it may be the value.
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--secret: expected NAME=VALUE"))?;
+        capabilities.secrets.insert(name.to_string(), value.to_string());
+    }
+    Ok(capabilities)
 }
 
 /// Runs the plugin and prints output (stdout), log and status (stderr).
@@ -66,7 +103,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             output: defaults.output,
             logs: defaults.logs,
         },
-        capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
+        capabilities: capabilities(&args.http_allow, args.http_allow_private, &args.secrets)?,
         cancel: Arc::new(AtomicBool::new(false)),
     };
     let outcome = sandbox.run(&prepared, request).await;

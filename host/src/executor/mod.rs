@@ -305,14 +305,22 @@ impl Executor {
     }
 
     /// Runs waiting, in all and by priority.
-    pub fn queue_depth(&self) -> (usize, BTreeMap<Priority, usize>) {
-        let queue = lock(&self.queue);
-        (queue.depth(), queue.depth_by_priority())
+    pub fn queue_depth(&self, tenant: Option<&str>) -> (usize, BTreeMap<Priority, usize>) {
+        let by_priority = lock(&self.queue).depth_by_priority(tenant);
+        (by_priority.values().sum(), by_priority)
     }
 
     /// Runs executing now.
     pub fn running(&self) -> usize {
         self.running.load(Ordering::SeqCst)
+    }
+
+    /// Runs of one tenant (or, None, of all) executing now.
+    pub fn running_of(&self, tenant: Option<&str>) -> usize {
+        match tenant {
+            Some(tenant) => lock(&self.queue).running_of(tenant),
+            None => self.running(),
+        }
     }
 
     /// Starts the dispatcher.

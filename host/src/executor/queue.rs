@@ -258,18 +258,19 @@ impl RunQueue {
             .unwrap_or_default()
     }
 
-    /// Runs waiting, by priority.
-    pub fn depth_by_priority(&self) -> BTreeMap<Priority, usize> {
+    /// Runs of a tenant executing.
+    pub fn running_of(&self, tenant: &str) -> usize {
+        self.tenants_running.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Runs waiting, of one tenant or (None) of all, by priority.
+    pub fn depth_by_priority(&self, tenant: Option<&str>) -> BTreeMap<Priority, usize> {
         let mut depth = BTreeMap::new();
-        for run in self.ready.values().chain(self.delayed.values()) {
+        let runs = self.ready.values().chain(self.delayed.values());
+        for run in runs.filter(|run| tenant.is_none_or(|tenant| run.tenant == tenant)) {
             *depth.entry(run.priority).or_default() += 1;
         }
         depth
-    }
-
-    /// Runs waiting in all.
-    pub fn depth(&self) -> usize {
-        self.ready.len() + self.delayed.len()
     }
 }
 
@@ -317,6 +318,10 @@ mod tests {
             secrets: Vec::new(),
             retry_of: None,
         }
+    }
+
+    fn waiting(queue: &RunQueue) -> usize {
+        queue.depth_by_priority(None).values().sum()
     }
 
     fn unlimited(_tenant: &str) -> Option<usize> {
@@ -403,7 +408,7 @@ mod tests {
         // At start-up every fire recorded ahead goes, due or not.
         let at_start: Vec<String> = queue.withdraw_ahead(None, None).into_iter().map(|run| run.id).collect();
         assert_eq!(at_start, ["missed"]);
-        assert_eq!(queue.depth(), 3);
+        assert_eq!(waiting(&queue), 3);
     }
 
     #[test]
@@ -442,7 +447,7 @@ mod tests {
         assert!(queue.remove("b").is_some());
         queue.finished(&first);
         assert_eq!(queue.activity("t", "j"), Activity::default());
-        assert_eq!(queue.depth(), 0);
+        assert_eq!(waiting(&queue), 0);
     }
 
     #[test]
@@ -467,7 +472,7 @@ mod tests {
         // lower in priority and later in the queue, starts next.
         assert_eq!(queue.pop(now, &share).unwrap().0.id, "calm");
         assert!(queue.pop(now, &share).is_err(), "the flood waits; it does not fail");
-        assert_eq!(queue.depth(), 49);
+        assert_eq!(waiting(&queue), 49);
         queue.finished(&first);
         assert_eq!(queue.pop(now, &share).unwrap().0.id, "f01");
     }

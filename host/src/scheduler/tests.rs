@@ -299,7 +299,7 @@ async fn a_fire_is_recorded_ahead_and_waits_in_the_queue_for_its_instant() {
     assert_eq!(fires(&runs), [utc("2026-11-25T10:00:10Z")]);
     assert_eq!(runs[0].status, RunStatus::Queued);
     assert_eq!(h.reload(&job).next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
-    let queued = h.executor.queue_depth().0;
+    let queued = h.executor.queue_depth(None).0;
     assert_eq!(queued, 1, "the run waits in the queue for its instant");
 }
 
@@ -312,7 +312,7 @@ async fn pausing_withdraws_a_fire_recorded_ahead_and_resuming_catches_it_up() {
     paused.enabled = false;
     h.scheduler.update_job(&mut paused).await.unwrap();
     assert!(h.runs().is_empty(), "the fire recorded ahead is withdrawn");
-    assert_eq!(h.executor.queue_depth().0, 0);
+    assert_eq!(h.executor.queue_depth(None).0, 0);
     let paused = h.reload(&paused);
     assert_eq!(
         paused.next_fire_at,
@@ -344,7 +344,7 @@ async fn editing_or_deleting_a_job_withdraws_its_fire_recorded_ahead() {
     assert_eq!(runs[0].input, br#"{"v":2}"#);
     assert!(h.scheduler.delete_job("t", &job.id).await.unwrap());
     assert!(h.runs().is_empty(), "deleting the job withdraws it too");
-    assert_eq!(h.executor.queue_depth().0, 0);
+    assert_eq!(h.executor.queue_depth(None).0, 0);
 }
 
 #[tokio::test]
@@ -370,7 +370,7 @@ async fn pausing_the_scheduler_withdraws_every_fire_recorded_ahead() {
     assert_eq!(h.at("2026-11-25T10:00:09.5Z").await.len(), 2);
     h.scheduler.pause().await.unwrap();
     assert!(h.runs().is_empty());
-    assert_eq!(h.executor.queue_depth().0, 0);
+    assert_eq!(h.executor.queue_depth(None).0, 0);
     for job in [&first, &second] {
         assert_eq!(h.reload(job).next_fire_at, Some(utc("2026-11-25T10:00:10Z")));
     }
