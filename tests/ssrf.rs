@@ -17,8 +17,10 @@ use common::TestDaemon;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// A local server counting the requests it sees: `/echo` answers with the
-/// method, path, headers and body it got; `/to?url=U` redirects to U.
+/// A local server counting the requests it sees: `/echo` (and any other
+/// path) answers with the method, path, headers and body it got;
+/// `/to?url=U` redirects to U, `/loop` to itself; `/big` is 9 MiB; `/slow`
+/// answers after 5 s.
 struct LocalServer {
     port: u16,
     seen: Arc<AtomicUsize>,
@@ -34,9 +36,18 @@ async fn local_server(bind: &str) -> Option<LocalServer> {
             let counter = counter.clone();
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
-                if uri.path() == "/to" {
-                    let target = uri.query().and_then(|query| query.strip_prefix("url=")).unwrap_or("/");
-                    return Redirect::temporary(target).into_response();
+                match uri.path() {
+                    "/to" => {
+                        let target = uri.query().and_then(|query| query.strip_prefix("url=")).unwrap_or("/");
+                        return Redirect::temporary(target).into_response();
+                    }
+                    "/loop" => return Redirect::temporary("/loop").into_response(),
+                    "/big" => return vec![b'x'; 9 << 20].into_response(),
+                    "/slow" => {
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        return "late".into_response();
+                    }
+                    _ => {}
                 }
                 let headers: Value = headers
                     .iter()
@@ -239,4 +250,23 @@ async fn a_tenants_http_cap_bounds_what_its_jobs_may_reach() {
         .await;
     assert_eq!(run.body["status"], "succeeded", "{}", run.body);
     assert_eq!(server.seen.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn responses_redirect_chains_and_slow_servers_are_capped() {
+    let server = local_server("127.0.0.1:0").await.expect("a local server");
+    let daemon = TestDaemon::start_with(&[], &[("SANDCRON_HTTP_ALLOW_PRIVATE", "127.0.0.1/32")]);
+    daemon
+        .job_with("fetch", "fetch", json!({"http_allow": ["127.0.0.1"]}))
+        .await;
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let big = fetch(&daemon, json!({"url": format!("{base}/big")})).await;
+    assert!(failure(&big).contains("larger than the 8388608-byte limit"), "{big}");
+    let chain = fetch(&daemon, json!({"url": format!("{base}/loop")})).await;
+    assert!(failure(&chain).contains("more than 5 redirects"), "{chain}");
+    let before = server.seen.load(Ordering::SeqCst);
+    let slow = fetch(&daemon, json!({"url": format!("{base}/slow"), "timeout_ms": 300})).await;
+    assert!(failure(&slow).contains("no answer within 300 ms"), "{slow}");
+    assert!(slow["duration_ms"].as_u64().unwrap() < 3000, "{slow}");
+    assert_eq!(server.seen.load(Ordering::SeqCst), before + 1);
 }

@@ -391,4 +391,73 @@ mod tests {
         assert!(error.contains("127.0.0.1 is a loopback address"), "{error}");
         assert_eq!(budget, 2);
     }
+
+    #[tokio::test]
+    async fn a_run_that_has_spent_its_requests_gets_no_more() {
+        let outbound = outbound();
+        let request = FetchRequest {
+            method: "GET".into(),
+            url: "https://api.example.com/".into(),
+            headers: vec![("x-a".into(), "b".into())],
+            body: Vec::new(),
+            timeout: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut budget = 0;
+        let error = outbound
+            .fetch(
+                &grant(&["api.example.com"], None),
+                request.clone(),
+                deadline,
+                &mut budget,
+            )
+            .await
+            .unwrap_err();
+        assert!(error.contains("made its 100 requests"), "{error}");
+        // Bad methods, headers and oversized bodies are refused before sending.
+        let mut budget = 5;
+        for (bad, why) in [
+            (
+                FetchRequest {
+                    method: "GE T".into(),
+                    ..request.clone()
+                },
+                "not an HTTP method",
+            ),
+            (
+                FetchRequest {
+                    headers: vec![("bad header".into(), "x".into())],
+                    ..request.clone()
+                },
+                "not a header name",
+            ),
+            (
+                FetchRequest {
+                    body: vec![0; MAX_REQUEST_BYTES + 1],
+                    ..request.clone()
+                },
+                "request body is",
+            ),
+            (
+                FetchRequest {
+                    url: "not a url".into(),
+                    ..request.clone()
+                },
+                "is not a URL",
+            ),
+        ] {
+            let error = outbound
+                .fetch(&grant(&["api.example.com"], None), bad, deadline, &mut budget)
+                .await
+                .unwrap_err();
+            assert!(error.contains(why), "{error}");
+        }
+        assert_eq!(budget, 5, "refusals before sending cost nothing");
+        let past = Instant::now() - Duration::from_millis(1);
+        let error = outbound
+            .fetch(&grant(&["api.example.com"], None), request, past, &mut budget)
+            .await
+            .unwrap_err();
+        assert!(error.contains("deadline has passed"), "{error}");
+    }
 }
