@@ -17,7 +17,7 @@ fn run(_ctx: Context, input: Vec<u8>) -> Result<Vec<u8>, String> {
     let bytes: usize = field(&input, "bytes")
         .and_then(|text| text.parse().ok())
         .ok_or("input needs \"bytes\"")?;
-    kv::set(key, &vec![b'x'; bytes])?;
+    kv::set(key, vec![b'x'; bytes])?;
     Ok(format!("wrote {bytes} bytes under {key}").into_bytes())
 }
 
