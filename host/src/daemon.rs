@@ -10,7 +10,9 @@ use crate::api::{AppState, router};
 use crate::auth::Auth;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::executor::{Executor, Grants};
+use crate::events::{BUFFERED_EVENTS, EventBus};
+use crate::executor::{Capacity, Executor, Grants, Observers};
+use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::plugin::Plugins;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -27,6 +29,10 @@ const POOL_SLOTS_PER_RUN: u32 = 2;
 pub struct Daemon {
     /// The storage.
     pub store: Arc<dyn Store>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Run and job events.
+    pub events: Arc<EventBus>,
     /// The tenants' quotas and caps.
     pub tenants: Arc<Tenants>,
     /// Seals and opens secrets.
@@ -61,8 +67,15 @@ impl Daemon {
             Err(error) => return Err(error).context("opening the database"),
         };
         let sandbox = Arc::new(sandbox_for(config)?);
-        let plugins = Arc::new(Plugins::new(store.clone(), sandbox.clone(), config.max_plugin_bytes));
+        let metrics = Arc::new(Metrics::new());
+        let plugins = Arc::new(Plugins::new(
+            store.clone(),
+            sandbox.clone(),
+            config.max_plugin_bytes,
+            metrics.clone(),
+        ));
         let tenants = Arc::new(Tenants::load(store.as_ref()).context("reading the tenants")?);
+        let events = Arc::new(EventBus::new(BUFFERED_EVENTS, clock.now()));
         let vault = Arc::new(Vault::for_config(config)?);
         let outbound = Arc::new(
             Outbound::new(config.http_allow_private.clone(), config.http_resolve.clone())
@@ -78,13 +91,21 @@ impl Daemon {
             sandbox.clone(),
             plugins.clone(),
             clock.clone(),
-            config.max_concurrent_runs,
-            config.jobs.logs,
+            Capacity {
+                runs: config.max_concurrent_runs,
+                log_bytes: config.jobs.logs,
+            },
             grants,
+            Observers {
+                events: events.clone(),
+                metrics: metrics.clone(),
+            },
         );
         let scheduler = Scheduler::new(store.clone(), executor.clone(), clock, config.fire_ahead);
         Ok(Daemon {
             store,
+            metrics,
+            events,
             tenants,
             vault,
             sandbox,

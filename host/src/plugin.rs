@@ -11,6 +11,7 @@ use std::time::Instant;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+use crate::metrics::Metrics;
 use crate::model::validate::check_name;
 use crate::model::{Artifact, PluginRef, PluginVersion};
 use crate::sandbox::{ComponentError, PreparedJob, Sandbox};
@@ -78,6 +79,7 @@ pub struct Plugins {
     store: Arc<dyn Store>,
     sandbox: Arc<Sandbox>,
     max_bytes: u64,
+    metrics: Arc<Metrics>,
     prepared: RwLock<HashMap<String, Arc<PreparedJob>>>,
 }
 
@@ -88,11 +90,12 @@ pub fn digest(bytes: &[u8]) -> String {
 
 impl Plugins {
     /// A registry over `store`, compiling with `sandbox`.
-    pub fn new(store: Arc<dyn Store>, sandbox: Arc<Sandbox>, max_bytes: u64) -> Plugins {
+    pub fn new(store: Arc<dyn Store>, sandbox: Arc<Sandbox>, max_bytes: u64, metrics: Arc<Metrics>) -> Plugins {
         Plugins {
             store,
             sandbox,
             max_bytes,
+            metrics,
             prepared: RwLock::new(HashMap::new()),
         }
     }
@@ -156,7 +159,7 @@ impl Plugins {
 
     /// Compiles off the async runtime and checks the `job` world.
     async fn compile(&self, digest: String, bytes: Vec<u8>) -> Result<(PreparedJob, Artifact, Vec<u8>), PluginError> {
-        let sandbox = self.sandbox.clone();
+        let (sandbox, metrics) = (self.sandbox.clone(), self.metrics.clone());
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let component = sandbox.compile(&bytes)?;
@@ -173,6 +176,7 @@ impl Plugins {
                 artifact_digest: self::digest(&serialized),
             };
             tracing::info!(%digest, compile_ms, "plugin compiled");
+            metrics.compiled(started.elapsed().as_secs_f64());
             Ok((prepared, artifact, serialized))
         })
         .await
@@ -183,9 +187,11 @@ impl Plugins {
     /// from the artifact cache, else compiled from the stored bytes.
     pub async fn prepared(&self, digest: &str) -> Result<Arc<PreparedJob>, PluginError> {
         if let Some(prepared) = self.cached(digest) {
+            self.metrics.cache_hit("memory");
             return Ok(prepared);
         }
         if let Some(prepared) = self.load_artifact(digest).await? {
+            self.metrics.cache_hit("artifact");
             let prepared = Arc::new(prepared);
             self.remember(digest, prepared.clone());
             return Ok(prepared);

@@ -49,7 +49,7 @@ fn job_view_with(job: &Job, ahead: &HashMap<String, DateTime<Utc>>) -> Value {
 }
 
 /// A job of the caller's tenant by id or name, or 404.
-fn find_job(state: &AppState, tenant: &str, id_or_name: &str) -> Result<Job, ApiError> {
+pub(super) fn find_job(state: &AppState, tenant: &str, id_or_name: &str) -> Result<Job, ApiError> {
     if let Some(job) = state.store().job(tenant, id_or_name)? {
         return Ok(job);
     }
@@ -102,6 +102,7 @@ pub async fn create(
         .insert_job_within(&job, state.tenants().quotas(&caller.tenant).jobs)?;
     state.store().flush_async().await?;
     tracing::info!(job_id = %job.id, name = %job.name, "job created");
+    state.events().job("job.created", &job);
     state.scheduler().job_changed();
     if job.run_at_start && job.enabled {
         state.scheduler().fire_now(&job).await?;
@@ -148,6 +149,12 @@ pub async fn upsert(
         }
     };
     state.store().flush_async().await?;
+    let kind = if status == StatusCode::CREATED {
+        "job.created"
+    } else {
+        "job.updated"
+    };
+    state.events().job(kind, &job);
     state.scheduler().job_changed();
     if status == StatusCode::CREATED && job.run_at_start && job.enabled {
         state.scheduler().fire_now(&job).await?;
@@ -223,6 +230,7 @@ pub async fn patch(
     let mut job = validated(&state, &caller.tenant, &spec, Some(&existing))?;
     state.scheduler().update_job(&mut job).await?;
     state.store().flush_async().await?;
+    state.events().job("job.updated", &job);
     Ok(Json(job_view(&job)))
 }
 
@@ -236,6 +244,7 @@ pub async fn delete(
     state.scheduler().delete_job(&caller.tenant, &job.id).await?;
     state.store().flush_async().await?;
     tracing::info!(job_id = %job.id, name = %job.name, "job deleted");
+    state.events().job("job.deleted", &job);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,6 +255,9 @@ async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) ->
         job.updated_at = Utc::now();
         state.scheduler().update_job(&mut job).await?;
         state.store().flush_async().await?;
+        state
+            .events()
+            .job(if enabled { "job.resumed" } else { "job.paused" }, &job);
     }
     Ok(Json(job_view(&job)))
 }

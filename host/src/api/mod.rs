@@ -4,6 +4,7 @@
 //! `{"error": {"code", "message"}}`.
 
 mod error;
+mod events;
 mod extract;
 mod jobs;
 mod plugins;
@@ -16,12 +17,15 @@ mod tenants;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{MatchedPath, State};
 use axum::routing::{delete, get, post, put};
 
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::events::EventBus;
 use crate::executor::Executor;
+use crate::metrics::Metrics;
 use crate::plugin::Plugins;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -38,6 +42,8 @@ pub struct AppState {
 
 struct Shared {
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    events: Arc<EventBus>,
     tenants: Arc<Tenants>,
     vault: Arc<Vault>,
     plugins: Arc<Plugins>,
@@ -54,6 +60,8 @@ impl AppState {
         AppState {
             inner: Arc::new(Shared {
                 store: daemon.store,
+                metrics: daemon.metrics,
+                events: daemon.events,
                 tenants: daemon.tenants,
                 vault: daemon.vault,
                 plugins: daemon.plugins,
@@ -72,6 +80,14 @@ impl AppState {
 
     fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    fn events(&self) -> &Arc<EventBus> {
+        &self.inner.events
     }
 
     fn tenants(&self) -> &Tenants {
@@ -115,6 +131,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/status", get(status::status))
+        .route("/v1/events", get(events::stream))
+        .route("/metrics", get(status::metrics))
         .route("/v1/scheduler/pause", post(status::pause))
         .route("/v1/scheduler/resume", post(status::resume))
         .route("/v1/schedules/preview", post(schedules::preview))
@@ -130,9 +148,29 @@ pub fn router(state: AppState) -> Router {
             post(tenants::create_token).get(tenants::list_tokens),
         )
         .route("/v1/tenants/{name}/tokens/{id}", delete(tenants::revoke_token))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Counts and times each answer of a matched route.
+async fn observe(
+    State(state): State<AppState>,
+    route: MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics().http_request(
+        route.as_str(),
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {

@@ -1,11 +1,17 @@
 //! `/v1/status` and `/v1/scheduler/pause|resume`: what the daemon is doing.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::extract::{Caller, require_admin};
 use super::{ApiError, AppState};
+use crate::model::DEFAULT_TENANT;
+use crate::model::job::Priority;
 
 /// How many upcoming fires `/v1/status` lists.
 const NEXT_FIRES: usize = 10;
@@ -63,4 +69,48 @@ pub async fn resume(State(state): State<AppState>, Caller(caller): Caller) -> Re
     state.scheduler().resume();
     tracing::info!("scheduler resumed");
     Ok(Json(json!({"scheduler": "running"})))
+}
+
+/// `GET /metrics` (admin): Prometheus text format, every tenant.
+pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let metrics = state.metrics();
+    let (_, by_priority) = state.executor().queue_depth(None);
+    for priority in Priority::ALL {
+        let depth = by_priority.get(&priority).copied().unwrap_or(0);
+        metrics
+            .queue_depth
+            .with_label_values(&[priority.as_str()])
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+    metrics
+        .running
+        .set(i64::try_from(state.executor().running()).unwrap_or(i64::MAX));
+    let mut tenants: Vec<String> = state
+        .store()
+        .list_tenants()?
+        .into_iter()
+        .map(|tenant| tenant.name)
+        .collect();
+    if !tenants.iter().any(|name| name == DEFAULT_TENANT) {
+        tenants.push(DEFAULT_TENANT.to_string());
+    }
+    metrics.jobs.reset();
+    for tenant in &tenants {
+        let mut counts: BTreeMap<&str, i64> = ["active", "paused", "done"]
+            .into_iter()
+            .map(|state| (state, 0))
+            .collect();
+        for job in state.store().list_jobs(tenant)? {
+            *counts.entry(job.state()).or_default() += 1;
+        }
+        for (job_state, count) in counts {
+            metrics.jobs.with_label_values(&[tenant.as_str(), job_state]).set(count);
+        }
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        metrics.render(),
+    )
+        .into_response())
 }

@@ -22,6 +22,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::clock::Clock;
+use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::model::job::{Priority, input_bytes};
 use crate::model::run::RunLimits;
 use crate::model::{ErrorKind, Job, PluginVersion, Run, RunError, RunStatus, Trigger};
@@ -65,9 +67,28 @@ pub struct Grants {
     pub vault: Arc<Vault>,
 }
 
+/// How much the executor takes on.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Runs executing at once (`max_concurrent_runs`).
+    pub runs: usize,
+    /// Bytes of log captured per run.
+    pub log_bytes: u64,
+}
+
+/// Who hears about runs: the event stream and the metrics.
+pub struct Observers {
+    /// Run events.
+    pub events: Arc<EventBus>,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+}
+
 /// Runs queued runs.
 pub struct Executor {
     grants: Grants,
+    events: Arc<EventBus>,
+    metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
     sandbox: Arc<Sandbox>,
     plugins: Arc<Plugins>,
@@ -145,29 +166,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Executor {
-    /// An executor running at most `max_concurrent_runs` at once. Call
+    /// An executor running at most `capacity.runs` at once. Call
     /// [`Executor::start`] to begin dispatching.
     pub fn new(
         store: Arc<dyn Store>,
         sandbox: Arc<Sandbox>,
         plugins: Arc<Plugins>,
         clock: Arc<dyn Clock>,
-        max_concurrent_runs: usize,
-        log_cap: u64,
+        capacity: Capacity,
         grants: Grants,
+        observers: Observers,
     ) -> Arc<Executor> {
         Arc::new(Executor {
             grants,
+            events: observers.events,
+            metrics: observers.metrics,
             store,
             sandbox,
             plugins,
             clock,
-            slots: Arc::new(Semaphore::new(max_concurrent_runs)),
+            slots: Arc::new(Semaphore::new(capacity.runs)),
             queue: Mutex::new(RunQueue::default()),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
             running: AtomicUsize::new(0),
-            log_cap,
+            log_cap: capacity.log_bytes,
             waiters: Mutex::new(HashMap::new()),
             schedule_changed: Arc::new(Notify::new()),
         })
@@ -253,7 +276,7 @@ impl Executor {
         self.store.insert_run(&run)?;
         self.store.flush_async().await?;
         tracing::debug!(run_id = %run.id, job_id = %run.job_id, "run queued");
-        self.submit(vec![run.clone()]);
+        self.queued(vec![run.clone()]);
         Ok(run)
     }
 
@@ -262,7 +285,15 @@ impl Executor {
         self.wake.notify_one();
     }
 
-    /// Hands durable queued runs to the queue.
+    /// Hands new durable queued runs to the queue and tells subscribers.
+    pub fn queued(&self, runs: Vec<Run>) {
+        for run in &runs {
+            self.events.run("run.queued", run);
+        }
+        self.submit(runs);
+    }
+
+    /// Hands durable queued runs to the queue (new ones: [`Executor::queued`]).
     pub fn submit(&self, runs: Vec<Run>) {
         if runs.is_empty() {
             return;
@@ -374,6 +405,8 @@ impl Executor {
         if let Err(error) = marked {
             tracing::error!(run_id = %run.id, %error, "cannot mark the run running");
         }
+        self.events.run("run.started", &run);
+        self.metrics.run_started(&run);
         let (output, log) = match self.plugins.prepared(&run.plugin_digest).await {
             Ok(prepared) => {
                 let request = self.request(&run, cancel.clone());
@@ -512,6 +545,8 @@ impl Executor {
         if let Err(error) = write {
             tracing::error!(run_id = %run.id, %error, "cannot record the finished run");
         }
+        self.events.run("run.finished", &run);
+        self.metrics.run_finished(&run);
         match &run.error {
             None => {
                 tracing::info!(run_id = %run.id, job_id = %run.job_id, status = run.status.as_str(), duration_ms = run.duration_ms, "run finished")
@@ -523,7 +558,7 @@ impl Executor {
         match retry {
             Some(retry) => {
                 tracing::info!(run_id = %retry.id, attempt = retry.attempt, at = %retry.scheduled_at, "retry queued");
-                self.submit(vec![retry]);
+                self.queued(vec![retry]);
             }
             None => self.after_last_attempt(&run),
         }
@@ -626,7 +661,7 @@ impl Executor {
         let retry = self.next_attempt(&run, self.clock.now());
         self.store.insert_run(&retry)?;
         self.store.flush_async().await?;
-        self.submit(vec![retry.clone()]);
+        self.queued(vec![retry.clone()]);
         Ok(Some(retry))
     }
 

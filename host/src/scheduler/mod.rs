@@ -242,7 +242,7 @@ impl Scheduler {
                 }
             }
             self.store.flush_async().await?;
-            self.executor.submit(runs);
+            self.executor.queued(runs);
             // Next fires just written may fall inside the window: look again.
             return Ok(Some(now));
         }
@@ -400,7 +400,7 @@ impl Scheduler {
         };
         self.store.flush_async().await?;
         let count = inserted.len();
-        self.executor.submit(inserted);
+        self.executor.queued(inserted);
         Ok(count)
     }
 }

@@ -1,0 +1,186 @@
+//! `GET /v1/events`: server-sent events of the caller's tenant (runs queued,
+//! started, finished; jobs created, updated, paused, resumed, deleted). A
+//! client that reconnects with `Last-Event-ID` gets the events it missed
+//! from a bounded buffer first; when some are gone it gets a `gap` event
+//! saying from which id the buffer starts. Keep-alive comments every 15 s.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use super::extract::{Caller, Query};
+use super::{ApiError, AppState};
+use crate::events::{Event, EventBus, Gap};
+
+/// How often an idle stream sends a keep-alive comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events of this job (id or name).
+    job: Option<String>,
+    /// Comma-separated kinds (`run.finished`) or families (`run`, `job`).
+    types: Option<String>,
+    /// Resume after this id (as the `Last-Event-ID` header does).
+    last_event_id: Option<u64>,
+}
+
+/// Which events a stream carries.
+struct Filter {
+    tenant: String,
+    job_id: Option<String>,
+    kinds: Option<Vec<String>>,
+}
+
+impl Filter {
+    fn keeps(&self, event: &Event) -> bool {
+        event.tenant == self.tenant
+            && self.job_id.as_deref().is_none_or(|job| event.job_id() == Some(job))
+            && self.kinds.as_ref().is_none_or(|kinds| {
+                kinds
+                    .iter()
+                    .any(|kind| event.kind == kind || event.kind.split('.').next() == Some(kind.as_str()))
+            })
+    }
+}
+
+const KINDS: [&str; 10] = [
+    "run",
+    "job",
+    "run.queued",
+    "run.started",
+    "run.finished",
+    "job.created",
+    "job.updated",
+    "job.paused",
+    "job.resumed",
+    "job.deleted",
+];
+
+fn sse(event: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(event.id.to_string())
+        .event(event.kind)
+        .data(json!({"id": event.id, "kind": event.kind, "at": event.at, "data": event.data}).to_string())
+}
+
+fn gap_event(oldest: Option<u64>, missed: Option<u64>) -> SseEvent {
+    SseEvent::default()
+        .event("gap")
+        .data(json!({"oldest_buffered": oldest, "missed": missed}).to_string())
+}
+
+struct StreamState {
+    bus: Arc<EventBus>,
+    gap: Option<Gap>,
+    missed: VecDeque<Event>,
+    live: broadcast::Receiver<Arc<Event>>,
+    filter: Filter,
+    last_sent: Option<u64>,
+}
+
+impl StreamState {
+    fn send(&mut self, event: &Event) -> SseEvent {
+        self.last_sent = Some(event.id);
+        sse(event)
+    }
+}
+
+/// `GET /v1/events?job=&types=`: the stream.
+pub async fn stream(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let job_id = match &query.job {
+        Some(job) => Some(super::jobs::find_job(&state, &caller.tenant, job)?.id),
+        None => None,
+    };
+    let kinds = match &query.types {
+        Some(types) => {
+            let kinds: Vec<String> = types.split(',').map(|kind| kind.trim().to_string()).collect();
+            if let Some(unknown) = kinds.iter().find(|kind| !KINDS.contains(&kind.as_str())) {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("types: {unknown:?} is not one of {}", KINDS.join(", ")),
+                ));
+            }
+            Some(kinds)
+        }
+        None => None,
+    };
+    let header = headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_header", "Last-Event-ID: expected an event id"))
+        })
+        .transpose()?;
+    let filter = Filter {
+        tenant: caller.tenant.clone(),
+        job_id,
+        kinds,
+    };
+    let bus = state.events().clone();
+    let last_seen = header.or(query.last_event_id);
+    let (missed, gap, live) = bus.subscribe(last_seen, |event| filter.keeps(event));
+    let start = StreamState {
+        bus,
+        gap,
+        missed: missed.into(),
+        live,
+        filter,
+        last_sent: last_seen,
+    };
+    let events = futures_util::stream::unfold(start, |mut state| async move {
+        if let Some(gap) = state.gap.take() {
+            return Some((Ok(gap_event(Some(gap.oldest), None)), state));
+        }
+        if let Some(event) = state.missed.pop_front() {
+            let sent = state.send(&event);
+            return Some((Ok(sent), state));
+        }
+        loop {
+            match state.live.recv().await {
+                Ok(event) if state.filter.keeps(&event) && state.last_sent.is_none_or(|last| event.id > last) => {
+                    let sent = state.send(&event);
+                    return Some((Ok(sent), state));
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => match state.last_sent {
+                    // Fell behind the live channel: catch up from the buffer.
+                    Some(last) => {
+                        let (missed, gap, live) = state.bus.subscribe(Some(last), |event| state.filter.keeps(event));
+                        state.missed = missed.into();
+                        state.gap = gap;
+                        state.live = live;
+                        if let Some(gap) = state.gap.take() {
+                            return Some((Ok(gap_event(Some(gap.oldest), None)), state));
+                        }
+                        if let Some(event) = state.missed.pop_front() {
+                            let sent = state.send(&event);
+                            return Some((Ok(sent), state));
+                        }
+                    }
+                    None => return Some((Ok(gap_event(None, Some(missed))), state)),
+                },
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}

@@ -1,0 +1,221 @@
+//! What happens to runs and jobs, as events: kept in a bounded buffer (so a
+//! client that reconnects with `Last-Event-ID` gets what it missed) and
+//! broadcast to live subscribers (`/v1/events`, webhooks, metrics). Event
+//! ids grow across the daemon's lives (they start from the start time in
+//! microseconds), so an id from a previous life is never taken for a new one.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::model::{Job, Run};
+
+/// Events kept for resuming clients.
+pub const BUFFERED_EVENTS: usize = 10_000;
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Increasing id (the SSE `id`).
+    pub id: u64,
+    /// The tenant it belongs to; only that tenant sees it.
+    #[serde(skip)]
+    pub tenant: String,
+    /// `run.queued`, `run.started`, `run.finished`, `job.created`,
+    /// `job.updated`, `job.paused`, `job.resumed`, `job.deleted`.
+    pub kind: &'static str,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The run or job it is about.
+    pub data: Value,
+}
+
+impl Event {
+    /// The job the event is about.
+    pub fn job_id(&self) -> Option<&str> {
+        self.data["job_id"].as_str()
+    }
+}
+
+/// What a reader asked for that the buffer no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The oldest id still buffered.
+    pub oldest: u64,
+}
+
+struct Buffer {
+    next_id: u64,
+    events: VecDeque<Event>,
+}
+
+/// The event buffer and its broadcast.
+pub struct EventBus {
+    buffer: Mutex<Buffer>,
+    live: broadcast::Sender<Arc<Event>>,
+    capacity: usize,
+}
+
+/// A run as events show it.
+pub fn run_data(run: &Run) -> Value {
+    json!({
+        "run_id": run.id,
+        "job_id": run.job_id,
+        "job_name": run.job_name,
+        "status": run.status.as_str(),
+        "trigger": run.trigger,
+        "attempt": run.attempt,
+        "scheduled_at": run.scheduled_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": run.duration_ms,
+        "lateness_ms": run.lateness_ms,
+        "fuel_consumed": run.fuel_consumed,
+        "error": run.error.as_ref().map(|error| json!({"kind": error.kind.as_str(), "message": error.message})),
+    })
+}
+
+/// A job as events show it.
+pub fn job_data(job: &Job) -> Value {
+    json!({
+        "job_id": job.id,
+        "name": job.name,
+        "enabled": job.enabled,
+        "next_fire_at": job.next_fire_at,
+    })
+}
+
+impl EventBus {
+    /// A bus keeping the last `capacity` events, ids starting after `start`.
+    pub fn new(capacity: usize, start: DateTime<Utc>) -> EventBus {
+        let (live, _) = broadcast::channel(1024);
+        EventBus {
+            buffer: Mutex::new(Buffer {
+                next_id: u64::try_from(start.timestamp_micros()).unwrap_or(1).max(1),
+                events: VecDeque::with_capacity(capacity.min(1024)),
+            }),
+            live,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Buffer> {
+        self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records and broadcasts an event.
+    pub fn publish(&self, tenant: &str, kind: &'static str, data: Value) {
+        let mut buffer = self.lock();
+        let event = Event {
+            id: buffer.next_id,
+            tenant: tenant.to_string(),
+            kind,
+            at: Utc::now(),
+            data,
+        };
+        buffer.next_id += 1;
+        if buffer.events.len() == self.capacity {
+            buffer.events.pop_front();
+        }
+        buffer.events.push_back(event.clone());
+        // Sent under the lock, so live events arrive in id order.
+        let _ = self.live.send(Arc::new(event));
+    }
+
+    /// A run event.
+    pub fn run(&self, kind: &'static str, run: &Run) {
+        self.publish(&run.tenant, kind, run_data(run));
+    }
+
+    /// A job event.
+    pub fn job(&self, kind: &'static str, job: &Job) {
+        self.publish(&job.tenant, kind, job_data(job));
+    }
+
+    /// Subscribes from after `last_seen` (None: from now on): the buffered
+    /// events after it that `keep` accepts, a gap when some were dropped
+    /// from the buffer, and the live receiver for what follows. Taken
+    /// under one lock, so nothing falls between the two.
+    pub fn subscribe(
+        &self,
+        last_seen: Option<u64>,
+        keep: impl Fn(&Event) -> bool,
+    ) -> (Vec<Event>, Option<Gap>, broadcast::Receiver<Arc<Event>>) {
+        let buffer = self.lock();
+        let receiver = self.live.subscribe();
+        let Some(last_seen) = last_seen else {
+            return (Vec::new(), None, receiver);
+        };
+        let oldest = buffer.events.front().map_or(buffer.next_id, |event| event.id);
+        let gap = (last_seen + 1 < oldest && last_seen < buffer.next_id).then_some(Gap { oldest });
+        let missed = buffer
+            .events
+            .iter()
+            .filter(|event| event.id > last_seen && keep(event))
+            .cloned()
+            .collect();
+        (missed, gap, receiver)
+    }
+
+    /// A receiver of every event from now on (webhooks, metrics).
+    pub fn listen(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bus(capacity: usize) -> EventBus {
+        EventBus::new(capacity, DateTime::from_timestamp_micros(1000).unwrap())
+    }
+
+    #[test]
+    fn ids_grow_and_a_resume_gets_what_came_after_in_order() {
+        let bus = bus(10);
+        for index in 0..5 {
+            bus.publish(
+                if index % 2 == 0 { "a" } else { "b" },
+                "job.created",
+                json!({"n": index}),
+            );
+        }
+        let (missed, gap, _) = bus.subscribe(Some(1001), |event| event.tenant == "a");
+        let ids: Vec<u64> = missed.iter().map(|event| event.id).collect();
+        assert_eq!(ids, [1002, 1004], "only tenant a's, after 1001");
+        assert_eq!(gap, None);
+        let (missed, _, _) = bus.subscribe(None, |_| true);
+        assert!(missed.is_empty(), "no Last-Event-ID: live events only");
+    }
+
+    #[test]
+    fn a_resume_older_than_the_buffer_reports_the_gap() {
+        let bus = bus(3);
+        for index in 0..6 {
+            bus.publish("a", "job.created", json!({"n": index}));
+        }
+        let (missed, gap, _) = bus.subscribe(Some(1000), |_| true);
+        assert_eq!(gap, Some(Gap { oldest: 1003 }));
+        assert_eq!(missed.len(), 3);
+        let (_, gap, _) = bus.subscribe(Some(1002), |_| true);
+        assert_eq!(gap, None, "the next one is still there");
+        // An id from a later life (a clock gone back) is not a gap.
+        let (missed, gap, _) = bus.subscribe(Some(99_999), |_| true);
+        assert!(missed.is_empty() && gap.is_none());
+    }
+
+    #[tokio::test]
+    async fn live_subscribers_get_events_published_after_they_subscribed() {
+        let bus = bus(10);
+        bus.publish("a", "job.created", json!({}));
+        let (_, _, mut live) = bus.subscribe(Some(0), |_| true);
+        bus.publish("a", "job.deleted", json!({}));
+        let event = live.recv().await.unwrap();
+        assert_eq!((event.id, event.kind), (1001, "job.deleted"));
+    }
+}

@@ -1,0 +1,294 @@
+//! Black-box tests of what the daemon tells its watchers: the Prometheus
+//! scrape after known runs, and the server-sent event stream (order,
+//! resume with Last-Event-ID, one tenant never seeing another's events).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{TestDaemon, plugin_bytes};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// `name{label="value",...}` -> value, labels in sorted order.
+fn scrape(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("a sample line is `series value`");
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let mut labels: Vec<&str> = rest
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter(|pair| !pair.is_empty())
+                    .collect();
+                labels.sort_unstable();
+                (name, labels.join(","))
+            }
+            None => (series, String::new()),
+        };
+        samples.insert(format!("{name}{{{labels}}}"), value.parse().expect("a number"));
+    }
+    samples
+}
+
+fn sample(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("{key} is not in the scrape: {:#?}", samples.keys().collect::<Vec<_>>()))
+}
+
+#[tokio::test]
+async fn the_metrics_scrape_counts_known_runs() {
+    let daemon = TestDaemon::start();
+    daemon.job_with("greet", "hello", json!({})).await;
+    daemon.job_with("crash", "trap", json!({})).await;
+    for _ in 0..2 {
+        assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+    }
+    assert_eq!(daemon.run_job("crash", None).await["status"], "failed");
+    daemon.call(Method::POST, "/v1/jobs/crash/pause", None).await;
+    let answer = reqwest::Client::new()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(
+        answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = answer.text().await.unwrap();
+    let samples = scrape(&text);
+    let tenant = r#"tenant="default""#;
+    assert_eq!(
+        sample(
+            &samples,
+            &format!(r#"sandcron_runs_total{{job="greet",status="succeeded",{tenant}}}"#)
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            &format!(r#"sandcron_runs_total{{job="crash",status="failed",{tenant}}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&samples, &format!("sandcron_run_duration_seconds_count{{{tenant}}}")),
+        3.0
+    );
+    assert_eq!(
+        sample(&samples, &format!("sandcron_run_lateness_seconds_count{{{tenant}}}")),
+        3.0
+    );
+    assert!(sample(&samples, &format!("sandcron_fuel_consumed_total{{{tenant}}}")) > 0.0);
+    assert_eq!(
+        sample(&samples, r#"sandcron_jobs{state="active",tenant="default"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&samples, r#"sandcron_jobs{state="paused",tenant="default"}"#),
+        1.0
+    );
+    assert_eq!(sample(&samples, r#"sandcron_queue_depth{priority="normal"}"#), 0.0);
+    assert_eq!(sample(&samples, "sandcron_running_runs{}"), 0.0);
+    assert_eq!(
+        sample(&samples, r#"sandcron_plugin_cache_total{result="compiled"}"#),
+        2.0
+    );
+    assert!(sample(&samples, r#"sandcron_plugin_cache_total{result="memory"}"#) >= 3.0);
+    assert_eq!(sample(&samples, "sandcron_plugin_compile_seconds_count{}"), 2.0);
+    assert_eq!(
+        sample(
+            &samples,
+            r#"sandcron_http_requests_total{method="POST",route="/v1/jobs/{id}/run",status="200"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &samples,
+            r#"sandcron_http_requests_total{method="POST",route="/v1/plugins",status="201"}"#
+        ),
+        2.0
+    );
+    // Tenant tokens do not see the daemon-wide scrape.
+    let created = daemon
+        .call(Method::POST, "/v1/tenants", Some(json!({"name": "acme"})))
+        .await;
+    let token = created.body["token"].as_str().unwrap();
+    let refused = daemon.call_as(Some(token), Method::GET, "/metrics", None).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "admin_only"));
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+struct Frame {
+    id: Option<u64>,
+    event: String,
+    data: Value,
+}
+
+/// Reads server-sent events off a streaming answer.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(daemon: &TestDaemon, token: &str, query: &str, last_event_id: Option<u64>) -> Events {
+        let mut request = reqwest::Client::new()
+            .get(format!("{}/v1/events{query}", daemon.url))
+            .bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event within `wait`, or None.
+    async fn next(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut frame = Frame {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
+                for line in block.lines() {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        frame.id = id.parse().ok();
+                    } else if let Some(event) = line.strip_prefix("event: ") {
+                        frame.event = event.to_string();
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        frame.data = serde_json::from_str(data).unwrap();
+                    }
+                }
+                if frame.event == "message" && frame.data.is_null() {
+                    continue; // a keep-alive comment
+                }
+                return Some(frame);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Events until `count` have come (or `wait` passed for one).
+    async fn take(&mut self, count: usize, wait: Duration) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while frames.len() < count {
+            match self.next(wait).await {
+                Some(frame) => frames.push(frame),
+                None => break,
+            }
+        }
+        frames
+    }
+}
+
+fn kinds(frames: &[Frame]) -> Vec<&str> {
+    frames.iter().map(|frame| frame.event.as_str()).collect()
+}
+
+#[tokio::test]
+async fn the_event_stream_is_in_order_resumes_and_shows_only_the_tenants_own() {
+    let daemon = TestDaemon::start();
+    let mut tokens = Vec::new();
+    for name in ["acme", "beta"] {
+        let created = daemon
+            .call(Method::POST, "/v1/tenants", Some(json!({"name": name})))
+            .await;
+        tokens.push(created.body["token"].as_str().unwrap().to_string());
+    }
+    let (acme, beta) = (tokens[0].clone(), tokens[1].clone());
+    for token in [&acme, &beta] {
+        let upload = daemon.upload_bytes_as(token, "hello", plugin_bytes("hello")).await;
+        assert_eq!(upload.status, StatusCode::CREATED);
+    }
+    let mut acme_events = Events::open(&daemon, &acme, "", None).await;
+    let mut beta_events = Events::open(&daemon, &beta, "", None).await;
+
+    let job = json!({"name": "greet", "plugin": "hello"});
+    let created = daemon.call_as(Some(&acme), Method::POST, "/v1/jobs", Some(job)).await;
+    let job_id = created.body["id"].as_str().unwrap().to_string();
+    let run = daemon
+        .call_as(Some(&acme), Method::POST, "/v1/jobs/greet/run?wait=60s", None)
+        .await;
+    let run_id = run.body["id"].as_str().unwrap().to_string();
+    daemon
+        .call_as(Some(&acme), Method::POST, "/v1/jobs/greet/pause", None)
+        .await;
+
+    let frames = acme_events.take(5, Duration::from_secs(10)).await;
+    assert_eq!(
+        kinds(&frames),
+        ["job.created", "run.queued", "run.started", "run.finished", "job.paused"]
+    );
+    let ids: Vec<u64> = frames.iter().map(|frame| frame.id.unwrap()).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids grow: {ids:?}");
+    assert_eq!(frames[0].data["data"]["job_id"], job_id);
+    let finished = &frames[3].data["data"];
+    assert_eq!(finished["run_id"], run_id);
+    assert_eq!(finished["status"], "succeeded");
+    assert!(finished["duration_ms"].is_u64(), "{finished}");
+
+    // beta saw none of it.
+    assert!(beta_events.next(Duration::from_millis(300)).await.is_none());
+    let job = json!({"name": "mine", "plugin": "hello"});
+    daemon.call_as(Some(&beta), Method::POST, "/v1/jobs", Some(job)).await;
+    let own = beta_events
+        .next(Duration::from_secs(5))
+        .await
+        .expect("beta's own event");
+    assert_eq!(
+        (own.event.as_str(), &own.data["data"]["name"]),
+        ("job.created", &json!("mine"))
+    );
+    assert!(
+        acme_events.next(Duration::from_millis(300)).await.is_none(),
+        "acme does not see beta's"
+    );
+
+    // Resuming after the queued event gives what came after it, in order.
+    let mut resumed = Events::open(&daemon, &acme, "", Some(ids[1])).await;
+    let replayed = resumed.take(3, Duration::from_secs(5)).await;
+    assert_eq!(kinds(&replayed), ["run.started", "run.finished", "job.paused"]);
+    assert_eq!(replayed[0].id, Some(ids[2]));
+    // A filtered stream: only finished runs of the job, by name.
+    let mut filtered = Events::open(&daemon, &acme, "?job=greet&types=run.finished", Some(ids[0] - 1)).await;
+    let only = filtered.take(2, Duration::from_millis(500)).await;
+    assert_eq!(kinds(&only), ["run.finished"]);
+
+    // Bad filters are refused; another tenant's job is not found.
+    for (query, status) in [
+        ("?types=run.exploded", StatusCode::BAD_REQUEST),
+        ("?job=greet", StatusCode::NOT_FOUND),
+        ("?colour=red", StatusCode::BAD_REQUEST),
+    ] {
+        let answer = daemon
+            .call_as(Some(&beta), Method::GET, &format!("/v1/events{query}"), None)
+            .await;
+        assert_eq!(answer.status, status, "{query}: {}", answer.body);
+    }
+}
