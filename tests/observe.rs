@@ -1,10 +1,12 @@
 //! Black-box tests of what the daemon tells its watchers: the Prometheus
-//! scrape after known runs, and the server-sent event stream (order,
-//! resume with Last-Event-ID, one tenant never seeing another's events).
+//! scrape after known runs, the server-sent event stream (order, resume
+//! with Last-Event-ID, one tenant never seeing another's events) and signed
+//! webhooks to a receiver on 127.0.0.1.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TestDaemon, plugin_bytes};
@@ -291,4 +293,185 @@ async fn the_event_stream_is_in_order_resumes_and_shows_only_the_tenants_own() {
             .await;
         assert_eq!(answer.status, status, "{query}: {}", answer.body);
     }
+}
+
+/// A request the webhook receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A receiver on 127.0.0.1: `/flaky` answers 500 to its first request, `/slow`
+/// answers after 5 s, anything else 204.
+async fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().fallback(axum::routing::any(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let path = uri.path().to_string();
+                let earlier = {
+                    let mut seen = seen.lock().unwrap();
+                    let earlier = seen.iter().filter(|got| got.path == path).count();
+                    seen.push(Received {
+                        path: path.clone(),
+                        headers: headers
+                            .iter()
+                            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_string()))
+                            .collect(),
+                        body: body.to_vec(),
+                    });
+                    earlier
+                };
+                match path.as_str() {
+                    "/flaky" if earlier == 0 => StatusCode::INTERNAL_SERVER_ERROR,
+                    "/slow" => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        StatusCode::NO_CONTENT
+                    }
+                    _ => StatusCode::NO_CONTENT,
+                }
+            }
+        },
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, got)
+}
+
+fn verify(secret: &str, received: &Received) {
+    use hmac::Mac;
+    let timestamp = &received.headers["x-sandcron-timestamp"];
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&received.body);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        received.headers["x-sandcron-signature"], expected,
+        "the signature verifies"
+    );
+}
+
+async fn wait_for(got: &Arc<Mutex<Vec<Received>>>, path: &str, count: usize, wait: Duration) -> Vec<Received> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let matching: Vec<Received> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|got| got.path == path)
+            .cloned()
+            .collect();
+        if matching.len() >= count || tokio::time::Instant::now() > deadline {
+            return matching;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn webhooks_arrive_signed_are_retried_and_never_hold_up_a_run() {
+    let (port, got) = receiver().await;
+    let daemon = TestDaemon::start_with(&[], &[("SANDCRON_HTTP_ALLOW_PRIVATE", "127.0.0.1/32")]);
+    let secret = daemon.call(Method::GET, "/v1/webhooks/secret", None).await.body["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let hook = |path: &str, on: Value| json!({"url": format!("http://127.0.0.1:{port}{path}"), "on": on});
+    daemon
+        .job_with(
+            "greet",
+            "hello",
+            json!({"webhooks": [hook("/hook", json!(["started", "succeeded", "failed"])), hook("/slow", json!([]))]}),
+        )
+        .await;
+    daemon
+        .job_with(
+            "crash",
+            "trap",
+            json!({"webhooks": [hook("/flaky", json!(["failed"]))]}),
+        )
+        .await;
+
+    let started = std::time::Instant::now();
+    let run = daemon.run_job("greet", None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a slow receiver does not hold up the run"
+    );
+    let hooks = wait_for(&got, "/hook", 2, Duration::from_secs(5)).await;
+    let events: Vec<&str> = hooks
+        .iter()
+        .map(|got| got.headers["x-sandcron-event"].as_str())
+        .collect();
+    assert_eq!(events, ["run.started", "run.succeeded"]);
+    for received in &hooks {
+        verify(&secret, received);
+        let body: Value = serde_json::from_slice(&received.body).unwrap();
+        assert_eq!(body["run"]["run_id"], run["id"]);
+        assert_eq!(body["tenant"], "default");
+        assert_eq!(received.headers["content-type"], "application/json");
+    }
+    let body: Value = serde_json::from_slice(&hooks[1].body).unwrap();
+    assert_eq!(
+        (body["event"].as_str(), body["run"]["status"].as_str()),
+        (Some("run.succeeded"), Some("succeeded"))
+    );
+
+    // A failed delivery is retried (after ~1 s) with the same delivery id.
+    let crash = daemon.run_job("crash", None).await;
+    assert_eq!(crash["status"], "failed");
+    let flaky = wait_for(&got, "/flaky", 2, Duration::from_secs(6)).await;
+    assert_eq!(flaky.len(), 2, "one refused attempt, one retry");
+    assert_eq!(
+        flaky[0].headers["x-sandcron-delivery"],
+        flaky[1].headers["x-sandcron-delivery"]
+    );
+    assert_eq!(
+        (
+            flaky[0].headers["x-sandcron-attempt"].as_str(),
+            flaky[1].headers["x-sandcron-attempt"].as_str()
+        ),
+        ("1", "2")
+    );
+    verify(&secret, &flaky[1]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&flaky[1].body).unwrap()["event"],
+        "run.failed"
+    );
+    // Another tenant signs with another secret.
+    let created = daemon
+        .call(Method::POST, "/v1/tenants", Some(json!({"name": "acme"})))
+        .await;
+    let token = created.body["token"].as_str().unwrap();
+    let other = daemon
+        .call_as(Some(token), Method::GET, "/v1/webhooks/secret", None)
+        .await;
+    assert_ne!(other.body["secret"].as_str().unwrap(), secret);
+}
+
+#[tokio::test]
+async fn a_webhook_to_a_refused_address_is_not_delivered() {
+    let (port, got) = receiver().await;
+    // No http_allow_private: the receiver on 127.0.0.1 is behind the wall.
+    let daemon = TestDaemon::start();
+    let hook = json!({"url": format!("http://127.0.0.1:{port}/hook"), "on": ["succeeded"]});
+    daemon.job_with("greet", "hello", json!({"webhooks": [hook]})).await;
+    assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(got.lock().unwrap().is_empty(), "the wall refused the delivery");
+    let bad = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "bad", "plugin": "hello", "webhooks": [{"url": "ftp://x/"}]})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.message().starts_with("webhooks[0].url"), "{}", bad.message());
 }

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::events::{BUFFERED_EVENTS, EventBus};
 use crate::executor::{Capacity, Executor, Grants, Observers};
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::outbound::Outbound;
 use crate::plugin::Plugins;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -29,6 +30,8 @@ const POOL_SLOTS_PER_RUN: u32 = 2;
 pub struct Daemon {
     /// The storage.
     pub store: Arc<dyn Store>,
+    /// Sends webhooks.
+    pub notifier: Arc<Notifier>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Run and job events.
@@ -81,6 +84,12 @@ impl Daemon {
             Outbound::new(config.http_allow_private.clone(), config.http_resolve.clone())
                 .context("building the HTTP client")?,
         );
+        let notifier = Arc::new(Notifier::new(
+            store.clone(),
+            tenants.clone(),
+            outbound.clone(),
+            vault.clone(),
+        ));
         let grants = Grants {
             tenants: tenants.clone(),
             outbound,
@@ -104,6 +113,7 @@ impl Daemon {
         let scheduler = Scheduler::new(store.clone(), executor.clone(), clock, config.fire_ahead);
         Ok(Daemon {
             store,
+            notifier,
             metrics,
             events,
             tenants,
@@ -123,6 +133,7 @@ impl Daemon {
             .take_back_recorded_ahead()
             .await
             .context("planning fires recorded ahead again")?;
+        self.notifier.clone().start(&self.events);
         self.executor.start();
         self.scheduler.start();
         let fired = self

@@ -21,6 +21,7 @@ pub mod events;
 pub mod executor;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod outbound;
 pub mod plugin;
 pub mod sandbox;

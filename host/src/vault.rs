@@ -10,7 +10,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sha2::Sha256;
 
 use crate::auth::read_or_create_private_file;
 use crate::config::Config;
@@ -30,6 +32,8 @@ pub enum VaultError {
 /// Seals and opens secret values.
 pub struct Vault {
     cipher: XChaCha20Poly1305,
+    /// Derives per-tenant keys (webhook signing), never used to encrypt.
+    derive: [u8; 32],
 }
 
 fn associated_data(tenant: &str, name: &str) -> Vec<u8> {
@@ -50,8 +54,11 @@ fn parse_key(text: &str) -> Result<[u8; 32], VaultError> {
 impl Vault {
     /// A vault over a 32-byte key.
     pub fn new(key: [u8; 32]) -> Vault {
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes a key of any length");
+        derive.update(b"sandcron-derive-v1");
         Vault {
             cipher: XChaCha20Poly1305::new(Key::from_slice(&key)),
+            derive: derive.finalize().into_bytes().into(),
         }
     }
 
@@ -81,6 +88,14 @@ impl Vault {
         }
         let key = parse_key(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
         Ok(Vault::new(key))
+    }
+
+    /// A key for `purpose` of `tenant`, derived from the master key (HMAC):
+    /// the same for the same inputs, unrelated across tenants and purposes.
+    pub fn derived_key(&self, purpose: &str, tenant: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.derive).expect("HMAC takes a key of any length");
+        mac.update(format!("{purpose}\0{tenant}").as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Seals `value` for (tenant, name): the record's nonce and sealed text.

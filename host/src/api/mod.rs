@@ -132,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/status", get(status::status))
         .route("/v1/events", get(events::stream))
+        .route("/v1/webhooks/secret", get(secrets::webhook_secret))
         .route("/metrics", get(status::metrics))
         .route("/v1/scheduler/pause", post(status::pause))
         .route("/v1/scheduler/resume", post(status::resume))

@@ -118,3 +118,14 @@ pub async fn delete(
     tracing::info!(tenant = %caller.tenant, secret = %name, "secret deleted");
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `GET /v1/webhooks/secret`: the key the tenant's webhook deliveries are
+/// signed with (HMAC-SHA256 of `<timestamp>.<body>`, keyed with this text).
+pub async fn webhook_secret(State(state): State<AppState>, Caller(caller): Caller) -> Json<Value> {
+    Json(json!({
+        "secret": crate::notify::signing_secret(state.vault(), &caller.tenant),
+        "signature_header": "X-Sandcron-Signature",
+        "timestamp_header": "X-Sandcron-Timestamp",
+        "scheme": "sha256=hex(HMAC-SHA256(secret, timestamp + \".\" + body))",
+    }))
+}

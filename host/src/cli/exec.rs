@@ -57,6 +57,7 @@ fn capabilities(
     capabilities.http = HttpGrant {
         job: http_allow.to_vec(),
         tenant: None,
+        any_host: false,
     };
     capabilities.outbound = Some(Arc::new(Outbound::new(allow_private, Default::default())?));
     for pair in secrets {

@@ -509,6 +509,7 @@ impl Executor {
             http: HttpGrant {
                 job: run.http_allow.clone(),
                 tenant: tenant.and_then(|tenant| tenant.http_allow),
+                any_host: false,
             },
             secrets,
         }

@@ -258,7 +258,10 @@ fn check_webhooks(webhooks: &[Webhook]) -> Result<(), ValidationError> {
         return Err(ValidationError::new("webhooks", format!("the limit is {MAX_LIST_LEN}")));
     }
     for (index, webhook) in webhooks.iter().enumerate() {
-        let scheme_ok = webhook.url.starts_with("http://") || webhook.url.starts_with("https://");
+        let parsed = url::Url::parse(&webhook.url).ok();
+        let scheme_ok = parsed
+            .as_ref()
+            .is_some_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
         if !scheme_ok || webhook.url.len() > 2048 {
             return Err(ValidationError::new(
                 format!("webhooks[{index}].url"),

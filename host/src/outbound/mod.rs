@@ -36,6 +36,20 @@ pub struct HttpGrant {
     pub job: Vec<String>,
     /// The tenant's admin-set allow-list; None is no cap.
     pub tenant: Option<Vec<String>>,
+    /// Any host the tenant's cap allows, whatever `job` says (webhooks,
+    /// whose URLs the job names one by one). The wall still applies.
+    pub any_host: bool,
+}
+
+impl HttpGrant {
+    /// Any host within the tenant's cap (webhook deliveries).
+    pub fn any_host(tenant: Option<Vec<String>>) -> HttpGrant {
+        HttpGrant {
+            job: Vec::new(),
+            tenant,
+            any_host: true,
+        }
+    }
 }
 
 /// A plugin's request.
@@ -137,10 +151,10 @@ impl Outbound {
             return Err("the URL has no host".to_string());
         };
         let port = url.port_or_known_default().unwrap_or(0);
-        if grant.job.is_empty() {
+        if grant.job.is_empty() && !grant.any_host {
             return Err("this job has no http_allow list, so it may not reach any host".to_string());
         }
-        if !admitted_by(&grant.job, host, port) {
+        if !grant.any_host && !admitted_by(&grant.job, host, port) {
             return Err(format!("{host}:{port} is not in this job's http_allow {:?}", grant.job));
         }
         if let Some(cap) = &grant.tenant
@@ -165,6 +179,28 @@ impl Outbound {
         deadline: Instant,
         budget: &mut u32,
     ) -> Result<FetchResponse, String> {
+        self.send(grant, request, deadline, budget, MAX_REDIRECTS).await
+    }
+
+    /// [`Outbound::fetch`] answering a redirect as it is (webhooks).
+    pub async fn fetch_without_redirects(
+        &self,
+        grant: &HttpGrant,
+        request: FetchRequest,
+        deadline: Instant,
+        budget: &mut u32,
+    ) -> Result<FetchResponse, String> {
+        self.send(grant, request, deadline, budget, 0).await
+    }
+
+    async fn send(
+        &self,
+        grant: &HttpGrant,
+        request: FetchRequest,
+        deadline: Instant,
+        budget: &mut u32,
+        max_redirects: usize,
+    ) -> Result<FetchResponse, String> {
         let method_text = request.method.to_ascii_uppercase();
         let mut url = Url::parse(&request.url).map_err(|error| format!("{:?} is not a URL: {error}", request.url))?;
         let mut method = reqwest::Method::from_bytes(method_text.as_bytes())
@@ -183,7 +219,7 @@ impl Outbound {
         }
         let mut body = request.body;
         let timeout = request.timeout.unwrap_or(DEFAULT_TIMEOUT).min(MAX_TIMEOUT);
-        for hop in 0..=MAX_REDIRECTS {
+        for hop in 0..=max_redirects {
             self.check_target(grant, &url)?;
             if *budget == 0 {
                 return Err(format!("this run has made its {MAX_REQUESTS_PER_RUN} requests"));
@@ -211,10 +247,11 @@ impl Outbound {
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_string);
             if status.is_redirection()
+                && max_redirects > 0
                 && let Some(location) = location
             {
-                if hop == MAX_REDIRECTS {
-                    return Err(format!("more than {MAX_REDIRECTS} redirects"));
+                if hop == max_redirects {
+                    return Err(format!("more than {max_redirects} redirects"));
                 }
                 let next = url
                     .join(&location)
@@ -245,7 +282,7 @@ impl Outbound {
                 Ok(result) => result,
             };
         }
-        Err(format!("more than {MAX_REDIRECTS} redirects"))
+        Err(format!("more than {max_redirects} redirects"))
     }
 }
 
@@ -322,6 +359,7 @@ mod tests {
         HttpGrant {
             job: job.iter().map(|text| text.to_string()).collect(),
             tenant: tenant.map(|list| list.iter().map(|text| text.to_string()).collect()),
+            any_host: false,
         }
     }
 

@@ -1,0 +1,264 @@
+//! Webhooks: a job names URLs and the run events they want (`started`,
+//! `succeeded`, `failed`; none listed is all three). The notifier listens to
+//! the event bus, so it never holds up a run; each delivery is a POST of a
+//! JSON event through the same SSRF wall as plugin HTTP, signed with
+//! HMAC-SHA256 under a key derived per tenant from the daemon's master key,
+//! and retried with exponential backoff until a 2xx or its last attempt.
+//!
+//! Signature: `X-Sandcron-Signature: sha256=<hex>` over
+//! `<X-Sandcron-Timestamp>.<body>`, so a receiver can refuse replays of old
+//! deliveries by their timestamp.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use tokio::sync::{Semaphore, broadcast};
+
+use crate::events::{Event, EventBus};
+use crate::model::job::WebhookEvent;
+use crate::outbound::{FetchRequest, HttpGrant, Outbound};
+use crate::store::Store;
+use crate::tenancy::Tenants;
+use crate::vault::Vault;
+
+/// Attempts per delivery (the first and its retries).
+pub const ATTEMPTS: u32 = 5;
+/// Wait before the first retry; doubled for each next one.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Deliveries in flight at once; more wait for a place, and past
+/// [`MAX_PENDING`] waiting ones are dropped (and logged).
+const IN_FLIGHT: usize = 32;
+const MAX_PENDING: usize = 10_000;
+/// Time per delivery attempt.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// The key derivation purpose of webhook signing keys.
+const SIGNING: &str = "webhook-signing";
+
+/// HMAC-SHA256 of the concatenated parts, hex.
+fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The signature header's value for a body sent at `timestamp`, keyed with
+/// the tenant's signing secret (the whole `whsec_...` text).
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let stamp = timestamp.to_string();
+    format!(
+        "sha256={}",
+        hmac_hex(secret.as_bytes(), &[stamp.as_bytes(), b".", body])
+    )
+}
+
+/// The tenant's webhook signing secret, as the API shows it to the tenant.
+pub fn signing_secret(vault: &Vault, tenant: &str) -> String {
+    format!("whsec_{}", hex::encode(vault.derived_key(SIGNING, tenant)))
+}
+
+/// What a run event means to a webhook, if anything.
+fn webhook_event(event: &Event) -> Option<WebhookEvent> {
+    match (event.kind, event.data["status"].as_str()) {
+        ("run.started", _) => Some(WebhookEvent::Started),
+        ("run.finished", Some("succeeded")) => Some(WebhookEvent::Succeeded),
+        ("run.finished", Some("failed")) => Some(WebhookEvent::Failed),
+        _ => None,
+    }
+}
+
+fn event_name(event: WebhookEvent) -> &'static str {
+    match event {
+        WebhookEvent::Started => "run.started",
+        WebhookEvent::Succeeded => "run.succeeded",
+        WebhookEvent::Failed => "run.failed",
+    }
+}
+
+/// One webhook call to make.
+struct Delivery {
+    id: String,
+    tenant: String,
+    url: String,
+    event: &'static str,
+    body: Vec<u8>,
+}
+
+/// Sends webhooks for run events.
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    tenants: Arc<Tenants>,
+    outbound: Arc<Outbound>,
+    vault: Arc<Vault>,
+    places: Semaphore,
+    pending: AtomicUsize,
+}
+
+impl Notifier {
+    /// A notifier delivering through `outbound`.
+    pub fn new(store: Arc<dyn Store>, tenants: Arc<Tenants>, outbound: Arc<Outbound>, vault: Arc<Vault>) -> Notifier {
+        Notifier {
+            store,
+            tenants,
+            outbound,
+            vault,
+            places: Semaphore::new(IN_FLIGHT),
+            pending: AtomicUsize::new(0),
+        }
+    }
+
+    /// Listens to `bus` until it closes.
+    pub fn start(self: Arc<Self>, bus: &EventBus) {
+        let mut events = bus.listen();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => self.consider(&event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "webhook notifier fell behind; some deliveries were not made");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Queues the deliveries an event asks for.
+    fn consider(self: &Arc<Self>, event: &Event) {
+        let Some(wanted) = webhook_event(event) else {
+            return;
+        };
+        let Some(job_id) = event.job_id() else {
+            return;
+        };
+        let job = match self.store.job(&event.tenant, job_id) {
+            Ok(Some(job)) => job,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, job_id, "cannot read the job for its webhooks");
+                return;
+            }
+        };
+        for webhook in job.webhooks {
+            if !webhook.on.is_empty() && !webhook.on.contains(&wanted) {
+                continue;
+            }
+            let id = crate::model::new_id();
+            let body = json!({
+                "id": id,
+                "event": event_name(wanted),
+                "tenant": event.tenant,
+                "at": event.at,
+                "run": event.data,
+            });
+            let delivery = Delivery {
+                id,
+                tenant: event.tenant.clone(),
+                url: webhook.url,
+                event: event_name(wanted),
+                body: serde_json::to_vec(&body).unwrap_or_default(),
+            };
+            if self.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!(url = %delivery.url, "too many webhook deliveries waiting; this one is dropped");
+                continue;
+            }
+            let notifier = self.clone();
+            tokio::spawn(async move {
+                notifier.deliver(delivery).await;
+                notifier.pending.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+
+    /// Tries a delivery until a 2xx answer or its last attempt.
+    async fn deliver(&self, delivery: Delivery) {
+        let secret = signing_secret(&self.vault, &delivery.tenant);
+        let grant = HttpGrant::any_host(self.tenants.get(&delivery.tenant).and_then(|tenant| tenant.http_allow));
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            let outcome = {
+                let Ok(_place) = self.places.acquire().await else {
+                    return;
+                };
+                let timestamp = chrono::Utc::now().timestamp();
+                let request = FetchRequest {
+                    method: "POST".into(),
+                    url: delivery.url.clone(),
+                    headers: vec![
+                        ("content-type".into(), "application/json".into()),
+                        ("x-sandcron-event".into(), delivery.event.into()),
+                        ("x-sandcron-delivery".into(), delivery.id.clone()),
+                        ("x-sandcron-attempt".into(), attempt.to_string()),
+                        ("x-sandcron-timestamp".into(), timestamp.to_string()),
+                        (
+                            "x-sandcron-signature".into(),
+                            signature(&secret, timestamp, &delivery.body),
+                        ),
+                    ],
+                    body: delivery.body.clone(),
+                    timeout: Some(TIMEOUT),
+                };
+                let mut budget = 1;
+                self.outbound
+                    .fetch_without_redirects(&grant, request, Instant::now() + TIMEOUT, &mut budget)
+                    .await
+            };
+            match outcome {
+                Ok(response) if (200..300).contains(&response.status) => {
+                    tracing::debug!(delivery = %delivery.id, url = %delivery.url, attempt, "webhook delivered");
+                    return;
+                }
+                Ok(response) => {
+                    tracing::info!(delivery = %delivery.id, url = %delivery.url, attempt, status = response.status, "webhook refused")
+                }
+                Err(error) => {
+                    tracing::info!(delivery = %delivery.id, url = %delivery.url, attempt, %error, "webhook failed")
+                }
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        tracing::warn!(delivery = %delivery.id, url = %delivery.url, "webhook given up after {ATTEMPTS} attempts");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // RFC-style known answer for the HMAC itself.
+        assert_eq!(
+            hmac_hex(b"key", &[b"The quick brown fox ", b"jumps over the lazy dog"]),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+        assert_eq!(
+            signature("key", 17, b"{}"),
+            format!("sha256={}", hmac_hex(b"key", &[b"17.{}"]))
+        );
+        let one = signature("whsec_a", 1_700_000_000, b"{\"a\":1}");
+        assert_ne!(one, signature("whsec_a", 1_700_000_001, b"{\"a\":1}"));
+        assert_ne!(one, signature("whsec_a", 1_700_000_000, b"{\"a\":2}"));
+        assert_ne!(one, signature("whsec_b", 1_700_000_000, b"{\"a\":1}"));
+    }
+
+    #[test]
+    fn signing_secrets_differ_per_tenant_and_stay_put() {
+        let vault = Vault::new([3; 32]);
+        assert_eq!(signing_secret(&vault, "acme"), signing_secret(&vault, "acme"));
+        assert_ne!(signing_secret(&vault, "acme"), signing_secret(&vault, "beta"));
+        assert_ne!(
+            signing_secret(&vault, "acme"),
+            signing_secret(&Vault::new([4; 32]), "acme")
+        );
+    }
+}
