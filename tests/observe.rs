@@ -475,3 +475,48 @@ async fn a_webhook_to_a_refused_address_is_not_delivered() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.message().starts_with("webhooks[0].url"), "{}", bad.message());
 }
+
+#[tokio::test]
+async fn old_and_excess_runs_are_deleted_in_the_background() {
+    let daemon = TestDaemon::start_with(&["--retention", "3s", "--max-runs-per-job", "2"], &[]);
+    daemon.job_with("greet", "hello", json!({})).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(daemon.run_job("greet", None).await["id"].as_str().unwrap().to_string());
+    }
+    let listed = || async {
+        let runs = daemon.call(Method::GET, "/v1/runs?job=greet", None).await.body["runs"].clone();
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .map(|run| run["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // First the cap: only the newest two stay.
+    let mut seen = Vec::new();
+    for _ in 0..60 {
+        seen = listed().await;
+        if seen.len() <= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, [ids[4].clone(), ids[3].clone()], "the newest two are kept");
+    let oldest = daemon
+        .call(Method::GET, &format!("/v1/runs/{}/logs", ids[0]), None)
+        .await;
+    assert_eq!(oldest.status, StatusCode::NOT_FOUND, "its log went with it");
+    // Then the age: past 3 s nothing is left.
+    for _ in 0..120 {
+        seen = listed().await;
+        if seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.is_empty(), "{seen:?}");
+    let gone = daemon.call(Method::GET, &format!("/v1/runs/{}", ids[4]), None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    // The job itself stays and runs on.
+    assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+}

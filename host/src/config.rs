@@ -65,6 +65,12 @@ pub struct Config {
     pub secrets_key_file: Option<PathBuf>,
     /// How long a stopping daemon waits for running runs.
     pub shutdown_grace: Duration,
+    /// Finished runs (records, output, logs) older than this are deleted
+    /// (zero keeps them forever).
+    pub retention: Duration,
+    /// Finished runs of a job beyond its newest this many are deleted (zero:
+    /// no cap).
+    pub max_runs_per_job: usize,
     /// How far ahead of its instant a fire is recorded and queued, so its
     /// run starts on the instant instead of after the write (0: at the
     /// instant). A job changed meanwhile has such fires withdrawn.
@@ -133,6 +139,8 @@ impl Default for Config {
             secrets_key_file: None,
             admin_token: None,
             shutdown_grace: Duration::from_secs(10),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_runs_per_job: 10_000,
             fire_ahead: Duration::from_secs(1),
         }
     }
@@ -205,6 +213,10 @@ pub struct ConfigFile {
     pub admin_token: Option<String>,
     /// `shutdown_grace = "10s"`.
     pub shutdown_grace: Option<NumberOrText>,
+    /// `retention = "30d"` (0 keeps runs forever).
+    pub retention: Option<NumberOrText>,
+    /// `max_runs_per_job = 10000` (0: no cap).
+    pub max_runs_per_job: Option<usize>,
     /// `fire_ahead = "1s"`.
     pub fire_ahead: Option<NumberOrText>,
 }
@@ -249,6 +261,12 @@ pub struct ConfigArgs {
     /// How long a stopping daemon waits for running runs ("10s").
     #[arg(long, env = "SANDCRON_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
+    /// Delete finished runs older than this ("30d"; 0 keeps them).
+    #[arg(long, env = "SANDCRON_RETENTION")]
+    pub retention: Option<String>,
+    /// Keep at most this many finished runs per job (0: no cap).
+    #[arg(long, env = "SANDCRON_MAX_RUNS_PER_JOB")]
+    pub max_runs_per_job: Option<usize>,
     /// How far ahead of its instant a fire is recorded and queued ("1s"; at most 60s).
     #[arg(long, env = "SANDCRON_FIRE_AHEAD")]
     pub fire_ahead: Option<String>,
@@ -356,6 +374,12 @@ impl ConfigArgs {
             .or(file.shutdown_grace);
         if let Some(value) = grace {
             config.shutdown_grace = value.to_duration().map_err(invalid("shutdown_grace"))?;
+        }
+        if let Some(value) = self.retention.clone().map(NumberOrText::Text).or(file.retention) {
+            config.retention = value.to_duration().map_err(invalid("retention"))?;
+        }
+        if let Some(runs) = self.max_runs_per_job.or(file.max_runs_per_job) {
+            config.max_runs_per_job = runs;
         }
         if let Some(value) = self.fire_ahead.clone().map(NumberOrText::Text).or(file.fire_ahead) {
             config.fire_ahead = value.to_duration().map_err(invalid("fire_ahead"))?;

@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::outbound::Outbound;
 use crate::plugin::Plugins;
+use crate::retention;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::Scheduler;
 use crate::store::{SledStore, Store, StoreError};
@@ -154,6 +155,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let auth = Auth::for_config(&config)
         .with_context(|| format!("reading the admin token {}", config.admin_token_path().display()))?;
     daemon.start().await?;
+    let policy = retention::Policy {
+        retention: config.retention,
+        max_runs_per_job: config.max_runs_per_job,
+    };
+    retention::start(daemon.store.clone(), Arc::new(SystemClock), policy);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

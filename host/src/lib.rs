@@ -24,6 +24,7 @@ pub mod model;
 pub mod notify;
 pub mod outbound;
 pub mod plugin;
+pub mod retention;
 pub mod sandbox;
 pub mod schedule;
 pub mod scheduler;

@@ -277,47 +277,11 @@ impl RunQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::run::RunLimits;
-    use crate::model::{RunStatus, Trigger};
 
     fn run(id: &str, job: &str, priority: Priority, due: &str) -> Run {
-        let at = DateTime::parse_from_rfc3339(due).unwrap().with_timezone(&Utc);
-        Run {
-            id: id.into(),
-            tenant: "t".into(),
-            job_id: job.into(),
-            job_name: job.into(),
-            plugin: "p@1".into(),
-            plugin_digest: String::new(),
-            trigger: Trigger::Schedule,
-            attempt: 1,
-            status: RunStatus::Queued,
-            error: None,
-            scheduled_at: at,
-            queued_at: at,
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-            lateness_ms: None,
-            fuel_consumed: None,
-            peak_memory: None,
-            output_size: 0,
-            log_size: 0,
-            input: Vec::new(),
-            limits: RunLimits {
-                fuel: 1,
-                timeout_ms: 1,
-                memory: 1,
-                output: 1,
-                logs: 1,
-            },
-            priority,
-            retry: Default::default(),
-            exclusive: false,
-            http_allow: Vec::new(),
-            secrets: Vec::new(),
-            retry_of: None,
-        }
+        let mut run = Run::sample(id, job, at(due));
+        run.priority = priority;
+        run
     }
 
     fn waiting(queue: &RunQueue) -> usize {

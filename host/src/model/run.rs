@@ -199,6 +199,47 @@ pub struct Run {
 }
 
 impl Run {
+    /// A queued scheduled run of tenant `t` for tests.
+    #[cfg(test)]
+    pub fn sample(id: &str, job: &str, due: DateTime<Utc>) -> Run {
+        Run {
+            id: id.into(),
+            tenant: "t".into(),
+            job_id: job.into(),
+            job_name: job.into(),
+            plugin: "p@1".into(),
+            plugin_digest: String::new(),
+            trigger: Trigger::Schedule,
+            attempt: 1,
+            status: RunStatus::Queued,
+            error: None,
+            scheduled_at: due,
+            queued_at: due,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            lateness_ms: None,
+            fuel_consumed: None,
+            peak_memory: None,
+            output_size: 0,
+            log_size: 0,
+            input: Vec::new(),
+            limits: RunLimits {
+                fuel: 1,
+                timeout_ms: 1,
+                memory: 1,
+                output: 1,
+                logs: 1,
+            },
+            priority: Priority::Normal,
+            retry: Retry::default(),
+            exclusive: false,
+            retry_of: None,
+            http_allow: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
     /// Back to `queued` with nothing about an execution recorded (for a new
     /// attempt made from this one).
     pub fn clear_outcome(&mut self) {

@@ -226,6 +226,11 @@ pub trait Store: Send + Sync + 'static {
     fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>>;
     /// Every queued or running run of every tenant (for recovery at start).
     fn unfinished_runs(&self) -> StoreResult<Vec<Run>>;
+    /// Deletes finished runs (record, output, log, indexes) that are older
+    /// than `older_than` (by the time in their id: when they were queued or
+    /// due) or beyond the newest `keep_per_job` of their job (0: no such
+    /// cap); at most `max_deletions` in one call. Returns how many went.
+    fn prune_runs(&self, older_than: DateTime<Utc>, keep_per_job: usize, max_deletions: usize) -> StoreResult<usize>;
 
     /// A job's kv value.
     fn kv_get(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;

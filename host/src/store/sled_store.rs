@@ -825,6 +825,74 @@ impl Store for SledStore {
         Ok(runs)
     }
 
+    fn prune_runs(&self, older_than: DateTime<Utc>, keep_per_job: usize, max_deletions: usize) -> StoreResult<usize> {
+        let cutoff = u64::try_from(older_than.timestamp_millis()).unwrap_or(0);
+        let mut batch = sled::Batch::default();
+        let mut deleted = 0;
+        let mut cursor = vec![run_space::BY_JOB];
+        'jobs: while deleted < max_deletions {
+            let Some(first) = self.runs.range(cursor.as_slice()..).keys().next() else {
+                break;
+            };
+            let first = first?;
+            if first.first() != Some(&run_space::BY_JOB) {
+                break;
+            }
+            // `J tenant \0 job \0 run`: the group is everything up to the run id.
+            let Some(run_start) = first.iter().rposition(|byte| *byte == 0).map(|at| at + 1) else {
+                cursor = [first.as_ref(), &[0]].concat();
+                continue;
+            };
+            let group = first[..run_start].to_vec();
+            let tenant_end = group[1..].iter().position(|byte| *byte == 0).map_or(0, |at| at + 1);
+            let tenant = group[1..tenant_end].to_vec();
+            let count = self.runs.scan_prefix(&group).keys().count();
+            let excess = if keep_per_job == 0 {
+                0
+            } else {
+                count.saturating_sub(keep_per_job)
+            };
+            // Oldest first: ids sort by time.
+            for (index, entry) in self.runs.scan_prefix(&group).keys().enumerate() {
+                let index_key = entry?;
+                let run_id = &index_key[group.len()..];
+                let queued_ms = std::str::from_utf8(run_id)
+                    .ok()
+                    .and_then(|id| ulid::Ulid::from_string(&id.to_ascii_uppercase()).ok())
+                    .map_or(u64::MAX, |ulid| ulid.timestamp_ms());
+                if index >= excess && queued_ms >= cutoff {
+                    break;
+                }
+                let record_key = run_key(run_space::RECORD, &[&tenant, run_id]);
+                let finished = match self.runs.get(&record_key)? {
+                    Some(bytes) => decode::<Run>(&record_key, &bytes)?.status.is_finished(),
+                    None => true,
+                };
+                if !finished {
+                    continue;
+                }
+                for space in [run_space::RECORD, run_space::OUTPUT, run_space::LOG] {
+                    batch.remove(run_key(space, &[&tenant, run_id]));
+                }
+                batch.remove(index_key.as_ref());
+                deleted += 1;
+                if deleted >= max_deletions {
+                    break 'jobs;
+                }
+            }
+            let mut next = group;
+            if let Some(last) = next.last_mut() {
+                *last = 1;
+            }
+            cursor = next;
+        }
+        if deleted > 0 {
+            let _gate = self.writing();
+            self.runs.apply_batch(batch)?;
+        }
+        Ok(deleted)
+    }
+
     fn kv_get(&self, tenant: &str, job_id: &str, kv_key: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self
             .kv
@@ -1085,5 +1153,76 @@ mod tests {
             Err(other) => panic!("expected Locked, got {other}"),
             Ok(_) => panic!("a second open must fail"),
         }
+    }
+
+    /// A run of `job` queued at `minute` past 10:00, finished unless `active`.
+    fn aged_run(job: &str, minute: u32, active: bool) -> Run {
+        let at = DateTime::parse_from_rfc3339(&format!("2026-11-25T10:{minute:02}:00Z"))
+            .unwrap()
+            .with_timezone(&Utc);
+        let id = crate::model::scheduled_run_id("t", job, at);
+        let mut run = Run::sample(&id, job, at);
+        if !active {
+            run.finish(RunStatus::Succeeded, None, at);
+        }
+        run
+    }
+
+    #[test]
+    fn pruning_deletes_old_and_excess_finished_runs_and_nothing_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db")).unwrap();
+        let mut runs = Vec::new();
+        for minute in 0..10 {
+            runs.push(aged_run("a", minute, minute == 1));
+        }
+        for minute in 0..3 {
+            runs.push(aged_run("b", minute, false));
+        }
+        for run in &runs {
+            store.insert_run(run).unwrap();
+            if run.status.is_finished() {
+                store.finish_run(run, b"out", b"log").unwrap();
+            }
+        }
+        let ids = |job: &str| -> Vec<String> {
+            let filter = RunFilter {
+                job_id: Some(job.to_string()),
+                limit: 100,
+                ..RunFilter::default()
+            };
+            store
+                .list_runs("t", &filter)
+                .unwrap()
+                .into_iter()
+                .map(|run| run.id)
+                .collect()
+        };
+        // Older than 10:05: minutes 0, 2, 3, 4 of a (1 is still running) and all of b.
+        let cutoff = DateTime::parse_from_rfc3339("2026-11-25T10:05:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(store.prune_runs(cutoff, 0, 100).unwrap(), 7);
+        assert_eq!(ids("a").len(), 6);
+        assert!(ids("a").contains(&runs[1].id), "an active run stays");
+        assert!(ids("b").is_empty());
+        assert_eq!(store.run_log("t", &runs[0].id).unwrap(), None, "its log went with it");
+        assert_eq!(store.run_output("t", &runs[0].id).unwrap(), None);
+        // Keep the newest 3 of a: minutes 5 and 6 go (1 stays: it is active).
+        let long_ago = DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(store.prune_runs(long_ago, 3, 100).unwrap(), 2);
+        let left = ids("a");
+        assert_eq!(left.len(), 4);
+        assert!(left.contains(&runs[9].id) && left.contains(&runs[1].id));
+        // A cap on deletions per call is kept.
+        assert_eq!(store.prune_runs(long_ago, 1, 1).unwrap(), 1);
+        assert_eq!(store.prune_runs(long_ago, 1, 100).unwrap(), 1);
+        assert_eq!(
+            store.prune_runs(long_ago, 1, 100).unwrap(),
+            0,
+            "what is left is active or the newest"
+        );
     }
 }
