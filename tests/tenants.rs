@@ -175,30 +175,10 @@ async fn a_tenant_sees_only_its_own_objects_and_tokens_survive_a_restart() {
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
 }
 
-/// Runs the CLI against the daemon with its admin token (read from the data
-/// dir, as on a local machine).
-fn cli(daemon: &TestDaemon, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
-        .args(args)
-        .args(["--url", &daemon.url, "--data-dir"])
-        .arg(daemon.data_dir())
-        .env_remove("SANDCRON_TOKEN")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running the CLI");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "sandcron {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 #[tokio::test]
 async fn the_cli_creates_tenants_and_manages_their_tokens() {
     let daemon = TestDaemon::start();
-    let created = cli(&daemon, &["tenant", "create", "acme"]);
+    let created = daemon.cli(&["tenant", "create", "acme"]);
     let secret = created
         .lines()
         .find_map(|line| line.strip_prefix("token (shown only now): "))
@@ -206,9 +186,9 @@ async fn the_cli_creates_tenants_and_manages_their_tokens() {
         .to_string();
     let works = daemon.call_as(Some(&secret), Method::GET, "/v1/jobs", None).await;
     assert_eq!(works.status, StatusCode::OK);
-    assert!(cli(&daemon, &["tenant", "ls"]).contains("acme"));
-    cli(&daemon, &["token", "create", "acme"]);
-    let listed = cli(&daemon, &["token", "ls", "acme"]);
+    assert!(daemon.cli(&["tenant", "ls"]).contains("acme"));
+    daemon.cli(&["token", "create", "acme"]);
+    let listed = daemon.cli(&["token", "ls", "acme"]);
     assert!(!listed.contains(&secret), "{listed}");
     let ids: Vec<&str> = listed
         .lines()
@@ -217,7 +197,7 @@ async fn the_cli_creates_tenants_and_manages_their_tokens() {
         .collect();
     assert_eq!(ids.len(), 2, "{listed}");
     for id in ids {
-        cli(&daemon, &["token", "revoke", "acme", id]);
+        daemon.cli(&["token", "revoke", "acme", id]);
     }
     let refused = daemon.call_as(Some(&secret), Method::GET, "/v1/jobs", None).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);

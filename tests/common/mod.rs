@@ -183,6 +183,26 @@ impl TestDaemon {
         self.logs.lock().expect("log lock").clone()
     }
 
+    /// Runs the CLI against this daemon with its admin token (read from the
+    /// data dir, as on a local machine); asserts it succeeds; its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_sandcron"))
+            .args(args)
+            .args(["--url", &self.url, "--data-dir"])
+            .arg(self.data_dir())
+            .env_remove("SANDCRON_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the CLI");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "sandcron {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// A request with the admin token.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         self.call_as(Some(&self.token), method, path, body).await

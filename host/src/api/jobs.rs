@@ -110,11 +110,37 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(job_view(&job))).into_response())
 }
 
-/// `PUT /v1/jobs/{name}`: create (201) or replace (200) by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertQuery {
+    /// Validate and say what would change, writing nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// The top-level spec fields whose values differ between two jobs.
+fn changed_fields(before: &Job, after: &Job) -> Vec<String> {
+    let (before, after) = (before.to_spec_json(), after.to_spec_json());
+    let keys: std::collections::BTreeSet<&String> = before
+        .as_object()
+        .into_iter()
+        .chain(after.as_object())
+        .flat_map(|object| object.keys())
+        .collect();
+    keys.into_iter()
+        .filter(|key| before.get(key.as_str()) != after.get(key.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// `PUT /v1/jobs/{name}`: create (201) or replace (200) by name. With
+/// `?dry_run=true`: 200 `{"change": "create"|"update"|"unchanged",
+/// "changed_fields", "job"}` and nothing written.
 pub async fn upsert(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
+    Query(query): Query<UpsertQuery>,
     JsonBody(mut body): JsonBody,
 ) -> Result<Response, ApiError> {
     if let Some(object) = body.as_object_mut() {
@@ -136,6 +162,17 @@ pub async fn upsert(
         None => None,
     };
     let mut job = validated(&state, &caller.tenant, &body, existing.as_ref())?;
+    if query.dry_run {
+        let (change, fields) = match &existing {
+            None => ("create", Vec::new()),
+            Some(existing) => match changed_fields(existing, &job) {
+                fields if fields.is_empty() => ("unchanged", fields),
+                fields => ("update", fields),
+            },
+        };
+        let body = json!({"change": change, "changed_fields": fields, "job": job_view(&job)});
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
     let status = match existing {
         Some(_) => {
             state.scheduler().update_job(&mut job).await?;

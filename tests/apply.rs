@@ -1,0 +1,98 @@
+//! Black-box tests of `sandcron apply`: jobs kept in a TOML file are created,
+//! updated and (with --prune) deleted by name; --dry-run changes nothing; a
+//! bad job stops the apply before anything changes.
+
+mod common;
+
+use common::{TestDaemon, repo_root, texts};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn apply_creates_updates_prunes_and_dry_runs() {
+    let daemon = TestDaemon::start();
+    for plugin in ["hello", "counter", "fetch"] {
+        daemon.upload(plugin, plugin).await;
+    }
+    daemon.create_job(json!({"name": "legacy", "plugin": "hello"})).await;
+    let example = repo_root().join("examples").join("jobs.toml");
+    let example = example.to_str().unwrap();
+
+    let plan = daemon.cli(&["apply", "-f", example, "--dry-run"]);
+    for name in ["nightly-backup", "ranking", "weekday-report", "cache-warmup"] {
+        assert!(plan.contains(&format!("+ create    {name}")), "{plan}");
+    }
+    assert!(plan.contains("dry run: nothing changed"), "{plan}");
+    let jobs = daemon.call(Method::GET, "/v1/jobs", None).await.body;
+    assert_eq!(texts(&jobs["jobs"], "name"), ["legacy"], "a dry run writes nothing");
+
+    let applied = daemon.cli(&["apply", "-f", example]);
+    assert!(
+        applied.contains("applied: 4 created, 0 updated, 0 unchanged, 0 deleted"),
+        "{applied}"
+    );
+    let backup = daemon.call(Method::GET, "/v1/jobs/nightly-backup", None).await.body;
+    assert_eq!(backup["schedule"]["cron"], "0 3 * * *");
+    assert_eq!(backup["schedule"]["timezone"], "Europe/Berlin");
+    assert_eq!(backup["policy"]["retry"]["max_attempts"], 3);
+    assert_eq!(backup["http_allow"], json!(["backup.example.com"]));
+    assert!(backup["next_fire_at"].is_string(), "{backup}");
+
+    // Applying again changes nothing.
+    let again = daemon.cli(&["apply", "-f", example]);
+    assert!(again.contains("0 created, 0 updated, 4 unchanged"), "{again}");
+
+    // An edited file: one job changes, one goes away; --prune deletes the
+    // jobs not in the file, also the one made by hand.
+    let dir = tempfile::tempdir().unwrap();
+    let edited = dir.path().join("jobs.toml");
+    let text = std::fs::read_to_string(repo_root().join("examples").join("jobs.toml")).unwrap();
+    let text = text.replace("*/15 * * * *", "*/10 * * * *");
+    let cut = text.find("# Cache warm-up").unwrap();
+    std::fs::write(&edited, &text[..cut]).unwrap();
+    let edited = edited.to_str().unwrap();
+    let plan = daemon.cli(&["apply", "-f", edited, "--prune", "--dry-run"]);
+    assert!(plan.contains("~ update    ranking (schedule)"), "{plan}");
+    assert!(plan.contains("= unchanged nightly-backup"), "{plan}");
+    assert!(
+        plan.contains("- delete    legacy") && plan.contains("- delete    cache-warmup"),
+        "{plan}"
+    );
+    let applied = daemon.cli(&["apply", "-f", edited, "--prune"]);
+    assert!(
+        applied.contains("0 created, 1 updated, 2 unchanged, 2 deleted"),
+        "{applied}"
+    );
+    let jobs = daemon.call(Method::GET, "/v1/jobs", None).await.body;
+    let mut names = texts(&jobs["jobs"], "name");
+    names.sort_unstable();
+    assert_eq!(names, ["nightly-backup", "ranking", "weekday-report"]);
+    let ranking = daemon.call(Method::GET, "/v1/jobs/ranking", None).await.body;
+    assert_eq!(ranking["schedule"]["cron"], "*/10 * * * *");
+
+    // A bad job anywhere in the file: nothing is applied, the error names it.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[[job]]\nname = \"fresh\"\nplugin = \"hello\"\n\n[[job]]\nname = \"bad\"\nplugin = \"hello\"\nschedule = { cron = \"61 * * * *\" }\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .args([
+            "apply",
+            "-f",
+            broken.to_str().unwrap(),
+            "--url",
+            &daemon.url,
+            "--data-dir",
+        ])
+        .arg(daemon.data_dir())
+        .env_remove("SANDCRON_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"bad\"") && stderr.contains("schedule"), "{stderr}");
+    let fresh = daemon.call(Method::GET, "/v1/jobs/fresh", None).await;
+    assert_eq!(fresh.status, reqwest::StatusCode::NOT_FOUND, "nothing was applied");
+}
