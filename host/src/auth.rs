@@ -177,6 +177,7 @@ mod tests {
             created_at: now,
             quotas: crate::model::Quotas::default(),
             http_allow: None,
+            digest: None,
         };
         store.insert_tenant(&tenant, &token).unwrap();
         let header = format!("Bearer {secret}");

@@ -65,6 +65,12 @@ pub struct Config {
     pub secrets_key_file: Option<PathBuf>,
     /// How long a stopping daemon waits for running runs.
     pub shutdown_grace: Duration,
+    /// The SMTP server for e-mail notifications and digests
+    /// (`smtp://host:25`, `smtp://user:pass@host:587?tls=required`,
+    /// `smtps://host:465`); None turns e-mail off.
+    pub smtp_url: Option<String>,
+    /// The sender of sandcron's e-mails.
+    pub smtp_from: String,
     /// Finished runs (records, output, logs) older than this are deleted
     /// (zero keeps them forever).
     pub retention: Duration,
@@ -139,6 +145,8 @@ impl Default for Config {
             secrets_key_file: None,
             admin_token: None,
             shutdown_grace: Duration::from_secs(10),
+            smtp_url: None,
+            smtp_from: "sandcron <sandcron@localhost>".to_string(),
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs_per_job: 10_000,
             fire_ahead: Duration::from_secs(1),
@@ -213,6 +221,10 @@ pub struct ConfigFile {
     pub admin_token: Option<String>,
     /// `shutdown_grace = "10s"`.
     pub shutdown_grace: Option<NumberOrText>,
+    /// `smtp_url = "smtp://mail.example.com:587?tls=required"`.
+    pub smtp_url: Option<String>,
+    /// `smtp_from = "sandcron <jobs@example.com>"`.
+    pub smtp_from: Option<String>,
     /// `retention = "30d"` (0 keeps runs forever).
     pub retention: Option<NumberOrText>,
     /// `max_runs_per_job = 10000` (0: no cap).
@@ -261,6 +273,12 @@ pub struct ConfigArgs {
     /// How long a stopping daemon waits for running runs ("10s").
     #[arg(long, env = "SANDCRON_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
+    /// SMTP server for e-mail ("smtp://host:25", "smtps://user:pass@host").
+    #[arg(long, env = "SANDCRON_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of e-mails ("sandcron <jobs@example.com>").
+    #[arg(long, env = "SANDCRON_SMTP_FROM")]
+    pub smtp_from: Option<String>,
     /// Delete finished runs older than this ("30d"; 0 keeps them).
     #[arg(long, env = "SANDCRON_RETENTION")]
     pub retention: Option<String>,
@@ -380,6 +398,10 @@ impl ConfigArgs {
         }
         if let Some(runs) = self.max_runs_per_job.or(file.max_runs_per_job) {
             config.max_runs_per_job = runs;
+        }
+        config.smtp_url = self.smtp_url.clone().or(file.smtp_url);
+        if let Some(from) = self.smtp_from.clone().or(file.smtp_from) {
+            config.smtp_from = from;
         }
         if let Some(value) = self.fire_ahead.clone().map(NumberOrText::Text).or(file.fire_ahead) {
             config.fire_ahead = value.to_duration().map_err(invalid("fire_ahead"))?;

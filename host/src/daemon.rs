@@ -10,8 +10,10 @@ use crate::api::{AppState, router};
 use crate::auth::Auth;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::digest::Digests;
 use crate::events::{BUFFERED_EVENTS, EventBus};
 use crate::executor::{Capacity, Executor, Grants, Observers};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::outbound::Outbound;
@@ -33,6 +35,8 @@ pub struct Daemon {
     pub store: Arc<dyn Store>,
     /// Sends webhooks.
     pub notifier: Arc<Notifier>,
+    /// Sends tenants' digests.
+    pub digests: Arc<Digests>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Run and job events.
@@ -85,11 +89,22 @@ impl Daemon {
             Outbound::new(config.http_allow_private.clone(), config.http_resolve.clone())
                 .context("building the HTTP client")?,
         );
+        let mailer = match &config.smtp_url {
+            Some(url) => Some(Arc::new(Mailer::new(url, &config.smtp_from)?)),
+            None => None,
+        };
+        let digests = Arc::new(Digests::new(
+            store.clone(),
+            tenants.clone(),
+            mailer.clone(),
+            clock.clone(),
+        ));
         let notifier = Arc::new(Notifier::new(
             store.clone(),
             tenants.clone(),
             outbound.clone(),
             vault.clone(),
+            mailer.clone(),
         ));
         let grants = Grants {
             tenants: tenants.clone(),
@@ -114,6 +129,7 @@ impl Daemon {
         let scheduler = Scheduler::new(store.clone(), executor.clone(), clock, config.fire_ahead);
         Ok(Daemon {
             store,
+            digests,
             notifier,
             metrics,
             events,
@@ -135,6 +151,7 @@ impl Daemon {
             .await
             .context("planning fires recorded ahead again")?;
         self.notifier.clone().start(&self.events);
+        self.digests.clone().start();
         self.executor.start();
         self.scheduler.start();
         let fired = self

@@ -19,6 +19,7 @@ use sha2::Sha256;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::events::{Event, EventBus};
+use crate::mail::Mailer;
 use crate::model::job::WebhookEvent;
 use crate::outbound::{FetchRequest, HttpGrant, Outbound};
 use crate::store::Store;
@@ -80,13 +81,51 @@ fn event_name(event: WebhookEvent) -> &'static str {
     }
 }
 
-/// One webhook call to make.
+/// One webhook call (or e-mail) to make.
 struct Delivery {
     id: String,
     tenant: String,
     url: String,
     event: &'static str,
+    run: serde_json::Value,
     body: Vec<u8>,
+}
+
+/// The plain-text e-mail of a run event.
+fn mail_text(delivery: &Delivery) -> (String, String) {
+    let run = &delivery.run;
+    let text = |field: &str| run[field].as_str().unwrap_or("-").to_string();
+    let subject = format!(
+        "[sandcron] {}: {} ({})",
+        text("job_name"),
+        delivery.event,
+        text("status")
+    );
+    let mut body = format!(
+        "Tenant:    {}\nJob:       {} ({})\nRun:       {} (attempt {}, trigger {})\nEvent:     {}\nStatus:    {}\nDue:       {}\nStarted:   {}\nFinished:  {}\n",
+        delivery.tenant,
+        text("job_name"),
+        text("job_id"),
+        text("run_id"),
+        run["attempt"],
+        text("trigger"),
+        delivery.event,
+        text("status"),
+        text("scheduled_at"),
+        text("started_at"),
+        text("finished_at"),
+    );
+    if let Some(ms) = run["duration_ms"].as_u64() {
+        body.push_str(&format!("Duration:  {ms} ms\n"));
+    }
+    if let Some(error) = run["error"].as_object() {
+        body.push_str(&format!(
+            "Error:     {}: {}\n",
+            error.get("kind").and_then(|kind| kind.as_str()).unwrap_or("-"),
+            error.get("message").and_then(|message| message.as_str()).unwrap_or("-")
+        ));
+    }
+    (subject, body)
 }
 
 /// Sends webhooks for run events.
@@ -95,18 +134,26 @@ pub struct Notifier {
     tenants: Arc<Tenants>,
     outbound: Arc<Outbound>,
     vault: Arc<Vault>,
+    mailer: Option<Arc<Mailer>>,
     places: Semaphore,
     pending: AtomicUsize,
 }
 
 impl Notifier {
-    /// A notifier delivering through `outbound`.
-    pub fn new(store: Arc<dyn Store>, tenants: Arc<Tenants>, outbound: Arc<Outbound>, vault: Arc<Vault>) -> Notifier {
+    /// A notifier posting through `outbound` and mailing through `mailer`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        tenants: Arc<Tenants>,
+        outbound: Arc<Outbound>,
+        vault: Arc<Vault>,
+        mailer: Option<Arc<Mailer>>,
+    ) -> Notifier {
         Notifier {
             store,
             tenants,
             outbound,
             vault,
+            mailer,
             places: Semaphore::new(IN_FLIGHT),
             pending: AtomicUsize::new(0),
         }
@@ -148,6 +195,10 @@ impl Notifier {
             if !webhook.on.is_empty() && !webhook.on.contains(&wanted) {
                 continue;
             }
+            if webhook.url.starts_with("mailto:") && self.mailer.is_none() {
+                tracing::warn!(job_id, url = %webhook.url, "e-mail is not configured (smtp_url); not sent");
+                continue;
+            }
             let id = crate::model::new_id();
             let body = json!({
                 "id": id,
@@ -161,6 +212,7 @@ impl Notifier {
                 tenant: event.tenant.clone(),
                 url: webhook.url,
                 event: event_name(wanted),
+                run: event.data.clone(),
                 body: serde_json::to_vec(&body).unwrap_or_default(),
             };
             if self.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
@@ -176,49 +228,30 @@ impl Notifier {
         }
     }
 
-    /// Tries a delivery until a 2xx answer or its last attempt.
+    /// Tries a delivery until it is taken (a 2xx answer, or the SMTP
+    /// server's acceptance) or its last attempt.
     async fn deliver(&self, delivery: Delivery) {
-        let secret = signing_secret(&self.vault, &delivery.tenant);
-        let grant = HttpGrant::any_host(self.tenants.get(&delivery.tenant).and_then(|tenant| tenant.http_allow));
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
             let outcome = {
                 let Ok(_place) = self.places.acquire().await else {
                     return;
                 };
-                let timestamp = chrono::Utc::now().timestamp();
-                let request = FetchRequest {
-                    method: "POST".into(),
-                    url: delivery.url.clone(),
-                    headers: vec![
-                        ("content-type".into(), "application/json".into()),
-                        ("x-sandcron-event".into(), delivery.event.into()),
-                        ("x-sandcron-delivery".into(), delivery.id.clone()),
-                        ("x-sandcron-attempt".into(), attempt.to_string()),
-                        ("x-sandcron-timestamp".into(), timestamp.to_string()),
-                        (
-                            "x-sandcron-signature".into(),
-                            signature(&secret, timestamp, &delivery.body),
-                        ),
-                    ],
-                    body: delivery.body.clone(),
-                    timeout: Some(TIMEOUT),
-                };
-                let mut budget = 1;
-                self.outbound
-                    .fetch_without_redirects(&grant, request, Instant::now() + TIMEOUT, &mut budget)
-                    .await
+                match (delivery.url.strip_prefix("mailto:"), &self.mailer) {
+                    (Some(address), Some(mailer)) => {
+                        let (subject, body) = mail_text(&delivery);
+                        mailer.send(address, &subject, body).await
+                    }
+                    _ => self.post(&delivery, attempt).await,
+                }
             };
             match outcome {
-                Ok(response) if (200..300).contains(&response.status) => {
-                    tracing::debug!(delivery = %delivery.id, url = %delivery.url, attempt, "webhook delivered");
+                Ok(()) => {
+                    tracing::debug!(delivery = %delivery.id, url = %delivery.url, attempt, "notification delivered");
                     return;
                 }
-                Ok(response) => {
-                    tracing::info!(delivery = %delivery.id, url = %delivery.url, attempt, status = response.status, "webhook refused")
-                }
-                Err(error) => {
-                    tracing::info!(delivery = %delivery.id, url = %delivery.url, attempt, %error, "webhook failed")
+                Err(problem) => {
+                    tracing::info!(delivery = %delivery.id, url = %delivery.url, attempt, %problem, "notification not delivered")
                 }
             }
             if attempt < ATTEMPTS {
@@ -226,7 +259,41 @@ impl Notifier {
                 backoff *= 2;
             }
         }
-        tracing::warn!(delivery = %delivery.id, url = %delivery.url, "webhook given up after {ATTEMPTS} attempts");
+        tracing::warn!(delivery = %delivery.id, url = %delivery.url, "notification given up after {ATTEMPTS} attempts");
+    }
+
+    /// One signed POST of a webhook delivery.
+    async fn post(&self, delivery: &Delivery, attempt: u32) -> Result<(), String> {
+        let secret = signing_secret(&self.vault, &delivery.tenant);
+        let grant = HttpGrant::any_host(self.tenants.get(&delivery.tenant).and_then(|tenant| tenant.http_allow));
+        let timestamp = chrono::Utc::now().timestamp();
+        let request = FetchRequest {
+            method: "POST".into(),
+            url: delivery.url.clone(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-sandcron-event".into(), delivery.event.into()),
+                ("x-sandcron-delivery".into(), delivery.id.clone()),
+                ("x-sandcron-attempt".into(), attempt.to_string()),
+                ("x-sandcron-timestamp".into(), timestamp.to_string()),
+                (
+                    "x-sandcron-signature".into(),
+                    signature(&secret, timestamp, &delivery.body),
+                ),
+            ],
+            body: delivery.body.clone(),
+            timeout: Some(TIMEOUT),
+        };
+        let mut budget = 1;
+        let response = self
+            .outbound
+            .fetch_without_redirects(&grant, request, Instant::now() + TIMEOUT, &mut budget)
+            .await?;
+        if (200..300).contains(&response.status) {
+            Ok(())
+        } else {
+            Err(format!("the receiver answered {}", response.status))
+        }
     }
 }
 

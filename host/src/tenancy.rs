@@ -23,6 +23,7 @@ pub fn implicit_default() -> Tenant {
         created_at: chrono::DateTime::UNIX_EPOCH,
         quotas: Quotas::default(),
         http_allow: None,
+        digest: None,
     }
 }
 
@@ -64,11 +65,25 @@ impl Tenants {
             .map(|runs| runs as usize)
     }
 
-    /// Remembers a tenant record just written to the store.
+    /// Remembers a tenant record just written to the store (a changed
+    /// request rate starts from a full budget).
     pub fn put(&self, tenant: Tenant) {
-        self.lock_buckets().remove(&tenant.name);
         let mut known = self.known.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let rate = |tenant: Option<&Tenant>| tenant.and_then(|tenant| tenant.quotas.requests_per_second);
+        if rate(known.get(&tenant.name)) != rate(Some(&tenant)) {
+            self.lock_buckets().remove(&tenant.name);
+        }
         known.insert(tenant.name.clone(), tenant);
+    }
+
+    /// Every tenant (the default one included).
+    pub fn all(&self) -> Vec<Tenant> {
+        let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut all: Vec<Tenant> = known.values().cloned().collect();
+        if !known.contains_key(DEFAULT_TENANT) {
+            all.push(implicit_default());
+        }
+        all
     }
 
     fn lock_buckets(&self) -> MutexGuard<'_, HashMap<String, Bucket>> {
@@ -140,6 +155,7 @@ mod tests {
                 ..Quotas::default()
             },
             http_allow: None,
+            digest: None,
         });
         tenants
     }

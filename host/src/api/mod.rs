@@ -3,6 +3,7 @@
 //! answer. Every error leaves through [`ApiError`] as
 //! `{"error": {"code", "message"}}`.
 
+mod digest;
 mod error;
 mod events;
 mod extract;
@@ -23,6 +24,7 @@ use axum::routing::{delete, get, post, put};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::digest::Digests;
 use crate::events::EventBus;
 use crate::executor::Executor;
 use crate::metrics::Metrics;
@@ -42,6 +44,7 @@ pub struct AppState {
 
 struct Shared {
     store: Arc<dyn Store>,
+    digests: Arc<Digests>,
     metrics: Arc<Metrics>,
     events: Arc<EventBus>,
     tenants: Arc<Tenants>,
@@ -60,6 +63,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Shared {
                 store: daemon.store,
+                digests: daemon.digests,
                 metrics: daemon.metrics,
                 events: daemon.events,
                 tenants: daemon.tenants,
@@ -80,6 +84,10 @@ impl AppState {
 
     fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    fn digests(&self) -> &Digests {
+        &self.inner.digests
     }
 
     fn metrics(&self) -> &Metrics {
@@ -133,6 +141,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/status", get(status::status))
         .route("/v1/events", get(events::stream))
         .route("/v1/webhooks/secret", get(secrets::webhook_secret))
+        .route("/v1/digest", put(digest::put).get(digest::get).delete(digest::delete))
+        .route("/v1/digest/send", post(digest::send_now))
         .route("/metrics", get(status::metrics))
         .route("/v1/scheduler/pause", post(status::pause))
         .route("/v1/scheduler/resume", post(status::resume))

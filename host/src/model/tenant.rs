@@ -23,6 +23,55 @@ pub struct Tenant {
     /// stands).
     #[serde(default)]
     pub http_allow: Option<Vec<String>>,
+    /// The daily (or any cron) summary of its runs it asked for by e-mail.
+    #[serde(default)]
+    pub digest: Option<Digest>,
+}
+
+/// A tenant's digest: when, where to, and what was sent last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// When to send it: a cron line ...
+    pub cron: String,
+    /// ... in this IANA zone.
+    pub timezone: String,
+    /// Addresses it goes to.
+    pub to: Vec<String>,
+    /// When it was set: the first digest covers runs from here.
+    pub since: DateTime<Utc>,
+    /// The fire the last digest was sent for; the next one covers runs
+    /// finished after it.
+    pub last_sent_at: Option<DateTime<Utc>>,
+}
+
+impl Digest {
+    /// The schedule it fires on (checked when the digest was set).
+    pub fn schedule(&self) -> Option<crate::schedule::Schedule> {
+        let spec = serde_json::json!({"cron": self.cron, "timezone": self.timezone});
+        crate::schedule::Schedule::from_json(&spec).ok().flatten()
+    }
+
+    /// Where the next digest's window starts.
+    pub fn window_start(&self) -> DateTime<Utc> {
+        self.last_sent_at.unwrap_or(self.since)
+    }
+
+    /// The next fire after the last one sent (or after it was set).
+    pub fn next_fire(&self) -> Option<DateTime<Utc>> {
+        let start = self.window_start();
+        self.schedule()?.next_fire(start, start, None)
+    }
+
+    /// As the API shows it.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "to": self.to,
+            "last_sent_at": self.last_sent_at,
+            "next_at": self.next_fire(),
+        })
+    }
 }
 
 /// What a tenant may use; None is no limit beyond the daemon's own.

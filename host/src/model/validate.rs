@@ -258,14 +258,18 @@ fn check_webhooks(webhooks: &[Webhook]) -> Result<(), ValidationError> {
         return Err(ValidationError::new("webhooks", format!("the limit is {MAX_LIST_LEN}")));
     }
     for (index, webhook) in webhooks.iter().enumerate() {
-        let parsed = url::Url::parse(&webhook.url).ok();
-        let scheme_ok = parsed
-            .as_ref()
-            .is_some_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
-        if !scheme_ok || webhook.url.len() > 2048 {
+        let valid = match webhook.url.strip_prefix("mailto:") {
+            Some(address) => crate::mail::is_address(address),
+            None => url::Url::parse(&webhook.url)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some()),
+        };
+        if !valid || webhook.url.len() > 2048 {
             return Err(ValidationError::new(
                 format!("webhooks[{index}].url"),
-                format!("{:?} is not an http:// or https:// URL", webhook.url),
+                format!(
+                    "{:?} is not an http:// or https:// URL or a mailto:name@domain address",
+                    webhook.url
+                ),
             ));
         }
     }

@@ -1,0 +1,142 @@
+//! `/v1/digest`: the caller's tenant asks for a summary of its runs by
+//! e-mail on a cron line in a zone (`PUT`), shows it (`GET`), stops it
+//! (`DELETE`), or has one sent now for the runs since the last one (`POST
+//! /v1/digest/send`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{Caller, JsonBody};
+use super::{ApiError, AppState};
+use crate::model::tenant::Digest;
+use crate::model::validate::{ValidationError, check_list};
+use crate::schedule::Schedule;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DigestBody {
+    cron: String,
+    #[serde(default = "utc")]
+    timezone: String,
+    to: Vec<String>,
+}
+
+fn utc() -> String {
+    "UTC".to_string()
+}
+
+fn no_mail() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "email_not_configured",
+        "this daemon has no mail server (the admin sets smtp_url), so it cannot send digests",
+    )
+}
+
+fn no_digest() -> ApiError {
+    ApiError::not_found("digest_not_found", "this tenant has no digest; PUT /v1/digest sets one")
+}
+
+fn tenant_of(state: &AppState, name: &str) -> Result<crate::model::Tenant, ApiError> {
+    state
+        .tenants()
+        .get(name)
+        .ok_or_else(|| ApiError::not_found("tenant_not_found", format!("no tenant named {name:?}")))
+}
+
+/// `PUT /v1/digest {"cron", "timezone"?, "to": [addresses]}`.
+pub async fn put(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    if !state.digests().can_send() {
+        return Err(no_mail());
+    }
+    let request: DigestBody = serde_path_to_error::deserialize(&body).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "{}: {}; expected {{\"cron\", \"timezone\"?, \"to\": [addresses]}}",
+                error.path(),
+                error.inner()
+            ),
+        )
+    })?;
+    Schedule::from_json(&json!({"cron": request.cron, "timezone": request.timezone}))?;
+    if request.to.is_empty() {
+        return Err(ValidationError::new("to", "needs at least one address").into());
+    }
+    check_list("to", &request.to, |address| {
+        if crate::mail::is_address(address) {
+            Ok(())
+        } else {
+            Err(format!("{address:?} is not an e-mail address"))
+        }
+    })?;
+    let mut tenant = tenant_of(&state, &caller.tenant)?;
+    let previous = tenant.digest.take();
+    tenant.digest = Some(Digest {
+        cron: request.cron,
+        timezone: request.timezone,
+        to: request.to,
+        since: previous.as_ref().map_or_else(Utc::now, Digest::window_start),
+        last_sent_at: previous.and_then(|digest| digest.last_sent_at),
+    });
+    state.store().put_tenant(&tenant)?;
+    state.store().flush_async().await?;
+    let view = tenant.digest.as_ref().map(Digest::view);
+    state.tenants().put(tenant);
+    state.digests().changed();
+    Ok(Json(view.unwrap_or_default()))
+}
+
+/// `GET /v1/digest`.
+pub async fn get(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&state, &caller.tenant)?;
+    tenant
+        .digest
+        .as_ref()
+        .map(|digest| Json(digest.view()))
+        .ok_or_else(no_digest)
+}
+
+/// `DELETE /v1/digest`: 204.
+pub async fn delete(State(state): State<AppState>, Caller(caller): Caller) -> Result<StatusCode, ApiError> {
+    let mut tenant = tenant_of(&state, &caller.tenant)?;
+    if tenant.digest.take().is_none() {
+        return Err(no_digest());
+    }
+    state.store().put_tenant(&tenant)?;
+    state.store().flush_async().await?;
+    state.tenants().put(tenant);
+    state.digests().changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/digest/send`: mails the digest of the runs since the last one
+/// now (the schedule is not moved). 202 once the mail server took it.
+pub async fn send_now(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !state.digests().can_send() {
+        return Err(no_mail());
+    }
+    let tenant = tenant_of(&state, &caller.tenant)?;
+    let digest = tenant.digest.as_ref().ok_or_else(no_digest)?;
+    let (from, to) = (digest.window_start(), Utc::now());
+    state
+        .digests()
+        .send(&tenant, from, to)
+        .await
+        .map_err(|problem| ApiError::new(StatusCode::BAD_GATEWAY, "email_failed", problem))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"sent_to": digest.to, "from": from, "to": to})),
+    ))
+}

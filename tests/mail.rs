@@ -1,0 +1,251 @@
+//! Black-box tests of e-mail: run notifications to `mailto:` webhooks and
+//! tenants' digests, delivered to an SMTP sink on 127.0.0.1 that this test
+//! runs itself (a few lines of the protocol; nothing leaves the machine).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::TestDaemon;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// A message the sink accepted.
+#[derive(Debug, Clone)]
+struct Mail {
+    to: Vec<String>,
+    text: String,
+}
+
+impl Mail {
+    fn header(&self, name: &str) -> String {
+        let prefix = format!("{}: ", name.to_ascii_lowercase());
+        self.text
+            .lines()
+            .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
+            .map(|line| line[prefix.len()..].to_string())
+            .unwrap_or_default()
+    }
+
+    /// The body, quoted-printable soft breaks and escapes undone.
+    fn body(&self) -> String {
+        let body = self.text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let joined = body.replace("=\r\n", "");
+        let mut out = Vec::new();
+        let bytes = joined.as_bytes();
+        let mut index = 0;
+        while index < bytes.len() {
+            if bytes[index] == b'='
+                && index + 2 < bytes.len()
+                && let Ok(byte) = u8::from_str_radix(&joined[index + 1..index + 3], 16)
+            {
+                out.push(byte);
+                index += 3;
+                continue;
+            }
+            out.push(bytes[index]);
+            index += 1;
+        }
+        String::from_utf8_lossy(&out).replace("\r\n", "\n")
+    }
+}
+
+/// An SMTP server that accepts every message and keeps it.
+async fn smtp_sink() -> (u16, Arc<Mutex<Vec<Mail>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
+    let kept = mails.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let mut to = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let command = line.to_ascii_uppercase();
+                    let reply: &[u8] = if command.starts_with("EHLO") || command.starts_with("HELO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if command.starts_with("MAIL FROM") {
+                        to.clear();
+                        b"250 OK\r\n"
+                    } else if command.starts_with("RCPT TO") {
+                        to.push(
+                            line[8..]
+                                .trim()
+                                .trim_matches(|c| c == '<' || c == '>' || c == ':')
+                                .to_string(),
+                        );
+                        b"250 OK\r\n"
+                    } else if command == "DATA" {
+                        let _ = write.write_all(b"354 go on\r\n").await;
+                        let mut text = String::new();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line == "." {
+                                break;
+                            }
+                            text.push_str(&line);
+                            text.push_str("\r\n");
+                        }
+                        kept.lock().unwrap().push(Mail { to: to.clone(), text });
+                        b"250 OK kept\r\n"
+                    } else if command == "QUIT" {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        break;
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+async fn mails_matching(mails: &Arc<Mutex<Vec<Mail>>>, wait: Duration, wanted: impl Fn(&Mail) -> bool) -> Vec<Mail> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let found: Vec<Mail> = mails
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|mail| wanted(mail))
+            .cloned()
+            .collect();
+        if !found.is_empty() || tokio::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn run_notifications_and_digests_arrive_by_mail() {
+    let (port, mails) = smtp_sink().await;
+    let url = format!("smtp://127.0.0.1:{port}");
+    let daemon = TestDaemon::start_with(
+        &[],
+        &[
+            ("SANDCRON_SMTP_URL", url.as_str()),
+            ("SANDCRON_SMTP_FROM", "jobs <jobs@example.com>"),
+        ],
+    );
+    daemon
+        .job_with(
+            "crash",
+            "trap",
+            json!({"webhooks": [{"url": "mailto:ops@example.com", "on": ["failed"]}]}),
+        )
+        .await;
+    daemon.job_with("greet", "hello", json!({})).await;
+
+    // The digest, every second; its window starts now.
+    for (body, code) in [
+        (json!({"cron": "61 * * * *", "to": ["a@example.com"]}), "invalid_cron"),
+        (
+            json!({"cron": "* * * * *", "timezone": "Mars/Olympus", "to": ["a@example.com"]}),
+            "unknown_timezone",
+        ),
+        (json!({"cron": "* * * * *", "to": ["not an address"]}), "invalid_field"),
+        (json!({"cron": "* * * * *", "to": []}), "invalid_field"),
+        (json!({"cron": "* * * * *"}), "invalid_field"),
+    ] {
+        let answer = daemon.call(Method::PUT, "/v1/digest", Some(body.clone())).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{body}: {}",
+            answer.body
+        );
+    }
+    let set = daemon
+        .call(
+            Method::PUT,
+            "/v1/digest",
+            Some(json!({"cron": "*/2 * * * * *", "timezone": "Europe/Berlin", "to": ["lead@example.com"]})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert!(set.body["next_at"].is_string(), "{}", set.body);
+
+    let crash = daemon.run_job("crash", None).await;
+    assert_eq!(crash["status"], "failed");
+    assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+
+    let notices = mails_matching(&mails, Duration::from_secs(10), |mail| mail.to == ["ops@example.com"]).await;
+    assert_eq!(notices.len(), 1, "one failure notice: {notices:?}");
+    let notice = &notices[0];
+    assert!(
+        notice.header("Subject").contains("crash: run.failed (failed)"),
+        "{}",
+        notice.text
+    );
+    assert!(notice.header("From").contains("jobs@example.com"), "{}", notice.text);
+    let body = notice.body();
+    assert!(
+        body.contains(crash["id"].as_str().unwrap()) && body.contains("Error:     trap"),
+        "{body}"
+    );
+
+    // A digest covering both runs comes within a few seconds.
+    let digests = mails_matching(&mails, Duration::from_secs(10), |mail| {
+        mail.to == ["lead@example.com"] && mail.body().contains("Runs: 2 (failed 1, succeeded 1)")
+    })
+    .await;
+    assert!(!digests.is_empty(), "{:#?}", mails.lock().unwrap());
+    let digest = &digests[0];
+    assert!(
+        digest
+            .header("Subject")
+            .starts_with("[sandcron] default: 2 runs, 1 failed"),
+        "{}",
+        digest.text
+    );
+    let body = digest.body();
+    assert!(body.contains("Failures by kind:") && body.contains("trap"), "{body}");
+    assert!(
+        body.contains("Slowest jobs") && body.contains("greet") && body.contains("crash"),
+        "{body}"
+    );
+    let shown = daemon.call(Method::GET, "/v1/digest", None).await;
+    assert!(shown.body["last_sent_at"].is_string(), "{}", shown.body);
+
+    // One sent on demand; then the digest is stopped.
+    let sent = daemon.call(Method::POST, "/v1/digest/send", None).await;
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.body);
+    let stopped = daemon.call(Method::DELETE, "/v1/digest", None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT);
+    let gone = daemon.call(Method::GET, "/v1/digest", None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn without_a_mail_server_digests_are_refused_clearly() {
+    let daemon = TestDaemon::start();
+    let answer = daemon
+        .call(
+            Method::PUT,
+            "/v1/digest",
+            Some(json!({"cron": "0 8 * * *", "to": ["a@example.com"]})),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::CONFLICT, "email_not_configured")
+    );
+    let bad = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "x", "plugin": "hello", "webhooks": [{"url": "mailto:nobody"}]})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+}
