@@ -96,3 +96,81 @@ async fn apply_creates_updates_prunes_and_dry_runs() {
     let fresh = daemon.call(Method::GET, "/v1/jobs/fresh", None).await;
     assert_eq!(fresh.status, reqwest::StatusCode::NOT_FOUND, "nothing was applied");
 }
+
+#[tokio::test]
+async fn the_cli_prints_json_follows_runs_and_logs_and_completes() {
+    use tokio::io::AsyncBufReadExt;
+
+    let daemon = TestDaemon::start();
+    daemon.job_with("greet", "hello", json!({})).await;
+    let listed: serde_json::Value = serde_json::from_str(&daemon.cli(&["job", "ls", "--output", "json"])).unwrap();
+    assert_eq!(texts(&listed["jobs"], "name"), ["greet"]);
+    assert!(daemon.cli(&["job", "ls"]).starts_with("ID "), "a table by default");
+    let completion = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    let completion = String::from_utf8_lossy(&completion.stdout);
+    assert!(
+        completion.contains("_sandcron") && completion.contains("complete"),
+        "{completion}"
+    );
+
+    // runs --follow prints runs as they happen.
+    let mut follower = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .args(["runs", "--follow", "--job", "greet", "--url", &daemon.url, "--data-dir"])
+        .arg(daemon.data_dir())
+        .env_remove("SANDCRON_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(follower.stdout.take().unwrap()).lines();
+    // The table's header says the stream is open... after the first list.
+    let header = lines.next_line().await.unwrap().unwrap();
+    assert!(header.starts_with("ID "), "{header}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let run = daemon.run_job("greet", None).await;
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let mut seen = Vec::new();
+    let wanted = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let done = line.contains("run.finished") && line.contains(&run_id);
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(wanted, Ok(true), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|line| line.contains("run.started") && line.contains("greet")),
+        "{seen:?}"
+    );
+    follower.kill().await.unwrap();
+
+    // logs --follow prints a running run's log as it grows, then ends.
+    daemon
+        .job_with("chatty", "chatty", json!({"limits": {"timeout": "1s"}}))
+        .await;
+    let started = daemon.call(Method::POST, "/v1/jobs/chatty/run", None).await;
+    let chatty = started.body["id"].as_str().unwrap().to_string();
+    assert!(daemon.wait_for_status(&chatty, "running").await);
+    let live = daemon.call(Method::GET, &format!("/v1/runs/{chatty}/logs"), None).await;
+    assert!(
+        live.body.as_str().unwrap().contains("chatty line 0"),
+        "a running run shows its log so far"
+    );
+    let followed = daemon.cli(&["logs", "--follow", &chatty]);
+    assert!(followed.starts_with("chatty line 0") || followed.contains("chatty line 0"));
+    assert!(followed.contains("[sandcron: log truncated"), "it followed to the end");
+    let stored = daemon.call(Method::GET, &format!("/v1/runs/{chatty}/logs"), None).await;
+    assert_eq!(
+        stored.body.as_str().unwrap().len(),
+        followed.len(),
+        "the followed log is the whole log"
+    );
+}

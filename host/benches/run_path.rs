@@ -102,6 +102,7 @@ fn request() -> RunRequest {
         limits: limits(),
         capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
         cancel: Arc::new(AtomicBool::new(false)),
+        log: sandcron::sandbox::log::LogSink::new(limits().logs),
     }
 }
 

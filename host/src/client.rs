@@ -87,6 +87,7 @@ impl Client {
             Body::None => request,
             Body::Json(value) => request.json(&value),
             Body::Bytes(bytes) => request.header("content-type", "application/wasm").body(bytes),
+            Body::Stream(body) => request.header("content-type", "application/wasm").body(body),
         };
         let response = request.send().await.map_err(|source| ClientError::Unreachable {
             url: self.base.clone(),
@@ -104,21 +105,7 @@ impl Client {
         if status.is_success() {
             return Ok(Answer { status, body });
         }
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-        let error = parsed.as_ref().and_then(|value| value.get("error"));
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            code: error
-                .and_then(|error| error.get("code"))
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string(),
-            message: error
-                .and_then(|error| error.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
-        })
+        Err(api_error(status, &body))
     }
 
     /// GET returning JSON.
@@ -130,6 +117,47 @@ impl Client {
     pub async fn post(&self, path: &str, body: Value) -> Result<Value, ClientError> {
         self.call(Method::POST, path, Body::Json(body)).await?.json()
     }
+
+    /// Opens the server-sent event stream at `path`, resuming after
+    /// `last_event_id`; the answer is read as it comes.
+    pub async fn stream(&self, path: &str, last_event_id: Option<u64>) -> Result<reqwest::Response, ClientError> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.map_err(|source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        Err(api_error(status, &body))
+    }
+}
+
+/// The error an answer with a failure status carries.
+fn api_error(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|value| value.get("error"));
+    ClientError::Api {
+        status: status.as_u16(),
+        code: error
+            .and_then(|error| error.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string(),
+        message: error
+            .and_then(|error| error.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()),
+    }
 }
 
 /// A request body.
@@ -140,6 +168,8 @@ pub enum Body {
     Json(Value),
     /// Raw bytes (plugin uploads).
     Bytes(Vec<u8>),
+    /// Raw bytes sent as they are read (a large upload with progress).
+    Stream(reqwest::Body),
 }
 
 /// Percent-encodes a path segment or query value.

@@ -124,8 +124,18 @@ pub async fn logs(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let run = find_run(&state, &caller.tenant, &id)?;
-    let log = state.store().run_log(&caller.tenant, &run.id)?.unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log))
+    // A run still going shows its log so far.
+    let log = match state.executor().live_log(&run.id) {
+        Some(live) => live,
+        None => state.store().run_log(&caller.tenant, &run.id)?.unwrap_or_default(),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::HeaderName::from_static("x-run-status"), run.status.as_str()),
+        ],
+        log,
+    ))
 }
 
 /// `POST /v1/runs/{id}/cancel`: a queued run ends at once, a running one

@@ -34,9 +34,29 @@ struct Connection {
     /// Where a local daemon keeps its admin token.
     #[arg(long = "data-dir", global = true, env = "SANDCRON_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// How lists are printed.
+    #[arg(long, global = true, env = "SANDCRON_OUTPUT", value_enum, default_value = "table")]
+    output: Output,
+}
+
+/// How a list is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
 }
 
 impl Connection {
+    /// Prints `answer` as JSON, or as a table with `table`.
+    fn show(&self, answer: &Value, table: impl FnOnce(&Value)) {
+        match self.output {
+            Output::Json => print_json(answer),
+            Output::Table => table(answer),
+        }
+    }
+
     fn client(&self) -> Client {
         let token = self.token.clone().or_else(|| local_token(&self.data_dir));
         Client::new(&self.url, token)
@@ -61,8 +81,16 @@ enum Command {
     Logs {
         /// Run id.
         run: String,
+        /// Keep printing the log as the run writes it, until it finishes.
+        #[arg(long, short = 'f')]
+        follow: bool,
         #[command(flatten)]
         connection: Connection,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Show a run.
     Run {
@@ -336,9 +364,12 @@ struct RunsArgs {
     /// At most this many.
     #[arg(long, default_value_t = 20)]
     limit: usize,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (as --output json).
     #[arg(long)]
     json: bool,
+    /// Then keep printing runs as they are queued, start and finish.
+    #[arg(long, short = 'f')]
+    follow: bool,
     #[command(flatten)]
     connection: Connection,
 }
@@ -419,12 +450,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply(args).await,
         Command::Job(command) => job(command).await,
         Command::Runs(args) => runs(args).await,
-        Command::Logs { run, connection } => {
-            let answer = connection
-                .client()
-                .call(Method::GET, &format!("/v1/runs/{}/logs", encode(&run)), Body::None)
-                .await?;
-            print!("{}", String::from_utf8_lossy(&answer.body));
+        Command::Logs {
+            run,
+            follow,
+            connection,
+        } => logs(&connection.client(), &run, follow).await,
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "sandcron", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { run, connection } => {
@@ -457,6 +490,46 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An upload: with a progress bar on a terminal when it is over 1 MiB.
+fn upload_body(bytes: Vec<u8>) -> Body {
+    if bytes.len() < 1 << 20 || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return Body::Bytes(bytes);
+    }
+    let bar = indicatif::ProgressBar::new(bytes.len() as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+    {
+        bar.set_style(style);
+    }
+    let chunks: Vec<bytes::Bytes> = bytes.chunks(64 << 10).map(bytes::Bytes::copy_from_slice).collect();
+    let sent = chunks.into_iter().map(move |chunk| {
+        bar.inc(chunk.len() as u64);
+        if bar.length().is_some_and(|length| bar.position() >= length) {
+            bar.finish_and_clear();
+        }
+        Ok::<_, std::io::Error>(chunk)
+    });
+    Body::Stream(reqwest::Body::wrap_stream(futures_util::stream::iter(sent)))
+}
+
+fn print_plugins(answer: &Value) {
+    println!("{:<24} {:>7} {:>10}  DIGEST", "NAME", "LATEST", "SIZE");
+    for plugin in answer["plugins"].as_array().into_iter().flatten() {
+        let latest = plugin["versions"]
+            .as_array()
+            .and_then(|versions| versions.last())
+            .cloned()
+            .unwrap_or_default();
+        println!(
+            "{:<24} {:>7} {:>10}  {}",
+            plugin["name"].as_str().unwrap_or_default(),
+            plugin["latest"].to_string(),
+            latest["size"].to_string(),
+            latest["digest"].as_str().unwrap_or_default()
+        );
+    }
+}
+
 fn print_json(value: &Value) {
     println!(
         "{}",
@@ -485,7 +558,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 .call(
                     Method::POST,
                     &format!("/v1/plugins?name={}", encode(&name)),
-                    Body::Bytes(bytes),
+                    upload_body(bytes),
                 )
                 .await?;
             let version = answer.json()?;
@@ -502,21 +575,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
         }
         PluginCommand::Ls { connection } => {
             let answer = connection.client().get("/v1/plugins").await?;
-            println!("{:<24} {:>7} {:>10}  DIGEST", "NAME", "LATEST", "SIZE");
-            for plugin in answer["plugins"].as_array().into_iter().flatten() {
-                let latest = plugin["versions"]
-                    .as_array()
-                    .and_then(|versions| versions.last())
-                    .cloned()
-                    .unwrap_or_default();
-                println!(
-                    "{:<24} {:>7} {:>10}  {}",
-                    plugin["name"].as_str().unwrap_or_default(),
-                    plugin["latest"].to_string(),
-                    latest["size"].to_string(),
-                    latest["digest"].as_str().unwrap_or_default()
-                );
-            }
+            connection.show(&answer, print_plugins);
         }
         PluginCommand::Rm { name, connection } => {
             connection
@@ -557,14 +616,16 @@ async fn tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
         }
         TenantCommand::Ls { connection } => {
             let answer = connection.client().get("/v1/tenants").await?;
-            println!("{:<32} CREATED", "NAME");
-            for tenant in answer["tenants"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<32} {}",
-                    tenant["name"].as_str().unwrap_or_default(),
-                    tenant["created_at"].as_str().unwrap_or_default()
-                );
-            }
+            connection.show(&answer, |answer| {
+                println!("{:<32} CREATED", "NAME");
+                for tenant in answer["tenants"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<32} {}",
+                        tenant["name"].as_str().unwrap_or_default(),
+                        tenant["created_at"].as_str().unwrap_or_default()
+                    );
+                }
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -586,15 +647,17 @@ async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 .client()
                 .get(&format!("/v1/tenants/{}/tokens", encode(&tenant)))
                 .await?;
-            println!("{:<28} {:<32} REVOKED", "ID", "CREATED");
-            for token in answer["tokens"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<28} {:<32} {}",
-                    token["id"].as_str().unwrap_or_default(),
-                    token["created_at"].as_str().unwrap_or_default(),
-                    token["revoked_at"].as_str().unwrap_or("-")
-                );
-            }
+            connection.show(&answer, |answer| {
+                println!("{:<28} {:<32} REVOKED", "ID", "CREATED");
+                for token in answer["tokens"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<28} {:<32} {}",
+                        token["id"].as_str().unwrap_or_default(),
+                        token["created_at"].as_str().unwrap_or_default(),
+                        token["revoked_at"].as_str().unwrap_or("-")
+                    );
+                }
+            });
         }
         TokenCommand::Revoke { tenant, id, connection } => {
             let path = format!("/v1/tenants/{}/tokens/{}", encode(&tenant), encode(&id));
@@ -726,15 +789,17 @@ async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
         }
         SecretCommand::Ls { connection } => {
             let answer = connection.client().get("/v1/secrets").await?;
-            println!("{:<40} {:<32} UPDATED", "NAME", "CREATED");
-            for secret in answer["secrets"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<40} {:<32} {}",
-                    secret["name"].as_str().unwrap_or_default(),
-                    secret["created_at"].as_str().unwrap_or_default(),
-                    secret["updated_at"].as_str().unwrap_or_default()
-                );
-            }
+            connection.show(&answer, |answer| {
+                println!("{:<40} {:<32} UPDATED", "NAME", "CREATED");
+                for secret in answer["secrets"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<40} {:<32} {}",
+                        secret["name"].as_str().unwrap_or_default(),
+                        secret["created_at"].as_str().unwrap_or_default(),
+                        secret["updated_at"].as_str().unwrap_or_default()
+                    );
+                }
+            });
         }
         SecretCommand::Rm { name, connection } => {
             let path = format!("/v1/secrets/{}", encode(&name));
@@ -792,21 +857,23 @@ async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
                 .client()
                 .get(&format!("/v1/jobs?{}", query.join("&")))
                 .await?;
-            println!(
-                "{:<26} {:<24} {:<16} {:<8} {:<32} NEXT FIRE",
-                "ID", "NAME", "PLUGIN", "STATE", "SCHEDULE"
-            );
-            for job in answer["jobs"].as_array().into_iter().flatten() {
+            connection.show(&answer, |answer| {
                 println!(
-                    "{:<26} {:<24} {:<16} {:<8} {:<32} {}",
-                    job["id"].as_str().unwrap_or_default(),
-                    job["name"].as_str().unwrap_or_default(),
-                    job["plugin"].as_str().unwrap_or_default(),
-                    job["state"].as_str().unwrap_or_default(),
-                    describe_schedule(&job["schedule"]),
-                    job["next_fire_at"].as_str().unwrap_or("-"),
+                    "{:<26} {:<24} {:<16} {:<8} {:<32} NEXT FIRE",
+                    "ID", "NAME", "PLUGIN", "STATE", "SCHEDULE"
                 );
-            }
+                for job in answer["jobs"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<26} {:<24} {:<16} {:<8} {:<32} {}",
+                        job["id"].as_str().unwrap_or_default(),
+                        job["name"].as_str().unwrap_or_default(),
+                        job["plugin"].as_str().unwrap_or_default(),
+                        job["state"].as_str().unwrap_or_default(),
+                        describe_schedule(&job["schedule"]),
+                        job["next_fire_at"].as_str().unwrap_or("-"),
+                    );
+                }
+            });
         }
         JobCommand::Get(JobRef { job, connection }) => {
             print_json(&connection.client().get(&format!("/v1/jobs/{}", encode(&job))).await?);
@@ -888,10 +955,98 @@ async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
         .client()
         .get(&format!("/v1/runs?{}", query.join("&")))
         .await?;
-    if args.json {
+    let json = args.json || args.connection.output == Output::Json;
+    if json {
         print_json(&answer);
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        print_runs(&answer);
     }
+    if args.follow {
+        follow_runs(&args, json).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints run events as they come, reconnecting (and resuming where it
+/// left off) when the stream drops; runs until interrupted.
+async fn follow_runs(args: &RunsArgs, json: bool) -> anyhow::Result<()> {
+    let client = args.connection.client();
+    let mut path = "/v1/events?types=run".to_string();
+    if let Some(job) = &args.job {
+        path.push_str(&format!("&job={}", encode(job)));
+    }
+    let mut last_id: Option<u64> = None;
+    loop {
+        let mut response = match client.stream(&path, last_id).await {
+            Ok(response) => response,
+            Err(error @ crate::client::ClientError::Api { .. }) => return Err(error.into()),
+            Err(error) => {
+                eprintln!("{error}; reconnecting");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut buffer = String::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let Some(data) = frame.lines().find_map(|line| line.strip_prefix("data: ")) else {
+                    continue;
+                };
+                let Ok(event) = serde_json::from_str::<Value>(data) else {
+                    continue;
+                };
+                last_id = event["id"].as_u64().or(last_id);
+                let run = &event["data"];
+                if args.status.as_deref().is_some_and(|status| run["status"] != status) {
+                    continue;
+                }
+                if json {
+                    println!("{event}");
+                } else if event["kind"].is_string() {
+                    println!(
+                        "{:<24} {:<13} {:<20} {:<26} {:<10} {:>9} {}",
+                        event["at"].as_str().map_or("-", |at| at.get(..23).unwrap_or(at)),
+                        event["kind"].as_str().unwrap_or_default(),
+                        run["job_name"].as_str().unwrap_or_default(),
+                        run["run_id"].as_str().unwrap_or_default(),
+                        run["status"].as_str().unwrap_or_default(),
+                        run["duration_ms"]
+                            .as_u64()
+                            .map_or("-".to_string(), |ms| format!("{ms}ms")),
+                        run["error"]["kind"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Prints a run's log; with `follow`, the log so far and what comes next
+/// until the run finishes.
+async fn logs(client: &Client, run: &str, follow: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let path = format!("/v1/runs/{}/logs", encode(run));
+    let mut printed = 0;
+    loop {
+        // The status first: a log read after a finished status is complete.
+        let finished = !follow || client.get(&format!("/v1/runs/{}", encode(run))).await?["finished_at"].is_string();
+        let log = client.call(Method::GET, &path, Body::None).await?.body;
+        if log.len() > printed {
+            std::io::stdout().write_all(&log[printed..])?;
+            std::io::stdout().flush()?;
+            printed = log.len();
+        }
+        if finished {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+fn print_runs(answer: &Value) {
     println!(
         "{:<26} {:<20} {:<10} {:<9} {:>9} {:<20} ERROR",
         "ID", "JOB", "STATUS", "TRIGGER", "DURATION", "STARTED"
@@ -916,5 +1071,4 @@ async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
             error,
         );
     }
-    Ok(ExitCode::SUCCESS)
 }

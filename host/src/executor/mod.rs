@@ -29,6 +29,7 @@ use crate::model::run::RunLimits;
 use crate::model::{ErrorKind, Job, PluginVersion, Run, RunError, RunStatus, Trigger};
 use crate::outbound::{HttpGrant, Outbound};
 use crate::plugin::{PluginError, Plugins};
+use crate::sandbox::log::{LogSink, Secrets};
 use crate::sandbox::{Capabilities, KeyValue, RunContext, RunRequest, Sandbox};
 use crate::scheduler::policy::retry_delay;
 use crate::store::{Store, StoreError};
@@ -101,6 +102,8 @@ pub struct Executor {
     running: AtomicUsize,
     log_cap: u64,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
+    /// The logs of runs executing now, with the secrets to mask in them.
+    live_logs: Mutex<HashMap<String, (LogSink, Secrets)>>,
     /// Woken when a job's next fire changes (after an `after` job's run).
     schedule_changed: Arc<Notify>,
 }
@@ -192,6 +195,7 @@ impl Executor {
             running: AtomicUsize::new(0),
             log_cap: capacity.log_bytes,
             waiters: Mutex::new(HashMap::new()),
+            live_logs: Mutex::new(HashMap::new()),
             schedule_changed: Arc::new(Notify::new()),
         })
     }
@@ -410,6 +414,8 @@ impl Executor {
         let (output, log) = match self.plugins.prepared(&run.plugin_digest).await {
             Ok(prepared) => {
                 let request = self.request(&run, cancel.clone());
+                let secrets = Secrets::new(&request.capabilities.secrets);
+                lock(&self.live_logs).insert(run.id.clone(), (request.log.clone(), secrets));
                 let sandbox = self.sandbox.clone();
                 // Its own task, so a panic in a host import fails this run
                 // and nothing else.
@@ -459,7 +465,9 @@ impl Executor {
         run.output_size = output.len() as u64;
         run.log_size = log.len() as u64;
         lock(&self.queue).finished(&run);
+        let run_id = run.id.clone();
         self.finish(run, output, log).await;
+        lock(&self.live_logs).remove(&run_id);
     }
 
     fn request(&self, run: &Run, cancel: Arc<AtomicBool>) -> RunRequest {
@@ -477,7 +485,15 @@ impl Executor {
             limits: run.limits,
             capabilities: self.capabilities(run),
             cancel,
+            log: LogSink::new(run.limits.logs),
         }
+    }
+
+    /// The log so far of a run executing now.
+    pub fn live_log(&self, run_id: &str) -> Option<Vec<u8>> {
+        let live = lock(&self.live_logs);
+        let (sink, secrets) = live.get(run_id)?;
+        Some(sink.live_contents(secrets))
     }
 
     /// What `run` may use: its job's kv within the tenant's quota, the

@@ -76,6 +76,17 @@ impl LogSink {
         bytes
     }
 
+    /// The log so far of a run still going, masked as [`LogSink::contents`]
+    /// would, and a value cut short at the end masked too (the rest of it
+    /// may be on its way).
+    pub fn live_contents(&self, secrets: &Secrets) -> Vec<u8> {
+        let mut bytes = self.contents(secrets);
+        if self.lock().dropped == 0 {
+            secrets.mask_cut_tail(&mut bytes);
+        }
+        bytes
+    }
+
     /// A WASI stdout/stderr stream writing into this log.
     pub fn stream(&self) -> GuestStream {
         GuestStream { sink: self.clone() }

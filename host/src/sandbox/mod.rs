@@ -95,6 +95,9 @@ pub struct RunRequest {
     pub capabilities: Capabilities,
     /// Set to stop the run (within one epoch tick).
     pub cancel: Arc<AtomicBool>,
+    /// Where the run's log goes (its cap is `limits.logs`); the caller may
+    /// read it while the run goes on.
+    pub log: log::LogSink,
 }
 
 /// The run context handed to the plugin.
@@ -239,7 +242,7 @@ impl Sandbox {
     /// Runs one fresh instance to completion under `request.limits`.
     pub async fn run(&self, prepared: &PreparedJob, request: RunRequest) -> RunOutcome {
         let _ticking = self.ticker.ticking();
-        let log = log::LogSink::new(request.limits.logs);
+        let log = request.log.clone();
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(log.stream())
             .stderr(log.stream())
