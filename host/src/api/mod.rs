@@ -123,6 +123,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/", get(dashboard))
         .route("/v1/plugins", post(plugins::upload).get(plugins::list))
         .route("/v1/plugins/{name}", get(plugins::get).delete(plugins::delete))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
@@ -182,6 +183,26 @@ async fn observe(
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// The web dashboard: one page, no outside resources (it works offline);
+/// it asks for a token and talks to the API like any client.
+async fn dashboard() -> impl axum::response::IntoResponse {
+    use axum::http::header;
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard.html"),
+    )
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {
