@@ -49,6 +49,13 @@ fn tenant_of(state: &AppState, name: &str) -> Result<crate::model::Tenant, ApiEr
 }
 
 /// `PUT /v1/digest {"cron", "timezone"?, "to": [addresses]}`.
+#[utoipa::path(
+    put,
+    path = "/v1/digest",
+    tag = "digest",
+    request_body(content = Object, description = "{cron, timezone?, to}"),
+    responses((status = 200, description = "the digest", body = Object), (status = 409, description = "no mail server", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn put(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -96,6 +103,12 @@ pub async fn put(
 }
 
 /// `GET /v1/digest`.
+#[utoipa::path(
+    get,
+    path = "/v1/digest",
+    tag = "digest",
+    responses((status = 200, description = "the digest", body = Object), (status = 404, description = "no digest", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn get(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_of(&state, &caller.tenant)?;
     tenant
@@ -106,6 +119,12 @@ pub async fn get(State(state): State<AppState>, Caller(caller): Caller) -> Resul
 }
 
 /// `DELETE /v1/digest`: 204.
+#[utoipa::path(
+    delete,
+    path = "/v1/digest",
+    tag = "digest",
+    responses((status = 204, description = "stopped"), (status = 404, description = "no digest", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn delete(State(state): State<AppState>, Caller(caller): Caller) -> Result<StatusCode, ApiError> {
     let mut tenant = tenant_of(&state, &caller.tenant)?;
     if tenant.digest.take().is_none() {
@@ -120,6 +139,12 @@ pub async fn delete(State(state): State<AppState>, Caller(caller): Caller) -> Re
 
 /// `POST /v1/digest/send`: mails the digest of the runs since the last one
 /// now (the schedule is not moved). 202 once the mail server took it.
+#[utoipa::path(
+    post,
+    path = "/v1/digest/send",
+    tag = "digest",
+    responses((status = 202, description = "sent", body = Object), (status = 404, description = "no digest", body = super::openapi::ErrorBody), (status = 409, description = "no mail server", body = super::openapi::ErrorBody), (status = 502, description = "the mail server failed", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn send_now(
     State(state): State<AppState>,
     Caller(caller): Caller,

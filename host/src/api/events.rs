@@ -97,6 +97,13 @@ impl StreamState {
 }
 
 /// `GET /v1/events?job=&types=`: the stream.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(("job" = Option<String>, Query), ("types" = Option<String>, Query), ("last_event_id" = Option<u64>, Query)),
+    responses((status = 200, description = "server-sent events", body = String, content_type = "text/event-stream"), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,

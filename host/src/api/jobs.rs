@@ -91,6 +91,13 @@ fn validated(state: &AppState, tenant: &str, body: &Value, existing: Option<&Job
 }
 
 /// `POST /v1/jobs`: 201, or 409 if the name is taken.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body(content = Object, description = "the job (see the README)"),
+    responses((status = 201, description = "created", body = Object), (status = 403, description = "over the jobs quota", body = super::openapi::ErrorBody), (status = 404, description = "the plugin does not exist", body = super::openapi::ErrorBody), (status = 409, description = "the name is taken", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -136,6 +143,14 @@ fn changed_fields(before: &Job, after: &Job) -> Vec<String> {
 /// `PUT /v1/jobs/{name}`: create (201) or replace (200) by name. With
 /// `?dry_run=true`: 200 `{"change": "create"|"update"|"unchanged",
 /// "changed_fields", "job"}` and nothing written.
+#[utoipa::path(
+    put,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "the job name"), ("dry_run" = Option<bool>, Query, description = "only say what would change")),
+    request_body(content = Object),
+    responses((status = 200, description = "replaced (or, dry run, what would change)", body = Object), (status = 201, description = "created", body = Object), (status = 403, description = "over the jobs quota", body = super::openapi::ErrorBody), (status = 404, description = "the plugin does not exist", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn upsert(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -200,6 +215,13 @@ pub async fn upsert(
 }
 
 /// `GET /v1/jobs?label=k=v` (labels may repeat; all must match).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(("label" = Option<String>, Query, description = "key=value, repeatable")),
+    responses((status = 200, description = "the jobs", body = Object), super::openapi::Refusals)
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -231,6 +253,13 @@ pub async fn list(
 }
 
 /// `GET /v1/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    responses((status = 200, description = "the job", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -242,6 +271,14 @@ pub async fn get(
 }
 
 /// `PATCH /v1/jobs/{id}` with a JSON merge patch (RFC 7386) of the spec.
+#[utoipa::path(
+    patch,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    request_body(content = Object, content_type = "application/json", description = "a JSON merge patch"),
+    responses((status = 200, description = "the changed job", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -272,6 +309,13 @@ pub async fn patch(
 }
 
 /// `DELETE /v1/jobs/{id}`: the job and its kv state; its runs stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -300,6 +344,13 @@ async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) ->
 }
 
 /// `POST /v1/jobs/{id}/pause`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/pause",
+    tag = "jobs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    responses((status = 200, description = "the job", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn pause(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -309,6 +360,13 @@ pub async fn pause(
 }
 
 /// `POST /v1/jobs/{id}/resume`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/resume",
+    tag = "jobs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    responses((status = 200, description = "the job", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn resume(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -332,6 +390,14 @@ struct RunBody {
 
 /// `POST /v1/jobs/{id}/run` with optional `{input}`; `?wait=30s` answers
 /// with the finished run (200), or the run so far (202) if it is still going.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/run",
+    tag = "jobs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s")),
+    request_body(content = Object, description = "{\"input\"?}"),
+    responses((status = 200, description = "the finished run", body = Object), (status = 202, description = "queued or still going", body = Object), (status = 404, description = "no such job or plugin", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn run_now(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod extract;
 mod jobs;
+mod openapi;
 mod plugins;
 mod runs;
 mod schedules;
@@ -124,6 +125,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/", get(dashboard))
+        .route("/openapi.json", get(openapi_json))
         .route("/v1/plugins", post(plugins::upload).get(plugins::list))
         .route("/v1/plugins/{name}", get(plugins::get).delete(plugins::delete))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
@@ -187,6 +189,13 @@ async fn observe(
 
 /// The web dashboard: one page, no outside resources (it works offline);
 /// it asks for a token and talks to the API like any client.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "meta",
+    responses((status = 200, description = "the dashboard page", body = String, content_type = "text/html")),
+    security(())
+)]
 async fn dashboard() -> impl axum::response::IntoResponse {
     use axum::http::header;
     (
@@ -205,6 +214,25 @@ async fn dashboard() -> impl axum::response::IntoResponse {
     )
 }
 
+/// The OpenAPI document of this API.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "this document", body = Object)),
+    security(())
+)]
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses((status = 200, description = "alive", body = Object)),
+    security(())
+)]
 async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }

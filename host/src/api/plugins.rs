@@ -46,6 +46,14 @@ fn plugin_view(state: &AppState, name: &str, versions: &[PluginVersion]) -> Resu
 }
 
 /// `POST /v1/plugins?name=N` with the component bytes as the body.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins",
+    tag = "plugins",
+    params(("name" = String, Query, description = "plugin name")),
+    request_body(content = super::openapi::Component, content_type = "application/octet-stream", description = "the component bytes (any content type, e.g. application/wasm)"),
+    responses((status = 201, description = "a new version", body = Object), (status = 200, description = "the same bytes are already a version", body = Object), (status = 403, description = "over the plugin_bytes quota", body = super::openapi::ErrorBody), (status = 413, description = "over the size cap", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn upload(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -67,6 +75,12 @@ pub async fn upload(
 }
 
 /// `GET /v1/plugins`.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    tag = "plugins",
+    responses((status = 200, description = "every plugin with its versions", body = Object), super::openapi::Refusals)
+)]
 pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     let mut by_name: BTreeMap<String, Vec<PluginVersion>> = BTreeMap::new();
     for version in state.plugins().list(&caller.tenant)? {
@@ -80,6 +94,13 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Resu
 }
 
 /// `GET /v1/plugins/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    params(("name" = String, Path, description = "name")),
+    responses((status = 200, description = "the plugin's versions", body = Object), (status = 404, description = "no such plugin", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -90,6 +111,13 @@ pub async fn get(
 }
 
 /// `DELETE /v1/plugins/{name}`: 409 while a job uses it.
+#[utoipa::path(
+    delete,
+    path = "/v1/plugins/{name}",
+    tag = "plugins",
+    params(("name" = String, Path, description = "name")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such plugin", body = super::openapi::ErrorBody), (status = 409, description = "a job uses it", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,

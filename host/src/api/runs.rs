@@ -59,6 +59,13 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/runs?job=&status=&limit=&cursor=`, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/runs",
+    tag = "runs",
+    params(("job" = Option<String>, Query), ("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "runs, newest first", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -108,6 +115,13 @@ pub async fn list(
 }
 
 /// `GET /v1/runs/{id}` with its output.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    tag = "runs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    responses((status = 200, description = "the run with its output", body = Object), (status = 404, description = "no such run", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -118,6 +132,13 @@ pub async fn get(
 }
 
 /// `GET /v1/runs/{id}/logs` as text.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}/logs",
+    tag = "runs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    responses((status = 200, description = "the captured log", body = String, content_type = "text/plain"), (status = 404, description = "no such run", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn logs(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -140,6 +161,13 @@ pub async fn logs(
 
 /// `POST /v1/runs/{id}/cancel`: a queued run ends at once, a running one
 /// within an epoch tick; 409 if it has finished.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/cancel",
+    tag = "runs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    responses((status = 200, description = "the run as it ended", body = Object), (status = 404, description = "no such run", body = super::openapi::ErrorBody), (status = 409, description = "it has finished", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -155,6 +183,13 @@ pub async fn cancel(
 
 /// `POST /v1/runs/{id}/retry`: a new attempt of a finished run, trigger
 /// `retry`; 409 if it has not finished.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/retry",
+    tag = "runs",
+    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    responses((status = 200, description = "the new attempt", body = Object), (status = 404, description = "no such run", body = super::openapi::ErrorBody), (status = 409, description = "it has not finished", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn retry(
     State(state): State<AppState>,
     Caller(caller): Caller,

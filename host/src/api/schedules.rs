@@ -22,6 +22,13 @@ struct PreviewRequest {
 }
 
 /// `{schedule, from?, count?}` -> `{fires: [...]}` (RFC 3339, UTC).
+#[utoipa::path(
+    post,
+    path = "/v1/schedules/preview",
+    tag = "schedules",
+    request_body(content = Object, description = "{schedule, from?, count?}"),
+    responses((status = 200, description = "the next fires", body = Object), super::openapi::Refusals)
+)]
 pub async fn preview(
     State(_state): State<AppState>,
     Caller(_caller): Caller,

@@ -34,6 +34,14 @@ fn not_found(name: &str) -> ApiError {
 
 /// `PUT /v1/secrets/{name} {"value"}`: 201 when new, 200 when replaced;
 /// the answer shows the name and dates, not the value.
+#[utoipa::path(
+    put,
+    path = "/v1/secrets/{name}",
+    tag = "secrets",
+    params(("name" = String, Path, description = "name")),
+    request_body(content = Object, description = "{\"value\"}"),
+    responses((status = 200, description = "replaced", body = Object), (status = 201, description = "created", body = Object), super::openapi::Refusals)
+)]
 pub async fn put(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -80,6 +88,12 @@ pub async fn put(
 }
 
 /// `GET /v1/secrets`: names and dates.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets",
+    tag = "secrets",
+    responses((status = 200, description = "names and dates", body = Object), super::openapi::Refusals)
+)]
 pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     let secrets: Vec<Value> = state
         .store()
@@ -91,6 +105,13 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Resu
 }
 
 /// `GET /v1/secrets/{name}`: its name and dates.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets/{name}",
+    tag = "secrets",
+    params(("name" = String, Path, description = "name")),
+    responses((status = 200, description = "name and dates", body = Object), (status = 404, description = "no such secret", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -105,6 +126,13 @@ pub async fn get(
 }
 
 /// `DELETE /v1/secrets/{name}`: 204; jobs granted it read none from then on.
+#[utoipa::path(
+    delete,
+    path = "/v1/secrets/{name}",
+    tag = "secrets",
+    params(("name" = String, Path, description = "name")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such secret", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -121,6 +149,12 @@ pub async fn delete(
 
 /// `GET /v1/webhooks/secret`: the key the tenant's webhook deliveries are
 /// signed with (HMAC-SHA256 of `<timestamp>.<body>`, keyed with this text).
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/secret",
+    tag = "secrets",
+    responses((status = 200, description = "the webhook signing secret", body = Object), super::openapi::Refusals)
+)]
 pub async fn webhook_secret(State(state): State<AppState>, Caller(caller): Caller) -> Json<Value> {
     Json(json!({
         "secret": crate::notify::signing_secret(state.vault(), &caller.tenant),

@@ -18,6 +18,12 @@ const NEXT_FIRES: usize = 10;
 
 /// `GET /v1/status`: scheduler state, queue depth, runs, jobs and next
 /// fires; the runs and queue of the caller's tenant (the admin's: all).
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "status",
+    responses((status = 200, description = "the daemon's state", body = Object), super::openapi::Refusals)
+)]
 pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     let settled = state.scheduler().settled().await;
     let scope = (!caller.admin).then_some(caller.tenant.as_str());
@@ -54,6 +60,12 @@ pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Re
 }
 
 /// `POST /v1/scheduler/pause` (admin): no schedule fires until resumed.
+#[utoipa::path(
+    post,
+    path = "/v1/scheduler/pause",
+    tag = "status",
+    responses((status = 200, description = "paused", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn pause(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     state.scheduler().pause().await?;
@@ -64,6 +76,12 @@ pub async fn pause(State(state): State<AppState>, Caller(caller): Caller) -> Res
 
 /// `POST /v1/scheduler/resume` (admin): fires again; missed fires follow
 /// each job's misfire policy.
+#[utoipa::path(
+    post,
+    path = "/v1/scheduler/resume",
+    tag = "status",
+    responses((status = 200, description = "running", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn resume(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     state.scheduler().resume();
@@ -72,6 +90,12 @@ pub async fn resume(State(state): State<AppState>, Caller(caller): Caller) -> Re
 }
 
 /// `GET /metrics` (admin): Prometheus text format, every tenant.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "status",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 403, description = "admin only", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
     require_admin(&caller)?;
     let metrics = state.metrics();

@@ -77,6 +77,13 @@ fn mint(tenant: &str) -> (Token, String) {
 }
 
 /// `POST /v1/tenants {"name"}`: 201 with the tenant and its first token.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "tenants",
+    request_body(content = Object, description = "{name, quotas?, http_allow?}"),
+    responses((status = 201, description = "the tenant and its first token", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 409, description = "the name is taken", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -114,6 +121,12 @@ pub async fn create(
 }
 
 /// `GET /v1/tenants`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "tenants",
+    responses((status = 200, description = "the tenants", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let mut tenants = state.store().list_tenants()?;
@@ -125,6 +138,13 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Resu
 }
 
 /// `GET /v1/tenants/{name}`: the tenant, its quotas and what it uses.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{name}",
+    tag = "tenants",
+    params(("name" = String, Path, description = "name")),
+    responses((status = 200, description = "the tenant with its usage", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -166,6 +186,14 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
 /// `PATCH /v1/tenants/{name} {"quotas"?, "http_allow"?}`: quotas are
 /// merged (null removes a limit); `http_allow` is replaced (null: no cap).
 /// Takes effect at once, for runs already queued too.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{name}",
+    tag = "tenants",
+    params(("name" = String, Path, description = "name")),
+    request_body(content = Object, description = "{quotas?, http_allow?}"),
+    responses((status = 200, description = "the tenant", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -193,6 +221,13 @@ pub async fn patch(
 }
 
 /// `POST /v1/tenants/{name}/tokens`: 201 with the new token's secret.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{name}/tokens",
+    tag = "tenants",
+    params(("name" = String, Path, description = "name")),
+    responses((status = 201, description = "a new token, shown once", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -210,6 +245,13 @@ pub async fn create_token(
 }
 
 /// `GET /v1/tenants/{name}/tokens`: ids and dates, never secrets.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{name}/tokens",
+    tag = "tenants",
+    params(("name" = String, Path, description = "name")),
+    responses((status = 200, description = "ids and dates", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn list_tokens(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -227,6 +269,13 @@ pub async fn list_tokens(
 }
 
 /// `DELETE /v1/tenants/{name}/tokens/{id}`: revokes it (204).
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{name}/tokens/{id}",
+    tag = "tenants",
+    params(("name" = String, Path, description = "name"), ("id" = String, Path, description = "token id")),
+    responses((status = 204, description = "revoked"), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant or token", body = super::openapi::ErrorBody), super::openapi::Refusals)
+)]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Caller(caller): Caller,
