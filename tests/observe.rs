@@ -216,13 +216,10 @@ fn kinds(frames: &[Frame]) -> Vec<&str> {
 #[tokio::test]
 async fn the_event_stream_is_in_order_resumes_and_shows_only_the_tenants_own() {
     let daemon = TestDaemon::start();
-    let mut tokens = Vec::new();
-    for name in ["acme", "beta"] {
-        let created = daemon
-            .call(Method::POST, "/v1/tenants", Some(json!({"name": name})))
-            .await;
-        tokens.push(created.body["token"].as_str().unwrap().to_string());
-    }
+    let tokens = [
+        daemon.new_tenant("acme", json!({})).await,
+        daemon.new_tenant("beta", json!({})).await,
+    ];
     let (acme, beta) = (tokens[0].clone(), tokens[1].clone());
     for token in [&acme, &beta] {
         let upload = daemon.upload_bytes_as(token, "hello", plugin_bytes("hello")).await;

@@ -10,19 +10,6 @@ use common::{TestDaemon, plugin_bytes};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// Creates a tenant with `quotas` and returns its token.
-async fn tenant(daemon: &TestDaemon, name: &str, quotas: Value) -> String {
-    let answer = daemon
-        .call(
-            Method::POST,
-            "/v1/tenants",
-            Some(json!({"name": name, "quotas": quotas})),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
-    answer.body["token"].as_str().unwrap().to_string()
-}
-
 async fn post(daemon: &TestDaemon, token: &str, path: &str, body: Value) -> common::Answer {
     daemon.call_as(Some(token), Method::POST, path, Some(body)).await
 }
@@ -31,19 +18,15 @@ async fn post(daemon: &TestDaemon, token: &str, path: &str, body: Value) -> comm
 async fn each_quota_refuses_what_passes_it_with_a_clear_error() {
     let daemon = TestDaemon::start();
     let hello = plugin_bytes("hello");
-    let token = tenant(
-        &daemon,
-        "acme",
-        json!({
-            "plugin_bytes": hello.len() + 100,
-            "jobs": 2,
-            "max_timeout": "2s",
-            "max_memory": "32MiB",
-            "max_fuel": 2_000_000_000u64,
-            "kv_bytes": 1000,
-        }),
-    )
-    .await;
+    let quotas = json!({
+        "plugin_bytes": hello.len() + 100,
+        "jobs": 2,
+        "max_timeout": "2s",
+        "max_memory": "32MiB",
+        "max_fuel": 2_000_000_000u64,
+        "kv_bytes": 1000,
+    });
+    let token = daemon.new_tenant("acme", json!({"quotas": quotas})).await;
     let shown = daemon.call(Method::GET, "/v1/tenants/acme", None).await;
     assert_eq!(shown.body["quotas"]["max_timeout"], "2s", "{}", shown.body);
     assert_eq!(
@@ -191,8 +174,10 @@ async fn each_quota_refuses_what_passes_it_with_a_clear_error() {
 #[tokio::test]
 async fn a_tenant_over_its_request_rate_gets_429_and_others_do_not_notice() {
     let daemon = TestDaemon::start();
-    let slow = tenant(&daemon, "slow", json!({"requests_per_second": 2})).await;
-    let other = tenant(&daemon, "other", json!({})).await;
+    let slow = daemon
+        .new_tenant("slow", json!({"quotas": {"requests_per_second": 2}}))
+        .await;
+    let other = daemon.new_tenant("other", json!({"quotas": {}})).await;
     let mut statuses = Vec::new();
     for _ in 0..10 {
         let answer = daemon.call_as(Some(&slow), Method::GET, "/v1/jobs", None).await;
@@ -242,8 +227,12 @@ async fn a_tenant_flooding_the_queue_holds_only_its_share_and_others_run_on_time
     // Two slots in all. Without a per-tenant share the flood would take both
     // and the every-second job would wait for a spin run to end (2 s).
     let daemon = TestDaemon::start_with(&["--max-concurrent-runs", "2"], &[]);
-    let greedy = tenant(&daemon, "greedy", json!({"concurrent_runs": 1})).await;
-    let calm = tenant(&daemon, "calm", json!({"concurrent_runs": 1})).await;
+    let greedy = daemon
+        .new_tenant("greedy", json!({"quotas": {"concurrent_runs": 1}}))
+        .await;
+    let calm = daemon
+        .new_tenant("calm", json!({"quotas": {"concurrent_runs": 1}}))
+        .await;
     assert_eq!(
         daemon
             .upload_bytes_as(&greedy, "spin", plugin_bytes("spin"))

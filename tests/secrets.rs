@@ -153,13 +153,10 @@ async fn a_granted_secret_is_readable_and_its_value_never_comes_back_out() {
 #[tokio::test]
 async fn secrets_belong_to_their_tenant() {
     let daemon = TestDaemon::start();
-    let mut tokens = Vec::new();
-    for name in ["acme", "beta"] {
-        let created = daemon
-            .call(Method::POST, "/v1/tenants", Some(json!({"name": name})))
-            .await;
-        tokens.push(created.body["token"].as_str().unwrap().to_string());
-    }
+    let tokens = [
+        daemon.new_tenant("acme", json!({})).await,
+        daemon.new_tenant("beta", json!({})).await,
+    ];
     let (acme, beta) = (&tokens[0], &tokens[1]);
     let set = daemon
         .call_as(

@@ -8,20 +8,10 @@ use common::{TestDaemon, plugin_bytes, texts};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-/// Creates a tenant and returns its first token.
-async fn tenant(daemon: &TestDaemon, name: &str) -> String {
-    let answer = daemon
-        .call(Method::POST, "/v1/tenants", Some(json!({"name": name})))
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
-    assert_eq!(answer.body["tenant"]["name"], name);
-    answer.body["token"].as_str().expect("a token").to_string()
-}
-
 #[tokio::test]
 async fn tenants_and_tokens_are_made_listed_and_revoked_by_the_admin_only() {
     let daemon = TestDaemon::start();
-    let acme = tenant(&daemon, "acme").await;
+    let acme = daemon.new_tenant("acme", json!({})).await;
     assert!(acme.len() >= 64, "at least 256 bits: {acme}");
     for (body, status, code) in [
         (json!({"name": "acme"}), StatusCode::CONFLICT, "tenant_exists"),
@@ -85,8 +75,8 @@ async fn tenants_and_tokens_are_made_listed_and_revoked_by_the_admin_only() {
 #[tokio::test]
 async fn a_tenant_sees_only_its_own_objects_and_tokens_survive_a_restart() {
     let mut daemon = TestDaemon::start();
-    let acme = tenant(&daemon, "acme").await;
-    let beta = tenant(&daemon, "beta").await;
+    let acme = daemon.new_tenant("acme", json!({})).await;
+    let beta = daemon.new_tenant("beta", json!({})).await;
     let upload = daemon.upload_bytes_as(&acme, "hello", plugin_bytes("hello")).await;
     assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.body);
     let job = daemon
@@ -277,7 +267,7 @@ async fn an_admin_token_given_by_env_replaces_the_file() {
 #[tokio::test]
 async fn every_route_wants_a_live_token_and_admin_routes_the_admin() {
     let daemon = TestDaemon::start();
-    let acme = tenant(&daemon, "acme").await;
+    let acme = daemon.new_tenant("acme", json!({})).await;
     let second = daemon.call(Method::POST, "/v1/tenants/acme/tokens", None).await;
     let revoked = second.body["token"].as_str().unwrap().to_string();
     let id = second.body["id"].as_str().unwrap();
@@ -322,8 +312,8 @@ async fn every_route_wants_a_live_token_and_admin_routes_the_admin() {
 #[tokio::test]
 async fn kv_state_and_the_status_counts_are_the_tenants_own() {
     let daemon = TestDaemon::start();
-    let acme = tenant(&daemon, "acme").await;
-    let beta = tenant(&daemon, "beta").await;
+    let acme = daemon.new_tenant("acme", json!({})).await;
+    let beta = daemon.new_tenant("beta", json!({})).await;
     let mut outputs = Vec::new();
     for (token, runs) in [(&acme, 2), (&beta, 1)] {
         let upload = daemon.upload_bytes_as(token, "counter", plugin_bytes("counter")).await;

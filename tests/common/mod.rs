@@ -203,6 +203,24 @@ impl TestDaemon {
         stdout
     }
 
+    /// Creates a tenant (with `extra` fields such as `quotas`) and returns
+    /// its first token.
+    pub async fn new_tenant(&self, name: &str, extra: Value) -> String {
+        let mut body = json!({"name": name});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let answer = self.call(Method::POST, "/v1/tenants", Some(body)).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "creating tenant {name}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["tenant"]["name"], name);
+        answer.body["token"].as_str().expect("a token").to_string()
+    }
+
     /// A request with the admin token.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         self.call_as(Some(&self.token), method, path, body).await
