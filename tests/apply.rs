@@ -126,25 +126,36 @@ async fn the_cli_prints_json_follows_runs_and_logs_and_completes() {
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(follower.stdout.take().unwrap()).lines();
-    // The table's header says the stream is open... after the first list.
     let header = lines.next_line().await.unwrap().unwrap();
     assert!(header.starts_with("ID "), "{header}");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let run = daemon.run_job("greet", None).await;
-    let run_id = run["id"].as_str().unwrap().to_string();
-    let mut seen = Vec::new();
-    let wanted = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    // The stream opens just after the list: run until a run is seen whole.
+    let (sender, mut printed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut followed = false;
+    for _ in 0..10 {
+        let run = daemon.run_job("greet", None).await;
+        let run_id = run["id"].as_str().unwrap().to_string();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, printed.recv()).await {
             let done = line.contains("run.finished") && line.contains(&run_id);
             seen.push(line);
             if done {
-                return true;
+                followed = true;
+                break;
             }
         }
-        false
-    })
-    .await;
-    assert_eq!(wanted, Ok(true), "{seen:?}");
+        if followed {
+            break;
+        }
+    }
+    assert!(followed, "{seen:?}");
     assert!(
         seen.iter()
             .any(|line| line.contains("run.started") && line.contains("greet")),
@@ -154,16 +165,23 @@ async fn the_cli_prints_json_follows_runs_and_logs_and_completes() {
 
     // logs --follow prints a running run's log as it grows, then ends.
     daemon
-        .job_with("chatty", "chatty", json!({"limits": {"timeout": "1s"}}))
+        .job_with("chatty", "chatty", json!({"limits": {"timeout": "2s"}}))
         .await;
     let started = daemon.call(Method::POST, "/v1/jobs/chatty/run", None).await;
     let chatty = started.body["id"].as_str().unwrap().to_string();
     assert!(daemon.wait_for_status(&chatty, "running").await);
-    let live = daemon.call(Method::GET, &format!("/v1/runs/{chatty}/logs"), None).await;
-    assert!(
-        live.body.as_str().unwrap().contains("chatty line 0"),
-        "a running run shows its log so far"
-    );
+    // The run is marked running before its instance starts printing.
+    let mut live = String::new();
+    for _ in 0..200 {
+        live = daemon.log(&chatty).await;
+        if live.contains("chatty line 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(live.contains("chatty line 0"), "a running run shows its log so far");
+    let status = daemon.call(Method::GET, &format!("/v1/runs/{chatty}"), None).await;
+    assert_eq!(status.body["status"], "running", "the log above was read live");
     let followed = daemon.cli(&["logs", "--follow", &chatty]);
     assert!(followed.starts_with("chatty line 0") || followed.contains("chatty line 0"));
     assert!(followed.contains("[sandcron: log truncated"), "it followed to the end");
