@@ -33,6 +33,9 @@ pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 /// The most `fire_ahead` may be.
 pub const MAX_FIRE_AHEAD: Duration = Duration::from_secs(60);
 
+/// The most `flush_interval` may be: acknowledgements wait for it.
+pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The daemon's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -81,6 +84,11 @@ pub struct Config {
     /// run starts on the instant instead of after the write (0: at the
     /// instant). A job changed meanwhile has such fires withdrawn.
     pub fire_ahead: Duration,
+    /// The durability window: flushes start at least this far apart, so
+    /// the writes of many runs and fires share one (0: each write is
+    /// flushed as soon as the previous flush is over). An answer that
+    /// waits for durability may wait this long under load.
+    pub flush_interval: Duration,
 }
 
 /// Per-run limits a job gets when it names none, and the most it may ask for.
@@ -150,6 +158,7 @@ impl Default for Config {
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs_per_job: 10_000,
             fire_ahead: Duration::from_secs(1),
+            flush_interval: Duration::from_millis(2),
         }
     }
 }
@@ -231,6 +240,8 @@ pub struct ConfigFile {
     pub max_runs_per_job: Option<usize>,
     /// `fire_ahead = "1s"`.
     pub fire_ahead: Option<NumberOrText>,
+    /// `flush_interval = "2ms"` (0: flush each write).
+    pub flush_interval: Option<NumberOrText>,
 }
 
 /// Settings given on the command line or in the environment (strongest).
@@ -288,6 +299,9 @@ pub struct ConfigArgs {
     /// How far ahead of its instant a fire is recorded and queued ("1s"; at most 60s).
     #[arg(long, env = "SANDCRON_FIRE_AHEAD")]
     pub fire_ahead: Option<String>,
+    /// Durability window: writes within it share one flush ("2ms"; 0 flushes each write; at most 1s).
+    #[arg(long, env = "SANDCRON_FLUSH_INTERVAL")]
+    pub flush_interval: Option<String>,
 }
 
 /// A setting that could not be read.
@@ -410,6 +424,21 @@ impl ConfigArgs {
                     "{} is more than the most, {}",
                     crate::units::format_duration(config.fire_ahead),
                     crate::units::format_duration(MAX_FIRE_AHEAD)
+                )));
+            }
+        }
+        let flush_interval = self
+            .flush_interval
+            .clone()
+            .map(NumberOrText::Text)
+            .or(file.flush_interval);
+        if let Some(value) = flush_interval {
+            config.flush_interval = value.to_duration().map_err(invalid("flush_interval"))?;
+            if config.flush_interval > MAX_FLUSH_INTERVAL {
+                return Err(invalid("flush_interval")(format!(
+                    "{} is more than the most, {}",
+                    crate::units::format_duration(config.flush_interval),
+                    crate::units::format_duration(MAX_FLUSH_INTERVAL)
                 )));
             }
         }
@@ -536,6 +565,34 @@ mod tests {
             }) => assert!(message.contains("1m"), "{message}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn flush_interval_reads_a_duration_zero_included_and_has_a_ceiling() {
+        let with = |text: &str| {
+            ConfigArgs {
+                flush_interval: Some(text.to_string()),
+                ..ConfigArgs::default()
+            }
+            .resolve()
+        };
+        assert_eq!(Config::default().flush_interval, Duration::from_millis(2));
+        assert_eq!(with("5ms").unwrap().flush_interval, Duration::from_millis(5));
+        assert_eq!(with("0").unwrap().flush_interval, Duration::ZERO);
+        assert!(matches!(
+            with("2s"),
+            Err(ConfigError::Invalid {
+                key: "flush_interval",
+                ..
+            })
+        ));
+        assert!(matches!(
+            with("soon"),
+            Err(ConfigError::Invalid {
+                key: "flush_interval",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! writes each outcome (record, output, log) in one atomic, flushed step
 //! before anyone is told, retries failed runs with backoff, and cancels.
 //!
-//! Durability per run, three flushes: the queued record before the API
-//! answers (or, for schedule fires, with the fire itself); the `running`
-//! mark before the instance starts (so a crash mid-run is found `running`
-//! and fails with `host_restart`, see [`Executor::recover`]); the finished
-//! record with its output, log and the plugin's kv writes before waiters
-//! are woken.
+//! Durability per run: the queued record before the API answers (or, for
+//! schedule fires, with the fire itself); the `running` mark within the
+//! flush window, written beside the instance rather than before it (a crash
+//! mid-run finds it `running` and fails it with `host_restart`, see
+//! [`Executor::recover`]; a crash before the mark is durable finds it
+//! `queued` and runs it again); the finished record with its output, log
+//! and the plugin's kv writes before waiters are woken. Flushes of runs
+//! within one window are shared (group commit).
 
 mod queue;
 
@@ -401,14 +403,18 @@ impl Executor {
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
         run.lateness_ms = Some((started_at - run.scheduled_at).num_milliseconds());
-        let record = run.clone();
-        let marked = match self.write(move |store| store.update_run(&record)).await {
-            Ok(()) => self.store.flush_async().await,
-            Err(error) => Err(error),
+        // The running mark is written beside the instance, not before it,
+        // and made durable within the flush window without waiting: if the
+        // daemon dies before it is durable, the run is found queued and runs
+        // again (delivery is at least once). The outcome is written after it.
+        let mark = {
+            let (store, record) = (self.store.clone(), run.clone());
+            tokio::task::spawn_blocking(move || {
+                store.update_run(&record)?;
+                store.flush_soon();
+                Ok::<(), StoreError>(())
+            })
         };
-        if let Err(error) = marked {
-            tracing::error!(run_id = %run.id, %error, "cannot mark the run running");
-        }
         self.events.run("run.started", &run);
         self.metrics.run_started(&run);
         let (output, log) = match self.plugins.prepared(&run.plugin_digest).await {
@@ -465,6 +471,11 @@ impl Executor {
         run.output_size = output.len() as u64;
         run.log_size = log.len() as u64;
         lock(&self.queue).finished(&run);
+        match mark.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(run_id = %run.id, %error, "cannot mark the run running"),
+            Err(error) => tracing::error!(run_id = %run.id, %error, "the running mark's write failed"),
+        }
         let run_id = run.id.clone();
         self.finish(run, output, log).await;
         lock(&self.live_logs).remove(&run_id);

@@ -287,6 +287,10 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
     /// Makes every write so far durable without blocking a runtime thread.
-    /// Callers that flush at the same time share one flush (group commit).
+    /// Callers within one durability window (`flush_interval`) share one
+    /// flush (group commit).
     fn flush_async(&self) -> StoreFuture;
+    /// Makes every write so far durable within the durability window,
+    /// without waiting for it.
+    fn flush_soon(&self);
 }

@@ -16,6 +16,7 @@
 //! a multi-tree transaction costs ~90 µs here, a batch a few.
 
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -165,9 +166,15 @@ fn transaction_error(error: TransactionError<StoreError>) -> StoreError {
 }
 
 impl SledStore {
-    /// Opens (or creates) the database at `path`. A second process on the
-    /// same path fails with [`StoreError::Locked`].
+    /// Opens (or creates) the database at `path`, flushing as soon as asked.
+    /// A second process on the same path fails with [`StoreError::Locked`].
     pub fn open(path: &Path) -> StoreResult<SledStore> {
+        SledStore::open_with(path, Duration::ZERO)
+    }
+
+    /// Opens the database with flushes at least `flush_interval` apart (see
+    /// the group commit's durability window).
+    pub fn open_with(path: &Path, flush_interval: Duration) -> StoreResult<SledStore> {
         let db = sled::Config::new().path(path).flush_every_ms(None).open().map_err(|error| match &error {
             sled::Error::Io(io) if io.to_string().contains("lock") || io.kind() == std::io::ErrorKind::WouldBlock => {
                 StoreError::Locked(format!(
@@ -181,14 +188,17 @@ impl SledStore {
         let had_tree = |name: &[u8]| db.tree_names().iter().any(|tree| tree.as_ref() == name);
         let (had_starters, had_kv_usage) = (had_tree(b"run_at_start"), had_tree(b"kv_usage"));
         let gate = Arc::new(RwLock::new(()));
-        let group = GroupCommit::new({
-            let (db, gate) = (db.clone(), gate.clone());
-            Arc::new(move || {
-                let _alone = gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-                db.flush()?;
-                Ok(())
-            })
-        });
+        let group = GroupCommit::new(
+            {
+                let (db, gate) = (db.clone(), gate.clone());
+                Arc::new(move || {
+                    let _alone = gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    db.flush()?;
+                    Ok(())
+                })
+            },
+            flush_interval,
+        );
         let store = SledStore {
             plugins: tree("plugins")?,
             plugin_bytes: tree("plugin_bytes")?,
@@ -1073,6 +1083,10 @@ impl Store for SledStore {
     fn flush_async(&self) -> StoreFuture {
         let group = self.group.clone();
         Box::pin(async move { group.flush().await })
+    }
+
+    fn flush_soon(&self) {
+        self.group.flush_soon();
     }
 }
 
