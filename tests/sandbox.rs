@@ -214,3 +214,52 @@ async fn many_hostile_runs_at_once_do_not_starve_a_hello_run() {
         started.elapsed()
     );
 }
+
+/// The value of one sample of a Prometheus text scrape.
+async fn metric(daemon: &TestDaemon, sample: &str) -> f64 {
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn runs_beyond_a_full_instance_pool_get_on_demand_instances() {
+    let daemon = TestDaemon::start_with(&["--max-concurrent-runs", "8", "--pool-size", "1"], &[]);
+    daemon.job_with("hello", "hello", json!({})).await;
+    daemon
+        .job_with(
+            "spin",
+            "spin",
+            json!({"limits": {"timeout": "1s"}, "policy": {"overlap": "allow"}}),
+        )
+        .await;
+    // Three spins at once with one pool slot: two run on the on-demand
+    // engine, and each ends by its deadline, none for want of a slot.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let answer = daemon.call(Method::POST, "/v1/jobs/spin/run", None).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        ids.push(answer.body["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        assert!(daemon.wait_for_status(id, "failed").await, "{id} did not end");
+        let run = daemon.call(Method::GET, &format!("/v1/runs/{id}"), None).await.body;
+        assert_eq!(run["error"]["kind"], "timeout", "{run}");
+    }
+    let on_demand = metric(&daemon, "sandcron_instances_total{allocator=\"on_demand\"}").await;
+    let pooled = metric(&daemon, "sandcron_instances_total{allocator=\"pooling\"}").await;
+    assert!(on_demand >= 1.0, "no run fell back to on-demand instances");
+    assert!(pooled >= 1.0, "no run used the pool");
+    assert_eq!(on_demand + pooled, 3.0);
+    // The pool's slot is free again: the next run takes it.
+    assert_daemon_healthy(&daemon).await;
+}

@@ -89,6 +89,9 @@ pub struct Config {
     /// flushed as soon as the previous flush is over). An answer that
     /// waits for durability may wait this long under load.
     pub flush_interval: Duration,
+    /// Instances the pooling allocator keeps slots for (None: two per
+    /// concurrent run; 0: no pool). Runs beyond them get on-demand instances.
+    pub pool_size: Option<u32>,
 }
 
 /// Per-run limits a job gets when it names none, and the most it may ask for.
@@ -159,6 +162,7 @@ impl Default for Config {
             max_runs_per_job: 10_000,
             fire_ahead: Duration::from_secs(1),
             flush_interval: Duration::from_millis(2),
+            pool_size: None,
         }
     }
 }
@@ -242,6 +246,8 @@ pub struct ConfigFile {
     pub fire_ahead: Option<NumberOrText>,
     /// `flush_interval = "2ms"` (0: flush each write).
     pub flush_interval: Option<NumberOrText>,
+    /// `pool_size = 64` (0: no pooling allocator).
+    pub pool_size: Option<u32>,
 }
 
 /// Settings given on the command line or in the environment (strongest).
@@ -302,6 +308,9 @@ pub struct ConfigArgs {
     /// Durability window: writes within it share one flush ("2ms"; 0 flushes each write; at most 1s).
     #[arg(long, env = "SANDCRON_FLUSH_INTERVAL")]
     pub flush_interval: Option<String>,
+    /// Instances kept in the pooling allocator (default: two per concurrent run; 0: none); runs beyond get on-demand instances.
+    #[arg(long, env = "SANDCRON_POOL_SIZE")]
+    pub pool_size: Option<u32>,
 }
 
 /// A setting that could not be read.
@@ -442,6 +451,7 @@ impl ConfigArgs {
                 )));
             }
         }
+        config.pool_size = self.pool_size.or(file.pool_size);
         if let Some(ranges) = self.http_allow_private.clone().or(file.http_allow_private) {
             config.http_allow_private = ranges
                 .iter()

@@ -60,7 +60,9 @@ pub fn sandbox_for(config: &Config) -> anyhow::Result<Sandbox> {
     let slots = u32::try_from(config.max_concurrent_runs).unwrap_or(u32::MAX / 4);
     Sandbox::new(&SandboxConfig {
         max_memory: config.jobs.max_memory,
-        pool_instances: slots.saturating_mul(POOL_SLOTS_PER_RUN).max(4),
+        pool_instances: config
+            .pool_size
+            .unwrap_or_else(|| slots.saturating_mul(POOL_SLOTS_PER_RUN).max(4)),
     })
 }
 

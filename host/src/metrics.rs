@@ -18,6 +18,7 @@ pub struct Metrics {
     fuel: IntCounterVec,
     compile: Histogram,
     plugin_cache: IntCounterVec,
+    instances: IntCounterVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     /// Runs waiting, by priority (set at scrape).
@@ -94,6 +95,11 @@ impl Metrics {
                 "Plugin instantiations prepared from memory, from a stored artifact, or compiled.",
                 &["result"],
             ),
+            instances: counter(
+                "sandcron_instances_total",
+                "Plugin instances made for runs, by allocator (pooling, or on_demand when the pool was full).",
+                &["allocator"],
+            ),
             http_requests: counter(
                 "sandcron_http_requests_total",
                 "API requests by route, method and status.",
@@ -151,6 +157,11 @@ impl Metrics {
                 .with_label_values(&[run.tenant.as_str()])
                 .observe(ms.max(0) as f64 / 1000.0);
         }
+    }
+
+    /// A run's instance came from this allocator.
+    pub fn instance(&self, allocator: crate::sandbox::Allocator) {
+        self.instances.with_label_values(&[allocator.as_str()]).inc();
     }
 
     /// A plugin compiled in `seconds`.

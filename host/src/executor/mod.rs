@@ -429,6 +429,7 @@ impl Executor {
                 let finished_at = self.clock.now();
                 match outcome {
                     Ok(outcome) => {
+                        self.metrics.instance(outcome.allocator);
                         run.fuel_consumed = Some(outcome.fuel_consumed);
                         run.peak_memory = Some(outcome.peak_memory);
                         match outcome.result {

@@ -1,9 +1,11 @@
-//! The wasmtime sandbox: one shared `Engine` (component model, fuel, epoch
-//! interruption driven by a ticker thread), and per run a fresh `Store` with
-//! its own limits, instantiated from a `JobPre` kept per plugin. It knows
-//! nothing of HTTP or storage: callers hand it bytes and capabilities and get
-//! back an outcome with an error kind.
+//! The wasmtime sandbox: a shared `Engine` (component model, fuel, epoch
+//! interruption driven by a ticker thread; instances from a pool, with an
+//! on-demand engine beside it for when the pool is full, see [`engine`]),
+//! and per run a fresh `Store` with its own limits, instantiated from a
+//! `JobPre` kept per plugin. It knows nothing of HTTP or storage: callers
+//! hand it bytes and capabilities and get back an outcome with an error kind.
 
+mod engine;
 pub mod host;
 pub mod limits;
 pub mod log;
@@ -14,13 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::model::run::RunLimits;
 use crate::model::{ErrorKind, RunError, Trigger};
 
+pub use engine::{Allocator, PreparedJob};
 pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunState};
 
 /// Bindings generated from `wit/`, the one source of the plugin contract.
@@ -33,14 +36,12 @@ pub mod bindings {
     });
 }
 
-use bindings::{Job as JobWorld, JobPre};
-
 /// How often the epoch advances; the precision of deadlines and cancels.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The deepest wasm stack a guest may use, well below the async stack.
-const MAX_WASM_STACK: usize = 512 << 10;
+pub(crate) const MAX_WASM_STACK: usize = 512 << 10;
 /// The host stack each run's fiber gets.
-const ASYNC_STACK: usize = 2 << 20;
+pub(crate) const ASYNC_STACK: usize = 2 << 20;
 /// A plugin error message is cut to this many bytes.
 const MAX_ERROR_MESSAGE: usize = 8 << 10;
 /// Fuel between forced checkpoints. Cranelift keeps the fuel counter in a
@@ -49,15 +50,13 @@ const MAX_ERROR_MESSAGE: usize = 8 << 10;
 /// `fuel_consumed` of an interrupted run is exact to within this amount.
 const FUEL_CHECKPOINT: u64 = 50_000_000;
 
-/// A compiled plugin, ready to instantiate cheaply.
-pub type PreparedJob = JobPre<RunState>;
-
 /// Settings of the shared engine.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// Largest linear memory any run may have (the pooling slot size).
     pub max_memory: u64,
-    /// Instances the pooling allocator keeps slots for; 0 disables pooling.
+    /// Instances the pooling allocator keeps slots for (runs beyond them get
+    /// on-demand instances); 0 disables pooling.
     pub pool_instances: u32,
 }
 
@@ -130,68 +129,50 @@ pub struct RunOutcome {
     pub peak_memory: u64,
     /// The captured log.
     pub log: Vec<u8>,
+    /// Where the instance was allocated.
+    pub allocator: Allocator,
 }
 
-/// The shared engine and linker.
+/// The shared engines and linkers.
 pub struct Sandbox {
-    engine: Engine,
-    linker: Linker<RunState>,
+    /// Pooled when `pool_instances` > 0, else on demand.
+    main: engine::Linked,
+    /// The on-demand engine runs go to while the pool is full.
+    fallback: Option<engine::Linked>,
+    pool: Option<engine::Pool>,
     fingerprint: String,
     ticker: ticker::Ticker,
 }
 
-fn engine_config(settings: &SandboxConfig) -> Config {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    config.consume_fuel(true);
-    config.epoch_interruption(true);
-    config.max_wasm_stack(MAX_WASM_STACK);
-    config.async_stack_size(ASYNC_STACK);
-    // Nothing here uses component-model async; turning its bookkeeping off
-    // saves several microseconds per instance.
-    config.concurrency_support(false);
-    if settings.pool_instances > 0 {
-        let mut pool = PoolingAllocationConfig::new();
-        let instances = settings.pool_instances;
-        pool.total_component_instances(instances)
-            .total_core_instances(instances * 8)
-            .total_memories(instances * 2)
-            .total_tables(instances * 4)
-            .total_stacks(instances)
-            .max_memory_size(usize::try_from(settings.max_memory).unwrap_or(usize::MAX))
-            // Memory is zeroed between uses (the default); keeping a little
-            // resident makes reuse cheaper without holding much RSS.
-            .linear_memory_keep_resident(64 << 10)
-            .table_keep_resident(16 << 10);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    }
-    config
-}
-
 impl Sandbox {
-    /// Builds the engine, the linker with every import, and the epoch ticker.
+    /// Builds the engines, their linkers with every import, and the epoch ticker.
     pub fn new(settings: &SandboxConfig) -> anyhow::Result<Sandbox> {
-        let engine =
-            Engine::new(&engine_config(settings)).map_err(|error| anyhow::anyhow!("wasmtime engine: {error}"))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|error| anyhow::anyhow!("linking WASI: {error}"))?;
-        JobWorld::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |state| state)
-            .map_err(|error| anyhow::anyhow!("linking sandcron imports: {error}"))?;
+        let pooled = settings.pool_instances > 0;
+        let main = engine::Linked::new(settings, pooled)?;
+        let fallback = if pooled {
+            Some(engine::Linked::new(settings, false)?)
+        } else {
+            None
+        };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
+        main.engine.precompile_compatibility_hash().hash(&mut hasher);
         let fingerprint = format!("wasmtime-{}-{:016x}", env!("CARGO_PKG_VERSION"), hasher.finish());
-        let weak = engine.weak();
-        let ticker = ticker::Ticker::spawn(EPOCH_TICK, move || match weak.upgrade() {
-            Some(engine) => {
+        let engines: Vec<_> = std::iter::once(&main)
+            .chain(&fallback)
+            .map(|linked| linked.engine.weak())
+            .collect();
+        let ticker = ticker::Ticker::spawn(EPOCH_TICK, move || {
+            let mut alive = false;
+            for engine in engines.iter().filter_map(|weak| weak.upgrade()) {
                 engine.increment_epoch();
-                true
+                alive = true;
             }
-            None => false,
+            alive
         });
         Ok(Sandbox {
-            engine,
-            linker,
+            main,
+            fallback,
+            pool: pooled.then(|| engine::Pool::new(settings.pool_instances)),
             fingerprint,
             ticker,
         })
@@ -206,7 +187,7 @@ impl Sandbox {
     /// Validates and compiles component bytes (CPU-heavy: call off the runtime).
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, ComponentError> {
         check_header(bytes)?;
-        Component::new(&self.engine, bytes).map_err(|error| ComponentError::Invalid(format!("{error:#}")))
+        Component::new(&self.main.engine, bytes).map_err(|error| ComponentError::Invalid(format!("{error:#}")))
     }
 
     /// Serializes a compiled component for the artifact cache.
@@ -226,17 +207,13 @@ impl Sandbox {
     /// calling this.
     pub unsafe fn deserialize(&self, bytes: &[u8]) -> anyhow::Result<Component> {
         // SAFETY: the caller guarantees the bytes are our own serialized artifact.
-        unsafe { Component::deserialize(&self.engine, bytes) }
+        unsafe { Component::deserialize(&self.main.engine, bytes) }
             .map_err(|error| anyhow::anyhow!("loading an artifact: {error}"))
     }
 
     /// Resolves imports and exports once, so each run only instantiates.
     pub fn prepare(&self, component: &Component) -> Result<PreparedJob, ComponentError> {
-        let instance_pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|error| ComponentError::UnsatisfiedImport(format!("{error:#}")))?;
-        JobPre::new(instance_pre).map_err(|error| ComponentError::WrongExports(format!("{error:#}")))
+        Ok(PreparedJob::new(self.main.prepare(component)?, component))
     }
 
     /// Runs one fresh instance to completion under `request.limits`.
@@ -261,7 +238,18 @@ impl Sandbox {
             deadline,
             cancel: request.cancel,
         };
-        let mut store = Store::new(&self.engine, state);
+        // A pool slot, or (the pool full) the on-demand engine; the lease
+        // outlives the store.
+        let lease = self.pool.as_ref().and_then(engine::Pool::lease);
+        let (engine, pre, allocator) = match (&lease, &self.fallback) {
+            (None, Some(fallback)) => match prepared.on(fallback) {
+                Ok(pre) => (&fallback.engine, pre, Allocator::OnDemand),
+                Err(message) => return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets),
+            },
+            _ if self.pool.is_some() => (&self.main.engine, &prepared.main, Allocator::Pooling),
+            _ => (&self.main.engine, &prepared.main, Allocator::OnDemand),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         let fuel = store
             .set_fuel(request.limits.fuel)
@@ -292,10 +280,7 @@ impl Sandbox {
         // deadline too, with one tick of grace for the epoch path to win.
         let budget = Duration::from_millis(request.limits.timeout_ms) + EPOCH_TICK * 5;
         let call = async {
-            let instance = prepared
-                .instantiate_async(&mut store)
-                .await
-                .map_err(Failure::Instantiate)?;
+            let instance = pre.instantiate_async(&mut store).await.map_err(Failure::Instantiate)?;
             instance
                 .call_run(&mut store, &context, &request.input)
                 .await
@@ -330,6 +315,7 @@ impl Sandbox {
             fuel_consumed: request.limits.fuel.saturating_sub(fuel_left),
             peak_memory: store.data().limiter.peak_memory(),
             log: log.contents(&secrets),
+            allocator,
         }
     }
 }
@@ -345,6 +331,7 @@ fn failed_outcome(kind: ErrorKind, message: String, log: log::LogSink, secrets: 
         fuel_consumed: 0,
         peak_memory: 0,
         log: log.contents(secrets),
+        allocator: Allocator::OnDemand,
     }
 }
 
