@@ -121,6 +121,7 @@ impl Daemon {
             Capacity {
                 runs: config.max_concurrent_runs,
                 log_bytes: config.jobs.logs,
+                mark_running_after: config.flush_interval,
             },
             grants,
             Observers {

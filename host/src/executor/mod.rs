@@ -5,13 +5,14 @@
 //! before anyone is told, retries failed runs with backoff, and cancels.
 //!
 //! Durability per run: the queued record before the API answers (or, for
-//! schedule fires, with the fire itself); the `running` mark within the
-//! flush window, written beside the instance rather than before it (a crash
-//! mid-run finds it `running` and fails it with `host_restart`, see
-//! [`Executor::recover`]; a crash before the mark is durable finds it
-//! `queued` and runs it again); the finished record with its output, log
-//! and the plugin's kv writes before waiters are woken. Flushes of runs
-//! within one window are shared (group commit).
+//! schedule fires, with the fire itself); the `running` mark once the run
+//! has gone on for the flush window, written beside the instance rather
+//! than before it (a crash mid-run finds it `running` and fails it with
+//! `host_restart`, see [`Executor::recover`]; a crash before the mark is
+//! durable finds it `queued` and runs it again; a run shorter than the
+//! window never writes it); the finished record with its output, log and
+//! the plugin's kv writes before waiters are woken. Flushes of runs within
+//! one window are shared (group commit).
 
 mod queue;
 
@@ -77,6 +78,9 @@ pub struct Capacity {
     pub runs: usize,
     /// Bytes of log captured per run.
     pub log_bytes: u64,
+    /// How long a run goes on before its `running` mark is written (the
+    /// flush window; zero writes it at once).
+    pub mark_running_after: Duration,
 }
 
 /// Who hears about runs: the event stream and the metrics.
@@ -103,11 +107,16 @@ pub struct Executor {
     stopping: AtomicBool,
     running: AtomicUsize,
     log_cap: u64,
+    mark_after: Duration,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
     /// The logs of runs executing now, with the secrets to mask in them.
     live_logs: Mutex<HashMap<String, (LogSink, Secrets)>>,
-    /// Woken when a job's next fire changes (after an `after` job's run).
+    /// Woken when a job's next fire changes (after an `after` job's run),
+    /// or when a job the scheduler watches (see [`Executor::watch_idle`])
+    /// finishes a run.
     schedule_changed: Arc<Notify>,
+    /// Jobs whose next run ending wakes the scheduler.
+    idle_watch: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// Counts a run as running for as long as it lives (panics included).
@@ -117,6 +126,63 @@ impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Ordering::SeqCst);
         self.0.wake.notify_one();
+    }
+}
+
+/// The durable `running` mark of a run, written beside the instance rather
+/// than before it, and only once the run has gone on for `mark_after` (the
+/// flush window): a run that ends sooner goes from queued to finished in
+/// its records, one write fewer. If the daemon dies before the mark is
+/// durable the run is found queued and runs again (delivery is at least
+/// once); after, it fails with `host_restart`.
+struct RunningMark {
+    state: Arc<std::sync::atomic::AtomicU8>,
+    writer: tokio::task::JoinHandle<Result<(), StoreError>>,
+}
+
+impl RunningMark {
+    const PENDING: u8 = 0;
+    const WRITING: u8 = 1;
+    const NOT_NEEDED: u8 = 2;
+
+    fn start(store: &Arc<dyn Store>, run: &Run, after: Duration) -> RunningMark {
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(Self::PENDING));
+        let (store, record, claimed) = (store.clone(), run.clone(), state.clone());
+        let writer = tokio::spawn(async move {
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
+            let claim = claimed.compare_exchange(Self::PENDING, Self::WRITING, Ordering::AcqRel, Ordering::Acquire);
+            if claim.is_err() {
+                return Ok(());
+            }
+            tokio::task::spawn_blocking(move || {
+                store.update_run(&record)?;
+                store.flush_soon();
+                Ok(())
+            })
+            .await
+            .map_err(|error| StoreError::Backend(format!("the running mark's write failed: {error}")))?
+        });
+        RunningMark { state, writer }
+    }
+
+    /// The run is over: the mark is not written if it has not begun, else
+    /// its write is waited for (the outcome must land after it).
+    async fn settle(self, run_id: &str) {
+        let skipped = self
+            .state
+            .compare_exchange(Self::PENDING, Self::NOT_NEEDED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if skipped {
+            self.writer.abort();
+            return;
+        }
+        match self.writer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(run_id, %error, "cannot mark the run running"),
+            Err(error) => tracing::error!(run_id, %error, "the running mark's task failed"),
+        }
     }
 }
 
@@ -196,15 +262,24 @@ impl Executor {
             stopping: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             log_cap: capacity.log_bytes,
+            mark_after: capacity.mark_running_after,
             waiters: Mutex::new(HashMap::new()),
             live_logs: Mutex::new(HashMap::new()),
             schedule_changed: Arc::new(Notify::new()),
+            idle_watch: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
-    /// Woken whenever the executor moved a job's next fire.
+    /// Woken whenever the executor moved a job's next fire, or a watched
+    /// job finished a run.
     pub fn schedule_changed(&self) -> Arc<Notify> {
         self.schedule_changed.clone()
+    }
+
+    /// Wakes the scheduler when a run of this job ends (it holds back a
+    /// fire of the job while it is busy).
+    pub fn watch_idle(&self, tenant: &str, job_id: &str) {
+        lock(&self.idle_watch).insert((tenant.to_string(), job_id.to_string()));
     }
 
     /// A queued run of `job` (not stored yet). The plugin reference is
@@ -403,18 +478,7 @@ impl Executor {
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
         run.lateness_ms = Some((started_at - run.scheduled_at).num_milliseconds());
-        // The running mark is written beside the instance, not before it,
-        // and made durable within the flush window without waiting: if the
-        // daemon dies before it is durable, the run is found queued and runs
-        // again (delivery is at least once). The outcome is written after it.
-        let mark = {
-            let (store, record) = (self.store.clone(), run.clone());
-            tokio::task::spawn_blocking(move || {
-                store.update_run(&record)?;
-                store.flush_soon();
-                Ok::<(), StoreError>(())
-            })
-        };
+        let mark = RunningMark::start(&self.store, &run, self.mark_after);
         self.events.run("run.started", &run);
         self.metrics.run_started(&run);
         let (output, log) = match self.plugins.prepared(&run.plugin_digest).await {
@@ -472,11 +536,7 @@ impl Executor {
         run.output_size = output.len() as u64;
         run.log_size = log.len() as u64;
         lock(&self.queue).finished(&run);
-        match mark.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(run_id = %run.id, %error, "cannot mark the run running"),
-            Err(error) => tracing::error!(run_id = %run.id, %error, "the running mark's write failed"),
-        }
+        mark.settle(&run.id).await;
         let run_id = run.id.clone();
         self.finish(run, output, log).await;
         lock(&self.live_logs).remove(&run_id);
@@ -591,8 +651,12 @@ impl Executor {
             }
             None => self.after_last_attempt(&run),
         }
-        // The scheduler may hold back a fire of this job until it is idle.
-        self.schedule_changed.notify_one();
+        // The scheduler held back a fire of this job while it was busy: it
+        // may record it ahead now.
+        let key = (run.tenant.clone(), run.job_id.clone());
+        if lock(&self.idle_watch).remove(&key) {
+            self.schedule_changed.notify_one();
+        }
         let waiters = lock(&self.waiters).remove(&run.id).unwrap_or_default();
         for waiter in waiters {
             let _ = waiter.send(run.clone());

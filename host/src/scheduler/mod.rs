@@ -323,6 +323,7 @@ impl Scheduler {
         let activity = self.executor.activity(&job.tenant, &job.id);
         let ahead = entry.at > now;
         if ahead && job.policy.overlap != Overlap::Allow && (activity.running > 0 || activity.waiting > 0) {
+            self.executor.watch_idle(&job.tenant, &job.id);
             return Ok(Planned::AtItsInstant);
         }
         let now = now.max(entry.at);
