@@ -12,7 +12,13 @@
 //! - `artifact/compile` vs `artifact/load`: compiling the noop component
 //!   against deserializing its cached artifact (what a restart does).
 //!
-//! `cargo bench -p sandcron --bench run_path` (builds the plugins first).
+//! - `noop_run/floor/*`: the floor with fuel, epochs, both, the on-demand
+//!   allocator, and other pool settings (memory kept resident, pagemap scan).
+//! - `cpu_bound/*`: the `crunch` plugin (call-heavy CPU work) with no CPU
+//!   limit, fuel, epochs, and both: what each mechanism costs.
+//!
+//! `cargo bench -p sandcron --bench run_path` (builds the plugins first);
+//! a group alone: `cargo bench -p sandcron --bench run_path -- cpu_bound`.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -44,25 +50,124 @@ impl WasiView for FloorState {
     }
 }
 
-fn floor_pre(bytes: &[u8]) -> (wasmtime::Engine, JobPre<FloorState>) {
-    let mut config = wasmtime::Config::new();
-    config.concurrency_support(false);
-    let mut pool = wasmtime::PoolingAllocationConfig::new();
-    pool.total_component_instances(64)
-        .total_memories(128)
-        .total_tables(256)
-        .total_stacks(64)
-        .total_core_instances(512);
-    pool.linear_memory_keep_resident(64 << 10);
-    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    let engine = wasmtime::Engine::new(&config).expect("engine");
-    let component = Component::new(&engine, bytes).expect("compile");
-    let mut linker: Linker<FloorState> = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
-    // The sandcron imports are never called by noop; traps stand in for them.
-    linker.define_unknown_imports_as_traps(&component).expect("stubs");
-    let pre = JobPre::new(linker.instantiate_pre(&component).expect("pre")).expect("job world");
-    (engine, pre)
+/// One bare-wasmtime engine setting: which CPU limits it compiles in and
+/// how it allocates instances.
+#[derive(Clone, Copy)]
+struct Floor {
+    fuel: bool,
+    epochs: bool,
+    pooling: bool,
+    /// Bytes of linear memory the pool keeps resident between uses.
+    keep_resident: usize,
+    /// Reset pool memory by scanning resident pages (Linux 6.7+).
+    pagemap_scan: bool,
+}
+
+impl Floor {
+    /// The reference: pooling, `concurrency_support(false)`, 64 KiB kept
+    /// resident, no fuel, no epochs.
+    const BARE: Floor = Floor {
+        fuel: false,
+        epochs: false,
+        pooling: true,
+        keep_resident: 64 << 10,
+        pagemap_scan: false,
+    };
+
+    fn engine(self) -> wasmtime::Engine {
+        let mut config = wasmtime::Config::new();
+        config.concurrency_support(false);
+        config.consume_fuel(self.fuel);
+        config.epoch_interruption(self.epochs);
+        if self.pooling {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_component_instances(64)
+                .total_memories(128)
+                .total_tables(256)
+                .total_stacks(64)
+                .total_core_instances(512);
+            pool.linear_memory_keep_resident(self.keep_resident);
+            if self.pagemap_scan {
+                pool.pagemap_scan(wasmtime::Enabled::Auto);
+            }
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
+        wasmtime::Engine::new(&config).expect("engine")
+    }
+
+    fn prepare(self, bytes: &[u8]) -> (wasmtime::Engine, JobPre<FloorState>) {
+        let engine = self.engine();
+        let component = Component::new(&engine, bytes).expect("compile");
+        let mut linker: Linker<FloorState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
+        // The sandcron imports are never called by these plugins; traps stand in for them.
+        linker.define_unknown_imports_as_traps(&component).expect("stubs");
+        let pre = JobPre::new(linker.instantiate_pre(&component).expect("pre")).expect("job world");
+        (engine, pre)
+    }
+
+    /// A fresh instance, one call of `run`, drop; with the limits compiled
+    /// in set as the sandbox sets them (fuel with checkpoints, a yield at
+    /// every epoch tick).
+    async fn run(self, engine: &wasmtime::Engine, pre: &JobPre<FloorState>, input: &[u8]) -> Vec<u8> {
+        let state = FloorState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        };
+        let mut store = wasmtime::Store::new(engine, state);
+        if self.fuel {
+            store.set_fuel(u64::MAX / 2).expect("fuel");
+            store
+                .fuel_async_yield_interval(Some(50_000_000))
+                .expect("fuel interval");
+        }
+        if self.epochs {
+            store.epoch_deadline_async_yield_and_update(1);
+        }
+        let job = pre.instantiate_async(&mut store).await.expect("instantiate");
+        job.call_run(&mut store, &context(), input)
+            .await
+            .expect("call")
+            .expect("ok")
+    }
+}
+
+/// Advances an engine's epoch every 10 ms (the sandbox's tick) while alive.
+struct Ticker(Arc<AtomicBool>);
+
+impl Ticker {
+    fn start(engine: &wasmtime::Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, stopped) = (engine.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                engine.increment_epoch();
+            }
+        });
+        Ticker(stop)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Benches `floor` variants of one plugin and input under `group`.
+fn floors(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    bytes: &[u8],
+    input: &[u8],
+    variants: &[(&str, Floor)],
+) {
+    for (name, floor) in variants {
+        let (engine, pre) = floor.prepare(bytes);
+        let _ticker = floor.epochs.then(|| Ticker::start(&engine));
+        group.bench_function(*name, |b| b.iter(|| runtime.block_on(floor.run(&engine, &pre, input))));
+    }
 }
 
 fn context() -> wit::RunContext {
@@ -148,21 +253,48 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let mut group = c.benchmark_group("noop_run");
 
-    let (engine, pre) = floor_pre(&bytes);
-    let ctx = context();
-    group.bench_function("floor", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let state = FloorState {
-                    wasi: WasiCtx::builder().build(),
-                    table: ResourceTable::new(),
-                };
-                let mut store = wasmtime::Store::new(&engine, state);
-                let job = pre.instantiate_async(&mut store).await.expect("instantiate");
-                job.call_run(&mut store, &ctx, b"{}").await.expect("call").expect("ok")
-            })
-        })
-    });
+    let bare = Floor::BARE;
+    floors(
+        &mut group,
+        &runtime,
+        &bytes,
+        b"{}",
+        &[
+            ("floor", bare),
+            ("floor/fuel", Floor { fuel: true, ..bare }),
+            ("floor/epochs", Floor { epochs: true, ..bare }),
+            (
+                "floor/fuel_epochs",
+                Floor {
+                    fuel: true,
+                    epochs: true,
+                    ..bare
+                },
+            ),
+            ("floor/on_demand", Floor { pooling: false, ..bare }),
+            (
+                "floor/keep_resident_0",
+                Floor {
+                    keep_resident: 0,
+                    ..bare
+                },
+            ),
+            (
+                "floor/keep_resident_1mib",
+                Floor {
+                    keep_resident: 1 << 20,
+                    ..bare
+                },
+            ),
+            (
+                "floor/pagemap_scan",
+                Floor {
+                    pagemap_scan: true,
+                    ..bare
+                },
+            ),
+        ],
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SledStore::open(&dir.path().join("db")).expect("sled");
@@ -227,6 +359,32 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // A CPU-bound plugin (call-heavy: recursive Fibonacci, a sort and a hash
+    // loop) under each CPU limit: what fuel and epoch checks cost.
+    let crunch = support::plugin_bytes("crunch");
+    let mut cpu = c.benchmark_group("cpu_bound");
+    cpu.sample_size(20);
+    floors(
+        &mut cpu,
+        &runtime,
+        &crunch,
+        b"27",
+        &[
+            ("no_limits", bare),
+            ("fuel", Floor { fuel: true, ..bare }),
+            ("epochs", Floor { epochs: true, ..bare }),
+            (
+                "fuel_epochs",
+                Floor {
+                    fuel: true,
+                    epochs: true,
+                    ..bare
+                },
+            ),
+        ],
+    );
+    cpu.finish();
 
     let mut artifact = c.benchmark_group("artifact");
     {

@@ -23,88 +23,19 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sandcron::clock::SystemClock;
-use sandcron::config::Config;
 use sandcron::daemon::Daemon;
 use sandcron::model::DEFAULT_TENANT;
-use sandcron::model::validate::{parse_spec, validate};
 use sandcron::store::RunFilter;
-use serde_json::{Value, json};
-
-/// The default config on `dir`; `FIRE_AHEAD=500ms` and `MAX_CONCURRENT_RUNS=32`
-/// in the environment try other settings.
-fn config(dir: &Path) -> Config {
-    let mut config = Config {
-        data_dir: dir.to_path_buf(),
-        ..Config::default()
-    };
-    if let Ok(text) = std::env::var("FIRE_AHEAD") {
-        config.fire_ahead = sandcron::units::parse_duration(&text).expect("FIRE_AHEAD");
-    }
-    if let Ok(text) = std::env::var("MAX_CONCURRENT_RUNS") {
-        config.max_concurrent_runs = text.parse().expect("MAX_CONCURRENT_RUNS");
-    }
-    config
-}
-
-async fn open(dir: &Path) -> Daemon {
-    let daemon = Daemon::open(&config(dir), Arc::new(SystemClock)).expect("open");
-    daemon.start().await.expect("start");
-    daemon
-}
-
-fn add_jobs(daemon: &Daemon, specs: impl Iterator<Item = Value>) -> usize {
-    let defaults = Config::default().job_defaults();
-    let mut count = 0;
-    for spec in specs {
-        let job = validate(
-            parse_spec(&spec).expect("spec"),
-            DEFAULT_TENANT,
-            None,
-            &defaults,
-            Utc::now(),
-        )
-        .expect("job");
-        daemon.store.insert_job(&job).expect("insert");
-        count += 1;
-    }
-    daemon.store.flush().expect("flush");
-    daemon.scheduler.job_changed();
-    count
-}
-
-fn percentile(sorted: &[i64], fraction: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
-}
-
-/// p50/p99/max of microsecond figures, as "p50 a p99 b max c".
-fn spread(mut values: Vec<i64>) -> String {
-    values.sort_unstable();
-    format!(
-        "p50 {} p99 {} max {}",
-        percentile(&values, 0.50),
-        percentile(&values, 0.99),
-        values.last().copied().unwrap_or(0)
-    )
-}
+use serde_json::json;
+use support::daemon::{
+    add_jobs, all_runs, config, cpu_ticks, lateness_of, micros, open, rss_kib, spread, spread_json, upload_noop,
+};
 
 /// Lateness of the runs scheduled since `since` (start minus due instant,
 /// in µs), and its two parts: due -> queued (the scheduler's wake-up and
 /// pass) and queued -> started (the write, flush and dispatch).
 fn lateness_report(daemon: &Daemon, since: chrono::DateTime<Utc>) -> String {
-    let runs = daemon
-        .store
-        .list_runs(
-            DEFAULT_TENANT,
-            &RunFilter {
-                limit: usize::MAX,
-                ..RunFilter::default()
-            },
-        )
-        .expect("runs");
-    let micros = |delta: chrono::TimeDelta| delta.num_microseconds().unwrap_or(i64::MAX);
+    let runs = all_runs(daemon);
     let started: Vec<_> = runs
         .iter()
         .filter(|run| run.scheduled_at >= since)
@@ -124,31 +55,6 @@ fn lateness_report(daemon: &Daemon, since: chrono::DateTime<Utc>) -> String {
     )
 }
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line (11 and 12 here).
-    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-async fn upload_noop(daemon: &Daemon) {
-    daemon
-        .plugins
-        .upload(DEFAULT_TENANT, "noop", support::noop_bytes(), None)
-        .await
-        .expect("upload");
-}
-
 /// The second half of `scale`: open the data dir left by the first process
 /// (waiting for its lock), time the first fire, then watch CPU while idle.
 async fn restart(dir: &Path, jobs: &str, seconds: u64) {
@@ -165,27 +71,36 @@ async fn restart(dir: &Path, jobs: &str, seconds: u64) {
     let opened_at = Utc::now();
     daemon.start().await.expect("start");
     let started = opened.elapsed();
-    let soon = daemon
-        .store
-        .job_id_by_name(DEFAULT_TENANT, "soon")
-        .expect("lookup")
-        .expect("soon exists");
-    let first_fire = loop {
+    let first_start = |name: &str| {
+        let job_id = daemon
+            .store
+            .job_id_by_name(DEFAULT_TENANT, name)
+            .expect("lookup")
+            .unwrap_or_else(|| panic!("{name} exists"));
         let filter = RunFilter {
-            job_id: Some(soon.clone()),
+            job_id: Some(job_id),
             limit: 1,
             ..RunFilter::default()
         };
         let runs = daemon.store.list_runs(DEFAULT_TENANT, &filter).expect("runs");
-        if let Some(started) = runs.first().and_then(|run| run.started_at) {
-            break started;
+        runs.first().and_then(|run| Some((run.scheduled_at, run.started_at?)))
+    };
+    let wait_for = async |name: &str| loop {
+        if let Some(fire) = first_start(name) {
+            break fire;
         }
-        assert!(opened.elapsed() < Duration::from_secs(60), "no fire within a minute");
+        assert!(
+            opened.elapsed() < Duration::from_secs(60),
+            "{name} did not fire within a minute"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
+    let (_, overdue_started) = wait_for("soon").await;
+    let overdue_ms = (overdue_started - opened_at).num_milliseconds();
+    let (due, started_at) = wait_for("after-restart").await;
+    let late_ms = micros(started_at - due) as f64 / 1000.0;
     println!(
-        "restart with {jobs} jobs: Daemon::open (sled, engine) {open_took:?}, start (recovery, scheduler) {started:?}, first fire started {} ms after open returned; RSS {} MiB",
-        (first_fire - opened_at).num_milliseconds(),
+        "restart with {jobs} jobs: Daemon::open (sled, engine) {open_took:?}, start (recovery, scheduler) {started:?}; the one-shot that came due while down ran {overdue_ms} ms after open returned; a job due after the restart started {late_ms:.2} ms late; RSS {} MiB",
         rss_kib() / 1024
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -193,11 +108,18 @@ async fn restart(dir: &Path, jobs: &str, seconds: u64) {
     let idle = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let ticks = cpu_ticks() - before;
+    let idle_cpu = ticks as f64 / idle.elapsed().as_secs_f64();
+    let rss_mib = rss_kib() as f64 / 1024.0;
     println!(
-        "idle {:?} with {jobs} jobs: CPU {:.2}% of one core; RSS {} MiB",
+        "idle {:?} with {jobs} jobs: CPU {idle_cpu:.2}% of one core; RSS {rss_mib:.0} MiB",
         idle.elapsed(),
-        100.0 * ticks as f64 / 100.0 / idle.elapsed().as_secs_f64(),
-        rss_kib() / 1024
+    );
+    println!(
+        "RESULT {}",
+        json!({"peer": "sandcron", "workload": "restart", "jobs": jobs.parse::<u64>().unwrap_or(0),
+               "open_ms": open_took.as_secs_f64() * 1000.0, "start_ms": started.as_secs_f64() * 1000.0,
+               "overdue_one_shot_ran": true, "overdue_ran_ms_after_open": overdue_ms,
+               "first_fire_late_ms": late_ms, "rss_mib": rss_mib, "idle_cpu_percent": idle_cpu})
     );
     drop(daemon);
     let _ = std::fs::remove_dir_all(dir);
@@ -224,11 +146,22 @@ async fn main() {
                 json!({"name": format!("cron-{index}"), "plugin": "noop", "schedule": {"cron": cron}})
             });
             add_jobs(&daemon, specs);
-            let since = Utc::now() + chrono::Duration::seconds(2);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let since = Utc::now();
+            let (ticks_before, window) = (cpu_ticks(), Instant::now());
             tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let cpu_percent = (cpu_ticks() - ticks_before) as f64 / window.elapsed().as_secs_f64();
+            let rss_mib = rss_kib() as f64 / 1024.0;
+            let lateness = lateness_of(all_runs(&daemon).iter(), since);
             println!(
-                "cron jobs {count} window {seconds}s: {}",
+                "cron jobs {count} window {seconds}s: {}; RSS {rss_mib:.0} MiB; CPU {cpu_percent:.2}% of one core",
                 lateness_report(&daemon, since)
+            );
+            println!(
+                "RESULT {}",
+                json!({"peer": "sandcron", "workload": "cron", "jobs": count, "seconds": seconds,
+                       "fires": lateness.len(), "lateness": spread_json(lateness),
+                       "rss_mib": rss_mib, "cpu_percent": cpu_percent})
             );
         }
         "every" => {
@@ -260,6 +193,12 @@ async fn main() {
             add_jobs(
                 &daemon,
                 std::iter::once(json!({"name": "soon", "plugin": "noop", "schedule": {"at": at}})),
+            );
+            // And one due 3 s after the restart begins: how late is it?
+            let at = (Utc::now() + chrono::Duration::milliseconds(800 + 3000)).to_rfc3339();
+            add_jobs(
+                &daemon,
+                std::iter::once(json!({"name": "after-restart", "plugin": "noop", "schedule": {"at": at}})),
             );
             tokio::time::sleep(Duration::from_millis(800)).await;
             daemon.store.flush().expect("flush");

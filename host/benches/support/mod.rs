@@ -1,9 +1,20 @@
-//! What the benches share: the noop plugin, built on demand.
+//! What the benches share: test plugins built on demand, and (in `daemon`)
+//! an in-process daemon with its figures.
 
 use std::path::Path;
 
+// Each bench uses the part of these helpers it needs.
+#[allow(dead_code)]
+pub mod daemon;
+
 /// Builds `plugins/testing/noop` for wasm32-wasip2 and returns its bytes.
 pub fn noop_bytes() -> Vec<u8> {
+    plugin_bytes("noop")
+}
+
+/// Builds the plugin crate `name` of `plugins/` for wasm32-wasip2 and
+/// returns its component's bytes.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
     let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
     let status = std::process::Command::new("rustup")
         .args(["target", "add", "wasm32-wasip2"])
@@ -11,11 +22,12 @@ pub fn noop_bytes() -> Vec<u8> {
         .expect("rustup");
     assert!(status.success());
     let status = std::process::Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "noop"])
+        .args(["build", "--release", "--quiet", "-p", name])
         .current_dir(&plugins)
         .env_remove("CARGO_TARGET_DIR")
         .status()
         .expect("cargo build of the plugins");
     assert!(status.success());
-    std::fs::read(plugins.join("target/wasm32-wasip2/release/noop.wasm")).expect("noop.wasm")
+    let file = format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
+    std::fs::read(plugins.join(file)).unwrap_or_else(|error| panic!("{name}.wasm: {error}"))
 }
