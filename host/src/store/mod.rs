@@ -7,6 +7,7 @@
 //! before acknowledging a state change.
 
 mod group_commit;
+mod job_cache;
 mod sled_store;
 
 use std::future::Future;

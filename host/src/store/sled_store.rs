@@ -26,6 +26,7 @@ use sled::{Db, Tree};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use super::group_commit::GroupCommit;
+use super::job_cache::JobCache;
 use super::{AddedPlugin, DueJob, Fire, RunFilter, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 
@@ -37,6 +38,8 @@ pub struct SledStore {
     gate: Arc<RwLock<()>>,
     /// Shares flushes between concurrent [`Store::flush_async`] callers.
     group: GroupCommit,
+    /// Decoded jobs (see `job_cache`).
+    job_cache: Arc<JobCache>,
     plugins: Tree,
     plugin_bytes: Tree,
     artifacts: Tree,
@@ -218,6 +221,7 @@ impl SledStore {
             tenant_tokens: tree("tenant_tokens")?,
             gate,
             group,
+            job_cache: Arc::new(JobCache::default()),
             db,
         };
         if !had_starters {
@@ -535,7 +539,9 @@ impl Store for SledStore {
                 }
                 Ok(())
             })
-            .map_err(transaction_error)
+            .map_err(transaction_error)?;
+        self.job_cache.put(job_key, job);
+        Ok(())
     }
 
     fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()> {
@@ -545,7 +551,7 @@ impl Store for SledStore {
         let record = encode(job);
         let due_entry = due_key(job);
         let _gate = self.writing();
-        (&self.jobs, &self.job_names, &self.due, &self.starters, &self.runs)
+        let written = (&self.jobs, &self.job_names, &self.due, &self.starters, &self.runs)
             .transaction(|(jobs, job_names, due, starters, run_tree)| {
                 for withdrawn_key in &withdrawn_keys {
                     run_tree.remove(withdrawn_key.as_slice())?;
@@ -578,11 +584,25 @@ impl Store for SledStore {
                 }
                 Ok(())
             })
-            .map_err(transaction_error)
+            .map_err(transaction_error);
+        match written {
+            Ok(()) => self.job_cache.put(job_key, job),
+            Err(_) => self.job_cache.forget(&job_key),
+        }
+        written
     }
 
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
-        Self::get(&self.jobs, &key(&[tenant.as_bytes(), id.as_bytes()]))
+        let job_key = key(&[tenant.as_bytes(), id.as_bytes()]);
+        if let Some(job) = self.job_cache.get(&job_key) {
+            return Ok(Some(job));
+        }
+        let seen = self.job_cache.generation();
+        let job: Option<Job> = Self::get(&self.jobs, &job_key)?;
+        if let Some(job) = &job {
+            self.job_cache.fill(job_key, job, seen);
+        }
+        Ok(job)
     }
 
     fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>> {
@@ -607,7 +627,7 @@ impl Store for SledStore {
         let kv_keys: Vec<sled::IVec> = self.kv.scan_prefix(&scope).keys().collect::<Result<_, _>>()?;
         let due_entry = due_key(&job);
         let _gate = self.writing();
-        (
+        let written = (
             &self.jobs,
             &self.job_names,
             &self.kv,
@@ -636,14 +656,16 @@ impl Store for SledStore {
                 kv_usage.insert(tenant.as_bytes(), &used.saturating_sub(freed).to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
-            .map_err(transaction_error)?;
+            .map_err(transaction_error);
+        self.job_cache.forget(&job_key);
+        written?;
         Ok(true)
     }
 
     fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>> {
         let encoded: Vec<EncodedFire> = fires.iter().map(EncodedFire::of).collect();
         let _gate = self.writing();
-        (&self.jobs, &self.due, &self.runs)
+        let written = (&self.jobs, &self.due, &self.runs)
             .transaction(|(jobs, due, run_tree)| {
                 let mut outcomes = Vec::with_capacity(encoded.len());
                 for (fire, encoded) in fires.iter().zip(&encoded) {
@@ -691,7 +713,16 @@ impl Store for SledStore {
                 }
                 Ok(outcomes)
             })
-            .map_err(transaction_error)
+            .map_err(transaction_error);
+        for (index, (fire, encoded)) in fires.iter().zip(&encoded).enumerate() {
+            match &written {
+                Ok(outcomes) if outcomes.get(index).is_some_and(Result::is_ok) => {
+                    self.job_cache.put(encoded.job_key.clone(), &fire.job)
+                }
+                _ => self.job_cache.forget(&encoded.job_key),
+            }
+        }
+        written
     }
 
     fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>> {
