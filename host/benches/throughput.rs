@@ -48,15 +48,16 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("RUST_LOG", "warn,sandcron=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for name in ["FLUSH_INTERVAL", "MAX_CONCURRENT_RUNS"] {
             if let Ok(value) = std::env::var(name) {
                 command.env(format!("SANDCRON_{name}"), value);
             }
         }
         let mut child = command.spawn().expect("starting sandcron serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // The daemon logs to stderr.
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let url = loop {
             let line = lines.next().expect("the daemon printed its address").expect("a line");
             if let Some(at) = line.find("listening on http://") {
@@ -119,7 +120,9 @@ async fn api(total: usize, clients: usize) {
         .expect("upload");
     assert!(uploaded.status().is_success(), "upload: {}", uploaded.status());
     let created = post("/v1/jobs")
-        .json(&json!({"name": "noop", "plugin": "noop"}))
+        // Runs side by side (overlap allow); the default runs a job's
+        // runs one after another.
+        .json(&json!({"name": "noop", "plugin": "noop", "policy": {"overlap": "allow"}}))
         .send()
         .await
         .expect("job");

@@ -88,7 +88,7 @@ pub fn all_runs(daemon: &Daemon) -> Vec<Run> {
 /// Waits until nothing is queued or running (checked every millisecond).
 pub async fn until_idle(daemon: &Daemon, at_most: Duration) {
     let began = std::time::Instant::now();
-    while daemon.executor.queue_depth(None).0 > 0 || daemon.executor.running() > 0 {
+    while !daemon.executor.is_idle() {
         assert!(began.elapsed() < at_most, "still busy after {at_most:?}");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

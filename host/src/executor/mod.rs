@@ -422,6 +422,11 @@ impl Executor {
         (by_priority.values().sum(), by_priority)
     }
 
+    /// Nothing is queued or running.
+    pub fn is_idle(&self) -> bool {
+        lock(&self.queue).is_idle() && self.running() == 0
+    }
+
     /// Runs executing now.
     pub fn running(&self) -> usize {
         self.running.load(Ordering::SeqCst)
@@ -536,6 +541,8 @@ impl Executor {
         run.output_size = output.len() as u64;
         run.log_size = log.len() as u64;
         lock(&self.queue).finished(&run);
+        // The next run of this job (if it waits its turn) may start now.
+        self.wake.notify_one();
         mark.settle(&run.id).await;
         let run_id = run.id.clone();
         self.finish(run, output, log).await;

@@ -34,6 +34,8 @@ type DelayedKey = (i64, u64);
 enum Slot {
     Ready(ReadyKey),
     Delayed(DelayedKey),
+    /// Due, but an exclusive run behind another of its job.
+    Parked(ReadyKey),
 }
 
 /// A run that is executing.
@@ -49,6 +51,13 @@ pub struct Running {
 pub struct RunQueue {
     ready: BTreeMap<ReadyKey, Run>,
     delayed: BTreeMap<DelayedKey, Run>,
+    /// Exclusive runs due behind a run of their job (running, or exclusive
+    /// and ready), in their order: each job has at most one exclusive run
+    /// in `ready`, so a job with thousands of runs queued one after
+    /// another costs `pop` one look, not thousands.
+    parked: HashMap<JobKey, BTreeMap<ReadyKey, Run>>,
+    /// Jobs with an exclusive run in `ready`.
+    ready_exclusive: std::collections::HashSet<JobKey>,
     slots: HashMap<String, Slot>,
     running: HashMap<String, Running>,
     jobs: HashMap<JobKey, Activity>,
@@ -81,9 +90,44 @@ impl RunQueue {
         };
         self.jobs.entry(job_key(&run)).or_default().waiting += 1;
         match slot {
-            Slot::Ready(key) => self.ready.insert(key, run),
-            Slot::Delayed(key) => self.delayed.insert(key, run),
+            Slot::Ready(key) => self.make_ready(key, run),
+            Slot::Delayed(key) => {
+                self.delayed.insert(key, run);
+            }
+            Slot::Parked(_) => unreachable!("push makes ready or delayed slots"),
         };
+    }
+
+    /// Puts a due run in `ready`, or parks it behind its job's run.
+    fn make_ready(&mut self, key: ReadyKey, run: Run) {
+        let job = job_key(&run);
+        if run.exclusive {
+            let running = self.jobs.get(&job).is_some_and(|activity| activity.running > 0);
+            if running || self.ready_exclusive.contains(&job) {
+                self.slots.insert(run.id.clone(), Slot::Parked(key));
+                self.parked.entry(job).or_default().insert(key, run);
+                return;
+            }
+            self.ready_exclusive.insert(job);
+        }
+        self.slots.insert(run.id.clone(), Slot::Ready(key));
+        self.ready.insert(key, run);
+    }
+
+    /// The next parked run of an idle job becomes ready.
+    fn unpark(&mut self, job: &JobKey) {
+        let running = self.jobs.get(job).is_some_and(|activity| activity.running > 0);
+        if running || self.ready_exclusive.contains(job) {
+            return;
+        }
+        let Some(parked) = self.parked.get_mut(job) else { return };
+        let next = parked.pop_first();
+        if parked.is_empty() {
+            self.parked.remove(job);
+        }
+        if let Some((key, run)) = next {
+            self.make_ready(key, run);
+        }
     }
 
     /// Moves runs whose time has come from delayed to ready.
@@ -95,8 +139,7 @@ impl RunQueue {
             }
             let (key, run) = entry.remove_entry();
             let ready = (Reverse(run.priority), key.0, key.1);
-            self.slots.insert(run.id.clone(), Slot::Ready(ready));
-            self.ready.insert(ready, run);
+            self.make_ready(ready, run);
         }
     }
 
@@ -140,6 +183,9 @@ impl RunQueue {
             return Err(next);
         };
         self.slots.remove(&run.id);
+        if run.exclusive {
+            self.ready_exclusive.remove(&job_key(&run));
+        }
         let activity = self.jobs.entry(job_key(&run)).or_default();
         activity.waiting = activity.waiting.saturating_sub(1);
         activity.running += 1;
@@ -157,15 +203,39 @@ impl RunQueue {
 
     /// Takes a waiting run out of the queue (to cancel it).
     pub fn remove(&mut self, run_id: &str) -> Option<Run> {
-        let run = match self.slots.remove(run_id)? {
-            Slot::Ready(key) => self.ready.remove(&key)?,
-            Slot::Delayed(key) => self.delayed.remove(&key)?,
+        let slot = self.slots.remove(run_id)?;
+        let job = match &slot {
+            Slot::Ready(key) => job_key(self.ready.get(key)?),
+            Slot::Delayed(key) => job_key(self.delayed.get(key)?),
+            Slot::Parked(key) => self
+                .parked
+                .iter()
+                .find(|(_, runs)| runs.contains_key(key))
+                .map(|(job, _)| job.clone())?,
         };
-        let key = job_key(&run);
-        if let Some(activity) = self.jobs.get_mut(&key) {
+        let run = match slot {
+            Slot::Ready(key) => {
+                let run = self.ready.remove(&key)?;
+                if run.exclusive {
+                    self.ready_exclusive.remove(&job);
+                }
+                run
+            }
+            Slot::Delayed(key) => self.delayed.remove(&key)?,
+            Slot::Parked(key) => {
+                let parked = self.parked.get_mut(&job)?;
+                let run = parked.remove(&key)?;
+                if parked.is_empty() {
+                    self.parked.remove(&job);
+                }
+                run
+            }
+        };
+        if let Some(activity) = self.jobs.get_mut(&job) {
             activity.waiting = activity.waiting.saturating_sub(1);
         }
-        self.forget_idle(&key);
+        self.unpark(&job);
+        self.forget_idle(&job);
         Some(run)
     }
 
@@ -178,6 +248,7 @@ impl RunQueue {
             .ready
             .values()
             .chain(self.delayed.values())
+            .chain(self.parked.values().flat_map(BTreeMap::values))
             .filter(|run| job.is_none_or(|(tenant, job_id)| run.tenant == tenant && run.job_id == job_id))
             .filter(|run| run.trigger == Trigger::Schedule && run.queued_at < run.scheduled_at)
             .filter(|run| not_due_at.is_none_or(|now| run.scheduled_at > now))
@@ -215,7 +286,13 @@ impl RunQueue {
         if let Some(activity) = self.jobs.get_mut(&key) {
             activity.running = activity.running.saturating_sub(1);
         }
+        self.unpark(&key);
         self.forget_idle(&key);
+    }
+
+    /// Nothing waits or runs.
+    pub fn is_idle(&self) -> bool {
+        self.ready.is_empty() && self.delayed.is_empty() && self.parked.is_empty() && self.running.is_empty()
     }
 
     fn forget_idle(&mut self, key: &JobKey) {
@@ -266,7 +343,8 @@ impl RunQueue {
     /// Runs waiting, of one tenant or (None) of all, by priority.
     pub fn depth_by_priority(&self, tenant: Option<&str>) -> BTreeMap<Priority, usize> {
         let mut depth = BTreeMap::new();
-        let runs = self.ready.values().chain(self.delayed.values());
+        let parked = self.parked.values().flat_map(BTreeMap::values);
+        let runs = self.ready.values().chain(self.delayed.values()).chain(parked);
         for run in runs.filter(|run| tenant.is_none_or(|tenant| run.tenant == tenant)) {
             *depth.entry(run.priority).or_default() += 1;
         }
@@ -392,6 +470,67 @@ mod tests {
         assert!(queue.pop(now, &unlimited).is_err());
         queue.finished(&started);
         assert_eq!(queue.pop(now, &unlimited).unwrap().0.id, "a2");
+    }
+
+    #[test]
+    fn a_job_with_many_exclusive_runs_parks_them_and_runs_them_in_order() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:00Z");
+        for index in 0..1000 {
+            let mut queued = run(&format!("a{index:04}"), "a", Priority::Normal, "2026-11-25T10:00:00Z");
+            queued.exclusive = true;
+            queue.push(queued, now);
+        }
+        queue.push(run("b", "b", Priority::Low, "2026-11-25T10:00:00Z"), now);
+        // One of job a's runs is ready, the rest wait behind it.
+        assert_eq!(queue.ready.len(), 2);
+        assert_eq!(waiting(&queue), 1001);
+        assert_eq!(queue.activity("t", "a").waiting, 1000);
+        let (first, _) = queue.pop(now, &unlimited).unwrap();
+        assert_eq!(first.id, "a0000");
+        let (other, _) = queue.pop(now, &unlimited).unwrap();
+        assert_eq!(other.id, "b");
+        queue.finished(&other);
+        assert!(queue.pop(now, &unlimited).is_err(), "a0001 waits for a0000");
+        // Cancelling a parked run and the next one in line keeps the order.
+        assert!(queue.remove("a0001").is_some());
+        assert!(queue.remove("a0500").is_some());
+        queue.finished(&first);
+        let mut order = Vec::new();
+        while let Ok((next, _)) = queue.pop(now, &unlimited) {
+            assert!(queue.pop(now, &unlimited).is_err(), "one of job a's runs at a time");
+            order.push(next.id.clone());
+            queue.finished(&next);
+        }
+        assert_eq!(order.len(), 997);
+        assert_eq!(order.first().map(String::as_str), Some("a0002"));
+        assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "in order");
+        assert!(!order.contains(&"a0500".to_string()));
+        assert!(queue.is_idle());
+    }
+
+    #[test]
+    fn withdrawing_reaches_parked_runs() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:00Z");
+        let mut busy = run("busy", "a", Priority::Normal, "2026-11-25T10:00:00Z");
+        busy.exclusive = true;
+        queue.push(busy, now);
+        let (busy, _) = queue.pop(now, &unlimited).unwrap();
+        // Two fires of the job recorded ahead, parked behind the busy run
+        // once due.
+        for (id, due) in [("f1", "2026-11-25T10:00:01Z"), ("f2", "2026-11-25T10:00:02Z")] {
+            let mut fire = run(id, "a", Priority::Normal, due);
+            fire.exclusive = true;
+            fire.trigger = Trigger::Schedule;
+            fire.queued_at = now;
+            queue.push(fire, now);
+        }
+        assert!(queue.pop(at("2026-11-25T10:00:01.5Z"), &unlimited).is_err());
+        let withdrawn = queue.withdraw_ahead(Some(("t", "a")), Some(at("2026-11-25T10:00:00.5Z")));
+        assert_eq!(withdrawn.len(), 2);
+        queue.finished(&busy);
+        assert!(queue.is_idle());
     }
 
     #[test]
