@@ -86,7 +86,9 @@ async function cronWorkload(count, seconds) {
   const lateness = [];
   let counting = false;
   for (let i = 0; i < count; i++) {
-    cron.schedule(`${i % 60} ${Math.floor(i / 60) % 10}/10 * * * *`, (ctx) => {
+    // `M/10` as a list: node-cron refuses a start/step range.
+    const minutes = [0, 10, 20, 30, 40, 50].map((m) => m + (Math.floor(i / 60) % 10)).join(',');
+    cron.schedule(`${i % 60} ${minutes} * * * *`, (ctx) => {
       if (counting) lateness.push(Date.now() - ctx.date.getTime());
     }, { timezone: 'UTC' });
   }

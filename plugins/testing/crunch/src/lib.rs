@@ -13,18 +13,22 @@ fn fib(n: u32) -> u64 {
 
 fn mix(values: &mut [u64]) -> u64 {
     values.sort_unstable();
-    values
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, value| (hash ^ value).wrapping_mul(0x0100_0000_01b3))
+    values.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, value| {
+        (hash ^ value).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn run(_ctx: Context, input: Vec<u8>) -> Result<Vec<u8>, String> {
     let text = String::from_utf8_lossy(&input);
     let n: u32 = match text.trim().trim_matches('"') {
         "" | "null" => 25,
-        digits => digits.parse().map_err(|_| format!("input {digits:?} is not a number"))?,
+        digits => digits
+            .parse()
+            .map_err(|_| format!("input {digits:?} is not a number"))?,
     };
-    let mut values: Vec<u64> = (0..(1u64 << 12)).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7).collect();
+    let mut values: Vec<u64> = (0..(1u64 << 12))
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7)
+        .collect();
     let checksum = fib(black_box(n)) ^ mix(black_box(&mut values));
     Ok(checksum.to_string().into_bytes())
 }
