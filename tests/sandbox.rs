@@ -215,22 +215,6 @@ async fn many_hostile_runs_at_once_do_not_starve_a_hello_run() {
     );
 }
 
-/// The value of one sample of a Prometheus text scrape.
-async fn metric(daemon: &TestDaemon, sample: &str) -> f64 {
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", daemon.url))
-        .bearer_auth(&daemon.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn runs_beyond_a_full_instance_pool_get_on_demand_instances() {
     let daemon = TestDaemon::start_with(&["--max-concurrent-runs", "8", "--pool-size", "1"], &[]);
@@ -255,8 +239,8 @@ async fn runs_beyond_a_full_instance_pool_get_on_demand_instances() {
         let run = daemon.call(Method::GET, &format!("/v1/runs/{id}"), None).await.body;
         assert_eq!(run["error"]["kind"], "timeout", "{run}");
     }
-    let on_demand = metric(&daemon, "sandcron_instances_total{allocator=\"on_demand\"}").await;
-    let pooled = metric(&daemon, "sandcron_instances_total{allocator=\"pooling\"}").await;
+    let on_demand = daemon.metric("sandcron_instances_total{allocator=\"on_demand\"}").await;
+    let pooled = daemon.metric("sandcron_instances_total{allocator=\"pooling\"}").await;
     assert!(on_demand >= 1.0, "no run fell back to on-demand instances");
     assert!(pooled >= 1.0, "no run used the pool");
     assert_eq!(on_demand + pooled, 3.0);

@@ -155,18 +155,41 @@ impl Drop for Ticker {
     }
 }
 
+/// The bare floor under each CPU limit: none, fuel, epochs, both.
+fn cpu_limits() -> impl Iterator<Item = (&'static str, Floor)> {
+    [
+        ("no_limits", false, false),
+        ("fuel", true, false),
+        ("epochs", false, true),
+        ("fuel_epochs", true, true),
+    ]
+    .into_iter()
+    .map(|(name, fuel, epochs)| {
+        (
+            name,
+            Floor {
+                fuel,
+                epochs,
+                ..Floor::BARE
+            },
+        )
+    })
+}
+
 /// Benches `floor` variants of one plugin and input under `group`.
 fn floors(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     runtime: &tokio::runtime::Runtime,
     bytes: &[u8],
     input: &[u8],
-    variants: &[(&str, Floor)],
+    variants: &[(String, Floor)],
 ) {
     for (name, floor) in variants {
         let (engine, pre) = floor.prepare(bytes);
         let _ticker = floor.epochs.then(|| Ticker::start(&engine));
-        group.bench_function(*name, |b| b.iter(|| runtime.block_on(floor.run(&engine, &pre, input))));
+        group.bench_function(name.as_str(), |b| {
+            b.iter(|| runtime.block_on(floor.run(&engine, &pre, input)))
+        });
     }
 }
 
@@ -254,47 +277,38 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("noop_run");
 
     let bare = Floor::BARE;
-    floors(
-        &mut group,
-        &runtime,
-        &bytes,
-        b"{}",
-        &[
-            ("floor", bare),
-            ("floor/fuel", Floor { fuel: true, ..bare }),
-            ("floor/epochs", Floor { epochs: true, ..bare }),
-            (
-                "floor/fuel_epochs",
-                Floor {
-                    fuel: true,
-                    epochs: true,
-                    ..bare
-                },
-            ),
-            ("floor/on_demand", Floor { pooling: false, ..bare }),
-            (
-                "floor/keep_resident_0",
-                Floor {
-                    keep_resident: 0,
-                    ..bare
-                },
-            ),
-            (
-                "floor/keep_resident_1mib",
-                Floor {
-                    keep_resident: 1 << 20,
-                    ..bare
-                },
-            ),
-            (
-                "floor/pagemap_scan",
-                Floor {
-                    pagemap_scan: true,
-                    ..bare
-                },
-            ),
-        ],
-    );
+    let mut variants: Vec<(String, Floor)> = cpu_limits()
+        .map(|(name, floor)| match name {
+            "no_limits" => ("floor".to_string(), floor),
+            name => (format!("floor/{name}"), floor),
+        })
+        .collect();
+    let settings = [
+        ("floor/on_demand", Floor { pooling: false, ..bare }),
+        (
+            "floor/keep_resident_0",
+            Floor {
+                keep_resident: 0,
+                ..bare
+            },
+        ),
+        (
+            "floor/keep_resident_1mib",
+            Floor {
+                keep_resident: 1 << 20,
+                ..bare
+            },
+        ),
+        (
+            "floor/pagemap_scan",
+            Floor {
+                pagemap_scan: true,
+                ..bare
+            },
+        ),
+    ];
+    variants.extend(settings.map(|(name, floor)| (name.to_string(), floor)));
+    floors(&mut group, &runtime, &bytes, b"{}", &variants);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SledStore::open(&dir.path().join("db")).expect("sled");
@@ -365,25 +379,8 @@ fn bench(c: &mut Criterion) {
     let crunch = support::plugin_bytes("crunch");
     let mut cpu = c.benchmark_group("cpu_bound");
     cpu.sample_size(20);
-    floors(
-        &mut cpu,
-        &runtime,
-        &crunch,
-        b"27",
-        &[
-            ("no_limits", bare),
-            ("fuel", Floor { fuel: true, ..bare }),
-            ("epochs", Floor { epochs: true, ..bare }),
-            (
-                "fuel_epochs",
-                Floor {
-                    fuel: true,
-                    epochs: true,
-                    ..bare
-                },
-            ),
-        ],
-    );
+    let limits: Vec<(String, Floor)> = cpu_limits().map(|(name, floor)| (name.to_string(), floor)).collect();
+    floors(&mut cpu, &runtime, &crunch, b"27", &limits);
     cpu.finish();
 
     let mut artifact = c.benchmark_group("artifact");

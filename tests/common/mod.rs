@@ -303,6 +303,22 @@ impl TestDaemon {
         false
     }
 
+    /// The value of one sample of the daemon's Prometheus scrape (0 if absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("scraping /metrics")
+            .text()
+            .await
+            .expect("the scrape's text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// A run's log as text.
     pub async fn log(&self, run_id: &str) -> String {
         let response = self
