@@ -78,24 +78,15 @@ impl RunQueue {
             return;
         }
         self.arrivals += 1;
+        self.jobs.entry(job_key(&run)).or_default().waiting += 1;
         let due = run.scheduled_at.timestamp_micros();
-        let slot = if run.scheduled_at <= now {
-            let key = (Reverse(run.priority), due, self.arrivals);
-            self.slots.insert(run.id.clone(), Slot::Ready(key));
-            Slot::Ready(key)
+        if run.scheduled_at <= now {
+            self.make_ready((Reverse(run.priority), due, self.arrivals), run);
         } else {
             let key = (due, self.arrivals);
             self.slots.insert(run.id.clone(), Slot::Delayed(key));
-            Slot::Delayed(key)
-        };
-        self.jobs.entry(job_key(&run)).or_default().waiting += 1;
-        match slot {
-            Slot::Ready(key) => self.make_ready(key, run),
-            Slot::Delayed(key) => {
-                self.delayed.insert(key, run);
-            }
-            Slot::Parked(_) => unreachable!("push makes ready or delayed slots"),
-        };
+            self.delayed.insert(key, run);
+        }
     }
 
     /// Puts a due run in `ready`, or parks it behind its job's run.

@@ -32,6 +32,15 @@ impl Allocator {
     }
 }
 
+/// A hash of what an engine's compiled code depends on: artifacts load only
+/// into an engine with the same one.
+pub(super) fn compatibility(engine: &Engine) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// An engine with every import linked.
 pub(super) struct Linked {
     pub engine: Engine,
@@ -182,13 +191,6 @@ mod tests {
         let third = pool.lease().expect("a slot came back");
         drop((second, third));
         assert_eq!(pool.in_use.load(Ordering::Acquire), 0);
-    }
-
-    fn compatibility(engine: &Engine) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        hasher.finish()
     }
 
     #[test]

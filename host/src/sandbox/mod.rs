@@ -11,7 +11,6 @@ pub mod limits;
 pub mod log;
 mod ticker;
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -137,9 +136,9 @@ pub struct RunOutcome {
 pub struct Sandbox {
     /// Pooled when `pool_instances` > 0, else on demand.
     main: engine::Linked,
-    /// The on-demand engine runs go to while the pool is full.
-    fallback: Option<engine::Linked>,
-    pool: Option<engine::Pool>,
+    /// With a pool: its slots, and the on-demand engine runs go to while
+    /// every slot is taken.
+    pooled: Option<(engine::Pool, engine::Linked)>,
     fingerprint: String,
     ticker: ticker::Ticker,
 }
@@ -149,16 +148,20 @@ impl Sandbox {
     pub fn new(settings: &SandboxConfig) -> anyhow::Result<Sandbox> {
         let pooled = settings.pool_instances > 0;
         let main = engine::Linked::new(settings, pooled)?;
-        let fallback = if pooled {
-            Some(engine::Linked::new(settings, false)?)
-        } else {
-            None
+        let pooled = match pooled {
+            true => Some((
+                engine::Pool::new(settings.pool_instances),
+                engine::Linked::new(settings, false)?,
+            )),
+            false => None,
         };
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        main.engine.precompile_compatibility_hash().hash(&mut hasher);
-        let fingerprint = format!("wasmtime-{}-{:016x}", env!("CARGO_PKG_VERSION"), hasher.finish());
+        let fingerprint = format!(
+            "wasmtime-{}-{:016x}",
+            env!("CARGO_PKG_VERSION"),
+            engine::compatibility(&main.engine)
+        );
         let engines: Vec<_> = std::iter::once(&main)
-            .chain(&fallback)
+            .chain(pooled.as_ref().map(|(_, fallback)| fallback))
             .map(|linked| linked.engine.weak())
             .collect();
         let ticker = ticker::Ticker::spawn(EPOCH_TICK, move || {
@@ -171,8 +174,7 @@ impl Sandbox {
         });
         Ok(Sandbox {
             main,
-            fallback,
-            pool: pooled.then(|| engine::Pool::new(settings.pool_instances)),
+            pooled,
             fingerprint,
             ticker,
         })
@@ -240,14 +242,16 @@ impl Sandbox {
         };
         // A pool slot, or (the pool full) the on-demand engine; the lease
         // outlives the store.
-        let lease = self.pool.as_ref().and_then(engine::Pool::lease);
-        let (engine, pre, allocator) = match (&lease, &self.fallback) {
-            (None, Some(fallback)) => match prepared.on(fallback) {
-                Ok(pre) => (&fallback.engine, pre, Allocator::OnDemand),
-                Err(message) => return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets),
+        let main = (&self.main.engine, &prepared.main);
+        let (_lease, (engine, pre), allocator) = match &self.pooled {
+            None => (None, main, Allocator::OnDemand),
+            Some((pool, fallback)) => match pool.lease() {
+                Some(lease) => (Some(lease), main, Allocator::Pooling),
+                None => match prepared.on(fallback) {
+                    Ok(pre) => (None, (&fallback.engine, pre), Allocator::OnDemand),
+                    Err(message) => return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets),
+                },
             },
-            _ if self.pool.is_some() => (&self.main.engine, &prepared.main, Allocator::Pooling),
-            _ => (&self.main.engine, &prepared.main, Allocator::OnDemand),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
