@@ -83,6 +83,11 @@ async fn each_quota_refuses_what_passes_it_with_a_clear_error() {
     assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
     assert_eq!(job.body["limits"]["timeout"], "2s", "{}", job.body);
     assert_eq!(job.body["limits"]["memory"], 32 << 20);
+    assert_eq!(
+        job.body["limits"]["fuel"], 2_000_000_000u64,
+        "under a fuel ceiling every job is metered: {}",
+        job.body
+    );
 
     // Jobs: two fit, a third does not (by POST or PUT) until one goes.
     let fill = json!({"name": "fill", "plugin": "kv_fill", "input": {"key": "k", "bytes": 10}});

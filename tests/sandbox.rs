@@ -47,12 +47,57 @@ async fn each_hostile_plugin_ends_with_its_own_error_kind_and_the_daemon_stays_u
 #[tokio::test]
 async fn spin_with_a_one_second_timeout_ends_within_two_seconds() {
     let daemon = TestDaemon::start();
-    let (run, _) = run_hostile(&daemon, "spin", json!({"timeout": "1s"})).await;
-    assert_eq!(run["error"]["kind"], "timeout");
-    let duration = run["duration_ms"].as_u64().unwrap();
-    assert!((1000..2000).contains(&duration), "the run lasted {duration} ms");
-    // Fuel is accounted even when the epoch deadline stops the run.
-    assert!(run["fuel_consumed"].as_u64().unwrap() > 100_000_000, "{run}");
+    for (job, limits) in [
+        ("unmetered", json!({"timeout": "1s"})),
+        ("metered", json!({"timeout": "1s", "fuel": 1_000_000_000_000u64})),
+    ] {
+        daemon.job_with(job, "spin", json!({"limits": limits})).await;
+        let run = daemon.run_job(job, None).await;
+        assert_eq!(run["error"]["kind"], "timeout", "{job}: {run}");
+        let duration = run["duration_ms"].as_u64().unwrap();
+        assert!((1000..2000).contains(&duration), "{job}: the run lasted {duration} ms");
+        if job == "metered" {
+            // Fuel is accounted even when the epoch deadline stops the run.
+            assert!(run["fuel_consumed"].as_u64().unwrap() > 100_000_000, "{run}");
+        } else {
+            assert_eq!(run["fuel_consumed"], Value::Null, "{run}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn jobs_run_unmetered_unless_they_ask_for_fuel() {
+    let mut daemon = TestDaemon::start();
+    daemon.job_with("plain", "hello", json!({})).await;
+    daemon
+        .job_with("metered", "hello", json!({"limits": {"fuel": 1_000_000_000u64}}))
+        .await;
+    for round in 0..2 {
+        let plain = daemon.run_job("plain", Some(json!({"name": "plain"}))).await;
+        assert_eq!(plain["output"], "Hello, plain!", "{plain}");
+        assert_eq!(
+            (&plain["limits"]["fuel"], &plain["fuel_consumed"]),
+            (&Value::Null, &Value::Null)
+        );
+        let metered = daemon.run_job("metered", Some(json!({"name": "metered"}))).await;
+        assert_eq!(metered["output"], "Hello, metered!", "round {round}: {metered}");
+        let consumed = metered["fuel_consumed"].as_u64().unwrap();
+        assert!(consumed > 0 && consumed < 1_000_000_000, "consumed {consumed}");
+    }
+    // The plugin was compiled once per metering; both engines' code stays
+    // cached, in memory and (after a restart) as artifacts.
+    daemon.restart();
+    for job in ["plain", "metered"] {
+        assert_eq!(
+            daemon.run_job(job, None).await["status"],
+            "succeeded",
+            "{job} after a restart"
+        );
+    }
+    assert_eq!(
+        daemon.metric(r#"sandcron_plugin_cache_total{result="artifact"}"#).await,
+        2.0
+    );
 }
 
 #[tokio::test]

@@ -4,9 +4,11 @@
 //!   fresh Store with a default WASI context, instantiate from the `JobPre`,
 //!   call `run`, drop; pooling allocator, `concurrency_support(false)`, no
 //!   fuel, no epochs.
-//! - `sandcron/pooling`: `Sandbox::run` (limiter, fuel, epoch deadline,
-//!   captured log, output cap) plus the finished run record written to sled
-//!   (no flush), the whole per-run path.
+//! - `sandcron/pooling`: `Sandbox::run` (limiter, epoch deadline, captured
+//!   log, output cap; unmetered, the default) plus the finished run record
+//!   written to sled (no flush), the whole per-run path.
+//! - `sandcron/pooling_fuel`: the same for a job with a fuel budget (the
+//!   metered engines).
 //! - `sandcron/on_demand`: the same without the pooling allocator.
 //! - `sled/flush`: one `flush()` after a small write, the durability price.
 //! - `artifact/compile` vs `artifact/load`: compiling the noop component
@@ -15,7 +17,8 @@
 //! - `noop_run/floor/*`: the floor with fuel, epochs, both, the on-demand
 //!   allocator, and other pool settings (memory kept resident, pagemap scan).
 //! - `cpu_bound/*`: the `crunch` plugin (call-heavy CPU work) with no CPU
-//!   limit, fuel, epochs, and both: what each mechanism costs.
+//!   limit, fuel, epochs, and both: what each mechanism costs; and through
+//!   `Sandbox::run`, unmetered (the default) and with a fuel budget.
 //!
 //! `cargo bench -p sandcron --bench run_path` (builds the plugins first);
 //! a group alone: `cargo bench -p sandcron --bench run_path -- cpu_bound`.
@@ -31,7 +34,9 @@ use sandcron::model::run::RunLimits;
 use sandcron::model::{Run, RunStatus, Trigger};
 use sandcron::sandbox::bindings::JobPre;
 use sandcron::sandbox::bindings::sandcron::plugin::types as wit;
-use sandcron::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest, Sandbox, SandboxConfig};
+use sandcron::sandbox::{
+    Capabilities, MemoryKeyValue, Metering, PreparedJob, RunContext, RunRequest, Sandbox, SandboxConfig,
+};
 use sandcron::store::{SledStore, Store};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -207,7 +212,7 @@ fn context() -> wit::RunContext {
 
 fn limits() -> RunLimits {
     RunLimits {
-        fuel: 1_000_000_000,
+        fuel: None,
         timeout_ms: 30_000,
         memory: 64 << 20,
         output: 1 << 20,
@@ -215,7 +220,7 @@ fn limits() -> RunLimits {
     }
 }
 
-fn request() -> RunRequest {
+fn request(fuel: Option<u64>, input: &[u8]) -> RunRequest {
     RunRequest {
         context: RunContext {
             tenant: "default".into(),
@@ -226,12 +231,25 @@ fn request() -> RunRequest {
             trigger: Trigger::Manual,
             scheduled_at_ms: 0,
         },
-        input: b"{}".to_vec(),
-        limits: limits(),
+        input: input.to_vec(),
+        limits: RunLimits { fuel, ..limits() },
         capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
         cancel: Arc::new(AtomicBool::new(false)),
         log: sandcron::sandbox::log::LogSink::new(limits().logs),
     }
+}
+
+/// A sandbox and the plugin prepared for runs with this fuel budget.
+fn sandbox_with(bytes: &[u8], pool_instances: u32, fuel: Option<u64>) -> (Sandbox, PreparedJob) {
+    let sandbox = Sandbox::new(&SandboxConfig {
+        max_memory: 1 << 30,
+        pool_instances,
+    })
+    .expect("sandbox");
+    let metering = Metering::of(fuel);
+    let component = sandbox.compile(bytes, metering).expect("compile");
+    let prepared = sandbox.prepare(&component, metering).expect("prepare");
+    (sandbox, prepared)
 }
 
 fn run_record(id: u64) -> Run {
@@ -312,19 +330,18 @@ fn bench(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SledStore::open(&dir.path().join("db")).expect("sled");
-    for (name, pool_instances) in [("sandcron/pooling", 64), ("sandcron/on_demand", 0)] {
+    let fuel = Some(1_000_000_000);
+    for (name, pool_instances, fuel) in [
+        ("sandcron/pooling", 64, None),
+        ("sandcron/pooling_fuel", 64, fuel),
+        ("sandcron/on_demand", 0, None),
+    ] {
         let _guard = runtime.enter();
-        let sandbox = Sandbox::new(&SandboxConfig {
-            max_memory: 1 << 30,
-            pool_instances,
-        })
-        .expect("sandbox");
-        let component = sandbox.compile(&bytes).expect("compile");
-        let prepared = sandbox.prepare(&component).expect("prepare");
+        let (sandbox, prepared) = sandbox_with(&bytes, pool_instances, fuel);
         let mut next_id = 0u64;
         group.bench_function(name, |b| {
             b.iter(|| {
-                let outcome = runtime.block_on(sandbox.run(&prepared, request()));
+                let outcome = runtime.block_on(sandbox.run(&prepared, request(fuel, b"{}")));
                 let output = outcome.result.expect("noop succeeds");
                 next_id += 1;
                 store
@@ -335,17 +352,11 @@ fn bench(c: &mut Criterion) {
     }
     {
         let _guard = runtime.enter();
-        let sandbox = Sandbox::new(&SandboxConfig {
-            max_memory: 1 << 30,
-            pool_instances: 64,
-        })
-        .expect("sandbox");
-        let component = sandbox.compile(&bytes).expect("compile");
-        let prepared = sandbox.prepare(&component).expect("prepare");
+        let (sandbox, prepared) = sandbox_with(&bytes, 64, None);
         group.bench_function("sandcron/run_without_record", |b| {
             b.iter(|| {
                 runtime
-                    .block_on(sandbox.run(&prepared, request()))
+                    .block_on(sandbox.run(&prepared, request(None, b"{}")))
                     .result
                     .expect("noop succeeds")
             })
@@ -381,28 +392,37 @@ fn bench(c: &mut Criterion) {
     cpu.sample_size(20);
     let limits: Vec<(String, Floor)> = cpu_limits().map(|(name, floor)| (name.to_string(), floor)).collect();
     floors(&mut cpu, &runtime, &crunch, b"27", &limits);
+    for (name, fuel) in [("sandcron/unmetered", None), ("sandcron/fuel", Some(u64::MAX / 2))] {
+        let _guard = runtime.enter();
+        let (sandbox, prepared) = sandbox_with(&crunch, 64, fuel);
+        cpu.bench_function(name, |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(sandbox.run(&prepared, request(fuel, b"27")))
+                    .result
+                    .expect("crunch succeeds")
+            })
+        });
+    }
     cpu.finish();
 
     let mut artifact = c.benchmark_group("artifact");
     {
         let _guard = runtime.enter();
-        let sandbox = Sandbox::new(&SandboxConfig {
-            max_memory: 1 << 30,
-            pool_instances: 64,
-        })
-        .expect("sandbox");
-        artifact.bench_function("compile", |b| b.iter(|| sandbox.compile(&bytes).expect("compile")));
+        let (sandbox, _) = sandbox_with(&bytes, 64, None);
+        let compile = |metering| sandbox.compile(&bytes, metering).expect("compile");
+        artifact.bench_function("compile", |b| b.iter(|| compile(Metering::Unmetered)));
+        artifact.bench_function("compile_metered", |b| b.iter(|| compile(Metering::Fuel)));
         // The same bytes on a default engine (no fuel, no epochs): the floor.
         let plain = wasmtime::Engine::default();
         artifact.bench_function("compile_default_engine", |b| {
             b.iter(|| Component::new(&plain, &bytes).expect("compile"))
         });
-        let serialized = sandbox
-            .serialize(&sandbox.compile(&bytes).expect("compile"))
-            .expect("serialize");
+        let serialized = sandbox.serialize(&compile(Metering::Unmetered)).expect("serialize");
         artifact.bench_function("load", |b| {
-            // SAFETY: `serialized` came from this sandbox's own `serialize`.
-            b.iter(|| unsafe { sandbox.deserialize(&serialized) }.expect("load"))
+            // SAFETY: `serialized` came from this sandbox's own `serialize`
+            // of code compiled unmetered.
+            b.iter(|| unsafe { sandbox.deserialize(&serialized, Metering::Unmetered) }.expect("load"))
         });
     }
     artifact.finish();

@@ -21,12 +21,6 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// File in the data directory holding the secrets master key by default.
 pub const SECRETS_KEY_FILE: &str = "secrets.key";
 
-/// Fuel per run when a job names none. Measured with the `spin` plugin (the
-/// tightest loop there is) on the reference 2-core machine: 1.3e10 units per
-/// second, so this is about 7.5 s of that loop and several times longer for
-/// ordinary code, whose instructions cost more than one cycle each.
-pub const DEFAULT_FUEL: u64 = 100_000_000_000;
-
 /// The shortest admin token the daemon accepts from config or env.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
@@ -97,8 +91,9 @@ pub struct Config {
 /// Per-run limits a job gets when it names none, and the most it may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobDefaults {
-    /// Fuel budget.
-    pub fuel: u64,
+    /// Fuel budget; None runs unmetered (the timeout bounds compute): a
+    /// CPU-bound plugin ran 2.1x as long metered in the cpu bench.
+    pub fuel: Option<u64>,
     /// Wall-clock deadline.
     pub timeout: Duration,
     /// Linear memory + tables, bytes.
@@ -107,8 +102,8 @@ pub struct JobDefaults {
     pub output: u64,
     /// Captured log cap, bytes.
     pub logs: u64,
-    /// Most fuel a job may ask for.
-    pub max_fuel: u64,
+    /// Most fuel a job may ask for; with a ceiling every job is metered.
+    pub max_fuel: Option<u64>,
     /// Largest timeout a job may ask for.
     pub max_timeout: Duration,
     /// Largest memory a job may ask for (also the pooling allocator's slot size).
@@ -138,12 +133,12 @@ impl Default for Config {
             max_request_bytes: 2 << 20,
             max_concurrent_runs: 32,
             jobs: JobDefaults {
-                fuel: DEFAULT_FUEL,
+                fuel: None,
                 timeout: Duration::from_secs(30),
                 memory: 64 << 20,
                 output: 1 << 20,
                 logs: 1 << 20,
-                max_fuel: u64::MAX,
+                max_fuel: None,
                 max_timeout: Duration::from_secs(24 * 3600),
                 max_memory: 1 << 30,
                 max_output: 64 << 20,
@@ -205,7 +200,8 @@ pub struct ConfigFile {
     pub max_request_bytes: Option<NumberOrText>,
     /// `max_concurrent_runs = 16`.
     pub max_concurrent_runs: Option<usize>,
-    /// `default_fuel = 30000000000`.
+    /// `default_fuel = 30000000000` (unset: jobs without a fuel budget run
+    /// unmetered).
     pub default_fuel: Option<u64>,
     /// `default_timeout = "30s"`.
     pub default_timeout: Option<NumberOrText>,
@@ -382,7 +378,10 @@ impl ConfigArgs {
         }
         let jobs = &mut config.jobs;
         if let Some(fuel) = file.default_fuel {
-            jobs.fuel = fuel;
+            if fuel == 0 {
+                return Err(invalid("default_fuel")("must be at least 1".to_string()));
+            }
+            jobs.fuel = Some(fuel);
         }
         if let Some(value) = file.default_timeout {
             jobs.timeout = value.to_duration().map_err(invalid("default_timeout"))?;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::metrics::Metrics;
 use crate::model::validate::check_name;
 use crate::model::{Artifact, PluginRef, PluginVersion};
-use crate::sandbox::{ComponentError, PreparedJob, Sandbox};
+use crate::sandbox::{ComponentError, Metering, PreparedJob, Sandbox};
 use crate::store::{Store, StoreError};
 
 /// Why a plugin operation failed.
@@ -80,7 +80,9 @@ pub struct Plugins {
     sandbox: Arc<Sandbox>,
     max_bytes: u64,
     metrics: Arc<Metrics>,
-    prepared: RwLock<HashMap<String, Arc<PreparedJob>>>,
+    /// By digest and metering: a plugin is compiled for the metered engines
+    /// only once a job with a fuel budget runs it.
+    prepared: RwLock<HashMap<(String, Metering), Arc<PreparedJob>>>,
 }
 
 /// sha256 of bytes as lowercase hex.
@@ -105,19 +107,19 @@ impl Plugins {
         self.max_bytes
     }
 
-    fn cached(&self, digest: &str) -> Option<Arc<PreparedJob>> {
+    fn cached(&self, digest: &str, metering: Metering) -> Option<Arc<PreparedJob>> {
         self.prepared
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(digest)
+            .get(&(digest.to_string(), metering))
             .cloned()
     }
 
-    fn remember(&self, digest: &str, prepared: Arc<PreparedJob>) {
+    fn remember(&self, digest: &str, metering: Metering, prepared: Arc<PreparedJob>) {
         self.prepared
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(digest.to_string(), prepared);
+            .insert((digest.to_string(), metering), prepared);
     }
 
     /// Validates, compiles and stores `bytes` as the next version of `name`
@@ -139,10 +141,13 @@ impl Plugins {
             return Err(PluginError::TooLarge { limit: self.max_bytes });
         }
         let digest = digest(&bytes);
-        if self.cached(&digest).is_none() {
-            let (prepared, artifact, serialized) = self.compile(digest.clone(), bytes.clone()).await?;
+        // Validated and compiled for the default (unmetered) engines; the
+        // metered code is made when a job with a fuel budget first runs it.
+        if self.cached(&digest, Metering::Unmetered).is_none() {
+            let (prepared, artifact, serialized) =
+                self.compile(digest.clone(), bytes.clone(), Metering::Unmetered).await?;
             self.store.put_artifact(&artifact, &serialized)?;
-            self.remember(&digest, Arc::new(prepared));
+            self.remember(&digest, Metering::Unmetered, Arc::new(prepared));
         }
         let added = self
             .store
@@ -158,24 +163,29 @@ impl Plugins {
     }
 
     /// Compiles off the async runtime and checks the `job` world.
-    async fn compile(&self, digest: String, bytes: Vec<u8>) -> Result<(PreparedJob, Artifact, Vec<u8>), PluginError> {
+    async fn compile(
+        &self,
+        digest: String,
+        bytes: Vec<u8>,
+        metering: Metering,
+    ) -> Result<(PreparedJob, Artifact, Vec<u8>), PluginError> {
         let (sandbox, metrics) = (self.sandbox.clone(), self.metrics.clone());
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let component = sandbox.compile(&bytes)?;
-            let prepared = sandbox.prepare(&component)?;
+            let component = sandbox.compile(&bytes, metering)?;
+            let prepared = sandbox.prepare(&component, metering)?;
             let compile_ms = started.elapsed().as_millis() as u64;
             let serialized = sandbox
                 .serialize(&component)
                 .map_err(|error| PluginError::Internal(error.to_string()))?;
             let artifact = Artifact {
                 digest: digest.clone(),
-                engine: sandbox.fingerprint().to_string(),
+                engine: sandbox.fingerprint(metering).to_string(),
                 compiled_at: Utc::now(),
                 compile_ms,
                 artifact_digest: self::digest(&serialized),
             };
-            tracing::info!(%digest, compile_ms, "plugin compiled");
+            tracing::info!(%digest, compile_ms, ?metering, "plugin compiled");
             metrics.compiled(started.elapsed().as_secs_f64());
             Ok((prepared, artifact, serialized))
         })
@@ -183,32 +193,33 @@ impl Plugins {
         .map_err(|error| PluginError::Internal(format!("the compile task failed: {error}")))?
     }
 
-    /// The ready-to-instantiate plugin with this digest: from memory, else
-    /// from the artifact cache, else compiled from the stored bytes.
-    pub async fn prepared(&self, digest: &str) -> Result<Arc<PreparedJob>, PluginError> {
-        if let Some(prepared) = self.cached(digest) {
+    /// The ready-to-instantiate plugin with this digest for runs of this
+    /// metering: from memory, else from the artifact cache, else compiled
+    /// from the stored bytes.
+    pub async fn prepared(&self, digest: &str, metering: Metering) -> Result<Arc<PreparedJob>, PluginError> {
+        if let Some(prepared) = self.cached(digest, metering) {
             self.metrics.cache_hit("memory");
             return Ok(prepared);
         }
-        if let Some(prepared) = self.load_artifact(digest).await? {
+        if let Some(prepared) = self.load_artifact(digest, metering).await? {
             self.metrics.cache_hit("artifact");
             let prepared = Arc::new(prepared);
-            self.remember(digest, prepared.clone());
+            self.remember(digest, metering, prepared.clone());
             return Ok(prepared);
         }
         let bytes = self
             .store
             .plugin_bytes(digest)?
             .ok_or_else(|| PluginError::Internal(format!("the bytes of plugin {digest} are missing from the store")))?;
-        let (prepared, artifact, serialized) = self.compile(digest.to_string(), bytes).await?;
+        let (prepared, artifact, serialized) = self.compile(digest.to_string(), bytes, metering).await?;
         self.store.put_artifact(&artifact, &serialized)?;
         let prepared = Arc::new(prepared);
-        self.remember(digest, prepared.clone());
+        self.remember(digest, metering, prepared.clone());
         Ok(prepared)
     }
 
-    async fn load_artifact(&self, digest: &str) -> Result<Option<PreparedJob>, PluginError> {
-        let Some((artifact, bytes)) = self.store.artifact(digest, self.sandbox.fingerprint())? else {
+    async fn load_artifact(&self, digest: &str, metering: Metering) -> Result<Option<PreparedJob>, PluginError> {
+        let Some((artifact, bytes)) = self.store.artifact(digest, self.sandbox.fingerprint(metering))? else {
             return Ok(None);
         };
         if self::digest(&bytes) != artifact.artifact_digest {
@@ -222,14 +233,14 @@ impl Plugins {
             // SAFETY: these bytes were produced by `Sandbox::serialize` of an
             // engine with this fingerprint and match the sha256 recorded when
             // they were stored.
-            let component = match unsafe { sandbox.deserialize(&bytes) } {
+            let component = match unsafe { sandbox.deserialize(&bytes, metering) } {
                 Ok(component) => component,
                 Err(error) => {
                     tracing::warn!(%digest, %error, "cached artifact does not load; compiling again");
                     return Ok(None);
                 }
             };
-            let prepared = sandbox.prepare(&component)?;
+            let prepared = sandbox.prepare(&component, metering)?;
             tracing::info!(%digest, load_us = started.elapsed().as_micros() as u64, "plugin loaded from the artifact cache");
             Ok(Some(prepared))
         })
@@ -237,11 +248,12 @@ impl Plugins {
         .map_err(|error| PluginError::Internal(format!("the load task failed: {error}")))?
     }
 
-    /// The compile record of a digest, if it was compiled by this engine.
+    /// The compile record of a digest, if it was compiled by this daemon's
+    /// default (unmetered) engines.
     pub fn artifact(&self, digest: &str) -> Result<Option<Artifact>, PluginError> {
         Ok(self
             .store
-            .artifact(digest, self.sandbox.fingerprint())?
+            .artifact(digest, self.sandbox.fingerprint(Metering::Unmetered))?
             .map(|(artifact, _)| artifact))
     }
 

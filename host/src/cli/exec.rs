@@ -14,7 +14,7 @@ use crate::model::run::RunLimits;
 use crate::model::validate::{check_host_pattern, check_list};
 use crate::model::{RunStatus, Trigger};
 use crate::outbound::{HttpGrant, Outbound};
-use crate::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest};
+use crate::sandbox::{Capabilities, MemoryKeyValue, Metering, RunContext, RunRequest};
 
 #[derive(Args)]
 pub struct ExecArgs {
@@ -23,7 +23,7 @@ pub struct ExecArgs {
     /// Input (JSON text).
     #[arg(long, default_value = "")]
     input: String,
-    /// Fuel budget.
+    /// Fuel budget (without one the run is unmetered; the timeout bounds it).
     #[arg(long)]
     fuel: Option<u64>,
     /// Wall-clock deadline ("30s").
@@ -75,9 +75,11 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.plugin).with_context(|| format!("reading {}", args.plugin.display()))?;
     let config = Config::default();
     let sandbox = crate::daemon::sandbox_for(&config)?;
-    let component = sandbox.compile(&bytes)?;
-    let prepared = sandbox.prepare(&component)?;
     let defaults = &config.jobs;
+    let fuel = args.fuel.or(defaults.fuel);
+    let metering = Metering::of(fuel);
+    let component = sandbox.compile(&bytes, metering)?;
+    let prepared = sandbox.prepare(&component, metering)?;
     let timeout = match &args.timeout {
         Some(text) => crate::units::parse_duration(text).map_err(|message| anyhow::anyhow!("--timeout: {message}"))?,
         None => defaults.timeout,
@@ -98,7 +100,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         },
         input: args.input.into_bytes(),
         limits: RunLimits {
-            fuel: args.fuel.unwrap_or(defaults.fuel),
+            fuel,
             timeout_ms: timeout.as_millis() as u64,
             memory,
             output: defaults.output,
@@ -114,10 +116,10 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         eprint!("{}", String::from_utf8_lossy(&outcome.log));
         eprintln!("--- end of log ---");
     }
-    eprintln!(
-        "fuel consumed: {}, peak memory: {} bytes",
-        outcome.fuel_consumed, outcome.peak_memory
-    );
+    match outcome.fuel_consumed {
+        Some(fuel) => eprintln!("fuel consumed: {fuel}, peak memory: {} bytes", outcome.peak_memory),
+        None => eprintln!("unmetered, peak memory: {} bytes", outcome.peak_memory),
+    }
     match outcome.result {
         Ok(output) => {
             eprintln!("status: {}", RunStatus::Succeeded.as_str());

@@ -33,7 +33,7 @@ use crate::model::{ErrorKind, Job, PluginVersion, Run, RunError, RunStatus, Trig
 use crate::outbound::{HttpGrant, Outbound};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
-use crate::sandbox::{Capabilities, KeyValue, RunContext, RunRequest, Sandbox};
+use crate::sandbox::{Capabilities, KeyValue, Metering, RunContext, RunRequest, Sandbox};
 use crate::scheduler::policy::retry_delay;
 use crate::store::{Store, StoreError};
 use crate::tenancy::Tenants;
@@ -486,7 +486,11 @@ impl Executor {
         let mark = RunningMark::start(&self.store, &run, self.mark_after);
         self.events.run("run.started", &run);
         self.metrics.run_started(&run);
-        let (output, log) = match self.plugins.prepared(&run.plugin_digest).await {
+        let (output, log) = match self
+            .plugins
+            .prepared(&run.plugin_digest, Metering::of(run.limits.fuel))
+            .await
+        {
             Ok(prepared) => {
                 let request = self.request(&run, cancel.clone());
                 let secrets = Secrets::new(&request.capabilities.secrets);
@@ -499,7 +503,7 @@ impl Executor {
                 match outcome {
                     Ok(outcome) => {
                         self.metrics.instance(outcome.allocator);
-                        run.fuel_consumed = Some(outcome.fuel_consumed);
+                        run.fuel_consumed = outcome.fuel_consumed;
                         run.peak_memory = Some(outcome.peak_memory);
                         match outcome.result {
                             Ok(output) => {

@@ -181,8 +181,8 @@ pub enum WebhookEvent {
 /// Resolved per-run limits of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Fuel budget.
-    pub fuel: u64,
+    /// Fuel budget; None: unmetered, the timeout bounds compute.
+    pub fuel: Option<u64>,
     /// Wall-clock deadline.
     #[serde(with = "duration_text")]
     pub timeout: Duration,

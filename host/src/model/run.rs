@@ -117,8 +117,8 @@ pub enum Trigger {
 /// The limits one run executes under, resolved from the job when queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunLimits {
-    /// Fuel budget.
-    pub fuel: u64,
+    /// Fuel budget; None: unmetered.
+    pub fuel: Option<u64>,
     /// Wall-clock deadline, milliseconds.
     pub timeout_ms: u64,
     /// Linear memory + tables, bytes.
@@ -225,7 +225,7 @@ impl Run {
             log_size: 0,
             input: Vec::new(),
             limits: RunLimits {
-                fuel: 1,
+                fuel: None,
                 timeout_ms: 1,
                 memory: 1,
                 output: 1,

@@ -176,7 +176,7 @@ impl Quotas {
     pub fn cap(&self, defaults: &JobDefaults) -> JobDefaults {
         let mut capped = defaults.clone();
         if let Some(fuel) = self.max_fuel {
-            capped.max_fuel = capped.max_fuel.min(fuel);
+            capped.max_fuel = Some(capped.max_fuel.map_or(fuel, |ceiling| ceiling.min(fuel)));
         }
         if let Some(ms) = self.max_timeout_ms {
             capped.max_timeout = capped.max_timeout.min(std::time::Duration::from_millis(ms));
@@ -184,7 +184,12 @@ impl Quotas {
         if let Some(memory) = self.max_memory {
             capped.max_memory = capped.max_memory.min(memory);
         }
-        capped.fuel = capped.fuel.min(capped.max_fuel);
+        // Under a fuel ceiling every run is metered: by default at the ceiling.
+        capped.fuel = match (capped.fuel, capped.max_fuel) {
+            (Some(fuel), Some(ceiling)) => Some(fuel.min(ceiling)),
+            (None, ceiling) => ceiling,
+            (fuel, None) => fuel,
+        };
         capped.timeout = capped.timeout.min(capped.max_timeout);
         capped.memory = capped.memory.min(capped.max_memory);
         capped
@@ -304,7 +309,7 @@ mod tests {
         assert_eq!(capped.max_timeout, std::time::Duration::from_secs(5));
         assert_eq!(capped.timeout, std::time::Duration::from_secs(5));
         assert_eq!((capped.max_memory, capped.memory), (16 << 20, 16 << 20));
-        assert_eq!((capped.max_fuel, capped.fuel), (1000, 1000));
+        assert_eq!((capped.max_fuel, capped.fuel), (Some(1000), Some(1000)));
         assert_eq!(Quotas::default().cap(&defaults), defaults);
     }
 }

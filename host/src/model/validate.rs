@@ -101,17 +101,16 @@ pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
 
 fn resolve_limits(spec: Option<LimitsSpec>, defaults: &JobDefaults) -> Result<Limits, ValidationError> {
     let spec = spec.unwrap_or_default();
-    let fuel = spec.fuel.unwrap_or(defaults.fuel);
-    if fuel == 0 {
+    let fuel = spec.fuel.or(defaults.fuel);
+    if fuel == Some(0) {
         return Err(ValidationError::new("limits.fuel", "must be at least 1"));
     }
-    if fuel > defaults.max_fuel {
+    if let (Some(fuel), Some(ceiling)) = (fuel, defaults.max_fuel)
+        && fuel > ceiling
+    {
         return Err(ValidationError::new(
             "limits.fuel",
-            format!(
-                "{fuel} is above {}, the most this tenant's jobs may ask for",
-                defaults.max_fuel
-            ),
+            format!("{fuel} is above {ceiling}, the most this tenant's jobs may ask for"),
         ));
     }
     let timeout = match spec.timeout {

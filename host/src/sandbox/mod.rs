@@ -1,6 +1,7 @@
-//! The wasmtime sandbox: a shared `Engine` (component model, fuel, epoch
-//! interruption driven by a ticker thread; instances from a pool, with an
-//! on-demand engine beside it for when the pool is full, see [`engine`]),
+//! The wasmtime sandbox: shared engines (component model, epoch interruption
+//! driven by a ticker thread, fuel for the jobs that ask for it; instances
+//! from a pool, with an on-demand engine beside it for when the pool is
+//! full, see [`engine`]),
 //! and per run a fresh `Store` with its own limits, instantiated from a
 //! `JobPre` kept per plugin. It knows nothing of HTTP or storage: callers
 //! hand it bytes and capabilities and get back an outcome with an error kind.
@@ -22,7 +23,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use crate::model::run::RunLimits;
 use crate::model::{ErrorKind, RunError, Trigger};
 
-pub use engine::{Allocator, PreparedJob};
+pub use engine::{Allocator, Metering, PreparedJob};
 pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunState};
 
 /// Bindings generated from `wit/`, the one source of the plugin contract.
@@ -122,8 +123,8 @@ pub struct RunContext {
 pub struct RunOutcome {
     /// The output, or why there is none.
     pub result: Result<Vec<u8>, RunError>,
-    /// Fuel the instance spent.
-    pub fuel_consumed: u64,
+    /// Fuel the instance spent (None when the run was unmetered).
+    pub fuel_consumed: Option<u64>,
     /// Most linear memory held at once.
     pub peak_memory: u64,
     /// The captured log.
@@ -134,35 +135,29 @@ pub struct RunOutcome {
 
 /// The shared engines and linkers.
 pub struct Sandbox {
-    /// Pooled when `pool_instances` > 0, else on demand.
-    main: engine::Linked,
-    /// With a pool: its slots, and the on-demand engine runs go to while
-    /// every slot is taken.
-    pooled: Option<(engine::Pool, engine::Linked)>,
-    fingerprint: String,
+    /// Indexed by [`family_index`].
+    families: [engine::Family; 2],
     ticker: ticker::Ticker,
+}
+
+fn family_index(metering: Metering) -> usize {
+    match metering {
+        Metering::Unmetered => 0,
+        Metering::Fuel => 1,
+    }
 }
 
 impl Sandbox {
     /// Builds the engines, their linkers with every import, and the epoch ticker.
     pub fn new(settings: &SandboxConfig) -> anyhow::Result<Sandbox> {
-        let pooled = settings.pool_instances > 0;
-        let main = engine::Linked::new(settings, pooled)?;
-        let pooled = match pooled {
-            true => Some((
-                engine::Pool::new(settings.pool_instances),
-                engine::Linked::new(settings, false)?,
-            )),
-            false => None,
-        };
-        let fingerprint = format!(
-            "wasmtime-{}-{:016x}",
-            env!("CARGO_PKG_VERSION"),
-            engine::compatibility(&main.engine)
-        );
-        let engines: Vec<_> = std::iter::once(&main)
-            .chain(pooled.as_ref().map(|(_, fallback)| fallback))
-            .map(|linked| linked.engine.weak())
+        let families = [
+            engine::Family::new(settings, Metering::Unmetered)?,
+            engine::Family::new(settings, Metering::Fuel)?,
+        ];
+        let engines: Vec<_> = families
+            .iter()
+            .flat_map(engine::Family::engines)
+            .map(wasmtime::Engine::weak)
             .collect();
         let ticker = ticker::Ticker::spawn(EPOCH_TICK, move || {
             let mut alive = false;
@@ -172,24 +167,25 @@ impl Sandbox {
             }
             alive
         });
-        Ok(Sandbox {
-            main,
-            pooled,
-            fingerprint,
-            ticker,
-        })
+        Ok(Sandbox { families, ticker })
     }
 
-    /// Identifies the engine's compiled-code format: artifacts compiled by an
-    /// engine with another fingerprint must be compiled again.
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
+    fn family(&self, metering: Metering) -> &engine::Family {
+        &self.families[family_index(metering)]
+    }
+
+    /// Identifies the compiled-code format of one metering's engines:
+    /// artifacts compiled by an engine with another fingerprint must be
+    /// compiled again.
+    pub fn fingerprint(&self, metering: Metering) -> &str {
+        &self.family(metering).fingerprint
     }
 
     /// Validates and compiles component bytes (CPU-heavy: call off the runtime).
-    pub fn compile(&self, bytes: &[u8]) -> Result<Component, ComponentError> {
+    pub fn compile(&self, bytes: &[u8], metering: Metering) -> Result<Component, ComponentError> {
         check_header(bytes)?;
-        Component::new(&self.main.engine, bytes).map_err(|error| ComponentError::Invalid(format!("{error:#}")))
+        Component::new(&self.family(metering).main.engine, bytes)
+            .map_err(|error| ComponentError::Invalid(format!("{error:#}")))
     }
 
     /// Serializes a compiled component for the artifact cache.
@@ -203,19 +199,21 @@ impl Sandbox {
     ///
     /// # Safety
     ///
-    /// `bytes` must come from [`Sandbox::serialize`] of an engine with the same
-    /// fingerprint, unmodified: wasmtime maps it as executable code. The
-    /// plugin module stores artifacts with their sha256 and checks it before
-    /// calling this.
-    pub unsafe fn deserialize(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+    /// `bytes` must come from [`Sandbox::serialize`] of a component compiled
+    /// for `metering` by an engine with the same fingerprint, unmodified:
+    /// wasmtime maps it as executable code. The plugin module stores
+    /// artifacts with their sha256 and checks it before calling this.
+    pub unsafe fn deserialize(&self, bytes: &[u8], metering: Metering) -> anyhow::Result<Component> {
         // SAFETY: the caller guarantees the bytes are our own serialized artifact.
-        unsafe { Component::deserialize(&self.main.engine, bytes) }
+        unsafe { Component::deserialize(&self.family(metering).main.engine, bytes) }
             .map_err(|error| anyhow::anyhow!("loading an artifact: {error}"))
     }
 
     /// Resolves imports and exports once, so each run only instantiates.
-    pub fn prepare(&self, component: &Component) -> Result<PreparedJob, ComponentError> {
-        Ok(PreparedJob::new(self.main.prepare(component)?, component))
+    /// `component` must have been compiled or loaded for `metering`.
+    pub fn prepare(&self, component: &Component, metering: Metering) -> Result<PreparedJob, ComponentError> {
+        let main = self.family(metering).main.prepare(component)?;
+        Ok(PreparedJob::new(metering, main, component))
     }
 
     /// Runs one fresh instance to completion under `request.limits`.
@@ -240,10 +238,19 @@ impl Sandbox {
             deadline,
             cancel: request.cancel,
         };
+        if Metering::of(request.limits.fuel) != prepared.metering {
+            let message = format!(
+                "the plugin was prepared {:?} for a run that is {:?}",
+                prepared.metering,
+                Metering::of(request.limits.fuel)
+            );
+            return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets);
+        }
         // A pool slot, or (the pool full) the on-demand engine; the lease
         // outlives the store.
-        let main = (&self.main.engine, &prepared.main);
-        let (_lease, (engine, pre), allocator) = match &self.pooled {
+        let family = self.family(prepared.metering);
+        let main = (&family.main.engine, &prepared.main);
+        let (_lease, (engine, pre), allocator) = match &family.pooled {
             None => (None, main, Allocator::OnDemand),
             Some((pool, fallback)) => match pool.lease() {
                 Some(lease) => (Some(lease), main, Allocator::Pooling),
@@ -255,16 +262,14 @@ impl Sandbox {
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
-        let fuel = store
-            .set_fuel(request.limits.fuel)
-            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_CHECKPOINT)));
-        if let Err(error) = fuel {
-            return failed_outcome(
-                ErrorKind::PluginUnavailable,
-                format!("setting fuel: {error}"),
-                log,
-                &secrets,
-            );
+        if let Some(fuel) = request.limits.fuel {
+            let metered = store
+                .set_fuel(fuel)
+                .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_CHECKPOINT)));
+            if let Err(error) = metered {
+                let message = format!("setting fuel: {error}");
+                return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets);
+            }
         }
         // Check the deadline and cancellation at every tick, yielding to the
         // runtime so a spinning guest does not hold a worker thread.
@@ -313,10 +318,13 @@ impl Sandbox {
                 ),
             }),
         };
-        let fuel_left = store.get_fuel().unwrap_or(0);
+        let fuel_consumed = request
+            .limits
+            .fuel
+            .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         RunOutcome {
             result,
-            fuel_consumed: request.limits.fuel.saturating_sub(fuel_left),
+            fuel_consumed,
             peak_memory: store.data().limiter.peak_memory(),
             log: log.contents(&secrets),
             allocator,
@@ -332,7 +340,7 @@ enum Failure {
 fn failed_outcome(kind: ErrorKind, message: String, log: log::LogSink, secrets: &log::Secrets) -> RunOutcome {
     RunOutcome {
         result: Err(RunError { kind, message }),
-        fuel_consumed: 0,
+        fuel_consumed: None,
         peak_memory: 0,
         log: log.contents(secrets),
         allocator: Allocator::OnDemand,
