@@ -458,6 +458,34 @@ async fn webhooks_arrive_signed_are_retried_and_never_hold_up_a_run() {
 }
 
 #[tokio::test]
+async fn a_webhook_added_or_removed_applies_from_the_next_run() {
+    let (port, got) = receiver().await;
+    let daemon = TestDaemon::start_with(&[], &[("SANDCRON_HTTP_ALLOW_PRIVATE", "127.0.0.1/32")]);
+    daemon.job_with("greet", "hello", json!({})).await;
+    // Runs without webhooks first: the notifier remembers there are none.
+    for _ in 0..2 {
+        assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+    }
+    let hook = json!({"url": format!("http://127.0.0.1:{port}/hook"), "on": ["succeeded"]});
+    let patched = daemon
+        .call(Method::PATCH, "/v1/jobs/greet", Some(json!({"webhooks": [hook]})))
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let run = daemon.run_job("greet", None).await;
+    let hooks = wait_for(&got, "/hook", 1, Duration::from_secs(5)).await;
+    assert_eq!(hooks.len(), 1, "the new webhook was called");
+    let body: Value = serde_json::from_slice(&hooks[0].body).unwrap();
+    assert_eq!(body["run"]["run_id"], run["id"]);
+    let patched = daemon
+        .call(Method::PATCH, "/v1/jobs/greet", Some(json!({"webhooks": []})))
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(got.lock().unwrap().len(), 1, "the removed webhook was not called");
+}
+
+#[tokio::test]
 async fn a_webhook_to_a_refused_address_is_not_delivered() {
     let (port, got) = receiver().await;
     // No http_allow_private: the receiver on 127.0.0.1 is behind the wall.

@@ -50,7 +50,8 @@ pub struct Gap {
 
 struct Buffer {
     next_id: u64,
-    events: VecDeque<Event>,
+    /// Shared with the broadcast, so a publish copies no event data.
+    events: VecDeque<Arc<Event>>,
 }
 
 /// The event buffer and its broadcast.
@@ -110,20 +111,20 @@ impl EventBus {
     /// Records and broadcasts an event.
     pub fn publish(&self, tenant: &str, kind: &'static str, data: Value) {
         let mut buffer = self.lock();
-        let event = Event {
+        let event = Arc::new(Event {
             id: buffer.next_id,
             tenant: tenant.to_string(),
             kind,
             at: Utc::now(),
             data,
-        };
+        });
         buffer.next_id += 1;
         if buffer.events.len() == self.capacity {
             buffer.events.pop_front();
         }
         buffer.events.push_back(event.clone());
         // Sent under the lock, so live events arrive in id order.
-        let _ = self.live.send(Arc::new(event));
+        let _ = self.live.send(event);
     }
 
     /// A run event.
@@ -144,7 +145,7 @@ impl EventBus {
         &self,
         last_seen: Option<u64>,
         keep: impl Fn(&Event) -> bool,
-    ) -> (Vec<Event>, Option<Gap>, broadcast::Receiver<Arc<Event>>) {
+    ) -> (Vec<Arc<Event>>, Option<Gap>, broadcast::Receiver<Arc<Event>>) {
         let buffer = self.lock();
         let receiver = self.live.subscribe();
         let Some(last_seen) = last_seen else {

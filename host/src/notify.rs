@@ -9,8 +9,9 @@
 //! `<X-Sandcron-Timestamp>.<body>`, so a receiver can refuse replays of old
 //! deliveries by their timestamp.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -20,7 +21,7 @@ use tokio::sync::{Semaphore, broadcast};
 
 use crate::events::{Event, EventBus};
 use crate::mail::Mailer;
-use crate::model::job::WebhookEvent;
+use crate::model::job::{Webhook, WebhookEvent};
 use crate::outbound::{FetchRequest, HttpGrant, Outbound};
 use crate::store::Store;
 use crate::tenancy::Tenants;
@@ -36,6 +37,8 @@ const IN_FLIGHT: usize = 32;
 const MAX_PENDING: usize = 10_000;
 /// Time per delivery attempt.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Jobs whose webhook lists are remembered; past it the memory starts over.
+const REMEMBERED_JOBS: usize = 65_536;
 /// The key derivation purpose of webhook signing keys.
 const SIGNING: &str = "webhook-signing";
 
@@ -137,6 +140,10 @@ pub struct Notifier {
     mailer: Option<Arc<Mailer>>,
     places: Semaphore,
     pending: AtomicUsize,
+    /// Each job's webhooks by (tenant, job id), so a run event does not
+    /// read and decode its job (two per run, most of them jobs with none);
+    /// a job event forgets its job's entry.
+    webhooks: Mutex<HashMap<(String, String), Arc<[Webhook]>>>,
 }
 
 impl Notifier {
@@ -156,7 +163,34 @@ impl Notifier {
             mailer,
             places: Semaphore::new(IN_FLIGHT),
             pending: AtomicUsize::new(0),
+            webhooks: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<[Webhook]>>> {
+        self.webhooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The webhooks of a job, from memory or the store; None if it is gone.
+    fn webhooks_of(&self, tenant: &str, job_id: &str) -> Option<Arc<[Webhook]>> {
+        let key = (tenant.to_string(), job_id.to_string());
+        if let Some(webhooks) = self.remembered().get(&key) {
+            return Some(webhooks.clone());
+        }
+        let webhooks: Arc<[Webhook]> = match self.store.job(tenant, job_id) {
+            Ok(Some(job)) => job.webhooks.into(),
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!(%error, job_id, "cannot read the job for its webhooks");
+                return None;
+            }
+        };
+        let mut remembered = self.remembered();
+        if remembered.len() >= REMEMBERED_JOBS {
+            remembered.clear();
+        }
+        remembered.insert(key, webhooks.clone());
+        Some(webhooks)
     }
 
     /// Listens to `bus` until it closes.
@@ -165,8 +199,15 @@ impl Notifier {
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
+                    Ok(event) if event.kind.starts_with("job.") => {
+                        if let Some(job_id) = event.job_id() {
+                            self.remembered().remove(&(event.tenant.clone(), job_id.to_string()));
+                        }
+                    }
                     Ok(event) => self.consider(&event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        // A job event may have been among the missed.
+                        self.remembered().clear();
                         tracing::warn!(missed, "webhook notifier fell behind; some deliveries were not made");
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -183,15 +224,10 @@ impl Notifier {
         let Some(job_id) = event.job_id() else {
             return;
         };
-        let job = match self.store.job(&event.tenant, job_id) {
-            Ok(Some(job)) => job,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::warn!(%error, job_id, "cannot read the job for its webhooks");
-                return;
-            }
+        let Some(webhooks) = self.webhooks_of(&event.tenant, job_id) else {
+            return;
         };
-        for webhook in job.webhooks {
+        for webhook in webhooks.iter() {
             if !webhook.on.is_empty() && !webhook.on.contains(&wanted) {
                 continue;
             }
@@ -210,7 +246,7 @@ impl Notifier {
             let delivery = Delivery {
                 id,
                 tenant: event.tenant.clone(),
-                url: webhook.url,
+                url: webhook.url.clone(),
                 event: event_name(wanted),
                 run: event.data.clone(),
                 body: serde_json::to_vec(&body).unwrap_or_default(),

@@ -83,7 +83,7 @@ fn gap_event(oldest: Option<u64>, missed: Option<u64>) -> SseEvent {
 struct StreamState {
     bus: Arc<EventBus>,
     gap: Option<Gap>,
-    missed: VecDeque<Event>,
+    missed: VecDeque<Arc<Event>>,
     live: broadcast::Receiver<Arc<Event>>,
     filter: Filter,
     last_sent: Option<u64>,
