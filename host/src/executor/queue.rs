@@ -26,9 +26,20 @@ pub struct Activity {
     pub running: usize,
 }
 
+/// (priority, highest first; due instant in µs; arrival).
 type ReadyKey = (Reverse<Priority>, i64, u64);
-/// (due instant in µs, arrival).
-type DelayedKey = (i64, u64);
+/// The same order: a run keeps its key when it comes due.
+type DelayedKey = ReadyKey;
+
+/// Due runs moved from delayed to ready per priority at a time. A burst of
+/// 10,000 runs due at one instant moved all of them at the first pop after
+/// it (25-30 ms before the first could start); now a pop moves what it
+/// needs to know the next run, and more only when that is not enough.
+const PROMOTE_CHUNK: usize = 64;
+
+fn priority_range(priority: Priority) -> std::ops::RangeInclusive<ReadyKey> {
+    (Reverse(priority), i64::MIN, 0)..=(Reverse(priority), i64::MAX, u64::MAX)
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Slot {
@@ -83,7 +94,7 @@ impl RunQueue {
         if run.scheduled_at <= now {
             self.make_ready((Reverse(run.priority), due, self.arrivals), run);
         } else {
-            let key = (due, self.arrivals);
+            let key = (Reverse(run.priority), due, self.arrivals);
             self.slots.insert(run.id.clone(), Slot::Delayed(key));
             self.delayed.insert(key, run);
         }
@@ -121,33 +132,33 @@ impl RunQueue {
         }
     }
 
-    /// Moves runs whose time has come from delayed to ready.
-    fn promote(&mut self, now: DateTime<Utc>) {
-        let now_micros = now.timestamp_micros();
-        while let Some(entry) = self.delayed.first_entry() {
-            if entry.key().0 > now_micros {
-                break;
-            }
-            let (key, run) = entry.remove_entry();
-            let ready = (Reverse(run.priority), key.0, key.1);
-            self.make_ready(ready, run);
-        }
+    /// The first delayed run of a priority (its earliest due).
+    fn delayed_head(&self, priority: Priority) -> Option<DelayedKey> {
+        self.delayed.range(priority_range(priority)).next().map(|(key, _)| *key)
     }
 
-    /// The next run to start (highest priority, then earliest due), marked
-    /// running; or None and when the next delayed run comes due. An
-    /// exclusive run waits while another run of its job is running, and a
-    /// run waits while its tenant has `share(tenant)` runs executing, so a
-    /// tenant flooding the queue holds at most its share of the slots and
-    /// the runs behind its flood start first.
-    pub fn pop(
-        &mut self,
-        now: DateTime<Utc>,
-        share: &dyn Fn(&str) -> Option<usize>,
-    ) -> Result<(Run, Arc<AtomicBool>), Option<DateTime<Utc>>> {
-        self.promote(now);
+    /// Moves up to [`PROMOTE_CHUNK`] due runs of each priority from delayed
+    /// to ready. Returns the first due run still delayed (in queue order).
+    fn promote(&mut self, now_micros: i64) -> Option<DelayedKey> {
+        let mut pending = None;
+        for priority in Priority::ALL.into_iter().rev() {
+            for _ in 0..PROMOTE_CHUNK {
+                let Some(key) = self.delayed_head(priority).filter(|key| key.1 <= now_micros) else {
+                    break;
+                };
+                let run = self.delayed.remove(&key).expect("the head was just seen");
+                self.make_ready(key, run);
+            }
+            if pending.is_none() {
+                pending = self.delayed_head(priority).filter(|key| key.1 <= now_micros);
+            }
+        }
+        pending
+    }
+
+    /// The first ready run that may start now.
+    fn startable(&self, share: &dyn Fn(&str) -> Option<usize>) -> Option<ReadyKey> {
         let mut full: HashMap<&str, bool> = HashMap::new();
-        let mut startable = None;
         for (key, run) in &self.ready {
             let tenant_full = *full.entry(run.tenant.as_str()).or_insert_with(|| {
                 share(&run.tenant)
@@ -162,16 +173,46 @@ impl RunQueue {
                     .get(&job_key(run))
                     .is_some_and(|activity| activity.running > 0);
             if !busy {
-                startable = Some(*key);
-                break;
+                return Some(*key);
             }
         }
+        None
+    }
+
+    /// The earliest due instant of the delayed runs.
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        Priority::ALL
+            .into_iter()
+            .filter_map(|priority| self.delayed_head(priority))
+            .map(|key| key.1)
+            .min()
+            .and_then(DateTime::from_timestamp_micros)
+    }
+
+    /// The next run to start (highest priority, then earliest due), marked
+    /// running; or None and when the next delayed run comes due. An
+    /// exclusive run waits while another run of its job is running, and a
+    /// run waits while its tenant has `share(tenant)` runs executing, so a
+    /// tenant flooding the queue holds at most its share of the slots and
+    /// the runs behind its flood start first.
+    pub fn pop(
+        &mut self,
+        now: DateTime<Utc>,
+        share: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<(Run, Arc<AtomicBool>), Option<DateTime<Utc>>> {
+        let now_micros = now.timestamp_micros();
+        // Promote until the best startable run is ahead of every due run
+        // still delayed (or none is left).
+        let startable = loop {
+            let pending = self.promote(now_micros);
+            match (self.startable(share), pending) {
+                (Some(key), Some(pending)) if pending < key => continue,
+                (None, Some(_)) => continue,
+                (startable, _) => break startable,
+            }
+        };
         let Some(run) = startable.and_then(|key| self.ready.remove(&key)) else {
-            let next = self
-                .delayed
-                .first_key_value()
-                .and_then(|((due, _), _)| DateTime::from_timestamp_micros(*due));
-            return Err(next);
+            return Err(self.next_due());
         };
         self.slots.remove(&run.id);
         if run.exclusive {
@@ -398,6 +439,47 @@ mod tests {
             Some("retry".to_string())
         );
         assert_eq!(queue.pop(at("2026-11-25T10:01:00Z"), &unlimited).err(), Some(None));
+    }
+
+    #[test]
+    fn a_burst_coming_due_is_promoted_as_needed_in_queue_order() {
+        let mut queue = RunQueue::default();
+        let (before, instant) = (at("2026-11-25T09:59:59Z"), "2026-11-25T10:00:00Z");
+        for index in 0..1000 {
+            queue.push(
+                run(&format!("n{index:04}"), &format!("j{index}"), Priority::Normal, instant),
+                before,
+            );
+        }
+        // Recorded after the burst, but of a higher priority.
+        queue.push(run("tick", "tick", Priority::High, instant), before);
+        let now = at(instant);
+        assert_eq!(queue.pop(now, &unlimited).unwrap().0.id, "tick");
+        assert!(
+            queue.ready.len() <= PROMOTE_CHUNK,
+            "{} runs moved to start one",
+            queue.ready.len()
+        );
+        let order: Vec<String> =
+            std::iter::from_fn(|| queue.pop(now, &unlimited).ok().map(|(run, _)| run.id)).collect();
+        let expected: Vec<String> = (0..1000).map(|index| format!("n{index:04}")).collect();
+        assert_eq!(order, expected, "the rest by arrival");
+        // A flooding tenant at its share does not hide a run behind its
+        // flood that was not promoted yet.
+        let mut queue = RunQueue::default();
+        for index in 0..500 {
+            queue.push(
+                run(&format!("a{index}"), &format!("a{index}"), Priority::Normal, instant),
+                before,
+            );
+        }
+        let mut other = run("b", "b", Priority::Normal, instant);
+        other.tenant = "other".to_string();
+        queue.push(other, before);
+        let first = queue.pop(now, &unlimited).unwrap().0;
+        assert_eq!(first.tenant, "t");
+        let share = |tenant: &str| (tenant == "t").then_some(1);
+        assert_eq!(queue.pop(now, &share).unwrap().0.id, "b");
     }
 
     #[test]
