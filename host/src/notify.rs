@@ -37,6 +37,9 @@ const IN_FLIGHT: usize = 32;
 const MAX_PENDING: usize = 10_000;
 /// Time per delivery attempt.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Each job's webhooks by (tenant, job id).
+type WebhookMemory = HashMap<(String, String), Arc<[Webhook]>>;
+
 /// Jobs whose webhook lists are remembered; past it the memory starts over.
 const REMEMBERED_JOBS: usize = 65_536;
 /// The key derivation purpose of webhook signing keys.
@@ -143,7 +146,7 @@ pub struct Notifier {
     /// Each job's webhooks by (tenant, job id), so a run event does not
     /// read and decode its job (two per run, most of them jobs with none);
     /// a job event forgets its job's entry.
-    webhooks: Mutex<HashMap<(String, String), Arc<[Webhook]>>>,
+    webhooks: Mutex<WebhookMemory>,
 }
 
 impl Notifier {
@@ -167,7 +170,7 @@ impl Notifier {
         }
     }
 
-    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<[Webhook]>>> {
+    fn remembered(&self) -> std::sync::MutexGuard<'_, WebhookMemory> {
         self.webhooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
