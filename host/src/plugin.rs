@@ -80,9 +80,10 @@ pub struct Plugins {
     sandbox: Arc<Sandbox>,
     max_bytes: u64,
     metrics: Arc<Metrics>,
-    /// By digest and metering: a plugin is compiled for the metered engines
-    /// only once a job with a fuel budget runs it.
-    prepared: RwLock<HashMap<(String, Metering), Arc<PreparedJob>>>,
+    /// By metering, then digest (looked up per run without allocating): a
+    /// plugin is compiled for the metered engines only once a job with a
+    /// fuel budget runs it.
+    prepared: RwLock<HashMap<Metering, HashMap<String, Arc<PreparedJob>>>>,
 }
 
 /// sha256 of bytes as lowercase hex.
@@ -111,7 +112,8 @@ impl Plugins {
         self.prepared
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&(digest.to_string(), metering))
+            .get(&metering)
+            .and_then(|prepared| prepared.get(digest))
             .cloned()
     }
 
@@ -119,7 +121,9 @@ impl Plugins {
         self.prepared
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert((digest.to_string(), metering), prepared);
+            .entry(metering)
+            .or_default()
+            .insert(digest.to_string(), prepared);
     }
 
     /// Validates, compiles and stores `bytes` as the next version of `name`

@@ -1,10 +1,10 @@
 //! The wasmtime sandbox: shared engines (component model, epoch interruption
 //! driven by a ticker thread, fuel for the jobs that ask for it; instances
 //! from a pool, with an on-demand engine beside it for when the pool is
-//! full, see [`engine`]),
-//! and per run a fresh `Store` with its own limits, instantiated from a
-//! `JobPre` kept per plugin. It knows nothing of HTTP or storage: callers
-//! hand it bytes and capabilities and get back an outcome with an error kind.
+//! full, see [`engine`]), and per run a fresh `Store` with its own limits,
+//! instantiated from a `JobPre` kept per plugin. It knows nothing of HTTP or
+//! storage: callers hand it bytes and capabilities and get back an outcome
+//! with an error kind.
 
 mod engine;
 pub mod host;
@@ -135,28 +135,19 @@ pub struct RunOutcome {
 
 /// The shared engines and linkers.
 pub struct Sandbox {
-    /// Indexed by [`family_index`].
-    families: [engine::Family; 2],
+    unmetered: engine::Family,
+    metered: engine::Family,
     ticker: ticker::Ticker,
-}
-
-fn family_index(metering: Metering) -> usize {
-    match metering {
-        Metering::Unmetered => 0,
-        Metering::Fuel => 1,
-    }
 }
 
 impl Sandbox {
     /// Builds the engines, their linkers with every import, and the epoch ticker.
     pub fn new(settings: &SandboxConfig) -> anyhow::Result<Sandbox> {
-        let families = [
-            engine::Family::new(settings, Metering::Unmetered)?,
-            engine::Family::new(settings, Metering::Fuel)?,
-        ];
-        let engines: Vec<_> = families
-            .iter()
-            .flat_map(engine::Family::engines)
+        let unmetered = engine::Family::new(settings, Metering::Unmetered)?;
+        let metered = engine::Family::new(settings, Metering::Fuel)?;
+        let engines: Vec<_> = unmetered
+            .engines()
+            .chain(metered.engines())
             .map(wasmtime::Engine::weak)
             .collect();
         let ticker = ticker::Ticker::spawn(EPOCH_TICK, move || {
@@ -167,11 +158,18 @@ impl Sandbox {
             }
             alive
         });
-        Ok(Sandbox { families, ticker })
+        Ok(Sandbox {
+            unmetered,
+            metered,
+            ticker,
+        })
     }
 
     fn family(&self, metering: Metering) -> &engine::Family {
-        &self.families[family_index(metering)]
+        match metering {
+            Metering::Unmetered => &self.unmetered,
+            Metering::Fuel => &self.metered,
+        }
     }
 
     /// Identifies the compiled-code format of one metering's engines:
