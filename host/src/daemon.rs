@@ -148,6 +148,8 @@ impl Daemon {
     /// Recovers unfinished runs, then starts the executor and the scheduler
     /// and fires the `run_at_start` jobs.
     pub async fn start(&self) -> anyhow::Result<()> {
+        // Recovery records outcomes through the recorder.
+        self.executor.start_recording().context("starting the run recorder")?;
         self.executor.recover().await.context("recovering unfinished runs")?;
         self.scheduler
             .take_back_recorded_ahead()

@@ -11,10 +11,12 @@
 //! `host_restart`, see [`Executor::recover`]; a crash before the mark is
 //! durable finds it `queued` and runs it again; a run shorter than the
 //! window never writes it); the finished record with its output, log and
-//! the plugin's kv writes before waiters are woken. Flushes of runs within
-//! one window are shared (group commit).
+//! the plugin's kv writes before waiters are woken. Marks and outcomes are
+//! written by one thread, many per batch (see [`recorder`]), and flushes of
+//! runs within one window are shared (group commit).
 
 mod queue;
+mod recorder;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,6 +43,7 @@ use crate::vault::Vault;
 
 pub use queue::Activity;
 use queue::RunQueue;
+use recorder::Recorder;
 
 /// Why a run could not be queued, cancelled or retried.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +110,8 @@ pub struct Executor {
     stopping: AtomicBool,
     running: AtomicUsize,
     log_cap: u64,
-    mark_after: Duration,
+    /// Writes running marks and outcomes.
+    recorder: Recorder,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
     /// The logs of runs executing now, with the secrets to mask in them.
     live_logs: Mutex<HashMap<String, (LogSink, Secrets)>>,
@@ -126,63 +130,6 @@ impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Ordering::SeqCst);
         self.0.wake.notify_one();
-    }
-}
-
-/// The durable `running` mark of a run, written beside the instance rather
-/// than before it, and only once the run has gone on for `mark_after` (the
-/// flush window): a run that ends sooner goes from queued to finished in
-/// its records, one write fewer. If the daemon dies before the mark is
-/// durable the run is found queued and runs again (delivery is at least
-/// once); after, it fails with `host_restart`.
-struct RunningMark {
-    state: Arc<std::sync::atomic::AtomicU8>,
-    writer: tokio::task::JoinHandle<Result<(), StoreError>>,
-}
-
-impl RunningMark {
-    const PENDING: u8 = 0;
-    const WRITING: u8 = 1;
-    const NOT_NEEDED: u8 = 2;
-
-    fn start(store: &Arc<dyn Store>, run: &Run, after: Duration) -> RunningMark {
-        let state = Arc::new(std::sync::atomic::AtomicU8::new(Self::PENDING));
-        let (store, record, claimed) = (store.clone(), run.clone(), state.clone());
-        let writer = tokio::spawn(async move {
-            if !after.is_zero() {
-                tokio::time::sleep(after).await;
-            }
-            let claim = claimed.compare_exchange(Self::PENDING, Self::WRITING, Ordering::AcqRel, Ordering::Acquire);
-            if claim.is_err() {
-                return Ok(());
-            }
-            tokio::task::spawn_blocking(move || {
-                store.update_run(&record)?;
-                store.flush_soon();
-                Ok(())
-            })
-            .await
-            .map_err(|error| StoreError::Backend(format!("the running mark's write failed: {error}")))?
-        });
-        RunningMark { state, writer }
-    }
-
-    /// The run is over: the mark is not written if it has not begun, else
-    /// its write is waited for (the outcome must land after it).
-    async fn settle(self, run_id: &str) {
-        let skipped = self
-            .state
-            .compare_exchange(Self::PENDING, Self::NOT_NEEDED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if skipped {
-            self.writer.abort();
-            return;
-        }
-        match self.writer.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(run_id, %error, "cannot mark the run running"),
-            Err(error) => tracing::error!(run_id, %error, "the running mark's task failed"),
-        }
     }
 }
 
@@ -262,7 +209,7 @@ impl Executor {
             stopping: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             log_cap: capacity.log_bytes,
-            mark_after: capacity.mark_running_after,
+            recorder: Recorder::new(capacity.mark_running_after),
             waiters: Mutex::new(HashMap::new()),
             live_logs: Mutex::new(HashMap::new()),
             schedule_changed: Arc::new(Notify::new()),
@@ -440,7 +387,13 @@ impl Executor {
         }
     }
 
-    /// Starts the dispatcher.
+    /// Starts the thread that writes runs' marks and outcomes: before
+    /// [`Executor::recover`], which records outcomes through it.
+    pub fn start_recording(&self) -> std::io::Result<()> {
+        self.recorder.start(self.store.clone())
+    }
+
+    /// Starts the dispatcher (after [`Executor::start_recording`]).
     pub fn start(self: &Arc<Self>) {
         let executor = self.clone();
         tokio::spawn(async move { executor.dispatch_loop().await });
@@ -483,7 +436,7 @@ impl Executor {
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
         run.lateness_ms = Some((started_at - run.scheduled_at).num_milliseconds());
-        let mark = RunningMark::start(&self.store, &run, self.mark_after);
+        let mark = self.recorder.started(&run);
         self.events.run("run.started", &run);
         self.metrics.run_started(&run);
         let (output, log) = match self
@@ -547,7 +500,7 @@ impl Executor {
         lock(&self.queue).finished(&run);
         // The next run of this job (if it waits its turn) may start now.
         self.wake.notify_one();
-        mark.settle(&run.id).await;
+        mark.settle();
         let run_id = run.id.clone();
         self.finish(run, output, log).await;
         lock(&self.live_logs).remove(&run_id);
@@ -614,31 +567,11 @@ impl Executor {
         }
     }
 
-    /// Runs a store write on a blocking thread: a write can wait behind a
-    /// flush for milliseconds, and the runtime's threads must stay free to
-    /// start other runs on time.
-    async fn write<T: Send + 'static>(
-        &self,
-        write: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || write(store.as_ref()))
-            .await
-            .map_err(|error| StoreError::Backend(format!("the write task failed: {error}")))?
-    }
-
     /// Records a finished run durably, queues its retry if it has attempts
     /// left, moves an `after` job's next fire, and wakes waiters.
     async fn finish(&self, run: Run, output: Vec<u8>, log: Vec<u8>) {
         let retry = self.retry_of_failed(&run);
-        let (record, next) = (run.clone(), retry.clone());
-        let write = self
-            .write(move |store| match &next {
-                Some(next) => store.finish_run_and_queue(&record, &output, &log, next),
-                None => store.finish_run(&record, &output, &log),
-            })
-            .await;
-        let write = match write {
+        let write = match self.recorder.finished(run.clone(), output, log, retry.clone()).await {
             Ok(()) => self.store.flush_async().await,
             Err(error) => Err(error),
         };

@@ -68,6 +68,27 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// A boxed future of a store result.
 pub type StoreFuture = Pin<Box<dyn Future<Output = StoreResult<()>> + Send>>;
 
+/// One step of a run's life, written by [`Store::write_runs`].
+#[derive(Debug, Clone, Copy)]
+pub enum RunWrite<'a> {
+    /// A new queued run: its record and indexes.
+    Queued(&'a Run),
+    /// An unfinished run's record changed (its `running` mark).
+    Updated(&'a Run),
+    /// The run finished: its record, output and log, and the queued record
+    /// of its next attempt if it has one.
+    Finished {
+        /// The finished record.
+        run: &'a Run,
+        /// What the plugin returned.
+        output: &'a [u8],
+        /// Its captured log.
+        log: &'a [u8],
+        /// The next attempt, queued in the same step.
+        next: Option<&'a Run>,
+    },
+}
+
 /// Which runs to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -207,16 +228,41 @@ pub trait Store: Send + Sync + 'static {
     /// from an index, not by scanning all jobs).
     fn run_at_start_jobs(&self) -> StoreResult<Vec<Job>>;
 
+    /// Writes steps of runs' lives in one atomic batch, in order (a later
+    /// step of the same run wins). The executor's recorder writes many runs
+    /// per call.
+    fn write_runs(&self, writes: &[RunWrite<'_>]) -> StoreResult<()>;
     /// Writes a new run (queued) and its indexes.
-    fn insert_run(&self, run: &Run) -> StoreResult<()>;
-    /// Rewrites an unfinished run's record (a finished one goes through
-    /// [`Store::finish_run`] with no output or log).
-    fn update_run(&self, run: &Run) -> StoreResult<()>;
+    fn insert_run(&self, run: &Run) -> StoreResult<()> {
+        self.write_runs(&[RunWrite::Queued(run)])
+    }
+    /// Rewrites a run's record: an unfinished one as it is, a finished one
+    /// as [`Store::finish_run`] with no output or log.
+    fn update_run(&self, run: &Run) -> StoreResult<()> {
+        if run.status.is_finished() {
+            return self.finish_run(run, &[], &[]);
+        }
+        self.write_runs(&[RunWrite::Updated(run)])
+    }
     /// Writes a finished run with its output and log in one atomic step.
-    fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()>;
+    fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()> {
+        self.write_runs(&[RunWrite::Finished {
+            run,
+            output,
+            log,
+            next: None,
+        }])
+    }
     /// [`Store::finish_run`] and the queued record of its next attempt, in
     /// one atomic write.
-    fn finish_run_and_queue(&self, run: &Run, output: &[u8], log: &[u8], next: &Run) -> StoreResult<()>;
+    fn finish_run_and_queue(&self, run: &Run, output: &[u8], log: &[u8], next: &Run) -> StoreResult<()> {
+        self.write_runs(&[RunWrite::Finished {
+            run,
+            output,
+            log,
+            next: Some(next),
+        }])
+    }
     /// A run by id.
     fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>>;
     /// A run's output.

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
-use super::{AddedPlugin, DueJob, Fire, RunFilter, Store, StoreError, StoreFuture, StoreResult};
+use super::{AddedPlugin, DueJob, Fire, RunFilter, RunWrite, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 
 /// sled-backed [`Store`].
@@ -290,22 +290,29 @@ impl SledStore {
         tree.get(key)?.map(|value| decode(key, &value)).transpose()
     }
 
-    /// Writes the parts of a run that change at this step, in one batch:
-    /// sled costs ~13 µs per key here, so each step writes only what it must.
-    fn write_run(&self, run: &Run, step: RunStep<'_>) -> StoreResult<()> {
-        let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
-        let mut batch = sled::Batch::default();
-        batch.insert(run_key(run_space::RECORD, &[tenant, id]), encode(run));
-        match step {
-            RunStep::Queued => {
+    /// Adds the keys a run's step changes to `batch`: sled costs ~13 µs per
+    /// key here, so each step writes only what it must.
+    fn add_run_step(batch: &mut sled::Batch, write: &RunWrite<'_>) {
+        let queue = |batch: &mut sled::Batch, run: &Run| {
+            let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
+            batch.insert(run_key(run_space::RECORD, &[tenant, id]), encode(run));
+            batch.insert(
+                run_key(run_space::BY_JOB, &[tenant, run.job_id.as_bytes(), id]),
+                &[] as &[u8],
+            );
+            batch.insert(run_key(run_space::ACTIVE, &[tenant, id]), &[] as &[u8]);
+        };
+        match *write {
+            RunWrite::Queued(run) => queue(batch, run),
+            RunWrite::Updated(run) => {
                 batch.insert(
-                    run_key(run_space::BY_JOB, &[tenant, run.job_id.as_bytes(), id]),
-                    &[] as &[u8],
+                    run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()]),
+                    encode(run),
                 );
-                batch.insert(run_key(run_space::ACTIVE, &[tenant, id]), &[] as &[u8]);
             }
-            RunStep::Updated => {}
-            RunStep::Finished { output, log, next } => {
+            RunWrite::Finished { run, output, log, next } => {
+                let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
+                batch.insert(run_key(run_space::RECORD, &[tenant, id]), encode(run));
                 batch.remove(run_key(run_space::ACTIVE, &[tenant, id]));
                 if !output.is_empty() {
                     batch.insert(run_key(run_space::OUTPUT, &[tenant, id]), output);
@@ -314,20 +321,22 @@ impl SledStore {
                     batch.insert(run_key(run_space::LOG, &[tenant, id]), log);
                 }
                 if let Some(next) = next {
-                    let next_id = next.id.as_bytes();
-                    batch.insert(run_key(run_space::RECORD, &[tenant, next_id]), encode(next));
-                    batch.insert(
-                        run_key(run_space::BY_JOB, &[tenant, next.job_id.as_bytes(), next_id]),
-                        &[] as &[u8],
-                    );
-                    batch.insert(run_key(run_space::ACTIVE, &[tenant, next_id]), &[] as &[u8]);
+                    queue(batch, next);
                 }
             }
         }
-        let _gate = self.writing();
-        self.runs.apply_batch(batch)?;
-        Ok(())
     }
+}
+
+/// What a fire checks of its job's stored record, decoded without the
+/// rest of it (its input, labels, webhooks). A user's change moves
+/// `updated_at`; a fire planned before it is refused. Fires of the same
+/// instant recorded twice are told apart by their run ids.
+#[derive(serde::Deserialize)]
+struct JobStamp {
+    enabled: bool,
+    updated_at: DateTime<Utc>,
+    next_fire_at: Option<DateTime<Utc>>,
 }
 
 /// A fire's records and keys, encoded once outside the transaction (which
@@ -384,17 +393,6 @@ fn run_keys(runs: &[Run]) -> Vec<Vec<u8>> {
             ]
         })
         .collect()
-}
-
-/// Which write of a run's life [`SledStore::write_run`] makes.
-enum RunStep<'a> {
-    Queued,
-    Updated,
-    Finished {
-        output: &'a [u8],
-        log: &'a [u8],
-        next: Option<&'a Run>,
-    },
 }
 
 impl Store for SledStore {
@@ -671,7 +669,7 @@ impl Store for SledStore {
                 for (fire, encoded) in fires.iter().zip(&encoded) {
                     let job = &fire.job;
                     let current = match jobs.get(encoded.job_key.as_slice())? {
-                        Some(current) => match decode::<Job>(&encoded.job_key, &current) {
+                        Some(current) => match decode::<JobStamp>(&encoded.job_key, &current) {
                             Ok(current) => current,
                             Err(error) => {
                                 outcomes.push(Err(error));
@@ -690,8 +688,8 @@ impl Store for SledStore {
                         ))));
                         continue;
                     }
-                    if let Some(entry) = due_key(&current) {
-                        due.remove(entry)?;
+                    if let Some(next) = current.next_fire_at.filter(|_| current.enabled) {
+                        due.remove(due_entry(next, &job.tenant, &job.id))?;
                     }
                     if let Some(entry) = &encoded.due_entry {
                         due.insert(entry.as_slice(), &[] as &[u8])?;
@@ -765,37 +763,14 @@ impl Store for SledStore {
         Ok(found)
     }
 
-    fn insert_run(&self, run: &Run) -> StoreResult<()> {
-        self.write_run(run, RunStep::Queued)
-    }
-
-    fn update_run(&self, run: &Run) -> StoreResult<()> {
-        if run.status.is_finished() {
-            return self.finish_run(run, &[], &[]);
+    fn write_runs(&self, writes: &[RunWrite<'_>]) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        for write in writes {
+            Self::add_run_step(&mut batch, write);
         }
-        self.write_run(run, RunStep::Updated)
-    }
-
-    fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()> {
-        self.write_run(
-            run,
-            RunStep::Finished {
-                output,
-                log,
-                next: None,
-            },
-        )
-    }
-
-    fn finish_run_and_queue(&self, run: &Run, output: &[u8], log: &[u8], next: &Run) -> StoreResult<()> {
-        self.write_run(
-            run,
-            RunStep::Finished {
-                output,
-                log,
-                next: Some(next),
-            },
-        )
+        let _gate = self.writing();
+        self.runs.apply_batch(batch)?;
+        Ok(())
     }
 
     fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>> {

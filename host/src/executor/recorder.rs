@@ -1,0 +1,337 @@
+//! The run recorder: one thread writes runs' `running` marks and outcomes,
+//! as many as have queued up in one sled batch. A write per run on the
+//! blocking pool, each waiting its turn for sled's batch lock, cost more
+//! than the sandboxed runs themselves during a burst of 10,000.
+//!
+//! A run's mark is due once the run has gone on for `mark_after` (the flush
+//! window). The delay is the same for every run, so the thread keeps the
+//! pending marks in start order, which is deadline order, and writes a mark
+//! only if its run is still going (see [`Mark`]). A mark is claimed before
+//! the batch that writes it is built and the run's outcome is sent only
+//! after its mark was claimed or skipped, so a mark never lands after the
+//! outcome of the same run.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::model::Run;
+use crate::store::{RunWrite, Store, StoreError};
+
+/// The most entries one batch writes: sled holds its batch lock for the
+/// whole batch, and fire recording waits meanwhile.
+const MAX_BATCH: usize = 128;
+
+/// A run's pending `running` mark, from its start until it is settled.
+pub(super) struct Mark(Arc<AtomicU8>);
+
+const PENDING: u8 = 0;
+const CLAIMED: u8 = 1;
+const NOT_NEEDED: u8 = 2;
+
+impl Mark {
+    /// The run is over: its mark is not written if the recorder has not
+    /// claimed it yet. Either way the outcome can be sent now.
+    pub(super) fn settle(self) {
+        self.skip();
+    }
+
+    fn skip(&self) {
+        let _ = self
+            .0
+            .compare_exchange(PENDING, NOT_NEEDED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn claim(&self) -> bool {
+        self.0
+            .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// What the thread is asked to write.
+enum Entry {
+    /// A run started: write its mark once it is due.
+    Started { due: Instant, mark: Mark, run: Box<Run> },
+    /// A run finished: write its outcome (and its next attempt), then say so.
+    Finished(Box<Outcome>),
+}
+
+/// A finished run to write, and whom to tell.
+struct Outcome {
+    run: Run,
+    output: Vec<u8>,
+    log: Vec<u8>,
+    next: Option<Run>,
+    written: oneshot::Sender<Result<(), String>>,
+}
+
+/// Hands marks and outcomes to the writing thread.
+pub(super) struct Recorder {
+    sender: mpsc::Sender<Entry>,
+    /// Taken by [`Recorder::start`].
+    receiver: Mutex<Option<mpsc::Receiver<Entry>>>,
+    mark_after: Duration,
+}
+
+impl Recorder {
+    /// A recorder writing to `store` once started; marks are due
+    /// `mark_after` after their run starts.
+    pub(super) fn new(mark_after: Duration) -> Recorder {
+        let (sender, receiver) = mpsc::channel();
+        Recorder {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            mark_after,
+        }
+    }
+
+    /// Starts the writing thread (once; it ends when the recorder is
+    /// dropped). Must be called within the runtime: a mark's flush is
+    /// started on it.
+    pub(super) fn start(&self, store: Arc<dyn Store>) -> std::io::Result<()> {
+        let Some(receiver) = super::lock(&self.receiver).take() else {
+            return Ok(());
+        };
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("sandcron-recorder".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                Writer {
+                    store,
+                    marks: VecDeque::new(),
+                }
+                .serve(&receiver);
+            })?;
+        Ok(())
+    }
+
+    /// The run started: its mark is written once it is due, unless the
+    /// returned [`Mark`] is settled first.
+    pub(super) fn started(&self, run: &Run) -> Mark {
+        let state = Arc::new(AtomicU8::new(PENDING));
+        let entry = Entry::Started {
+            due: Instant::now() + self.mark_after,
+            mark: Mark(state.clone()),
+            run: Box::new(run.clone()),
+        };
+        // A send fails only once the thread is gone; the outcome's send
+        // reports it.
+        let _ = self.sender.send(entry);
+        Mark(state)
+    }
+
+    /// Writes a finished run (and the queued record of its next attempt):
+    /// returns once written, not yet flushed.
+    pub(super) async fn finished(
+        &self,
+        run: Run,
+        output: Vec<u8>,
+        log: Vec<u8>,
+        next: Option<Run>,
+    ) -> Result<(), StoreError> {
+        let (written, done) = oneshot::channel();
+        let entry = Entry::Finished(Box::new(Outcome {
+            run,
+            output,
+            log,
+            next,
+            written,
+        }));
+        let gone = || StoreError::Backend("the run recorder has stopped".into());
+        self.sender.send(entry).map_err(|_| gone())?;
+        done.await.map_err(|_| gone())?.map_err(StoreError::Backend)
+    }
+}
+
+/// The thread's state: the store and the marks not yet due.
+struct Writer {
+    store: Arc<dyn Store>,
+    marks: VecDeque<(Instant, Mark, Box<Run>)>,
+}
+
+impl Writer {
+    /// Writes until every sender is gone.
+    fn serve(mut self, receiver: &mpsc::Receiver<Entry>) {
+        loop {
+            let first = match self.marks.front() {
+                Some((due, ..)) => match receiver.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                    Ok(entry) => Some(entry),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match receiver.recv() {
+                    Ok(entry) => Some(entry),
+                    Err(mpsc::RecvError) => return,
+                },
+            };
+            let mut finished = Vec::new();
+            for entry in first.into_iter().chain(std::iter::from_fn(|| receiver.try_recv().ok())) {
+                match entry {
+                    Entry::Started { due, mark, run } => self.marks.push_back((due, mark, run)),
+                    Entry::Finished(outcome) => {
+                        // An outcome written another way than by its run's
+                        // end (a shutdown's `host_restart`) supersedes the
+                        // run's pending mark too.
+                        for (_, mark, pending) in &self.marks {
+                            if pending.id == outcome.run.id && pending.tenant == outcome.run.tenant {
+                                mark.skip();
+                            }
+                        }
+                        finished.push(*outcome);
+                    }
+                }
+                if finished.len() >= MAX_BATCH {
+                    break;
+                }
+            }
+            self.write(finished);
+        }
+    }
+
+    /// Writes the marks now due (claimed first) and the outcomes, in one
+    /// batch, and tells each outcome's sender.
+    fn write(&mut self, finished: Vec<Outcome>) {
+        let now = Instant::now();
+        let mut marked = Vec::new();
+        while let Some((due, ..)) = self.marks.front()
+            && *due <= now
+        {
+            if let Some((_, mark, run)) = self.marks.pop_front()
+                && mark.claim()
+            {
+                marked.push(run);
+            }
+        }
+        if marked.is_empty() && finished.is_empty() {
+            return;
+        }
+        let writes: Vec<RunWrite<'_>> = marked
+            .iter()
+            .map(|run| RunWrite::Updated(run))
+            .chain(finished.iter().map(|outcome| RunWrite::Finished {
+                run: &outcome.run,
+                output: &outcome.output,
+                log: &outcome.log,
+                next: outcome.next.as_ref(),
+            }))
+            .collect();
+        let result = self.store.write_runs(&writes).map_err(|error| error.to_string());
+        drop(writes);
+        if let Err(error) = &result
+            && !marked.is_empty()
+        {
+            tracing::error!(%error, runs = marked.len(), "cannot mark runs running");
+        }
+        if !marked.is_empty() && result.is_ok() {
+            self.store.flush_soon();
+        }
+        for outcome in finished {
+            let _ = outcome.written.send(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RunStatus;
+    use crate::store::SledStore;
+
+    fn recorder(mark_after: Duration) -> (Recorder, Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SledStore::open_with(&dir.path().join("db"), Duration::from_millis(2)).unwrap());
+        let recorder = Recorder::new(mark_after);
+        recorder.start(store.clone()).unwrap();
+        (recorder, store, dir)
+    }
+
+    /// A queued run in the store, and the same run as it starts.
+    fn queued_and_started(store: &Arc<dyn Store>, index: usize) -> Run {
+        let mut run = Run::sample(&format!("run-{index:05}"), "job", chrono::Utc::now());
+        store.insert_run(&run).unwrap();
+        run.status = RunStatus::Running;
+        run.started_at = Some(chrono::Utc::now());
+        run
+    }
+
+    async fn status_becomes(store: &Arc<dyn Store>, run: &Run, wanted: RunStatus) {
+        let began = Instant::now();
+        while store.run(&run.tenant, &run.id).unwrap().unwrap().status != wanted {
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "{} never became {wanted:?}",
+                run.id
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_going_on_past_the_window_is_marked_and_a_shorter_one_is_not() {
+        let (recorder, store, _dir) = recorder(Duration::from_millis(30));
+        let long = queued_and_started(&store, 1);
+        let _mark = recorder.started(&long);
+        let short = queued_and_started(&store, 2);
+        recorder.started(&short).settle();
+        status_becomes(&store, &long, RunStatus::Running).await;
+        // The short run's mark was due as soon as the long one's.
+        assert_eq!(store.run("t", &short.id).unwrap().unwrap().status, RunStatus::Queued);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outcomes_are_never_overwritten_by_marks() {
+        // Marks due at once race every outcome.
+        let (recorder, store, _dir) = recorder(Duration::ZERO);
+        let recorder = Arc::new(recorder);
+        let tasks: Vec<_> = (0..400)
+            .map(|index| {
+                let (recorder, store) = (recorder.clone(), store.clone());
+                tokio::spawn(async move {
+                    let mut run = queued_and_started(&store, index);
+                    let mark = recorder.started(&run);
+                    tokio::task::yield_now().await;
+                    mark.settle();
+                    run.finish(RunStatus::Succeeded, None, chrono::Utc::now());
+                    recorder
+                        .finished(run.clone(), b"out".to_vec(), Vec::new(), None)
+                        .await
+                        .unwrap();
+                    run
+                })
+            })
+            .collect();
+        let mut runs = Vec::new();
+        for task in tasks {
+            runs.push(task.await.unwrap());
+        }
+        // Marks still on their way would land after this.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for run in &runs {
+            let stored = store.run("t", &run.id).unwrap().unwrap();
+            assert_eq!(stored.status, RunStatus::Succeeded, "{}", run.id);
+            assert_eq!(store.run_output("t", &run.id).unwrap().as_deref(), Some(&b"out"[..]));
+        }
+        assert!(store.unfinished_runs().unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outcome_not_from_the_run_itself_cancels_its_pending_mark() {
+        let (recorder, store, _dir) = recorder(Duration::from_millis(30));
+        let mut run = queued_and_started(&store, 1);
+        // Never settled: a shutdown fails the run while it still executes.
+        let _mark = recorder.started(&run);
+        run.finish(RunStatus::Failed, None, chrono::Utc::now());
+        recorder
+            .finished(run.clone(), Vec::new(), Vec::new(), None)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(store.run("t", &run.id).unwrap().unwrap().status, RunStatus::Failed);
+    }
+}
