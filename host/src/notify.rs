@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, broadcast};
 
 use crate::events::{Event, EventBus};
 use crate::mail::Mailer;
+use crate::model::RunStatus;
 use crate::model::job::{Webhook, WebhookEvent};
 use crate::outbound::{FetchRequest, HttpGrant, Outbound};
 use crate::store::Store;
@@ -71,10 +72,10 @@ pub fn signing_secret(vault: &Vault, tenant: &str) -> String {
 
 /// What a run event means to a webhook, if anything.
 fn webhook_event(event: &Event) -> Option<WebhookEvent> {
-    match (event.kind, event.data["status"].as_str()) {
+    match (event.kind, event.run_status()) {
         ("run.started", _) => Some(WebhookEvent::Started),
-        ("run.finished", Some("succeeded")) => Some(WebhookEvent::Succeeded),
-        ("run.finished", Some("failed")) => Some(WebhookEvent::Failed),
+        ("run.finished", Some(RunStatus::Succeeded)) => Some(WebhookEvent::Succeeded),
+        ("run.finished", Some(RunStatus::Failed)) => Some(WebhookEvent::Failed),
         _ => None,
     }
 }
@@ -251,7 +252,7 @@ impl Notifier {
                 tenant: event.tenant.clone(),
                 url: webhook.url.clone(),
                 event: event_name(wanted),
-                run: event.data.clone(),
+                run: serde_json::to_value(&event.data).unwrap_or_default(),
                 body: serde_json::to_vec(&body).unwrap_or_default(),
             };
             if self.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
