@@ -11,7 +11,8 @@
 //!   the same instant, while an `every: 1s` job (`tick`, priority from
 //!   `TICK_PRIORITY`, default normal) fires on the same instants: time from
 //!   the instant until the last burst run is durably finished, lateness
-//!   p50/p99 of the burst, and the tick's lateness idle and during bursts.
+//!   p50/p99 of the burst, and the tick's lateness in the idle seconds
+//!   before the first round and at the burst instants.
 //!
 //! `cargo bench -p sandcron --bench throughput -- api 20000 64`
 //! `cargo bench -p sandcron --bench throughput -- schedule 5000 20`
@@ -30,6 +31,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use support::daemon::{add_jobs, all_runs, lateness_of, micros, open, spread, spread_json, until_idle, upload_noop};
+
+/// Seconds the burst workload's tick runs alone before the first burst
+/// (its idle lateness).
+const IDLE_SECONDS: i64 = 10;
 
 /// The real daemon on a free port with a temp data dir; its output is
 /// read for the address and then dropped.
@@ -219,6 +224,12 @@ async fn burst(count: usize, rounds: usize) {
         .job_id_by_name(sandcron::model::DEFAULT_TENANT, "tick")
         .expect("lookup")
         .expect("tick");
+    // Idle seconds first: the tick alone.
+    let idle_until = tick_at + chrono::Duration::seconds(IDLE_SECONDS);
+    tokio::time::sleep(Duration::from_millis(
+        (idle_until - Utc::now()).num_milliseconds().max(0) as u64,
+    ))
+    .await;
     let (mut instants, mut rounds_json) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         // Created well before fire_ahead reaches them.
@@ -282,15 +293,24 @@ async fn burst(count: usize, rounds: usize) {
     }
     let runs = all_runs(&daemon);
     let ticks = runs.iter().filter(|run| run.job_id == tick_id);
-    let (during, idle): (Vec<_>, Vec<_>) = ticks
+    let lateness: Vec<(DateTime<Utc>, i64)> = ticks
         .filter_map(|run| Some((run.scheduled_at, micros(run.started_at? - run.scheduled_at))))
-        .partition(|(at, _)| instants.contains(at));
-    let idle: Vec<i64> = idle.into_iter().map(|(_, late)| late).collect();
-    let during: Vec<i64> = during.into_iter().map(|(_, late)| late).collect();
+        .collect();
+    let of = |keep: &dyn Fn(&DateTime<Utc>) -> bool| -> Vec<i64> {
+        lateness
+            .iter()
+            .filter(|(at, _)| keep(at))
+            .map(|(_, late)| *late)
+            .collect()
+    };
+    let idle = of(&|at| *at < idle_until);
+    let during = of(&|at| instants.contains(at));
+    let busy = of(&|at| *at >= idle_until && !instants.contains(at));
     println!(
-        "tick lateness µs, idle seconds: {}; at burst instants: {}",
+        "tick lateness µs, idle seconds (before the first burst): {}; at burst instants: {}; other seconds (jobs added, bursts running): {}",
         spread(idle.clone()),
-        spread(during.clone())
+        spread(during.clone()),
+        spread(busy)
     );
     let at_instants = format!("{} of {rounds}", during.len());
     let mut all_ran: Vec<i64> = rounds_json
