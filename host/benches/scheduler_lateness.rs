@@ -125,8 +125,17 @@ async fn restart(dir: &Path, jobs: &str, seconds: u64) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // As the daemon's own `main` does.
+    sandcron::daemon::limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let args: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("cron");
     let count: usize = args.get(1).and_then(|value| value.parse().ok()).unwrap_or(10_000);

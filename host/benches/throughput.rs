@@ -327,8 +327,17 @@ async fn burst(count: usize, rounds: usize) {
     );
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // As the daemon's own `main` does.
+    sandcron::daemon::limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let args: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
     let number = |index: usize, default: usize| args.get(index).and_then(|value| value.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str).unwrap_or("burst") {
