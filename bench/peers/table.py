@@ -52,7 +52,7 @@ def rows(results):
         ("burst: lateness p99, ms", "burst", rounds(lambda x: x["lateness"]["p99_us"] / 1000)),
         ("burst: runs lost (of 10,000 a round, summed)", "burst",
          lambda r: sum(x.get("missed", 0) for x in r["rounds"])),
-        ("every-second job lateness p99 at the other seconds (a burst lasts into them), ms", "burst",
+        ("every-second job lateness p99 in the 10 idle seconds before the bursts, ms", "burst",
          lambda r: r["tick_lateness_idle"]["p99_us"] / 1000),
         ("every-second job lateness at the burst instants, max, ms", "burst",
          lambda r: r["tick_lateness_during_burst"]["max_us"] / 1000),
