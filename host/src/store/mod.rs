@@ -6,6 +6,7 @@
 //! [`Store::flush`] (or [`Store::flush_async`]) has returned. The API flushes
 //! before acknowledging a state change.
 
+mod active_groups;
 mod group_commit;
 mod job_cache;
 mod sled_store;

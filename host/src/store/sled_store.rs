@@ -10,10 +10,12 @@
 //! holds the gate alone, and sled's own timer flusher is off (sandcron
 //! flushes explicitly before acknowledging anything).
 //!
-//! Runs are written on every run, three times, so everything about them
-//! (record, per-job index, active index, output, log) lives in one tree
-//! under a one-byte namespace and is written with one atomic `apply_batch`:
-//! a multi-tree transaction costs ~90 µs here, a batch a few.
+//! Runs are written on every run, two or three times, so everything about
+//! them (record, per-job index, active marker, output, log) lives in one
+//! tree under a one-byte namespace and is written with one atomic
+//! `apply_batch`: a multi-tree transaction costs ~90 µs here, a batch a
+//! few. The runs of one fire pass share one active marker (see
+//! `active_groups`); a run queued any other way has its own.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Db, Tree};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
+use super::active_groups::{self, ActiveGroups};
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
 use super::{AddedPlugin, DueJob, Fire, RunFilter, RunWrite, Store, StoreError, StoreFuture, StoreResult};
@@ -40,6 +43,10 @@ pub struct SledStore {
     group: GroupCommit,
     /// Decoded jobs (see `job_cache`).
     job_cache: Arc<JobCache>,
+    /// The unfinished runs of each fire pass's active marker (see
+    /// `active_groups`); held across the writes that settle them, and
+    /// always taken before the gate.
+    active_groups: Arc<Mutex<ActiveGroups>>,
     plugins: Tree,
     plugin_bytes: Tree,
     artifacts: Tree,
@@ -93,6 +100,9 @@ mod run_space {
     pub const BY_JOB: u8 = b'J';
     /// `A tenant \0 run_id` -> (), queued or running runs.
     pub const ACTIVE: u8 = b'A';
+    /// `G group id` -> the record keys of the runs one fire pass queued,
+    /// while any of them is unfinished (see `active_groups`).
+    pub const GROUP: u8 = b'G';
     /// `O tenant \0 run_id` -> the output bytes.
     pub const OUTPUT: u8 = b'O';
     /// `L tenant \0 run_id` -> the captured log.
@@ -222,6 +232,7 @@ impl SledStore {
             gate,
             group,
             job_cache: Arc::new(JobCache::default()),
+            active_groups: Arc::new(Mutex::new(ActiveGroups::default())),
             db,
         };
         if !had_starters {
@@ -272,6 +283,37 @@ impl SledStore {
         Ok(())
     }
 
+    /// The active groups, held across a write that settles their runs.
+    fn groups(&self) -> std::sync::MutexGuard<'_, ActiveGroups> {
+        self.active_groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Withdrawn runs were deleted: their groups count them no more, and a
+    /// group left empty loses its key, in a write of its own. If that write
+    /// fails (or a crash comes first) the key stays until the next start
+    /// finds its runs gone and removes it; the withdrawal itself stands.
+    fn release(&self, withdrawn: &[Run]) {
+        let mut groups = self.groups();
+        let records: Vec<Vec<u8>> = withdrawn
+            .iter()
+            .map(|run| run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()]))
+            .collect();
+        let settling = groups.plan(records.iter().map(Vec::as_slice));
+        if !settling.emptied.is_empty() {
+            let mut batch = sled::Batch::default();
+            for group in &settling.emptied {
+                batch.remove(group.as_ref());
+            }
+            let _gate = self.writing();
+            if let Err(error) = self.runs.apply_batch(batch) {
+                tracing::warn!(%error, "cannot remove the active marker of withdrawn runs; the next start will");
+            }
+        }
+        groups.apply(settling);
+    }
+
     /// Held across every batch and transaction (see the module docs).
     fn writing(&self) -> RwLockReadGuard<'_, ()> {
         self.gate.read().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -292,7 +334,7 @@ impl SledStore {
 
     /// Adds the keys a run's step changes to `batch`: sled costs ~13 µs per
     /// key here, so each step writes only what it must.
-    fn add_run_step(batch: &mut sled::Batch, write: &RunWrite<'_>) {
+    fn add_run_step(batch: &mut sled::Batch, write: &RunWrite<'_>, groups: &ActiveGroups) {
         let queue = |batch: &mut sled::Batch, run: &Run| {
             let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
             batch.insert(run_key(run_space::RECORD, &[tenant, id]), encode(run));
@@ -312,8 +354,11 @@ impl SledStore {
             }
             RunWrite::Finished { run, output, log, next } => {
                 let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
-                batch.insert(run_key(run_space::RECORD, &[tenant, id]), encode(run));
-                batch.remove(run_key(run_space::ACTIVE, &[tenant, id]));
+                let record_key = run_key(run_space::RECORD, &[tenant, id]);
+                if !groups.is_grouped(&record_key) {
+                    batch.remove(run_key(run_space::ACTIVE, &[tenant, id]));
+                }
+                batch.insert(record_key, encode(run));
                 if !output.is_empty() {
                     batch.insert(run_key(run_space::OUTPUT, &[tenant, id]), output);
                 }
@@ -348,12 +393,12 @@ struct EncodedFire {
     runs: Vec<EncodedRun>,
 }
 
-/// A queued run's record and the keys of its indexes.
+/// A queued run's record and the key of its per-job index (its active
+/// marker is its fire pass's group).
 struct EncodedRun {
     record_key: Vec<u8>,
     record: Vec<u8>,
     by_job: Vec<u8>,
-    active: Vec<u8>,
 }
 
 impl EncodedFire {
@@ -373,7 +418,6 @@ impl EncodedFire {
                         record_key: run_key(run_space::RECORD, &[tenant, id]),
                         record: encode(run),
                         by_job: run_key(run_space::BY_JOB, &[tenant, job_id, id]),
-                        active: run_key(run_space::ACTIVE, &[tenant, id]),
                     }
                 })
                 .collect(),
@@ -587,7 +631,9 @@ impl Store for SledStore {
             Ok(()) => self.job_cache.put(job_key, job),
             Err(_) => self.job_cache.forget(&job_key),
         }
-        written
+        written?;
+        self.release(withdrawn);
+        Ok(())
     }
 
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
@@ -657,14 +703,17 @@ impl Store for SledStore {
             .map_err(transaction_error);
         self.job_cache.forget(&job_key);
         written?;
+        self.release(withdrawn);
         Ok(true)
     }
 
     fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>> {
         let encoded: Vec<EncodedFire> = fires.iter().map(EncodedFire::of).collect();
-        let _gate = self.writing();
+        let group: active_groups::GroupKey = run_key(run_space::GROUP, &[crate::model::new_id().as_bytes()]).into();
+        let gate = self.writing();
         let written = (&self.jobs, &self.due, &self.runs)
             .transaction(|(jobs, due, run_tree)| {
+                let mut members: Vec<&[u8]> = Vec::new();
                 let mut outcomes = Vec::with_capacity(encoded.len());
                 for (fire, encoded) in fires.iter().zip(&encoded) {
                     let job = &fire.job;
@@ -704,14 +753,25 @@ impl Store for SledStore {
                         }
                         run_tree.insert(keys.record_key.as_slice(), keys.record.as_slice())?;
                         run_tree.insert(keys.by_job.as_slice(), &[] as &[u8])?;
-                        run_tree.insert(keys.active.as_slice(), &[] as &[u8])?;
+                        members.push(keys.record_key.as_slice());
                         inserted.push(run.clone());
                     }
                     outcomes.push(Ok(inserted));
                 }
-                Ok(outcomes)
+                if !members.is_empty() {
+                    run_tree.insert(group.as_ref(), active_groups::encode_members(members.iter().copied()))?;
+                }
+                Ok((outcomes, members))
             })
             .map_err(transaction_error);
+        // The groups' lock is taken before the gate elsewhere.
+        drop(gate);
+        let written = written.map(|(outcomes, members)| {
+            if !members.is_empty() {
+                self.groups().add(&group, members.into_iter().map(<[u8]>::to_vec));
+            }
+            outcomes
+        });
         for (index, (fire, encoded)) in fires.iter().zip(&encoded).enumerate() {
             match &written {
                 Ok(outcomes) if outcomes.get(index).is_some_and(Result::is_ok) => {
@@ -764,12 +824,27 @@ impl Store for SledStore {
     }
 
     fn write_runs(&self, writes: &[RunWrite<'_>]) -> StoreResult<()> {
+        let mut groups = self.groups();
+        let finished: Vec<Vec<u8>> = writes
+            .iter()
+            .filter_map(|write| match write {
+                RunWrite::Finished { run, .. } => {
+                    Some(run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()]))
+                }
+                _ => None,
+            })
+            .collect();
+        let settling = groups.plan(finished.iter().map(Vec::as_slice));
         let mut batch = sled::Batch::default();
         for write in writes {
-            Self::add_run_step(&mut batch, write);
+            Self::add_run_step(&mut batch, write, &groups);
+        }
+        for group in &settling.emptied {
+            batch.remove(group.as_ref());
         }
         let _gate = self.writing();
         self.runs.apply_batch(batch)?;
+        groups.apply(settling);
         Ok(())
     }
 
@@ -827,17 +902,36 @@ impl Store for SledStore {
     }
 
     fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
+        let unfinished = |record_key: &[u8]| -> StoreResult<Option<Run>> {
+            Ok(Self::get::<Run>(&self.runs, record_key)?
+                .filter(|run| matches!(run.status, RunStatus::Queued | RunStatus::Running)))
+        };
         let mut runs = Vec::new();
         for entry in self.runs.scan_prefix([run_space::ACTIVE]) {
             let (active_key, _) = entry?;
             let mut record_key = active_key.to_vec();
             record_key[0] = run_space::RECORD;
-            if let Some(run) = Self::get::<Run>(&self.runs, &record_key)?
-                && matches!(run.status, RunStatus::Queued | RunStatus::Running)
-            {
-                runs.push(run);
+            runs.extend(unfinished(&record_key)?);
+        }
+        let mut groups = self.groups();
+        let mut emptied = sled::Batch::default();
+        for entry in self.runs.scan_prefix([run_space::GROUP]) {
+            let (group_key, members) = entry?;
+            let mut left = Vec::new();
+            for record_key in active_groups::decode_members(&members) {
+                if let Some(run) = unfinished(&record_key)? {
+                    runs.push(run);
+                    left.push(record_key);
+                }
+            }
+            if left.is_empty() {
+                emptied.remove(group_key);
+            } else {
+                groups.add(&active_groups::GroupKey::from(group_key.as_ref()), left);
             }
         }
+        let _gate = self.writing();
+        self.runs.apply_batch(emptied)?;
         Ok(runs)
     }
 
@@ -1160,6 +1254,101 @@ mod tests {
             .map(|job| job.id)
             .collect();
         assert_eq!(found, [job.id]);
+    }
+
+    /// A stored job of tenant `t` and the fire of `runs` of it, due now.
+    fn job_and_fire(store: &SledStore, name: &str, runs: usize) -> (Job, Fire) {
+        let spec = serde_json::json!({"name": name, "plugin": "p", "schedule": {"every": "1h"}});
+        let defaults = crate::config::Config::default().job_defaults();
+        let parsed = crate::model::validate::parse_spec(&spec).unwrap();
+        let job = crate::model::validate::validate(parsed, "t", None, &defaults, Utc::now()).unwrap();
+        store.insert_job(&job).unwrap();
+        let now = Utc::now();
+        let runs = (0..runs)
+            .map(|index| {
+                let mut run = Run::sample(&format!("{name}-run-{index}"), &job.id, now);
+                run.job_id = job.id.clone();
+                run
+            })
+            .collect();
+        let fire = Fire { job: job.clone(), runs };
+        (job, fire)
+    }
+
+    fn group_keys(store: &SledStore) -> usize {
+        store.runs.scan_prefix([run_space::GROUP]).count()
+    }
+
+    fn finish(store: &SledStore, run: &Run) {
+        let mut run = run.clone();
+        run.finish(RunStatus::Succeeded, None, Utc::now());
+        store.finish_run(&run, b"", b"").unwrap();
+    }
+
+    #[test]
+    fn a_fire_pass_shares_one_active_marker_that_goes_with_its_last_run_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runs, withdrawn) = {
+            let store = SledStore::open(dir.path()).unwrap();
+            let (_, first) = job_and_fire(&store, "first", 3);
+            let (_, second) = job_and_fire(&store, "second", 1);
+            let recorded = store.record_fires(&[first, second]).unwrap();
+            let runs: Vec<Run> = recorded.into_iter().flat_map(Result::unwrap).collect();
+            assert_eq!(runs.len(), 4);
+            assert_eq!(group_keys(&store), 1, "one marker for the pass");
+            assert_eq!(store.runs.scan_prefix([run_space::ACTIVE]).count(), 0);
+            finish(&store, &runs[0]);
+            assert_eq!(store.unfinished_runs().unwrap().len(), 3);
+            // The second job's run is withdrawn by a change of its job.
+            let second_job = store.job("t", &runs[3].job_id).unwrap().unwrap();
+            store.update_job_withdrawing(&second_job, &runs[3..]).unwrap();
+            store.flush().unwrap();
+            let withdrawn = runs[3].clone();
+            (runs, withdrawn)
+        };
+        // A restart: the two unfinished runs are found through the marker.
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut found: Vec<String> = store.unfinished_runs().unwrap().into_iter().map(|run| run.id).collect();
+        found.sort();
+        assert_eq!(found, [runs[1].id.clone(), runs[2].id.clone()]);
+        assert!(store.run("t", &withdrawn.id).unwrap().is_none());
+        finish(&store, &runs[1]);
+        assert_eq!(group_keys(&store), 1, "one run is still unfinished");
+        finish(&store, &runs[2]);
+        assert_eq!(group_keys(&store), 0, "the last outcome took the marker with it");
+        assert!(store.unfinished_runs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_marker_whose_runs_are_all_gone_is_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let (_, fire) = job_and_fire(&store, "gone", 2);
+            let runs: Vec<Run> = store
+                .record_fires(&[fire])
+                .unwrap()
+                .into_iter()
+                .flat_map(Result::unwrap)
+                .collect();
+            // Outcomes written by an earlier version, or the marker's own
+            // removal lost to a crash: the runs are finished, the key stays.
+            let mut batch = sled::Batch::default();
+            for run in &runs {
+                let mut run = run.clone();
+                run.finish(RunStatus::Succeeded, None, Utc::now());
+                batch.insert(
+                    run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()]),
+                    encode(&run),
+                );
+            }
+            store.runs.apply_batch(batch).unwrap();
+            store.flush().unwrap();
+            assert_eq!(group_keys(&store), 1);
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(store.unfinished_runs().unwrap().is_empty());
+        assert_eq!(group_keys(&store), 0);
     }
 
     #[test]
