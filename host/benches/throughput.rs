@@ -328,13 +328,7 @@ async fn burst(count: usize, rounds: usize) {
 }
 
 fn main() {
-    // As the daemon's own `main` does.
-    sandcron::daemon::limit_malloc_arenas();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    support::daemon::run_main(run());
 }
 
 async fn run() {

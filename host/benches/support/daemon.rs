@@ -159,3 +159,14 @@ pub fn cpu_ticks() -> u64 {
     fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
+
+/// Runs a bench's async main as the daemon's own `main` runs the daemon:
+/// malloc arenas capped first, then a multi-threaded runtime.
+pub fn run_main(main: impl std::future::Future<Output = ()>) {
+    sandcron::daemon::limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(main);
+}
