@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::model::{Job, Run, RunError, RunStatus, Trigger};
@@ -36,11 +35,10 @@ pub struct Event {
 
 impl Event {
     /// The job the event is about.
-    pub fn job_id(&self) -> Option<&str> {
+    pub fn job_id(&self) -> &str {
         match &self.data {
-            EventData::Run(run) => Some(&run.job_id),
-            EventData::Job(job) => Some(&job.job_id),
-            EventData::Other(value) => value["job_id"].as_str(),
+            EventData::Run(run) => &run.job_id,
+            EventData::Job(job) => &job.job_id,
         }
     }
 
@@ -63,8 +61,6 @@ pub enum EventData {
     Run(RunData),
     /// A job event's job.
     Job(JobData),
-    /// Any other JSON.
-    Other(Value),
 }
 
 /// A run as events show it.
@@ -242,6 +238,15 @@ impl EventBus {
 mod tests {
     use super::*;
 
+    fn job() -> EventData {
+        EventData::Job(JobData {
+            job_id: "j".into(),
+            name: "n".into(),
+            enabled: true,
+            next_fire_at: None,
+        })
+    }
+
     fn bus(capacity: usize) -> EventBus {
         EventBus::new(capacity, DateTime::from_timestamp_micros(1000).unwrap())
     }
@@ -250,11 +255,7 @@ mod tests {
     fn ids_grow_and_a_resume_gets_what_came_after_in_order() {
         let bus = bus(10);
         for index in 0..5 {
-            bus.publish(
-                if index % 2 == 0 { "a" } else { "b" },
-                "job.created",
-                EventData::Other(serde_json::json!({"n": index})),
-            );
+            bus.publish(if index % 2 == 0 { "a" } else { "b" }, "job.created", job());
         }
         let (missed, gap, _) = bus.subscribe(Some(1001), |event| event.tenant == "a");
         let ids: Vec<u64> = missed.iter().map(|event| event.id).collect();
@@ -267,8 +268,8 @@ mod tests {
     #[test]
     fn a_resume_older_than_the_buffer_reports_the_gap() {
         let bus = bus(3);
-        for index in 0..6 {
-            bus.publish("a", "job.created", EventData::Other(serde_json::json!({"n": index})));
+        for _ in 0..6 {
+            bus.publish("a", "job.created", job());
         }
         let (missed, gap, _) = bus.subscribe(Some(1000), |_| true);
         assert_eq!(gap, Some(Gap { oldest: 1003 }));
@@ -283,9 +284,9 @@ mod tests {
     #[tokio::test]
     async fn live_subscribers_get_events_published_after_they_subscribed() {
         let bus = bus(10);
-        bus.publish("a", "job.created", EventData::Other(serde_json::json!({})));
+        bus.publish("a", "job.created", job());
         let (_, _, mut live) = bus.subscribe(Some(0), |_| true);
-        bus.publish("a", "job.deleted", EventData::Other(serde_json::json!({})));
+        bus.publish("a", "job.deleted", job());
         let event = live.recv().await.unwrap();
         assert_eq!((event.id, event.kind), (1001, "job.deleted"));
     }

@@ -204,9 +204,8 @@ impl Notifier {
             loop {
                 match events.recv().await {
                     Ok(event) if event.kind.starts_with("job.") => {
-                        if let Some(job_id) = event.job_id() {
-                            self.remembered().remove(&(event.tenant.clone(), job_id.to_string()));
-                        }
+                        self.remembered()
+                            .remove(&(event.tenant.clone(), event.job_id().to_string()));
                     }
                     Ok(event) => self.consider(&event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -225,9 +224,7 @@ impl Notifier {
         let Some(wanted) = webhook_event(event) else {
             return;
         };
-        let Some(job_id) = event.job_id() else {
-            return;
-        };
+        let job_id = event.job_id();
         let Some(webhooks) = self.webhooks_of(&event.tenant, job_id) else {
             return;
         };

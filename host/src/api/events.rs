@@ -45,7 +45,7 @@ struct Filter {
 impl Filter {
     fn keeps(&self, event: &Event) -> bool {
         event.tenant == self.tenant
-            && self.job_id.as_deref().is_none_or(|job| event.job_id() == Some(job))
+            && self.job_id.as_deref().is_none_or(|job| event.job_id() == job)
             && self.kinds.as_ref().is_none_or(|kinds| {
                 kinds
                     .iter()

@@ -115,6 +115,11 @@ fn run_key(space: u8, parts: &[&[u8]]) -> Vec<u8> {
     spaced
 }
 
+/// The key of a run's record.
+fn record_key(run: &Run) -> Vec<u8> {
+    run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()])
+}
+
 fn run_prefix(space: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut spaced = vec![space];
     spaced.extend_from_slice(&prefix(parts));
@@ -296,10 +301,7 @@ impl SledStore {
     /// finds its runs gone and removes it; the withdrawal itself stands.
     fn release(&self, withdrawn: &[Run]) {
         let mut groups = self.groups();
-        let records: Vec<Vec<u8>> = withdrawn
-            .iter()
-            .map(|run| run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()]))
-            .collect();
+        let records: Vec<Vec<u8>> = withdrawn.iter().map(record_key).collect();
         let settling = groups.plan(records.iter().map(Vec::as_slice));
         if !settling.emptied.is_empty() {
             let mut batch = sled::Batch::default();
@@ -347,18 +349,15 @@ impl SledStore {
         match *write {
             RunWrite::Queued(run) => queue(batch, run),
             RunWrite::Updated(run) => {
-                batch.insert(
-                    run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()]),
-                    encode(run),
-                );
+                batch.insert(record_key(run), encode(run));
             }
             RunWrite::Finished { run, output, log, next } => {
                 let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
-                let record_key = run_key(run_space::RECORD, &[tenant, id]);
-                if !groups.is_grouped(&record_key) {
+                let record = record_key(run);
+                if !groups.is_grouped(&record) {
                     batch.remove(run_key(run_space::ACTIVE, &[tenant, id]));
                 }
-                batch.insert(record_key, encode(run));
+                batch.insert(record, encode(run));
                 if !output.is_empty() {
                     batch.insert(run_key(run_space::OUTPUT, &[tenant, id]), output);
                 }
@@ -828,9 +827,7 @@ impl Store for SledStore {
         let finished: Vec<Vec<u8>> = writes
             .iter()
             .filter_map(|write| match write {
-                RunWrite::Finished { run, .. } => {
-                    Some(run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()]))
-                }
+                RunWrite::Finished { run, .. } => Some(record_key(run)),
                 _ => None,
             })
             .collect();
@@ -1337,10 +1334,7 @@ mod tests {
             for run in &runs {
                 let mut run = run.clone();
                 run.finish(RunStatus::Succeeded, None, Utc::now());
-                batch.insert(
-                    run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()]),
-                    encode(&run),
-                );
+                batch.insert(record_key(&run), encode(&run));
             }
             store.runs.apply_batch(batch).unwrap();
             store.flush().unwrap();
