@@ -155,7 +155,7 @@ impl Default for Config {
             smtp_from: "sandcron <sandcron@localhost>".to_string(),
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs_per_job: 10_000,
-            fire_ahead: Duration::from_secs(1),
+            fire_ahead: Duration::from_secs(2),
             flush_interval: Duration::from_millis(2),
             pool_size: None,
         }
@@ -238,7 +238,7 @@ pub struct ConfigFile {
     pub retention: Option<NumberOrText>,
     /// `max_runs_per_job = 10000` (0: no cap).
     pub max_runs_per_job: Option<usize>,
-    /// `fire_ahead = "1s"`.
+    /// `fire_ahead = "2s"`.
     pub fire_ahead: Option<NumberOrText>,
     /// `flush_interval = "2ms"` (0: flush each write).
     pub flush_interval: Option<NumberOrText>,
@@ -298,7 +298,7 @@ pub struct ConfigArgs {
     /// Keep at most this many finished runs per job (0: no cap).
     #[arg(long, env = "SANDCRON_MAX_RUNS_PER_JOB")]
     pub max_runs_per_job: Option<usize>,
-    /// How far ahead of its instant a fire is recorded and queued ("1s"; at most 60s).
+    /// How far ahead of its instant a fire is recorded and queued (default "2s"; at most 60s).
     #[arg(long, env = "SANDCRON_FIRE_AHEAD")]
     pub fire_ahead: Option<String>,
     /// Durability window: writes within it share one flush ("2ms"; 0 flushes each write; at most 1s).

@@ -181,8 +181,8 @@ impl Notifier {
         if let Some(webhooks) = self.remembered().get(&key) {
             return Some(webhooks.clone());
         }
-        let webhooks: Arc<[Webhook]> = match self.store.job(tenant, job_id) {
-            Ok(Some(job)) => job.webhooks.into(),
+        let webhooks: Arc<[Webhook]> = match self.store.job_hooks(tenant, job_id) {
+            Ok(Some(hooks)) => hooks.webhooks.into(),
             Ok(None) => return None,
             Err(error) => {
                 tracing::warn!(%error, job_id, "cannot read the job for its webhooks");

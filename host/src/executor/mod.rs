@@ -633,6 +633,11 @@ impl Executor {
     /// delay after this.
     fn after_last_attempt(&self, run: &Run) {
         let Some(finished_at) = run.finished_at else { return };
+        // Most jobs are not `after` jobs: tell without decoding the job.
+        match self.store.job_hooks(&run.tenant, &run.job_id) {
+            Ok(Some(hooks)) if hooks.after => {}
+            _ => return,
+        }
         for _ in 0..3 {
             let Ok(Some(mut job)) = self.store.job(&run.tenant, &run.job_id) else {
                 return;

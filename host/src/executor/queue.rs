@@ -1,5 +1,5 @@
 //! The in-memory run queue in front of the executor's slots: ready runs by
-//! priority (then due time, then arrival), runs not due yet (retries waiting
+//! priority (then due time, then their jobs' age, then arrival), runs not due yet (retries waiting
 //! out their backoff) by due time, what is running, and how many runs each
 //! job has waiting and running (for the overlap policy). Pure data; the
 //! executor owns the only instance behind a mutex.
@@ -26,8 +26,14 @@ pub struct Activity {
     pub running: usize,
 }
 
-/// (priority, highest first; due instant in µs; arrival).
-type ReadyKey = (Reverse<Priority>, i64, u64);
+/// (priority, highest first; due instant in µs; the job's age; arrival).
+///
+/// Runs due at the same instant and priority start in their jobs' order
+/// (job ids are ULIDs: oldest job first), the order of the due index,
+/// however they were recorded: a fire held back while its job was busy,
+/// or recorded in a later pass, does not fall behind the runs of jobs that
+/// come after it.
+type ReadyKey = (Reverse<Priority>, i64, u128, u64);
 /// The same order: a run keeps its key when it comes due.
 type DelayedKey = ReadyKey;
 
@@ -38,7 +44,7 @@ type DelayedKey = ReadyKey;
 const PROMOTE_CHUNK: usize = 64;
 
 fn priority_range(priority: Priority) -> std::ops::RangeInclusive<ReadyKey> {
-    (Reverse(priority), i64::MIN, 0)..=(Reverse(priority), i64::MAX, u64::MAX)
+    (Reverse(priority), i64::MIN, 0, 0)..=(Reverse(priority), i64::MAX, u128::MAX, u64::MAX)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +83,12 @@ pub struct RunQueue {
     arrivals: u64,
 }
 
+/// Where a run's job sorts among jobs: its id's ULID value (ids that are
+/// not ULIDs sort last, by arrival).
+fn job_age(run: &Run) -> u128 {
+    ulid::Ulid::from_string(&run.job_id).map_or(u128::MAX, u128::from)
+}
+
 fn job_key(run: &Run) -> JobKey {
     (run.tenant.clone(), run.job_id.clone())
 }
@@ -90,11 +102,15 @@ impl RunQueue {
         }
         self.arrivals += 1;
         self.jobs.entry(job_key(&run)).or_default().waiting += 1;
-        let due = run.scheduled_at.timestamp_micros();
+        let key = (
+            Reverse(run.priority),
+            run.scheduled_at.timestamp_micros(),
+            job_age(&run),
+            self.arrivals,
+        );
         if run.scheduled_at <= now {
-            self.make_ready((Reverse(run.priority), due, self.arrivals), run);
+            self.make_ready(key, run);
         } else {
-            let key = (Reverse(run.priority), due, self.arrivals);
             self.slots.insert(run.id.clone(), Slot::Delayed(key));
             self.delayed.insert(key, run);
         }
@@ -418,6 +434,30 @@ mod tests {
         let order: Vec<String> =
             std::iter::from_fn(|| queue.pop(now, &unlimited).ok().map(|(run, _)| run.id)).collect();
         assert_eq!(order, ["c", "e", "d", "a", "b"]);
+    }
+
+    #[test]
+    fn runs_due_together_start_by_their_jobs_age_then_arrival() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:10Z");
+        // Job ids as `new_id` makes them: ULIDs, lower case.
+        let id = |millis: u64, random: u128| ulid::Ulid::from_parts(millis, random).to_string().to_ascii_lowercase();
+        let (older, newer) = (id(1_000, 9), id(2_000, 1));
+        let due = "2026-11-25T10:00:00Z";
+        // The newer job's runs arrive first (recorded in an earlier pass),
+        // then the older job's (its fire was held back while it was busy).
+        queue.push(run("n1", &newer, Priority::Normal, due), now);
+        queue.push(run("n2", &newer, Priority::Normal, due), now);
+        queue.push(run("o1", &older, Priority::Normal, due), now);
+        // Not a ULID: after the jobs that are, by arrival.
+        queue.push(run("x1", "j-imported", Priority::Normal, due), now);
+        queue.push(run("x2", "j-other", Priority::Normal, due), now);
+        // Priority and due time still come first.
+        queue.push(run("h1", "j-high", Priority::High, due), now);
+        queue.push(run("e1", &newer, Priority::Normal, "2026-11-25T09:59:59Z"), now);
+        let order: Vec<String> =
+            std::iter::from_fn(|| queue.pop(now, &unlimited).ok().map(|(run, _)| run.id)).collect();
+        assert_eq!(order, ["h1", "e1", "o1", "n1", "n2", "x1", "x2"]);
     }
 
     #[test]

@@ -103,6 +103,37 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
+/// The parts of a job its runs' ends look at: whether its schedule is
+/// `after` (the end moves its next fire) and its webhooks.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct JobHooks {
+    /// Its schedule runs its delay after the last run ends.
+    #[serde(default, rename = "schedule", deserialize_with = "is_after")]
+    pub after: bool,
+    /// Whom its runs notify.
+    pub webhooks: Vec<crate::model::job::Webhook>,
+}
+
+/// True for an `{"after": ...}` schedule, without parsing the rest.
+fn is_after<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        after: Option<serde::de::IgnoredAny>,
+    }
+    let kind: Option<Kind> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(kind.is_some_and(|kind| kind.after.is_some()))
+}
+
+impl JobHooks {
+    /// The hooks of a decoded job.
+    pub fn of(job: &Job) -> JobHooks {
+        JobHooks {
+            after: matches!(job.schedule, Some(crate::schedule::Schedule::After(_))),
+            webhooks: job.webhooks.clone(),
+        }
+    }
+}
+
 /// An entry of the due index: a job and its next fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueJob {
@@ -188,6 +219,9 @@ pub trait Store: Send + Sync + 'static {
     fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()>;
     /// A job by id.
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
+    /// What a finished run of a job needs of it (see [`JobHooks`]), read
+    /// without decoding the whole job.
+    fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>>;
     /// A job's id by its name.
     fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>>;
     /// The tenant's jobs, oldest first.

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use super::active_groups::{self, ActiveGroups};
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
-use super::{AddedPlugin, DueJob, Fire, RunFilter, RunWrite, Store, StoreError, StoreFuture, StoreResult};
+use super::{AddedPlugin, DueJob, Fire, JobHooks, RunFilter, RunWrite, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 
 /// sled-backed [`Store`].
@@ -648,6 +648,14 @@ impl Store for SledStore {
         Ok(job)
     }
 
+    fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>> {
+        let job_key = key(&[tenant.as_bytes(), id.as_bytes()]);
+        if let Some(job) = self.job_cache.get(&job_key) {
+            return Ok(Some(JobHooks::of(&job)));
+        }
+        Self::get(&self.jobs, &job_key)
+    }
+
     fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>> {
         Ok(self
             .job_names
@@ -1251,6 +1259,48 @@ mod tests {
             .map(|job| job.id)
             .collect();
         assert_eq!(found, [job.id]);
+    }
+
+    #[test]
+    fn a_jobs_hooks_read_from_sled_match_the_decoded_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = crate::config::Config::default().job_defaults();
+        let specs = [
+            serde_json::json!({"name": "a", "plugin": "p", "schedule": {"after": "5m"},
+                "webhooks": [{"url": "https://example.com/hook", "on": ["failed"]}]}),
+            serde_json::json!({"name": "c", "plugin": "p", "schedule": {"cron": "0 * * * *", "timezone": "Europe/Berlin"}}),
+            serde_json::json!({"name": "o", "plugin": "p", "schedule": {"at": "2030-01-01T00:00:00Z"},
+                "webhooks": [{"url": "https://example.com/other"}]}),
+            serde_json::json!({"name": "d", "plugin": "p"}),
+        ];
+        let jobs: Vec<Job> = specs
+            .iter()
+            .map(|spec| {
+                let parsed = crate::model::validate::parse_spec(spec).unwrap();
+                crate::model::validate::validate(parsed, "t", None, &defaults, Utc::now()).unwrap()
+            })
+            .collect();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for job in &jobs {
+                store.insert_job(job).unwrap();
+                // From the cache.
+                assert_eq!(store.job_hooks("t", &job.id).unwrap(), Some(JobHooks::of(job)));
+            }
+        }
+        // From sled, with nothing cached.
+        let store = SledStore::open(dir.path()).unwrap();
+        let read: Vec<JobHooks> = jobs
+            .iter()
+            .map(|job| store.job_hooks("t", &job.id).unwrap().unwrap())
+            .collect();
+        assert_eq!(read, jobs.iter().map(JobHooks::of).collect::<Vec<_>>());
+        assert_eq!(
+            read.iter().map(|hooks| hooks.after).collect::<Vec<_>>(),
+            [true, false, false, false]
+        );
+        assert_eq!(read[0].webhooks.len(), 1);
+        assert_eq!(store.job_hooks("t", "missing").unwrap(), None);
     }
 
     /// A stored job of tenant `t` and the fire of `runs` of it, due now.
