@@ -9,6 +9,7 @@
 mod active_groups;
 mod group_commit;
 mod job_cache;
+mod run_codec;
 mod sled_store;
 
 use std::future::Future;

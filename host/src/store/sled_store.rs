@@ -1,5 +1,6 @@
-//! The embedded default: sled 0.34. Records are JSON, keys are
-//! `tenant \0 ...` byte strings so a tenant's objects form one range.
+//! The embedded default: sled 0.34. Records are JSON, except runs' (a
+//! compact binary form, see `run_codec`); keys are `tenant \0 ...` byte
+//! strings so a tenant's objects form one range.
 //! Multi-tree writes go through sled transactions so they land together.
 //!
 //! sled 0.34 deadlocks when a flush (which holds its concurrency-control
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use super::active_groups::{self, ActiveGroups};
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
+use super::run_codec;
 use super::{AddedPlugin, DueJob, Fire, JobHooks, RunFilter, RunWrite, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 
@@ -162,6 +164,14 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
     serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).replace('\0', "/"),
         message: error.to_string(),
+    })
+}
+
+/// A run record (see `run_codec`).
+fn decode_run(key: &[u8], bytes: &[u8]) -> StoreResult<Run> {
+    run_codec::decode(bytes).map_err(|message| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).replace('\0', "/"),
+        message,
     })
 }
 
@@ -330,6 +340,14 @@ impl SledStore {
             .collect()
     }
 
+    /// The run record under `record_key`.
+    fn run_at(&self, record_key: &[u8]) -> StoreResult<Option<Run>> {
+        self.runs
+            .get(record_key)?
+            .map(|value| decode_run(record_key, &value))
+            .transpose()
+    }
+
     fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> StoreResult<Option<T>> {
         tree.get(key)?.map(|value| decode(key, &value)).transpose()
     }
@@ -339,7 +357,7 @@ impl SledStore {
     fn add_run_step(batch: &mut sled::Batch, write: &RunWrite<'_>, groups: &ActiveGroups) {
         let queue = |batch: &mut sled::Batch, run: &Run| {
             let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
-            batch.insert(run_key(run_space::RECORD, &[tenant, id]), encode(run));
+            batch.insert(run_key(run_space::RECORD, &[tenant, id]), run_codec::encode(run));
             batch.insert(
                 run_key(run_space::BY_JOB, &[tenant, run.job_id.as_bytes(), id]),
                 &[] as &[u8],
@@ -349,7 +367,7 @@ impl SledStore {
         match *write {
             RunWrite::Queued(run) => queue(batch, run),
             RunWrite::Updated(run) => {
-                batch.insert(record_key(run), encode(run));
+                batch.insert(record_key(run), run_codec::encode(run));
             }
             RunWrite::Finished { run, output, log, next } => {
                 let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
@@ -357,7 +375,7 @@ impl SledStore {
                 if !groups.is_grouped(&record) {
                     batch.remove(run_key(run_space::ACTIVE, &[tenant, id]));
                 }
-                batch.insert(record, encode(run));
+                batch.insert(record, run_codec::encode(run));
                 if !output.is_empty() {
                     batch.insert(run_key(run_space::OUTPUT, &[tenant, id]), output);
                 }
@@ -415,7 +433,7 @@ impl EncodedFire {
                     let id = run.id.as_bytes();
                     EncodedRun {
                         record_key: run_key(run_space::RECORD, &[tenant, id]),
-                        record: encode(run),
+                        record: run_codec::encode(run),
                         by_job: run_key(run_space::BY_JOB, &[tenant, job_id, id]),
                     }
                 })
@@ -854,10 +872,7 @@ impl Store for SledStore {
     }
 
     fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>> {
-        Self::get(
-            &self.runs,
-            &run_key(run_space::RECORD, &[tenant.as_bytes(), id.as_bytes()]),
-        )
+        self.run_at(&run_key(run_space::RECORD, &[tenant.as_bytes(), id.as_bytes()]))
     }
 
     fn run_output(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -897,7 +912,7 @@ impl Store for SledStore {
                     None => continue,
                 }
             } else {
-                decode(&entry_key, &value)?
+                decode_run(&entry_key, &value)?
             };
             if filter.status.is_none_or(|status| run.status == status) {
                 runs.push(run);
@@ -908,7 +923,8 @@ impl Store for SledStore {
 
     fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
         let unfinished = |record_key: &[u8]| -> StoreResult<Option<Run>> {
-            Ok(Self::get::<Run>(&self.runs, record_key)?
+            Ok(self
+                .run_at(record_key)?
                 .filter(|run| matches!(run.status, RunStatus::Queued | RunStatus::Running)))
         };
         let mut runs = Vec::new();
@@ -980,7 +996,7 @@ impl Store for SledStore {
                 }
                 let record_key = run_key(run_space::RECORD, &[&tenant, run_id]);
                 let finished = match self.runs.get(&record_key)? {
-                    Some(bytes) => decode::<Run>(&record_key, &bytes)?.status.is_finished(),
+                    Some(bytes) => decode_run(&record_key, &bytes)?.status.is_finished(),
                     None => true,
                 };
                 if !finished {
@@ -1303,6 +1319,30 @@ mod tests {
         assert_eq!(store.job_hooks("t", "missing").unwrap(), None);
     }
 
+    #[test]
+    fn run_records_are_written_compact_and_old_json_ones_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (_, fire) = job_and_fire(&store, "compact", 1);
+        store.record_fires(std::slice::from_ref(&fire)).unwrap();
+        let run = &fire.runs[0];
+        let stored = store.runs.get(record_key(run)).unwrap().unwrap();
+        assert_ne!(stored.first(), Some(&b'{'), "a new record is binary");
+        assert_eq!(store.run("t", &run.id).unwrap().as_ref(), Some(run));
+        // As an older sandcron wrote it.
+        let mut old = run.clone();
+        old.id = "01kbgz8m7yq3d5v2c8n6r4t1wz".into();
+        store
+            .runs
+            .insert(record_key(&old), serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        assert_eq!(store.run("t", &old.id).unwrap(), Some(old));
+        // A damaged record is an error naming its key, not a panic.
+        store.runs.insert(record_key(run), &[1u8, 200][..]).unwrap();
+        let error = store.run("t", &run.id).unwrap_err().to_string();
+        assert!(error.contains(&run.id), "{error}");
+    }
+
     /// A stored job of tenant `t` and the fire of `runs` of it, due now.
     fn job_and_fire(store: &SledStore, name: &str, runs: usize) -> (Job, Fire) {
         let spec = serde_json::json!({"name": name, "plugin": "p", "schedule": {"every": "1h"}});
@@ -1384,7 +1424,7 @@ mod tests {
             for run in &runs {
                 let mut run = run.clone();
                 run.finish(RunStatus::Succeeded, None, Utc::now());
-                batch.insert(record_key(&run), encode(&run));
+                batch.insert(record_key(&run), run_codec::encode(&run));
             }
             store.runs.apply_batch(batch).unwrap();
             store.flush().unwrap();
