@@ -18,7 +18,7 @@
 //! `cargo bench -p sandcron --bench throughput -- schedule 5000 20`
 //! `cargo bench -p sandcron --bench throughput -- burst 10000 3`
 //! Settings through the environment: `FLUSH_INTERVAL`, `FIRE_AHEAD`,
-//! `MAX_CONCURRENT_RUNS` (see `support/daemon.rs`).
+//! `MAX_CONCURRENT_RUNS`, `DB_CACHE` (see `support/daemon.rs`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -55,7 +55,7 @@ impl Server {
             .env("RUST_LOG", "warn,sandcron=info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for name in ["FLUSH_INTERVAL", "MAX_CONCURRENT_RUNS"] {
+        for name in ["FLUSH_INTERVAL", "MAX_CONCURRENT_RUNS", "FIRE_AHEAD", "DB_CACHE"] {
             if let Ok(value) = std::env::var(name) {
                 command.env(format!("SANDCRON_{name}"), value);
             }

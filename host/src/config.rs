@@ -27,6 +27,13 @@ pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 /// The most `fire_ahead` may be.
 pub const MAX_FIRE_AHEAD: Duration = Duration::from_secs(60);
 
+/// sled's page cache when nothing says otherwise (see docs/benchmarks.md:
+/// sled's own default, 1 GiB, lets it hold every page it has touched).
+pub const DEFAULT_DB_CACHE: u64 = 32 << 20;
+
+/// The least `db_cache` may be.
+pub const MIN_DB_CACHE: u64 = 1 << 20;
+
 /// The most `flush_interval` may be: acknowledgements wait for it.
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -83,6 +90,9 @@ pub struct Config {
     /// flushed as soon as the previous flush is over). An answer that
     /// waits for durability may wait this long under load.
     pub flush_interval: Duration,
+    /// Bytes of the database's pages kept in memory (sled's page cache);
+    /// past it, the least used pages are read from disk again when needed.
+    pub db_cache: u64,
     /// Instances the pooling allocator keeps slots for (None: two per
     /// concurrent run; 0: no pool). Runs beyond them get on-demand instances.
     pub pool_size: Option<u32>,
@@ -157,6 +167,7 @@ impl Default for Config {
             max_runs_per_job: 10_000,
             fire_ahead: Duration::from_secs(2),
             flush_interval: Duration::from_millis(2),
+            db_cache: DEFAULT_DB_CACHE,
             pool_size: None,
         }
     }
@@ -242,6 +253,8 @@ pub struct ConfigFile {
     pub fire_ahead: Option<NumberOrText>,
     /// `flush_interval = "2ms"` (0: flush each write).
     pub flush_interval: Option<NumberOrText>,
+    /// `db_cache = "32MiB"`.
+    pub db_cache: Option<NumberOrText>,
     /// `pool_size = 64` (0: no pooling allocator).
     pub pool_size: Option<u32>,
 }
@@ -304,6 +317,9 @@ pub struct ConfigArgs {
     /// Durability window: writes within it share one flush ("2ms"; 0 flushes each write; at most 1s).
     #[arg(long, env = "SANDCRON_FLUSH_INTERVAL")]
     pub flush_interval: Option<String>,
+    /// Memory for the database's page cache (default "32MiB", at least 1MiB); the rest of the data is read from disk when needed.
+    #[arg(long, env = "SANDCRON_DB_CACHE")]
+    pub db_cache: Option<String>,
     /// Instances kept in the pooling allocator (default: two per concurrent run; 0: none); runs beyond get on-demand instances.
     #[arg(long, env = "SANDCRON_POOL_SIZE")]
     pub pool_size: Option<u32>,
@@ -450,6 +466,15 @@ impl ConfigArgs {
                 )));
             }
         }
+        if let Some(value) = self.db_cache.clone().map(NumberOrText::Text).or(file.db_cache) {
+            config.db_cache = value.to_size().map_err(invalid("db_cache"))?;
+            if config.db_cache < MIN_DB_CACHE {
+                return Err(invalid("db_cache")(format!(
+                    "{} bytes is less than the least, 1MiB",
+                    config.db_cache
+                )));
+            }
+        }
         config.pool_size = self.pool_size.or(file.pool_size);
         if let Some(ranges) = self.http_allow_private.clone().or(file.http_allow_private) {
             config.http_allow_private = ranges
@@ -573,6 +598,26 @@ mod tests {
                 message,
             }) => assert!(message.contains("1m"), "{message}"),
             other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn db_cache_reads_a_size_and_has_a_floor() {
+        let with = |text: &str| {
+            ConfigArgs {
+                db_cache: Some(text.to_string()),
+                ..ConfigArgs::default()
+            }
+            .resolve()
+        };
+        assert_eq!(Config::default().db_cache, DEFAULT_DB_CACHE);
+        assert_eq!(with("64MiB").unwrap().db_cache, 64 << 20);
+        assert_eq!(with("1048576").unwrap().db_cache, 1 << 20);
+        for refused in ["1000", "lots"] {
+            assert!(
+                matches!(with(refused), Err(ConfigError::Invalid { key: "db_cache", .. })),
+                "{refused}"
+            );
         }
     }
 

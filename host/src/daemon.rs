@@ -71,11 +71,12 @@ impl Daemon {
     pub fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-        let store: Arc<dyn Store> = match SledStore::open_with(&config.database_path(), config.flush_interval) {
-            Ok(store) => Arc::new(store),
-            Err(StoreError::Locked(message)) => anyhow::bail!("{message}"),
-            Err(error) => return Err(error).context("opening the database"),
-        };
+        let store: Arc<dyn Store> =
+            match SledStore::open_with(&config.database_path(), config.flush_interval, config.db_cache) {
+                Ok(store) => Arc::new(store),
+                Err(StoreError::Locked(message)) => anyhow::bail!("{message}"),
+                Err(error) => return Err(error).context("opening the database"),
+            };
         let sandbox = Arc::new(sandbox_for(config)?);
         let metrics = Arc::new(Metrics::new());
         let plugins = Arc::new(Plugins::new(

@@ -16,7 +16,8 @@ use sandcron::store::RunFilter;
 use serde_json::Value;
 
 /// The default config on `dir`; these variables try other settings:
-/// `FIRE_AHEAD=500ms`, `FLUSH_INTERVAL=0`, `MAX_CONCURRENT_RUNS=16`.
+/// `FIRE_AHEAD=500ms`, `FLUSH_INTERVAL=0`, `MAX_CONCURRENT_RUNS=16`,
+/// `DB_CACHE=64MiB`.
 pub fn config(dir: &Path) -> Config {
     let mut config = Config {
         data_dir: dir.to_path_buf(),
@@ -32,6 +33,9 @@ pub fn config(dir: &Path) -> Config {
     }
     if let Some(flush_interval) = duration("FLUSH_INTERVAL") {
         config.flush_interval = flush_interval;
+    }
+    if let Ok(text) = std::env::var("DB_CACHE") {
+        config.db_cache = sandcron::units::parse_size(&text).expect("DB_CACHE");
     }
     if let Ok(text) = std::env::var("MAX_CONCURRENT_RUNS") {
         config.max_concurrent_runs = text.parse().expect("MAX_CONCURRENT_RUNS");

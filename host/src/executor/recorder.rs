@@ -245,7 +245,7 @@ mod tests {
     fn recorder(mark_after: Duration) -> (Recorder, Arc<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
-            Arc::new(SledStore::open_with(&dir.path().join("db"), Duration::from_millis(2)).unwrap());
+            Arc::new(SledStore::open_with(&dir.path().join("db"), Duration::from_millis(2), 8 << 20).unwrap());
         let recorder = Recorder::new(mark_after);
         recorder.start(store.clone()).unwrap();
         (recorder, store, dir)

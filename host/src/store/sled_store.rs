@@ -197,13 +197,18 @@ impl SledStore {
     /// Opens (or creates) the database at `path`, flushing as soon as asked.
     /// A second process on the same path fails with [`StoreError::Locked`].
     pub fn open(path: &Path) -> StoreResult<SledStore> {
-        SledStore::open_with(path, Duration::ZERO)
+        SledStore::open_with(path, Duration::ZERO, crate::config::DEFAULT_DB_CACHE)
     }
 
     /// Opens the database with flushes at least `flush_interval` apart (see
-    /// the group commit's durability window).
-    pub fn open_with(path: &Path, flush_interval: Duration) -> StoreResult<SledStore> {
-        let db = sled::Config::new().path(path).flush_every_ms(None).open().map_err(|error| match &error {
+    /// the group commit's durability window) and `cache_bytes` of sled's
+    /// page cache.
+    pub fn open_with(path: &Path, flush_interval: Duration, cache_bytes: u64) -> StoreResult<SledStore> {
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None);
+        let db = config.open().map_err(|error| match &error {
             sled::Error::Io(io) if io.to_string().contains("lock") || io.kind() == std::io::ErrorKind::WouldBlock => {
                 StoreError::Locked(format!(
                     "the database {} is in use by another process (is another sandcron daemon running on this data dir?): {io}",
