@@ -1,8 +1,9 @@
 //! The in-memory run queue in front of the executor's slots: ready runs by
-//! priority (then due time, then their jobs' age, then arrival), runs not due yet (retries waiting
-//! out their backoff) by due time, what is running, and how many runs each
-//! job has waiting and running (for the overlap policy). Pure data; the
-//! executor owns the only instance behind a mutex.
+//! priority (then due time, then their jobs' age, then arrival), runs not
+//! due yet (retries waiting out their backoff) by due time, what is
+//! running, and how many runs each job has waiting and running (for the
+//! overlap policy). Pure data; the executor owns the only instance behind
+//! a mutex.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};

@@ -52,7 +52,13 @@ impl JobCache {
 
     /// The cached job under `key`.
     pub fn get(&self, key: &[u8]) -> Option<Job> {
-        self.inner().jobs.get(key).cloned()
+        self.read(key, Job::clone)
+    }
+
+    /// What `read` takes from the cached job under `key`, without a copy
+    /// of the whole job.
+    pub fn read<T>(&self, key: &[u8], read: impl FnOnce(&Job) -> T) -> Option<T> {
+        self.inner().jobs.get(key).map(read)
     }
 
     /// Remembers a job read from sled, unless a write came since `seen`.

@@ -1,7 +1,8 @@
 //! The stored form of a run record: compact binary, written two or three
 //! times per run (queued, maybe running, finished), so its cost is in
-//! every run's. Against the JSON it replaces: a finished noop run is ~260
-//! bytes instead of ~770, and encodes in a fraction of the 3 µs.
+//! every run's. Against the JSON it replaces, a finished noop run is 229
+//! bytes instead of 792, encodes in 0.27 µs instead of 3 and decodes in
+//! 0.63 µs instead of 4 (release build, this machine).
 //!
 //! Layout: a version byte ([`VERSION`]), then every field of [`Run`] in
 //! declaration order. Integers are LEB128 varints (signed ones zigzag),

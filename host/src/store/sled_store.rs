@@ -160,19 +160,21 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records are plain data and always serialize")
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
-    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+/// A record under `key` that does not decode.
+fn corrupt(key: &[u8], message: String) -> StoreError {
+    StoreError::Corrupt {
         key: String::from_utf8_lossy(key).replace('\0', "/"),
-        message: error.to_string(),
-    })
+        message,
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|error| corrupt(key, error.to_string()))
 }
 
 /// A run record (see `run_codec`).
 fn decode_run(key: &[u8], bytes: &[u8]) -> StoreResult<Run> {
-    run_codec::decode(bytes).map_err(|message| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).replace('\0', "/"),
-        message,
-    })
+    run_codec::decode(bytes).map_err(|message| corrupt(key, message))
 }
 
 fn last_part(key: &[u8]) -> &[u8] {
@@ -673,8 +675,8 @@ impl Store for SledStore {
 
     fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>> {
         let job_key = key(&[tenant.as_bytes(), id.as_bytes()]);
-        if let Some(job) = self.job_cache.get(&job_key) {
-            return Ok(Some(JobHooks::of(&job)));
+        if let Some(hooks) = self.job_cache.read(&job_key, JobHooks::of) {
+            return Ok(Some(hooks));
         }
         Self::get(&self.jobs, &job_key)
     }
