@@ -264,18 +264,17 @@ impl Plugins {
     /// The version a reference (`name` or `name@3`) points at.
     pub fn resolve(&self, tenant: &str, reference: &str) -> Result<PluginVersion, PluginError> {
         let reference = PluginRef::parse(reference).map_err(PluginError::InvalidName)?;
-        let versions = self.store.plugin_versions(tenant, &reference.name)?;
-        let found = match reference.version {
-            None => versions.last(),
-            Some(wanted) => versions.iter().find(|version| version.version == wanted),
-        };
-        match (found, reference.version) {
-            (Some(version), _) => Ok(version.clone()),
-            (None, Some(version)) if !versions.is_empty() => Err(PluginError::VersionNotFound {
-                name: reference.name,
-                version,
-            }),
-            (None, _) => Err(PluginError::NotFound { name: reference.name }),
+        if let Some(found) = self.store.plugin_version(tenant, &reference.name, reference.version)? {
+            return Ok(found);
+        }
+        match reference.version {
+            Some(version) if self.store.plugin_version(tenant, &reference.name, None)?.is_some() => {
+                Err(PluginError::VersionNotFound {
+                    name: reference.name,
+                    version,
+                })
+            }
+            _ => Err(PluginError::NotFound { name: reference.name }),
         }
     }
 

@@ -194,6 +194,9 @@ pub trait Store: Send + Sync + 'static {
     fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>>;
     /// The versions of one plugin, oldest first.
     fn plugin_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<PluginVersion>>;
+    /// One version of a plugin, the newest when `version` is None, read
+    /// without the others (every fire resolves its job's plugin).
+    fn plugin_version(&self, tenant: &str, name: &str, version: Option<u32>) -> StoreResult<Option<PluginVersion>>;
     /// Deletes every version of a plugin; returns how many there were.
     fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<usize>;
     /// The component bytes with this digest.

@@ -530,6 +530,21 @@ impl Store for SledStore {
         Self::scan(&self.plugins, &prefix(&[tenant.as_bytes(), name.as_bytes()]))
     }
 
+    fn plugin_version(&self, tenant: &str, name: &str, version: Option<u32>) -> StoreResult<Option<PluginVersion>> {
+        let (tenant, name) = (tenant.as_bytes(), name.as_bytes());
+        match version {
+            Some(version) => Self::get(&self.plugins, &key(&[tenant, name, &version.to_be_bytes()])),
+            // Versions are big-endian u32s: the last key is the newest.
+            None => match self.plugins.scan_prefix(prefix(&[tenant, name])).next_back() {
+                Some(entry) => {
+                    let (key, value) = entry?;
+                    decode(&key, &value).map(Some)
+                }
+                None => Ok(None),
+            },
+        }
+    }
+
     fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<usize> {
         let mut batch = sled::Batch::default();
         let mut count = 0;
@@ -1245,6 +1260,26 @@ mod tests {
             1
         );
         assert_eq!(store.plugin_versions("t", "p").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_plugin_version_reads_without_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let now = Utc::now();
+        for (index, digest) in ["aa", "bb", "cc"].into_iter().enumerate() {
+            store.add_plugin_version("t", "p", digest, &[index as u8], now).unwrap();
+        }
+        // A name that extends this one is another plugin.
+        store.add_plugin_version("t", "p2", "dd", b"x", now).unwrap();
+        store.add_plugin_version("u", "p", "ee", b"y", now).unwrap();
+        let read = |name: &str, version| store.plugin_version("t", name, version).unwrap();
+        assert_eq!(read("p", None).map(|version| version.digest), Some("cc".to_string()));
+        assert_eq!(read("p", Some(2)).map(|version| version.digest), Some("bb".to_string()));
+        assert_eq!(read("p", Some(9)), None);
+        assert_eq!(read("p2", None).map(|version| version.version), Some(1));
+        assert_eq!(read("q", None), None);
+        assert_eq!(read("q", Some(1)), None);
     }
 
     #[test]
