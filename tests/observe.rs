@@ -128,6 +128,31 @@ async fn the_metrics_scrape_counts_known_runs() {
         ),
         2.0
     );
+    // A deleted job's run counters go with it; the others stay.
+    let deleted = daemon.call(Method::DELETE, "/v1/jobs/crash", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let after = scrape(&text);
+    assert!(
+        !after.keys().any(|series| series.contains(r#"job="crash""#)),
+        "{:#?}",
+        after.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!(r#"sandcron_runs_total{{job="greet",status="succeeded",{tenant}}}"#)
+        ),
+        2.0
+    );
     // Tenant tokens do not see the daemon-wide scrape.
     let created = daemon
         .call(Method::POST, "/v1/tenants", Some(json!({"name": "acme"})))
@@ -407,10 +432,12 @@ async fn webhooks_arrive_signed_are_retried_and_never_hold_up_a_run() {
         "a slow receiver does not hold up the run"
     );
     let hooks = wait_for(&got, "/hook", 2, Duration::from_secs(5)).await;
-    let events: Vec<&str> = hooks
+    // Each delivery goes on its own: the two may arrive in either order.
+    let mut events: Vec<&str> = hooks
         .iter()
         .map(|got| got.headers["x-sandcron-event"].as_str())
         .collect();
+    events.sort_unstable();
     assert_eq!(events, ["run.started", "run.succeeded"]);
     for received in &hooks {
         verify(&secret, received);

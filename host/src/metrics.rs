@@ -7,7 +7,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::model::Run;
+use crate::model::{Run, RunStatus};
 
 /// Every metric sandcron exports.
 pub struct Metrics {
@@ -147,6 +147,15 @@ impl Metrics {
         }
         if let Some(fuel) = run.fuel_consumed {
             self.fuel.with_label_values(&[run.tenant.as_str()]).inc_by(fuel);
+        }
+    }
+
+    /// A job was deleted: its run counters go with it, so jobs created
+    /// and deleted by the thousand (one-shots) do not keep a series each.
+    pub fn job_deleted(&self, tenant: &str, job_name: &str) {
+        for status in [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled] {
+            // Absent when the job never finished a run with that status.
+            let _ = self.runs.remove_label_values(&[tenant, job_name, status.as_str()]);
         }
     }
 

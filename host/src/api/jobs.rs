@@ -325,6 +325,7 @@ pub async fn delete(
     state.scheduler().delete_job(&caller.tenant, &job.id).await?;
     state.store().flush_async().await?;
     tracing::info!(job_id = %job.id, name = %job.name, "job deleted");
+    state.metrics().job_deleted(&caller.tenant, &job.name);
     state.events().job("job.deleted", &job);
     Ok(StatusCode::NO_CONTENT)
 }
