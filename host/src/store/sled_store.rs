@@ -122,6 +122,19 @@ fn record_key(run: &Run) -> Vec<u8> {
     run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()])
 }
 
+/// The key of a run in its job's index.
+fn by_job_key(run: &Run) -> Vec<u8> {
+    run_key(
+        run_space::BY_JOB,
+        &[run.tenant.as_bytes(), run.job_id.as_bytes(), run.id.as_bytes()],
+    )
+}
+
+/// The key of a run's own active marker (one queued outside a fire pass).
+fn active_key(run: &Run) -> Vec<u8> {
+    run_key(run_space::ACTIVE, &[run.tenant.as_bytes(), run.id.as_bytes()])
+}
+
 fn run_prefix(space: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut spaced = vec![space];
     spaced.extend_from_slice(&prefix(parts));
@@ -363,13 +376,9 @@ impl SledStore {
     /// key here, so each step writes only what it must.
     fn add_run_step(batch: &mut sled::Batch, write: &RunWrite<'_>, groups: &ActiveGroups) {
         let queue = |batch: &mut sled::Batch, run: &Run| {
-            let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
-            batch.insert(run_key(run_space::RECORD, &[tenant, id]), run_codec::encode(run));
-            batch.insert(
-                run_key(run_space::BY_JOB, &[tenant, run.job_id.as_bytes(), id]),
-                &[] as &[u8],
-            );
-            batch.insert(run_key(run_space::ACTIVE, &[tenant, id]), &[] as &[u8]);
+            batch.insert(record_key(run), run_codec::encode(run));
+            batch.insert(by_job_key(run), &[] as &[u8]);
+            batch.insert(active_key(run), &[] as &[u8]);
         };
         match *write {
             RunWrite::Queued(run) => queue(batch, run),
@@ -380,7 +389,7 @@ impl SledStore {
                 let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
                 let record = record_key(run);
                 if !groups.is_grouped(&record) {
-                    batch.remove(run_key(run_space::ACTIVE, &[tenant, id]));
+                    batch.remove(active_key(run));
                 }
                 batch.insert(record, run_codec::encode(run));
                 if !output.is_empty() {
@@ -436,13 +445,10 @@ impl EncodedFire {
             runs: fire
                 .runs
                 .iter()
-                .map(|run| {
-                    let id = run.id.as_bytes();
-                    EncodedRun {
-                        record_key: run_key(run_space::RECORD, &[tenant, id]),
-                        record: run_codec::encode(run),
-                        by_job: run_key(run_space::BY_JOB, &[tenant, job_id, id]),
-                    }
+                .map(|run| EncodedRun {
+                    record_key: record_key(run),
+                    record: run_codec::encode(run),
+                    by_job: by_job_key(run),
                 })
                 .collect(),
         }
@@ -452,14 +458,7 @@ impl EncodedFire {
 /// Every key of queued runs (record and indexes), to delete them.
 fn run_keys(runs: &[Run]) -> Vec<Vec<u8>> {
     runs.iter()
-        .flat_map(|run| {
-            let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
-            [
-                run_key(run_space::RECORD, &[tenant, id]),
-                run_key(run_space::BY_JOB, &[tenant, run.job_id.as_bytes(), id]),
-                run_key(run_space::ACTIVE, &[tenant, id]),
-            ]
-        })
+        .flat_map(|run| [record_key(run), by_job_key(run), active_key(run)])
         .collect()
 }
 
@@ -1237,6 +1236,13 @@ impl Store for SledStore {
 mod tests {
     use super::*;
 
+    /// A job of tenant `t` from its spec, with the default limits.
+    fn validated(spec: &serde_json::Value) -> Job {
+        let defaults = crate::config::Config::default().job_defaults();
+        let parsed = crate::model::validate::parse_spec(spec).unwrap();
+        crate::model::validate::validate(parsed, "t", None, &defaults, Utc::now()).unwrap()
+    }
+
     #[test]
     fn same_bytes_give_back_the_same_version_and_new_bytes_the_next() {
         let dir = tempfile::tempdir().unwrap();
@@ -1299,9 +1305,7 @@ mod tests {
     fn a_database_from_before_the_run_at_start_index_gets_it_built_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let spec = serde_json::json!({"name": "warm", "plugin": "p", "run_at_start": true});
-        let defaults = crate::config::Config::default().job_defaults();
-        let parsed = crate::model::validate::parse_spec(&spec).unwrap();
-        let job = crate::model::validate::validate(parsed, "t", None, &defaults, Utc::now()).unwrap();
+        let job = validated(&spec);
         {
             let store = SledStore::open(dir.path()).unwrap();
             store.insert_job(&job).unwrap();
@@ -1322,7 +1326,6 @@ mod tests {
     #[test]
     fn a_jobs_hooks_read_from_sled_match_the_decoded_job() {
         let dir = tempfile::tempdir().unwrap();
-        let defaults = crate::config::Config::default().job_defaults();
         let specs = [
             serde_json::json!({"name": "a", "plugin": "p", "schedule": {"after": "5m"},
                 "webhooks": [{"url": "https://example.com/hook", "on": ["failed"]}]}),
@@ -1331,13 +1334,7 @@ mod tests {
                 "webhooks": [{"url": "https://example.com/other"}]}),
             serde_json::json!({"name": "d", "plugin": "p"}),
         ];
-        let jobs: Vec<Job> = specs
-            .iter()
-            .map(|spec| {
-                let parsed = crate::model::validate::parse_spec(spec).unwrap();
-                crate::model::validate::validate(parsed, "t", None, &defaults, Utc::now()).unwrap()
-            })
-            .collect();
+        let jobs: Vec<Job> = specs.iter().map(validated).collect();
         {
             let store = SledStore::open(dir.path()).unwrap();
             for job in &jobs {
@@ -1388,9 +1385,7 @@ mod tests {
     /// A stored job of tenant `t` and the fire of `runs` of it, due now.
     fn job_and_fire(store: &SledStore, name: &str, runs: usize) -> (Job, Fire) {
         let spec = serde_json::json!({"name": name, "plugin": "p", "schedule": {"every": "1h"}});
-        let defaults = crate::config::Config::default().job_defaults();
-        let parsed = crate::model::validate::parse_spec(&spec).unwrap();
-        let job = crate::model::validate::validate(parsed, "t", None, &defaults, Utc::now()).unwrap();
+        let job = validated(&spec);
         store.insert_job(&job).unwrap();
         let now = Utc::now();
         let runs = (0..runs)
