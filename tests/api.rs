@@ -89,7 +89,13 @@ async fn identical_bytes_give_back_the_version_and_new_bytes_the_next() {
     daemon
         .create_job(json!({"name": "pinned", "plugin": "tool@1", "input": {"name": "pin"}}))
         .await;
-    assert_eq!(daemon.run_job("latest", None).await["output"], "\"x\"");
+    let latest = daemon.run_job("latest", None).await;
+    assert_eq!(latest["output"], "\"x\"");
+    assert_eq!(latest["plugin"], "tool@3");
+    // A new version is what the next run of `tool` takes.
+    let fourth = daemon.upload_bytes("tool", common::plugin_bytes("trap")).await;
+    assert_eq!(fourth.body["version"], 4);
+    assert_eq!(daemon.run_job("latest", None).await["plugin"], "tool@4");
     let pinned = daemon.run_job("pinned", None).await;
     assert_eq!(pinned["output"], "Hello, pin!");
     assert_eq!(pinned["plugin"], "tool@1");

@@ -10,6 +10,11 @@
 //! behind the SSRF wall, [`vault`] seals secrets at rest, and [`client`] and
 //! [`cli`] are the command line on top of the HTTP API.
 
+/// Every allocation of the daemon, its tests and benches (see
+/// [`daemon::tune_allocator`]).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -5,7 +5,7 @@
 //! again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use chrono::Utc;
@@ -84,6 +84,49 @@ pub struct Plugins {
     /// plugin is compiled for the metered engines only once a job with a
     /// fuel budget runs it.
     prepared: RwLock<HashMap<Metering, HashMap<String, Arc<PreparedJob>>>>,
+    /// References resolved since the last upload or delete (every fire
+    /// resolves its job's plugin).
+    resolved: Mutex<Resolved>,
+}
+
+/// Resolved references by tenant, then reference as the job names it.
+/// Any upload or delete empties it and moves the generation on, so a
+/// lookup that read the store before the change does not keep its answer.
+#[derive(Default)]
+struct Resolved {
+    generation: u64,
+    versions: HashMap<String, HashMap<String, PluginVersion>>,
+    count: usize,
+}
+
+/// Resolved references kept at most; past it the map starts again.
+const RESOLVED_CAPACITY: usize = 4096;
+
+impl Resolved {
+    fn get(&self, tenant: &str, reference: &str) -> Option<PluginVersion> {
+        self.versions.get(tenant)?.get(reference).cloned()
+    }
+
+    /// Keeps `version` if nothing changed since `generation` was read.
+    fn put(&mut self, generation: u64, tenant: &str, reference: &str, version: &PluginVersion) {
+        if generation != self.generation {
+            return;
+        }
+        if self.count >= RESOLVED_CAPACITY {
+            self.versions.clear();
+            self.count = 0;
+        }
+        let of_tenant = self.versions.entry(tenant.to_string()).or_default();
+        if of_tenant.insert(reference.to_string(), version.clone()).is_none() {
+            self.count += 1;
+        }
+    }
+
+    fn changed(&mut self) {
+        self.generation += 1;
+        self.versions.clear();
+        self.count = 0;
+    }
 }
 
 /// sha256 of bytes as lowercase hex.
@@ -100,6 +143,7 @@ impl Plugins {
             max_bytes,
             metrics,
             prepared: RwLock::new(HashMap::new()),
+            resolved: Mutex::new(Resolved::default()),
         }
     }
 
@@ -156,6 +200,7 @@ impl Plugins {
         let added = self
             .store
             .add_plugin_version_within(tenant, name, &digest, &bytes, Utc::now(), max_total_bytes)?;
+        self.resolved().changed();
         self.store.flush_async().await?;
         if added.created {
             tracing::info!(tenant, plugin = %added.version.reference(), %digest, "plugin uploaded");
@@ -263,8 +308,17 @@ impl Plugins {
 
     /// The version a reference (`name` or `name@3`) points at.
     pub fn resolve(&self, tenant: &str, reference: &str) -> Result<PluginVersion, PluginError> {
+        let generation = {
+            let resolved = self.resolved();
+            if let Some(found) = resolved.get(tenant, reference) {
+                return Ok(found);
+            }
+            resolved.generation
+        };
+        let named = reference;
         let reference = PluginRef::parse(reference).map_err(PluginError::InvalidName)?;
         if let Some(found) = self.store.plugin_version(tenant, &reference.name, reference.version)? {
+            self.resolved().put(generation, tenant, named, &found);
             return Ok(found);
         }
         match reference.version {
@@ -276,6 +330,10 @@ impl Plugins {
             }
             _ => Err(PluginError::NotFound { name: reference.name }),
         }
+    }
+
+    fn resolved(&self) -> std::sync::MutexGuard<'_, Resolved> {
+        self.resolved.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every version of every plugin of the tenant.
@@ -307,10 +365,54 @@ impl Plugins {
                 jobs: users,
             });
         }
-        if self.store.delete_plugin(tenant, name)? == 0 {
+        let deleted = self.store.delete_plugin(tenant, name)?;
+        self.resolved().changed();
+        if deleted == 0 {
             return Err(PluginError::NotFound { name: name.to_string() });
         }
         self.store.flush_async().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(number: u32) -> PluginVersion {
+        PluginVersion {
+            tenant: "t".into(),
+            name: "tool".into(),
+            version: number,
+            digest: format!("d{number}"),
+            size: 1,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_resolution_read_before_a_change_is_not_kept() {
+        let mut resolved = Resolved::default();
+        let before = resolved.generation;
+        resolved.put(before, "t", "tool", &version(1));
+        assert_eq!(resolved.get("t", "tool").map(|found| found.version), Some(1));
+        assert_eq!(resolved.get("other", "tool"), None);
+        // An upload lands while a lookup that read version 1 is on its way.
+        resolved.changed();
+        assert_eq!(resolved.get("t", "tool"), None);
+        resolved.put(before, "t", "tool", &version(1));
+        assert_eq!(resolved.get("t", "tool"), None, "a stale answer was kept");
+        resolved.put(resolved.generation, "t", "tool", &version(2));
+        assert_eq!(resolved.get("t", "tool").map(|found| found.version), Some(2));
+    }
+
+    #[test]
+    fn resolutions_past_the_capacity_start_the_map_again() {
+        let mut resolved = Resolved::default();
+        for index in 0..=RESOLVED_CAPACITY {
+            resolved.put(0, "t", &format!("tool{index}"), &version(1));
+        }
+        assert_eq!(resolved.count, 1);
+        assert!(resolved.get("t", &format!("tool{RESOLVED_CAPACITY}")).is_some());
     }
 }

@@ -165,9 +165,9 @@ pub fn cpu_ticks() -> u64 {
 }
 
 /// Runs a bench's async main as the daemon's own `main` runs the daemon:
-/// malloc arenas capped first, then a multi-threaded runtime.
+/// the allocator set up first, then a multi-threaded runtime.
 pub fn run_main(main: impl std::future::Future<Output = ()>) {
-    sandcron::daemon::limit_malloc_arenas();
+    sandcron::daemon::tune_allocator();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -399,7 +399,7 @@ enum ScheduleCommand {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    crate::daemon::limit_malloc_arenas();
+    crate::daemon::tune_allocator();
     let cli = Cli::parse();
     let log_format = match &cli.command {
         Command::Serve(args) => args.log_format.unwrap_or(LogFormat::Pretty),

@@ -27,8 +27,12 @@ use crate::schedule::Schedule;
 use crate::store::{DueJob, Fire, Store, StoreError};
 use policy::{OverlapDecision, plan_fires};
 
-/// Due jobs handled per pass (one write and one flush cover a pass).
-const PASS_SIZE: usize = 1000;
+/// Due jobs handled per pass (one write and one flush cover a pass). A
+/// sled write holds the database's write lock throughout, every other read
+/// and write waiting, and a pass's runs start only once it is flushed: at
+/// 1,000 a pass held the lock ~55 ms and overdue runs reached the executor
+/// in lumps, a fifth less durable throughput than at 256 (docs/benchmarks.md).
+const PASS_SIZE: usize = 256;
 
 /// Fires schedules.
 pub struct Scheduler {
