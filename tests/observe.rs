@@ -131,16 +131,7 @@ async fn the_metrics_scrape_counts_known_runs() {
     // A deleted job's run counters go with it; the others stay.
     let deleted = daemon.call(Method::DELETE, "/v1/jobs/crash", None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", daemon.url))
-        .bearer_auth(&daemon.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let after = scrape(&text);
+    let after = scrape(&daemon.metrics_text().await);
     assert!(
         !after.keys().any(|series| series.contains(r#"job="crash""#)),
         "{:#?}",

@@ -303,9 +303,9 @@ impl TestDaemon {
         false
     }
 
-    /// The value of one sample of the daemon's Prometheus scrape (0 if absent).
-    pub async fn metric(&self, sample: &str) -> f64 {
-        let text = reqwest::Client::new()
+    /// The daemon's Prometheus scrape, as the admin.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::Client::new()
             .get(format!("{}/metrics", self.url))
             .bearer_auth(&self.token)
             .send()
@@ -313,8 +313,14 @@ impl TestDaemon {
             .expect("scraping /metrics")
             .text()
             .await
-            .expect("the scrape's text");
-        text.lines()
+            .expect("the scrape's text")
+    }
+
+    /// The value of one sample of the daemon's Prometheus scrape (0 if absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
             .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
             .unwrap_or(0.0)
     }
