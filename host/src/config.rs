@@ -81,9 +81,10 @@ pub struct Config {
     /// Finished runs of a job beyond its newest this many are deleted (zero:
     /// no cap).
     pub max_runs_per_job: usize,
-    /// How far ahead of its instant a fire is recorded and queued, so its
-    /// run starts on the instant instead of after the write (0: at the
-    /// instant). A job changed meanwhile has such fires withdrawn.
+    /// How far ahead of its instant a fire is recorded and queued, at
+    /// least (passes wake at half past a second, so up to a second more),
+    /// so its run starts on the instant instead of after the write (0: at
+    /// the instant). A job changed meanwhile has such fires withdrawn.
     pub fire_ahead: Duration,
     /// The durability window: flushes start at least this far apart, so
     /// the writes of many runs and fires share one (0: each write is

@@ -1,11 +1,12 @@
 //! The scheduler: sleeps until the earliest due fire in the store's ordered
-//! due index comes within `fire_ahead` (woken early when a job changes),
-//! then turns the fires into queued runs with their jobs' next fires in one
-//! atomic write, and hands the runs to the executor, whose queue holds each
-//! until its instant. A change to a job (or pausing the scheduler) withdraws
-//! its fires recorded ahead in the same write as the change. The decisions
-//! (misfire, overlap, backoff) are the pure functions of [`policy`]; this
-//! loop only reads, writes and sleeps.
+//! due index comes within `fire_ahead` (at the half-second mark before, see
+//! [`pass_mark`]; woken early when a job changes), then turns the fires into
+//! queued runs with their jobs' next fires in one atomic write, and hands
+//! the runs to the executor, whose queue holds each until its instant. A
+//! change to a job (or pausing the scheduler) withdraws its fires recorded
+//! ahead in the same write as the change. The decisions (misfire, overlap,
+//! backoff) are the pure functions of [`policy`]; this loop only reads,
+//! writes and sleeps.
 
 pub mod policy;
 #[cfg(test)]
@@ -47,6 +48,19 @@ pub struct Scheduler {
     /// Held by a pass and by a job change, so a change sees every fire
     /// recorded ahead in the queue (none is between the store and it).
     firing: tokio::sync::Mutex<()>,
+}
+
+/// The last half-second mark (a whole second plus 500 ms) at or before
+/// `at`. Passes that record fires ahead wake on these marks, so a fire is
+/// recorded between `fire_ahead` and `fire_ahead` + 1 s before its instant
+/// and a pass's work never competes with the runs it queued: most fires
+/// (cron lines, `at` instants) fall on whole seconds, and a pass woken on
+/// one took a core from that second's runs (p99 lateness of 10,000 cron
+/// jobs, docs/benchmarks.md).
+pub fn pass_mark(at: DateTime<Utc>) -> DateTime<Utc> {
+    let millis = at.timestamp_millis();
+    let mark = (millis - 500).div_euclid(1000) * 1000 + 500;
+    DateTime::from_timestamp_millis(mark).unwrap_or(at)
 }
 
 /// Moves a job's next fire back to the earliest of its withdrawn fires.
@@ -211,7 +225,7 @@ impl Scheduler {
     pub async fn pass(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let _firing = self.firing.lock().await;
         let now = self.clock.now();
-        let horizon = crate::units::add_saturating(now, self.fire_ahead);
+        let horizon = self.horizon(now);
         let due = self.store.due_jobs(horizon, PASS_SIZE)?;
         let mut fires = Vec::with_capacity(due.len());
         let mut entries = Vec::with_capacity(due.len());
@@ -253,12 +267,31 @@ impl Scheduler {
         if due.len() >= PASS_SIZE {
             return Ok(Some(now));
         }
-        let ahead = chrono::Duration::from_std(self.fire_ahead).unwrap_or_default();
-        let beyond = self.store.next_due_after(horizon)?.map(|at| at - ahead);
+        let beyond = self.store.next_due_after(horizon)?.map(|at| self.pass_for(at));
         Ok(match (held, beyond) {
             (Some(held), Some(beyond)) => Some(held.min(beyond)),
             (held, beyond) => held.or(beyond),
         })
+    }
+
+    /// The latest due instant a pass at `now` records: `fire_ahead` past
+    /// the next half-second mark (see [`pass_mark`]), or `now` itself when
+    /// fires are recorded at their instant.
+    fn horizon(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.fire_ahead.is_zero() {
+            return now;
+        }
+        let next_mark = pass_mark(now) + chrono::Duration::seconds(1);
+        // The index keeps milliseconds: one before the window's end.
+        crate::units::add_saturating(next_mark, self.fire_ahead) - chrono::Duration::milliseconds(1)
+    }
+
+    /// When a pass records the fire due at `at`.
+    fn pass_for(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        match chrono::Duration::from_std(self.fire_ahead) {
+            Ok(ahead) if !ahead.is_zero() => pass_mark(at - ahead),
+            _ => at,
+        }
     }
 
     /// Changes a job, withdrawing (in the same write) the runs of its fires

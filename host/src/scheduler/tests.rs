@@ -288,14 +288,14 @@ async fn the_run_at_start_index_follows_create_update_and_delete() {
 async fn a_fire_is_recorded_ahead_and_waits_in_the_queue_for_its_instant() {
     let h = harness_firing_ahead(std::time::Duration::from_secs(1));
     let job = h.job(json!({"schedule": {"every": "10s"}}));
-    h.clock.set(utc("2026-11-25T10:00:08.9Z"));
+    h.clock.set(utc("2026-11-25T10:00:08.4Z"));
     assert_eq!(
         h.scheduler.pass().await.unwrap(),
-        Some(utc("2026-11-25T10:00:09Z")),
-        "it wakes a second ahead of the fire"
+        Some(utc("2026-11-25T10:00:08.5Z")),
+        "it wakes on the half-second mark at or before a second ahead of the fire"
     );
     assert!(h.runs().is_empty());
-    let runs = h.at("2026-11-25T10:00:09.2Z").await;
+    let runs = h.at("2026-11-25T10:00:08.5Z").await;
     assert_eq!(fires(&runs), [utc("2026-11-25T10:00:10Z")]);
     assert_eq!(runs[0].status, RunStatus::Queued);
     assert_eq!(h.reload(&job).next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
@@ -394,4 +394,43 @@ async fn after_a_restart_a_fire_recorded_ahead_and_missed_follows_the_misfire_po
     let job = h.reload(&job);
     assert_eq!(job.skipped_fires, 1);
     assert_eq!(job.next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
+}
+
+#[test]
+fn passes_that_record_ahead_wake_half_past_a_second() {
+    use super::pass_mark;
+    for (at, mark) in [
+        ("2026-11-25T10:00:09Z", "2026-11-25T10:00:08.5Z"),
+        ("2026-11-25T10:00:09.499Z", "2026-11-25T10:00:08.5Z"),
+        ("2026-11-25T10:00:09.5Z", "2026-11-25T10:00:09.5Z"),
+        ("2026-11-25T10:00:09.999Z", "2026-11-25T10:00:09.5Z"),
+        ("1970-01-01T00:00:00.2Z", "1969-12-31T23:59:59.5Z"),
+    ] {
+        assert_eq!(pass_mark(utc(at)), utc(mark), "{at}");
+    }
+}
+
+#[tokio::test]
+async fn a_pass_records_every_fire_whose_mark_has_come_and_none_later() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(2));
+    // Due at 10:00:10 (mark 10:00:07.5) and 10:00:10.6 (mark 10:00:08.5).
+    let first = h.job(json!({"name": "first", "schedule": {"at": "2026-11-25T10:00:10Z"}}));
+    h.job(json!({"name": "second", "schedule": {"at": "2026-11-25T10:00:10.600Z"}}));
+    h.clock.set(utc("2026-11-25T10:00:07.499Z"));
+    assert_eq!(h.scheduler.pass().await.unwrap(), Some(utc("2026-11-25T10:00:07.5Z")));
+    assert!(h.runs().is_empty());
+    // Any pass before the next mark (a job change wakes one) records the same.
+    h.clock.set(utc("2026-11-25T10:00:08.2Z"));
+    h.scheduler.pass().await.unwrap();
+    let next = h.scheduler.pass().await.unwrap();
+    assert_eq!(
+        h.runs().iter().map(|run| run.job_id.as_str()).collect::<Vec<_>>(),
+        [first.id.as_str()]
+    );
+    assert_eq!(next, Some(utc("2026-11-25T10:00:08.5Z")));
+    let runs = h.at("2026-11-25T10:00:08.5Z").await;
+    assert_eq!(
+        fires(&runs),
+        [utc("2026-11-25T10:00:10Z"), utc("2026-11-25T10:00:10.600Z")]
+    );
 }
