@@ -289,7 +289,7 @@ impl Scheduler {
     /// When a pass records the fire due at `at`.
     fn pass_for(&self, at: DateTime<Utc>) -> DateTime<Utc> {
         match chrono::Duration::from_std(self.fire_ahead) {
-            Ok(ahead) if !ahead.is_zero() => pass_mark(at - ahead),
+            Ok(ahead) if !ahead.is_zero() => at.checked_sub_signed(ahead).map_or(at, pass_mark),
             _ => at,
         }
     }
