@@ -11,6 +11,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bench/setup-peers.sh
 out="${OUT:-$(mktemp -d)}"
+mkdir -p "$out"
 results="$out/results.jsonl"
 : > "$results"
 peers="$root/bench/peers"
