@@ -1,7 +1,8 @@
 //! Decoded jobs kept in memory, so the reads every run makes of its job
 //! (the scheduler planning a fire, the executor after a run, webhooks)
-//! skip sled and the JSON decoder. Bounded: past its capacity it starts
-//! over. Every write of a job puts the new value (or forgets the key) after
+//! skip sled and the JSON decoder; and, for many more jobs, only their
+//! [`JobHooks`] (what every run's end reads). Bounded: past its capacity
+//! each map starts over. Every write of a job puts the new value (or forgets the key) after
 //! it committed; a read that missed fills the cache only if no write came
 //! between its look in sled and its fill (a generation count), so a stale
 //! job never replaces a newer one.
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::model::Job;
+use crate::store::JobHooks;
 
 /// Jobs held at most. The reads it saves come close together (a fire and
 /// its run's end, within `fire_ahead` and the run), so a small cache serves
@@ -20,6 +22,13 @@ use crate::model::Job;
 /// firing in turn miss a cache of either size.
 const CAPACITY: usize = 256;
 
+/// Jobs whose hooks are held at most. An entry takes ~100 bytes (the key
+/// and a webhook-less [`JobHooks`]), so 10,000 jobs firing in turn keep
+/// ~1 MiB; each entry saves a run's end a sled read and a partial JSON
+/// decode (5 % of the daemon's samples with 10,000 jobs firing every
+/// second, docs/benchmarks.md).
+const HOOKS_CAPACITY: usize = 65_536;
+
 /// The cache.
 #[derive(Default)]
 pub struct JobCache {
@@ -29,16 +38,23 @@ pub struct JobCache {
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<Vec<u8>, Job>,
+    hooks: HashMap<Vec<u8>, JobHooks>,
     /// Bumped by every write.
     generation: u64,
 }
 
+/// Inserts into a map that starts over when it would pass `capacity`.
+fn insert_bounded<T>(map: &mut HashMap<Vec<u8>, T>, capacity: usize, key: Vec<u8>, value: T) {
+    if map.len() >= capacity && !map.contains_key(&key) {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
 impl Inner {
     fn insert(&mut self, key: Vec<u8>, job: &Job) {
-        if self.jobs.len() >= CAPACITY && !self.jobs.contains_key(&key) {
-            self.jobs.clear();
-        }
-        self.jobs.insert(key, job.clone());
+        insert_bounded(&mut self.hooks, HOOKS_CAPACITY, key.clone(), JobHooks::of(job));
+        insert_bounded(&mut self.jobs, CAPACITY, key, job.clone());
     }
 }
 
@@ -54,13 +70,26 @@ impl JobCache {
 
     /// The cached job under `key`.
     pub fn get(&self, key: &[u8]) -> Option<Job> {
-        self.read(key, Job::clone)
+        self.inner().jobs.get(key).cloned()
     }
 
-    /// What `read` takes from the cached job under `key`, without a copy
-    /// of the whole job.
-    pub fn read<T>(&self, key: &[u8], read: impl FnOnce(&Job) -> T) -> Option<T> {
-        self.inner().jobs.get(key).map(read)
+    /// The hooks of the job under `key`, from its hooks or its whole record.
+    pub fn hooks(&self, key: &[u8]) -> Option<JobHooks> {
+        let inner = self.inner();
+        inner
+            .hooks
+            .get(key)
+            .cloned()
+            .or_else(|| inner.jobs.get(key).map(JobHooks::of))
+    }
+
+    /// Remembers a job's hooks read from sled, unless a write came since
+    /// `seen`.
+    pub fn fill_hooks(&self, key: Vec<u8>, hooks: &JobHooks, seen: u64) {
+        let mut inner = self.inner();
+        if inner.generation == seen {
+            insert_bounded(&mut inner.hooks, HOOKS_CAPACITY, key, hooks.clone());
+        }
     }
 
     /// Remembers a job read from sled, unless a write came since `seen`.
@@ -83,6 +112,7 @@ impl JobCache {
         let mut inner = self.inner();
         inner.generation += 1;
         inner.jobs.remove(key);
+        inner.hooks.remove(key);
     }
 }
 
@@ -126,5 +156,31 @@ mod tests {
             cache.put(index.to_be_bytes().to_vec(), &one);
         }
         assert_eq!(cache.inner().jobs.len(), 1);
+        // The hooks of every job put are still held.
+        assert_eq!(cache.inner().hooks.len(), CAPACITY + 1);
+        for index in 0..=CAPACITY {
+            assert!(cache.hooks(&index.to_be_bytes()).is_some());
+        }
+    }
+
+    #[test]
+    fn hooks_follow_writes_and_a_stale_fill_of_them_is_dropped() {
+        let cache = JobCache::default();
+        let mut hooked = job("hooked");
+        hooked.webhooks = vec![crate::model::job::Webhook {
+            url: "https://example.com/hook".into(),
+            on: Vec::new(),
+        }];
+        cache.put(b"k".to_vec(), &hooked);
+        assert_eq!(cache.hooks(b"k"), Some(JobHooks::of(&hooked)));
+        // A write forgets them; a fill from a read made before it is dropped.
+        let seen = cache.generation();
+        cache.forget(b"k");
+        cache.fill_hooks(b"k".to_vec(), &JobHooks::of(&hooked), seen);
+        assert_eq!(cache.hooks(b"k"), None);
+        let plain = JobHooks::of(&job("plain"));
+        let seen = cache.generation();
+        cache.fill_hooks(b"k".to_vec(), &plain, seen);
+        assert_eq!(cache.hooks(b"k"), Some(plain));
     }
 }

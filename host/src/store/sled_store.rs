@@ -689,10 +689,15 @@ impl Store for SledStore {
 
     fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>> {
         let job_key = key(&[tenant.as_bytes(), id.as_bytes()]);
-        if let Some(hooks) = self.job_cache.read(&job_key, JobHooks::of) {
+        if let Some(hooks) = self.job_cache.hooks(&job_key) {
             return Ok(Some(hooks));
         }
-        Self::get(&self.jobs, &job_key)
+        let seen = self.job_cache.generation();
+        let hooks: Option<JobHooks> = Self::get(&self.jobs, &job_key)?;
+        if let Some(hooks) = &hooks {
+            self.job_cache.fill_hooks(job_key, hooks, seen);
+        }
+        Ok(hooks)
     }
 
     fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>> {
