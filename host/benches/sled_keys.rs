@@ -3,8 +3,10 @@
 //! 100,000 operations into a database that already holds 10,000 jobs and
 //! their due entries. Prints microseconds per operation.
 //!
-//! `cargo bench -p sandcron --bench sled_keys -- [insert|fire|fire_no_runs|fire_batches]...`
-//! (all four when none is named).
+//! `cargo bench -p sandcron --bench sled_keys -- [insert|fire|fire_no_runs|fire_small_state|fire_batches]...`
+//! (all when none is named). `fire_small_state` is `fire` with a 24-byte
+//! value under the job's key instead of a 600-byte record: what a fire
+//! would cost if it wrote only the job's fire state.
 
 use std::time::Instant;
 
@@ -38,9 +40,10 @@ fn by_job_key(index: usize) -> Vec<u8> {
 }
 
 /// One fire's writes (as `record_fires` makes them), `with_runs` adding
-/// the two keys a queued run inserts.
-fn fire(trees: &Trees, with_runs: bool) {
-    let (record, job) = (vec![7u8; 229], vec![9u8; 600]);
+/// the two keys a queued run inserts; `job` is what the fire writes under
+/// the job's key (its whole record, or only its fire state).
+fn fire(trees: &Trees, with_runs: bool, job: &[u8]) {
+    let record = vec![7u8; 229];
     for pass in 0..OPERATIONS / FIRES_PER_WRITE {
         (&trees.jobs, &trees.due, &trees.runs)
             .transaction(|(jobs, due, runs)| {
@@ -48,7 +51,7 @@ fn fire(trees: &Trees, with_runs: bool) {
                     jobs.get(job_key(index))?;
                     due.remove(due_key(pass, index))?;
                     due.insert(due_key(pass + 10, index), &[] as &[u8])?;
-                    jobs.insert(job_key(index), job.as_slice())?;
+                    jobs.insert(job_key(index), job)?;
                     if with_runs {
                         runs.get(run_key(index))?;
                         runs.insert(run_key(index), record.as_slice())?;
@@ -95,8 +98,9 @@ fn measure(scenario: &str) {
         due: tree("due"),
         runs: tree("runs"),
     };
+    let job_bytes = if scenario == "fire_small_state" { 24 } else { 600 };
     for index in 0..JOBS {
-        trees.jobs.insert(job_key(index), vec![9u8; 600]).expect("insert");
+        trees.jobs.insert(job_key(index), vec![9u8; job_bytes]).expect("insert");
         trees.due.insert(due_key(0, index), &[] as &[u8]).expect("insert");
     }
     let started = Instant::now();
@@ -106,10 +110,11 @@ fn measure(scenario: &str) {
                 trees.runs.insert(run_key(index), vec![7u8; 229]).expect("insert");
             }
         }
-        "fire" => fire(&trees, true),
-        "fire_no_runs" => fire(&trees, false),
+        "fire" => fire(&trees, true, &[9u8; 600]),
+        "fire_no_runs" => fire(&trees, false, &[9u8; 600]),
+        "fire_small_state" => fire(&trees, true, &[9u8; 24]),
         "fire_batches" => fire_batches(&trees),
-        other => panic!("unknown scenario {other}; use insert, fire, fire_no_runs or fire_batches"),
+        other => panic!("unknown scenario {other}; use insert, fire, fire_no_runs, fire_small_state or fire_batches"),
     }
     let micros = started.elapsed().as_secs_f64() * 1e6 / OPERATIONS as f64;
     println!("{scenario}: {micros:.1} µs per operation");
@@ -117,7 +122,7 @@ fn measure(scenario: &str) {
 
 fn main() {
     let named: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
-    let all = ["insert", "fire", "fire_no_runs", "fire_batches"]
+    let all = ["insert", "fire", "fire_no_runs", "fire_small_state", "fire_batches"]
         .map(String::from)
         .to_vec();
     for scenario in if named.is_empty() { all } else { named } {
