@@ -2,10 +2,10 @@
 //! (the scheduler planning a fire, the executor after a run, webhooks)
 //! skip sled and the JSON decoder; and, for many more jobs, only their
 //! [`JobHooks`] (what every run's end reads). Bounded: past its capacity
-//! each map starts over. Every write of a job puts the new value (or forgets the key) after
-//! it committed; a read that missed fills the cache only if no write came
-//! between its look in sled and its fill (a generation count), so a stale
-//! job never replaces a newer one.
+//! each map starts over. Every write of a job puts the new value (or
+//! forgets the key) after it committed; a read that missed fills the cache
+//! only if no write came between its look in sled and its fill (a
+//! generation count), so a stale job never replaces a newer one.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
