@@ -9,9 +9,8 @@
 //! `<X-Sandcron-Timestamp>.<body>`, so a receiver can refuse replays of old
 //! deliveries by their timestamp.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -38,11 +37,6 @@ const IN_FLIGHT: usize = 32;
 const MAX_PENDING: usize = 10_000;
 /// Time per delivery attempt.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// Each job's webhooks by (tenant, job id).
-type WebhookMemory = HashMap<(String, String), Arc<[Webhook]>>;
-
-/// Jobs whose webhook lists are remembered; past it the memory starts over.
-const REMEMBERED_JOBS: usize = 65_536;
 /// The key derivation purpose of webhook signing keys.
 const SIGNING: &str = "webhook-signing";
 
@@ -144,10 +138,6 @@ pub struct Notifier {
     mailer: Option<Arc<Mailer>>,
     places: Semaphore,
     pending: AtomicUsize,
-    /// Each job's webhooks by (tenant, job id), so a run event does not
-    /// read and decode its job (two per run, most of them jobs with none);
-    /// a job event forgets its job's entry.
-    webhooks: Mutex<WebhookMemory>,
 }
 
 impl Notifier {
@@ -167,34 +157,20 @@ impl Notifier {
             mailer,
             places: Semaphore::new(IN_FLIGHT),
             pending: AtomicUsize::new(0),
-            webhooks: Mutex::new(HashMap::new()),
         }
     }
 
-    fn remembered(&self) -> std::sync::MutexGuard<'_, WebhookMemory> {
-        self.webhooks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The webhooks of a job, from memory or the store; None if it is gone.
-    fn webhooks_of(&self, tenant: &str, job_id: &str) -> Option<Arc<[Webhook]>> {
-        let key = (tenant.to_string(), job_id.to_string());
-        if let Some(webhooks) = self.remembered().get(&key) {
-            return Some(webhooks.clone());
-        }
-        let webhooks: Arc<[Webhook]> = match self.store.job_hooks(tenant, job_id) {
-            Ok(Some(hooks)) => hooks.webhooks.into(),
-            Ok(None) => return None,
+    /// The webhooks of a job (two reads per run, most of them of jobs with
+    /// none: the store answers from its cache of jobs' hooks, which every
+    /// write of a job updates); None if it is gone.
+    fn webhooks_of(&self, tenant: &str, job_id: &str) -> Option<Vec<Webhook>> {
+        match self.store.job_hooks(tenant, job_id) {
+            Ok(hooks) => hooks.map(|hooks| hooks.webhooks),
             Err(error) => {
                 tracing::warn!(%error, job_id, "cannot read the job for its webhooks");
-                return None;
+                None
             }
-        };
-        let mut remembered = self.remembered();
-        if remembered.len() >= REMEMBERED_JOBS {
-            remembered.clear();
         }
-        remembered.insert(key, webhooks.clone());
-        Some(webhooks)
     }
 
     /// Listens to `bus` until it closes.
@@ -203,14 +179,8 @@ impl Notifier {
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
-                    Ok(event) if event.kind.starts_with("job.") => {
-                        self.remembered()
-                            .remove(&(event.tenant.clone(), event.job_id().to_string()));
-                    }
                     Ok(event) => self.consider(&event),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        // A job event may have been among the missed.
-                        self.remembered().clear();
                         tracing::warn!(missed, "webhook notifier fell behind; some deliveries were not made");
                     }
                     Err(broadcast::error::RecvError::Closed) => return,

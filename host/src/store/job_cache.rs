@@ -24,9 +24,10 @@ const CAPACITY: usize = 256;
 
 /// Jobs whose hooks are held at most. An entry takes ~100 bytes (the key
 /// and a webhook-less [`JobHooks`]), so 10,000 jobs firing in turn keep
-/// ~1 MiB; each entry saves a run's end a sled read and a partial JSON
-/// decode (5 % of the daemon's samples with 10,000 jobs firing every
-/// second, docs/benchmarks.md).
+/// ~1 MiB; each entry saves a run's end (the executor's `after` check and
+/// the webhook notifier, for each of the run's events) a sled read and a
+/// partial JSON decode (5 % of the daemon's samples with 10,000 jobs
+/// firing every second, docs/benchmarks.md).
 const HOOKS_CAPACITY: usize = 65_536;
 
 /// The cache.
