@@ -7,8 +7,10 @@
 //! before acknowledging a state change.
 
 mod active_groups;
+mod codec;
 mod group_commit;
 mod job_cache;
+mod job_codec;
 mod run_codec;
 mod sled_store;
 

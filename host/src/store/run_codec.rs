@@ -5,19 +5,13 @@
 //! 0.63 µs instead of 4 (release build, this machine).
 //!
 //! Layout: a version byte ([`VERSION`]), then every field of [`Run`] in
-//! declaration order. Integers are LEB128 varints (signed ones zigzag),
-//! strings and byte strings are a varint length and the bytes, an `Option`
-//! is a 0/1 byte and the value, enums are one byte each (codes below,
-//! never reused), instants are seconds and nanoseconds since the epoch.
+//! declaration order, each in the form `codec` gives its type.
 //! Records written as JSON by older versions (first byte `{`) still read.
 //! The encoder destructures [`Run`], so a new field does not compile until
 //! it has a place here (and a new [`VERSION`] if old records lack it).
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-
-use crate::model::job::{Priority, Retry};
+use super::codec::{Reader, Writer, code, priority_code, priority_of};
+use crate::model::job::Retry;
 use crate::model::run::RunLimits;
 use crate::model::{ErrorKind, Run, RunError, RunStatus, Trigger};
 
@@ -99,14 +93,10 @@ pub fn encode(run: &Run) -> Vec<u8> {
     out.uint(u64::from(*max_attempts));
     out.duration(backoff);
     out.duration(max_backoff);
-    out.0.push(u8::from(*exclusive));
+    out.flag(*exclusive);
     out.option(retry_of.as_ref(), |out, text| out.bytes(text.as_bytes()));
-    for list in [http_allow, secrets] {
-        out.uint(list.len() as u64);
-        for text in list {
-            out.bytes(text.as_bytes());
-        }
-    }
+    out.texts(http_allow);
+    out.texts(secrets);
     out.0
 }
 
@@ -117,11 +107,8 @@ pub fn decode(bytes: &[u8]) -> Result<Run, String> {
         Some(&VERSION) => {
             let mut input = Reader(&bytes[1..]);
             let run = read_run(&mut input)?;
-            if input.0.is_empty() {
-                Ok(run)
-            } else {
-                Err(format!("{} bytes left after the run record", input.0.len()))
-            }
+            input.end("run")?;
+            Ok(run)
         }
         Some(other) => Err(format!("unknown run record version {other}")),
         None => Err("empty run record".to_string()),
@@ -169,19 +156,14 @@ fn read_run(input: &mut Reader<'_>) -> Result<Run, String> {
             backoff: input.duration()?,
             max_backoff: input.duration()?,
         },
-        exclusive: match input.byte()? {
-            0 => false,
-            1 => true,
-            other => return Err(format!("exclusive is {other}, not 0 or 1")),
-        },
+        exclusive: input.flag("exclusive")?,
         retry_of: input.option(Reader::text)?,
         http_allow: input.texts()?,
         secrets: input.texts()?,
     })
 }
 
-// Codes of the enums: never reuse or renumber one. Each pair of functions
-// matches every variant, so a new one does not compile without a code.
+// Codes of the enums: never reuse or renumber one (see `codec`).
 
 fn trigger_code(trigger: Trigger) -> u8 {
     match trigger {
@@ -250,153 +232,14 @@ fn kind_of(code: u8) -> Option<ErrorKind> {
     })
 }
 
-fn priority_code(priority: Priority) -> u8 {
-    match priority {
-        Priority::Low => 0,
-        Priority::Normal => 1,
-        Priority::High => 2,
-        Priority::Critical => 3,
-    }
-}
-
-fn priority_of(code: u8) -> Option<Priority> {
-    Some(match code {
-        0 => Priority::Low,
-        1 => Priority::Normal,
-        2 => Priority::High,
-        3 => Priority::Critical,
-        _ => return None,
-    })
-}
-
-/// The variant of `code`, or an error naming the field.
-fn code<T>(code: u8, of: fn(u8) -> Option<T>, what: &str) -> Result<T, String> {
-    of(code).ok_or_else(|| format!("unknown {what} code {code}"))
-}
-
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn uint(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.0.push((value as u8) | 0x80);
-            value >>= 7;
-        }
-        self.0.push(value as u8);
-    }
-
-    fn int(&mut self, value: i64) {
-        self.uint(((value << 1) ^ (value >> 63)) as u64);
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.uint(bytes.len() as u64);
-        self.0.extend_from_slice(bytes);
-    }
-
-    fn instant(&mut self, at: &DateTime<Utc>) {
-        self.int(at.timestamp());
-        self.uint(u64::from(at.timestamp_subsec_nanos()));
-    }
-
-    fn duration(&mut self, duration: &Duration) {
-        self.uint(duration.as_secs());
-        self.uint(u64::from(duration.subsec_nanos()));
-    }
-
-    fn option<T>(&mut self, value: Option<&T>, write: impl FnOnce(&mut Writer, &T)) {
-        match value {
-            None => self.0.push(0),
-            Some(value) => {
-                self.0.push(1);
-                write(self, value);
-            }
-        }
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, String> {
-        let (first, rest) = self.0.split_first().ok_or("the run record ends early")?;
-        self.0 = rest;
-        Ok(*first)
-    }
-
-    fn uint(&mut self) -> Result<u64, String> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("a number in the run record is too long".to_string())
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        let value = self.uint()?;
-        u32::try_from(value).map_err(|_| format!("{value} is out of range"))
-    }
-
-    fn int(&mut self) -> Result<i64, String> {
-        let value = self.uint()?;
-        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
-        let length = usize::try_from(self.uint()?).map_err(|_| "a length is out of range")?;
-        if length > self.0.len() {
-            return Err("the run record ends early".to_string());
-        }
-        let (bytes, rest) = self.0.split_at(length);
-        self.0 = rest;
-        Ok(bytes)
-    }
-
-    fn text(&mut self) -> Result<String, String> {
-        let bytes = self.bytes()?;
-        String::from_utf8(bytes.to_vec()).map_err(|error| error.to_string())
-    }
-
-    fn texts(&mut self) -> Result<Vec<String>, String> {
-        let count = self.uint()?;
-        // Each takes at least its length byte.
-        if count > self.0.len() as u64 {
-            return Err("the run record ends early".to_string());
-        }
-        (0..count).map(|_| self.text()).collect()
-    }
-
-    fn instant(&mut self) -> Result<DateTime<Utc>, String> {
-        let seconds = self.int()?;
-        let nanos = self.u32()?;
-        DateTime::from_timestamp(seconds, nanos).ok_or_else(|| format!("{seconds}.{nanos} is not an instant"))
-    }
-
-    fn duration(&mut self) -> Result<Duration, String> {
-        let seconds = self.uint()?;
-        let nanos = self.u32()?;
-        if nanos >= 1_000_000_000 {
-            return Err(format!("{nanos} nanoseconds is not a fraction of a second"));
-        }
-        Ok(Duration::new(seconds, nanos))
-    }
-
-    fn option<T>(&mut self, read: impl FnOnce(&mut Reader<'a>) -> Result<T, String>) -> Result<Option<T>, String> {
-        match self.byte()? {
-            0 => Ok(None),
-            1 => read(self).map(Some),
-            other => Err(format!("an optional field is marked {other}, not 0 or 1")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+
     use super::*;
+    use crate::model::job::Priority;
 
     /// A run with every field set to something other than its default.
     fn full_run() -> Run {

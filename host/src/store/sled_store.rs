@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use super::active_groups::{self, ActiveGroups};
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
+use super::job_codec;
 use super::run_codec;
 use super::{AddedPlugin, DueJob, Fire, JobHooks, RunFilter, RunWrite, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
@@ -185,6 +186,11 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
     serde_json::from_slice(bytes).map_err(|error| corrupt(key, error.to_string()))
 }
 
+/// A job record (see `job_codec`).
+fn decode_job(key: &[u8], bytes: &[u8]) -> StoreResult<Job> {
+    job_codec::decode(bytes).map_err(|message| corrupt(key, message))
+}
+
 /// A run record (see `run_codec`).
 fn decode_run(key: &[u8], bytes: &[u8]) -> StoreResult<Run> {
     run_codec::decode(bytes).map_err(|message| corrupt(key, message))
@@ -308,7 +314,7 @@ impl SledStore {
     /// Builds the `run_at_start` index of a database from before it existed.
     fn index_starters(&self) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
-        for job in Self::scan::<Job>(&self.jobs, &[])? {
+        for job in self.scan_jobs(&[])? {
             if job.run_at_start {
                 batch.insert(key(&[job.tenant.as_bytes(), job.id.as_bytes()]), &[] as &[u8]);
             }
@@ -360,6 +366,25 @@ impl SledStore {
             .collect()
     }
 
+    /// The job records under `prefix`.
+    fn scan_jobs(&self, prefix: &[u8]) -> StoreResult<Vec<Job>> {
+        self.jobs
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode_job(&key, &value)
+            })
+            .collect()
+    }
+
+    /// What `decode` reads of the job record under `job_key`.
+    fn job_record<T>(&self, job_key: &[u8], decode: fn(&[u8]) -> Result<T, String>) -> StoreResult<Option<T>> {
+        self.jobs
+            .get(job_key)?
+            .map(|value| decode(&value).map_err(|message| corrupt(job_key, message)))
+            .transpose()
+    }
+
     /// The run record under `record_key`.
     fn run_at(&self, record_key: &[u8]) -> StoreResult<Option<Run>> {
         self.runs
@@ -406,17 +431,6 @@ impl SledStore {
     }
 }
 
-/// What a fire checks of its job's stored record, decoded without the
-/// rest of it (its input, labels, webhooks). A user's change moves
-/// `updated_at`; a fire planned before it is refused. Fires of the same
-/// instant recorded twice are told apart by their run ids.
-#[derive(serde::Deserialize)]
-struct JobStamp {
-    enabled: bool,
-    updated_at: DateTime<Utc>,
-    next_fire_at: Option<DateTime<Utc>>,
-}
-
 /// A fire's records and keys, encoded once outside the transaction (which
 /// sled may run more than once).
 struct EncodedFire {
@@ -440,7 +454,7 @@ impl EncodedFire {
         let (tenant, job_id) = (job.tenant.as_bytes(), job.id.as_bytes());
         EncodedFire {
             job_key: key(&[tenant, job_id]),
-            record: encode(job),
+            record: job_codec::encode(job),
             due_entry: due_key(job),
             runs: fire
                 .runs
@@ -597,7 +611,7 @@ impl Store for SledStore {
         }
         let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
-        let record = encode(job);
+        let record = job_codec::encode(job);
         let due_entry = due_key(job);
         let _gate = self.writing();
         (&self.jobs, &self.job_names, &self.due, &self.starters)
@@ -628,7 +642,7 @@ impl Store for SledStore {
         let withdrawn_keys = run_keys(withdrawn);
         let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
-        let record = encode(job);
+        let record = job_codec::encode(job);
         let due_entry = due_key(job);
         let _gate = self.writing();
         let written = (&self.jobs, &self.job_names, &self.due, &self.starters, &self.runs)
@@ -644,7 +658,7 @@ impl Store for SledStore {
                     }));
                 }
                 if let Some(previous) = jobs.get(job_key.as_slice())? {
-                    let previous: Job = decode(&job_key, &previous).map_err(ConflictableTransactionError::Abort)?;
+                    let previous = decode_job(&job_key, &previous).map_err(ConflictableTransactionError::Abort)?;
                     if previous.name != job.name {
                         job_names.remove(key(&[job.tenant.as_bytes(), previous.name.as_bytes()]))?;
                     }
@@ -680,7 +694,7 @@ impl Store for SledStore {
             return Ok(Some(job));
         }
         let seen = self.job_cache.generation();
-        let job: Option<Job> = Self::get(&self.jobs, &job_key)?;
+        let job = self.job_record(&job_key, job_codec::decode)?;
         if let Some(job) = &job {
             self.job_cache.fill(job_key, job, seen);
         }
@@ -693,7 +707,7 @@ impl Store for SledStore {
             return Ok(Some(hooks));
         }
         let seen = self.job_cache.generation();
-        let hooks: Option<JobHooks> = Self::get(&self.jobs, &job_key)?;
+        let hooks = self.job_record(&job_key, job_codec::hooks)?;
         if let Some(hooks) = &hooks {
             self.job_cache.fill_hooks(job_key, hooks, seen);
         }
@@ -708,7 +722,7 @@ impl Store for SledStore {
     }
 
     fn list_jobs(&self, tenant: &str) -> StoreResult<Vec<Job>> {
-        Self::scan(&self.jobs, &prefix(&[tenant.as_bytes()]))
+        self.scan_jobs(&prefix(&[tenant.as_bytes()]))
     }
 
     fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool> {
@@ -769,10 +783,10 @@ impl Store for SledStore {
                 for (fire, encoded) in fires.iter().zip(&encoded) {
                     let job = &fire.job;
                     let current = match jobs.get(encoded.job_key.as_slice())? {
-                        Some(current) => match decode::<JobStamp>(&encoded.job_key, &current) {
+                        Some(current) => match job_codec::stamp(&current) {
                             Ok(current) => current,
-                            Err(error) => {
-                                outcomes.push(Err(error));
+                            Err(message) => {
+                                outcomes.push(Err(corrupt(&encoded.job_key, message)));
                                 continue;
                             }
                         },
@@ -867,7 +881,7 @@ impl Store for SledStore {
     fn run_at_start_jobs(&self) -> StoreResult<Vec<Job>> {
         let mut found = Vec::new();
         for entry in self.starters.iter().keys() {
-            if let Some(job) = Self::get(&self.jobs, &entry?)? {
+            if let Some(job) = self.job_record(&entry?, job_codec::decode)? {
                 found.push(job);
             }
         }
@@ -1385,6 +1399,45 @@ mod tests {
         store.runs.insert(record_key(run), &[1u8, 200][..]).unwrap();
         let error = store.run("t", &run.id).unwrap_err().to_string();
         assert!(error.contains(&run.id), "{error}");
+    }
+
+    #[test]
+    fn job_records_are_written_compact_and_old_json_ones_still_read_and_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        let job_key = |job: &Job| key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
+        let (old, mut fire) = {
+            let store = SledStore::open(dir.path()).unwrap();
+            let (job, fire) = job_and_fire(&store, "old", 1);
+            let stored = store.jobs.get(job_key(&job)).unwrap().unwrap();
+            assert_eq!(stored.first(), Some(&1), "a new record is binary");
+            // As an older sandcron wrote it.
+            store
+                .jobs
+                .insert(job_key(&job), serde_json::to_vec(&job).unwrap())
+                .unwrap();
+            (job, fire)
+        };
+        // Read from sled, with nothing cached.
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.job("t", &old.id).unwrap().as_ref(), Some(&old));
+        assert_eq!(store.list_jobs("t").unwrap(), std::slice::from_ref(&old));
+        let store = SledStore::open_with(&dir.path().join("again"), Duration::from_millis(2), 8 << 20).unwrap();
+        store
+            .jobs
+            .insert(job_key(&old), serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        assert_eq!(store.job_hooks("t", &old.id).unwrap(), Some(JobHooks::of(&old)));
+        // A fire checks the old record's stamp and writes the new form.
+        fire.job.next_fire_at = Some(Utc::now() + chrono::Duration::hours(1));
+        let outcomes = store.record_fires(std::slice::from_ref(&fire)).unwrap();
+        assert_eq!(outcomes[0].as_ref().unwrap().len(), 1);
+        let stored = store.jobs.get(job_key(&old)).unwrap().unwrap();
+        assert_eq!(job_codec::decode(&stored).unwrap(), fire.job);
+        // A damaged record is an error naming its key, not a panic.
+        store.jobs.insert(job_key(&old), &[1u8, 7][..]).unwrap();
+        store.job_cache.forget(&job_key(&old));
+        let error = store.job("t", &old.id).unwrap_err().to_string();
+        assert!(error.contains(&old.id), "{error}");
     }
 
     /// A stored job of tenant `t` and the fire of `runs` of it, due now.
