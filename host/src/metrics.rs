@@ -210,9 +210,11 @@ const FINISHED: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::Failed, RunSt
 #[derive(Clone)]
 struct RunCounts {
     desc: Desc,
-    /// Tenant, then job name: finished runs by status ([`FINISHED`]).
-    counts: Arc<Mutex<HashMap<String, HashMap<String, [u64; 3]>>>>,
+    counts: Arc<Mutex<CountsByTenant>>,
 }
+
+/// Tenant, then job name: finished runs by status ([`FINISHED`]).
+type CountsByTenant = HashMap<String, HashMap<String, [u64; 3]>>;
 
 impl RunCounts {
     fn new() -> RunCounts {
@@ -229,7 +231,7 @@ impl RunCounts {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, [u64; 3]>>> {
+    fn lock(&self) -> MutexGuard<'_, CountsByTenant> {
         self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
