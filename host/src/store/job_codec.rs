@@ -28,7 +28,8 @@ use crate::schedule::{CronExpr, Schedule};
 const VERSION: u8 = 1;
 
 /// What a fire checks of its job's stored record: a user's change moves
-/// `updated_at`, and a fire planned before it is refused.
+/// `updated_at`, and a fire planned before it is refused. Fires of the
+/// same instant recorded twice are told apart by their run ids.
 #[derive(Debug, PartialEq, serde::Deserialize)]
 pub struct Stamp {
     /// False: paused.
