@@ -216,12 +216,11 @@ impl Writer {
                 let until = last + self.spacing;
                 while finished.len() < MAX_BATCH {
                     let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
                     match receiver.recv_timeout(left) {
-                        Ok(entry) if !left.is_zero() => self.take(entry, &mut finished),
-                        Ok(entry) => {
-                            self.take(entry, &mut finished);
-                            break;
-                        }
+                        Ok(entry) => self.take(entry, &mut finished),
                         Err(_) => break,
                     }
                 }

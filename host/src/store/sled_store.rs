@@ -182,13 +182,13 @@ fn corrupt(key: &[u8], message: String) -> StoreError {
     }
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
-    serde_json::from_slice(bytes).map_err(|error| corrupt(key, error.to_string()))
+/// A record stored as JSON (every kind but jobs and runs).
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|error| error.to_string())
 }
 
-/// A job record (see `job_codec`).
-fn decode_job(key: &[u8], bytes: &[u8]) -> StoreResult<Job> {
-    job_codec::decode(bytes).map_err(|message| corrupt(key, message))
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
+    from_json(bytes).map_err(|message| corrupt(key, message))
 }
 
 /// A run record (see `run_codec`).
@@ -314,7 +314,7 @@ impl SledStore {
     /// Builds the `run_at_start` index of a database from before it existed.
     fn index_starters(&self) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
-        for job in self.scan_jobs(&[])? {
+        for job in Self::scan_with(&self.jobs, &[], job_codec::decode)? {
             if job.run_at_start {
                 batch.insert(key(&[job.tenant.as_bytes(), job.id.as_bytes()]), &[] as &[u8]);
             }
@@ -358,31 +358,17 @@ impl SledStore {
     }
 
     fn scan<T: DeserializeOwned>(tree: &Tree, prefix: &[u8]) -> StoreResult<Vec<T>> {
+        Self::scan_with(tree, prefix, from_json)
+    }
+
+    /// The records under `prefix`, as `decode` reads them.
+    fn scan_with<T>(tree: &Tree, prefix: &[u8], decode: fn(&[u8]) -> Result<T, String>) -> StoreResult<Vec<T>> {
         tree.scan_prefix(prefix)
             .map(|entry| {
                 let (key, value) = entry?;
-                decode(&key, &value)
+                decode(&value).map_err(|message| corrupt(&key, message))
             })
             .collect()
-    }
-
-    /// The job records under `prefix`.
-    fn scan_jobs(&self, prefix: &[u8]) -> StoreResult<Vec<Job>> {
-        self.jobs
-            .scan_prefix(prefix)
-            .map(|entry| {
-                let (key, value) = entry?;
-                decode_job(&key, &value)
-            })
-            .collect()
-    }
-
-    /// What `decode` reads of the job record under `job_key`.
-    fn job_record<T>(&self, job_key: &[u8], decode: fn(&[u8]) -> Result<T, String>) -> StoreResult<Option<T>> {
-        self.jobs
-            .get(job_key)?
-            .map(|value| decode(&value).map_err(|message| corrupt(job_key, message)))
-            .transpose()
     }
 
     /// The run record under `record_key`.
@@ -394,7 +380,14 @@ impl SledStore {
     }
 
     fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> StoreResult<Option<T>> {
-        tree.get(key)?.map(|value| decode(key, &value)).transpose()
+        Self::get_with(tree, key, from_json)
+    }
+
+    /// The record under `key`, as `decode` reads it.
+    fn get_with<T>(tree: &Tree, key: &[u8], decode: fn(&[u8]) -> Result<T, String>) -> StoreResult<Option<T>> {
+        tree.get(key)?
+            .map(|value| decode(&value).map_err(|message| corrupt(key, message)))
+            .transpose()
     }
 
     /// Adds the keys a run's step changes to `batch`: sled costs ~13 µs per
@@ -658,7 +651,8 @@ impl Store for SledStore {
                     }));
                 }
                 if let Some(previous) = jobs.get(job_key.as_slice())? {
-                    let previous = decode_job(&job_key, &previous).map_err(ConflictableTransactionError::Abort)?;
+                    let previous = job_codec::decode(&previous)
+                        .map_err(|message| ConflictableTransactionError::Abort(corrupt(&job_key, message)))?;
                     if previous.name != job.name {
                         job_names.remove(key(&[job.tenant.as_bytes(), previous.name.as_bytes()]))?;
                     }
@@ -694,7 +688,7 @@ impl Store for SledStore {
             return Ok(Some(job));
         }
         let seen = self.job_cache.generation();
-        let job = self.job_record(&job_key, job_codec::decode)?;
+        let job = Self::get_with(&self.jobs, &job_key, job_codec::decode)?;
         if let Some(job) = &job {
             self.job_cache.fill(job_key, job, seen);
         }
@@ -707,7 +701,7 @@ impl Store for SledStore {
             return Ok(Some(hooks));
         }
         let seen = self.job_cache.generation();
-        let hooks = self.job_record(&job_key, job_codec::hooks)?;
+        let hooks = Self::get_with(&self.jobs, &job_key, job_codec::hooks)?;
         if let Some(hooks) = &hooks {
             self.job_cache.fill_hooks(job_key, hooks, seen);
         }
@@ -722,7 +716,7 @@ impl Store for SledStore {
     }
 
     fn list_jobs(&self, tenant: &str) -> StoreResult<Vec<Job>> {
-        self.scan_jobs(&prefix(&[tenant.as_bytes()]))
+        Self::scan_with(&self.jobs, &prefix(&[tenant.as_bytes()]), job_codec::decode)
     }
 
     fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool> {
@@ -881,7 +875,7 @@ impl Store for SledStore {
     fn run_at_start_jobs(&self) -> StoreResult<Vec<Job>> {
         let mut found = Vec::new();
         for entry in self.starters.iter().keys() {
-            if let Some(job) = self.job_record(&entry?, job_codec::decode)? {
+            if let Some(job) = Self::get_with(&self.jobs, &entry?, job_codec::decode)? {
                 found.push(job);
             }
         }
