@@ -251,3 +251,87 @@ async fn the_cli_sets_lists_and_removes_secrets_reading_the_value_from_stdin() {
     cli(&["secret", "rm", "token"], "");
     assert!(!cli(&["secret", "ls"], "").contains("token"));
 }
+
+/// The longest run of one byte in `text`.
+fn longest_run_of(text: &str, byte: u8) -> usize {
+    let (mut longest, mut current) = (0, 0);
+    for found in text.bytes() {
+        current = if found == byte { current + 1 } else { 0 };
+        longest = longest.max(current);
+    }
+    longest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masking_a_64_kib_secret_in_4_mib_of_output_is_quick_and_health_answers_meanwhile() {
+    let daemon = TestDaemon::start();
+    let value = "a".repeat(64 << 10);
+    let set = daemon
+        .call(Method::PUT, "/v1/secrets/big", Some(json!({"value": value})))
+        .await;
+    assert_eq!(set.status, StatusCode::CREATED, "{}", set.body);
+    daemon
+        .job_with(
+            "flood",
+            "secret_flood",
+            json!({"secrets": ["big"], "input": {"name": "big", "bytes": 4 << 20},
+                   "limits": {"output": "8MiB", "timeout": "30s"}}),
+        )
+        .await;
+    // More runs at once than a two-core machine has async workers: masking
+    // on those workers, byte by byte, held them for seconds each.
+    let started = std::time::Instant::now();
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (url, token) = (daemon.url.clone(), daemon.token.clone());
+        runs.spawn(async move {
+            let response = reqwest::Client::new()
+                .post(format!("{url}/v1/jobs/flood/run?wait=60s"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("the daemon answers");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<serde_json::Value>().await.expect("a run")
+        });
+    }
+    let health = reqwest::Client::new();
+    let mut slowest = std::time::Duration::ZERO;
+    while !runs.is_empty() {
+        let asked = std::time::Instant::now();
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            health.get(format!("{}/healthz", daemon.url)).send(),
+        )
+        .await
+        .expect("/healthz answers within 30 s")
+        .expect("/healthz answers");
+        assert_eq!(answer.status(), StatusCode::OK);
+        slowest = slowest.max(asked.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while let Some(finished) = runs.try_join_next() {
+            let run = finished.expect("the run task");
+            assert_eq!(run["status"], "succeeded", "{}", run["error"]);
+            let output = run["output"].as_str().expect("text output");
+            assert!(output.contains("[secret:big]"), "the value was masked");
+            assert!(
+                longest_run_of(output, b'a') < value.len(),
+                "no whole value is left in the output"
+            );
+            let log = daemon.log(run["id"].as_str().expect("an id")).await;
+            assert!(log.contains("[secret:big]"));
+            assert!(longest_run_of(&log, b'a') < value.len(), "nor in the log");
+        }
+    }
+    // Linear masking takes well under a second a run; byte-by-byte masking
+    // took tens of seconds and held the async workers meanwhile.
+    assert!(
+        slowest < std::time::Duration::from_secs(2),
+        "/healthz took {slowest:?} while runs were masked"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "three runs took {:?}",
+        started.elapsed()
+    );
+}

@@ -3,8 +3,11 @@
 //! broadcast to live subscribers (`/v1/events`, webhooks, metrics). Event
 //! ids grow across the daemon's lives (they start from the start time in
 //! microseconds), so an id from a previous life is never taken for a new one.
+//! Each tenant has its own sequence and its own buffer: its ids have no gaps
+//! that would show other tenants' activity, and a busy tenant does not push
+//! a quiet one's events out.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -13,13 +16,13 @@ use tokio::sync::broadcast;
 
 use crate::model::{Job, Run, RunError, RunStatus, Trigger};
 
-/// Events kept for resuming clients.
+/// Events kept per tenant for resuming clients.
 pub const BUFFERED_EVENTS: usize = 10_000;
 
 /// One event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    /// Increasing id (the SSE `id`).
+    /// Increasing id within its tenant (the SSE `id`).
     pub id: u64,
     /// The tenant it belongs to; only that tenant sees it.
     #[serde(skip)]
@@ -114,15 +117,23 @@ pub struct Gap {
     pub oldest: u64,
 }
 
+/// One tenant's sequence and recent events.
 struct Buffer {
     next_id: u64,
     /// Shared with the broadcast, so a publish copies no event data.
     events: VecDeque<Arc<Event>>,
 }
 
-/// The event buffer and its broadcast.
+/// Every tenant's buffer.
+struct Buffers {
+    /// Where each tenant's sequence starts in this life.
+    first_id: u64,
+    tenants: HashMap<String, Buffer>,
+}
+
+/// The event buffers and their broadcast.
 pub struct EventBus {
-    buffer: Mutex<Buffer>,
+    buffers: Mutex<Buffers>,
     live: broadcast::Sender<Arc<Event>>,
     capacity: usize,
 }
@@ -157,26 +168,36 @@ pub fn job_data(job: &Job) -> EventData {
 }
 
 impl EventBus {
-    /// A bus keeping the last `capacity` events, ids starting after `start`.
+    /// A bus keeping each tenant's last `capacity` events, ids starting
+    /// after `start`.
     pub fn new(capacity: usize, start: DateTime<Utc>) -> EventBus {
         let (live, _) = broadcast::channel(1024);
         EventBus {
-            buffer: Mutex::new(Buffer {
-                next_id: u64::try_from(start.timestamp_micros()).unwrap_or(1).max(1),
-                events: VecDeque::with_capacity(capacity.min(1024)),
+            buffers: Mutex::new(Buffers {
+                first_id: u64::try_from(start.timestamp_micros()).unwrap_or(1).max(1),
+                tenants: HashMap::new(),
             }),
             live,
             capacity: capacity.max(1),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Buffer> {
-        self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Buffers> {
+        self.buffers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records and broadcasts an event.
     pub fn publish(&self, tenant: &str, kind: &'static str, data: EventData) {
-        let mut buffer = self.lock();
+        let mut buffers = self.lock();
+        let first_id = buffers.first_id;
+        if !buffers.tenants.contains_key(tenant) {
+            let buffer = Buffer {
+                next_id: first_id,
+                events: VecDeque::new(),
+            };
+            buffers.tenants.insert(tenant.to_string(), buffer);
+        }
+        let buffer = buffers.tenants.get_mut(tenant).expect("the tenant's buffer was made above");
         let event = Arc::new(Event {
             id: buffer.next_id,
             tenant: tenant.to_string(),
@@ -203,18 +224,23 @@ impl EventBus {
         self.publish(&job.tenant, kind, job_data(job));
     }
 
-    /// Subscribes from after `last_seen` (None: from now on): the buffered
-    /// events after it that `keep` accepts, a gap when some were dropped
-    /// from the buffer, and the live receiver for what follows. Taken
-    /// under one lock, so nothing falls between the two.
+    /// Subscribes to `tenant`'s events from after `last_seen` (None: from
+    /// now on): the buffered events after it that `keep` accepts, a gap when
+    /// some were dropped from the buffer, and the live receiver for what
+    /// follows (every tenant's: filter it). Taken under one lock, so nothing
+    /// falls between the two.
     pub fn subscribe(
         &self,
+        tenant: &str,
         last_seen: Option<u64>,
         keep: impl Fn(&Event) -> bool,
     ) -> (Vec<Arc<Event>>, Option<Gap>, broadcast::Receiver<Arc<Event>>) {
-        let buffer = self.lock();
+        let buffers = self.lock();
         let receiver = self.live.subscribe();
         let Some(last_seen) = last_seen else {
+            return (Vec::new(), None, receiver);
+        };
+        let Some(buffer) = buffers.tenants.get(tenant) else {
             return (Vec::new(), None, receiver);
         };
         let oldest = buffer.events.front().map_or(buffer.next_id, |event| event.id);
@@ -222,7 +248,7 @@ impl EventBus {
         let missed = buffer
             .events
             .iter()
-            .filter(|event| event.id > last_seen && keep(event))
+            .filter(|event| event.id > last_seen && event.tenant == tenant && keep(event))
             .cloned()
             .collect();
         (missed, gap, receiver)
@@ -257,12 +283,34 @@ mod tests {
         for index in 0..5 {
             bus.publish(if index % 2 == 0 { "a" } else { "b" }, "job.created", job());
         }
-        let (missed, gap, _) = bus.subscribe(Some(1001), |event| event.tenant == "a");
+        let (missed, gap, _) = bus.subscribe("a", Some(1000), |_| true);
         let ids: Vec<u64> = missed.iter().map(|event| event.id).collect();
-        assert_eq!(ids, [1002, 1004], "only tenant a's, after 1001");
+        assert_eq!(ids, [1001, 1002], "only tenant a's, after 1000");
+        assert!(missed.iter().all(|event| event.tenant == "a"));
         assert_eq!(gap, None);
-        let (missed, _, _) = bus.subscribe(None, |_| true);
+        let (missed, _, _) = bus.subscribe("a", None, |_| true);
         assert!(missed.is_empty(), "no Last-Event-ID: live events only");
+    }
+
+    #[test]
+    fn each_tenant_has_its_own_sequence_and_buffer() {
+        let bus = bus(3);
+        bus.publish("quiet", "job.created", job());
+        for _ in 0..50 {
+            bus.publish("busy", "job.created", job());
+        }
+        bus.publish("quiet", "job.deleted", job());
+        // The quiet tenant's ids follow each other whatever the busy one did,
+        // and its events are still there to resume from.
+        let (missed, gap, _) = bus.subscribe("quiet", Some(999), |_| true);
+        let ids: Vec<u64> = missed.iter().map(|event| event.id).collect();
+        assert_eq!(ids, [1000, 1001]);
+        assert_eq!(gap, None);
+        let (missed, gap, _) = bus.subscribe("busy", Some(999), |_| true);
+        assert_eq!(missed.len(), 3);
+        assert_eq!(gap, Some(Gap { oldest: 1047 }));
+        let (missed, gap, _) = bus.subscribe("nobody", Some(5), |_| true);
+        assert!(missed.is_empty() && gap.is_none());
     }
 
     #[test]
@@ -271,13 +319,13 @@ mod tests {
         for _ in 0..6 {
             bus.publish("a", "job.created", job());
         }
-        let (missed, gap, _) = bus.subscribe(Some(1000), |_| true);
+        let (missed, gap, _) = bus.subscribe("a", Some(1000), |_| true);
         assert_eq!(gap, Some(Gap { oldest: 1003 }));
         assert_eq!(missed.len(), 3);
-        let (_, gap, _) = bus.subscribe(Some(1002), |_| true);
+        let (_, gap, _) = bus.subscribe("a", Some(1002), |_| true);
         assert_eq!(gap, None, "the next one is still there");
         // An id from a later life (a clock gone back) is not a gap.
-        let (missed, gap, _) = bus.subscribe(Some(99_999), |_| true);
+        let (missed, gap, _) = bus.subscribe("a", Some(99_999), |_| true);
         assert!(missed.is_empty() && gap.is_none());
     }
 
@@ -285,7 +333,7 @@ mod tests {
     async fn live_subscribers_get_events_published_after_they_subscribed() {
         let bus = bus(10);
         bus.publish("a", "job.created", job());
-        let (_, _, mut live) = bus.subscribe(Some(0), |_| true);
+        let (_, _, mut live) = bus.subscribe("a", Some(0), |_| true);
         bus.publish("a", "job.deleted", job());
         let event = live.recv().await.unwrap();
         assert_eq!((event.id, event.kind), (1001, "job.deleted"));

@@ -31,6 +31,8 @@ pub mod model;
 pub mod notify;
 pub mod outbound;
 pub mod plugin;
+#[cfg(test)]
+mod proptests;
 pub mod retention;
 pub mod sandbox;
 pub mod schedule;

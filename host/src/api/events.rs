@@ -144,7 +144,7 @@ pub async fn stream(
     };
     let bus = state.events().clone();
     let last_seen = header.or(query.last_event_id);
-    let (missed, gap, live) = bus.subscribe(last_seen, |event| filter.keeps(event));
+    let (missed, gap, live) = bus.subscribe(&filter.tenant, last_seen, |event| filter.keeps(event));
     let start = StreamState {
         bus,
         gap,
@@ -171,7 +171,7 @@ pub async fn stream(
                 Err(broadcast::error::RecvError::Lagged(missed)) => match state.last_sent {
                     // Fell behind the live channel: catch up from the buffer.
                     Some(last) => {
-                        let (missed, gap, live) = state.bus.subscribe(Some(last), |event| state.filter.keeps(event));
+                        let (missed, gap, live) = state.bus.subscribe(&state.filter.tenant, Some(last), |event| state.filter.keeps(event));
                         state.missed = missed.into();
                         state.gap = gap;
                         state.live = live;

@@ -1,5 +1,7 @@
 //! Request extractors that fail with [`ApiError`] instead of axum's plain
-//! text rejections: the caller, JSON bodies (size-capped) and query strings.
+//! text rejections: the caller, JSON bodies (size-capped, strict: a key
+//! given twice in one object is refused rather than the last one silently
+//! winning) and query strings.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -85,10 +87,113 @@ impl FromRequest<AppState> for JsonBody {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }
-        serde_json::from_slice(&bytes)
+        strict_json(&bytes)
             .map(JsonBody)
             .map_err(|error| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {error}")))
     }
+}
+
+/// Parses JSON into a `Value`, refusing an object that names a key twice
+/// (which `serde_json` would take as its last value, so what one reader of
+/// the body sees differs from another).
+pub fn strict_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let StrictValue(value) = serde::Deserialize::deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// A JSON value built by a visitor that checks each object's keys.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(StrictValue(value)) = items.next_element()? {
+            values.push(value);
+        }
+        Ok(Value::Array(values))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            let StrictValue(value) = entries.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("the key {key:?} appears twice in one object")));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// A JSON body read into `T`, which must be an object: serde would also
+/// fill a struct from an array (`[1]`), field by position. `shape` says
+/// what is expected, e.g. `{"input"?}`.
+pub fn body_object<T: DeserializeOwned>(body: Value, shape: &str) -> Result<T, ApiError> {
+    if !body.is_object() {
+        let kind = match body {
+            Value::Null => "empty",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        };
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("body: is {kind}; expected an object {shape}"),
+        ));
+    }
+    serde_json::from_value(body)
+        .map_err(|error| ApiError::bad_request("invalid_field", format!("body: {error}; expected {shape}")))
 }
 
 /// A query string parsed into `T`, naming the parameter at fault.
@@ -102,5 +207,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         serde_urlencoded::from_str(query)
             .map(Query)
             .map_err(|error| ApiError::bad_request("invalid_query", format!("query string: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_bodies_are_parsed_strictly() {
+        let cases: &[(&str, Result<Value, &str>, &str)] = &[
+            (r#"{"a": 1, "b": [true, null, "x", 1.5, -2]}"#, Ok(serde_json::json!({"a": 1, "b": [true, null, "x", 1.5, -2]})), "a plain body"),
+            (r#"{"name": "a", "name": "b"}"#, Err("\"name\" appears twice"), "a duplicate key"),
+            (r#"{"x": {"k": 1, "k": 2}}"#, Err("\"k\" appears twice"), "a duplicate key in a nested object"),
+            (r#"[{"k": 1}, {"k": 2}]"#, Ok(serde_json::json!([{"k": 1}, {"k": 2}])), "the same key in two objects"),
+            (r#"{"a": 1} x"#, Err("trailing characters"), "trailing bytes"),
+            (r#"{"a": "#, Err("EOF"), "a cut body"),
+        ];
+        for (text, expected, what) in cases {
+            match (strict_json(text.as_bytes()), expected) {
+                (Ok(value), Ok(expected)) => assert_eq!(&value, expected, "{what}"),
+                (Err(error), Err(needle)) => assert!(error.to_string().contains(needle), "{what}: {error}"),
+                (got, _) => panic!("{what}: got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_that_must_be_an_object_refuses_an_array() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            input: Option<Value>,
+        }
+        let refused = body_object::<Body>(serde_json::json!([1]), r#"{"input"?}"#).unwrap_err();
+        assert_eq!(refused.code(), "invalid_field");
+        assert!(body_object::<Body>(serde_json::json!({"input": 1}), "").is_ok());
     }
 }

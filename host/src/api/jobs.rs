@@ -421,8 +421,7 @@ pub async fn run_now(
     let body: RunBody = if body.is_null() {
         RunBody { input: None }
     } else {
-        serde_json::from_value(body)
-            .map_err(|error| ApiError::bad_request("invalid_field", format!("body: {error}")))?
+        super::extract::body_object(body, r#"{"input"?}"#)?
     };
     if let Some(input) = &body.input {
         let size = crate::model::job::input_bytes(input).len();

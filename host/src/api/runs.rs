@@ -88,8 +88,7 @@ pub async fn list(
         ));
     }
     let job_id = match query.job {
-        // A job's name or id; the id of a deleted job still finds its runs.
-        Some(job) => Some(state.store().job_id_by_name(&caller.tenant, &job)?.unwrap_or(job)),
+        Some(job) => Some(job_of_runs(&state, &caller.tenant, &job)?),
         None => None,
     };
     if let Some(cursor) = &query.cursor
@@ -112,6 +111,30 @@ pub async fn list(
         .flatten();
     let views: Vec<Value> = runs.iter().map(|run| run_view(run, None)).collect();
     Ok(Json(json!({"runs": views, "next_cursor": next_cursor})))
+}
+
+/// The job id a `?job=` names: a job's name or id, or the id of a deleted
+/// job whose runs are still kept; 404 when it is none of them.
+fn job_of_runs(state: &AppState, tenant: &str, job: &str) -> Result<String, ApiError> {
+    if let Some(id) = state.store().job_id_by_name(tenant, job)? {
+        return Ok(id);
+    }
+    if state.store().job(tenant, job)?.is_some() {
+        return Ok(job.to_string());
+    }
+    let probe = RunFilter {
+        job_id: Some(job.to_string()),
+        status: None,
+        before: None,
+        limit: 1,
+    };
+    if !state.store().list_runs(tenant, &probe)?.is_empty() {
+        return Ok(job.to_string());
+    }
+    Err(ApiError::not_found(
+        "job_not_found",
+        format!("job: no job with id or name {job:?}, and no runs of a deleted job with that id"),
+    ))
 }
 
 /// `GET /v1/runs/{id}` with its output.
@@ -146,7 +169,7 @@ pub async fn logs(
 ) -> Result<impl IntoResponse, ApiError> {
     let run = find_run(&state, &caller.tenant, &id)?;
     // A run still going shows its log so far.
-    let log = match state.executor().live_log(&run.id) {
+    let log = match state.executor().live_log(&run.id).await {
         Some(live) => live,
         None => state.store().run_log(&caller.tenant, &run.id)?.unwrap_or_default(),
     };

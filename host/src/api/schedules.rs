@@ -34,8 +34,7 @@ pub async fn preview(
     Caller(_caller): Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let request: PreviewRequest = serde_json::from_value(body)
-        .map_err(|error| ApiError::bad_request("invalid_field", format!("body: {error}")))?;
+    let request: PreviewRequest = super::extract::body_object(body, r#"{"schedule", "from"?, "count"?}"#)?;
     let schedule = Schedule::from_json(&request.schedule)?
         .ok_or_else(|| ApiError::bad_request("invalid_schedule", "schedule: null has no fires; give a schedule"))?;
     let from = match request.from {

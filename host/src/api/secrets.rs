@@ -49,13 +49,8 @@ pub async fn put(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     checked_name(&name)?;
-    let SecretBody { value } = serde_json::from_value(body).map_err(|error| {
-        // serde's message never holds a string value, only its type.
-        ApiError::bad_request(
-            "invalid_field",
-            format!("body: {error}; expected {{\"value\": \"<text>\"}}"),
-        )
-    })?;
+    // serde's message never holds a string value, only its type.
+    let SecretBody { value } = super::extract::body_object(body, r#"{"value": "<text>"}"#)?;
     if value.is_empty() || value.len() > MAX_SECRET_BYTES {
         return Err(ApiError::bad_request(
             "invalid_field",

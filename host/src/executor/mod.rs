@@ -541,11 +541,12 @@ impl Executor {
         }
     }
 
-    /// The log so far of a run executing now.
-    pub fn live_log(&self, run_id: &str) -> Option<Vec<u8>> {
-        let live = lock(&self.live_logs);
-        let (sink, secrets) = live.get(run_id)?;
-        Some(sink.live_contents(secrets))
+    /// The log so far of a run executing now, masked on a blocking thread.
+    pub async fn live_log(&self, run_id: &str) -> Option<Vec<u8>> {
+        let (sink, secrets) = lock(&self.live_logs).get(run_id).cloned()?;
+        tokio::task::spawn_blocking(move || sink.live_contents(&secrets))
+            .await
+            .ok()
     }
 
     /// What `run` may use: its job's kv within the tenant's quota, the

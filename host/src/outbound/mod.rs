@@ -211,12 +211,7 @@ impl Outbound {
                 request.body.len()
             ));
         }
-        let mut headers = HeaderMap::new();
-        for (name, value) in &request.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a header name"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| format!("the value of header {name} is not valid"))?;
-            headers.append(name, value);
-        }
+        let mut headers = plugin_headers(&request.headers)?;
         let mut body = request.body;
         let timeout = request.timeout.unwrap_or(DEFAULT_TIMEOUT).min(MAX_TIMEOUT);
         for hop in 0..=max_redirects {
@@ -265,12 +260,13 @@ impl Outbound {
                     headers.remove(reqwest::header::CONTENT_LENGTH);
                 }
                 if next.origin() != url.origin() {
-                    for name in [
-                        reqwest::header::AUTHORIZATION,
-                        reqwest::header::COOKIE,
-                        reqwest::header::PROXY_AUTHORIZATION,
-                    ] {
-                        headers.remove(name);
+                    // What the plugin meant for one origin is not sent to
+                    // another: only headers that carry no credential or
+                    // state go on, and no body (307/308 would resend it).
+                    headers = headers_for_another_origin(&headers);
+                    if !body.is_empty() {
+                        body.clear();
+                        headers.remove(reqwest::header::CONTENT_TYPE);
                     }
                 }
                 url = next;
@@ -284,6 +280,53 @@ impl Outbound {
         }
         Err(format!("more than {max_redirects} redirects"))
     }
+}
+
+/// Headers the connection itself owns: the client sets them from the URL
+/// and the body. A plugin setting `Host` could reach, through a shared
+/// front end, a site it was not granted; the others could smuggle a
+/// second request or change how the body is framed.
+const CONNECTION_HEADERS: [&str; 9] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
+
+/// Headers that follow a redirect to another origin.
+const CROSS_ORIGIN_SAFE_HEADERS: [&str; 4] = ["accept", "accept-language", "content-type", "user-agent"];
+
+/// A plugin's headers as a map, refusing malformed ones and those the
+/// connection owns.
+fn plugin_headers(pairs: &[(String, String)]) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a header name"))?;
+        if CONNECTION_HEADERS.contains(&name.as_str()) {
+            return Err(format!(
+                "header {name} is set by the host from the URL and body; a plugin may not set it"
+            ));
+        }
+        let value = HeaderValue::from_str(value).map_err(|_| format!("the value of header {name} is not valid"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The headers that may follow a redirect to another origin.
+fn headers_for_another_origin(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for (name, value) in headers {
+        if CROSS_ORIGIN_SAFE_HEADERS.contains(&name.as_str()) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
 }
 
 async fn read_capped(mut response: reqwest::Response) -> Result<FetchResponse, String> {
@@ -348,6 +391,42 @@ mod tests {
         assert!(pattern_admits("[::1]", "[::1]", 80));
         assert!(pattern_admits("[::1]:8080", "[::1]", 8080));
         assert!(!pattern_admits("[::1]:8080", "[::1]", 8081));
+    }
+
+    #[test]
+    fn plugins_may_not_set_the_headers_the_connection_owns() {
+        let pairs = |name: &str| vec![(name.to_string(), "x".to_string())];
+        for name in ["Host", "host", "Connection", "Transfer-Encoding", "Content-Length", "Upgrade", "TE"] {
+            let refusal = plugin_headers(&pairs(name)).unwrap_err();
+            assert!(refusal.contains("may not set"), "{name}: {refusal}");
+        }
+        let allowed = plugin_headers(&[
+            ("Authorization".into(), "Bearer t".into()),
+            ("X-Trace".into(), "1".into()),
+            ("Accept".into(), "application/json".into()),
+        ])
+        .unwrap();
+        assert_eq!(allowed.len(), 3);
+        assert!(plugin_headers(&pairs("bad header")).unwrap_err().contains("not a header name"));
+    }
+
+    #[test]
+    fn only_safe_headers_follow_a_redirect_to_another_origin() {
+        let headers = plugin_headers(&[
+            ("Authorization".into(), "Bearer t".into()),
+            ("Cookie".into(), "a=b".into()),
+            ("X-Api-Key".into(), "k".into()),
+            ("X-Custom".into(), "c".into()),
+            ("Accept".into(), "application/json".into()),
+            ("Accept-Language".into(), "en".into()),
+            ("Content-Type".into(), "text/plain".into()),
+            ("User-Agent".into(), "job".into()),
+        ])
+        .unwrap();
+        let kept = headers_for_another_origin(&headers);
+        let mut names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "accept-language", "content-type", "user-agent"]);
     }
 
     fn outbound() -> Outbound {

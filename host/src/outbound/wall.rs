@@ -37,6 +37,7 @@ fn classify_v4(ip: Ipv4Addr) -> Option<&'static str> {
         (169, 254, ..) => "a link-local address",
         (192, 0, 0, _) => "an IETF protocol address (192.0.0.0/24)",
         (192, 0, 2, _) | (198, 51, 100, _) | (203, 0, 113, _) => "a documentation address",
+        (192, 88, 99, _) => "a deprecated 6to4 relay anycast address (192.88.99.0/24)",
         (198, 18..=19, ..) => "a benchmarking address (198.18.0.0/15)",
         (224..=239, ..) => "a multicast address",
         (255, 255, 255, 255) => "the broadcast address",
@@ -86,7 +87,9 @@ fn is_ipv4_compatible(ip: Ipv6Addr) -> bool {
 }
 
 /// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
-/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) address.
+/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`), local-use NAT64 (`64:ff9b:1::/48`,
+/// RFC 8215, the IPv4 address in its last 32 bits as the common /96
+/// translators place it) or 6to4 (`2002::/16`) address.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let segments = ip.segments();
     let octets = ip.octets();
@@ -97,7 +100,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if is_ipv4_compatible(ip) {
         return Some(last_four());
     }
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..3] == [0x64, 0xff9b, 1] {
         return Some(last_four());
     }
     if segments[0] == 0x2002 {
@@ -250,6 +253,10 @@ mod tests {
             ("192.0.2.1", "documentation"),
             ("198.51.100.7", "documentation"),
             ("203.0.113.9", "documentation"),
+            ("192.88.99.1", "6to4 relay"),
+            ("64:ff9b:1::7f00:1", "loopback"),
+            ("64:ff9b:1:abcd::a9fe:a9fe", "metadata"),
+            ("64:ff9b:1::a00:1", "private"),
             ("198.18.0.1", "benchmarking"),
             ("224.0.0.1", "multicast"),
             ("239.255.255.250", "multicast"),

@@ -157,6 +157,19 @@ fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs a kv call on a blocking thread: the store behind it reads and
+/// writes the database, which must not hold up an async worker (and the
+/// other tenants' runs and requests on it).
+async fn off_runtime<T: Send + 'static>(
+    kv: &Arc<dyn KeyValue>,
+    call: impl FnOnce(&dyn KeyValue) -> T + Send + 'static,
+) -> wasmtime::Result<T> {
+    let kv = kv.clone();
+    tokio::task::spawn_blocking(move || call(kv.as_ref()))
+        .await
+        .map_err(|error| wasmtime::Error::msg(format!("kv: the storage call failed: {error}")))
+}
+
 impl kv::Host for RunState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         if check_key(&key).is_err() {
@@ -164,7 +177,9 @@ impl kv::Host for RunState {
         }
         // `get` cannot return an error to the guest; a storage failure ends
         // the run (as a trap) rather than pretend the key is absent.
-        self.capabilities.kv.get(&key).map_err(wasmtime::Error::msg)
+        off_runtime(&self.capabilities.kv, move |kv| kv.get(&key))
+            .await?
+            .map_err(wasmtime::Error::msg)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
@@ -177,20 +192,19 @@ impl kv::Host for RunState {
                 value.len()
             )));
         }
-        Ok(self.capabilities.kv.set(&key, &value))
+        off_runtime(&self.capabilities.kv, move |kv| kv.set(&key, &value)).await
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), String>> {
         if let Err(problem) = check_key(&key) {
             return Ok(Err(problem));
         }
-        Ok(self.capabilities.kv.delete(&key))
+        off_runtime(&self.capabilities.kv, move |kv| kv.delete(&key)).await
     }
 
     async fn keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
-        self.capabilities
-            .kv
-            .keys(&prefix, MAX_KV_KEYS)
+        off_runtime(&self.capabilities.kv, move |kv| kv.keys(&prefix, MAX_KV_KEYS))
+            .await?
             .map_err(wasmtime::Error::msg)
     }
 }

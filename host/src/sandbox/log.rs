@@ -1,13 +1,18 @@
 //! The run log: plugin `log` calls and the guest's stdout/stderr, captured
 //! into one capped buffer. Past the cap bytes are dropped (the guest is not
 //! told, so a chatty plugin keeps running until its deadline) and a marker
-//! records the truncation.
+//! records the truncation. Secret values are masked on the way out
+//! ([`super::mask`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::mask::{self, MaskingTimedOut};
+pub use super::mask::Secrets;
 
 /// The capped log of one run, shared by the host imports and WASI streams.
 #[derive(Clone, Debug)]
@@ -58,27 +63,35 @@ impl LogSink {
     /// The captured bytes with every secret value masked (also a secret
     /// cut short by the cap at the end), and a marker when some were dropped.
     pub fn contents(&self, secrets: &Secrets) -> Vec<u8> {
-        let buffer = self.lock();
-        let mut bytes = secrets.mask(&buffer.bytes);
-        if buffer.dropped > 0 {
+        self.contents_until(secrets, None)
+            .unwrap_or_else(|_| mask::WITHHELD.to_vec())
+    }
+
+    /// As [`LogSink::contents`], giving up once `deadline` has passed.
+    /// Masking is linear in the log but may take a while for a big one:
+    /// call it off the async workers.
+    pub fn contents_until(&self, secrets: &Secrets, deadline: Option<Instant>) -> Result<Vec<u8>, MaskingTimedOut> {
+        // Copied out so a guest still writing is not held up by the masking.
+        let (raw, cap, dropped) = {
+            let buffer = self.lock();
+            (buffer.bytes.clone(), buffer.cap, buffer.dropped)
+        };
+        let mut bytes = secrets.mask_until(&raw, deadline)?;
+        if dropped > 0 {
             secrets.mask_cut_tail(&mut bytes);
             if bytes.last().is_some_and(|byte| *byte != b'\n') {
                 bytes.push(b'\n');
             }
             bytes.extend_from_slice(
-                format!(
-                    "[sandcron: log truncated at {} bytes; {} more bytes dropped]\n",
-                    buffer.cap, buffer.dropped
-                )
-                .as_bytes(),
+                format!("[sandcron: log truncated at {cap} bytes; {dropped} more bytes dropped]\n").as_bytes(),
             );
         }
-        bytes
+        Ok(bytes)
     }
 
     /// The log so far of a run still going, masked as [`LogSink::contents`]
     /// would, and a value cut short at the end masked too (the rest of it
-    /// may be on its way).
+    /// may be on its way). Call it off the async workers.
     pub fn live_contents(&self, secrets: &Secrets) -> Vec<u8> {
         let mut bytes = self.contents(secrets);
         if self.lock().dropped == 0 {
@@ -160,74 +173,6 @@ impl tokio::io::AsyncWrite for GuestStream {
     }
 }
 
-/// The secret values one run was granted, to mask wherever the run's words
-/// are kept (log, output, error message).
-#[derive(Debug, Clone, Default)]
-pub struct Secrets {
-    values: Vec<(String, Vec<u8>)>,
-}
-
-/// Shortest cut-off tail of a secret that is masked at a truncation point.
-const MIN_MASKED_TAIL: usize = 3;
-
-impl Secrets {
-    /// Masks the values of these (name, value) pairs; empty values are skipped.
-    pub fn new<'a>(granted: impl IntoIterator<Item = (&'a String, &'a String)>) -> Secrets {
-        let mut values: Vec<(String, Vec<u8>)> = granted
-            .into_iter()
-            .filter(|(_, value)| !value.is_empty())
-            .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
-            .collect();
-        // Longest first, so a secret containing another is masked whole.
-        values.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
-        Secrets { values }
-    }
-
-    /// `bytes` with each occurrence of a value replaced by `[secret:NAME]`.
-    pub fn mask(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut masked = bytes.to_vec();
-        for (name, value) in &self.values {
-            if masked.len() < value.len() {
-                continue;
-            }
-            let marker = format!("[secret:{name}]").into_bytes();
-            let mut out = Vec::with_capacity(masked.len());
-            let mut at = 0;
-            while at < masked.len() {
-                if masked[at..].starts_with(value) {
-                    out.extend_from_slice(&marker);
-                    at += value.len();
-                } else {
-                    out.push(masked[at]);
-                    at += 1;
-                }
-            }
-            masked = out;
-        }
-        masked
-    }
-
-    /// Masks a value's beginning left at the end of `bytes` by a cut.
-    pub fn mask_cut_tail(&self, bytes: &mut Vec<u8>) {
-        for (name, value) in &self.values {
-            let longest = value.len().saturating_sub(1).min(bytes.len());
-            let cut = (MIN_MASKED_TAIL.min(value.len())..=longest)
-                .rev()
-                .find(|length| bytes.ends_with(&value[..*length]));
-            if let Some(length) = cut {
-                bytes.truncate(bytes.len() - length);
-                bytes.extend_from_slice(format!("[secret:{name}]").as_bytes());
-                return;
-            }
-        }
-    }
-
-    /// A message with the values masked.
-    pub fn mask_text(&self, text: &str) -> String {
-        String::from_utf8_lossy(&self.mask(text.as_bytes())).into_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,16 +194,6 @@ mod tests {
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect();
         Secrets::new(owned.iter().map(|(name, value)| (name, value)))
-    }
-
-    #[test]
-    fn secret_values_are_masked_wherever_they_appear() {
-        let secrets = granted(&[("db", "hunter2"), ("api", "tok-hunter2-x"), ("empty", "")]);
-        assert_eq!(
-            secrets.mask_text("a hunter2 b tok-hunter2-x chunter2hunter2"),
-            "a [secret:db] b [secret:api] c[secret:db][secret:db]"
-        );
-        assert_eq!(secrets.mask_text("nothing here"), "nothing here");
     }
 
     #[test]

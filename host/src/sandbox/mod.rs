@@ -10,6 +10,7 @@ mod engine;
 pub mod host;
 pub mod limits;
 pub mod log;
+pub mod mask;
 mod ticker;
 
 use std::sync::Arc;
@@ -302,10 +303,10 @@ impl Sandbox {
                     request.limits.output
                 ),
             }),
-            Ok(Ok(Ok(output))) => Ok(secrets.mask(&output)),
+            Ok(Ok(Ok(output))) => Ok(output),
             Ok(Ok(Err(message))) => Err(RunError {
                 kind: ErrorKind::PluginError,
-                message: truncate(secrets.mask_text(&message)),
+                message,
             }),
             Ok(Err(failure)) => Err(classify(failure, store.data().limiter.refused())),
             Err(_) => Err(RunError {
@@ -320,13 +321,74 @@ impl Sandbox {
             .limits
             .fuel
             .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
+        let peak_memory = store.data().limiter.peak_memory();
+        drop(store);
+        let (result, log) = mask_words(result, log, secrets, deadline + EPOCH_TICK * 5, request.limits.timeout_ms).await;
         RunOutcome {
             result,
             fuel_consumed,
-            peak_memory: store.data().limiter.peak_memory(),
-            log: log.contents(&secrets),
+            peak_memory,
+            log,
             allocator,
         }
+    }
+}
+
+/// The run's output, plugin error message and log with the secrets masked,
+/// on a blocking thread (a big log or output takes a while to scan) and
+/// within the run's deadline: a run whose words cannot be masked in time
+/// fails with `timeout` and keeps none of them.
+async fn mask_words(
+    result: Result<Vec<u8>, RunError>,
+    log: log::LogSink,
+    secrets: log::Secrets,
+    deadline: Instant,
+    timeout_ms: u64,
+) -> (Result<Vec<u8>, RunError>, Vec<u8>) {
+    if secrets.is_empty() {
+        let result = result.map_err(|error| match error.kind {
+            ErrorKind::PluginError => RunError {
+                kind: error.kind,
+                message: truncate(error.message),
+            },
+            _ => error,
+        });
+        return (result, log.contents(&secrets));
+    }
+    let masked = tokio::task::spawn_blocking(move || -> Result<_, mask::MaskingTimedOut> {
+        let result = match result {
+            Ok(output) => Ok(secrets.mask_until(&output, Some(deadline))?),
+            Err(error) if error.kind == ErrorKind::PluginError => {
+                let message = secrets.mask_until(error.message.as_bytes(), Some(deadline))?;
+                Err(RunError {
+                    kind: error.kind,
+                    message: truncate(String::from_utf8_lossy(&message).into_owned()),
+                })
+            }
+            Err(error) => Err(error),
+        };
+        Ok((result, log.contents_until(&secrets, Some(deadline))?))
+    })
+    .await;
+    match masked {
+        Ok(Ok(words)) => words,
+        Ok(Err(mask::MaskingTimedOut)) => (
+            Err(RunError {
+                kind: ErrorKind::Timeout,
+                message: format!(
+                    "the run passed its {timeout_ms} ms deadline while its output and log were masked for secrets; \
+                     neither was kept"
+                ),
+            }),
+            mask::WITHHELD.to_vec(),
+        ),
+        Err(error) => (
+            Err(RunError {
+                kind: ErrorKind::Trap,
+                message: format!("the host failed while masking the run's secrets: {error}"),
+            }),
+            mask::WITHHELD.to_vec(),
+        ),
     }
 }
 

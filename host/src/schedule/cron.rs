@@ -199,7 +199,7 @@ impl CronExpr {
         let days_of_week = DAY_OF_WEEK.parse(rest[4])?;
         // 7 is another name for Sunday (0).
         let days_of_week = ((days_of_week | (days_of_week >> 7)) & 0x7f) as u8;
-        Ok(CronExpr {
+        let expression = CronExpr {
             seconds: SECOND.parse(seconds)?,
             minutes: MINUTE.parse(rest[0])?,
             hours: HOUR.parse(rest[1])? as u32,
@@ -209,6 +209,25 @@ impl CronExpr {
             dom_star: rest[2].starts_with('*'),
             dow_star: rest[4].starts_with('*'),
             fixed_time: !rest[0].starts_with('*') && !rest[1].starts_with('*'),
+        };
+        if !expression.can_fire() {
+            return Err(error(
+                "never fires: none of the months it names has any of the days of the month it names",
+            ));
+        }
+        Ok(expression)
+    }
+
+    /// Whether some day of some year matches: a day-of-month restricted
+    /// alone (day-of-week `*`) must exist in one of the months (February
+    /// has a 29th in leap years).
+    fn can_fire(&self) -> bool {
+        if self.dom_star || !self.dow_star {
+            return true;
+        }
+        const LONGEST_MONTHS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        (1..=12u32).any(|month| {
+            self.months & (1 << month) != 0 && (1..=LONGEST_MONTHS[month as usize - 1]).any(|day| self.days_of_month & (1 << day) != 0)
         })
     }
 
@@ -322,7 +341,9 @@ mod tests {
             "@weekly",
             "@monthly",
             "@yearly",
-            "0 0 30 2 *",
+            "0 0 29 2 *",
+            "0 0 30 2 MON",
+            "0 0 31 1-4 *",
         ];
         for text in rows {
             assert!(
@@ -352,6 +373,9 @@ mod tests {
             ("@reboot", "unknown macro"),
             ("? * * * *", "not a number"),
             ("* * L * *", "not a number"),
+            ("0 0 30 2 *", "never fires"),
+            ("0 0 31 4,6,9,11 *", "never fires"),
+            ("0 0 30,31 FEB *", "never fires"),
         ];
         for (text, expected) in rows {
             let message = CronExpr::parse(text).expect_err(text).message;
@@ -409,10 +433,11 @@ mod tests {
             assert_eq!(found, Some(at(expected)), "{expr} from {start}");
         }
         assert_eq!(
-            CronExpr::parse("0 0 30 2 *")
+            CronExpr::parse("0 0 29 2 *")
                 .unwrap()
-                .next_wall_time(at("2026-01-01 00:00:00"), 3000),
-            None
+                .next_wall_time(at("2026-03-01 00:00:00"), 300),
+            None,
+            "nothing within the horizon"
         );
     }
 

@@ -10,8 +10,8 @@ mod active_groups;
 mod codec;
 mod group_commit;
 mod job_cache;
-mod job_codec;
-mod run_codec;
+pub(crate) mod job_codec;
+pub(crate) mod run_codec;
 mod sled_store;
 
 use std::future::Future;
