@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestDaemon, plugin_bytes};
+use common::{TestDaemon, plugin_bytes, texts};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -311,4 +311,317 @@ async fn a_tenant_flooding_the_queue_holds_only_its_share_and_others_run_on_time
     );
     let waiting = spins.iter().filter(|run| run["status"] == "queued").count();
     assert!(waiting >= 4, "most of the flood is still queued: {spins:?}");
+}
+
+/// A port that takes connections and never answers: a `fetch` run to it
+/// holds its slot, without using a core, until its timeout.
+fn silent_port() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// A job `name` of `fetch` calling the silent `port`, for `seconds` at most.
+fn hanging_job(name: &str, port: u16, seconds: u64) -> Value {
+    json!({
+        "name": name,
+        "plugin": "fetch",
+        "limits": {"timeout": format!("{seconds}s")},
+        "policy": {"overlap": "allow"},
+        "http_allow": [format!("127.0.0.1:{port}")],
+        "input": {"url": format!("http://127.0.0.1:{port}/"), "timeout_ms": seconds * 1000},
+    })
+}
+
+/// Uploads the built plugins `names` as `token`.
+async fn upload_all(daemon: &TestDaemon, token: &str, names: &[&str]) {
+    for name in names {
+        let uploaded = daemon.upload_bytes_as(token, name, plugin_bytes(name)).await;
+        assert!(uploaded.status.is_success(), "{name}: {}", uploaded.body);
+    }
+}
+
+/// Polls `GET path` as `token` until `done` holds of its body (10 s at most).
+async fn poll_until(daemon: &TestDaemon, token: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = daemon.call_as(Some(token), Method::GET, path, None).await;
+        if done(&answer.body) {
+            return answer.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET {path} never came to what was awaited: {}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The tenant as the admin sees it, with its quotas and usage.
+async fn tenant(daemon: &TestDaemon, name: &str) -> Value {
+    daemon
+        .call(Method::GET, &format!("/v1/tenants/{name}"), None)
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_queued_runs_quota_gets_429_and_its_fires_are_skipped_not_lost() {
+    let (_silent, port) = silent_port();
+    let daemon = TestDaemon::start_with(&[], &[("SANDCRON_HTTP_ALLOW_PRIVATE", "127.0.0.1/32")]);
+    let busy = daemon
+        .new_tenant("busy", json!({"quotas": {"concurrent_runs": 1, "queued_runs": 2}}))
+        .await;
+    upload_all(&daemon, &busy, &["fetch", "hello"]).await;
+    let created = post(&daemon, &busy, "/v1/jobs", hanging_job("hang", port, 30)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let queue = || post(&daemon, &busy, "/v1/jobs/hang/run", json!({}));
+
+    // One run holds the tenant's slot; two more wait; the next is refused.
+    let first = queue().await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let first = first.body["id"].as_str().unwrap().to_string();
+    poll_until(&daemon, &busy, &format!("/v1/runs/{first}"), |run| {
+        run["status"] == "running"
+    })
+    .await;
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let queued = queue().await;
+        assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
+        waiting.push(queued.body["id"].as_str().unwrap().to_string());
+    }
+    let refused = queue().await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.message().contains("queued_runs") && refused.message().contains('2'),
+        "{}",
+        refused.message()
+    );
+    let shown = tenant(&daemon, "busy").await;
+    assert_eq!(shown["quotas"]["queued_runs"], 2, "{shown}");
+    assert_eq!(shown["usage"]["queued_runs"], 2, "{shown}");
+    assert_eq!(
+        runs_of(&daemon, &busy, "hang").await.len(),
+        3,
+        "the refused run was not written"
+    );
+
+    // A retry asked for over the API counts the same way.
+    let cancelled = post(&daemon, &busy, &format!("/v1/runs/{}/cancel", waiting[0]), json!({})).await;
+    assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+    let again = queue().await;
+    assert_eq!(
+        again.status,
+        StatusCode::ACCEPTED,
+        "the cancel made room: {}",
+        again.body
+    );
+    waiting[0] = again.body["id"].as_str().unwrap().to_string();
+    let cancelled_id = cancelled.body["id"].as_str().unwrap().to_string();
+    let retry = post(&daemon, &busy, &format!("/v1/runs/{cancelled_id}/retry"), json!({})).await;
+    assert_eq!(
+        (retry.status, retry.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+        "{}",
+        retry.body
+    );
+
+    // Other tenants do not notice.
+    daemon.job_with("greet", "hello", json!({})).await;
+    assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
+
+    // A schedule of the full tenant skips its fires and moves on.
+    let tick = json!({"name": "tick", "plugin": "hello", "schedule": {"every": "1s"}});
+    assert_eq!(post(&daemon, &busy, "/v1/jobs", tick).await.status, StatusCode::CREATED);
+    let skipping = poll_until(&daemon, &busy, "/v1/jobs/tick", |job| {
+        job["skipped_fires"].as_u64().unwrap_or(0) >= 2
+    })
+    .await;
+    assert!(skipping["next_fire_at"].is_string(), "{skipping}");
+    assert!(runs_of(&daemon, &busy, "tick").await.is_empty());
+    assert_eq!(tenant(&daemon, "busy").await["usage"]["queued_runs"], 2);
+
+    // Room again: the schedule's next fire is queued.
+    for id in &waiting {
+        let cancelled = post(&daemon, &busy, &format!("/v1/runs/{id}/cancel"), json!({})).await;
+        assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+    }
+    poll_until(&daemon, &busy, "/v1/runs?job=tick", |runs| {
+        runs["runs"].as_array().is_some_and(|runs| !runs.is_empty())
+    })
+    .await;
+}
+
+/// Runs `job` (as `token`) with a text input of `size` bytes and waits for
+/// it; its id.
+async fn run_with_input(daemon: &TestDaemon, token: &str, job: &str, size: usize) -> String {
+    let body = json!({"input": "x".repeat(size)});
+    let answer = post(daemon, token, &format!("/v1/jobs/{job}/run?wait=60s"), body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["status"], "succeeded", "{}", answer.body);
+    answer.body["id"].as_str().unwrap().to_string()
+}
+
+/// The ids of the runs of `job` (as `token`), oldest first.
+async fn run_ids(daemon: &TestDaemon, token: &str, job: &str) -> Vec<String> {
+    texts(&Value::Array(runs_of(daemon, token, job).await), "id")
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_whose_input_passes_the_run_bytes_quota_gets_403_and_others_make_room_from_the_oldest() {
+    let daemon = TestDaemon::start();
+    let small = daemon
+        .new_tenant("small", json!({"quotas": {"run_bytes": "8KiB"}}))
+        .await;
+    upload_all(&daemon, &small, &["noop"]).await;
+    let echo = json!({"name": "echo", "plugin": "noop"});
+    assert_eq!(
+        post(&daemon, &small, "/v1/jobs", echo).await.status,
+        StatusCode::CREATED
+    );
+
+    let too_big = post(
+        &daemon,
+        &small,
+        "/v1/jobs/echo/run",
+        json!({"input": "x".repeat(10_000)}),
+    )
+    .await;
+    assert_eq!(
+        (too_big.status, too_big.code()),
+        (StatusCode::FORBIDDEN, "quota_exceeded"),
+        "{}",
+        too_big.body
+    );
+    assert!(
+        too_big.message().starts_with("run_bytes:") && too_big.message().contains("8192"),
+        "{}",
+        too_big.message()
+    );
+    assert!(
+        run_ids(&daemon, &small, "echo").await.is_empty(),
+        "nothing half-written"
+    );
+
+    // Each run keeps ~1 KB of input and echoes it as output: the fifth
+    // does not fit beside the four before it, and the oldest make room.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(run_with_input(&daemon, &small, "echo", 1000).await);
+    }
+    let shown = tenant(&daemon, "small").await;
+    assert_eq!(shown["quotas"]["run_bytes"], 8192, "{shown}");
+    let settled = poll_until(&daemon, &daemon.token, "/v1/tenants/small", |tenant| {
+        tenant["usage"]["run_bytes"].as_u64().is_some_and(|used| used <= 8192)
+    })
+    .await;
+    assert!(settled["usage"]["run_bytes"].as_u64().unwrap() > 4000, "{settled}");
+    let kept = run_ids(&daemon, &small, "echo").await;
+    assert!((2..5).contains(&kept.len()), "{kept:?}");
+    assert_eq!(kept, ids[ids.len() - kept.len()..], "the newest are kept");
+}
+
+#[tokio::test]
+async fn retention_trims_a_tenant_past_its_run_bytes_quota_oldest_first() {
+    let daemon = TestDaemon::start();
+    let trim = daemon.new_tenant("trim", json!({})).await;
+    upload_all(&daemon, &trim, &["noop"]).await;
+    let echo = json!({"name": "echo", "plugin": "noop"});
+    assert_eq!(post(&daemon, &trim, "/v1/jobs", echo).await.status, StatusCode::CREATED);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(run_with_input(&daemon, &trim, "echo", 1000).await);
+    }
+    let used = tenant(&daemon, "trim").await["usage"]["run_bytes"].as_u64().unwrap();
+    assert!(used > 12_000, "six runs of ~2 KB each: {used}");
+
+    // The admin halves the quota (with the CLI); retention trims.
+    let quota = used / 2;
+    daemon.cli(&["tenant", "set", "trim", "--quota", &format!("run_bytes={quota}")]);
+    let trimmed = poll_until(&daemon, &daemon.token, "/v1/tenants/trim", |tenant| {
+        tenant["usage"]["run_bytes"].as_u64().is_some_and(|used| used <= quota)
+    })
+    .await;
+    assert_eq!(trimmed["quotas"]["run_bytes"], quota);
+    let kept = run_ids(&daemon, &trim, "echo").await;
+    assert!((2..=3).contains(&kept.len()), "{kept:?}");
+    assert_eq!(kept, ids[ids.len() - kept.len()..], "the oldest went first");
+    let oldest = daemon
+        .call_as(Some(&trim), Method::GET, &format!("/v1/runs/{}", ids[0]), None)
+        .await;
+    assert_eq!(oldest.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn run_bytes_and_queued_runs_are_right_after_a_kill_and_do_not_drift() {
+    let (_silent, port) = silent_port();
+    let mut daemon = TestDaemon::start_with(&[], &[("SANDCRON_HTTP_ALLOW_PRIVATE", "127.0.0.1/32")]);
+    let keep = daemon
+        .new_tenant("keep", json!({"quotas": {"concurrent_runs": 1, "run_bytes": "1MiB"}}))
+        .await;
+    upload_all(&daemon, &keep, &["noop", "fetch"]).await;
+    let echo = json!({"name": "echo", "plugin": "noop"});
+    assert_eq!(post(&daemon, &keep, "/v1/jobs", echo).await.status, StatusCode::CREATED);
+    let hang = post(&daemon, &keep, "/v1/jobs", hanging_job("hang", port, 5)).await;
+    assert_eq!(hang.status, StatusCode::CREATED, "{}", hang.body);
+    for size in [10, 1000, 5000] {
+        run_with_input(&daemon, &keep, "echo", size).await;
+    }
+    let usage = |body: &Value| body["usage"].clone();
+    let before = usage(&tenant(&daemon, "keep").await);
+    daemon.restart();
+    assert_eq!(usage(&tenant(&daemon, "keep").await), before, "as it was at the kill");
+
+    // Killed with a run running and one waiting behind it.
+    let running = post(&daemon, &keep, "/v1/jobs/hang/run", json!({})).await;
+    let running = running.body["id"].as_str().unwrap().to_string();
+    poll_until(&daemon, &keep, &format!("/v1/runs/{running}"), |run| {
+        run["status"] == "running"
+    })
+    .await;
+    let queued = post(&daemon, &keep, "/v1/jobs/echo/run", json!({"input": "y".repeat(700)})).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
+    let queued = queued.body["id"].as_str().unwrap().to_string();
+    let busy = usage(&tenant(&daemon, "keep").await);
+    assert_eq!(busy["queued_runs"], 1, "{busy}");
+    assert!(busy["run_bytes"].as_u64() > before["run_bytes"].as_u64(), "{busy}");
+    // Long enough for the running mark to be durable: the restart fails
+    // the run (`host_restart`) instead of running it again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.restart();
+    poll_until(&daemon, &keep, &format!("/v1/runs/{queued}"), |run| {
+        run["status"] == "succeeded"
+    })
+    .await;
+    poll_until(&daemon, &keep, &format!("/v1/runs/{running}"), |run| {
+        run["status"] == "failed"
+    })
+    .await;
+    assert_eq!(tenant(&daemon, "keep").await["usage"]["queued_runs"], 0);
+
+    // No drift: with every run deleted the count is back to exactly zero.
+    let zero = daemon
+        .call(
+            Method::PATCH,
+            "/v1/tenants/keep",
+            Some(json!({"quotas": {"run_bytes": 0}})),
+        )
+        .await;
+    assert_eq!(zero.status, StatusCode::OK, "{}", zero.body);
+    poll_until(&daemon, &daemon.token, "/v1/tenants/keep", |tenant| {
+        tenant["usage"]["run_bytes"] == 0
+    })
+    .await;
+    let left = daemon.call_as(Some(&keep), Method::GET, "/v1/runs", None).await;
+    assert_eq!(left.body["runs"], json!([]), "{}", left.body);
 }

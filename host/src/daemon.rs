@@ -203,7 +203,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         retention: config.retention,
         max_runs_per_job: config.max_runs_per_job,
     };
-    retention::start(daemon.store.clone(), Arc::new(SystemClock), policy);
+    retention::start(
+        daemon.store.clone(),
+        Arc::new(SystemClock),
+        policy,
+        daemon.tenants.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -1,13 +1,22 @@
 //! Keeps the run history bounded: in the background, finished runs older
 //! than `retention` or beyond `max_runs_per_job` per job are deleted with
-//! their output and logs, a bounded batch at a time on a blocking thread, so
-//! the scheduler and the runs never wait for it.
+//! their output and logs, and a tenant past its `run_bytes` quota loses its
+//! oldest finished runs until it is back within it; a bounded batch at a
+//! time on a blocking thread, so the scheduler and the runs never wait for
+//! it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::store::Store;
+use crate::tenancy::Tenants;
+
+/// How often each tenant's run bytes are held against its quota: a look
+/// in memory, and a trim only for a tenant past it. Outputs and logs of
+/// finished runs (and scheduled runs, which are not refused) take a tenant
+/// past its quota for at most about this long.
+pub const QUOTA_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs deleted per batch (one sled batch).
 const BATCH: usize = 2_000;
@@ -66,17 +75,64 @@ pub async fn sweep(store: &Arc<dyn Store>, clock: &dyn Clock, policy: Policy) ->
     }
 }
 
-/// Sweeps every [`Policy::interval`] for as long as the runtime lives.
-pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: Policy) {
-    if !policy.enabled() {
-        return;
-    }
-    tokio::spawn(async move {
+/// Trims every tenant past its `run_bytes` quota back within it, oldest
+/// finished runs first; returns how many runs went.
+pub async fn trim_to_quotas(store: &Arc<dyn Store>, tenants: &Tenants) -> usize {
+    let mut total = 0;
+    for (tenant, max_bytes) in tenants.run_bytes_quotas() {
+        match store.run_bytes(&tenant) {
+            Ok(used) if used > max_bytes => {}
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::warn!(%tenant, %error, "cannot read the run bytes of a tenant");
+                continue;
+            }
+        }
         loop {
-            tokio::time::sleep(policy.interval()).await;
-            let deleted = sweep(&store, clock.as_ref(), policy).await;
-            if deleted > 0 {
-                tracing::info!(deleted, "old runs deleted");
+            let (store, name) = (store.clone(), tenant.clone());
+            let trimmed = tokio::task::spawn_blocking(move || store.trim_runs(&name, max_bytes, BATCH)).await;
+            match trimmed {
+                Ok(Ok(count)) => {
+                    total += count;
+                    if count < BATCH {
+                        break;
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%tenant, %error, "trimming runs to the run_bytes quota failed; trying again later");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the trimming task failed");
+                    break;
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Sweeps every [`Policy::interval`] (when the policy deletes anything)
+/// and trims tenants to their `run_bytes` quotas every [`QUOTA_CHECK`],
+/// for as long as the runtime lives.
+pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: Policy, tenants: Arc<Tenants>) {
+    tokio::spawn(async move {
+        let mut last_sweep = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(QUOTA_CHECK.min(policy.interval())).await;
+            if policy.enabled() && last_sweep.elapsed() >= policy.interval() {
+                last_sweep = tokio::time::Instant::now();
+                let deleted = sweep(&store, clock.as_ref(), policy).await;
+                if deleted > 0 {
+                    tracing::info!(deleted, "old runs deleted");
+                }
+            }
+            let trimmed = trim_to_quotas(&store, &tenants).await;
+            if trimmed > 0 {
+                tracing::info!(
+                    deleted = trimmed,
+                    "runs deleted to keep tenants within their run_bytes quotas"
+                );
             }
         }
     });
@@ -96,5 +152,45 @@ mod tests {
         assert_eq!(policy(8).interval(), Duration::from_secs(2));
         assert_eq!(policy(30 * 24 * 3600).interval(), Duration::from_secs(60));
         assert!(!policy(0).enabled());
+    }
+
+    #[tokio::test]
+    async fn only_tenants_past_their_run_bytes_quota_are_trimmed_and_back_within_it() {
+        use crate::model::{Run, RunStatus, Tenant};
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(crate::store::SledStore::open(dir.path()).unwrap());
+        let tenants = Tenants::load(store.as_ref()).unwrap();
+        let now = chrono::Utc::now();
+        for (tenant, quota) in [("t", Some(2_000)), ("u", Some(1 << 20)), ("v", None)] {
+            tenants.put(Tenant {
+                name: tenant.into(),
+                created_at: now,
+                quotas: crate::model::Quotas {
+                    run_bytes: quota,
+                    ..Default::default()
+                },
+                http_allow: None,
+                digest: None,
+            });
+            for index in 0..5 {
+                let id = ulid::Ulid::from_parts(1_000 + index, 0)
+                    .to_string()
+                    .to_ascii_lowercase();
+                let mut run = Run::sample(&id, "job", now);
+                run.tenant = tenant.into();
+                store.insert_run(&run).unwrap();
+                run.output_size = 1000;
+                run.finish(RunStatus::Succeeded, None, now);
+                store.finish_run(&run, &[b'o'; 1000], b"").unwrap();
+            }
+        }
+        let before = |tenant: &str| store.run_bytes(tenant).unwrap();
+        let (untouched, unlimited) = (before("u"), before("v"));
+        assert!(before("t") > 2_000);
+        let trimmed = trim_to_quotas(&store, &tenants).await;
+        assert!((3..5).contains(&trimmed), "{trimmed}");
+        assert!(before("t") <= 2_000 && before("t") > 0, "{}", before("t"));
+        assert_eq!((before("u"), before("v")), (untouched, unlimited));
+        assert_eq!(trim_to_quotas(&store, &tenants).await, 0);
     }
 }

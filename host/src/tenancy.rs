@@ -1,7 +1,8 @@
 //! What each tenant may use, kept in memory for the paths that ask on every
-//! request or run (the API's rate limit, the executor's concurrency share,
-//! a run's HTTP cap): the tenant records are read once at start and
-//! replaced here whenever the admin changes one.
+//! request or run (the API's rate limit, the executor's concurrency share
+//! and queue places, a run's HTTP cap, retention's run-bytes trim): the
+//! tenant records are read once at start and replaced here whenever the
+//! admin changes one.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock};
@@ -63,6 +64,27 @@ impl Tenants {
             .get(name)
             .and_then(|tenant| tenant.quotas.concurrent_runs)
             .map(|runs| runs as usize)
+    }
+
+    /// How many of its runs may wait in the queue at once.
+    pub fn queued_runs(&self, name: &str) -> Option<u64> {
+        let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.get(name).and_then(|tenant| tenant.quotas.queued_runs)
+    }
+
+    /// How many bytes its run history may take.
+    pub fn run_bytes(&self, name: &str) -> Option<u64> {
+        let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.get(name).and_then(|tenant| tenant.quotas.run_bytes)
+    }
+
+    /// Every tenant with a `run_bytes` quota, and the quota.
+    pub fn run_bytes_quotas(&self) -> Vec<(String, u64)> {
+        let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        known
+            .values()
+            .filter_map(|tenant| Some((tenant.name.clone(), tenant.quotas.run_bytes?)))
+            .collect()
     }
 
     /// Remembers a tenant record just written to the store (a changed

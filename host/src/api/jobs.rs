@@ -391,13 +391,15 @@ struct RunBody {
 
 /// `POST /v1/jobs/{id}/run` with optional `{input}`; `?wait=30s` answers
 /// with the finished run (200), or the run so far (202) if it is still going.
+/// Within the tenant's quotas: 429 `queue_full` past `queued_runs`, 403
+/// `quota_exceeded` when the run does not fit `run_bytes`.
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/run",
     tag = "jobs",
     params(("id" = String, Path, description = "id (or, for jobs, the name)"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s")),
     request_body(content = Object, description = "{\"input\"?}"),
-    responses((status = 200, description = "the finished run", body = Object), (status = 202, description = "queued or still going", body = Object), (status = 404, description = "no such job or plugin", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "the finished run", body = Object), (status = 202, description = "queued or still going", body = Object), (status = 403, description = "its input does not fit the tenant's run_bytes quota", body = super::openapi::ErrorBody), (status = 404, description = "no such job or plugin", body = super::openapi::ErrorBody), super::openapi::Refusals)
 )]
 pub async fn run_now(
     State(state): State<AppState>,

@@ -38,7 +38,9 @@ pub enum Refusals {
     /// No token, or one not accepted.
     #[response(status = 401)]
     Unauthorized(#[to_schema] ErrorBody),
-    /// The tenant is over its request rate (see `Retry-After`).
+    /// The tenant is over its request rate (`rate_limited`, see
+    /// `Retry-After`); or, where a run is queued, its queue is at its
+    /// `queued_runs` quota (`queue_full`).
     #[response(status = 429)]
     RateLimited(#[to_schema] ErrorBody),
 }

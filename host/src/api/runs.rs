@@ -205,13 +205,14 @@ pub async fn cancel(
 }
 
 /// `POST /v1/runs/{id}/retry`: a new attempt of a finished run, trigger
-/// `retry`; 409 if it has not finished.
+/// `retry`; 409 if it has not finished; within the tenant's `queued_runs`
+/// and `run_bytes` quotas like a run asked for by `POST /v1/jobs/{id}/run`.
 #[utoipa::path(
     post,
     path = "/v1/runs/{id}/retry",
     tag = "runs",
     params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 200, description = "the new attempt", body = Object), (status = 404, description = "no such run", body = super::openapi::ErrorBody), (status = 409, description = "it has not finished", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "the new attempt", body = Object), (status = 403, description = "it does not fit the tenant's run_bytes quota", body = super::openapi::ErrorBody), (status = 404, description = "no such run", body = super::openapi::ErrorBody), (status = 409, description = "it has not finished", body = super::openapi::ErrorBody), super::openapi::Refusals)
 )]
 pub async fn retry(
     State(state): State<AppState>,

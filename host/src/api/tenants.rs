@@ -164,6 +164,8 @@ pub async fn get(
         "jobs": store.list_jobs(&tenant.name)?.len(),
         "kv_bytes": store.kv_usage(&tenant.name)?,
         "secrets": store.list_secrets(&tenant.name)?.len(),
+        "queued_runs": state.executor().waiting_of(&tenant.name),
+        "run_bytes": store.run_bytes(&tenant.name)?,
     });
     Ok(Json(view))
 }

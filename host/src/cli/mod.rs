@@ -160,8 +160,8 @@ enum TenantCommand {
 #[derive(Args)]
 struct TenantLimits {
     /// A quota, KEY=VALUE (repeatable): plugin_bytes, jobs, concurrent_runs,
-    /// max_fuel, max_timeout, max_memory, kv_bytes, requests_per_second;
-    /// VALUE `none` removes the limit.
+    /// max_fuel, max_timeout, max_memory, kv_bytes, requests_per_second,
+    /// queued_runs, run_bytes; VALUE `none` removes the limit.
     #[arg(long = "quota", value_name = "KEY=VALUE")]
     quotas: Vec<String>,
     /// A host pattern the tenant's jobs may reach (repeatable); caps the

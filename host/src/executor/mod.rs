@@ -15,6 +15,7 @@
 //! written by one thread, many per batch (see [`recorder`]), and flushes of
 //! runs within one window are shared (group commit).
 
+mod admission;
 mod queue;
 mod recorder;
 
@@ -41,6 +42,7 @@ use crate::store::{Store, StoreError};
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
 
+pub use admission::QueuePlaces;
 pub use queue::Activity;
 use queue::RunQueue;
 use recorder::Recorder;
@@ -60,6 +62,16 @@ pub enum ExecError {
     /// The run has not finished; it cannot be retried yet.
     #[error("run {0} has not finished; only a finished run can be retried")]
     NotFinished(String),
+    /// The tenant has as many runs waiting as its `queued_runs` quota allows.
+    #[error(
+        "queued_runs: tenant {tenant:?} has as many runs waiting in the queue as its quota of {limit} allows; retry once one has started"
+    )]
+    QueueFull {
+        /// The tenant.
+        tenant: String,
+        /// Its quota.
+        limit: u64,
+    },
 }
 
 /// What runs may use beyond the sandbox, looked up per run: the tenants'
@@ -302,7 +314,36 @@ impl Executor {
         }
     }
 
-    /// Writes a durable queued run of `job` now and hands it to the queue.
+    /// Places in tenants' queues for runs about to be queued (the
+    /// `queued_runs` quota): hold them until the runs are handed over.
+    pub fn places(&self) -> QueuePlaces<'_> {
+        QueuePlaces::new(self)
+    }
+
+    /// Takes one place in the tenant's queue, or refuses with
+    /// [`ExecError::QueueFull`].
+    fn place_for(&self, tenant: &str) -> Result<QueuePlaces<'_>, ExecError> {
+        let mut places = self.places();
+        if places.take(tenant, 1) == 0 {
+            return Err(ExecError::QueueFull {
+                tenant: tenant.to_string(),
+                limit: self.grants.tenants.queued_runs(tenant).unwrap_or(0),
+            });
+        }
+        Ok(places)
+    }
+
+    /// Writes a queued run asked for over the API, within its tenant's
+    /// `run_bytes` quota, and makes it durable.
+    async fn insert_asked(&self, run: &Run) -> Result<(), ExecError> {
+        let max_bytes = self.grants.tenants.run_bytes(&run.tenant);
+        self.store.insert_run_within(run, max_bytes)?;
+        self.store.flush_async().await?;
+        Ok(())
+    }
+
+    /// Writes a durable queued run of `job` now and hands it to the queue,
+    /// within the tenant's `queued_runs` and `run_bytes` quotas.
     pub async fn queue(
         &self,
         job: &Job,
@@ -311,6 +352,7 @@ impl Executor {
     ) -> Result<Run, ExecError> {
         // Fail with a clear error when the plugin is gone.
         let version = self.plugins.resolve(&job.tenant, &job.plugin)?;
+        let _place = self.place_for(&job.tenant)?;
         let now = self.clock.now();
         let new = NewRun {
             job,
@@ -320,8 +362,7 @@ impl Executor {
             input,
         };
         let run = self.run_of(new, Some(version));
-        self.store.insert_run(&run)?;
-        self.store.flush_async().await?;
+        self.insert_asked(&run).await?;
         tracing::debug!(run_id = %run.id, job_id = %run.job_id, "run queued");
         self.queued(vec![run.clone()]);
         Ok(run)
@@ -380,6 +421,12 @@ impl Executor {
     /// Waiting and running runs of a job.
     pub fn activity(&self, tenant: &str, job_id: &str) -> Activity {
         lock(&self.queue).activity(tenant, job_id)
+    }
+
+    /// Runs of a tenant waiting in the queue (what its `queued_runs` quota
+    /// counts).
+    pub fn waiting_of(&self, tenant: &str) -> usize {
+        lock(&self.queue).admission.waiting(tenant)
     }
 
     /// Runs waiting, in all and by priority.
@@ -709,7 +756,8 @@ impl Executor {
         }
     }
 
-    /// Queues a new attempt of a finished run now, trigger `retry`.
+    /// Queues a new attempt of a finished run now, trigger `retry`, within
+    /// the tenant's `queued_runs` and `run_bytes` quotas.
     pub async fn retry(&self, tenant: &str, run_id: &str) -> Result<Option<Run>, ExecError> {
         let Some(run) = self.store.run(tenant, run_id)? else {
             return Ok(None);
@@ -717,9 +765,9 @@ impl Executor {
         if !run.status.is_finished() {
             return Err(ExecError::NotFinished(run.id));
         }
+        let _place = self.place_for(tenant)?;
         let retry = self.next_attempt(&run, self.clock.now());
-        self.store.insert_run(&retry)?;
-        self.store.flush_async().await?;
+        self.insert_asked(&retry).await?;
         self.queued(vec![retry.clone()]);
         Ok(Some(retry))
     }

@@ -2,8 +2,9 @@
 //! priority (then due time, then their jobs' age, then arrival), runs not
 //! due yet (retries waiting out their backoff) by due time, what is
 //! running, and how many runs each job has waiting and running (for the
-//! overlap policy). Pure data; the executor owns the only instance behind
-//! a mutex.
+//! overlap policy) and each tenant has waiting (for its `queued_runs`
+//! quota, see `admission`). Pure data; the executor owns the only instance
+//! behind a mutex.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
+use super::admission::Admission;
 use crate::model::job::Priority;
 use crate::model::{Run, Trigger};
 
@@ -81,6 +83,8 @@ pub struct RunQueue {
     jobs: HashMap<JobKey, Activity>,
     /// Executing runs per tenant, for the tenants' concurrency quotas.
     tenants_running: HashMap<String, usize>,
+    /// Waiting runs and places taken per tenant, for their queue quotas.
+    pub admission: Admission,
     arrivals: u64,
 }
 
@@ -103,6 +107,7 @@ impl RunQueue {
         }
         self.arrivals += 1;
         self.jobs.entry(job_key(&run)).or_default().waiting += 1;
+        self.admission.arrived(&run.tenant);
         let key = (
             Reverse(run.priority),
             run.scheduled_at.timestamp_micros(),
@@ -238,6 +243,7 @@ impl RunQueue {
         let activity = self.jobs.entry(job_key(&run)).or_default();
         activity.waiting = activity.waiting.saturating_sub(1);
         activity.running += 1;
+        self.admission.left(&run.tenant);
         *self.tenants_running.entry(run.tenant.clone()).or_default() += 1;
         let cancel = Arc::new(AtomicBool::new(false));
         self.running.insert(
@@ -283,6 +289,7 @@ impl RunQueue {
         if let Some(activity) = self.jobs.get_mut(&job) {
             activity.waiting = activity.waiting.saturating_sub(1);
         }
+        self.admission.left(&job.0);
         self.unpark(&job);
         self.forget_idle(&job);
         Some(run)
@@ -659,12 +666,15 @@ mod tests {
             Activity { waiting: 2, running: 0 },
             "a is not queued twice"
         );
+        assert_eq!(queue.admission.waiting("t"), 2, "the tenant's count agrees");
         let (first, _) = queue.pop(now, &unlimited).unwrap();
         assert_eq!(queue.activity("t", "j"), Activity { waiting: 1, running: 1 });
+        assert_eq!(queue.admission.waiting("t"), 1, "a running run does not wait");
         assert!(queue.remove("b").is_some());
         queue.finished(&first);
         assert_eq!(queue.activity("t", "j"), Activity::default());
         assert_eq!(waiting(&queue), 0);
+        assert_eq!(queue.admission.waiting("t"), 0);
     }
 
     #[test]

@@ -255,6 +255,21 @@ impl Run {
         self.log_size = 0;
     }
 
+    /// True when anything of an execution is recorded: what
+    /// [`Run::clear_outcome`] takes away (keep the two in step).
+    pub fn has_outcome(&self) -> bool {
+        self.status != RunStatus::Queued
+            || self.error.is_some()
+            || self.started_at.is_some()
+            || self.finished_at.is_some()
+            || self.duration_ms.is_some()
+            || self.lateness_ms.is_some()
+            || self.fuel_consumed.is_some()
+            || self.peak_memory.is_some()
+            || self.output_size != 0
+            || self.log_size != 0
+    }
+
     /// Marks the run finished at `finished_at` with `status` and `error`.
     pub fn finish(&mut self, status: RunStatus, error: Option<RunError>, finished_at: DateTime<Utc>) {
         self.status = status;
@@ -292,5 +307,41 @@ pub mod bytes_as_text {
             Stored::Text(text) => text.into_bytes(),
             Stored::Bytes(bytes) => bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_an_execution_sets_is_an_outcome_and_clearing_takes_it_away() {
+        let at = Utc::now();
+        let queued = Run::sample("r", "j", at);
+        assert!(!queued.has_outcome());
+        let setters: [fn(&mut Run); 10] = [
+            |run| run.status = RunStatus::Running,
+            |run| {
+                run.error = Some(RunError {
+                    kind: ErrorKind::Trap,
+                    message: "x".into(),
+                })
+            },
+            |run| run.started_at = Some(run.scheduled_at),
+            |run| run.finished_at = Some(run.scheduled_at),
+            |run| run.duration_ms = Some(1),
+            |run| run.lateness_ms = Some(1),
+            |run| run.fuel_consumed = Some(1),
+            |run| run.peak_memory = Some(1),
+            |run| run.output_size = 1,
+            |run| run.log_size = 1,
+        ];
+        for set in setters {
+            let mut run = queued.clone();
+            set(&mut run);
+            assert!(run.has_outcome(), "{run:?}");
+            run.clear_outcome();
+            assert_eq!(run, queued);
+        }
     }
 }

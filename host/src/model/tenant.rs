@@ -94,6 +94,11 @@ pub struct Quotas {
     pub kv_bytes: Option<u64>,
     /// API requests per second (a burst of twice as many is let through).
     pub requests_per_second: Option<u32>,
+    /// Runs waiting in the queue at once (queued, not yet running).
+    pub queued_runs: Option<u64>,
+    /// Bytes of its run history: run records (inputs included), outputs
+    /// and logs together.
+    pub run_bytes: Option<u64>,
 }
 
 /// Quotas as the API takes them: sizes as bytes or `"64MiB"`, the timeout
@@ -109,6 +114,8 @@ struct QuotasSpec {
     max_memory: Option<NumberOrText>,
     kv_bytes: Option<NumberOrText>,
     requests_per_second: Option<u32>,
+    queued_runs: Option<u64>,
+    run_bytes: Option<NumberOrText>,
 }
 
 impl Quotas {
@@ -151,6 +158,8 @@ impl Quotas {
             kv_bytes: size("kv_bytes", spec.kv_bytes)?,
             requests_per_second: at_least_one("requests_per_second", spec.requests_per_second.map(u64::from))?
                 .map(|rate| u32::try_from(rate).unwrap_or(u32::MAX)),
+            queued_runs: at_least_one("queued_runs", spec.queued_runs)?,
+            run_bytes: size("run_bytes", spec.run_bytes)?,
         })
     }
 
@@ -167,6 +176,8 @@ impl Quotas {
             "max_memory": self.max_memory,
             "kv_bytes": self.kv_bytes,
             "requests_per_second": self.requests_per_second,
+            "queued_runs": self.queued_runs,
+            "run_bytes": self.run_bytes,
         })
     }
 
@@ -207,6 +218,8 @@ impl Quotas {
             max_memory: None,
             kv_bytes: Some(256 << 20),
             requests_per_second: Some(200),
+            queued_runs: Some(10_000),
+            run_bytes: Some(1 << 30),
         }
     }
 }
@@ -276,10 +289,12 @@ mod tests {
     fn quotas_read_sizes_and_durations_and_name_bad_fields() {
         let quotas = Quotas::from_json(&json!({
             "plugin_bytes": "10MiB", "jobs": 3, "concurrent_runs": 1, "max_timeout": "5s",
-            "max_memory": 33554432, "kv_bytes": "1KiB", "requests_per_second": 4, "max_fuel": null
+            "max_memory": 33554432, "kv_bytes": "1KiB", "requests_per_second": 4, "max_fuel": null,
+            "queued_runs": 50, "run_bytes": "64MiB"
         }))
         .unwrap();
         assert_eq!(quotas.plugin_bytes, Some(10 << 20));
+        assert_eq!((quotas.queued_runs, quotas.run_bytes), (Some(50), Some(64 << 20)));
         assert_eq!(quotas.max_timeout_ms, Some(5000));
         assert_eq!(quotas.kv_bytes, Some(1024));
         assert_eq!(quotas.max_fuel, None);
@@ -289,6 +304,9 @@ mod tests {
             (json!({"concurrent_runs": 0}), "quotas.concurrent_runs"),
             (json!({"max_timeout": "soon"}), "quotas.max_timeout"),
             (json!({"kv_bytes": "1 potato"}), "quotas.kv_bytes"),
+            (json!({"queued_runs": 0}), "quotas.queued_runs"),
+            (json!({"queued_runs": "lots"}), "quotas.queued_runs"),
+            (json!({"run_bytes": "1 potato"}), "quotas.run_bytes"),
             (json!({"cpu": 1}), "quotas.cpu"),
         ] {
             let error = Quotas::from_json(&bad).unwrap_err();

@@ -6,7 +6,10 @@
 //! change to a job (or pausing the scheduler) withdraws its fires recorded
 //! ahead in the same write as the change. The decisions (misfire, overlap,
 //! backoff) are the pure functions of [`policy`]; this loop only reads,
-//! writes and sleeps.
+//! writes and sleeps. A fire that would pass its tenant's `queued_runs`
+//! quota is skipped like the fire of a busy job under overlap `skip`
+//! (counted in the job's `skipped_fires`): the schedule moves on and no
+//! other tenant waits for it.
 
 pub mod policy;
 #[cfg(test)]
@@ -21,7 +24,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::executor::{Executor, NewRun};
+use crate::executor::{Executor, NewRun, QueuePlaces};
 use crate::model::job::Overlap;
 use crate::model::{Job, Run, Trigger, scheduled_run_id};
 use crate::schedule::Schedule;
@@ -231,8 +234,10 @@ impl Scheduler {
         let mut entries = Vec::with_capacity(due.len());
         // The earliest fire held back until its instant.
         let mut held: Option<DateTime<Utc>> = None;
+        // Held until the pass's runs are in the queue.
+        let mut places = self.executor.places();
         for entry in &due {
-            match self.plan(entry, now) {
+            match self.plan(entry, now, &mut places) {
                 Ok(Planned::Fire(fire)) => {
                     fires.push(*fire);
                     entries.push(entry);
@@ -344,7 +349,7 @@ impl Scheduler {
     /// ahead of its instant is planned as on time; it is held back until its
     /// instant instead when the job is busy and its overlap policy would
     /// have to decide (the busy run may be over by then).
-    fn plan(&self, entry: &DueJob, now: DateTime<Utc>) -> Result<Planned, StoreError> {
+    fn plan(&self, entry: &DueJob, now: DateTime<Utc>, places: &mut QueuePlaces<'_>) -> Result<Planned, StoreError> {
         let job = self.store.job(&entry.tenant, &entry.job_id)?;
         // The index keeps milliseconds; the job keeps the exact instant.
         let current = |job: &Job| job.next_fire_at.map(|at| at.timestamp_millis()) == Some(entry.at.timestamp_millis());
@@ -376,19 +381,33 @@ impl Scheduler {
         // time) are one unit for the overlap policy; unless overlap is
         // `allow` they then run one after another (see `Run::exclusive`).
         let mut skipped = plan.skipped;
-        let runs: Vec<Run> = match policy::overlap(job.policy.overlap, activity.running, activity.waiting) {
-            _ if plan.fires.is_empty() => Vec::new(),
-            OverlapDecision::Skip => {
-                skipped += plan.fires.len() as u64;
-                Vec::new()
-            }
-            decision => {
-                if decision == OverlapDecision::ReplaceRunning {
-                    self.executor.cancel_running_of(&job.tenant, &job.id);
-                }
-                plan.fires.iter().map(|fire| self.scheduled_run(&job, *fire)).collect()
-            }
+        let decision = policy::overlap(job.policy.overlap, activity.running, activity.waiting);
+        let wanted = if decision == OverlapDecision::Skip {
+            skipped += plan.fires.len() as u64;
+            0
+        } else {
+            plan.fires.len()
         };
+        // The tenant's queue quota: what does not fit is skipped (the
+        // earliest fires of a catch-up are kept), at the fire's instant: by
+        // then a run may have started and made room.
+        let granted = places.take(&job.tenant, wanted);
+        if granted < wanted && ahead {
+            places.give_back(&job.tenant, granted);
+            return Ok(Planned::AtItsInstant);
+        }
+        if granted < wanted {
+            let over = (wanted - granted) as u64;
+            skipped += over;
+            tracing::warn!(tenant = %job.tenant, job_id = %job.id, skipped = over, "fires skipped: the tenant's queue is at its queued_runs quota");
+        }
+        if granted > 0 && decision == OverlapDecision::ReplaceRunning {
+            self.executor.cancel_running_of(&job.tenant, &job.id);
+        }
+        let runs: Vec<Run> = plan.fires[..granted]
+            .iter()
+            .map(|fire| self.scheduled_run(&job, *fire))
+            .collect();
         job.next_fire_at = match (&schedule, plan.next_fire_at) {
             // An `after` job whose fire did not run counts its delay from now.
             (Schedule::After(delay), None) if runs.is_empty() => Some(crate::units::add_saturating(now, *delay)),
@@ -430,6 +449,11 @@ impl Scheduler {
     /// pattern). Returns how many runs were queued (0 or 1).
     pub async fn fire_now(&self, job: &Job) -> Result<usize, StoreError> {
         let _firing = self.firing.lock().await;
+        let mut places = self.executor.places();
+        if places.take(&job.tenant, 1) == 0 {
+            tracing::warn!(tenant = %job.tenant, job_id = %job.id, "run_at_start fire skipped: the tenant's queue is at its queued_runs quota");
+            return Ok(0);
+        }
         let run = self.scheduled_run(job, self.clock.now());
         let inserted = match self.store.record_fire(job, &[run]) {
             Ok(inserted) => inserted,

@@ -21,6 +21,7 @@ struct Harness {
     store: Arc<dyn Store>,
     scheduler: Arc<Scheduler>,
     executor: Arc<crate::executor::Executor>,
+    tenants: Arc<crate::tenancy::Tenants>,
 }
 
 fn utc(text: &str) -> DateTime<Utc> {
@@ -50,6 +51,7 @@ fn harness_firing_ahead(fire_ahead: std::time::Duration) -> Harness {
         store: daemon.store,
         scheduler: daemon.scheduler,
         executor: daemon.executor,
+        tenants: daemon.tenants,
     }
 }
 
@@ -120,6 +122,47 @@ async fn overlap_skip_counts_a_fire_while_the_last_run_is_waiting() {
     // The executor is not started: the first run is still waiting.
     assert_eq!(h.at("2026-11-25T10:00:20Z").await.len(), 1);
     assert_eq!(h.reload(&job).skipped_fires, 1);
+}
+
+#[tokio::test]
+async fn fires_past_the_tenants_queue_quota_are_skipped_at_their_instant_and_the_schedule_moves_on() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(1));
+    let mut tenant = crate::tenancy::implicit_default();
+    tenant.name = "t".into();
+    tenant.quotas.queued_runs = Some(2);
+    h.tenants.put(tenant);
+    let jobs: Vec<Job> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| h.job(json!({"name": name, "schedule": {"every": "10s"}, "policy": {"overlap": "allow"}})))
+        .collect();
+    let after = h.job(json!({"name": "d", "schedule": {"after": "20s"}}));
+    // Ahead of 10:00:10: two fires fit, the third waits for its instant.
+    assert_eq!(h.at("2026-11-25T10:00:08.5Z").await.len(), 2);
+    assert_eq!(h.executor.waiting_of("t"), 2);
+    let held: Vec<&Job> = jobs
+        .iter()
+        .filter(|job| h.reload(job).next_fire_at == job.next_fire_at)
+        .collect();
+    assert_eq!(held.len(), 1, "one fire is held back, not skipped yet");
+    // At its instant the queue is still full (the executor is not
+    // started): it is skipped and its job moves on.
+    assert_eq!(h.at("2026-11-25T10:00:10Z").await.len(), 2);
+    let skipped = h.reload(held[0]);
+    assert_eq!(skipped.skipped_fires, 1);
+    assert_eq!(skipped.next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
+    // Every fire of the next instant is skipped; the `after` job counts
+    // its delay from the skipped fire.
+    h.at("2026-11-25T10:00:18.5Z").await;
+    assert_eq!(h.at("2026-11-25T10:00:20Z").await.len(), 2);
+    for job in &jobs {
+        let job = h.reload(job);
+        assert_eq!(job.next_fire_at, Some(utc("2026-11-25T10:00:30Z")), "{}", job.name);
+        assert!(job.skipped_fires >= 1, "{}", job.name);
+    }
+    let after = h.reload(&after);
+    assert_eq!(after.skipped_fires, 1);
+    assert_eq!(after.next_fire_at, Some(utc("2026-11-25T10:00:40Z")));
+    assert_eq!(h.executor.waiting_of("t"), 2, "the quota held");
 }
 
 #[tokio::test]

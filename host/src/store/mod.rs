@@ -11,6 +11,7 @@ mod codec;
 mod group_commit;
 mod job_cache;
 pub(crate) mod job_codec;
+mod run_bytes;
 pub(crate) mod run_codec;
 mod sled_store;
 
@@ -277,6 +278,13 @@ pub trait Store: Send + Sync + 'static {
     fn insert_run(&self, run: &Run) -> StoreResult<()> {
         self.write_runs(&[RunWrite::Queued(run)])
     }
+    /// [`Store::insert_run`] within the tenant's `run_bytes` quota of
+    /// `max_bytes`: when the run's record (with its input) would take the
+    /// tenant's run history past it, the tenant's oldest finished runs are
+    /// deleted in the same atomic write to make room, as retention would;
+    /// refused with [`StoreError::QuotaExceeded`] when they cannot make
+    /// enough (the rest is queued or running).
+    fn insert_run_within(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()>;
     /// Rewrites a run's record: an unfinished one as it is, a finished one
     /// as [`Store::finish_run`] with no output or log.
     fn update_run(&self, run: &Run) -> StoreResult<()> {
@@ -319,6 +327,15 @@ pub trait Store: Send + Sync + 'static {
     /// due) or beyond the newest `keep_per_job` of their job (0: no such
     /// cap); at most `max_deletions` in one call. Returns how many went.
     fn prune_runs(&self, older_than: DateTime<Utc>, keep_per_job: usize, max_deletions: usize) -> StoreResult<usize>;
+    /// Bytes of the tenant's run history: each run's record as queued (its
+    /// input included) while it is unfinished, and once finished its whole
+    /// record, output and log. Kept as runs are written and deleted, not
+    /// counted on asking.
+    fn run_bytes(&self, tenant: &str) -> StoreResult<u64>;
+    /// Deletes the tenant's oldest finished runs (record, output, log,
+    /// indexes) until its run bytes are at most `max_bytes`, at most
+    /// `max_deletions` in one call. Returns how many went.
+    fn trim_runs(&self, tenant: &str, max_bytes: u64, max_deletions: usize) -> StoreResult<usize>;
 
     /// A job's kv value.
     fn kv_get(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;

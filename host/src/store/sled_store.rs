@@ -16,7 +16,13 @@
 //! tree under a one-byte namespace and is written with one atomic
 //! `apply_batch`: a multi-tree transaction costs ~90 µs here, a batch a
 //! few. The runs of one fire pass share one active marker (see
-//! `active_groups`); a run queued any other way has its own.
+//! `active_groups`); a run queued any other way has its own. Each tenant's
+//! run bytes (see `run_bytes`) are a key of the same tree, written in the
+//! same batch or transaction as the runs that change them.
+
+mod run_usage;
+
+use run_usage::{put_totals, put_totals_in, withdraw_in, withdrawn_runs};
 
 use std::path::Path;
 use std::time::Duration;
@@ -32,6 +38,7 @@ use super::active_groups::{self, ActiveGroups};
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
 use super::job_codec;
+use super::run_bytes::{self, Changes, Totals};
 use super::run_codec;
 use super::{AddedPlugin, DueJob, Fire, JobHooks, RunFilter, RunWrite, Store, StoreError, StoreFuture, StoreResult};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
@@ -50,6 +57,9 @@ pub struct SledStore {
     /// `active_groups`); held across the writes that settle them, and
     /// always taken before the gate.
     active_groups: Arc<Mutex<ActiveGroups>>,
+    /// Each tenant's run bytes, held across every write that changes them;
+    /// taken after the active groups and before the gate.
+    run_bytes: Arc<Totals>,
     plugins: Tree,
     plugin_bytes: Tree,
     artifacts: Tree,
@@ -110,6 +120,9 @@ mod run_space {
     pub const OUTPUT: u8 = b'O';
     /// `L tenant \0 run_id` -> the captured log.
     pub const LOG: u8 = b'L';
+    /// `U tenant` -> the tenant's run bytes (u64 big-endian); `U` alone
+    /// marks that every tenant's are counted.
+    pub const USAGE: u8 = b'U';
 }
 
 fn run_key(space: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -274,7 +287,12 @@ impl SledStore {
             group,
             job_cache: Arc::new(JobCache::default()),
             active_groups: Arc::new(Mutex::new(ActiveGroups::default())),
+            run_bytes: Arc::new(Totals::default()),
             db,
+        };
+        let store = SledStore {
+            run_bytes: Arc::new(Totals::new(store.read_run_bytes()?)),
+            ..store
         };
         if !had_starters {
             store.index_starters()?;
@@ -390,26 +408,42 @@ impl SledStore {
             .transpose()
     }
 
-    /// Adds the keys a run's step changes to `batch`: sled costs ~13 µs per
-    /// key here, so each step writes only what it must.
-    fn add_run_step(batch: &mut sled::Batch, write: &RunWrite<'_>, groups: &ActiveGroups) {
-        let queue = |batch: &mut sled::Batch, run: &Run| {
-            batch.insert(record_key(run), run_codec::encode(run));
+    /// Adds the keys a run's step changes to `batch`, and what it changes
+    /// in its tenant's run bytes to `changes` (`earlier`: the steps before
+    /// it in the same write): sled costs ~13 µs per key here, so each step
+    /// writes only what it must.
+    fn add_run_step(
+        &self,
+        batch: &mut sled::Batch,
+        changes: &mut Changes,
+        write: &RunWrite<'_>,
+        earlier: &[RunWrite<'_>],
+        groups: &ActiveGroups,
+    ) -> StoreResult<()> {
+        let queue = |batch: &mut sled::Batch, changes: &mut Changes, run: &Run| {
+            let record = run_codec::encode(run);
+            changes.add(&run.tenant, run_bytes::charge_encoded(run, &record));
+            batch.insert(record_key(run), record);
             batch.insert(by_job_key(run), &[] as &[u8]);
             batch.insert(active_key(run), &[] as &[u8]);
         };
         match *write {
-            RunWrite::Queued(run) => queue(batch, run),
+            RunWrite::Queued(run) => queue(batch, changes, run),
+            // An unfinished run is charged as queued: a mark changes nothing.
             RunWrite::Updated(run) => {
                 batch.insert(record_key(run), run_codec::encode(run));
             }
             RunWrite::Finished { run, output, log, next } => {
                 let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
-                let record = record_key(run);
-                if !groups.is_grouped(&record) {
+                let record_key = record_key(run);
+                let grouped = groups.is_grouped(&record_key);
+                let record = run_codec::encode(run);
+                changes.remove(&run.tenant, self.charge_before(run, &record_key, grouped, earlier)?);
+                changes.add(&run.tenant, run_bytes::charge_encoded(run, &record));
+                if !grouped {
                     batch.remove(active_key(run));
                 }
-                batch.insert(record, run_codec::encode(run));
+                batch.insert(record_key, record);
                 if !output.is_empty() {
                     batch.insert(run_key(run_space::OUTPUT, &[tenant, id]), output);
                 }
@@ -417,10 +451,46 @@ impl SledStore {
                     batch.insert(run_key(run_space::LOG, &[tenant, id]), log);
                 }
                 if let Some(next) = next {
-                    queue(batch, next);
+                    queue(batch, changes, next);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// [`Store::write_runs`]; with `room`, the queued run and the quota it
+    /// must fit (see [`Store::insert_run_within`]).
+    fn write_runs_within(&self, writes: &[RunWrite<'_>], room: Option<(&Run, u64)>) -> StoreResult<()> {
+        let mut groups = self.groups();
+        let finished: Vec<Vec<u8>> = writes
+            .iter()
+            .filter_map(|write| match write {
+                RunWrite::Finished { run, .. } => Some(record_key(run)),
+                _ => None,
+            })
+            .collect();
+        let settling = groups.plan(finished.iter().map(Vec::as_slice));
+        let mut batch = sled::Batch::default();
+        let mut changes = Changes::default();
+        for (index, write) in writes.iter().enumerate() {
+            self.add_run_step(&mut batch, &mut changes, write, &writes[..index], &groups)?;
+        }
+        for group in &settling.emptied {
+            batch.remove(group.as_ref());
+        }
+        let mut totals = self.run_bytes.hold();
+        if let Some((run, max_bytes)) = room {
+            let (need, used) = (run_bytes::queued_charge(run), totals.get(&run.tenant));
+            if used.saturating_add(need) > max_bytes {
+                return Err(run_usage::no_room(need, used, max_bytes));
+            }
+        }
+        put_totals(&mut batch, &totals, &changes);
+        let _gate = self.writing();
+        self.runs.apply_batch(batch)?;
+        totals.apply(&changes);
+        groups.apply(settling);
+        Ok(())
     }
 }
 
@@ -439,6 +509,8 @@ struct EncodedRun {
     record_key: Vec<u8>,
     record: Vec<u8>,
     by_job: Vec<u8>,
+    /// What it adds to its tenant's run bytes.
+    charge: u64,
 }
 
 impl EncodedFire {
@@ -452,21 +524,18 @@ impl EncodedFire {
             runs: fire
                 .runs
                 .iter()
-                .map(|run| EncodedRun {
-                    record_key: record_key(run),
-                    record: run_codec::encode(run),
-                    by_job: by_job_key(run),
+                .map(|run| {
+                    let record = run_codec::encode(run);
+                    EncodedRun {
+                        record_key: record_key(run),
+                        charge: run_bytes::charge_encoded(run, &record),
+                        record,
+                        by_job: by_job_key(run),
+                    }
                 })
                 .collect(),
         }
     }
-}
-
-/// Every key of queued runs (record and indexes), to delete them.
-fn run_keys(runs: &[Run]) -> Vec<Vec<u8>> {
-    runs.iter()
-        .flat_map(|run| [record_key(run), by_job_key(run), active_key(run)])
-        .collect()
 }
 
 impl Store for SledStore {
@@ -632,17 +701,16 @@ impl Store for SledStore {
     }
 
     fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()> {
-        let withdrawn_keys = run_keys(withdrawn);
+        let withdrawn_runs = withdrawn_runs(withdrawn);
         let job_key = key(&[job.tenant.as_bytes(), job.id.as_bytes()]);
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
         let record = job_codec::encode(job);
         let due_entry = due_key(job);
-        let _gate = self.writing();
+        let mut totals = self.run_bytes.hold();
+        let gate = self.writing();
         let written = (&self.jobs, &self.job_names, &self.due, &self.starters, &self.runs)
             .transaction(|(jobs, job_names, due, starters, run_tree)| {
-                for withdrawn_key in &withdrawn_keys {
-                    run_tree.remove(withdrawn_key.as_slice())?;
-                }
+                let changes = withdraw_in(run_tree, &withdrawn_runs, &totals)?;
                 if let Some(owner) = job_names.get(name_key.as_slice())?
                     && owner.as_ref() != job.id.as_bytes()
                 {
@@ -670,11 +738,17 @@ impl Store for SledStore {
                 } else {
                     starters.remove(job_key.as_slice())?;
                 }
-                Ok(())
+                Ok(changes)
             })
             .map_err(transaction_error);
+        drop(gate);
+        if let Ok(changes) = &written {
+            totals.apply(changes);
+        }
+        // The groups' lock is taken before the totals elsewhere.
+        drop(totals);
         match written {
-            Ok(()) => self.job_cache.put(job_key, job),
+            Ok(_) => self.job_cache.put(job_key, job),
             Err(_) => self.job_cache.forget(&job_key),
         }
         written?;
@@ -720,7 +794,7 @@ impl Store for SledStore {
     }
 
     fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool> {
-        let withdrawn_keys = run_keys(withdrawn);
+        let withdrawn_runs = withdrawn_runs(withdrawn);
         let Some(job) = self.job(tenant, id)? else {
             return Ok(false);
         };
@@ -729,7 +803,8 @@ impl Store for SledStore {
         let scope = prefix(&[tenant.as_bytes(), id.as_bytes()]);
         let kv_keys: Vec<sled::IVec> = self.kv.scan_prefix(&scope).keys().collect::<Result<_, _>>()?;
         let due_entry = due_key(&job);
-        let _gate = self.writing();
+        let mut totals = self.run_bytes.hold();
+        let gate = self.writing();
         let written = (
             &self.jobs,
             &self.job_names,
@@ -740,9 +815,7 @@ impl Store for SledStore {
             &self.kv_usage,
         )
             .transaction(|(jobs, job_names, kv, due, starters, run_tree, kv_usage)| {
-                for withdrawn_key in &withdrawn_keys {
-                    run_tree.remove(withdrawn_key.as_slice())?;
-                }
+                let changes = withdraw_in(run_tree, &withdrawn_runs, &totals)?;
                 jobs.remove(job_key.as_slice())?;
                 starters.remove(job_key.as_slice())?;
                 job_names.remove(name_key.as_slice())?;
@@ -757,9 +830,15 @@ impl Store for SledStore {
                 }
                 let used = read_count(kv_usage.get(tenant.as_bytes())?);
                 kv_usage.insert(tenant.as_bytes(), &used.saturating_sub(freed).to_be_bytes())?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
+                Ok::<_, ConflictableTransactionError<StoreError>>(changes)
             })
             .map_err(transaction_error);
+        drop(gate);
+        if let Ok(changes) = &written {
+            totals.apply(changes);
+        }
+        // The groups' lock is taken before the totals elsewhere.
+        drop(totals);
         self.job_cache.forget(&job_key);
         written?;
         self.release(withdrawn);
@@ -769,9 +848,11 @@ impl Store for SledStore {
     fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>> {
         let encoded: Vec<EncodedFire> = fires.iter().map(EncodedFire::of).collect();
         let group: active_groups::GroupKey = run_key(run_space::GROUP, &[crate::model::new_id().as_bytes()]).into();
+        let mut totals = self.run_bytes.hold();
         let gate = self.writing();
         let written = (&self.jobs, &self.due, &self.runs)
             .transaction(|(jobs, due, run_tree)| {
+                let mut changes = Changes::default();
                 let mut members: Vec<&[u8]> = Vec::new();
                 let mut outcomes = Vec::with_capacity(encoded.len());
                 for (fire, encoded) in fires.iter().zip(&encoded) {
@@ -812,6 +893,7 @@ impl Store for SledStore {
                         }
                         run_tree.insert(keys.record_key.as_slice(), keys.record.as_slice())?;
                         run_tree.insert(keys.by_job.as_slice(), &[] as &[u8])?;
+                        changes.add(&run.tenant, keys.charge);
                         members.push(keys.record_key.as_slice());
                         inserted.push(run.clone());
                     }
@@ -820,11 +902,17 @@ impl Store for SledStore {
                 if !members.is_empty() {
                     run_tree.insert(group.as_ref(), active_groups::encode_members(members.iter().copied()))?;
                 }
-                Ok((outcomes, members))
+                put_totals_in(run_tree, &totals, &changes)?;
+                Ok((outcomes, members, changes))
             })
             .map_err(transaction_error);
-        // The groups' lock is taken before the gate elsewhere.
+        // The groups' lock is taken before the totals and the gate elsewhere.
         drop(gate);
+        let written = written.map(|(outcomes, members, changes)| {
+            totals.apply(&changes);
+            (outcomes, members)
+        });
+        drop(totals);
         let written = written.map(|(outcomes, members)| {
             if !members.is_empty() {
                 self.groups().add(&group, members.into_iter().map(<[u8]>::to_vec));
@@ -883,26 +971,14 @@ impl Store for SledStore {
     }
 
     fn write_runs(&self, writes: &[RunWrite<'_>]) -> StoreResult<()> {
-        let mut groups = self.groups();
-        let finished: Vec<Vec<u8>> = writes
-            .iter()
-            .filter_map(|write| match write {
-                RunWrite::Finished { run, .. } => Some(record_key(run)),
-                _ => None,
-            })
-            .collect();
-        let settling = groups.plan(finished.iter().map(Vec::as_slice));
-        let mut batch = sled::Batch::default();
-        for write in writes {
-            Self::add_run_step(&mut batch, write, &groups);
+        self.write_runs_within(writes, None)
+    }
+
+    fn insert_run_within(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()> {
+        match max_bytes {
+            Some(max_bytes) => self.insert_making_room(run, max_bytes),
+            None => self.insert_run(run),
         }
-        for group in &settling.emptied {
-            batch.remove(group.as_ref());
-        }
-        let _gate = self.writing();
-        self.runs.apply_batch(batch)?;
-        groups.apply(settling);
-        Ok(())
     }
 
     fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>> {
@@ -993,6 +1069,7 @@ impl Store for SledStore {
     fn prune_runs(&self, older_than: DateTime<Utc>, keep_per_job: usize, max_deletions: usize) -> StoreResult<usize> {
         let cutoff = u64::try_from(older_than.timestamp_millis()).unwrap_or(0);
         let mut batch = sled::Batch::default();
+        let mut changes = Changes::default();
         let mut deleted = 0;
         let mut cursor = vec![run_space::BY_JOB];
         'jobs: while deleted < max_deletions {
@@ -1029,12 +1106,12 @@ impl Store for SledStore {
                     break;
                 }
                 let record_key = run_key(run_space::RECORD, &[&tenant, run_id]);
-                let finished = match self.runs.get(&record_key)? {
-                    Some(bytes) => decode_run(&record_key, &bytes)?.status.is_finished(),
-                    None => true,
-                };
-                if !finished {
-                    continue;
+                if let Some(bytes) = self.runs.get(&record_key)? {
+                    let run = decode_run(&record_key, &bytes)?;
+                    if !run.status.is_finished() {
+                        continue;
+                    }
+                    changes.remove(&run.tenant, run_bytes::charge(&run));
                 }
                 for space in [run_space::RECORD, run_space::OUTPUT, run_space::LOG] {
                     batch.remove(run_key(space, &[&tenant, run_id]));
@@ -1052,10 +1129,37 @@ impl Store for SledStore {
             cursor = next;
         }
         if deleted > 0 {
+            let mut totals = self.run_bytes.hold();
+            put_totals(&mut batch, &totals, &changes);
             let _gate = self.writing();
             self.runs.apply_batch(batch)?;
+            totals.apply(&changes);
         }
         Ok(deleted)
+    }
+
+    fn run_bytes(&self, tenant: &str) -> StoreResult<u64> {
+        Ok(self.run_bytes.hold().get(tenant))
+    }
+
+    fn trim_runs(&self, tenant: &str, max_bytes: u64, max_deletions: usize) -> StoreResult<usize> {
+        let over = self.run_bytes.hold().get(tenant).saturating_sub(max_bytes);
+        if over == 0 {
+            return Ok(0);
+        }
+        let victims = self.oldest_finished(tenant, over, max_deletions)?;
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = sled::Batch::default();
+        let mut changes = Changes::default();
+        Self::delete_finished(&mut batch, &mut changes, tenant, &victims);
+        let mut totals = self.run_bytes.hold();
+        put_totals(&mut batch, &totals, &changes);
+        let _gate = self.writing();
+        self.runs.apply_batch(batch)?;
+        totals.apply(&changes);
+        Ok(victims.len())
     }
 
     fn kv_get(&self, tenant: &str, job_id: &str, kv_key: &str) -> StoreResult<Option<Vec<u8>>> {
