@@ -90,12 +90,7 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     require_admin(&caller)?;
-    let request: NewTenant = serde_json::from_value(body).map_err(|error| {
-        ApiError::bad_request(
-            "invalid_field",
-            format!("body: {error}; expected {{\"name\", \"quotas\"?, \"http_allow\"?}}"),
-        )
-    })?;
+    let request: NewTenant = super::extract::body_object(body, r#"{"name", "quotas"?, "http_allow"?}"#)?;
     check_name(&request.name).map_err(|problem| ApiError::bad_request("invalid_field", format!("name: {problem}")))?;
     if request.name == DEFAULT_TENANT {
         return Err(ApiError::new(
@@ -204,12 +199,7 @@ pub async fn patch(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let mut tenant = find_tenant(&state, &name)?;
-    let request: TenantPatch = serde_json::from_value(body).map_err(|error| {
-        ApiError::bad_request(
-            "invalid_field",
-            format!("body: {error}; expected {{\"quotas\"?, \"http_allow\"?}}"),
-        )
-    })?;
+    let request: TenantPatch = super::extract::body_object(body, r#"{"quotas"?, "http_allow"?}"#)?;
     tenant.quotas = merged_quotas(&tenant.quotas, request.quotas.as_ref())?;
     if let Some(http_allow) = request.http_allow {
         tenant.http_allow = checked_http_allow(http_allow)?;
