@@ -62,10 +62,14 @@ pub fn new_token(prefix: &str) -> String {
 }
 
 /// The trimmed text of a file only its owner may read, made by `make` and
-/// written with mode 0600 when the file does not exist yet.
+/// written with mode 0600 when the file does not exist yet; an existing one
+/// that group or others may read is used with a warning.
 pub fn read_or_create_private_file(path: &Path, what: &str, make: impl FnOnce() -> String) -> std::io::Result<String> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(text.trim().to_string()),
+        Ok(text) => {
+            crate::permissions::warn_if_open_to_others(path, &format!("the file holding {what}"), "chmod 600");
+            Ok(text.trim().to_string())
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let text = make();
             let mut options = std::fs::OpenOptions::new();

@@ -37,6 +37,19 @@ pub const MIN_DB_CACHE: u64 = 1 << 20;
 /// The most `flush_interval` may be: acknowledgements wait for it.
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Open HTTP connections by default: each holds a file descriptor, and the
+/// daemon keeps others for the database, plugins and outbound requests.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 1024;
+
+/// Requests a second each client address may make without a valid token,
+/// by default: far above what health checks and the dashboard's first load
+/// ask for, far below a flood.
+pub const DEFAULT_UNAUTHENTICATED_RATE: f64 = 20.0;
+
+/// Requests without a valid token an address may make at once before the
+/// rate applies, by default.
+pub const DEFAULT_UNAUTHENTICATED_BURST: u32 = 200;
+
 /// The daemon's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -97,6 +110,43 @@ pub struct Config {
     /// Instances the pooling allocator keeps slots for (None: two per
     /// concurrent run; 0: no pool). Runs beyond them get on-demand instances.
     pub pool_size: Option<u32>,
+    /// The HTTP server's limits on connections and slow clients.
+    pub http: HttpLimits,
+}
+
+/// What one HTTP client may hold of the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpLimits {
+    /// How long a connection may take to send a request's head (the request
+    /// line and headers), counted from when it connected or, on a kept-alive
+    /// connection, from the first byte of the request.
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive, whole.
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it, the connection that has waited
+    /// longest for a request is closed to make room, or the newcomer is
+    /// refused when every connection is busy.
+    pub max_connections: usize,
+    /// Requests a second each client address may make without a valid token
+    /// (0: no limit).
+    pub unauthenticated_rate: f64,
+    /// How many such requests an address may make at once.
+    pub unauthenticated_burst: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            unauthenticated_rate: DEFAULT_UNAUTHENTICATED_RATE,
+            unauthenticated_burst: DEFAULT_UNAUTHENTICATED_BURST,
+        }
+    }
 }
 
 /// Per-run limits a job gets when it names none, and the most it may ask for.
@@ -170,6 +220,7 @@ impl Default for Config {
             flush_interval: Duration::from_millis(2),
             db_cache: DEFAULT_DB_CACHE,
             pool_size: None,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -258,6 +309,18 @@ pub struct ConfigFile {
     pub db_cache: Option<NumberOrText>,
     /// `pool_size = 64` (0: no pooling allocator).
     pub pool_size: Option<u32>,
+    /// `http_header_timeout = "10s"`.
+    pub http_header_timeout: Option<NumberOrText>,
+    /// `http_body_timeout = "60s"`.
+    pub http_body_timeout: Option<NumberOrText>,
+    /// `http_idle_timeout = "60s"`.
+    pub http_idle_timeout: Option<NumberOrText>,
+    /// `http_max_connections = 1024`.
+    pub http_max_connections: Option<usize>,
+    /// `unauthenticated_rate = "20/s"` ("off": no limit).
+    pub unauthenticated_rate: Option<NumberOrText>,
+    /// `unauthenticated_burst = 200`.
+    pub unauthenticated_burst: Option<u32>,
 }
 
 /// Settings given on the command line or in the environment (strongest).
@@ -324,6 +387,24 @@ pub struct ConfigArgs {
     /// Instances kept in the pooling allocator (default: two per concurrent run; 0: none); runs beyond get on-demand instances.
     #[arg(long, env = "SANDCRON_POOL_SIZE")]
     pub pool_size: Option<u32>,
+    /// How long a client may take to send a request's line and headers (default "10s").
+    #[arg(long, env = "SANDCRON_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<String>,
+    /// How long a request's body may take to arrive, whole (default "60s").
+    #[arg(long, env = "SANDCRON_HTTP_BODY_TIMEOUT")]
+    pub http_body_timeout: Option<String>,
+    /// How long a kept-alive connection may wait for its next request (default "60s").
+    #[arg(long, env = "SANDCRON_HTTP_IDLE_TIMEOUT")]
+    pub http_idle_timeout: Option<String>,
+    /// HTTP connections open at once (default 1024; kept below the open-files limit).
+    #[arg(long, env = "SANDCRON_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// Requests each client address may make without a valid token ("20/s", "600/m"; "off": no limit).
+    #[arg(long, env = "SANDCRON_UNAUTHENTICATED_RATE")]
+    pub unauthenticated_rate: Option<String>,
+    /// Requests without a valid token an address may make at once before the rate applies (default 200).
+    #[arg(long, env = "SANDCRON_UNAUTHENTICATED_BURST")]
+    pub unauthenticated_burst: Option<u32>,
 }
 
 /// A setting that could not be read.
@@ -367,6 +448,7 @@ impl ConfigArgs {
             None => ConfigFile::default(),
         };
         let mut config = Config::default();
+        self.resolve_http(&file, &mut config.http)?;
         if let Some(listen) = self.listen.clone().or(file.listen) {
             config.listen = listen.parse().map_err(|error| ConfigError::Invalid {
                 key: "listen",
@@ -515,6 +597,62 @@ impl ConfigArgs {
             )));
         }
         Ok(config)
+    }
+}
+
+impl ConfigArgs {
+    /// The HTTP server's limits: flags/env over the file over the defaults.
+    fn resolve_http(&self, file: &ConfigFile, http: &mut HttpLimits) -> Result<(), ConfigError> {
+        let timeouts = [
+            (
+                "http_header_timeout",
+                &self.http_header_timeout,
+                &file.http_header_timeout,
+                &mut http.header_timeout,
+            ),
+            (
+                "http_body_timeout",
+                &self.http_body_timeout,
+                &file.http_body_timeout,
+                &mut http.body_timeout,
+            ),
+            (
+                "http_idle_timeout",
+                &self.http_idle_timeout,
+                &file.http_idle_timeout,
+                &mut http.idle_timeout,
+            ),
+        ];
+        for (key, flag, in_file, setting) in timeouts {
+            if let Some(value) = flag.clone().map(NumberOrText::Text).or_else(|| in_file.clone()) {
+                let timeout = value.to_duration().map_err(invalid(key))?;
+                if timeout.is_zero() {
+                    return Err(invalid(key)("must be more than 0".to_string()));
+                }
+                *setting = timeout;
+            }
+        }
+        if let Some(connections) = self.http_max_connections.or(file.http_max_connections) {
+            if connections == 0 {
+                return Err(invalid("http_max_connections")("must be at least 1".to_string()));
+            }
+            http.max_connections = connections;
+        }
+        let rate = self
+            .unauthenticated_rate
+            .clone()
+            .map(NumberOrText::Text)
+            .or_else(|| file.unauthenticated_rate.clone());
+        if let Some(value) = rate {
+            http.unauthenticated_rate = value.to_rate().map_err(invalid("unauthenticated_rate"))?;
+        }
+        if let Some(burst) = self.unauthenticated_burst.or(file.unauthenticated_burst) {
+            if burst == 0 {
+                return Err(invalid("unauthenticated_burst")("must be at least 1".to_string()));
+            }
+            http.unauthenticated_burst = burst;
+        }
+        Ok(())
     }
 }
 
@@ -676,6 +814,77 @@ mod tests {
                 http_resolve: resolve,
                 ..ConfigArgs::default()
             };
+            match args.resolve() {
+                Err(ConfigError::Invalid { key: found, .. }) => assert_eq!(found, key),
+                other => panic!("expected {key} to be refused: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn http_limits_read_durations_counts_and_rates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandcron.toml");
+        std::fs::write(
+            &path,
+            "http_header_timeout = \"5s\"\nhttp_idle_timeout = 30\nhttp_max_connections = 64\nunauthenticated_rate = \"600/m\"\n",
+        )
+        .unwrap();
+        let args = ConfigArgs {
+            config: Some(path),
+            http_header_timeout: Some("2s".to_string()),
+            unauthenticated_burst: Some(7),
+            ..ConfigArgs::default()
+        };
+        let http = args.resolve().unwrap().http;
+        assert_eq!(http.header_timeout, Duration::from_secs(2), "the flag beats the file");
+        assert_eq!(http.idle_timeout, Duration::from_secs(30));
+        assert_eq!(http.body_timeout, HttpLimits::default().body_timeout);
+        assert_eq!(http.max_connections, 64);
+        assert_eq!(http.unauthenticated_rate, 10.0);
+        assert_eq!(http.unauthenticated_burst, 7);
+        let off = ConfigArgs {
+            unauthenticated_rate: Some("off".to_string()),
+            ..ConfigArgs::default()
+        };
+        assert_eq!(off.resolve().unwrap().http.unauthenticated_rate, 0.0);
+        for (args, key) in [
+            (
+                ConfigArgs {
+                    http_header_timeout: Some("0".to_string()),
+                    ..ConfigArgs::default()
+                },
+                "http_header_timeout",
+            ),
+            (
+                ConfigArgs {
+                    http_body_timeout: Some("soon".to_string()),
+                    ..ConfigArgs::default()
+                },
+                "http_body_timeout",
+            ),
+            (
+                ConfigArgs {
+                    http_max_connections: Some(0),
+                    ..ConfigArgs::default()
+                },
+                "http_max_connections",
+            ),
+            (
+                ConfigArgs {
+                    unauthenticated_rate: Some("20/day".to_string()),
+                    ..ConfigArgs::default()
+                },
+                "unauthenticated_rate",
+            ),
+            (
+                ConfigArgs {
+                    unauthenticated_burst: Some(0),
+                    ..ConfigArgs::default()
+                },
+                "unauthenticated_burst",
+            ),
+        ] {
             match args.resolve() {
                 Err(ConfigError::Invalid { key: found, .. }) => assert_eq!(found, key),
                 other => panic!("expected {key} to be refused: {other:?}"),

@@ -21,6 +21,7 @@ use crate::plugin::Plugins;
 use crate::retention;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::Scheduler;
+use crate::server;
 use crate::store::{SledStore, Store, StoreError};
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
@@ -69,7 +70,7 @@ pub fn sandbox_for(config: &Config) -> anyhow::Result<Sandbox> {
 impl Daemon {
     /// Opens the data directory and builds every part (nothing runs yet).
     pub fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
-        std::fs::create_dir_all(&config.data_dir)
+        crate::permissions::create_private_dir(&config.data_dir)
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
         let store: Arc<dyn Store> =
             match SledStore::open_with(&config.database_path(), config.flush_interval, config.db_cache) {
@@ -195,6 +196,9 @@ pub fn tune_allocator() {
 
 /// Runs the daemon until a shutdown signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before anything is created: the database's files must be the
+    // daemon user's alone, like the directory holding them.
+    crate::permissions::restrict_new_files();
     let daemon = Daemon::open(&config, Arc::new(SystemClock))?;
     let auth = Auth::for_config(&config)
         .with_context(|| format!("reading the admin token {}", config.admin_token_path().display()))?;
@@ -216,17 +220,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), "listening on http://{address}");
     let (store, executor, scheduler) = (daemon.store.clone(), daemon.executor.clone(), daemon.scheduler.clone());
     let grace = config.shutdown_grace;
+    let mut limits = config.http.clone();
+    limits.max_connections = server::fit_connection_cap(limits.max_connections);
+    let metrics = daemon.metrics.clone();
     let app = router(AppState::new(daemon, auth, config));
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
-    let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.notified().await })
-            .await
-    });
+    let mut server = tokio::spawn(server::serve(listener, app, limits, metrics, async move {
+        stopped.notified().await
+    }));
     tokio::select! {
         served = &mut server => {
-            served.context("the HTTP server task failed")?.context("serving HTTP")?;
+            served.context("the HTTP server task failed")?;
         }
         () = shutdown_signal() => {
             // Stop firing and accepting connections, let running runs finish

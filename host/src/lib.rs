@@ -6,7 +6,9 @@
 //! [`scheduler`] (next fire) -> [`executor`] (priority queue) -> [`sandbox`]
 //! (wasmtime) -> run record + logs -> [`api`].
 //! [`config`] holds every default, [`auth`] maps tokens to tenants,
-//! [`tenancy`] keeps their quotas at hand, [`outbound`] is plugins' HTTP
+//! [`tenancy`] keeps their quotas at hand, [`throttle`] their request
+//! budgets, [`server`] holds the HTTP connections to the API and
+//! [`permissions`] keeps the data dir its owner's, [`outbound`] is plugins' HTTP
 //! behind the SSRF wall, [`vault`] seals secrets at rest, and [`client`] and
 //! [`cli`] are the command line on top of the HTTP API.
 
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod outbound;
+pub mod permissions;
 pub mod plugin;
 #[cfg(test)]
 mod proptests;
@@ -37,7 +40,9 @@ pub mod retention;
 pub mod sandbox;
 pub mod schedule;
 pub mod scheduler;
+pub mod server;
 pub mod store;
 pub mod tenancy;
+pub mod throttle;
 pub mod units;
 pub mod vault;

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::model::{Run, RunStatus};
@@ -26,6 +27,10 @@ pub struct Metrics {
     instances: IntCounterVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    http_closed: IntCounterVec,
+    unauthenticated_limited: IntCounter,
+    /// HTTP connections open now.
+    pub http_connections: IntGauge,
     /// Runs waiting, by priority (set at scrape).
     pub queue_depth: IntGaugeVec,
     /// Runs executing (set at scrape).
@@ -112,6 +117,23 @@ impl Metrics {
                 &["route"],
                 DURATION_BUCKETS,
             ),
+            http_closed: counter(
+                "sandcron_http_connections_closed_total",
+                "HTTP connections the server closed or refused: header_timeout, idle_timeout, evicted (at the cap, to make room), refused (at the cap, all busy).",
+                &["reason"],
+            ),
+            unauthenticated_limited: register(
+                &registry,
+                IntCounter::new(
+                    "sandcron_http_unauthenticated_limited_total",
+                    "Requests without a valid token refused because their address spent its budget.",
+                )
+                .expect("a valid counter"),
+            ),
+            http_connections: register(
+                &registry,
+                IntGauge::new("sandcron_http_connections", "HTTP connections open now.").expect("a valid gauge"),
+            ),
             queue_depth: register(
                 &registry,
                 IntGaugeVec::new(
@@ -186,6 +208,16 @@ impl Metrics {
             .with_label_values(&[route, method, &status.to_string()])
             .inc();
         self.http_duration.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// The HTTP server closed or refused a connection, for `reason`.
+    pub fn http_connection_closed(&self, reason: &str) {
+        self.http_closed.with_label_values(&[reason]).inc();
+    }
+
+    /// A request without a valid token was refused for its address's rate.
+    pub fn unauthenticated_limited(&self) {
+        self.unauthenticated_limited.inc();
     }
 
     /// The text exposition of every metric.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::{DEFAULT_TENANT, Quotas, Tenant};
 use crate::store::{Store, StoreResult};
+use crate::throttle::Bucket;
 
 /// The tenants' quotas and HTTP caps, and their request budgets.
 pub struct Tenants {
@@ -118,45 +119,12 @@ impl Tenants {
         let Some(rate) = self.quotas(name).requests_per_second else {
             return Ok(());
         };
+        // A tenant may spend two seconds' worth at once.
+        let (rate, burst) = (f64::from(rate), f64::from(rate.max(1)) * 2.0);
         self.lock_buckets()
             .entry(name.to_string())
-            .or_insert_with(|| Bucket::full(rate, now))
-            .take(rate, now)
-    }
-}
-
-/// A token bucket: `rate` tokens a second, holding at most two seconds' worth.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn capacity(rate: u32) -> f64 {
-        f64::from(rate.max(1)) * 2.0
-    }
-
-    fn full(rate: u32, now: Instant) -> Bucket {
-        Bucket {
-            tokens: Bucket::capacity(rate),
-            at: now,
-        }
-    }
-
-    fn take(&mut self, rate: u32, now: Instant) -> Result<(), Duration> {
-        let per_second = f64::from(rate);
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * per_second).min(Bucket::capacity(rate));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Ok(());
-        }
-        if per_second <= 0.0 {
-            return Err(Duration::from_secs(3600));
-        }
-        Err(Duration::from_secs_f64((1.0 - self.tokens) / per_second))
+            .or_insert_with(|| Bucket::full(burst, now))
+            .take(rate, burst, now)
     }
 }
 

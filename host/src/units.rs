@@ -1,5 +1,5 @@
-//! Durations ("90s", "1h30m") and byte sizes (67108864, "64MiB") as users
-//! write them in JSON, TOML and flags. Pure parsing; no I/O.
+//! Durations ("90s", "1h30m"), byte sizes (67108864, "64MiB") and rates
+//! ("20/s") as users write them in JSON, TOML and flags. Pure parsing; no I/O.
 
 use std::time::Duration;
 
@@ -64,6 +64,33 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{trimmed:?} is too large"))
 }
 
+/// A rate as events per second: `"20/s"`, `"600/m"`, `"1000/h"`, a bare
+/// number of events a second, or `"off"` / `0` for no limit (0.0).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let trimmed = text.trim();
+    if trimmed.eq_ignore_ascii_case("off") {
+        return Ok(0.0);
+    }
+    let refusal = || format!("{trimmed:?} is not a rate like \"20/s\", \"600/m\" or \"off\"");
+    let (count, per) = match trimmed.split_once('/') {
+        Some((count, unit)) => {
+            let per = match unit.trim().to_ascii_lowercase().as_str() {
+                "s" | "sec" | "second" => 1.0,
+                "m" | "min" | "minute" => 60.0,
+                "h" | "hour" => 3600.0,
+                _ => return Err(refusal()),
+            };
+            (count.trim(), per)
+        }
+        None => (trimmed, 1.0),
+    };
+    let count: f64 = count.parse().map_err(|_| refusal())?;
+    if !count.is_finite() || count < 0.0 {
+        return Err(refusal());
+    }
+    Ok(count / per)
+}
+
 /// A JSON/TOML value that is either a number or a string, for fields that
 /// take `30` or `"30s"`, `67108864` or `"64MiB"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +116,14 @@ impl NumberOrText {
         match self {
             NumberOrText::Number(bytes) => Ok(*bytes),
             NumberOrText::Text(text) => parse_size(text),
+        }
+    }
+
+    /// Reads the value as a rate per second (numbers are per second).
+    pub fn to_rate(&self) -> Result<f64, String> {
+        match self {
+            NumberOrText::Number(count) => Ok(*count as f64),
+            NumberOrText::Text(text) => parse_rate(text),
         }
     }
 }
@@ -139,6 +174,26 @@ mod tests {
         ];
         for (text, expected) in rows {
             assert_eq!(parse_size(text).ok(), *expected, "parse_size({text:?})");
+        }
+    }
+
+    #[test]
+    fn rates_parse_per_second_minute_and_hour() {
+        let rows: &[(&str, Option<f64>)] = &[
+            ("20/s", Some(20.0)),
+            ("600/m", Some(10.0)),
+            ("3600 / hour", Some(1.0)),
+            ("5", Some(5.0)),
+            ("0.5/s", Some(0.5)),
+            ("off", Some(0.0)),
+            ("0", Some(0.0)),
+            ("20/day", None),
+            ("-1/s", None),
+            ("lots", None),
+            ("inf", None),
+        ];
+        for (text, expected) in rows {
+            assert_eq!(parse_rate(text).ok(), *expected, "parse_rate({text:?})");
         }
     }
 }

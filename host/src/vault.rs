@@ -78,14 +78,6 @@ impl Vault {
             hex::encode(key)
         })
         .map_err(|error| anyhow::anyhow!("cannot read the secrets key file {}: {error}", path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the secrets key file can be read by others; chmod 600 it");
-            }
-        }
         let key = parse_key(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
         Ok(Vault::new(key))
     }

@@ -65,6 +65,71 @@ impl ApiError {
         error
     }
 
+    /// 429 `rate_limited` for a request without a valid token whose client
+    /// address has spent its budget, with `Retry-After`.
+    pub fn unauthenticated_rate_limited(retry_after: std::time::Duration) -> ApiError {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many requests without a valid token from this address (unauthenticated_rate); retry in {seconds}s"
+            ),
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+
+    /// 408 `body_timeout`: the request's body did not arrive within
+    /// `http_body_timeout`; the connection is closed after the answer.
+    pub fn body_timeout(what: &str, timeout: std::time::Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the {what} did not arrive within {} (http_body_timeout)",
+                crate::units::format_duration(timeout)
+            ),
+        )
+        .closing_connection()
+    }
+
+    /// 503 `too_many_connections`: the server holds its most connections
+    /// and every one is busy with a request.
+    pub fn too_many_connections(max: usize) -> ApiError {
+        let mut error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            format!("the server holds its most connections ({max}, http_max_connections), all busy; retry shortly"),
+        )
+        .closing_connection();
+        error.retry_after = Some(1);
+        error
+    }
+
+    /// The answer as the bytes of an HTTP/1.1 response, for a connection
+    /// answered before any request is read from it.
+    pub fn to_http1_bytes(&self) -> Vec<u8> {
+        let body = self.body().to_string();
+        let mut head = format!(
+            "HTTP/1.1 {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            self.status,
+            body.len()
+        );
+        if let Some(seconds) = self.retry_after {
+            head.push_str(&format!("retry-after: {seconds}\r\n"));
+        }
+        if self.close_connection {
+            head.push_str("connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        [head.into_bytes(), body.into_bytes()].concat()
+    }
+
+    fn body(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -81,8 +146,7 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (self.status, Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -171,5 +235,29 @@ impl From<ExecError> for ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", error.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_before_any_request_is_a_whole_http_answer_with_the_error_body() {
+        let bytes = ApiError::too_many_connections(8).to_http1_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+        assert!(head.contains("\r\nretry-after: 1"), "{head}");
+        assert!(head.contains("\r\nconnection: close"), "{head}");
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], "too_many_connections");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("http_max_connections")
+        );
     }
 }

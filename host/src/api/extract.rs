@@ -1,17 +1,58 @@
 //! Request extractors that fail with [`ApiError`] instead of axum's plain
-//! text rejections: the caller, JSON bodies (size-capped, strict: a key
-//! given twice in one object is refused rather than the last one silently
-//! winning) and query strings.
+//! text rejections: the caller, JSON bodies (size-capped, time-capped,
+//! strict: a key given twice in one object is refused rather than the last
+//! one silently winning) and query strings; and the budget of requests
+//! without a valid token.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{ApiError, AppState};
-use crate::auth::Principal;
+use crate::auth::{AuthError, Principal};
+
+/// What authenticating a request found, once, for [`Caller`].
+#[derive(Clone)]
+struct Authenticated(Result<Principal, AuthError>);
+
+fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Principal, AuthError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    state.inner.auth.authenticate(header, state.store())
+}
+
+/// Middleware: a request without a valid token (none, a wrong one, a
+/// revoked one; anonymous routes such as `/healthz` included) takes one
+/// from its client address's budget, and is refused with 429 when that is
+/// spent. A valid token is never held to it: the tenant's own rate applies.
+pub async fn limit_unauthenticated(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let found = authenticate(request.headers(), &state);
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(remote)| remote.ip());
+    if found.is_err()
+        && let Some(remote) = remote
+        && let Err(retry_after) = state.inner.unauthenticated.admit(remote, Instant::now())
+    {
+        state.metrics().unauthenticated_limited();
+        return ApiError::unauthenticated_rate_limited(retry_after).into_response();
+    }
+    request.extensions_mut().insert(Authenticated(found));
+    next.run(request).await
+}
 
 /// The authenticated caller.
 pub struct Caller(pub Principal);
@@ -20,11 +61,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok());
-        let principal = state.inner.auth.authenticate(header, state.store())?;
+        let found = match parts.extensions.get::<Authenticated>() {
+            Some(Authenticated(found)) => found.clone(),
+            None => authenticate(&parts.headers, state),
+        };
+        let principal = found?;
         // The admin is not held to a tenant's request rate.
         if !principal.admin
             && let Err(retry_after) = state.tenants().admit(&principal.tenant, std::time::Instant::now())
@@ -47,10 +88,15 @@ pub fn require_admin(caller: &Principal) -> Result<(), ApiError> {
     ))
 }
 
-/// Reads a body up to `limit` bytes; 413 past it.
-pub async fn read_body(body: Body, limit: u64, what: &str) -> Result<Vec<u8>, ApiError> {
+/// Reads a body up to `limit` bytes; 413 past it, 408 when it has not
+/// arrived whole within `timeout` (a client sending a byte now and then
+/// would otherwise hold the request open as long as it likes).
+pub async fn read_body(body: Body, limit: u64, what: &str, timeout: Duration) -> Result<Vec<u8>, ApiError> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match axum::body::to_bytes(body, limit).await {
+    let Ok(read) = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await else {
+        return Err(ApiError::body_timeout(what, timeout));
+    };
+    match read {
         Ok(bytes) => Ok(bytes.to_vec()),
         Err(error) => {
             let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
@@ -83,7 +129,14 @@ impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(request.into_body(), state.config().max_request_bytes, "request body").await?;
+        let config = state.config();
+        let bytes = read_body(
+            request.into_body(),
+            config.max_request_bytes,
+            "request body",
+            config.http.body_timeout,
+        )
+        .await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }

@@ -33,6 +33,7 @@ use crate::plugin::Plugins;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::tenancy::Tenants;
+use crate::throttle::AddressBudgets;
 use crate::vault::Vault;
 
 pub use error::ApiError;
@@ -54,6 +55,8 @@ struct Shared {
     executor: Arc<Executor>,
     scheduler: Arc<Scheduler>,
     auth: Auth,
+    /// Each client address's budget of requests without a valid token.
+    unauthenticated: AddressBudgets,
     config: Config,
     started_at: chrono::DateTime<chrono::Utc>,
 }
@@ -73,6 +76,10 @@ impl AppState {
                 executor: daemon.executor,
                 scheduler: daemon.scheduler,
                 auth,
+                unauthenticated: AddressBudgets::new(
+                    config.http.unauthenticated_rate,
+                    config.http.unauthenticated_burst,
+                ),
                 config,
                 started_at: chrono::Utc::now(),
             }),
@@ -165,6 +172,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::limit_unauthenticated,
+        ))
         .with_state(state)
 }
 

@@ -63,7 +63,13 @@ pub async fn upload(
     let name = query
         .name
         .ok_or_else(|| ApiError::bad_request("invalid_name", "name: the query parameter ?name= is required"))?;
-    let bytes = read_body(body, state.plugins().max_bytes(), "plugin").await?;
+    let bytes = read_body(
+        body,
+        state.plugins().max_bytes(),
+        "plugin",
+        state.config().http.body_timeout,
+    )
+    .await?;
     let quota = state.tenants().quotas(&caller.tenant).plugin_bytes;
     let uploaded = state.plugins().upload(&caller.tenant, &name, bytes, quota).await?;
     let status = if uploaded.created {

@@ -400,12 +400,19 @@ enum ScheduleCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     crate::daemon::tune_allocator();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.format(&mut <Cli as clap::CommandFactory>::command()).exit(),
+    };
     let log_format = match &cli.command {
         Command::Serve(args) => args.log_format.unwrap_or(LogFormat::Pretty),
         _ => LogFormat::Pretty,
     };
     init_tracing(log_format, matches!(cli.command, Command::Serve(_)));
+    if let Some(serve) = matches.subcommand_matches("serve") {
+        warn_of_secrets_in_flags(serve);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -419,6 +426,43 @@ pub fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Secrets given to `serve` as flags, with the variable that keeps them
+/// off the command line.
+const SECRET_FLAGS: &[(&str, &str, &str)] = &[
+    (
+        "admin_token",
+        "--admin-token",
+        "SANDCRON_ADMIN_TOKEN or the admin-token file in the data dir",
+    ),
+    (
+        "secrets_key",
+        "--secrets-key",
+        "SANDCRON_SECRETS_KEY or --secrets-key-file",
+    ),
+    ("smtp_url", "--smtp-url", "SANDCRON_SMTP_URL"),
+];
+
+/// Warns of each secret given as a flag: a process's arguments can be read
+/// by every local user (`ps`, `/proc/<pid>/cmdline`). The SMTP URL counts
+/// only when it carries a password.
+fn warn_of_secrets_in_flags(serve: &clap::ArgMatches) {
+    for (id, flag, instead) in SECRET_FLAGS {
+        if serve.value_source(id) != Some(clap::parser::ValueSource::CommandLine) {
+            continue;
+        }
+        if *id == "smtp_url" {
+            let value = serve.get_one::<String>(id).map(String::as_str).unwrap_or_default();
+            let has_password = url::Url::parse(value).is_ok_and(|url| url.password().is_some());
+            if !has_password {
+                continue;
+            }
+        }
+        tracing::warn!(
+            "{flag} was given on the command line, where every local user can read it (ps, /proc/<pid>/cmdline); give it through {instead}"
+        );
     }
 }
 
