@@ -2,6 +2,14 @@
 //! than `retention` or beyond `max_runs_per_job` per job are deleted with
 //! their output and logs, a bounded batch at a time on a blocking thread, so
 //! the scheduler and the runs never wait for it.
+//!
+//! While runs keep passing the policy (every-second jobs at their cap) the
+//! sweeps come every few seconds, each deleting a few seconds' worth. sled
+//! 0.34 copies a leaf for every key a batch deletes and frees the old copies
+//! only once the whole batch is applied, so a sweep a minute deleting the
+//! 12,000 runs 200 every-second jobs make in that minute raised the daemon's
+//! RSS by 15-20 MiB at each sweep (docs/benchmarks.md, "Hostile tenants:
+//! memory under sustained load").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +17,13 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::store::Store;
 
-/// Runs deleted per batch (one sled batch).
-const BATCH: usize = 2_000;
+/// Runs deleted per batch (one sled batch): the leaves it copies are freed
+/// only after it is applied.
+const BATCH: usize = 500;
+
+/// The wait after a sweep that deleted runs: more are likely due soon, and
+/// deleting them a few seconds' worth at a time keeps each sweep small.
+const BUSY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +41,17 @@ impl Policy {
             return Duration::from_secs(60);
         }
         (self.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// The wait before the next sweep, after one that deleted `deleted`
+    /// runs: [`BUSY_INTERVAL`] (or [`Policy::interval`] if sooner) while
+    /// runs are being deleted, [`Policy::interval`] once none were.
+    pub fn next_interval(&self, deleted: usize) -> Duration {
+        if deleted > 0 {
+            BUSY_INTERVAL.min(self.interval())
+        } else {
+            self.interval()
+        }
     }
 
     fn enabled(&self) -> bool {
@@ -66,18 +90,21 @@ pub async fn sweep(store: &Arc<dyn Store>, clock: &dyn Clock, policy: Policy) ->
     }
 }
 
-/// Sweeps every [`Policy::interval`] for as long as the runtime lives.
+/// Sweeps for as long as the runtime lives, waiting
+/// [`Policy::next_interval`] between sweeps.
 pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: Policy) {
     if !policy.enabled() {
         return;
     }
     tokio::spawn(async move {
+        let mut wait = policy.interval();
         loop {
-            tokio::time::sleep(policy.interval()).await;
+            tokio::time::sleep(wait).await;
             let deleted = sweep(&store, clock.as_ref(), policy).await;
             if deleted > 0 {
-                tracing::info!(deleted, "old runs deleted");
+                tracing::debug!(deleted, "old runs deleted");
             }
+            wait = policy.next_interval(deleted);
         }
     });
 }
@@ -96,5 +123,23 @@ mod tests {
         assert_eq!(policy(8).interval(), Duration::from_secs(2));
         assert_eq!(policy(30 * 24 * 3600).interval(), Duration::from_secs(60));
         assert!(!policy(0).enabled());
+    }
+
+    #[test]
+    fn sweeps_come_every_few_seconds_while_they_delete_and_back_off_when_idle() {
+        let capped = Policy {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_runs_per_job: 100,
+        };
+        assert_eq!(capped.next_interval(0), Duration::from_secs(60));
+        assert_eq!(capped.next_interval(1), BUSY_INTERVAL);
+        assert_eq!(capped.next_interval(12_000), BUSY_INTERVAL);
+        // A retention shorter than that is swept at its own pace.
+        let short = Policy {
+            retention: Duration::from_secs(8),
+            max_runs_per_job: 0,
+        };
+        assert_eq!(short.next_interval(5), Duration::from_secs(2));
+        assert_eq!(short.next_interval(0), Duration::from_secs(2));
     }
 }
