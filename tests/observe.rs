@@ -568,3 +568,41 @@ async fn old_and_excess_runs_are_deleted_in_the_background() {
     // The job itself stays and runs on.
     assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
 }
+
+#[tokio::test]
+async fn runs_past_the_cap_are_deleted_within_seconds_not_once_a_minute() {
+    // The default retention (30 days) alone would sweep once a minute: runs
+    // past the cap of an every-second job piled up for that minute, and
+    // their deletion came as one large batch.
+    let daemon = TestDaemon::start_with(&["--max-runs-per-job", "2"], &[]);
+    daemon
+        .job_with("tick", "noop", json!({"schedule": {"every": "1s"}}))
+        .await;
+    let listed = || async {
+        let runs = daemon.call(Method::GET, "/v1/runs?job=tick&limit=500", None).await.body["runs"].clone();
+        runs.as_array().map_or(0, Vec::len)
+    };
+    let finished = || async {
+        scrape(&daemon.metrics_text().await)
+            .iter()
+            .filter(|(key, _)| key.starts_with("sandcron_runs_total{") && key.contains("job=\"tick\""))
+            .map(|(_, count)| *count)
+            .sum::<f64>()
+    };
+    // Well past the cap: 15 runs in about 15 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while finished().await < 15.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the job did not run 15 times");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Sweeps every 5 s keep at most the cap and the runs since the last one.
+    let mut kept = usize::MAX;
+    for _ in 0..40 {
+        kept = listed().await;
+        if kept <= 2 + 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(kept <= 2 + 6, "{kept} runs kept 10 s after the job's 15th run");
+}

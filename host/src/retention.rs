@@ -90,14 +90,15 @@ pub async fn sweep(store: &Arc<dyn Store>, clock: &dyn Clock, policy: Policy) ->
     }
 }
 
-/// Sweeps for as long as the runtime lives, waiting
-/// [`Policy::next_interval`] between sweeps.
+/// Sweeps for as long as the runtime lives: the first a few seconds after
+/// the start (a restarted daemon may hold a backlog), then after
+/// [`Policy::next_interval`].
 pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: Policy) {
     if !policy.enabled() {
         return;
     }
     tokio::spawn(async move {
-        let mut wait = policy.interval();
+        let mut wait = BUSY_INTERVAL.min(policy.interval());
         loop {
             tokio::time::sleep(wait).await;
             let deleted = sweep(&store, clock.as_ref(), policy).await;
