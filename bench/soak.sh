@@ -85,6 +85,10 @@ counts() {
       if ($0 ~ /status="succeeded"/) ok += $NF; else other += $NF }
     END { printf "%d %d\n", ok, other }'
 }
+# "job count" of succeeded runs, a line per job.
+per_job() {
+  api "$url/metrics" | sed -n 's/^sandcron_runs_total{.*job="\([^"]*\)".*status="succeeded".* \([0-9.e+]*\)$/\1 \2/p'
+}
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/status"; }
 disk_mb() { du -sb "$work/data" | awk '{ printf "%.1f", $1 / 1e6 }'; }
 now() { date +%s.%N; }
@@ -98,6 +102,7 @@ for _ in $(seq 1 100); do
 done
 read -r ok0 other0 < <(counts)
 t0="$(now)"
+per_job > "$work/jobs0"
 results="$work/samples"
 : > "$results"
 printf '%-8s %-10s %-10s %-8s %-12s %-12s %-8s\n' minute rss_MiB data_MB runs/s counted expected missing
@@ -123,12 +128,12 @@ done
 read -r ok other < <(counts)
 t_end="$(now)"
 skipped="$(api "$url/v1/jobs" | grep -o '"skipped_fires": *[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }')"
-# Every job ran every second: one that fell behind the others is named.
-behind="$(api "$url/metrics" | awk -F'job="' '/^sandcron_runs_total\{/ && /status="succeeded"/ {
-    split($2, rest, "\""); count[rest[1]] = $0; sub(/.* /, "", count[rest[1]])
-    if (count[rest[1]] + 0 > most) most = count[rest[1]] + 0 }
-  END { for (job in count) if (count[job] + 3 < most) printf "%s (%d of %d) ", job, count[job], most }')"
-jobs_seen="$(api "$url/metrics" | grep -c '^sandcron_runs_total{.*status="succeeded"' || true)"
+# Every job ran every second: one whose count grew less than the others'
+# since the first sample (give or take a second) is named.
+behind="$(per_job | awk 'NR == FNR { start[$1] = $2; next }
+  { grown[$1] = $2 - start[$1]; if (grown[$1] > most) most = grown[$1] }
+  END { for (job in grown) if (grown[job] + 2 < most) printf "%s (%d of %d) ", job, grown[job], most }' "$work/jobs0" -)"
+jobs_seen="$(per_job | wc -l)"
 echo "== jobs with succeeded runs: $jobs_seen of $jobs; behind the others: ${behind:-none}" >&2
 echo "== uptime: $(uptime)" >&2
 awk -v jobs="$jobs" -v ok="$ok" -v ok0="$ok0" -v other="$other" -v other0="$other0" -v t0="$t0" \
