@@ -69,7 +69,9 @@ fn lowercase_ulid(text: &str) -> Option<ulid::Ulid> {
 }
 
 fn is_lowercase_hex(text: &str) -> bool {
-    !text.is_empty() && text.len() % 2 == 0 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    !text.is_empty()
+        && text.len().is_multiple_of(2)
+        && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 pub(super) struct Writer(pub(super) Vec<u8>);
