@@ -25,6 +25,11 @@ const BATCH: usize = 500;
 /// deleting them a few seconds' worth at a time keeps each sweep small.
 const BUSY_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A sweep walks every job's index however little it deletes: after one
+/// that took long (many jobs with many runs) the next waits at least this
+/// many times as long, so sweeping keeps at most a tenth of one thread.
+const SWEEP_SPACING: u32 = 10;
+
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -44,11 +49,12 @@ impl Policy {
     }
 
     /// The wait before the next sweep, after one that deleted `deleted`
-    /// runs: [`BUSY_INTERVAL`] (or [`Policy::interval`] if sooner) while
-    /// runs are being deleted, [`Policy::interval`] once none were.
-    pub fn next_interval(&self, deleted: usize) -> Duration {
+    /// runs in `took`: while runs are being deleted [`BUSY_INTERVAL`], or
+    /// [`SWEEP_SPACING`] times `took` if longer, never more than
+    /// [`Policy::interval`]; that interval once none were.
+    pub fn next_interval(&self, deleted: usize, took: Duration) -> Duration {
         if deleted > 0 {
-            BUSY_INTERVAL.min(self.interval())
+            BUSY_INTERVAL.max(took * SWEEP_SPACING).min(self.interval())
         } else {
             self.interval()
         }
@@ -101,11 +107,13 @@ pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: Policy) {
         let mut wait = BUSY_INTERVAL.min(policy.interval());
         loop {
             tokio::time::sleep(wait).await;
+            let began = std::time::Instant::now();
             let deleted = sweep(&store, clock.as_ref(), policy).await;
+            let took = began.elapsed();
             if deleted > 0 {
-                tracing::debug!(deleted, "old runs deleted");
+                tracing::debug!(deleted, took_ms = took.as_millis() as u64, "old runs deleted");
             }
-            wait = policy.next_interval(deleted);
+            wait = policy.next_interval(deleted, took);
         }
     });
 }
@@ -127,20 +135,30 @@ mod tests {
     }
 
     #[test]
-    fn sweeps_come_every_few_seconds_while_they_delete_and_back_off_when_idle() {
+    fn sweeps_come_every_few_seconds_while_they_delete_and_back_off_when_idle_or_long() {
         let capped = Policy {
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs_per_job: 100,
         };
-        assert_eq!(capped.next_interval(0), Duration::from_secs(60));
-        assert_eq!(capped.next_interval(1), BUSY_INTERVAL);
-        assert_eq!(capped.next_interval(12_000), BUSY_INTERVAL);
+        let quick = Duration::from_millis(80);
+        assert_eq!(capped.next_interval(0, quick), Duration::from_secs(60));
+        assert_eq!(capped.next_interval(1, quick), BUSY_INTERVAL);
+        assert_eq!(capped.next_interval(12_000, quick), BUSY_INTERVAL);
+        // A long sweep (many jobs with many runs each) is spaced out.
+        assert_eq!(
+            capped.next_interval(500, Duration::from_secs(2)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            capped.next_interval(500, Duration::from_secs(9)),
+            Duration::from_secs(60)
+        );
         // A retention shorter than that is swept at its own pace.
         let short = Policy {
             retention: Duration::from_secs(8),
             max_runs_per_job: 0,
         };
-        assert_eq!(short.next_interval(5), Duration::from_secs(2));
-        assert_eq!(short.next_interval(0), Duration::from_secs(2));
+        assert_eq!(short.next_interval(5, quick), Duration::from_secs(2));
+        assert_eq!(short.next_interval(0, quick), Duration::from_secs(2));
     }
 }
