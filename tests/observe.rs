@@ -568,3 +568,43 @@ async fn old_and_excess_runs_are_deleted_in_the_background() {
     // The job itself stays and runs on.
     assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
 }
+
+#[tokio::test]
+async fn once_runs_pass_the_cap_they_are_deleted_every_few_seconds_not_once_a_minute() {
+    // The default retention (30 days) alone sweeps once a minute: before,
+    // runs past the cap of an every-second job piled up for a minute
+    // between sweeps, and went in one large batch.
+    let daemon = TestDaemon::start_with(&["--max-runs-per-job", "2"], &[]);
+    daemon
+        .job_with("tick", "noop", json!({"schedule": {"every": "1s"}}))
+        .await;
+    let listed = || async {
+        let runs = daemon.call(Method::GET, "/v1/runs?job=tick&limit=500", None).await.body["runs"].clone();
+        runs.as_array().map_or(0, Vec::len)
+    };
+    // Runs pile up past the cap until a sweep finds them (within the
+    // first minute and a few seconds).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(100);
+    let mut most = 0;
+    loop {
+        let kept = listed().await;
+        most = most.max(kept);
+        if most > 4 && kept <= 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no sweep deleted the runs past the cap"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // From then on the sweeps come every few seconds: the cap and a few
+    // seconds' runs at most, where a minute's would pile up again.
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut most = 0;
+    while tokio::time::Instant::now() < watch_until {
+        most = most.max(listed().await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(most <= 2 + 8, "{most} runs kept within 20 s of a sweep");
+}

@@ -13,7 +13,10 @@
 //! [`cli`] are the command line on top of the HTTP API.
 
 /// Every allocation of the daemon, its tests and benches (see
-/// [`daemon::tune_allocator`]).
+/// [`daemon::tune_allocator`]). The `system-allocator` feature leaves the
+/// system's malloc in place, for heap profilers that wrap it (heaptrack:
+/// see docs/benchmarks.md, "Hostile tenants: memory under sustained load").
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,6 +4,14 @@
 //! oldest finished runs until it is back within it; a bounded batch at a
 //! time on a blocking thread, so the scheduler and the runs never wait for
 //! it.
+//!
+//! While runs keep passing the policy (every-second jobs at their cap) the
+//! sweeps come every few seconds, each deleting a few seconds' worth. sled
+//! 0.34 copies a leaf for every key a batch deletes and frees the old copies
+//! only once the whole batch is applied, so a sweep a minute deleting the
+//! 12,000 runs 200 every-second jobs make in that minute raised the daemon's
+//! RSS by 15-20 MiB at each sweep (docs/benchmarks.md, "Hostile tenants:
+//! memory under sustained load").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +26,18 @@ use crate::tenancy::Tenants;
 /// past its quota for at most about this long.
 pub const QUOTA_CHECK: Duration = Duration::from_secs(1);
 
-/// Runs deleted per batch (one sled batch).
-const BATCH: usize = 2_000;
+/// Runs deleted per batch (one sled batch): the leaves it copies are freed
+/// only after it is applied.
+const BATCH: usize = 500;
+
+/// The wait after a sweep that deleted runs: more are likely due soon, and
+/// deleting them a few seconds' worth at a time keeps each sweep small.
+const BUSY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A sweep walks every job's index however little it deletes: after one
+/// that took long (many jobs with many runs) the next waits at least this
+/// many times as long, so sweeping keeps at most a tenth of one thread.
+const SWEEP_SPACING: u32 = 10;
 
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +55,18 @@ impl Policy {
             return Duration::from_secs(60);
         }
         (self.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// The wait before the next sweep, after one that deleted `deleted`
+    /// runs in `took`: while runs are being deleted [`BUSY_INTERVAL`], or
+    /// [`SWEEP_SPACING`] times `took` if longer, never more than
+    /// [`Policy::interval`]; that interval once none were.
+    pub fn next_interval(&self, deleted: usize, took: Duration) -> Duration {
+        if deleted > 0 {
+            BUSY_INTERVAL.max(took * SWEEP_SPACING).min(self.interval())
+        } else {
+            self.interval()
+        }
     }
 
     fn enabled(&self) -> bool {
@@ -112,20 +142,23 @@ pub async fn trim_to_quotas(store: &Arc<dyn Store>, tenants: &Tenants) -> usize 
     total
 }
 
-/// Sweeps every [`Policy::interval`] (when the policy deletes anything)
-/// and trims tenants to their `run_bytes` quotas every [`QUOTA_CHECK`],
-/// for as long as the runtime lives.
+/// Sweeps for as long as the runtime lives (the first a few seconds after
+/// the start: a restarted daemon may hold a backlog; then after
+/// [`Policy::next_interval`]), and trims tenants to their `run_bytes`
+/// quotas every [`QUOTA_CHECK`].
 pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: Policy, tenants: Arc<Tenants>) {
     tokio::spawn(async move {
-        let mut last_sweep = tokio::time::Instant::now();
+        let mut next_sweep = tokio::time::Instant::now() + BUSY_INTERVAL.min(policy.interval());
         loop {
-            tokio::time::sleep(QUOTA_CHECK.min(policy.interval())).await;
-            if policy.enabled() && last_sweep.elapsed() >= policy.interval() {
-                last_sweep = tokio::time::Instant::now();
+            tokio::time::sleep(QUOTA_CHECK).await;
+            if policy.enabled() && tokio::time::Instant::now() >= next_sweep {
+                let began = std::time::Instant::now();
                 let deleted = sweep(&store, clock.as_ref(), policy).await;
+                let took = began.elapsed();
                 if deleted > 0 {
-                    tracing::info!(deleted, "old runs deleted");
+                    tracing::debug!(deleted, took_ms = took.as_millis() as u64, "old runs deleted");
                 }
+                next_sweep = tokio::time::Instant::now() + policy.next_interval(deleted, took);
             }
             let trimmed = trim_to_quotas(&store, &tenants).await;
             if trimmed > 0 {
@@ -192,5 +225,33 @@ mod tests {
         assert!(before("t") <= 2_000 && before("t") > 0, "{}", before("t"));
         assert_eq!((before("u"), before("v")), (untouched, unlimited));
         assert_eq!(trim_to_quotas(&store, &tenants).await, 0);
+    }
+
+    #[test]
+    fn sweeps_come_every_few_seconds_while_they_delete_and_back_off_when_idle_or_long() {
+        let capped = Policy {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_runs_per_job: 100,
+        };
+        let quick = Duration::from_millis(80);
+        assert_eq!(capped.next_interval(0, quick), Duration::from_secs(60));
+        assert_eq!(capped.next_interval(1, quick), BUSY_INTERVAL);
+        assert_eq!(capped.next_interval(12_000, quick), BUSY_INTERVAL);
+        // A long sweep (many jobs with many runs each) is spaced out.
+        assert_eq!(
+            capped.next_interval(500, Duration::from_secs(2)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            capped.next_interval(500, Duration::from_secs(9)),
+            Duration::from_secs(60)
+        );
+        // A retention shorter than that is swept at its own pace.
+        let short = Policy {
+            retention: Duration::from_secs(8),
+            max_runs_per_job: 0,
+        };
+        assert_eq!(short.next_interval(5, quick), Duration::from_secs(2));
+        assert_eq!(short.next_interval(0, quick), Duration::from_secs(2));
     }
 }

@@ -204,9 +204,20 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
     from_json(bytes).map_err(|message| corrupt(key, message))
 }
 
-/// A run record (see `run_codec`).
+/// A run record under its key `R tenant \0 id` (see `run_codec`: the
+/// record leaves the tenant and id to its key).
 fn decode_run(key: &[u8], bytes: &[u8]) -> StoreResult<Run> {
-    run_codec::decode(bytes).map_err(|message| corrupt(key, message))
+    let (tenant, id) = key
+        .get(1..)
+        .and_then(|rest| {
+            let split = rest.iter().position(|byte| *byte == 0)?;
+            Some((
+                std::str::from_utf8(&rest[..split]).ok()?,
+                std::str::from_utf8(&rest[split + 1..]).ok()?,
+            ))
+        })
+        .ok_or_else(|| corrupt(key, "the key is not `R tenant NUL id`".to_string()))?;
+    run_codec::decode(bytes, tenant, id).map_err(|message| corrupt(key, message))
 }
 
 fn last_part(key: &[u8]) -> &[u8] {
