@@ -201,8 +201,9 @@ proptest! {
 
     #[test]
     fn damaged_run_records_decode_or_fail(damages in prop::collection::vec(damage(), 1..4)) {
-        let bytes = damaged(run_codec::encode(&a_run()), &damages);
-        let _ = run_codec::decode(&bytes);
+        let run = a_run();
+        let bytes = damaged(run_codec::encode(&run), &damages);
+        let _ = run_codec::decode(&bytes, &run.tenant, &run.id);
     }
 
     #[test]
@@ -210,6 +211,6 @@ proptest! {
         let _ = job_codec::decode(&bytes);
         let _ = job_codec::stamp(&bytes);
         let _ = job_codec::hooks(&bytes);
-        let _ = run_codec::decode(&bytes);
+        let _ = run_codec::decode(&bytes, "acme", "01kbgz8m7yq3d5v2c8n6r4t1wx");
     }
 }

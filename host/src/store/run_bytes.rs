@@ -169,7 +169,7 @@ mod tests {
         let record = run_codec::encode(&finished);
         assert_eq!(charge(&finished), record.len() as u64 + 700 + 2048);
         // What retention takes away is what the writes added.
-        let decoded = run_codec::decode(&record).unwrap();
+        let decoded = run_codec::decode(&record, &finished.tenant, &finished.id).unwrap();
         assert_eq!(
             charge(&decoded),
             before + (charge(&finished) - queued_charge(&finished))
