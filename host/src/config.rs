@@ -49,6 +49,11 @@ pub const DEFAULT_UNAUTHENTICATED_RATE: f64 = 20.0;
 /// Requests without a valid token an address may make at once before the
 /// rate applies, by default.
 pub const DEFAULT_UNAUTHENTICATED_BURST: u32 = 200;
+/// Free bytes the data volume must have again before failing storage is
+/// reopened (`storage_min_free`): room for sled's log segments (512 KiB
+/// each) to grow for a while, so a daemon restarted into a volume with a
+/// few kilobytes free does not fail again at once.
+pub const DEFAULT_STORAGE_MIN_FREE: u64 = 64 << 20;
 
 /// The daemon's settings.
 #[derive(Debug, Clone)]
@@ -110,6 +115,9 @@ pub struct Config {
     /// Instances the pooling allocator keeps slots for (None: two per
     /// concurrent run; 0: no pool). Runs beyond them get on-demand instances.
     pub pool_size: Option<u32>,
+    /// Bytes that must be available on the data volume again before a
+    /// daemon whose storage failed restarts to reopen it.
+    pub storage_min_free: u64,
     /// The HTTP server's limits on connections and slow clients.
     pub http: HttpLimits,
 }
@@ -221,6 +229,7 @@ impl Default for Config {
             db_cache: DEFAULT_DB_CACHE,
             pool_size: None,
             http: HttpLimits::default(),
+            storage_min_free: DEFAULT_STORAGE_MIN_FREE,
         }
     }
 }
@@ -321,6 +330,8 @@ pub struct ConfigFile {
     pub unauthenticated_rate: Option<NumberOrText>,
     /// `unauthenticated_burst = 200`.
     pub unauthenticated_burst: Option<u32>,
+    /// `storage_min_free = "64MiB"`.
+    pub storage_min_free: Option<NumberOrText>,
 }
 
 /// Settings given on the command line or in the environment (strongest).
@@ -405,6 +416,9 @@ pub struct ConfigArgs {
     /// Requests without a valid token an address may make at once before the rate applies (default 200).
     #[arg(long, env = "SANDCRON_UNAUTHENTICATED_BURST")]
     pub unauthenticated_burst: Option<u32>,
+    /// Bytes the data volume must have free again before a daemon whose storage failed (a full disk) restarts to reopen it (default "64MiB").
+    #[arg(long, env = "SANDCRON_STORAGE_MIN_FREE")]
+    pub storage_min_free: Option<String>,
 }
 
 /// A setting that could not be read.
@@ -559,6 +573,14 @@ impl ConfigArgs {
             }
         }
         config.pool_size = self.pool_size.or(file.pool_size);
+        let storage_min_free = self
+            .storage_min_free
+            .clone()
+            .map(NumberOrText::Text)
+            .or(file.storage_min_free);
+        if let Some(value) = storage_min_free {
+            config.storage_min_free = value.to_size().map_err(invalid("storage_min_free"))?;
+        }
         if let Some(ranges) = self.http_allow_private.clone().or(file.http_allow_private) {
             config.http_allow_private = ranges
                 .iter()
@@ -738,6 +760,29 @@ mod tests {
             }) => assert!(message.contains("1m"), "{message}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn storage_min_free_reads_a_size_from_a_flag_or_the_file() {
+        let with = |text: &str| {
+            ConfigArgs {
+                storage_min_free: Some(text.to_string()),
+                ..ConfigArgs::default()
+            }
+            .resolve()
+        };
+        assert_eq!(Config::default().storage_min_free, DEFAULT_STORAGE_MIN_FREE);
+        assert_eq!(with("16MiB").unwrap().storage_min_free, 16 << 20);
+        assert_eq!(with("0").unwrap().storage_min_free, 0);
+        assert!(matches!(
+            with("plenty"),
+            Err(ConfigError::Invalid {
+                key: "storage_min_free",
+                ..
+            })
+        ));
+        let file: ConfigFile = toml::from_str(r#"storage_min_free = "1GiB""#).unwrap();
+        assert_eq!(file.storage_min_free.unwrap().to_size().unwrap(), 1 << 30);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `sandcron serve`: opens the data directory, wires store -> plugins ->
 //! scheduler -> executor -> API, recovers unfinished runs and serves until
-//! SIGINT/SIGTERM.
+//! SIGINT/SIGTERM, or until storage that failed (a full disk) can take
+//! writes again: then it exits with [`STORAGE_RECOVERED_EXIT_CODE`] for its
+//! supervisor to start it again, since sled only recovers by reopening.
 
 use std::sync::Arc;
 
@@ -22,7 +24,8 @@ use crate::retention;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::Scheduler;
 use crate::server;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::health::StorageHealth;
+use crate::store::{SledStore, Store, StoreError, WatchedStore, watchdog};
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
 
@@ -30,10 +33,19 @@ use crate::vault::Vault;
 /// instances being torn down while new ones start.
 const POOL_SLOTS_PER_RUN: u32 = 2;
 
+/// The exit code of a daemon whose storage failed (a full disk, an I/O
+/// error) and can take writes again: sled stays failed after an I/O error
+/// until the database is reopened, so the daemon exits for its supervisor
+/// (systemd `Restart=on-failure`) to start it again; the restart reopens the
+/// database and recovers its log. 75 is `EX_TEMPFAIL`: try again.
+pub const STORAGE_RECOVERED_EXIT_CODE: u8 = 75;
+
 /// The parts of a running daemon, before it listens.
 pub struct Daemon {
     /// The storage.
     pub store: Arc<dyn Store>,
+    /// Whether the storage works (shown by `/healthz` and the metrics).
+    pub storage: Arc<StorageHealth>,
     /// Sends webhooks.
     pub notifier: Arc<Notifier>,
     /// Sends tenants' digests.
@@ -72,14 +84,16 @@ impl Daemon {
     pub fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Daemon> {
         crate::permissions::create_private_dir(&config.data_dir)
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        let storage = Arc::new(StorageHealth::new());
         let store: Arc<dyn Store> =
             match SledStore::open_with(&config.database_path(), config.flush_interval, config.db_cache) {
-                Ok(store) => Arc::new(store),
+                Ok(store) => Arc::new(WatchedStore::new(store, storage.clone())),
                 Err(StoreError::Locked(message)) => anyhow::bail!("{message}"),
                 Err(error) => return Err(error).context("opening the database"),
             };
         let sandbox = Arc::new(sandbox_for(config)?);
         let metrics = Arc::new(Metrics::new());
+        metrics.watch_storage(storage.clone(), config.data_dir.clone());
         let plugins = Arc::new(Plugins::new(
             store.clone(),
             sandbox.clone(),
@@ -134,6 +148,7 @@ impl Daemon {
         let scheduler = Scheduler::new(store.clone(), executor.clone(), clock, config.fire_ahead);
         Ok(Daemon {
             store,
+            storage,
             digests,
             notifier,
             metrics,
@@ -152,24 +167,34 @@ impl Daemon {
     pub async fn start(&self) -> anyhow::Result<()> {
         // Recovery records outcomes through the recorder.
         self.executor.start_recording().context("starting the run recorder")?;
-        self.executor.recover().await.context("recovering unfinished runs")?;
-        self.scheduler
-            .take_back_recorded_ahead()
-            .await
+        tolerate_failing_storage(self.executor.recover().await).context("recovering unfinished runs")?;
+        tolerate_failing_storage(self.scheduler.take_back_recorded_ahead().await)
             .context("planning fires recorded ahead again")?;
         self.notifier.clone().start(&self.events);
         self.digests.clone().start();
         self.executor.start();
         self.scheduler.start();
-        let fired = self
-            .scheduler
-            .fire_run_at_start_jobs()
-            .await
+        let fired = tolerate_failing_storage(self.scheduler.fire_run_at_start_jobs().await)
             .context("firing run_at_start jobs")?;
         if fired > 0 {
             tracing::info!(runs = fired, "queued run_at_start jobs");
         }
         Ok(())
+    }
+}
+
+/// A start-up step that failed because the storage is failing (a daemon
+/// started on a full disk) does not stop the start: the daemon serves reads
+/// and `/healthz` 503 meanwhile, and restarts once the volume can take
+/// writes, when the step is done again. Exiting instead would have the
+/// supervisor restart it in a tight loop for as long as the disk is full.
+fn tolerate_failing_storage<T: Default>(step: Result<T, StoreError>) -> Result<T, StoreError> {
+    match step {
+        Err(error) if error.fault().is_some() => {
+            tracing::debug!(%error, "a start-up step is left for the restart after the storage recovers");
+            Ok(T::default())
+        }
+        other => other,
     }
 }
 
@@ -211,7 +236,9 @@ pub fn tune_allocator() {
     }
 }
 
-/// Runs the daemon until a shutdown signal.
+/// Runs the daemon until a shutdown signal, or until failed storage can
+/// take writes again: then the process exits with
+/// [`STORAGE_RECOVERED_EXIT_CODE`].
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Before anything is created: the database's files must be the
     // daemon user's alone, like the directory holding them.
@@ -236,6 +263,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(data_dir = %config.data_dir.display(), "listening on http://{address}");
     let (store, executor, scheduler) = (daemon.store.clone(), daemon.executor.clone(), daemon.scheduler.clone());
+    let recovered = watchdog::recovered(daemon.storage.clone(), config.data_dir.clone(), config.storage_min_free);
     let grace = config.shutdown_grace;
     let mut limits = config.http.clone();
     limits.max_connections = server::fit_connection_cap(limits.max_connections);
@@ -258,10 +286,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             executor.shutdown(grace).await;
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;
         }
+        () = recovered => {
+            // Nothing can be written before the database is reopened, so
+            // running runs are not waited for: their outcomes could not be
+            // recorded, and the restart finds them queued or running as the
+            // disk last saw them and handles them like after a crash.
+            scheduler.stop();
+            stop.notify_one();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;
+            tracing::warn!(
+                exit_code = STORAGE_RECOVERED_EXIT_CODE,
+                "exiting so the supervisor restarts the daemon and the database is reopened"
+            );
+            exit_keeping_the_store(STORAGE_RECOVERED_EXIT_CODE);
+        }
     }
-    store.flush().context("flushing the database at shutdown")?;
+    if let Err(error) = store.flush() {
+        if error.fault().is_some() {
+            tracing::error!(%error, "stopped without flushing: the storage is failing; the next start recovers what was flushed");
+            exit_keeping_the_store(1);
+        }
+        return Err(error).context("flushing the database at shutdown");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Ends the process without dropping the store: sled flushes when its
+/// last handle goes, and after an I/O error such a flush may never return
+/// (see the store's `Broken`). The kernel releases the database's lock
+/// and files; the next start replays sled's log.
+fn exit_keeping_the_store(code: u8) -> ! {
+    std::process::exit(i32::from(code))
 }
 
 async fn shutdown_signal() {
@@ -288,6 +344,19 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_start_up_step_failed_by_failing_storage_is_left_for_the_restart_and_others_stop_the_start() {
+        let full: Result<usize, StoreError> = Err(StoreError::NoSpace("no space left on the data volume".into()));
+        assert_eq!(super::tolerate_failing_storage(full).unwrap(), 0);
+        let broken: Result<usize, StoreError> = Err(StoreError::Unavailable("an I/O error".into()));
+        assert_eq!(super::tolerate_failing_storage(broken).unwrap(), 0);
+        let bug: Result<usize, StoreError> = Err(StoreError::Backend("a bug".into()));
+        assert!(super::tolerate_failing_storage(bug).is_err());
+        assert_eq!(super::tolerate_failing_storage(Ok(3)).unwrap(), 3);
+    }
+
     #[test]
     fn the_allocator_purges_freed_memory_at_once_and_threads_keep_no_full_pages() {
         // SAFETY: reading a mimalloc option has no effect on allocations.

@@ -14,6 +14,7 @@ use prometheus::{
 };
 
 use crate::model::{Run, RunStatus};
+use crate::store::health::{Fault, StorageHealth};
 
 /// Every metric sandcron exports.
 pub struct Metrics {
@@ -220,6 +221,14 @@ impl Metrics {
         self.unauthenticated_limited.inc();
     }
 
+    /// Exports the storage's health: `sandcron_storage_healthy`,
+    /// `sandcron_storage_errors_total{kind}` and the bytes available on
+    /// the volume of `data_dir`, `sandcron_storage_available_bytes`, all
+    /// read when scraped. Called once.
+    pub fn watch_storage(&self, health: Arc<StorageHealth>, data_dir: std::path::PathBuf) {
+        register(&self.registry, StorageGauges::new(health, data_dir));
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
@@ -339,6 +348,106 @@ impl Collector for RunCounts {
     }
 }
 
+/// The storage's health as metrics, read from the [`StorageHealth`] (and
+/// the data volume) at each scrape.
+#[derive(Clone)]
+struct StorageGauges {
+    health: Arc<StorageHealth>,
+    data_dir: std::path::PathBuf,
+    healthy: Desc,
+    errors: Desc,
+    available: Desc,
+}
+
+impl StorageGauges {
+    fn new(health: Arc<StorageHealth>, data_dir: std::path::PathBuf) -> StorageGauges {
+        let desc = |name: &str, help: &str, labels: &[&str]| {
+            Desc::new(
+                name.into(),
+                help.into(),
+                labels.iter().map(|label| label.to_string()).collect(),
+                HashMap::new(),
+            )
+            .expect("a valid descriptor")
+        };
+        StorageGauges {
+            health,
+            data_dir,
+            healthy: desc(
+                "sandcron_storage_healthy",
+                "1 while the storage takes writes; 0 once a write failed (a full volume, an I/O error) until the daemon restarts into working storage.",
+                &[],
+            ),
+            errors: desc(
+                "sandcron_storage_errors_total",
+                "Store operations that failed because the storage failed (writes refused while it fails included), by kind (no_space, io).",
+                &["kind"],
+            ),
+            available: desc(
+                "sandcron_storage_available_bytes",
+                "Bytes still available on the data volume.",
+                &[],
+            ),
+        }
+    }
+}
+
+/// One family of one sample.
+fn family(desc: &Desc, kind: MetricType, samples: Vec<Metric>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(desc.fq_name.clone());
+    family.set_help(desc.help.clone());
+    family.set_field_type(kind);
+    family.set_metric(samples);
+    family
+}
+
+/// A gauge sample.
+fn gauge_sample(value: f64) -> Metric {
+    let mut gauge = prometheus::proto::Gauge::default();
+    gauge.set_value(value);
+    let mut metric = Metric::default();
+    metric.set_gauge(gauge);
+    metric
+}
+
+impl Collector for StorageGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.healthy, &self.errors, &self.available]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snapshot = self.health.snapshot();
+        let healthy = if snapshot.healthy() { 1.0 } else { 0.0 };
+        let errors = [Fault::NoSpace, Fault::Io]
+            .into_iter()
+            .map(|fault| {
+                let mut counter = Counter::default();
+                counter.set_value(snapshot.errors[fault as usize] as f64);
+                let mut pair = LabelPair::default();
+                pair.set_name("kind".to_string());
+                pair.set_value(fault.as_str().to_string());
+                let mut metric = Metric::default();
+                metric.set_label(vec![pair]);
+                metric.set_counter(counter);
+                metric
+            })
+            .collect();
+        let mut families = vec![
+            family(&self.healthy, MetricType::GAUGE, vec![gauge_sample(healthy)]),
+            family(&self.errors, MetricType::COUNTER, errors),
+        ];
+        if let Ok(bytes) = crate::store::watchdog::available_bytes(&self.data_dir) {
+            families.push(family(
+                &self.available,
+                MetricType::GAUGE,
+                vec![gauge_sample(bytes as f64)],
+            ));
+        }
+        families
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
@@ -409,5 +518,30 @@ mod tests {
         assert!(!text.contains(r#"job="nightly",status="failed""#), "{text}");
         assert!(text.contains(r#"sandcron_runs_total{job="nightly",status="succeeded",tenant="other"} 1"#));
         assert!(text.contains(r#"sandcron_runs_total{job="once",status="cancelled",tenant="acme"} 1"#));
+    }
+
+    #[test]
+    fn storage_health_shows_as_a_gauge_a_counter_by_kind_and_the_room_left() {
+        let metrics = Metrics::new();
+        let health = Arc::new(StorageHealth::new());
+        let dir = tempfile::tempdir().unwrap();
+        metrics.watch_storage(health.clone(), dir.path().to_path_buf());
+        let text = metrics.render();
+        assert!(text.contains("# TYPE sandcron_storage_healthy gauge"), "{text}");
+        assert!(text.contains("sandcron_storage_healthy 1"), "{text}");
+        assert!(
+            text.contains(r#"sandcron_storage_errors_total{kind="no_space"} 0"#),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE sandcron_storage_available_bytes gauge"), "{text}");
+        health.failed(Fault::NoSpace, "no space left on the data volume");
+        health.failed(Fault::NoSpace, "no space left on the data volume");
+        let text = metrics.render();
+        assert!(text.contains("sandcron_storage_healthy 0"), "{text}");
+        assert!(
+            text.contains(r#"sandcron_storage_errors_total{kind="no_space"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"sandcron_storage_errors_total{kind="io"} 0"#), "{text}");
     }
 }

@@ -93,6 +93,11 @@ pub async fn sweep(store: &Arc<dyn Store>, clock: &dyn Clock, policy: Policy) ->
                     return total;
                 }
             }
+            // Failing storage is logged once where it is noticed.
+            Ok(Err(error)) if error.fault().is_some() => {
+                tracing::debug!(%error, "pruning old runs refused; trying again later");
+                return total;
+            }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "pruning old runs failed; trying again later");
                 return total;

@@ -102,12 +102,18 @@ impl TestDaemon {
 
     /// Starts a daemon with extra `serve` flags and environment.
     pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> TestDaemon {
+        TestDaemon::start_in(tempfile::tempdir().expect("a temp dir"), args, envs)
+    }
+
+    /// Starts a daemon on a data directory of the test's (a small volume
+    /// mounted there), with extra `serve` flags and environment.
+    pub fn start_in(data_dir: tempfile::TempDir, args: &[&str], envs: &[(&str, &str)]) -> TestDaemon {
         let mut daemon = TestDaemon {
             child: None,
             reader: None,
             url: String::new(),
             token: String::new(),
-            data_dir: tempfile::tempdir().expect("a temp dir"),
+            data_dir,
             args: args.iter().map(|arg| arg.to_string()).collect(),
             envs: envs
                 .iter()
@@ -164,6 +170,26 @@ impl TestDaemon {
             let _ = reader.join();
         }
         status
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself; its exit
+    /// status, or None if it is still running.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("the daemon was started");
+            if let Some(status) = child.try_wait().expect("polling the daemon") {
+                self.child = None;
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Starts the daemon again on the same data directory after a stop.

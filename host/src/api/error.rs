@@ -12,6 +12,7 @@ use crate::plugin::PluginError;
 use crate::sandbox::ComponentError;
 use crate::schedule::ScheduleError;
 use crate::store::StoreError;
+use crate::store::health::Fault;
 
 /// An API error: status, stable code, human message.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub struct ApiError {
     message: String,
     close_connection: bool,
     retry_after: Option<u64>,
+    /// Fields the body carries beside `error` (a health report's details).
+    details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -32,7 +35,22 @@ impl ApiError {
             message: message.into(),
             close_connection: false,
             retry_after: None,
+            details: serde_json::Map::new(),
         }
+    }
+
+    /// 503 for `/healthz` while the storage fails, with the code a write
+    /// gets meanwhile (`insufficient_storage` for a full volume,
+    /// `storage_unavailable` for another I/O failure) and `details` (an
+    /// object) beside the error: load balancers take the daemon out of
+    /// rotation for writes, people read why.
+    pub fn storage_unhealthy(fault: Fault, message: impl Into<String>, details: serde_json::Value) -> ApiError {
+        let code = ApiError::from(fault.error(String::new())).code;
+        let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        if let serde_json::Value::Object(details) = details {
+            error.details = details;
+        }
+        error
     }
 
     /// Asks the client to close the connection after this answer: the
@@ -127,7 +145,11 @@ impl ApiError {
     }
 
     fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let serde_json::Value::Object(fields) = &mut body {
+            fields.extend(self.details.clone());
+        }
+        body
     }
 
     /// The status.
@@ -141,9 +163,15 @@ impl ApiError {
     }
 }
 
+/// The codes of writes refused because the storage is failing: the failure
+/// is logged once when it starts (see `store::health`), not per request.
+const STORAGE_FAILING_CODES: [&str; 2] = ["insufficient_storage", "storage_unavailable"];
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if STORAGE_FAILING_CODES.contains(&self.code) {
+            tracing::debug!(code = self.code, message = %self.message, "request refused: storage is failing");
+        } else if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
         let mut response = (self.status, Json(self.body())).into_response();
@@ -169,6 +197,20 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()),
             StoreError::TenantExists { .. } => ApiError::new(StatusCode::CONFLICT, "tenant_exists", error.to_string()),
             StoreError::QuotaExceeded(_) => ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", error.to_string()),
+            // The data volume is full (or its quota used up): 507, so a
+            // client can tell it from a bug and retry once there is room.
+            StoreError::NoSpace(_) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                error.to_string(),
+            ),
+            // Any other I/O failure of the data volume: temporary as far as
+            // the client is concerned.
+            StoreError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                error.to_string(),
+            ),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", error.to_string()),
         }
     }
@@ -216,6 +258,10 @@ impl From<PluginError> for ApiError {
             PluginError::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "plugin_version_not_found"),
             PluginError::InUse { .. } => (StatusCode::CONFLICT, "plugin_in_use"),
             PluginError::Store(StoreError::QuotaExceeded(_)) => (StatusCode::FORBIDDEN, "quota_exceeded"),
+            PluginError::Store(store @ (StoreError::NoSpace(_) | StoreError::Unavailable(_))) => {
+                let store = ApiError::from(store.clone());
+                (store.status, store.code)
+            }
             PluginError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             PluginError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         };
@@ -259,5 +305,45 @@ mod tests {
                 .unwrap()
                 .contains("http_max_connections")
         );
+    }
+
+    #[test]
+    fn a_full_volume_is_507_and_another_io_failure_503_whatever_carried_them() {
+        let full = || StoreError::NoSpace("no space left on the data volume".into());
+        let broken = || StoreError::Unavailable("an I/O error on the data volume".into());
+        for error in [
+            ApiError::from(full()),
+            ApiError::from(ExecError::Store(full())),
+            ApiError::from(PluginError::Store(full())),
+        ] {
+            assert_eq!(error.status(), StatusCode::INSUFFICIENT_STORAGE);
+            assert_eq!(error.code(), "insufficient_storage");
+        }
+        for error in [
+            ApiError::from(broken()),
+            ApiError::from(ExecError::Store(broken())),
+            ApiError::from(PluginError::Store(broken())),
+        ] {
+            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(error.code(), "storage_unavailable");
+        }
+        let bug = ApiError::from(StoreError::Backend("a bug".into()));
+        assert_eq!(
+            (bug.status(), bug.code()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
+        );
+    }
+
+    #[test]
+    fn unhealthy_storage_is_503_with_the_writes_code_and_its_details_beside_the_error() {
+        let full = ApiError::storage_unhealthy(Fault::NoSpace, "full", serde_json::json!({"status": "failing"}));
+        assert_eq!(
+            (full.status(), full.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "insufficient_storage")
+        );
+        let broken = ApiError::storage_unhealthy(Fault::Io, "eio", serde_json::json!({}));
+        assert_eq!(broken.code(), "storage_unavailable");
+        let response = full.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -32,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::plugin::Plugins;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
+use crate::store::health::{Condition, StorageHealth};
 use crate::tenancy::Tenants;
 use crate::throttle::AddressBudgets;
 use crate::vault::Vault;
@@ -46,6 +47,7 @@ pub struct AppState {
 
 struct Shared {
     store: Arc<dyn Store>,
+    storage: Arc<StorageHealth>,
     digests: Arc<Digests>,
     metrics: Arc<Metrics>,
     events: Arc<EventBus>,
@@ -67,6 +69,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Shared {
                 store: daemon.store,
+                storage: daemon.storage,
                 digests: daemon.digests,
                 metrics: daemon.metrics,
                 events: daemon.events,
@@ -92,6 +95,10 @@ impl AppState {
 
     fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    fn storage(&self) -> &StorageHealth {
+        &self.inner.storage
     }
 
     fn digests(&self) -> &Digests {
@@ -237,15 +244,61 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
 }
 
+/// `GET /healthz`: 200 while the daemon can take writes; 503 once its
+/// storage failed (a full disk, an I/O error), saying why and since when,
+/// with the error code writes get meanwhile.
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "meta",
-    responses((status = 200, description = "alive", body = Object)),
+    responses(
+        (status = 200, description = "alive, and the storage takes writes", body = Object),
+        (status = 503, description = "the storage is failing: `storage` says why; writes are refused until the daemon restarts into working storage", body = Object),
+    ),
     security(())
 )]
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+async fn healthz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    use serde_json::json;
+    let version = env!("CARGO_PKG_VERSION");
+    let snapshot = state.storage().snapshot();
+    let (failure, recovered_at) = match &snapshot.condition {
+        Condition::Healthy => {
+            return Ok(axum::Json(
+                json!({"status": "ok", "version": version, "storage": {"state": "ok"}}),
+            ));
+        }
+        Condition::Failing(failure) => (failure, None),
+        Condition::Recovered { failure, at } => (failure, Some(at)),
+    };
+    let errors = json!({"no_space": snapshot.errors[0], "io": snapshot.errors[1]});
+    let mut storage = json!({
+        "state": if recovered_at.is_some() { "recovered" } else { "failing" },
+        "fault": failure.fault.as_str(),
+        "reason": failure.reason,
+        "since": failure.since,
+        "errors": errors,
+    });
+    let message = match recovered_at {
+        None => format!(
+            "storage is failing since {}: {}; writes are refused until it can take them again",
+            failure.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            failure.reason
+        ),
+        Some(at) => {
+            storage["recovered_at"] = json!(at);
+            "storage can take writes again; the daemon is restarting to reopen the database".to_string()
+        }
+    };
+    let status = if recovered_at.is_some() {
+        "restarting"
+    } else {
+        "failing"
+    };
+    Err(ApiError::storage_unhealthy(
+        failure.fault,
+        message,
+        json!({"status": status, "version": version, "storage": storage}),
+    ))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -43,6 +43,14 @@ pub enum Refusals {
     /// `queued_runs` quota (`queue_full`).
     #[response(status = 429)]
     RateLimited(#[to_schema] ErrorBody),
+    /// `storage_unavailable`: the data volume failed with an I/O error;
+    /// writes are refused until the daemon restarts into working storage.
+    #[response(status = 503)]
+    StorageUnavailable(#[to_schema] ErrorBody),
+    /// `insufficient_storage`: the data volume is full; writes are refused
+    /// until there is room again and the daemon has restarted.
+    #[response(status = 507)]
+    InsufficientStorage(#[to_schema] ErrorBody),
 }
 
 struct BearerAuth;

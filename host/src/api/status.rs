@@ -47,6 +47,11 @@ pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Re
         .collect();
     Ok(Json(json!({
         "scheduler": if state.scheduler().is_paused() { "paused" } else { "running" },
+        "storage": match state.storage().snapshot().condition {
+            crate::store::health::Condition::Healthy => "ok",
+            crate::store::health::Condition::Failing(_) => "failing",
+            crate::store::health::Condition::Recovered { .. } => "recovered",
+        },
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": state.inner.started_at,
         "running_runs": state.executor().running_of(scope),

@@ -76,7 +76,7 @@ struct Outcome {
     output: Vec<u8>,
     log: Vec<u8>,
     next: Option<Run>,
-    written: oneshot::Sender<Result<(), String>>,
+    written: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// Hands marks and outcomes to the writing thread.
@@ -173,7 +173,7 @@ impl Recorder {
         }));
         let gone = || StoreError::Backend("the run recorder has stopped".into());
         self.sender.send(entry).map_err(|_| gone())?;
-        done.await.map_err(|_| gone())?.map_err(StoreError::Backend)
+        done.await.map_err(|_| gone())?
     }
 }
 
@@ -276,7 +276,7 @@ impl Writer {
                 next: outcome.next.as_ref(),
             }))
             .collect();
-        let result = self.store.write_runs(&writes).map_err(|error| error.to_string());
+        let result = self.store.write_runs(&writes);
         drop(writes);
         if let Err(error) = &result
             && !marked.is_empty()

@@ -12,6 +12,7 @@
 //! other tenant waits for it.
 
 pub mod policy;
+mod streak;
 #[cfg(test)]
 mod tests;
 
@@ -73,8 +74,9 @@ fn take_back(job: &mut Job, withdrawn: &[Run]) {
 
 /// What a due entry comes to.
 enum Planned {
-    /// Record this fire.
-    Fire(Box<Fire>),
+    /// Record this fire, which skips this many fires (logged once it is
+    /// recorded: a pass that cannot write plans the same skips again).
+    Fire(Box<Fire>, u64),
     /// A fire ahead of its instant, left for a pass at its instant.
     AtItsInstant,
     /// The entry was stale and is gone from the index.
@@ -195,12 +197,19 @@ impl Scheduler {
     }
 
     async fn run_loop(self: Arc<Self>) {
+        let mut failures = streak::FailureStreak::default();
         while !self.stopping.load(Ordering::SeqCst) {
             if self.is_paused() {
                 self.wake.notified().await;
                 continue;
             }
-            match self.pass().await {
+            let passed = self.pass().await;
+            if passed.is_ok()
+                && let Some(count) = failures.succeeded()
+            {
+                tracing::info!(failures = count, "scheduler passes succeed again");
+            }
+            match passed {
                 Ok(Some(next)) => {
                     if self.clock.now() >= next {
                         continue;
@@ -212,7 +221,16 @@ impl Scheduler {
                 }
                 Ok(None) => self.wake.notified().await,
                 Err(error) => {
-                    tracing::error!(%error, "scheduler pass failed; retrying in 1s");
+                    match failures.failed(&error.to_string(), std::time::Instant::now()) {
+                        Some(streak::Report::New) => tracing::error!(
+                            %error,
+                            "scheduler pass failed; retrying every second (the same failure is logged again once a minute)"
+                        ),
+                        Some(streak::Report::Again { failures }) => {
+                            tracing::error!(%error, failures, "scheduler passes still failing")
+                        }
+                        None => {}
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -232,18 +250,23 @@ impl Scheduler {
         let due = self.store.due_jobs(horizon, PASS_SIZE)?;
         let mut fires = Vec::with_capacity(due.len());
         let mut entries = Vec::with_capacity(due.len());
+        // Per fire: its job, the fires it skips and the job's total.
+        let mut skips = Vec::with_capacity(due.len());
         // The earliest fire held back until its instant.
         let mut held: Option<DateTime<Utc>> = None;
         // Held until the pass's runs are in the queue.
         let mut places = self.executor.places();
         for entry in &due {
             match self.plan(entry, now, &mut places) {
-                Ok(Planned::Fire(fire)) => {
+                Ok(Planned::Fire(fire, skipped)) => {
+                    skips.push((fire.job.id.clone(), skipped, fire.job.skipped_fires));
                     fires.push(*fire);
                     entries.push(entry);
                 }
                 Ok(Planned::AtItsInstant) => held = Some(held.map_or(entry.at, |held| held.min(entry.at))),
                 Ok(Planned::Stale) => {}
+                // Failing storage says nothing about the job: keep it.
+                Err(error) if error.fault().is_some() => return Err(error),
                 Err(error) => self.drop_entry(entry, &error)?,
             }
         }
@@ -255,16 +278,23 @@ impl Scheduler {
                 .await
                 .map_err(|error| StoreError::Backend(format!("recording fires failed: {error}")))??;
             let mut runs = Vec::new();
-            for (outcome, entry) in outcomes.into_iter().zip(entries) {
+            let mut skipped_fires = Vec::new();
+            for ((outcome, entry), skip) in outcomes.into_iter().zip(entries).zip(skips) {
                 match outcome {
                     // Runs recorded by an earlier life of this fire are left out.
-                    Ok(inserted) => runs.extend(inserted),
+                    Ok(inserted) => {
+                        runs.extend(inserted);
+                        skipped_fires.push(skip);
+                    }
                     // The job changed under us; the next pass sees the new one.
                     Err(StoreError::Conflict(reason)) => tracing::debug!(%reason, "fire planned again"),
                     Err(error) => self.drop_entry(entry, &error)?,
                 }
             }
             self.store.flush_async().await?;
+            for (job_id, skipped, total) in skipped_fires.into_iter().filter(|(_, skipped, _)| *skipped > 0) {
+                tracing::info!(%job_id, skipped, total, "fires skipped");
+            }
             self.executor.queued(runs);
             // Next fires just written may fall inside the window: look again.
             return Ok(Some(now));
@@ -414,10 +444,7 @@ impl Scheduler {
             (_, next) => next,
         };
         job.skipped_fires += skipped;
-        if skipped > 0 {
-            tracing::info!(job_id = %job.id, skipped, total = job.skipped_fires, "fires skipped");
-        }
-        Ok(Planned::Fire(Box::new(Fire { job, runs })))
+        Ok(Planned::Fire(Box::new(Fire { job, runs }), skipped))
     }
 
     fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>) -> Run {

@@ -50,8 +50,9 @@ struct State {
     scheduled: bool,
     /// When the last flush started.
     last_started: Option<Instant>,
-    /// The last failed flush: the tickets it covered fail with its message.
-    failure: Option<(u64, String)>,
+    /// The last failed flush: the tickets it covered fail with its error
+    /// (its kind kept: a full volume is told apart from other failures).
+    failure: Option<(u64, StoreError)>,
 }
 
 impl GroupCommit {
@@ -88,10 +89,10 @@ impl GroupCommit {
                 if state.durable >= ticket {
                     return Ok(());
                 }
-                if let Some((covered, message)) = &state.failure
+                if let Some((covered, error)) = &state.failure
                     && *covered >= ticket
                 {
-                    return Err(StoreError::Backend(message.clone()));
+                    return Err(error.clone());
                 }
                 if !state.flushing && !state.scheduled {
                     self.begin(&mut state);
@@ -147,7 +148,7 @@ impl GroupCommit {
             state.flushing = false;
             match result {
                 Ok(()) => state.durable = state.durable.max(target),
-                Err(error) => state.failure = Some((target, error.to_string())),
+                Err(error) => state.failure = Some((target, error)),
             }
             drop(state);
             inner.finished.notify_waiters();
@@ -211,6 +212,29 @@ mod tests {
         assert!(error.to_string().contains("disk full"), "{error}");
         group.flush().await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_caller_of_a_failed_flush_gets_its_error_with_its_kind_and_none_succeeds() {
+        let group = GroupCommit::new(
+            Arc::new(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                Err(StoreError::NoSpace("no space left on the data volume".into()))
+            }),
+            Duration::ZERO,
+        );
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                let group = group.clone();
+                tokio::spawn(async move { group.flush().await })
+            })
+            .collect();
+        for caller in callers {
+            match caller.await.unwrap() {
+                Err(StoreError::NoSpace(message)) => assert!(message.contains("no space"), "{message}"),
+                other => panic!("a failed flush answered {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

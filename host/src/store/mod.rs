@@ -4,16 +4,22 @@
 //!
 //! Durability: writes are atomic per call; they are durable once
 //! [`Store::flush`] (or [`Store::flush_async`]) has returned. The API flushes
-//! before acknowledging a state change.
+//! before acknowledging a state change. A full or failing data volume turns
+//! the storage failing (see [`health`]): writes and flushes are refused from
+//! then on until the daemon restarts and reopens the database.
 
 mod active_groups;
 mod codec;
+mod gate;
 mod group_commit;
+pub mod health;
 mod job_cache;
 pub(crate) mod job_codec;
 mod run_bytes;
 pub(crate) mod run_codec;
 mod sled_store;
+pub mod watchdog;
+mod watched;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,13 +29,22 @@ use chrono::{DateTime, Utc};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 
 pub use sled_store::SledStore;
+pub use watched::WatchedStore;
 
 /// A storage failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (I/O, corruption).
+    /// The backend failed (corruption, a bug).
     #[error("storage: {0}")]
     Backend(String),
+    /// The data volume is full or its disk quota is used up: writes cannot
+    /// succeed until there is room (see [`health`]).
+    #[error("{0}")]
+    NoSpace(String),
+    /// Another I/O error of the data volume: writes cannot succeed until it
+    /// works again (see [`health`]).
+    #[error("{0}")]
+    Unavailable(String),
     /// A stored record did not decode.
     #[error("stored record {key} is unreadable: {message}")]
     Corrupt {
@@ -63,7 +78,25 @@ pub enum StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(error: sled::Error) -> Self {
-        StoreError::Backend(error.to_string())
+        match &error {
+            sled::Error::Io(io) => {
+                let (fault, message) = health::describe(io);
+                fault.error(message)
+            }
+            _ => StoreError::Backend(error.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// The storage fault behind this error, if it is one (the storage then
+    /// counts as failing, see [`health`]).
+    pub fn fault(&self) -> Option<health::Fault> {
+        match self {
+            StoreError::NoSpace(_) => Some(health::Fault::NoSpace),
+            StoreError::Unavailable(_) => Some(health::Fault::Io),
+            _ => None,
+        }
     }
 }
 

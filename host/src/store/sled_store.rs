@@ -9,7 +9,9 @@
 //! waits for cannot take its read lock): seen here with 10,000 jobs firing.
 //! So every batch and transaction passes a gate shared with flushes, a flush
 //! holds the gate alone, and sled's own timer flusher is off (sandcron
-//! flushes explicitly before acknowledging anything).
+//! flushes explicitly before acknowledging anything). A write or flush that
+//! fails with an I/O error (a full disk) stops every later flush before it
+//! lets the gate go: after one, a sled flush may wait forever (see `gate`).
 //!
 //! Runs are written on every run, two or three times, so everything about
 //! them (record, per-job index, active marker, output, log) lives in one
@@ -32,9 +34,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::active_groups::{self, ActiveGroups};
+use super::gate::{Broken, Writing};
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
 use super::job_codec;
@@ -49,6 +52,9 @@ pub struct SledStore {
     db: Db,
     /// Batches and transactions share it; a flush takes it alone.
     gate: Arc<RwLock<()>>,
+    /// Set by the first I/O error of a write or flush: flushes fail from
+    /// then on (see `gate`).
+    broken: Arc<Broken>,
     /// Shares flushes between concurrent [`Store::flush_async`] callers.
     group: GroupCommit,
     /// Decoded jobs (see `job_cache`).
@@ -266,13 +272,13 @@ impl SledStore {
         let had_tree = |name: &[u8]| db.tree_names().iter().any(|tree| tree.as_ref() == name);
         let (had_starters, had_kv_usage) = (had_tree(b"run_at_start"), had_tree(b"kv_usage"));
         let gate = Arc::new(RwLock::new(()));
+        let broken = Arc::new(Broken::default());
         let group = GroupCommit::new(
             {
-                let (db, gate) = (db.clone(), gate.clone());
+                let (db, gate, broken) = (db.clone(), gate.clone(), broken.clone());
                 Arc::new(move || {
                     let _alone = gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    db.flush()?;
-                    Ok(())
+                    broken.flush(&db)
                 })
             },
             flush_interval,
@@ -295,6 +301,7 @@ impl SledStore {
             tokens: tree("tokens")?,
             tenant_tokens: tree("tenant_tokens")?,
             gate,
+            broken,
             group,
             job_cache: Arc::new(JobCache::default()),
             active_groups: Arc::new(Mutex::new(ActiveGroups::default())),
@@ -330,8 +337,8 @@ impl SledStore {
         for (tenant, bytes) in usage {
             batch.insert(tenant, &bytes.to_be_bytes());
         }
-        let _gate = self.writing();
-        self.kv_usage.apply_batch(batch)?;
+        let gate = self.writing();
+        self.kv_usage.apply_batch(batch).map_err(|error| gate.note(error))?;
         Ok(())
     }
 
@@ -348,8 +355,8 @@ impl SledStore {
                 batch.insert(key(&[job.tenant.as_bytes(), job.id.as_bytes()]), &[] as &[u8]);
             }
         }
-        let _gate = self.writing();
-        self.starters.apply_batch(batch)?;
+        let gate = self.writing();
+        self.starters.apply_batch(batch).map_err(|error| gate.note(error))?;
         Ok(())
     }
 
@@ -373,8 +380,8 @@ impl SledStore {
             for group in &settling.emptied {
                 batch.remove(group.as_ref());
             }
-            let _gate = self.writing();
-            if let Err(error) = self.runs.apply_batch(batch) {
+            let gate = self.writing();
+            if let Err(error) = self.runs.apply_batch(batch).map_err(|error| gate.note(error)) {
                 tracing::warn!(%error, "cannot remove the active marker of withdrawn runs; the next start will");
             }
         }
@@ -382,8 +389,11 @@ impl SledStore {
     }
 
     /// Held across every batch and transaction (see the module docs).
-    fn writing(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn writing(&self) -> Writing<'_> {
+        Writing::new(
+            self.gate.read().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            &self.broken,
+        )
     }
 
     fn scan<T: DeserializeOwned>(tree: &Tree, prefix: &[u8]) -> StoreResult<Vec<T>> {
@@ -497,8 +507,8 @@ impl SledStore {
             }
         }
         put_totals(&mut batch, &totals, &changes);
-        let _gate = self.writing();
-        self.runs.apply_batch(batch)?;
+        let gate = self.writing();
+        self.runs.apply_batch(batch).map_err(|error| gate.note(error))?;
         totals.apply(&changes);
         groups.apply(settling);
         Ok(())
@@ -591,7 +601,7 @@ impl Store for SledStore {
         };
         let record_key = key(&[tenant.as_bytes(), name.as_bytes(), &next.to_be_bytes()]);
         let record = encode(&version);
-        let _gate = self.writing();
+        let gate = self.writing();
         (&self.plugins, &self.plugin_bytes)
             .transaction(|(plugins, plugin_bytes)| {
                 // Two uploads racing for the same next version: the second aborts.
@@ -604,7 +614,7 @@ impl Store for SledStore {
                 plugin_bytes.insert(digest.as_bytes(), bytes)?;
                 Ok(())
             })
-            .map_err(transaction_error)?;
+            .map_err(|error| gate.note(transaction_error(error)))?;
         Ok(AddedPlugin { version, created: true })
     }
 
@@ -639,8 +649,8 @@ impl Store for SledStore {
             batch.remove(key);
             count += 1;
         }
-        let _gate = self.writing();
-        self.plugins.apply_batch(batch)?;
+        let gate = self.writing();
+        self.plugins.apply_batch(batch).map_err(|error| gate.note(error))?;
         Ok(count)
     }
 
@@ -662,14 +672,14 @@ impl Store for SledStore {
     fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<()> {
         let artifact_key = key(&[artifact.digest.as_bytes(), artifact.engine.as_bytes()]);
         let record = encode(artifact);
-        let _gate = self.writing();
+        let gate = self.writing();
         (&self.artifacts, &self.artifact_bytes)
             .transaction(|(artifacts, artifact_bytes)| {
                 artifacts.insert(artifact_key.as_slice(), record.as_slice())?;
                 artifact_bytes.insert(artifact_key.as_slice(), bytes)?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
-            .map_err(transaction_error)
+            .map_err(|error| gate.note(transaction_error(error)))
     }
 
     fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
@@ -686,7 +696,7 @@ impl Store for SledStore {
         let name_key = key(&[job.tenant.as_bytes(), job.name.as_bytes()]);
         let record = job_codec::encode(job);
         let due_entry = due_key(job);
-        let _gate = self.writing();
+        let gate = self.writing();
         (&self.jobs, &self.job_names, &self.due, &self.starters)
             .transaction(|(jobs, job_names, due, starters)| {
                 if job_names.get(name_key.as_slice())?.is_some() {
@@ -706,7 +716,7 @@ impl Store for SledStore {
                 }
                 Ok(())
             })
-            .map_err(transaction_error)?;
+            .map_err(|error| gate.note(transaction_error(error)))?;
         self.job_cache.put(job_key, job);
         Ok(())
     }
@@ -751,7 +761,7 @@ impl Store for SledStore {
                 }
                 Ok(changes)
             })
-            .map_err(transaction_error);
+            .map_err(|error| gate.note(transaction_error(error)));
         drop(gate);
         if let Ok(changes) = &written {
             totals.apply(changes);
@@ -843,7 +853,7 @@ impl Store for SledStore {
                 kv_usage.insert(tenant.as_bytes(), &used.saturating_sub(freed).to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(changes)
             })
-            .map_err(transaction_error);
+            .map_err(|error| gate.note(transaction_error(error)));
         drop(gate);
         if let Ok(changes) = &written {
             totals.apply(changes);
@@ -916,7 +926,7 @@ impl Store for SledStore {
                 put_totals_in(run_tree, &totals, &changes)?;
                 Ok((outcomes, members, changes))
             })
-            .map_err(transaction_error);
+            .map_err(|error| gate.note(transaction_error(error)));
         // The groups' lock is taken before the totals and the gate elsewhere.
         drop(gate);
         let written = written.map(|(outcomes, members, changes)| {
@@ -1072,8 +1082,8 @@ impl Store for SledStore {
                 groups.add(&active_groups::GroupKey::from(group_key.as_ref()), left);
             }
         }
-        let _gate = self.writing();
-        self.runs.apply_batch(emptied)?;
+        let gate = self.writing();
+        self.runs.apply_batch(emptied).map_err(|error| gate.note(error))?;
         Ok(runs)
     }
 
@@ -1142,8 +1152,8 @@ impl Store for SledStore {
         if deleted > 0 {
             let mut totals = self.run_bytes.hold();
             put_totals(&mut batch, &totals, &changes);
-            let _gate = self.writing();
-            self.runs.apply_batch(batch)?;
+            let gate = self.writing();
+            self.runs.apply_batch(batch).map_err(|error| gate.note(error))?;
             totals.apply(&changes);
         }
         Ok(deleted)
@@ -1167,8 +1177,8 @@ impl Store for SledStore {
         Self::delete_finished(&mut batch, &mut changes, tenant, &victims);
         let mut totals = self.run_bytes.hold();
         put_totals(&mut batch, &totals, &changes);
-        let _gate = self.writing();
-        self.runs.apply_batch(batch)?;
+        let gate = self.writing();
+        self.runs.apply_batch(batch).map_err(|error| gate.note(error))?;
         totals.apply(&changes);
         Ok(victims.len())
     }
@@ -1190,7 +1200,7 @@ impl Store for SledStore {
     ) -> StoreResult<()> {
         let full = key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]);
         let entry_bytes = (kv_key.len() + value.len()) as u64;
-        let _gate = self.writing();
+        let gate = self.writing();
         (&self.kv, &self.kv_usage)
             .transaction(|(kv, kv_usage)| {
                 let old = kv.get(full.as_slice())?.map_or(0, |old| (kv_key.len() + old.len()) as u64);
@@ -1208,12 +1218,12 @@ impl Store for SledStore {
                 kv_usage.insert(tenant.as_bytes(), &after.to_be_bytes())?;
                 Ok(())
             })
-            .map_err(transaction_error)
+            .map_err(|error| gate.note(transaction_error(error)))
     }
 
     fn kv_delete(&self, tenant: &str, job_id: &str, kv_key: &str) -> StoreResult<()> {
         let full = key(&[tenant.as_bytes(), job_id.as_bytes(), kv_key.as_bytes()]);
-        let _gate = self.writing();
+        let gate = self.writing();
         (&self.kv, &self.kv_usage)
             .transaction(|(kv, kv_usage)| {
                 if let Some(old) = kv.remove(full.as_slice())? {
@@ -1223,7 +1233,7 @@ impl Store for SledStore {
                 }
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
-            .map_err(transaction_error)
+            .map_err(|error| gate.note(transaction_error(error)))
     }
 
     fn kv_usage(&self, tenant: &str) -> StoreResult<u64> {
@@ -1248,7 +1258,7 @@ impl Store for SledStore {
         let record = encode(tenant);
         let token_record = encode(token);
         let index_key = key(&[token.tenant.as_bytes(), token.id.as_bytes()]);
-        let _gate = self.writing();
+        let gate = self.writing();
         (&self.tenants, &self.tokens, &self.tenant_tokens)
             .transaction(|(tenants, tokens, tenant_tokens)| {
                 if tenants.get(tenant.name.as_bytes())?.is_some() {
@@ -1261,19 +1271,22 @@ impl Store for SledStore {
                 tenant_tokens.insert(index_key.as_slice(), token.hash.as_bytes())?;
                 Ok(())
             })
-            .map_err(transaction_error)
+            .map_err(|error| gate.note(transaction_error(error)))
     }
 
     fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        let _gate = self.writing();
-        self.tenants.insert(tenant.name.as_bytes(), encode(tenant))?;
+        let gate = self.writing();
+        self.tenants
+            .insert(tenant.name.as_bytes(), encode(tenant))
+            .map_err(|error| gate.note(error))?;
         Ok(())
     }
 
     fn put_secret(&self, secret: &SecretRecord) -> StoreResult<()> {
-        let _gate = self.writing();
+        let gate = self.writing();
         self.secrets
-            .insert(key(&[secret.tenant.as_bytes(), secret.name.as_bytes()]), encode(secret))?;
+            .insert(key(&[secret.tenant.as_bytes(), secret.name.as_bytes()]), encode(secret))
+            .map_err(|error| gate.note(error))?;
         Ok(())
     }
 
@@ -1286,10 +1299,11 @@ impl Store for SledStore {
     }
 
     fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool> {
-        let _gate = self.writing();
+        let gate = self.writing();
         Ok(self
             .secrets
-            .remove(key(&[tenant.as_bytes(), name.as_bytes()]))?
+            .remove(key(&[tenant.as_bytes(), name.as_bytes()]))
+            .map_err(|error| gate.note(error))?
             .is_some())
     }
 
@@ -1304,14 +1318,14 @@ impl Store for SledStore {
     fn insert_token(&self, token: &Token) -> StoreResult<()> {
         let record = encode(token);
         let index_key = key(&[token.tenant.as_bytes(), token.id.as_bytes()]);
-        let _gate = self.writing();
+        let gate = self.writing();
         (&self.tokens, &self.tenant_tokens)
             .transaction(|(tokens, tenant_tokens)| {
                 tokens.insert(token.hash.as_bytes(), record.as_slice())?;
                 tenant_tokens.insert(index_key.as_slice(), token.hash.as_bytes())?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
-            .map_err(transaction_error)
+            .map_err(|error| gate.note(transaction_error(error)))
     }
 
     fn token_by_hash(&self, hash: &str) -> StoreResult<Option<Token>> {
@@ -1338,16 +1352,17 @@ impl Store for SledStore {
         };
         if token.revoked_at.is_none() {
             token.revoked_at = Some(at);
-            let _gate = self.writing();
-            self.tokens.insert(&hash, encode(&token))?;
+            let gate = self.writing();
+            self.tokens
+                .insert(&hash, encode(&token))
+                .map_err(|error| gate.note(error))?;
         }
         Ok(Some(token))
     }
 
     fn flush(&self) -> StoreResult<()> {
         let _alone = self.gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.db.flush()?;
-        Ok(())
+        self.broken.flush(&self.db)
     }
 
     fn flush_async(&self) -> StoreFuture {
@@ -1637,6 +1652,31 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         assert!(store.unfinished_runs().unwrap().is_empty());
         assert_eq!(group_keys(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn after_an_io_error_flushes_fail_with_it_at_once_instead_of_reaching_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.kv_set("t", "j", "k", b"v").unwrap();
+        store.flush().unwrap();
+        // Not an I/O error: flushes go on.
+        store.broken.note(StoreError::Conflict("changed".into()));
+        store.flush_async().await.unwrap();
+        store
+            .broken
+            .note(StoreError::NoSpace("no space left on the data volume".into()));
+        store
+            .broken
+            .note(StoreError::Unavailable("a later, other error".into()));
+        for flushed in [store.flush(), store.flush_async().await] {
+            match flushed {
+                Err(StoreError::NoSpace(message)) => assert!(message.contains("no space"), "{message}"),
+                other => panic!("a flush after an I/O error answered {other:?}"),
+            }
+        }
+        // Reads go on.
+        assert_eq!(store.kv_get("t", "j", "k").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     #[test]

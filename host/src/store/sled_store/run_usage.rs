@@ -154,8 +154,8 @@ impl SledStore {
             batch.insert(usage_key(tenant), &total.to_be_bytes());
         }
         batch.insert(&[run_space::USAGE][..], &[] as &[u8]);
-        let _gate = self.writing();
-        self.runs.apply_batch(batch)?;
+        let gate = self.writing();
+        self.runs.apply_batch(batch).map_err(|error| gate.note(error))?;
         if !totals.is_empty() {
             tracing::info!(tenants = totals.len(), "run bytes counted");
         }
