@@ -10,9 +10,10 @@
 # succeeded count grew by JOBS per second, give or take the first and last
 # second; nothing failed or was skipped).
 # DURATION=5m for a quick check; MAX_RUNS=0 keeps every run (disk growth
-# per run); DB_CACHE, FLUSH_INTERVAL, MIMALLOC_PURGE_DELAY reach the daemon;
-# BINARY=path runs a prebuilt daemon (an A/B of two builds) instead of
-# building this checkout's.
+# per run); DB_CACHE, FLUSH_INTERVAL, MIMALLOC_PURGE_DELAY,
+# MIMALLOC_PAGE_FULL_RETAIN reach the daemon; BINARY=path runs a prebuilt
+# daemon (an A/B of two builds) instead of building this checkout's;
+# KEEP=1 keeps the data dir and the daemon's log.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
