@@ -16,7 +16,7 @@ async fn hello_uploaded_created_and_run_returns_the_greeting() {
     assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
     assert_eq!(uploaded.body["version"], 1);
     assert!(uploaded.body["digest"].as_str().unwrap().starts_with("sha256:"));
-    assert!(uploaded.body["compiled_at"].is_string());
+    assert!(uploaded.body["uploaded_at"].is_string());
 
     let job = daemon
         .create_job(json!({"name": "greet", "plugin": "hello", "input": {"name": "Ada"}, "labels": {"team": "core"}}))

@@ -30,8 +30,8 @@ async fn restart_keeps_plugins_jobs_runs_and_logs_and_does_not_recompile() {
     let run_id = run["id"].as_str().unwrap().to_string();
     let log_before = daemon.log(&run_id).await;
     let plugin_before = daemon.call(Method::GET, "/v1/plugins/hello", None).await.body;
-    let compiled_at = plugin_before["versions"][0]["compiled_at"].clone();
-    assert!(compiled_at.is_string());
+    let uploaded_at = plugin_before["versions"][0]["uploaded_at"].clone();
+    assert!(uploaded_at.is_string());
 
     daemon.restart();
 
@@ -48,7 +48,7 @@ async fn restart_keeps_plugins_jobs_runs_and_logs_and_does_not_recompile() {
     // Running again loads the cached artifact instead of compiling.
     assert_eq!(daemon.run_job("greet", None).await["output"], "Hello, Ada!");
     let plugin_after_run = daemon.call(Method::GET, "/v1/plugins/hello", None).await.body;
-    assert_eq!(plugin_after_run["versions"][0]["compiled_at"], compiled_at);
+    assert_eq!(plugin_after_run["versions"][0]["uploaded_at"], uploaded_at);
     let logs = daemon.logs();
     assert!(
         logs.iter()

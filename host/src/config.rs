@@ -31,6 +31,13 @@ pub const MAX_FIRE_AHEAD: Duration = Duration::from_secs(60);
 /// sled's own default, 1 GiB, lets it hold every page it has touched).
 pub const DEFAULT_DB_CACHE: u64 = 32 << 20;
 
+/// Compiled plugins kept in memory when nothing says otherwise, in bytes of
+/// their serialized code.
+pub const DEFAULT_PLUGIN_CACHE: u64 = 256 << 20;
+
+/// Plugin compilations at once when nothing says otherwise.
+pub const DEFAULT_MAX_CONCURRENT_COMPILES: usize = 2;
+
 /// The least `db_cache` may be.
 pub const MIN_DB_CACHE: u64 = 1 << 20;
 
@@ -64,6 +71,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Largest plugin upload, bytes.
     pub max_plugin_bytes: u64,
+    /// Plugin compilations at once (uploads and runs together); more wait.
+    pub max_concurrent_compiles: usize,
+    /// Compiled plugins kept in memory, in bytes of their serialized code;
+    /// past it the least recently used are dropped and loaded again from
+    /// the artifact cache when a run needs them (0: none kept).
+    pub plugin_cache_bytes: u64,
     /// Largest JSON request body, bytes.
     pub max_request_bytes: u64,
     /// Runs executing at once across the daemon.
@@ -199,6 +212,8 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             max_plugin_bytes: 32 << 20,
+            max_concurrent_compiles: DEFAULT_MAX_CONCURRENT_COMPILES,
+            plugin_cache_bytes: DEFAULT_PLUGIN_CACHE,
             max_request_bytes: 2 << 20,
             max_concurrent_runs: 32,
             jobs: JobDefaults {
@@ -268,6 +283,10 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// `max_plugin_bytes = "32MiB"`.
     pub max_plugin_bytes: Option<NumberOrText>,
+    /// `max_concurrent_compiles = 2`.
+    pub max_concurrent_compiles: Option<usize>,
+    /// `plugin_cache_bytes = "256MiB"` (0: none kept in memory).
+    pub plugin_cache_bytes: Option<NumberOrText>,
     /// `max_request_bytes = "2MiB"`.
     pub max_request_bytes: Option<NumberOrText>,
     /// `max_concurrent_runs = 16`.
@@ -349,6 +368,12 @@ pub struct ConfigArgs {
     /// Largest plugin upload ("32MiB").
     #[arg(long, env = "SANDCRON_MAX_PLUGIN_BYTES")]
     pub max_plugin_bytes: Option<String>,
+    /// Plugin compilations at once, uploads and runs together (default 2); more wait.
+    #[arg(long, env = "SANDCRON_MAX_CONCURRENT_COMPILES")]
+    pub max_concurrent_compiles: Option<usize>,
+    /// Memory for compiled plugins, by their serialized size (default "256MiB"; 0 keeps none); past it the least recently used are loaded again from disk when needed.
+    #[arg(long, env = "SANDCRON_PLUGIN_CACHE_BYTES")]
+    pub plugin_cache_bytes: Option<String>,
     /// Runs executing at once.
     #[arg(long, env = "SANDCRON_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,
@@ -479,6 +504,20 @@ impl ConfigArgs {
             .or(file.max_plugin_bytes);
         if let Some(value) = plugin_bytes {
             config.max_plugin_bytes = value.to_size().map_err(invalid("max_plugin_bytes"))?;
+        }
+        if let Some(compiles) = self.max_concurrent_compiles.or(file.max_concurrent_compiles) {
+            if compiles == 0 {
+                return Err(invalid("max_concurrent_compiles")("must be at least 1".to_string()));
+            }
+            config.max_concurrent_compiles = compiles;
+        }
+        let plugin_cache = self
+            .plugin_cache_bytes
+            .clone()
+            .map(NumberOrText::Text)
+            .or(file.plugin_cache_bytes);
+        if let Some(value) = plugin_cache {
+            config.plugin_cache_bytes = value.to_size().map_err(invalid("plugin_cache_bytes"))?;
         }
         if let Some(value) = file.max_request_bytes {
             config.max_request_bytes = value.to_size().map_err(invalid("max_request_bytes"))?;
@@ -803,6 +842,55 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn plugin_compiles_and_cache_read_from_flags_and_the_file() {
+        let defaults = Config::default();
+        assert_eq!(defaults.max_concurrent_compiles, DEFAULT_MAX_CONCURRENT_COMPILES);
+        assert_eq!(defaults.plugin_cache_bytes, DEFAULT_PLUGIN_CACHE);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sandcron.toml");
+        std::fs::write(&path, "max_concurrent_compiles = 4\nplugin_cache_bytes = \"64MiB\"\n").unwrap();
+        let from_file = ConfigArgs {
+            config: Some(path.clone()),
+            ..ConfigArgs::default()
+        };
+        let config = from_file.resolve().unwrap();
+        assert_eq!(
+            (config.max_concurrent_compiles, config.plugin_cache_bytes),
+            (4, 64 << 20)
+        );
+        let flags = ConfigArgs {
+            config: Some(path),
+            max_concurrent_compiles: Some(1),
+            plugin_cache_bytes: Some("0".to_string()),
+            ..ConfigArgs::default()
+        };
+        let config = flags.resolve().unwrap();
+        assert_eq!((config.max_concurrent_compiles, config.plugin_cache_bytes), (1, 0));
+        let none = ConfigArgs {
+            max_concurrent_compiles: Some(0),
+            ..ConfigArgs::default()
+        };
+        assert!(matches!(
+            none.resolve(),
+            Err(ConfigError::Invalid {
+                key: "max_concurrent_compiles",
+                ..
+            })
+        ));
+        let bad = ConfigArgs {
+            plugin_cache_bytes: Some("plenty".to_string()),
+            ..ConfigArgs::default()
+        };
+        assert!(matches!(
+            bad.resolve(),
+            Err(ConfigError::Invalid {
+                key: "plugin_cache_bytes",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::outbound::Outbound;
-use crate::plugin::Plugins;
+use crate::plugin::{PluginLimits, Plugins};
 use crate::retention;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::Scheduler;
@@ -97,9 +97,14 @@ impl Daemon {
         let plugins = Arc::new(Plugins::new(
             store.clone(),
             sandbox.clone(),
-            config.max_plugin_bytes,
             metrics.clone(),
+            PluginLimits {
+                max_bytes: config.max_plugin_bytes,
+                concurrent_compiles: config.max_concurrent_compiles,
+                cache_bytes: config.plugin_cache_bytes,
+            },
         ));
+        plugins.collect().context("collecting unused plugin code")?;
         let tenants = Arc::new(Tenants::load(store.as_ref()).context("reading the tenants")?);
         let events = Arc::new(EventBus::new(BUFFERED_EVENTS, clock.now()));
         let vault = Arc::new(Vault::for_config(config)?);

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Runs executing (set at scrape).
     pub running: IntGauge,
+    /// Bytes of compiled plugins held in memory (set at scrape).
+    pub plugin_cache_bytes: IntGauge,
     /// Jobs by tenant and state (set at scrape).
     pub jobs: IntGaugeVec,
 }
@@ -146,6 +148,14 @@ impl Metrics {
             running: register(
                 &registry,
                 IntGauge::new("sandcron_running_runs", "Runs executing now.").expect("a valid gauge"),
+            ),
+            plugin_cache_bytes: register(
+                &registry,
+                IntGauge::new(
+                    "sandcron_plugin_cache_bytes",
+                    "Compiled plugins held in memory, in bytes of their serialized code.",
+                )
+                .expect("a valid gauge"),
             ),
             jobs: register(
                 &registry,

@@ -1,21 +1,30 @@
 //! Plugins: accept uploaded bytes only when they are a component that
 //! implements the `job` world, version them per name, and keep compiled
-//! artifacts (in sled, by digest and engine fingerprint, and in memory as
-//! ready-to-instantiate `JobPre`s) so neither a run nor a restart compiles
-//! again.
+//! artifacts (in the store, by digest and engine fingerprint, and in memory as
+//! ready-to-instantiate `JobPre`s, least recently used first out past a
+//! byte budget) so neither a run nor a restart compiles again.
+//!
+//! An upload is judged before anything costly: its size, its header and
+//! the tenant's quota come before compiling, compiles run a few at a time,
+//! and what is compiled is written only with the version that uses it.
+
+mod cache;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::model::validate::check_name;
 use crate::model::{Artifact, PluginRef, PluginVersion};
 use crate::sandbox::{ComponentError, Metering, PreparedJob, Sandbox};
-use crate::store::{Store, StoreError};
+use crate::store::{NewPluginVersion, Store, StoreError, check_plugin_quota};
+
+use cache::ByteLru;
 
 /// Why a plugin operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,16 +83,51 @@ pub struct Uploaded {
     pub created: bool,
 }
 
+/// How much the registry may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Largest upload, bytes.
+    pub max_bytes: u64,
+    /// Compilations at once, uploads and runs together.
+    pub concurrent_compiles: usize,
+    /// Compiled plugins kept in memory, in bytes of their serialized code.
+    pub cache_bytes: u64,
+}
+
+/// A compiled plugin in memory: its metering and digest (as bytes, so a
+/// run's lookup does not allocate).
+type CacheKey = (Metering, [u8; 32]);
+
+fn cache_key(digest: &str, metering: Metering) -> Option<CacheKey> {
+    let mut raw = [0; 32];
+    hex::decode_to_slice(digest, &mut raw).ok()?;
+    Some((metering, raw))
+}
+
+/// What compiling gave.
+struct Compiled {
+    prepared: PreparedJob,
+    artifact: Artifact,
+    /// The serialized code, for the artifact cache.
+    code: Vec<u8>,
+    /// The component bytes it was compiled from, handed back.
+    bytes: Vec<u8>,
+}
+
 /// The plugin registry and compile cache.
 pub struct Plugins {
     store: Arc<dyn Store>,
     sandbox: Arc<Sandbox>,
     max_bytes: u64,
     metrics: Arc<Metrics>,
-    /// By metering, then digest (looked up per run without allocating): a
-    /// plugin is compiled for the metered engines only once a job with a
-    /// fuel budget runs it.
-    prepared: RwLock<HashMap<Metering, HashMap<String, Arc<PreparedJob>>>>,
+    /// Compiled plugins by metering and digest: a plugin is compiled for
+    /// the metered engines only once a job with a fuel budget runs it.
+    prepared: Mutex<ByteLru<CacheKey, Arc<PreparedJob>>>,
+    /// Loads under way: concurrent misses of one plugin wait for the first
+    /// instead of loading or compiling it again.
+    loading: Mutex<HashMap<CacheKey, Arc<OnceCell<Arc<PreparedJob>>>>>,
+    /// Permits to compile (CPU- and memory-heavy: a few at a time).
+    compiles: Arc<Semaphore>,
     /// References resolved since the last upload or delete (every fire
     /// resolves its job's plugin).
     resolved: Mutex<Resolved>,
@@ -136,13 +180,15 @@ pub fn digest(bytes: &[u8]) -> String {
 
 impl Plugins {
     /// A registry over `store`, compiling with `sandbox`.
-    pub fn new(store: Arc<dyn Store>, sandbox: Arc<Sandbox>, max_bytes: u64, metrics: Arc<Metrics>) -> Plugins {
+    pub fn new(store: Arc<dyn Store>, sandbox: Arc<Sandbox>, metrics: Arc<Metrics>, limits: PluginLimits) -> Plugins {
         Plugins {
             store,
             sandbox,
-            max_bytes,
+            max_bytes: limits.max_bytes,
             metrics,
-            prepared: RwLock::new(HashMap::new()),
+            prepared: Mutex::new(ByteLru::new(limits.cache_bytes)),
+            loading: Mutex::new(HashMap::new()),
+            compiles: Arc::new(Semaphore::new(limits.concurrent_compiles.max(1))),
             resolved: Mutex::new(Resolved::default()),
         }
     }
@@ -152,28 +198,47 @@ impl Plugins {
         self.max_bytes
     }
 
-    fn cached(&self, digest: &str, metering: Metering) -> Option<Arc<PreparedJob>> {
-        self.prepared
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&metering)
-            .and_then(|prepared| prepared.get(digest))
-            .cloned()
+    /// Bytes of the compiled plugins held in memory.
+    pub fn cache_bytes(&self) -> u64 {
+        self.memory().held()
     }
 
-    fn remember(&self, digest: &str, metering: Metering, prepared: Arc<PreparedJob>) {
-        self.prepared
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(metering)
-            .or_default()
-            .insert(digest.to_string(), prepared);
+    fn memory(&self) -> std::sync::MutexGuard<'_, ByteLru<CacheKey, Arc<PreparedJob>>> {
+        self.prepared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Arc<PreparedJob>> {
+        self.memory().get(key)
+    }
+
+    fn remember(&self, key: CacheKey, prepared: Arc<PreparedJob>, bytes: u64) {
+        let dropped = self.memory().insert(key, prepared, bytes);
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                "compiled plugins dropped from memory, least recently used first"
+            );
+        }
+    }
+
+    /// Forgets the compiled code of digests whose bytes went.
+    fn forget(&self, digests: &[String]) {
+        let mut memory = self.memory();
+        for digest in digests {
+            for metering in [Metering::Unmetered, Metering::Fuel] {
+                if let Some(key) = cache_key(digest, metering) {
+                    memory.remove(&key);
+                }
+            }
+        }
     }
 
     /// Validates, compiles and stores `bytes` as the next version of `name`
     /// (or returns the version that already holds them). Durable on return.
     /// A new version is refused with a quota error when the tenant's plugin
-    /// versions would take more than `max_total_bytes` together.
+    /// versions would take more than `max_total_bytes` together; that, the
+    /// size and the header are checked before anything is compiled or
+    /// written.
     pub async fn upload(
         &self,
         tenant: &str,
@@ -188,19 +253,43 @@ impl Plugins {
         if bytes.len() as u64 > self.max_bytes {
             return Err(PluginError::TooLarge { limit: self.max_bytes });
         }
+        crate::sandbox::check_header(&bytes)?;
         let digest = digest(&bytes);
-        // Validated and compiled for the default (unmetered) engines; the
-        // metered code is made when a job with a fuel budget first runs it.
-        if self.cached(&digest, Metering::Unmetered).is_none() {
-            let (prepared, artifact, serialized) =
-                self.compile(digest.clone(), bytes.clone(), Metering::Unmetered).await?;
-            self.store.put_artifact(&artifact, &serialized)?;
-            self.remember(&digest, Metering::Unmetered, Arc::new(prepared));
+        let existing = self.store.plugin_versions(tenant, name)?;
+        if let Some(version) = existing.into_iter().find(|version| version.digest == digest) {
+            return Ok(Uploaded {
+                version,
+                created: false,
+            });
         }
-        let added = self
-            .store
-            .add_plugin_version_within(tenant, name, &digest, &bytes, Utc::now(), max_total_bytes)?;
+        // The store checks the quota again, under its lock, as it writes.
+        check_plugin_quota(self.store.plugin_usage(tenant)?, bytes.len() as u64, max_total_bytes)?;
+        // Validated and compiled for the default (unmetered) engines, unless
+        // these bytes were (an artifact is stored only for bytes that passed);
+        // the metered code is made when a job with a fuel budget first runs it.
+        let engine = self.sandbox.fingerprint(Metering::Unmetered);
+        let (compiled, bytes) = if self.store.has_artifact(&digest, engine)? {
+            (None, bytes)
+        } else {
+            let mut compiled = self.compile(digest.clone(), bytes, Metering::Unmetered).await?;
+            let bytes = std::mem::take(&mut compiled.bytes);
+            (Some(compiled), bytes)
+        };
+        let new = NewPluginVersion {
+            tenant,
+            name,
+            digest: &digest,
+            bytes: &bytes,
+            uploaded_at: Utc::now(),
+            compiled: compiled
+                .as_ref()
+                .map(|compiled| (&compiled.artifact, compiled.code.as_slice())),
+        };
+        let added = self.store.add_plugin_version_within(&new, max_total_bytes)?;
         self.resolved().changed();
+        if let (true, Some(compiled), Some(key)) = (added.created, compiled, cache_key(&digest, Metering::Unmetered)) {
+            self.remember(key, Arc::new(compiled.prepared), compiled.code.len() as u64);
+        }
         self.store.flush_async().await?;
         if added.created {
             tracing::info!(tenant, plugin = %added.version.reference(), %digest, "plugin uploaded");
@@ -211,20 +300,25 @@ impl Plugins {
         })
     }
 
-    /// Compiles off the async runtime and checks the `job` world.
-    async fn compile(
-        &self,
-        digest: String,
-        bytes: Vec<u8>,
-        metering: Metering,
-    ) -> Result<(PreparedJob, Artifact, Vec<u8>), PluginError> {
+    /// Compiles off the async runtime, at most `concurrent_compiles` at
+    /// once, and checks the `job` world.
+    async fn compile(&self, digest: String, bytes: Vec<u8>, metering: Metering) -> Result<Compiled, PluginError> {
+        let permit = self
+            .compiles
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|error| PluginError::Internal(format!("the compile permits are gone: {error}")))?;
         let (sandbox, metrics) = (self.sandbox.clone(), self.metrics.clone());
         tokio::task::spawn_blocking(move || {
+            // Held by the compile itself, so a caller that goes away does
+            // not let another start beside it.
+            let _permit = permit;
             let started = Instant::now();
             let component = sandbox.compile(&bytes, metering)?;
             let prepared = sandbox.prepare(&component, metering)?;
             let compile_ms = started.elapsed().as_millis() as u64;
-            let serialized = sandbox
+            let code = sandbox
                 .serialize(&component)
                 .map_err(|error| PluginError::Internal(error.to_string()))?;
             let artifact = Artifact {
@@ -232,11 +326,16 @@ impl Plugins {
                 engine: sandbox.fingerprint(metering).to_string(),
                 compiled_at: Utc::now(),
                 compile_ms,
-                artifact_digest: self::digest(&serialized),
+                artifact_digest: self::digest(&code),
             };
             tracing::info!(%digest, compile_ms, ?metering, "plugin compiled");
             metrics.compiled(started.elapsed().as_secs_f64());
-            Ok((prepared, artifact, serialized))
+            Ok(Compiled {
+                prepared,
+                artifact,
+                code,
+                bytes,
+            })
         })
         .await
         .map_err(|error| PluginError::Internal(format!("the compile task failed: {error}")))?
@@ -246,28 +345,66 @@ impl Plugins {
     /// metering: from memory, else from the artifact cache, else compiled
     /// from the stored bytes.
     pub async fn prepared(&self, digest: &str, metering: Metering) -> Result<Arc<PreparedJob>, PluginError> {
-        if let Some(prepared) = self.cached(digest, metering) {
+        let key = cache_key(digest, metering)
+            .ok_or_else(|| PluginError::Internal(format!("{digest:?} is not a sha256 digest")))?;
+        if let Some(prepared) = self.cached(&key) {
             self.metrics.cache_hit("memory");
             return Ok(prepared);
         }
-        if let Some(prepared) = self.load_artifact(digest, metering).await? {
+        let loading = self.loading(key);
+        let prepared = loading
+            .get_or_try_init(|| self.load(digest, metering, key))
+            .await
+            .cloned();
+        self.loaded(key, &loading);
+        prepared
+    }
+
+    /// The load of `key` under way, or a new one.
+    fn loading(&self, key: CacheKey) -> Arc<OnceCell<Arc<PreparedJob>>> {
+        self.loading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// The load of `key` is over (those waiting on it hold it still).
+    fn loaded(&self, key: CacheKey, loading: &Arc<OnceCell<Arc<PreparedJob>>>) {
+        let mut under_way = self.loading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if under_way.get(&key).is_some_and(|current| Arc::ptr_eq(current, loading)) {
+            under_way.remove(&key);
+        }
+    }
+
+    async fn load(&self, digest: &str, metering: Metering, key: CacheKey) -> Result<Arc<PreparedJob>, PluginError> {
+        // A load that just ended may have left it in memory.
+        if let Some(prepared) = self.cached(&key) {
+            self.metrics.cache_hit("memory");
+            return Ok(prepared);
+        }
+        if let Some((prepared, size)) = self.load_artifact(digest, metering).await? {
             self.metrics.cache_hit("artifact");
             let prepared = Arc::new(prepared);
-            self.remember(digest, metering, prepared.clone());
+            self.remember(key, prepared.clone(), size);
             return Ok(prepared);
         }
         let bytes = self
             .store
             .plugin_bytes(digest)?
             .ok_or_else(|| PluginError::Internal(format!("the bytes of plugin {digest} are missing from the store")))?;
-        let (prepared, artifact, serialized) = self.compile(digest.to_string(), bytes, metering).await?;
-        self.store.put_artifact(&artifact, &serialized)?;
-        let prepared = Arc::new(prepared);
-        self.remember(digest, metering, prepared.clone());
+        let compiled = self.compile(digest.to_string(), bytes, metering).await?;
+        if !self.store.put_artifact(&compiled.artifact, &compiled.code)? {
+            tracing::info!(%digest, "no plugin version uses these bytes any more; their code is not stored");
+        }
+        let prepared = Arc::new(compiled.prepared);
+        self.remember(key, prepared.clone(), compiled.code.len() as u64);
         Ok(prepared)
     }
 
-    async fn load_artifact(&self, digest: &str, metering: Metering) -> Result<Option<PreparedJob>, PluginError> {
+    /// The stored artifact of `digest` for `metering`, loaded, with its size.
+    async fn load_artifact(&self, digest: &str, metering: Metering) -> Result<Option<(PreparedJob, u64)>, PluginError> {
         let Some((artifact, bytes)) = self.store.artifact(digest, self.sandbox.fingerprint(metering))? else {
             return Ok(None);
         };
@@ -291,19 +428,22 @@ impl Plugins {
             };
             let prepared = sandbox.prepare(&component, metering)?;
             tracing::info!(%digest, load_us = started.elapsed().as_micros() as u64, "plugin loaded from the artifact cache");
-            Ok(Some(prepared))
+            Ok(Some((prepared, bytes.len() as u64)))
         })
         .await
         .map_err(|error| PluginError::Internal(format!("the load task failed: {error}")))?
     }
 
-    /// The compile record of a digest, if it was compiled by this daemon's
-    /// default (unmetered) engines.
-    pub fn artifact(&self, digest: &str) -> Result<Option<Artifact>, PluginError> {
-        Ok(self
-            .store
-            .artifact(digest, self.sandbox.fingerprint(Metering::Unmetered))?
-            .map(|(artifact, _)| artifact))
+    /// Deletes the bytes and artifacts no plugin version uses (kept by a
+    /// daemon from before they went with their last version); returns how
+    /// many digests went.
+    pub fn collect(&self) -> Result<usize, PluginError> {
+        let collected = self.store.collect_plugins()?;
+        self.forget(&collected);
+        if !collected.is_empty() {
+            tracing::info!(digests = collected.len(), "collected plugin code no version uses");
+        }
+        Ok(collected.len())
     }
 
     /// The version a reference (`name` or `name@3`) points at.
@@ -350,7 +490,9 @@ impl Plugins {
         Ok(versions)
     }
 
-    /// Deletes every version of a plugin no job uses. Durable on return.
+    /// Deletes every version of a plugin no job uses, and the bytes and
+    /// compiled code of those no other version (of any tenant) uses.
+    /// Durable on return.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), PluginError> {
         let users: Vec<String> = self
             .store
@@ -367,10 +509,19 @@ impl Plugins {
         }
         let deleted = self.store.delete_plugin(tenant, name)?;
         self.resolved().changed();
-        if deleted == 0 {
+        if deleted.versions == 0 {
             return Err(PluginError::NotFound { name: name.to_string() });
         }
+        self.forget(&deleted.collected);
         self.store.flush_async().await?;
+        if !deleted.collected.is_empty() {
+            tracing::info!(
+                tenant,
+                plugin = name,
+                digests = deleted.collected.len(),
+                "plugin bytes and code deleted with their last version"
+            );
+        }
         Ok(())
     }
 }

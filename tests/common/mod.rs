@@ -149,6 +149,11 @@ impl TestDaemon {
         };
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon is running").id()
+    }
+
     /// SIGKILLs the daemon (no graceful shutdown).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

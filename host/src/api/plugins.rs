@@ -19,30 +19,28 @@ pub struct UploadQuery {
     name: Option<String>,
 }
 
-fn version_view(state: &AppState, version: &PluginVersion) -> Result<Value, ApiError> {
-    let artifact = state.plugins().artifact(&version.digest)?;
-    Ok(json!({
+/// What a tenant sees of one of its versions: only facts of its own upload.
+/// The compiled code is shared by digest across tenants, so when (and how
+/// long) it was compiled would tell one tenant that another uploaded the
+/// same bytes first.
+fn version_view(version: &PluginVersion) -> Value {
+    json!({
         "name": version.name,
         "version": version.version,
         "reference": version.reference(),
         "digest": format!("sha256:{}", version.digest),
         "size": version.size,
+        "uploaded_at": version.created_at,
         "created_at": version.created_at,
-        "compiled_at": artifact.as_ref().map(|artifact| artifact.compiled_at),
-        "compile_ms": artifact.as_ref().map(|artifact| artifact.compile_ms),
-    }))
+    })
 }
 
-fn plugin_view(state: &AppState, name: &str, versions: &[PluginVersion]) -> Result<Value, ApiError> {
-    let views = versions
-        .iter()
-        .map(|version| version_view(state, version))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({
+fn plugin_view(name: &str, versions: &[PluginVersion]) -> Value {
+    json!({
         "name": name,
         "latest": versions.last().map(|version| version.version),
-        "versions": views,
-    }))
+        "versions": versions.iter().map(version_view).collect::<Vec<_>>(),
+    })
 }
 
 /// `POST /v1/plugins?name=N` with the component bytes as the body.
@@ -77,7 +75,7 @@ pub async fn upload(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(version_view(&state, &uploaded.version)?)).into_response())
+    Ok((status, Json(version_view(&uploaded.version))).into_response())
 }
 
 /// `GET /v1/plugins`.
@@ -92,10 +90,10 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Resu
     for version in state.plugins().list(&caller.tenant)? {
         by_name.entry(version.name.clone()).or_default().push(version);
     }
-    let plugins = by_name
+    let plugins: Vec<Value> = by_name
         .iter()
-        .map(|(name, versions)| plugin_view(&state, name, versions))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(name, versions)| plugin_view(name, versions))
+        .collect();
     Ok(Json(json!({"plugins": plugins})))
 }
 
@@ -113,7 +111,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let versions = state.plugins().versions(&caller.tenant, &name)?;
-    Ok(Json(plugin_view(&state, &name, &versions)?))
+    Ok(Json(plugin_view(&name, &versions)))
 }
 
 /// `DELETE /v1/plugins/{name}`: 409 while a job uses it.

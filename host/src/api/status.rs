@@ -115,6 +115,9 @@ pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> R
     metrics
         .running
         .set(i64::try_from(state.executor().running()).unwrap_or(i64::MAX));
+    metrics
+        .plugin_cache_bytes
+        .set(i64::try_from(state.plugins().cache_bytes()).unwrap_or(i64::MAX));
     let mut tenants: Vec<String> = state
         .store()
         .list_tenants()?

@@ -148,11 +148,7 @@ pub async fn get(
     require_admin(&caller)?;
     let tenant = find_tenant(&state, &name)?;
     let store = state.store();
-    let plugin_bytes: u64 = store
-        .list_plugin_versions(&tenant.name)?
-        .iter()
-        .map(|version| version.size)
-        .sum();
+    let plugin_bytes = store.plugin_usage(&tenant.name)?;
     let mut view = tenant_view(&tenant);
     view["usage"] = json!({
         "plugin_bytes": plugin_bytes,

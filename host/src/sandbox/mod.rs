@@ -471,8 +471,9 @@ fn to_wit_context(context: &RunContext) -> bindings::sandcron::plugin::types::Ru
     }
 }
 
-/// Rejects what is clearly not a component before asking wasmtime.
-fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
+/// Rejects what is clearly not a component before asking wasmtime (cheap:
+/// the first eight bytes).
+pub fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err(ComponentError::NotWasm);

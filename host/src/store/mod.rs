@@ -9,6 +9,7 @@
 //! then on until the daemon restarts and reopens the database.
 
 mod active_groups;
+mod code_files;
 mod codec;
 mod gate;
 mod group_commit;
@@ -28,7 +29,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 
-pub use sled_store::SledStore;
+pub use sled_store::{PluginStorage, SledStore};
 pub use watched::WatchedStore;
 
 /// A storage failure.
@@ -200,7 +201,51 @@ pub struct AddedPlugin {
     pub created: bool,
 }
 
+/// A plugin version to add: its bytes, and the code the upload compiled
+/// from them (written in the same atomic step, so a refused or failed
+/// upload leaves no artifact behind).
+#[derive(Debug, Clone, Copy)]
+pub struct NewPluginVersion<'a> {
+    /// Owning tenant.
+    pub tenant: &'a str,
+    /// The plugin's name.
+    pub name: &'a str,
+    /// sha256 of `bytes`, hex.
+    pub digest: &'a str,
+    /// The component bytes.
+    pub bytes: &'a [u8],
+    /// When it was uploaded.
+    pub uploaded_at: DateTime<Utc>,
+    /// The compile record and serialized code, when the upload compiled.
+    pub compiled: Option<(&'a Artifact, &'a [u8])>,
+}
+
+/// The result of deleting a plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletedPlugin {
+    /// How many versions it had.
+    pub versions: usize,
+    /// Digests no version of any tenant uses any more: their bytes and
+    /// compiled artifacts went in the same atomic write.
+    pub collected: Vec<String>,
+}
+
+/// Refuses `adding` more plugin bytes when the tenant already uses `used`
+/// and its quota is `limit` (the one wording of that refusal).
+pub fn check_plugin_quota(used: u64, adding: u64, limit: Option<u64>) -> StoreResult<()> {
+    match limit {
+        Some(limit) if used.saturating_add(adding) > limit => Err(StoreError::QuotaExceeded(format!(
+            "plugin_bytes: the tenant's plugins take {used} bytes; {adding} more would pass its quota of {limit} bytes (delete unused plugins to make room)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Everything sandcron keeps.
+///
+/// Plugin bytes and compiled artifacts are kept once per digest, shared by
+/// every version (of any tenant) with those bytes, and deleted with the
+/// last such version.
 pub trait Store: Send + Sync + 'static {
     /// Adds `bytes` as the next version of `name`, or returns the version
     /// that already holds the same digest.
@@ -212,20 +257,28 @@ pub trait Store: Send + Sync + 'static {
         bytes: &[u8],
         now: DateTime<Utc>,
     ) -> StoreResult<AddedPlugin> {
-        self.add_plugin_version_within(tenant, name, digest, bytes, now, None)
+        let new = NewPluginVersion {
+            tenant,
+            name,
+            digest,
+            bytes,
+            uploaded_at: now,
+            compiled: None,
+        };
+        self.add_plugin_version_within(&new, None)
     }
-    /// [`Store::add_plugin_version`], refused with
-    /// [`StoreError::QuotaExceeded`] when the tenant's plugin versions would
-    /// take more than `max_total_bytes` together.
+    /// [`Store::add_plugin_version`] with the upload's compiled artifact,
+    /// refused with [`StoreError::QuotaExceeded`] (writing nothing) when the
+    /// tenant's plugin versions would take more than `max_total_bytes`
+    /// together.
     fn add_plugin_version_within(
         &self,
-        tenant: &str,
-        name: &str,
-        digest: &str,
-        bytes: &[u8],
-        now: DateTime<Utc>,
+        new: &NewPluginVersion<'_>,
         max_total_bytes: Option<u64>,
     ) -> StoreResult<AddedPlugin>;
+    /// Bytes of all the tenant's plugin versions together (what its
+    /// `plugin_bytes` quota counts).
+    fn plugin_usage(&self, tenant: &str) -> StoreResult<u64>;
     /// Every version of every plugin of the tenant, by name then version.
     fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>>;
     /// The versions of one plugin, oldest first.
@@ -233,14 +286,23 @@ pub trait Store: Send + Sync + 'static {
     /// One version of a plugin, the newest when `version` is None, read
     /// without the others (every fire resolves its job's plugin).
     fn plugin_version(&self, tenant: &str, name: &str, version: Option<u32>) -> StoreResult<Option<PluginVersion>>;
-    /// Deletes every version of a plugin; returns how many there were.
-    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<usize>;
+    /// Deletes every version of a plugin and, in the same atomic write, the
+    /// bytes and artifacts of the digests no version uses any more.
+    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<DeletedPlugin>;
+    /// Deletes the bytes and artifacts of every digest no version uses (left
+    /// by a daemon from before they were deleted with their last version);
+    /// returns those digests.
+    fn collect_plugins(&self) -> StoreResult<Vec<String>>;
     /// The component bytes with this digest.
     fn plugin_bytes(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
     /// A compiled artifact for (digest, engine fingerprint).
     fn artifact(&self, digest: &str, engine: &str) -> StoreResult<Option<(Artifact, Vec<u8>)>>;
-    /// Stores a compiled artifact.
-    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<()>;
+    /// Whether a compiled artifact for (digest, engine fingerprint) is kept,
+    /// without reading it.
+    fn has_artifact(&self, digest: &str, engine: &str) -> StoreResult<bool>;
+    /// Stores a compiled artifact while a version still uses its digest;
+    /// false (nothing written) when none does.
+    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<bool>;
 
     /// Creates a job; fails with [`StoreError::NameTaken`] if the name is used.
     fn insert_job(&self, job: &Job) -> StoreResult<()> {

@@ -38,13 +38,21 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::active_groups::{self, ActiveGroups};
 use super::gate::{Broken, Writing};
+use super::code_files::CodeFiles;
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
 use super::job_codec;
 use super::run_bytes::{self, Changes, Totals};
 use super::run_codec;
-use super::{AddedPlugin, DueJob, Fire, JobHooks, RunFilter, RunWrite, Store, StoreError, StoreFuture, StoreResult};
+
+mod plugins;
+
+use super::{
+    AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, Store, StoreError,
+    StoreFuture, StoreResult,
+};
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
+pub use plugins::PluginStorage;
 
 /// sled-backed [`Store`].
 #[derive(Clone)]
@@ -67,9 +75,19 @@ pub struct SledStore {
     /// taken after the active groups and before the gate.
     run_bytes: Arc<Totals>,
     plugins: Tree,
+    /// Plugin bytes by digest as older versions kept them, moved to
+    /// `files` on open.
     plugin_bytes: Tree,
+    /// Digest -> how many versions (of any tenant) use it (u64
+    /// big-endian), kept in the same transaction as every version written
+    /// or deleted (see `plugins`).
+    plugin_refs: Tree,
+    /// `digest \0 engine` -> the compile record of the code in `files`.
     artifacts: Tree,
+    /// Compiled code as older versions kept it, moved to `files` on open.
     artifact_bytes: Tree,
+    /// Plugin bytes and compiled code (see `code_files`).
+    files: Arc<CodeFiles>,
     jobs: Tree,
     job_names: Tree,
     due: Tree,
@@ -253,7 +271,8 @@ impl SledStore {
 
     /// Opens the database with flushes at least `flush_interval` apart (see
     /// the group commit's durability window) and `cache_bytes` of sled's
-    /// page cache.
+    /// page cache. Plugin bytes and compiled code are files under
+    /// `path/plugins`.
     pub fn open_with(path: &Path, flush_interval: Duration, cache_bytes: u64) -> StoreResult<SledStore> {
         let config = sled::Config::new()
             .path(path)
@@ -286,8 +305,10 @@ impl SledStore {
         let store = SledStore {
             plugins: tree("plugins")?,
             plugin_bytes: tree("plugin_bytes")?,
+            plugin_refs: tree("plugin_refs")?,
             artifacts: tree("artifacts")?,
             artifact_bytes: tree("artifact_bytes")?,
+            files: Arc::new(CodeFiles::open(&path.join("plugins"))?),
             jobs: tree("jobs")?,
             job_names: tree("job_names")?,
             due: tree("due")?,
@@ -318,6 +339,7 @@ impl SledStore {
         if !had_kv_usage {
             store.count_kv_usage()?;
         }
+        store.prepare_plugins()?;
         Ok(store)
     }
 
@@ -562,60 +584,14 @@ impl EncodedFire {
 impl Store for SledStore {
     fn add_plugin_version_within(
         &self,
-        tenant: &str,
-        name: &str,
-        digest: &str,
-        bytes: &[u8],
-        now: DateTime<Utc>,
+        new: &NewPluginVersion<'_>,
         max_total_bytes: Option<u64>,
     ) -> StoreResult<AddedPlugin> {
-        let _counting = self.counting();
-        let existing = self.plugin_versions(tenant, name)?;
-        if let Some(version) = existing.iter().find(|version| version.digest == digest) {
-            return Ok(AddedPlugin {
-                version: version.clone(),
-                created: false,
-            });
-        }
-        if let Some(limit) = max_total_bytes {
-            let used: u64 = self
-                .list_plugin_versions(tenant)?
-                .iter()
-                .map(|version| version.size)
-                .sum();
-            if used + bytes.len() as u64 > limit {
-                return Err(StoreError::QuotaExceeded(format!(
-                    "plugin_bytes: the tenant's plugins take {used} bytes; {} more would pass its quota of {limit} bytes (delete unused plugins to make room)",
-                    bytes.len()
-                )));
-            }
-        }
-        let next = existing.last().map_or(1, |version| version.version + 1);
-        let version = PluginVersion {
-            tenant: tenant.to_string(),
-            name: name.to_string(),
-            version: next,
-            digest: digest.to_string(),
-            size: bytes.len() as u64,
-            created_at: now,
-        };
-        let record_key = key(&[tenant.as_bytes(), name.as_bytes(), &next.to_be_bytes()]);
-        let record = encode(&version);
-        let gate = self.writing();
-        (&self.plugins, &self.plugin_bytes)
-            .transaction(|(plugins, plugin_bytes)| {
-                // Two uploads racing for the same next version: the second aborts.
-                if plugins.get(record_key.as_slice())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(StoreError::Backend(
-                        "a concurrent upload took this version; try again".to_string(),
-                    )));
-                }
-                plugins.insert(record_key.as_slice(), record.as_slice())?;
-                plugin_bytes.insert(digest.as_bytes(), bytes)?;
-                Ok(())
-            })
-            .map_err(|error| gate.note(transaction_error(error)))?;
-        Ok(AddedPlugin { version, created: true })
+        self.add_plugin(new, max_total_bytes)
+    }
+
+    fn plugin_usage(&self, tenant: &str) -> StoreResult<u64> {
+        self.usage_of(tenant)
     }
 
     fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>> {
@@ -623,63 +599,35 @@ impl Store for SledStore {
     }
 
     fn plugin_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<PluginVersion>> {
-        Self::scan(&self.plugins, &prefix(&[tenant.as_bytes(), name.as_bytes()]))
+        self.versions_of(tenant, name)
     }
 
     fn plugin_version(&self, tenant: &str, name: &str, version: Option<u32>) -> StoreResult<Option<PluginVersion>> {
-        let (tenant, name) = (tenant.as_bytes(), name.as_bytes());
-        match version {
-            Some(version) => Self::get(&self.plugins, &key(&[tenant, name, &version.to_be_bytes()])),
-            // Versions are big-endian u32s: the last key is the newest.
-            None => match self.plugins.scan_prefix(prefix(&[tenant, name])).next_back() {
-                Some(entry) => {
-                    let (key, value) = entry?;
-                    decode(&key, &value).map(Some)
-                }
-                None => Ok(None),
-            },
-        }
+        self.version_of(tenant, name, version)
     }
 
-    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<usize> {
-        let mut batch = sled::Batch::default();
-        let mut count = 0;
-        for entry in self.plugins.scan_prefix(prefix(&[tenant.as_bytes(), name.as_bytes()])) {
-            let (key, _) = entry?;
-            batch.remove(key);
-            count += 1;
-        }
-        let gate = self.writing();
-        self.plugins.apply_batch(batch).map_err(|error| gate.note(error))?;
-        Ok(count)
+    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<DeletedPlugin> {
+        self.delete_versions(tenant, name)
+    }
+
+    fn collect_plugins(&self) -> StoreResult<Vec<String>> {
+        self.collect_unused()
     }
 
     fn plugin_bytes(&self, digest: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.plugin_bytes.get(digest.as_bytes())?.map(|bytes| bytes.to_vec()))
+        self.bytes_of(digest)
     }
 
     fn artifact(&self, digest: &str, engine: &str) -> StoreResult<Option<(Artifact, Vec<u8>)>> {
-        let artifact_key = key(&[digest.as_bytes(), engine.as_bytes()]);
-        let Some(artifact) = Self::get::<Artifact>(&self.artifacts, &artifact_key)? else {
-            return Ok(None);
-        };
-        Ok(self
-            .artifact_bytes
-            .get(&artifact_key)?
-            .map(|bytes| (artifact, bytes.to_vec())))
+        self.artifact_of(digest, engine)
     }
 
-    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<()> {
-        let artifact_key = key(&[artifact.digest.as_bytes(), artifact.engine.as_bytes()]);
-        let record = encode(artifact);
-        let gate = self.writing();
-        (&self.artifacts, &self.artifact_bytes)
-            .transaction(|(artifacts, artifact_bytes)| {
-                artifacts.insert(artifact_key.as_slice(), record.as_slice())?;
-                artifact_bytes.insert(artifact_key.as_slice(), bytes)?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(|error| gate.note(transaction_error(error)))
+    fn has_artifact(&self, digest: &str, engine: &str) -> StoreResult<bool> {
+        self.has_artifact_of(digest, engine)
+    }
+
+    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<bool> {
+        self.put_used_artifact(artifact, bytes)
     }
 
     fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::health::StorageHealth;
-use super::{AddedPlugin, DueJob, Fire, JobHooks, RunFilter, RunWrite, Store, StoreFuture, StoreResult};
+use super::{
+    AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, Store, StoreFuture,
+    StoreResult,
+};
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
 
 /// `inner` with its failures watched by a [`StorageHealth`].
@@ -44,14 +47,14 @@ impl<S: Store> WatchedStore<S> {
 impl<S: Store> Store for WatchedStore<S> {
     fn add_plugin_version_within(
         &self,
-        tenant: &str,
-        name: &str,
-        digest: &str,
-        bytes: &[u8],
-        now: DateTime<Utc>,
+        new: &NewPluginVersion<'_>,
         max_total_bytes: Option<u64>,
     ) -> StoreResult<AddedPlugin> {
-        self.write(|store| store.add_plugin_version_within(tenant, name, digest, bytes, now, max_total_bytes))
+        self.write(|store| store.add_plugin_version_within(new, max_total_bytes))
+    }
+
+    fn plugin_usage(&self, tenant: &str) -> StoreResult<u64> {
+        self.read(self.inner.plugin_usage(tenant))
     }
 
     fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>> {
@@ -66,8 +69,12 @@ impl<S: Store> Store for WatchedStore<S> {
         self.read(self.inner.plugin_version(tenant, name, version))
     }
 
-    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<usize> {
+    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<DeletedPlugin> {
         self.write(|store| store.delete_plugin(tenant, name))
+    }
+
+    fn collect_plugins(&self) -> StoreResult<Vec<String>> {
+        self.write(|store| store.collect_plugins())
     }
 
     fn plugin_bytes(&self, digest: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -78,7 +85,11 @@ impl<S: Store> Store for WatchedStore<S> {
         self.read(self.inner.artifact(digest, engine))
     }
 
-    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<()> {
+    fn has_artifact(&self, digest: &str, engine: &str) -> StoreResult<bool> {
+        self.read(self.inner.has_artifact(digest, engine))
+    }
+
+    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<bool> {
         self.write(|store| store.put_artifact(artifact, bytes))
     }
 

@@ -1,0 +1,179 @@
+//! Plugin bytes and compiled code as files beside the database, one per
+//! name (a digest), so deleting one gives its disk back at once: sled 0.34
+//! keeps a value over a quarter of its 512 KiB log segment in a blob file
+//! that it deletes only when its log moves on to a new segment, which a
+//! quiet daemon may not do for days, and never for removals a restart
+//! forgot. The database holds the records naming these files; a file is
+//! written (and synced) before the record naming it, and deleted only once
+//! the write removing its last record is durable, so a crash can leave an
+//! unnamed file (collected at the next start) but never a record without
+//! its file.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use super::{StoreError, StoreResult};
+
+/// Which files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Component bytes, by their sha256.
+    Bytes,
+    /// Serialized compiled code, by the component's sha256 and the engine.
+    Code,
+}
+
+impl Kind {
+    fn folder(self) -> &'static str {
+        match self {
+            Kind::Bytes => "bytes",
+            Kind::Code => "code",
+        }
+    }
+}
+
+/// Files being written start with this; any found at start are leftovers
+/// of a crash.
+const PARTIAL: &str = ".partial-";
+
+/// A file's I/O error as the store's: a full volume is `NoSpace` (the
+/// storage then counts as failing, as for the database's own writes).
+fn io_error(path: &Path, error: std::io::Error) -> StoreError {
+    match super::health::classify(&error) {
+        super::health::Fault::NoSpace => {
+            let (fault, message) = super::health::describe(&error);
+            fault.error(message)
+        }
+        super::health::Fault::Io => StoreError::Backend(format!("{}: {error}", path.display())),
+    }
+}
+
+/// The two folders.
+#[derive(Debug)]
+pub struct CodeFiles {
+    root: PathBuf,
+}
+
+impl CodeFiles {
+    /// The folders under `root`, made if missing.
+    pub fn open(root: &Path) -> StoreResult<CodeFiles> {
+        let files = CodeFiles {
+            root: root.to_path_buf(),
+        };
+        for kind in [Kind::Bytes, Kind::Code] {
+            let folder = files.folder(kind);
+            fs::create_dir_all(&folder).map_err(|error| io_error(&folder, error))?;
+        }
+        Ok(files)
+    }
+
+    fn folder(&self, kind: Kind) -> PathBuf {
+        self.root.join(kind.folder())
+    }
+
+    /// The path of a file; names are made by the store (hex digests), but
+    /// one that could leave the folder is refused all the same.
+    fn path(&self, kind: Kind, name: &str) -> StoreResult<PathBuf> {
+        if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-') {
+            return Err(StoreError::Backend(format!("{name:?} is not a plugin file name")));
+        }
+        Ok(self.folder(kind).join(name))
+    }
+
+    /// Whether the file exists.
+    pub fn exists(&self, kind: Kind, name: &str) -> StoreResult<bool> {
+        let path = self.path(kind, name)?;
+        path.try_exists().map_err(|error| io_error(&path, error))
+    }
+
+    /// Writes the file durably (a synced temporary renamed into place, and
+    /// the folder synced), unless it exists already.
+    pub fn write(&self, kind: Kind, name: &str, bytes: &[u8]) -> StoreResult<()> {
+        let path = self.path(kind, name)?;
+        if self.exists(kind, name)? {
+            return Ok(());
+        }
+        let folder = self.folder(kind);
+        let partial = folder.join(format!("{PARTIAL}{name}"));
+        let written = File::create(&partial)
+            .and_then(|mut file| {
+                file.write_all(bytes)?;
+                file.sync_all()
+            })
+            .and_then(|()| fs::rename(&partial, &path))
+            .and_then(|()| File::open(&folder)?.sync_all());
+        if let Err(error) = written {
+            let _ = fs::remove_file(&partial);
+            return Err(io_error(&path, error));
+        }
+        Ok(())
+    }
+
+    /// The file's bytes, None if it is missing.
+    pub fn read(&self, kind: Kind, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let path = self.path(kind, name)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io_error(&path, error)),
+        }
+    }
+
+    /// Deletes the file; a missing one is no error.
+    pub fn remove(&self, kind: Kind, name: &str) -> StoreResult<()> {
+        let path = self.path(kind, name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error(&path, error)),
+        }
+    }
+
+    /// The names of the files of `kind` with their sizes; leftovers of
+    /// interrupted writes are deleted on the way.
+    pub fn list(&self, kind: Kind) -> StoreResult<Vec<(String, u64)>> {
+        let folder = self.folder(kind);
+        let entries = fs::read_dir(&folder).map_err(|error| io_error(&folder, error))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| io_error(&folder, error))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(PARTIAL) {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            let size = entry.metadata().map_err(|error| io_error(&entry.path(), error))?.len();
+            files.push((name, size));
+        }
+        Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_written_read_listed_and_removed_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CodeFiles::open(dir.path()).unwrap();
+        files.write(Kind::Bytes, "aa", b"one").unwrap();
+        // Written once: the same name again keeps the first.
+        files.write(Kind::Bytes, "aa", b"two").unwrap();
+        assert_eq!(
+            files.read(Kind::Bytes, "aa").unwrap().as_deref(),
+            Some(b"one".as_slice())
+        );
+        assert_eq!(files.read(Kind::Code, "aa").unwrap(), None);
+        std::fs::write(dir.path().join("bytes").join(".partial-bb"), b"torn").unwrap();
+        assert_eq!(files.list(Kind::Bytes).unwrap(), vec![("aa".to_string(), 3)]);
+        assert!(!dir.path().join("bytes").join(".partial-bb").exists(), "leftovers go");
+        files.remove(Kind::Bytes, "aa").unwrap();
+        files.remove(Kind::Bytes, "aa").unwrap();
+        assert!(!files.exists(Kind::Bytes, "aa").unwrap());
+        for bad in ["", "..", "a/b", "a\0b"] {
+            assert!(files.write(Kind::Bytes, bad, b"x").is_err(), "{bad:?}");
+        }
+    }
+}
