@@ -766,13 +766,23 @@ async fn loose_input_is_refused_naming_the_problem() {
             .send()
     };
     // A key given twice: which one counts would depend on the reader.
-    let twice = raw(Method::POST, "/v1/jobs", r#"{"name": "a", "plugin": "noop", "name": "b"}"#)
-        .await
-        .unwrap();
+    let twice = raw(
+        Method::POST,
+        "/v1/jobs",
+        r#"{"name": "a", "plugin": "noop", "name": "b"}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
     let body: Value = twice.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_json", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("\"name\" appears twice"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"name\" appears twice"),
+        "{body}"
+    );
     // A cron line no day of any year matches.
     let never = daemon
         .call(
@@ -781,7 +791,12 @@ async fn loose_input_is_refused_naming_the_problem() {
             Some(json!({"name": "feb30", "plugin": "noop", "schedule": {"cron": "0 0 30 2 *"}})),
         )
         .await;
-    assert_eq!((never.status, never.code()), (StatusCode::BAD_REQUEST, "invalid_cron"), "{}", never.body);
+    assert_eq!(
+        (never.status, never.code()),
+        (StatusCode::BAD_REQUEST, "invalid_cron"),
+        "{}",
+        never.body
+    );
     assert!(never.message().contains("never fires"), "{}", never.message());
     // A run's body is an object, not a list filled in by position.
     let list = raw(Method::POST, "/v1/jobs/ok/run", "[1]").await.unwrap();
@@ -791,7 +806,12 @@ async fn loose_input_is_refused_naming_the_problem() {
     assert!(body["error"]["message"].as_str().unwrap().contains("array"), "{body}");
     // Runs of a job that never existed: 404, not an empty list.
     let unknown = daemon.call(Method::GET, "/v1/runs?job=nope", None).await;
-    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "job_not_found"), "{}", unknown.body);
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "job_not_found"),
+        "{}",
+        unknown.body
+    );
     // A deleted job's runs are still found by its id.
     let run = daemon.run_job("ok", None).await;
     let job_id = run["job_id"].as_str().unwrap().to_string();
@@ -800,6 +820,9 @@ async fn loose_input_is_refused_naming_the_problem() {
     let kept = daemon.call(Method::GET, &format!("/v1/runs?job={job_id}"), None).await;
     assert_eq!(kept.status, StatusCode::OK, "{}", kept.body);
     assert_eq!(kept.body["runs"].as_array().unwrap().len(), 1, "{}", kept.body);
-    assert_eq!(daemon.call(Method::GET, "/v1/jobs/ok", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/jobs/ok", None).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(daemon.call(Method::GET, "/healthz", None).await.status, StatusCode::OK);
 }

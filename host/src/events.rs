@@ -197,7 +197,10 @@ impl EventBus {
             };
             buffers.tenants.insert(tenant.to_string(), buffer);
         }
-        let buffer = buffers.tenants.get_mut(tenant).expect("the tenant's buffer was made above");
+        let buffer = buffers
+            .tenants
+            .get_mut(tenant)
+            .expect("the tenant's buffer was made above");
         let event = Arc::new(Event {
             id: buffer.next_id,
             tenant: tenant.to_string(),

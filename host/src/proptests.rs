@@ -47,8 +47,7 @@ fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,8}", inner, 0..4)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            prop::collection::btree_map(".{0,8}", inner, 0..4).prop_map(|map| Value::Object(map.into_iter().collect())),
         ]
     })
 }
@@ -66,10 +65,12 @@ fn job_body() -> impl Strategy<Value = Value> {
         field(json!([{"url": "https://hooks.example.com", "on": ["failed"]}])),
         any_json(),
     )
-        .prop_map(|(name, plugin, schedule, limits, policy, http_allow, webhooks, input)| {
-            json!({"name": name, "plugin": plugin, "schedule": schedule, "limits": limits, "policy": policy,
+        .prop_map(
+            |(name, plugin, schedule, limits, policy, http_allow, webhooks, input)| {
+                json!({"name": name, "plugin": plugin, "schedule": schedule, "limits": limits, "policy": policy,
                    "http_allow": http_allow, "webhooks": webhooks, "input": input})
-        })
+            },
+        )
 }
 
 /// A change to some bytes: flip, cut, insert or overwrite.
@@ -86,7 +87,10 @@ fn damage() -> impl Strategy<Value = Damage> {
         (any::<usize>(), 1..=255u8).prop_map(|(at, bits)| Damage::Flip(at, bits)),
         any::<usize>().prop_map(Damage::Cut),
         (any::<usize>(), prop::collection::vec(any::<u8>(), 1..9)).prop_map(|(at, bytes)| Damage::Insert(at, bytes)),
-        (any::<usize>(), prop_oneof![Just(0u8), Just(0xff), Just(0x7f), Just(0x80), any::<u8>()])
+        (
+            any::<usize>(),
+            prop_oneof![Just(0u8), Just(0xff), Just(0x7f), Just(0x80), any::<u8>()]
+        )
             .prop_map(|(at, byte)| Damage::Set(at, byte)),
     ]
 }

@@ -171,7 +171,9 @@ pub async fn stream(
                 Err(broadcast::error::RecvError::Lagged(missed)) => match state.last_sent {
                     // Fell behind the live channel: catch up from the buffer.
                     Some(last) => {
-                        let (missed, gap, live) = state.bus.subscribe(&state.filter.tenant, Some(last), |event| state.filter.keeps(event));
+                        let (missed, gap, live) = state
+                            .bus
+                            .subscribe(&state.filter.tenant, Some(last), |event| state.filter.keeps(event));
                         state.missed = missed.into();
                         state.gap = gap;
                         state.live = live;

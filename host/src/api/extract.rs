@@ -219,7 +219,9 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
         while let Some(key) = entries.next_key::<String>()? {
             let StrictValue(value) = entries.next_value()?;
             if object.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!("the key {key:?} appears twice in one object")));
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object"
+                )));
             }
             object.insert(key, value);
         }
@@ -270,10 +272,26 @@ mod tests {
     #[test]
     fn json_bodies_are_parsed_strictly() {
         let cases: &[(&str, Result<Value, &str>, &str)] = &[
-            (r#"{"a": 1, "b": [true, null, "x", 1.5, -2]}"#, Ok(serde_json::json!({"a": 1, "b": [true, null, "x", 1.5, -2]})), "a plain body"),
-            (r#"{"name": "a", "name": "b"}"#, Err("\"name\" appears twice"), "a duplicate key"),
-            (r#"{"x": {"k": 1, "k": 2}}"#, Err("\"k\" appears twice"), "a duplicate key in a nested object"),
-            (r#"[{"k": 1}, {"k": 2}]"#, Ok(serde_json::json!([{"k": 1}, {"k": 2}])), "the same key in two objects"),
+            (
+                r#"{"a": 1, "b": [true, null, "x", 1.5, -2]}"#,
+                Ok(serde_json::json!({"a": 1, "b": [true, null, "x", 1.5, -2]})),
+                "a plain body",
+            ),
+            (
+                r#"{"name": "a", "name": "b"}"#,
+                Err("\"name\" appears twice"),
+                "a duplicate key",
+            ),
+            (
+                r#"{"x": {"k": 1, "k": 2}}"#,
+                Err("\"k\" appears twice"),
+                "a duplicate key in a nested object",
+            ),
+            (
+                r#"[{"k": 1}, {"k": 2}]"#,
+                Ok(serde_json::json!([{"k": 1}, {"k": 2}])),
+                "the same key in two objects",
+            ),
             (r#"{"a": 1} x"#, Err("trailing characters"), "trailing bytes"),
             (r#"{"a": "#, Err("EOF"), "a cut body"),
         ];

@@ -396,7 +396,15 @@ mod tests {
     #[test]
     fn plugins_may_not_set_the_headers_the_connection_owns() {
         let pairs = |name: &str| vec![(name.to_string(), "x".to_string())];
-        for name in ["Host", "host", "Connection", "Transfer-Encoding", "Content-Length", "Upgrade", "TE"] {
+        for name in [
+            "Host",
+            "host",
+            "Connection",
+            "Transfer-Encoding",
+            "Content-Length",
+            "Upgrade",
+            "TE",
+        ] {
             let refusal = plugin_headers(&pairs(name)).unwrap_err();
             assert!(refusal.contains("may not set"), "{name}: {refusal}");
         }
@@ -407,7 +415,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(allowed.len(), 3);
-        assert!(plugin_headers(&pairs("bad header")).unwrap_err().contains("not a header name"));
+        assert!(
+            plugin_headers(&pairs("bad header"))
+                .unwrap_err()
+                .contains("not a header name")
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use super::mask::{self, MaskingTimedOut};
 pub use super::mask::Secrets;
+use super::mask::{self, MaskingTimedOut};
 
 /// The capped log of one run, shared by the host imports and WASI streams.
 #[derive(Clone, Debug)]

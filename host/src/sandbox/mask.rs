@@ -112,9 +112,7 @@ impl Secrets {
             return Err(MaskingTimedOut);
         };
         let mut spans = Spans::new(bytes, &self.inner.markers);
-        let start = automaton
-            .start_state(Anchored::No)
-            .map_err(|_| MaskingTimedOut)?;
+        let start = automaton.start_state(Anchored::No).map_err(|_| MaskingTimedOut)?;
         let longest = automaton.max_pattern_len();
         let prefilter = automaton.prefilter();
         let (mut state, mut at, mut unchecked) = (start, 0, 0);
@@ -124,7 +122,10 @@ impl Secrets {
             if let Some(prefilter) = prefilter
                 && state == start
             {
-                match prefilter.find_in(bytes, aho_corasick::Span::from(at..bytes.len())).into_option() {
+                match prefilter
+                    .find_in(bytes, aho_corasick::Span::from(at..bytes.len()))
+                    .into_option()
+                {
                     None => break,
                     Some(candidate) => at = at.max(candidate),
                 }
@@ -329,10 +330,10 @@ mod tests {
         let secrets = granted(&[("db", "hunter2"), ("short", "ab")]);
         let cases: &[(&str, &str)] = &[
             ("pw: hunt", "pw: [secret:db]"),
-            ("pw: hu", "pw: hu"),     // under three bytes: could be anything
+            ("pw: hu", "pw: hu"), // under three bytes: could be anything
             ("pw: hunter", "pw: [secret:db]"),
-            ("x ab", "x ab"),         // a whole value is `mask`'s work, not the cut's
-            ("x a", "x a"),           // one byte of a two-byte value: too little to tell
+            ("x ab", "x ab"), // a whole value is `mask`'s work, not the cut's
+            ("x a", "x a"),   // one byte of a two-byte value: too little to tell
             ("nothing", "nothing"),
         ];
         for (text, expected) in cases {
@@ -350,7 +351,10 @@ mod tests {
         let bytes = b"hunter2".repeat(DEADLINE_STRIDE);
         let past = Instant::now();
         assert_eq!(secrets.mask_until(&bytes, Some(past)), Err(MaskingTimedOut));
-        assert_eq!(secrets.mask_until(&bytes, None).unwrap(), b"[secret:db]".repeat(DEADLINE_STRIDE));
+        assert_eq!(
+            secrets.mask_until(&bytes, None).unwrap(),
+            b"[secret:db]".repeat(DEADLINE_STRIDE)
+        );
     }
 
     #[test]
@@ -378,7 +382,9 @@ mod tests {
         for value in values.iter().filter(|value| !value.is_empty()) {
             for start in 0..bytes.len() {
                 if bytes[start..].starts_with(value) {
-                    covered[start..start + value.len()].iter_mut().for_each(|byte| *byte = true);
+                    covered[start..start + value.len()]
+                        .iter_mut()
+                        .for_each(|byte| *byte = true);
                 }
             }
         }

@@ -323,7 +323,14 @@ impl Sandbox {
             .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         let peak_memory = store.data().limiter.peak_memory();
         drop(store);
-        let (result, log) = mask_words(result, log, secrets, deadline + EPOCH_TICK * 5, request.limits.timeout_ms).await;
+        let (result, log) = mask_words(
+            result,
+            log,
+            secrets,
+            deadline + EPOCH_TICK * 5,
+            request.limits.timeout_ms,
+        )
+        .await;
         RunOutcome {
             result,
             fuel_consumed,

@@ -227,7 +227,8 @@ impl CronExpr {
         }
         const LONGEST_MONTHS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
         (1..=12u32).any(|month| {
-            self.months & (1 << month) != 0 && (1..=LONGEST_MONTHS[month as usize - 1]).any(|day| self.days_of_month & (1 << day) != 0)
+            self.months & (1 << month) != 0
+                && (1..=LONGEST_MONTHS[month as usize - 1]).any(|day| self.days_of_month & (1 << day) != 0)
         })
     }
 

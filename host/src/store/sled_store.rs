@@ -37,8 +37,8 @@ use sled::{Db, Tree};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::active_groups::{self, ActiveGroups};
-use super::gate::{Broken, Writing};
 use super::code_files::CodeFiles;
+use super::gate::{Broken, Writing};
 use super::group_commit::GroupCommit;
 use super::job_cache::JobCache;
 use super::job_codec;
