@@ -204,7 +204,7 @@ async fn observe(
     get,
     path = "/",
     tag = "meta",
-    responses((status = 200, description = "the dashboard page", body = String, content_type = "text/html")),
+    responses((status = 200, description = "the dashboard page", body = String, content_type = "text/html"), (status = 429, description = "too many requests without a valid token from this address (`Retry-After`)", body = openapi::ErrorBody)),
     security(())
 )]
 async fn dashboard() -> impl axum::response::IntoResponse {
@@ -230,7 +230,7 @@ async fn dashboard() -> impl axum::response::IntoResponse {
     get,
     path = "/openapi.json",
     tag = "meta",
-    responses((status = 200, description = "this document", body = Object)),
+    responses((status = 200, description = "this document", body = Object), (status = 429, description = "too many requests without a valid token from this address (`Retry-After`)", body = openapi::ErrorBody)),
     security(())
 )]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
@@ -241,7 +241,7 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     get,
     path = "/healthz",
     tag = "meta",
-    responses((status = 200, description = "alive", body = Object)),
+    responses((status = 200, description = "alive", body = Object), (status = 429, description = "too many requests without a valid token from this address (`Retry-After`)", body = openapi::ErrorBody)),
     security(())
 )]
 async fn healthz() -> axum::Json<serde_json::Value> {

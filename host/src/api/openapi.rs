@@ -38,7 +38,8 @@ pub enum Refusals {
     /// No token, or one not accepted.
     #[response(status = 401)]
     Unauthorized(#[to_schema] ErrorBody),
-    /// The tenant is over its request rate (see `Retry-After`).
+    /// The tenant is over its request rate, or, without a valid token, the
+    /// client's address is over its budget (see `Retry-After`).
     #[response(status = 429)]
     RateLimited(#[to_schema] ErrorBody),
 }
