@@ -211,7 +211,7 @@ async fn observe(
     get,
     path = "/",
     tag = "meta",
-    responses((status = 200, description = "the dashboard page", body = String, content_type = "text/html")),
+    responses((status = 200, description = "the dashboard page", body = String, content_type = "text/html"), (status = 429, description = "too many requests without a valid token from this address (`Retry-After`)", body = openapi::ErrorBody)),
     security(())
 )]
 async fn dashboard() -> impl axum::response::IntoResponse {
@@ -237,7 +237,7 @@ async fn dashboard() -> impl axum::response::IntoResponse {
     get,
     path = "/openapi.json",
     tag = "meta",
-    responses((status = 200, description = "this document", body = Object)),
+    responses((status = 200, description = "this document", body = Object), (status = 429, description = "too many requests without a valid token from this address (`Retry-After`)", body = openapi::ErrorBody)),
     security(())
 )]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
@@ -253,6 +253,7 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     tag = "meta",
     responses(
         (status = 200, description = "alive, and the storage takes writes", body = Object),
+        (status = 429, description = "too many requests without a valid token from this address (`Retry-After`)", body = openapi::ErrorBody),
         (status = 503, description = "the storage is failing: `storage` says why; writes are refused until the daemon restarts into working storage", body = Object),
     ),
     security(())

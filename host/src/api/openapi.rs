@@ -39,7 +39,8 @@ pub enum Refusals {
     #[response(status = 401)]
     Unauthorized(#[to_schema] ErrorBody),
     /// The tenant is over its request rate (`rate_limited`, see
-    /// `Retry-After`); or, where a run is queued, its queue is at its
+    /// `Retry-After`), or, without a valid token, the client's address is
+    /// over its budget; or, where a run is queued, its queue is at its
     /// `queued_runs` quota (`queue_full`).
     #[response(status = 429)]
     RateLimited(#[to_schema] ErrorBody),

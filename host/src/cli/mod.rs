@@ -66,7 +66,7 @@ impl Connection {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
-    Serve(ConfigArgs),
+    Serve(Box<ConfigArgs>),
     /// Run a plugin once, locally, in the same sandbox (no daemon).
     Exec(exec::ExecArgs),
     /// Upload, list and delete plugins.
