@@ -175,6 +175,7 @@ impl tokio::io::AsyncWrite for GuestStream {
 
 #[cfg(test)]
 mod tests {
+    use super::super::mask::tests::granted;
     use super::*;
 
     #[test]
@@ -186,14 +187,6 @@ mod tests {
         let small = LogSink::new(100);
         small.append(b"hi\n");
         assert_eq!(small.contents(&Secrets::default()), b"hi\n");
-    }
-
-    fn granted(pairs: &[(&str, &str)]) -> Secrets {
-        let owned: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect();
-        Secrets::new(owned.iter().map(|(name, value)| (name, value)))
     }
 
     #[test]

@@ -292,11 +292,12 @@ impl<'a> Spans<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn granted(pairs: &[(&str, &str)]) -> Secrets {
+    /// Secrets of (name, value) pairs, for tests here and of the log.
+    pub(crate) fn granted(pairs: &[(&str, &str)]) -> Secrets {
         let owned: Vec<(String, String)> = pairs
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
