@@ -121,9 +121,12 @@ mod run_space {
     pub const OUTPUT: u8 = b'O';
     /// `L tenant \0 run_id` -> the captured log.
     pub const LOG: u8 = b'L';
-    /// `U tenant` -> the bytes of the tenant's finished runs (u64
-    /// big-endian); `U` alone marks that every tenant's are counted.
-    pub const USAGE: u8 = b'U';
+    /// `H tenant` -> the bytes of the tenant's finished runs, its run
+    /// history (u64 big-endian); `H` alone marks that every tenant's are
+    /// counted. Between the group markers and the job index, away from the
+    /// end of the records where new ones land: on that page its update
+    /// with each batch of outcomes cost five times as much.
+    pub const USAGE: u8 = b'H';
 }
 
 fn run_key(space: u8, parts: &[&[u8]]) -> Vec<u8> {
