@@ -137,7 +137,14 @@ fn get(totals: &HashMap<String, u64>, tenant: &str) -> u64 {
 impl Held<'_> {
     /// A tenant's total: its finished and its unfinished runs.
     pub fn get(&self, tenant: &str) -> u64 {
-        get(&self.0.finished, tenant).saturating_add(get(&self.0.unfinished, tenant))
+        let (finished, unfinished) = self.parts(tenant);
+        finished.saturating_add(unfinished)
+    }
+
+    /// A tenant's finished and unfinished runs' bytes apart: only the
+    /// first can be trimmed.
+    pub fn parts(&self, tenant: &str) -> (u64, u64) {
+        (get(&self.0.finished, tenant), get(&self.0.unfinished, tenant))
     }
 
     /// The finished runs' bytes of each tenant whose finished runs
@@ -228,7 +235,7 @@ mod tests {
             HashMap::from([("a".to_string(), 10)]),
         );
         let mut held = totals.hold();
-        assert_eq!(held.get("a"), 110);
+        assert_eq!((held.get("a"), held.parts("a")), (110, (100, 10)));
         let mut changes = Changes::default();
         // a: a run finishes (10 queued become 30 finished); b loses more
         // than it has; c queues a run.

@@ -506,9 +506,9 @@ impl SledStore {
         }
         let mut totals = self.run_bytes.hold();
         if let Some((run, max_bytes)) = room {
-            let (need, used) = (run_bytes::queued_charge(run), totals.get(&run.tenant));
-            if used.saturating_add(need) > max_bytes {
-                return Err(run_usage::no_room(need, used, max_bytes));
+            let need = run_bytes::queued_charge(run);
+            if totals.get(&run.tenant).saturating_add(need) > max_bytes {
+                return Err(run_usage::no_room(need, totals.parts(&run.tenant).1, max_bytes));
             }
         }
         put_totals(&mut batch, &totals, &changes);
@@ -1172,7 +1172,9 @@ impl Store for SledStore {
     }
 
     fn trim_runs(&self, tenant: &str, max_bytes: u64, max_deletions: usize) -> StoreResult<usize> {
-        let over = self.run_bytes.hold().get(tenant).saturating_sub(max_bytes);
+        // Only finished runs go: past them, there is nothing to look for.
+        let (finished, unfinished) = self.run_bytes.hold().parts(tenant);
+        let over = (finished + unfinished).saturating_sub(max_bytes).min(finished);
         if over == 0 {
             return Ok(0);
         }

@@ -315,6 +315,12 @@ impl SledStore {
                 "run_bytes: this run's record and input take {need} bytes, more than the tenant's quota of {max_bytes}"
             )));
         };
+        // Queued and running runs are never deleted: when they leave no
+        // room, refuse without looking through the finished ones.
+        let (_, unfinished) = self.run_bytes.hold().parts(&run.tenant);
+        if unfinished > room {
+            return Err(no_room(need, unfinished, max_bytes));
+        }
         while self.run_bytes(&run.tenant)? > room {
             if self.trim_runs(&run.tenant, room, MAKE_ROOM_BATCH)? == 0 {
                 break;
@@ -324,11 +330,11 @@ impl SledStore {
     }
 }
 
-/// The refusal of a run that does not fit beside the tenant's runs that
-/// cannot be deleted.
-pub(super) fn no_room(need: u64, used: u64, max_bytes: u64) -> StoreError {
+/// The refusal of a run that does not fit beside the tenant's queued and
+/// running runs (`unfinished` bytes), which are never deleted.
+pub(super) fn no_room(need: u64, unfinished: u64, max_bytes: u64) -> StoreError {
     StoreError::QuotaExceeded(format!(
-        "run_bytes: this run's record and input take {need} bytes; the tenant's runs take {used} of its quota of {max_bytes} and those left are queued or running, so none can be deleted to make room"
+        "run_bytes: this run's record and input take {need} bytes; the tenant's queued and running runs take {unfinished} of its quota of {max_bytes} and are not deleted to make room (retry once some have finished)"
     ))
 }
 
