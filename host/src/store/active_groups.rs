@@ -11,6 +11,11 @@
 //! of its own, a crash between leaves it), never the other way round: at
 //! start-up a group is read back, its unfinished runs counted again and a
 //! group with none left removed.
+//!
+//! The runs queued on their own (with their own markers) are held here too
+//! while unfinished, so a run's outcome knows, without a read, whether it
+//! replaces an unfinished record (what its tenant's run bytes count, see
+//! `run_bytes`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,6 +30,8 @@ pub struct ActiveGroups {
     group_of: HashMap<Vec<u8>, GroupKey>,
     /// Unfinished runs per group.
     remaining: HashMap<GroupKey, usize>,
+    /// Unfinished runs with their own marker, by record key.
+    alone: HashSet<Vec<u8>>,
 }
 
 /// What settling some runs would do, computed before the write and
@@ -33,6 +40,8 @@ pub struct ActiveGroups {
 pub struct Settling {
     /// The grouped runs settled, by record key.
     runs: Vec<Vec<u8>>,
+    /// The runs with their own marker settled, by record key.
+    alone: Vec<Vec<u8>>,
     /// Groups left with no unfinished run: their keys go in the same write.
     pub emptied: Vec<GroupKey>,
 }
@@ -58,14 +67,28 @@ impl ActiveGroups {
         self.group_of.contains_key(run)
     }
 
-    /// What settling `runs` (record keys; ungrouped ones and repeats are
-    /// ignored) would do, without doing it.
+    /// Counts a run (record key) with its own marker as unfinished.
+    pub fn add_alone(&mut self, run: Vec<u8>) {
+        self.alone.insert(run);
+    }
+
+    /// True if the run (record key) is counted as unfinished with its own
+    /// marker.
+    pub fn is_alone(&self, run: &[u8]) -> bool {
+        self.alone.contains(run)
+    }
+
+    /// What settling `runs` (record keys; repeats and runs not counted
+    /// are ignored) would do, without doing it.
     pub fn plan<'a>(&self, runs: impl IntoIterator<Item = &'a [u8]>) -> Settling {
         let mut settling = Settling::default();
         let mut seen: HashSet<&[u8]> = HashSet::new();
         let mut taken: HashMap<&GroupKey, usize> = HashMap::new();
         for run in runs {
             let Some(group) = self.group_of.get(run) else {
+                if self.alone.contains(run) && seen.insert(run) {
+                    settling.alone.push(run.to_vec());
+                }
                 continue;
             };
             if !seen.insert(run) {
@@ -84,6 +107,9 @@ impl ActiveGroups {
 
     /// The write `settling` was planned for succeeded.
     pub fn apply(&mut self, settling: Settling) {
+        for run in &settling.alone {
+            self.alone.remove(run);
+        }
         for run in settling.runs {
             let Some(group) = self.group_of.remove(&run) else {
                 continue;
@@ -148,6 +174,20 @@ mod tests {
         // A plan that is not applied (its write failed) changes nothing.
         assert_eq!(groups.plan([&b"c"[..]]).emptied, vec![first.clone()]);
         assert_eq!(groups.plan([&b"c"[..]]).emptied, vec![first]);
+    }
+
+    #[test]
+    fn runs_alone_are_unfinished_until_settled_and_touch_no_group() {
+        let mut groups = ActiveGroups::default();
+        groups.add(&group("g"), [b"a".to_vec()]);
+        groups.add_alone(b"m".to_vec());
+        assert!(groups.is_grouped(b"a") && !groups.is_alone(b"a"));
+        assert!(groups.is_alone(b"m") && !groups.is_grouped(b"m") && !groups.is_alone(b"x"));
+        let settling = groups.plan([&b"m"[..], b"m"]);
+        assert!(settling.emptied.is_empty());
+        assert!(groups.is_alone(b"m"), "not before the write is applied");
+        groups.apply(settling);
+        assert!(!groups.is_alone(b"m") && groups.is_grouped(b"a"));
     }
 
     #[test]

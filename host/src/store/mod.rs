@@ -376,9 +376,9 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::insert_run`] within the tenant's `run_bytes` quota of
     /// `max_bytes`: when the run's record (with its input) would take the
     /// tenant's run history past it, the tenant's oldest finished runs are
-    /// deleted in the same atomic write to make room, as retention would;
-    /// refused with [`StoreError::QuotaExceeded`] when they cannot make
-    /// enough (the rest is queued or running).
+    /// deleted first to make room, as retention would (in writes of their
+    /// own); refused with [`StoreError::QuotaExceeded`] when they cannot
+    /// make enough (queued and running runs are never deleted).
     fn insert_run_within(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()>;
     /// Rewrites a run's record: an unfinished one as it is, a finished one
     /// as [`Store::finish_run`] with no output or log.

@@ -2,17 +2,20 @@
 //! charged its record as queued (the input is in it) while it waits or
 //! runs, and once finished its whole record, its output and its log. The
 //! charge is a function of the record alone, so a write knows what it
-//! changes without reading what it replaces (a read per run would cost
-//! more than the rest of the accounting): queueing adds the queued charge,
-//! a `running` mark changes nothing, an outcome adds the difference
-//! between the finished and the queued charge, a deletion takes away the
-//! charge of the record it deletes.
+//! changes from what it writes: queueing adds the queued charge, a
+//! `running` mark changes nothing, an outcome moves the run from its queued
+//! charge to its finished one, a deletion takes away the charge of the
+//! record it deletes.
 //!
-//! The store keeps each tenant's total beside its runs, written in the same
-//! atomic write as they are, so a crash cannot part the two; and in memory,
-//! behind one lock held across every write that changes a total: a sled
-//! batch cannot read a value and write it back atomically, so the lock is
-//! what keeps two writes from losing each other's change.
+//! Each tenant's total has two parts. The bytes of its finished runs are
+//! stored beside the runs, written in the same atomic write as the outcomes
+//! and deletions that change them, so a crash cannot part the two (one key
+//! per tenant per batch of outcomes). The bytes of its unfinished runs are
+//! kept in memory only and counted again at open from the runs the store
+//! would recover, so queueing a run (and recording a fire) writes nothing
+//! more. Both are held behind one lock across every write that changes
+//! them: a sled batch cannot read a value and write it back atomically, so
+//! the lock is what keeps two writes from losing each other's change.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -29,65 +32,95 @@ pub fn charge(run: &Run) -> u64 {
 pub fn charge_encoded(run: &Run, record: &[u8]) -> u64 {
     if run.status.is_finished() {
         record.len() as u64 + run.output_size + run.log_size
-    } else if run.has_outcome() {
-        queued_charge(run)
     } else {
-        record.len() as u64
+        queued_charge_encoded(run, record)
     }
 }
 
 /// What `run` was charged before it finished: its record as queued.
 pub fn queued_charge(run: &Run) -> u64 {
-    if !run.has_outcome() {
-        return run_codec::encode(run).len() as u64;
-    }
-    let mut queued = run.clone();
-    queued.clear_outcome();
-    run_codec::encode(&queued).len() as u64
+    queued_charge_encoded(run, &run_codec::encode(run))
 }
 
-/// What one write changes in tenants' totals.
+/// [`queued_charge`] with the run's record already encoded.
+pub fn queued_charge_encoded(run: &Run, record: &[u8]) -> u64 {
+    let outcome = if run.has_outcome() {
+        run_codec::outcome_len(run)
+    } else {
+        0
+    };
+    record.len().saturating_sub(outcome) as u64
+}
+
+/// Bytes added and taken away.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Change {
+    added: u64,
+    removed: u64,
+}
+
+impl Change {
+    fn after(self, total: u64) -> u64 {
+        total.saturating_add(self.added).saturating_sub(self.removed)
+    }
+
+    fn is_none(self) -> bool {
+        self == Change::default()
+    }
+}
+
+/// What one write changes in tenants' totals: per tenant, its finished and
+/// its unfinished runs' (a write touches one tenant or a few).
 #[derive(Debug, Default, Clone)]
 pub struct Changes {
-    /// Bytes added and bytes taken away, per tenant.
-    by_tenant: HashMap<String, (u64, u64)>,
+    by_tenant: Vec<(String, Change, Change)>,
 }
 
 impl Changes {
-    /// `bytes` more for `tenant`.
-    pub fn add(&mut self, tenant: &str, bytes: u64) {
-        self.entry(tenant).0 += bytes;
+    fn entry(&mut self, tenant: &str, finished: bool) -> &mut Change {
+        let index = match self.by_tenant.iter().position(|(name, _, _)| name == tenant) {
+            Some(index) => index,
+            None => {
+                self.by_tenant
+                    .push((tenant.to_string(), Change::default(), Change::default()));
+                self.by_tenant.len() - 1
+            }
+        };
+        let (_, done, waiting) = &mut self.by_tenant[index];
+        if finished { done } else { waiting }
     }
 
-    /// `bytes` fewer for `tenant`.
-    pub fn remove(&mut self, tenant: &str, bytes: u64) {
-        self.entry(tenant).1 += bytes;
+    /// A record of `tenant` charged `bytes` is written: a finished run's
+    /// or an unfinished one's.
+    pub fn stored(&mut self, tenant: &str, finished: bool, bytes: u64) {
+        self.entry(tenant, finished).added += bytes;
     }
 
-    fn entry(&mut self, tenant: &str) -> &mut (u64, u64) {
-        if !self.by_tenant.contains_key(tenant) {
-            self.by_tenant.insert(tenant.to_string(), (0, 0));
-        }
-        self.by_tenant.get_mut(tenant).expect("just inserted")
+    /// A record of `tenant` charged `bytes` is replaced or deleted.
+    pub fn dropped(&mut self, tenant: &str, finished: bool, bytes: u64) {
+        self.entry(tenant, finished).removed += bytes;
     }
 }
 
-/// A tenant's total after `added` and `removed` (never below zero).
-fn after(total: u64, (added, removed): (u64, u64)) -> u64 {
-    total.saturating_add(added).saturating_sub(removed)
-}
-
-/// Every tenant's total, in memory.
+/// Every tenant's totals, in memory.
 #[derive(Debug, Default)]
-pub struct Totals(Mutex<HashMap<String, u64>>);
+pub struct Totals(Mutex<Parts>);
+
+/// The two parts of the totals.
+#[derive(Debug, Default)]
+struct Parts {
+    finished: HashMap<String, u64>,
+    unfinished: HashMap<String, u64>,
+}
 
 /// The totals, held across a write that changes them.
-pub struct Held<'a>(MutexGuard<'a, HashMap<String, u64>>);
+pub struct Held<'a>(MutexGuard<'a, Parts>);
 
 impl Totals {
-    /// The totals as read from the store.
-    pub fn new(totals: HashMap<String, u64>) -> Totals {
-        Totals(Mutex::new(totals))
+    /// The finished runs' bytes as stored, and the unfinished runs' as
+    /// counted at open.
+    pub fn new(finished: HashMap<String, u64>, unfinished: HashMap<String, u64>) -> Totals {
+        Totals(Mutex::new(Parts { finished, unfinished }))
     }
 
     /// Holds the totals: take it before the write's gate and keep it until
@@ -97,27 +130,49 @@ impl Totals {
     }
 }
 
+fn get(totals: &HashMap<String, u64>, tenant: &str) -> u64 {
+    totals.get(tenant).copied().unwrap_or(0)
+}
+
 impl Held<'_> {
-    /// A tenant's total.
+    /// A tenant's total: its finished and its unfinished runs.
     pub fn get(&self, tenant: &str) -> u64 {
-        self.0.get(tenant).copied().unwrap_or(0)
+        let (finished, unfinished) = self.parts(tenant);
+        finished.saturating_add(unfinished)
     }
 
-    /// The total of each tenant `changes` touches, once they are applied:
-    /// what the write stores beside its runs.
-    pub fn after(&self, changes: &Changes) -> Vec<(String, u64)> {
+    /// A tenant's finished and unfinished runs' bytes apart: only the
+    /// first can be trimmed.
+    pub fn parts(&self, tenant: &str) -> (u64, u64) {
+        (get(&self.0.finished, tenant), get(&self.0.unfinished, tenant))
+    }
+
+    /// The finished runs' bytes of each tenant whose finished runs
+    /// `changes` touches, once they are applied: what the write stores.
+    pub fn stored_after<'c>(&self, changes: &'c Changes) -> impl Iterator<Item = (&'c str, u64)> {
+        let finished = &self.0.finished;
         changes
             .by_tenant
             .iter()
-            .map(|(tenant, change)| (tenant.clone(), after(self.get(tenant), *change)))
-            .collect()
+            .filter(|(_, done, _)| !done.is_none())
+            .map(move |(tenant, done, _)| (tenant.as_str(), done.after(get(finished, tenant))))
     }
 
     /// The write with `changes` was applied.
     pub fn apply(&mut self, changes: &Changes) {
-        for (tenant, change) in &changes.by_tenant {
-            let total = after(self.get(tenant), *change);
-            self.0.insert(tenant.clone(), total);
+        let parts = &mut *self.0;
+        for (tenant, done, waiting) in &changes.by_tenant {
+            for (totals, change) in [(&mut parts.finished, done), (&mut parts.unfinished, waiting)] {
+                if change.is_none() {
+                    continue;
+                }
+                match totals.get_mut(tenant.as_str()) {
+                    Some(total) => *total = change.after(*total),
+                    None => {
+                        totals.insert(tenant.clone(), change.after(0));
+                    }
+                }
+            }
         }
     }
 }
@@ -168,35 +223,35 @@ mod tests {
         );
         let record = run_codec::encode(&finished);
         assert_eq!(charge(&finished), record.len() as u64 + 700 + 2048);
-        // What retention takes away is what the writes added.
+        // What a deletion takes away is what the outcome wrote.
         let decoded = run_codec::decode(&record, &finished.tenant, &finished.id).unwrap();
-        assert_eq!(
-            charge(&decoded),
-            before + (charge(&finished) - queued_charge(&finished))
-        );
+        assert_eq!(charge(&decoded), charge(&finished));
     }
 
     #[test]
-    fn totals_change_only_where_a_write_touches_and_never_go_below_zero() {
-        let totals = Totals::new(HashMap::from([("a".to_string(), 100), ("b".to_string(), 50)]));
-        let mut held = totals.hold();
-        let mut changes = Changes::default();
-        changes.add("a", 30);
-        changes.remove("a", 10);
-        changes.remove("b", 80);
-        changes.add("c", 7);
-        let mut after = held.after(&changes);
-        after.sort();
-        assert_eq!(
-            after,
-            [("a".to_string(), 120), ("b".to_string(), 0), ("c".to_string(), 7)]
+    fn only_finished_bytes_are_stored_and_totals_never_go_below_zero() {
+        let totals = Totals::new(
+            HashMap::from([("a".to_string(), 100), ("b".to_string(), 50)]),
+            HashMap::from([("a".to_string(), 10)]),
         );
+        let mut held = totals.hold();
+        assert_eq!((held.get("a"), held.parts("a")), (110, (100, 10)));
+        let mut changes = Changes::default();
+        // a: a run finishes (10 queued become 30 finished); b loses more
+        // than it has; c queues a run.
+        changes.dropped("a", false, 10);
+        changes.stored("a", true, 30);
+        changes.dropped("b", true, 80);
+        changes.stored("c", false, 7);
+        let mut stored: Vec<(&str, u64)> = held.stored_after(&changes).collect();
+        stored.sort();
+        assert_eq!(stored, [("a", 130), ("b", 0)], "c has nothing finished to store");
         // Nothing moves until the write is applied.
-        assert_eq!(held.get("a"), 100);
+        assert_eq!(held.get("a"), 110);
         held.apply(&changes);
         assert_eq!(
             (held.get("a"), held.get("b"), held.get("c"), held.get("d")),
-            (120, 0, 7, 0)
+            (130, 0, 7, 0)
         );
     }
 }

@@ -91,26 +91,20 @@ pub fn encode(run: &Run) -> Vec<u8> {
     out.compact_text(plugin_digest);
     out.0.push(trigger_code(*trigger));
     out.uint(u64::from(*attempt));
-    out.0.push(status_code(*status));
-    out.option(error.as_ref(), |out, error| {
-        out.0.push(kind_code(error.kind));
-        out.bytes(error.message.as_bytes());
-    });
+    status_and_error(&mut out, *status, error.as_ref());
     out.instant(scheduled_at);
     out.instant_from(scheduled_at, queued_at);
-    out.option(started_at.as_ref(), |out, at| out.instant_from(scheduled_at, at));
-    out.option(finished_at.as_ref(), |out, at| out.instant_from(scheduled_at, at));
-    if derived_timings(*scheduled_at, *started_at, *finished_at) == (*duration_ms, *lateness_ms) {
-        out.0.push(DERIVED_TIMINGS);
-    } else {
-        out.0.push(STORED_TIMINGS);
-        out.option(duration_ms.as_ref(), |out, value| out.uint(*value));
-        out.option(lateness_ms.as_ref(), |out, value| out.int(*value));
-    }
-    out.option(fuel_consumed.as_ref(), |out, value| out.uint(*value));
-    out.option(peak_memory.as_ref(), |out, value| out.uint(*value));
-    out.uint(*output_size);
-    out.uint(*log_size);
+    let execution = Execution {
+        started_at: started_at.as_ref(),
+        finished_at: finished_at.as_ref(),
+        duration_ms: duration_ms.as_ref(),
+        lateness_ms: lateness_ms.as_ref(),
+        fuel_consumed: fuel_consumed.as_ref(),
+        peak_memory: peak_memory.as_ref(),
+        output_size: *output_size,
+        log_size: *log_size,
+    };
+    execution.write(&mut out, scheduled_at);
     out.bytes(input);
     let RunLimits {
         fuel,
@@ -137,6 +131,88 @@ pub fn encode(run: &Run) -> Vec<u8> {
     out.texts(http_allow);
     out.texts(secrets);
     out.0
+}
+
+/// The outcome fields of a run but its status and error, as the record
+/// holds them (what [`Run::clear_outcome`] clears, with those two).
+#[derive(Default)]
+struct Execution<'a> {
+    started_at: Option<&'a chrono::DateTime<chrono::Utc>>,
+    finished_at: Option<&'a chrono::DateTime<chrono::Utc>>,
+    duration_ms: Option<&'a u64>,
+    lateness_ms: Option<&'a i64>,
+    fuel_consumed: Option<&'a u64>,
+    peak_memory: Option<&'a u64>,
+    output_size: u64,
+    log_size: u64,
+}
+
+impl<'a> Execution<'a> {
+    fn of(run: &'a Run) -> Execution<'a> {
+        Execution {
+            started_at: run.started_at.as_ref(),
+            finished_at: run.finished_at.as_ref(),
+            duration_ms: run.duration_ms.as_ref(),
+            lateness_ms: run.lateness_ms.as_ref(),
+            fuel_consumed: run.fuel_consumed.as_ref(),
+            peak_memory: run.peak_memory.as_ref(),
+            output_size: run.output_size,
+            log_size: run.log_size,
+        }
+    }
+
+    /// Writes the fields, instants as nanoseconds from `scheduled_at`.
+    fn write(&self, out: &mut Writer, scheduled_at: &DateTime<Utc>) {
+        out.option(self.started_at, |out, at| out.instant_from(scheduled_at, at));
+        out.option(self.finished_at, |out, at| out.instant_from(scheduled_at, at));
+        let derived = derived_timings(
+            *scheduled_at,
+            self.started_at.copied(),
+            self.finished_at.copied(),
+        );
+        if derived == (self.duration_ms.copied(), self.lateness_ms.copied()) {
+            out.0.push(DERIVED_TIMINGS);
+        } else {
+            out.0.push(STORED_TIMINGS);
+            out.option(self.duration_ms, |out, value| out.uint(*value));
+            out.option(self.lateness_ms, |out, value| out.int(*value));
+        }
+        out.option(self.fuel_consumed, |out, value| out.uint(*value));
+        out.option(self.peak_memory, |out, value| out.uint(*value));
+        out.uint(self.output_size);
+        out.uint(self.log_size);
+    }
+}
+
+fn status_and_error(out: &mut Writer, status: RunStatus, error: Option<&RunError>) {
+    out.0.push(status_code(status));
+    out.option(error, |out, error| {
+        out.0.push(kind_code(error.kind));
+        out.bytes(error.message.as_bytes());
+    });
+}
+
+/// The bytes a run's outcome adds to its record: how much longer
+/// [`encode`] makes it than the same run with its outcome cleared (see
+/// [`Run::clear_outcome`]), found without encoding either (a run's end
+/// charges its tenant the difference, see `run_bytes`).
+pub fn outcome_len(run: &Run) -> usize {
+    fn written(
+        status: RunStatus,
+        error: Option<&RunError>,
+        execution: Execution<'_>,
+        scheduled_at: &DateTime<Utc>,
+    ) -> usize {
+        let mut out = Writer(Vec::with_capacity(48));
+        status_and_error(&mut out, status, error);
+        execution.write(&mut out, scheduled_at);
+        out.0.len()
+    }
+    // Without instants the cleared form does not depend on `scheduled_at`.
+    static CLEARED: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+        written(RunStatus::Queued, None, Execution::default(), &DateTime::UNIX_EPOCH)
+    });
+    written(run.status, run.error.as_ref(), Execution::of(run), &run.scheduled_at) - *CLEARED
 }
 
 /// Decodes the record of the run `id` of `tenant` (what its key says),
@@ -514,6 +590,29 @@ mod tests {
         // Version 1 stored the tenant and id: the key's are not used.
         assert_eq!(decode(&bytes, "other", "other").unwrap(), full_run());
         assert!(encode(&full_run()).len() + 60 < bytes.len());
+    }
+
+    #[test]
+    fn the_outcome_length_is_what_clearing_the_outcome_takes_off_the_record() {
+        let full = full_run();
+        let mut runs = vec![full.clone(), Run::sample("r", "j", Utc::now())];
+        let mut running = Run::sample("r", "j", Utc::now());
+        running.status = RunStatus::Running;
+        running.started_at = Some(Utc::now());
+        running.lateness_ms = Some(-1);
+        runs.push(running);
+        let mut long_error = full;
+        long_error.error.as_mut().unwrap().message = "e".repeat(5000);
+        runs.push(long_error);
+        for run in runs {
+            let mut cleared = run.clone();
+            cleared.clear_outcome();
+            assert_eq!(
+                encode(&run).len() - outcome_len(&run),
+                encode(&cleared).len(),
+                "{run:?}"
+            );
+        }
     }
 
     #[test]

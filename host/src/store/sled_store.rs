@@ -18,9 +18,10 @@
 //! tree under a one-byte namespace and is written with one atomic
 //! `apply_batch`: a multi-tree transaction costs ~90 µs here, a batch a
 //! few. The runs of one fire pass share one active marker (see
-//! `active_groups`); a run queued any other way has its own. Each tenant's
-//! run bytes (see `run_bytes`) are a key of the same tree, written in the
-//! same batch or transaction as the runs that change them.
+//! `active_groups`); a run queued any other way has its own. The bytes of
+//! each tenant's finished runs (see `run_bytes`) are a key of the same
+//! tree, written in the same batch as the outcomes and deletions that
+//! change them.
 
 mod run_usage;
 
@@ -71,8 +72,8 @@ pub struct SledStore {
     /// `active_groups`); held across the writes that settle them, and
     /// always taken before the gate.
     active_groups: Arc<Mutex<ActiveGroups>>,
-    /// Each tenant's run bytes, held across every write that changes them;
-    /// taken after the active groups and before the gate.
+    /// Each tenant's run bytes (see `run_bytes`), held across every write
+    /// that changes them; taken after the active groups and before the gate.
     run_bytes: Arc<Totals>,
     plugins: Tree,
     /// Plugin bytes by digest as older versions kept them, moved to
@@ -144,9 +145,12 @@ mod run_space {
     pub const OUTPUT: u8 = b'O';
     /// `L tenant \0 run_id` -> the captured log.
     pub const LOG: u8 = b'L';
-    /// `U tenant` -> the tenant's run bytes (u64 big-endian); `U` alone
-    /// marks that every tenant's are counted.
-    pub const USAGE: u8 = b'U';
+    /// `H tenant` -> the bytes of the tenant's finished runs, its run
+    /// history (u64 big-endian); `H` alone marks that every tenant's are
+    /// counted. Between the group markers and the job index, away from the
+    /// end of the records where new ones land: on that page its update
+    /// with each batch of outcomes cost five times as much.
+    pub const USAGE: u8 = b'H';
 }
 
 fn run_key(space: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -329,10 +333,14 @@ impl SledStore {
             run_bytes: Arc::new(Totals::default()),
             db,
         };
+        let unfinished = store.count_unfinished()?;
         let store = SledStore {
-            run_bytes: Arc::new(Totals::new(store.read_run_bytes()?)),
+            run_bytes: Arc::new(Totals::new(store.read_run_bytes()?, unfinished.bytes)),
             ..store
         };
+        for record_key in unfinished.alone {
+            store.groups().add_alone(record_key);
+        }
         if !had_starters {
             store.index_starters()?;
         }
@@ -451,27 +459,34 @@ impl SledStore {
             .transpose()
     }
 
-    /// Adds the keys a run's step changes to `batch`, and what it changes
-    /// in its tenant's run bytes to `changes` (`earlier`: the steps before
-    /// it in the same write): sled costs ~13 µs per key here, so each step
-    /// writes only what it must.
+    /// Adds the keys a run's step changes to `batch`, what it changes in
+    /// its tenant's run bytes to `changes` and the record keys of the runs
+    /// it queues to `queued` (`earlier`: the steps before it in the same
+    /// write, when any is of the same run): sled costs ~13 µs per key here,
+    /// so each step writes only what it must.
     fn add_run_step(
         &self,
         batch: &mut sled::Batch,
         changes: &mut Changes,
+        queued: &mut Vec<Vec<u8>>,
         write: &RunWrite<'_>,
         earlier: &[RunWrite<'_>],
         groups: &ActiveGroups,
     ) -> StoreResult<()> {
-        let queue = |batch: &mut sled::Batch, changes: &mut Changes, run: &Run| {
+        let queue = |batch: &mut sled::Batch, changes: &mut Changes, queued: &mut Vec<Vec<u8>>, run: &Run| {
             let record = run_codec::encode(run);
-            changes.add(&run.tenant, run_bytes::charge_encoded(run, &record));
-            batch.insert(record_key(run), record);
+            let charge = run_bytes::charge_encoded(run, &record);
+            changes.stored(&run.tenant, run.status.is_finished(), charge);
+            let record_key = record_key(run);
+            batch.insert(record_key.as_slice(), record);
+            if !run.status.is_finished() {
+                queued.push(record_key);
+            }
             batch.insert(by_job_key(run), &[] as &[u8]);
             batch.insert(active_key(run), &[] as &[u8]);
         };
         match *write {
-            RunWrite::Queued(run) => queue(batch, changes, run),
+            RunWrite::Queued(run) => queue(batch, changes, queued, run),
             // An unfinished run is charged as queued: a mark changes nothing.
             RunWrite::Updated(run) => {
                 batch.insert(record_key(run), run_codec::encode(run));
@@ -481,8 +496,12 @@ impl SledStore {
                 let record_key = record_key(run);
                 let grouped = groups.is_grouped(&record_key);
                 let record = run_codec::encode(run);
-                changes.remove(&run.tenant, self.charge_before(run, &record_key, grouped, earlier)?);
-                changes.add(&run.tenant, run_bytes::charge_encoded(run, &record));
+                let unfinished = grouped || groups.is_alone(&record_key);
+                if let Some((finished, charge)) = self.stored_before(run, &record, &record_key, unfinished, earlier)? {
+                    changes.dropped(&run.tenant, finished, charge);
+                }
+                let charge = run_bytes::charge_encoded(run, &record);
+                changes.stored(&run.tenant, run.status.is_finished(), charge);
                 if !grouped {
                     batch.remove(active_key(run));
                 }
@@ -494,7 +513,7 @@ impl SledStore {
                     batch.insert(run_key(run_space::LOG, &[tenant, id]), log);
                 }
                 if let Some(next) = next {
-                    queue(batch, changes, next);
+                    queue(batch, changes, queued, next);
                 }
             }
         }
@@ -515,17 +534,24 @@ impl SledStore {
         let settling = groups.plan(finished.iter().map(Vec::as_slice));
         let mut batch = sled::Batch::default();
         let mut changes = Changes::default();
+        let mut queued = Vec::new();
+        let repeated = run_usage::repeated_runs(writes);
         for (index, write) in writes.iter().enumerate() {
-            self.add_run_step(&mut batch, &mut changes, write, &writes[..index], &groups)?;
+            // Only a run written twice in this write has an earlier step.
+            let earlier = match write {
+                RunWrite::Finished { run, .. } if repeated.contains(run.id.as_str()) => &writes[..index],
+                _ => &[],
+            };
+            self.add_run_step(&mut batch, &mut changes, &mut queued, write, earlier, &groups)?;
         }
         for group in &settling.emptied {
             batch.remove(group.as_ref());
         }
         let mut totals = self.run_bytes.hold();
         if let Some((run, max_bytes)) = room {
-            let (need, used) = (run_bytes::queued_charge(run), totals.get(&run.tenant));
-            if used.saturating_add(need) > max_bytes {
-                return Err(run_usage::no_room(need, used, max_bytes));
+            let need = run_bytes::queued_charge(run);
+            if totals.get(&run.tenant).saturating_add(need) > max_bytes {
+                return Err(run_usage::no_room(need, totals.parts(&run.tenant).1, max_bytes));
             }
         }
         put_totals(&mut batch, &totals, &changes);
@@ -533,6 +559,9 @@ impl SledStore {
         self.runs.apply_batch(batch).map_err(|error| gate.note(error))?;
         totals.apply(&changes);
         groups.apply(settling);
+        for record_key in queued {
+            groups.add_alone(record_key);
+        }
         Ok(())
     }
 }
@@ -862,7 +891,7 @@ impl Store for SledStore {
                         }
                         run_tree.insert(keys.record_key.as_slice(), keys.record.as_slice())?;
                         run_tree.insert(keys.by_job.as_slice(), &[] as &[u8])?;
-                        changes.add(&run.tenant, keys.charge);
+                        changes.stored(&run.tenant, false, keys.charge);
                         members.push(keys.record_key.as_slice());
                         inserted.push(run.clone());
                     }
@@ -1080,7 +1109,7 @@ impl Store for SledStore {
                     if !run.status.is_finished() {
                         continue;
                     }
-                    changes.remove(&run.tenant, run_bytes::charge(&run));
+                    changes.dropped(&run.tenant, true, run_bytes::charge(&run));
                 }
                 for space in [run_space::RECORD, run_space::OUTPUT, run_space::LOG] {
                     batch.remove(run_key(space, &[&tenant, run_id]));
@@ -1112,7 +1141,9 @@ impl Store for SledStore {
     }
 
     fn trim_runs(&self, tenant: &str, max_bytes: u64, max_deletions: usize) -> StoreResult<usize> {
-        let over = self.run_bytes.hold().get(tenant).saturating_sub(max_bytes);
+        // Only finished runs go: past them, there is nothing to look for.
+        let (finished, unfinished) = self.run_bytes.hold().parts(tenant);
+        let over = (finished + unfinished).saturating_sub(max_bytes).min(finished);
         if over == 0 {
             return Ok(0);
         }

@@ -4,10 +4,11 @@
 //! of a tenant's oldest finished runs that retention and
 //! [`Store::insert_run_within`] use to keep it within its quota.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{SledStore, active_key, by_job_key, decode_run, read_count, record_key, run_key, run_prefix, run_space};
 use crate::model::Run;
+use crate::store::active_groups;
 use crate::store::run_bytes::{self, Changes, Held};
 use crate::store::{RunWrite, Store, StoreError, StoreResult};
 
@@ -19,21 +20,22 @@ pub(super) fn usage_key(tenant: &str) -> Vec<u8> {
     [&[run_space::USAGE][..], tenant.as_bytes()].concat()
 }
 
-/// Stores the totals `changes` leave in `batch`.
+/// Stores the finished runs' bytes `changes` leave in `batch`.
 pub(super) fn put_totals(batch: &mut sled::Batch, totals: &Held<'_>, changes: &Changes) {
-    for (tenant, total) in totals.after(changes) {
-        batch.insert(usage_key(&tenant), &total.to_be_bytes());
+    for (tenant, total) in totals.stored_after(changes) {
+        batch.insert(usage_key(tenant), &total.to_be_bytes());
     }
 }
 
-/// Stores the totals `changes` leave in a transaction on the runs tree.
+/// Stores the finished runs' bytes `changes` leave in a transaction on
+/// the runs tree.
 pub(super) fn put_totals_in(
     run_tree: &sled::transaction::TransactionalTree,
     totals: &Held<'_>,
     changes: &Changes,
 ) -> Result<(), sled::transaction::UnabortableTransactionError> {
-    for (tenant, total) in totals.after(changes) {
-        run_tree.insert(usage_key(&tenant), &total.to_be_bytes())?;
+    for (tenant, total) in totals.stored_after(changes) {
+        run_tree.insert(usage_key(tenant), &total.to_be_bytes())?;
     }
     Ok(())
 }
@@ -67,7 +69,7 @@ pub(super) fn withdraw_in(
     let mut changes = Changes::default();
     for run in withdrawn {
         if run_tree.remove(run.keys[0].as_slice())?.is_some() {
-            changes.remove(run.tenant, run.charge);
+            changes.dropped(run.tenant, false, run.charge);
         }
         for other in &run.keys[1..] {
             run_tree.remove(other.as_slice())?;
@@ -75,6 +77,58 @@ pub(super) fn withdraw_in(
     }
     put_totals_in(run_tree, totals, &changes)?;
     Ok(changes)
+}
+
+/// Hashes a run id by its last eight bytes (random in a ULID and in a
+/// fire's derived id): enough to tell repeats apart in one write, at a
+/// fraction of SipHash's cost on every run's outcome.
+#[derive(Default)]
+pub(super) struct IdTail(u64);
+
+impl std::hash::Hasher for IdTail {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = &bytes[bytes.len().saturating_sub(8)..];
+        let mut word = [0u8; 8];
+        word[..tail.len()].copy_from_slice(tail);
+        self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Run ids, hashed by [`IdTail`].
+pub(super) type RunIds<'a> = HashSet<&'a str, std::hash::BuildHasherDefault<IdTail>>;
+
+/// The ids of the runs more than one step of `writes` writes (the
+/// recorder's batches have none but a run's mark beside its outcome).
+pub(super) fn repeated_runs<'a>(writes: &[RunWrite<'a>]) -> RunIds<'a> {
+    let mut repeated = RunIds::default();
+    if writes.len() < 2 {
+        return repeated;
+    }
+    let mut seen = RunIds::with_capacity_and_hasher(writes.len(), Default::default());
+    for write in writes {
+        let (run, next) = match *write {
+            RunWrite::Queued(run) | RunWrite::Updated(run) => (run, None),
+            RunWrite::Finished { run, next, .. } => (run, next),
+        };
+        for run in std::iter::once(run).chain(next) {
+            if !seen.insert(run.id.as_str()) {
+                repeated.insert(run.id.as_str());
+            }
+        }
+    }
+    repeated
+}
+
+/// What the store finds unfinished at open.
+pub(super) struct Unfinished {
+    /// The bytes of each tenant's unfinished runs.
+    pub bytes: HashMap<String, u64>,
+    /// The record keys of those queued on their own (with their own marker).
+    pub alone: Vec<Vec<u8>>,
 }
 
 /// A finished run chosen for deletion: what its keys need, and its charge.
@@ -85,38 +139,44 @@ pub(super) struct Victim {
 }
 
 impl SledStore {
-    /// What a run was charged before a write finishing it: as queued when
-    /// it was unfinished, known without a read for a grouped run, one
-    /// queued earlier in the same write and (one key read) one with its
-    /// own active marker; otherwise (an outcome written twice, or a run
-    /// never queued) what the stored record, if any, is charged.
-    pub(super) fn charge_before(
+    /// The record a write finishing `run` (encoded as `record`) replaces,
+    /// if any: whether it is a finished run's, and its charge. Known
+    /// without a read for a run written earlier in the same write and for
+    /// one the active groups hold `unfinished`; otherwise (an outcome
+    /// written twice, a run never queued) one read.
+    pub(super) fn stored_before(
         &self,
         run: &Run,
+        record: &[u8],
         record_key: &[u8],
-        grouped: bool,
+        unfinished: bool,
         earlier: &[RunWrite<'_>],
-    ) -> StoreResult<u64> {
+    ) -> StoreResult<Option<(bool, u64)>> {
         let same = |other: &Run| other.id == run.id && other.tenant == run.tenant;
         for write in earlier.iter().rev() {
             match *write {
-                RunWrite::Finished { run: other, .. } if same(other) => return Ok(run_bytes::charge(other)),
                 RunWrite::Queued(other) | RunWrite::Updated(other) if same(other) => {
-                    return Ok(run_bytes::queued_charge(run));
+                    return Ok(Some((other.status.is_finished(), run_bytes::charge(other))));
+                }
+                RunWrite::Finished { run: other, .. } if same(other) => {
+                    return Ok(Some((other.status.is_finished(), run_bytes::charge(other))));
                 }
                 RunWrite::Finished { next: Some(other), .. } if same(other) => {
-                    return Ok(run_bytes::queued_charge(run));
+                    return Ok(Some((false, run_bytes::charge(other))));
                 }
                 _ => {}
             }
         }
-        if grouped || self.runs.contains_key(active_key(run))? {
-            return Ok(run_bytes::queued_charge(run));
+        if unfinished {
+            return Ok(Some((false, run_bytes::queued_charge_encoded(run, record))));
         }
-        Ok(self.run_at(record_key)?.map_or(0, |stored| run_bytes::charge(&stored)))
+        Ok(self
+            .run_at(record_key)?
+            .map(|stored| (stored.status.is_finished(), run_bytes::charge(&stored))))
     }
 
-    /// Every tenant's run bytes as stored, counted first if they never were.
+    /// The bytes of every tenant's finished runs as stored, counted first
+    /// if they never were.
     pub(super) fn read_run_bytes(&self) -> StoreResult<HashMap<String, u64>> {
         let marker = [run_space::USAGE];
         if !self.runs.contains_key(marker)? {
@@ -132,23 +192,27 @@ impl SledStore {
         Ok(totals)
     }
 
-    /// Each tenant's run bytes from its run records, one pass over them.
-    fn recount_run_bytes(&self) -> StoreResult<HashMap<String, u64>> {
-        let mut totals: HashMap<String, u64> = HashMap::new();
+    /// The bytes of each tenant's finished and unfinished runs from its
+    /// run records, one pass over them.
+    fn recount_run_bytes(&self) -> StoreResult<[HashMap<String, u64>; 2]> {
+        let mut totals: [HashMap<String, u64>; 2] = Default::default();
         for entry in self.runs.scan_prefix([run_space::RECORD]) {
             let (key, value) = entry?;
             match decode_run(&key, &value) {
-                Ok(run) => *totals.entry(run.tenant.clone()).or_default() += run_bytes::charge(&run),
+                Ok(run) => {
+                    let part = usize::from(!run.status.is_finished());
+                    *totals[part].entry(run.tenant.clone()).or_default() += run_bytes::charge(&run);
+                }
                 Err(error) => tracing::warn!(%error, "a run record that does not read is not counted"),
             }
         }
         Ok(totals)
     }
 
-    /// Counts and stores every tenant's run bytes in a database from before
-    /// they were kept, with the mark that they are.
+    /// Counts and stores the bytes of every tenant's finished runs in a
+    /// database from before they were kept, with the mark that they are.
     fn count_run_bytes(&self) -> StoreResult<HashMap<String, u64>> {
-        let totals = self.recount_run_bytes()?;
+        let [totals, _] = self.recount_run_bytes()?;
         let mut batch = sled::Batch::default();
         for (tenant, total) in &totals {
             batch.insert(usage_key(tenant), &total.to_be_bytes());
@@ -160,6 +224,38 @@ impl SledStore {
             tracing::info!(tenants = totals.len(), "run bytes counted");
         }
         Ok(totals)
+    }
+
+    /// The bytes of each tenant's unfinished runs: those the store would
+    /// recover (see [`Store::unfinished_runs`]), found through their active
+    /// markers; and the record keys of those with their own marker.
+    pub(super) fn count_unfinished(&self) -> StoreResult<Unfinished> {
+        let mut totals: HashMap<String, u64> = HashMap::new();
+        let mut count = |record_key: &[u8]| -> StoreResult<bool> {
+            match self.run_at(record_key)? {
+                Some(run) if !run.status.is_finished() => {
+                    *totals.entry(run.tenant.clone()).or_default() += run_bytes::charge(&run);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        };
+        let mut alone = Vec::new();
+        for entry in self.runs.scan_prefix([run_space::ACTIVE]) {
+            let (active_key, _) = entry?;
+            let mut record_key = active_key.to_vec();
+            record_key[0] = run_space::RECORD;
+            if count(&record_key)? {
+                alone.push(record_key);
+            }
+        }
+        for entry in self.runs.scan_prefix([run_space::GROUP]) {
+            let (_, members) = entry?;
+            for record_key in active_groups::decode_members(&members) {
+                count(&record_key)?;
+            }
+        }
+        Ok(Unfinished { bytes: totals, alone })
     }
 
     /// The tenant's oldest finished runs (ids sort by time) whose charges
@@ -204,7 +300,7 @@ impl SledStore {
                 run_space::BY_JOB,
                 &[tenant_bytes, victim.job_id.as_bytes(), id],
             ));
-            changes.remove(tenant, victim.charge);
+            changes.dropped(tenant, true, victim.charge);
         }
     }
 
@@ -219,6 +315,12 @@ impl SledStore {
                 "run_bytes: this run's record and input take {need} bytes, more than the tenant's quota of {max_bytes}"
             )));
         };
+        // Queued and running runs are never deleted: when they leave no
+        // room, refuse without looking through the finished ones.
+        let (_, unfinished) = self.run_bytes.hold().parts(&run.tenant);
+        if unfinished > room {
+            return Err(no_room(need, unfinished, max_bytes));
+        }
         while self.run_bytes(&run.tenant)? > room {
             if self.trim_runs(&run.tenant, room, MAKE_ROOM_BATCH)? == 0 {
                 break;
@@ -228,11 +330,11 @@ impl SledStore {
     }
 }
 
-/// The refusal of a run that does not fit beside the tenant's runs that
-/// cannot be deleted.
-pub(super) fn no_room(need: u64, used: u64, max_bytes: u64) -> StoreError {
+/// The refusal of a run that does not fit beside the tenant's queued and
+/// running runs (`unfinished` bytes), which are never deleted.
+pub(super) fn no_room(need: u64, unfinished: u64, max_bytes: u64) -> StoreError {
     StoreError::QuotaExceeded(format!(
-        "run_bytes: this run's record and input take {need} bytes; the tenant's runs take {used} of its quota of {max_bytes} and those left are queued or running, so none can be deleted to make room"
+        "run_bytes: this run's record and input take {need} bytes; the tenant's queued and running runs take {unfinished} of its quota of {max_bytes} and are not deleted to make room (retry once some have finished)"
     ))
 }
 
@@ -283,7 +385,12 @@ mod tests {
     /// The total kept equals a fresh count of the records.
     fn assert_counted(store: &SledStore) -> u64 {
         let kept = store.run_bytes("t").unwrap();
-        let counted = store.recount_run_bytes().unwrap().get("t").copied().unwrap_or(0);
+        let counted: u64 = store
+            .recount_run_bytes()
+            .unwrap()
+            .iter()
+            .map(|part| part.get("t").copied().unwrap_or(0))
+            .sum();
         assert_eq!(kept, counted, "the kept total drifted from the records");
         kept
     }
@@ -346,6 +453,15 @@ mod tests {
         assert_counted(&store);
         finish(&store, &retry, 10, 10);
         assert_counted(&store);
+        let twice = finished(&retry, 3, 3);
+        let outcome = RunWrite::Finished {
+            run: &twice,
+            output: b"ooo",
+            log: b"lll",
+            next: None,
+        };
+        store.write_runs(&[outcome, outcome]).unwrap();
+        assert_counted(&store);
         // Fires, and fires withdrawn by a change of their job.
         let spec = serde_json::json!({"name": "fired", "plugin": "p", "schedule": {"every": "1h"}});
         let defaults = crate::config::Config::default().job_defaults();
@@ -385,15 +501,30 @@ mod tests {
         // Pruning takes away what it deletes.
         let cutoff = manual(1, 0).scheduled_at + chrono::Duration::seconds(1);
         assert_eq!(store.prune_runs(cutoff, 0, 100).unwrap(), 2);
+        assert!(assert_counted(&store) < before_prune);
+        // Left unfinished at the close: a run queued on its own and one of
+        // a fire pass.
+        store.insert_run(&manual(20, 70)).unwrap();
+        let mut other = job.clone();
+        other.id = "01kbgz8m7yq3d5v2c8n6r4t1wz".into();
+        other.name = "other".into();
+        store.insert_job(&other).unwrap();
+        let mut fired = manual(21, 30);
+        fired.job_id = other.id.clone();
+        fired.trigger = Trigger::Schedule;
+        let fire = Fire {
+            job: other,
+            runs: vec![fired],
+        };
+        store.record_fires(&[fire]).unwrap();
         let kept = assert_counted(&store);
-        assert!(kept < before_prune);
         store.flush().unwrap();
         drop(store);
         let store = open(dir.path());
         assert_eq!(
             store.run_bytes("t").unwrap(),
             kept,
-            "read back as stored, not recounted"
+            "finished as stored, unfinished counted again"
         );
         assert_counted(&store);
     }
