@@ -165,11 +165,7 @@ impl<'a> Execution<'a> {
     fn write(&self, out: &mut Writer, scheduled_at: &DateTime<Utc>) {
         out.option(self.started_at, |out, at| out.instant_from(scheduled_at, at));
         out.option(self.finished_at, |out, at| out.instant_from(scheduled_at, at));
-        let derived = derived_timings(
-            *scheduled_at,
-            self.started_at.copied(),
-            self.finished_at.copied(),
-        );
+        let derived = derived_timings(*scheduled_at, self.started_at.copied(), self.finished_at.copied());
         if derived == (self.duration_ms.copied(), self.lateness_ms.copied()) {
             out.0.push(DERIVED_TIMINGS);
         } else {
@@ -209,9 +205,8 @@ pub fn outcome_len(run: &Run) -> usize {
         out.0.len()
     }
     // Without instants the cleared form does not depend on `scheduled_at`.
-    static CLEARED: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
-        written(RunStatus::Queued, None, Execution::default(), &DateTime::UNIX_EPOCH)
-    });
+    static CLEARED: std::sync::LazyLock<usize> =
+        std::sync::LazyLock::new(|| written(RunStatus::Queued, None, Execution::default(), &DateTime::UNIX_EPOCH));
     written(run.status, run.error.as_ref(), Execution::of(run), &run.scheduled_at) - *CLEARED
 }
 
