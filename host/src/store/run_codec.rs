@@ -215,15 +215,9 @@ pub fn outcome_len(run: &Run) -> usize {
 pub fn decode(bytes: &[u8], tenant: &str, id: &str) -> Result<Run, String> {
     match bytes.first() {
         Some(b'{') => serde_json::from_slice(bytes).map_err(|error| error.to_string()),
-        Some(&VERSION) => {
+        Some(&version @ (VERSION | VERSION_1)) => {
             let mut input = Reader(&bytes[1..]);
-            let run = read_run(&mut input, tenant, id)?;
-            input.end("run")?;
-            Ok(run)
-        }
-        Some(&VERSION_1) => {
-            let mut input = Reader(&bytes[1..]);
-            let run = read_run_version_1(&mut input)?;
+            let run = read_run(&mut input, version, tenant, id)?;
             input.end("run")?;
             Ok(run)
         }
@@ -232,27 +226,48 @@ pub fn decode(bytes: &[u8], tenant: &str, id: &str) -> Result<Run, String> {
     }
 }
 
-fn read_run(input: &mut Reader<'_>, tenant: &str, id: &str) -> Result<Run, String> {
-    let job_id = input.compact_text()?;
+/// Reads a binary record of `version`. Version 1 stored every field in
+/// declaration order, as text and whole instants; version 2 leaves the id
+/// and tenant to the key (`tenant`, `id`), keeps ids and the digest compact,
+/// later instants from `scheduled_at` and the timings derived when they can.
+fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Result<Run, String> {
+    let whole = version == VERSION_1;
+    let (id, tenant) = if whole {
+        (input.text()?, input.text()?)
+    } else {
+        (id.to_string(), tenant.to_string())
+    };
+    let id_text = |input: &mut Reader<'_>| {
+        if whole { input.text() } else { input.compact_text() }
+    };
+    let job_id = id_text(input)?;
     let job_name = input.text()?;
     let plugin = input.text()?;
-    let plugin_digest = input.compact_text()?;
+    let plugin_digest = id_text(input)?;
     let trigger = code(input.byte()?, trigger_of, "trigger")?;
     let attempt = input.u32()?;
     let status = code(input.byte()?, status_of, "status")?;
     let error = input.option(read_error)?;
     let scheduled_at = input.instant()?;
-    let queued_at = input.instant_from(&scheduled_at)?;
-    let started_at = input.option(|input| input.instant_from(&scheduled_at))?;
-    let finished_at = input.option(|input| input.instant_from(&scheduled_at))?;
-    let (duration_ms, lateness_ms) = match input.byte()? {
+    let later = |input: &mut Reader<'_>| {
+        if whole {
+            input.instant()
+        } else {
+            input.instant_from(&scheduled_at)
+        }
+    };
+    let queued_at = later(input)?;
+    let started_at = input.option(later)?;
+    let finished_at = input.option(later)?;
+    let timings = if whole { STORED_TIMINGS } else { input.byte()? };
+    let (duration_ms, lateness_ms) = match timings {
         DERIVED_TIMINGS => derived_timings(scheduled_at, started_at, finished_at),
         STORED_TIMINGS => (input.option(Reader::uint)?, input.option(Reader::int)?),
         other => return Err(format!("unknown timings form {other}")),
     };
     Ok(Run {
-        id: id.to_string(),
-        tenant: tenant.to_string(),
+        id,
+        tenant,
         job_id,
         job_name,
         plugin,
@@ -286,7 +301,7 @@ fn read_run(input: &mut Reader<'_>, tenant: &str, id: &str) -> Result<Run, Strin
             max_backoff: input.duration()?,
         },
         exclusive: input.flag("exclusive")?,
-        retry_of: input.option(Reader::compact_text)?,
+        retry_of: input.option(id_text)?,
         http_allow: input.texts()?,
         secrets: input.texts()?,
     })
@@ -296,50 +311,6 @@ fn read_error(input: &mut Reader<'_>) -> Result<RunError, String> {
     Ok(RunError {
         kind: code(input.byte()?, kind_of, "error kind")?,
         message: input.text()?,
-    })
-}
-
-/// A record of version 1: every field, in declaration order.
-fn read_run_version_1(input: &mut Reader<'_>) -> Result<Run, String> {
-    Ok(Run {
-        id: input.text()?,
-        tenant: input.text()?,
-        job_id: input.text()?,
-        job_name: input.text()?,
-        plugin: input.text()?,
-        plugin_digest: input.text()?,
-        trigger: code(input.byte()?, trigger_of, "trigger")?,
-        attempt: input.u32()?,
-        status: code(input.byte()?, status_of, "status")?,
-        error: input.option(read_error)?,
-        scheduled_at: input.instant()?,
-        queued_at: input.instant()?,
-        started_at: input.option(Reader::instant)?,
-        finished_at: input.option(Reader::instant)?,
-        duration_ms: input.option(Reader::uint)?,
-        lateness_ms: input.option(Reader::int)?,
-        fuel_consumed: input.option(Reader::uint)?,
-        peak_memory: input.option(Reader::uint)?,
-        output_size: input.uint()?,
-        log_size: input.uint()?,
-        input: input.bytes()?.to_vec(),
-        limits: RunLimits {
-            fuel: input.option(Reader::uint)?,
-            timeout_ms: input.uint()?,
-            memory: input.uint()?,
-            output: input.uint()?,
-            logs: input.uint()?,
-        },
-        priority: code(input.byte()?, priority_of, "priority")?,
-        retry: Retry {
-            max_attempts: input.u32()?,
-            backoff: input.duration()?,
-            max_backoff: input.duration()?,
-        },
-        exclusive: input.flag("exclusive")?,
-        retry_of: input.option(Reader::text)?,
-        http_allow: input.texts()?,
-        secrets: input.texts()?,
     })
 }
 
