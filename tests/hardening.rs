@@ -395,3 +395,60 @@ async fn secrets_given_as_flags_are_warned_about_and_ones_from_the_environment_a
     let logs = from_env.logs().join("\n");
     assert!(!logs.contains("was given on the command line"), "{logs}");
 }
+
+/// Opens `GET /v1/events` with `token` on a connection of its own; returns
+/// the connection and what the daemon answered by the end of its head
+/// (with a refusal's body).
+async fn open_events(address: SocketAddr, token: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(address).await.expect("connecting");
+    let request = format!("GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sending the request");
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8_lossy(&read).into_owned();
+        let answered = text.contains("\r\n\r\n") && (text.starts_with("HTTP/1.1 200") || text.contains('}'));
+        if answered {
+            return (stream, text);
+        }
+        match timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(count)) if count > 0 => read.extend_from_slice(&buffer[..count]),
+            _ => return (stream, text),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_holds_at_most_max_event_streams_and_a_closed_one_gives_its_place_back() {
+    let daemon = TestDaemon::start_with(&["--max-event-streams", "2"], &[]);
+    let address = address(&daemon);
+    daemon.job_with("ticker", "noop", json!({})).await;
+    let other = daemon.new_tenant("other", json!({})).await;
+
+    let (first, answer) = open_events(address, &daemon.token).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (_second, answer) = open_events(address, &daemon.token).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (_, answer) = open_events(address, &daemon.token).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("\"too_many_streams\""), "{answer}");
+    assert!(answer.contains("max_event_streams"), "{answer}");
+    // Another tenant's streams are its own.
+    let (_others, answer) = open_events(address, &other).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A stream whose client went away ends when the daemon next writes to
+    // it (a run's events here; a keep-alive comment every 15 s otherwise).
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        daemon.run_job("ticker", None).await;
+        let (_third, answer) = open_events(address, &daemon.token).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the closed stream kept its place: {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

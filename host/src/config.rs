@@ -59,6 +59,11 @@ pub const DEFAULT_UNAUTHENTICATED_RATE: f64 = 20.0;
 /// Requests without a valid token an address may make at once before the
 /// rate applies, by default.
 pub const DEFAULT_UNAUTHENTICATED_BURST: u32 = 200;
+
+/// Event streams (`GET /v1/events`) a tenant may hold open at once, by
+/// default: each holds a connection for as long as it lasts, and the
+/// server's connections are shared by every tenant.
+pub const DEFAULT_MAX_EVENT_STREAMS: usize = 16;
 /// Free bytes the data volume must have again before failing storage is
 /// reopened (`storage_min_free`): room for sled's log segments (512 KiB
 /// each) to grow for a while, so a daemon restarted into a volume with a
@@ -84,6 +89,8 @@ pub struct Config {
     pub max_request_bytes: u64,
     /// Runs executing at once across the daemon.
     pub max_concurrent_runs: usize,
+    /// Event streams each tenant may hold open at once.
+    pub max_event_streams: usize,
     /// Defaults and ceilings for job limits.
     pub jobs: JobDefaults,
     /// `pretty` or `json` daemon logs.
@@ -219,6 +226,7 @@ impl Default for Config {
             plugin_cache_bytes: DEFAULT_PLUGIN_CACHE,
             max_request_bytes: 2 << 20,
             max_concurrent_runs: 32,
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
             jobs: JobDefaults {
                 fuel: None,
                 timeout: Duration::from_secs(30),

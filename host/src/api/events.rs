@@ -3,14 +3,16 @@
 //! client that reconnects with `Last-Event-ID` gets the events it missed
 //! from a bounded buffer first; when some are gone it gets a `gap` event
 //! saying from which id the buffer starts. Keep-alive comments every 15 s.
+//! A tenant holds at most `max_event_streams` streams at once: each holds
+//! a connection of the server's shared `http_max_connections`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -80,7 +82,69 @@ fn gap_event(oldest: Option<u64>, missed: Option<u64>) -> SseEvent {
         .data(json!({"oldest_buffered": oldest, "missed": missed}).to_string())
 }
 
+/// The event streams each tenant holds open, within a cap per tenant.
+pub struct StreamSlots {
+    max: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// One open stream of a tenant; its end (the client gone, the daemon
+/// stopping) frees the slot.
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    tenant: String,
+}
+
+impl StreamSlots {
+    /// At most `max` streams per tenant.
+    pub fn new(max: usize) -> StreamSlots {
+        StreamSlots {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for a new stream of `tenant`, or 429 `too_many_streams`.
+    pub fn take(self: &Arc<Self>, tenant: &str) -> Result<StreamSlot, ApiError> {
+        let mut open = self.open();
+        let count = open.entry(tenant.to_string()).or_default();
+        if *count >= self.max {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!(
+                    "tenant {tenant:?} holds {} event streams open, the most it may (max_event_streams); close one first",
+                    self.max
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            slots: self.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open();
+        if let Some(count) = open.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 struct StreamState {
+    /// Held for as long as the stream lasts.
+    _slot: StreamSlot,
     bus: Arc<EventBus>,
     gap: Option<Gap>,
     missed: VecDeque<Arc<Event>>,
@@ -102,7 +166,8 @@ impl StreamState {
     path = "/v1/events",
     tag = "events",
     params(("job" = Option<String>, Query), ("types" = Option<String>, Query), ("last_event_id" = Option<u64>, Query)),
-    responses((status = 200, description = "server-sent events", body = String, content_type = "text/event-stream"), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "server-sent events", body = String, content_type = "text/event-stream"), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals),
+    description = "At most `max_event_streams` streams per tenant at once: past it, 429 `too_many_streams`."
 )]
 pub async fn stream(
     State(state): State<AppState>,
@@ -142,10 +207,12 @@ pub async fn stream(
         job_id,
         kinds,
     };
+    let slot = state.inner.streams.take(&caller.tenant)?;
     let bus = state.events().clone();
     let last_seen = header.or(query.last_event_id);
     let (missed, gap, live) = bus.subscribe(&filter.tenant, last_seen, |event| filter.keeps(event));
     let start = StreamState {
+        _slot: slot,
         bus,
         gap,
         missed: missed.into(),

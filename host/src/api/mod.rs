@@ -59,6 +59,8 @@ struct Shared {
     auth: Auth,
     /// Each client address's budget of requests without a valid token.
     unauthenticated: AddressBudgets,
+    /// Each tenant's open event streams, within `max_event_streams`.
+    streams: Arc<events::StreamSlots>,
     config: Config,
     started_at: chrono::DateTime<chrono::Utc>,
 }
@@ -83,6 +85,7 @@ impl AppState {
                     config.http.unauthenticated_rate,
                     config.http.unauthenticated_burst,
                 ),
+                streams: Arc::new(events::StreamSlots::new(config.max_event_streams)),
                 config,
                 started_at: chrono::Utc::now(),
             }),

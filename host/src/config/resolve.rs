@@ -54,6 +54,12 @@ impl ConfigArgs {
             }
             config.max_concurrent_runs = runs;
         }
+        if let Some(streams) = self.max_event_streams.or(file.max_event_streams) {
+            if streams == 0 {
+                return Err(invalid("max_event_streams")("must be at least 1".to_string()));
+            }
+            config.max_event_streams = streams;
+        }
         let jobs = &mut config.jobs;
         if let Some(fuel) = file.default_fuel {
             if fuel == 0 {

@@ -27,6 +27,8 @@ pub struct ConfigFile {
     pub max_request_bytes: Option<NumberOrText>,
     /// `max_concurrent_runs = 16`.
     pub max_concurrent_runs: Option<usize>,
+    /// `max_event_streams = 16` (per tenant).
+    pub max_event_streams: Option<usize>,
     /// `default_fuel = 30000000000` (unset: jobs without a fuel budget run
     /// unmetered).
     pub default_fuel: Option<u64>,
@@ -113,6 +115,9 @@ pub struct ConfigArgs {
     /// Runs executing at once.
     #[arg(long, env = "SANDCRON_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,
+    /// Event streams (GET /v1/events) each tenant may hold open at once (default 16).
+    #[arg(long, env = "SANDCRON_MAX_EVENT_STREAMS")]
+    pub max_event_streams: Option<usize>,
     /// Daemon log format.
     #[arg(long, env = "SANDCRON_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
