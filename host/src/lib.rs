@@ -9,7 +9,8 @@
 //! [`tenancy`] keeps their quotas at hand, [`throttle`] their request
 //! budgets, [`server`] holds the HTTP connections to the API and
 //! [`permissions`] keeps the data dir its owner's, [`outbound`] is plugins' HTTP
-//! behind the SSRF wall, [`vault`] seals secrets at rest, and [`client`] and
+//! behind the SSRF wall, [`vault`] seals secrets at rest, [`lanes`] are the few threads that
+//! write the store off the runtime, and [`client`] and
 //! [`cli`] are the command line on top of the HTTP API.
 
 /// Every allocation of the daemon, its tests and benches (see
@@ -30,6 +31,7 @@ pub mod daemon;
 pub mod digest;
 pub mod events;
 pub mod executor;
+pub mod lanes;
 pub mod mail;
 pub mod metrics;
 pub mod model;

@@ -84,8 +84,9 @@ pub async fn sweep(store: &Arc<dyn Store>, clock: &dyn Clock, policy: Policy) ->
     let mut total = 0;
     loop {
         let store = store.clone();
-        let pruned =
-            tokio::task::spawn_blocking(move || store.prune_runs(older_than, policy.max_runs_per_job, BATCH)).await;
+        let pruned = crate::lanes::SWEEPS
+            .run(move || store.prune_runs(older_than, policy.max_runs_per_job, BATCH))
+            .await;
         match pruned {
             Ok(Ok(count)) => {
                 total += count;
@@ -125,7 +126,9 @@ pub async fn trim_to_quotas(store: &Arc<dyn Store>, tenants: &Tenants) -> usize 
         }
         loop {
             let (store, name) = (store.clone(), tenant.clone());
-            let trimmed = tokio::task::spawn_blocking(move || store.trim_runs(&name, max_bytes, BATCH)).await;
+            let trimmed = crate::lanes::SWEEPS
+                .run(move || store.trim_runs(&name, max_bytes, BATCH))
+                .await;
             match trimmed {
                 Ok(Ok(count)) => {
                     total += count;

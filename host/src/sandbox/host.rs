@@ -157,15 +157,16 @@ fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs a kv call on a blocking thread: the store behind it reads and
+/// Runs a kv call on a kv lane thread: the store behind it reads and
 /// writes the database, which must not hold up an async worker (and the
-/// other tenants' runs and requests on it).
+/// other tenants' runs and requests on it), nor add threads that touch it.
 async fn off_runtime<T: Send + 'static>(
     kv: &Arc<dyn KeyValue>,
     call: impl FnOnce(&dyn KeyValue) -> T + Send + 'static,
 ) -> wasmtime::Result<T> {
     let kv = kv.clone();
-    tokio::task::spawn_blocking(move || call(kv.as_ref()))
+    crate::lanes::KV
+        .run(move || call(kv.as_ref()))
         .await
         .map_err(|error| wasmtime::Error::msg(format!("kv: the storage call failed: {error}")))
 }

@@ -274,7 +274,8 @@ impl Scheduler {
             // Off the runtime's threads: a pass's write takes milliseconds,
             // and runs due meanwhile must start on time.
             let store = self.store.clone();
-            let outcomes = tokio::task::spawn_blocking(move || store.record_fires(&fires))
+            let outcomes = crate::lanes::FIRES
+                .run(move || store.record_fires(&fires))
                 .await
                 .map_err(|error| StoreError::Backend(format!("recording fires failed: {error}")))??;
             let mut runs = Vec::new();

@@ -11,8 +11,9 @@
 //! an idle daemon still answers without waiting. A zero window flushes as
 //! soon as the previous flush is over.
 //!
-//! The flush runs on a blocking thread of its own, so a caller that gives up
-//! (an HTTP request dropped mid-flush) cannot leave the others waiting.
+//! The flush runs on a thread of the flush lane (`lanes::FLUSHES`), so a
+//! caller that gives up (an HTTP request dropped mid-flush) cannot leave the
+//! others waiting.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -119,8 +120,7 @@ impl GroupCommit {
         let since_last = state.last_started.map_or(self.inner.window, |at| at.elapsed());
         let wait = self.inner.window.saturating_sub(since_last);
         if wait.is_zero() {
-            state.flushing = true;
-            self.start();
+            self.start(state);
             return;
         }
         state.scheduled = true;
@@ -129,30 +129,48 @@ impl GroupCommit {
             tokio::time::sleep(wait).await;
             let mut state = group.state();
             state.scheduled = false;
-            state.flushing = true;
-            group.start();
+            group.start(&mut state);
         });
     }
 
     /// Starts a flush covering every ticket taken before it begins.
-    fn start(&self) {
+    fn start(&self, state: &mut State) {
+        state.flushing = true;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let queued = crate::lanes::FLUSHES.spawn(move || {
             let target = {
                 let mut state = inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 state.last_started = Some(Instant::now());
                 state.requested
             };
             let result = (inner.flush)();
-            let mut state = inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            state.flushing = false;
-            match result {
-                Ok(()) => state.durable = state.durable.max(target),
-                Err(error) => state.failure = Some((target, error)),
-            }
-            drop(state);
-            inner.finished.notify_waiters();
+            inner.finish(target, result);
         });
+        if let Err(error) = queued {
+            // The waiters read the state once this lock is let go.
+            state.end_flush(state.requested, Err(StoreError::Backend(error.to_string())));
+            self.inner.finished.notify_waiters();
+        }
+    }
+}
+
+impl Inner {
+    /// A flush covering every ticket up to `target` ended with `result`.
+    fn finish(&self, target: u64, result: StoreResult<()>) {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.end_flush(target, result);
+        drop(state);
+        self.finished.notify_waiters();
+    }
+}
+
+impl State {
+    fn end_flush(&mut self, target: u64, result: StoreResult<()>) {
+        self.flushing = false;
+        match result {
+            Ok(()) => self.durable = self.durable.max(target),
+            Err(error) => self.failure = Some((target, error)),
+        }
     }
 }
 
