@@ -327,3 +327,51 @@ async fn another_tenants_identical_upload_does_not_reveal_the_first_ones_compile
         }
     }
 }
+
+#[tokio::test]
+async fn an_upload_its_length_puts_over_the_quota_is_refused_before_its_body_arrives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let daemon = TestDaemon::start();
+    let token = daemon
+        .new_tenant("hostile", json!({"quotas": {"plugin_bytes": 1024}}))
+        .await;
+    let address = daemon.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // 10 MiB announced, none of it sent: the answer cannot wait for it.
+    let head = format!(
+        "POST /v1/plugins?name=big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\n\r\n\0asm",
+        10 << 20
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer (and no close) within 5 s: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("\"quota_exceeded\""), "{answer}");
+    // A length the size limit refuses is told apart, before the body too.
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /v1/plugins?name=huge HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: {}\r\n\r\n",
+        daemon.token,
+        1u64 << 40
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer within 5 s: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A tenant within its quota still uploads, and the same bytes again
+    // (which take no more room) are given back even past it.
+    let bytes = plugin_bytes("noop");
+    let roomy = daemon
+        .new_tenant("roomy", json!({"quotas": {"plugin_bytes": bytes.len()}}))
+        .await;
+    let first = daemon.upload_bytes_as(&roomy, "noop", bytes.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let again = daemon.upload_bytes_as(&roomy, "noop", bytes).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+}

@@ -233,6 +233,32 @@ impl Plugins {
         }
     }
 
+    /// Refuses an upload that says it is `declared` bytes long before its
+    /// body is read, when no body of that length could be taken: past the
+    /// size limit, or past the tenant's quota unless a version of `name`
+    /// has that very size (its same bytes would be given back, not stored).
+    /// [`Plugins::upload`] checks the bytes themselves again.
+    pub fn check_declared_size(
+        &self,
+        tenant: &str,
+        name: &str,
+        declared: u64,
+        max_total_bytes: Option<u64>,
+    ) -> Result<(), PluginError> {
+        if declared > self.max_bytes {
+            return Err(PluginError::TooLarge { limit: self.max_bytes });
+        }
+        if max_total_bytes.is_none() || check_name(name).is_err() {
+            return Ok(());
+        }
+        let existing = self.store.plugin_versions(tenant, name)?;
+        if existing.iter().any(|version| version.size == declared) {
+            return Ok(());
+        }
+        check_plugin_quota(self.store.plugin_usage(tenant)?, declared, max_total_bytes)?;
+        Ok(())
+    }
+
     /// Validates, compiles and stores `bytes` as the next version of `name`
     /// (or returns the version that already holds them). Durable on return.
     /// A new version is refused with a quota error when the tenant's plugin

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -56,11 +56,20 @@ pub async fn upload(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(query): Query<UploadQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = query
         .name
         .ok_or_else(|| ApiError::bad_request("invalid_name", "name: the query parameter ?name= is required"))?;
+    let quota = state.tenants().quotas(&caller.tenant).plugin_bytes;
+    // A body that could not be taken is refused before it is read.
+    if let Some(declared) = declared_length(&headers) {
+        let checked = state
+            .plugins()
+            .check_declared_size(&caller.tenant, &name, declared, quota);
+        checked.map_err(|error| ApiError::from(error).closing_connection())?;
+    }
     let bytes = read_body(
         body,
         state.plugins().max_bytes(),
@@ -68,7 +77,6 @@ pub async fn upload(
         state.config().http.body_timeout,
     )
     .await?;
-    let quota = state.tenants().quotas(&caller.tenant).plugin_bytes;
     let uploaded = state.plugins().upload(&caller.tenant, &name, bytes, quota).await?;
     let status = if uploaded.created {
         StatusCode::CREATED
@@ -76,6 +84,11 @@ pub async fn upload(
         StatusCode::OK
     };
     Ok((status, Json(version_view(&uploaded.version))).into_response())
+}
+
+/// The body's length as its `Content-Length` says, if it says one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// `GET /v1/plugins`.
