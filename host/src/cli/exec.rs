@@ -123,7 +123,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     match outcome.result {
         Ok(output) => {
             eprintln!("status: {}", RunStatus::Succeeded.as_str());
-            println!("{}", String::from_utf8_lossy(&output));
+            out!("{}", String::from_utf8_lossy(&output));
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {

@@ -1,0 +1,218 @@
+//! `sandcron job`: create, list, show, delete, pause, resume and run jobs.
+
+use super::*;
+
+#[derive(Subcommand)]
+pub(super) enum JobCommand {
+    /// Create a job.
+    Create(JobCreateArgs),
+    /// List jobs.
+    Ls {
+        /// Only jobs with this label (key=value); repeatable.
+        #[arg(long)]
+        label: Vec<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show a job.
+    Get(JobRef),
+    /// Delete a job.
+    Rm(JobRef),
+    /// Pause a job.
+    Pause(JobRef),
+    /// Resume a job.
+    Resume(JobRef),
+    /// Run a job now.
+    Run {
+        /// Job id or name.
+        job: String,
+        /// Input for this run (JSON).
+        #[arg(long)]
+        input: Option<String>,
+        /// Wait this long for the run to finish ("30s").
+        #[arg(long)]
+        wait: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Args)]
+pub(super) struct JobRef {
+    /// Job id or name.
+    job: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Args)]
+pub(super) struct JobCreateArgs {
+    /// A JSON file with the job (other flags override its fields).
+    #[arg(long, short = 'f')]
+    file: Option<PathBuf>,
+    /// Job name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Plugin (`name` or `name@3`).
+    #[arg(long)]
+    plugin: Option<String>,
+    /// Cron line.
+    #[arg(long, conflicts_with_all = ["every", "after", "at"])]
+    cron: Option<String>,
+    /// Time zone of the cron line.
+    #[arg(long, requires = "cron")]
+    tz: Option<String>,
+    /// Fixed rate ("30s").
+    #[arg(long)]
+    every: Option<String>,
+    /// Fixed delay after the previous run ("1m").
+    #[arg(long)]
+    after: Option<String>,
+    /// Once, at an RFC 3339 instant.
+    #[arg(long)]
+    at: Option<String>,
+    /// Input (JSON).
+    #[arg(long)]
+    input: Option<String>,
+    /// Label key=value; repeatable.
+    #[arg(long)]
+    label: Vec<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+fn job_body(args: &JobCreateArgs) -> anyhow::Result<Value> {
+    let mut body = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            parse_json_arg("--file", &text)?
+        }
+        None => json!({}),
+    };
+    if let Some(name) = &args.name {
+        body["name"] = json!(name);
+    }
+    if let Some(plugin) = &args.plugin {
+        body["plugin"] = json!(plugin);
+    }
+    if let Some(cron) = &args.cron {
+        body["schedule"] = json!({"cron": cron, "timezone": args.tz.clone().unwrap_or_else(|| "UTC".to_string())});
+    } else if let Some(every) = &args.every {
+        body["schedule"] = json!({"every": every});
+    } else if let Some(after) = &args.after {
+        body["schedule"] = json!({"after": after});
+    } else if let Some(at) = &args.at {
+        body["schedule"] = json!({"at": at});
+    }
+    if let Some(input) = &args.input {
+        body["input"] = parse_json_arg("--input", input)?;
+    }
+    for label in &args.label {
+        let (key, value) = label
+            .split_once('=')
+            .with_context(|| format!("--label {label:?}: expected key=value"))?;
+        body["labels"][key] = json!(value);
+    }
+    Ok(body)
+}
+
+pub(super) async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JobCommand::Create(args) => {
+            let body = job_body(&args)?;
+            print_json(&args.connection.client().post("/v1/jobs", body).await?);
+        }
+        JobCommand::Ls { label, connection } => {
+            let query: Vec<String> = label.iter().map(|label| format!("label={}", encode(label))).collect();
+            let answer = connection
+                .client()
+                .get(&format!("/v1/jobs?{}", query.join("&")))
+                .await?;
+            connection.show(&answer, |answer| {
+                out!(
+                    "{:<26} {:<24} {:<16} {:<8} {:<32} NEXT FIRE",
+                    "ID",
+                    "NAME",
+                    "PLUGIN",
+                    "STATE",
+                    "SCHEDULE"
+                );
+                for job in answer["jobs"].as_array().into_iter().flatten() {
+                    out!(
+                        "{:<26} {:<24} {:<16} {:<8} {:<32} {}",
+                        job["id"].as_str().unwrap_or_default(),
+                        job["name"].as_str().unwrap_or_default(),
+                        job["plugin"].as_str().unwrap_or_default(),
+                        job["state"].as_str().unwrap_or_default(),
+                        describe_schedule(&job["schedule"]),
+                        job["next_fire_at"].as_str().unwrap_or("-"),
+                    );
+                }
+            });
+        }
+        JobCommand::Get(JobRef { job, connection }) => {
+            print_json(&connection.client().get(&format!("/v1/jobs/{}", encode(&job))).await?);
+        }
+        JobCommand::Rm(JobRef { job, connection }) => {
+            connection
+                .client()
+                .call(Method::DELETE, &format!("/v1/jobs/{}", encode(&job)), Body::None)
+                .await?;
+            out!("deleted {job}");
+        }
+        JobCommand::Pause(JobRef { job, connection }) => {
+            connection
+                .client()
+                .post(&format!("/v1/jobs/{}/pause", encode(&job)), Value::Null)
+                .await?;
+            out!("paused {job}");
+        }
+        JobCommand::Resume(JobRef { job, connection }) => {
+            connection
+                .client()
+                .post(&format!("/v1/jobs/{}/resume", encode(&job)), Value::Null)
+                .await?;
+            out!("resumed {job}");
+        }
+        JobCommand::Run {
+            job,
+            input,
+            wait,
+            connection,
+        } => {
+            let body = match input {
+                Some(text) => json!({"input": parse_json_arg("--input", &text)?}),
+                None => json!({}),
+            };
+            let wait = wait.map(|wait| format!("?wait={}", encode(&wait))).unwrap_or_default();
+            let run = connection
+                .client()
+                .post(&format!("/v1/jobs/{}/run{wait}", encode(&job)), body)
+                .await?;
+            print_json(&run);
+            if run["status"] == "failed" {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "cron 0 8 * * MON-FRI (Europe/Berlin)", "every 30s", "on demand".
+fn describe_schedule(schedule: &Value) -> String {
+    let Some(fields) = schedule.as_object() else {
+        return "on demand".to_string();
+    };
+    match (fields.get("cron"), fields.get("timezone")) {
+        (Some(cron), Some(zone)) => format!(
+            "cron {} ({})",
+            cron.as_str().unwrap_or_default(),
+            zone.as_str().unwrap_or_default()
+        ),
+        _ => fields
+            .iter()
+            .map(|(kind, value)| format!("{kind} {}", value.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}

@@ -1,0 +1,43 @@
+//! What the command line prints: standard output that a reader may close
+//! early (`sandcron job ls --output json | head`), and JSON as the API
+//! gives it.
+
+use std::io::Write;
+
+use super::*;
+
+/// Writes one line to standard output (the `out!` macro).
+pub(super) fn line(args: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_fmt(args).and_then(|()| stdout.write_all(b"\n"));
+    if let Err(error) = written.and_then(|()| stdout.flush()) {
+        stop(&error);
+    }
+}
+
+/// Writes bytes to standard output as they are.
+pub(super) fn write(bytes: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        stop(&error);
+    }
+}
+
+/// Ends the command when standard output cannot be written: quietly and
+/// successfully when its reader has gone (as `head` does once it has what it
+/// wants), with an error otherwise (a full disk behind a redirection).
+fn stop(error: &std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {error}");
+    std::process::exit(1);
+}
+
+/// Prints a value as indented JSON.
+pub(super) fn print_json(value: &Value) {
+    out!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
