@@ -39,6 +39,67 @@ async fn a_listing_whose_reader_has_gone_ends_quietly_without_a_panic() {
             .expect("running the CLI");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("panicked"), "sandcron {args:?}: {stderr}");
-        assert!(output.status.success(), "sandcron {args:?}: {:?} {stderr}", output.status);
+        assert!(
+            output.status.success(),
+            "sandcron {args:?}: {:?} {stderr}",
+            output.status
+        );
     }
+}
+
+#[tokio::test]
+async fn a_schedule_preview_shows_each_fire_in_utc_and_in_the_schedules_zone() {
+    let daemon = TestDaemon::start();
+    let printed = daemon.cli(&[
+        "schedule",
+        "preview",
+        "0 9 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--from",
+        "2026-03-28T00:00:00Z",
+        "--count",
+        "2",
+    ]);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    // 09:00 in Berlin on both sides of the change to summer time.
+    assert!(lines[0].starts_with("2026-03-28T08:00:00Z"), "{printed}");
+    assert!(lines[0].contains("2026-03-28 09:00:00 CET (+01:00)"), "{printed}");
+    assert!(lines[1].starts_with("2026-03-29T07:00:00Z"), "{printed}");
+    assert!(lines[1].contains("2026-03-29 09:00:00 CEST (+02:00)"), "{printed}");
+
+    let answer: serde_json::Value = serde_json::from_str(&daemon.cli(&[
+        "schedule",
+        "preview",
+        "0 9 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--from",
+        "2026-03-28T00:00:00Z",
+        "--count",
+        "2",
+        "--output",
+        "json",
+    ]))
+    .expect("JSON");
+    assert_eq!(answer["timezone"], "Europe/Berlin");
+    assert_eq!(
+        answer["local"],
+        json!(["2026-03-28T09:00:00+01:00", "2026-03-29T09:00:00+02:00"])
+    );
+
+    // A fixed rate has no zone: UTC alone.
+    let printed = daemon.cli(&[
+        "schedule",
+        "preview",
+        "--every",
+        "90m",
+        "--from",
+        "2026-03-28T00:00:00Z",
+        "--count",
+        "2",
+    ]);
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+    assert!(printed.lines().all(|line| line.ends_with('Z')), "{printed}");
 }

@@ -21,7 +21,9 @@ struct PreviewRequest {
     count: Option<usize>,
 }
 
-/// `{schedule, from?, count?}` -> `{fires: [...]}` (RFC 3339, UTC).
+/// `{schedule, from?, count?}` -> `{fires: [...]}` (RFC 3339, UTC), and for
+/// a cron line in a zone `{timezone, local: [...]}` (the same instants as
+/// wall times there, RFC 3339 with the offset).
 #[utoipa::path(
     post,
     path = "/v1/schedules/preview",
@@ -52,10 +54,22 @@ pub async fn preview(
             format!("count: must be from 1 to {MAX_COUNT}"),
         ));
     }
-    let fires: Vec<String> = schedule
-        .preview(from, count)
+    let instants = schedule.preview(from, count);
+    let fires: Vec<String> = instants
         .iter()
         .map(|fire| fire.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         .collect();
-    Ok(Json(json!({"fires": fires})))
+    let mut answer = json!({"fires": fires});
+    if let Some(zone) = schedule.timezone() {
+        let local: Vec<String> = instants
+            .iter()
+            .map(|fire| {
+                fire.with_timezone(&zone)
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+            })
+            .collect();
+        answer["timezone"] = json!(zone.name());
+        answer["local"] = json!(local);
+    }
+    Ok(Json(answer))
 }

@@ -145,9 +145,15 @@ enum ScheduleCommand {
         /// Time zone.
         #[arg(long)]
         tz: Option<String>,
-        /// Fixed rate instead of cron.
-        #[arg(long)]
+        /// Fixed rate instead of cron ("15m").
+        #[arg(long, conflicts_with_all = ["expression", "after", "at"])]
         every: Option<String>,
+        /// Fixed delay instead of cron ("1m"): fires as if each run ended at once.
+        #[arg(long, conflicts_with_all = ["expression", "at"])]
+        after: Option<String>,
+        /// Once, at an RFC 3339 instant.
+        #[arg(long, conflicts_with = "expression")]
+        at: Option<String>,
         /// Start after this instant (RFC 3339, default now).
         #[arg(long)]
         from: Option<String>,
@@ -187,6 +193,25 @@ pub fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A preview's fires: UTC, and beside it the wall time in the schedule's
+/// zone when it has one (`2026-03-29 03:30:00 CEST`).
+fn print_fires(answer: &Value) {
+    let zone = answer["timezone"]
+        .as_str()
+        .and_then(|name| name.parse::<chrono_tz::Tz>().ok());
+    for fire in answer["fires"].as_array().into_iter().flatten() {
+        let fire = fire.as_str().unwrap_or_default();
+        let local = zone.zip(chrono::DateTime::parse_from_rfc3339(fire).ok());
+        match local {
+            Some((zone, instant)) if zone != chrono_tz::UTC => out!(
+                "{fire:<22}  {}",
+                instant.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z (%:z)")
+            ),
+            _ => out!("{fire}"),
         }
     }
 }
@@ -277,23 +302,27 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             expression,
             tz,
             every,
+            after,
+            at,
             from,
             count,
             connection,
         }) => {
-            let schedule = match (expression, every) {
-                (Some(cron), None) => json!({"cron": cron, "timezone": tz.unwrap_or_else(|| "UTC".to_string())}),
-                (None, Some(every)) => json!({"every": every}),
-                _ => bail!("give a cron expression or --every"),
+            let schedule = match (expression, every, after, at) {
+                (Some(cron), None, None, None) => {
+                    json!({"cron": cron, "timezone": tz.unwrap_or_else(|| "UTC".to_string())})
+                }
+                (None, Some(every), None, None) => json!({"every": every}),
+                (None, None, Some(after), None) => json!({"after": after}),
+                (None, None, None, Some(at)) => json!({"at": at}),
+                _ => bail!("give a cron expression, --every, --after or --at"),
             };
             let mut body = json!({"schedule": schedule, "count": count});
             if let Some(from) = from {
                 body["from"] = json!(from);
             }
             let answer = connection.client().post("/v1/schedules/preview", body).await?;
-            for fire in answer["fires"].as_array().into_iter().flatten() {
-                out!("{}", fire.as_str().unwrap_or_default());
-            }
+            connection.show(&answer, print_fires);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -290,6 +290,14 @@ impl Schedule {
         fire_after(low).filter(|fire| *fire <= limit && *fire >= start)
     }
 
+    /// The zone a cron schedule's wall times are in (the others have none).
+    pub fn timezone(&self) -> Option<Tz> {
+        match self {
+            Schedule::Cron { timezone, .. } => Some(*timezone),
+            Schedule::Every(_) | Schedule::After(_) | Schedule::At(_) => None,
+        }
+    }
+
     /// The next `count` fires strictly after `from` (for previews).
     pub fn preview(&self, from: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
         let mut fires = Vec::with_capacity(count);
