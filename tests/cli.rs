@@ -103,3 +103,63 @@ async fn a_schedule_preview_shows_each_fire_in_utc_and_in_the_schedules_zone() {
     assert_eq!(printed.lines().count(), 2, "{printed}");
     assert!(printed.lines().all(|line| line.ends_with('Z')), "{printed}");
 }
+
+#[tokio::test]
+async fn job_create_takes_the_flags_people_reach_for() {
+    let daemon = TestDaemon::start();
+    daemon.upload("noop", "noop").await;
+    daemon.cli(&[
+        "job",
+        "create",
+        "--name",
+        "nightly",
+        "--plugin",
+        "noop",
+        "--cron",
+        "0 3 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--priority",
+        "high",
+        "--retry",
+        "3",
+        "--backoff",
+        "10s",
+        "--timeout",
+        "45s",
+        "--memory",
+        "32MiB",
+        "--run-at-start",
+        "--http-allow",
+        "api.example.com",
+        "--http-allow",
+        "*.example.org",
+        "--secret",
+        "token",
+    ]);
+    let job = daemon.call(reqwest::Method::GET, "/v1/jobs/nightly", None).await.body;
+    assert_eq!(job["policy"]["priority"], "high", "{job}");
+    assert_eq!(job["policy"]["retry"]["max_attempts"], 3, "{job}");
+    assert_eq!(job["policy"]["retry"]["backoff"], "10s", "{job}");
+    assert_eq!(job["limits"]["timeout"], "45s", "{job}");
+    assert_eq!(job["limits"]["memory"], 32 << 20, "{job}");
+    assert_eq!(job["run_at_start"], true, "{job}");
+    assert_eq!(job["http_allow"], json!(["api.example.com", "*.example.org"]), "{job}");
+    assert_eq!(job["secrets"], json!(["token"]), "{job}");
+
+    // Flags over a job file whose field is not an object: an error, no panic.
+    let file = daemon.data_dir().join("job.json");
+    std::fs::write(&file, r#"{"name": "odd", "plugin": "noop", "policy": 5}"#).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .args(["job", "create", "--priority", "low", "-f"])
+        .arg(&file)
+        .args(["--url", &daemon.url, "--data-dir"])
+        .arg(daemon.data_dir())
+        .env_remove("SANDCRON_TOKEN")
+        .output()
+        .expect("running the CLI");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("policy is not an object"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

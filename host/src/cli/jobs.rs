@@ -77,6 +77,33 @@ pub(super) struct JobCreateArgs {
     /// Label key=value; repeatable.
     #[arg(long)]
     label: Vec<String>,
+    /// Queue order: low, normal, high or critical.
+    #[arg(long, value_parser = ["low", "normal", "high", "critical"])]
+    priority: Option<String>,
+    /// Attempts in all for a failed run, the first included (3: two retries).
+    #[arg(long, value_name = "ATTEMPTS")]
+    retry: Option<u32>,
+    /// The first retry's delay ("10s"), doubled for each next one.
+    #[arg(long, requires = "retry")]
+    backoff: Option<String>,
+    /// A run's deadline ("30s").
+    #[arg(long)]
+    timeout: Option<String>,
+    /// A run's memory cap ("64MiB").
+    #[arg(long)]
+    memory: Option<String>,
+    /// A run's fuel budget (wasm instructions, roughly).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Also run when the daemon starts (and once now).
+    #[arg(long)]
+    run_at_start: bool,
+    /// A host the plugin may reach over HTTP ("api.example.com", "*.example.com"); repeatable.
+    #[arg(long = "http-allow", value_name = "PATTERN")]
+    http_allow: Vec<String>,
+    /// A secret the plugin may read; repeatable.
+    #[arg(long = "secret", value_name = "NAME")]
+    secrets: Vec<String>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -90,30 +117,87 @@ fn job_body(args: &JobCreateArgs) -> anyhow::Result<Value> {
         None => json!({}),
     };
     if let Some(name) = &args.name {
-        body["name"] = json!(name);
+        set(&mut body, &["name"], json!(name))?;
     }
     if let Some(plugin) = &args.plugin {
-        body["plugin"] = json!(plugin);
+        set(&mut body, &["plugin"], json!(plugin))?;
     }
     if let Some(cron) = &args.cron {
-        body["schedule"] = json!({"cron": cron, "timezone": args.tz.clone().unwrap_or_else(|| "UTC".to_string())});
+        set(
+            &mut body,
+            &["schedule"],
+            json!({"cron": cron, "timezone": args.tz.clone().unwrap_or_else(|| "UTC".to_string())}),
+        )?;
     } else if let Some(every) = &args.every {
-        body["schedule"] = json!({"every": every});
+        set(&mut body, &["schedule"], json!({"every": every}))?;
     } else if let Some(after) = &args.after {
-        body["schedule"] = json!({"after": after});
+        set(&mut body, &["schedule"], json!({"after": after}))?;
     } else if let Some(at) = &args.at {
-        body["schedule"] = json!({"at": at});
+        set(&mut body, &["schedule"], json!({"at": at}))?;
     }
     if let Some(input) = &args.input {
-        body["input"] = parse_json_arg("--input", input)?;
+        set(&mut body, &["input"], parse_json_arg("--input", input)?)?;
     }
     for label in &args.label {
         let (key, value) = label
             .split_once('=')
             .with_context(|| format!("--label {label:?}: expected key=value"))?;
-        body["labels"][key] = json!(value);
+        set(&mut body, &["labels", key], json!(value))?;
+    }
+    if let Some(priority) = &args.priority {
+        set(&mut body, &["policy", "priority"], json!(priority))?;
+    }
+    if let Some(attempts) = args.retry {
+        set(&mut body, &["policy", "retry", "max_attempts"], json!(attempts))?;
+    }
+    if let Some(backoff) = &args.backoff {
+        set(&mut body, &["policy", "retry", "backoff"], json!(backoff))?;
+    }
+    if let Some(timeout) = &args.timeout {
+        set(&mut body, &["limits", "timeout"], json!(timeout))?;
+    }
+    if let Some(memory) = &args.memory {
+        set(&mut body, &["limits", "memory"], json!(memory))?;
+    }
+    if let Some(fuel) = args.fuel {
+        set(&mut body, &["limits", "fuel"], json!(fuel))?;
+    }
+    if args.run_at_start {
+        set(&mut body, &["run_at_start"], json!(true))?;
+    }
+    if !args.http_allow.is_empty() {
+        set(&mut body, &["http_allow"], json!(args.http_allow))?;
+    }
+    if !args.secrets.is_empty() {
+        set(&mut body, &["secrets"], json!(args.secrets))?;
     }
     Ok(body)
+}
+
+/// Sets the field at `path` in a job body, making the objects on the way;
+/// a body from `--file` with something else there is an error, not a panic.
+fn set(body: &mut Value, path: &[&str], value: Value) -> anyhow::Result<()> {
+    let mut at = body;
+    for (depth, key) in path.iter().enumerate() {
+        if at.is_null() {
+            *at = json!({});
+        }
+        let Some(object) = at.as_object_mut() else {
+            bail!("the job file's {} is not an object", field_name(&path[..depth]));
+        };
+        at = object.entry(key.to_string()).or_insert(Value::Null);
+    }
+    *at = value;
+    Ok(())
+}
+
+/// `policy.retry`, or "top level" for the body itself.
+fn field_name(path: &[&str]) -> String {
+    if path.is_empty() {
+        "top level".to_string()
+    } else {
+        path.join(".")
+    }
 }
 
 pub(super) async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
