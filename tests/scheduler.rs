@@ -345,7 +345,7 @@ async fn run_at_start_fires_once_per_start() {
     wait_for_runs(&daemon, "warm", Duration::from_secs(10), |runs| finished(runs) == 2).await;
     daemon.restart();
     let runs = wait_for_runs(&daemon, "warm", Duration::from_secs(10), |runs| finished(runs) == 3).await;
-    assert!(runs.iter().all(|run| run["trigger"] == "schedule"));
+    assert!(runs.iter().all(|run| run["trigger"] == "start"), "{runs:?}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(runs_of(&daemon, "warm").await.len(), 3);
 }

@@ -100,7 +100,8 @@ pub struct RunError {
     pub message: String,
 }
 
-/// What started a run (mirrors the WIT `trigger` enum).
+/// What started a run (the WIT `trigger` enum, plus values a plugin of
+/// world 0.1.0 sees as `schedule`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
@@ -112,6 +113,8 @@ pub enum Trigger {
     Retry,
     /// Another job finished.
     Dependency,
+    /// A `run_at_start` job's run, at daemon start or when the job is made.
+    Start,
 }
 
 /// The limits one run executes under, resolved from the job when queued.

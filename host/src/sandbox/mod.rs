@@ -473,6 +473,8 @@ fn to_wit_context(context: &RunContext) -> bindings::sandcron::plugin::types::Ru
             Trigger::Manual => WitTrigger::Manual,
             Trigger::Retry => WitTrigger::Retry,
             Trigger::Dependency => WitTrigger::Dependency,
+            // World 0.1.0 has no `start`: such a run is its schedule's.
+            Trigger::Start => WitTrigger::Schedule,
         },
         scheduled_at: context.scheduled_at_ms,
     }
@@ -495,6 +497,28 @@ pub fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plugin_of_world_0_1_sees_triggers_it_lacks_as_schedule() {
+        use bindings::sandcron::plugin::types::Trigger as WitTrigger;
+        let seen = |trigger| {
+            let context = RunContext {
+                tenant: "t".into(),
+                job_id: "j".into(),
+                job_name: "n".into(),
+                run_id: "r".into(),
+                attempt: 1,
+                trigger,
+                scheduled_at_ms: 0,
+            };
+            to_wit_context(&context).trigger
+        };
+        assert!(matches!(seen(Trigger::Start), WitTrigger::Schedule));
+        assert!(matches!(seen(Trigger::Schedule), WitTrigger::Schedule));
+        assert!(matches!(seen(Trigger::Manual), WitTrigger::Manual));
+        assert!(matches!(seen(Trigger::Retry), WitTrigger::Retry));
+        assert!(matches!(seen(Trigger::Dependency), WitTrigger::Dependency));
+    }
 
     #[test]
     fn headers_tell_core_modules_and_non_wasm_apart() {

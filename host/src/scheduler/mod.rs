@@ -437,7 +437,7 @@ impl Scheduler {
         }
         let runs: Vec<Run> = plan.fires[..granted]
             .iter()
-            .map(|fire| self.scheduled_run(&job, *fire))
+            .map(|fire| self.scheduled_run(&job, *fire, Trigger::Schedule))
             .collect();
         job.next_fire_at = match (&schedule, plan.next_fire_at) {
             // An `after` job whose fire did not run counts its delay from now.
@@ -448,10 +448,10 @@ impl Scheduler {
         Ok(Planned::Fire(Box::new(Fire { job, runs }), skipped))
     }
 
-    fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>) -> Run {
+    fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>, trigger: Trigger) -> Run {
         self.executor.build_run(NewRun {
             job,
-            trigger: Trigger::Schedule,
+            trigger,
             scheduled_at: fire,
             id: scheduled_run_id(&job.tenant, &job.id, fire),
             input: None,
@@ -482,7 +482,7 @@ impl Scheduler {
             tracing::warn!(tenant = %job.tenant, job_id = %job.id, "run_at_start fire skipped: the tenant's queue is at its queued_runs quota");
             return Ok(0);
         }
-        let run = self.scheduled_run(job, self.clock.now());
+        let run = self.scheduled_run(job, self.clock.now(), Trigger::Start);
         let inserted = match self.store.record_fire(job, &[run]) {
             Ok(inserted) => inserted,
             Err(StoreError::Conflict(_)) => return Ok(0),

@@ -322,6 +322,7 @@ fn trigger_code(trigger: Trigger) -> u8 {
         Trigger::Manual => 1,
         Trigger::Retry => 2,
         Trigger::Dependency => 3,
+        Trigger::Start => 4,
     }
 }
 
@@ -331,6 +332,7 @@ fn trigger_of(code: u8) -> Option<Trigger> {
         1 => Trigger::Manual,
         2 => Trigger::Retry,
         3 => Trigger::Dependency,
+        4 => Trigger::Start,
         _ => return None,
     })
 }
@@ -589,7 +591,7 @@ mod tests {
             assert!(kind_of(code).is_none_or(|value| kind_code(value) == code));
             assert!(priority_of(code).is_none_or(|value| priority_code(value) == code));
         }
-        assert_eq!((0..=u8::MAX).filter_map(trigger_of).count(), 4);
+        assert_eq!((0..=u8::MAX).filter_map(trigger_of).count(), 5);
         assert_eq!((0..=u8::MAX).filter_map(status_of).count(), 5);
         assert_eq!((0..=u8::MAX).filter_map(kind_of).count(), 8);
         assert_eq!((0..=u8::MAX).filter_map(priority_of).count(), 4);
