@@ -293,3 +293,18 @@ async fn runs_beyond_a_full_instance_pool_get_on_demand_instances() {
     // The pool's slot is free again: the next run takes it.
     assert_daemon_healthy(&daemon).await;
 }
+
+#[tokio::test]
+async fn a_trap_is_one_readable_line_and_its_backtrace_is_in_the_runs_log() {
+    let daemon = TestDaemon::start();
+    for plugin in ["trap", "recurse"] {
+        let (run, _) = run_hostile(&daemon, plugin, json!({})).await;
+        let message = run["error"]["message"].as_str().expect("a message");
+        assert!(!message.contains('\n'), "{plugin}: {message:?}");
+        assert!(message.starts_with("wasm trap: "), "{plugin}: {message:?}");
+        assert!(!message.contains("wasm function"), "{plugin}: {message:?}");
+        let log = daemon.log(run["id"].as_str().unwrap()).await;
+        assert!(log.contains("sandcron: the run failed: "), "{plugin}: {log}");
+        assert!(log.contains("wasm backtrace"), "{plugin}: {log}");
+    }
+}

@@ -308,7 +308,13 @@ impl Sandbox {
                 kind: ErrorKind::PluginError,
                 message,
             }),
-            Ok(Err(failure)) => Err(classify(failure, store.data().limiter.refused())),
+            Ok(Err(failure)) => {
+                let (error, details) = classify(failure, store.data().limiter.refused());
+                // The whole chain and the wasm backtrace go to the log; the
+                // run's error keeps one readable line.
+                log.line("ERROR", &format!("sandcron: the run failed: {details}"));
+                Err(error)
+            }
             Err(_) => Err(RunError {
                 kind: ErrorKind::Timeout,
                 message: format!(
@@ -426,14 +432,17 @@ fn truncate(mut message: String) -> String {
     message
 }
 
-/// Maps a wasmtime error to the run's error kind (DESIGN.md, "Runs").
-fn classify(failure: Failure, memory_refused: bool) -> RunError {
+/// Maps a wasmtime error to the run's error kind and a one-line message
+/// (the cause, and the innermost frame of the plugin's own code when the
+/// component has names); the second value is the whole error with its wasm
+/// backtrace, for the run's log.
+fn classify(failure: Failure, memory_refused: bool) -> (RunError, String) {
     let (error, instantiating) = match failure {
         Failure::Instantiate(error) => (error, true),
         Failure::Call(error) => (error, false),
     };
-    // The cause first ("wasm trap: call stack exhausted"), then where.
-    let message = truncate(format!("{}\n{error:#}", error.root_cause()));
+    let details = format!("{error:?}");
+    let message = truncate(one_line(&error));
     let kind = if let Some(interruption) = error.downcast_ref::<Interruption>() {
         match interruption {
             Interruption::Timeout => ErrorKind::Timeout,
@@ -457,7 +466,44 @@ fn classify(failure: Failure, memory_refused: bool) -> RunError {
     } else {
         ErrorKind::Trap
     };
-    RunError { kind, message }
+    (RunError { kind, message }, details)
+}
+
+/// The first line of the error's cause ("wasm trap: call stack exhausted"),
+/// with where it happened when a frame has a name that is the plugin's own
+/// (not the standard library's panic and abort machinery).
+fn one_line(error: &wasmtime::Error) -> String {
+    let cause = error.root_cause().to_string();
+    let cause = cause.lines().next().unwrap_or_default().trim();
+    let cause = if cause.is_empty() { "the run failed" } else { cause };
+    let frame = error.downcast_ref::<wasmtime::WasmBacktrace>().and_then(|backtrace| {
+        backtrace
+            .frames()
+            .iter()
+            .filter_map(wasmtime::FrameInfo::func_name)
+            .find(|name| !is_runtime_frame(name))
+    });
+    match frame {
+        Some(name) => format!("{cause} (in {name})"),
+        None => cause.to_string(),
+    }
+}
+
+/// Frames of the guest's language runtime rather than its code.
+fn is_runtime_frame(name: &str) -> bool {
+    const RUNTIME: [&str; 10] = [
+        "std::",
+        "core::",
+        "alloc::",
+        "__rust",
+        "rust_panic",
+        "abort",
+        "<std::",
+        "<core::",
+        "<alloc::",
+        "wit_bindgen",
+    ];
+    RUNTIME.iter().any(|prefix| name.starts_with(prefix))
 }
 
 fn to_wit_context(context: &RunContext) -> bindings::sandcron::plugin::types::RunContext {
