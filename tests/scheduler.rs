@@ -337,6 +337,52 @@ async fn failed_runs_retry_with_backoff_as_new_attempts_of_one_lineage() {
 }
 
 #[tokio::test]
+async fn a_run_waited_for_to_its_final_attempt_answers_with_the_last_retry() {
+    let daemon = TestDaemon::start();
+    daemon
+        .job_with(
+            "flaky",
+            "trap",
+            json!({"policy": {"retry": {"max_attempts": 3, "backoff": "100ms", "max_backoff": "200ms"}}}),
+        )
+        .await;
+    let answer = daemon
+        .call(Method::POST, "/v1/jobs/flaky/run?wait=30s&final_attempt=true", None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["attempt"], 3, "{}", answer.body);
+    assert_eq!(answer.body["status"], "failed");
+    assert_eq!(answer.body["trigger"], "retry");
+    // Without it, the first attempt's end is the answer.
+    let first = daemon.call(Method::POST, "/v1/jobs/flaky/run?wait=30s", None).await;
+    assert_eq!(first.body["attempt"], 1, "{}", first.body);
+    // A wait too short for the retries answers 202 with the attempt going on.
+    daemon
+        .job_with(
+            "slow_retries",
+            "trap",
+            json!({"policy": {"retry": {"max_attempts": 2, "backoff": "30s"}}}),
+        )
+        .await;
+    let pending = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs/slow_retries/run?wait=1s&final_attempt=true",
+            None,
+        )
+        .await;
+    assert_eq!(pending.status, StatusCode::ACCEPTED, "{}", pending.body);
+    assert_eq!(pending.body["attempt"], 2, "{}", pending.body);
+    assert_eq!(pending.body["status"], "queued");
+    // Only with wait.
+    let refused = daemon
+        .call(Method::POST, "/v1/jobs/flaky/run?final_attempt=true", None)
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(refused.message().contains("final_attempt"), "{}", refused.body);
+}
+
+#[tokio::test]
 async fn run_at_start_fires_once_per_start() {
     let mut daemon = TestDaemon::start();
     daemon.job_with("warm", "noop", json!({"run_at_start": true})).await;

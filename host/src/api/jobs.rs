@@ -380,6 +380,9 @@ pub async fn resume(
 #[serde(deny_unknown_fields)]
 pub struct RunQuery {
     wait: Option<String>,
+    /// With `wait`: follow a failed attempt to its retries, to the last.
+    #[serde(default)]
+    final_attempt: bool,
 }
 
 #[derive(Deserialize)]
@@ -390,14 +393,15 @@ struct RunBody {
 }
 
 /// `POST /v1/jobs/{id}/run` with optional `{input}`; `?wait=30s` answers
-/// with the finished run (200), or the run so far (202) if it is still going.
+/// with the finished run (200), or the run so far (202) if it is still going;
+/// `&final_attempt=true` waits for the last attempt of a run that is retried.
 /// Within the tenant's quotas: 429 `queue_full` past `queued_runs`, 403
 /// `quota_exceeded` when the run does not fit `run_bytes`.
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/run",
     tag = "jobs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s")),
+    params(("id" = String, Path, description = "id (or, for jobs, the name)"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s"), ("final_attempt" = Option<bool>, Query, description = "with wait: follow a failed attempt to its retries and answer with the last one")),
     request_body(content = Object, description = "{\"input\"?}"),
     responses((status = 200, description = "the finished run", body = Object), (status = 202, description = "queued or still going", body = Object), (status = 403, description = "its input does not fit the tenant's run_bytes quota", body = super::openapi::ErrorBody), (status = 404, description = "no such job or plugin", body = super::openapi::ErrorBody), super::openapi::Refusals)
 )]
@@ -420,6 +424,12 @@ pub async fn run_now(
             Some(wait)
         }
     };
+    if query.final_attempt && wait.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "final_attempt: waits for the last attempt only with wait (e.g. ?wait=60s&final_attempt=true)",
+        ));
+    }
     let body: RunBody = if body.is_null() {
         RunBody { input: None }
     } else {
@@ -440,6 +450,11 @@ pub async fn run_now(
         .queue(&job, Trigger::Manual, body.input.as_ref())
         .await?;
     let run = match wait {
+        Some(wait) if query.final_attempt => state
+            .executor()
+            .wait_final(&caller.tenant, &run.id, wait)
+            .await?
+            .unwrap_or(run),
         Some(wait) => state
             .executor()
             .wait(&caller.tenant, &run.id, wait)

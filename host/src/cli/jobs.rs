@@ -32,6 +32,9 @@ pub(super) enum JobCommand {
         /// Wait this long for the run to finish ("30s").
         #[arg(long)]
         wait: Option<String>,
+        /// With --wait: a failed run that is retried is followed to its last attempt.
+        #[arg(long = "final", requires = "wait")]
+        final_attempt: bool,
         #[command(flatten)]
         connection: Connection,
     },
@@ -262,13 +265,17 @@ pub(super) async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
             job,
             input,
             wait,
+            final_attempt,
             connection,
         } => {
             let body = match input {
                 Some(text) => json!({"input": parse_json_arg("--input", &text)?}),
                 None => json!({}),
             };
-            let wait = wait.map(|wait| format!("?wait={}", encode(&wait))).unwrap_or_default();
+            let mut wait = wait.map(|wait| format!("?wait={}", encode(&wait))).unwrap_or_default();
+            if final_attempt {
+                wait.push_str("&final_attempt=true");
+            }
             let run = connection
                 .client()
                 .post(&format!("/v1/jobs/{}/run{wait}", encode(&job)), body)

@@ -38,7 +38,7 @@ use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
 use crate::sandbox::{Capabilities, KeyValue, Metering, RunContext, RunRequest, Sandbox};
 use crate::scheduler::policy::retry_delay;
-use crate::store::{Store, StoreError};
+use crate::store::{RunFilter, Store, StoreError};
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
 
@@ -124,7 +124,9 @@ pub struct Executor {
     log_cap: u64,
     /// Writes running marks and outcomes.
     recorder: Recorder,
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
+    /// Who waits for a run to finish, by run id: each gets the finished run
+    /// and the id of the retry queued after it, if any.
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<(Run, Option<String>)>>>>,
     /// The logs of runs executing now, with the secrets to mask in them.
     live_logs: Mutex<HashMap<String, (LogSink, Secrets)>>,
     /// Woken when a job's next fire changes (after an `after` job's run),
@@ -652,6 +654,7 @@ impl Executor {
                 tracing::info!(run_id = %run.id, job_id = %run.job_id, status = run.status.as_str(), kind = error.kind.as_str(), "run finished")
             }
         }
+        let retry_id = retry.as_ref().map(|retry| retry.id.clone());
         match retry {
             Some(retry) => {
                 tracing::info!(run_id = %retry.id, attempt = retry.attempt, at = %retry.scheduled_at, "retry queued");
@@ -667,7 +670,7 @@ impl Executor {
         }
         let waiters = lock(&self.waiters).remove(&run.id).unwrap_or_default();
         for waiter in waiters {
-            let _ = waiter.send(run.clone());
+            let _ = waiter.send((run.clone(), retry_id.clone()));
         }
     }
 
@@ -774,17 +777,72 @@ impl Executor {
 
     /// Waits up to `timeout` for a run to finish; returns its latest record.
     pub async fn wait(&self, tenant: &str, run_id: &str, timeout: Duration) -> Result<Option<Run>, StoreError> {
+        Ok(self.wait_for(tenant, run_id, timeout).await?.map(|(run, _)| run))
+    }
+
+    /// Waits up to `timeout` for the last attempt of a run: a failed attempt
+    /// with attempts left is followed to its retry, and so on. Returns the
+    /// latest record of the latest attempt found (the one still going when
+    /// the time is up).
+    pub async fn wait_final(&self, tenant: &str, run_id: &str, timeout: Duration) -> Result<Option<Run>, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut run_id = run_id.to_string();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some((run, retry)) = self.wait_for(tenant, &run_id, left).await? else {
+                return Ok(None);
+            };
+            let retry = match retry {
+                Some(retry) => Some(retry),
+                None => self.retry_of(tenant, &run)?,
+            };
+            match retry {
+                Some(retry) if tokio::time::Instant::now() < deadline => run_id = retry,
+                Some(retry) => return Ok(self.store.run(tenant, &retry)?.or(Some(run))),
+                None => return Ok(Some(run)),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a run to finish: its latest record, with
+    /// the id of the retry queued after it when the finish was seen here.
+    async fn wait_for(
+        &self,
+        tenant: &str,
+        run_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<(Run, Option<String>)>, StoreError> {
         let (sender, receiver) = oneshot::channel();
         lock(&self.waiters).entry(run_id.to_string()).or_default().push(sender);
         // Registered first, then checked: a finish in between is not missed.
         let current = self.store.run(tenant, run_id)?;
         if current.as_ref().is_none_or(|run| run.status.is_finished()) {
-            return Ok(current);
+            return Ok(current.map(|run| (run, None)));
         }
         match tokio::time::timeout(timeout, receiver).await {
-            Ok(Ok(run)) => Ok(Some(run)),
-            _ => self.store.run(tenant, run_id),
+            Ok(Ok(finished)) => Ok(Some(finished)),
+            _ => Ok(self.store.run(tenant, run_id)?.map(|run| (run, None))),
         }
+    }
+
+    /// The id of the retry queued after `run`, looked up in the store (it
+    /// is written with the failed attempt's outcome): for a run that had
+    /// finished before anyone waited here.
+    fn retry_of(&self, tenant: &str, run: &Run) -> Result<Option<String>, StoreError> {
+        if run.status != RunStatus::Failed || run.attempt >= run.retry.max_attempts {
+            return Ok(None);
+        }
+        let lineage = run.retry_of.as_deref().unwrap_or(&run.id);
+        let filter = RunFilter {
+            job_id: Some(run.job_id.clone()),
+            limit: 1000,
+            ..RunFilter::default()
+        };
+        let runs = self.store.list_runs(tenant, &filter)?;
+        Ok(runs
+            .into_iter()
+            .find(|next| next.retry_of.as_deref() == Some(lineage) && next.attempt == run.attempt + 1)
+            .map(|next| next.id))
     }
 
     /// After a start: queued runs go back in the queue; runs that were
