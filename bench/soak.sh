@@ -3,12 +3,12 @@
 # with JOBS noop jobs every second (default 200: 200 runs/s) and
 # `--max-runs-per-job MAX_RUNS` (default 100) for DURATION (default 30m),
 # sampled every SAMPLE (default 1m): the daemon's RSS (VmRSS), the data
-# dir's size, runs/s over the interval and the succeeded runs counted
-# against JOBS x elapsed seconds. Prints a table and a verdict: RSS over the
-# last 20 samples (all of them in a shorter soak, less the first) flat
-# within 10 % (max / min), and no run lost (every fire ran once: the
-# succeeded count grew by JOBS per second, give or take the first and last
-# second; nothing failed or was skipped).
+# dir's size, runs/s over the interval, the succeeded runs counted
+# against JOBS x elapsed seconds and the daemon's threads. Prints a table
+# and a verdict: RSS over the last 20 samples (all of them in a shorter
+# soak, less the first) flat within 10 % (max / min), and no run lost
+# (every fire ran once: the succeeded count grew by JOBS per second, give
+# or take the first and last second; nothing failed or was skipped).
 # DURATION=5m for a quick check; MAX_RUNS=0 keeps every run (disk growth
 # per run); DB_CACHE, FLUSH_INTERVAL, MIMALLOC_PURGE_DELAY,
 # MIMALLOC_PAGE_FULL_RETAIN reach the daemon; BINARY=path runs a prebuilt
@@ -91,6 +91,7 @@ per_job() {
   api "$url/metrics" | sed -n 's/^sandcron_runs_total{.*job="\([^"]*\)".*status="succeeded".* \([0-9.e+]*\)$/\1 \2/p'
 }
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/status"; }
+threads() { awk '/^Threads:/ { print $2 }' "/proc/$server_pid/status"; }
 disk_mb() { du -sb "$work/data" | awk '{ printf "%.1f", $1 / 1e6 }'; }
 now() { date +%s.%N; }
 
@@ -106,7 +107,7 @@ t0="$(now)"
 per_job > "$work/jobs0"
 results="$work/samples"
 : > "$results"
-printf '%-8s %-10s %-10s %-8s %-12s %-12s %-8s\n' minute rss_MiB data_MB runs/s counted expected missing
+printf '%-8s %-10s %-10s %-8s %-12s %-12s %-8s %-8s\n' minute rss_MiB data_MB runs/s counted expected missing threads
 previous_ok="$ok0" previous_t="$t0"
 samples=$(( duration_s / sample_s ))
 for index in $(seq 1 "$samples"); do
@@ -116,12 +117,12 @@ for index in $(seq 1 "$samples"); do
   kill -0 "$server_pid" 2>/dev/null || { echo "the daemon died" >&2; tail -n 20 "$work/daemon.log" >&2; exit 1; }
   t="$(now)"
   read -r ok other < <(counts)
-  rss="$(rss_mib)" disk="$(disk_mb)"
-  awk -v i="$index" -v s="$sample_s" -v rss="$rss" -v disk="$disk" -v ok="$ok" -v ok0="$ok0" \
+  rss="$(rss_mib)" disk="$(disk_mb)" threads="$(threads)"
+  awk -v i="$index" -v s="$sample_s" -v rss="$rss" -v disk="$disk" -v ok="$ok" -v ok0="$ok0" -v threads="$threads" \
       -v pok="$previous_ok" -v t="$t" -v pt="$previous_t" -v t0="$t0" -v jobs="$jobs" 'BEGIN {
     counted = ok - ok0; expected = jobs * (t - t0)
-    printf "%-8.1f %-10s %-10s %-8.0f %-12d %-12.0f %-8.0f\n", i * s / 60, rss, disk,
-      (ok - pok) / (t - pt), counted, expected, expected - counted
+    printf "%-8.1f %-10s %-10s %-8.0f %-12d %-12.0f %-8.0f %-8s\n", i * s / 60, rss, disk,
+      (ok - pok) / (t - pt), counted, expected, expected - counted, threads
   }' | tee -a "$results"
   previous_ok="$ok" previous_t="$t"
 done
