@@ -364,6 +364,7 @@ async fn an_upload_its_length_puts_over_the_quota_is_refused_before_its_body_arr
     let answer = String::from_utf8_lossy(&answer);
     assert!(read.is_ok(), "no answer within 5 s: {answer:?}");
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"body_too_large\""), "{answer}");
     // A tenant within its quota still uploads, and the same bytes again
     // (which take no more room) are given back even past it.
     let bytes = plugin_bytes("noop");

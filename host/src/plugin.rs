@@ -234,10 +234,10 @@ impl Plugins {
     }
 
     /// Refuses an upload that says it is `declared` bytes long before its
-    /// body is read, when no body of that length could be taken: past the
-    /// size limit, or past the tenant's quota unless a version of `name`
-    /// has that very size (its same bytes would be given back, not stored).
-    /// [`Plugins::upload`] checks the bytes themselves again.
+    /// body is read, when no body of that length fits the tenant's quota,
+    /// unless a version of `name` has that very size (its same bytes would
+    /// be given back, not stored). [`Plugins::upload`] checks the bytes
+    /// themselves again.
     pub fn check_declared_size(
         &self,
         tenant: &str,
@@ -245,9 +245,6 @@ impl Plugins {
         declared: u64,
         max_total_bytes: Option<u64>,
     ) -> Result<(), PluginError> {
-        if declared > self.max_bytes {
-            return Err(PluginError::TooLarge { limit: self.max_bytes });
-        }
         if max_total_bytes.is_none() || check_name(name).is_err() {
             return Ok(());
         }

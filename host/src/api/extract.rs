@@ -88,6 +88,17 @@ pub fn require_admin(caller: &Principal) -> Result<(), ApiError> {
     ))
 }
 
+/// 413 `body_too_large`: the body is (or says it is) past `limit` bytes; the
+/// connection is closed after the answer, the rest of the body unread.
+pub fn body_too_large(what: &str, limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the {what} is larger than the {limit}-byte limit"),
+    )
+    .closing_connection()
+}
+
 /// Reads a body up to `limit` bytes; 413 past it, 408 when it has not
 /// arrived whole within `timeout` (a client sending a byte now and then
 /// would otherwise hold the request open as long as it likes).
@@ -106,12 +117,7 @@ pub async fn read_body(body: Body, limit: u64, what: &str, timeout: Duration) ->
                 cause = current.source();
             }
             if too_large {
-                Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the {what} is larger than the {limit}-byte limit"),
-                )
-                .closing_connection())
+                Err(body_too_large(what, limit as u64))
             } else {
                 Err(ApiError::bad_request(
                     "unreadable_body",

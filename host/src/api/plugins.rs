@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Caller, Query, read_body};
+use super::extract::{Caller, Query, body_too_large, read_body};
 use super::{ApiError, AppState};
 use crate::model::PluginVersion;
 
@@ -65,6 +65,10 @@ pub async fn upload(
     let quota = state.tenants().quotas(&caller.tenant).plugin_bytes;
     // A body that could not be taken is refused before it is read.
     if let Some(declared) = declared_length(&headers) {
+        let limit = state.plugins().max_bytes();
+        if declared > limit {
+            return Err(body_too_large("plugin", limit));
+        }
         let checked = state
             .plugins()
             .check_declared_size(&caller.tenant, &name, declared, quota);
