@@ -5,7 +5,7 @@ use super::*;
 #[derive(Subcommand)]
 pub(super) enum JobCommand {
     /// Create a job.
-    Create(JobCreateArgs),
+    Create(Box<JobCreateArgs>),
     /// List jobs.
     Ls {
         /// Only jobs with this label (key=value); repeatable.

@@ -106,6 +106,10 @@ pub struct Observers {
     pub metrics: Arc<Metrics>,
 }
 
+/// Told when a run finishes: the finished run, and the id of the retry
+/// queued after it, if any.
+type Waiter = oneshot::Sender<(Run, Option<String>)>;
+
 /// Runs queued runs.
 pub struct Executor {
     grants: Grants,
@@ -124,9 +128,8 @@ pub struct Executor {
     log_cap: u64,
     /// Writes running marks and outcomes.
     recorder: Recorder,
-    /// Who waits for a run to finish, by run id: each gets the finished run
-    /// and the id of the retry queued after it, if any.
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<(Run, Option<String>)>>>>,
+    /// Who waits for a run to finish, by run id.
+    waiters: Mutex<HashMap<String, Vec<Waiter>>>,
     /// The logs of runs executing now, with the secrets to mask in them.
     live_logs: Mutex<HashMap<String, (LogSink, Secrets)>>,
     /// Woken when a job's next fire changes (after an `after` job's run),
