@@ -290,6 +290,8 @@ async fn runs_beyond_a_full_instance_pool_get_on_demand_instances() {
     assert!(on_demand >= 1.0, "no run fell back to on-demand instances");
     assert!(pooled >= 1.0, "no run used the pool");
     assert_eq!(on_demand + pooled, 3.0);
+    let spills = daemon.metric("sandcron_pool_spills_total{reason=\"slots\"}").await;
+    assert_eq!(spills, on_demand, "each on-demand run is a spill of a full pool");
     // The pool's slot is free again: the next run takes it.
     assert_daemon_healthy(&daemon).await;
 }
@@ -307,4 +309,25 @@ async fn a_trap_is_one_readable_line_and_its_backtrace_is_in_the_runs_log() {
         assert!(log.contains("sandcron: the run failed: "), "{plugin}: {log}");
         assert!(log.contains("wasm backtrace"), "{plugin}: {log}");
     }
+}
+
+#[tokio::test]
+async fn a_run_the_pool_has_too_few_core_instances_for_goes_on_demand_and_is_counted() {
+    // One slot with room for 2 core instances: the noop plugin takes 3.
+    let daemon = TestDaemon::start_with(&["--pool-size", "1", "--pool-core-instances", "2"], &[]);
+    daemon.job_with("noop", "noop", json!({})).await;
+    let run = daemon.run_job("noop", None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(daemon.metric("sandcron_pool_spills_total{reason=\"resources\"}").await >= 1.0);
+    assert!(daemon.metric("sandcron_instances_total{allocator=\"on_demand\"}").await >= 1.0);
+    // With the default room the same plugin stays in the pool.
+    let daemon = TestDaemon::start_with(&["--pool-size", "1"], &[]);
+    daemon.job_with("noop", "noop", json!({})).await;
+    let run = daemon.run_job("noop", None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        daemon.metric("sandcron_pool_spills_total{reason=\"resources\"}").await,
+        0.0
+    );
+    assert!(daemon.metric("sandcron_instances_total{allocator=\"pooling\"}").await >= 1.0);
 }

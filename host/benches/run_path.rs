@@ -244,6 +244,7 @@ fn sandbox_with(bytes: &[u8], pool_instances: u32, fuel: Option<u64>) -> (Sandbo
     let sandbox = Sandbox::new(&SandboxConfig {
         max_memory: 1 << 30,
         pool_instances,
+        core_instances_per_slot: sandcron::config::DEFAULT_POOL_CORE_INSTANCES,
     })
     .expect("sandbox");
     let metering = Metering::of(fuel);

@@ -41,6 +41,10 @@ pub const DEFAULT_PLUGIN_CACHE: u64 = 256 << 20;
 /// Plugin compilations at once when nothing says otherwise.
 pub const DEFAULT_MAX_CONCURRENT_COMPILES: usize = 2;
 
+/// Core instances per pool slot when nothing says otherwise: room for a
+/// Python plugin (14) in every slot.
+pub const DEFAULT_POOL_CORE_INSTANCES: u32 = 16;
+
 /// The least `db_cache` may be.
 pub const MIN_DB_CACHE: u64 = 1 << 20;
 
@@ -138,6 +142,10 @@ pub struct Config {
     /// Instances the pooling allocator keeps slots for (None: two per
     /// concurrent run; 0: no pool). Runs beyond them get on-demand instances.
     pub pool_size: Option<u32>,
+    /// Core instances the pool keeps per slot, on average: a component
+    /// needs one per core module it instantiates (a Rust plugin 3, a
+    /// QuickJS one 9, a Python one 14).
+    pub pool_core_instances: u32,
     /// Bytes that must be available on the data volume again before a
     /// daemon whose storage failed restarts to reopen it.
     pub storage_min_free: u64,
@@ -254,6 +262,7 @@ impl Default for Config {
             flush_interval: Duration::from_millis(2),
             db_cache: DEFAULT_DB_CACHE,
             pool_size: None,
+            pool_core_instances: DEFAULT_POOL_CORE_INSTANCES,
             http: HttpLimits::default(),
             storage_min_free: DEFAULT_STORAGE_MIN_FREE,
         }

@@ -76,6 +76,7 @@ pub fn sandbox_for(config: &Config) -> anyhow::Result<Sandbox> {
         pool_instances: config
             .pool_size
             .unwrap_or_else(|| slots.saturating_mul(POOL_SLOTS_PER_RUN).max(4)),
+        core_instances_per_slot: config.pool_core_instances,
     })
 }
 

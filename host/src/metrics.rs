@@ -26,6 +26,7 @@ pub struct Metrics {
     compile: Histogram,
     plugin_cache: IntCounterVec,
     instances: IntCounterVec,
+    pool_spills: IntCounterVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_closed: IntCounterVec,
@@ -108,6 +109,11 @@ impl Metrics {
                 "sandcron_instances_total",
                 "Plugin instances made for runs, by allocator (pooling, or on_demand when the pool was full).",
                 &["allocator"],
+            ),
+            pool_spills: counter(
+                "sandcron_pool_spills_total",
+                "Runs put on the on-demand engine although there is a pool: every slot taken (slots), or a free slot but not enough of the pool's core instances, memories or tables for the component (resources).",
+                &["reason"],
             ),
             http_requests: counter(
                 "sandcron_http_requests_total",
@@ -197,9 +203,13 @@ impl Metrics {
         }
     }
 
-    /// A run's instance came from this allocator.
-    pub fn instance(&self, allocator: crate::sandbox::Allocator) {
+    /// A run's instance came from this allocator (spilled from the pool
+    /// for this reason, if it was).
+    pub fn instance(&self, allocator: crate::sandbox::Allocator, spill: Option<crate::sandbox::Spill>) {
         self.instances.with_label_values(&[allocator.as_str()]).inc();
+        if let Some(spill) = spill {
+            self.pool_spills.with_label_values(&[spill.as_str()]).inc();
+        }
     }
 
     /// A plugin compiled in `seconds`.

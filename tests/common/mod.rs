@@ -44,6 +44,9 @@ pub fn plugin(name: &str) -> PathBuf {
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("CARGO_BUILD_TARGET_DIR")
+            // A build dir shared with other workspaces would hand over
+            // their crates of the same names (a `hello` of another project).
+            .env_remove("CARGO_BUILD_BUILD_DIR")
             .status()
             .expect("running cargo build for the plugins");
         assert!(status.success(), "building the test plugins failed");

@@ -144,6 +144,12 @@ impl ConfigArgs {
             }
         }
         config.pool_size = self.pool_size.or(file.pool_size);
+        if let Some(count) = self.pool_core_instances.or(file.pool_core_instances) {
+            if count == 0 {
+                return Err(invalid("pool_core_instances")("must be at least 1".to_string()));
+            }
+            config.pool_core_instances = count;
+        }
         let storage_min_free = self
             .storage_min_free
             .clone()

@@ -75,6 +75,8 @@ pub struct ConfigFile {
     pub db_cache: Option<NumberOrText>,
     /// `pool_size = 64` (0: no pooling allocator).
     pub pool_size: Option<u32>,
+    /// `pool_core_instances = 16` (per pool slot).
+    pub pool_core_instances: Option<u32>,
     /// `http_header_timeout = "10s"`.
     pub http_header_timeout: Option<NumberOrText>,
     /// `http_body_timeout = "60s"`.
@@ -164,6 +166,9 @@ pub struct ConfigArgs {
     /// Instances kept in the pooling allocator (default: two per concurrent run; 0: none); runs beyond get on-demand instances.
     #[arg(long, env = "SANDCRON_POOL_SIZE")]
     pub pool_size: Option<u32>,
+    /// Core instances the pool keeps per slot, on average (default 16; a Rust plugin takes 3, a Python one 14); a run that finds too few left goes on demand.
+    #[arg(long, env = "SANDCRON_POOL_CORE_INSTANCES")]
+    pub pool_core_instances: Option<u32>,
     /// How long a client may take to send a request's line and headers (default "10s").
     #[arg(long, env = "SANDCRON_HTTP_HEADER_TIMEOUT")]
     pub http_header_timeout: Option<String>,

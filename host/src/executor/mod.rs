@@ -523,7 +523,7 @@ impl Executor {
                 let finished_at = self.clock.now();
                 match outcome {
                     Ok(outcome) => {
-                        self.metrics.instance(outcome.allocator);
+                        self.metrics.instance(outcome.allocator, outcome.spill);
                         run.fuel_consumed = outcome.fuel_consumed;
                         run.peak_memory = Some(outcome.peak_memory);
                         match outcome.result {

@@ -59,6 +59,8 @@ pub struct SandboxConfig {
     /// Instances the pooling allocator keeps slots for (runs beyond them get
     /// on-demand instances); 0 disables pooling.
     pub pool_instances: u32,
+    /// Core instances the pool keeps per slot, on average.
+    pub core_instances_per_slot: u32,
 }
 
 /// Why bytes are not a usable job plugin.
@@ -132,6 +134,28 @@ pub struct RunOutcome {
     pub log: Vec<u8>,
     /// Where the instance was allocated.
     pub allocator: Allocator,
+    /// Why a sandbox with a pool put the instance on demand, if it did.
+    pub spill: Option<Spill>,
+}
+
+/// Why a run went to the on-demand engine although there is a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spill {
+    /// Every slot of the pool was taken.
+    Slots,
+    /// A slot was free, but not enough of the pool's core instances,
+    /// memories or tables for this component.
+    Resources,
+}
+
+impl Spill {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spill::Slots => "slots",
+            Spill::Resources => "resources",
+        }
+    }
 }
 
 /// The shared engines and linkers.
@@ -245,56 +269,67 @@ impl Sandbox {
             );
             return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets);
         }
-        // A pool slot, or (the pool full) the on-demand engine; the lease
-        // outlives the store.
+        // A pool slot, or (every slot taken) the on-demand engine; the
+        // lease outlives the store.
         let family = self.family(prepared.metering);
         let main = (&family.main.engine, &prepared.main);
-        let (_lease, (engine, pre), allocator) = match &family.pooled {
-            None => (None, main, Allocator::OnDemand),
+        let (mut lease, (engine, mut pre), mut allocator, mut spill) = match &family.pooled {
+            None => (None, main, Allocator::OnDemand, None),
             Some((pool, fallback)) => match pool.lease() {
-                Some(lease) => (Some(lease), main, Allocator::Pooling),
+                Some(lease) => (Some(lease), main, Allocator::Pooling, None),
                 None => match prepared.on(fallback) {
-                    Ok(pre) => (None, (&fallback.engine, pre), Allocator::OnDemand),
+                    Ok(pre) => (None, (&fallback.engine, pre), Allocator::OnDemand, Some(Spill::Slots)),
                     Err(message) => return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets),
                 },
             },
         };
-        let mut store = Store::new(engine, state);
-        store.limiter(|state| &mut state.limiter);
-        if let Some(fuel) = request.limits.fuel {
-            let metered = store
-                .set_fuel(fuel)
-                .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_CHECKPOINT)));
-            if let Err(error) = metered {
-                let message = format!("setting fuel: {error}");
-                return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets);
-            }
-        }
-        // Check the deadline and cancellation at every tick, yielding to the
-        // runtime so a spinning guest does not hold a worker thread.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|context| {
-            let state = context.data();
-            if state.cancel.load(Ordering::Relaxed) {
-                return Err(wasmtime::Error::new(Interruption::Cancelled));
-            }
-            if Instant::now() >= state.deadline {
-                return Err(wasmtime::Error::new(Interruption::Timeout));
-            }
-            Ok(UpdateDeadline::Yield(1))
-        });
+        let mut store = match new_store(engine, state, request.limits.fuel) {
+            Ok(store) => store,
+            Err(message) => return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets),
+        };
         let context = to_wit_context(&request.context);
         // Host calls do not burn fuel or see epochs; bound them by the
         // deadline too, with one tick of grace for the epoch path to win.
         let budget = Duration::from_millis(request.limits.timeout_ms) + EPOCH_TICK * 5;
-        let call = async {
-            let instance = pre.instantiate_async(&mut store).await.map_err(Failure::Instantiate)?;
-            instance
-                .call_run(&mut store, &context, &request.input)
-                .await
-                .map_err(Failure::Call)
+        let ends = tokio::time::Instant::now() + budget;
+        let mut instance = tokio::time::timeout_at(ends, pre.instantiate_async(&mut store)).await;
+        // The pool's slot was free but its core instances, memories or
+        // tables ran out (a component that needs more of them than a slot's
+        // share): the run goes to the on-demand engine instead of failing.
+        if let (Ok(Err(error)), Some((_, fallback))) = (&instance, &family.pooled)
+            && allocator == Allocator::Pooling
+            && error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some()
+        {
+            let moved = prepared.on(fallback).and_then(|fallback_pre| {
+                let mut state = store.into_data();
+                state.limiter = limits::RunLimiter::new(request.limits.memory);
+                new_store(&fallback.engine, state, request.limits.fuel).map(|store| (store, fallback_pre))
+            });
+            let (fallback_store, fallback_pre) = match moved {
+                Ok(moved) => moved,
+                Err(message) => return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets),
+            };
+            (store, pre, allocator, spill) = (
+                fallback_store,
+                fallback_pre,
+                Allocator::OnDemand,
+                Some(Spill::Resources),
+            );
+            lease = None;
+            instance = tokio::time::timeout_at(ends, pre.instantiate_async(&mut store)).await;
+        }
+        let _lease = lease;
+        let called = match instance {
+            Ok(Ok(instance)) => {
+                let call = instance.call_run(&mut store, &context, &request.input);
+                tokio::time::timeout_at(ends, call)
+                    .await
+                    .map(|called| called.map_err(Failure::Call))
+            }
+            Ok(Err(error)) => Ok(Err(Failure::Instantiate(error))),
+            Err(elapsed) => Err(elapsed),
         };
-        let result = match tokio::time::timeout(budget, call).await {
+        let result = match called {
             Ok(Ok(Ok(output))) if output.len() as u64 > request.limits.output => Err(RunError {
                 kind: ErrorKind::OutputLimit,
                 message: format!(
@@ -343,8 +378,36 @@ impl Sandbox {
             peak_memory,
             log,
             allocator,
+            spill,
         }
     }
+}
+
+/// A store for one run on `engine`: the memory limiter, the fuel budget,
+/// and the epoch check of the deadline and cancellation.
+fn new_store(engine: &wasmtime::Engine, state: RunState, fuel: Option<u64>) -> Result<Store<RunState>, String> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    if let Some(fuel) = fuel {
+        store
+            .set_fuel(fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_CHECKPOINT)))
+            .map_err(|error| format!("setting fuel: {error}"))?;
+    }
+    // Check the deadline and cancellation at every tick, yielding to the
+    // runtime so a spinning guest does not hold a worker thread.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|context| {
+        let state = context.data();
+        if state.cancel.load(Ordering::Relaxed) {
+            return Err(wasmtime::Error::new(Interruption::Cancelled));
+        }
+        if Instant::now() >= state.deadline {
+            return Err(wasmtime::Error::new(Interruption::Timeout));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    Ok(store)
 }
 
 /// The run's output, plugin error message and log with the secrets masked,
@@ -417,6 +480,7 @@ fn failed_outcome(kind: ErrorKind, message: String, log: log::LogSink, secrets: 
         peak_memory: 0,
         log: log.contents(secrets),
         allocator: Allocator::OnDemand,
+        spill: None,
     }
 }
 
