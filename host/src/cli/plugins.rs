@@ -28,10 +28,30 @@ pub(super) enum PluginCommand {
     },
 }
 
-/// An upload: with a progress bar on a terminal when it is over 1 MiB.
-fn upload_body(bytes: Vec<u8>) -> Body {
-    if bytes.len() < 1 << 20 || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return Body::Bytes(bytes);
+/// An upload, and what a terminal shows of it: a progress bar while a body
+/// over 1 MiB goes out, then a spinner with the time the daemon has been
+/// compiling (a Python component takes tens of seconds), cleared by the
+/// caller once the answer is in.
+fn upload_body(bytes: Vec<u8>) -> (Body, Option<indicatif::ProgressBar>) {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return (Body::Bytes(bytes), None);
+    }
+    let compiling = indicatif::ProgressBar::hidden();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} the daemon checks and compiles it ({elapsed})")
+    {
+        compiling.set_style(style);
+    }
+    let show_compiling = {
+        let compiling = compiling.clone();
+        move || {
+            compiling.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            compiling.enable_steady_tick(std::time::Duration::from_millis(120));
+        }
+    };
+    if bytes.len() < 1 << 20 {
+        show_compiling();
+        return (Body::Bytes(bytes), Some(compiling));
     }
     let bar = indicatif::ProgressBar::new(bytes.len() as u64);
     if let Ok(style) =
@@ -44,10 +64,14 @@ fn upload_body(bytes: Vec<u8>) -> Body {
         bar.inc(chunk.len() as u64);
         if bar.length().is_some_and(|length| bar.position() >= length) {
             bar.finish_and_clear();
+            show_compiling();
         }
         Ok::<_, std::io::Error>(chunk)
     });
-    Body::Stream(reqwest::Body::wrap_stream(futures_util::stream::iter(sent)))
+    (
+        Body::Stream(reqwest::Body::wrap_stream(futures_util::stream::iter(sent))),
+        Some(compiling),
+    )
 }
 
 fn print_plugins(answer: &Value) {
@@ -80,14 +104,15 @@ pub(super) async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                     .context("give --name; the file name is not usable")?,
             };
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let (body, progress) = upload_body(bytes);
             let answer = connection
                 .client()
-                .call(
-                    Method::POST,
-                    &format!("/v1/plugins?name={}", encode(&name)),
-                    upload_body(bytes),
-                )
-                .await?;
+                .call(Method::POST, &format!("/v1/plugins?name={}", encode(&name)), body)
+                .await;
+            if let Some(progress) = progress {
+                progress.finish_and_clear();
+            }
+            let answer = answer?;
             let version = answer.json()?;
             let verb = if answer.status == reqwest::StatusCode::CREATED {
                 "uploaded"
