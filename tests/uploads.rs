@@ -376,3 +376,24 @@ async fn an_upload_its_length_puts_over_the_quota_is_refused_before_its_body_arr
     let again = daemon.upload_bytes_as(&roomy, "noop", bytes).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
 }
+
+#[tokio::test]
+async fn a_job_that_asks_for_fuel_gets_its_plugins_metered_code_before_its_first_run() {
+    let daemon = TestDaemon::start();
+    daemon.upload("hello", "hello").await;
+    let compiled = "sandcron_plugin_cache_total{result=\"compiled\"}";
+    let at_upload = daemon.metric(compiled).await;
+    assert_eq!(at_upload, 1.0, "the upload compiles the unmetered code");
+    daemon
+        .create_job(json!({"name": "metered", "plugin": "hello", "limits": {"fuel": 1_000_000_000u64}}))
+        .await;
+    // Compiled in the background once the job exists, not by its first run.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while daemon.metric(compiled).await < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "the metered code was not compiled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = daemon.run_job("metered", Some(json!({"name": "fuel"}))).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(daemon.metric(compiled).await, 2.0, "the run compiled nothing");
+}

@@ -364,6 +364,23 @@ impl Plugins {
         .map_err(|error| PluginError::Internal(format!("the compile task failed: {error}")))?
     }
 
+    /// Gets the plugin `reference` of `tenant` ready for runs of `metering`
+    /// in the background: a job just asked for it, and its first run should
+    /// not wait for a compile (a Python plugin takes tens of seconds, the
+    /// first metered run of any plugin compiles its metered code).
+    pub fn prepare_soon(self: &Arc<Self>, tenant: &str, reference: &str, metering: Metering) {
+        let digest = match self.resolve(tenant, reference) {
+            Ok(version) => version.digest,
+            Err(_) => return,
+        };
+        let plugins = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = plugins.prepared(&digest, metering).await {
+                tracing::warn!(%digest, ?metering, %error, "preparing a plugin for its job failed");
+            }
+        });
+    }
+
     /// The ready-to-instantiate plugin with this digest for runs of this
     /// metering: from memory, else from the artifact cache, else compiled
     /// from the stored bytes.

@@ -109,6 +109,7 @@ pub async fn create(
         .insert_job_within(&job, state.tenants().quotas(&caller.tenant).jobs)?;
     state.store().flush_async().await?;
     tracing::info!(job_id = %job.id, name = %job.name, "job created");
+    prepare_plugin(&state, &job);
     state.events().job("job.created", &job);
     state.scheduler().job_changed();
     if job.run_at_start && job.enabled {
@@ -206,12 +207,20 @@ pub async fn upsert(
     } else {
         "job.updated"
     };
+    prepare_plugin(&state, &job);
     state.events().job(kind, &job);
     state.scheduler().job_changed();
     if status == StatusCode::CREATED && job.run_at_start && job.enabled {
         state.scheduler().fire_now(&job).await?;
     }
     Ok((status, Json(job_view(&job))).into_response())
+}
+
+/// Compiles the job's plugin for the job's metering in the background when
+/// it is not ready (see `Plugins::prepare_soon`).
+fn prepare_plugin(state: &AppState, job: &Job) {
+    let metering = crate::sandbox::Metering::of(job.limits.fuel);
+    state.inner.plugins.prepare_soon(&job.tenant, &job.plugin, metering);
 }
 
 /// `GET /v1/jobs?label=k=v` (labels may repeat; all must match).
@@ -304,6 +313,7 @@ pub async fn patch(
     let mut job = validated(&state, &caller.tenant, &spec, Some(&existing))?;
     state.scheduler().update_job(&mut job).await?;
     state.store().flush_async().await?;
+    prepare_plugin(&state, &job);
     state.events().job("job.updated", &job);
     Ok(Json(job_view(&job)))
 }
