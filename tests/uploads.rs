@@ -390,10 +390,33 @@ async fn a_job_that_asks_for_fuel_gets_its_plugins_metered_code_before_its_first
     // Compiled in the background once the job exists, not by its first run.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while daemon.metric(compiled).await < 2.0 {
-        assert!(std::time::Instant::now() < deadline, "the metered code was not compiled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the metered code was not compiled"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let run = daemon.run_job("metered", Some(json!({"name": "fuel"}))).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(daemon.metric(compiled).await, 2.0, "the run compiled nothing");
+}
+
+#[tokio::test]
+async fn the_same_new_bytes_uploaded_at_once_by_two_tenants_are_compiled_once() {
+    let daemon = TestDaemon::start();
+    let (first, second) = (
+        daemon.new_tenant("first", json!({})).await,
+        daemon.new_tenant("second", json!({})).await,
+    );
+    let bytes = distinct("hello", 7);
+    let (a, b) = tokio::join!(
+        daemon.upload_bytes_as(&first, "shared", bytes.clone()),
+        daemon.upload_bytes_as(&second, "shared", bytes.clone()),
+    );
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.body);
+    assert_eq!(
+        daemon.metric("sandcron_plugin_cache_total{result=\"compiled\"}").await,
+        1.0
+    );
 }

@@ -128,9 +128,31 @@ pub struct Plugins {
     loading: Mutex<HashMap<CacheKey, Arc<OnceCell<Arc<PreparedJob>>>>>,
     /// Permits to compile (CPU- and memory-heavy: a few at a time).
     compiles: Arc<Semaphore>,
+    /// Uploads under way by digest: the same new bytes uploaded at once by
+    /// two tenants (or to two names) are compiled once, the second upload
+    /// waiting for the first's artifact.
+    uploading: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// References resolved since the last upload or delete (every fire
     /// resolves its job's plugin).
     resolved: Mutex<Resolved>,
+}
+
+/// An upload's turn among the uploads of the same bytes.
+struct UploadTurn {
+    _held: tokio::sync::OwnedMutexGuard<()>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    uploading: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    digest: String,
+}
+
+impl Drop for UploadTurn {
+    fn drop(&mut self) {
+        let mut uploading = self.uploading.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Ours and the map's: nobody else waits, the entry can go.
+        if Arc::strong_count(&self.lock) <= 3 {
+            uploading.remove(&self.digest);
+        }
+    }
 }
 
 /// Resolved references by tenant, then reference as the job names it.
@@ -189,6 +211,7 @@ impl Plugins {
             prepared: Mutex::new(ByteLru::new(limits.cache_bytes)),
             loading: Mutex::new(HashMap::new()),
             compiles: Arc::new(Semaphore::new(limits.concurrent_compiles.max(1))),
+            uploading: Arc::new(Mutex::new(HashMap::new())),
             resolved: Mutex::new(Resolved::default()),
         }
     }
@@ -289,7 +312,8 @@ impl Plugins {
         check_plugin_quota(self.store.plugin_usage(tenant)?, bytes.len() as u64, max_total_bytes)?;
         // Validated and compiled for the default (unmetered) engines, unless
         // these bytes were (an artifact is stored only for bytes that passed);
-        // the metered code is made when a job with a fuel budget first runs it.
+        // the metered code is made when a job with a fuel budget names it.
+        let _same_bytes = self.upload_turn(&digest).await;
         let engine = self.sandbox.fingerprint(Metering::Unmetered);
         let (compiled, bytes) = if self.store.has_artifact(&digest, engine)? {
             (None, bytes)
@@ -321,6 +345,24 @@ impl Plugins {
             version: added.version,
             created: added.created,
         })
+    }
+
+    /// Waits for the uploads of the same bytes under way; the turn ends
+    /// when the guard drops.
+    async fn upload_turn(&self, digest: &str) -> UploadTurn {
+        let lock = self
+            .uploading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(digest.to_string())
+            .or_default()
+            .clone();
+        UploadTurn {
+            _held: lock.clone().lock_owned().await,
+            lock,
+            uploading: self.uploading.clone(),
+            digest: digest.to_string(),
+        }
     }
 
     /// Compiles off the async runtime, at most `concurrent_compiles` at
@@ -373,6 +415,11 @@ impl Plugins {
             Ok(version) => version.digest,
             Err(_) => return,
         };
+        // Ready in memory already: nothing to do (and no cache hit to count:
+        // no run asked).
+        if cache_key(&digest, metering).is_none_or(|key| self.cached(&key).is_some()) {
+            return;
+        }
         let plugins = self.clone();
         tokio::spawn(async move {
             if let Err(error) = plugins.prepared(&digest, metering).await {
