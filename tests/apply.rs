@@ -191,3 +191,60 @@ async fn the_cli_prints_json_follows_runs_and_logs_and_completes() {
         "the followed log is the whole log"
     );
 }
+
+#[tokio::test]
+async fn plugins_listed_in_the_file_are_pushed_once_before_the_jobs_that_name_them() {
+    let daemon = TestDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::plugin("hello"), dir.path().join("greeter.wasm")).unwrap();
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[plugin]]
+name = "greeter"
+path = "greeter.wasm"
+
+[[job]]
+name = "greet"
+plugin = "greeter"
+input = { name = "Ada" }
+"#,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+
+    // A fresh daemon: the dry run says what would happen and does nothing.
+    let plan = daemon.cli(&["apply", "-f", file, "--dry-run"]);
+    assert!(plan.contains("+ push      plugin greeter (new)"), "{plan}");
+    assert!(plan.contains("+ create    greet"), "{plan}");
+    let plugins = daemon.call(Method::GET, "/v1/plugins", None).await.body;
+    assert_eq!(texts(&plugins["plugins"], "name"), Vec::<&str>::new(), "{plugins}");
+
+    let applied = daemon.cli(&["apply", "-f", file]);
+    assert!(
+        applied.contains("applied: 1 created, 0 updated, 0 unchanged, 0 deleted, 1 plugins pushed"),
+        "{applied}"
+    );
+    assert_eq!(daemon.run_job("greet", None).await["output"], "Hello, Ada!");
+
+    // Again: nothing to push, nothing to change.
+    let again = daemon.cli(&["apply", "-f", file]);
+    assert!(again.contains("= unchanged plugin greeter"), "{again}");
+    assert!(
+        again.contains("applied: 0 created, 0 updated, 1 unchanged, 0 deleted, 0 plugins pushed"),
+        "{again}"
+    );
+    let greeter = daemon.call(Method::GET, "/v1/plugins/greeter", None).await.body;
+    assert_eq!(greeter["versions"].as_array().unwrap().len(), 1, "{greeter}");
+
+    // Other bytes: a new version, before the jobs.
+    std::fs::copy(common::plugin("noop"), dir.path().join("greeter.wasm")).unwrap();
+    let changed = daemon.cli(&["apply", "-f", file]);
+    assert!(
+        changed.contains("~ push      plugin greeter (new version)"),
+        "{changed}"
+    );
+    let greeter = daemon.call(Method::GET, "/v1/plugins/greeter", None).await.body;
+    assert_eq!(greeter["versions"].as_array().unwrap().len(), 2, "{greeter}");
+}

@@ -1,6 +1,8 @@
-//! `sandcron apply`: make the tenant's jobs match a TOML file.
+//! `sandcron apply`: make the tenant's jobs match a TOML file, pushing the
+//! plugins it lists (`[[plugin]]`) first when their bytes changed.
 
 use super::*;
+use crate::client::ClientError;
 
 #[derive(Args)]
 pub(super) struct ApplyArgs {
@@ -17,16 +19,44 @@ pub(super) struct ApplyArgs {
     connection: Connection,
 }
 
-/// The `[[job]]` tables of a jobs file, as JSON specs.
-fn jobs_in_file(path: &std::path::Path) -> anyhow::Result<Vec<Value>> {
+/// A `[[plugin]]` table: push the component at `path` (relative to the
+/// jobs file) as `name` when its bytes are not the newest version's.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginEntry {
+    name: String,
+    path: PathBuf,
+}
+
+/// What a jobs file asks for.
+struct JobsFile {
+    plugins: Vec<PluginEntry>,
+    jobs: Vec<Value>,
+}
+
+/// The `[[plugin]]` and `[[job]]` tables of a jobs file, the jobs as JSON
+/// specs, the plugins' paths made relative to the file's directory.
+fn read_jobs_file(path: &std::path::Path) -> anyhow::Result<JobsFile> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct JobsFile {
+    struct Tables {
+        #[serde(default)]
+        plugin: Vec<PluginEntry>,
         #[serde(default)]
         job: Vec<toml::Table>,
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: JobsFile = toml::from_str(&text).with_context(|| format!("{} is not a jobs file", path.display()))?;
+    let file: Tables = toml::from_str(&text).with_context(|| format!("{} is not a jobs file", path.display()))?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut plugin_names = std::collections::HashSet::new();
+    let mut plugins = Vec::new();
+    for mut entry in file.plugin {
+        if !plugin_names.insert(entry.name.clone()) {
+            bail!("{}: the plugin name {:?} appears twice", path.display(), entry.name);
+        }
+        entry.path = base.join(&entry.path);
+        plugins.push(entry);
+    }
     let mut names = std::collections::HashSet::new();
     let mut jobs = Vec::new();
     for (index, table) in file.job.into_iter().enumerate() {
@@ -39,22 +69,117 @@ fn jobs_in_file(path: &std::path::Path) -> anyhow::Result<Vec<Value>> {
         }
         jobs.push(spec);
     }
-    Ok(jobs)
+    Ok(JobsFile { plugins, jobs })
+}
+
+/// A plugin of the file and what applying does with it.
+struct PluginPlan {
+    name: String,
+    bytes: Vec<u8>,
+    change: PluginChange,
+}
+
+#[derive(PartialEq)]
+enum PluginChange {
+    /// No version yet.
+    Create,
+    /// Other bytes than the newest version's.
+    NewVersion,
+    Unchanged,
+}
+
+/// The bytes of a `[[plugin]]`'s component: a `.wasm` file, or a plugin
+/// project directory, built first.
+fn plugin_bytes(entry: &PluginEntry) -> anyhow::Result<Vec<u8>> {
+    let path = &entry.path;
+    if path.is_dir() {
+        bail!(
+            "plugin {:?}: {} is a directory; build it with `sandcron build {}` and name the .wasm",
+            entry.name,
+            path.display(),
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("plugin {:?}: reading {}", entry.name, path.display()))
+}
+
+/// Compares each plugin's bytes with its newest version on the daemon.
+async fn plan_plugins(client: &Client, entries: &[PluginEntry]) -> anyhow::Result<Vec<PluginPlan>> {
+    let mut plans = Vec::new();
+    for entry in entries {
+        let bytes = plugin_bytes(entry)?;
+        let digest = format!("sha256:{}", crate::plugin::digest(&bytes));
+        let path = format!("/v1/plugins/{}", encode(&entry.name));
+        let change = match client.get(&path).await {
+            Ok(plugin) => {
+                let newest = plugin["versions"].as_array().and_then(|versions| versions.last());
+                match newest.map(|version| version["digest"] == digest.as_str()) {
+                    Some(true) => PluginChange::Unchanged,
+                    Some(false) => PluginChange::NewVersion,
+                    None => PluginChange::Create,
+                }
+            }
+            Err(error) if is_code(&error, "plugin_not_found") => PluginChange::Create,
+            Err(error) => return Err(anyhow::Error::new(error).context(format!("plugin {:?}", entry.name))),
+        };
+        plans.push(PluginPlan {
+            name: entry.name.clone(),
+            bytes,
+            change,
+        });
+    }
+    Ok(plans)
+}
+
+/// Whether a client error is the API's answer with this code.
+fn is_code(error: &ClientError, code: &str) -> bool {
+    matches!(error, ClientError::Api { code: found, .. } if found == code)
 }
 
 pub(super) async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let jobs = jobs_in_file(&args.file)?;
+    let JobsFile { plugins, jobs } = read_jobs_file(&args.file)?;
     let client = args.connection.client();
-    // Check every job first: a bad one stops the apply before anything changes.
+    let plugins = plan_plugins(&client, &plugins).await?;
+    for plugin in &plugins {
+        match plugin.change {
+            PluginChange::Create => out!("+ push      plugin {} (new)", plugin.name),
+            PluginChange::NewVersion => out!("~ push      plugin {} (new version)", plugin.name),
+            PluginChange::Unchanged => out!("= unchanged plugin {}", plugin.name),
+        }
+    }
+    // Plugins go first, so the jobs naming them can be checked (a push
+    // changes no job).
+    if !args.dry_run {
+        for plugin in plugins.iter().filter(|plugin| plugin.change != PluginChange::Unchanged) {
+            let path = format!("/v1/plugins?name={}", encode(&plugin.name));
+            client
+                .call(Method::POST, &path, Body::Bytes(plugin.bytes.clone()))
+                .await
+                .with_context(|| format!("pushing plugin {:?}", plugin.name))?;
+        }
+    }
+    // Check every job first: a bad one stops the apply before any job changes.
     let mut plan = Vec::new();
     for spec in &jobs {
         let name = spec["name"].as_str().unwrap_or_default();
         let path = format!("/v1/jobs/{}?dry_run=true", encode(name));
-        let answer = client
-            .call(Method::PUT, &path, Body::Json(spec.clone()))
-            .await
-            .with_context(|| format!("job {name:?}"))?
-            .json()?;
+        let checked = client.call(Method::PUT, &path, Body::Json(spec.clone())).await;
+        // In a dry run a plugin of the file may not be on the daemon yet.
+        let waits_for_push = |error: &ClientError| {
+            args.dry_run
+                && is_code(error, "unknown_plugin")
+                && plugins.iter().any(|plugin| {
+                    plugin.change == PluginChange::Create
+                        && spec["plugin"]
+                            .as_str()
+                            .is_some_and(|named| named.split('@').next() == Some(plugin.name.as_str()))
+                })
+        };
+        let answer = match checked {
+            Ok(answer) => answer.json()?,
+            Err(error) if waits_for_push(&error) => json!({"change": "create"}),
+            Err(error) => return Err(anyhow::Error::new(error).context(format!("job {name:?}"))),
+        };
         let change = answer["change"].as_str().unwrap_or("update").to_string();
         let fields: Vec<String> = answer["changed_fields"]
             .as_array()
@@ -100,8 +225,12 @@ pub(super) async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             .await?;
     }
     let count = |kind: &str| plan.iter().filter(|(_, change, _)| change == kind).count();
+    let pushed = plugins
+        .iter()
+        .filter(|plugin| plugin.change != PluginChange::Unchanged)
+        .count();
     out!(
-        "applied: {} created, {} updated, {} unchanged, {} deleted",
+        "applied: {} created, {} updated, {} unchanged, {} deleted, {pushed} plugins pushed",
         count("create"),
         count("update"),
         count("unchanged"),
