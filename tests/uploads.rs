@@ -420,3 +420,40 @@ async fn the_same_new_bytes_uploaded_at_once_by_two_tenants_are_compiled_once() 
         1.0
     );
 }
+
+/// The compiled code files of a daemon's data dir.
+fn code_files(daemon: &TestDaemon) -> usize {
+    let dir = daemon.data_dir().join("db").join("plugins").join("code");
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn compiled_code_past_the_disk_budget_is_deleted_oldest_first_and_compiled_again_when_needed() {
+    // Room on disk for the newest code only.
+    let mut daemon = TestDaemon::start_with(&["--artifact-cache-bytes", "1"], &[]);
+    daemon.job_with("echo", "noop", json!({"input": "hi"})).await;
+    assert_eq!(code_files(&daemon), 1);
+    daemon
+        .job_with("greet", "hello", json!({"input": {"name": "Ada"}}))
+        .await;
+    assert_eq!(code_files(&daemon), 1, "noop's code went for hello's");
+    let compiled = "sandcron_plugin_cache_total{result=\"compiled\"}";
+    assert_eq!(daemon.metric(compiled).await, 2.0);
+    // In memory still: runs do not need the disk.
+    assert_eq!(daemon.run_job("echo", None).await["output"], "\"hi\"");
+    assert_eq!(daemon.metric(compiled).await, 2.0);
+    // After a restart noop is compiled again from its bytes, and its code
+    // now takes the place of hello's.
+    daemon.restart();
+    assert_eq!(daemon.run_job("echo", None).await["output"], "\"hi\"");
+    assert_eq!(daemon.metric(compiled).await, 1.0, "compiled again after the restart");
+    assert_eq!(code_files(&daemon), 1);
+    assert_eq!(daemon.run_job("greet", None).await["output"], "Hello, Ada!");
+}

@@ -38,6 +38,10 @@ pub const DEFAULT_DB_CACHE: u64 = 32 << 20;
 /// their serialized code.
 pub const DEFAULT_PLUGIN_CACHE: u64 = 256 << 20;
 
+/// Compiled code kept on disk when nothing says otherwise: ~50 Python
+/// plugins' (35 MB each) or hundreds of Rust ones'.
+pub const DEFAULT_ARTIFACT_CACHE: u64 = 2 << 30;
+
 /// Plugin compilations at once when nothing says otherwise.
 pub const DEFAULT_MAX_CONCURRENT_COMPILES: usize = 2;
 
@@ -89,6 +93,9 @@ pub struct Config {
     /// past it the least recently used are dropped and loaded again from
     /// the artifact cache when a run needs them (0: none kept).
     pub plugin_cache_bytes: u64,
+    /// Compiled code kept on disk, bytes; past it the code used longest ago
+    /// is deleted and compiled again when a run needs it.
+    pub artifact_cache_bytes: u64,
     /// Largest JSON request body, bytes.
     pub max_request_bytes: u64,
     /// Runs executing at once across the daemon.
@@ -232,6 +239,7 @@ impl Default for Config {
             max_plugin_bytes: 32 << 20,
             max_concurrent_compiles: DEFAULT_MAX_CONCURRENT_COMPILES,
             plugin_cache_bytes: DEFAULT_PLUGIN_CACHE,
+            artifact_cache_bytes: DEFAULT_ARTIFACT_CACHE,
             max_request_bytes: 2 << 20,
             max_concurrent_runs: 32,
             max_event_streams: DEFAULT_MAX_EVENT_STREAMS,

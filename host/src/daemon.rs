@@ -103,6 +103,7 @@ impl Daemon {
                 max_bytes: config.max_plugin_bytes,
                 concurrent_compiles: config.max_concurrent_compiles,
                 cache_bytes: config.plugin_cache_bytes,
+                artifact_bytes: config.artifact_cache_bytes,
             },
         ));
         plugins.collect().context("collecting unused plugin code")?;

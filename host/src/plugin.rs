@@ -8,6 +8,7 @@
 //! the tenant's quota come before compiling, compiles run a few at a time,
 //! and what is compiled is written only with the version that uses it.
 
+mod artifacts;
 mod cache;
 
 use std::collections::HashMap;
@@ -92,6 +93,8 @@ pub struct PluginLimits {
     pub concurrent_compiles: usize,
     /// Compiled plugins kept in memory, in bytes of their serialized code.
     pub cache_bytes: u64,
+    /// Compiled code kept on disk, bytes.
+    pub artifact_bytes: u64,
 }
 
 /// A compiled plugin in memory: its metering and digest (as bytes, so a
@@ -128,6 +131,8 @@ pub struct Plugins {
     loading: Mutex<HashMap<CacheKey, Arc<OnceCell<Arc<PreparedJob>>>>>,
     /// Permits to compile (CPU- and memory-heavy: a few at a time).
     compiles: Arc<Semaphore>,
+    /// The compiled code on disk, within its budget.
+    artifacts: artifacts::ArtifactBudget,
     /// Uploads under way by digest: the same new bytes uploaded at once by
     /// two tenants (or to two names) are compiled once, the second upload
     /// waiting for the first's artifact.
@@ -211,6 +216,7 @@ impl Plugins {
             prepared: Mutex::new(ByteLru::new(limits.cache_bytes)),
             loading: Mutex::new(HashMap::new()),
             compiles: Arc::new(Semaphore::new(limits.concurrent_compiles.max(1))),
+            artifacts: artifacts::ArtifactBudget::new(limits.artifact_bytes),
             uploading: Arc::new(Mutex::new(HashMap::new())),
             resolved: Mutex::new(Resolved::default()),
         }
@@ -334,6 +340,9 @@ impl Plugins {
         };
         let added = self.store.add_plugin_version_within(&new, max_total_bytes)?;
         self.resolved().changed();
+        if let (true, Some(compiled)) = (added.created, &compiled) {
+            self.stored_code(&digest, &compiled.artifact.engine);
+        }
         if let (true, Some(compiled), Some(key)) = (added.created, compiled, cache_key(&digest, Metering::Unmetered)) {
             self.remember(key, Arc::new(compiled.prepared), compiled.code.len() as u64);
         }
@@ -472,6 +481,7 @@ impl Plugins {
             return Ok(prepared);
         }
         if let Some((prepared, size)) = self.load_artifact(digest, metering).await? {
+            self.artifacts.touch(digest, self.sandbox.fingerprint(metering));
             self.metrics.cache_hit("artifact");
             let prepared = Arc::new(prepared);
             self.remember(key, prepared.clone(), size);
@@ -482,7 +492,9 @@ impl Plugins {
             .plugin_bytes(digest)?
             .ok_or_else(|| PluginError::Internal(format!("the bytes of plugin {digest} are missing from the store")))?;
         let compiled = self.compile(digest.to_string(), bytes, metering).await?;
-        if !self.store.put_artifact(&compiled.artifact, &compiled.code)? {
+        if self.store.put_artifact(&compiled.artifact, &compiled.code)? {
+            self.stored_code(digest, &compiled.artifact.engine);
+        } else {
             tracing::info!(%digest, "no plugin version uses these bytes any more; their code is not stored");
         }
         let prepared = Arc::new(compiled.prepared);
@@ -519,6 +531,16 @@ impl Plugins {
         })
         .await
         .map_err(|error| PluginError::Internal(format!("the load task failed: {error}")))?
+    }
+
+    /// New compiled code of `digest` for `engine` is on disk: the code used
+    /// longest ago goes if the whole is past `artifact_cache_bytes` (a
+    /// failure to delete is logged: the code stays, nothing is lost).
+    fn stored_code(&self, digest: &str, engine: &str) {
+        self.artifacts.touch(digest, engine);
+        if let Err(error) = self.artifacts.trim(self.store.as_ref(), (digest, engine)) {
+            tracing::warn!(%error, "cannot keep compiled code within artifact_cache_bytes");
+        }
     }
 
     /// Deletes the bytes and artifacts no plugin version uses (kept by a

@@ -45,6 +45,14 @@ impl ConfigArgs {
         if let Some(value) = plugin_cache {
             config.plugin_cache_bytes = value.to_size().map_err(invalid("plugin_cache_bytes"))?;
         }
+        let artifact_cache = self
+            .artifact_cache_bytes
+            .clone()
+            .map(NumberOrText::Text)
+            .or(file.artifact_cache_bytes);
+        if let Some(value) = artifact_cache {
+            config.artifact_cache_bytes = value.to_size().map_err(invalid("artifact_cache_bytes"))?;
+        }
         if let Some(value) = file.max_request_bytes {
             config.max_request_bytes = value.to_size().map_err(invalid("max_request_bytes"))?;
         }

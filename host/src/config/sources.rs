@@ -23,6 +23,8 @@ pub struct ConfigFile {
     pub max_concurrent_compiles: Option<usize>,
     /// `plugin_cache_bytes = "256MiB"` (0: none kept in memory).
     pub plugin_cache_bytes: Option<NumberOrText>,
+    /// `artifact_cache_bytes = "2GiB"` (compiled code on disk).
+    pub artifact_cache_bytes: Option<NumberOrText>,
     /// `max_request_bytes = "2MiB"`.
     pub max_request_bytes: Option<NumberOrText>,
     /// `max_concurrent_runs = 16`.
@@ -114,6 +116,9 @@ pub struct ConfigArgs {
     /// Memory for compiled plugins, by their serialized size (default "256MiB"; 0 keeps none); past it the least recently used are loaded again from disk when needed.
     #[arg(long, env = "SANDCRON_PLUGIN_CACHE_BYTES")]
     pub plugin_cache_bytes: Option<String>,
+    /// Disk for compiled plugin code (default "2GiB"); past it the code used longest ago is deleted (never the newest) and compiled again when a run needs it.
+    #[arg(long, env = "SANDCRON_ARTIFACT_CACHE_BYTES")]
+    pub artifact_cache_bytes: Option<String>,
     /// Runs executing at once.
     #[arg(long, env = "SANDCRON_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,

@@ -141,6 +141,19 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
+/// Compiled code on disk: whose, for which engine, since when, how big.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// sha256 of the component bytes.
+    pub digest: String,
+    /// The engine fingerprint it was compiled for.
+    pub engine: String,
+    /// When it was compiled.
+    pub compiled_at: DateTime<Utc>,
+    /// Bytes on disk.
+    pub size: u64,
+}
+
 /// The parts of a job its runs' ends look at: whether its schedule is
 /// `after` (the end moves its next fire) and its webhooks.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
@@ -303,6 +316,11 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a compiled artifact while a version still uses its digest;
     /// false (nothing written) when none does.
     fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<bool>;
+    /// Every compiled code stored, with its size on disk.
+    fn stored_artifacts(&self) -> StoreResult<Vec<StoredArtifact>>;
+    /// Deletes the compiled code of `digest` for `engine`; the plugin's
+    /// bytes stay, and it is compiled again when a run needs it.
+    fn drop_artifact(&self, digest: &str, engine: &str) -> StoreResult<()>;
 
     /// Creates a job; fails with [`StoreError::NameTaken`] if the name is used.
     fn insert_job(&self, job: &Job) -> StoreResult<()> {

@@ -659,6 +659,14 @@ impl Store for SledStore {
         self.put_used_artifact(artifact, bytes)
     }
 
+    fn stored_artifacts(&self) -> StoreResult<Vec<super::StoredArtifact>> {
+        self.artifacts_on_disk()
+    }
+
+    fn drop_artifact(&self, digest: &str, engine: &str) -> StoreResult<()> {
+        self.drop_artifact_of(digest, engine)
+    }
+
     fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
         let _counting = self.counting();
         if let Some(limit) = max_jobs {

@@ -93,6 +93,14 @@ impl<S: Store> Store for WatchedStore<S> {
         self.write(|store| store.put_artifact(artifact, bytes))
     }
 
+    fn stored_artifacts(&self) -> StoreResult<Vec<super::StoredArtifact>> {
+        self.read(self.inner.stored_artifacts())
+    }
+
+    fn drop_artifact(&self, digest: &str, engine: &str) -> StoreResult<()> {
+        self.write(|store| store.drop_artifact(digest, engine))
+    }
+
     fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
         self.write(|store| store.insert_job_within(job, max_jobs))
     }

@@ -13,7 +13,9 @@ use sled::transaction::{ConflictableTransactionError, Transactional};
 use super::{SledStore, decode, encode, key, prefix, read_count, transaction_error};
 use crate::model::{Artifact, PluginVersion};
 use crate::store::code_files::Kind;
-use crate::store::{AddedPlugin, DeletedPlugin, NewPluginVersion, Store, StoreError, StoreResult, check_plugin_quota};
+use crate::store::{
+    AddedPlugin, DeletedPlugin, NewPluginVersion, Store, StoreError, StoreResult, StoredArtifact, check_plugin_quota,
+};
 
 /// The key of `plugin_refs` saying the counts were built (a digest is never
 /// empty): a database from before they were kept gets them built on its
@@ -341,6 +343,39 @@ impl SledStore {
             .insert(artifact_key, encode(artifact))
             .map_err(|error| gate.note(error))?;
         Ok(true)
+    }
+
+    pub(super) fn artifacts_on_disk(&self) -> StoreResult<Vec<StoredArtifact>> {
+        let sizes: std::collections::HashMap<String, u64> = self.files.list(Kind::Code)?.into_iter().collect();
+        let mut stored = Vec::new();
+        for entry in self.artifacts.iter() {
+            let (artifact_key, record) = entry?;
+            let (digest, engine) = artifact_parts(&artifact_key);
+            // A record without its code file is no artifact.
+            let Some(size) = sizes.get(&code_name(&digest, &engine)) else {
+                continue;
+            };
+            let artifact: Artifact = decode(&artifact_key, &record)?;
+            stored.push(StoredArtifact {
+                digest,
+                engine,
+                compiled_at: artifact.compiled_at,
+                size: *size,
+            });
+        }
+        Ok(stored)
+    }
+
+    pub(super) fn drop_artifact_of(&self, digest: &str, engine: &str) -> StoreResult<()> {
+        let _counting = self.counting();
+        let artifact_key = key(&[digest.as_bytes(), engine.as_bytes()]);
+        {
+            let gate = self.writing();
+            self.artifacts.remove(artifact_key).map_err(|error| gate.note(error))?;
+        }
+        // A record without its code file reads as no artifact, so the file
+        // may go before the record's removal is durable.
+        self.files.remove(Kind::Code, &code_name(digest, engine))
     }
 
     /// Counts what the plugin records and files hold (for diagnostics and
