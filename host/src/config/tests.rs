@@ -112,9 +112,15 @@ fn plugin_compiles_and_cache_read_from_flags_and_the_file() {
     let defaults = Config::default();
     assert_eq!(defaults.max_concurrent_compiles, DEFAULT_MAX_CONCURRENT_COMPILES);
     assert_eq!(defaults.plugin_cache_bytes, DEFAULT_PLUGIN_CACHE);
+    assert_eq!(defaults.artifact_cache_bytes, DEFAULT_ARTIFACT_CACHE);
+    assert_eq!(defaults.pool_core_instances, DEFAULT_POOL_CORE_INSTANCES);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sandcron.toml");
-    std::fs::write(&path, "max_concurrent_compiles = 4\nplugin_cache_bytes = \"64MiB\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "max_concurrent_compiles = 4\nplugin_cache_bytes = \"64MiB\"\nartifact_cache_bytes = \"1GiB\"\npool_core_instances = 24\n",
+    )
+    .unwrap();
     let from_file = ConfigArgs {
         config: Some(path.clone()),
         ..ConfigArgs::default()
@@ -124,6 +130,7 @@ fn plugin_compiles_and_cache_read_from_flags_and_the_file() {
         (config.max_concurrent_compiles, config.plugin_cache_bytes),
         (4, 64 << 20)
     );
+    assert_eq!((config.artifact_cache_bytes, config.pool_core_instances), (1 << 30, 24));
     let flags = ConfigArgs {
         config: Some(path),
         max_concurrent_compiles: Some(1),
