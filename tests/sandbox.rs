@@ -331,3 +331,32 @@ async fn a_run_the_pool_has_too_few_core_instances_for_goes_on_demand_and_is_cou
     );
     assert!(daemon.metric("sandcron_instances_total{allocator=\"pooling\"}").await >= 1.0);
 }
+
+#[tokio::test]
+async fn run_info_tells_a_plugin_its_jobs_zone_and_its_offset() {
+    let daemon = TestDaemon::start();
+    daemon.upload("run_info", "run_info").await;
+    let rows = [
+        (
+            json!({"cron": "0 9 * * *", "timezone": "Asia/Kolkata"}),
+            "Asia/Kolkata",
+            5 * 3600 + 1800,
+        ),
+        (json!({"cron": "0 9 * * *"}), "UTC", 0),
+        (json!({"every": "1h"}), "UTC", 0),
+        (Value::Null, "UTC", 0),
+    ];
+    for (index, (schedule, zone, offset)) in rows.into_iter().enumerate() {
+        let name = format!("zone-{index}");
+        daemon
+            .create_job(json!({"name": name, "plugin": "run_info", "schedule": schedule}))
+            .await;
+        let run = daemon.run_job(&name, None).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let said: Value = serde_json::from_str(run["output"].as_str().expect("text")).expect("JSON");
+        assert_eq!(said, json!({"timezone": zone, "offset": offset}), "{schedule}");
+    }
+    // A plugin built before run-info (which does not import it) runs as ever.
+    daemon.job_with("hello", "hello", json!({})).await;
+    assert_eq!(daemon.run_job("hello", None).await["status"], "succeeded");
+}

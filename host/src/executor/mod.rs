@@ -36,7 +36,7 @@ use crate::model::{ErrorKind, Job, PluginVersion, Run, RunError, RunStatus, Trig
 use crate::outbound::{HttpGrant, Outbound};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
-use crate::sandbox::{Capabilities, KeyValue, Metering, RunContext, RunRequest, Sandbox};
+use crate::sandbox::{Capabilities, KeyValue, Metering, RunContext, RunRequest, Sandbox, ZoneSource};
 use crate::scheduler::policy::retry_delay;
 use crate::store::{RunFilter, Store, StoreError};
 use crate::tenancy::Tenants;
@@ -603,7 +603,8 @@ impl Executor {
 
     /// What `run` may use: its job's kv within the tenant's quota, the
     /// hosts it was granted within the tenant's cap (read now, so an admin's
-    /// change applies to the next run), and the secrets granted to it.
+    /// change applies to the next run), the secrets granted to it, and
+    /// where its job's time zone is read if the plugin asks.
     fn capabilities(&self, run: &Run) -> Capabilities {
         let tenant = self.grants.tenants.get(&run.tenant);
         let mut secrets = std::collections::BTreeMap::new();
@@ -633,6 +634,15 @@ impl Executor {
                 any_host: false,
             },
             secrets,
+            zone: ZoneSource::Lookup(Arc::new({
+                let (store, tenant, job_id) = (self.store.clone(), run.tenant.clone(), run.job_id.clone());
+                // The job as it is when the plugin asks; a job deleted
+                // under its running run reads as UTC.
+                move || match store.job(&tenant, &job_id) {
+                    Ok(job) => Ok(job.map_or(chrono_tz::Tz::UTC, |job| job.timezone())),
+                    Err(error) => Err(error.to_string()),
+                }
+            })),
         }
     }
 

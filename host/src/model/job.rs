@@ -281,6 +281,15 @@ pub struct Job {
 }
 
 impl Job {
+    /// The zone of the job's schedule: its cron line's, UTC for the other
+    /// schedules and for none (what a plugin's `run-info.timezone` says).
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.schedule
+            .as_ref()
+            .and_then(Schedule::timezone)
+            .unwrap_or(chrono_tz::Tz::UTC)
+    }
+
     /// `active`, `paused`, or `done` (a one-shot `at` job that has fired).
     pub fn state(&self) -> &'static str {
         if !self.enabled {

@@ -1,16 +1,19 @@
 //! What a plugin may call: the `sandcron:plugin` imports (log, kv, http,
-//! secrets) and WASI preview 2, locked down. One `RunState` per run; the
-//! capabilities it holds were granted by the executor for this run only.
+//! secrets, run-info) and WASI preview 2, locked down. One `RunState` per
+//! run; the capabilities it holds were granted by the executor for this run
+//! only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::sandcron::plugin::{http, kv, log, secrets, types};
+use super::bindings::sandcron::plugin::{http, kv, log, run_info, secrets, types};
 use super::limits::RunLimiter;
 use super::log::LogSink;
 use crate::outbound::{FetchRequest, HttpGrant, MAX_REQUESTS_PER_RUN, Outbound};
@@ -81,18 +84,47 @@ pub struct Capabilities {
     pub http: HttpGrant,
     /// The secrets granted to the run, by name.
     pub secrets: BTreeMap<String, String>,
+    /// Where `run-info` finds the job's time zone.
+    pub zone: ZoneSource,
 }
 
 impl Capabilities {
-    /// Computing and kv only: no HTTP, no secrets.
+    /// Computing and kv only: no HTTP, no secrets, the zone UTC.
     pub fn kv_only(kv: Arc<dyn KeyValue>) -> Capabilities {
         Capabilities {
             kv,
             outbound: None,
             http: HttpGrant::default(),
             secrets: BTreeMap::new(),
+            zone: ZoneSource::Known(Tz::UTC),
         }
     }
+}
+
+/// Reads a job's time zone from wherever the job is kept.
+pub type ZoneLookup = Arc<dyn Fn() -> Result<Tz, String> + Send + Sync>;
+
+/// Where a run learns its job's time zone (the `run-info` import). It is
+/// looked up the first time the plugin asks, so the runs of plugins that
+/// never ask (most) read nothing for it, and the run record carries no
+/// copy of it.
+#[derive(Clone)]
+pub enum ZoneSource {
+    /// Known before the run starts (`sandcron exec`: UTC).
+    Known(Tz),
+    /// Read from the job, on a kv lane (it may read the store).
+    Lookup(ZoneLookup),
+}
+
+/// The offset from UTC, in seconds east, of `zone` at `at_ms` (milliseconds
+/// since the Unix epoch; instants past chrono's range read as its ends).
+pub fn utc_offset(zone: Tz, at_ms: i64) -> i32 {
+    let at = DateTime::from_timestamp_millis(at_ms).unwrap_or(if at_ms < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    });
+    zone.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc()
 }
 
 /// Why the epoch callback stopped a run.
@@ -117,6 +149,34 @@ pub struct RunState {
     pub(super) http_budget: u32,
     pub(super) deadline: Instant,
     pub(super) cancel: Arc<AtomicBool>,
+    /// The job's zone once `run-info` has looked it up.
+    pub(super) zone: Option<Tz>,
+}
+
+impl RunState {
+    /// The job's zone, looked up on the first call.
+    async fn zone(&mut self) -> wasmtime::Result<Tz> {
+        if let Some(zone) = self.zone {
+            return Ok(zone);
+        }
+        let zone = match &self.capabilities.zone {
+            ZoneSource::Known(zone) => *zone,
+            // A failed read of the job traps the run (as a failed kv read
+            // does) rather than tell the plugin a zone that may be wrong.
+            ZoneSource::Lookup(lookup) => {
+                let lookup = lookup.clone();
+                crate::lanes::KV
+                    .run(move || lookup())
+                    .await
+                    .map_err(|error| wasmtime::Error::msg(format!("run-info: the job could not be read: {error}")))?
+                    .map_err(|problem| {
+                        wasmtime::Error::msg(format!("run-info: the job could not be read: {problem}"))
+                    })?
+            }
+        };
+        self.zone = Some(zone);
+        Ok(zone)
+    }
 }
 
 impl WasiView for RunState {
@@ -243,5 +303,43 @@ impl secrets::Host for RunState {
     }
 }
 
+impl run_info::Host for RunState {
+    async fn timezone(&mut self) -> wasmtime::Result<String> {
+        Ok(self.zone().await?.name().to_string())
+    }
+
+    async fn utc_offset(&mut self, at: i64) -> wasmtime::Result<i32> {
+        Ok(utc_offset(self.zone().await?, at))
+    }
+}
+
 /// Requests a new run may make.
 pub(super) const HTTP_BUDGET: u32 = MAX_REQUESTS_PER_RUN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn offsets_follow_the_zone_and_its_seasons() {
+        assert_eq!(utc_offset(Tz::Asia__Tokyo, at("2026-05-04T09:30:00Z")), 9 * 3600);
+        assert_eq!(utc_offset(Tz::UTC, at("2026-05-04T09:30:00Z")), 0);
+        assert_eq!(utc_offset(Tz::Europe__Berlin, at("2026-01-15T12:00:00Z")), 3600);
+        assert_eq!(utc_offset(Tz::Europe__Berlin, at("2026-07-15T12:00:00Z")), 2 * 3600);
+        // The instant of the spring change: 01:00 UTC on the last Sunday of March.
+        assert_eq!(utc_offset(Tz::Europe__Berlin, at("2026-03-29T00:59:59Z")), 3600);
+        assert_eq!(utc_offset(Tz::Europe__Berlin, at("2026-03-29T01:00:00Z")), 2 * 3600);
+        assert_eq!(
+            utc_offset(Tz::America__St_Johns, at("2026-01-15T12:00:00Z")),
+            -(3 * 3600 + 30 * 60)
+        );
+        // Any s64 a plugin sends is answered, none panics.
+        for extreme in [i64::MIN, i64::MAX, 0, -1] {
+            utc_offset(Tz::Asia__Kolkata, extreme);
+        }
+    }
+}

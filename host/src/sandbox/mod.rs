@@ -25,7 +25,7 @@ use crate::model::run::RunLimits;
 use crate::model::{ErrorKind, RunError, Trigger};
 
 pub use engine::{Allocator, Metering, PreparedJob};
-pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunState};
+pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunState, ZoneLookup, ZoneSource};
 
 /// Bindings generated from `wit/`, the one source of the plugin contract.
 pub mod bindings {
@@ -260,6 +260,7 @@ impl Sandbox {
             http_budget: host::HTTP_BUDGET,
             deadline,
             cancel: request.cancel,
+            zone: None,
         };
         if Metering::of(request.limits.fuel) != prepared.metering {
             let message = format!(

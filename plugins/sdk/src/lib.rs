@@ -11,6 +11,8 @@
 //! sandcron_plugin::job!(run);
 //! ```
 //!
+//! [`run_info`] tells the job's time zone and its offset at an instant.
+//!
 //! The bindings are generated from the repository's `wit/` folder, the one
 //! source of the plugin contract; this crate only wraps them in plain Rust
 //! types (`&str`, `Vec<u8>`, `Option`, `Result<_, String>`).
@@ -155,6 +157,24 @@ pub mod http {
             body: Vec::new(),
             timeout_ms: None,
         })
+    }
+}
+
+/// Facts about the run beyond its [`Context`], asked of the host when needed.
+pub mod run_info {
+    use super::wit::run_info;
+
+    /// The IANA zone of the job's schedule (its cron line's zone; "UTC"
+    /// for other schedules and jobs without one).
+    pub fn timezone() -> String {
+        run_info::timezone()
+    }
+
+    /// The offset from UTC, in seconds east, of the job's zone at an instant
+    /// in milliseconds since the Unix epoch (e.g. the context's `scheduled_at_ms`):
+    /// 32400 in Asia/Tokyo, 3600 or 7200 in Europe/Berlin by the season.
+    pub fn utc_offset(at_ms: i64) -> i32 {
+        run_info::utc_offset(at_ms)
     }
 }
 
