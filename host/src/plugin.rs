@@ -7,8 +7,12 @@
 //! An upload is judged before anything costly: its size, its header and
 //! the tenant's quota come before compiling, compiles run a few at a time,
 //! and what is compiled is written only with the version that uses it.
+//!
+//! Beside the uploads, every tenant has the built-in plugins ([`builtin`]):
+//! resolved, listed and run like the others, never stored.
 
 mod artifacts;
+pub mod builtin;
 mod cache;
 
 use std::collections::HashMap;
@@ -59,6 +63,10 @@ pub enum PluginError {
         /// The version asked for.
         version: u32,
     },
+    /// A built-in plugin (or a name reserved for them) cannot be uploaded
+    /// over or deleted; the message says which and why.
+    #[error("{0}")]
+    Builtin(String),
     /// Jobs still use the plugin.
     #[error("plugin {name:?} is used by jobs: {}", jobs.join(", "))]
     InUse {
@@ -140,6 +148,9 @@ pub struct Plugins {
     /// References resolved since the last upload or delete (every fire
     /// resolves its job's plugin).
     resolved: Mutex<Resolved>,
+    /// The built-ins' compiled code by metering and digest: compiled on
+    /// first use and kept (never dropped, so never compiled twice).
+    builtins: Mutex<HashMap<CacheKey, Arc<OnceCell<Arc<PreparedJob>>>>>,
 }
 
 /// An upload's turn among the uploads of the same bytes.
@@ -219,6 +230,7 @@ impl Plugins {
             artifacts: artifacts::ArtifactBudget::new(limits.artifact_bytes),
             uploading: Arc::new(Mutex::new(HashMap::new())),
             resolved: Mutex::new(Resolved::default()),
+            builtins: Mutex::new(HashMap::new()),
         }
     }
 
@@ -274,6 +286,7 @@ impl Plugins {
         declared: u64,
         max_total_bytes: Option<u64>,
     ) -> Result<(), PluginError> {
+        builtin::check_upload(name)?;
         if max_total_bytes.is_none() || check_name(name).is_err() {
             return Ok(());
         }
@@ -298,6 +311,7 @@ impl Plugins {
         bytes: Vec<u8>,
         max_total_bytes: Option<u64>,
     ) -> Result<Uploaded, PluginError> {
+        builtin::check_upload(name)?;
         check_name(name).map_err(PluginError::InvalidName)?;
         if bytes.is_empty() {
             return Err(PluginError::Empty);
@@ -426,7 +440,7 @@ impl Plugins {
         };
         // Ready in memory already: nothing to do (and no cache hit to count:
         // no run asked).
-        if cache_key(&digest, metering).is_none_or(|key| self.cached(&key).is_some()) {
+        if cache_key(&digest, metering).is_none_or(|key| self.cached(&key).is_some() || self.builtin_ready(&key)) {
             return;
         }
         let plugins = self.clone();
@@ -443,6 +457,9 @@ impl Plugins {
     pub async fn prepared(&self, digest: &str, metering: Metering) -> Result<Arc<PreparedJob>, PluginError> {
         let key = cache_key(digest, metering)
             .ok_or_else(|| PluginError::Internal(format!("{digest:?} is not a sha256 digest")))?;
+        if let Some(builtin) = builtin::with_digest(digest) {
+            return self.builtin_prepared(builtin, metering, key).await;
+        }
         if let Some(prepared) = self.cached(&key) {
             self.metrics.cache_hit("memory");
             return Ok(prepared);
@@ -555,8 +572,12 @@ impl Plugins {
         Ok(collected.len())
     }
 
-    /// The version a reference (`name` or `name@3`) points at.
+    /// The version a reference (`name` or `name@3`) points at; a built-in's
+    /// name means the built-in.
     pub fn resolve(&self, tenant: &str, reference: &str) -> Result<PluginVersion, PluginError> {
+        if let Some(resolved) = builtin::resolve(tenant, reference) {
+            return resolved;
+        }
         let generation = {
             let resolved = self.resolved();
             if let Some(found) = resolved.get(tenant, reference) {
@@ -585,13 +606,23 @@ impl Plugins {
         self.resolved.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Every version of every plugin of the tenant.
+    /// Every version of every plugin of the tenant, the built-ins first.
+    /// (A version stored under a built-in's name by a daemon from before
+    /// that built-in is hidden by it.)
     pub fn list(&self, tenant: &str) -> Result<Vec<PluginVersion>, PluginError> {
-        Ok(self.store.list_plugin_versions(tenant)?)
+        let builtins = builtin::all().iter().map(|builtin| builtin.version_of(tenant));
+        let uploaded = self.store.list_plugin_versions(tenant)?;
+        let uploaded = uploaded
+            .into_iter()
+            .filter(|version| builtin::named(&version.name).is_none());
+        Ok(builtins.chain(uploaded).collect())
     }
 
     /// The versions of one plugin, oldest first.
     pub fn versions(&self, tenant: &str, name: &str) -> Result<Vec<PluginVersion>, PluginError> {
+        if let Some(builtin) = builtin::named(name) {
+            return Ok(vec![builtin.version_of(tenant)]);
+        }
         let versions = self.store.plugin_versions(tenant, name)?;
         if versions.is_empty() {
             return Err(PluginError::NotFound { name: name.to_string() });
@@ -603,6 +634,7 @@ impl Plugins {
     /// compiled code of those no other version (of any tenant) uses.
     /// Durable on return.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), PluginError> {
+        builtin::check_delete(name)?;
         let users: Vec<String> = self
             .store
             .list_jobs(tenant)?

@@ -256,6 +256,7 @@ impl From<PluginError> for ApiError {
             ),
             PluginError::NotFound { .. } => (StatusCode::NOT_FOUND, "plugin_not_found"),
             PluginError::VersionNotFound { .. } => (StatusCode::NOT_FOUND, "plugin_version_not_found"),
+            PluginError::Builtin(_) => (StatusCode::FORBIDDEN, "builtin_plugin"),
             PluginError::InUse { .. } => (StatusCode::CONFLICT, "plugin_in_use"),
             PluginError::Store(StoreError::QuotaExceeded(_)) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             PluginError::Store(store @ (StoreError::NoSpace(_) | StoreError::Unavailable(_))) => {

@@ -1,4 +1,6 @@
-//! `/v1/plugins`: upload, list, show, delete.
+//! `/v1/plugins`: upload, list, show, delete. The built-in plugins
+//! (`std.*`) are listed and shown with `"builtin": true`; uploading over or
+//! deleting one is 403 `builtin_plugin`.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,7 @@ use serde_json::{Value, json};
 use super::extract::{Caller, Query, body_too_large, read_body};
 use super::{ApiError, AppState};
 use crate::model::PluginVersion;
+use crate::plugin::builtin;
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
@@ -22,22 +25,27 @@ pub struct UploadQuery {
 /// What a tenant sees of one of its versions: only facts of its own upload.
 /// The compiled code is shared by digest across tenants, so when (and how
 /// long) it was compiled would tell one tenant that another uploaded the
-/// same bytes first.
+/// same bytes first. A built-in was never uploaded: its dates are null.
 fn version_view(version: &PluginVersion) -> Value {
+    let uploaded_at = match builtin::named(&version.name) {
+        Some(_) => Value::Null,
+        None => json!(version.created_at),
+    };
     json!({
         "name": version.name,
         "version": version.version,
         "reference": version.reference(),
         "digest": format!("sha256:{}", version.digest),
         "size": version.size,
-        "uploaded_at": version.created_at,
-        "created_at": version.created_at,
+        "uploaded_at": uploaded_at,
+        "created_at": uploaded_at,
     })
 }
 
 fn plugin_view(name: &str, versions: &[PluginVersion]) -> Value {
     json!({
         "name": name,
+        "builtin": builtin::named(name).is_some(),
         "latest": versions.last().map(|version| version.version),
         "versions": versions.iter().map(version_view).collect::<Vec<_>>(),
     })
@@ -50,7 +58,7 @@ fn plugin_view(name: &str, versions: &[PluginVersion]) -> Value {
     tag = "plugins",
     params(("name" = String, Query, description = "plugin name")),
     request_body(content = super::openapi::Component, content_type = "application/octet-stream", description = "the component bytes (any content type, e.g. application/wasm)"),
-    responses((status = 201, description = "a new version", body = Object), (status = 200, description = "the same bytes are already a version", body = Object), (status = 403, description = "over the plugin_bytes quota", body = super::openapi::ErrorBody), (status = 413, description = "over the size cap", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 201, description = "a new version", body = Object), (status = 200, description = "the same bytes are already a version", body = Object), (status = 403, description = "over the plugin_bytes quota (quota_exceeded), or a built-in's name (builtin_plugin)", body = super::openapi::ErrorBody), (status = 413, description = "over the size cap", body = super::openapi::ErrorBody), super::openapi::Refusals)
 )]
 pub async fn upload(
     State(state): State<AppState>,
@@ -100,7 +108,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     get,
     path = "/v1/plugins",
     tag = "plugins",
-    responses((status = 200, description = "every plugin with its versions", body = Object), super::openapi::Refusals)
+    responses((status = 200, description = "every plugin with its versions, the built-ins (builtin: true) among them", body = Object), super::openapi::Refusals)
 )]
 pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
     let mut by_name: BTreeMap<String, Vec<PluginVersion>> = BTreeMap::new();
@@ -131,13 +139,13 @@ pub async fn get(
     Ok(Json(plugin_view(&name, &versions)))
 }
 
-/// `DELETE /v1/plugins/{name}`: 409 while a job uses it.
+/// `DELETE /v1/plugins/{name}`: 409 while a job uses it, 403 for a built-in.
 #[utoipa::path(
     delete,
     path = "/v1/plugins/{name}",
     tag = "plugins",
     params(("name" = String, Path, description = "name")),
-    responses((status = 204, description = "deleted"), (status = 404, description = "no such plugin", body = super::openapi::ErrorBody), (status = 409, description = "a job uses it", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 204, description = "deleted"), (status = 403, description = "a built-in plugin (builtin_plugin)", body = super::openapi::ErrorBody), (status = 404, description = "no such plugin", body = super::openapi::ErrorBody), (status = 409, description = "a job uses it", body = super::openapi::ErrorBody), super::openapi::Refusals)
 )]
 pub async fn delete(
     State(state): State<AppState>,

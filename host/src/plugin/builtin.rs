@@ -1,0 +1,198 @@
+//! Built-in plugins: components built from the crates under `plugins/std/`
+//! by `host/build.rs` and embedded in the binary. Every tenant has them
+//! without an upload, under names with the `std.` prefix; none can be
+//! uploaded over or deleted, and none counts against a tenant's
+//! `plugin_bytes`. They run as any plugin does (same sandbox, same
+//! imports); the registry compiles each once per engine family, on its
+//! first run, and keeps the code in memory for the daemon's life.
+
+use std::sync::{Arc, LazyLock};
+
+use chrono::{DateTime, Utc};
+
+use super::{CacheKey, PluginError, Plugins};
+use crate::model::{PluginRef, PluginVersion};
+use crate::sandbox::{Metering, PreparedJob};
+
+/// The prefix of every built-in's name; no upload may take a name with it.
+pub const PREFIX: &str = "std.";
+
+/// One built-in plugin.
+pub struct Builtin {
+    /// Its name (`std.http`).
+    pub name: &'static str,
+    /// Its version: stays the same while what it does stays the same, so
+    /// jobs may pin it (`std.http@1`).
+    pub version: u32,
+    /// The component.
+    pub bytes: &'static [u8],
+    /// sha256 of the bytes, hashed on first use.
+    digest: LazyLock<String>,
+}
+
+/// `std.http`: one HTTP request (plugins/std/http).
+const STD_HTTP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/std_http.wasm"));
+
+/// Every built-in plugin.
+static BUILTINS: [Builtin; 1] = [Builtin {
+    name: "std.http",
+    version: 1,
+    bytes: STD_HTTP,
+    digest: LazyLock::new(|| super::digest(STD_HTTP)),
+}];
+
+impl Builtin {
+    /// sha256 of its bytes, hex: the same for the same bytes, so a daemon
+    /// built from the same sources gives it the same digest.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The built-in as a version of a tenant's plugin. It was never
+    /// uploaded: its date is the Unix epoch, and the API shows none.
+    pub fn version_of(&self, tenant: &str) -> PluginVersion {
+        PluginVersion {
+            tenant: tenant.to_string(),
+            name: self.name.to_string(),
+            version: self.version,
+            digest: self.digest().to_string(),
+            size: self.bytes.len() as u64,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+}
+
+/// Every built-in plugin.
+pub fn all() -> &'static [Builtin] {
+    &BUILTINS
+}
+
+/// The built-in plugin called `name`.
+pub fn named(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|builtin| builtin.name == name)
+}
+
+/// The built-in plugin whose bytes have this digest.
+pub fn with_digest(digest: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|builtin| builtin.digest() == digest)
+}
+
+/// Is `name` one only a built-in may have?
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with(PREFIX)
+}
+
+/// What a reference to a built-in (`std.http`, `std.http@1`) resolves to;
+/// None when it names no built-in.
+pub(super) fn resolve(tenant: &str, reference: &str) -> Option<Result<PluginVersion, PluginError>> {
+    if !is_reserved(reference) {
+        return None;
+    }
+    let parsed = PluginRef::parse(reference).ok()?;
+    let builtin = named(&parsed.name)?;
+    Some(match parsed.version {
+        Some(version) if version != builtin.version => Err(PluginError::VersionNotFound {
+            name: parsed.name,
+            version,
+        }),
+        _ => Ok(builtin.version_of(tenant)),
+    })
+}
+
+/// Refuses an upload under a built-in's name, or under any other name with
+/// the reserved prefix.
+pub(super) fn check_upload(name: &str) -> Result<(), PluginError> {
+    if named(name).is_some() {
+        return Err(PluginError::Builtin(format!(
+            "{name:?} is a built-in plugin: every tenant has it and it cannot be uploaded over"
+        )));
+    }
+    if is_reserved(name) {
+        return Err(PluginError::Builtin(format!(
+            "{name:?}: names starting with {PREFIX:?} are reserved for built-in plugins; choose another name"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses to delete a built-in. (A plugin with the reserved prefix that a
+/// daemon from before stored may be deleted.)
+pub(super) fn check_delete(name: &str) -> Result<(), PluginError> {
+    match named(name) {
+        Some(_) => Err(PluginError::Builtin(format!(
+            "{name:?} is a built-in plugin: every tenant has it and it cannot be deleted"
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl Plugins {
+    /// Is this built-in code compiled already?
+    pub(super) fn builtin_ready(&self, key: &CacheKey) -> bool {
+        let builtins = self.builtins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        builtins.get(key).is_some_and(|cell| cell.initialized())
+    }
+
+    /// A built-in's code for `metering`: compiled from the embedded bytes by
+    /// the first run that needs it (others wait for that compile), then kept.
+    pub(super) async fn builtin_prepared(
+        &self,
+        builtin: &'static Builtin,
+        metering: Metering,
+        key: CacheKey,
+    ) -> Result<Arc<PreparedJob>, PluginError> {
+        let cell = self
+            .builtins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        if let Some(prepared) = cell.get() {
+            self.metrics.cache_hit("memory");
+            return Ok(prepared.clone());
+        }
+        let compile = || async {
+            let compiled = self
+                .compile(builtin.digest().to_string(), builtin.bytes.to_vec(), metering)
+                .await?;
+            tracing::info!(
+                plugin = builtin.name,
+                compile_ms = compiled.artifact.compile_ms,
+                ?metering,
+                "built-in plugin compiled"
+            );
+            Ok::<_, PluginError>(Arc::new(compiled.prepared))
+        };
+        cell.get_or_try_init(compile).await.cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_components_with_stable_reserved_names_and_digests() {
+        for builtin in all() {
+            assert!(is_reserved(builtin.name), "{}", builtin.name);
+            assert_eq!(crate::sandbox::check_header(builtin.bytes), Ok(()), "{}", builtin.name);
+            assert_eq!(builtin.digest(), super::super::digest(builtin.bytes));
+            assert_eq!(
+                with_digest(builtin.digest()).map(|found| found.name),
+                Some(builtin.name)
+            );
+            let version = builtin.version_of("acme");
+            assert_eq!(
+                (version.reference(), version.size),
+                (
+                    format!("{}@{}", builtin.name, builtin.version),
+                    builtin.bytes.len() as u64
+                )
+            );
+        }
+        assert_eq!(named("std.http").map(|builtin| builtin.version), Some(1));
+        assert!(named("std.nothing").is_none() && with_digest("00").is_none());
+        assert!(is_reserved("std.anything") && !is_reserved("stdhttp") && !is_reserved("my.std.http"));
+    }
+}
