@@ -504,6 +504,13 @@ impl Executor {
     async fn execute(self: Arc<Self>, mut run: Run, cancel: Arc<AtomicBool>, slot: OwnedSemaphorePermit) {
         let _running = RunningGuard(&self);
         let started_at = self.clock.now();
+        // A built-in runs as this daemon has it: a run queued by another
+        // build (before an upgrade) may name other bytes of the same version.
+        if let Some(current) = crate::plugin::builtin::current_digest(&run.plugin)
+            && current != run.plugin_digest
+        {
+            run.plugin_digest = current.to_string();
+        }
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
         run.lateness_ms = Some((started_at - run.scheduled_at).num_milliseconds());

@@ -99,6 +99,21 @@ pub(super) fn resolve(tenant: &str, reference: &str) -> Option<Result<PluginVers
     })
 }
 
+/// The digest this daemon's built-in has for a run's reference
+/// (`std.http@1`), whichever bytes the run was queued with; None when the
+/// reference is to no built-in (or to a version this daemon lacks).
+pub fn current_digest(reference: &str) -> Option<&'static str> {
+    if !is_reserved(reference) {
+        return None;
+    }
+    let parsed = PluginRef::parse(reference).ok()?;
+    let builtin = named(&parsed.name)?;
+    parsed
+        .version
+        .is_none_or(|version| version == builtin.version)
+        .then(|| builtin.digest())
+}
+
 /// Refuses an upload under a built-in's name, or under any other name with
 /// the reserved prefix.
 pub(super) fn check_upload(name: &str) -> Result<(), PluginError> {
@@ -194,5 +209,10 @@ mod tests {
         assert_eq!(named("std.http").map(|builtin| builtin.version), Some(1));
         assert!(named("std.nothing").is_none() && with_digest("00").is_none());
         assert!(is_reserved("std.anything") && !is_reserved("stdhttp") && !is_reserved("my.std.http"));
+        let digest = named("std.http").map(Builtin::digest);
+        assert_eq!(current_digest("std.http@1"), digest);
+        assert_eq!(current_digest("std.http"), digest);
+        assert_eq!(current_digest("std.http@2"), None);
+        assert_eq!(current_digest("hello@1"), None);
     }
 }
