@@ -219,7 +219,11 @@ input = { name = "Ada" }
     assert!(plan.contains("+ push      plugin greeter (new)"), "{plan}");
     assert!(plan.contains("+ create    greet"), "{plan}");
     let plugins = daemon.call(Method::GET, "/v1/plugins", None).await.body;
-    assert_eq!(texts(&plugins["plugins"], "name"), Vec::<&str>::new(), "{plugins}");
+    assert_eq!(
+        texts(&plugins["plugins"], "name"),
+        vec!["std.http"],
+        "only the built-in: {plugins}"
+    );
 
     let applied = daemon.cli(&["apply", "-f", file]);
     assert!(
