@@ -22,7 +22,7 @@ const PONG: &str = "pong from the test server";
 /// The secret granted to the job.
 const SECRET: &str = "s3cr3t-value-of-the-test";
 
-/// Runs the CLI (no daemon needed) in `cwd` with extra environment.
+/// Runs the CLI (no daemon needed) with extra environment.
 fn sandcron(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sandcron"));
     command
@@ -30,6 +30,14 @@ fn sandcron(args: &[&str], envs: &[(&str, &str)]) -> Output {
         // Flags meant for the host's own build do not suit wasm32-wasip2.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        // Rust projects build in a target folder of their own that outlives
+        // the test (their crates compile once), not in a build dir shared
+        // with other workspaces, which may hold crates of the same names.
+        .env_remove("CARGO_BUILD_BUILD_DIR")
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("authoring-rust"),
+        )
         .stdin(Stdio::null());
     for (key, value) in envs {
         command.env(key, value);

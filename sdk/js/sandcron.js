@@ -165,7 +165,7 @@ export function job(handler) {
     try {
       result = handler(context, bytes);
       if (result && typeof result.then === 'function') {
-        throw new Error('the handler returned a Promise: a sandcron job runs synchronously, drop async/await');
+        throw new PluginError('the handler returned a Promise: a sandcron job runs synchronously (so does every sandcron call), drop async/await');
       }
       return toBytes(result);
     } catch (error) {

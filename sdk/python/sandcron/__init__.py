@@ -138,6 +138,8 @@ class WitWorld(_wit_world.WitWorld):  # type: ignore[misc]
             raise _Err("no function was registered with @sandcron.job")
         try:
             return _to_bytes(_handler(Context(ctx), Input(input)))
+        except _Err:
+            raise  # a host error the job let through: its text is the message
         except PluginError as error:
             raise _Err(str(error)) from None
         except BaseException as error:

@@ -333,7 +333,8 @@ pub fn componentize_py(cache: &Path) -> Result<Componentize, AuthoringError> {
                     .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"])
                     .args(["--only-binary=:all:", "--require-hashes", "-r"])
                     .arg(&requirements)
-                    .env_remove("PIP_REQUIRE_VIRTUALENV"),
+                    // A user-wide `--user` default cannot install into a virtualenv.
+                    .env_remove("PIP_USER"),
                 pip,
                 &format!("installing componentize-py {COMPONENTIZE_PY} with pip"),
             )?;
