@@ -122,21 +122,21 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where toolchains go, from the flag or variable and the environment.
+fn cache_dir(args: &BuildArgs) -> Result<PathBuf, AuthoringError> {
+    let xdg = std::env::var_os("XDG_CACHE_HOME");
+    let home = std::env::var_os("HOME");
+    toolchains::cache_dir(args.cache_dir.as_deref(), xdg.as_deref(), home.as_deref())
+}
+
 /// Builds the project and prints the component's path as the last line.
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let project = project::detect(&args.dir)?;
     let component = match project.lang {
-        project::Lang::Rust => compile::rust(&project)?,
-        project::Lang::Python | project::Lang::Js => {
-            let home = std::env::var_os("HOME");
-            let xdg = std::env::var_os("XDG_CACHE_HOME");
-            let cache = toolchains::cache_dir(args.cache_dir.as_deref(), xdg.as_deref(), home.as_deref())?;
-            match project.lang {
-                project::Lang::Python => compile::python(&project, &cache)?,
-                _ => compile::js(&project, &cache)?,
-            }
-        }
+        Lang::Rust => compile::rust(&project)?,
+        Lang::Python => compile::python(&project, &cache_dir(&args)?)?,
+        Lang::Js => compile::js(&project, &cache_dir(&args)?)?,
     };
     imports::check(&component)?;
     let size = std::fs::metadata(&component)

@@ -46,7 +46,6 @@ impl fmt::Display for Lang {
 
 /// The marker file's contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Marker {
     /// The project's (and its plugin's) name.
     pub name: String,
@@ -131,6 +130,11 @@ pub fn detect(dir: &Path) -> Result<Project, AuthoringError> {
             let marker: Marker = toml::from_str(&text).map_err(|error| AuthoringError::BadMarker {
                 path: marker_path.clone(),
                 reason: error.message().to_string(),
+            })?;
+            // The name names the component file: keep it to a plugin's name.
+            crate::model::validate::check_name(&marker.name).map_err(|reason| AuthoringError::BadMarker {
+                path: marker_path.clone(),
+                reason: format!("name {reason}"),
             })?;
             return Ok(Project {
                 dir: dir.to_path_buf(),
@@ -238,6 +242,13 @@ mod tests {
         let error = detect(dir.path()).expect_err("cobol is no language of ours");
         assert!(matches!(error, AuthoringError::BadMarker { .. }), "{error}");
         assert!(error.to_string().contains(MARKER), "{error}");
+    }
+
+    #[test]
+    fn a_marker_whose_name_is_no_plugin_name_is_refused() {
+        let dir = project_with(&[(MARKER, "name = \"../../elsewhere\"\nlang = \"js\"\n")]);
+        let error = detect(dir.path()).expect_err("a name with slashes");
+        assert!(matches!(error, AuthoringError::BadMarker { .. }), "{error}");
     }
 
     #[test]
