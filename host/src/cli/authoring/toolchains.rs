@@ -195,7 +195,6 @@ fn install_atomically(
         .file_name()
         .and_then(OsStr::to_str)
         .ok_or(AuthoringError::NoCacheDir)?;
-    remove_stale_installs(parent, name);
     let temporary = parent.join(format!(
         ".{name}.partial-{}-{:08x}",
         std::process::id(),
@@ -219,18 +218,28 @@ fn install_atomically(
     }
 }
 
-/// Removes temporary folders of stopped installs of `name`.
-fn remove_stale_installs(parent: &Path, name: &str) {
+/// Removes temporary folders of stopped installs of `target`: those whose
+/// process is gone (where /proc tells) or older than an hour.
+fn remove_stale_installs(target: &Path) {
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name().and_then(OsStr::to_str)) else {
+        return;
+    };
     let prefix = format!(".{name}.partial-");
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
-        let stale = entry
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|file| file.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let old = entry
             .metadata()
             .and_then(|metadata| metadata.modified())
             .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > STALE_INSTALL));
-        if stale && entry.file_name().to_str().is_some_and(|file| file.starts_with(&prefix)) {
+        let pid = rest.split('-').next().unwrap_or_default();
+        let gone = Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists();
+        if old || gone {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -302,6 +311,7 @@ pub fn componentize_py(cache: &Path) -> Result<Componentize, AuthoringError> {
     let (program, (major, minor)) = base_python()?;
     let venv = cache.join(format!("componentize-py-{COMPONENTIZE_PY}-python{major}.{minor}"));
     let python = venv_python(&venv);
+    remove_stale_installs(&venv);
     // A virtualenv whose base Python went away is installed again.
     if venv.is_dir() && !python.exists() {
         let _ = std::fs::remove_dir_all(&venv);
@@ -387,6 +397,7 @@ pub fn componentize_qjs(cache: &Path) -> Result<Qjs, AuthoringError> {
     check_major(NODE, MIN_NODE)?;
     let prefix = cache.join(format!("componentize-qjs-{COMPONENTIZE_QJS}"));
     let script = |prefix: &Path| prefix.join("node_modules/componentize-qjs/bin/componentize-qjs");
+    remove_stale_installs(&prefix);
     if !prefix.is_dir() {
         let npm = Command::new(NPM.program).arg("--version").stdin(Stdio::null()).output();
         if let Err(error) = npm {
@@ -539,5 +550,26 @@ mod tests {
         .expect("a second install");
         assert!(target.join("whole").is_file() && !target.join("second").exists());
         assert_eq!(std::fs::read_dir(cache.path()).expect("listing").count(), 1);
+    }
+
+    #[test]
+    fn the_folder_of_an_install_whose_process_is_gone_is_removed() {
+        let cache = tempfile::tempdir().expect("a temp dir");
+        let target = cache.path().join("componentize-qjs-0.0.0");
+        // No process has an id this high (pid_max is at most 2^22).
+        let killed = cache.path().join(".componentize-qjs-0.0.0.partial-99999999-0000abcd");
+        let running = cache.path().join(format!(
+            ".componentize-qjs-0.0.0.partial-{}-0000abcd",
+            std::process::id()
+        ));
+        let other = cache.path().join(".componentize-py-0.0.0.partial-99999999-0000abcd");
+        for dir in [&killed, &running, &other] {
+            std::fs::create_dir(dir).expect("creating a folder");
+        }
+        remove_stale_installs(&target);
+        if Path::new("/proc/self").exists() {
+            assert!(!killed.exists());
+        }
+        assert!(running.exists() && other.exists());
     }
 }
