@@ -107,14 +107,19 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     project::check_project_name(&args.name)?;
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
     templates::write(&dir, &templates::render(args.lang, &args.name))?;
+    // Where `build` will put the component (cargo's target folder may be
+    // elsewhere: `build` prints the path it wrote).
+    let component = match args.lang {
+        Lang::Rust => dir
+            .join("target/wasm32-wasip2/release")
+            .join(format!("{}.wasm", args.name.replace('-', "_"))),
+        Lang::Python | Lang::Js => dir.join("build").join(format!("{}.wasm", args.name)),
+    };
     let shown = dir.display();
     out!("created {shown}: a {} plugin project ({})", args.lang, args.name);
     out!("build it, upload it and make a job of it:");
     out!("  sandcron build {shown}");
-    out!(
-        "  sandcron plugin push \"$(sandcron build {shown} | tail -n 1)\" --name {}",
-        args.name
-    );
+    out!("  sandcron plugin push {} --name {}", component.display(), args.name);
     out!(
         "  sandcron job create --name {0} --plugin {0} --input '{{\"name\": \"Ada\"}}'",
         args.name
