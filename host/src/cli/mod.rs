@@ -20,6 +20,7 @@ macro_rules! out {
 
 mod admin;
 mod apply;
+mod authoring;
 mod exec;
 mod jobs;
 mod plugins;
@@ -134,6 +135,10 @@ enum Command {
     Secret(SecretCommand),
     /// Make the tenant's jobs match a TOML file (`[[job]]` tables), by name.
     Apply(ApplyArgs),
+    /// Write a new plugin project (a hello job with its SDK) in Rust, Python or JavaScript.
+    New(authoring::NewArgs),
+    /// Build the plugin project in DIR into a component; prints its path last.
+    Build(authoring::BuildArgs),
 }
 
 #[derive(Subcommand)]
@@ -280,6 +285,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Token(command) => token(command).await,
         Command::Secret(command) => secret(command).await,
         Command::Apply(args) => apply(args).await,
+        Command::New(args) => authoring::new(args),
+        Command::Build(args) => authoring::build(args),
         Command::Job(command) => job(command).await,
         Command::Runs(args) => runs(args).await,
         Command::Logs {

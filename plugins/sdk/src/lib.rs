@@ -11,11 +11,32 @@
 //! sandcron_plugin::job!(run);
 //! ```
 //!
+//! Or with typed JSON input and output (serde):
+//!
+//! ```ignore
+//! use sandcron_plugin::Context;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct Greeting { name: String }
+//!
+//! #[derive(Serialize)]
+//! struct Reply { text: String }
+//!
+//! fn run(_ctx: Context, input: Greeting) -> Result<Reply, String> {
+//!     Ok(Reply { text: format!("Hello, {}!", input.name) })
+//! }
+//!
+//! sandcron_plugin::json_job!(run);
+//! ```
+//!
 //! [`run_info`] tells the job's time zone and its offset at an instant.
 //!
-//! The bindings are generated from the repository's `wit/` folder, the one
-//! source of the plugin contract; this crate only wraps them in plain Rust
-//! types (`&str`, `Vec<u8>`, `Option`, `Result<_, String>`).
+//! The bindings are generated from the `wit/` folder two levels up: the
+//! repository's, the one source of the plugin contract, or the copy in a
+//! project that `sandcron new` wrote (which puts this crate in
+//! `sdk/sandcron-plugin/`). This crate only wraps them in plain Rust types
+//! (`&str`, `Vec<u8>`, `Option`, `Result<_, String>`).
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)] // generated code
@@ -87,6 +108,64 @@ macro_rules! job {
     };
 }
 
+/// Turns `fn run(ctx: Context, input: I) -> Result<O, E>` into the
+/// component's `run` export, where `I` is read from the job's JSON input
+/// (`serde::Deserialize`), `O` becomes the run's output as JSON
+/// (`serde::Serialize`) and `E`'s `Display` text is the message of a failed
+/// run (kind `plugin_error`). See [`json::run`] for the empty input.
+#[macro_export]
+macro_rules! json_job {
+    ($run:path) => {
+        #[doc(hidden)]
+        fn __sandcron_json_run(
+            ctx: $crate::Context,
+            input: ::std::vec::Vec<u8>,
+        ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+            $crate::json::run(ctx, &input, $run)
+        }
+
+        $crate::job!(__sandcron_json_run);
+    };
+}
+
+/// Typed JSON input and output (what [`json_job!`] uses).
+pub mod json {
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::Context;
+
+    /// Reads the input as `I`, calls `handler`, and writes its answer as
+    /// JSON; an error of either step, or the handler's, is the `Err` text.
+    pub fn run<I, O, E>(
+        ctx: Context,
+        input: &[u8],
+        handler: impl FnOnce(Context, I) -> Result<O, E>,
+    ) -> Result<Vec<u8>, String>
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+        E: std::fmt::Display,
+    {
+        let input = parse_input(input)?;
+        let output = handler(ctx, input).map_err(|error| error.to_string())?;
+        serde_json::to_vec(&output).map_err(|error| format!("the output cannot be written as JSON: {error}"))
+    }
+
+    /// The input as `I`. A job without input (JSON `null`) runs with no
+    /// bytes: that reads as `null` (for `Option<T>` or `()`), or as `{}`
+    /// when `I` does not take `null` (a struct whose fields all have
+    /// defaults).
+    pub fn parse_input<I: DeserializeOwned>(input: &[u8]) -> Result<I, String> {
+        if input.iter().all(u8::is_ascii_whitespace) {
+            return serde_json::from_str("null")
+                .or_else(|_| serde_json::from_str("{}"))
+                .map_err(|error| format!("this job needs an input: {error}"));
+        }
+        serde_json::from_slice(input).map_err(|error| format!("the input is not the JSON this job reads: {error}"))
+    }
+}
+
 /// Lines in the run's log.
 pub mod log {
     use super::wit::log::{Level, log};
@@ -125,9 +204,24 @@ pub mod kv {
     pub fn get_string(key: &str) -> Option<String> {
         get(key).and_then(|bytes| String::from_utf8(bytes).ok())
     }
+    /// The value under `key` read as JSON, if any; an error when it is not
+    /// that JSON.
+    pub fn get_json<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<T>, String> {
+        match get(key) {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|error| format!("kv {key:?} is not the JSON expected: {error}")),
+        }
+    }
     /// Stores `value` under `key`.
     pub fn set(key: &str, value: impl AsRef<[u8]>) -> Result<(), String> {
         kv::set(key, value.as_ref())
+    }
+    /// Stores `value` as JSON under `key`.
+    pub fn set_json(key: &str, value: &impl serde::Serialize) -> Result<(), String> {
+        let bytes = serde_json::to_vec(value).map_err(|error| format!("kv {key:?}: {error}"))?;
+        set(key, bytes)
     }
     /// Removes `key`.
     pub fn delete(key: &str) -> Result<(), String> {

@@ -1,0 +1,158 @@
+//! Writing plugins: `sandcron new` writes a project (a hello job with its
+//! SDK and the contract) in Rust, Python or JavaScript, and `sandcron build`
+//! builds one into a component, installing the pinned toolchain on first
+//! use, and checks its imports against what the daemon links.
+
+mod compile;
+mod imports;
+mod project;
+mod templates;
+mod toolchains;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+
+pub use project::Lang;
+
+/// Why `new` or `build` could not do their work.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthoringError {
+    /// A program the build needs is not on PATH.
+    #[error("{program} was not found on PATH: install {install}")]
+    MissingTool {
+        program: &'static str,
+        install: &'static str,
+    },
+    /// A program the build needs is too old.
+    #[error("{program} is too old ({found}): install {install}")]
+    OldTool {
+        program: &'static str,
+        found: String,
+        install: &'static str,
+    },
+    /// A compiler or installer failed; what it printed follows.
+    #[error("{what} failed ({status}){}", if output.is_empty() { String::new() } else { format!(":\n{output}") })]
+    CommandFailed {
+        what: String,
+        status: String,
+        output: String,
+    },
+    /// The folder holds no project `build` knows.
+    #[error(
+        "{} holds no sandcron plugin project (no {}, Cargo.toml, package.json or app.py); make one with `sandcron new NAME --lang rust|python|js`",
+        .0.display(),
+        project::MARKER
+    )]
+    NotAProject(PathBuf),
+    /// The marker file does not say a language and a name.
+    #[error("{}: {reason}", path.display())]
+    BadMarker { path: PathBuf, reason: String },
+    /// `new` was pointed at a folder with files in it.
+    #[error("{} is not empty: `sandcron new` writes only into a new or empty folder (--dir)", .0.display())]
+    NotEmpty(PathBuf),
+    /// The name cannot name a project.
+    #[error("{name:?} cannot name a plugin project: {reason}")]
+    InvalidName { name: String, reason: String },
+    /// The component imports what the daemon does not link.
+    #[error(
+        "{} imports what sandcron does not provide, so the daemon would refuse it: {}. A plugin may import sandcron:plugin/* and the WASI 0.2 interfaces io, clocks, random, cli, filesystem and sockets (not wasi:http: use the SDK's http)",
+        path.display(),
+        imports.join(", ")
+    )]
+    UnlinkedImports { path: PathBuf, imports: Vec<String> },
+    /// The build's output is not a job component.
+    #[error("{} is not a sandcron plugin: {reason}", path.display())]
+    BadComponent { path: PathBuf, reason: String },
+    /// cargo succeeded but built no `.wasm` library.
+    #[error("cargo built no .wasm library: is crate-type = [\"cdylib\"] in Cargo.toml's [lib]?")]
+    NoArtifact,
+    /// There is nowhere to install toolchains.
+    #[error("there is no folder for the toolchains: set SANDCRON_CACHE_DIR (or HOME)")]
+    NoCacheDir,
+    /// A file or folder could not be read or written.
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+}
+
+/// `sandcron new`.
+#[derive(Args)]
+pub struct NewArgs {
+    /// The project's name, also its plugin's: a-z, 0-9, '-' and '_'.
+    name: String,
+    /// The language.
+    #[arg(long, value_enum)]
+    lang: Lang,
+    /// The folder to write it in (default: ./NAME); must be new or empty.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// `sandcron build`.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// The project folder.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Where toolchains are installed (default: $XDG_CACHE_HOME/sandcron,
+    /// else ~/.cache/sandcron).
+    #[arg(long, env = "SANDCRON_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// Writes a new project and says how to build it.
+pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
+    project::check_project_name(&args.name)?;
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    templates::write(&dir, &templates::render(args.lang, &args.name))?;
+    // Where `build` will put the component (cargo's target folder may be
+    // elsewhere: `build` prints the path it wrote).
+    let component = match args.lang {
+        Lang::Rust => dir
+            .join("target/wasm32-wasip2/release")
+            .join(format!("{}.wasm", args.name.replace('-', "_"))),
+        Lang::Python | Lang::Js => dir.join("build").join(format!("{}.wasm", args.name)),
+    };
+    let shown = dir.display();
+    out!("created {shown}: a {} plugin project ({})", args.lang, args.name);
+    out!("build it, upload it and make a job of it:");
+    out!("  sandcron build {shown}");
+    out!("  sandcron plugin push {} --name {}", component.display(), args.name);
+    out!(
+        "  sandcron job create --name {0} --plugin {0} --input '{{\"name\": \"Ada\"}}'",
+        args.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where toolchains go, from the flag or variable and the environment.
+fn cache_dir(args: &BuildArgs) -> Result<PathBuf, AuthoringError> {
+    let xdg = std::env::var_os("XDG_CACHE_HOME");
+    let home = std::env::var_os("HOME");
+    toolchains::cache_dir(args.cache_dir.as_deref(), xdg.as_deref(), home.as_deref())
+}
+
+/// Builds the project and prints the component's path as the last line.
+pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let project = project::detect(&args.dir)?;
+    let component = match project.lang {
+        Lang::Rust => compile::rust(&project)?,
+        Lang::Python => compile::python(&project, &cache_dir(&args)?)?,
+        Lang::Js => compile::js(&project, &cache_dir(&args)?)?,
+    };
+    imports::check(&component)?;
+    let size = std::fs::metadata(&component)
+        .map(|metadata| metadata.len())
+        .unwrap_or(0);
+    eprintln!(
+        "built {} ({:.2} MB in {:.1} s); the daemon links all of its imports",
+        project.name,
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    out!("{}", component.display());
+    Ok(ExitCode::SUCCESS)
+}
