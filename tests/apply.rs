@@ -10,15 +10,17 @@ use serde_json::json;
 
 #[tokio::test]
 async fn apply_creates_updates_prunes_and_dry_runs() {
+    // A fresh daemon: the file's [[plugin]] projects are built and pushed.
     let daemon = TestDaemon::start();
-    for plugin in ["hello", "counter", "fetch"] {
-        daemon.upload(plugin, plugin).await;
-    }
-    daemon.create_job(json!({"name": "legacy", "plugin": "hello"})).await;
+    daemon.upload("greeter", "hello").await;
+    daemon.create_job(json!({"name": "legacy", "plugin": "greeter"})).await;
     let example = repo_root().join("examples").join("jobs.toml");
     let example = example.to_str().unwrap();
 
     let plan = daemon.cli(&["apply", "-f", example, "--dry-run"]);
+    for name in ["hello", "counter", "fetch"] {
+        assert!(plan.contains(&format!("+ push      plugin {name} (new)")), "{plan}");
+    }
     for name in ["nightly-backup", "ranking", "weekday-report", "cache-warmup"] {
         assert!(plan.contains(&format!("+ create    {name}")), "{plan}");
     }
@@ -28,7 +30,7 @@ async fn apply_creates_updates_prunes_and_dry_runs() {
 
     let applied = daemon.cli(&["apply", "-f", example]);
     assert!(
-        applied.contains("applied: 4 created, 0 updated, 0 unchanged, 0 deleted"),
+        applied.contains("applied: 4 created, 0 updated, 0 unchanged, 0 deleted, 3 plugins pushed"),
         "{applied}"
     );
     let backup = daemon.call(Method::GET, "/v1/jobs/nightly-backup", None).await.body;
@@ -40,7 +42,10 @@ async fn apply_creates_updates_prunes_and_dry_runs() {
 
     // Applying again changes nothing.
     let again = daemon.cli(&["apply", "-f", example]);
-    assert!(again.contains("0 created, 0 updated, 4 unchanged"), "{again}");
+    assert!(
+        again.contains("0 created, 0 updated, 4 unchanged, 0 deleted, 0 plugins pushed"),
+        "{again}"
+    );
 
     // An edited file: one job changes, one goes away; --prune deletes the
     // jobs not in the file, also the one made by hand.
@@ -48,6 +53,9 @@ async fn apply_creates_updates_prunes_and_dry_runs() {
     let edited = dir.path().join("jobs.toml");
     let text = std::fs::read_to_string(repo_root().join("examples").join("jobs.toml")).unwrap();
     let text = text.replace("*/15 * * * *", "*/10 * * * *");
+    // Its plugin paths, relative to examples/, made whole.
+    let plugins = repo_root().join("plugins");
+    let text = text.replace("\"../plugins/", &format!("\"{}/", plugins.display()));
     let cut = text.find("# Cache warm-up").unwrap();
     std::fs::write(&edited, &text[..cut]).unwrap();
     let edited = edited.to_str().unwrap();

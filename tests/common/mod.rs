@@ -225,6 +225,9 @@ impl TestDaemon {
             .args(["--url", &self.url, "--data-dir"])
             .arg(self.data_dir())
             .env_remove("SANDCRON_TOKEN")
+            // A plugin project it builds must not share the developer's
+            // build dir (crates of the same name would collide).
+            .env_remove("CARGO_BUILD_BUILD_DIR")
             .stdin(Stdio::null())
             .output()
             .expect("running the CLI");

@@ -89,18 +89,16 @@ enum PluginChange {
 }
 
 /// The bytes of a `[[plugin]]`'s component: a `.wasm` file, or a plugin
-/// project directory, built first.
+/// project directory, built first (as `sandcron build` would).
 fn plugin_bytes(entry: &PluginEntry) -> anyhow::Result<Vec<u8>> {
-    let path = &entry.path;
-    if path.is_dir() {
-        bail!(
-            "plugin {:?}: {} is a directory; build it with `sandcron build {}` and name the .wasm",
-            entry.name,
-            path.display(),
-            path.display()
-        );
-    }
-    std::fs::read(path).with_context(|| format!("plugin {:?}: reading {}", entry.name, path.display()))
+    let path = if entry.path.is_dir() {
+        eprintln!("building plugin {} from {}", entry.name, entry.path.display());
+        let built = tokio::task::block_in_place(|| super::authoring::build_project(&entry.path, None));
+        built.with_context(|| format!("plugin {:?}: building {}", entry.name, entry.path.display()))?
+    } else {
+        entry.path.clone()
+    };
+    std::fs::read(&path).with_context(|| format!("plugin {:?}: reading {}", entry.name, path.display()))
 }
 
 /// Compares each plugin's bytes with its newest version on the daemon.

@@ -9,7 +9,7 @@ mod project;
 mod templates;
 mod toolchains;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -127,21 +127,28 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where toolchains go, from the flag or variable and the environment.
-fn cache_dir(args: &BuildArgs) -> Result<PathBuf, AuthoringError> {
-    let xdg = std::env::var_os("XDG_CACHE_HOME");
-    let home = std::env::var_os("HOME");
-    toolchains::cache_dir(args.cache_dir.as_deref(), xdg.as_deref(), home.as_deref())
-}
-
 /// Builds the project and prints the component's path as the last line.
 pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let component = build_project(&args.dir, args.cache_dir.as_deref())?;
+    out!("{}", component.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the plugin project in `dir` (toolchains in `cache_dir`, else the
+/// default cache) and checks its imports; the component's path. Progress
+/// goes to standard error.
+pub fn build_project(dir: &Path, cache_dir_flag: Option<&Path>) -> Result<PathBuf, AuthoringError> {
     let started = Instant::now();
-    let project = project::detect(&args.dir)?;
+    let project = project::detect(dir)?;
+    let cache = || {
+        let xdg = std::env::var_os("XDG_CACHE_HOME");
+        let home = std::env::var_os("HOME");
+        toolchains::cache_dir(cache_dir_flag, xdg.as_deref(), home.as_deref())
+    };
     let component = match project.lang {
         Lang::Rust => compile::rust(&project)?,
-        Lang::Python => compile::python(&project, &cache_dir(&args)?)?,
-        Lang::Js => compile::js(&project, &cache_dir(&args)?)?,
+        Lang::Python => compile::python(&project, &cache()?)?,
+        Lang::Js => compile::js(&project, &cache()?)?,
     };
     imports::check(&component)?;
     let size = std::fs::metadata(&component)
@@ -153,6 +160,5 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         size as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
-    out!("{}", component.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(component)
 }
