@@ -253,3 +253,66 @@ fn a_missing_python_or_node_is_named_with_what_to_install() {
         assert!(!cache.exists(), "nothing was installed");
     }
 }
+
+#[tokio::test]
+async fn python_runs_at_once_fit_the_pool_and_do_not_spill_to_on_demand_instances() {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let component = new_and_build("python", "pooled-python", &work.path().join("pooled-python"));
+    // A server slow to answer, so the runs' instances are alive at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a local port");
+    let port = listener.local_addr().expect("an address").port();
+    let app = Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            "slow"
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Four slots: a Python instance takes 14 core instances, more than the
+    // 8 a slot used to keep.
+    let daemon = TestDaemon::start_with(
+        &[
+            "--http-allow-private",
+            "127.0.0.1/32",
+            "--pool-size",
+            "4",
+            "--max-concurrent-runs",
+            "4",
+        ],
+        &[],
+    );
+    let component = component.to_str().expect("a UTF-8 path");
+    daemon.cli(&["plugin", "push", component, "--name", "py"]);
+    for index in 0..4 {
+        daemon
+            .create_job(
+                json!({"name": format!("py-{index}"), "plugin": "py", "http_allow": [format!("127.0.0.1:{port}")]}),
+            )
+            .await;
+    }
+    let url = format!("http://127.0.0.1:{port}/slow");
+    let (daemon, url) = (&daemon, &url);
+    let runs = futures_util::future::join_all((0..4).map(|index| async move {
+        let name = format!("py-{index}");
+        daemon.run_job(&name, Some(json!({"name": "Ada", "fetch": url}))).await
+    }))
+    .await;
+    for run in &runs {
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    assert_eq!(
+        daemon.metric("sandcron_instances_total{allocator=\"pooling\"}").await,
+        4.0
+    );
+    assert_eq!(
+        daemon.metric("sandcron_pool_spills_total{reason=\"resources\"}").await,
+        0.0
+    );
+    assert_eq!(
+        daemon.metric("sandcron_instances_total{allocator=\"on_demand\"}").await,
+        0.0
+    );
+}
