@@ -88,6 +88,20 @@ pub fn require_admin(caller: &Principal) -> Result<(), ApiError> {
     ))
 }
 
+/// How long a body refused before it was read is still read (and dropped).
+pub const DISCARD_GRACE: Duration = Duration::from_secs(1);
+
+/// Reads and drops what arrives of a body for up to `grace`. A refusal
+/// sent before the body was read, then a close, would otherwise meet the
+/// rest of the body in the socket: the kernel resets the connection, and
+/// the client may lose the answer to a broken pipe. Nothing is kept, so a
+/// large body costs its transfer, not memory.
+pub async fn discard_body(mut body: Body, grace: Duration) {
+    use http_body_util::BodyExt;
+    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(grace, drain).await;
+}
+
 /// 413 `body_too_large`: the body is (or says it is) past `limit` bytes; the
 /// connection is closed after the answer, the rest of the body unread.
 pub fn body_too_large(what: &str, limit: u64) -> ApiError {

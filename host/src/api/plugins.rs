@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Caller, Query, body_too_large, read_body};
+use super::extract::{Caller, DISCARD_GRACE, Query, body_too_large, discard_body, read_body};
 use super::{ApiError, AppState};
 use crate::model::PluginVersion;
 use crate::plugin::builtin;
@@ -71,16 +71,22 @@ pub async fn upload(
         .name
         .ok_or_else(|| ApiError::bad_request("invalid_name", "name: the query parameter ?name= is required"))?;
     let quota = state.tenants().quotas(&caller.tenant).plugin_bytes;
-    // A body that could not be taken is refused before it is read.
+    // A body that could not be taken is refused before it is kept (what
+    // arrives meanwhile is dropped, see `discard_body`).
     if let Some(declared) = declared_length(&headers) {
         let limit = state.plugins().max_bytes();
-        if declared > limit {
-            return Err(body_too_large("plugin", limit));
+        let refused = if declared > limit {
+            Some(body_too_large("plugin", limit))
+        } else {
+            let checked = state
+                .plugins()
+                .check_declared_size(&caller.tenant, &name, declared, quota);
+            checked.err().map(|error| ApiError::from(error).closing_connection())
+        };
+        if let Some(refused) = refused {
+            discard_body(body, DISCARD_GRACE).await;
+            return Err(refused);
         }
-        let checked = state
-            .plugins()
-            .check_declared_size(&caller.tenant, &name, declared, quota);
-        checked.map_err(|error| ApiError::from(error).closing_connection())?;
     }
     let bytes = read_body(
         body,
