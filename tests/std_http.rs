@@ -456,3 +456,76 @@ async fn std_http_is_listed_cannot_be_deleted_or_uploaded_over_and_takes_no_quot
     let again = daemon.call(Method::GET, "/v1/plugins/std.http", None).await;
     assert_eq!(again.body["versions"][0]["digest"], version["digest"]);
 }
+
+#[tokio::test]
+async fn the_service_calls_example_applies_and_each_kind_of_schedule_calls_the_service() {
+    let receiver = Receiver::start().await;
+    let daemon = daemon();
+    // The example, pointed at the receiver and its times brought down to
+    // seconds; the one-time call fails its first attempt and is retried.
+    let example = std::fs::read_to_string(common::repo_root().join("examples").join("service-calls.toml"))
+        .expect("the example file");
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let text = example
+        .replace("127.0.0.1:8098", &format!("127.0.0.1:{}", receiver.port))
+        .replace("*/20 * * * * *", "*/2 * * * * *")
+        .replace("every = \"1m\"", "every = \"2s\"")
+        .replace("after = \"30s\"", "after = \"2s\"")
+        .replace("2026-12-31T23:00:00Z", &soon)
+        .replace("/reports/year-end?attempt={{attempt}}", "/flaky?try={{attempt}}")
+        .replace("backoff = \"1m\"", "backoff = \"1s\"");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("service-calls.toml");
+    std::fs::write(&file, text).expect("writing the file");
+    let applied = daemon.cli(&["apply", "-f", file.to_str().expect("a UTF-8 path")]);
+    assert!(applied.contains("applied: 4 created"), "{applied}");
+    let health = daemon.call(Method::GET, "/v1/jobs/health-check", None).await.body;
+    assert_eq!(health["policy"]["priority"], "high", "{health}");
+    let report = daemon.call(Method::GET, "/v1/jobs/year-end-report", None).await.body;
+    assert_eq!(report["policy"]["priority"], "critical", "{report}");
+
+    let count = |seen: &[Seen], path: &str| seen.iter().filter(|request| request.path == path).count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let seen = receiver.seen();
+        let done = count(&seen, "/health") >= 2
+            && count(&seen, "/orders/sync") >= 2
+            && count(&seen, "/queue/poll") >= 2
+            && count(&seen, "/flaky") >= 2;
+        if done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every job called: {seen:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let seen = receiver.seen();
+    let order = seen
+        .iter()
+        .find(|request| request.path == "/orders/sync")
+        .expect("an order sync");
+    assert_eq!(order.method, "POST");
+    let body: Value = serde_json::from_slice(&order.body).expect("a JSON body");
+    assert_eq!(body["job"], "sync-orders", "{body}");
+    assert!(
+        DateTime::parse_from_rfc3339(body["due"].as_str().unwrap_or_default()).is_ok(),
+        "{body}"
+    );
+    // The one-time call: its first attempt met a 503 and its retry got through.
+    let tries: Vec<&str> = seen
+        .iter()
+        .filter(|request| request.path == "/flaky")
+        .map(|request| request.query.as_str())
+        .collect();
+    assert_eq!(tries, ["try=1", "try=2"], "{seen:#?}");
+    let runs = daemon
+        .call(Method::GET, "/v1/runs?job=year-end-report", None)
+        .await
+        .body;
+    let statuses: Vec<&str> = runs["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|run| run["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "failed"], "{runs}");
+}
