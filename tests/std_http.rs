@@ -529,3 +529,54 @@ async fn the_service_calls_example_applies_and_each_kind_of_schedule_calls_the_s
         .collect();
     assert_eq!(statuses, ["succeeded", "failed"], "{runs}");
 }
+
+#[tokio::test]
+async fn the_minutely_webhook_example_posts_its_local_timestamp_and_its_runs_are_watched_over_sse() {
+    use futures_util::StreamExt;
+    let receiver = Receiver::start().await;
+    let daemon = daemon();
+    let example = std::fs::read_to_string(common::repo_root().join("examples").join("webhook-every-minute.json"))
+        .expect("the example file");
+    let job: Value = serde_json::from_str(&example.replace("127.0.0.1:8098", &format!("127.0.0.1:{}", receiver.port)))
+        .expect("the example is JSON");
+    let created = daemon.create_job(job).await;
+    assert_eq!(created["schedule"]["timezone"], "America/Sao_Paulo");
+    assert!(created["next_fire_at"].is_string(), "{created}");
+
+    // Watch the job's events, as `curl -N .../v1/events?job=minutely-webhook` would.
+    let events = reqwest::Client::new()
+        .get(format!("{}/v1/events?job=minutely-webhook", daemon.url))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .expect("the event stream");
+    assert_eq!(events.status(), StatusCode::OK);
+    let mut stream = events.bytes_stream();
+    // A run now rather than at the next minute; the scheduled ones are the same call.
+    let run = daemon.run_job("minutely-webhook", None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let mut watched = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !watched.contains("event: run.finished") {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => watched.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream ended or stalled ({other:?}): {watched}"),
+        }
+    }
+    assert!(watched.contains("event: run.started"), "{watched}");
+    assert!(watched.contains(run["id"].as_str().unwrap_or_default()), "{watched}");
+
+    let tick = receiver
+        .seen()
+        .into_iter()
+        .find(|request| request.path == "/tick")
+        .expect("the webhook was called");
+    assert_eq!(tick.headers.get("x-job").map(String::as_str), Some("minutely-webhook"));
+    let body: Value = serde_json::from_slice(&tick.body).expect("a JSON body");
+    let at = body["at"].as_str().unwrap_or_default();
+    // São Paulo is UTC-3 all year.
+    assert!(at.ends_with("-03:00"), "{body}");
+    let instant = DateTime::parse_from_rfc3339(at).expect("RFC 3339");
+    assert_eq!(body["at_ms"], instant.timestamp_millis().to_string(), "{body}");
+    assert_eq!(body["run"], run["id"], "{body}");
+}
