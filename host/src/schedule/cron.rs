@@ -232,7 +232,7 @@ impl CronExpr {
         })
     }
 
-    /// True when the schedule names wall-clock times (see DESIGN.md, DST).
+    /// True when the schedule names wall-clock times (see docs/schedules.md, "Across DST").
     pub fn is_fixed_time(&self) -> bool {
         self.fixed_time
     }

@@ -1,5 +1,5 @@
 //! Cron in a time zone: turning matching wall-clock times into instants the
-//! way Vixie/cronie cron does across DST (see DESIGN.md, "Schedules"):
+//! way Vixie/cronie cron does across DST (see docs/schedules.md):
 //!
 //! - fixed-time schedules fire once per matching wall time; a wall time in a
 //!   spring-forward gap fires at the gap's end, a repeated one at its first
@@ -270,8 +270,8 @@ mod tests {
     }
 
     /// Cases where cron implementations differ; each expectation follows
-    /// DESIGN.md (Vixie day rule, cronie DST rules, instants exclusive of
-    /// `from`).
+    /// docs/schedules.md (Vixie day rule, cronie DST rules, instants
+    /// exclusive of `from`).
     #[test]
     fn conformance_table() {
         let rows: &[(&str, &str, &str, &[&str])] = &[
