@@ -20,36 +20,9 @@ LANGS=${LANGS:-python js rust}
 ROUNDS=${ROUNDS:-3}
 RUNS=${RUNS:-5}
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 seconds_since() { awk -v start="$1" -v now="$(date +%s%N)" 'BEGIN {printf "%.1f", (now - start) / 1e9}'; }
 
-work=$(mktemp -d)
-daemon=""
-cleanup() {
-    if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-start_daemon() {
-    local data=$1
-    mkdir -p "$data"
-    SANDCRON_LOG=info "$BIN" serve --listen 127.0.0.1:0 --data-dir "$data" 2>"$data.log" &
-    daemon=$!
-    url=""
-    for _ in $(seq 600); do
-        url=$(grep -o 'listening on http://[0-9.:]*' "$data.log" | head -1 | sed 's/listening on //' || true)
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    [ -n "$url" ] || { echo "the daemon did not start" >&2; cat "$data.log" >&2; exit 1; }
-}
-
-stop_daemon() {
-    kill "$daemon" 2>/dev/null || true
-    wait "$daemon" 2>/dev/null || true
-    daemon=""
-}
+. bench/lib.sh
 
 # An edit of the job's source before a warm build: a comment at its end.
 edit_source() {
@@ -81,7 +54,7 @@ for lang in $LANGS; do
         # The installed toolchain (not npm's download cache, not cargo's target).
         toolchain=$(du -sm --exclude=npm --exclude=target "$cache" | cut -f1)
 
-        start_daemon "$work/data-$lang-$round"
+        start_daemon "$work/data-$lang-$round" "$work/data-$lang-$round.log"
         started=$(date +%s%N)
         "$BIN" plugin push "$component" --name "hello-$lang" --url "$url" --data-dir "$work/data-$lang-$round" >/dev/null
         upload=$(seconds_since "$started")

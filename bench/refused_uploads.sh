@@ -23,29 +23,13 @@ fi
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 disk_kib() { du -sk "$1" | cut -f1; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-work=$(mktemp -d)
-daemon=""
-cleanup() {
-    if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 rss_growths=() disk_growths=() durations=()
 for round in $(seq "$ROUNDS"); do
     data="$work/data-$round"
-    mkdir -p "$data"
-    SANDCRON_LOG=info "$BIN" serve --listen 127.0.0.1:0 --data-dir "$data" 2>"$work/log-$round" &
-    daemon=$!
-    url=""
-    for _ in $(seq 600); do
-        url=$(grep -o 'listening on http://[0-9.:]*' "$work/log-$round" | head -1 | sed 's/listening on //' || true)
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    [ -n "$url" ] || { echo "the daemon did not start" >&2; cat "$work/log-$round" >&2; exit 1; }
+    start_daemon "$data" "$work/log-$round"
     admin=$(cat "$data/admin-token")
     token=$(curl -sf -H "Authorization: Bearer $admin" -H 'content-type: application/json' \
         -d "{\"name\":\"hostile\",\"quotas\":{\"plugin_bytes\":$QUOTA}}" "$url/v1/tenants" | jq -r .token)
@@ -65,7 +49,7 @@ for round in $(seq "$ROUNDS"); do
     took_ms=$((($(date +%s%N) - started) / 1000000))
     sleep 2
     rss_after=$(rss_kib "$daemon") disk_after=$(disk_kib "$data")
-    kill "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=""
+    stop_daemon
     rss_growth=$((rss_after - rss_before)) disk_growth=$((disk_after - disk_before))
     rss_growths+=("$rss_growth") disk_growths+=("$disk_growth") durations+=("$took_ms")
     echo "round $round: $refused/$COUNT refused in $took_ms ms; RSS ${rss_before} -> ${rss_after} KiB (+${rss_growth}); data dir ${disk_before} -> ${disk_after} KiB (+${disk_growth})"

@@ -18,38 +18,13 @@ if [ ! -f "$HELLO" ]; then
 fi
 
 disk_kib() { du -sk "$1" | cut -f1; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-work=$(mktemp -d)
-daemon=""
-cleanup() {
-    if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Starts the daemon on $1 and sets $daemon and $url.
-start() {
-    : >"$work/log"
-    SANDCRON_LOG=info "$BIN" serve --listen 127.0.0.1:0 --data-dir "$1" 2>"$work/log" &
-    daemon=$!
-    url=""
-    for _ in $(seq 600); do
-        url=$(grep -o 'listening on http://[0-9.:]*' "$work/log" | head -1 | sed 's/listening on //' || true)
-        [ -n "$url" ] && return
-        sleep 0.1
-    done
-    echo "the daemon did not start" >&2
-    cat "$work/log" >&2
-    exit 1
-}
-stop() { kill "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=""; }
+. bench/lib.sh
 
 after_cycles=() after_restart=()
 for round in $(seq "$ROUNDS"); do
     data="$work/data-$round"
-    mkdir -p "$data"
-    start "$data"
+    start_daemon "$data" "$work/log"
     admin=$(cat "$data/admin-token")
     token=$(curl -sf -H "Authorization: Bearer $admin" -H 'content-type: application/json' \
         -d '{"name":"cycler","quotas":{"plugin_bytes":"3MiB"}}' "$url/v1/tenants" | jq -r .token)
@@ -67,11 +42,11 @@ for round in $(seq "$ROUNDS"); do
         [ "$uploaded/$deleted" = 201/204 ] && cycled=$((cycled + 1))
     done
     cycles_kib=$(disk_kib "$data")
-    stop
-    start "$data"
+    stop_daemon
+    start_daemon "$data" "$work/log"
     sleep 1
     restart_kib=$(disk_kib "$data")
-    stop
+    stop_daemon
     after_cycles+=("$cycles_kib") after_restart+=("$restart_kib")
     echo "round $round: $cycled/$CYCLES upload/delete cycles; data dir $cycles_kib KiB, after a restart $restart_kib KiB"
 done
