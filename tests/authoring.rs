@@ -9,11 +9,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use axum::Router;
 use axum::routing::get;
-use common::TestDaemon;
+use common::{TestDaemon, offline_cli as sandcron, text};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -21,33 +20,6 @@ use serde_json::{Value, json};
 const PONG: &str = "pong from the test server";
 /// The secret granted to the job.
 const SECRET: &str = "s3cr3t-value-of-the-test";
-
-/// Runs the CLI (no daemon needed) with extra environment.
-fn sandcron(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sandcron"));
-    command
-        .args(args)
-        // Flags meant for the host's own build do not suit wasm32-wasip2.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        // Rust projects build in a target folder of their own that outlives
-        // the test (their crates compile once), not in a build dir shared
-        // with other workspaces, which may hold crates of the same names.
-        .env_remove("CARGO_BUILD_BUILD_DIR")
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("authoring-rust"),
-        )
-        .stdin(Stdio::null());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command.output().expect("running the CLI")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// `sandcron new NAME --lang LANG --dir DIR` then `sandcron build DIR`;
 /// the component's path (the last line `build` printed).
@@ -315,79 +287,4 @@ async fn python_runs_at_once_fit_the_pool_and_do_not_spill_to_on_demand_instance
         daemon.metric("sandcron_instances_total{allocator=\"on_demand\"}").await,
         0.0
     );
-}
-
-#[tokio::test]
-async fn the_cache_warmup_example_runs_at_start_and_every_30_minutes_with_its_next_run_on_status() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    // The example's job: a Python project from `new`, its app.py the example's.
-    let work = tempfile::tempdir().expect("a temp dir");
-    let dir = work.path().join("cache-warmup");
-    let dir_arg = dir.to_str().expect("a UTF-8 path");
-    let created = sandcron(&["new", "cache-warmup", "--lang", "python", "--dir", dir_arg], &[]);
-    assert!(created.status.success(), "new: {}", text(&created.stderr));
-    let example = common::repo_root().join("examples").join("cache-warmup");
-    std::fs::copy(example.join("app.py"), dir.join("app.py")).expect("the example's app.py");
-    let built = sandcron(&["build", dir_arg], &[]);
-    assert!(built.status.success(), "build: {}", text(&built.stderr));
-    let component = text(&built.stdout).lines().last().expect("a path").to_string();
-
-    // The service to warm: counts the pages asked for.
-    let hits = Arc::new(AtomicUsize::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a local port");
-    let port = listener.local_addr().expect("an address").port();
-    let counter = hits.clone();
-    let app = Router::new().fallback(move || {
-        let counter = counter.clone();
-        async move {
-            counter.fetch_add(1, Ordering::SeqCst);
-            "warm"
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let wait_for_hits = |least: usize| {
-        let hits = hits.clone();
-        async move {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while hits.load(Ordering::SeqCst) < least {
-                assert!(std::time::Instant::now() < deadline, "the pages were not warmed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    };
-
-    let mut daemon = TestDaemon::start_with(&["--http-allow-private", "127.0.0.1/32"], &[]);
-    daemon.cli(&["plugin", "push", &component, "--name", "cache-warmup"]);
-    let job = std::fs::read_to_string(example.join("job.json"))
-        .expect("the example's job")
-        .replace("127.0.0.1:8098", &format!("127.0.0.1:{port}"));
-    let job: Value = serde_json::from_str(&job).expect("JSON");
-    daemon.create_job(job).await;
-    // Made: it runs at once (two pages), and its next run is half an hour on.
-    wait_for_hits(2).await;
-    let status = daemon.call(Method::GET, "/v1/status", None).await.body;
-    let next = status["next_fires"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|fire| fire["job"] == "cache-warmup")
-        .unwrap_or_else(|| panic!("no next fire on /v1/status: {status}"));
-    let at = chrono::DateTime::parse_from_rfc3339(next["at"].as_str().unwrap_or_default()).expect("an instant");
-    let ahead = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    assert!(
-        ahead > chrono::Duration::minutes(29) && ahead <= chrono::Duration::minutes(30),
-        "{status}"
-    );
-    // A restart warms the caches again.
-    daemon.restart();
-    wait_for_hits(4).await;
-    let runs = daemon.call(Method::GET, "/v1/runs?job=cache-warmup", None).await.body;
-    let runs = runs["runs"].as_array().cloned().unwrap_or_default();
-    assert_eq!(runs.len(), 2, "{runs:?}");
-    for run in &runs {
-        assert_eq!(run["trigger"], "start", "{run}");
-    }
 }

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,6 +59,72 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// Runs the CLI without a daemon (`new`, `build`) with extra environment.
+/// Rust projects build in a target folder of their own that outlives the
+/// test (their crates compile once), not in a build dir shared with other
+/// workspaces, which may hold crates of the same names; flags meant for the
+/// host's own build do not suit wasm32-wasip2.
+pub fn offline_cli(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sandcron"));
+    command
+        .args(args)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_BUILD_DIR")
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("authoring-rust"),
+        )
+        .stdin(Stdio::null());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().expect("running the CLI")
+}
+
+/// Bytes a process printed, as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `sandcron new NAME --lang LANG --dir DIR`, the files of `example` (a
+/// folder under `examples/`) copied over the template's (each with
+/// `replacements` made), then `sandcron build DIR`: the component's path,
+/// the last line `build` printed.
+pub fn build_example(lang: &str, name: &str, dir: &Path, example: &str, replacements: &[(&str, &str)]) -> PathBuf {
+    let dir_arg = dir.to_str().expect("a UTF-8 path");
+    let created = offline_cli(&["new", name, "--lang", lang, "--dir", dir_arg], &[]);
+    assert!(created.status.success(), "new: {}", text(&created.stderr));
+    let source = repo_root().join("examples").join(example);
+    for entry in std::fs::read_dir(&source).expect("the example's folder") {
+        let path = entry.expect("a folder entry").path();
+        let is_code = path
+            .extension()
+            .is_some_and(|extension| extension == "py" || extension == "js");
+        if !is_code {
+            continue;
+        }
+        let mut code = std::fs::read_to_string(&path).expect("the example's code");
+        for (from, to) in replacements {
+            code = code.replace(from, to);
+        }
+        std::fs::write(dir.join(path.file_name().expect("a file name")), code).expect("copying the example");
+    }
+    let built = offline_cli(&["build", dir_arg], &[]);
+    assert!(
+        built.status.success(),
+        "build of {example}: {}{}",
+        text(&built.stdout),
+        text(&built.stderr)
+    );
+    PathBuf::from(
+        text(&built.stdout)
+            .lines()
+            .last()
+            .expect("build prints the component's path"),
+    )
+}
+
 /// The bytes of a built plugin.
 pub fn plugin_bytes(name: &str) -> Vec<u8> {
     std::fs::read(plugin(name)).expect("reading a built plugin")
@@ -78,6 +146,7 @@ pub struct TestDaemon {
 }
 
 /// An answer: status and JSON body (or `Value::String` for non-JSON).
+#[derive(Debug)]
 pub struct Answer {
     /// HTTP status.
     pub status: StatusCode,
