@@ -16,6 +16,11 @@
 //!
 //! - `noop_run/floor/*`: the floor with fuel, epochs, both, the on-demand
 //!   allocator, and other pool settings (memory kept resident, pagemap scan).
+//! - `languages/noop/{rust,python,js}`: a job that does nothing, in each
+//!   language, through `Sandbox::run` (pooled, unmetered, no record): what
+//!   a language's runtime costs a run. Python and JavaScript need the
+//!   components `bench/run-path.sh` builds (`SANDCRON_BENCH_NOOP_PYTHON`,
+//!   `SANDCRON_BENCH_NOOP_JS`: their paths); without them only Rust runs.
 //! - `cpu_bound/*`: the `crunch` plugin (call-heavy CPU work) with no CPU
 //!   limit, fuel, epochs, and both: what each mechanism costs; and through
 //!   `Sandbox::run`, unmetered (the default) and with a fuel budget.
@@ -385,6 +390,32 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    let mut languages = c.benchmark_group("languages");
+    languages.sample_size(30);
+    let mut components = vec![("rust", bytes.clone())];
+    for (lang, variable) in [
+        ("python", "SANDCRON_BENCH_NOOP_PYTHON"),
+        ("js", "SANDCRON_BENCH_NOOP_JS"),
+    ] {
+        match std::env::var_os(variable) {
+            Some(path) => components.push((lang, std::fs::read(&path).expect("the noop component"))),
+            None => eprintln!("{variable} is not set: no {lang} noop (bench/run-path.sh builds it)"),
+        }
+    }
+    for (lang, component) in &components {
+        let _guard = runtime.enter();
+        let (sandbox, prepared) = sandbox_with(component, 64, None);
+        languages.bench_function(format!("noop/{lang}"), |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(sandbox.run(&prepared, request(None, b"{}")))
+                    .result
+                    .expect("noop succeeds")
+            })
+        });
+    }
+    languages.finish();
 
     // A CPU-bound plugin (call-heavy: recursive Fibonacci, a sort and a hash
     // loop) under each CPU limit: what fuel and epoch checks cost.
