@@ -12,6 +12,8 @@
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{StoreError, StoreResult};
 
@@ -33,9 +35,33 @@ impl Kind {
     }
 }
 
-/// Files being written start with this; any found at start are leftovers
-/// of a crash.
+/// Files being written start with this, then this process's mark (see
+/// [`life`]); one with another mark is a leftover of a crash.
 const PARTIAL: &str = ".partial-";
+
+/// A mark of this process, random per start: a file being written carries
+/// it, so a listing tells this life's writes under way (kept) from a
+/// crashed life's leftovers (deleted). Not the process id, which a
+/// container gives again at every start.
+fn life() -> &'static str {
+    static LIFE: OnceLock<String> = OnceLock::new();
+    LIFE.get_or_init(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+/// The temporary name of one write of `name`: two writes of the same file
+/// at once (the same code compiled by two callers) each have their own.
+fn partial_name(name: &str) -> String {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, Ordering::Relaxed);
+    format!("{PARTIAL}{}-{write}-{name}", life())
+}
+
+/// True for a file a write of this life is making now.
+fn is_ours(file_name: &str) -> bool {
+    file_name
+        .strip_prefix(PARTIAL)
+        .is_some_and(|rest| rest.starts_with(life()) && rest[life().len()..].starts_with('-'))
+}
 
 /// A file's I/O error as the store's: a full volume is `NoSpace` (the
 /// storage then counts as failing, as for the database's own writes).
@@ -95,7 +121,7 @@ impl CodeFiles {
             return Ok(());
         }
         let folder = self.folder(kind);
-        let partial = folder.join(format!("{PARTIAL}{name}"));
+        let partial = folder.join(partial_name(name));
         let written = File::create(&partial)
             .and_then(|mut file| {
                 file.write_all(bytes)?;
@@ -131,7 +157,8 @@ impl CodeFiles {
     }
 
     /// The names of the files of `kind` with their sizes; leftovers of
-    /// interrupted writes are deleted on the way.
+    /// writes a crash interrupted are deleted on the way (writes of this
+    /// process under way are left alone).
     pub fn list(&self, kind: Kind) -> StoreResult<Vec<(String, u64)>> {
         let folder = self.folder(kind);
         let entries = fs::read_dir(&folder).map_err(|error| io_error(&folder, error))?;
@@ -140,7 +167,9 @@ impl CodeFiles {
             let entry = entry.map_err(|error| io_error(&folder, error))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(PARTIAL) {
-                let _ = fs::remove_file(entry.path());
+                if !is_ours(&name) {
+                    let _ = fs::remove_file(entry.path());
+                }
                 continue;
             }
             let size = entry.metadata().map_err(|error| io_error(&entry.path(), error))?.len();
@@ -175,5 +204,39 @@ mod tests {
         for bad in ["", "..", "a/b", "a\0b"] {
             assert!(files.write(Kind::Bytes, bad, b"x").is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_listing_keeps_this_processs_writes_under_way_and_deletes_a_crashed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CodeFiles::open(dir.path()).unwrap();
+        let folder = dir.path().join("code");
+        let ours = folder.join(partial_name("aa"));
+        std::fs::write(&ours, b"being written").unwrap();
+        let crashed = folder.join(format!("{PARTIAL}0123456789abcdef-7-aa"));
+        std::fs::write(&crashed, b"torn").unwrap();
+        assert_eq!(files.list(Kind::Code).unwrap(), Vec::<(String, u64)>::new());
+        assert!(ours.exists(), "a write under way is not a leftover");
+        assert!(!crashed.exists(), "a crashed life's leftover goes");
+    }
+
+    #[test]
+    fn writes_of_the_same_file_at_once_beside_listings_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = std::sync::Arc::new(CodeFiles::open(dir.path()).unwrap());
+        let code = vec![7u8; 1 << 20];
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for round in 0..20 {
+                        let name = format!("d{round}-e1");
+                        files.write(Kind::Code, &name, &code).expect("a write beside others");
+                        files.list(Kind::Code).expect("a listing");
+                    }
+                });
+            }
+        });
+        assert_eq!(files.list(Kind::Code).unwrap().len(), 20);
+        assert_eq!(files.read(Kind::Code, "d3-e1").unwrap(), Some(code));
     }
 }
