@@ -106,8 +106,13 @@ async fn terminate_while_spin_runs(daemon: &mut TestDaemon, log_line: &str) -> S
 #[tokio::test]
 async fn sigterm_lets_a_running_run_finish_before_the_daemon_exits() {
     let mut daemon = TestDaemon::start();
+    // An `after` job: the run's end during the stop moves its next fire.
     daemon
-        .job_with("spin", "spin", json!({"limits": {"timeout": "700ms"}}))
+        .job_with(
+            "spin",
+            "spin",
+            json!({"limits": {"timeout": "700ms"}, "schedule": {"after": "1h"}}),
+        )
         .await;
     daemon.job_with("greet", "hello", json!({})).await;
     let run_id = terminate_while_spin_runs(&mut daemon, "waiting for running runs").await;
@@ -116,6 +121,15 @@ async fn sigterm_lets_a_running_run_finish_before_the_daemon_exits() {
     assert_eq!(
         run["error"]["kind"], "timeout",
         "the run ended on its own deadline, not by the stop: {run}"
+    );
+    let job = daemon.call(Method::GET, "/v1/jobs/spin", None).await.body;
+    let instant = |value: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap_or_default()).expect("an instant")
+    };
+    assert_eq!(
+        instant(&job["next_fire_at"]),
+        instant(&run["finished_at"]) + chrono::Duration::hours(1),
+        "the next fire counts from the run's end, written before the exit: {job}"
     );
     assert_eq!(daemon.run_job("greet", None).await["status"], "succeeded");
 }

@@ -93,6 +93,47 @@ async fn an_at_job_fires_once_and_is_done() {
 }
 
 #[tokio::test]
+async fn an_after_job_fires_its_delay_after_each_run_ends_including_a_run_asked_for() {
+    let daemon = TestDaemon::start();
+    daemon
+        .job_with("breather", "noop", json!({"schedule": {"after": "1s"}}))
+        .await;
+    let runs = wait_for_runs(&daemon, "breather", Duration::from_secs(15), |runs| finished(runs) >= 2).await;
+    let mut runs: Vec<&Value> = runs.iter().filter(|run| is_finished(run)).collect();
+    runs.sort_by_key(|run| instant(&run["scheduled_at"]));
+    let (first, second) = (runs[0], runs[1]);
+    let finished_at = instant(&first["finished_at"]);
+    assert_eq!(
+        instant(&second["scheduled_at"]).timestamp_millis(),
+        (finished_at + chrono::Duration::seconds(1)).timestamp_millis(),
+        "{runs:#?}"
+    );
+    // A run asked for is a run too: the next fire counts from its end.
+    let job = daemon
+        .call(
+            Method::PATCH,
+            "/v1/jobs/breather",
+            Some(json!({"schedule": {"after": "1h"}})),
+        )
+        .await;
+    assert_eq!(job.status, StatusCode::OK, "{}", job.body);
+    let manual = daemon.run_job("breather", None).await;
+    let ended = instant(&manual["finished_at"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let job = daemon.call(Method::GET, "/v1/jobs/breather", None).await.body;
+        if job["next_fire_at"].is_string() && instant(&job["next_fire_at"]) == ended + chrono::Duration::hours(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next fire did not move: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_fire_recorded_ahead_is_withdrawn_by_a_pause_and_caught_up_on_resume() {
     let daemon = TestDaemon::start_with(&["--fire-ahead", "3s"], &[]);
     let at_text =

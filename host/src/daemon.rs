@@ -22,7 +22,7 @@ use crate::outbound::Outbound;
 use crate::plugin::{PluginLimits, Plugins};
 use crate::retention;
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{self, Scheduler};
 use crate::server;
 use crate::store::health::StorageHealth;
 use crate::store::{SledStore, Store, StoreError, WatchedStore, watchdog};
@@ -136,6 +136,8 @@ impl Daemon {
             outbound,
             vault: vault.clone(),
         };
+        // Runs' ends, from the executor to the scheduler.
+        let (ended_sender, ended) = tokio::sync::mpsc::unbounded_channel();
         let executor = Executor::new(
             store.clone(),
             sandbox.clone(),
@@ -150,9 +152,18 @@ impl Daemon {
             Observers {
                 events: events.clone(),
                 metrics: metrics.clone(),
+                ended: ended_sender,
             },
         );
-        let scheduler = Scheduler::new(store.clone(), executor.clone(), clock, config.fire_ahead);
+        let scheduler = Scheduler::new(scheduler::Parts {
+            store: store.clone(),
+            sink: executor.clone(),
+            plugins: plugins.clone(),
+            run_log_bytes: config.jobs.logs,
+            clock,
+            fire_ahead: config.fire_ahead,
+            ended,
+        });
         Ok(Daemon {
             store,
             storage,
@@ -291,6 +302,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             scheduler.stop();
             stop.notify_one();
             executor.shutdown(grace).await;
+            // The runs that ended meanwhile: `after` jobs' next fires.
+            scheduler.drain_ended().await;
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;
         }
         () = recovered => {

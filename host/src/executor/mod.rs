@@ -25,23 +25,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
-use crate::model::job::{Priority, input_bytes};
-use crate::model::run::RunLimits;
-use crate::model::{ErrorKind, Job, PluginVersion, Run, RunError, RunStatus, Trigger};
+use crate::model::job::Priority;
+use crate::model::{ErrorKind, Job, Run, RunError, RunStatus, Trigger};
 use crate::outbound::{HttpGrant, Outbound};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
 use crate::sandbox::{Capabilities, KeyValue, Metering, RunContext, RunRequest, Sandbox, ZoneSource};
-use crate::scheduler::policy::retry_delay;
 use crate::store::{RunFilter, Store, StoreError};
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
 
+use crate::model::run::{NewRun, RunEnded};
 pub use admission::QueuePlaces;
 pub use queue::Activity;
 use queue::RunQueue;
@@ -98,12 +97,16 @@ pub struct Capacity {
     pub mark_running_after: Duration,
 }
 
-/// Who hears about runs: the event stream and the metrics.
+/// Who hears about runs: the event stream, the metrics, and whoever
+/// schedules (each run's end, see [`RunEnded`]).
 pub struct Observers {
     /// Run events.
     pub events: Arc<EventBus>,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
+    /// Each run's end, after its outcome (and retry) are durable. Unbounded:
+    /// a lost end would leave an `after` job without its next fire.
+    pub ended: mpsc::UnboundedSender<RunEnded>,
 }
 
 /// Told when a run finishes: the finished run, and the id of the retry
@@ -132,12 +135,8 @@ pub struct Executor {
     waiters: Mutex<HashMap<String, Vec<Waiter>>>,
     /// The logs of runs executing now, with the secrets to mask in them.
     live_logs: Mutex<HashMap<String, (LogSink, Secrets)>>,
-    /// Woken when a job's next fire changes (after an `after` job's run),
-    /// or when a job the scheduler watches (see [`Executor::watch_idle`])
-    /// finishes a run.
-    schedule_changed: Arc<Notify>,
-    /// Jobs whose next run ending wakes the scheduler.
-    idle_watch: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Where each run's end is reported.
+    ended: mpsc::UnboundedSender<RunEnded>,
 }
 
 /// Counts a run as running for as long as it lives (panics included).
@@ -180,20 +179,6 @@ impl KeyValue for StoreKeyValue {
             .kv_keys(&self.tenant, &self.job_id, prefix, limit)
             .map_err(|error| error.to_string())
     }
-}
-
-/// What a new run is made of.
-pub struct NewRun<'a> {
-    /// The job.
-    pub job: &'a Job,
-    /// What started it.
-    pub trigger: Trigger,
-    /// When it is due.
-    pub scheduled_at: DateTime<Utc>,
-    /// Its id (derived from the fire for scheduled runs).
-    pub id: String,
-    /// Replaces the job's input for this run.
-    pub input: Option<&'a serde_json::Value>,
 }
 
 /// Runs `future`, a panic in it (a bug in a host import) becoming an
@@ -248,75 +233,8 @@ impl Executor {
             recorder: Recorder::new(capacity.mark_running_after),
             waiters: Mutex::new(HashMap::new()),
             live_logs: Mutex::new(HashMap::new()),
-            schedule_changed: Arc::new(Notify::new()),
-            idle_watch: Mutex::new(std::collections::HashSet::new()),
+            ended: observers.ended,
         })
-    }
-
-    /// Woken whenever the executor moved a job's next fire, or a watched
-    /// job finished a run.
-    pub fn schedule_changed(&self) -> Arc<Notify> {
-        self.schedule_changed.clone()
-    }
-
-    /// Wakes the scheduler when a run of this job ends (it holds back a
-    /// fire of the job while it is busy).
-    pub fn watch_idle(&self, tenant: &str, job_id: &str) {
-        lock(&self.idle_watch).insert((tenant.to_string(), job_id.to_string()));
-    }
-
-    /// A queued run of `job` (not stored yet). The plugin reference is
-    /// resolved now, so the run keeps the version it was queued with; if it
-    /// does not resolve the run fails later with `plugin_unavailable`.
-    pub fn build_run(&self, new: NewRun<'_>) -> Run {
-        let version = self.plugins.resolve(&new.job.tenant, &new.job.plugin).ok();
-        self.run_of(new, version)
-    }
-
-    /// A queued run of `job` with its plugin version (None: unresolved, the
-    /// run will fail with `plugin_unavailable`).
-    fn run_of(&self, new: NewRun<'_>, version: Option<PluginVersion>) -> Run {
-        let job = new.job;
-        let (plugin, plugin_digest) = match version {
-            Some(version) => (version.reference(), version.digest),
-            None => (job.plugin.clone(), String::new()),
-        };
-        Run {
-            id: new.id,
-            tenant: job.tenant.clone(),
-            job_id: job.id.clone(),
-            job_name: job.name.clone(),
-            plugin,
-            plugin_digest,
-            trigger: new.trigger,
-            attempt: 1,
-            status: RunStatus::Queued,
-            error: None,
-            scheduled_at: new.scheduled_at,
-            queued_at: self.clock.now(),
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-            lateness_ms: None,
-            fuel_consumed: None,
-            peak_memory: None,
-            output_size: 0,
-            log_size: 0,
-            input: new.input.map_or_else(|| job.input_bytes(), input_bytes),
-            limits: RunLimits {
-                fuel: job.limits.fuel,
-                timeout_ms: job.limits.timeout.as_millis() as u64,
-                memory: job.limits.memory,
-                output: job.limits.output,
-                logs: self.log_cap,
-            },
-            priority: job.policy.priority,
-            retry: job.policy.retry,
-            exclusive: job.policy.overlap != crate::model::job::Overlap::Allow,
-            retry_of: None,
-            http_allow: job.http_allow.clone(),
-            secrets: job.secrets.clone(),
-        }
     }
 
     /// Places in tenants' queues for runs about to be queued (the
@@ -366,7 +284,7 @@ impl Executor {
             id: crate::model::new_id(),
             input,
         };
-        let run = self.run_of(new, Some(version));
+        let run = Run::queued(new, Some(version), now, self.log_cap);
         self.insert_asked(&run).await?;
         tracing::debug!(run_id = %run.id, job_id = %run.job_id, "run queued");
         self.queued(vec![run.clone()]);
@@ -654,7 +572,7 @@ impl Executor {
     }
 
     /// Records a finished run durably, queues its retry if it has attempts
-    /// left, moves an `after` job's next fire, and wakes waiters.
+    /// left, reports its end, and wakes waiters.
     async fn finish(&self, run: Run, output: Vec<u8>, log: Vec<u8>) {
         let retry = self.retry_of_failed(&run);
         let write = match self.recorder.finished(run.clone(), output, log, retry.clone()).await {
@@ -675,19 +593,18 @@ impl Executor {
             }
         }
         let retry_id = retry.as_ref().map(|retry| retry.id.clone());
-        match retry {
-            Some(retry) => {
-                tracing::info!(run_id = %retry.id, attempt = retry.attempt, at = %retry.scheduled_at, "retry queued");
-                self.queued(vec![retry]);
-            }
-            None => self.after_last_attempt(&run),
+        if let Some(retry) = retry {
+            tracing::info!(run_id = %retry.id, attempt = retry.attempt, at = %retry.scheduled_at, "retry queued");
+            self.queued(vec![retry]);
         }
-        // The scheduler held back a fire of this job while it was busy: it
-        // may record it ahead now.
-        let key = (run.tenant.clone(), run.job_id.clone());
-        if lock(&self.idle_watch).remove(&key) {
-            self.schedule_changed.notify_one();
-        }
+        // After the retry is queued, so whoever schedules sees it among the
+        // job's activity. The receiver lives as long as the daemon.
+        let _ = self.ended.send(RunEnded {
+            tenant: run.tenant.clone(),
+            job_id: run.job_id.clone(),
+            finished_at: run.finished_at,
+            retried: retry_id.is_some(),
+        });
         let waiters = lock(&self.waiters).remove(&run.id).unwrap_or_default();
         for waiter in waiters {
             let _ = waiter.send((run.clone(), retry_id.clone()));
@@ -696,56 +613,12 @@ impl Executor {
 
     /// The next attempt of a failed run, if its retry policy has one left.
     fn retry_of_failed(&self, run: &Run) -> Option<Run> {
-        if run.status != RunStatus::Failed || run.attempt >= run.retry.max_attempts {
+        if !run.has_attempts_left() {
             return None;
         }
-        let delay = retry_delay(&run.retry, run.attempt, rand::random::<f64>());
-        let due = crate::units::add_saturating(self.clock.now(), delay);
-        Some(self.next_attempt(run, due))
-    }
-
-    fn next_attempt(&self, run: &Run, due: DateTime<Utc>) -> Run {
-        let mut next = run.clone();
-        next.clear_outcome();
-        next.id = crate::model::new_id();
-        next.trigger = Trigger::Retry;
-        next.attempt = run.attempt + 1;
-        next.scheduled_at = due;
-        next.queued_at = self.clock.now();
-        next.retry_of = Some(run.retry_of.clone().unwrap_or_else(|| run.id.clone()));
-        next
-    }
-
-    /// The last attempt of a run is over: an `after` job fires again its
-    /// delay after this.
-    fn after_last_attempt(&self, run: &Run) {
-        let Some(finished_at) = run.finished_at else { return };
-        // Most jobs are not `after` jobs: tell without decoding the job.
-        match self.store.job_hooks(&run.tenant, &run.job_id) {
-            Ok(Some(hooks)) if hooks.after => {}
-            _ => return,
-        }
-        for _ in 0..3 {
-            let Ok(Some(mut job)) = self.store.job(&run.tenant, &run.job_id) else {
-                return;
-            };
-            let Some(crate::schedule::Schedule::After(delay)) = job.schedule else {
-                return;
-            };
-            job.last_finished_at = Some(finished_at);
-            job.next_fire_at = Some(crate::units::add_saturating(finished_at, delay));
-            match self.store.record_fire(&job, &[]) {
-                Ok(_) => {
-                    self.schedule_changed.notify_one();
-                    return;
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(error) => {
-                    tracing::error!(job_id = %job.id, %error, "cannot plan the next fire of an `after` job");
-                    return;
-                }
-            }
-        }
+        let delay = run.retry.delay(run.attempt, rand::random::<f64>());
+        let now = self.clock.now();
+        Some(run.next_attempt(crate::units::add_saturating(now, delay), now))
     }
 
     /// Cancels a run: a queued one at once, a running one within an epoch
@@ -789,7 +662,8 @@ impl Executor {
             return Err(ExecError::NotFinished(run.id));
         }
         let _place = self.place_for(tenant)?;
-        let retry = self.next_attempt(&run, self.clock.now());
+        let now = self.clock.now();
+        let retry = run.next_attempt(now, now);
         self.insert_asked(&retry).await?;
         self.queued(vec![retry.clone()]);
         Ok(Some(retry))
@@ -849,7 +723,7 @@ impl Executor {
     /// is written with the failed attempt's outcome): for a run that had
     /// finished before anyone waited here.
     fn retry_of(&self, tenant: &str, run: &Run) -> Result<Option<String>, StoreError> {
-        if run.status != RunStatus::Failed || run.attempt >= run.retry.max_attempts {
+        if !run.has_attempts_left() {
             return Ok(None);
         }
         let lineage = run.retry_of.as_deref().unwrap_or(&run.id);

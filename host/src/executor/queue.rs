@@ -20,14 +20,7 @@ use crate::model::{Run, Trigger};
 /// (tenant, job id).
 pub type JobKey = (String, String);
 
-/// Waiting and running runs of one job.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Activity {
-    /// Queued, not started.
-    pub waiting: usize,
-    /// Executing.
-    pub running: usize,
-}
+pub use crate::model::run::Activity;
 
 /// (priority, highest first; due instant in µs; the job's age; arrival).
 ///

@@ -217,6 +217,22 @@ impl Default for Retry {
     }
 }
 
+impl Retry {
+    /// How long attempt `attempt + 1` waits after attempt `attempt` failed:
+    /// `backoff * 2^(attempt-1)`, capped at `max_backoff`, then scaled by
+    /// `jitter` in [0.5, 1.0] ("equal jitter") so retries of many jobs
+    /// spread out.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(40);
+        let base = self
+            .backoff
+            .saturating_mul(1u32 << exponent.min(31))
+            .min(self.max_backoff);
+        let jitter = jitter.clamp(0.0, 1.0);
+        base.mul_f64(0.5 + 0.5 * jitter)
+    }
+}
+
 /// Resolved policy of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -371,5 +387,25 @@ mod optional_schedule {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Schedule>, D::Error> {
         let value = Value::deserialize(deserializer)?;
         Schedule::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backoff_doubles_caps_and_jitters() {
+        let retry = Retry {
+            max_attempts: 10,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        };
+        assert_eq!(retry.delay(1, 1.0), Duration::from_secs(1));
+        assert_eq!(retry.delay(2, 1.0), Duration::from_secs(2));
+        assert_eq!(retry.delay(4, 1.0), Duration::from_secs(8));
+        assert_eq!(retry.delay(9, 1.0), Duration::from_secs(30), "capped");
+        assert_eq!(retry.delay(60, 1.0), Duration::from_secs(30), "no overflow");
+        assert_eq!(retry.delay(2, 0.0), Duration::from_secs(1), "jitter halves at most");
     }
 }

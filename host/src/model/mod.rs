@@ -4,6 +4,7 @@
 
 pub mod job;
 pub mod plugin;
+pub mod policy;
 pub mod run;
 pub mod tenant;
 pub mod validate;

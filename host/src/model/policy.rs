@@ -1,14 +1,14 @@
 //! Scheduling decisions as plain functions over plain data: which fires of a
 //! due job become runs (misfire policy), whether a fire may start beside the
 //! job's earlier runs (overlap policy), and how long a retry waits (backoff).
-//! The scheduler loop and the executor call these; nothing here reads a
-//! clock or touches storage.
+//! The scheduler and the executor both call these, so they sit below
+//! both; nothing here reads a clock or touches storage.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::job::{Misfire, Overlap, Retry};
+use crate::model::job::{Misfire, Overlap};
 use crate::schedule::Schedule;
 
 /// A fire this much behind its instant still counts as on time: a busy
@@ -163,19 +163,6 @@ pub fn overlap(policy: Overlap, running: usize, waiting: usize) -> OverlapDecisi
     }
 }
 
-/// How long attempt `attempt + 1` waits after attempt `attempt` failed:
-/// `backoff * 2^(attempt-1)`, capped at `max_backoff`, then scaled by
-/// `jitter` in [0.5, 1.0] ("equal jitter") so retries of many jobs spread out.
-pub fn retry_delay(retry: &Retry, attempt: u32, jitter: f64) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(40);
-    let base = retry
-        .backoff
-        .saturating_mul(1u32 << exponent.min(31))
-        .min(retry.max_backoff);
-    let jitter = jitter.clamp(0.0, 1.0);
-    base.mul_f64(0.5 + 0.5 * jitter)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,24 +276,5 @@ mod tests {
                 "{policy:?} with {running} running, {waiting} waiting"
             );
         }
-    }
-
-    #[test]
-    fn retry_backoff_doubles_caps_and_jitters() {
-        let retry = Retry {
-            max_attempts: 10,
-            backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(30),
-        };
-        assert_eq!(retry_delay(&retry, 1, 1.0), Duration::from_secs(1));
-        assert_eq!(retry_delay(&retry, 2, 1.0), Duration::from_secs(2));
-        assert_eq!(retry_delay(&retry, 4, 1.0), Duration::from_secs(8));
-        assert_eq!(retry_delay(&retry, 9, 1.0), Duration::from_secs(30), "capped");
-        assert_eq!(retry_delay(&retry, 60, 1.0), Duration::from_secs(30), "no overflow");
-        assert_eq!(
-            retry_delay(&retry, 2, 0.0),
-            Duration::from_secs(1),
-            "jitter halves at most"
-        );
     }
 }

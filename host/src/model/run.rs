@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::job::{Priority, Retry};
+use crate::model::PluginVersion;
+use crate::model::job::{Job, Overlap, Priority, Retry, input_bytes};
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -201,7 +202,112 @@ pub struct Run {
     pub secrets: Vec<String>,
 }
 
+/// What a new run is made of.
+pub struct NewRun<'a> {
+    /// The job.
+    pub job: &'a Job,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it is due.
+    pub scheduled_at: DateTime<Utc>,
+    /// Its id (derived from the fire for scheduled runs).
+    pub id: String,
+    /// Replaces the job's input for this run.
+    pub input: Option<&'a serde_json::Value>,
+}
+
+/// Waiting and running runs of one job (what its overlap policy decides on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Queued, not started.
+    pub waiting: usize,
+    /// Executing.
+    pub running: usize,
+}
+
+/// A run's end as the executor reports it to whoever schedules: the
+/// scheduler moves an `after` job's next fire from it, and looks again at
+/// a job whose fire it held back while the job was busy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnded {
+    /// The run's tenant.
+    pub tenant: String,
+    /// The run's job.
+    pub job_id: String,
+    /// When it finished (None for a run that never got an outcome time).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// True when a retry of it was queued: it was not the last attempt.
+    pub retried: bool,
+}
+
 impl Run {
+    /// A queued run of `new.job`, queued at `queued_at`, keeping at most
+    /// `log_bytes` of log. `version` is the plugin version its reference
+    /// resolved to when it was queued, which the run keeps; None when it did
+    /// not resolve (the run then fails with `plugin_unavailable`).
+    pub fn queued(new: NewRun<'_>, version: Option<PluginVersion>, queued_at: DateTime<Utc>, log_bytes: u64) -> Run {
+        let job = new.job;
+        let (plugin, plugin_digest) = match version {
+            Some(version) => (version.reference(), version.digest),
+            None => (job.plugin.clone(), String::new()),
+        };
+        Run {
+            id: new.id,
+            tenant: job.tenant.clone(),
+            job_id: job.id.clone(),
+            job_name: job.name.clone(),
+            plugin,
+            plugin_digest,
+            trigger: new.trigger,
+            attempt: 1,
+            status: RunStatus::Queued,
+            error: None,
+            scheduled_at: new.scheduled_at,
+            queued_at,
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            lateness_ms: None,
+            fuel_consumed: None,
+            peak_memory: None,
+            output_size: 0,
+            log_size: 0,
+            input: new.input.map_or_else(|| job.input_bytes(), input_bytes),
+            limits: RunLimits {
+                fuel: job.limits.fuel,
+                timeout_ms: job.limits.timeout.as_millis() as u64,
+                memory: job.limits.memory,
+                output: job.limits.output,
+                logs: log_bytes,
+            },
+            priority: job.policy.priority,
+            retry: job.policy.retry,
+            exclusive: job.policy.overlap != Overlap::Allow,
+            retry_of: None,
+            http_allow: job.http_allow.clone(),
+            secrets: job.secrets.clone(),
+        }
+    }
+
+    /// True when this run failed and its retry policy has attempts left.
+    pub fn has_attempts_left(&self) -> bool {
+        self.status == RunStatus::Failed && self.attempt < self.retry.max_attempts
+    }
+
+    /// The next attempt of this run (trigger `retry`, a new id), due at
+    /// `due` and queued at `queued_at`.
+    pub fn next_attempt(&self, due: DateTime<Utc>, queued_at: DateTime<Utc>) -> Run {
+        let mut next = self.clone();
+        next.clear_outcome();
+        next.id = crate::model::new_id();
+        next.trigger = Trigger::Retry;
+        next.attempt = self.attempt + 1;
+        next.scheduled_at = due;
+        next.queued_at = queued_at;
+        next.retry_of = Some(self.retry_of.clone().unwrap_or_else(|| self.id.clone()));
+        next
+    }
+
     /// A queued scheduled run of tenant `t` for tests.
     #[cfg(test)]
     pub fn sample(id: &str, job: &str, due: DateTime<Utc>) -> Run {

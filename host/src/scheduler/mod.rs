@@ -2,35 +2,38 @@
 //! due index comes within `fire_ahead` (at the half-second mark before, see
 //! [`pass_mark`]; woken early when a job changes), then turns the fires into
 //! queued runs with their jobs' next fires in one atomic write, and hands
-//! the runs to the executor, whose queue holds each until its instant. A
-//! change to a job (or pausing the scheduler) withdraws its fires recorded
-//! ahead in the same write as the change. The decisions (misfire, overlap,
-//! backoff) are the pure functions of [`policy`]; this loop only reads,
-//! writes and sleeps. A fire that would pass its tenant's `queued_runs`
-//! quota is skipped like the fire of a busy job under overlap `skip`
-//! (counted in the job's `skipped_fires`): the schedule moves on and no
-//! other tenant waits for it.
+//! the runs to a [`RunSink`] (the executor, whose queue holds each until
+//! its instant). A change to a job (or pausing the scheduler) withdraws its
+//! fires recorded ahead in the same write as the change. The decisions
+//! (misfire, overlap) are the pure functions of [`policy`]; this loop only
+//! reads, writes and sleeps. A fire that would pass its tenant's
+//! `queued_runs` quota is skipped like the fire of a busy job under overlap
+//! `skip` (counted in the job's `skipped_fires`): the schedule moves on and
+//! no other tenant waits for it. Runs' ends come back as [`RunEnded`]: the
+//! scheduler then writes an `after` job's next fire and looks again at a
+//! job whose fire it held back while the job was busy.
 
-pub mod policy;
+mod sink;
 mod streak;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use crate::clock::Clock;
-use crate::executor::{Executor, NewRun, QueuePlaces};
 use crate::model::job::Overlap;
+use crate::model::policy::{self, OverlapDecision, plan_fires};
+use crate::model::run::{NewRun, RunEnded};
 use crate::model::{Job, Run, Trigger, scheduled_run_id};
 use crate::schedule::Schedule;
 use crate::store::{DueJob, Fire, Store, StoreError};
-use policy::{OverlapDecision, plan_fires};
+pub use sink::{Places, ResolvePlugin, RunSink};
 
 /// Due jobs handled per pass (one write and one flush cover a pass). A
 /// sled write holds the database's write lock throughout, every other read
@@ -42,11 +45,23 @@ const PASS_SIZE: usize = 256;
 /// Fires schedules.
 pub struct Scheduler {
     store: Arc<dyn Store>,
-    executor: Arc<Executor>,
+    sink: Arc<dyn RunSink>,
+    plugins: Arc<dyn ResolvePlugin>,
+    /// Bytes of log each run keeps (`jobs.logs`), written into its record.
+    run_log_bytes: u64,
     clock: Arc<dyn Clock>,
-    wake: Arc<Notify>,
+    /// Woken when a job changes, a held-back job goes idle, or on stop.
+    wake: Notify,
     paused: AtomicBool,
     stopping: AtomicBool,
+    /// Runs' ends, from the sink; read by the loop [`Scheduler::start`]
+    /// spawns, then by [`Scheduler::drain_ended`] at shutdown.
+    ended: tokio::sync::Mutex<mpsc::UnboundedReceiver<RunEnded>>,
+    /// Tells the loop reading `ended` to stop (shutdown).
+    ended_stop: Notify,
+    /// Jobs (tenant, id) with a fire held back while busy: their next run
+    /// ending wakes the loop.
+    idle_watch: Mutex<HashSet<(String, String)>>,
     /// How far ahead of its instant a fire is recorded.
     fire_ahead: Duration,
     /// Held by a pass and by a job change, so a change sees every fire
@@ -67,6 +82,10 @@ pub fn pass_mark(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(mark).unwrap_or(at)
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Moves a job's next fire back to the earliest of its withdrawn fires.
 fn take_back(job: &mut Job, withdrawn: &[Run]) {
     job.next_fire_at = job.next_fire_or(withdrawn.iter().map(|run| run.scheduled_at).min());
@@ -83,23 +102,40 @@ enum Planned {
     Stale,
 }
 
+/// What a scheduler is made of.
+pub struct Parts {
+    /// Jobs, their due index and the runs written with each fire.
+    pub store: Arc<dyn Store>,
+    /// Where queued runs go.
+    pub sink: Arc<dyn RunSink>,
+    /// Resolves a job's plugin when a fire is recorded.
+    pub plugins: Arc<dyn ResolvePlugin>,
+    /// Bytes of log each run keeps (`jobs.logs`).
+    pub run_log_bytes: u64,
+    /// Now, and sleeping.
+    pub clock: Arc<dyn Clock>,
+    /// How far ahead of its instant a fire is recorded.
+    pub fire_ahead: Duration,
+    /// Runs' ends, as the sink reports them.
+    pub ended: mpsc::UnboundedReceiver<RunEnded>,
+}
+
 impl Scheduler {
-    /// A scheduler over `store` feeding `executor`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        executor: Arc<Executor>,
-        clock: Arc<dyn Clock>,
-        fire_ahead: Duration,
-    ) -> Arc<Scheduler> {
-        let wake = executor.schedule_changed();
+    /// A scheduler over `parts.store` feeding `parts.sink`.
+    pub fn new(parts: Parts) -> Arc<Scheduler> {
         Arc::new(Scheduler {
-            store,
-            executor,
-            clock,
-            wake,
+            store: parts.store,
+            sink: parts.sink,
+            plugins: parts.plugins,
+            run_log_bytes: parts.run_log_bytes,
+            clock: parts.clock,
+            wake: Notify::new(),
             paused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
-            fire_ahead,
+            ended: tokio::sync::Mutex::new(parts.ended),
+            ended_stop: Notify::new(),
+            idle_watch: Mutex::new(HashSet::new()),
+            fire_ahead: parts.fire_ahead,
             firing: tokio::sync::Mutex::new(()),
         })
     }
@@ -116,7 +152,7 @@ impl Scheduler {
         self.paused.store(true, Ordering::SeqCst);
         self.wake.notify_one();
         let _firing = self.firing.lock().await;
-        self.take_back_all(self.executor.withdraw_ahead(None))
+        self.take_back_all(self.sink.withdraw_ahead(None))
     }
 
     /// At start-up (before the executor starts): fires the last life of the
@@ -125,7 +161,7 @@ impl Scheduler {
     /// fire instead of running late as if queued in time.
     pub async fn take_back_recorded_ahead(&self) -> Result<(), StoreError> {
         let _firing = self.firing.lock().await;
-        let withdrawn = self.executor.withdraw_recorded_ahead();
+        let withdrawn = self.sink.withdraw_recorded_ahead();
         if !withdrawn.is_empty() {
             tracing::info!(
                 runs = withdrawn.len(),
@@ -153,13 +189,13 @@ impl Scheduler {
                 }
                 // The job went meanwhile (its delete withdrew what it saw).
                 Ok(None) => {
-                    self.executor.submit(withdrawn);
+                    self.sink.restore(withdrawn);
                     continue;
                 }
                 Err(error) => Err(error),
             };
             if let Err(error) = written {
-                self.executor.submit(withdrawn);
+                self.sink.restore(withdrawn);
                 failed = Some(error);
             }
         }
@@ -168,7 +204,7 @@ impl Scheduler {
 
     /// Waits until no pass is between writing fires and queueing their
     /// runs, and keeps it so while the guard lives: reads of jobs together
-    /// with [`Executor::fires_ahead`] then agree.
+    /// with the executor's fires ahead then agree.
     pub async fn settled(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.firing.lock().await
     }
@@ -184,16 +220,90 @@ impl Scheduler {
         self.paused.load(Ordering::SeqCst)
     }
 
-    /// Stops the loop for good (shutdown).
+    /// Stops the loops for good (shutdown). Runs that end from now on are
+    /// handled by [`Scheduler::drain_ended`].
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.wake.notify_one();
+        self.ended_stop.notify_one();
     }
 
-    /// Starts the loop.
+    /// Starts the loops: firing, and hearing runs' ends.
     pub fn start(self: &Arc<Self>) {
         let scheduler = self.clone();
         tokio::spawn(async move { scheduler.run_loop().await });
+        let scheduler = self.clone();
+        tokio::spawn(async move { scheduler.ended_loop().await });
+    }
+
+    /// Handles runs' ends as they come, until [`Scheduler::stop`].
+    async fn ended_loop(self: Arc<Self>) {
+        let mut ended = self.ended.lock().await;
+        loop {
+            tokio::select! {
+                next = ended.recv() => match next {
+                    Some(run) => self.run_ended(run).await,
+                    None => return,
+                },
+                () = self.ended_stop.notified() => return,
+            }
+        }
+    }
+
+    /// At shutdown, once the sink has stopped (every run it ran has
+    /// ended): handles the ends not handled yet, so `after` jobs' next
+    /// fires are written before the last flush.
+    pub async fn drain_ended(&self) {
+        let mut ended = self.ended.lock().await;
+        while let Ok(run) = ended.try_recv() {
+            self.run_ended(run).await;
+        }
+    }
+
+    /// A run ended: an `after` job's next fire counts from its last
+    /// attempt's end, and a job whose fire was held back while it was busy
+    /// may have it recorded now.
+    async fn run_ended(&self, ended: RunEnded) {
+        if !ended.retried
+            && let Some(finished_at) = ended.finished_at
+        {
+            self.after_run_ended(&ended.tenant, &ended.job_id, finished_at).await;
+        }
+        if lock(&self.idle_watch).remove(&(ended.tenant, ended.job_id)) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The last attempt of a run of an `after` job ended at `finished_at`:
+    /// its next fire is the delay after that.
+    async fn after_run_ended(&self, tenant: &str, job_id: &str, finished_at: DateTime<Utc>) {
+        // Most jobs are not `after` jobs: tell without decoding the job.
+        match self.store.job_hooks(tenant, job_id) {
+            Ok(Some(hooks)) if hooks.after => {}
+            _ => return,
+        }
+        let _firing = self.firing.lock().await;
+        for _ in 0..3 {
+            let Ok(Some(mut job)) = self.store.job(tenant, job_id) else {
+                return;
+            };
+            let Some(schedule @ Schedule::After(_)) = &job.schedule else {
+                return;
+            };
+            job.last_finished_at = Some(finished_at);
+            job.next_fire_at = schedule.next_fire(finished_at, job.created_at, job.last_finished_at);
+            match self.store.record_fire(&job, &[]) {
+                Ok(_) => {
+                    self.wake.notify_one();
+                    return;
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => {
+                    tracing::error!(job_id = %job.id, %error, "cannot plan the next fire of an `after` job");
+                    return;
+                }
+            }
+        }
     }
 
     async fn run_loop(self: Arc<Self>) {
@@ -255,9 +365,9 @@ impl Scheduler {
         // The earliest fire held back until its instant.
         let mut held: Option<DateTime<Utc>> = None;
         // Held until the pass's runs are in the queue.
-        let mut places = self.executor.places();
+        let mut places = self.sink.places();
         for entry in &due {
-            match self.plan(entry, now, &mut places) {
+            match self.plan(entry, now, places.as_mut()) {
                 Ok(Planned::Fire(fire, skipped)) => {
                     skips.push((fire.job.id.clone(), skipped, fire.job.skipped_fires));
                     fires.push(*fire);
@@ -296,7 +406,7 @@ impl Scheduler {
             for (job_id, skipped, total) in skipped_fires.into_iter().filter(|(_, skipped, _)| *skipped > 0) {
                 tracing::info!(%job_id, skipped, total, "fires skipped");
             }
-            self.executor.queued(runs);
+            self.sink.enqueue(runs);
             // Next fires just written may fall inside the window: look again.
             return Ok(Some(now));
         }
@@ -336,7 +446,7 @@ impl Scheduler {
     /// the earliest withdrawn one, so pausing and resuming loses nothing.
     pub async fn update_job(&self, job: &mut Job) -> Result<(), StoreError> {
         let _firing = self.firing.lock().await;
-        let withdrawn = self.executor.withdraw_ahead(Some((&job.tenant, &job.id)));
+        let withdrawn = self.sink.withdraw_ahead(Some((&job.tenant, &job.id)));
         let stored = self.store.job(&job.tenant, &job.id)?;
         if stored.is_some_and(|stored| stored.schedule == job.schedule) {
             take_back(job, &withdrawn);
@@ -349,7 +459,7 @@ impl Scheduler {
     /// instant. False if it did not exist.
     pub async fn delete_job(&self, tenant: &str, job_id: &str) -> Result<bool, StoreError> {
         let _firing = self.firing.lock().await;
-        let withdrawn = self.executor.withdraw_ahead(Some((tenant, job_id)));
+        let withdrawn = self.sink.withdraw_ahead(Some((tenant, job_id)));
         let written = self.store.delete_job_withdrawing(tenant, job_id, &withdrawn);
         self.settle(written, withdrawn)
     }
@@ -358,7 +468,7 @@ impl Scheduler {
     /// queue (they are still in the store); either way, look again.
     fn settle<T>(&self, written: Result<T, StoreError>, withdrawn: Vec<Run>) -> Result<T, StoreError> {
         if written.is_err() {
-            self.executor.submit(withdrawn);
+            self.sink.restore(withdrawn);
         } else if !withdrawn.is_empty() {
             tracing::debug!(
                 count = withdrawn.len(),
@@ -380,7 +490,7 @@ impl Scheduler {
     /// ahead of its instant is planned as on time; it is held back until its
     /// instant instead when the job is busy and its overlap policy would
     /// have to decide (the busy run may be over by then).
-    fn plan(&self, entry: &DueJob, now: DateTime<Utc>, places: &mut QueuePlaces<'_>) -> Result<Planned, StoreError> {
+    fn plan(&self, entry: &DueJob, now: DateTime<Utc>, places: &mut dyn Places) -> Result<Planned, StoreError> {
         let job = self.store.job(&entry.tenant, &entry.job_id)?;
         // The index keeps milliseconds; the job keeps the exact instant.
         let current = |job: &Job| job.next_fire_at.map(|at| at.timestamp_millis()) == Some(entry.at.timestamp_millis());
@@ -393,10 +503,10 @@ impl Scheduler {
             self.store.remove_due(entry)?;
             return Ok(Planned::Stale);
         };
-        let activity = self.executor.activity(&job.tenant, &job.id);
+        let activity = self.sink.activity(&job.tenant, &job.id);
         let ahead = entry.at > now;
         if ahead && job.policy.overlap != Overlap::Allow && (activity.running > 0 || activity.waiting > 0) {
-            self.executor.watch_idle(&job.tenant, &job.id);
+            lock(&self.idle_watch).insert((job.tenant.clone(), job.id.clone()));
             return Ok(Planned::AtItsInstant);
         }
         let now = now.max(entry.at);
@@ -433,7 +543,7 @@ impl Scheduler {
             tracing::warn!(tenant = %job.tenant, job_id = %job.id, skipped = over, "fires skipped: the tenant's queue is at its queued_runs quota");
         }
         if granted > 0 && decision == OverlapDecision::ReplaceRunning {
-            self.executor.cancel_running_of(&job.tenant, &job.id);
+            self.sink.cancel_running(&job.tenant, &job.id);
         }
         let runs: Vec<Run> = plan.fires[..granted]
             .iter()
@@ -441,21 +551,25 @@ impl Scheduler {
             .collect();
         job.next_fire_at = match (&schedule, plan.next_fire_at) {
             // An `after` job whose fire did not run counts its delay from now.
-            (Schedule::After(delay), None) if runs.is_empty() => Some(crate::units::add_saturating(now, *delay)),
+            (Schedule::After(_), None) if runs.is_empty() => schedule.next_fire(now, job.created_at, Some(now)),
             (_, next) => next,
         };
         job.skipped_fires += skipped;
         Ok(Planned::Fire(Box::new(Fire { job, runs }), skipped))
     }
 
+    /// The run of a fire: the job's plugin is resolved now, so the run
+    /// keeps the version it was queued with.
     fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>, trigger: Trigger) -> Run {
-        self.executor.build_run(NewRun {
+        let new = NewRun {
             job,
             trigger,
             scheduled_at: fire,
             id: scheduled_run_id(&job.tenant, &job.id, fire),
             input: None,
-        })
+        };
+        let version = self.plugins.resolve_version(&job.tenant, &job.plugin);
+        Run::queued(new, version, self.clock.now(), self.run_log_bytes)
     }
 
     /// Queues one run of each enabled `run_at_start` job (at daemon start).
@@ -477,7 +591,7 @@ impl Scheduler {
     /// pattern). Returns how many runs were queued (0 or 1).
     pub async fn fire_now(&self, job: &Job) -> Result<usize, StoreError> {
         let _firing = self.firing.lock().await;
-        let mut places = self.executor.places();
+        let mut places = self.sink.places();
         if places.take(&job.tenant, 1) == 0 {
             tracing::warn!(tenant = %job.tenant, job_id = %job.id, "run_at_start fire skipped: the tenant's queue is at its queued_runs quota");
             return Ok(0);
@@ -490,7 +604,7 @@ impl Scheduler {
         };
         self.store.flush_async().await?;
         let count = inserted.len();
-        self.executor.queued(inserted);
+        self.sink.enqueue(inserted);
         Ok(count)
     }
 }

@@ -1,27 +1,157 @@
-//! The scheduler stepped by hand: a real store and executor (not started,
-//! so queued runs stay queued) and a manual clock; each test moves the
-//! clock and calls `pass()`, then reads what was recorded.
+//! The scheduler stepped by hand: a real store, a manual clock, and a fake
+//! run sink standing in for the executor (nothing runs: queued runs stay
+//! queued); each test moves the clock and calls `pass()`, then reads what
+//! was recorded.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
-use super::Scheduler;
+use super::{Parts, Places, ResolvePlugin, RunSink, Scheduler};
 use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
-use crate::daemon::Daemon;
+use crate::model::run::{Activity, RunEnded};
 use crate::model::validate::{parse_spec, validate};
-use crate::model::{Job, Run, RunStatus, Trigger};
-use crate::store::{RunFilter, Store};
+use crate::model::{Job, PluginVersion, Run, RunStatus, Trigger};
+use crate::store::{RunFilter, SledStore, Store};
+
+/// The executor's queue as the scheduler sees it: the runs handed over
+/// (none ever starts), and a `queued_runs` quota per tenant.
+struct FakeSink {
+    clock: Arc<ManualClock>,
+    queue: Mutex<Vec<Run>>,
+    quotas: Mutex<HashMap<String, usize>>,
+    /// Places held by passes, per tenant.
+    taken: Mutex<HashMap<String, usize>>,
+    /// Jobs with a run executing (as the tests say).
+    running: Mutex<Vec<String>>,
+    cancelled: Mutex<Vec<String>>,
+}
+
+impl FakeSink {
+    fn waiting_of(&self, tenant: &str) -> usize {
+        self.queue
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|run| run.tenant == tenant)
+            .count()
+    }
+
+    fn queued(&self) -> usize {
+        self.queue.lock().unwrap().len()
+    }
+}
+
+impl RunSink for FakeSink {
+    fn enqueue(&self, runs: Vec<Run>) {
+        self.queue.lock().unwrap().extend(runs);
+    }
+
+    fn restore(&self, runs: Vec<Run>) {
+        self.enqueue(runs);
+    }
+
+    fn activity(&self, tenant: &str, job_id: &str) -> Activity {
+        let queue = self.queue.lock().unwrap();
+        Activity {
+            waiting: queue
+                .iter()
+                .filter(|run| run.tenant == tenant && run.job_id == job_id)
+                .count(),
+            running: self.running.lock().unwrap().iter().filter(|id| *id == job_id).count(),
+        }
+    }
+
+    fn withdraw_ahead(&self, job: Option<(&str, &str)>) -> Vec<Run> {
+        let now = self.clock.now();
+        let mut queue = self.queue.lock().unwrap();
+        let (withdrawn, kept) = std::mem::take(&mut *queue).into_iter().partition(|run: &Run| {
+            job.is_none_or(|(tenant, job_id)| run.tenant == tenant && run.job_id == job_id)
+                && run.trigger == Trigger::Schedule
+                && run.queued_at < run.scheduled_at
+                && run.scheduled_at > now
+        });
+        *queue = kept;
+        withdrawn
+    }
+
+    fn withdraw_recorded_ahead(&self) -> Vec<Run> {
+        let mut queue = self.queue.lock().unwrap();
+        let (withdrawn, kept) = std::mem::take(&mut *queue)
+            .into_iter()
+            .partition(|run: &Run| run.trigger == Trigger::Schedule && run.queued_at < run.scheduled_at);
+        *queue = kept;
+        withdrawn
+    }
+
+    fn cancel_running(&self, _tenant: &str, job_id: &str) {
+        self.cancelled.lock().unwrap().push(job_id.to_string());
+    }
+
+    fn places(&self) -> Box<dyn Places + Send + '_> {
+        Box::new(FakePlaces {
+            sink: self,
+            held: HashMap::new(),
+        })
+    }
+}
+
+struct FakePlaces<'a> {
+    sink: &'a FakeSink,
+    held: HashMap<String, usize>,
+}
+
+impl Places for FakePlaces<'_> {
+    fn take(&mut self, tenant: &str, wanted: usize) -> usize {
+        let Some(limit) = self.sink.quotas.lock().unwrap().get(tenant).copied() else {
+            return wanted;
+        };
+        let mut taken = self.sink.taken.lock().unwrap();
+        let used = self.sink.waiting_of(tenant) + taken.get(tenant).copied().unwrap_or(0);
+        let granted = wanted.min(limit.saturating_sub(used));
+        *taken.entry(tenant.to_string()).or_default() += granted;
+        *self.held.entry(tenant.to_string()).or_default() += granted;
+        granted
+    }
+
+    fn give_back(&mut self, tenant: &str, count: usize) {
+        let held = self.held.entry(tenant.to_string()).or_default();
+        let count = count.min(*held);
+        *held -= count;
+        *self.sink.taken.lock().unwrap().entry(tenant.to_string()).or_default() -= count;
+    }
+}
+
+impl Drop for FakePlaces<'_> {
+    fn drop(&mut self) {
+        let mut taken = self.sink.taken.lock().unwrap();
+        for (tenant, count) in &self.held {
+            *taken.entry(tenant.clone()).or_default() -= count;
+        }
+    }
+}
+
+/// No plugin resolves (the runs keep the job's reference).
+struct NoPlugins;
+
+impl ResolvePlugin for NoPlugins {
+    fn resolve_version(&self, _tenant: &str, _reference: &str) -> Option<PluginVersion> {
+        None
+    }
+}
 
 struct Harness {
     _dir: tempfile::TempDir,
     clock: Arc<ManualClock>,
     store: Arc<dyn Store>,
     scheduler: Arc<Scheduler>,
-    executor: Arc<crate::executor::Executor>,
-    tenants: Arc<crate::tenancy::Tenants>,
+    sink: Arc<FakeSink>,
+    /// Runs' ends, as the executor would report them.
+    ended: mpsc::UnboundedSender<RunEnded>,
 }
 
 fn utc(text: &str) -> DateTime<Utc> {
@@ -37,21 +167,33 @@ fn harness() -> Harness {
 
 fn harness_firing_ahead(fire_ahead: std::time::Duration) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        max_concurrent_runs: 2,
-        fire_ahead,
-        ..Config::default()
-    };
     let clock = Arc::new(ManualClock::at(utc(START)));
-    let daemon = Daemon::open(&config, clock.clone()).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+    let sink = Arc::new(FakeSink {
+        clock: clock.clone(),
+        queue: Mutex::default(),
+        quotas: Mutex::default(),
+        taken: Mutex::default(),
+        running: Mutex::default(),
+        cancelled: Mutex::default(),
+    });
+    let (ended_sender, ended) = mpsc::unbounded_channel();
+    let scheduler = Scheduler::new(Parts {
+        store: store.clone(),
+        sink: sink.clone(),
+        plugins: Arc::new(NoPlugins),
+        run_log_bytes: 1024,
+        clock: clock.clone(),
+        fire_ahead,
+        ended,
+    });
     Harness {
         _dir: dir,
         clock,
-        store: daemon.store,
-        scheduler: daemon.scheduler,
-        executor: daemon.executor,
-        tenants: daemon.tenants,
+        store,
+        scheduler,
+        sink,
+        ended: ended_sender,
     }
 }
 
@@ -127,10 +269,7 @@ async fn overlap_skip_counts_a_fire_while_the_last_run_is_waiting() {
 #[tokio::test]
 async fn fires_past_the_tenants_queue_quota_are_skipped_at_their_instant_and_the_schedule_moves_on() {
     let h = harness_firing_ahead(std::time::Duration::from_secs(1));
-    let mut tenant = crate::tenancy::implicit_default();
-    tenant.name = "t".into();
-    tenant.quotas.queued_runs = Some(2);
-    h.tenants.put(tenant);
+    h.sink.quotas.lock().unwrap().insert("t".into(), 2);
     let jobs: Vec<Job> = ["a", "b", "c"]
         .into_iter()
         .map(|name| h.job(json!({"name": name, "schedule": {"every": "10s"}, "policy": {"overlap": "allow"}})))
@@ -138,7 +277,7 @@ async fn fires_past_the_tenants_queue_quota_are_skipped_at_their_instant_and_the
     let after = h.job(json!({"name": "d", "schedule": {"after": "20s"}}));
     // Ahead of 10:00:10: two fires fit, the third waits for its instant.
     assert_eq!(h.at("2026-11-25T10:00:08.5Z").await.len(), 2);
-    assert_eq!(h.executor.waiting_of("t"), 2);
+    assert_eq!(h.sink.waiting_of("t"), 2);
     let held: Vec<&Job> = jobs
         .iter()
         .filter(|job| h.reload(job).next_fire_at == job.next_fire_at)
@@ -162,7 +301,7 @@ async fn fires_past_the_tenants_queue_quota_are_skipped_at_their_instant_and_the
     let after = h.reload(&after);
     assert_eq!(after.skipped_fires, 1);
     assert_eq!(after.next_fire_at, Some(utc("2026-11-25T10:00:40Z")));
-    assert_eq!(h.executor.waiting_of("t"), 2, "the quota held");
+    assert_eq!(h.sink.waiting_of("t"), 2, "the quota held");
 }
 
 #[tokio::test]
@@ -342,7 +481,7 @@ async fn a_fire_is_recorded_ahead_and_waits_in_the_queue_for_its_instant() {
     assert_eq!(fires(&runs), [utc("2026-11-25T10:00:10Z")]);
     assert_eq!(runs[0].status, RunStatus::Queued);
     assert_eq!(h.reload(&job).next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
-    let queued = h.executor.queue_depth(None).0;
+    let queued = h.sink.queued();
     assert_eq!(queued, 1, "the run waits in the queue for its instant");
 }
 
@@ -355,7 +494,7 @@ async fn pausing_withdraws_a_fire_recorded_ahead_and_resuming_catches_it_up() {
     paused.enabled = false;
     h.scheduler.update_job(&mut paused).await.unwrap();
     assert!(h.runs().is_empty(), "the fire recorded ahead is withdrawn");
-    assert_eq!(h.executor.queue_depth(None).0, 0);
+    assert_eq!(h.sink.queued(), 0);
     let paused = h.reload(&paused);
     assert_eq!(
         paused.next_fire_at,
@@ -387,7 +526,7 @@ async fn editing_or_deleting_a_job_withdraws_its_fire_recorded_ahead() {
     assert_eq!(runs[0].input, br#"{"v":2}"#);
     assert!(h.scheduler.delete_job("t", &job.id).await.unwrap());
     assert!(h.runs().is_empty(), "deleting the job withdraws it too");
-    assert_eq!(h.executor.queue_depth(None).0, 0);
+    assert_eq!(h.sink.queued(), 0);
 }
 
 #[tokio::test]
@@ -413,7 +552,7 @@ async fn pausing_the_scheduler_withdraws_every_fire_recorded_ahead() {
     assert_eq!(h.at("2026-11-25T10:00:09.5Z").await.len(), 2);
     h.scheduler.pause().await.unwrap();
     assert!(h.runs().is_empty());
-    assert_eq!(h.executor.queue_depth(None).0, 0);
+    assert_eq!(h.sink.queued(), 0);
     for job in [&first, &second] {
         assert_eq!(h.reload(job).next_fire_at, Some(utc("2026-11-25T10:00:10Z")));
     }
@@ -476,4 +615,65 @@ async fn a_pass_records_every_fire_whose_mark_has_come_and_none_later() {
         fires(&runs),
         [utc("2026-11-25T10:00:10Z"), utc("2026-11-25T10:00:10.600Z")]
     );
+}
+
+#[tokio::test]
+async fn an_after_jobs_next_fire_counts_from_its_last_attempts_end() {
+    let h = harness();
+    let job = h.job(json!({"schedule": {"after": "20s"}}));
+    assert_eq!(job.next_fire_at, Some(utc("2026-11-25T10:00:20Z")));
+    assert_eq!(h.at("2026-11-25T10:00:20Z").await.len(), 1);
+    assert_eq!(h.reload(&job).next_fire_at, None, "it waits for the run's end");
+    let ended = |finished_at: &str, retried: bool| RunEnded {
+        tenant: "t".into(),
+        job_id: job.id.clone(),
+        finished_at: Some(utc(finished_at)),
+        retried,
+    };
+    // A failed attempt with a retry queued is not the last: nothing moves.
+    h.ended.send(ended("2026-11-25T10:00:21Z", true)).unwrap();
+    h.scheduler.drain_ended().await;
+    assert_eq!(h.reload(&job).next_fire_at, None);
+    h.ended.send(ended("2026-11-25T10:00:23.5Z", false)).unwrap();
+    h.scheduler.drain_ended().await;
+    let moved = h.reload(&job);
+    assert_eq!(moved.next_fire_at, Some(utc("2026-11-25T10:00:43.5Z")));
+    assert_eq!(moved.last_finished_at, Some(utc("2026-11-25T10:00:23.5Z")));
+    // The run is over; the next fires at its instant.
+    h.sink.queue.lock().unwrap().clear();
+    assert_eq!(h.at("2026-11-25T10:00:43.4Z").await.len(), 1, "not before its time");
+    let runs = h.at("2026-11-25T10:00:43.5Z").await;
+    assert_eq!(
+        fires(&runs),
+        [utc("2026-11-25T10:00:20Z"), utc("2026-11-25T10:00:43.5Z")]
+    );
+}
+
+#[tokio::test]
+async fn a_run_of_another_job_or_schedule_ending_moves_no_fire() {
+    let h = harness();
+    let every = h.job(json!({"name": "every", "schedule": {"every": "10s"}}));
+    h.ended
+        .send(RunEnded {
+            tenant: "t".into(),
+            job_id: every.id.clone(),
+            finished_at: Some(utc("2026-11-25T10:00:03Z")),
+            retried: false,
+        })
+        .unwrap();
+    h.scheduler.drain_ended().await;
+    assert_eq!(h.reload(&every), every, "an `every` job keeps its grid");
+}
+
+#[tokio::test]
+async fn overlap_replace_cancels_the_running_run_through_the_sink_and_queues_the_fire() {
+    let h = harness();
+    let job = h.job(json!({"schedule": {"every": "10s"}, "policy": {"overlap": "replace"}}));
+    assert_eq!(h.at("2026-11-25T10:00:10Z").await.len(), 1);
+    // The first run starts (and runs on past the next fire).
+    h.sink.queue.lock().unwrap().clear();
+    h.sink.running.lock().unwrap().push(job.id.clone());
+    assert_eq!(h.at("2026-11-25T10:00:20Z").await.len(), 2);
+    assert_eq!(*h.sink.cancelled.lock().unwrap(), [job.id.clone()]);
+    assert_eq!(h.reload(&job).skipped_fires, 0);
 }
