@@ -14,7 +14,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::digest::Digests;
 use crate::events::{BUFFERED_EVENTS, EventBus};
-use crate::executor::{Capacity, Executor, Grants, Observers};
+use crate::executor::{Capacity, Executor, Observers};
+use crate::grant::Granter;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -131,11 +132,7 @@ impl Daemon {
             vault.clone(),
             mailer.clone(),
         ));
-        let grants = Grants {
-            tenants: tenants.clone(),
-            outbound,
-            vault: vault.clone(),
-        };
+        let granter = Granter::new(store.clone(), tenants.clone(), outbound, vault.clone());
         // Runs' ends, from the executor to the scheduler.
         let (ended_sender, ended) = tokio::sync::mpsc::unbounded_channel();
         let executor = Executor::new(
@@ -148,7 +145,7 @@ impl Daemon {
                 log_bytes: config.jobs.logs,
                 mark_running_after: config.flush_interval,
             },
-            grants,
+            granter,
             Observers {
                 events: events.clone(),
                 metrics: metrics.clone(),

@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod digest;
 pub mod events;
 pub mod executor;
+pub mod grant;
 pub mod lanes;
 pub mod mail;
 pub mod metrics;

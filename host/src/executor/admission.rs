@@ -93,7 +93,7 @@ impl<'a> QueuePlaces<'a> {
         if wanted == 0 {
             return 0;
         }
-        let Some(limit) = self.executor.grants.tenants.queued_runs(tenant) else {
+        let Some(limit) = self.executor.granter.tenants().queued_runs(tenant) else {
             return wanted;
         };
         let granted = lock(&self.executor.queue).admission.take(tenant, wanted, limit);

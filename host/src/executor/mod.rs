@@ -29,16 +29,14 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::events::EventBus;
+use crate::grant::Granter;
 use crate::metrics::Metrics;
 use crate::model::job::Priority;
 use crate::model::{ErrorKind, Job, Run, RunError, RunStatus, Trigger};
-use crate::outbound::{HttpGrant, Outbound};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
-use crate::sandbox::{Capabilities, KeyValue, Metering, RunContext, RunRequest, Sandbox, ZoneSource};
+use crate::sandbox::{Metering, RunContext, RunRequest, Sandbox};
 use crate::store::{RunFilter, Store, StoreError};
-use crate::tenancy::Tenants;
-use crate::vault::Vault;
 
 use crate::model::run::{NewRun, RunEnded};
 pub use admission::QueuePlaces;
@@ -73,18 +71,6 @@ pub enum ExecError {
     },
 }
 
-/// What runs may use beyond the sandbox, looked up per run: the tenants'
-/// quotas and HTTP caps, the HTTP client behind the SSRF wall, and the
-/// vault that opens granted secrets.
-pub struct Grants {
-    /// Quotas and caps per tenant.
-    pub tenants: Arc<Tenants>,
-    /// Outbound HTTP.
-    pub outbound: Arc<Outbound>,
-    /// Secrets at rest.
-    pub vault: Arc<Vault>,
-}
-
 /// How much the executor takes on.
 #[derive(Debug, Clone, Copy)]
 pub struct Capacity {
@@ -115,7 +101,8 @@ type Waiter = oneshot::Sender<(Run, Option<String>)>;
 
 /// Runs queued runs.
 pub struct Executor {
-    grants: Grants,
+    /// What each run may use, and the tenants' quotas.
+    granter: Granter,
     events: Arc<EventBus>,
     metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
@@ -146,38 +133,6 @@ impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Ordering::SeqCst);
         self.0.wake.notify_one();
-    }
-}
-
-/// A job's kv state over the store, scoped to tenant and job, within the
-/// tenant's kv quota.
-struct StoreKeyValue {
-    store: Arc<dyn Store>,
-    tenant: String,
-    job_id: String,
-    max_bytes: Option<u64>,
-}
-
-impl KeyValue for StoreKeyValue {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.store
-            .kv_get(&self.tenant, &self.job_id, key)
-            .map_err(|error| error.to_string())
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.store
-            .kv_set_within(&self.tenant, &self.job_id, key, value, self.max_bytes)
-            .map_err(|error| format!("kv: {error}"))
-    }
-    fn delete(&self, key: &str) -> Result<(), String> {
-        self.store
-            .kv_delete(&self.tenant, &self.job_id, key)
-            .map_err(|error| error.to_string())
-    }
-    fn keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, String> {
-        self.store
-            .kv_keys(&self.tenant, &self.job_id, prefix, limit)
-            .map_err(|error| error.to_string())
     }
 }
 
@@ -213,11 +168,11 @@ impl Executor {
         plugins: Arc<Plugins>,
         clock: Arc<dyn Clock>,
         capacity: Capacity,
-        grants: Grants,
+        granter: Granter,
         observers: Observers,
     ) -> Arc<Executor> {
         Arc::new(Executor {
-            grants,
+            granter,
             events: observers.events,
             metrics: observers.metrics,
             store,
@@ -250,7 +205,7 @@ impl Executor {
         if places.take(tenant, 1) == 0 {
             return Err(ExecError::QueueFull {
                 tenant: tenant.to_string(),
-                limit: self.grants.tenants.queued_runs(tenant).unwrap_or(0),
+                limit: self.granter.tenants().queued_runs(tenant).unwrap_or(0),
             });
         }
         Ok(places)
@@ -259,7 +214,7 @@ impl Executor {
     /// Writes a queued run asked for over the API, within its tenant's
     /// `run_bytes` quota, and makes it durable.
     async fn insert_asked(&self, run: &Run) -> Result<(), ExecError> {
-        let max_bytes = self.grants.tenants.run_bytes(&run.tenant);
+        let max_bytes = self.granter.tenants().run_bytes(&run.tenant);
         self.store.insert_run_within(run, max_bytes)?;
         self.store.flush_async().await?;
         Ok(())
@@ -397,7 +352,7 @@ impl Executor {
                 if self.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let tenants = &self.grants.tenants;
+                let tenants = &self.granter.tenants();
                 let next = lock(&self.queue).pop(self.clock.now(), &|tenant| tenants.concurrency(tenant));
                 match next {
                     Ok(ready) => break ready,
@@ -512,7 +467,7 @@ impl Executor {
             },
             input: run.input.clone(),
             limits: run.limits,
-            capabilities: self.capabilities(run),
+            capabilities: self.granter.capabilities(run),
             cancel,
             log: LogSink::new(run.limits.logs),
         }
@@ -524,51 +479,6 @@ impl Executor {
         tokio::task::spawn_blocking(move || sink.live_contents(&secrets))
             .await
             .ok()
-    }
-
-    /// What `run` may use: its job's kv within the tenant's quota, the
-    /// hosts it was granted within the tenant's cap (read now, so an admin's
-    /// change applies to the next run), the secrets granted to it, and
-    /// where its job's time zone is read if the plugin asks.
-    fn capabilities(&self, run: &Run) -> Capabilities {
-        let tenant = self.grants.tenants.get(&run.tenant);
-        let mut secrets = std::collections::BTreeMap::new();
-        for name in &run.secrets {
-            match self.store.secret(&run.tenant, name) {
-                Ok(Some(record)) => match self.grants.vault.open(&record) {
-                    Ok(value) => {
-                        secrets.insert(name.clone(), value);
-                    }
-                    Err(error) => tracing::warn!(run_id = %run.id, %error, "a granted secret reads as none"),
-                },
-                Ok(None) => {}
-                Err(error) => tracing::warn!(run_id = %run.id, %error, "a granted secret reads as none"),
-            }
-        }
-        Capabilities {
-            kv: Arc::new(StoreKeyValue {
-                store: self.store.clone(),
-                tenant: run.tenant.clone(),
-                job_id: run.job_id.clone(),
-                max_bytes: tenant.as_ref().and_then(|tenant| tenant.quotas.kv_bytes),
-            }),
-            outbound: Some(self.grants.outbound.clone()),
-            http: HttpGrant {
-                job: run.http_allow.clone(),
-                tenant: tenant.and_then(|tenant| tenant.http_allow),
-                any_host: false,
-            },
-            secrets,
-            zone: ZoneSource::Lookup(Arc::new({
-                let (store, tenant, job_id) = (self.store.clone(), run.tenant.clone(), run.job_id.clone());
-                // The job as it is when the plugin asks; a job deleted
-                // under its running run reads as UTC.
-                move || match store.job(&tenant, &job_id) {
-                    Ok(job) => Ok(job.map_or(chrono_tz::Tz::UTC, |job| job.timezone())),
-                    Err(error) => Err(error.to_string()),
-                }
-            })),
-        }
     }
 
     /// Records a finished run durably, queues its retry if it has attempts
