@@ -21,6 +21,9 @@ use common::smtp::{mails_matching, smtp_sink};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+/// A request a receiver kept: when it came, and its JSON body.
+type Received = (DateTime<Utc>, Value);
+
 /// Serves `app` on a free port of 127.0.0.1; the port.
 async fn serve(app: Router) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -74,7 +77,7 @@ async fn the_reminder_example_posts_once_at_its_instant_even_when_the_daemon_was
     let component = common::build_example("python", "reminder", &work.path().join("reminder"), "reminder", &[]);
 
     // The chat's webhook: keeps each message and when it came.
-    let posts: Arc<Mutex<Vec<(DateTime<Utc>, Value)>>> = Arc::default();
+    let posts: Arc<Mutex<Vec<Received>>> = Arc::default();
     let kept = posts.clone();
     let port = serve(Router::new().route(
         "/hooks/standup",

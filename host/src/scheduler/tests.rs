@@ -674,6 +674,6 @@ async fn overlap_replace_cancels_the_running_run_through_the_sink_and_queues_the
     h.sink.queue.lock().unwrap().clear();
     h.sink.running.lock().unwrap().push(job.id.clone());
     assert_eq!(h.at("2026-11-25T10:00:20Z").await.len(), 2);
-    assert_eq!(*h.sink.cancelled.lock().unwrap(), [job.id.clone()]);
+    assert_eq!(*h.sink.cancelled.lock().unwrap(), std::slice::from_ref(&job.id));
     assert_eq!(h.reload(&job).skipped_fires, 0);
 }
