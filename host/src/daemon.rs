@@ -16,6 +16,7 @@ use crate::digest::Digests;
 use crate::events::{BUFFERED_EVENTS, EventBus};
 use crate::executor::{Capacity, Executor, Observers};
 use crate::grant::Granter;
+use crate::jobs::{Jobs, JobsParts};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
@@ -67,6 +68,8 @@ pub struct Daemon {
     pub executor: Arc<Executor>,
     /// The scheduler.
     pub scheduler: Arc<Scheduler>,
+    /// Job writes.
+    pub jobs: Arc<Jobs>,
 }
 
 /// Builds the engine for a configuration.
@@ -157,10 +160,20 @@ impl Daemon {
             sink: executor.clone(),
             plugins: plugins.clone(),
             run_log_bytes: config.jobs.logs,
-            clock,
+            clock: clock.clone(),
             fire_ahead: config.fire_ahead,
             ended,
         });
+        let jobs = Arc::new(Jobs::new(JobsParts {
+            store: store.clone(),
+            scheduler: scheduler.clone(),
+            tenants: tenants.clone(),
+            plugins: plugins.clone(),
+            events: events.clone(),
+            metrics: metrics.clone(),
+            defaults: config.job_defaults(),
+            clock,
+        }));
         Ok(Daemon {
             store,
             storage,
@@ -174,6 +187,7 @@ impl Daemon {
             plugins,
             executor,
             scheduler,
+            jobs,
         })
     }
 

@@ -32,6 +32,7 @@ pub mod digest;
 pub mod events;
 pub mod executor;
 pub mod grant;
+pub mod jobs;
 pub mod lanes;
 pub mod mail;
 pub mod metrics;

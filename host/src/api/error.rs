@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::AuthError;
 use crate::executor::ExecError;
+use crate::jobs::JobsError;
 use crate::model::validate::ValidationError;
 use crate::plugin::PluginError;
 use crate::sandbox::ComponentError;
@@ -267,6 +268,19 @@ impl From<PluginError> for ApiError {
             PluginError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         };
         ApiError::new(status, code, message)
+    }
+}
+
+impl From<JobsError> for ApiError {
+    fn from(error: JobsError) -> Self {
+        match error {
+            JobsError::Invalid(error) => error.into(),
+            JobsError::InvalidField(message) => ApiError::bad_request("invalid_field", message),
+            error @ JobsError::UnknownPlugin(_) => ApiError::bad_request("unknown_plugin", error.to_string()),
+            JobsError::Plugin(error) => error.into(),
+            error @ JobsError::NotFound(_) => ApiError::not_found("job_not_found", error.to_string()),
+            JobsError::Store(error) => error.into(),
+        }
     }
 }
 

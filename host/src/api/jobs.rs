@@ -15,9 +15,7 @@ use serde_json::{Value, json};
 use super::extract::{Caller, JsonBody, Query};
 use super::runs::full_run_view;
 use super::{ApiError, AppState};
-use crate::model::validate::{merge_patch, parse_spec, validate};
 use crate::model::{Job, Trigger};
-use crate::plugin::PluginError;
 
 /// The longest `?wait=` a run-now may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -50,44 +48,7 @@ fn job_view_with(job: &Job, ahead: &HashMap<String, DateTime<Utc>>) -> Value {
 
 /// A job of the caller's tenant by id or name, or 404.
 pub(super) fn find_job(state: &AppState, tenant: &str, id_or_name: &str) -> Result<Job, ApiError> {
-    if let Some(job) = state.store().job(tenant, id_or_name)? {
-        return Ok(job);
-    }
-    if let Some(id) = state.store().job_id_by_name(tenant, id_or_name)?
-        && let Some(job) = state.store().job(tenant, &id)?
-    {
-        return Ok(job);
-    }
-    Err(ApiError::not_found(
-        "job_not_found",
-        format!("no job with id or name {id_or_name:?}"),
-    ))
-}
-
-/// Checks that the job's plugin reference resolves, as a 400 on `plugin`.
-fn check_plugin(state: &AppState, job: &Job) -> Result<(), ApiError> {
-    match state.plugins().resolve(&job.tenant, &job.plugin) {
-        Ok(_) => Ok(()),
-        Err(error @ (PluginError::NotFound { .. } | PluginError::VersionNotFound { .. })) => Err(
-            ApiError::bad_request("unknown_plugin", format!("plugin: {error}; upload it first")),
-        ),
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn validated(state: &AppState, tenant: &str, body: &Value, existing: Option<&Job>) -> Result<Job, ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "body: expected a JSON object with the job's fields",
-        ));
-    }
-    let spec = parse_spec(body)?;
-    // The tenant's ceilings cap the daemon's.
-    let defaults = state.tenants().quotas(tenant).cap(&state.config().job_defaults());
-    let job = validate(spec, tenant, existing, &defaults, Utc::now())?;
-    check_plugin(state, &job)?;
-    Ok(job)
+    Ok(state.jobs().find(tenant, id_or_name)?)
 }
 
 /// `POST /v1/jobs`: 201, or 409 if the name is taken.
@@ -103,18 +64,7 @@ pub async fn create(
     Caller(caller): Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let job = validated(&state, &caller.tenant, &body, None)?;
-    state
-        .store()
-        .insert_job_within(&job, state.tenants().quotas(&caller.tenant).jobs)?;
-    state.store().flush_async().await?;
-    tracing::info!(job_id = %job.id, name = %job.name, "job created");
-    prepare_plugin(&state, &job);
-    state.events().job("job.created", &job);
-    state.scheduler().job_changed();
-    if job.run_at_start && job.enabled {
-        state.scheduler().fire_now(&job).await?;
-    }
+    let job = state.jobs().create(&caller.tenant, &body).await?;
     Ok((StatusCode::CREATED, Json(job_view(&job))).into_response())
 }
 
@@ -124,21 +74,6 @@ pub struct UpsertQuery {
     /// Validate and say what would change, writing nothing.
     #[serde(default)]
     dry_run: bool,
-}
-
-/// The top-level spec fields whose values differ between two jobs.
-fn changed_fields(before: &Job, after: &Job) -> Vec<String> {
-    let (before, after) = (before.to_spec_json(), after.to_spec_json());
-    let keys: std::collections::BTreeSet<&String> = before
-        .as_object()
-        .into_iter()
-        .chain(after.as_object())
-        .flat_map(|object| object.keys())
-        .collect();
-    keys.into_iter()
-        .filter(|key| before.get(key.as_str()) != after.get(key.as_str()))
-        .cloned()
-        .collect()
 }
 
 /// `PUT /v1/jobs/{name}`: create (201) or replace (200) by name. With
@@ -157,70 +92,17 @@ pub async fn upsert(
     Caller(caller): Caller,
     Path(name): Path<String>,
     Query(query): Query<UpsertQuery>,
-    JsonBody(mut body): JsonBody,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    if let Some(object) = body.as_object_mut() {
-        match object.get("name") {
-            None => {
-                object.insert("name".to_string(), json!(name));
-            }
-            Some(given) if given != &json!(name) => {
-                return Err(ApiError::bad_request(
-                    "invalid_field",
-                    format!("name: the body says {given} but the path says {name:?}"),
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    let existing = match state.store().job_id_by_name(&caller.tenant, &name)? {
-        Some(id) => state.store().job(&caller.tenant, &id)?,
-        None => None,
-    };
-    let mut job = validated(&state, &caller.tenant, &body, existing.as_ref())?;
     if query.dry_run {
-        let (change, fields) = match &existing {
-            None => ("create", Vec::new()),
-            Some(existing) => match changed_fields(existing, &job) {
-                fields if fields.is_empty() => ("unchanged", fields),
-                fields => ("update", fields),
-            },
-        };
-        let body = json!({"change": change, "changed_fields": fields, "job": job_view(&job)});
+        let preview = state.jobs().preview_put(&caller.tenant, &name, body)?;
+        let body =
+            json!({"change": preview.change, "changed_fields": preview.changed_fields, "job": job_view(&preview.job)});
         return Ok((StatusCode::OK, Json(body)).into_response());
     }
-    let status = match existing {
-        Some(_) => {
-            state.scheduler().update_job(&mut job).await?;
-            StatusCode::OK
-        }
-        None => {
-            state
-                .store()
-                .insert_job_within(&job, state.tenants().quotas(&caller.tenant).jobs)?;
-            StatusCode::CREATED
-        }
-    };
-    state.store().flush_async().await?;
-    let kind = if status == StatusCode::CREATED {
-        "job.created"
-    } else {
-        "job.updated"
-    };
-    prepare_plugin(&state, &job);
-    state.events().job(kind, &job);
-    state.scheduler().job_changed();
-    if status == StatusCode::CREATED && job.run_at_start && job.enabled {
-        state.scheduler().fire_now(&job).await?;
-    }
+    let (job, created) = state.jobs().put(&caller.tenant, &name, body).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(job_view(&job))).into_response())
-}
-
-/// Compiles the job's plugin for the job's metering in the background when
-/// it is not ready (see `Plugins::prepare_soon`).
-fn prepare_plugin(state: &AppState, job: &Job) {
-    let metering = crate::sandbox::Metering::of(job.limits.fuel);
-    state.inner.plugins.prepare_soon(&job.tenant, &job.plugin, metering);
 }
 
 /// `GET /v1/jobs?label=k=v` (labels may repeat; all must match).
@@ -294,27 +176,7 @@ pub async fn patch(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let existing = find_job(&state, &caller.tenant, &id)?;
-    if !body.is_object() {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "body: expected a JSON merge patch object",
-        ));
-    }
-    let mut spec = existing.to_spec_json();
-    // A schedule and an input are replaced whole, never merged key by key:
-    // {"every": "90s"} over {"cron": ...} means "now every 90s".
-    for whole in ["schedule", "input"] {
-        if body.get(whole).is_some() {
-            spec[whole] = Value::Null;
-        }
-    }
-    merge_patch(&mut spec, &body);
-    let mut job = validated(&state, &caller.tenant, &spec, Some(&existing))?;
-    state.scheduler().update_job(&mut job).await?;
-    state.store().flush_async().await?;
-    prepare_plugin(&state, &job);
-    state.events().job("job.updated", &job);
+    let job = state.jobs().patch(&caller.tenant, &id, &body).await?;
     Ok(Json(job_view(&job)))
 }
 
@@ -331,26 +193,12 @@ pub async fn delete(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let job = find_job(&state, &caller.tenant, &id)?;
-    state.scheduler().delete_job(&caller.tenant, &job.id).await?;
-    state.store().flush_async().await?;
-    tracing::info!(job_id = %job.id, name = %job.name, "job deleted");
-    state.metrics().job_deleted(&caller.tenant, &job.name);
-    state.events().job("job.deleted", &job);
+    state.jobs().delete(&caller.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) -> Result<Json<Value>, ApiError> {
-    let mut job = find_job(state, tenant, id)?;
-    if job.enabled != enabled {
-        job.enabled = enabled;
-        job.updated_at = Utc::now();
-        state.scheduler().update_job(&mut job).await?;
-        state.store().flush_async().await?;
-        state
-            .events()
-            .job(if enabled { "job.resumed" } else { "job.paused" }, &job);
-    }
+    let job = state.jobs().set_enabled(tenant, id, enabled).await?;
     Ok(Json(job_view(&job)))
 }
 

@@ -28,6 +28,7 @@ use crate::daemon::Daemon;
 use crate::digest::Digests;
 use crate::events::EventBus;
 use crate::executor::Executor;
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::plugin::Plugins;
 use crate::scheduler::Scheduler;
@@ -56,6 +57,7 @@ struct Shared {
     plugins: Arc<Plugins>,
     executor: Arc<Executor>,
     scheduler: Arc<Scheduler>,
+    jobs: Arc<Jobs>,
     auth: Auth,
     /// Each client address's budget of requests without a valid token.
     unauthenticated: AddressBudgets,
@@ -80,6 +82,7 @@ impl AppState {
                 plugins: daemon.plugins,
                 executor: daemon.executor,
                 scheduler: daemon.scheduler,
+                jobs: daemon.jobs,
                 auth,
                 unauthenticated: AddressBudgets::new(
                     config.http.unauthenticated_rate,
@@ -94,6 +97,10 @@ impl AppState {
 
     fn scheduler(&self) -> &Arc<Scheduler> {
         &self.inner.scheduler
+    }
+
+    fn jobs(&self) -> &Jobs {
+        &self.inner.jobs
     }
 
     fn store(&self) -> &dyn Store {

@@ -440,6 +440,12 @@ impl Scheduler {
         }
     }
 
+    /// Stores a new job (within a tenant's `jobs` quota, if given); the
+    /// caller wakes the loop ([`Scheduler::job_changed`]) once it is durable.
+    pub fn insert_job(&self, job: &Job, max_jobs: Option<u64>) -> Result<(), StoreError> {
+        self.store.insert_job_within(job, max_jobs)
+    }
+
     /// Changes a job, withdrawing (in the same write) the runs of its fires
     /// recorded ahead of their instant: they were planned from the job as
     /// it was. When the job keeps its schedule, its next fire goes back to
@@ -465,7 +471,8 @@ impl Scheduler {
     }
 
     /// After a job change: on failure the withdrawn runs go back in the
-    /// queue (they are still in the store); either way, look again.
+    /// queue (they are still in the store). The caller wakes the loop once
+    /// the change is durable and announced ([`Scheduler::job_changed`]).
     fn settle<T>(&self, written: Result<T, StoreError>, withdrawn: Vec<Run>) -> Result<T, StoreError> {
         if written.is_err() {
             self.sink.restore(withdrawn);
@@ -475,7 +482,6 @@ impl Scheduler {
                 "fires recorded ahead withdrawn by a job change"
             );
         }
-        self.job_changed();
         written
     }
 

@@ -1,0 +1,315 @@
+//! Job writes, in one place: create, replace by name, patch, delete, pause
+//! and resume. Each validates against the tenant's ceilings, writes through
+//! the scheduler (which withdraws fires recorded ahead in the same write),
+//! makes the change durable, and only then logs it, gets the job's plugin
+//! ready, tells the event stream and wakes the scheduler, in that order:
+//! an answer or an event never gets ahead of the disk, and a job's
+//! `job.created` comes before the `run.queued` of its first fire. The API
+//! handlers only extract, call and show.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::clock::Clock;
+use crate::config::JobDefaults;
+use crate::events::EventBus;
+use crate::metrics::Metrics;
+use crate::model::Job;
+use crate::model::validate::{ValidationError, merge_patch, parse_spec, validate};
+use crate::plugin::{PluginError, Plugins};
+use crate::sandbox::Metering;
+use crate::scheduler::Scheduler;
+use crate::store::{Store, StoreError};
+use crate::tenancy::Tenants;
+
+/// Why a job write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// A field is missing or wrong.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The body is not what the call takes (the message names the field).
+    #[error("{0}")]
+    InvalidField(String),
+    /// The job names a plugin the tenant does not have.
+    #[error("plugin: {0}; upload it first")]
+    UnknownPlugin(PluginError),
+    /// Resolving the plugin failed otherwise.
+    #[error(transparent)]
+    Plugin(PluginError),
+    /// No job of the tenant has this id or name.
+    #[error("no job with id or name {0:?}")]
+    NotFound(String),
+    /// The store refused or failed (a taken name, the jobs quota, a fault).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `PUT /v1/jobs/{name}?dry_run=true` would do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    /// `create`, `update` or `unchanged`.
+    pub change: &'static str,
+    /// The spec fields whose values would change.
+    pub changed_fields: Vec<String>,
+    /// The job as it would be stored.
+    pub job: Job,
+}
+
+/// A job change, for what follows the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Created,
+    Updated,
+    Deleted,
+    Paused,
+    Resumed,
+}
+
+impl Change {
+    fn event(self) -> &'static str {
+        match self {
+            Change::Created => "job.created",
+            Change::Updated => "job.updated",
+            Change::Deleted => "job.deleted",
+            Change::Paused => "job.paused",
+            Change::Resumed => "job.resumed",
+        }
+    }
+}
+
+/// The one owner of job writes.
+pub struct Jobs {
+    store: Arc<dyn Store>,
+    scheduler: Arc<Scheduler>,
+    tenants: Arc<Tenants>,
+    plugins: Arc<Plugins>,
+    events: Arc<EventBus>,
+    metrics: Arc<Metrics>,
+    defaults: JobDefaults,
+    clock: Arc<dyn Clock>,
+}
+
+/// What [`Jobs`] is made of.
+pub struct JobsParts {
+    /// Jobs are read from here (and written through the scheduler).
+    pub store: Arc<dyn Store>,
+    /// Writes jobs, withdrawing fires recorded ahead.
+    pub scheduler: Arc<Scheduler>,
+    /// The tenants' ceilings and `jobs` quota.
+    pub tenants: Arc<Tenants>,
+    /// Resolves and prepares jobs' plugins.
+    pub plugins: Arc<Plugins>,
+    /// Job events.
+    pub events: Arc<EventBus>,
+    /// Job gauges.
+    pub metrics: Arc<Metrics>,
+    /// The daemon's job defaults and ceilings.
+    pub defaults: JobDefaults,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Jobs {
+    /// The job service over its parts.
+    pub fn new(parts: JobsParts) -> Jobs {
+        Jobs {
+            store: parts.store,
+            scheduler: parts.scheduler,
+            tenants: parts.tenants,
+            plugins: parts.plugins,
+            events: parts.events,
+            metrics: parts.metrics,
+            defaults: parts.defaults,
+            clock: parts.clock,
+        }
+    }
+
+    /// A job of `tenant` by id or name.
+    pub fn find(&self, tenant: &str, id_or_name: &str) -> Result<Job, JobsError> {
+        if let Some(job) = self.store.job(tenant, id_or_name)? {
+            return Ok(job);
+        }
+        if let Some(id) = self.store.job_id_by_name(tenant, id_or_name)?
+            && let Some(job) = self.store.job(tenant, &id)?
+        {
+            return Ok(job);
+        }
+        Err(JobsError::NotFound(id_or_name.to_string()))
+    }
+
+    /// Creates a job from its spec (`name` taken: [`StoreError::NameTaken`]).
+    pub async fn create(&self, tenant: &str, body: &Value) -> Result<Job, JobsError> {
+        let job = self.validated(tenant, body, None)?;
+        self.scheduler.insert_job(&job, self.tenants.quotas(tenant).jobs)?;
+        self.committed(&job, Change::Created).await?;
+        Ok(job)
+    }
+
+    /// What a replace by name would do, writing nothing.
+    pub fn preview_put(&self, tenant: &str, name: &str, body: Value) -> Result<Preview, JobsError> {
+        let (existing, job) = self.put_target(tenant, name, body)?;
+        let (change, changed_fields) = match &existing {
+            None => ("create", Vec::new()),
+            Some(existing) => match changed_fields(existing, &job) {
+                fields if fields.is_empty() => ("unchanged", fields),
+                fields => ("update", fields),
+            },
+        };
+        Ok(Preview {
+            change,
+            changed_fields,
+            job,
+        })
+    }
+
+    /// Creates or replaces the job called `name`; the stored job and
+    /// whether it was created.
+    pub async fn put(&self, tenant: &str, name: &str, body: Value) -> Result<(Job, bool), JobsError> {
+        let (existing, mut job) = self.put_target(tenant, name, body)?;
+        let change = match existing {
+            Some(_) => {
+                self.scheduler.update_job(&mut job).await?;
+                Change::Updated
+            }
+            None => {
+                self.scheduler.insert_job(&job, self.tenants.quotas(tenant).jobs)?;
+                Change::Created
+            }
+        };
+        self.committed(&job, change).await?;
+        Ok((job, change == Change::Created))
+    }
+
+    /// Applies a JSON merge patch (RFC 7386) to a job's spec. A schedule
+    /// and an input are replaced whole, never merged key by key:
+    /// `{"every": "90s"}` over `{"cron": ...}` means "now every 90s".
+    pub async fn patch(&self, tenant: &str, id_or_name: &str, patch: &Value) -> Result<Job, JobsError> {
+        let existing = self.find(tenant, id_or_name)?;
+        if !patch.is_object() {
+            return Err(JobsError::InvalidField(
+                "body: expected a JSON merge patch object".to_string(),
+            ));
+        }
+        let mut spec = existing.to_spec_json();
+        for whole in ["schedule", "input"] {
+            if patch.get(whole).is_some() {
+                spec[whole] = Value::Null;
+            }
+        }
+        merge_patch(&mut spec, patch);
+        let mut job = self.validated(tenant, &spec, Some(&existing))?;
+        self.scheduler.update_job(&mut job).await?;
+        self.committed(&job, Change::Updated).await?;
+        Ok(job)
+    }
+
+    /// Deletes a job and its kv state (its runs stay); the job as it was.
+    pub async fn delete(&self, tenant: &str, id_or_name: &str) -> Result<Job, JobsError> {
+        let job = self.find(tenant, id_or_name)?;
+        self.scheduler.delete_job(tenant, &job.id).await?;
+        self.committed(&job, Change::Deleted).await?;
+        Ok(job)
+    }
+
+    /// Pauses or resumes a job (nothing changes when it already is so).
+    pub async fn set_enabled(&self, tenant: &str, id_or_name: &str, enabled: bool) -> Result<Job, JobsError> {
+        let mut job = self.find(tenant, id_or_name)?;
+        if job.enabled != enabled {
+            job.enabled = enabled;
+            job.updated_at = self.clock.now();
+            self.scheduler.update_job(&mut job).await?;
+            let change = if enabled { Change::Resumed } else { Change::Paused };
+            self.committed(&job, change).await?;
+        }
+        Ok(job)
+    }
+
+    /// The job a replace by name writes, and the one it replaces.
+    fn put_target(&self, tenant: &str, name: &str, mut body: Value) -> Result<(Option<Job>, Job), JobsError> {
+        if let Some(object) = body.as_object_mut() {
+            match object.get("name") {
+                None => {
+                    object.insert("name".to_string(), json!(name));
+                }
+                Some(given) if given != &json!(name) => {
+                    return Err(JobsError::InvalidField(format!(
+                        "name: the body says {given} but the path says {name:?}"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let existing = match self.store.job_id_by_name(tenant, name)? {
+            Some(id) => self.store.job(tenant, &id)?,
+            None => None,
+        };
+        let job = self.validated(tenant, &body, existing.as_ref())?;
+        Ok((existing, job))
+    }
+
+    /// The job a spec makes for `tenant` (replacing `existing`), within the
+    /// tenant's ceilings, its plugin known.
+    fn validated(&self, tenant: &str, body: &Value, existing: Option<&Job>) -> Result<Job, JobsError> {
+        if !body.is_object() {
+            return Err(JobsError::InvalidField(
+                "body: expected a JSON object with the job's fields".to_string(),
+            ));
+        }
+        let spec = parse_spec(body)?;
+        let defaults = self.tenants.quotas(tenant).cap(&self.defaults);
+        let job = validate(spec, tenant, existing, &defaults, self.clock.now())?;
+        match self.plugins.resolve(&job.tenant, &job.plugin) {
+            Ok(_) => Ok(job),
+            Err(error @ (PluginError::NotFound { .. } | PluginError::VersionNotFound { .. })) => {
+                Err(JobsError::UnknownPlugin(error))
+            }
+            Err(error) => Err(JobsError::Plugin(error)),
+        }
+    }
+
+    /// After a job's write: durable first; then the log line, its plugin
+    /// made ready, the event; the scheduler is woken whatever the flush
+    /// did (the write is in the store either way); a new `run_at_start`
+    /// job fires once.
+    async fn committed(&self, job: &Job, change: Change) -> Result<(), JobsError> {
+        let flushed = self.store.flush_async().await;
+        if flushed.is_ok() {
+            match change {
+                Change::Created => tracing::info!(job_id = %job.id, name = %job.name, "job created"),
+                Change::Deleted => {
+                    tracing::info!(job_id = %job.id, name = %job.name, "job deleted");
+                    self.metrics.job_deleted(&job.tenant, &job.name);
+                }
+                Change::Updated | Change::Paused | Change::Resumed => {}
+            }
+            if matches!(change, Change::Created | Change::Updated) {
+                let metering = Metering::of(job.limits.fuel);
+                self.plugins.prepare_soon(&job.tenant, &job.plugin, metering);
+            }
+            self.events.job(change.event(), job);
+        }
+        self.scheduler.job_changed();
+        flushed?;
+        if change == Change::Created && job.run_at_start && job.enabled {
+            self.scheduler.fire_now(job).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The top-level spec fields whose values differ between two jobs.
+fn changed_fields(before: &Job, after: &Job) -> Vec<String> {
+    let (before, after) = (before.to_spec_json(), after.to_spec_json());
+    let keys: std::collections::BTreeSet<&String> = before
+        .as_object()
+        .into_iter()
+        .chain(after.as_object())
+        .flat_map(|object| object.keys())
+        .collect();
+    keys.into_iter()
+        .filter(|key| before.get(key.as_str()) != after.get(key.as_str()))
+        .cloned()
+        .collect()
+}
