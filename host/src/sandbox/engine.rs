@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{Job as JobWorld, JobPre};
+use super::wit::v0_1::{Job as JobWorld, JobPre};
 use super::{ASYNC_STACK, MAX_WASM_STACK, RunState, SandboxConfig};
 
 /// Where a run's instance was allocated.

@@ -6,17 +6,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::sandcron::plugin::{http, kv, log, run_info, secrets, types};
 use super::limits::RunLimiter;
 use super::log::LogSink;
-use crate::outbound::{FetchRequest, HttpGrant, MAX_REQUESTS_PER_RUN, Outbound};
+use crate::outbound::{FetchRequest, FetchResponse, HttpGrant, MAX_REQUESTS_PER_RUN, Outbound};
 
 /// Largest kv key, bytes.
 pub const MAX_KV_KEY_BYTES: usize = 1024;
@@ -188,22 +187,6 @@ impl WasiView for RunState {
     }
 }
 
-impl types::Host for RunState {}
-
-impl log::Host for RunState {
-    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => "TRACE",
-            log::Level::Debug => "DEBUG",
-            log::Level::Info => "INFO",
-            log::Level::Warn => "WARN",
-            log::Level::Error => "ERROR",
-        };
-        self.log.line(level, &message);
-        Ok(())
-    }
-}
-
 fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("kv: the key is empty".to_string());
@@ -231,19 +214,30 @@ async fn off_runtime<T: Send + 'static>(
         .map_err(|error| wasmtime::Error::msg(format!("kv: the storage call failed: {error}")))
 }
 
-impl kv::Host for RunState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+/// What a plugin may call, whatever version of the contract it was built
+/// against: each world's bindings (`super::wit`) adapt their types to these.
+/// An `Err` of the outer result traps the run; an inner `Err` is the
+/// plugin's to handle.
+impl RunState {
+    /// A line of the run's log at `level` (`TRACE` ... `ERROR`).
+    pub(crate) fn log_line(&mut self, level: &str, message: &str) {
+        self.log.line(level, message);
+    }
+
+    /// The job's value under `key`. `get` cannot give the guest an error: a
+    /// storage failure ends the run (as a trap) rather than pretend the key
+    /// is absent; a key that cannot exist reads as none.
+    pub(crate) async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         if check_key(&key).is_err() {
             return Ok(None);
         }
-        // `get` cannot return an error to the guest; a storage failure ends
-        // the run (as a trap) rather than pretend the key is absent.
         off_runtime(&self.capabilities.kv, move |kv| kv.get(&key))
             .await?
             .map_err(wasmtime::Error::msg)
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+    /// Stores `value` under `key`, within the value size and the tenant's quota.
+    pub(crate) async fn kv_set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
         if let Err(problem) = check_key(&key) {
             return Ok(Err(problem));
         }
@@ -256,60 +250,42 @@ impl kv::Host for RunState {
         off_runtime(&self.capabilities.kv, move |kv| kv.set(&key, &value)).await
     }
 
-    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), String>> {
+    /// Removes `key`.
+    pub(crate) async fn kv_delete(&mut self, key: String) -> wasmtime::Result<Result<(), String>> {
         if let Err(problem) = check_key(&key) {
             return Ok(Err(problem));
         }
         off_runtime(&self.capabilities.kv, move |kv| kv.delete(&key)).await
     }
 
-    async fn keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
+    /// The job's keys starting with `prefix`, at most [`MAX_KV_KEYS`].
+    pub(crate) async fn kv_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
         off_runtime(&self.capabilities.kv, move |kv| kv.keys(&prefix, MAX_KV_KEYS))
             .await?
             .map_err(wasmtime::Error::msg)
     }
-}
 
-impl http::Host for RunState {
-    async fn fetch(&mut self, request: http::Request) -> wasmtime::Result<Result<http::Response, String>> {
-        let what = format!("http: {} {}", request.method, request.url);
+    /// An HTTP request under the run's grant, its deadline and its request
+    /// budget; the error names the request and why it failed.
+    pub(crate) async fn http_fetch(&mut self, fetch: FetchRequest) -> Result<FetchResponse, String> {
+        let what = format!("http: {} {}", fetch.method, fetch.url);
         let Some(outbound) = self.capabilities.outbound.clone() else {
-            return Ok(Err(format!("{what} denied: outbound HTTP is off in this sandbox")));
+            return Err(format!("{what} denied: outbound HTTP is off in this sandbox"));
         };
-        let fetch = FetchRequest {
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            body: request.body,
-            timeout: request.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
-        };
-        let result = outbound
+        outbound
             .fetch(&self.capabilities.http, fetch, self.deadline, &mut self.http_budget)
-            .await;
-        Ok(result
-            .map(|response| http::Response {
-                status: response.status,
-                headers: response.headers,
-                body: response.body,
-            })
-            .map_err(|problem| format!("{what} failed: {problem}")))
-    }
-}
-
-impl secrets::Host for RunState {
-    async fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
-        // Only granted secrets were handed to the run; any other reads as none.
-        Ok(self.capabilities.secrets.get(&name).cloned())
-    }
-}
-
-impl run_info::Host for RunState {
-    async fn timezone(&mut self) -> wasmtime::Result<String> {
-        Ok(self.zone().await?.name().to_string())
+            .await
+            .map_err(|problem| format!("{what} failed: {problem}"))
     }
 
-    async fn utc_offset(&mut self, at: i64) -> wasmtime::Result<i32> {
-        Ok(utc_offset(self.zone().await?, at))
+    /// A secret granted to the run; any other reads as none.
+    pub(crate) fn secret(&self, name: &str) -> Option<String> {
+        self.capabilities.secrets.get(name).cloned()
+    }
+
+    /// The job's time zone (looked up the first time).
+    pub(crate) async fn job_zone(&mut self) -> wasmtime::Result<Tz> {
+        self.zone().await
     }
 }
 

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod log;
 pub mod mask;
 mod ticker;
+pub mod wit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,15 +28,9 @@ use crate::model::{ErrorKind, RunError, Trigger};
 pub use engine::{Allocator, Metering, PreparedJob};
 pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunState, ZoneLookup, ZoneSource};
 
-/// Bindings generated from `wit/`, the one source of the plugin contract.
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "job",
-        imports: { default: async | trappable },
-        exports: { default: async },
-    });
-}
+/// The bindings of the contract's current world (older worlds stay in
+/// [`wit`] beside it).
+pub use wit::v0_1 as bindings;
 
 /// How often the epoch advances; the precision of deadlines and cancels.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -288,7 +283,7 @@ impl Sandbox {
             Ok(store) => store,
             Err(message) => return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets),
         };
-        let context = to_wit_context(&request.context);
+        let context = wit::v0_1::run_context(&request.context);
         // Host calls do not burn fuel or see epochs; bound them by the
         // deadline too, with one tick of grace for the epoch path to win.
         let budget = Duration::from_millis(request.limits.timeout_ms) + EPOCH_TICK * 5;
@@ -571,26 +566,6 @@ fn is_runtime_frame(name: &str) -> bool {
     RUNTIME.iter().any(|prefix| name.starts_with(prefix))
 }
 
-fn to_wit_context(context: &RunContext) -> bindings::sandcron::plugin::types::RunContext {
-    use bindings::sandcron::plugin::types::Trigger as WitTrigger;
-    bindings::sandcron::plugin::types::RunContext {
-        tenant: context.tenant.clone(),
-        job_id: context.job_id.clone(),
-        job_name: context.job_name.clone(),
-        run_id: context.run_id.clone(),
-        attempt: context.attempt,
-        trigger: match context.trigger {
-            Trigger::Schedule => WitTrigger::Schedule,
-            Trigger::Manual => WitTrigger::Manual,
-            Trigger::Retry => WitTrigger::Retry,
-            Trigger::Dependency => WitTrigger::Dependency,
-            // World 0.1.0 has no `start`: such a run is its schedule's.
-            Trigger::Start => WitTrigger::Schedule,
-        },
-        scheduled_at: context.scheduled_at_ms,
-    }
-}
-
 /// Rejects what is clearly not a component before asking wasmtime (cheap:
 /// the first eight bytes).
 pub fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
@@ -608,28 +583,6 @@ pub fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_plugin_of_world_0_1_sees_triggers_it_lacks_as_schedule() {
-        use bindings::sandcron::plugin::types::Trigger as WitTrigger;
-        let seen = |trigger| {
-            let context = RunContext {
-                tenant: "t".into(),
-                job_id: "j".into(),
-                job_name: "n".into(),
-                run_id: "r".into(),
-                attempt: 1,
-                trigger,
-                scheduled_at_ms: 0,
-            };
-            to_wit_context(&context).trigger
-        };
-        assert!(matches!(seen(Trigger::Start), WitTrigger::Schedule));
-        assert!(matches!(seen(Trigger::Schedule), WitTrigger::Schedule));
-        assert!(matches!(seen(Trigger::Manual), WitTrigger::Manual));
-        assert!(matches!(seen(Trigger::Retry), WitTrigger::Retry));
-        assert!(matches!(seen(Trigger::Dependency), WitTrigger::Dependency));
-    }
 
     #[test]
     fn headers_tell_core_modules_and_non_wasm_apart() {
