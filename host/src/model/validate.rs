@@ -299,14 +299,10 @@ pub fn validate(
         .plugin
         .ok_or_else(|| ValidationError::new("plugin", "is required"))?;
     PluginRef::parse(&plugin).map_err(|message| ValidationError::new("plugin", message))?;
-    let schedule = Schedule::from_json(&spec.schedule).map_err(|error| {
-        let text = error.to_string();
-        let (field, message) = text.split_once(": ").unwrap_or(("schedule", text.as_str()));
-        ValidationError {
-            code: error.code(),
-            field: field.to_string(),
-            message: message.to_string(),
-        }
+    let schedule = Schedule::from_json(&spec.schedule).map_err(|error| ValidationError {
+        code: error.code(),
+        field: error.field(),
+        message: error.detail(),
     })?;
     check_input(&spec.input, defaults.max_input_bytes)?;
     let limits = resolve_limits(spec.limits, defaults)?;

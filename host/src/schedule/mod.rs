@@ -35,29 +35,26 @@ pub enum Schedule {
     At(DateTime<Utc>),
 }
 
-/// Why a schedule is refused; the API turns each into an error code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a schedule is refused; the API turns each into an error code. It
+/// reads `<field>: <detail>` ([`ScheduleError::field`], [`ScheduleError::detail`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScheduleError {
     /// Not an object with exactly one known kind.
-    #[error("schedule: {message}")]
     Shape {
         /// What is wrong.
         message: String,
     },
     /// The cron line does not parse.
-    #[error("schedule.cron: {message}")]
     InvalidCron {
         /// What is wrong.
         message: String,
     },
     /// Not an IANA zone name.
-    #[error("schedule.timezone: unknown time zone {timezone:?}; use an IANA name like \"Europe/Berlin\"")]
     UnknownTimezone {
         /// What the user sent.
         timezone: String,
     },
     /// `every`/`after` is not a positive duration.
-    #[error("schedule.{field}: {message}")]
     InvalidInterval {
         /// `every` or `after`.
         field: &'static str,
@@ -65,7 +62,6 @@ pub enum ScheduleError {
         message: String,
     },
     /// `at` is not an RFC 3339 instant or is in the past.
-    #[error("schedule.at: {message}")]
     InvalidInstant {
         /// What is wrong.
         message: String,
@@ -73,6 +69,30 @@ pub enum ScheduleError {
 }
 
 impl ScheduleError {
+    /// The field it is about (`schedule`, `schedule.cron`, ...).
+    pub fn field(&self) -> String {
+        match self {
+            ScheduleError::Shape { .. } => "schedule".to_string(),
+            ScheduleError::InvalidCron { .. } => "schedule.cron".to_string(),
+            ScheduleError::UnknownTimezone { .. } => "schedule.timezone".to_string(),
+            ScheduleError::InvalidInterval { field, .. } => format!("schedule.{field}"),
+            ScheduleError::InvalidInstant { .. } => "schedule.at".to_string(),
+        }
+    }
+
+    /// What is wrong with the field.
+    pub fn detail(&self) -> String {
+        match self {
+            ScheduleError::Shape { message }
+            | ScheduleError::InvalidCron { message }
+            | ScheduleError::InvalidInterval { message, .. }
+            | ScheduleError::InvalidInstant { message } => message.clone(),
+            ScheduleError::UnknownTimezone { timezone } => {
+                format!("unknown time zone {timezone:?}; use an IANA name like \"Europe/Berlin\"")
+            }
+        }
+    }
+
     /// The stable code the API reports.
     pub fn code(&self) -> &'static str {
         match self {
@@ -84,6 +104,14 @@ impl ScheduleError {
         }
     }
 }
+
+impl std::fmt::Display for ScheduleError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}: {}", self.field(), self.detail())
+    }
+}
+
+impl std::error::Error for ScheduleError {}
 
 /// The JSON form, as users send it and as the API shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -336,6 +364,32 @@ impl<'de> Deserialize<'de> for Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_names_its_field_apart_from_what_is_wrong() {
+        let cases = [
+            (json_error(serde_json::json!({"every": "1m", "at": "x"})), "schedule"),
+            (json_error(serde_json::json!({"cron": "61 * * * *"})), "schedule.cron"),
+            (
+                json_error(serde_json::json!({"cron": "* * * * *", "timezone": "Mars/Olympus"})),
+                "schedule.timezone",
+            ),
+            (json_error(serde_json::json!({"after": "0s"})), "schedule.after"),
+            (json_error(serde_json::json!({"at": "yesterday"})), "schedule.at"),
+        ];
+        for (error, field) in cases {
+            assert_eq!(error.field(), field, "{error:?}");
+            assert!(
+                !error.detail().is_empty() && !error.detail().starts_with(field),
+                "{error:?}"
+            );
+            assert_eq!(error.to_string(), format!("{field}: {}", error.detail()));
+        }
+    }
+
+    fn json_error(json: serde_json::Value) -> ScheduleError {
+        Schedule::from_json(&json).expect_err("a refused schedule")
+    }
     use serde_json::json;
 
     fn utc(text: &str) -> DateTime<Utc> {
