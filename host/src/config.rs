@@ -1,6 +1,8 @@
 //! Daemon configuration and every default in one place. Sources, strongest
 //! first: command-line flags, `SANDCRON_*` environment variables, the TOML
-//! file given by `--config`, then the defaults below.
+//! file given by `--config`, then the defaults below. Each setting is one
+//! field of [`Settings`] (flag, variable and file key at once); the merged
+//! configuration is checked by [`Config::validate`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,10 +10,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod resolve;
-mod sources;
+mod settings;
+mod validate;
+pub mod values;
 
-pub use sources::{ConfigArgs, ConfigFile};
+pub use settings::{ConfigArgs, Settings};
 
 /// Default address of the HTTP API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8085";

@@ -179,7 +179,7 @@ pub fn main() -> ExitCode {
         Err(error) => error.format(&mut <Cli as clap::CommandFactory>::command()).exit(),
     };
     let log_format = match &cli.command {
-        Command::Serve(args) => args.log_format.unwrap_or(LogFormat::Pretty),
+        Command::Serve(args) => args.settings.log_format.unwrap_or(LogFormat::Pretty),
         _ => LogFormat::Pretty,
     };
     init_tracing(log_format, matches!(cli.command, Command::Serve(_)));

@@ -1,0 +1,62 @@
+//! The checks of a whole configuration, whatever its sources: counts that
+//! must be at least one, ceilings and floors, and settings that must agree.
+
+use super::*;
+
+impl Config {
+    /// Refuses a configuration the daemon cannot run with, naming the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            ("max_concurrent_compiles", self.max_concurrent_compiles as u64),
+            ("max_concurrent_runs", self.max_concurrent_runs as u64),
+            ("max_event_streams", self.max_event_streams as u64),
+            ("default_fuel", self.jobs.fuel.unwrap_or(1)),
+            ("pool_core_instances", u64::from(self.pool_core_instances)),
+            ("http_max_connections", self.http.max_connections as u64),
+            ("unauthenticated_burst", u64::from(self.http.unauthenticated_burst)),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(invalid(key)("must be at least 1".to_string()));
+            }
+        }
+        if self.jobs.memory > self.jobs.max_memory {
+            return Err(invalid("default_memory")("is above max_memory".to_string()));
+        }
+        for (key, value, most) in [
+            ("fire_ahead", self.fire_ahead, MAX_FIRE_AHEAD),
+            ("flush_interval", self.flush_interval, MAX_FLUSH_INTERVAL),
+        ] {
+            if value > most {
+                return Err(invalid(key)(format!(
+                    "{} is more than the most, {}",
+                    crate::units::format_duration(value),
+                    crate::units::format_duration(most)
+                )));
+            }
+        }
+        if self.db_cache < MIN_DB_CACHE {
+            return Err(invalid("db_cache")(format!(
+                "{} bytes is less than the least, 1MiB",
+                self.db_cache
+            )));
+        }
+        for (key, timeout) in [
+            ("http_header_timeout", self.http.header_timeout),
+            ("http_body_timeout", self.http.body_timeout),
+            ("http_idle_timeout", self.http.idle_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(invalid(key)("must be more than 0".to_string()));
+            }
+        }
+        if let Some(token) = &self.admin_token
+            && token.trim().chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            return Err(invalid("admin_token")(format!(
+                "is shorter than {MIN_ADMIN_TOKEN_CHARS} characters; use a long random token"
+            )));
+        }
+        Ok(())
+    }
+}
