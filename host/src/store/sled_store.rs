@@ -49,8 +49,8 @@ use super::run_codec;
 mod plugins;
 
 use super::{
-    AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, Store, StoreError,
-    StoreFuture, StoreResult,
+    AddedPlugin, DeletedPlugin, DueJob, Durability, Fire, JobHooks, JobStore, KvStore, NewPluginVersion, PluginStore,
+    RunFilter, RunStore, RunWrite, SecretStore, StoreError, StoreFuture, StoreResult, TenantStore,
 };
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
 pub use plugins::PluginStorage;
@@ -64,7 +64,7 @@ pub struct SledStore {
     /// Set by the first I/O error of a write or flush: flushes fail from
     /// then on (see `gate`).
     broken: Arc<Broken>,
-    /// Shares flushes between concurrent [`Store::flush_async`] callers.
+    /// Shares flushes between concurrent [`Durability::flush_async`] callers.
     group: GroupCommit,
     /// Decoded jobs (see `job_cache`).
     job_cache: Arc<JobCache>,
@@ -520,8 +520,8 @@ impl SledStore {
         Ok(())
     }
 
-    /// [`Store::write_runs`]; with `room`, the queued run and the quota it
-    /// must fit (see [`Store::insert_run_within`]).
+    /// [`RunStore::write_runs`]; with `room`, the queued run and the quota it
+    /// must fit (see [`RunStore::insert_run_within`]).
     fn write_runs_within(&self, writes: &[RunWrite<'_>], room: Option<(&Run, u64)>) -> StoreResult<()> {
         let mut groups = self.groups();
         let finished: Vec<Vec<u8>> = writes
@@ -610,7 +610,7 @@ impl EncodedFire {
     }
 }
 
-impl Store for SledStore {
+impl PluginStore for SledStore {
     fn add_plugin_version_within(
         &self,
         new: &NewPluginVersion<'_>,
@@ -666,7 +666,9 @@ impl Store for SledStore {
     fn drop_artifact(&self, digest: &str, engine: &str) -> StoreResult<()> {
         self.drop_artifact_of(digest, engine)
     }
+}
 
+impl JobStore for SledStore {
     fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
         let _counting = self.counting();
         if let Some(limit) = max_jobs {
@@ -975,7 +977,9 @@ impl Store for SledStore {
         }
         Ok(found)
     }
+}
 
+impl RunStore for SledStore {
     fn write_runs(&self, writes: &[RunWrite<'_>]) -> StoreResult<()> {
         self.write_runs_within(writes, None)
     }
@@ -1169,7 +1173,9 @@ impl Store for SledStore {
         totals.apply(&changes);
         Ok(victims.len())
     }
+}
 
+impl KvStore for SledStore {
     fn kv_get(&self, tenant: &str, job_id: &str, kv_key: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self
             .kv
@@ -1240,7 +1246,9 @@ impl Store for SledStore {
             })
             .collect()
     }
+}
 
+impl TenantStore for SledStore {
     fn insert_tenant(&self, tenant: &Tenant, token: &Token) -> StoreResult<()> {
         let record = encode(tenant);
         let token_record = encode(token);
@@ -1267,31 +1275,6 @@ impl Store for SledStore {
             .insert(tenant.name.as_bytes(), encode(tenant))
             .map_err(|error| gate.note(error))?;
         Ok(())
-    }
-
-    fn put_secret(&self, secret: &SecretRecord) -> StoreResult<()> {
-        let gate = self.writing();
-        self.secrets
-            .insert(key(&[secret.tenant.as_bytes(), secret.name.as_bytes()]), encode(secret))
-            .map_err(|error| gate.note(error))?;
-        Ok(())
-    }
-
-    fn secret(&self, tenant: &str, name: &str) -> StoreResult<Option<SecretRecord>> {
-        Self::get(&self.secrets, &key(&[tenant.as_bytes(), name.as_bytes()]))
-    }
-
-    fn list_secrets(&self, tenant: &str) -> StoreResult<Vec<SecretRecord>> {
-        Self::scan(&self.secrets, &prefix(&[tenant.as_bytes()]))
-    }
-
-    fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool> {
-        let gate = self.writing();
-        Ok(self
-            .secrets
-            .remove(key(&[tenant.as_bytes(), name.as_bytes()]))
-            .map_err(|error| gate.note(error))?
-            .is_some())
     }
 
     fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>> {
@@ -1346,7 +1329,36 @@ impl Store for SledStore {
         }
         Ok(Some(token))
     }
+}
 
+impl SecretStore for SledStore {
+    fn put_secret(&self, secret: &SecretRecord) -> StoreResult<()> {
+        let gate = self.writing();
+        self.secrets
+            .insert(key(&[secret.tenant.as_bytes(), secret.name.as_bytes()]), encode(secret))
+            .map_err(|error| gate.note(error))?;
+        Ok(())
+    }
+
+    fn secret(&self, tenant: &str, name: &str) -> StoreResult<Option<SecretRecord>> {
+        Self::get(&self.secrets, &key(&[tenant.as_bytes(), name.as_bytes()]))
+    }
+
+    fn list_secrets(&self, tenant: &str) -> StoreResult<Vec<SecretRecord>> {
+        Self::scan(&self.secrets, &prefix(&[tenant.as_bytes()]))
+    }
+
+    fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        let gate = self.writing();
+        Ok(self
+            .secrets
+            .remove(key(&[tenant.as_bytes(), name.as_bytes()]))
+            .map_err(|error| gate.note(error))?
+            .is_some())
+    }
+}
+
+impl Durability for SledStore {
     fn flush(&self) -> StoreResult<()> {
         let _alone = self.gate.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.broken.flush(&self.db)

@@ -14,7 +14,8 @@ use super::{SledStore, decode, encode, key, prefix, read_count, transaction_erro
 use crate::model::{Artifact, PluginVersion};
 use crate::store::code_files::Kind;
 use crate::store::{
-    AddedPlugin, DeletedPlugin, NewPluginVersion, Store, StoreError, StoreResult, StoredArtifact, check_plugin_quota,
+    AddedPlugin, DeletedPlugin, Durability, NewPluginVersion, StoreError, StoreResult, StoredArtifact,
+    check_plugin_quota,
 };
 
 /// The key of `plugin_refs` saying the counts were built (a digest is never
@@ -397,7 +398,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::store::Store;
+    use crate::store::PluginStore;
 
     fn artifact(digest: &str, engine: &str) -> Artifact {
         Artifact {

@@ -2,7 +2,7 @@
 //! writes of runs change them, reading them at open (counted once from the
 //! run records in a database from before they were kept), and the trimming
 //! of a tenant's oldest finished runs that retention and
-//! [`Store::insert_run_within`] use to keep it within its quota.
+//! [`RunStore::insert_run_within`] use to keep it within its quota.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,7 +10,7 @@ use super::{SledStore, active_key, by_job_key, decode_run, read_count, record_ke
 use crate::model::Run;
 use crate::store::active_groups;
 use crate::store::run_bytes::{self, Changes, Held};
-use crate::store::{RunWrite, Store, StoreError, StoreResult};
+use crate::store::{RunStore, RunWrite, StoreError, StoreResult};
 
 /// Runs deleted per write while making room for a new run.
 const MAKE_ROOM_BATCH: usize = 2_000;
@@ -227,7 +227,7 @@ impl SledStore {
     }
 
     /// The bytes of each tenant's unfinished runs: those the store would
-    /// recover (see [`Store::unfinished_runs`]), found through their active
+    /// recover (see [`RunStore::unfinished_runs`]), found through their active
     /// markers; and the record keys of those with their own marker.
     pub(super) fn count_unfinished(&self) -> StoreResult<Unfinished> {
         let mut totals: HashMap<String, u64> = HashMap::new();
@@ -305,7 +305,7 @@ impl SledStore {
     }
 
     /// Queues `run` within `max_bytes` of run bytes for its tenant (see
-    /// [`Store::insert_run_within`]): trims the tenant's oldest finished
+    /// [`RunStore::insert_run_within`]): trims the tenant's oldest finished
     /// runs, a bounded write at a time and without holding up other writes
     /// meanwhile, until the run fits; the insert checks again that it does.
     pub(super) fn insert_making_room(&self, run: &Run, max_bytes: u64) -> StoreResult<()> {
@@ -344,7 +344,7 @@ mod tests {
 
     use super::*;
     use crate::model::{RunStatus, Trigger};
-    use crate::store::{Fire, RunFilter};
+    use crate::store::{Durability, Fire, JobStore, RunFilter};
 
     fn open(dir: &std::path::Path) -> SledStore {
         SledStore::open(&dir.join("db")).unwrap()
