@@ -10,17 +10,9 @@
 //! volume turns the storage failing (see [`health`]): writes and flushes are
 //! refused from then on until the daemon restarts and reopens the database.
 
-mod active_groups;
-mod code_files;
-mod codec;
-mod gate;
 mod group_commit;
 pub mod health;
-mod job_cache;
-pub(crate) mod job_codec;
-mod run_bytes;
-pub(crate) mod run_codec;
-mod sled_store;
+pub(crate) mod sled;
 mod traits;
 pub mod watchdog;
 mod watched;
@@ -32,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
 
-pub use sled_store::{PluginStorage, SledStore};
+pub use self::sled::{PluginStorage, SledStore};
 pub use traits::{Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, Store, TenantStore};
 pub use watched::WatchedStore;
 
@@ -81,10 +73,10 @@ pub enum StoreError {
     Conflict(String),
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(error: sled::Error) -> Self {
+impl From<::sled::Error> for StoreError {
+    fn from(error: ::sled::Error) -> Self {
         match &error {
-            sled::Error::Io(io) => {
+            ::sled::Error::Io(io) => {
                 let (fault, message) = health::describe(io);
                 fault.error(message)
             }

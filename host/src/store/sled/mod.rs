@@ -23,6 +23,14 @@
 //! tree, written in the same batch as the outcomes and deletions that
 //! change them.
 
+mod active_groups;
+mod code_files;
+mod codec;
+mod gate;
+mod job_cache;
+pub(crate) mod job_codec;
+mod run_bytes;
+pub(crate) mod run_codec;
 mod run_usage;
 
 use run_usage::{put_totals, put_totals_in, withdraw_in, withdrawn_runs};
@@ -37,14 +45,13 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Db, Tree};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::active_groups::{self, ActiveGroups};
-use super::code_files::CodeFiles;
-use super::gate::{Broken, Writing};
+use active_groups::ActiveGroups;
+use code_files::CodeFiles;
+use gate::{Broken, Writing};
+use job_cache::JobCache;
+use run_bytes::{Changes, Totals};
+
 use super::group_commit::GroupCommit;
-use super::job_cache::JobCache;
-use super::job_codec;
-use super::run_bytes::{self, Changes, Totals};
-use super::run_codec;
 
 mod plugins;
 

@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use sled::IVec;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
+use super::code_files::Kind;
 use super::{SledStore, decode, encode, key, prefix, read_count, transaction_error};
 use crate::model::{Artifact, PluginVersion};
-use crate::store::code_files::Kind;
 use crate::store::{
     AddedPlugin, DeletedPlugin, Durability, NewPluginVersion, StoreError, StoreResult, StoredArtifact,
     check_plugin_quota,

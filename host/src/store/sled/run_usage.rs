@@ -6,10 +6,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::active_groups;
+use super::run_bytes::{self, Changes, Held};
 use super::{SledStore, active_key, by_job_key, decode_run, read_count, record_key, run_key, run_prefix, run_space};
 use crate::model::Run;
-use crate::store::active_groups;
-use crate::store::run_bytes::{self, Changes, Held};
 use crate::store::{RunStore, RunWrite, StoreError, StoreResult};
 
 /// Runs deleted per write while making room for a new run.
