@@ -342,7 +342,14 @@ mod tests {
     fn an_io_failure_refuses_writes_as_unavailable() {
         let (_dir, store, health) = watched();
         health.observe(&StoreError::Unavailable("an I/O error on the data volume".into()));
-        let refused = store.put_tenant(&crate::tenancy::implicit_default()).unwrap_err();
+        let tenant = crate::model::Tenant {
+            name: crate::model::DEFAULT_TENANT.to_string(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            quotas: crate::model::Quotas::default(),
+            http_allow: None,
+            digest: None,
+        };
+        let refused = store.put_tenant(&tenant).unwrap_err();
         assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");
     }
 }
