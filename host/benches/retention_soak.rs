@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use sandcron::model::{Run, RunStatus, Trigger};
-use sandcron::store::{SledStore, Store};
+use sandcron::store::{Durability, RunStore, SledStore};
 
 fn dir_size(path: &Path) -> u64 {
     std::fs::read_dir(path)

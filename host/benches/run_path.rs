@@ -42,7 +42,7 @@ use sandcron::sandbox::bindings::sandcron::plugin::types as wit;
 use sandcron::sandbox::{
     Capabilities, MemoryKeyValue, Metering, PreparedJob, RunContext, RunRequest, Sandbox, SandboxConfig,
 };
-use sandcron::store::{SledStore, Store};
+use sandcron::store::{Durability, KvStore, RunStore, SledStore};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 

@@ -22,7 +22,7 @@ use chrono::Utc;
 use sandcron::model::run::RunLimits;
 use sandcron::model::validate::{parse_spec, validate};
 use sandcron::model::{Job, Run, RunStatus, Trigger};
-use sandcron::store::{Fire, RunWrite, SledStore, Store};
+use sandcron::store::{Fire, JobStore, RunStore, RunWrite, SledStore};
 
 /// Fires per pass in `pass`.
 const PASS: usize = 64;

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::model::DEFAULT_TENANT;
-use crate::store::Store;
+use crate::store::TenantStore;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +113,7 @@ impl Auth {
 
     /// Resolves an `Authorization` header value to a principal: the admin
     /// token, or a tenant token in `store` that is not revoked.
-    pub fn authenticate(&self, header: Option<&str>, store: &dyn Store) -> Result<Principal, AuthError> {
+    pub fn authenticate(&self, header: Option<&str>, store: &dyn TenantStore) -> Result<Principal, AuthError> {
         let token = header
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)

@@ -23,7 +23,7 @@ use crate::mail::Mailer;
 use crate::model::RunStatus;
 use crate::model::job::{Webhook, WebhookEvent};
 use crate::outbound::{FetchRequest, HttpGrant, Outbound};
-use crate::store::Store;
+use crate::store::JobStore;
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
 
@@ -131,7 +131,7 @@ fn mail_text(delivery: &Delivery) -> (String, String) {
 
 /// Sends webhooks for run events.
 pub struct Notifier {
-    store: Arc<dyn Store>,
+    store: Arc<dyn JobStore>,
     tenants: Arc<Tenants>,
     outbound: Arc<Outbound>,
     vault: Arc<Vault>,
@@ -143,7 +143,7 @@ pub struct Notifier {
 impl Notifier {
     /// A notifier posting through `outbound` and mailing through `mailer`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn JobStore>,
         tenants: Arc<Tenants>,
         outbound: Arc<Outbound>,
         vault: Arc<Vault>,

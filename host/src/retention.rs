@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::store::Store;
+use crate::store::RunStore;
 use crate::tenancy::Tenants;
 
 /// How often each tenant's run bytes are held against its quota: a look
@@ -75,7 +75,7 @@ impl Policy {
 }
 
 /// One sweep: deletes batches until nothing more is due; returns how many.
-pub async fn sweep(store: &Arc<dyn Store>, clock: &dyn Clock, policy: Policy) -> usize {
+pub async fn sweep(store: &Arc<dyn RunStore>, clock: &dyn Clock, policy: Policy) -> usize {
     let older_than = if policy.retention.is_zero() {
         chrono::DateTime::<chrono::Utc>::MIN_UTC
     } else {
@@ -113,7 +113,7 @@ pub async fn sweep(store: &Arc<dyn Store>, clock: &dyn Clock, policy: Policy) ->
 
 /// Trims every tenant past its `run_bytes` quota back within it, oldest
 /// finished runs first; returns how many runs went.
-pub async fn trim_to_quotas(store: &Arc<dyn Store>, tenants: &Tenants) -> usize {
+pub async fn trim_to_quotas(store: &Arc<dyn RunStore>, tenants: &Tenants) -> usize {
     let mut total = 0;
     for (tenant, max_bytes) in tenants.run_bytes_quotas() {
         match store.run_bytes(&tenant) {
@@ -154,7 +154,7 @@ pub async fn trim_to_quotas(store: &Arc<dyn Store>, tenants: &Tenants) -> usize 
 /// the start: a restarted daemon may hold a backlog; then after
 /// [`Policy::next_interval`]), and trims tenants to their `run_bytes`
 /// quotas every [`QUOTA_CHECK`].
-pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, policy: Policy, tenants: Arc<Tenants>) {
+pub fn start(store: Arc<dyn RunStore>, clock: Arc<dyn Clock>, policy: Policy, tenants: Arc<Tenants>) {
     tokio::spawn(async move {
         let mut next_sweep = tokio::time::Instant::now() + BUSY_INTERVAL.min(policy.interval());
         loop {
@@ -198,6 +198,7 @@ mod tests {
     #[tokio::test]
     async fn only_tenants_past_their_run_bytes_quota_are_trimmed_and_back_within_it() {
         use crate::model::{Run, RunStatus, Tenant};
+        use crate::store::Store;
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(crate::store::SledStore::open(dir.path()).unwrap());
         let tenants = Tenants::load(store.as_ref()).unwrap();
@@ -225,14 +226,15 @@ mod tests {
                 store.finish_run(&run, &[b'o'; 1000], b"").unwrap();
             }
         }
+        let runs: Arc<dyn RunStore> = store.clone();
         let before = |tenant: &str| store.run_bytes(tenant).unwrap();
         let (untouched, unlimited) = (before("u"), before("v"));
         assert!(before("t") > 2_000);
-        let trimmed = trim_to_quotas(&store, &tenants).await;
+        let trimmed = trim_to_quotas(&runs, &tenants).await;
         assert!((3..5).contains(&trimmed), "{trimmed}");
         assert!(before("t") <= 2_000 && before("t") > 0, "{}", before("t"));
         assert_eq!((before("u"), before("v")), (untouched, unlimited));
-        assert_eq!(trim_to_quotas(&store, &tenants).await, 0);
+        assert_eq!(trim_to_quotas(&runs, &tenants).await, 0);
     }
 
     #[test]

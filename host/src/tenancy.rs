@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::model::{DEFAULT_TENANT, Quotas, Tenant};
-use crate::store::{Store, StoreResult};
+use crate::store::{StoreResult, TenantStore};
 use crate::throttle::Bucket;
 
 /// The tenants' quotas and HTTP caps, and their request budgets.
@@ -31,7 +31,7 @@ pub fn implicit_default() -> Tenant {
 
 impl Tenants {
     /// Reads every tenant record.
-    pub fn load(store: &dyn Store) -> StoreResult<Tenants> {
+    pub fn load(store: &dyn TenantStore) -> StoreResult<Tenants> {
         let known = store
             .list_tenants()?
             .into_iter()

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{Store, StoreResult, StoredArtifact};
+use crate::store::{PluginStore, StoreResult, StoredArtifact};
 
 /// When each compiled code was last loaded or stored by this daemon.
 pub(super) struct ArtifactBudget {
@@ -39,7 +39,7 @@ impl ArtifactBudget {
     /// Deletes the code used longest ago until what stays fits the budget,
     /// never the code of `keep` (just stored for a run or an upload).
     /// Returns how many went.
-    pub fn trim(&self, store: &dyn Store, keep: (&str, &str)) -> StoreResult<usize> {
+    pub fn trim(&self, store: &dyn PluginStore, keep: (&str, &str)) -> StoreResult<usize> {
         let stored = store.stored_artifacts()?;
         let doomed: Vec<StoredArtifact> = {
             let used = self.used();

@@ -1,24 +1,19 @@
-//! Durable state behind one trait, so another backend (PostgreSQL) can come
-//! without touching the rest. Every key carries the tenant. The store knows
-//! records and bytes, nothing of wasmtime or HTTP.
+//! Durable state behind subject traits (see `traits`: plugins, jobs, runs,
+//! kv, tenants, secrets, durability; [`Store`] is their sum), so another
+//! backend (PostgreSQL) can come without touching the rest: it implements
+//! each subject. Every key carries the tenant. The store knows records and
+//! bytes, nothing of wasmtime or HTTP.
 //!
 //! Durability: writes are atomic per call; they are durable once
-//! [`Store::flush`] (or [`Store::flush_async`]) has returned. The API flushes
-//! before acknowledging a state change. A full or failing data volume turns
-//! the storage failing (see [`health`]): writes and flushes are refused from
-//! then on until the daemon restarts and reopens the database.
+//! [`Durability::flush`] (or [`Durability::flush_async`]) has returned. The
+//! API flushes before acknowledging a state change. A full or failing data
+//! volume turns the storage failing (see [`health`]): writes and flushes are
+//! refused from then on until the daemon restarts and reopens the database.
 
-mod active_groups;
-mod code_files;
-mod codec;
-mod gate;
 mod group_commit;
 pub mod health;
-mod job_cache;
-pub(crate) mod job_codec;
-mod run_bytes;
-pub(crate) mod run_codec;
-mod sled_store;
+pub(crate) mod sled;
+mod traits;
 pub mod watchdog;
 mod watched;
 
@@ -27,9 +22,10 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus, SecretRecord, Tenant, Token};
+use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
 
-pub use sled_store::{PluginStorage, SledStore};
+pub use self::sled::{PluginStorage, SledStore};
+pub use traits::{Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, Store, TenantStore};
 pub use watched::WatchedStore;
 
 /// A storage failure.
@@ -77,10 +73,10 @@ pub enum StoreError {
     Conflict(String),
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(error: sled::Error) -> Self {
+impl From<::sled::Error> for StoreError {
+    fn from(error: ::sled::Error) -> Self {
         match &error {
-            sled::Error::Io(io) => {
+            ::sled::Error::Io(io) => {
                 let (fault, message) = health::describe(io);
                 fault.error(message)
             }
@@ -107,7 +103,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// A boxed future of a store result.
 pub type StoreFuture = Pin<Box<dyn Future<Output = StoreResult<()>> + Send>>;
 
-/// One step of a run's life, written by [`Store::write_runs`].
+/// One step of a run's life, written by [`RunStore::write_runs`].
 #[derive(Debug, Clone, Copy)]
 pub enum RunWrite<'a> {
     /// A new queued run: its record and indexes.
@@ -252,263 +248,4 @@ pub fn check_plugin_quota(used: u64, adding: u64, limit: Option<u64>) -> StoreRe
         ))),
         _ => Ok(()),
     }
-}
-
-/// Everything sandcron keeps.
-///
-/// Plugin bytes and compiled artifacts are kept once per digest, shared by
-/// every version (of any tenant) with those bytes, and deleted with the
-/// last such version.
-pub trait Store: Send + Sync + 'static {
-    /// Adds `bytes` as the next version of `name`, or returns the version
-    /// that already holds the same digest.
-    fn add_plugin_version(
-        &self,
-        tenant: &str,
-        name: &str,
-        digest: &str,
-        bytes: &[u8],
-        now: DateTime<Utc>,
-    ) -> StoreResult<AddedPlugin> {
-        let new = NewPluginVersion {
-            tenant,
-            name,
-            digest,
-            bytes,
-            uploaded_at: now,
-            compiled: None,
-        };
-        self.add_plugin_version_within(&new, None)
-    }
-    /// [`Store::add_plugin_version`] with the upload's compiled artifact,
-    /// refused with [`StoreError::QuotaExceeded`] (writing nothing) when the
-    /// tenant's plugin versions would take more than `max_total_bytes`
-    /// together.
-    fn add_plugin_version_within(
-        &self,
-        new: &NewPluginVersion<'_>,
-        max_total_bytes: Option<u64>,
-    ) -> StoreResult<AddedPlugin>;
-    /// Bytes of all the tenant's plugin versions together (what its
-    /// `plugin_bytes` quota counts).
-    fn plugin_usage(&self, tenant: &str) -> StoreResult<u64>;
-    /// Every version of every plugin of the tenant, by name then version.
-    fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>>;
-    /// The versions of one plugin, oldest first.
-    fn plugin_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<PluginVersion>>;
-    /// One version of a plugin, the newest when `version` is None, read
-    /// without the others (every fire resolves its job's plugin).
-    fn plugin_version(&self, tenant: &str, name: &str, version: Option<u32>) -> StoreResult<Option<PluginVersion>>;
-    /// Deletes every version of a plugin and, in the same atomic write, the
-    /// bytes and artifacts of the digests no version uses any more.
-    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<DeletedPlugin>;
-    /// Deletes the bytes and artifacts of every digest no version uses (left
-    /// by a daemon from before they were deleted with their last version);
-    /// returns those digests.
-    fn collect_plugins(&self) -> StoreResult<Vec<String>>;
-    /// The component bytes with this digest.
-    fn plugin_bytes(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// A compiled artifact for (digest, engine fingerprint).
-    fn artifact(&self, digest: &str, engine: &str) -> StoreResult<Option<(Artifact, Vec<u8>)>>;
-    /// Whether a compiled artifact for (digest, engine fingerprint) is kept,
-    /// without reading it.
-    fn has_artifact(&self, digest: &str, engine: &str) -> StoreResult<bool>;
-    /// Stores a compiled artifact while a version still uses its digest;
-    /// false (nothing written) when none does.
-    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<bool>;
-    /// Every compiled code stored, with its size on disk.
-    fn stored_artifacts(&self) -> StoreResult<Vec<StoredArtifact>>;
-    /// Deletes the compiled code of `digest` for `engine`; the plugin's
-    /// bytes stay, and it is compiled again when a run needs it.
-    fn drop_artifact(&self, digest: &str, engine: &str) -> StoreResult<()>;
-
-    /// Creates a job; fails with [`StoreError::NameTaken`] if the name is used.
-    fn insert_job(&self, job: &Job) -> StoreResult<()> {
-        self.insert_job_within(job, None)
-    }
-    /// [`Store::insert_job`], refused with [`StoreError::QuotaExceeded`]
-    /// when the tenant already has `max_jobs` jobs.
-    fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()>;
-    /// Replaces a job (same id), moving its name if it changed.
-    fn update_job(&self, job: &Job) -> StoreResult<()> {
-        self.update_job_withdrawing(job, &[])
-    }
-    /// [`Store::update_job`], deleting in the same atomic write the queued
-    /// runs of fires recorded ahead of their instant that the change
-    /// withdraws.
-    fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()>;
-    /// A job by id.
-    fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
-    /// What a finished run of a job needs of it (see [`JobHooks`]), read
-    /// without decoding the whole job.
-    fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>>;
-    /// A job's id by its name.
-    fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>>;
-    /// The tenant's jobs, oldest first.
-    fn list_jobs(&self, tenant: &str) -> StoreResult<Vec<Job>>;
-    /// Deletes a job and its kv state (its runs stay); false if absent.
-    fn delete_job(&self, tenant: &str, id: &str) -> StoreResult<bool> {
-        self.delete_job_withdrawing(tenant, id, &[])
-    }
-    /// [`Store::delete_job`], deleting in the same atomic write the queued
-    /// runs of fires recorded ahead of their instant.
-    fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool>;
-
-    /// Fires, atomically together: for each, writes the job (its new next
-    /// fire and counters, moving its due-index entry) and the queued runs
-    /// not recorded yet (a scheduled run's id is derived from (job,
-    /// scheduled_at), so a fire recorded twice is found and skipped). A fire
-    /// whose job changed or went since it was read is left out and answered
-    /// [`StoreError::Conflict`]; the others are written. Returns, per fire,
-    /// the runs it inserted.
-    fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>>;
-    /// [`Store::record_fires`] of one fire.
-    fn record_fire(&self, job: &Job, runs: &[Run]) -> StoreResult<Vec<Run>> {
-        let fire = Fire {
-            job: job.clone(),
-            runs: runs.to_vec(),
-        };
-        self.record_fires(std::slice::from_ref(&fire))?
-            .pop()
-            .unwrap_or_else(|| Ok(Vec::new()))
-    }
-    /// Due-index entries at or before `until`, earliest first.
-    fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>>;
-    /// The earliest next fire of any enabled job after `after` (to the
-    /// millisecond the index keeps).
-    fn next_due_after(&self, after: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>>;
-    /// Drops a due-index entry whose job went or cannot be fired.
-    fn remove_due(&self, due: &DueJob) -> StoreResult<()>;
-    /// Every job with `run_at_start`, of every tenant (read at start-up
-    /// from an index, not by scanning all jobs).
-    fn run_at_start_jobs(&self) -> StoreResult<Vec<Job>>;
-
-    /// Writes steps of runs' lives in one atomic batch, in order (a later
-    /// step of the same run wins). The executor's recorder writes many runs
-    /// per call.
-    fn write_runs(&self, writes: &[RunWrite<'_>]) -> StoreResult<()>;
-    /// Writes a new run (queued) and its indexes.
-    fn insert_run(&self, run: &Run) -> StoreResult<()> {
-        self.write_runs(&[RunWrite::Queued(run)])
-    }
-    /// [`Store::insert_run`] within the tenant's `run_bytes` quota of
-    /// `max_bytes`: when the run's record (with its input) would take the
-    /// tenant's run history past it, the tenant's oldest finished runs are
-    /// deleted first to make room, as retention would (in writes of their
-    /// own); refused with [`StoreError::QuotaExceeded`] when they cannot
-    /// make enough (queued and running runs are never deleted).
-    fn insert_run_within(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()>;
-    /// Rewrites a run's record: an unfinished one as it is, a finished one
-    /// as [`Store::finish_run`] with no output or log.
-    fn update_run(&self, run: &Run) -> StoreResult<()> {
-        if run.status.is_finished() {
-            return self.finish_run(run, &[], &[]);
-        }
-        self.write_runs(&[RunWrite::Updated(run)])
-    }
-    /// Writes a finished run with its output and log in one atomic step.
-    fn finish_run(&self, run: &Run, output: &[u8], log: &[u8]) -> StoreResult<()> {
-        self.write_runs(&[RunWrite::Finished {
-            run,
-            output,
-            log,
-            next: None,
-        }])
-    }
-    /// [`Store::finish_run`] and the queued record of its next attempt, in
-    /// one atomic write.
-    fn finish_run_and_queue(&self, run: &Run, output: &[u8], log: &[u8], next: &Run) -> StoreResult<()> {
-        self.write_runs(&[RunWrite::Finished {
-            run,
-            output,
-            log,
-            next: Some(next),
-        }])
-    }
-    /// A run by id.
-    fn run(&self, tenant: &str, id: &str) -> StoreResult<Option<Run>>;
-    /// A run's output.
-    fn run_output(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// A run's captured log.
-    fn run_log(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Runs matching `filter`, newest first.
-    fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>>;
-    /// Every queued or running run of every tenant (for recovery at start).
-    fn unfinished_runs(&self) -> StoreResult<Vec<Run>>;
-    /// Deletes finished runs (record, output, log, indexes) that are older
-    /// than `older_than` (by the time in their id: when they were queued or
-    /// due) or beyond the newest `keep_per_job` of their job (0: no such
-    /// cap); at most `max_deletions` in one call. Returns how many went.
-    fn prune_runs(&self, older_than: DateTime<Utc>, keep_per_job: usize, max_deletions: usize) -> StoreResult<usize>;
-    /// Bytes of the tenant's run history: each run's record as queued (its
-    /// input included) while it is unfinished, and once finished its whole
-    /// record, output and log. Kept as runs are written and deleted, not
-    /// counted on asking.
-    fn run_bytes(&self, tenant: &str) -> StoreResult<u64>;
-    /// Deletes the tenant's oldest finished runs (record, output, log,
-    /// indexes) until its run bytes are at most `max_bytes`, at most
-    /// `max_deletions` in one call. Returns how many went.
-    fn trim_runs(&self, tenant: &str, max_bytes: u64, max_deletions: usize) -> StoreResult<usize>;
-
-    /// A job's kv value.
-    fn kv_get(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Sets a job's kv value.
-    fn kv_set(&self, tenant: &str, job_id: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.kv_set_within(tenant, job_id, key, value, None)
-    }
-    /// [`Store::kv_set`], refused with [`StoreError::QuotaExceeded`] when it
-    /// would grow the tenant's kv state (keys and values of all its jobs)
-    /// past `max_bytes`.
-    fn kv_set_within(
-        &self,
-        tenant: &str,
-        job_id: &str,
-        key: &str,
-        value: &[u8],
-        max_bytes: Option<u64>,
-    ) -> StoreResult<()>;
-    /// Bytes of the tenant's kv keys and values.
-    fn kv_usage(&self, tenant: &str) -> StoreResult<u64>;
-    /// Removes a job's kv value.
-    fn kv_delete(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<()>;
-    /// A job's kv keys with `prefix`, in order, at most `limit`.
-    fn kv_keys(&self, tenant: &str, job_id: &str, prefix: &str, limit: usize) -> StoreResult<Vec<String>>;
-
-    /// Creates a tenant with its first token; fails with
-    /// [`StoreError::TenantExists`] if the name is taken.
-    fn insert_tenant(&self, tenant: &Tenant, token: &Token) -> StoreResult<()>;
-    /// Writes a tenant's record (its quotas changed; or the default tenant
-    /// gets one).
-    fn put_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
-    /// A tenant by name.
-    fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
-    /// Every tenant, by name.
-    fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
-    /// Adds a token.
-    fn insert_token(&self, token: &Token) -> StoreResult<()>;
-    /// The token whose secret hashes to `hash` (hex sha256).
-    fn token_by_hash(&self, hash: &str) -> StoreResult<Option<Token>>;
-    /// A tenant's tokens, oldest first (revoked ones included).
-    fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<Token>>;
-    /// Marks a tenant's token revoked; None if it has no such token.
-    fn revoke_token(&self, tenant: &str, id: &str, at: DateTime<Utc>) -> StoreResult<Option<Token>>;
-
-    /// Writes an encrypted secret (new or replacing).
-    fn put_secret(&self, secret: &SecretRecord) -> StoreResult<()>;
-    /// A tenant's secret by name.
-    fn secret(&self, tenant: &str, name: &str) -> StoreResult<Option<SecretRecord>>;
-    /// A tenant's secrets, by name.
-    fn list_secrets(&self, tenant: &str) -> StoreResult<Vec<SecretRecord>>;
-    /// Deletes a secret; false if absent.
-    fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool>;
-
-    /// Makes every write so far durable.
-    fn flush(&self) -> StoreResult<()>;
-    /// Makes every write so far durable without blocking a runtime thread.
-    /// Callers within one durability window (`flush_interval`) share one
-    /// flush (group commit).
-    fn flush_async(&self) -> StoreFuture;
-    /// Makes every write so far durable within the durability window,
-    /// without waiting for it.
-    fn flush_soon(&self);
 }

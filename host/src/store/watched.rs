@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::health::StorageHealth;
 use super::{
-    AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, Store, StoreFuture,
-    StoreResult,
+    AddedPlugin, DeletedPlugin, DueJob, Durability, Fire, JobHooks, JobStore, KvStore, NewPluginVersion, PluginStore,
+    RunFilter, RunStore, RunWrite, SecretStore, StoreFuture, StoreResult, TenantStore,
 };
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
 
@@ -21,7 +21,7 @@ pub struct WatchedStore<S> {
     health: Arc<StorageHealth>,
 }
 
-impl<S: Store> WatchedStore<S> {
+impl<S> WatchedStore<S> {
     /// Watches `inner`'s failures with `health`.
     pub fn new(inner: S, health: Arc<StorageHealth>) -> WatchedStore<S> {
         WatchedStore { inner, health }
@@ -44,7 +44,7 @@ impl<S: Store> WatchedStore<S> {
     }
 }
 
-impl<S: Store> Store for WatchedStore<S> {
+impl<S: PluginStore> PluginStore for WatchedStore<S> {
     fn add_plugin_version_within(
         &self,
         new: &NewPluginVersion<'_>,
@@ -100,7 +100,9 @@ impl<S: Store> Store for WatchedStore<S> {
     fn drop_artifact(&self, digest: &str, engine: &str) -> StoreResult<()> {
         self.write(|store| store.drop_artifact(digest, engine))
     }
+}
 
+impl<S: JobStore> JobStore for WatchedStore<S> {
     fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
         self.write(|store| store.insert_job_within(job, max_jobs))
     }
@@ -148,7 +150,9 @@ impl<S: Store> Store for WatchedStore<S> {
     fn run_at_start_jobs(&self) -> StoreResult<Vec<Job>> {
         self.read(self.inner.run_at_start_jobs())
     }
+}
 
+impl<S: RunStore> RunStore for WatchedStore<S> {
     fn write_runs(&self, writes: &[RunWrite<'_>]) -> StoreResult<()> {
         self.write(|store| store.write_runs(writes))
     }
@@ -189,7 +193,9 @@ impl<S: Store> Store for WatchedStore<S> {
     fn trim_runs(&self, tenant: &str, max_bytes: u64, max_deletions: usize) -> StoreResult<usize> {
         self.write(|store| store.trim_runs(tenant, max_bytes, max_deletions))
     }
+}
 
+impl<S: KvStore> KvStore for WatchedStore<S> {
     fn kv_get(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
         self.read(self.inner.kv_get(tenant, job_id, key))
     }
@@ -216,7 +222,9 @@ impl<S: Store> Store for WatchedStore<S> {
     fn kv_keys(&self, tenant: &str, job_id: &str, prefix: &str, limit: usize) -> StoreResult<Vec<String>> {
         self.read(self.inner.kv_keys(tenant, job_id, prefix, limit))
     }
+}
 
+impl<S: TenantStore> TenantStore for WatchedStore<S> {
     fn insert_tenant(&self, tenant: &Tenant, token: &Token) -> StoreResult<()> {
         self.write(|store| store.insert_tenant(tenant, token))
     }
@@ -248,7 +256,9 @@ impl<S: Store> Store for WatchedStore<S> {
     fn revoke_token(&self, tenant: &str, id: &str, at: DateTime<Utc>) -> StoreResult<Option<Token>> {
         self.write(|store| store.revoke_token(tenant, id, at))
     }
+}
 
+impl<S: SecretStore> SecretStore for WatchedStore<S> {
     fn put_secret(&self, secret: &SecretRecord) -> StoreResult<()> {
         self.write(|store| store.put_secret(secret))
     }
@@ -264,7 +274,9 @@ impl<S: Store> Store for WatchedStore<S> {
     fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool> {
         self.write(|store| store.delete_secret(tenant, name))
     }
+}
 
+impl<S: Durability> Durability for WatchedStore<S> {
     fn flush(&self) -> StoreResult<()> {
         self.write(|store| store.flush())
     }
@@ -330,7 +342,14 @@ mod tests {
     fn an_io_failure_refuses_writes_as_unavailable() {
         let (_dir, store, health) = watched();
         health.observe(&StoreError::Unavailable("an I/O error on the data volume".into()));
-        let refused = store.put_tenant(&crate::tenancy::implicit_default()).unwrap_err();
+        let tenant = crate::model::Tenant {
+            name: crate::model::DEFAULT_TENANT.to_string(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            quotas: crate::model::Quotas::default(),
+            http_allow: None,
+            digest: None,
+        };
+        let refused = store.put_tenant(&tenant).unwrap_err();
         assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");
     }
 }

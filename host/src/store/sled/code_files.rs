@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{StoreError, StoreResult};
+use crate::store::health;
+use crate::store::{StoreError, StoreResult};
 
 /// Which files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +67,12 @@ fn is_ours(file_name: &str) -> bool {
 /// A file's I/O error as the store's: a full volume is `NoSpace` (the
 /// storage then counts as failing, as for the database's own writes).
 fn io_error(path: &Path, error: std::io::Error) -> StoreError {
-    match super::health::classify(&error) {
-        super::health::Fault::NoSpace => {
-            let (fault, message) = super::health::describe(&error);
+    match health::classify(&error) {
+        health::Fault::NoSpace => {
+            let (fault, message) = health::describe(&error);
             fault.error(message)
         }
-        super::health::Fault::Io => StoreError::Backend(format!("{}: {error}", path.display())),
+        health::Fault::Io => StoreError::Backend(format!("{}: {error}", path.display())),
     }
 }
 

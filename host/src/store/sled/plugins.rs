@@ -10,11 +10,12 @@ use sha2::{Digest, Sha256};
 use sled::IVec;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
+use super::code_files::Kind;
 use super::{SledStore, decode, encode, key, prefix, read_count, transaction_error};
 use crate::model::{Artifact, PluginVersion};
-use crate::store::code_files::Kind;
 use crate::store::{
-    AddedPlugin, DeletedPlugin, NewPluginVersion, Store, StoreError, StoreResult, StoredArtifact, check_plugin_quota,
+    AddedPlugin, DeletedPlugin, Durability, NewPluginVersion, PluginStore, StoreError, StoreResult, StoredArtifact,
+    check_plugin_quota,
 };
 
 /// The key of `plugin_refs` saying the counts were built (a digest is never
@@ -392,12 +393,70 @@ impl SledStore {
     }
 }
 
+impl PluginStore for SledStore {
+    fn add_plugin_version_within(
+        &self,
+        new: &NewPluginVersion<'_>,
+        max_total_bytes: Option<u64>,
+    ) -> StoreResult<AddedPlugin> {
+        self.add_plugin(new, max_total_bytes)
+    }
+
+    fn plugin_usage(&self, tenant: &str) -> StoreResult<u64> {
+        self.usage_of(tenant)
+    }
+
+    fn list_plugin_versions(&self, tenant: &str) -> StoreResult<Vec<PluginVersion>> {
+        Self::scan(&self.plugins, &prefix(&[tenant.as_bytes()]))
+    }
+
+    fn plugin_versions(&self, tenant: &str, name: &str) -> StoreResult<Vec<PluginVersion>> {
+        self.versions_of(tenant, name)
+    }
+
+    fn plugin_version(&self, tenant: &str, name: &str, version: Option<u32>) -> StoreResult<Option<PluginVersion>> {
+        self.version_of(tenant, name, version)
+    }
+
+    fn delete_plugin(&self, tenant: &str, name: &str) -> StoreResult<DeletedPlugin> {
+        self.delete_versions(tenant, name)
+    }
+
+    fn collect_plugins(&self) -> StoreResult<Vec<String>> {
+        self.collect_unused()
+    }
+
+    fn plugin_bytes(&self, digest: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.bytes_of(digest)
+    }
+
+    fn artifact(&self, digest: &str, engine: &str) -> StoreResult<Option<(Artifact, Vec<u8>)>> {
+        self.artifact_of(digest, engine)
+    }
+
+    fn has_artifact(&self, digest: &str, engine: &str) -> StoreResult<bool> {
+        self.has_artifact_of(digest, engine)
+    }
+
+    fn put_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> StoreResult<bool> {
+        self.put_used_artifact(artifact, bytes)
+    }
+
+    fn stored_artifacts(&self) -> StoreResult<Vec<StoredArtifact>> {
+        self.artifacts_on_disk()
+    }
+
+    fn drop_artifact(&self, digest: &str, engine: &str) -> StoreResult<()> {
+        self.drop_artifact_of(digest, engine)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::store::Store;
+    use crate::store::PluginStore;
 
     fn artifact(digest: &str, engine: &str) -> Artifact {
         Artifact {
@@ -519,5 +578,50 @@ mod tests {
         store.files.write(Kind::Code, &code_name("yy", "e1"), b"code").unwrap();
         assert_eq!(store.collect_plugins().unwrap(), vec!["yy".to_string()]);
         assert_eq!(store.plugin_storage().unwrap(), PluginStorage::default());
+    }
+
+    #[test]
+    fn same_bytes_give_back_the_same_version_and_new_bytes_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let first = store.add_plugin_version("t", "p", "aa", b"one", now).unwrap();
+        assert!(first.created);
+        assert_eq!(first.version.version, 1);
+        let again = store.add_plugin_version("t", "p", "aa", b"one", now).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.version.version, 1);
+        let second = store.add_plugin_version("t", "p", "bb", b"two", now).unwrap();
+        assert_eq!(second.version.version, 2);
+        // Another tenant's versions are its own.
+        assert_eq!(
+            store
+                .add_plugin_version("u", "p", "bb", b"two", now)
+                .unwrap()
+                .version
+                .version,
+            1
+        );
+        assert_eq!(store.plugin_versions("t", "p").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_plugin_version_reads_without_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let now = Utc::now();
+        for (index, digest) in ["aa", "bb", "cc"].into_iter().enumerate() {
+            store.add_plugin_version("t", "p", digest, &[index as u8], now).unwrap();
+        }
+        // A name that extends this one is another plugin.
+        store.add_plugin_version("t", "p2", "dd", b"x", now).unwrap();
+        store.add_plugin_version("u", "p", "ee", b"y", now).unwrap();
+        let read = |name: &str, version| store.plugin_version("t", name, version).unwrap();
+        assert_eq!(read("p", None).map(|version| version.digest), Some("cc".to_string()));
+        assert_eq!(read("p", Some(2)).map(|version| version.digest), Some("bb".to_string()));
+        assert_eq!(read("p", Some(9)), None);
+        assert_eq!(read("p2", None).map(|version| version.version), Some(1));
+        assert_eq!(read("q", None), None);
+        assert_eq!(read("q", Some(1)), None);
     }
 }

@@ -18,11 +18,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::JobHooks;
 use super::codec::{Reader, Writer, code, priority_code, priority_of};
 use crate::model::Job;
 use crate::model::job::{Limits, Misfire, Overlap, Policy, Retry, Webhook, WebhookEvent};
 use crate::schedule::{CronExpr, Schedule};
+use crate::store::JobHooks;
 
 /// The first byte of a binary record (JSON ones start with `{`).
 const VERSION: u8 = 1;

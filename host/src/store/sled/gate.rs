@@ -1,12 +1,12 @@
-//! The gate sled writes pass (see `sled_store`: a flush holds it alone)
+//! The gate sled writes pass (see the `sled` module: a flush holds it alone)
 //! and the fuse that stops flushes once a write or flush failed with an
 //! I/O error, noted before the failed write lets the gate go.
 
 use std::sync::{OnceLock, RwLockReadGuard};
 
-use super::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
-/// The gate held across a write (see `sled_store`'s docs). A write that
+/// The gate held across a write (see the `sled` module's docs). A write that
 /// failed with an I/O error breaks the store's flushes (see [`Broken`])
 /// before the gate is let go, so no flush can start in between.
 pub(super) struct Writing<'a> {

@@ -2,15 +2,16 @@
 //! writes of runs change them, reading them at open (counted once from the
 //! run records in a database from before they were kept), and the trimming
 //! of a tenant's oldest finished runs that retention and
-//! [`Store::insert_run_within`] use to keep it within its quota.
+//! [`RunStore::insert_run_within`] use to keep it within its quota.
 
 use std::collections::{HashMap, HashSet};
 
-use super::{SledStore, active_key, by_job_key, decode_run, read_count, record_key, run_key, run_prefix, run_space};
+use super::{active_key, by_job_key, decode_run, record_key, run_key, run_prefix, run_space};
 use crate::model::Run;
-use crate::store::active_groups;
-use crate::store::run_bytes::{self, Changes, Held};
-use crate::store::{RunWrite, Store, StoreError, StoreResult};
+use crate::store::sled::active_groups;
+use crate::store::sled::run_bytes::{self, Changes, Held};
+use crate::store::sled::{SledStore, read_count};
+use crate::store::{RunStore, RunWrite, StoreError, StoreResult};
 
 /// Runs deleted per write while making room for a new run.
 const MAKE_ROOM_BATCH: usize = 2_000;
@@ -29,7 +30,7 @@ pub(super) fn put_totals(batch: &mut sled::Batch, totals: &Held<'_>, changes: &C
 
 /// Stores the finished runs' bytes `changes` leave in a transaction on
 /// the runs tree.
-pub(super) fn put_totals_in(
+pub(in crate::store::sled) fn put_totals_in(
     run_tree: &sled::transaction::TransactionalTree,
     totals: &Held<'_>,
     changes: &Changes,
@@ -42,14 +43,14 @@ pub(super) fn put_totals_in(
 
 /// A withdrawn queued run: its keys (record first) and what its tenant
 /// gets back if its record is still there.
-pub(super) struct Withdrawn<'a> {
+pub(in crate::store::sled) struct Withdrawn<'a> {
     keys: [Vec<u8>; 3],
     tenant: &'a str,
     charge: u64,
 }
 
 /// What deleting withdrawn queued runs deletes.
-pub(super) fn withdrawn_runs(runs: &[Run]) -> Vec<Withdrawn<'_>> {
+pub(in crate::store::sled) fn withdrawn_runs(runs: &[Run]) -> Vec<Withdrawn<'_>> {
     runs.iter()
         .map(|run| Withdrawn {
             keys: [record_key(run), by_job_key(run), active_key(run)],
@@ -61,7 +62,7 @@ pub(super) fn withdrawn_runs(runs: &[Run]) -> Vec<Withdrawn<'_>> {
 
 /// Deletes withdrawn queued runs in a transaction on the runs tree and
 /// stores what their tenants' run bytes come to.
-pub(super) fn withdraw_in(
+pub(in crate::store::sled) fn withdraw_in(
     run_tree: &sled::transaction::TransactionalTree,
     withdrawn: &[Withdrawn<'_>],
     totals: &Held<'_>,
@@ -124,7 +125,7 @@ pub(super) fn repeated_runs<'a>(writes: &[RunWrite<'a>]) -> RunIds<'a> {
 }
 
 /// What the store finds unfinished at open.
-pub(super) struct Unfinished {
+pub(in crate::store::sled) struct Unfinished {
     /// The bytes of each tenant's unfinished runs.
     pub bytes: HashMap<String, u64>,
     /// The record keys of those queued on their own (with their own marker).
@@ -177,7 +178,7 @@ impl SledStore {
 
     /// The bytes of every tenant's finished runs as stored, counted first
     /// if they never were.
-    pub(super) fn read_run_bytes(&self) -> StoreResult<HashMap<String, u64>> {
+    pub(in crate::store::sled) fn read_run_bytes(&self) -> StoreResult<HashMap<String, u64>> {
         let marker = [run_space::USAGE];
         if !self.runs.contains_key(marker)? {
             return self.count_run_bytes();
@@ -227,9 +228,9 @@ impl SledStore {
     }
 
     /// The bytes of each tenant's unfinished runs: those the store would
-    /// recover (see [`Store::unfinished_runs`]), found through their active
+    /// recover (see [`RunStore::unfinished_runs`]), found through their active
     /// markers; and the record keys of those with their own marker.
-    pub(super) fn count_unfinished(&self) -> StoreResult<Unfinished> {
+    pub(in crate::store::sled) fn count_unfinished(&self) -> StoreResult<Unfinished> {
         let mut totals: HashMap<String, u64> = HashMap::new();
         let mut count = |record_key: &[u8]| -> StoreResult<bool> {
             match self.run_at(record_key)? {
@@ -305,7 +306,7 @@ impl SledStore {
     }
 
     /// Queues `run` within `max_bytes` of run bytes for its tenant (see
-    /// [`Store::insert_run_within`]): trims the tenant's oldest finished
+    /// [`RunStore::insert_run_within`]): trims the tenant's oldest finished
     /// runs, a bounded write at a time and without holding up other writes
     /// meanwhile, until the run fits; the insert checks again that it does.
     pub(super) fn insert_making_room(&self, run: &Run, max_bytes: u64) -> StoreResult<()> {
@@ -344,7 +345,7 @@ mod tests {
 
     use super::*;
     use crate::model::{RunStatus, Trigger};
-    use crate::store::{Fire, RunFilter};
+    use crate::store::{Durability, Fire, JobStore, RunFilter};
 
     fn open(dir: &std::path::Path) -> SledStore {
         SledStore::open(&dir.join("db")).unwrap()
