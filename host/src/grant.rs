@@ -150,7 +150,7 @@ impl KeyValue for StoreKeyValue {
             max_bytes,
         } = &self.scope;
         self.store
-            .kv_set_within(tenant, job_id, key, value, *max_bytes)
+            .kv_set_under_quota(tenant, job_id, key, value, *max_bytes)
             .map_err(|error| format!("kv: {error}"))
     }
     fn delete(&self, key: &str) -> Result<(), String> {

@@ -352,7 +352,7 @@ impl Plugins {
                 .as_ref()
                 .map(|compiled| (&compiled.artifact, compiled.code.as_slice())),
         };
-        let added = self.store.add_plugin_version_within(&new, max_total_bytes)?;
+        let added = self.store.add_plugin_version_under_quota(&new, max_total_bytes)?;
         self.resolved().changed();
         if let (true, Some(compiled)) = (added.created, &compiled) {
             self.stored_code(&digest, &compiled.artifact.engine);

@@ -215,7 +215,7 @@ impl Executor {
     /// `run_bytes` quota, and makes it durable.
     async fn insert_asked(&self, run: &Run) -> Result<(), ExecError> {
         let max_bytes = self.granter.tenants().run_bytes(&run.tenant);
-        self.store.insert_run_within(run, max_bytes)?;
+        self.store.insert_run_under_quota(run, max_bytes)?;
         self.store.flush_async().await?;
         Ok(())
     }

@@ -443,7 +443,7 @@ impl Scheduler {
     /// Stores a new job (within a tenant's `jobs` quota, if given); the
     /// caller wakes the loop ([`Scheduler::job_changed`]) once it is durable.
     pub fn insert_job(&self, job: &Job, max_jobs: Option<u64>) -> Result<(), StoreError> {
-        self.store.insert_job_within(job, max_jobs)
+        self.store.insert_job_under_quota(job, max_jobs)
     }
 
     /// Changes a job, withdrawing (in the same write) the runs of its fires

@@ -37,13 +37,13 @@ pub trait PluginStore: Send + Sync {
             uploaded_at: now,
             compiled: None,
         };
-        self.add_plugin_version_within(&new, None)
+        self.add_plugin_version_under_quota(&new, None)
     }
     /// [`PluginStore::add_plugin_version`] with the upload's compiled artifact,
     /// refused with [`StoreError::QuotaExceeded`] (writing nothing) when the
     /// tenant's plugin versions would take more than `max_total_bytes`
     /// together.
-    fn add_plugin_version_within(
+    fn add_plugin_version_under_quota(
         &self,
         new: &NewPluginVersion<'_>,
         max_total_bytes: Option<u64>,
@@ -88,11 +88,11 @@ pub trait PluginStore: Send + Sync {
 pub trait JobStore: Send + Sync {
     /// Creates a job; fails with [`StoreError::NameTaken`] if the name is used.
     fn insert_job(&self, job: &Job) -> StoreResult<()> {
-        self.insert_job_within(job, None)
+        self.insert_job_under_quota(job, None)
     }
     /// [`JobStore::insert_job`], refused with [`StoreError::QuotaExceeded`]
     /// when the tenant already has `max_jobs` jobs.
-    fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()>;
+    fn insert_job_under_quota(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()>;
     /// Replaces a job (same id), moving its name if it changed.
     fn update_job(&self, job: &Job) -> StoreResult<()> {
         self.update_job_withdrawing(job, &[])
@@ -166,7 +166,7 @@ pub trait RunStore: Send + Sync {
     /// deleted first to make room, as retention would (in writes of their
     /// own); refused with [`StoreError::QuotaExceeded`] when they cannot
     /// make enough (queued and running runs are never deleted).
-    fn insert_run_within(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()>;
+    fn insert_run_under_quota(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()>;
     /// Rewrites a run's record: an unfinished one as it is, a finished one
     /// as [`RunStore::finish_run`] with no output or log.
     fn update_run(&self, run: &Run) -> StoreResult<()> {
@@ -182,16 +182,6 @@ pub trait RunStore: Send + Sync {
             output,
             log,
             next: None,
-        }])
-    }
-    /// [`RunStore::finish_run`] and the queued record of its next attempt, in
-    /// one atomic write.
-    fn finish_run_and_queue(&self, run: &Run, output: &[u8], log: &[u8], next: &Run) -> StoreResult<()> {
-        self.write_runs(&[RunWrite::Finished {
-            run,
-            output,
-            log,
-            next: Some(next),
         }])
     }
     /// A run by id.
@@ -226,12 +216,12 @@ pub trait KvStore: Send + Sync {
     fn kv_get(&self, tenant: &str, job_id: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Sets a job's kv value.
     fn kv_set(&self, tenant: &str, job_id: &str, key: &str, value: &[u8]) -> StoreResult<()> {
-        self.kv_set_within(tenant, job_id, key, value, None)
+        self.kv_set_under_quota(tenant, job_id, key, value, None)
     }
     /// [`KvStore::kv_set`], refused with [`StoreError::QuotaExceeded`] when it
     /// would grow the tenant's kv state (keys and values of all its jobs)
     /// past `max_bytes`.
-    fn kv_set_within(
+    fn kv_set_under_quota(
         &self,
         tenant: &str,
         job_id: &str,

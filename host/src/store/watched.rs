@@ -45,12 +45,12 @@ impl<S> WatchedStore<S> {
 }
 
 impl<S: PluginStore> PluginStore for WatchedStore<S> {
-    fn add_plugin_version_within(
+    fn add_plugin_version_under_quota(
         &self,
         new: &NewPluginVersion<'_>,
         max_total_bytes: Option<u64>,
     ) -> StoreResult<AddedPlugin> {
-        self.write(|store| store.add_plugin_version_within(new, max_total_bytes))
+        self.write(|store| store.add_plugin_version_under_quota(new, max_total_bytes))
     }
 
     fn plugin_usage(&self, tenant: &str) -> StoreResult<u64> {
@@ -103,8 +103,8 @@ impl<S: PluginStore> PluginStore for WatchedStore<S> {
 }
 
 impl<S: JobStore> JobStore for WatchedStore<S> {
-    fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
-        self.write(|store| store.insert_job_within(job, max_jobs))
+    fn insert_job_under_quota(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
+        self.write(|store| store.insert_job_under_quota(job, max_jobs))
     }
 
     fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()> {
@@ -182,8 +182,8 @@ impl<S: RunStore> RunStore for WatchedStore<S> {
         self.write(|store| store.prune_runs(older_than, keep_per_job, max_deletions))
     }
 
-    fn insert_run_within(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()> {
-        self.write(|store| store.insert_run_within(run, max_bytes))
+    fn insert_run_under_quota(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()> {
+        self.write(|store| store.insert_run_under_quota(run, max_bytes))
     }
 
     fn run_bytes(&self, tenant: &str) -> StoreResult<u64> {
@@ -200,7 +200,7 @@ impl<S: KvStore> KvStore for WatchedStore<S> {
         self.read(self.inner.kv_get(tenant, job_id, key))
     }
 
-    fn kv_set_within(
+    fn kv_set_under_quota(
         &self,
         tenant: &str,
         job_id: &str,
@@ -208,7 +208,7 @@ impl<S: KvStore> KvStore for WatchedStore<S> {
         value: &[u8],
         max_bytes: Option<u64>,
     ) -> StoreResult<()> {
-        self.write(|store| store.kv_set_within(tenant, job_id, key, value, max_bytes))
+        self.write(|store| store.kv_set_under_quota(tenant, job_id, key, value, max_bytes))
     }
 
     fn kv_usage(&self, tenant: &str) -> StoreResult<u64> {

@@ -103,7 +103,7 @@ impl SledStore {
 }
 
 impl JobStore for SledStore {
-    fn insert_job_within(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
+    fn insert_job_under_quota(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
         let _counting = self.counting();
         if let Some(limit) = max_jobs {
             let count = self.job_names.scan_prefix(prefix(&[job.tenant.as_bytes()])).count() as u64;

@@ -38,7 +38,7 @@ impl KvStore for SledStore {
             .map(|bytes| bytes.to_vec()))
     }
 
-    fn kv_set_within(
+    fn kv_set_under_quota(
         &self,
         tenant: &str,
         job_id: &str,

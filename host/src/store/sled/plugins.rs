@@ -394,7 +394,7 @@ impl SledStore {
 }
 
 impl PluginStore for SledStore {
-    fn add_plugin_version_within(
+    fn add_plugin_version_under_quota(
         &self,
         new: &NewPluginVersion<'_>,
         max_total_bytes: Option<u64>,
@@ -483,7 +483,7 @@ mod tests {
             uploaded_at: Utc::now(),
             compiled: compiled.map(|artifact| (artifact, b"code".as_slice())),
         };
-        store.add_plugin_version_within(&new, Some(100))
+        store.add_plugin_version_under_quota(&new, Some(100))
     }
 
     #[test]

@@ -189,8 +189,8 @@ impl SledStore {
     }
 
     /// [`RunStore::write_runs`]; with `room`, the queued run and the quota it
-    /// must fit (see [`RunStore::insert_run_within`]).
-    fn write_runs_within(&self, writes: &[RunWrite<'_>], room: Option<(&Run, u64)>) -> StoreResult<()> {
+    /// must fit (see [`RunStore::insert_run_under_quota`]).
+    fn write_runs_under_quota(&self, writes: &[RunWrite<'_>], room: Option<(&Run, u64)>) -> StoreResult<()> {
         let mut groups = self.groups();
         let finished: Vec<Vec<u8>> = writes
             .iter()
@@ -236,10 +236,10 @@ impl SledStore {
 
 impl RunStore for SledStore {
     fn write_runs(&self, writes: &[RunWrite<'_>]) -> StoreResult<()> {
-        self.write_runs_within(writes, None)
+        self.write_runs_under_quota(writes, None)
     }
 
-    fn insert_run_within(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()> {
+    fn insert_run_under_quota(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()> {
         match max_bytes {
             Some(max_bytes) => self.insert_making_room(run, max_bytes),
             None => self.insert_run(run),

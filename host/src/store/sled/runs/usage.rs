@@ -2,7 +2,7 @@
 //! writes of runs change them, reading them at open (counted once from the
 //! run records in a database from before they were kept), and the trimming
 //! of a tenant's oldest finished runs that retention and
-//! [`RunStore::insert_run_within`] use to keep it within its quota.
+//! [`RunStore::insert_run_under_quota`] use to keep it within its quota.
 
 use std::collections::{HashMap, HashSet};
 
@@ -306,7 +306,7 @@ impl SledStore {
     }
 
     /// Queues `run` within `max_bytes` of run bytes for its tenant (see
-    /// [`RunStore::insert_run_within`]): trims the tenant's oldest finished
+    /// [`RunStore::insert_run_under_quota`]): trims the tenant's oldest finished
     /// runs, a bounded write at a time and without holding up other writes
     /// meanwhile, until the run fits; the insert checks again that it does.
     pub(super) fn insert_making_room(&self, run: &Run, max_bytes: u64) -> StoreResult<()> {
@@ -327,7 +327,7 @@ impl SledStore {
                 break;
             }
         }
-        self.write_runs_within(&[RunWrite::Queued(run)], Some((run, max_bytes)))
+        self.write_runs_under_quota(&[RunWrite::Queued(run)], Some((run, max_bytes)))
     }
 }
 
@@ -433,7 +433,14 @@ mod tests {
         // A failure with its retry queued in the same write.
         let mut retry = manual(1, 100);
         retry.attempt = 2;
-        store.finish_run_and_queue(&failed, b"", &[b'l'; 300], &retry).unwrap();
+        store
+            .write_runs(&[RunWrite::Finished {
+                run: &failed,
+                output: b"",
+                log: &[b'l'; 300],
+                next: Some(&retry),
+            }])
+            .unwrap();
         assert_counted(&store);
         // The retry's mark and outcome in one write, and an outcome written
         // twice (the second replaces the first's record).
@@ -565,20 +572,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let first = manual(0, 1000);
-        store.insert_run_within(&first, Some(10_000)).unwrap();
+        store.insert_run_under_quota(&first, Some(10_000)).unwrap();
         finish(&store, &first, 2000, 0);
         let second = manual(1, 1000);
-        store.insert_run_within(&second, Some(10_000)).unwrap();
+        store.insert_run_under_quota(&second, Some(10_000)).unwrap();
         let used = assert_counted(&store);
         // The third fits only once the first (finished) has gone.
         let third = manual(2, 1000);
         let max = used + run_bytes::charge(&third) - 1;
-        store.insert_run_within(&third, Some(max)).unwrap();
+        store.insert_run_under_quota(&third, Some(max)).unwrap();
         assert_eq!(ids(&store), [second.id.clone(), third.id.clone()]);
         assert!(assert_counted(&store) <= max);
         // Queued runs are never deleted to make room: refused, nothing written.
         let fourth = manual(3, 4000);
-        let error = store.insert_run_within(&fourth, Some(max)).unwrap_err();
+        let error = store.insert_run_under_quota(&fourth, Some(max)).unwrap_err();
         assert!(
             matches!(&error, StoreError::QuotaExceeded(message) if message.starts_with("run_bytes:")),
             "{error}"
@@ -586,7 +593,10 @@ mod tests {
         assert_eq!(ids(&store).len(), 2);
         // An input larger than the whole quota is refused outright.
         let huge = manual(4, 20_000);
-        let error = store.insert_run_within(&huge, Some(10_000)).unwrap_err().to_string();
+        let error = store
+            .insert_run_under_quota(&huge, Some(10_000))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("more than the tenant's quota"), "{error}");
         assert_counted(&store);
     }
