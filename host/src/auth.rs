@@ -5,7 +5,6 @@
 //! Tenant tokens are found by the hash of the secret shown (a lookup by a
 //! sha256 key leaks nothing a caller could use: it cannot choose hashes).
 
-use std::io::Write;
 use std::path::Path;
 
 use rand::RngCore;
@@ -61,31 +60,6 @@ pub fn new_token(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
-/// The trimmed text of a file only its owner may read, made by `make` and
-/// written with mode 0600 when the file does not exist yet; an existing one
-/// that group or others may read is used with a warning.
-pub fn read_or_create_private_file(path: &Path, what: &str, make: impl FnOnce() -> String) -> std::io::Result<String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            crate::permissions::warn_if_open_to_others(path, &format!("the file holding {what}"), "chmod 600");
-            Ok(text.trim().to_string())
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let text = make();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path)?;
-            file.write_all(format!("{text}\n").as_bytes())?;
-            file.sync_all()?;
-            tracing::info!(path = %path.display(), "created {what}");
-            Ok(text)
-        }
-        Err(error) => Err(error),
-    }
-}
-
 impl Auth {
     /// The admin token given in config, else the one in the data dir.
     pub fn for_config(config: &crate::config::Config) -> std::io::Result<Auth> {
@@ -99,7 +73,7 @@ impl Auth {
 
     /// Reads the admin token from `path`, creating it (0600) on first start.
     pub fn load_or_create(path: &Path) -> std::io::Result<Auth> {
-        let token = read_or_create_private_file(path, "the admin token", || new_token("sc_admin"))?;
+        let token = crate::permissions::read_or_create_private_file(path, "the admin token", || new_token("sc_admin"))?;
         if token.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

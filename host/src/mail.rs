@@ -45,7 +45,4 @@ impl Mailer {
     }
 }
 
-/// Is `text` an address a message can go to (`name@domain`)?
-pub fn is_address(text: &str) -> bool {
-    text.parse::<lettre::Address>().is_ok()
-}
+pub use crate::model::validate::is_mail_address as is_address;

@@ -3,6 +3,7 @@
 //! it writes readable by its own user only, and says so when an existing
 //! directory or private file is open to others.
 
+use std::io::Write;
 use std::path::Path;
 
 /// Group and other permission bits.
@@ -91,5 +92,30 @@ mod tests {
             assert_eq!(open_mode(&file).is_some(), open, "{bits:o}");
         }
         assert_eq!(open_mode(&dir.path().join("missing")), None);
+    }
+}
+
+/// The trimmed text of a file only its owner may read, made by `make` and
+/// written with mode 0600 when the file does not exist yet; an existing one
+/// that group or others may read is used with a warning.
+pub fn read_or_create_private_file(path: &Path, what: &str, make: impl FnOnce() -> String) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            warn_if_open_to_others(path, &format!("the file holding {what}"), "chmod 600");
+            Ok(text.trim().to_string())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let text = make();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path)?;
+            file.write_all(format!("{text}\n").as_bytes())?;
+            file.sync_all()?;
+            tracing::info!(path = %path.display(), "created {what}");
+            Ok(text)
+        }
+        Err(error) => Err(error),
     }
 }

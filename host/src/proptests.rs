@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::model::Job;
 use crate::model::run::Run;
-use crate::schedule::cron::CronExpr;
 use crate::store::sled::{job_codec, run_codec};
+use crate::timing::cron::CronExpr;
 use crate::units::{format_duration, parse_duration, parse_size};
 
 /// Text that looks like cron: its digits, names, operators and macros.

@@ -14,9 +14,9 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use crate::auth::read_or_create_private_file;
 use crate::config::Config;
 use crate::model::SecretRecord;
+use crate::permissions::read_or_create_private_file;
 
 /// Why a secret could not be sealed or opened.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

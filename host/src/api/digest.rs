@@ -14,7 +14,7 @@ use super::extract::{Caller, JsonBody};
 use super::{ApiError, AppState};
 use crate::model::tenant::Digest;
 use crate::model::validate::{ValidationError, check_list};
-use crate::schedule::Schedule;
+use crate::timing::Schedule;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,9 +11,9 @@ use crate::jobs::JobsError;
 use crate::model::validate::ValidationError;
 use crate::plugin::PluginError;
 use crate::sandbox::ComponentError;
-use crate::schedule::ScheduleError;
 use crate::store::StoreError;
 use crate::store::health::Fault;
+use crate::timing::ScheduleError;
 
 /// An API error: status, stable code, human message.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Caller, JsonBody};
 use super::{ApiError, AppState};
-use crate::schedule::Schedule;
+use crate::timing::Schedule;
 
 const DEFAULT_COUNT: usize = 10;
 const MAX_COUNT: usize = 1000;

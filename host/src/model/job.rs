@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::schedule::Schedule;
+use crate::timing::Schedule;
 use crate::units::NumberOrText;
 
 /// A job spec as sent to `POST /v1/jobs`, `PUT` and (merged) `PATCH`.
@@ -378,7 +378,7 @@ mod optional_schedule {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::Value;
 
-    use crate::schedule::Schedule;
+    use crate::timing::Schedule;
 
     pub fn serialize<S: Serializer>(schedule: &Option<Schedule>, serializer: S) -> Result<S::Ok, S::Error> {
         schedule.as_ref().map(Schedule::to_json).serialize(serializer)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::model::job::{Misfire, Overlap};
-use crate::schedule::Schedule;
+use crate::timing::Schedule;
 
 /// A fire this much behind its instant still counts as on time: a busy
 /// scheduler is late by milliseconds, a daemon that was down by much more.

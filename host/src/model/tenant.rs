@@ -46,9 +46,9 @@ pub struct Digest {
 
 impl Digest {
     /// The schedule it fires on (checked when the digest was set).
-    pub fn schedule(&self) -> Option<crate::schedule::Schedule> {
+    pub fn schedule(&self) -> Option<crate::timing::Schedule> {
         let spec = serde_json::json!({"cron": self.cron, "timezone": self.timezone});
-        crate::schedule::Schedule::from_json(&spec).ok().flatten()
+        crate::timing::Schedule::from_json(&spec).ok().flatten()
     }
 
     /// Where the next digest's window starts.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::job::{Job, JobSpec, Limits, LimitsSpec, Misfire, Policy, PolicySpec, Retry, Webhook, input_bytes};
 use crate::config::JobDefaults;
 use crate::model::PluginRef;
-use crate::schedule::Schedule;
+use crate::timing::Schedule;
 use crate::units::NumberOrText;
 
 /// A refused job spec: the field at fault and why.
@@ -258,7 +258,7 @@ fn check_webhooks(webhooks: &[Webhook]) -> Result<(), ValidationError> {
     }
     for (index, webhook) in webhooks.iter().enumerate() {
         let valid = match webhook.url.strip_prefix("mailto:") {
-            Some(address) => crate::mail::is_address(address),
+            Some(address) => is_mail_address(address),
             None => url::Url::parse(&webhook.url)
                 .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some()),
         };
@@ -273,6 +273,11 @@ fn check_webhooks(webhooks: &[Webhook]) -> Result<(), ValidationError> {
         }
     }
     Ok(())
+}
+
+/// Is `text` an address a message can go to (`name@domain`)?
+pub fn is_mail_address(text: &str) -> bool {
+    text.parse::<lettre::Address>().is_ok()
 }
 
 /// Parses a JSON body into a spec, naming the field of any type error.

@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::RunLimiter;
 use super::log::LogSink;
+use crate::model::Trigger;
 use crate::outbound::{FetchRequest, FetchResponse, HttpGrant, MAX_REQUESTS_PER_RUN, Outbound};
 
 /// Largest kv key, bytes.
@@ -135,6 +136,25 @@ pub enum Interruption {
     /// Someone cancelled the run.
     #[error("the run was cancelled")]
     Cancelled,
+}
+
+/// The run context handed to the plugin.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Tenant.
+    pub tenant: String,
+    /// Job id.
+    pub job_id: String,
+    /// Job name.
+    pub job_name: String,
+    /// Run id.
+    pub run_id: String,
+    /// Attempt, from 1.
+    pub attempt: u32,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it was due, ms since the epoch.
+    pub scheduled_at_ms: i64,
 }
 
 /// The data of one run's `Store`.

@@ -23,10 +23,10 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::model::run::RunLimits;
-use crate::model::{ErrorKind, RunError, Trigger};
+use crate::model::{ErrorKind, RunError};
 
 pub use engine::{Allocator, Metering, PreparedJob};
-pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunState, ZoneLookup, ZoneSource};
+pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunContext, RunState, ZoneLookup, ZoneSource};
 
 /// The bindings of the contract's current world (older worlds stay in
 /// [`wit`] beside it).
@@ -95,25 +95,6 @@ pub struct RunRequest {
     /// Where the run's log goes (its cap is `limits.logs`); the caller may
     /// read it while the run goes on.
     pub log: log::LogSink,
-}
-
-/// The run context handed to the plugin.
-#[derive(Debug, Clone)]
-pub struct RunContext {
-    /// Tenant.
-    pub tenant: String,
-    /// Job id.
-    pub job_id: String,
-    /// Job name.
-    pub job_name: String,
-    /// Run id.
-    pub run_id: String,
-    /// Attempt, from 1.
-    pub attempt: u32,
-    /// What started it.
-    pub trigger: Trigger,
-    /// When it was due, ms since the epoch.
-    pub scheduled_at_ms: i64,
 }
 
 /// How a run ended.

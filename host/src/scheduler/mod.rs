@@ -31,8 +31,8 @@ use crate::model::job::Overlap;
 use crate::model::policy::{self, OverlapDecision, plan_fires};
 use crate::model::run::{NewRun, RunEnded};
 use crate::model::{Job, Run, Trigger, scheduled_run_id};
-use crate::schedule::Schedule;
 use crate::store::{DueJob, Fire, Store, StoreError};
+use crate::timing::Schedule;
 pub use sink::{Places, ResolvePlugin, RunSink};
 
 /// Due jobs handled per pass (one write and one flush cover a pass). A

@@ -175,7 +175,7 @@ impl JobHooks {
     /// The hooks of a decoded job.
     pub fn of(job: &Job) -> JobHooks {
         JobHooks {
-            after: matches!(job.schedule, Some(crate::schedule::Schedule::After(_))),
+            after: matches!(job.schedule, Some(crate::timing::Schedule::After(_))),
             webhooks: job.webhooks.clone(),
         }
     }

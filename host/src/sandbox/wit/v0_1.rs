@@ -6,10 +6,9 @@
 
 use std::time::Duration;
 
-use super::super::RunState;
-use super::super::host::utc_offset;
 use crate::model::Trigger;
 use crate::outbound::FetchRequest;
+use crate::sandbox::host::{self, RunState, utc_offset};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -21,7 +20,7 @@ wasmtime::component::bindgen!({
 use sandcron::plugin::{http, kv, log, run_info, secrets, types};
 
 /// A run's context as this world shows it.
-pub fn run_context(context: &super::super::RunContext) -> types::RunContext {
+pub fn run_context(context: &host::RunContext) -> types::RunContext {
     types::RunContext {
         tenant: context.tenant.clone(),
         job_id: context.job_id.clone(),
@@ -110,12 +109,11 @@ impl run_info::Host for RunState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::RunContext;
 
     #[test]
     fn a_plugin_of_world_0_1_sees_triggers_it_lacks_as_schedule() {
         let seen = |trigger| {
-            let context = RunContext {
+            let context = host::RunContext {
                 tenant: "t".into(),
                 job_id: "j".into(),
                 job_name: "n".into(),

@@ -21,8 +21,8 @@ use chrono_tz::Tz;
 use super::codec::{Reader, Writer, code, priority_code, priority_of};
 use crate::model::Job;
 use crate::model::job::{Limits, Misfire, Overlap, Policy, Retry, Webhook, WebhookEvent};
-use crate::schedule::{CronExpr, Schedule};
 use crate::store::JobHooks;
+use crate::timing::{CronExpr, Schedule};
 
 /// The first byte of a binary record (JSON ones start with `{`).
 const VERSION: u8 = 1;
