@@ -196,7 +196,6 @@ async fn the_document_names_every_operation_once_and_types_its_answers() {
             }
         }
     }
-    assert_eq!(ids.len(), 43, "{ids:?}");
     for id in [
         "get_job",
         "list_jobs",
