@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::api::{AppState, router};
+use crate::api::{AppParts, AppState, router};
 use crate::auth::Auth;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -191,6 +191,25 @@ impl Daemon {
         })
     }
 
+    /// The parts the API answers from, with the token check and settings.
+    pub fn into_app_parts(self, auth: Auth, config: Config) -> AppParts {
+        AppParts {
+            store: self.store,
+            storage: self.storage,
+            digests: self.digests,
+            metrics: self.metrics,
+            events: self.events,
+            tenants: self.tenants,
+            vault: self.vault,
+            plugins: self.plugins,
+            executor: self.executor,
+            scheduler: self.scheduler,
+            jobs: self.jobs,
+            auth,
+            config,
+        }
+    }
+
     /// Recovers unfinished runs, then starts the executor and the scheduler
     /// and fires the `run_at_start` jobs.
     pub async fn start(&self) -> anyhow::Result<()> {
@@ -297,7 +316,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let mut limits = config.http.clone();
     limits.max_connections = server::fit_connection_cap(limits.max_connections);
     let metrics = daemon.metrics.clone();
-    let app = router(AppState::new(daemon, auth, config));
+    let app = router(AppState::new(daemon.into_app_parts(auth, config)));
     let stop = Arc::new(tokio::sync::Notify::new());
     let stopped = stop.clone();
     let mut server = tokio::spawn(server::serve(listener, app, limits, metrics, async move {

@@ -8,20 +8,27 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa::ToSchema;
 
+use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, JsonBody};
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::views::{DigestSentView, DigestView};
 use crate::model::tenant::Digest;
 use crate::model::validate::{ValidationError, check_list};
 use crate::timing::Schedule;
 
-#[derive(Deserialize)]
+/// `PUT /v1/digest`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DigestBody {
+    /// When to send it: a cron line ...
     cron: String,
+    /// ... in this IANA zone (`UTC` unless given).
     #[serde(default = "utc")]
     timezone: String,
+    /// The addresses it goes to (at least one).
     to: Vec<String>,
 }
 
@@ -53,14 +60,15 @@ fn tenant_of(state: &AppState, name: &str) -> Result<crate::model::Tenant, ApiEr
     put,
     path = "/v1/digest",
     tag = "digest",
-    request_body(content = Object, description = "{cron, timezone?, to}"),
-    responses((status = 200, description = "the digest", body = Object), (status = 409, description = "no mail server", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "put_digest",
+    request_body(content = DigestBody),
+    responses((status = 200, description = "the digest", body = DigestView), (status = 409, description = "no mail server", body = ErrorBody), Refusals)
 )]
 pub async fn put(
     State(state): State<AppState>,
     Caller(caller): Caller,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DigestView>, ApiError> {
     if !state.digests().can_send() {
         return Err(no_mail());
     }
@@ -87,19 +95,20 @@ pub async fn put(
     })?;
     let mut tenant = tenant_of(&state, &caller.tenant)?;
     let previous = tenant.digest.take();
-    tenant.digest = Some(Digest {
+    let digest = Digest {
         cron: request.cron,
         timezone: request.timezone,
         to: request.to,
         since: previous.as_ref().map_or_else(Utc::now, Digest::window_start),
         last_sent_at: previous.and_then(|digest| digest.last_sent_at),
-    });
+    };
+    let view = DigestView::from(&digest);
+    tenant.digest = Some(digest);
     state.store().put_tenant(&tenant)?;
     state.store().flush_async().await?;
-    let view = tenant.digest.as_ref().map(Digest::view);
     state.tenants().put(tenant);
     state.digests().changed();
-    Ok(Json(view.unwrap_or_default()))
+    Ok(Json(view))
 }
 
 /// `GET /v1/digest`.
@@ -107,14 +116,15 @@ pub async fn put(
     get,
     path = "/v1/digest",
     tag = "digest",
-    responses((status = 200, description = "the digest", body = Object), (status = 404, description = "no digest", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "get_digest",
+    responses((status = 200, description = "the digest", body = DigestView), (status = 404, description = "no digest", body = ErrorBody), Refusals)
 )]
-pub async fn get(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<DigestView>, ApiError> {
     let tenant = tenant_of(&state, &caller.tenant)?;
     tenant
         .digest
         .as_ref()
-        .map(|digest| Json(digest.view()))
+        .map(|digest| Json(DigestView::from(digest)))
         .ok_or_else(no_digest)
 }
 
@@ -123,7 +133,8 @@ pub async fn get(State(state): State<AppState>, Caller(caller): Caller) -> Resul
     delete,
     path = "/v1/digest",
     tag = "digest",
-    responses((status = 204, description = "stopped"), (status = 404, description = "no digest", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "delete_digest",
+    responses((status = 204, description = "stopped"), (status = 404, description = "no digest", body = ErrorBody), Refusals)
 )]
 pub async fn delete(State(state): State<AppState>, Caller(caller): Caller) -> Result<StatusCode, ApiError> {
     let mut tenant = tenant_of(&state, &caller.tenant)?;
@@ -143,12 +154,13 @@ pub async fn delete(State(state): State<AppState>, Caller(caller): Caller) -> Re
     post,
     path = "/v1/digest/send",
     tag = "digest",
-    responses((status = 202, description = "sent", body = Object), (status = 404, description = "no digest", body = super::openapi::ErrorBody), (status = 409, description = "no mail server", body = super::openapi::ErrorBody), (status = 502, description = "the mail server failed", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "send_digest",
+    responses((status = 202, description = "sent", body = DigestSentView), (status = 404, description = "no digest", body = ErrorBody), (status = 409, description = "no mail server", body = ErrorBody), (status = 502, description = "the mail server failed", body = ErrorBody), Refusals)
 )]
 pub async fn send_now(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DigestSentView>), ApiError> {
     if !state.digests().can_send() {
         return Err(no_mail());
     }
@@ -162,6 +174,10 @@ pub async fn send_now(
         .map_err(|problem| ApiError::new(StatusCode::BAD_GATEWAY, "email_failed", problem))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"sent_to": digest.to, "from": from, "to": to})),
+        Json(DigestSentView {
+            sent_to: digest.to.clone(),
+            from,
+            to,
+        }),
     ))
 }

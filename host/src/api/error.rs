@@ -1,9 +1,16 @@
 //! The one way errors leave the API: `{"error": {"code", "message"}}` with
-//! a status chosen here and nowhere else.
+//! a status chosen here and nowhere else. The body's type ([`ErrorBody`])
+//! is what answers are made of and what the OpenAPI document shows, with
+//! [`Refusals`], the answers any authenticated route may give. A 500 says
+//! only that something failed inside, with a reference to its line in the
+//! daemon's log: what failed (an internal path, a database message) is for
+//! the operator, not the client.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::auth::AuthError;
 use crate::executor::ExecError;
@@ -14,6 +21,53 @@ use crate::sandbox::ComponentError;
 use crate::store::StoreError;
 use crate::store::health::Fault;
 use crate::timing::ScheduleError;
+
+/// Every error answer (a `/healthz` refusal carries its report beside
+/// `error`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code (`invalid_field`, `job_not_found`, ...).
+    pub code: String,
+    /// Says which field or object and what is wrong.
+    pub message: String,
+}
+
+/// Answers any authenticated route may give.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Only described: `ApiError` makes these answers.
+pub enum Refusals {
+    /// A malformed request: the message names the field.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No token, or one not accepted.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The tenant is over its request rate (`rate_limited`, see
+    /// `Retry-After`), or, without a valid token, the client's address is
+    /// over its budget; or, where a run is queued, its queue is at its
+    /// `queued_runs` quota (`queue_full`).
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// `storage_unavailable`: the data volume failed with an I/O error;
+    /// writes are refused until the daemon restarts into working storage.
+    #[response(status = 503)]
+    StorageUnavailable(ErrorBody),
+    /// `insufficient_storage`: the data volume is full; writes are refused
+    /// until there is room again and the daemon has restarted.
+    #[response(status = 507)]
+    InsufficientStorage(ErrorBody),
+}
+
+/// What a 500 tells the client; the detail goes to the log under the
+/// reference the message ends with.
+const INTERNAL_MESSAGE: &str = "internal error; see the daemon's log";
 
 /// An API error: status, stable code, human message.
 #[derive(Debug)]
@@ -145,8 +199,15 @@ impl ApiError {
         [head.into_bytes(), body.into_bytes()].concat()
     }
 
+    /// The body: [`ErrorBody`], and the details beside it.
     fn body(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+            },
+        };
+        let mut body = serde_json::to_value(body).expect("strings always serialize");
         if let serde_json::Value::Object(fields) = &mut body {
             fields.extend(self.details.clone());
         }
@@ -169,9 +230,15 @@ impl ApiError {
 const STORAGE_FAILING_CODES: [&str; 2] = ["insufficient_storage", "storage_unavailable"];
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         if STORAGE_FAILING_CODES.contains(&self.code) {
             tracing::debug!(code = self.code, message = %self.message, "request refused: storage is failing");
+        } else if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            // The detail may name paths, keys or database internals: it
+            // goes to the log, the client gets the reference to find it by.
+            let reference = crate::model::new_id();
+            tracing::error!(code = self.code, %reference, detail = %self.message, "request failed");
+            self.message = format!("{INTERNAL_MESSAGE} (reference {reference})");
         } else if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
@@ -347,6 +414,26 @@ mod tests {
             (bug.status(), bug.code()),
             (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
         );
+    }
+
+    #[tokio::test]
+    async fn a_500_keeps_its_code_and_sends_a_reference_to_the_log_instead_of_the_detail() {
+        use http_body_util::BodyExt;
+        let bug = ApiError::from(StoreError::Backend("sled: corrupt key /data/db/blobs/x".into()));
+        let response = bug.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "storage_error");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(INTERNAL_MESSAGE), "{message}");
+        assert!(message.contains("(reference "), "{message}");
+        assert!(!message.contains("corrupt") && !message.contains("/data"), "{message}");
+        // Other server errors say what happened: the client can act on it.
+        let full = ApiError::from(StoreError::NoSpace("no space left on the data volume".into()));
+        let bytes = full.into_response().into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["message"], "no space left on the data volume");
     }
 
     #[test]

@@ -6,21 +6,23 @@
 //! A tenant holds at most `max_event_streams` streams at once: each holds
 //! a connection of the server's shared `http_max_connections`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast;
 
+use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, Query};
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::stream_slots::StreamSlot;
 use crate::events::{Event, EventBus, Gap};
 
 /// How often an idle stream sends a keep-alive comment.
@@ -82,66 +84,6 @@ fn gap_event(oldest: Option<u64>, missed: Option<u64>) -> SseEvent {
         .data(json!({"oldest_buffered": oldest, "missed": missed}).to_string())
 }
 
-/// The event streams each tenant holds open, within a cap per tenant.
-pub struct StreamSlots {
-    max: usize,
-    open: Mutex<HashMap<String, usize>>,
-}
-
-/// One open stream of a tenant; its end (the client gone, the daemon
-/// stopping) frees the slot.
-pub struct StreamSlot {
-    slots: Arc<StreamSlots>,
-    tenant: String,
-}
-
-impl StreamSlots {
-    /// At most `max` streams per tenant.
-    pub fn new(max: usize) -> StreamSlots {
-        StreamSlots {
-            max,
-            open: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A slot for a new stream of `tenant`, or 429 `too_many_streams`.
-    pub fn take(self: &Arc<Self>, tenant: &str) -> Result<StreamSlot, ApiError> {
-        let mut open = self.open();
-        let count = open.entry(tenant.to_string()).or_default();
-        if *count >= self.max {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
-                format!(
-                    "tenant {tenant:?} holds {} event streams open, the most it may (max_event_streams); close one first",
-                    self.max
-                ),
-            ));
-        }
-        *count += 1;
-        Ok(StreamSlot {
-            slots: self.clone(),
-            tenant: tenant.to_string(),
-        })
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open();
-        if let Some(count) = open.get_mut(&self.tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.tenant);
-            }
-        }
-    }
-}
-
 struct StreamState {
     /// Held for as long as the stream lasts.
     _slot: StreamSlot,
@@ -165,8 +107,9 @@ impl StreamState {
     get,
     path = "/v1/events",
     tag = "events",
+    operation_id = "stream_events",
     params(("job" = Option<String>, Query), ("types" = Option<String>, Query), ("last_event_id" = Option<u64>, Query)),
-    responses((status = 200, description = "server-sent events", body = String, content_type = "text/event-stream"), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals),
+    responses((status = 200, description = "server-sent events", body = String, content_type = "text/event-stream"), (status = 404, description = "no such job", body = ErrorBody), Refusals),
     description = "At most `max_event_streams` streams per tenant at once: past it, 429 `too_many_streams`."
 )]
 pub async fn stream(
@@ -207,7 +150,7 @@ pub async fn stream(
         job_id,
         kinds,
     };
-    let slot = state.inner.streams.take(&caller.tenant)?;
+    let slot = state.streams().take(&caller.tenant)?;
     let bus = state.events().clone();
     let last_seen = header.or(query.last_event_id);
     let (missed, gap, live) = bus.subscribe(&filter.tenant, last_seen, |event| filter.keeps(event));

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::state::AppState;
 use crate::auth::{AuthError, Principal};
 
 /// What authenticating a request found, once, for [`Caller`].
@@ -26,7 +27,7 @@ fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Principal, Auth
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    state.inner.auth.authenticate(header, state.store())
+    state.auth().authenticate(header, state.store())
 }
 
 /// Middleware: a request without a valid token (none, a wrong one, a
@@ -45,7 +46,7 @@ pub async fn limit_unauthenticated(
         .map(|ConnectInfo(remote)| remote.ip());
     if found.is_err()
         && let Some(remote) = remote
-        && let Err(retry_after) = state.inner.unauthenticated.admit(remote, Instant::now())
+        && let Err(retry_after) = state.unauthenticated().admit(remote, Instant::now())
     {
         state.metrics().unauthenticated_limited();
         return ApiError::unauthenticated_rate_limited(retry_after).into_response();

@@ -1,50 +1,25 @@
 //! `/v1/jobs`: create, upsert, list, show, patch, delete, pause, resume,
 //! run now. Every state change is flushed before the answer.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
 
+use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, JsonBody, Query};
 use super::runs::full_run_view;
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::views::{JobList, JobPreviewView, JobPutView, JobView, RunWithOutputView};
 use crate::model::{Job, Trigger};
 
 /// The longest `?wait=` a run-now may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(300);
-
-fn job_view(job: &Job) -> Value {
-    job_view_with(job, &HashMap::new())
-}
-
-/// A job as the API shows it. `ahead` holds fires recorded ahead of their
-/// instant (see [`crate::executor::Executor::fires_ahead`]): the job's next
-/// fire is the earliest of those, not the one after.
-fn job_view_with(job: &Job, ahead: &HashMap<String, DateTime<Utc>>) -> Value {
-    let next = job.next_fire_or(ahead.get(&job.id).copied());
-    let shown;
-    let job = if next == job.next_fire_at {
-        job
-    } else {
-        shown = Job {
-            next_fire_at: next,
-            ..job.clone()
-        };
-        &shown
-    };
-    let mut view = serde_json::to_value(job).expect("a job always serializes");
-    let object = view.as_object_mut().expect("a job serializes to an object");
-    object.remove("tenant");
-    object.insert("state".to_string(), json!(job.state()));
-    view
-}
 
 /// A job of the caller's tenant by id or name, or 404.
 pub(super) fn find_job(state: &AppState, tenant: &str, id_or_name: &str) -> Result<Job, ApiError> {
@@ -56,8 +31,9 @@ pub(super) fn find_job(state: &AppState, tenant: &str, id_or_name: &str) -> Resu
     post,
     path = "/v1/jobs",
     tag = "jobs",
+    operation_id = "create_job",
     request_body(content = Object, description = "the job (see the README)"),
-    responses((status = 201, description = "created", body = Object), (status = 403, description = "over the jobs quota", body = super::openapi::ErrorBody), (status = 404, description = "the plugin does not exist", body = super::openapi::ErrorBody), (status = 409, description = "the name is taken", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 201, description = "created", body = JobView), (status = 403, description = "over the jobs quota", body = ErrorBody), (status = 404, description = "the plugin does not exist", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), Refusals)
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -65,7 +41,7 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let job = state.jobs().create(&caller.tenant, &body).await?;
-    Ok((StatusCode::CREATED, Json(job_view(&job))).into_response())
+    Ok((StatusCode::CREATED, Json(JobView::from(job))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -83,9 +59,10 @@ pub struct UpsertQuery {
     put,
     path = "/v1/jobs/{id}",
     tag = "jobs",
+    operation_id = "put_job",
     params(("id" = String, Path, description = "the job name"), ("dry_run" = Option<bool>, Query, description = "only say what would change")),
-    request_body(content = Object),
-    responses((status = 200, description = "replaced (or, dry run, what would change)", body = Object), (status = 201, description = "created", body = Object), (status = 403, description = "over the jobs quota", body = super::openapi::ErrorBody), (status = 404, description = "the plugin does not exist", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    request_body(content = Object, description = "the job (see the README)"),
+    responses((status = 200, description = "replaced (or, dry run, what would change)", body = JobPutView), (status = 201, description = "created", body = JobView), (status = 403, description = "over the jobs quota", body = ErrorBody), (status = 404, description = "the plugin does not exist", body = ErrorBody), Refusals)
 )]
 pub async fn upsert(
     State(state): State<AppState>,
@@ -96,13 +73,12 @@ pub async fn upsert(
 ) -> Result<Response, ApiError> {
     if query.dry_run {
         let preview = state.jobs().preview_put(&caller.tenant, &name, body)?;
-        let body =
-            json!({"change": preview.change, "changed_fields": preview.changed_fields, "job": job_view(&preview.job)});
+        let body = JobPutView::Preview(JobPreviewView::from(preview));
         return Ok((StatusCode::OK, Json(body)).into_response());
     }
     let (job, created) = state.jobs().put(&caller.tenant, &name, body).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(job_view(&job))).into_response())
+    Ok((status, Json(JobPutView::Job(JobView::from(job)))).into_response())
 }
 
 /// `GET /v1/jobs?label=k=v` (labels may repeat; all must match).
@@ -110,14 +86,15 @@ pub async fn upsert(
     get,
     path = "/v1/jobs",
     tag = "jobs",
+    operation_id = "list_jobs",
     params(("label" = Option<String>, Query, description = "key=value, repeatable")),
-    responses((status = 200, description = "the jobs", body = Object), super::openapi::Refusals)
+    responses((status = 200, description = "the jobs", body = JobList), Refusals)
 )]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(pairs): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobList>, ApiError> {
     let mut wanted = Vec::new();
     for (key, value) in pairs {
         if key != "label" {
@@ -133,14 +110,14 @@ pub async fn list(
     }
     let _settled = state.scheduler().settled().await;
     let ahead = state.executor().fires_ahead(&caller.tenant);
-    let jobs: Vec<Value> = state
+    let jobs = state
         .store()
         .list_jobs(&caller.tenant)?
         .iter()
         .filter(|job| wanted.iter().all(|(key, value)| job.labels.get(key) == Some(value)))
-        .map(|job| job_view_with(job, &ahead))
+        .map(|job| JobView::with_fires_ahead(job, &ahead))
         .collect();
-    Ok(Json(json!({"jobs": jobs})))
+    Ok(Json(JobList::new(jobs)))
 }
 
 /// `GET /v1/jobs/{id}`.
@@ -148,17 +125,19 @@ pub async fn list(
     get,
     path = "/v1/jobs/{id}",
     tag = "jobs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 200, description = "the job", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "get_job",
+    params(("id" = String, Path, description = "the job's id or name")),
+    responses((status = 200, description = "the job", body = JobView), (status = 404, description = "no such job", body = ErrorBody), Refusals)
 )]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     let _settled = state.scheduler().settled().await;
     let ahead = state.executor().fires_ahead(&caller.tenant);
-    Ok(Json(job_view_with(&find_job(&state, &caller.tenant, &id)?, &ahead)))
+    let job = find_job(&state, &caller.tenant, &id)?;
+    Ok(Json(JobView::with_fires_ahead(&job, &ahead)))
 }
 
 /// `PATCH /v1/jobs/{id}` with a JSON merge patch (RFC 7386) of the spec.
@@ -166,18 +145,19 @@ pub async fn get(
     patch,
     path = "/v1/jobs/{id}",
     tag = "jobs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
+    operation_id = "patch_job",
+    params(("id" = String, Path, description = "the job's id or name")),
     request_body(content = Object, content_type = "application/json", description = "a JSON merge patch"),
-    responses((status = 200, description = "the changed job", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "the changed job", body = JobView), (status = 404, description = "no such job", body = ErrorBody), Refusals)
 )]
 pub async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     let job = state.jobs().patch(&caller.tenant, &id, &body).await?;
-    Ok(Json(job_view(&job)))
+    Ok(Json(JobView::from(job)))
 }
 
 /// `DELETE /v1/jobs/{id}`: the job and its kv state; its runs stay.
@@ -185,8 +165,9 @@ pub async fn patch(
     delete,
     path = "/v1/jobs/{id}",
     tag = "jobs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 204, description = "deleted"), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "delete_job",
+    params(("id" = String, Path, description = "the job's id or name")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such job", body = ErrorBody), Refusals)
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -197,9 +178,9 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) -> Result<Json<Value>, ApiError> {
+async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) -> Result<Json<JobView>, ApiError> {
     let job = state.jobs().set_enabled(tenant, id, enabled).await?;
-    Ok(Json(job_view(&job)))
+    Ok(Json(JobView::from(job)))
 }
 
 /// `POST /v1/jobs/{id}/pause`.
@@ -207,14 +188,15 @@ async fn set_enabled(state: &AppState, tenant: &str, id: &str, enabled: bool) ->
     post,
     path = "/v1/jobs/{id}/pause",
     tag = "jobs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 200, description = "the job", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "pause_job",
+    params(("id" = String, Path, description = "the job's id or name")),
+    responses((status = 200, description = "the job", body = JobView), (status = 404, description = "no such job", body = ErrorBody), Refusals)
 )]
 pub async fn pause(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     set_enabled(&state, &caller.tenant, &id, false).await
 }
 
@@ -223,14 +205,15 @@ pub async fn pause(
     post,
     path = "/v1/jobs/{id}/resume",
     tag = "jobs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 200, description = "the job", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "resume_job",
+    params(("id" = String, Path, description = "the job's id or name")),
+    responses((status = 200, description = "the job", body = JobView), (status = 404, description = "no such job", body = ErrorBody), Refusals)
 )]
 pub async fn resume(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     set_enabled(&state, &caller.tenant, &id, true).await
 }
 
@@ -243,9 +226,11 @@ pub struct RunQuery {
     final_attempt: bool,
 }
 
-#[derive(Deserialize)]
+/// The optional body of `POST /v1/jobs/{id}/run`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RunBody {
+    /// Any JSON, handed to the run instead of the job's input.
     #[serde(default)]
     input: Option<Value>,
 }
@@ -259,9 +244,10 @@ struct RunBody {
     post,
     path = "/v1/jobs/{id}/run",
     tag = "jobs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s"), ("final_attempt" = Option<bool>, Query, description = "with wait: follow a failed attempt to its retries and answer with the last one")),
-    request_body(content = Object, description = "{\"input\"?}"),
-    responses((status = 200, description = "the finished run", body = Object), (status = 202, description = "queued or still going", body = Object), (status = 403, description = "its input does not fit the tenant's run_bytes quota", body = super::openapi::ErrorBody), (status = 404, description = "no such job or plugin", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "run_job",
+    params(("id" = String, Path, description = "the job's id or name"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s"), ("final_attempt" = Option<bool>, Query, description = "with wait: follow a failed attempt to its retries and answer with the last one")),
+    request_body(content = Option<RunBody>, description = "{\"input\"?}"),
+    responses((status = 200, description = "the finished run", body = RunWithOutputView), (status = 202, description = "queued or still going", body = RunWithOutputView), (status = 403, description = "its input does not fit the tenant's run_bytes quota", body = ErrorBody), (status = 404, description = "no such job or plugin", body = ErrorBody), Refusals)
 )]
 pub async fn run_now(
     State(state): State<AppState>,

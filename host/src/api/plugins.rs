@@ -10,55 +10,34 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, DISCARD_GRACE, Query, body_too_large, discard_body, read_body};
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::views::{PluginList, PluginVersionView, PluginView};
 use crate::model::PluginVersion;
-use crate::plugin::builtin;
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
     name: Option<String>,
 }
 
-/// What a tenant sees of one of its versions: only facts of its own upload.
-/// The compiled code is shared by digest across tenants, so when (and how
-/// long) it was compiled would tell one tenant that another uploaded the
-/// same bytes first. A built-in was never uploaded: its dates are null.
-fn version_view(version: &PluginVersion) -> Value {
-    let uploaded_at = match builtin::named(&version.name) {
-        Some(_) => Value::Null,
-        None => json!(version.created_at),
-    };
-    json!({
-        "name": version.name,
-        "version": version.version,
-        "reference": version.reference(),
-        "digest": format!("sha256:{}", version.digest),
-        "size": version.size,
-        "uploaded_at": uploaded_at,
-        "created_at": uploaded_at,
-    })
-}
-
-fn plugin_view(name: &str, versions: &[PluginVersion]) -> Value {
-    json!({
-        "name": name,
-        "builtin": builtin::named(name).is_some(),
-        "latest": versions.last().map(|version| version.version),
-        "versions": versions.iter().map(version_view).collect::<Vec<_>>(),
-    })
-}
+/// A WebAssembly component's bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // Only described: the upload reads the body as bytes.
+pub struct Component(Vec<u8>);
 
 /// `POST /v1/plugins?name=N` with the component bytes as the body.
 #[utoipa::path(
     post,
     path = "/v1/plugins",
     tag = "plugins",
+    operation_id = "upload_plugin",
     params(("name" = String, Query, description = "plugin name")),
-    request_body(content = super::openapi::Component, content_type = "application/octet-stream", description = "the component bytes (any content type, e.g. application/wasm)"),
-    responses((status = 201, description = "a new version", body = Object), (status = 200, description = "the same bytes are already a version", body = Object), (status = 403, description = "over the plugin_bytes quota (quota_exceeded), or a built-in's name (builtin_plugin)", body = super::openapi::ErrorBody), (status = 413, description = "over the size cap", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    request_body(content = Component, content_type = "application/octet-stream", description = "the component bytes (any content type, e.g. application/wasm)"),
+    responses((status = 201, description = "a new version", body = PluginVersionView), (status = 200, description = "the same bytes are already a version", body = PluginVersionView), (status = 403, description = "over the plugin_bytes quota (quota_exceeded), or a built-in's name (builtin_plugin)", body = ErrorBody), (status = 413, description = "over the size cap", body = ErrorBody), Refusals)
 )]
 pub async fn upload(
     State(state): State<AppState>,
@@ -101,7 +80,7 @@ pub async fn upload(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(version_view(&uploaded.version))).into_response())
+    Ok((status, Json(PluginVersionView::from(&uploaded.version))).into_response())
 }
 
 /// The body's length as its `Content-Length` says, if it says one.
@@ -114,18 +93,19 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     get,
     path = "/v1/plugins",
     tag = "plugins",
-    responses((status = 200, description = "every plugin with its versions, the built-ins (builtin: true) among them", body = Object), super::openapi::Refusals)
+    operation_id = "list_plugins",
+    responses((status = 200, description = "every plugin with its versions, the built-ins (builtin: true) among them", body = PluginList), Refusals)
 )]
-pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<PluginList>, ApiError> {
     let mut by_name: BTreeMap<String, Vec<PluginVersion>> = BTreeMap::new();
     for version in state.plugins().list(&caller.tenant)? {
         by_name.entry(version.name.clone()).or_default().push(version);
     }
-    let plugins: Vec<Value> = by_name
+    let plugins = by_name
         .iter()
-        .map(|(name, versions)| plugin_view(name, versions))
+        .map(|(name, versions)| PluginView::new(name, versions))
         .collect();
-    Ok(Json(json!({"plugins": plugins})))
+    Ok(Json(PluginList::new(plugins)))
 }
 
 /// `GET /v1/plugins/{name}`.
@@ -133,16 +113,17 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Resu
     get,
     path = "/v1/plugins/{name}",
     tag = "plugins",
+    operation_id = "get_plugin",
     params(("name" = String, Path, description = "name")),
-    responses((status = 200, description = "the plugin's versions", body = Object), (status = 404, description = "no such plugin", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "the plugin's versions", body = PluginView), (status = 404, description = "no such plugin", body = ErrorBody), Refusals)
 )]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginView>, ApiError> {
     let versions = state.plugins().versions(&caller.tenant, &name)?;
-    Ok(Json(plugin_view(&name, &versions)))
+    Ok(Json(PluginView::new(&name, &versions)))
 }
 
 /// `DELETE /v1/plugins/{name}`: 409 while a job uses it, 403 for a built-in.
@@ -150,8 +131,9 @@ pub async fn get(
     delete,
     path = "/v1/plugins/{name}",
     tag = "plugins",
+    operation_id = "delete_plugin",
     params(("name" = String, Path, description = "name")),
-    responses((status = 204, description = "deleted"), (status = 403, description = "a built-in plugin (builtin_plugin)", body = super::openapi::ErrorBody), (status = 404, description = "no such plugin", body = super::openapi::ErrorBody), (status = 409, description = "a job uses it", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 204, description = "deleted"), (status = 403, description = "a built-in plugin (builtin_plugin)", body = ErrorBody), (status = 404, description = "no such plugin", body = ErrorBody), (status = 409, description = "a job uses it", body = ErrorBody), Refusals)
 )]
 pub async fn delete(
     State(state): State<AppState>,

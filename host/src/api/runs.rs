@@ -4,36 +4,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use base64::Engine;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
+use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, Query};
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::views::{RunList, RunView, RunWithOutputView};
 use crate::model::{Run, RunStatus};
 use crate::store::RunFilter;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
-
-/// A run as the API shows it; `output` only when given (single-run views).
-pub fn run_view(run: &Run, output: Option<&[u8]>) -> Value {
-    let mut view = serde_json::to_value(run).expect("a run always serializes");
-    let object = view.as_object_mut().expect("a run serializes to an object");
-    object.remove("tenant");
-    object.remove("input");
-    object.insert("input_size".to_string(), json!(run.input.len()));
-    if let Some(output) = output {
-        let (text, encoding) = match std::str::from_utf8(output) {
-            Ok(text) => (text.to_string(), "utf8"),
-            Err(_) => (base64::engine::general_purpose::STANDARD.encode(output), "base64"),
-        };
-        let finished = run.status.is_finished();
-        object.insert("output".to_string(), if finished { json!(text) } else { Value::Null });
-        object.insert("output_encoding".to_string(), json!(encoding));
-    }
-    view
-}
 
 /// Loads a run of the caller's tenant or answers 404.
 pub fn find_run(state: &AppState, tenant: &str, id: &str) -> Result<Run, ApiError> {
@@ -44,9 +25,9 @@ pub fn find_run(state: &AppState, tenant: &str, id: &str) -> Result<Run, ApiErro
 }
 
 /// A run with its output, as `GET /v1/runs/{id}` shows it.
-pub fn full_run_view(state: &AppState, run: &Run) -> Result<Value, ApiError> {
+pub fn full_run_view(state: &AppState, run: &Run) -> Result<RunWithOutputView, ApiError> {
     let output = state.store().run_output(&run.tenant, &run.id)?.unwrap_or_default();
-    Ok(run_view(run, Some(&output)))
+    Ok(RunWithOutputView::new(run, &output))
 }
 
 #[derive(Deserialize)]
@@ -63,14 +44,15 @@ pub struct ListQuery {
     get,
     path = "/v1/runs",
     tag = "runs",
+    operation_id = "list_runs",
     params(("job" = Option<String>, Query), ("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "runs, newest first", body = Object), (status = 404, description = "no such job", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "runs, newest first", body = RunList), (status = 404, description = "no such job", body = ErrorBody), Refusals)
 )]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunList>, ApiError> {
     let status = match query.status.as_deref() {
         None => None,
         Some(text) => Some(RunStatus::parse(text).ok_or_else(|| {
@@ -106,11 +88,7 @@ pub async fn list(
         limit,
     };
     let runs = state.store().list_runs(&caller.tenant, &filter)?;
-    let next_cursor = (runs.len() == limit)
-        .then(|| runs.last().map(|run| run.id.clone()))
-        .flatten();
-    let views: Vec<Value> = runs.iter().map(|run| run_view(run, None)).collect();
-    Ok(Json(json!({"runs": views, "next_cursor": next_cursor})))
+    Ok(Json(RunList::page(&runs, limit)))
 }
 
 /// The job id a `?job=` names: a job's name or id, or the id of a deleted
@@ -142,14 +120,15 @@ fn job_of_runs(state: &AppState, tenant: &str, job: &str) -> Result<String, ApiE
     get,
     path = "/v1/runs/{id}",
     tag = "runs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 200, description = "the run with its output", body = Object), (status = 404, description = "no such run", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "get_run",
+    params(("id" = String, Path, description = "the run's id")),
+    responses((status = 200, description = "the run with its output", body = RunWithOutputView), (status = 404, description = "no such run", body = ErrorBody), Refusals)
 )]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunWithOutputView>, ApiError> {
     let run = find_run(&state, &caller.tenant, &id)?;
     Ok(Json(full_run_view(&state, &run)?))
 }
@@ -159,8 +138,9 @@ pub async fn get(
     get,
     path = "/v1/runs/{id}/logs",
     tag = "runs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 200, description = "the captured log", body = String, content_type = "text/plain"), (status = 404, description = "no such run", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "get_run_logs",
+    params(("id" = String, Path, description = "the run's id")),
+    responses((status = 200, description = "the captured log", body = String, content_type = "text/plain"), (status = 404, description = "no such run", body = ErrorBody), Refusals)
 )]
 pub async fn logs(
     State(state): State<AppState>,
@@ -188,14 +168,15 @@ pub async fn logs(
     post,
     path = "/v1/runs/{id}/cancel",
     tag = "runs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 200, description = "the run as it ended", body = Object), (status = 404, description = "no such run", body = super::openapi::ErrorBody), (status = 409, description = "it has finished", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "cancel_run",
+    params(("id" = String, Path, description = "the run's id")),
+    responses((status = 200, description = "the run as it ended", body = RunWithOutputView), (status = 404, description = "no such run", body = ErrorBody), (status = 409, description = "it has finished", body = ErrorBody), Refusals)
 )]
 pub async fn cancel(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunWithOutputView>, ApiError> {
     let run = state
         .executor()
         .cancel(&caller.tenant, &id)
@@ -211,18 +192,19 @@ pub async fn cancel(
     post,
     path = "/v1/runs/{id}/retry",
     tag = "runs",
-    params(("id" = String, Path, description = "id (or, for jobs, the name)")),
-    responses((status = 200, description = "the new attempt", body = Object), (status = 403, description = "it does not fit the tenant's run_bytes quota", body = super::openapi::ErrorBody), (status = 404, description = "no such run", body = super::openapi::ErrorBody), (status = 409, description = "it has not finished", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "retry_run",
+    params(("id" = String, Path, description = "the run's id")),
+    responses((status = 202, description = "the new attempt, queued", body = RunView), (status = 403, description = "it does not fit the tenant's run_bytes quota", body = ErrorBody), (status = 404, description = "no such run", body = ErrorBody), (status = 409, description = "it has not finished", body = ErrorBody), Refusals)
 )]
 pub async fn retry(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let run = state
         .executor()
         .retry(&caller.tenant, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("run_not_found", format!("no run with id {id:?}")))?;
-    Ok((StatusCode::ACCEPTED, Json(run_view(&run, None))))
+    Ok((StatusCode::ACCEPTED, Json(RunView::from(&run))))
 }

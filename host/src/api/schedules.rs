@@ -4,20 +4,28 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
 
+use super::error::{ApiError, Refusals};
 use super::extract::{Caller, JsonBody};
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::views::SchedulePreviewView;
 use crate::timing::Schedule;
 
 const DEFAULT_COUNT: usize = 10;
 const MAX_COUNT: usize = 1000;
 
-#[derive(Deserialize)]
+/// `POST /v1/schedules/preview`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PreviewRequest {
+    /// A schedule as a job takes it.
+    #[schema(value_type = crate::timing::ScheduleJson)]
     schedule: Value,
+    /// Fires after this instant (RFC 3339; now unless given).
     from: Option<String>,
+    /// How many fires, 1 to 1000 (10 unless given).
     count: Option<usize>,
 }
 
@@ -28,14 +36,15 @@ struct PreviewRequest {
     post,
     path = "/v1/schedules/preview",
     tag = "schedules",
-    request_body(content = Object, description = "{schedule, from?, count?}"),
-    responses((status = 200, description = "the next fires", body = Object), super::openapi::Refusals)
+    operation_id = "preview_schedule",
+    request_body(content = PreviewRequest),
+    responses((status = 200, description = "the next fires", body = SchedulePreviewView), Refusals)
 )]
 pub async fn preview(
     State(_state): State<AppState>,
     Caller(_caller): Caller,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SchedulePreviewView>, ApiError> {
     let request: PreviewRequest = super::extract::body_object(body, r#"{"schedule", "from"?, "count"?}"#)?;
     let schedule = Schedule::from_json(&request.schedule)?
         .ok_or_else(|| ApiError::bad_request("invalid_schedule", "schedule: null has no fires; give a schedule"))?;
@@ -59,7 +68,11 @@ pub async fn preview(
         .iter()
         .map(|fire| fire.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         .collect();
-    let mut answer = json!({"fires": fires});
+    let mut answer = SchedulePreviewView {
+        fires,
+        timezone: None,
+        local: None,
+    };
     if let Some(zone) = schedule.timezone() {
         let local: Vec<String> = instants
             .iter()
@@ -68,8 +81,8 @@ pub async fn preview(
                     .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
             })
             .collect();
-        answer["timezone"] = json!(zone.name());
-        answer["local"] = json!(local);
+        answer.timezone = Some(zone.name().to_string());
+        answer.local = Some(local);
     }
     Ok(Json(answer))
 }

@@ -8,19 +8,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, JsonBody};
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::views::{SecretList, SecretView, WebhookSecretView};
 use crate::model::SecretRecord;
 use crate::model::validate::check_name;
 
 /// Largest secret value, bytes.
 const MAX_SECRET_BYTES: usize = 64 << 10;
 
-#[derive(Deserialize)]
+/// `PUT /v1/secrets/{name}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SecretBody {
+    /// The secret, 1 to 64 KiB; it is never shown again.
     value: String,
 }
 
@@ -38,9 +42,10 @@ fn not_found(name: &str) -> ApiError {
     put,
     path = "/v1/secrets/{name}",
     tag = "secrets",
+    operation_id = "put_secret",
     params(("name" = String, Path, description = "name")),
-    request_body(content = Object, description = "{\"value\"}"),
-    responses((status = 200, description = "replaced", body = Object), (status = 201, description = "created", body = Object), super::openapi::Refusals)
+    request_body(content = SecretBody),
+    responses((status = 200, description = "replaced", body = SecretView), (status = 201, description = "created", body = SecretView), Refusals)
 )]
 pub async fn put(
     State(state): State<AppState>,
@@ -79,7 +84,7 @@ pub async fn put(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(record.view())).into_response())
+    Ok((status, Json(SecretView::from(&record))).into_response())
 }
 
 /// `GET /v1/secrets`: names and dates.
@@ -87,16 +92,12 @@ pub async fn put(
     get,
     path = "/v1/secrets",
     tag = "secrets",
-    responses((status = 200, description = "names and dates", body = Object), super::openapi::Refusals)
+    operation_id = "list_secrets",
+    responses((status = 200, description = "names and dates", body = SecretList), Refusals)
 )]
-pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
-    let secrets: Vec<Value> = state
-        .store()
-        .list_secrets(&caller.tenant)?
-        .iter()
-        .map(SecretRecord::view)
-        .collect();
-    Ok(Json(json!({"secrets": secrets})))
+pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<SecretList>, ApiError> {
+    let secrets = state.store().list_secrets(&caller.tenant)?;
+    Ok(Json(SecretList::new(&secrets)))
 }
 
 /// `GET /v1/secrets/{name}`: its name and dates.
@@ -104,20 +105,21 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Resu
     get,
     path = "/v1/secrets/{name}",
     tag = "secrets",
+    operation_id = "get_secret",
     params(("name" = String, Path, description = "name")),
-    responses((status = 200, description = "name and dates", body = Object), (status = 404, description = "no such secret", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "name and dates", body = SecretView), (status = 404, description = "no such secret", body = ErrorBody), Refusals)
 )]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretView>, ApiError> {
     checked_name(&name)?;
     let record = state
         .store()
         .secret(&caller.tenant, &name)?
         .ok_or_else(|| not_found(&name))?;
-    Ok(Json(record.view()))
+    Ok(Json(SecretView::from(&record)))
 }
 
 /// `DELETE /v1/secrets/{name}`: 204; jobs granted it read none from then on.
@@ -125,8 +127,9 @@ pub async fn get(
     delete,
     path = "/v1/secrets/{name}",
     tag = "secrets",
+    operation_id = "delete_secret",
     params(("name" = String, Path, description = "name")),
-    responses((status = 204, description = "deleted"), (status = 404, description = "no such secret", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such secret", body = ErrorBody), Refusals)
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -148,13 +151,14 @@ pub async fn delete(
     get,
     path = "/v1/webhooks/secret",
     tag = "secrets",
-    responses((status = 200, description = "the webhook signing secret", body = Object), super::openapi::Refusals)
+    operation_id = "get_webhook_secret",
+    responses((status = 200, description = "the webhook signing secret", body = WebhookSecretView), Refusals)
 )]
-pub async fn webhook_secret(State(state): State<AppState>, Caller(caller): Caller) -> Json<Value> {
-    Json(json!({
-        "secret": crate::notify::signing_secret(state.vault(), &caller.tenant),
-        "signature_header": "X-Sandcron-Signature",
-        "timestamp_header": "X-Sandcron-Timestamp",
-        "scheme": "sha256=hex(HMAC-SHA256(secret, timestamp + \".\" + body))",
-    }))
+pub async fn webhook_secret(State(state): State<AppState>, Caller(caller): Caller) -> Json<WebhookSecretView> {
+    Json(WebhookSecretView {
+        secret: crate::notify::signing_secret(state.vault(), &caller.tenant),
+        signature_header: "X-Sandcron-Signature".to_string(),
+        timestamp_header: "X-Sandcron-Timestamp".to_string(),
+        scheme: "sha256=hex(HMAC-SHA256(secret, timestamp + \".\" + body))".to_string(),
+    })
 }

@@ -6,10 +6,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
+use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, require_admin};
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::views::{NextFireView, SchedulerState, SchedulerView, StatusView, StorageState};
 use crate::model::DEFAULT_TENANT;
 use crate::model::job::Priority;
 
@@ -22,9 +23,10 @@ const NEXT_FIRES: usize = 10;
     get,
     path = "/v1/status",
     tag = "status",
-    responses((status = 200, description = "the daemon's state", body = Object), super::openapi::Refusals)
+    operation_id = "get_status",
+    responses((status = 200, description = "the daemon's state", body = StatusView), Refusals)
 )]
-pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<StatusView>, ApiError> {
     let settled = state.scheduler().settled().await;
     let scope = (!caller.admin).then_some(caller.tenant.as_str());
     let (depth, by_priority) = state.executor().queue_depth(scope);
@@ -40,28 +42,35 @@ pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Re
         })
         .collect();
     upcoming.sort();
-    let next_fires: Vec<Value> = upcoming
+    let next_fires = upcoming
         .iter()
         .take(NEXT_FIRES)
-        .map(|(at, name)| json!({"job": name, "at": at}))
+        .map(|(at, name)| NextFireView {
+            job: name.to_string(),
+            at: *at,
+        })
         .collect();
-    Ok(Json(json!({
-        "scheduler": if state.scheduler().is_paused() { "paused" } else { "running" },
-        "storage": match state.storage().snapshot().condition {
-            crate::store::health::Condition::Healthy => "ok",
-            crate::store::health::Condition::Failing(_) => "failing",
-            crate::store::health::Condition::Recovered { .. } => "recovered",
-        },
-        "version": env!("CARGO_PKG_VERSION"),
-        "started_at": state.inner.started_at,
-        "running_runs": state.executor().running_of(scope),
-        "queue_depth": depth,
-        "queue_depth_by_priority": by_priority,
-        "max_concurrent_runs": state.config().max_concurrent_runs,
-        "jobs": jobs.len(),
-        "jobs_paused": jobs.iter().filter(|job| !job.enabled).count(),
-        "next_fires": next_fires,
-    })))
+    Ok(Json(StatusView {
+        scheduler: scheduler_state(&state),
+        storage: StorageState::from(&state.storage().snapshot().condition),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: state.started_at(),
+        running_runs: state.executor().running_of(scope),
+        queue_depth: depth,
+        queue_depth_by_priority: by_priority,
+        max_concurrent_runs: state.config().max_concurrent_runs,
+        jobs: jobs.len(),
+        jobs_paused: jobs.iter().filter(|job| !job.enabled).count(),
+        next_fires,
+    }))
+}
+
+fn scheduler_state(state: &AppState) -> SchedulerState {
+    if state.scheduler().is_paused() {
+        SchedulerState::Paused
+    } else {
+        SchedulerState::Running
+    }
 }
 
 /// `POST /v1/scheduler/pause` (admin): no schedule fires until resumed.
@@ -69,14 +78,17 @@ pub async fn status(State(state): State<AppState>, Caller(caller): Caller) -> Re
     post,
     path = "/v1/scheduler/pause",
     tag = "status",
-    responses((status = 200, description = "paused", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "pause_scheduler",
+    responses((status = 200, description = "paused", body = SchedulerView), (status = 403, description = "admin only", body = ErrorBody), Refusals)
 )]
-pub async fn pause(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+pub async fn pause(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<SchedulerView>, ApiError> {
     require_admin(&caller)?;
     state.scheduler().pause().await?;
     state.store().flush_async().await?;
     tracing::info!("scheduler paused");
-    Ok(Json(json!({"scheduler": "paused"})))
+    Ok(Json(SchedulerView {
+        scheduler: SchedulerState::Paused,
+    }))
 }
 
 /// `POST /v1/scheduler/resume` (admin): fires again; missed fires follow
@@ -85,13 +97,16 @@ pub async fn pause(State(state): State<AppState>, Caller(caller): Caller) -> Res
     post,
     path = "/v1/scheduler/resume",
     tag = "status",
-    responses((status = 200, description = "running", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "resume_scheduler",
+    responses((status = 200, description = "running", body = SchedulerView), (status = 403, description = "admin only", body = ErrorBody), Refusals)
 )]
-pub async fn resume(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+pub async fn resume(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<SchedulerView>, ApiError> {
     require_admin(&caller)?;
     state.scheduler().resume();
     tracing::info!("scheduler resumed");
-    Ok(Json(json!({"scheduler": "running"})))
+    Ok(Json(SchedulerView {
+        scheduler: SchedulerState::Running,
+    }))
 }
 
 /// `GET /metrics` (admin): Prometheus text format, every tenant.
@@ -99,7 +114,8 @@ pub async fn resume(State(state): State<AppState>, Caller(caller): Caller) -> Re
     get,
     path = "/metrics",
     tag = "status",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 403, description = "admin only", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "get_metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 403, description = "admin only", body = ErrorBody), Refusals)
 )]
 pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> Result<Response, ApiError> {
     require_admin(&caller)?;

@@ -8,32 +8,34 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
 
+use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, JsonBody, require_admin};
-use super::{ApiError, AppState};
+use super::state::AppState;
+use super::views::{
+    NewTenantView, NewTokenView, QuotasView, TenantList, TenantUsageView, TenantView, TenantWithUsageView, TokenList,
+};
 use crate::auth::{new_token, token_hash};
 use crate::model::validate::{check_host_pattern, check_list, check_name, merge_patch};
 use crate::model::{DEFAULT_TENANT, Quotas, Tenant, Token};
 use crate::tenancy::implicit_default;
 
-#[derive(Deserialize)]
+/// `POST /v1/tenants`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
+    /// Its name (also its id).
     name: String,
+    /// Its quotas over those of a new tenant (sizes as bytes or `"64MiB"`,
+    /// `max_timeout` as seconds or `"30s"`; null is no limit).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     quotas: Option<Value>,
+    /// Host patterns its jobs' `http_allow` must fall within.
     #[serde(default)]
     http_allow: Option<Vec<String>>,
-}
-
-fn tenant_view(tenant: &Tenant) -> Value {
-    json!({
-        "name": tenant.name,
-        "created_at": tenant.created_at,
-        "quotas": tenant.quotas.view(),
-        "http_allow": tenant.http_allow,
-    })
 }
 
 fn find_tenant(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
@@ -51,7 +53,7 @@ fn merged_quotas(base: &Quotas, patch: Option<&Value>) -> Result<Quotas, ApiErro
     if !patch.is_object() {
         return Err(ApiError::bad_request("invalid_field", "quotas: must be an object"));
     }
-    let mut view = base.view();
+    let mut view = serde_json::to_value(QuotasView::from(base)).expect("quotas always serialize");
     merge_patch(&mut view, patch);
     Ok(Quotas::from_json(&view)?)
 }
@@ -81,8 +83,9 @@ fn mint(tenant: &str) -> (Token, String) {
     post,
     path = "/v1/tenants",
     tag = "tenants",
-    request_body(content = Object, description = "{name, quotas?, http_allow?}"),
-    responses((status = 201, description = "the tenant and its first token", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 409, description = "the name is taken", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "create_tenant",
+    request_body(content = NewTenant),
+    responses((status = 201, description = "the tenant and its first token", body = NewTenantView), (status = 403, description = "admin only", body = ErrorBody), (status = 409, description = "the name is taken", body = ErrorBody), Refusals)
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -111,8 +114,7 @@ pub async fn create(
     state.store().flush_async().await?;
     state.tenants().put(tenant.clone());
     tracing::info!(tenant = %tenant.name, "tenant created");
-    let body = json!({"tenant": tenant_view(&tenant), "token": secret, "token_id": token.id});
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, Json(NewTenantView::new(&tenant, &token, secret))).into_response())
 }
 
 /// `GET /v1/tenants`.
@@ -120,16 +122,16 @@ pub async fn create(
     get,
     path = "/v1/tenants",
     tag = "tenants",
-    responses((status = 200, description = "the tenants", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    operation_id = "list_tenants",
+    responses((status = 200, description = "the tenants", body = TenantList), (status = 403, description = "admin only", body = ErrorBody), Refusals)
 )]
-pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<TenantList>, ApiError> {
     require_admin(&caller)?;
     let mut tenants = state.store().list_tenants()?;
     if !tenants.iter().any(|tenant| tenant.name == DEFAULT_TENANT) {
         tenants.insert(0, implicit_default());
     }
-    let views: Vec<Value> = tenants.iter().map(tenant_view).collect();
-    Ok(Json(json!({"tenants": views})))
+    Ok(Json(TenantList::new(&tenants)))
 }
 
 /// `GET /v1/tenants/{name}`: the tenant, its quotas and what it uses.
@@ -137,37 +139,40 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Resu
     get,
     path = "/v1/tenants/{name}",
     tag = "tenants",
+    operation_id = "get_tenant",
     params(("name" = String, Path, description = "name")),
-    responses((status = 200, description = "the tenant with its usage", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "the tenant with its usage", body = TenantWithUsageView), (status = 403, description = "admin only", body = ErrorBody), (status = 404, description = "no such tenant", body = ErrorBody), Refusals)
 )]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantWithUsageView>, ApiError> {
     require_admin(&caller)?;
     let tenant = find_tenant(&state, &name)?;
     let store = state.store();
-    let plugin_bytes = store.plugin_usage(&tenant.name)?;
-    let mut view = tenant_view(&tenant);
-    view["usage"] = json!({
-        "plugin_bytes": plugin_bytes,
-        "jobs": store.list_jobs(&tenant.name)?.len(),
-        "kv_bytes": store.kv_usage(&tenant.name)?,
-        "secrets": store.list_secrets(&tenant.name)?.len(),
-        "queued_runs": state.executor().waiting_of(&tenant.name),
-        "run_bytes": store.run_bytes(&tenant.name)?,
-    });
-    Ok(Json(view))
+    let usage = TenantUsageView {
+        plugin_bytes: store.plugin_usage(&tenant.name)?,
+        jobs: store.list_jobs(&tenant.name)?.len(),
+        kv_bytes: store.kv_usage(&tenant.name)?,
+        secrets: store.list_secrets(&tenant.name)?.len(),
+        queued_runs: state.executor().waiting_of(&tenant.name),
+        run_bytes: store.run_bytes(&tenant.name)?,
+    };
+    Ok(Json(TenantWithUsageView::new(&tenant, usage)))
 }
 
-#[derive(Deserialize)]
+/// `PATCH /v1/tenants/{name}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantPatch {
+    /// Merged over its quotas (RFC 7386): null removes a limit.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     quotas: Option<Value>,
     /// Absent: unchanged; null: no cap; a list: the cap.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     http_allow: Option<Option<Vec<String>>>,
 }
 
@@ -183,16 +188,17 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
     patch,
     path = "/v1/tenants/{name}",
     tag = "tenants",
+    operation_id = "patch_tenant",
     params(("name" = String, Path, description = "name")),
-    request_body(content = Object, description = "{quotas?, http_allow?}"),
-    responses((status = 200, description = "the tenant", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    request_body(content = TenantPatch),
+    responses((status = 200, description = "the tenant", body = TenantView), (status = 403, description = "admin only", body = ErrorBody), (status = 404, description = "no such tenant", body = ErrorBody), Refusals)
 )]
 pub async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantView>, ApiError> {
     require_admin(&caller)?;
     let mut tenant = find_tenant(&state, &name)?;
     let request: TenantPatch = super::extract::body_object(body, r#"{"quotas"?, "http_allow"?}"#)?;
@@ -205,7 +211,7 @@ pub async fn patch(
     state.tenants().put(tenant.clone());
     state.executor().wake();
     tracing::info!(tenant = %tenant.name, "tenant changed");
-    Ok(Json(tenant_view(&tenant)))
+    Ok(Json(TenantView::from(&tenant)))
 }
 
 /// `POST /v1/tenants/{name}/tokens`: 201 with the new token's secret.
@@ -213,8 +219,9 @@ pub async fn patch(
     post,
     path = "/v1/tenants/{name}/tokens",
     tag = "tenants",
+    operation_id = "create_token",
     params(("name" = String, Path, description = "name")),
-    responses((status = 201, description = "a new token, shown once", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 201, description = "a new token, shown once", body = NewTokenView), (status = 403, description = "admin only", body = ErrorBody), (status = 404, description = "no such tenant", body = ErrorBody), Refusals)
 )]
 pub async fn create_token(
     State(state): State<AppState>,
@@ -227,9 +234,7 @@ pub async fn create_token(
     state.store().insert_token(&token)?;
     state.store().flush_async().await?;
     tracing::info!(tenant = %tenant.name, token_id = %token.id, "token created");
-    let mut body = token.view();
-    body["token"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, Json(NewTokenView::new(&token, secret))).into_response())
 }
 
 /// `GET /v1/tenants/{name}/tokens`: ids and dates, never secrets.
@@ -237,23 +242,19 @@ pub async fn create_token(
     get,
     path = "/v1/tenants/{name}/tokens",
     tag = "tenants",
+    operation_id = "list_tokens",
     params(("name" = String, Path, description = "name")),
-    responses((status = 200, description = "ids and dates", body = Object), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 200, description = "ids and dates", body = TokenList), (status = 403, description = "admin only", body = ErrorBody), (status = 404, description = "no such tenant", body = ErrorBody), Refusals)
 )]
 pub async fn list_tokens(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     require_admin(&caller)?;
     let tenant = find_tenant(&state, &name)?;
-    let tokens: Vec<Value> = state
-        .store()
-        .list_tokens(&tenant.name)?
-        .iter()
-        .map(Token::view)
-        .collect();
-    Ok(Json(json!({"tokens": tokens})))
+    let tokens = state.store().list_tokens(&tenant.name)?;
+    Ok(Json(TokenList::new(&tokens)))
 }
 
 /// `DELETE /v1/tenants/{name}/tokens/{id}`: revokes it (204).
@@ -261,8 +262,9 @@ pub async fn list_tokens(
     delete,
     path = "/v1/tenants/{name}/tokens/{id}",
     tag = "tenants",
+    operation_id = "revoke_token",
     params(("name" = String, Path, description = "name"), ("id" = String, Path, description = "token id")),
-    responses((status = 204, description = "revoked"), (status = 403, description = "admin only", body = super::openapi::ErrorBody), (status = 404, description = "no such tenant or token", body = super::openapi::ErrorBody), super::openapi::Refusals)
+    responses((status = 204, description = "revoked"), (status = 403, description = "admin only", body = ErrorBody), (status = 404, description = "no such tenant or token", body = ErrorBody), Refusals)
 )]
 pub async fn revoke_token(
     State(state): State<AppState>,

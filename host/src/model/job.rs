@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::timing::Schedule;
 use crate::units::NumberOrText;
@@ -70,7 +71,7 @@ pub struct LimitsSpec {
 }
 
 /// What to do with fires missed while the daemon was down or the job paused.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Misfire {
     /// Drop them.
@@ -83,7 +84,7 @@ pub enum Misfire {
 }
 
 /// What to do when a fire comes while the previous run is still going.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// Do not start another.
@@ -98,7 +99,7 @@ pub enum Overlap {
 }
 
 /// Queue order in front of the concurrency limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Behind everything else.
@@ -156,7 +157,7 @@ pub struct PolicySpec {
 }
 
 /// A webhook a job notifies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// http(s) URL.
@@ -167,7 +168,7 @@ pub struct Webhook {
 }
 
 /// A run event a webhook may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookEvent {
     /// The run started.
@@ -179,12 +180,13 @@ pub enum WebhookEvent {
 }
 
 /// Resolved per-run limits of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Limits {
     /// Fuel budget; None: unmetered, the timeout bounds compute.
     pub fuel: Option<u64>,
-    /// Wall-clock deadline.
+    /// Wall-clock deadline (`"30s"`).
     #[serde(with = "duration_text")]
+    #[schema(value_type = String)]
     pub timeout: Duration,
     /// Bytes of linear memory and tables.
     pub memory: u64,
@@ -193,16 +195,18 @@ pub struct Limits {
 }
 
 /// Resolved retry policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct Retry {
     /// Attempts in all.
     pub max_attempts: u32,
-    /// First backoff.
+    /// First backoff (`"1s"`).
     #[serde(with = "duration_text")]
+    #[schema(value_type = String, default = "1s")]
     pub backoff: Duration,
-    /// Backoff cap.
+    /// Backoff cap (`"1h"`).
     #[serde(with = "duration_text")]
+    #[schema(value_type = String, default = "1h")]
     pub max_backoff: Duration,
 }
 
@@ -234,12 +238,13 @@ impl Retry {
 }
 
 /// Resolved policy of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Policy {
     /// Missed fires.
     pub misfire: Misfire,
-    /// How far back missed fires count.
+    /// How far back missed fires count (`"1h"`).
     #[serde(with = "duration_text")]
+    #[schema(value_type = String)]
     pub misfire_window: Duration,
     /// Concurrent fires.
     pub overlap: Overlap,

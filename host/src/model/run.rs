@@ -2,12 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::model::PluginVersion;
 use crate::model::job::{Job, Overlap, Priority, Retry, input_bytes};
 
 /// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Durable and waiting for a slot.
@@ -54,7 +55,7 @@ impl RunStatus {
 }
 
 /// Why a run failed; each hostile behaviour has its own kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The plugin returned Err(message).
@@ -93,7 +94,7 @@ impl ErrorKind {
 }
 
 /// A failed run's error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RunError {
     /// What kind of failure.
     pub kind: ErrorKind,
@@ -103,7 +104,7 @@ pub struct RunError {
 
 /// What started a run (the WIT `trigger` enum, plus values a plugin of
 /// world 0.1.0 sees as `schedule`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// The job's schedule fired.
@@ -119,7 +120,7 @@ pub enum Trigger {
 }
 
 /// The limits one run executes under, resolved from the job when queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RunLimits {
     /// Fuel budget; None: unmetered.
     pub fuel: Option<u64>,

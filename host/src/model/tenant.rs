@@ -61,17 +61,6 @@ impl Digest {
         let start = self.window_start();
         self.schedule()?.next_fire(start, start, None)
     }
-
-    /// As the API shows it.
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "cron": self.cron,
-            "timezone": self.timezone,
-            "to": self.to,
-            "last_sent_at": self.last_sent_at,
-            "next_at": self.next_fire(),
-        })
-    }
 }
 
 /// What a tenant may use; None is no limit beyond the daemon's own.
@@ -119,7 +108,8 @@ struct QuotasSpec {
 }
 
 impl Quotas {
-    /// Reads the API's form (see [`Quotas::view`]), naming the field at fault.
+    /// Reads the API's form (as a tenant shows its `quotas`, or with sizes
+    /// and the timeout as text), naming the field at fault.
     pub fn from_json(value: &serde_json::Value) -> Result<Quotas, ValidationError> {
         let spec: QuotasSpec = serde_path_to_error::deserialize(value).map_err(|error| {
             let path = error.path().to_string();
@@ -160,24 +150,6 @@ impl Quotas {
                 .map(|rate| u32::try_from(rate).unwrap_or(u32::MAX)),
             queued_runs: at_least_one("queued_runs", spec.queued_runs)?,
             run_bytes: size("run_bytes", spec.run_bytes)?,
-        })
-    }
-
-    /// The API's form: null is no limit.
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "plugin_bytes": self.plugin_bytes,
-            "jobs": self.jobs,
-            "concurrent_runs": self.concurrent_runs,
-            "max_fuel": self.max_fuel,
-            "max_timeout": self
-                .max_timeout_ms
-                .map(|ms| crate::units::format_duration(std::time::Duration::from_millis(ms))),
-            "max_memory": self.max_memory,
-            "kv_bytes": self.kv_bytes,
-            "requests_per_second": self.requests_per_second,
-            "queued_runs": self.queued_runs,
-            "run_bytes": self.run_bytes,
         })
     }
 
@@ -239,18 +211,6 @@ pub struct Token {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-impl Token {
-    /// The token as the API shows it: never the hash.
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "tenant": self.tenant,
-            "created_at": self.created_at,
-            "revoked_at": self.revoked_at,
-        })
-    }
-}
-
 /// A tenant's secret as stored: the value sealed with the daemon's master
 /// key (see `crate::vault`); never the plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,17 +227,6 @@ pub struct SecretRecord {
     pub created_at: DateTime<Utc>,
     /// When its value last changed.
     pub updated_at: DateTime<Utc>,
-}
-
-impl SecretRecord {
-    /// The secret as the API shows it: name and dates, never the value.
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "name": self.name,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -298,7 +247,6 @@ mod tests {
         assert_eq!(quotas.max_timeout_ms, Some(5000));
         assert_eq!(quotas.kv_bytes, Some(1024));
         assert_eq!(quotas.max_fuel, None);
-        assert_eq!(Quotas::from_json(&quotas.view()).unwrap(), quotas);
         for (bad, field) in [
             (json!({"jobs": "many"}), "quotas.jobs"),
             (json!({"concurrent_runs": 0}), "quotas.concurrent_runs"),

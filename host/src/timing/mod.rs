@@ -113,18 +113,24 @@ impl std::fmt::Display for ScheduleError {
 
 impl std::error::Error for ScheduleError {}
 
-/// The JSON form, as users send it and as the API shows it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A schedule's JSON form, as users send it and as the API shows it: one
+/// of `{"cron", "timezone"}`, `{"every"}`, `{"after"}`, `{"at"}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScheduleJson {
+pub struct ScheduleJson {
+    /// A cron line (five fields, six with seconds first, or `@daily` and the like) ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cron: Option<String>,
+    /// ... in this IANA zone (shown with every cron line; `UTC` unless given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timezone: Option<String>,
+    /// Fire at this fixed rate from the job's creation (`"30s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     every: Option<String>,
+    /// Fire this long after the job's previous run finished (`"1m"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     after: Option<String>,
+    /// Fire once at this instant (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     at: Option<String>,
 }
@@ -211,7 +217,12 @@ impl Schedule {
 
     /// The JSON form (the inverse of [`Schedule::from_json`]).
     pub fn to_json(&self) -> Value {
-        let json = match self {
+        serde_json::to_value(self.to_form()).expect("a struct of strings always serializes")
+    }
+
+    /// The JSON form as its type.
+    pub fn to_form(&self) -> ScheduleJson {
+        match self {
             Schedule::Cron {
                 expression, timezone, ..
             } => ScheduleJson {
@@ -231,8 +242,7 @@ impl Schedule {
                 at: Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
                 ..ScheduleJson::default()
             },
-        };
-        serde_json::to_value(json).expect("a struct of strings always serializes")
+        }
     }
 
     /// The first fire strictly after `after`. `anchor` is when the job was
