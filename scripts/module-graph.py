@@ -71,7 +71,7 @@ LAYERS = {
     "scheduler": 6,
     "executor": 6,
     "notify": 6,
-    "digest": 6,
+    "summary": 6,
     "retention": 6,
     "jobs": 6,
     # 7 - the HTTP surface: API handlers and the connection server.

@@ -12,7 +12,6 @@ use crate::api::{AppParts, AppState, router};
 use crate::auth::Auth;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::digest::Digests;
 use crate::events::{BUFFERED_EVENTS, EventBus};
 use crate::executor::{Capacity, Executor, Observers};
 use crate::grant::Granter;
@@ -28,6 +27,7 @@ use crate::scheduler::{self, Scheduler};
 use crate::server;
 use crate::store::health::StorageHealth;
 use crate::store::{SledStore, Store, StoreError, WatchedStore, watchdog};
+use crate::summary::Summaries;
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
 
@@ -51,7 +51,7 @@ pub struct Daemon {
     /// Sends webhooks.
     pub notifier: Arc<Notifier>,
     /// Sends tenants' digests.
-    pub digests: Arc<Digests>,
+    pub digests: Arc<Summaries>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Run and job events.
@@ -122,7 +122,7 @@ impl Daemon {
             Some(url) => Some(Arc::new(Mailer::new(url, &config.smtp_from)?)),
             None => None,
         };
-        let digests = Arc::new(Digests::new(
+        let digests = Arc::new(Summaries::new(
             store.clone(),
             tenants.clone(),
             mailer.clone(),

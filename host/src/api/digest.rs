@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, JsonBody};
 use super::state::AppState;
 use super::views::{DigestSentView, DigestView};
-use crate::model::tenant::Digest;
+use crate::model::tenant::Summary;
 use crate::model::validate::{ValidationError, check_list};
 use crate::timing::Schedule;
 
@@ -95,11 +95,11 @@ pub async fn put(
     })?;
     let mut tenant = tenant_of(&state, &caller.tenant)?;
     let previous = tenant.digest.take();
-    let digest = Digest {
+    let digest = Summary {
         cron: request.cron,
         timezone: request.timezone,
         to: request.to,
-        since: previous.as_ref().map_or_else(Utc::now, Digest::window_start),
+        since: previous.as_ref().map_or_else(Utc::now, Summary::window_start),
         last_sent_at: previous.and_then(|digest| digest.last_sent_at),
     };
     let view = DigestView::from(&digest);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use super::stream_slots::StreamSlots;
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::digest::Digests;
 use crate::events::EventBus;
 use crate::executor::Executor;
 use crate::jobs::Jobs;
@@ -16,6 +15,7 @@ use crate::plugin::Plugins;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::store::health::StorageHealth;
+use crate::summary::Summaries;
 use crate::tenancy::Tenants;
 use crate::throttle::AddressBudgets;
 use crate::vault::Vault;
@@ -27,7 +27,7 @@ pub struct AppParts {
     /// Whether the storage works (`/healthz`, `/v1/status`).
     pub storage: Arc<StorageHealth>,
     /// Tenants' e-mail digests.
-    pub digests: Arc<Digests>,
+    pub digests: Arc<Summaries>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Run and job events (`/v1/events`).
@@ -97,7 +97,7 @@ impl AppState {
         &self.inner.parts.storage
     }
 
-    pub(super) fn digests(&self) -> &Digests {
+    pub(super) fn digests(&self) -> &Summaries {
         &self.inner.parts.digests
     }
 

@@ -23,14 +23,17 @@ pub struct Tenant {
     /// stands).
     #[serde(default)]
     pub http_allow: Option<Vec<String>>,
-    /// The daily (or any cron) summary of its runs it asked for by e-mail.
+    /// The daily (or any cron) summary of its runs it asked for by e-mail
+    /// (the API's "digest", `/v1/digest`; "digest" alone, in the code,
+    /// is a content hash).
     #[serde(default)]
-    pub digest: Option<Digest>,
+    pub digest: Option<Summary>,
 }
 
-/// A tenant's digest: when, where to, and what was sent last.
+/// A tenant's e-mail summary of its runs (the API's digest): when, where
+/// to, and what was sent last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Digest {
+pub struct Summary {
     /// When to send it: a cron line ...
     pub cron: String,
     /// ... in this IANA zone.
@@ -44,7 +47,7 @@ pub struct Digest {
     pub last_sent_at: Option<DateTime<Utc>>,
 }
 
-impl Digest {
+impl Summary {
     /// The schedule it fires on (checked when the digest was set).
     pub fn schedule(&self) -> Option<crate::timing::Schedule> {
         let spec = serde_json::json!({"cron": self.cron, "timezone": self.timezone});

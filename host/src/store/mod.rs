@@ -234,7 +234,7 @@ pub struct NewPluginVersion<'a> {
 pub struct DeletedPlugin {
     /// How many versions it had.
     pub versions: usize,
-    /// Digests no version of any tenant uses any more: their bytes and
+    /// Summaries no version of any tenant uses any more: their bytes and
     /// compiled artifacts went in the same atomic write.
     pub collected: Vec<String>,
 }

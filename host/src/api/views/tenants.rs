@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::tenant::Digest;
+use crate::model::tenant::Summary;
 use crate::model::{Quotas, SecretRecord, Tenant, Token};
 
 /// What a tenant may use; null is no limit beyond the daemon's own.
@@ -256,8 +256,8 @@ pub struct DigestView {
     next_at: Option<DateTime<Utc>>,
 }
 
-impl From<&Digest> for DigestView {
-    fn from(digest: &Digest) -> DigestView {
+impl From<&Summary> for DigestView {
+    fn from(digest: &Summary) -> DigestView {
         DigestView {
             cron: digest.cron.clone(),
             timezone: digest.timezone.clone(),

@@ -28,7 +28,7 @@ const COUNTED: &[u8] = b"";
 pub struct PluginStorage {
     /// Plugin versions of every tenant.
     pub versions: usize,
-    /// Digests whose bytes are kept.
+    /// Summaries whose bytes are kept.
     pub digests: usize,
     /// Files of compiled code kept (one per digest and engine).
     pub artifacts: usize,

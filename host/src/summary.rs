@@ -119,7 +119,7 @@ pub fn summary(tenant: &str, runs: &[Run], from: DateTime<Utc>, to: DateTime<Utc
 }
 
 /// Sends the digests when they are due.
-pub struct Digests {
+pub struct Summaries {
     store: Arc<dyn Store>,
     tenants: Arc<Tenants>,
     mailer: Option<Arc<Mailer>>,
@@ -128,15 +128,15 @@ pub struct Digests {
     retry_after: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
-impl Digests {
-    /// Digests mailed through `mailer` (none: digests cannot be set).
+impl Summaries {
+    /// Summaries mailed through `mailer` (none: digests cannot be set).
     pub fn new(
         store: Arc<dyn Store>,
         tenants: Arc<Tenants>,
         mailer: Option<Arc<Mailer>>,
         clock: Arc<dyn Clock>,
-    ) -> Digests {
-        Digests {
+    ) -> Summaries {
+        Summaries {
             store,
             tenants,
             mailer,
