@@ -11,8 +11,6 @@ pub(super) enum TenantCommand {
         name: String,
         #[command(flatten)]
         limits: TenantLimits,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// Change a tenant's quotas or HTTP cap.
     Set {
@@ -20,14 +18,9 @@ pub(super) enum TenantCommand {
         name: String,
         #[command(flatten)]
         limits: TenantLimits,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// List tenants.
-    Ls {
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Ls,
 }
 
 #[derive(Args)]
@@ -77,20 +70,13 @@ pub(super) enum SecretCommand {
         /// The value (it would stay in your shell history; prefer stdin).
         #[arg(long)]
         value: Option<String>,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// List secret names and dates.
-    Ls {
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Ls,
     /// Delete a secret.
     Rm {
         /// Secret name.
         name: String,
-        #[command(flatten)]
-        connection: Connection,
     },
 }
 
@@ -100,15 +86,11 @@ pub(super) enum TokenCommand {
     Create {
         /// Tenant name.
         tenant: String,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// List a tenant's tokens (ids and dates; secrets are never shown again).
     Ls {
         /// Tenant name.
         tenant: String,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// Revoke a token by id.
     Revoke {
@@ -116,18 +98,12 @@ pub(super) enum TokenCommand {
         tenant: String,
         /// Token id (from `token ls`).
         id: String,
-        #[command(flatten)]
-        connection: Connection,
     },
 }
 
-pub(super) async fn tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn tenant(command: TenantCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
-        TenantCommand::Create {
-            name,
-            limits,
-            connection,
-        } => {
+        TenantCommand::Create { name, limits } => {
             let mut body = limits.body()?;
             body.insert("name".into(), json!(name));
             let answer = connection.client().post("/v1/tenants", Value::Object(body)).await?;
@@ -137,17 +113,13 @@ pub(super) async fn tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
                 answer["token"].as_str().unwrap_or_default()
             );
         }
-        TenantCommand::Set {
-            name,
-            limits,
-            connection,
-        } => {
+        TenantCommand::Set { name, limits } => {
             let path = format!("/v1/tenants/{}", encode(&name));
             let body = Body::Json(Value::Object(limits.body()?));
             let answer = connection.client().call(Method::PATCH, &path, body).await?.json()?;
             out!("{}", serde_json::to_string_pretty(&answer)?);
         }
-        TenantCommand::Ls { connection } => {
+        TenantCommand::Ls => {
             let answer = connection.client().get("/v1/tenants").await?;
             connection.show(&answer, |answer| {
                 out!("{:<32} CREATED", "NAME");
@@ -164,9 +136,9 @@ pub(super) async fn tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn token(command: TokenCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
-        TokenCommand::Create { tenant, connection } => {
+        TokenCommand::Create { tenant } => {
             let path = format!("/v1/tenants/{}/tokens", encode(&tenant));
             let answer = connection.client().post(&path, json!({})).await?;
             out!("token {} for {tenant}", answer["id"].as_str().unwrap_or_default());
@@ -175,7 +147,7 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 answer["token"].as_str().unwrap_or_default()
             );
         }
-        TokenCommand::Ls { tenant, connection } => {
+        TokenCommand::Ls { tenant } => {
             let answer = connection
                 .client()
                 .get(&format!("/v1/tenants/{}/tokens", encode(&tenant)))
@@ -192,7 +164,7 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        TokenCommand::Revoke { tenant, id, connection } => {
+        TokenCommand::Revoke { tenant, id } => {
             let path = format!("/v1/tenants/{}/tokens/{}", encode(&tenant), encode(&id));
             connection.client().call(Method::DELETE, &path, Body::None).await?;
             out!("revoked token {id} of {tenant}");
@@ -201,13 +173,9 @@ pub(super) async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn secret(command: SecretCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
-        SecretCommand::Set {
-            name,
-            value,
-            connection,
-        } => {
+        SecretCommand::Set { name, value } => {
             let value = match value {
                 Some(value) => value,
                 None => {
@@ -227,7 +195,7 @@ pub(super) async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             out!("set secret {name}");
         }
-        SecretCommand::Ls { connection } => {
+        SecretCommand::Ls => {
             let answer = connection.client().get("/v1/secrets").await?;
             connection.show(&answer, |answer| {
                 out!("{:<40} {:<32} UPDATED", "NAME", "CREATED");
@@ -241,7 +209,7 @@ pub(super) async fn secret(command: SecretCommand) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        SecretCommand::Rm { name, connection } => {
+        SecretCommand::Rm { name } => {
             let path = format!("/v1/secrets/{}", encode(&name));
             connection.client().call(Method::DELETE, &path, Body::None).await?;
             out!("deleted secret {name}");

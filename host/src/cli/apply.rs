@@ -15,8 +15,6 @@ pub(super) struct ApplyArgs {
     /// Show what would change; change nothing.
     #[arg(long)]
     dry_run: bool,
-    #[command(flatten)]
-    connection: Connection,
 }
 
 /// A `[[plugin]]` table: push the component at `path` (relative to the
@@ -134,9 +132,9 @@ fn is_code(error: &ClientError, code: &str) -> bool {
     matches!(error, ClientError::Api { code: found, .. } if found == code)
 }
 
-pub(super) async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
     let JobsFile { plugins, jobs } = read_jobs_file(&args.file)?;
-    let client = args.connection.client();
+    let client = connection.client();
     let plugins = plan_plugins(&client, &plugins).await?;
     for plugin in &plugins {
         match plugin.change {

@@ -41,25 +41,39 @@ use crate::config::{ConfigArgs, DEFAULT_DATA_DIR, DEFAULT_URL, LogFormat};
 #[derive(Parser)]
 #[command(name = "sandcron", version, about, propagate_version = true)]
 struct Cli {
+    /// How a client command reaches the daemon: global, so the flags go
+    /// before or after the subcommand (`sandcron job ls --output json`).
+    #[command(flatten)]
+    connection: Connection,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The daemon a client command talks to and how it prints the answer.
+///
+/// `data_dir` shares its id with `serve`'s own `--data-dir`
+/// ([`crate::config::Settings`]): clap does not copy a global argument into a
+/// subcommand that has one of the same id, so `serve` keeps its flag.
 #[derive(Args, Clone)]
 struct Connection {
     /// Daemon URL.
-    #[arg(long, global = true, env = "SANDCRON_URL", default_value = DEFAULT_URL)]
+    #[arg(long, global = true, env = "SANDCRON_URL", default_value = DEFAULT_URL, display_order = CONNECTION_ORDER)]
     url: String,
     /// API token (default: the admin token in the data dir).
-    #[arg(long, global = true, env = "SANDCRON_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "SANDCRON_TOKEN", hide_env_values = true, display_order = CONNECTION_ORDER + 1)]
     token: Option<String>,
     /// Where a local daemon keeps its admin token.
-    #[arg(long = "data-dir", global = true, env = "SANDCRON_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    #[arg(long = "data-dir", global = true, env = "SANDCRON_DATA_DIR", default_value = DEFAULT_DATA_DIR, display_order = CONNECTION_ORDER + 2)]
     data_dir: PathBuf,
     /// How lists are printed.
-    #[arg(long, global = true, env = "SANDCRON_OUTPUT", value_enum, default_value = "table")]
+    #[arg(long, global = true, env = "SANDCRON_OUTPUT", value_enum, default_value = "table", display_order = CONNECTION_ORDER + 3)]
     output: Output,
 }
+
+/// Where the connection flags sit in a command's help: after its own flags
+/// (numbered from 0 as declared; help sorts by number, then name) and
+/// before `--help` and `--version` (999).
+const CONNECTION_ORDER: usize = 900;
 
 /// How a list is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,6 +99,18 @@ impl Connection {
     }
 }
 
+impl Cli {
+    /// The command line as parsed, with `serve`'s data dir as `serve` was
+    /// given it (see [`forget_client_data_dir`]).
+    fn from_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut cli = <Self as clap::FromArgMatches>::from_arg_matches(matches)?;
+        if let (Command::Serve(args), Some(serve)) = (&mut cli.command, matches.subcommand_matches("serve")) {
+            forget_client_data_dir(args, serve);
+        }
+        Ok(cli)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
@@ -106,8 +132,6 @@ enum Command {
         /// Keep printing the log as the run writes it, until it finishes.
         #[arg(long, short = 'f')]
         follow: bool,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion {
@@ -118,8 +142,6 @@ enum Command {
     Run {
         /// Run id.
         run: String,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// Work with schedules.
     #[command(subcommand)]
@@ -165,8 +187,6 @@ enum ScheduleCommand {
         /// How many fires.
         #[arg(long, default_value_t = 10)]
         count: usize,
-        #[command(flatten)]
-        connection: Connection,
     },
 }
 
@@ -174,7 +194,7 @@ enum ScheduleCommand {
 pub fn main() -> ExitCode {
     crate::daemon::tune_allocator();
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
-    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+    let cli = match Cli::from_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.format(&mut <Cli as clap::CommandFactory>::command()).exit(),
     };
@@ -193,7 +213,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, &cli.connection)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -258,6 +278,19 @@ fn warn_of_secrets_in_flags(serve: &clap::ArgMatches) {
     }
 }
 
+/// Drops the client's default data dir that clap copied into `serve`.
+///
+/// After parsing, clap gives each subcommand on the way the value of a
+/// global argument it did not get, a default included: without `--data-dir`,
+/// `serve` would read the client's `./sandcron-data` as if given as a flag,
+/// and it would beat the config file's `data_dir`. `serve`'s own
+/// `--data-dir` has no default, so a default there is always the client's.
+fn forget_client_data_dir(args: &mut ConfigArgs, serve: &clap::ArgMatches) {
+    if serve.value_source("data_dir") == Some(clap::parser::ValueSource::DefaultValue) {
+        args.settings.data_dir = None;
+    }
+}
+
 fn init_tracing(format: LogFormat, daemon: bool) {
     let default = if daemon { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SANDCRON_LOG")
@@ -272,7 +305,7 @@ fn init_tracing(format: LogFormat, daemon: bool) {
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+async fn dispatch(command: Command, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
             let config = args.resolve()?;
@@ -280,20 +313,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec(args) => exec::exec(args).await,
-        Command::Plugin(command) => plugin(command).await,
-        Command::Tenant(command) => tenant(command).await,
-        Command::Token(command) => token(command).await,
-        Command::Secret(command) => secret(command).await,
-        Command::Apply(args) => apply(args).await,
+        Command::Plugin(command) => plugin(command, connection).await,
+        Command::Tenant(command) => tenant(command, connection).await,
+        Command::Token(command) => token(command, connection).await,
+        Command::Secret(command) => secret(command, connection).await,
+        Command::Apply(args) => apply(args, connection).await,
         Command::New(args) => authoring::new(args),
         Command::Build(args) => authoring::build(args),
-        Command::Job(command) => job(command).await,
-        Command::Runs(args) => runs(args).await,
-        Command::Logs {
-            run,
-            follow,
-            connection,
-        } => logs(&connection.client(), &run, follow).await,
+        Command::Job(command) => job(command, connection).await,
+        Command::Runs(args) => runs(args, connection).await,
+        Command::Logs { run, follow } => logs(&connection.client(), &run, follow).await,
         Command::Completion { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -301,7 +330,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             print::write(&script);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { run, connection } => {
+        Command::Run { run } => {
             print_json(&connection.client().get(&format!("/v1/runs/{}", encode(&run))).await?);
             Ok(ExitCode::SUCCESS)
         }
@@ -313,7 +342,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             at,
             from,
             count,
-            connection,
         }) => {
             let schedule = match (expression, every, after, at) {
                 (Some(cron), None, None, None) => {
@@ -337,4 +365,54 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 
 fn parse_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{flag}: {text:?} is not JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let matches = Cli::command().try_get_matches_from(args).expect("the arguments parse");
+        Cli::from_matches(&matches).expect("the matches make a Cli")
+    }
+
+    /// The data dir `serve` would use, as given on its command line.
+    fn serve_data_dir(args: &[&str]) -> Option<PathBuf> {
+        match parse(args).command {
+            Command::Serve(args) => args.settings.data_dir,
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn connection_flags_go_before_or_after_the_subcommand() {
+        for args in [
+            &["sandcron", "job", "ls", "--output", "json", "--url", "http://daemon:1"][..],
+            &["sandcron", "--output", "json", "--url", "http://daemon:1", "job", "ls"][..],
+            &["sandcron", "job", "--output", "json", "--url", "http://daemon:1", "ls"][..],
+        ] {
+            let cli = parse(args);
+            assert_eq!(cli.connection.output, Output::Json, "{args:?}");
+            assert_eq!(cli.connection.url, "http://daemon:1", "{args:?}");
+        }
+    }
+
+    #[test]
+    fn serve_keeps_its_own_data_dir() {
+        assert_eq!(
+            serve_data_dir(&["sandcron", "serve", "--data-dir", "/srv/sandcron"]),
+            Some(PathBuf::from("/srv/sandcron"))
+        );
+        // Without the flag (or its variable) the config file or the default decides.
+        if std::env::var_os("SANDCRON_DATA_DIR").is_none() {
+            assert_eq!(serve_data_dir(&["sandcron", "serve"]), None);
+        }
+    }
 }

@@ -20,11 +20,9 @@ pub(super) struct RunsArgs {
     /// Then keep printing runs as they are queued, start and finish.
     #[arg(long, short = 'f')]
     follow: bool,
-    #[command(flatten)]
-    connection: Connection,
 }
 
-pub(super) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn runs(args: RunsArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
     let mut query = vec![format!("limit={}", args.limit)];
     if let Some(job) = &args.job {
         query.push(format!("job={}", encode(job)));
@@ -32,27 +30,26 @@ pub(super) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     if let Some(status) = &args.status {
         query.push(format!("status={}", encode(status)));
     }
-    let answer = args
-        .connection
+    let answer = connection
         .client()
         .get(&format!("/v1/runs?{}", query.join("&")))
         .await?;
-    let json = args.json || args.connection.output == Output::Json;
+    let json = args.json || connection.output == Output::Json;
     if json {
         print_json(&answer);
     } else {
         print_runs(&answer);
     }
     if args.follow {
-        follow_runs(&args, json).await?;
+        follow_runs(&args, connection, json).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints run events as they come, reconnecting (and resuming where it
 /// left off) when the stream drops; runs until interrupted.
-async fn follow_runs(args: &RunsArgs, json: bool) -> anyhow::Result<()> {
-    let client = args.connection.client();
+async fn follow_runs(args: &RunsArgs, connection: &Connection, json: bool) -> anyhow::Result<()> {
+    let client = connection.client();
     let mut path = "/v1/events?types=run".to_string();
     if let Some(job) = &args.job {
         path.push_str(&format!("&job={}", encode(job)));
