@@ -18,21 +18,21 @@ macro_rules! out {
     };
 }
 
-mod admin;
 mod apply;
 mod authoring;
 mod exec;
-mod jobs;
-mod plugins;
+mod job;
+mod plugin;
 mod print;
-mod runs;
+mod run;
+mod tenant;
 
-use admin::{SecretCommand, TenantCommand, TokenCommand, secret, tenant, token};
 use apply::{ApplyArgs, apply};
-use jobs::{JobCommand, job};
-use plugins::{PluginCommand, plugin};
+use job::{JobCommand, job};
+use plugin::{PluginCommand, plugin};
 use print::print_json;
-use runs::{RunsArgs, logs, runs};
+use run::{RunsArgs, logs, runs};
+use tenant::{SecretCommand, TenantCommand, TokenCommand, secret, tenant, token};
 
 use crate::client::{Body, Client, encode, local_token};
 use crate::config::{ConfigArgs, DEFAULT_DATA_DIR, DEFAULT_URL, LogFormat};
