@@ -1,9 +1,18 @@
 //! `sandcron apply`: make the tenant's jobs match a TOML file, pushing the
 //! plugins it lists (`[[plugin]]`) first when their bytes changed.
 
-use super::*;
-use crate::client::ClientError;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::{Context, bail};
+use clap::Args;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Connection;
+use crate::client::{Body, Client, ClientError, encode};
+
+/// `sandcron apply`'s arguments.
 #[derive(Args)]
 pub(super) struct ApplyArgs {
     /// The jobs file.
@@ -132,6 +141,8 @@ fn is_code(error: &ClientError, code: &str) -> bool {
     matches!(error, ClientError::Api { code: found, .. } if found == code)
 }
 
+/// Plans the file against the daemon, prints the plan, then (unless a dry
+/// run) pushes plugins and creates, updates and deletes jobs.
 pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
     let JobsFile { plugins, jobs } = read_jobs_file(&args.file)?;
     let client = connection.client();

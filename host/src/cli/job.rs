@@ -1,7 +1,18 @@
 //! `sandcron job`: create, list, show, delete, pause, resume and run jobs.
 
-use super::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Connection;
+use super::print::print_json;
+use crate::client::{Body, encode};
+
+/// `sandcron job`'s subcommands.
 #[derive(Subcommand)]
 pub(super) enum JobCommand {
     /// Create a job.
@@ -36,12 +47,14 @@ pub(super) enum JobCommand {
     },
 }
 
+/// A job named by id or name.
 #[derive(Args)]
 pub(super) struct JobRef {
     /// Job id or name.
     job: String,
 }
 
+/// `sandcron job create`'s arguments: a job file, fields as flags, or both.
 #[derive(Args)]
 pub(super) struct JobCreateArgs {
     /// A JSON file with the job (other flags override its fields).
@@ -195,6 +208,12 @@ fn field_name(path: &[&str]) -> String {
     }
 }
 
+/// A flag's JSON value, or an error naming the flag.
+fn parse_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("{flag}: {text:?} is not JSON"))
+}
+
+/// Creates, lists, shows, deletes, pauses, resumes or runs jobs.
 pub(super) async fn job(command: JobCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
         JobCommand::Create(args) => {

@@ -1,7 +1,17 @@
 //! `sandcron plugin`: push, list and delete plugins.
 
-use super::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::Context;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::Connection;
+use crate::client::{Body, encode};
+
+/// `sandcron plugin`'s subcommands.
 #[derive(Subcommand)]
 pub(super) enum PluginCommand {
     /// Upload a component as the next version of NAME.
@@ -85,6 +95,7 @@ fn print_plugins(answer: &Value) {
     }
 }
 
+/// Pushes, lists or deletes plugins.
 pub(super) async fn plugin(command: PluginCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Push { file, name } => {

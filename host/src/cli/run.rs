@@ -1,8 +1,17 @@
-//! `sandcron runs`, `logs`: a tenant's runs, listed or followed, and a
-//! run's log.
+//! `sandcron runs`, `run` and `logs`: a tenant's runs, listed or followed,
+//! one run, and a run's log.
 
-use super::*;
+use std::process::ExitCode;
 
+use clap::Args;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::print::{print_json, write};
+use super::{Connection, Output};
+use crate::client::{Body, ClientError, encode};
+
+/// `sandcron runs`' arguments.
 #[derive(Args)]
 pub(super) struct RunsArgs {
     /// Only this job's runs (id or name).
@@ -22,6 +31,35 @@ pub(super) struct RunsArgs {
     follow: bool,
 }
 
+/// `sandcron run`'s arguments.
+#[derive(Args)]
+pub(super) struct RunArgs {
+    /// Run id.
+    run: String,
+}
+
+/// `sandcron logs`' arguments.
+#[derive(Args)]
+pub(super) struct LogsArgs {
+    /// Run id.
+    run: String,
+    /// Keep printing the log as the run writes it, until it finishes.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+/// Prints a run as the API gives it.
+pub(super) async fn run(args: RunArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
+    print_json(
+        &connection
+            .client()
+            .get(&format!("/v1/runs/{}", encode(&args.run)))
+            .await?,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists runs, newest first, then with `--follow` prints them as they change.
 pub(super) async fn runs(args: RunsArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
     let mut query = vec![format!("limit={}", args.limit)];
     if let Some(job) = &args.job {
@@ -58,7 +96,7 @@ async fn follow_runs(args: &RunsArgs, connection: &Connection, json: bool) -> an
     loop {
         let mut response = match client.stream(&path, last_id).await {
             Ok(response) => response,
-            Err(error @ crate::client::ClientError::Api { .. }) => return Err(error.into()),
+            Err(error @ ClientError::Api { .. }) => return Err(error.into()),
             Err(error) => {
                 eprintln!("{error}; reconnecting");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -105,15 +143,17 @@ async fn follow_runs(args: &RunsArgs, connection: &Connection, json: bool) -> an
 
 /// Prints a run's log; with `follow`, the log so far and what comes next
 /// until the run finishes.
-pub(super) async fn logs(client: &Client, run: &str, follow: bool) -> anyhow::Result<ExitCode> {
-    let path = format!("/v1/runs/{}/logs", encode(run));
+pub(super) async fn logs(args: LogsArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = connection.client();
+    let run = encode(&args.run);
+    let path = format!("/v1/runs/{run}/logs");
     let mut printed = 0;
     loop {
         // The status first: a log read after a finished status is complete.
-        let finished = !follow || client.get(&format!("/v1/runs/{}", encode(run))).await?["finished_at"].is_string();
+        let finished = !args.follow || client.get(&format!("/v1/runs/{run}")).await?["finished_at"].is_string();
         let log = client.call(Method::GET, &path, Body::None).await?.body;
         if log.len() > printed {
-            super::print::write(&log[printed..]);
+            write(&log[printed..]);
             printed = log.len();
         }
         if finished {

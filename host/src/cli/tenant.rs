@@ -1,8 +1,16 @@
-//! `sandcron tenant`, `token` and `secret`: tenants, their tokens and
-//! their secrets.
+//! `sandcron tenant`: create, change and list tenants (admin token).
 
-use super::*;
+use std::process::ExitCode;
 
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Connection;
+use crate::client::{Body, encode};
+
+/// `sandcron tenant`'s subcommands.
 #[derive(Subcommand)]
 pub(super) enum TenantCommand {
     /// Create a tenant; prints its first token (shown only this once).
@@ -23,6 +31,7 @@ pub(super) enum TenantCommand {
     Ls,
 }
 
+/// A tenant's quotas and HTTP cap, as flags.
 #[derive(Args)]
 pub(super) struct TenantLimits {
     /// A quota, KEY=VALUE (repeatable): plugin_bytes, jobs, concurrent_runs,
@@ -61,46 +70,7 @@ impl TenantLimits {
     }
 }
 
-#[derive(Subcommand)]
-pub(super) enum SecretCommand {
-    /// Set NAME to the value read from standard input (or --value).
-    Set {
-        /// Secret name.
-        name: String,
-        /// The value (it would stay in your shell history; prefer stdin).
-        #[arg(long)]
-        value: Option<String>,
-    },
-    /// List secret names and dates.
-    Ls,
-    /// Delete a secret.
-    Rm {
-        /// Secret name.
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
-pub(super) enum TokenCommand {
-    /// Create a token for TENANT; prints it (shown only this once).
-    Create {
-        /// Tenant name.
-        tenant: String,
-    },
-    /// List a tenant's tokens (ids and dates; secrets are never shown again).
-    Ls {
-        /// Tenant name.
-        tenant: String,
-    },
-    /// Revoke a token by id.
-    Revoke {
-        /// Tenant name.
-        tenant: String,
-        /// Token id (from `token ls`).
-        id: String,
-    },
-}
-
+/// Creates, changes or lists tenants.
 pub(super) async fn tenant(command: TenantCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
         TenantCommand::Create { name, limits } => {
@@ -131,88 +101,6 @@ pub(super) async fn tenant(command: TenantCommand, connection: &Connection) -> a
                     );
                 }
             });
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(super) async fn token(command: TokenCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
-    match command {
-        TokenCommand::Create { tenant } => {
-            let path = format!("/v1/tenants/{}/tokens", encode(&tenant));
-            let answer = connection.client().post(&path, json!({})).await?;
-            out!("token {} for {tenant}", answer["id"].as_str().unwrap_or_default());
-            out!(
-                "token (shown only now): {}",
-                answer["token"].as_str().unwrap_or_default()
-            );
-        }
-        TokenCommand::Ls { tenant } => {
-            let answer = connection
-                .client()
-                .get(&format!("/v1/tenants/{}/tokens", encode(&tenant)))
-                .await?;
-            connection.show(&answer, |answer| {
-                out!("{:<28} {:<32} REVOKED", "ID", "CREATED");
-                for token in answer["tokens"].as_array().into_iter().flatten() {
-                    out!(
-                        "{:<28} {:<32} {}",
-                        token["id"].as_str().unwrap_or_default(),
-                        token["created_at"].as_str().unwrap_or_default(),
-                        token["revoked_at"].as_str().unwrap_or("-")
-                    );
-                }
-            });
-        }
-        TokenCommand::Revoke { tenant, id } => {
-            let path = format!("/v1/tenants/{}/tokens/{}", encode(&tenant), encode(&id));
-            connection.client().call(Method::DELETE, &path, Body::None).await?;
-            out!("revoked token {id} of {tenant}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(super) async fn secret(command: SecretCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
-    match command {
-        SecretCommand::Set { name, value } => {
-            let value = match value {
-                Some(value) => value,
-                None => {
-                    let mut text = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                        .context("reading the secret from standard input")?;
-                    text.strip_suffix('\n')
-                        .map(|text| text.strip_suffix('\r').unwrap_or(text))
-                        .unwrap_or(&text)
-                        .to_string()
-                }
-            };
-            let path = format!("/v1/secrets/{}", encode(&name));
-            connection
-                .client()
-                .call(Method::PUT, &path, Body::Json(json!({"value": value})))
-                .await?;
-            out!("set secret {name}");
-        }
-        SecretCommand::Ls => {
-            let answer = connection.client().get("/v1/secrets").await?;
-            connection.show(&answer, |answer| {
-                out!("{:<40} {:<32} UPDATED", "NAME", "CREATED");
-                for secret in answer["secrets"].as_array().into_iter().flatten() {
-                    out!(
-                        "{:<40} {:<32} {}",
-                        secret["name"].as_str().unwrap_or_default(),
-                        secret["created_at"].as_str().unwrap_or_default(),
-                        secret["updated_at"].as_str().unwrap_or_default()
-                    );
-                }
-            });
-        }
-        SecretCommand::Rm { name } => {
-            let path = format!("/v1/secrets/{}", encode(&name));
-            connection.client().call(Method::DELETE, &path, Body::None).await?;
-            out!("deleted secret {name}");
         }
     }
     Ok(ExitCode::SUCCESS)
