@@ -1,9 +1,18 @@
 //! `sandcron apply`: make the tenant's jobs match a TOML file, pushing the
 //! plugins it lists (`[[plugin]]`) first when their bytes changed.
 
-use super::*;
-use crate::client::ClientError;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::{Context, bail};
+use clap::Args;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Connection;
+use crate::client::{Body, Client, ClientError, encode};
+
+/// `sandcron apply`'s arguments.
 #[derive(Args)]
 pub(super) struct ApplyArgs {
     /// The jobs file.
@@ -15,8 +24,6 @@ pub(super) struct ApplyArgs {
     /// Show what would change; change nothing.
     #[arg(long)]
     dry_run: bool,
-    #[command(flatten)]
-    connection: Connection,
 }
 
 /// A `[[plugin]]` table: push the component at `path` (relative to the
@@ -134,9 +141,11 @@ fn is_code(error: &ClientError, code: &str) -> bool {
     matches!(error, ClientError::Api { code: found, .. } if found == code)
 }
 
-pub(super) async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+/// Plans the file against the daemon, prints the plan, then (unless a dry
+/// run) pushes plugins and creates, updates and deletes jobs.
+pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
     let JobsFile { plugins, jobs } = read_jobs_file(&args.file)?;
-    let client = args.connection.client();
+    let client = connection.client();
     let plugins = plan_plugins(&client, &plugins).await?;
     for plugin in &plugins {
         match plugin.change {

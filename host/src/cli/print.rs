@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::*;
+use serde_json::Value;
 
 /// Writes one line to standard output (the `out!` macro).
 pub(super) fn line(args: std::fmt::Arguments<'_>) {

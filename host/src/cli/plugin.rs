@@ -1,7 +1,17 @@
 //! `sandcron plugin`: push, list and delete plugins.
 
-use super::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::Context;
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::Connection;
+use crate::client::{Body, encode};
+
+/// `sandcron plugin`'s subcommands.
 #[derive(Subcommand)]
 pub(super) enum PluginCommand {
     /// Upload a component as the next version of NAME.
@@ -11,20 +21,13 @@ pub(super) enum PluginCommand {
         /// Plugin name (default: the file name without .wasm).
         #[arg(long)]
         name: Option<String>,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// List plugins.
-    Ls {
-        #[command(flatten)]
-        connection: Connection,
-    },
+    Ls,
     /// Delete every version of a plugin.
     Rm {
         /// Plugin name.
         name: String,
-        #[command(flatten)]
-        connection: Connection,
     },
 }
 
@@ -92,9 +95,10 @@ fn print_plugins(answer: &Value) {
     }
 }
 
-pub(super) async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
+/// Pushes, lists or deletes plugins.
+pub(super) async fn plugin(command: PluginCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
-        PluginCommand::Push { file, name, connection } => {
+        PluginCommand::Push { file, name } => {
             let name = match name {
                 Some(name) => name,
                 None => file
@@ -125,11 +129,11 @@ pub(super) async fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 version["digest"].as_str().unwrap_or_default()
             );
         }
-        PluginCommand::Ls { connection } => {
+        PluginCommand::Ls => {
             let answer = connection.client().get("/v1/plugins").await?;
             connection.show(&answer, print_plugins);
         }
-        PluginCommand::Rm { name, connection } => {
+        PluginCommand::Rm { name } => {
             connection
                 .client()
                 .call(Method::DELETE, &format!("/v1/plugins/{}", encode(&name)), Body::None)

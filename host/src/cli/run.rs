@@ -1,8 +1,17 @@
-//! `sandcron runs`, `logs`: a tenant's runs, listed or followed, and a
-//! run's log.
+//! `sandcron runs`, `run` and `logs`: a tenant's runs, listed or followed,
+//! one run, and a run's log.
 
-use super::*;
+use std::process::ExitCode;
 
+use clap::Args;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::print::{print_json, write};
+use super::{Connection, Output};
+use crate::client::{Body, ClientError, encode};
+
+/// `sandcron runs`' arguments.
 #[derive(Args)]
 pub(super) struct RunsArgs {
     /// Only this job's runs (id or name).
@@ -20,11 +29,38 @@ pub(super) struct RunsArgs {
     /// Then keep printing runs as they are queued, start and finish.
     #[arg(long, short = 'f')]
     follow: bool,
-    #[command(flatten)]
-    connection: Connection,
 }
 
-pub(super) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
+/// `sandcron run`'s arguments.
+#[derive(Args)]
+pub(super) struct RunArgs {
+    /// Run id.
+    run: String,
+}
+
+/// `sandcron logs`' arguments.
+#[derive(Args)]
+pub(super) struct LogsArgs {
+    /// Run id.
+    run: String,
+    /// Keep printing the log as the run writes it, until it finishes.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+/// Prints a run as the API gives it.
+pub(super) async fn run(args: RunArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
+    print_json(
+        &connection
+            .client()
+            .get(&format!("/v1/runs/{}", encode(&args.run)))
+            .await?,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists runs, newest first, then with `--follow` prints them as they change.
+pub(super) async fn runs(args: RunsArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
     let mut query = vec![format!("limit={}", args.limit)];
     if let Some(job) = &args.job {
         query.push(format!("job={}", encode(job)));
@@ -32,27 +68,26 @@ pub(super) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     if let Some(status) = &args.status {
         query.push(format!("status={}", encode(status)));
     }
-    let answer = args
-        .connection
+    let answer = connection
         .client()
         .get(&format!("/v1/runs?{}", query.join("&")))
         .await?;
-    let json = args.json || args.connection.output == Output::Json;
+    let json = args.json || connection.output == Output::Json;
     if json {
         print_json(&answer);
     } else {
         print_runs(&answer);
     }
     if args.follow {
-        follow_runs(&args, json).await?;
+        follow_runs(&args, connection, json).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints run events as they come, reconnecting (and resuming where it
 /// left off) when the stream drops; runs until interrupted.
-async fn follow_runs(args: &RunsArgs, json: bool) -> anyhow::Result<()> {
-    let client = args.connection.client();
+async fn follow_runs(args: &RunsArgs, connection: &Connection, json: bool) -> anyhow::Result<()> {
+    let client = connection.client();
     let mut path = "/v1/events?types=run".to_string();
     if let Some(job) = &args.job {
         path.push_str(&format!("&job={}", encode(job)));
@@ -61,7 +96,7 @@ async fn follow_runs(args: &RunsArgs, json: bool) -> anyhow::Result<()> {
     loop {
         let mut response = match client.stream(&path, last_id).await {
             Ok(response) => response,
-            Err(error @ crate::client::ClientError::Api { .. }) => return Err(error.into()),
+            Err(error @ ClientError::Api { .. }) => return Err(error.into()),
             Err(error) => {
                 eprintln!("{error}; reconnecting");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -108,15 +143,17 @@ async fn follow_runs(args: &RunsArgs, json: bool) -> anyhow::Result<()> {
 
 /// Prints a run's log; with `follow`, the log so far and what comes next
 /// until the run finishes.
-pub(super) async fn logs(client: &Client, run: &str, follow: bool) -> anyhow::Result<ExitCode> {
-    let path = format!("/v1/runs/{}/logs", encode(run));
+pub(super) async fn logs(args: LogsArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = connection.client();
+    let run = encode(&args.run);
+    let path = format!("/v1/runs/{run}/logs");
     let mut printed = 0;
     loop {
         // The status first: a log read after a finished status is complete.
-        let finished = !follow || client.get(&format!("/v1/runs/{}", encode(run))).await?["finished_at"].is_string();
+        let finished = !args.follow || client.get(&format!("/v1/runs/{run}")).await?["finished_at"].is_string();
         let log = client.call(Method::GET, &path, Body::None).await?.body;
         if log.len() > printed {
-            super::print::write(&log[printed..]);
+            write(&log[printed..]);
             printed = log.len();
         }
         if finished {

@@ -1,7 +1,18 @@
 //! `sandcron job`: create, list, show, delete, pause, resume and run jobs.
 
-use super::*;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::Connection;
+use super::print::print_json;
+use crate::client::{Body, encode};
+
+/// `sandcron job`'s subcommands.
 #[derive(Subcommand)]
 pub(super) enum JobCommand {
     /// Create a job.
@@ -11,8 +22,6 @@ pub(super) enum JobCommand {
         /// Only jobs with this label (key=value); repeatable.
         #[arg(long)]
         label: Vec<String>,
-        #[command(flatten)]
-        connection: Connection,
     },
     /// Show a job.
     Get(JobRef),
@@ -35,19 +44,17 @@ pub(super) enum JobCommand {
         /// With --wait: a failed run that is retried is followed to its last attempt.
         #[arg(long = "final", requires = "wait")]
         final_attempt: bool,
-        #[command(flatten)]
-        connection: Connection,
     },
 }
 
+/// A job named by id or name.
 #[derive(Args)]
 pub(super) struct JobRef {
     /// Job id or name.
     job: String,
-    #[command(flatten)]
-    connection: Connection,
 }
 
+/// `sandcron job create`'s arguments: a job file, fields as flags, or both.
 #[derive(Args)]
 pub(super) struct JobCreateArgs {
     /// A JSON file with the job (other flags override its fields).
@@ -107,8 +114,6 @@ pub(super) struct JobCreateArgs {
     /// A secret the plugin may read; repeatable.
     #[arg(long = "secret", value_name = "NAME")]
     secrets: Vec<String>,
-    #[command(flatten)]
-    connection: Connection,
 }
 
 fn job_body(args: &JobCreateArgs) -> anyhow::Result<Value> {
@@ -203,13 +208,19 @@ fn field_name(path: &[&str]) -> String {
     }
 }
 
-pub(super) async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
+/// A flag's JSON value, or an error naming the flag.
+fn parse_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("{flag}: {text:?} is not JSON"))
+}
+
+/// Creates, lists, shows, deletes, pauses, resumes or runs jobs.
+pub(super) async fn job(command: JobCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
         JobCommand::Create(args) => {
             let body = job_body(&args)?;
-            print_json(&args.connection.client().post("/v1/jobs", body).await?);
+            print_json(&connection.client().post("/v1/jobs", body).await?);
         }
-        JobCommand::Ls { label, connection } => {
+        JobCommand::Ls { label } => {
             let query: Vec<String> = label.iter().map(|label| format!("label={}", encode(label))).collect();
             let answer = connection
                 .client()
@@ -237,24 +248,24 @@ pub(super) async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        JobCommand::Get(JobRef { job, connection }) => {
+        JobCommand::Get(JobRef { job }) => {
             print_json(&connection.client().get(&format!("/v1/jobs/{}", encode(&job))).await?);
         }
-        JobCommand::Rm(JobRef { job, connection }) => {
+        JobCommand::Rm(JobRef { job }) => {
             connection
                 .client()
                 .call(Method::DELETE, &format!("/v1/jobs/{}", encode(&job)), Body::None)
                 .await?;
             out!("deleted {job}");
         }
-        JobCommand::Pause(JobRef { job, connection }) => {
+        JobCommand::Pause(JobRef { job }) => {
             connection
                 .client()
                 .post(&format!("/v1/jobs/{}/pause", encode(&job)), Value::Null)
                 .await?;
             out!("paused {job}");
         }
-        JobCommand::Resume(JobRef { job, connection }) => {
+        JobCommand::Resume(JobRef { job }) => {
             connection
                 .client()
                 .post(&format!("/v1/jobs/{}/resume", encode(&job)), Value::Null)
@@ -266,7 +277,6 @@ pub(super) async fn job(command: JobCommand) -> anyhow::Result<ExitCode> {
             input,
             wait,
             final_attempt,
-            connection,
         } => {
             let body = match input {
                 Some(text) => json!({"input": parse_json_arg("--input", &text)?}),
