@@ -17,7 +17,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use sandcron::plugin::{http, kv, log, run_info, secrets, types};
+use self::sandcron::plugin::{http, kv, log, run_info, secrets, types};
 
 /// A run's context as this world shows it.
 pub fn run_context(context: &host::RunContext) -> types::RunContext {
