@@ -5,8 +5,7 @@ Checks, each reported with counts:
   1. cycles      no import cycles between files (strongly connected components
                  of more than one file, with one example line per edge inside);
   2. layers      no import from a lower layer to a higher one (LAYERS below);
-  3. size        no source file over MAX_LINES lines before its test module;
-  4. pointers    no tracked file points at documents outside the repository.
+  3. size        no source file over MAX_LINES lines before its test module.
 
 A file depends on another when it names a path into it: `crate::a::b::...`,
 `super::...`, `self::...`, a child module (`child::...`), or a name that a
@@ -25,7 +24,6 @@ import argparse
 import bisect
 import os
 import re
-import subprocess
 import sys
 from collections import defaultdict
 
@@ -89,9 +87,6 @@ LAYERS = {
 
 # Check 3: lines allowed before a file's inline `#[cfg(test)]` module.
 MAX_LINES = 800
-
-# Check 4: strings that point at documents outside the repository.
-OUTSIDE_POINTERS = ["../shared", "DESIGN.md", "STYLE.md"]
 
 # The library crate's name, as the binary (main.rs) spells paths into it.
 LIB_CRATE_NAME = "sandcron"
@@ -665,27 +660,6 @@ def check_sizes(crate, out):
     return not big
 
 
-def check_pointers(repo, script_rel, out):
-    command = ["git", "-C", repo, "grep", "-n", "-I", "-F"]
-    for needle in OUTSIDE_POINTERS:
-        command += ["-e", needle]
-    command += ["--", "."]
-    if script_rel:
-        command.append(f":(exclude){script_rel}")
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode not in (0, 1):
-        out.append(f"== 4. Pointers outside the repository: git grep failed: {result.stderr.strip()}")
-        out.append("")
-        return False
-    hits = [h for h in result.stdout.splitlines() if h]
-    out.append(f"== 4. Pointers outside the repository: {len(hits)} hit(s) of "
-               f"{', '.join(OUTSIDE_POINTERS)} in tracked files")
-    for hit in hits:
-        out.append(f"  {hit if len(hit) <= 160 else hit[:157] + '...'}")
-    out.append("")
-    return not hits
-
-
 def dot(crate, graph):
     components = strongly_connected(set(crate.files), {
         s: {t for (s2, t) in graph if s2 == s} for s in crate.files})
@@ -743,8 +717,6 @@ def main():
         print(dot(crate, graph))
         return 0
 
-    script = os.path.abspath(__file__)
-    script_rel = os.path.relpath(script, repo) if script.startswith(repo + os.sep) else None
     out = [f"Module graph of {os.path.relpath(src, os.getcwd()) if src.startswith(os.getcwd()) else src}: "
            f"{len(crate.files)} files, {len(graph)} file edges "
            f"({sum(1 for e in graph if is_parent_child(crate, e))} parent<->child, "
@@ -761,7 +733,6 @@ def main():
         "cycles": check_cycles(crate, graph, out, args.examples),
         "layers": check_layers(crate, graph, out, args.examples),
         "size": check_sizes(crate, out),
-        "pointers": check_pointers(repo, script_rel, out),
     }
     failed = [name for name, ok in results.items() if not ok]
     out.append("== Summary: " + ", ".join(f"{name} {'ok' if ok else 'FAILED'}"
