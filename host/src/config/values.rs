@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::units::{NumberOrText, parse_rate, parse_size};
+use crate::units::{NumberOrText, parse_duration, parse_rate, parse_size};
 
 /// Reads a value from the file as a number or a text through `number` and
 /// `text` (a file may say `db_cache = 33554432` or `db_cache = "32MiB"`).
@@ -47,7 +47,7 @@ pub struct Span(pub Duration);
 impl FromStr for Span {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        NumberOrText::Text(text.trim().to_string()).to_duration().map(Span)
+        parse_duration(text.trim()).map(Span)
     }
 }
 
