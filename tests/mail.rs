@@ -99,7 +99,15 @@ async fn run_notifications_and_digests_arrive_by_mail() {
         body.contains("Slowest jobs") && body.contains("greet") && body.contains("crash"),
         "{body}"
     );
-    let shown = daemon.call(Method::GET, "/v1/digest", None).await;
+    // The mail leaves before the daemon records it as sent: wait for the record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let shown = loop {
+        let shown = daemon.call(Method::GET, "/v1/digest", None).await;
+        if shown.body["last_sent_at"].is_string() || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(shown.body["last_sent_at"].is_string(), "{}", shown.body);
 
     // One sent on demand; then the digest is stopped.
