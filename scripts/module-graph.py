@@ -34,8 +34,10 @@ from collections import defaultdict
 # modules and is exempt. Adjust freely; every top-level module must be listed.
 # ---------------------------------------------------------------------------
 LAYERS = {
-    # 0 - vocabulary: durations, sizes, rates as users write them. No crate deps.
+    # 0 - vocabulary: durations, sizes, rates as users write them; locks
+    #     that survive a panic. No crate deps.
     "units": 0,
+    "sync": 0,
     # 1 - pure building blocks on units: the injectable clock, cron/zoned
     #     schedules, token-bucket maths, and config (every default and how
     #     settings parse; the model reads JobDefaults from it).

@@ -48,6 +48,7 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod summary;
+pub mod sync;
 pub mod tenancy;
 pub mod throttle;
 pub mod timing;

@@ -14,6 +14,7 @@
 mod artifacts;
 pub mod builtin;
 mod cache;
+mod error;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,62 +27,11 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::metrics::Metrics;
 use crate::model::validate::check_name;
 use crate::model::{Artifact, PluginRef, PluginVersion};
-use crate::sandbox::{ComponentError, Metering, PreparedJob, Sandbox};
-use crate::store::{NewPluginVersion, Store, StoreError, check_plugin_quota};
+use crate::sandbox::{Metering, PreparedJob, Sandbox};
+use crate::store::{NewPluginVersion, Store, check_plugin_quota};
 
 use cache::ByteLru;
-
-/// Why a plugin operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PluginError {
-    /// No bytes were sent.
-    #[error("the request body is empty; send the component's bytes")]
-    Empty,
-    /// More bytes than the configured cap.
-    #[error("the plugin is larger than the {limit}-byte upload limit")]
-    TooLarge {
-        /// The cap.
-        limit: u64,
-    },
-    /// The `name` is missing or malformed.
-    #[error("name: {0}")]
-    InvalidName(String),
-    /// Not a usable component.
-    #[error(transparent)]
-    Component(#[from] ComponentError),
-    /// No plugin of that name.
-    #[error("no plugin named {name:?}")]
-    NotFound {
-        /// The name.
-        name: String,
-    },
-    /// The name exists but not that version.
-    #[error("plugin {name:?} has no version {version}")]
-    VersionNotFound {
-        /// The name.
-        name: String,
-        /// The version asked for.
-        version: u32,
-    },
-    /// A built-in plugin (or a name reserved for them) cannot be uploaded
-    /// over or deleted; the message says which and why.
-    #[error("{0}")]
-    Builtin(String),
-    /// Jobs still use the plugin.
-    #[error("plugin {name:?} is used by jobs: {}", jobs.join(", "))]
-    InUse {
-        /// The name.
-        name: String,
-        /// Names of the jobs using it.
-        jobs: Vec<String>,
-    },
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Compiling or loading failed on the host side.
-    #[error("{0}")]
-    Internal(String),
-}
+pub use error::PluginError;
 
 /// What an upload did.
 #[derive(Debug, Clone)]
@@ -664,6 +614,48 @@ impl Plugins {
             );
         }
         Ok(())
+    }
+}
+
+impl Plugins {
+    /// Is this built-in code compiled already?
+    fn builtin_ready(&self, key: &CacheKey) -> bool {
+        let builtins = self.builtins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        builtins.get(key).is_some_and(|cell| cell.initialized())
+    }
+
+    /// A built-in's code for `metering`: compiled from the embedded bytes by
+    /// the first run that needs it (others wait for that compile), then kept.
+    async fn builtin_prepared(
+        &self,
+        builtin: &'static builtin::Builtin,
+        metering: Metering,
+        key: CacheKey,
+    ) -> Result<Arc<PreparedJob>, PluginError> {
+        let cell = self
+            .builtins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        if let Some(prepared) = cell.get() {
+            self.metrics.cache_hit("memory");
+            return Ok(prepared.clone());
+        }
+        let compile = || async {
+            let compiled = self
+                .compile(builtin.digest().to_string(), builtin.bytes.to_vec(), metering)
+                .await?;
+            tracing::info!(
+                plugin = builtin.name,
+                compile_ms = compiled.artifact.compile_ms,
+                ?metering,
+                "built-in plugin compiled"
+            );
+            Ok::<_, PluginError>(Arc::new(compiled.prepared))
+        };
+        cell.get_or_try_init(compile).await.cloned()
     }
 }
 

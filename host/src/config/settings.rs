@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::resolved::{Config, ConfigError, LogFormat};
 use super::values::{Bytes, Pin, Range, Rate, Span};
-use super::{Config, ConfigError, LogFormat};
 
 /// The daemon's settings as given: None is "not given here".
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]

@@ -2,7 +2,9 @@
 //! flags and variables as clap reads them for `sandcron serve`, the TOML
 //! file, the defaults, then the checks.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 

@@ -1,7 +1,8 @@
 //! The checks of a whole configuration, whatever its sources: counts that
 //! must be at least one, ceilings and floors, and settings that must agree.
 
-use super::*;
+use super::defaults::{MAX_FIRE_AHEAD, MAX_FLUSH_INTERVAL, MIN_ADMIN_TOKEN_CHARS, MIN_DB_CACHE};
+use super::resolved::{Config, ConfigError, invalid};
 
 impl Config {
     /// Refuses a configuration the daemon cannot run with, naming the setting.

@@ -7,8 +7,6 @@
 
 use std::collections::HashMap;
 
-use super::{Executor, lock};
-
 /// Waiting runs and taken places per tenant, kept by the run queue under
 /// its lock.
 #[derive(Debug, Default)]
@@ -18,7 +16,7 @@ pub struct Admission {
 }
 
 /// Adds `count` to a tenant's entry.
-fn add(counts: &mut HashMap<String, usize>, tenant: &str, count: usize) {
+pub(super) fn add(counts: &mut HashMap<String, usize>, tenant: &str, count: usize) {
     match counts.get_mut(tenant) {
         Some(value) => *value = value.saturating_add(count),
         None => {
@@ -28,7 +26,7 @@ fn add(counts: &mut HashMap<String, usize>, tenant: &str, count: usize) {
 }
 
 /// Takes `count` from a tenant's entry, dropping it at zero.
-fn subtract(counts: &mut HashMap<String, usize>, tenant: &str, count: usize) {
+pub(super) fn subtract(counts: &mut HashMap<String, usize>, tenant: &str, count: usize) {
     if let Some(value) = counts.get_mut(tenant) {
         *value = value.saturating_sub(count);
         if *value == 0 {
@@ -69,61 +67,6 @@ impl Admission {
     /// were never written).
     pub fn give_back(&mut self, tenant: &str, count: usize) {
         subtract(&mut self.taken, tenant, count);
-    }
-}
-
-/// Places in tenants' queues held for runs being queued, given back when
-/// dropped: hold it until the runs are handed to the queue.
-pub struct QueuePlaces<'a> {
-    executor: &'a Executor,
-    held: HashMap<String, usize>,
-}
-
-impl<'a> QueuePlaces<'a> {
-    pub(super) fn new(executor: &'a Executor) -> QueuePlaces<'a> {
-        QueuePlaces {
-            executor,
-            held: HashMap::new(),
-        }
-    }
-
-    /// Takes up to `wanted` places for runs of `tenant` and returns how
-    /// many: all of them when the tenant has no `queued_runs` quota.
-    pub fn take(&mut self, tenant: &str, wanted: usize) -> usize {
-        if wanted == 0 {
-            return 0;
-        }
-        let Some(limit) = self.executor.granter.tenants().queued_runs(tenant) else {
-            return wanted;
-        };
-        let granted = lock(&self.executor.queue).admission.take(tenant, wanted, limit);
-        if granted > 0 {
-            add(&mut self.held, tenant, granted);
-        }
-        granted
-    }
-
-    /// Gives back `count` of the places held for runs of `tenant` (their
-    /// runs will not be queued).
-    pub fn give_back(&mut self, tenant: &str, count: usize) {
-        let count = count.min(self.held.get(tenant).copied().unwrap_or(0));
-        if count == 0 {
-            return;
-        }
-        subtract(&mut self.held, tenant, count);
-        lock(&self.executor.queue).admission.give_back(tenant, count);
-    }
-}
-
-impl Drop for QueuePlaces<'_> {
-    fn drop(&mut self) {
-        if self.held.is_empty() {
-            return;
-        }
-        let mut queue = lock(&self.executor.queue);
-        for (tenant, count) in &self.held {
-            queue.admission.give_back(tenant, *count);
-        }
     }
 }
 

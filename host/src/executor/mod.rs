@@ -16,12 +16,13 @@
 //! runs within one window are shared (group commit).
 
 mod admission;
+mod places;
 mod queue;
 mod recorder;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -37,9 +38,10 @@ use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
 use crate::sandbox::{Metering, RunContext, RunRequest, Sandbox};
 use crate::store::{RunFilter, Store, StoreError};
+use crate::sync::lock;
 
 use crate::model::run::{NewRun, RunEnded};
-pub use admission::QueuePlaces;
+pub use places::QueuePlaces;
 pub use queue::Activity;
 use queue::RunQueue;
 use recorder::Recorder;
@@ -155,10 +157,6 @@ async fn isolated<T>(future: impl std::future::Future<Output = T>) -> Result<T, 
         })
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Executor {
     /// An executor running at most `capacity.runs` at once. Call
     /// [`Executor::start`] to begin dispatching.
@@ -195,7 +193,7 @@ impl Executor {
     /// Places in tenants' queues for runs about to be queued (the
     /// `queued_runs` quota): hold them until the runs are handed over.
     pub fn places(&self) -> QueuePlaces<'_> {
-        QueuePlaces::new(self)
+        QueuePlaces::new(self.granter.tenants(), &self.queue)
     }
 
     /// Takes one place in the tenant's queue, or refuses with

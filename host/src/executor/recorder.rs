@@ -106,7 +106,7 @@ impl Recorder {
     /// dropped). Must be called within the runtime: a mark's flush is
     /// started on it.
     pub(super) fn start(&self, store: Arc<dyn Store>) -> std::io::Result<()> {
-        let Some(receiver) = super::lock(&self.receiver).take() else {
+        let Some(receiver) = crate::sync::lock(&self.receiver).take() else {
             return Ok(());
         };
         let runtime = tokio::runtime::Handle::current();

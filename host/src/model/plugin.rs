@@ -66,7 +66,7 @@ impl PluginRef {
             }
             None => (text, None),
         };
-        crate::model::validate::check_name(name).map_err(|problem| format!("{text:?}: the plugin name {problem}"))?;
+        crate::model::name::check_name(name).map_err(|problem| format!("{text:?}: the plugin name {problem}"))?;
         Ok(PluginRef {
             name: name.to_string(),
             version,

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::PluginVersion;
 use crate::model::job::{Job, Overlap, Priority, Retry, input_bytes};
+use crate::model::plugin::PluginVersion;
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -300,7 +300,7 @@ impl Run {
     pub fn next_attempt(&self, due: DateTime<Utc>, queued_at: DateTime<Utc>) -> Run {
         let mut next = self.clone();
         next.clear_outcome();
-        next.id = crate::model::new_id();
+        next.id = crate::model::id::new_id();
         next.trigger = Trigger::Retry;
         next.attempt = self.attempt + 1;
         next.scheduled_at = due;

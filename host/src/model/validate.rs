@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::job::{Job, JobSpec, Limits, LimitsSpec, Misfire, Policy, PolicySpec, Retry, Webhook, input_bytes};
 use crate::config::JobDefaults;
-use crate::model::PluginRef;
+pub use crate::model::name::check_name;
+use crate::model::plugin::PluginRef;
 use crate::timing::Schedule;
 use crate::units::NumberOrText;
 
@@ -37,38 +38,11 @@ impl ValidationError {
     }
 }
 
-const MAX_NAME_LEN: usize = 64;
 const MAX_LABELS: usize = 64;
 const MAX_LABEL_KEY_LEN: usize = 63;
 const MAX_LABEL_VALUE_LEN: usize = 255;
 const MAX_LIST_LEN: usize = 64;
 const MAX_BACKOFF: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Checks a plugin, job or secret name: 1-64 of `A-Z a-z 0-9 . _ -`,
-/// starting with a letter or digit.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("is empty".to_string());
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "is {} characters long; the limit is {MAX_NAME_LEN}",
-            name.len()
-        ));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!("{name:?} must start with a letter or digit"));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "{name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
-        ));
-    }
-    Ok(())
-}
 
 /// An `http_allow` pattern: `host`, `*.domain`, either with `:port`.
 pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
@@ -341,7 +315,7 @@ pub fn validate(
         }
     }
     let mut job = Job {
-        id: existing.map_or_else(crate::model::new_id, |job| job.id.clone()),
+        id: existing.map_or_else(crate::model::id::new_id, |job| job.id.clone()),
         tenant: tenant.to_string(),
         name,
         plugin,

@@ -6,13 +6,12 @@
 //! imports); the registry compiles each once per engine family, on its
 //! first run, and keeps the code in memory for the daemon's life.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 
-use super::{CacheKey, PluginError, Plugins};
+use super::error::PluginError;
 use crate::model::{PluginRef, PluginVersion};
-use crate::sandbox::{Metering, PreparedJob};
 
 /// The prefix of every built-in's name; no upload may take a name with it.
 pub const PREFIX: &str = "std.";
@@ -138,48 +137,6 @@ pub(super) fn check_delete(name: &str) -> Result<(), PluginError> {
             "{name:?} is a built-in plugin: every tenant has it and it cannot be deleted"
         ))),
         None => Ok(()),
-    }
-}
-
-impl Plugins {
-    /// Is this built-in code compiled already?
-    pub(super) fn builtin_ready(&self, key: &CacheKey) -> bool {
-        let builtins = self.builtins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        builtins.get(key).is_some_and(|cell| cell.initialized())
-    }
-
-    /// A built-in's code for `metering`: compiled from the embedded bytes by
-    /// the first run that needs it (others wait for that compile), then kept.
-    pub(super) async fn builtin_prepared(
-        &self,
-        builtin: &'static Builtin,
-        metering: Metering,
-        key: CacheKey,
-    ) -> Result<Arc<PreparedJob>, PluginError> {
-        let cell = self
-            .builtins
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
-        if let Some(prepared) = cell.get() {
-            self.metrics.cache_hit("memory");
-            return Ok(prepared.clone());
-        }
-        let compile = || async {
-            let compiled = self
-                .compile(builtin.digest().to_string(), builtin.bytes.to_vec(), metering)
-                .await?;
-            tracing::info!(
-                plugin = builtin.name,
-                compile_ms = compiled.artifact.compile_ms,
-                ?metering,
-                "built-in plugin compiled"
-            );
-            Ok::<_, PluginError>(Arc::new(compiled.prepared))
-        };
-        cell.get_or_try_init(compile).await.cloned()
     }
 }
 

@@ -14,8 +14,46 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::host::RunState;
 use super::wit::v0_1::{Job as JobWorld, JobPre};
-use super::{ASYNC_STACK, MAX_WASM_STACK, RunState, SandboxConfig};
+
+/// The deepest wasm stack a guest may use, well below the async stack.
+pub(crate) const MAX_WASM_STACK: usize = 512 << 10;
+/// The host stack each run's fiber gets.
+pub(crate) const ASYNC_STACK: usize = 2 << 20;
+/// Settings of the shared engine.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Largest linear memory any run may have (the pooling slot size).
+    pub max_memory: u64,
+    /// Instances the pooling allocator keeps slots for (runs beyond them get
+    /// on-demand instances); 0 disables pooling.
+    pub pool_instances: u32,
+    /// Core instances the pool keeps per slot, on average.
+    pub core_instances_per_slot: u32,
+}
+
+/// Why bytes are not a usable job plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComponentError {
+    /// A core wasm module, not a component.
+    #[error(
+        "this is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)"
+    )]
+    CoreModule,
+    /// Not wasm at all.
+    #[error("this is not WebAssembly (it does not start with the \\0asm magic bytes)")]
+    NotWasm,
+    /// Wasm that does not validate or compile.
+    #[error("the component does not validate: {0}")]
+    Invalid(String),
+    /// It imports something sandcron does not provide.
+    #[error("the component imports something sandcron does not provide: {0}")]
+    UnsatisfiedImport(String),
+    /// It does not export the `job` world's `run`.
+    #[error("the component does not implement the sandcron:plugin/job world: {0}")]
+    WrongExports(String),
+}
 
 /// Where a run's instance was allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,12 +161,12 @@ impl Linked {
     }
 
     /// Resolves a component's imports and exports on this engine.
-    pub fn prepare(&self, component: &Component) -> Result<JobPre<RunState>, super::ComponentError> {
+    pub fn prepare(&self, component: &Component) -> Result<JobPre<RunState>, ComponentError> {
         let instance_pre = self
             .linker
             .instantiate_pre(component)
-            .map_err(|error| super::ComponentError::UnsatisfiedImport(format!("{error:#}")))?;
-        JobPre::new(instance_pre).map_err(|error| super::ComponentError::WrongExports(format!("{error:#}")))
+            .map_err(|error| ComponentError::UnsatisfiedImport(format!("{error:#}")))?;
+        JobPre::new(instance_pre).map_err(|error| ComponentError::WrongExports(format!("{error:#}")))
     }
 }
 

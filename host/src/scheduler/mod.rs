@@ -32,6 +32,7 @@ use crate::model::policy::{self, OverlapDecision, plan_fires};
 use crate::model::run::{NewRun, RunEnded};
 use crate::model::{Job, Run, Trigger, scheduled_run_id};
 use crate::store::{DueJob, Fire, Store, StoreError};
+use crate::sync::lock;
 use crate::timing::Schedule;
 pub use sink::{Places, ResolvePlugin, RunSink};
 
@@ -80,10 +81,6 @@ pub fn pass_mark(at: DateTime<Utc>) -> DateTime<Utc> {
     let millis = at.timestamp_millis();
     let mark = (millis - 500).div_euclid(1000) * 1000 + 500;
     DateTime::from_timestamp_millis(mark).unwrap_or(at)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Moves a job's next fire back to the earliest of its withdrawn fires.
