@@ -9,7 +9,8 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::Connection;
+use super::connection::Connection;
+use super::print::out;
 use crate::client::{Body, Client, ClientError, encode};
 
 /// `sandcron apply`'s arguments.

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::Args;
 
+use super::print::out;
 use crate::config::Config;
 use crate::model::run::RunLimits;
 use crate::model::validate::{check_host_pattern, check_list};

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::Connection;
-use super::print::print_json;
+use super::connection::Connection;
+use super::print::{out, print_json};
 use crate::client::{Body, encode};
 
 /// `sandcron job`'s subcommands.

@@ -1,27 +1,21 @@
 //! The command line: `serve` (the daemon), `exec` (one local sandboxed run,
 //! no daemon), `new` and `build` (plugin projects) and client commands for
 //! plugins, jobs, runs, logs, schedules, tenants, tokens and secrets, all
-//! over the HTTP API. One file per noun; this one holds what they share
-//! (the connection flags) and hands each command to its file.
+//! over the HTTP API. One file per noun; this one parses the command line
+//! and hands each command to its file. What the nouns share lives in files
+//! of its own (the connection flags in `connection`, printing in `print`
+//! and `output`), which they import directly, never through this one.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use serde_json::Value;
-
-/// `println!` for the command's results: a reader that went away (`| head`)
-/// ends the command quietly instead of with a panic (see `print::line`).
-macro_rules! out {
-    ($($arg:tt)*) => {
-        $crate::cli::print::line(format_args!($($arg)*))
-    };
-}
+use clap::{Parser, Subcommand};
 
 mod apply;
 mod authoring;
+mod connection;
 mod exec;
 mod job;
+mod output;
 mod plugin;
 mod print;
 mod run;
@@ -31,8 +25,8 @@ mod serve;
 mod tenant;
 mod token;
 
-use crate::client::{Client, local_token};
-use crate::config::{ConfigArgs, DEFAULT_DATA_DIR, DEFAULT_URL, LogFormat};
+use crate::config::{ConfigArgs, LogFormat};
+use connection::Connection;
 
 /// sandcron: cron for sandboxed WebAssembly jobs.
 #[derive(Parser)]
@@ -44,57 +38,6 @@ struct Cli {
     connection: Connection,
     #[command(subcommand)]
     command: Command,
-}
-
-/// The daemon a client command talks to and how it prints the answer.
-///
-/// `data_dir` shares its id with `serve`'s own `--data-dir`
-/// ([`crate::config::Settings`]): clap does not copy a global argument into a
-/// subcommand that has one of the same id, so `serve` keeps its flag.
-#[derive(Args, Clone)]
-struct Connection {
-    /// Daemon URL.
-    #[arg(long, global = true, env = "SANDCRON_URL", default_value = DEFAULT_URL, display_order = CONNECTION_ORDER)]
-    url: String,
-    /// API token (default: the admin token in the data dir).
-    #[arg(long, global = true, env = "SANDCRON_TOKEN", hide_env_values = true, display_order = CONNECTION_ORDER + 1)]
-    token: Option<String>,
-    /// Where a local daemon keeps its admin token.
-    #[arg(long = "data-dir", global = true, env = "SANDCRON_DATA_DIR", default_value = DEFAULT_DATA_DIR, display_order = CONNECTION_ORDER + 2)]
-    data_dir: PathBuf,
-    /// How lists are printed.
-    #[arg(long, global = true, env = "SANDCRON_OUTPUT", value_enum, default_value = "table", display_order = CONNECTION_ORDER + 3)]
-    output: Output,
-}
-
-/// Where the connection flags sit in a command's help: after its own flags
-/// (numbered from 0 as declared; help sorts by number, then name) and
-/// before `--help` and `--version` (999).
-const CONNECTION_ORDER: usize = 900;
-
-/// How a list is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Output {
-    /// Aligned columns for people.
-    Table,
-    /// The API's JSON, for scripts.
-    Json,
-}
-
-impl Connection {
-    /// Prints `answer` as JSON, or as a table with `table`.
-    fn show(&self, answer: &Value, table: impl FnOnce(&Value)) {
-        match self.output {
-            Output::Json => print::print_json(answer),
-            Output::Table => table(answer),
-        }
-    }
-
-    /// A client for the daemon, with the token given or the local admin one.
-    fn client(&self) -> Client {
-        let token = self.token.clone().or_else(|| local_token(&self.data_dir));
-        Client::new(&self.url, token)
-    }
 }
 
 impl Cli {
@@ -214,8 +157,11 @@ async fn dispatch(command: Command, connection: &Connection) -> anyhow::Result<E
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use clap::CommandFactory;
 
+    use super::output::Output;
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {

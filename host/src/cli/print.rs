@@ -6,6 +6,15 @@ use std::io::Write;
 
 use serde_json::Value;
 
+/// `println!` for the command's results: a reader that went away (`| head`)
+/// ends the command quietly instead of with a panic (see [`line`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::print::line(format_args!($($arg)*))
+    };
+}
+pub(super) use out;
+
 /// Writes one line to standard output (the `out!` macro).
 pub(super) fn line(args: std::fmt::Arguments<'_>) {
     let mut stdout = std::io::stdout().lock();

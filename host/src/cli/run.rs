@@ -7,8 +7,9 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::print::{print_json, write};
-use super::{Connection, Output};
+use super::connection::Connection;
+use super::output::Output;
+use super::print::{out, print_json, write};
 use crate::client::{Body, ClientError, encode};
 
 /// `sandcron runs`' arguments.

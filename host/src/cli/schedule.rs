@@ -7,7 +7,8 @@ use anyhow::bail;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::Connection;
+use super::connection::Connection;
+use super::print::out;
 
 /// `sandcron schedule`'s subcommands.
 #[derive(Subcommand)]

@@ -7,7 +7,8 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::Connection;
+use super::connection::Connection;
+use super::print::out;
 use crate::client::{Body, encode};
 
 /// `sandcron tenant`'s subcommands.

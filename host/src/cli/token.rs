@@ -7,7 +7,8 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::json;
 
-use super::Connection;
+use super::connection::Connection;
+use super::print::out;
 use crate::client::{Body, encode};
 
 /// `sandcron token`'s subcommands.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::AuthoringError;
+use super::error::AuthoringError;
 use super::project::Project;
 use super::toolchains::{self, CARGO, COMPONENTIZE_PY, COMPONENTIZE_QJS, NODE, PYTHON, Step};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use wasmparser::{ComponentExternalKind, ComponentTypeRef, Parser, Payload, TypeBounds};
 
-use super::AuthoringError;
+use super::error::AuthoringError;
 
 /// The WASI 0.2 interfaces the daemon links (`package/interface`), as
 /// `wasmtime_wasi::p2::add_to_linker_async` adds them. wasi:http is not

@@ -1,68 +1,15 @@
-//! What a plugin project is: its language, its name, and how `build` tells
-//! them from the marker file `new` writes (or, without one, from the files
-//! that are there).
+//! What a plugin project is: its folder, language and name, how `build`
+//! tells them from the marker file `new` writes (or, without one, from the
+//! files that are there), and which names a project may take.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use super::AuthoringError;
-
-/// The marker file `sandcron new` writes at a project's root.
-pub const MARKER: &str = "sandcron.toml";
+use super::error::AuthoringError;
+use super::lang::Lang;
+use super::marker::{MARKER, Marker};
 
 /// The longest project name (as a plugin name it must fit the daemon's).
 const MAX_NAME_LEN: usize = 64;
-
-/// A plugin's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    /// Rust, with the `sandcron-plugin` crate (cargo, wasm32-wasip2).
-    Rust,
-    /// Python, with componentize-py.
-    Python,
-    /// JavaScript, with componentize-qjs (QuickJS).
-    Js,
-}
-
-impl Lang {
-    /// The name used on the command line and in the marker file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lang::Rust => "rust",
-            Lang::Python => "python",
-            Lang::Js => "js",
-        }
-    }
-}
-
-impl fmt::Display for Lang {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
-
-/// The marker file's contents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Marker {
-    /// The project's (and its plugin's) name.
-    pub name: String,
-    /// Its language.
-    pub lang: Lang,
-}
-
-impl Marker {
-    /// The marker as TOML, with a comment saying what it is for.
-    pub fn to_toml(&self) -> String {
-        format!(
-            "# Written by `sandcron new`: `sandcron build` reads the language from here.\nname = {:?}\nlang = {:?}\n",
-            self.name,
-            self.lang.as_str()
-        )
-    }
-}
 
 /// A project found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,15 +196,6 @@ mod tests {
         let dir = project_with(&[(MARKER, "name = \"../../elsewhere\"\nlang = \"js\"\n")]);
         let error = detect(dir.path()).expect_err("a name with slashes");
         assert!(matches!(error, AuthoringError::BadMarker { .. }), "{error}");
-    }
-
-    #[test]
-    fn the_marker_reads_back_what_it_wrote() {
-        let marker = Marker {
-            name: "nightly-report".to_string(),
-            lang: Lang::Js,
-        };
-        assert_eq!(toml::from_str::<Marker>(&marker.to_toml()).expect("TOML"), marker);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::AuthoringError;
-use super::project::{Lang, MARKER, Marker};
+use super::error::AuthoringError;
+use super::lang::Lang;
+use super::marker::{MARKER, Marker};
 
 /// The plugin contract.
 const WIT: &str = include_str!("../../../../wit/plugin.wit");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::AuthoringError;
+use super::error::AuthoringError;
 
 /// The componentize-py release Python plugins are built with.
 pub const COMPONENTIZE_PY: &str = "0.25.1";
