@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::{StoreError, StoreResult};
+use super::error::{StoreError, StoreResult};
 
 /// The blocking flush that makes every write so far durable.
 pub type FlushFn = Arc<dyn Fn() -> StoreResult<()> + Send + Sync>;

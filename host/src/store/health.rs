@@ -1,5 +1,6 @@
 //! Whether the storage works. An I/O error of the backend is classified (a
-//! full volume or used-up disk quota, or any other I/O failure); the first
+//! full volume or used-up disk quota, or any other I/O failure: a [`Fault`],
+//! which lives with the store errors it maps to and from); the first
 //! one turns the storage `failing`, which refuses writes at once, shows in
 //! `/healthz` and the metrics, and is logged once. sled stays failed after
 //! an I/O error (every later write and flush fails, even once there is
@@ -8,69 +9,14 @@
 //! `recovered`, and the daemon then exits for its supervisor to start it
 //! again (see `daemon::serve`). One log line per change, not per failure.
 
-use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::StoreError;
-
-/// What kind of storage failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The volume is full or the disk quota is used up (ENOSPC, EDQUOT).
-    NoSpace,
-    /// Any other I/O error (EIO, a read-only remount, a vanished device).
-    Io,
-}
-
-impl Fault {
-    /// The name used in `/healthz`, the metrics' `kind` label and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fault::NoSpace => "no_space",
-            Fault::Io => "io",
-        }
-    }
-
-    /// The store error of this fault with `message`.
-    pub fn error(self, message: String) -> StoreError {
-        match self {
-            Fault::NoSpace => StoreError::NoSpace(message),
-            Fault::Io => StoreError::Unavailable(message),
-        }
-    }
-}
-
-/// The fault of an I/O error. sled hands out copies of the error that
-/// failed it which keep the error's kind but not its OS code, so both are
-/// looked at.
-pub fn classify(error: &io::Error) -> Fault {
-    if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
-        return Fault::NoSpace;
-    }
-    match error.kind() {
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Fault::NoSpace,
-        _ => Fault::Io,
-    }
-}
-
-/// The fault of an I/O error and a sentence saying what went wrong, without
-/// sled's debug dump of the error.
-pub fn describe(error: &io::Error) -> (Fault, String) {
-    let fault = classify(error);
-    let message = match (fault, error.kind()) {
-        (Fault::NoSpace, io::ErrorKind::QuotaExceeded) => "the disk quota on the data volume is used up".to_string(),
-        (Fault::NoSpace, _) => "no space left on the data volume".to_string(),
-        (Fault::Io, kind) => match error.raw_os_error() {
-            Some(_) => format!("an I/O error on the data volume: {error}"),
-            None => format!("an I/O error on the data volume ({kind})"),
-        },
-    };
-    (fault, message)
-}
+use super::error::StoreError;
+pub use super::error::{Fault, classify, describe};
 
 /// Why the storage is failing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,40 +255,10 @@ fn log(change: &Change) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::io;
     use std::sync::Arc;
 
-    fn os_error(code: i32) -> io::Error {
-        io::Error::from_raw_os_error(code)
-    }
-
-    #[test]
-    fn a_full_volume_or_quota_is_no_space_and_anything_else_is_io() {
-        assert_eq!(classify(&os_error(libc::ENOSPC)), Fault::NoSpace);
-        assert_eq!(classify(&os_error(libc::EDQUOT)), Fault::NoSpace);
-        assert_eq!(classify(&os_error(libc::EIO)), Fault::Io);
-        assert_eq!(classify(&os_error(libc::EROFS)), Fault::Io);
-        assert_eq!(classify(&io::Error::other("boom")), Fault::Io);
-        // sled's copy of the error that failed it: the kind, no OS code.
-        let copied = io::Error::new(io::ErrorKind::StorageFull, format!("{:?}", os_error(libc::ENOSPC)));
-        assert_eq!(classify(&copied), Fault::NoSpace);
-        let quota = io::Error::new(io::ErrorKind::QuotaExceeded, "copied");
-        assert_eq!(classify(&quota), Fault::NoSpace);
-    }
-
-    #[test]
-    fn descriptions_say_what_happened_without_debug_dumps() {
-        let copied = io::Error::new(io::ErrorKind::StorageFull, format!("{:?}", os_error(libc::ENOSPC)));
-        let (fault, message) = describe(&copied);
-        assert_eq!(fault, Fault::NoSpace);
-        assert_eq!(message, "no space left on the data volume");
-        let (_, quota) = describe(&os_error(libc::EDQUOT));
-        assert!(quota.contains("quota"), "{quota}");
-        let (fault, message) = describe(&os_error(libc::EIO));
-        assert_eq!(fault, Fault::Io);
-        assert!(message.starts_with("an I/O error on the data volume: "), "{message}");
-        assert!(!message.contains("Os {"), "{message}");
-    }
+    use super::*;
 
     #[test]
     fn the_state_goes_healthy_failing_recovered_and_reports_each_change_once() {

@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 
 #[cfg(doc)]
-use super::StoreError;
-use super::{
-    AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoreFuture,
-    StoreResult, StoredArtifact,
+use super::error::StoreError;
+use super::error::{StoreFuture, StoreResult};
+use super::records::{
+    AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
 };
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
 

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::error::{StoreFuture, StoreResult};
 use super::health::StorageHealth;
-use super::{
-    AddedPlugin, DeletedPlugin, DueJob, Durability, Fire, JobHooks, JobStore, KvStore, NewPluginVersion, PluginStore,
-    RunFilter, RunStore, RunWrite, SecretStore, StoreFuture, StoreResult, TenantStore,
+use super::records::{
+    AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
 };
+use super::traits::{Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, TenantStore};
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
 
 /// `inner` with its failures watched by a [`StorageHealth`].
@@ -93,7 +94,7 @@ impl<S: PluginStore> PluginStore for WatchedStore<S> {
         self.write(|store| store.put_artifact(artifact, bytes))
     }
 
-    fn stored_artifacts(&self) -> StoreResult<Vec<super::StoredArtifact>> {
+    fn stored_artifacts(&self) -> StoreResult<Vec<StoredArtifact>> {
         self.read(self.inner.stored_artifacts())
     }
 
@@ -314,7 +315,9 @@ impl<S: Durability> Durability for WatchedStore<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{SledStore, StoreError};
+    use crate::store::error::StoreError;
+    use crate::store::health::Fault;
+    use crate::store::sled::SledStore;
 
     fn watched() -> (tempfile::TempDir, WatchedStore<SledStore>, Arc<StorageHealth>) {
         let dir = tempfile::tempdir().unwrap();
@@ -328,7 +331,7 @@ mod tests {
         let (_dir, store, health) = watched();
         store.kv_set("t", "j", "k", b"before").unwrap();
         store.flush_async().await.unwrap();
-        health.failed(super::super::health::Fault::NoSpace, "no space left on the data volume");
+        health.failed(Fault::NoSpace, "no space left on the data volume");
         let refused = store.kv_set("t", "j", "k", b"after").unwrap_err();
         assert!(matches!(refused, StoreError::NoSpace(_)), "{refused}");
         assert!(refused.to_string().contains("no space left"), "{refused}");

@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::health;
-use crate::store::{StoreError, StoreResult};
+use crate::store::error::{Fault, StoreError, StoreResult, classify, describe};
 
 /// Which files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +66,12 @@ fn is_ours(file_name: &str) -> bool {
 /// A file's I/O error as the store's: a full volume is `NoSpace` (the
 /// storage then counts as failing, as for the database's own writes).
 fn io_error(path: &Path, error: std::io::Error) -> StoreError {
-    match health::classify(&error) {
-        health::Fault::NoSpace => {
-            let (fault, message) = health::describe(&error);
+    match classify(&error) {
+        Fault::NoSpace => {
+            let (fault, message) = describe(&error);
             fault.error(message)
         }
-        health::Fault::Io => StoreError::Backend(format!("{}: {error}", path.display())),
+        Fault::Io => StoreError::Backend(format!("{}: {error}", path.display())),
     }
 }
 

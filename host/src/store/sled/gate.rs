@@ -4,7 +4,7 @@
 
 use std::sync::{OnceLock, RwLockReadGuard};
 
-use crate::store::{StoreError, StoreResult};
+use crate::store::error::{StoreError, StoreResult};
 
 /// The gate held across a write (see the `sled` module's docs). A write that
 /// failed with an I/O error breaks the store's flushes (see [`Broken`])

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::model::Job;
-use crate::store::JobHooks;
+use crate::store::records::JobHooks;
 
 /// Jobs held at most. The reads it saves come close together (a fire and
 /// its run's end, within `fire_ahead` and the run), so a small cache serves

@@ -21,7 +21,7 @@ use chrono_tz::Tz;
 use super::codec::{Reader, Writer, code, priority_code, priority_of};
 use crate::model::Job;
 use crate::model::job::{Limits, Misfire, Overlap, Policy, Retry, Webhook, WebhookEvent};
-use crate::store::JobHooks;
+use crate::store::records::JobHooks;
 use crate::timing::{CronExpr, Schedule};
 
 /// The first byte of a binary record (JSON ones start with `{`).

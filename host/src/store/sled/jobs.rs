@@ -8,12 +8,16 @@
 use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
+use super::database::SledStore;
+use super::encoding::{corrupt, key, prefix, read_count, transaction_error};
 use super::run_bytes::{self, Changes};
+use super::runs::keys::{by_job_key, record_key, run_key, run_space};
 use super::runs::usage::{put_totals_in, withdraw_in, withdrawn_runs};
-use super::runs::{by_job_key, record_key, run_key, run_space};
-use super::{SledStore, active_groups, corrupt, job_codec, key, prefix, read_count, run_codec, transaction_error};
+use super::{active_groups, job_codec, run_codec};
 use crate::model::{Job, Run};
-use crate::store::{DueJob, Fire, JobHooks, JobStore, StoreError, StoreResult};
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::records::{DueJob, Fire, JobHooks};
+use crate::store::traits::JobStore;
 
 /// The due-index key of a job: its next fire (ms since the epoch, big
 /// endian so keys sort by time), then tenant and id. None when the job has
@@ -418,8 +422,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::Durability;
     use crate::store::sled::tests::{job_and_fire, validated};
+    use crate::store::traits::Durability;
 
     #[test]
     fn a_database_from_before_the_run_at_start_index_gets_it_built_on_open() {

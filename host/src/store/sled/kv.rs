@@ -4,8 +4,10 @@
 
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
-use super::{SledStore, key, prefix, read_count, transaction_error};
-use crate::store::{KvStore, StoreError, StoreResult};
+use super::database::SledStore;
+use super::encoding::{key, prefix, read_count, transaction_error};
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::traits::KvStore;
 
 impl SledStore {
     /// Counts each tenant's kv bytes in a database from before the count

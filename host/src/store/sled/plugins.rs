@@ -11,12 +11,12 @@ use sled::IVec;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
 use super::code_files::Kind;
-use super::{SledStore, decode, encode, key, prefix, read_count, transaction_error};
+use super::database::SledStore;
+use super::encoding::{decode, encode, key, prefix, read_count, transaction_error};
 use crate::model::{Artifact, PluginVersion};
-use crate::store::{
-    AddedPlugin, DeletedPlugin, Durability, NewPluginVersion, PluginStore, StoreError, StoreResult, StoredArtifact,
-    check_plugin_quota,
-};
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::records::{AddedPlugin, DeletedPlugin, NewPluginVersion, StoredArtifact, check_plugin_quota};
+use crate::store::traits::{Durability, PluginStore};
 
 /// The key of `plugin_refs` saying the counts were built (a digest is never
 /// empty): a database from before they were kept gets them built on its
@@ -456,7 +456,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::store::PluginStore;
+    use crate::store::traits::PluginStore;
 
     fn artifact(digest: &str, engine: &str) -> Artifact {
         Artifact {

@@ -6,85 +6,24 @@
 //! kept as runs are written and deleted (see `run_bytes` and `usage`).
 //! Listing, recovery at start, and the deletions of retention and quotas.
 
+pub(super) mod keys;
 pub(super) mod usage;
 
 use chrono::{DateTime, Utc};
 
 use super::active_groups::{self, ActiveGroups};
+use super::database::SledStore;
 use super::run_bytes::{self, Changes};
-use super::{SledStore, corrupt, key, prefix, run_codec};
+use super::run_codec;
 use crate::model::{Run, RunStatus};
-use crate::store::{RunFilter, RunStore, RunWrite, StoreResult};
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::records::{RunFilter, RunWrite};
+use crate::store::traits::RunStore;
+use keys::{active_key, by_job_key, decode_run, record_key, run_key, run_prefix, run_space};
 use usage::put_totals;
 
-/// Namespaces of the `runs` tree.
-pub(super) mod run_space {
-    /// `R tenant \0 run_id` -> the run record.
-    pub const RECORD: u8 = b'R';
-    /// `J tenant \0 job_id \0 run_id` -> (), runs of a job.
-    pub const BY_JOB: u8 = b'J';
-    /// `A tenant \0 run_id` -> (), queued or running runs.
-    pub const ACTIVE: u8 = b'A';
-    /// `G group id` -> the record keys of the runs one fire pass queued,
-    /// while any of them is unfinished (see `active_groups`).
-    pub const GROUP: u8 = b'G';
-    /// `O tenant \0 run_id` -> the output bytes.
-    pub const OUTPUT: u8 = b'O';
-    /// `L tenant \0 run_id` -> the captured log.
-    pub const LOG: u8 = b'L';
-    /// `H tenant` -> the bytes of the tenant's finished runs, its run
-    /// history (u64 big-endian); `H` alone marks that every tenant's are
-    /// counted. Between the group markers and the job index, away from the
-    /// end of the records where new ones land: on that page its update
-    /// with each batch of outcomes cost five times as much.
-    pub const USAGE: u8 = b'H';
-}
-
-pub(super) fn run_key(space: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut spaced = vec![space];
-    spaced.extend_from_slice(&key(parts));
-    spaced
-}
-
-/// The key of a run's record.
-pub(super) fn record_key(run: &Run) -> Vec<u8> {
-    run_key(run_space::RECORD, &[run.tenant.as_bytes(), run.id.as_bytes()])
-}
-
-/// The key of a run in its job's index.
-pub(super) fn by_job_key(run: &Run) -> Vec<u8> {
-    run_key(
-        run_space::BY_JOB,
-        &[run.tenant.as_bytes(), run.job_id.as_bytes(), run.id.as_bytes()],
-    )
-}
-
-/// The key of a run's own active marker (one queued outside a fire pass).
-fn active_key(run: &Run) -> Vec<u8> {
-    run_key(run_space::ACTIVE, &[run.tenant.as_bytes(), run.id.as_bytes()])
-}
-
-fn run_prefix(space: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut spaced = vec![space];
-    spaced.extend_from_slice(&prefix(parts));
-    spaced
-}
-
-/// A run record under its key `R tenant \0 id` (see `run_codec`: the
-/// record leaves the tenant and id to its key).
-fn decode_run(key: &[u8], bytes: &[u8]) -> StoreResult<Run> {
-    let (tenant, id) = key
-        .get(1..)
-        .and_then(|rest| {
-            let split = rest.iter().position(|byte| *byte == 0)?;
-            Some((
-                std::str::from_utf8(&rest[..split]).ok()?,
-                std::str::from_utf8(&rest[split + 1..]).ok()?,
-            ))
-        })
-        .ok_or_else(|| corrupt(key, "the key is not `R tenant NUL id`".to_string()))?;
-    run_codec::decode(bytes, tenant, id).map_err(|message| corrupt(key, message))
-}
+/// Runs deleted per write while making room for a new run.
+const MAKE_ROOM_BATCH: usize = 2_000;
 
 fn last_part(key: &[u8]) -> &[u8] {
     key.rsplit(|byte| *byte == 0).next().unwrap_or(key)
@@ -117,14 +56,6 @@ impl SledStore {
             }
         }
         groups.apply(settling);
-    }
-
-    /// The run record under `record_key`.
-    fn run_at(&self, record_key: &[u8]) -> StoreResult<Option<Run>> {
-        self.runs
-            .get(record_key)?
-            .map(|value| decode_run(record_key, &value))
-            .transpose()
     }
 
     /// Adds the keys a run's step changes to `batch`, what it changes in
@@ -186,6 +117,31 @@ impl SledStore {
             }
         }
         Ok(())
+    }
+
+    /// Queues `run` within `max_bytes` of run bytes for its tenant (see
+    /// [`RunStore::insert_run_under_quota`]): trims the tenant's oldest finished
+    /// runs, a bounded write at a time and without holding up other writes
+    /// meanwhile, until the run fits; the insert checks again that it does.
+    fn insert_making_room(&self, run: &Run, max_bytes: u64) -> StoreResult<()> {
+        let need = run_bytes::queued_charge(run);
+        let Some(room) = max_bytes.checked_sub(need) else {
+            return Err(StoreError::QuotaExceeded(format!(
+                "run_bytes: this run's record and input take {need} bytes, more than the tenant's quota of {max_bytes}"
+            )));
+        };
+        // Queued and running runs are never deleted: when they leave no
+        // room, refuse without looking through the finished ones.
+        let (_, unfinished) = self.run_bytes.hold().parts(&run.tenant);
+        if unfinished > room {
+            return Err(usage::no_room(need, unfinished, max_bytes));
+        }
+        while self.run_bytes(&run.tenant)? > room {
+            if self.trim_runs(&run.tenant, room, MAKE_ROOM_BATCH)? == 0 {
+                break;
+            }
+        }
+        self.write_runs_under_quota(&[RunWrite::Queued(run)], Some((run, max_bytes)))
     }
 
     /// [`RunStore::write_runs`]; with `room`, the queued run and the quota it
@@ -434,7 +390,7 @@ impl RunStore for SledStore {
 mod tests {
     use super::*;
     use crate::store::sled::tests::job_and_fire;
-    use crate::store::{Durability, JobStore};
+    use crate::store::traits::{Durability, JobStore};
 
     #[test]
     fn run_records_are_written_compact_and_old_json_ones_still_read() {

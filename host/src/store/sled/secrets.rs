@@ -1,9 +1,11 @@
 //! The secret subject of [`SledStore`]: sealed secrets under
 //! `tenant \0 name`, as JSON.
 
-use super::{SledStore, encode, key, prefix};
+use super::database::SledStore;
+use super::encoding::{encode, key, prefix};
 use crate::model::SecretRecord;
-use crate::store::{SecretStore, StoreResult};
+use crate::store::error::StoreResult;
+use crate::store::traits::SecretStore;
 
 impl SecretStore for SledStore {
     fn put_secret(&self, secret: &SecretRecord) -> StoreResult<()> {

@@ -5,9 +5,11 @@
 use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
-use super::{SledStore, encode, key, prefix, transaction_error};
+use super::database::SledStore;
+use super::encoding::{encode, key, prefix, transaction_error};
 use crate::model::{Tenant, Token};
-use crate::store::{StoreError, StoreResult, TenantStore};
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::traits::TenantStore;
 
 impl TenantStore for SledStore {
     fn insert_tenant(&self, tenant: &Tenant, token: &Token) -> StoreResult<()> {

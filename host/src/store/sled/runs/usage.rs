@@ -6,15 +6,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{active_key, by_job_key, decode_run, record_key, run_key, run_prefix, run_space};
+use super::keys::{active_key, by_job_key, decode_run, record_key, run_key, run_prefix, run_space};
 use crate::model::Run;
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::records::RunWrite;
 use crate::store::sled::active_groups;
+use crate::store::sled::database::SledStore;
+use crate::store::sled::encoding::read_count;
 use crate::store::sled::run_bytes::{self, Changes, Held};
-use crate::store::sled::{SledStore, read_count};
-use crate::store::{RunStore, RunWrite, StoreError, StoreResult};
-
-/// Runs deleted per write while making room for a new run.
-const MAKE_ROOM_BATCH: usize = 2_000;
+#[cfg(doc)]
+use crate::store::traits::RunStore;
 
 /// The key of a tenant's run bytes.
 pub(super) fn usage_key(tenant: &str) -> Vec<u8> {
@@ -304,31 +305,6 @@ impl SledStore {
             changes.dropped(tenant, true, victim.charge);
         }
     }
-
-    /// Queues `run` within `max_bytes` of run bytes for its tenant (see
-    /// [`RunStore::insert_run_under_quota`]): trims the tenant's oldest finished
-    /// runs, a bounded write at a time and without holding up other writes
-    /// meanwhile, until the run fits; the insert checks again that it does.
-    pub(super) fn insert_making_room(&self, run: &Run, max_bytes: u64) -> StoreResult<()> {
-        let need = run_bytes::queued_charge(run);
-        let Some(room) = max_bytes.checked_sub(need) else {
-            return Err(StoreError::QuotaExceeded(format!(
-                "run_bytes: this run's record and input take {need} bytes, more than the tenant's quota of {max_bytes}"
-            )));
-        };
-        // Queued and running runs are never deleted: when they leave no
-        // room, refuse without looking through the finished ones.
-        let (_, unfinished) = self.run_bytes.hold().parts(&run.tenant);
-        if unfinished > room {
-            return Err(no_room(need, unfinished, max_bytes));
-        }
-        while self.run_bytes(&run.tenant)? > room {
-            if self.trim_runs(&run.tenant, room, MAKE_ROOM_BATCH)? == 0 {
-                break;
-            }
-        }
-        self.write_runs_under_quota(&[RunWrite::Queued(run)], Some((run, max_bytes)))
-    }
 }
 
 /// The refusal of a run that does not fit beside the tenant's queued and
@@ -345,7 +321,8 @@ mod tests {
 
     use super::*;
     use crate::model::{RunStatus, Trigger};
-    use crate::store::{Durability, Fire, JobStore, RunFilter};
+    use crate::store::records::{Fire, RunFilter};
+    use crate::store::traits::{Durability, JobStore, RunStore};
 
     fn open(dir: &std::path::Path) -> SledStore {
         SledStore::open(&dir.join("db")).unwrap()
