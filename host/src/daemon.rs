@@ -393,6 +393,9 @@ async fn shutdown_signal() {
 }
 
 #[cfg(test)]
+mod router_tests;
+
+#[cfg(test)]
 mod tests {
     use crate::store::StoreError;
 

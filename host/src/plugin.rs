@@ -14,6 +14,7 @@
 mod artifacts;
 pub mod builtin;
 mod cache;
+mod digest;
 mod error;
 
 use std::collections::HashMap;
@@ -21,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::metrics::Metrics;
@@ -31,6 +31,7 @@ use crate::sandbox::{Metering, PreparedJob, Sandbox};
 use crate::store::{NewPluginVersion, Store, check_plugin_quota};
 
 use cache::ByteLru;
+pub use digest::digest;
 pub use error::PluginError;
 
 /// What an upload did.
@@ -159,11 +160,6 @@ impl Resolved {
         self.versions.clear();
         self.count = 0;
     }
-}
-
-/// sha256 of bytes as lowercase hex.
-pub fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl Plugins {

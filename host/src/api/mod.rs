@@ -21,8 +21,6 @@ mod state;
 mod status;
 mod stream_slots;
 mod tenants;
-#[cfg(test)]
-mod tests;
 mod views;
 
 use axum::Router;

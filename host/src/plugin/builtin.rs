@@ -37,7 +37,7 @@ static BUILTINS: [Builtin; 1] = [Builtin {
     name: "std.http",
     version: 1,
     bytes: STD_HTTP,
-    digest: LazyLock::new(|| super::digest(STD_HTTP)),
+    digest: LazyLock::new(|| super::digest::digest(STD_HTTP)),
 }];
 
 impl Builtin {
@@ -149,7 +149,7 @@ mod tests {
         for builtin in all() {
             assert!(is_reserved(builtin.name), "{}", builtin.name);
             assert_eq!(crate::sandbox::check_header(builtin.bytes), Ok(()), "{}", builtin.name);
-            assert_eq!(builtin.digest(), super::super::digest(builtin.bytes));
+            assert_eq!(builtin.digest(), crate::plugin::digest::digest(builtin.bytes));
             assert_eq!(
                 with_digest(builtin.digest()).map(|found| found.name),
                 Some(builtin.name)

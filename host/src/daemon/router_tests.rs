@@ -1,4 +1,4 @@
-//! The router in process (`tower::ServiceExt::oneshot`, no socket): status
+//! The assembled router in process (`tower::ServiceExt::oneshot`, no socket): status
 //! codes and error bodies of a few routes, and the OpenAPI document's
 //! shape. The black-box suite in `tests/` drives the real binary.
 
@@ -11,11 +11,11 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{AppState, router};
+use super::Daemon;
+use crate::api::{AppState, router};
 use crate::auth::Auth;
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::daemon::Daemon;
 
 const ADMIN_TOKEN: &str = "sc_admin_router_tests";
 
