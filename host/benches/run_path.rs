@@ -288,6 +288,7 @@ fn run_record(id: u64) -> Run {
         exclusive: false,
         http_allow: Vec::new(),
         secrets: Vec::new(),
+        workflow: None,
         retry_of: None,
     }
 }

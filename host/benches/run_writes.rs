@@ -67,6 +67,7 @@ fn queued(index: usize, job: &str, trigger: Trigger) -> Run {
         retry_of: None,
         http_allow: Vec::new(),
         secrets: Vec::new(),
+        workflow: None,
     }
 }
 

@@ -30,6 +30,7 @@ use crate::store::{SledStore, Store, StoreError, WatchedStore, watchdog};
 use crate::summary::Summaries;
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
+use crate::workflows::{Workflows, WorkflowsParts};
 
 /// Pool slots per allowed concurrent run: runs in flight plus a margin for
 /// instances being torn down while new ones start.
@@ -70,6 +71,8 @@ pub struct Daemon {
     pub scheduler: Arc<Scheduler>,
     /// Job writes.
     pub jobs: Arc<Jobs>,
+    /// Workflows and their runs.
+    pub workflows: Arc<Workflows>,
 }
 
 /// Builds the engine for a configuration.
@@ -155,6 +158,15 @@ impl Daemon {
                 ended: ended_sender,
             },
         );
+        let workflows = Workflows::new(WorkflowsParts {
+            store: store.clone(),
+            executor: executor.clone(),
+            plugins: plugins.clone(),
+            clock: clock.clone(),
+            max_input_bytes: config.jobs.max_input_bytes,
+            run_log_bytes: config.jobs.logs,
+        });
+        executor.chain(workflows.clone());
         let scheduler = Scheduler::new(scheduler::Parts {
             store: store.clone(),
             sink: executor.clone(),
@@ -188,6 +200,7 @@ impl Daemon {
             executor,
             scheduler,
             jobs,
+            workflows,
         })
     }
 
@@ -205,6 +218,7 @@ impl Daemon {
             executor: self.executor,
             scheduler: self.scheduler,
             jobs: self.jobs,
+            workflows: self.workflows,
             auth,
             config,
         }
@@ -215,6 +229,8 @@ impl Daemon {
     pub async fn start(&self) -> anyhow::Result<()> {
         // Recovery records outcomes through the recorder.
         self.executor.start_recording().context("starting the run recorder")?;
+        // Workflow runs first: the recovered runs' outcomes move them on.
+        tolerate_failing_storage(self.workflows.recover()).context("resuming workflow runs")?;
         tolerate_failing_storage(self.executor.recover().await).context("recovering unfinished runs")?;
         tolerate_failing_storage(self.scheduler.take_back_recorded_ahead().await)
             .context("planning fires recorded ahead again")?;

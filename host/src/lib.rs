@@ -54,3 +54,4 @@ pub mod throttle;
 pub mod timing;
 pub mod units;
 pub mod vault;
+pub mod workflows;

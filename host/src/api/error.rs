@@ -21,6 +21,7 @@ use crate::sandbox::ComponentError;
 use crate::store::StoreError;
 use crate::store::health::Fault;
 use crate::timing::ScheduleError;
+use crate::workflows::WorkflowError;
 
 /// Every error answer (a `/healthz` refusal carries its report beside
 /// `error`).
@@ -347,6 +348,18 @@ impl From<JobsError> for ApiError {
             JobsError::Plugin(error) => error.into(),
             error @ JobsError::NotFound(_) => ApiError::not_found("job_not_found", error.to_string()),
             JobsError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<WorkflowError> for ApiError {
+    fn from(error: WorkflowError) -> Self {
+        match error {
+            WorkflowError::Invalid(error) => error.into(),
+            error @ WorkflowError::NotFound(_) => ApiError::not_found("workflow_not_found", error.to_string()),
+            error @ WorkflowError::RunNotFound(_) => ApiError::not_found("workflow_run_not_found", error.to_string()),
+            WorkflowError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "workflow_conflict", message),
+            WorkflowError::Store(error) => error.into(),
         }
     }
 }

@@ -22,6 +22,7 @@ mod status;
 mod stream_slots;
 mod tenants;
 mod views;
+mod workflows;
 
 use axum::Router;
 use axum::extract::{MatchedPath, State};
@@ -46,6 +47,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/pause", post(jobs::pause))
         .route("/v1/jobs/{id}/resume", post(jobs::resume))
         .route("/v1/jobs/{id}/run", post(jobs::run_now))
+        .route("/v1/workflows", post(workflows::create).get(workflows::list))
+        .route(
+            "/v1/workflows/{name}",
+            get(workflows::get)
+                .put(workflows::put)
+                .patch(workflows::patch)
+                .delete(workflows::delete),
+        )
+        .route("/v1/workflows/{name}/run", post(workflows::run_now))
+        .route("/v1/workflow-runs", get(workflows::list_runs))
+        .route("/v1/workflow-runs/{id}", get(workflows::get_run))
+        .route("/v1/workflow-runs/{id}/cancel", post(workflows::cancel_run))
+        .route("/v1/workflow-runs/{id}/retry", post(workflows::retry_run))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/logs", get(runs::logs))

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{digest, events, jobs, meta, plugins, runs, schedules, secrets, status, tenants};
+use super::{digest, events, jobs, meta, plugins, runs, schedules, secrets, status, tenants, workflows};
 
 struct BearerAuth;
 
@@ -29,7 +29,7 @@ impl Modify for BearerAuth {
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "sandcron", description = "Cron for sandboxed WebAssembly jobs: plugins, jobs, runs, tenants."),
+    info(title = "sandcron", description = "Cron for sandboxed WebAssembly jobs: plugins, jobs, runs, workflows, tenants."),
     modifiers(&BearerAuth),
     paths(
         meta::healthz, meta::dashboard, openapi_json,
@@ -44,6 +44,9 @@ impl Modify for BearerAuth {
         digest::put, digest::get, digest::delete, digest::send_now,
         tenants::create, tenants::list, tenants::get, tenants::patch,
         tenants::create_token, tenants::list_tokens, tenants::revoke_token,
+        workflows::create, workflows::list, workflows::get, workflows::put,
+        workflows::patch, workflows::delete, workflows::run_now,
+        workflows::list_runs, workflows::get_run, workflows::cancel_run, workflows::retry_run,
     ),
     components(schemas(ErrorBody))
 )]

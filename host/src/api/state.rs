@@ -19,6 +19,7 @@ use crate::summary::Summaries;
 use crate::tenancy::Tenants;
 use crate::throttle::AddressBudgets;
 use crate::vault::Vault;
+use crate::workflows::Workflows;
 
 /// The parts of a daemon the API answers from.
 pub struct AppParts {
@@ -44,6 +45,8 @@ pub struct AppParts {
     pub scheduler: Arc<Scheduler>,
     /// Job writes.
     pub jobs: Arc<Jobs>,
+    /// Workflows and their runs.
+    pub workflows: Arc<Workflows>,
     /// Tokens to callers.
     pub auth: Auth,
     /// The daemon's settings.
@@ -87,6 +90,10 @@ impl AppState {
 
     pub(super) fn jobs(&self) -> &Jobs {
         &self.inner.parts.jobs
+    }
+
+    pub(super) fn workflows(&self) -> &Arc<Workflows> {
+        &self.inner.parts.workflows
     }
 
     pub(super) fn store(&self) -> &dyn Store {

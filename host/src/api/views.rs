@@ -9,6 +9,7 @@
 mod daemon;
 mod jobs;
 mod tenants;
+mod workflows;
 
 pub use daemon::{
     HealthStatus, HealthView, NextFireView, SchedulePreviewView, SchedulerState, SchedulerView, StatusView,
@@ -22,6 +23,7 @@ pub use tenants::{
     DigestSentView, DigestView, NewTenantView, NewTokenView, QuotasView, SecretList, SecretView, TenantList,
     TenantUsageView, TenantView, TenantWithUsageView, TokenList, WebhookSecretView,
 };
+pub use workflows::{WorkflowList, WorkflowRunList, WorkflowRunView, WorkflowView};
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ mod admission;
 mod places;
 mod queue;
 mod recorder;
+mod steps;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,6 +46,7 @@ pub use places::QueuePlaces;
 pub use queue::Activity;
 use queue::RunQueue;
 use recorder::Recorder;
+pub use steps::StepHook;
 
 /// Why a run could not be queued, cancelled or retried.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +128,8 @@ pub struct Executor {
     live_logs: Mutex<HashMap<String, (LogSink, Secrets)>>,
     /// Where each run's end is reported.
     ended: mpsc::UnboundedSender<RunEnded>,
+    /// Moves workflow runs on as their steps end (see [`Executor::chain`]).
+    steps: std::sync::OnceLock<Arc<dyn StepHook>>,
 }
 
 /// Counts a run as running for as long as it lives (panics included).
@@ -187,6 +191,7 @@ impl Executor {
             waiters: Mutex::new(HashMap::new()),
             live_logs: Mutex::new(HashMap::new()),
             ended: observers.ended,
+            steps: std::sync::OnceLock::new(),
         })
     }
 
@@ -316,6 +321,11 @@ impl Executor {
         lock(&self.queue).is_idle() && self.running() == 0
     }
 
+    /// Whether the run executes now in this daemon.
+    pub fn is_running(&self, run_id: &str) -> bool {
+        lock(&self.queue).running_flag(run_id).is_some()
+    }
+
     /// Runs executing now.
     pub fn running(&self) -> usize {
         self.running.load(Ordering::SeqCst)
@@ -332,7 +342,25 @@ impl Executor {
     /// Starts the thread that writes runs' marks and outcomes: before
     /// [`Executor::recover`], which records outcomes through it.
     pub fn start_recording(&self) -> std::io::Result<()> {
-        self.recorder.start(self.store.clone())
+        self.recorder.start(self.store.clone(), self.steps.get().cloned())
+    }
+
+    /// Has workflow step runs' ends move their workflow runs on (before
+    /// [`Executor::start_recording`]; once).
+    pub fn chain(&self, steps: Arc<dyn StepHook>) {
+        if self.steps.set(steps).is_err() {
+            tracing::warn!("the executor's step hook was set twice; the first stays");
+        }
+    }
+
+    /// Writes a workflow run's latest record with the step runs it queues
+    /// (in the order of every other write of it), makes them durable and
+    /// hands the runs to the queue.
+    pub async fn write_workflow(&self, id: String, runs: Vec<Run>) -> Result<(), StoreError> {
+        self.recorder.workflow(id, runs.clone()).await?;
+        self.store.flush_async().await?;
+        self.queued(runs);
+        Ok(())
     }
 
     /// Starts the dispatcher (after [`Executor::start_recording`]).
@@ -484,12 +512,13 @@ impl Executor {
     async fn finish(&self, run: Run, output: Vec<u8>, log: Vec<u8>) {
         let retry = self.retry_of_failed(&run);
         let write = match self.recorder.finished(run.clone(), output, log, retry.clone()).await {
-            Ok(()) => self.store.flush_async().await,
+            Ok(started) => self.store.flush_async().await.map(|()| started),
             Err(error) => Err(error),
         };
-        if let Err(error) = write {
+        let started = write.unwrap_or_else(|error| {
             tracing::error!(run_id = %run.id, %error, "cannot record the finished run");
-        }
+            Vec::new()
+        });
         self.events.run("run.finished", &run);
         self.metrics.run_finished(&run);
         match &run.error {
@@ -504,6 +533,9 @@ impl Executor {
         if let Some(retry) = retry {
             tracing::info!(run_id = %retry.id, attempt = retry.attempt, at = %retry.scheduled_at, "retry queued");
             self.queued(vec![retry]);
+        }
+        if !started.is_empty() {
+            self.queued(started);
         }
         // After the retry is queued, so whoever schedules sees it among the
         // job's activity. The receiver lives as long as the daemon.

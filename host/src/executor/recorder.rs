@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::steps::StepHook;
 use crate::model::Run;
 use crate::store::{RunWrite, Store, StoreError};
 
@@ -68,6 +69,16 @@ enum Entry {
     Started { due: Instant, mark: Mark, run: Box<Run> },
     /// A run finished: write its outcome (and its next attempt), then say so.
     Finished(Box<Outcome>),
+    /// A workflow run changed outside its steps' ends (started, cancelled,
+    /// retried): write its latest record and the runs it queues.
+    Workflow(Box<WorkflowWrite>),
+}
+
+/// A workflow run's record to write, with the step runs it queues.
+struct WorkflowWrite {
+    id: String,
+    runs: Vec<Run>,
+    written: oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// A finished run to write, and whom to tell.
@@ -76,7 +87,9 @@ struct Outcome {
     output: Vec<u8>,
     log: Vec<u8>,
     next: Option<Run>,
-    written: oneshot::Sender<Result<(), StoreError>>,
+    /// Step runs its end started (a workflow step's), written with it.
+    started: Vec<Run>,
+    written: oneshot::Sender<Result<Vec<Run>, StoreError>>,
 }
 
 /// Hands marks and outcomes to the writing thread.
@@ -105,7 +118,7 @@ impl Recorder {
     /// Starts the writing thread (once; it ends when the recorder is
     /// dropped). Must be called within the runtime: a mark's flush is
     /// started on it.
-    pub(super) fn start(&self, store: Arc<dyn Store>) -> std::io::Result<()> {
+    pub(super) fn start(&self, store: Arc<dyn Store>, steps: Option<Arc<dyn StepHook>>) -> std::io::Result<()> {
         let Some(receiver) = crate::sync::lock(&self.receiver).take() else {
             return Ok(());
         };
@@ -117,6 +130,7 @@ impl Recorder {
                 let _runtime = runtime.enter();
                 Writer {
                     store,
+                    steps,
                     marks: VecDeque::new(),
                     spacing,
                     last_batch: None,
@@ -155,32 +169,64 @@ impl Recorder {
     }
 
     /// Writes a finished run (and the queued record of its next attempt):
-    /// returns once written, not yet flushed.
+    /// returns once written, not yet flushed, with the workflow step runs
+    /// its end started (written with it).
     pub(super) async fn finished(
         &self,
         run: Run,
         output: Vec<u8>,
         log: Vec<u8>,
         next: Option<Run>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Run>, StoreError> {
         let (written, done) = oneshot::channel();
         let entry = Entry::Finished(Box::new(Outcome {
             run,
             output,
             log,
             next,
+            started: Vec::new(),
             written,
         }));
-        let gone = || StoreError::Backend("the run recorder has stopped".into());
+        self.sender.send(entry).map_err(|_| gone())?;
+        done.await.map_err(|_| gone())?
+    }
+
+    /// Writes a workflow run's latest record and the queued step runs
+    /// `runs`: returns once written, not yet flushed.
+    pub(super) async fn workflow(&self, id: String, runs: Vec<Run>) -> Result<(), StoreError> {
+        let (written, done) = oneshot::channel();
+        let entry = Entry::Workflow(Box::new(WorkflowWrite { id, runs, written }));
         self.sender.send(entry).map_err(|_| gone())?;
         done.await.map_err(|_| gone())?
     }
 }
 
-/// The thread's state: the store, the marks not yet due, and when the
-/// last batch started.
+fn gone() -> StoreError {
+    StoreError::Backend("the run recorder has stopped".into())
+}
+
+/// What one batch writes besides the due marks.
+#[derive(Default)]
+struct Batch {
+    finished: Vec<Outcome>,
+    workflows: Vec<WorkflowWrite>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.finished.len() + self.workflows.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The thread's state: the store, the workflows' hook, the marks not yet
+/// due, and when the last batch started.
 struct Writer {
     store: Arc<dyn Store>,
+    steps: Option<Arc<dyn StepHook>>,
     marks: VecDeque<(Instant, Mark, Box<Run>)>,
     spacing: Duration,
     last_batch: Option<Instant>,
@@ -202,7 +248,7 @@ impl Writer {
                     Err(mpsc::RecvError) => return,
                 },
             };
-            let mut finished = Vec::new();
+            let mut finished = Batch::default();
             for entry in first.into_iter().chain(std::iter::from_fn(|| receiver.try_recv().ok())) {
                 self.take(entry, &mut finished);
                 if finished.len() >= MAX_BATCH {
@@ -230,8 +276,9 @@ impl Writer {
     }
 
     /// Keeps a started run's mark, or adds an outcome to the batch.
-    fn take(&mut self, entry: Entry, finished: &mut Vec<Outcome>) {
+    fn take(&mut self, entry: Entry, batch: &mut Batch) {
         match entry {
+            Entry::Workflow(write) => batch.workflows.push(*write),
             Entry::Started { due, mark, run } => self.marks.push_back((due, mark, run)),
             Entry::Finished(outcome) => {
                 // An outcome written another way than by its run's end (a
@@ -242,14 +289,15 @@ impl Writer {
                         mark.skip();
                     }
                 }
-                finished.push(*outcome);
+                batch.finished.push(*outcome);
             }
         }
     }
 
-    /// Writes the marks now due (claimed first) and the outcomes, in one
-    /// batch, and tells each outcome's sender.
-    fn write(&mut self, finished: Vec<Outcome>) {
+    /// Writes the marks now due (claimed first), the outcomes, the step
+    /// runs they start and the records of the workflow runs they move on,
+    /// in one batch, and tells each sender.
+    fn write(&mut self, batch: Batch) {
         let now = Instant::now();
         let mut marked = Vec::new();
         while let Some((due, ..)) = self.marks.front()
@@ -261,20 +309,56 @@ impl Writer {
                 marked.push(run);
             }
         }
-        if marked.is_empty() && finished.is_empty() {
+        if marked.is_empty() && batch.is_empty() {
             return;
         }
         self.last_batch = Some(now);
         self.batches.fetch_add(1, Ordering::Relaxed);
+        let Batch {
+            mut finished,
+            workflows,
+        } = batch;
+        // Workflow runs this batch writes, each once, with its state after
+        // every outcome of the batch.
+        let mut touched: Vec<String> = Vec::new();
+        let mut touch = |id: &str| {
+            if !touched.iter().any(|seen| seen == id) {
+                touched.push(id.to_string());
+            }
+        };
+        if let Some(steps) = &self.steps {
+            for outcome in &mut finished {
+                if let Some(of) = &outcome.run.workflow {
+                    outcome.started = steps.step_ended(&outcome.run, &outcome.output, outcome.next.as_ref());
+                    touch(&of.workflow_run);
+                }
+            }
+        }
+        for write in &workflows {
+            touch(&write.id);
+        }
+        let records: Vec<_> = match &self.steps {
+            Some(steps) => touched.iter().filter_map(|id| steps.snapshot(id)).collect(),
+            None => Vec::new(),
+        };
         let writes: Vec<RunWrite<'_>> = marked
             .iter()
             .map(|run| RunWrite::Updated(run))
-            .chain(finished.iter().map(|outcome| RunWrite::Finished {
-                run: &outcome.run,
-                output: &outcome.output,
-                log: &outcome.log,
-                next: outcome.next.as_ref(),
+            .chain(finished.iter().flat_map(|outcome| {
+                std::iter::once(RunWrite::Finished {
+                    run: &outcome.run,
+                    output: &outcome.output,
+                    log: &outcome.log,
+                    next: outcome.next.as_ref(),
+                })
+                .chain(outcome.started.iter().map(RunWrite::Queued))
             }))
+            .chain(
+                workflows
+                    .iter()
+                    .flat_map(|write| write.runs.iter().map(RunWrite::Queued)),
+            )
+            .chain(records.iter().map(RunWrite::Workflow))
             .collect();
         let result = self.store.write_runs(&writes);
         drop(writes);
@@ -286,8 +370,16 @@ impl Writer {
         if !marked.is_empty() && result.is_ok() {
             self.store.flush_soon();
         }
+        if let Some(steps) = &self.steps
+            && !records.is_empty()
+        {
+            steps.written(&records, result.is_ok());
+        }
         for outcome in finished {
-            let _ = outcome.written.send(result.clone());
+            let _ = outcome.written.send(result.clone().map(|()| outcome.started));
+        }
+        for write in workflows {
+            let _ = write.written.send(result.clone());
         }
     }
 }
@@ -303,7 +395,7 @@ mod tests {
         let store: Arc<dyn Store> =
             Arc::new(SledStore::open_with(&dir.path().join("db"), Duration::from_millis(2), 8 << 20).unwrap());
         let recorder = Recorder::new(mark_after);
-        recorder.start(store.clone()).unwrap();
+        recorder.start(store.clone(), None).unwrap();
         (recorder, store, dir)
     }
 

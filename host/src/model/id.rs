@@ -1,5 +1,5 @@
-//! Identifiers: new ones ordered by time, the derived id of a scheduled
-//! fire's run, and the default tenant's name.
+//! Identifiers: new ones ordered by time, the derived ids of a scheduled
+//! fire's run and of a workflow step's runs, and the default tenant's name.
 
 /// The tenant every object belongs to until full tenancy arrives; keys and
 /// queries carry the tenant from day one.
@@ -14,18 +14,55 @@ pub fn new_id() -> String {
 /// The same fire always gets the same id, so it can be recorded only once;
 /// its time part is the fire's instant, so runs still sort by time.
 pub fn scheduled_run_id(tenant: &str, job_id: &str, scheduled_at: chrono::DateTime<chrono::Utc>) -> String {
-    use sha2::{Digest, Sha256};
     let millis = u64::try_from(scheduled_at.timestamp_millis()).unwrap_or(0);
-    // The bytes of `{tenant}\0{job_id}\0{millis}`, hashed without formatting.
-    let mut hasher = Sha256::new();
     let mut decimal = itoa::Buffer::new();
-    for part in [
-        tenant.as_bytes(),
-        b"\0",
-        job_id.as_bytes(),
-        b"\0",
-        decimal.format(millis).as_bytes(),
-    ] {
+    // The bytes of `{tenant}\0{job_id}\0{millis}`, hashed without formatting.
+    derived_id(
+        millis,
+        &[tenant.as_bytes(), job_id.as_bytes(), decimal.format(millis).as_bytes()],
+    )
+}
+
+/// The id of a step's run in a workflow run: the same (workflow run, step,
+/// round) always gets the same id; its time part is the workflow run's
+/// start, so a workflow run's step runs sort together.
+pub fn step_run_id(
+    tenant: &str,
+    workflow_run: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+    step: &str,
+    round: u32,
+) -> String {
+    let millis = u64::try_from(started_at.timestamp_millis()).unwrap_or(0);
+    let mut decimal = itoa::Buffer::new();
+    derived_id(
+        millis,
+        &[
+            b"step",
+            tenant.as_bytes(),
+            workflow_run.as_bytes(),
+            step.as_bytes(),
+            decimal.format(round).as_bytes(),
+        ],
+    )
+}
+
+/// The id of the attempt after the run `previous`: derived from it, with
+/// its time part, so a retry recorded twice is the same run.
+pub fn next_attempt_id(previous: &str) -> String {
+    let millis = ulid::Ulid::from_string(&previous.to_ascii_uppercase()).map_or(0, |id| id.timestamp_ms());
+    derived_id(millis, &[b"next", previous.as_bytes()])
+}
+
+/// A ULID of time part `millis` whose random part is the sha256 of the
+/// parts joined by NUL bytes.
+fn derived_id(millis: u64, parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (at, part) in parts.iter().enumerate() {
+        if at > 0 {
+            hasher.update(b"\0");
+        }
         hasher.update(part);
     }
     let digest = hasher.finalize();

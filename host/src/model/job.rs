@@ -364,7 +364,7 @@ pub fn input_bytes(input: &Value) -> Vec<u8> {
     }
 }
 
-mod duration_text {
+pub(crate) mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -379,7 +379,7 @@ mod duration_text {
     }
 }
 
-mod optional_schedule {
+pub(crate) mod optional_schedule {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::Value;
 

@@ -10,6 +10,8 @@ pub mod policy;
 pub mod run;
 pub mod tenant;
 pub mod validate;
+pub mod workflow;
+pub mod workflow_run;
 
 pub use id::{DEFAULT_TENANT, new_id, scheduled_run_id};
 pub use job::{Job, JobSpec, Limits, Policy};

@@ -201,6 +201,18 @@ pub struct Run {
     /// was queued); never their values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The workflow run and step it is a run of (trigger `dependency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<StepOf>,
+}
+
+/// The workflow run and the step a run belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StepOf {
+    /// The workflow run's id.
+    pub workflow_run: String,
+    /// The step's id in it.
+    pub step: String,
 }
 
 /// What a new run is made of.
@@ -287,6 +299,7 @@ impl Run {
             retry_of: None,
             http_allow: job.http_allow.clone(),
             secrets: job.secrets.clone(),
+            workflow: None,
         }
     }
 
@@ -300,7 +313,12 @@ impl Run {
     pub fn next_attempt(&self, due: DateTime<Utc>, queued_at: DateTime<Utc>) -> Run {
         let mut next = self.clone();
         next.clear_outcome();
-        next.id = crate::model::id::new_id();
+        next.id = match &self.workflow {
+            // A step's retry is recorded with its outcome; derived, a write
+            // repeated after a crash is the same run.
+            Some(_) => crate::model::id::next_attempt_id(&self.id),
+            None => crate::model::id::new_id(),
+        };
         next.trigger = Trigger::Retry;
         next.attempt = self.attempt + 1;
         next.scheduled_at = due;
@@ -347,6 +365,7 @@ impl Run {
             retry_of: None,
             http_allow: Vec::new(),
             secrets: Vec::new(),
+            workflow: None,
         }
     }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::job::{Job, JobSpec, Limits, LimitsSpec, Misfire, Policy, PolicySpec, Retry, Webhook, input_bytes};
+use super::job::{
+    Job, JobSpec, Limits, LimitsSpec, Misfire, Policy, PolicySpec, Retry, RetrySpec, Webhook, input_bytes,
+};
 use crate::config::JobDefaults;
 pub use crate::model::name::check_name;
 use crate::model::plugin::PluginRef;
@@ -132,6 +134,44 @@ fn resolve_limits(spec: Option<LimitsSpec>, defaults: &JobDefaults) -> Result<Li
     })
 }
 
+/// A retry policy as sent, resolved; `field` names it in errors
+/// (`policy.retry`, `steps[2].retry`).
+pub fn resolve_retry(field: &str, spec: Option<RetrySpec>) -> Result<Retry, ValidationError> {
+    let retry = spec.unwrap_or_default();
+    let duration = |name: &str, value: Option<NumberOrText>, default: Duration| match value {
+        Some(value) => value
+            .to_duration()
+            .map_err(|message| ValidationError::new(format!("{field}.{name}"), message)),
+        None => Ok(default),
+    };
+    let max_attempts = retry.max_attempts.unwrap_or(1);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(ValidationError::new(
+            format!("{field}.max_attempts"),
+            "must be from 1 to 100",
+        ));
+    }
+    let backoff = duration("backoff", retry.backoff, Duration::from_secs(1))?;
+    let max_backoff = duration("max_backoff", retry.max_backoff, Duration::from_secs(3600))?;
+    if max_backoff > MAX_BACKOFF {
+        return Err(ValidationError::new(
+            format!("{field}.max_backoff"),
+            "must be at most 7 days",
+        ));
+    }
+    if max_backoff < backoff {
+        return Err(ValidationError::new(
+            format!("{field}.max_backoff"),
+            format!("must not be shorter than {field}.backoff"),
+        ));
+    }
+    Ok(Retry {
+        max_attempts,
+        backoff,
+        max_backoff,
+    })
+}
+
 fn resolve_policy(spec: Option<PolicySpec>) -> Result<Policy, ValidationError> {
     let spec = spec.unwrap_or_default();
     let duration = |field: &str, value: Option<NumberOrText>, default: Duration| match value {
@@ -140,28 +180,7 @@ fn resolve_policy(spec: Option<PolicySpec>) -> Result<Policy, ValidationError> {
             .map_err(|message| ValidationError::new(field, message)),
         None => Ok(default),
     };
-    let retry = spec.retry.unwrap_or_default();
-    let max_attempts = retry.max_attempts.unwrap_or(1);
-    if !(1..=100).contains(&max_attempts) {
-        return Err(ValidationError::new(
-            "policy.retry.max_attempts",
-            "must be from 1 to 100",
-        ));
-    }
-    let backoff = duration("policy.retry.backoff", retry.backoff, Duration::from_secs(1))?;
-    let max_backoff = duration("policy.retry.max_backoff", retry.max_backoff, Duration::from_secs(3600))?;
-    if max_backoff > MAX_BACKOFF {
-        return Err(ValidationError::new(
-            "policy.retry.max_backoff",
-            "must be at most 7 days",
-        ));
-    }
-    if max_backoff < backoff {
-        return Err(ValidationError::new(
-            "policy.retry.max_backoff",
-            "must not be shorter than policy.retry.backoff",
-        ));
-    }
+    let retry = resolve_retry("policy.retry", spec.retry)?;
     Ok(Policy {
         misfire: spec.misfire.unwrap_or_default(),
         misfire_window: duration(
@@ -170,11 +189,7 @@ fn resolve_policy(spec: Option<PolicySpec>) -> Result<Policy, ValidationError> {
             Duration::from_secs(24 * 3600),
         )?,
         overlap: spec.overlap.unwrap_or_default(),
-        retry: Retry {
-            max_attempts,
-            backoff,
-            max_backoff,
-        },
+        retry,
         priority: spec.priority.unwrap_or_default(),
     })
 }

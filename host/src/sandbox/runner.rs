@@ -174,6 +174,7 @@ impl Sandbox {
             .allow_ip_name_lookup(false);
         let deadline = Instant::now() + Duration::from_millis(request.limits.timeout_ms);
         let secrets = log::Secrets::new(&request.capabilities.secrets);
+        let cancel_flag = request.cancel.clone();
         let state = RunState {
             wasi: wasi.build(),
             table: wasmtime::component::ResourceTable::new(),
@@ -246,9 +247,18 @@ impl Sandbox {
         let called = match instance {
             Ok(Ok(instance)) => {
                 let call = instance.call_run(&mut store, &context, &request.input);
-                tokio::time::timeout_at(ends, call)
-                    .await
-                    .map(|called| called.map_err(Failure::Call))
+                // A plugin waiting in a host call (a sleep, a poll) meets no
+                // epoch check: a cancel reaches it here too, within a tick.
+                let cancel = cancel_flag.clone();
+                let cancelled = async move {
+                    while !cancel.load(Ordering::Relaxed) {
+                        tokio::time::sleep(EPOCH_TICK).await;
+                    }
+                };
+                tokio::select! {
+                    called = tokio::time::timeout_at(ends, call) => called.map(|called| called.map_err(Failure::Call)),
+                    () = cancelled => Ok(Err(Failure::Call(wasmtime::Error::new(Interruption::Cancelled)))),
+                }
             }
             Ok(Err(error)) => Ok(Err(Failure::Instantiate(error))),
             Err(elapsed) => Err(elapsed),

@@ -25,5 +25,7 @@ pub use records::{
     AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
     check_plugin_quota,
 };
-pub use traits::{Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, Store, TenantStore};
+pub use traits::{
+    Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, Store, TenantStore, WorkflowStore,
+};
 pub use watched::WatchedStore;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::error::{StoreError, StoreResult};
+use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
 
 /// One step of a run's life, written by
@@ -27,6 +28,9 @@ pub enum RunWrite<'a> {
         /// The next attempt, queued in the same step.
         next: Option<&'a Run>,
     },
+    /// A workflow run's record, written with the step runs it started or
+    /// whose outcome moved it on.
+    Workflow(&'a WorkflowRun),
 }
 
 /// Which runs to list, newest first.

@@ -10,6 +10,8 @@ use super::error::{StoreFuture, StoreResult};
 use super::records::{
     AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
 };
+use crate::model::workflow::Workflow;
+use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
 
 /// Plugins: their versions, the bytes those share by digest and the code
@@ -271,6 +273,35 @@ pub trait SecretStore: Send + Sync {
     fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool>;
 }
 
+/// Workflows and their runs. A workflow run's record is written through
+/// [`RunStore::write_runs`] ([`RunWrite::Workflow`]) beside the step runs
+/// it starts and the step outcome that moved it on, in one atomic write.
+pub trait WorkflowStore: Send + Sync {
+    /// Writes a workflow (new or replacing the one of its name).
+    fn put_workflow(&self, workflow: &Workflow) -> StoreResult<()>;
+    /// A tenant's workflow by name.
+    fn workflow(&self, tenant: &str, name: &str) -> StoreResult<Option<Workflow>>;
+    /// A tenant's workflows, by name.
+    fn list_workflows(&self, tenant: &str) -> StoreResult<Vec<Workflow>>;
+    /// Every tenant's workflows.
+    fn all_workflows(&self) -> StoreResult<Vec<Workflow>>;
+    /// Deletes a workflow (its runs stay); false if absent.
+    fn delete_workflow(&self, tenant: &str, name: &str) -> StoreResult<bool>;
+    /// A tenant's workflow run by id.
+    fn workflow_run(&self, tenant: &str, id: &str) -> StoreResult<Option<WorkflowRun>>;
+    /// A tenant's workflow runs, newest first: only `workflow`'s when
+    /// given, only those older than run id `before` when given.
+    fn list_workflow_runs(
+        &self,
+        tenant: &str,
+        workflow: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<WorkflowRun>>;
+    /// Every tenant's workflow runs still running (what a start resumes).
+    fn running_workflow_runs(&self) -> StoreResult<Vec<WorkflowRun>>;
+}
+
 /// When writes become durable: each write is atomic; it is durable once a
 /// flush begun after it has returned.
 pub trait Durability: Send + Sync {
@@ -290,11 +321,31 @@ pub trait Durability: Send + Sync {
 /// subjects; a caller that needs one subject can take it alone
 /// (`&dyn TenantStore`, `Arc<dyn RunStore>`: a `dyn Store` coerces to it).
 pub trait Store:
-    PluginStore + JobStore + RunStore + KvStore + TenantStore + SecretStore + Durability + Send + Sync + 'static
+    PluginStore
+    + JobStore
+    + RunStore
+    + KvStore
+    + TenantStore
+    + SecretStore
+    + WorkflowStore
+    + Durability
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: PluginStore + JobStore + RunStore + KvStore + TenantStore + SecretStore + Durability + Send + Sync + 'static
+    T: PluginStore
+        + JobStore
+        + RunStore
+        + KvStore
+        + TenantStore
+        + SecretStore
+        + WorkflowStore
+        + Durability
+        + Send
+        + Sync
+        + 'static
 {
 }

@@ -13,7 +13,9 @@ use super::health::StorageHealth;
 use super::records::{
     AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
 };
-use super::traits::{Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, TenantStore};
+use super::traits::{Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, TenantStore, WorkflowStore};
+use crate::model::workflow::Workflow;
+use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
 
 /// `inner` with its failures watched by a [`StorageHealth`].
@@ -274,6 +276,46 @@ impl<S: SecretStore> SecretStore for WatchedStore<S> {
 
     fn delete_secret(&self, tenant: &str, name: &str) -> StoreResult<bool> {
         self.write(|store| store.delete_secret(tenant, name))
+    }
+}
+
+impl<S: WorkflowStore> WorkflowStore for WatchedStore<S> {
+    fn put_workflow(&self, workflow: &Workflow) -> StoreResult<()> {
+        self.write(|store| store.put_workflow(workflow))
+    }
+
+    fn workflow(&self, tenant: &str, name: &str) -> StoreResult<Option<Workflow>> {
+        self.read(self.inner.workflow(tenant, name))
+    }
+
+    fn list_workflows(&self, tenant: &str) -> StoreResult<Vec<Workflow>> {
+        self.read(self.inner.list_workflows(tenant))
+    }
+
+    fn all_workflows(&self) -> StoreResult<Vec<Workflow>> {
+        self.read(self.inner.all_workflows())
+    }
+
+    fn delete_workflow(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        self.write(|store| store.delete_workflow(tenant, name))
+    }
+
+    fn workflow_run(&self, tenant: &str, id: &str) -> StoreResult<Option<WorkflowRun>> {
+        self.read(self.inner.workflow_run(tenant, id))
+    }
+
+    fn list_workflow_runs(
+        &self,
+        tenant: &str,
+        workflow: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<WorkflowRun>> {
+        self.read(self.inner.list_workflow_runs(tenant, workflow, before, limit))
+    }
+
+    fn running_workflow_runs(&self) -> StoreResult<Vec<WorkflowRun>> {
+        self.read(self.inner.running_workflow_runs())
     }
 }
 

@@ -214,6 +214,12 @@ pub struct RunView {
     secrets: Vec<String>,
     /// Bytes of the input it was given.
     input_size: usize,
+    /// The workflow run it is a step of (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workflow_run: Option<String>,
+    /// Its step's id in that workflow run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<String>,
 }
 
 impl From<&Run> for RunView {
@@ -246,6 +252,8 @@ impl From<&Run> for RunView {
             http_allow: run.http_allow.clone(),
             secrets: run.secrets.clone(),
             input_size: run.input.len(),
+            workflow_run: run.workflow.as_ref().map(|of| of.workflow_run.clone()),
+            step: run.workflow.as_ref().map(|of| of.step.clone()),
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct SledStore {
     pub(super) counted: Arc<Mutex<()>>,
     /// Tenants by name.
     pub(super) tenants: Tree,
+    /// `tenant \0 name` -> a workflow (JSON).
+    pub(super) workflows: Tree,
     /// Tokens by the hex sha256 of their secret.
     pub(super) tokens: Tree,
     /// `tenant \0 token id` -> the token's hash, to list and revoke by id.

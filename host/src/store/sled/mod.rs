@@ -50,6 +50,7 @@ mod secrets;
 mod tenants;
 #[cfg(test)]
 mod tests;
+mod workflows;
 
 pub use database::SledStore;
 pub use plugins::PluginStorage;

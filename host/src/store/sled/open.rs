@@ -70,6 +70,7 @@ impl SledStore {
             kv: tree("kv")?,
             kv_usage: tree("kv_usage")?,
             secrets: tree("secrets")?,
+            workflows: tree("workflows")?,
             counted: Arc::new(Mutex::new(())),
             tenants: tree("tenants")?,
             tokens: tree("tokens")?,

@@ -2,7 +2,7 @@
 //! times per run (queued, maybe running, finished), so its cost is in
 //! every run's, on disk and in sled's cache.
 //!
-//! Layout ([`VERSION`] 2): a version byte, then every field of [`Run`] in
+//! Layout ([`VERSION`] 3): a version byte, then every field of [`Run`] in
 //! declaration order, each in the form `codec` gives its type, except what
 //! the record's key or its other fields already say: the run's id and
 //! tenant are its key's (`R tenant \0 id`), so they are not stored;
@@ -11,8 +11,10 @@
 //! `finished_at` are nanoseconds from `scheduled_at`; `duration_ms` and
 //! `lateness_ms` are one byte when they are what the instants give. A
 //! finished noop run is 132 bytes (223 in version 1, ~800 as JSON).
-//! Version 1 records (every field, ids and the digest as text) and JSON
-//! ones (first byte `{`), written by older versions, still read.
+//! Version 3 added the workflow step a run belongs to, last (version 2
+//! records have none). Version 1 records (every field, ids and the digest
+//! as text) and JSON ones (first byte `{`), written by older versions,
+//! still read.
 //! The encoder destructures [`Run`], so a new field does not compile until
 //! it has a place here (and a new [`VERSION`] if old records lack it).
 
@@ -20,11 +22,14 @@ use chrono::{DateTime, Utc};
 
 use super::codec::{Reader, Writer, code, priority_code, priority_of};
 use crate::model::job::Retry;
-use crate::model::run::RunLimits;
+use crate::model::run::{RunLimits, StepOf};
 use crate::model::{ErrorKind, Run, RunError, RunStatus, Trigger};
 
 /// The first byte of a record written now (JSON ones start with `{`).
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+
+/// The first byte of a record written before runs could belong to a workflow.
+const VERSION_2: u8 = 2;
 
 /// The first byte of a record written by versions that stored every field.
 const VERSION_1: u8 = 1;
@@ -80,6 +85,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         retry_of,
         http_allow,
         secrets,
+        workflow,
     } = run;
     // The key says these.
     let _ = (id, tenant);
@@ -130,6 +136,10 @@ pub fn encode(run: &Run) -> Vec<u8> {
     out.option(retry_of.as_ref(), |out, text| out.compact_text(text));
     out.texts(http_allow);
     out.texts(secrets);
+    out.option(workflow.as_ref(), |out, of| {
+        out.compact_text(&of.workflow_run);
+        out.bytes(of.step.as_bytes());
+    });
     out.0
 }
 
@@ -215,7 +225,7 @@ pub fn outcome_len(run: &Run) -> usize {
 pub fn decode(bytes: &[u8], tenant: &str, id: &str) -> Result<Run, String> {
     match bytes.first() {
         Some(b'{') => serde_json::from_slice(bytes).map_err(|error| error.to_string()),
-        Some(&version @ (VERSION | VERSION_1)) => {
+        Some(&version @ (VERSION | VERSION_2 | VERSION_1)) => {
             let mut input = Reader(&bytes[1..]);
             let run = read_run(&mut input, version, tenant, id)?;
             input.end("run")?;
@@ -304,6 +314,16 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
         retry_of: input.option(id_text)?,
         http_allow: input.texts()?,
         secrets: input.texts()?,
+        workflow: if version >= VERSION {
+            input.option(|input| {
+                Ok(StepOf {
+                    workflow_run: input.compact_text()?,
+                    step: input.text()?,
+                })
+            })?
+        } else {
+            None
+        },
     })
 }
 
@@ -440,6 +460,10 @@ mod tests {
         run.retry_of = Some("01kbgz8m7yq3d5v2c8n6r4t1wz".into());
         run.http_allow = vec!["api.example.com".into(), "*.example.org".into()];
         run.secrets = vec!["TOKEN".into()];
+        run.workflow = Some(StepOf {
+            workflow_run: "01kbgz8m7yq3d5v2c8n6r4t1wy".into(),
+            step: "load".into(),
+        });
         run
     }
 
@@ -488,6 +512,21 @@ mod tests {
         assert_eq!(decode(&encode(&sample), "t", "r").unwrap(), sample);
         let noop = noop_run();
         assert_eq!(decode(&encode(&noop), &noop.tenant, &noop.id).unwrap(), noop);
+    }
+
+    #[test]
+    fn a_version_2_record_reads_as_a_run_of_no_workflow() {
+        let mut run = noop_run();
+        let mut bytes = encode(&run);
+        // Version 2 is version 3 without the trailing workflow field.
+        assert_eq!(bytes.pop(), Some(0));
+        bytes[0] = VERSION_2;
+        assert_eq!(decode(&bytes, &run.tenant, &run.id).unwrap(), run);
+        run.workflow = Some(StepOf {
+            workflow_run: "wr".into(),
+            step: "s".into(),
+        });
+        assert_eq!(decode(&encode(&run), &run.tenant, &run.id).unwrap(), run);
     }
 
     #[test]
@@ -555,8 +594,11 @@ mod tests {
     fn a_record_written_by_version_1_still_reads() {
         let bytes = hex::decode(VERSION_1_RECORD.concat()).unwrap();
         assert_eq!(bytes[0], VERSION_1);
-        // Version 1 stored the tenant and id: the key's are not used.
-        assert_eq!(decode(&bytes, "other", "other").unwrap(), full_run());
+        // Version 1 stored the tenant and id: the key's are not used; it
+        // knew no workflows.
+        let mut expected = full_run();
+        expected.workflow = None;
+        assert_eq!(decode(&bytes, "other", "other").unwrap(), expected);
         assert!(encode(&full_run()).len() + 60 < bytes.len());
     }
 

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::active_groups::{self, ActiveGroups};
 use super::database::SledStore;
+use super::encoding::encode;
 use super::run_bytes::{self, Changes};
 use super::run_codec;
 use crate::model::{Run, RunStatus};
@@ -114,6 +115,15 @@ impl SledStore {
                 if let Some(next) = next {
                     queue(batch, changes, queued, next);
                 }
+            }
+            RunWrite::Workflow(record) => {
+                batch.insert(
+                    run_key(
+                        run_space::WORKFLOW_RUN,
+                        &[record.tenant.as_bytes(), record.id.as_bytes()],
+                    ),
+                    encode(record),
+                );
             }
         }
         Ok(())

@@ -23,6 +23,9 @@ pub mod run_space {
     pub const OUTPUT: u8 = b'O';
     /// `L tenant \0 run_id` -> the captured log.
     pub const LOG: u8 = b'L';
+    /// `W tenant \0 workflow_run_id` -> a workflow run's record (JSON),
+    /// here so it is written in the same batch as its steps' runs.
+    pub const WORKFLOW_RUN: u8 = b'W';
     /// `H tenant` -> the bytes of the tenant's finished runs, its run
     /// history (u64 big-endian); `H` alone marks that every tenant's are
     /// counted. Between the group markers and the job index, away from the
@@ -57,7 +60,7 @@ pub(super) fn active_key(run: &Run) -> Vec<u8> {
 }
 
 /// The prefix of every key under `parts` in the `space` namespace.
-pub(super) fn run_prefix(space: u8, parts: &[&[u8]]) -> Vec<u8> {
+pub fn run_prefix(space: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut spaced = vec![space];
     spaced.extend_from_slice(&prefix(parts));
     spaced

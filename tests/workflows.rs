@@ -1,0 +1,392 @@
+//! Workflows against the real daemon: a graph of steps, each a sandboxed
+//! run of an existing job, with data passed between steps, bounded
+//! parallelism, stop-or-continue after a failure, per-step retries,
+//! cancel, retry from the failed steps, and `kill -9` in the middle.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::TestDaemon;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The `step` plugin as jobs: `emit` returns `{"rows": 3}`, `echo` returns
+/// what it is handed, `fail` fails, `nap` takes 400 ms.
+async fn jobs(daemon: &TestDaemon) {
+    daemon.upload("step", "step").await;
+    for (name, input) in [
+        ("emit", json!({"output": {"rows": 3}})),
+        ("echo", Value::Null),
+        ("fail", json!({"fail": "boom"})),
+        ("nap", json!({"sleep_ms": 400, "output": "napped"})),
+    ] {
+        daemon
+            .create_job(json!({"name": name, "plugin": "step", "input": input}))
+            .await;
+    }
+}
+
+async fn define(daemon: &TestDaemon, body: Value) -> Value {
+    let answer = daemon.call(Method::POST, "/v1/workflows", Some(body.clone())).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{body}: {}", answer.body);
+    answer.body
+}
+
+/// Runs a workflow and waits for it to end.
+async fn run(daemon: &TestDaemon, name: &str) -> Value {
+    let answer = daemon
+        .call(Method::POST, &format!("/v1/workflows/{name}/run?wait=60s"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
+}
+
+/// A step's latest run, with its output.
+async fn step_run(daemon: &TestDaemon, workflow_run: &Value, step: &str) -> Value {
+    let run_id = workflow_run["steps"][step]["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("step {step} has no run: {workflow_run}"));
+    daemon.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await.body
+}
+
+fn status(workflow_run: &Value, step: &str) -> String {
+    workflow_run["steps"][step]["status"].as_str().unwrap_or("").to_string()
+}
+
+fn instant(run: &Value, field: &str) -> DateTime<Utc> {
+    run[field].as_str().unwrap().parse().unwrap()
+}
+
+/// Polls a workflow run until `done` holds (up to 20 s).
+async fn until(daemon: &TestDaemon, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = daemon
+            .call(Method::GET, &format!("/v1/workflow-runs/{id}"), None)
+            .await
+            .body;
+        if done(&run) {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "never came: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_diamond_hands_outputs_down_and_merges_them() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    define(
+        &daemon,
+        json!({"name": "diamond", "steps": [
+            {"id": "extract", "job": "emit"},
+            {"id": "left", "job": "echo", "needs": ["extract"], "input": {"from": "extract"}},
+            {"id": "right", "job": "echo", "needs": ["extract"], "input": {"value": {"side": "right"}}},
+            {"id": "load", "job": "echo", "needs": ["left", "right"], "input": {"merge": ["left", "right"]}},
+            {"id": "big", "job": "echo", "needs": ["left"], "if": {"from": "left", "pointer": "/rows", "gt": 10}},
+        ]}),
+    )
+    .await;
+    let done = run(&daemon, "diamond").await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(status(&done, "big"), "skipped", "rows 3 is not > 10");
+    let left = step_run(&daemon, &done, "left").await;
+    assert_eq!(left["output"], r#"{"rows":3}"#, "left got extract's output bytes");
+    let load = step_run(&daemon, &done, "load").await;
+    let merged: Value = serde_json::from_str(load["output"].as_str().unwrap()).unwrap();
+    assert_eq!(merged, json!({"left": {"rows": 3}, "right": {"side": "right"}}));
+    assert_eq!(load["trigger"], "dependency");
+    assert_eq!(load["workflow_run"], done["id"]);
+    assert_eq!(load["step"], "load");
+    // Each step started after the steps it needs had finished.
+    let right = step_run(&daemon, &done, "right").await;
+    for needed in [&left, &right] {
+        assert!(
+            instant(&load, "started_at") >= instant(needed, "finished_at"),
+            "{load} {needed}"
+        );
+    }
+    let extract = step_run(&daemon, &done, "extract").await;
+    assert!(instant(&left, "started_at") >= instant(&extract, "finished_at"));
+    let listed = daemon
+        .call(Method::GET, "/v1/workflow-runs?workflow=diamond", None)
+        .await;
+    assert_eq!(listed.body["workflow_runs"][0]["id"], done["id"], "{}", listed.body);
+}
+
+#[tokio::test]
+async fn max_parallel_one_never_overlaps_steps_and_three_does() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    for (name, max_parallel) in [("serial", 1), ("wide", 3)] {
+        let steps: Vec<Value> = (0..3).map(|at| json!({"id": format!("s{at}"), "job": "nap"})).collect();
+        define(
+            &daemon,
+            json!({"name": name, "max_parallel": max_parallel, "steps": steps}),
+        )
+        .await;
+        let done = run(&daemon, name).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let mut spans = Vec::new();
+        for step in ["s0", "s1", "s2"] {
+            let run = step_run(&daemon, &done, step).await;
+            spans.push((instant(&run, "started_at"), instant(&run, "finished_at")));
+        }
+        let overlapping = (0..3)
+            .flat_map(|a| (0..3).map(move |b| (a, b)))
+            .filter(|(a, b)| a < b)
+            .filter(|(a, b)| spans[*a].0 < spans[*b].1 && spans[*b].0 < spans[*a].1)
+            .count();
+        if max_parallel == 1 {
+            assert_eq!(overlapping, 0, "{spans:?}");
+        } else {
+            assert!(overlapping > 0, "three 400 ms steps at once overlap: {spans:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn stop_skips_the_rest_after_a_failure_continue_runs_it_and_a_handler_runs_in_both() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    let steps = json!([
+        {"id": "a", "job": "fail"},
+        {"id": "b", "job": "emit", "needs": ["a"], "when": "always"},
+        {"id": "after_b", "job": "echo", "needs": ["b"]},
+        {"id": "handler", "job": "echo", "needs": ["a"], "when": "failure"},
+        {"id": "on_success", "job": "echo", "needs": ["a"]},
+    ]);
+    for (on_failure, after_b) in [("stop", "skipped"), ("continue", "succeeded")] {
+        let name = format!("chain-{on_failure}");
+        define(&daemon, json!({"name": name, "on_failure": on_failure, "steps": steps})).await;
+        let done = run(&daemon, &name).await;
+        assert_eq!(status(&done, "a"), "failed", "{done}");
+        assert_eq!(status(&done, "b"), "succeeded", "always runs: {done}");
+        assert_eq!(status(&done, "after_b"), after_b, "{on_failure}: {done}");
+        assert_eq!(status(&done, "handler"), "succeeded", "{done}");
+        assert_eq!(status(&done, "on_success"), "skipped", "{done}");
+        assert!(done["steps"]["on_success"]["run_id"].is_null());
+        assert_eq!(done["status"], "succeeded", "the failure was handled: {done}");
+    }
+    // Without a handler the failure fails the workflow run.
+    define(
+        &daemon,
+        json!({"name": "unhandled", "steps": [{"id": "a", "job": "fail"}]}),
+    )
+    .await;
+    let done = run(&daemon, "unhandled").await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error"], "step \"a\" failed");
+}
+
+#[tokio::test]
+async fn a_step_retries_by_its_own_policy_and_its_status_is_its_last_attempts() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    define(
+        &daemon,
+        json!({"name": "flaky", "steps": [
+            {"id": "once", "job": "echo", "input": {"value": {"fail": "first", "fail_before_attempt": 2}}},
+            {"id": "thrice", "job": "echo", "input": {"value": {"fail": "first two", "fail_before_attempt": 3}},
+             "retry": {"max_attempts": 3, "backoff": "10ms"}},
+        ], "on_failure": "continue"}),
+    )
+    .await;
+    let done = run(&daemon, "flaky").await;
+    assert_eq!(status(&done, "once"), "failed", "the job's policy: one attempt: {done}");
+    assert_eq!(status(&done, "thrice"), "succeeded", "{done}");
+    assert_eq!(done["steps"]["thrice"]["attempt"], 3);
+    let last = step_run(&daemon, &done, "thrice").await;
+    assert_eq!(last["attempt"], 3);
+    assert!(last["retry_of"].as_str().is_some(), "{last}");
+    assert_eq!(done["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_cancel_stops_the_running_step_and_starts_nothing_new() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    define(
+        &daemon,
+        json!({"name": "long", "steps": [
+            {"id": "slow", "job": "echo", "input": {"value": {"sleep_ms": 30000}}},
+            {"id": "next", "job": "echo", "needs": ["slow"], "when": "always"},
+        ]}),
+    )
+    .await;
+    let started = daemon.call(Method::POST, "/v1/workflows/long/run", None).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let id = started.body["id"].as_str().unwrap().to_string();
+    until(&daemon, &id, |run| status(run, "slow") == "running").await;
+    let cancelled = daemon
+        .call(Method::POST, &format!("/v1/workflow-runs/{id}/cancel"), None)
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    let done = until(&daemon, &id, |run| run["status"] != "running").await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(status(&done, "slow"), "cancelled");
+    assert_eq!(status(&done, "next"), "cancelled", "{done}");
+    assert!(done["steps"]["next"]["run_id"].is_null(), "never started");
+    let again = daemon
+        .call(Method::POST, &format!("/v1/workflow-runs/{id}/cancel"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+}
+
+#[tokio::test]
+async fn a_retry_runs_the_failed_steps_again_and_keeps_what_succeeded() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    daemon
+        .create_job(json!({"name": "gate", "plugin": "step", "input": {"fail": "closed"}}))
+        .await;
+    define(
+        &daemon,
+        json!({"name": "gated", "steps": [
+            {"id": "first", "job": "emit"},
+            {"id": "gate", "job": "gate", "needs": ["first"]},
+            {"id": "last", "job": "echo", "needs": ["first", "gate"], "input": {"merge": ["first", "gate"]}},
+        ]}),
+    )
+    .await;
+    let failed = run(&daemon, "gated").await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(status(&failed, "last"), "skipped");
+    let first_run = failed["steps"]["first"]["run_id"].clone();
+    let patched = daemon
+        .call(
+            Method::PATCH,
+            "/v1/jobs/gate",
+            Some(json!({"input": {"output": "open"}})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let id = failed["id"].as_str().unwrap();
+    let retried = daemon
+        .call(Method::POST, &format!("/v1/workflow-runs/{id}/retry?wait=60s"), None)
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+    let done = retried.body;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["steps"]["first"]["run_id"], first_run, "not run again");
+    assert_ne!(done["steps"]["gate"]["run_id"], failed["steps"]["gate"]["run_id"]);
+    let last = step_run(&daemon, &done, "last").await;
+    let merged: Value = serde_json::from_str(last["output"].as_str().unwrap()).unwrap();
+    assert_eq!(merged, json!({"first": {"rows": 3}, "gate": "open"}));
+    let runs_of_first = daemon.call(Method::GET, "/v1/runs?job=emit", None).await;
+    assert_eq!(runs_of_first.body["runs"].as_array().unwrap().len(), 1);
+    let again = daemon
+        .call(Method::POST, &format!("/v1/workflow-runs/{id}/retry"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+}
+
+#[tokio::test]
+async fn bad_definitions_are_refused_naming_the_field() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    let many: Vec<Value> = (0..101)
+        .map(|at| json!({"id": format!("s{at}"), "job": "echo"}))
+        .collect();
+    let cases = [
+        (
+            json!({"name": "w", "steps": [{"id": "a", "job": "nope"}]}),
+            "steps[0].job",
+        ),
+        (
+            json!({"name": "w", "steps": [
+                {"id": "a", "job": "echo", "needs": ["b"]}, {"id": "b", "job": "echo", "needs": ["a"]}]}),
+            "steps: needs form a cycle",
+        ),
+        (
+            json!({"name": "w", "steps": [{"id": "a", "job": "echo"}, {"id": "a", "job": "echo"}]}),
+            "steps[1].id",
+        ),
+        (
+            json!({"name": "w", "steps": [{"id": "a", "job": "echo", "needs": ["zz"]}]}),
+            "steps[0].needs",
+        ),
+        (json!({"name": "w", "steps": many}), "steps: has 101 steps"),
+        (
+            json!({"name": "w", "steps": [{"id": "a", "job": "echo", "when": "later"}]}),
+            "steps[0].when",
+        ),
+    ];
+    for (body, field) in cases {
+        let answer = daemon.call(Method::POST, "/v1/workflows", Some(body.clone())).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.body);
+        assert!(answer.message().contains(field), "{field}: {}", answer.body);
+    }
+    define(&daemon, json!({"name": "w", "steps": [{"id": "a", "job": "echo"}]})).await;
+    let taken = daemon
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            Some(json!({"name": "w", "steps": [{"id": "a", "job": "echo"}]})),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    let missing = daemon.call(Method::POST, "/v1/workflows/none/run", None).await;
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::NOT_FOUND, "workflow_not_found")
+    );
+}
+
+#[tokio::test]
+async fn kill_9_during_a_step_and_between_steps_loses_nothing_and_runs_only_the_cut_step_twice() {
+    let mut daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    define(
+        &daemon,
+        json!({"name": "crash", "steps": [
+            {"id": "one", "job": "echo", "input": {"value": {"sleep_ms": 3000, "output": "slept"}},
+             "retry": {"max_attempts": 2, "backoff": "10ms"}},
+            {"id": "two", "job": "echo", "needs": ["one"], "input": {"from": "one"}},
+            {"id": "three", "job": "nap", "needs": ["two"], "retry": {"max_attempts": 2, "backoff": "10ms"}},
+            {"id": "four", "job": "echo", "needs": ["three"], "input": {"from": "three"}},
+        ]}),
+    )
+    .await;
+    let started = daemon.call(Method::POST, "/v1/workflows/crash/run", None).await;
+    let id = started.body["id"].as_str().unwrap().to_string();
+    // During a step: `one` is cut and retried.
+    until(&daemon, &id, |run| status(run, "one") == "running").await;
+    // Long enough for its running mark to be durable (a run killed before
+    // that is only queued as far as the store knows, and runs again whole).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.restart();
+    // Between steps: once `two` has succeeded, whatever comes next.
+    until(&daemon, &id, |run| status(run, "two") == "succeeded").await;
+    daemon.restart();
+    let done = until(&daemon, &id, |run| run["status"] != "running").await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let runs = daemon.call(Method::GET, "/v1/runs?limit=100", None).await.body;
+    let runs_of = |step: &str| -> Vec<Value> {
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|run| run["workflow_run"] == id.as_str() && run["step"] == step)
+            .cloned()
+            .collect()
+    };
+    let one = runs_of("one");
+    assert_eq!(one.len(), 2, "cut once, then retried: {one:?}");
+    assert!(one.iter().any(|run| run["error"]["kind"] == "host_restart"), "{one:?}");
+    assert_eq!(runs_of("two").len(), 1);
+    // `three` may have been running at the second kill: then it is the one
+    // cut and run again.
+    let three = runs_of("three");
+    let cut = three
+        .iter()
+        .filter(|run| run["error"]["kind"] == "host_restart")
+        .count();
+    assert_eq!(three.len(), 1 + cut, "{three:?}");
+    assert_eq!(runs_of("four").len(), 1);
+    let four = step_run(&daemon, &done, "four").await;
+    assert_eq!(four["output"], r#""napped""#);
+}
