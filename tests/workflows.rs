@@ -390,3 +390,124 @@ async fn kill_9_during_a_step_and_between_steps_loses_nothing_and_runs_only_the_
     let four = step_run(&daemon, &done, "four").await;
     assert_eq!(four["output"], r#""napped""#);
 }
+
+#[tokio::test]
+async fn a_scheduled_workflow_fires_on_time_and_follows_its_overlap_policy() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    // Each run takes 2.5 s; the schedule fires every second.
+    for (name, overlap) in [("skipper", "skip"), ("allower", "allow")] {
+        define(
+            &daemon,
+            json!({"name": name, "schedule": {"every": "1s"}, "policy": {"overlap": overlap},
+                   "steps": [{"id": "slow", "job": "echo", "input": {"value": {"sleep_ms": 2500}}}]}),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    for name in ["skipper", "allower"] {
+        let paused = daemon
+            .call(
+                Method::PATCH,
+                &format!("/v1/workflows/{name}"),
+                Some(json!({"enabled": false})),
+            )
+            .await;
+        assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
+        assert!(paused.body["next_fire_at"].is_null(), "{}", paused.body);
+    }
+    let now = Utc::now();
+    let spans = |runs: &Value| -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        runs["workflow_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| {
+                assert_eq!(run["trigger"], "schedule", "{run}");
+                let due = instant(run, "scheduled_at");
+                let started = instant(run, "started_at");
+                assert!((started - due).num_milliseconds() < 1000, "late: {run}");
+                let ended = run["finished_at"].as_str().map_or(now, |at| at.parse().unwrap());
+                (started, ended)
+            })
+            .collect()
+    };
+    let overlaps = |spans: &[(DateTime<Utc>, DateTime<Utc>)]| {
+        (0..spans.len())
+            .flat_map(|a| (a + 1..spans.len()).map(move |b| (a, b)))
+            .filter(|(a, b)| spans[*a].0 < spans[*b].1 && spans[*b].0 < spans[*a].1)
+            .count()
+    };
+    let skipped = spans(
+        &daemon
+            .call(Method::GET, "/v1/workflow-runs?workflow=skipper", None)
+            .await
+            .body,
+    );
+    assert!(
+        !skipped.is_empty() && skipped.len() <= 2,
+        "one run at a time: {skipped:?}"
+    );
+    assert_eq!(overlaps(&skipped), 0, "{skipped:?}");
+    let allowed = spans(
+        &daemon
+            .call(Method::GET, "/v1/workflow-runs?workflow=allower", None)
+            .await
+            .body,
+    );
+    assert!(allowed.len() >= 3, "a run every second: {allowed:?}");
+    assert!(overlaps(&allowed) > 0, "{allowed:?}");
+}
+
+#[tokio::test]
+async fn a_workflow_run_is_told_in_events_and_counted_in_metrics() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    define(
+        &daemon,
+        json!({"name": "told", "steps": [
+            {"id": "a", "job": "emit"}, {"id": "b", "job": "echo", "needs": ["a"], "input": {"from": "a"}}]}),
+    )
+    .await;
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/v1/events", daemon.url))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let done = run(&daemon, "told").await;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("event: workflow.finished") {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the stream ended or stalled ({other:?}): {text}"),
+        }
+    }
+    let kinds: Vec<&str> = text.lines().filter_map(|line| line.strip_prefix("event: ")).collect();
+    let position = |kind: &str| kinds.iter().position(|seen| *seen == kind).unwrap();
+    assert!(position("workflow.started") < position("run.finished"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|kind| **kind == "run.finished").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"workflow.finished"), "{kinds:?}");
+    let finished = text
+        .split("event: workflow.finished")
+        .nth(1)
+        .and_then(|rest| rest.lines().find_map(|line| line.strip_prefix("data: ")))
+        .unwrap();
+    let finished: Value = serde_json::from_str(finished).unwrap();
+    assert_eq!(finished["data"]["workflow_run_id"], done["id"], "{finished}");
+    assert_eq!(finished["data"]["status"], "succeeded");
+    let counted = daemon
+        .metric(r#"sandcron_workflow_runs_total{status="succeeded",tenant="default",workflow="told"}"#)
+        .await;
+    assert_eq!(counted, 1.0);
+    let steps = daemon
+        .metric(r#"sandcron_workflow_step_duration_seconds_count{tenant="default",workflow="told"}"#)
+        .await;
+    assert_eq!(steps, 2.0);
+}

@@ -163,6 +163,8 @@ impl Daemon {
             executor: executor.clone(),
             plugins: plugins.clone(),
             clock: clock.clone(),
+            events: events.clone(),
+            metrics: metrics.clone(),
             max_input_bytes: config.jobs.max_input_bytes,
             run_log_bytes: config.jobs.logs,
         });
@@ -238,6 +240,7 @@ impl Daemon {
         self.digests.clone().start();
         self.executor.start();
         self.scheduler.start();
+        self.workflows.start_schedule();
         let fired = tolerate_failing_storage(self.scheduler.fire_run_at_start_jobs().await)
             .context("firing run_at_start jobs")?;
         if fired > 0 {

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::model::workflow_run::{WorkflowRun, WorkflowRunStatus};
 use crate::model::{Job, Run, RunError, RunStatus, Trigger};
 
 /// Events kept per tenant for resuming clients.
@@ -28,7 +29,8 @@ pub struct Event {
     #[serde(skip)]
     pub tenant: String,
     /// `run.queued`, `run.started`, `run.finished`, `job.created`,
-    /// `job.updated`, `job.paused`, `job.resumed`, `job.deleted`.
+    /// `job.updated`, `job.paused`, `job.resumed`, `job.deleted`,
+    /// `workflow.started`, `workflow.finished`.
     pub kind: &'static str,
     /// When it happened.
     pub at: DateTime<Utc>,
@@ -42,6 +44,7 @@ impl Event {
         match &self.data {
             EventData::Run(run) => &run.job_id,
             EventData::Job(job) => &job.job_id,
+            EventData::Workflow(_) => "",
         }
     }
 
@@ -64,6 +67,25 @@ pub enum EventData {
     Run(RunData),
     /// A job event's job.
     Job(JobData),
+    /// A workflow event's workflow run.
+    Workflow(WorkflowData),
+}
+
+/// A workflow run as events show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkflowData {
+    /// The workflow run's id.
+    pub workflow_run_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// Where it is.
+    pub status: WorkflowRunStatus,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed or stopped.
+    pub error: Option<String>,
 }
 
 /// A run as events show it.
@@ -225,6 +247,19 @@ impl EventBus {
     /// A job event.
     pub fn job(&self, kind: &'static str, job: &Job) {
         self.publish(&job.tenant, kind, job_data(job));
+    }
+
+    /// A workflow run event.
+    pub fn workflow(&self, kind: &'static str, run: &WorkflowRun) {
+        let data = EventData::Workflow(WorkflowData {
+            workflow_run_id: run.id.clone(),
+            workflow: run.workflow.name.clone(),
+            status: run.status,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            error: run.error.clone(),
+        });
+        self.publish(&run.tenant, kind, data);
     }
 
     /// Subscribes to `tenant`'s events from after `last_seen` (None: from

@@ -31,6 +31,8 @@ pub struct Metrics {
     http_duration: HistogramVec,
     http_closed: IntCounterVec,
     unauthenticated_limited: IntCounter,
+    workflow_runs: IntCounterVec,
+    workflow_steps: HistogramVec,
     /// HTTP connections open now.
     pub http_connections: IntGauge,
     /// Runs waiting, by priority (set at scrape).
@@ -126,6 +128,17 @@ impl Metrics {
                 &["route"],
                 DURATION_BUCKETS,
             ),
+            workflow_runs: counter(
+                "sandcron_workflow_runs_total",
+                "Finished workflow runs by tenant, workflow and status.",
+                &["tenant", "workflow", "status"],
+            ),
+            workflow_steps: histogram(
+                "sandcron_workflow_step_duration_seconds",
+                "Wall-clock time of workflow steps' finished runs.",
+                &["tenant", "workflow"],
+                DURATION_BUCKETS,
+            ),
             http_closed: counter(
                 "sandcron_http_connections_closed_total",
                 "HTTP connections the server closed or refused: header_timeout, idle_timeout, evicted (at the cap, to make room), refused (at the cap, all busy).",
@@ -186,6 +199,18 @@ impl Metrics {
         if let Some(fuel) = run.fuel_consumed {
             self.fuel.with_label_values(&[run.tenant.as_str()]).inc_by(fuel);
         }
+    }
+
+    /// A workflow run ended.
+    pub fn workflow_finished(&self, tenant: &str, workflow: &str, status: &str) {
+        self.workflow_runs.with_label_values(&[tenant, workflow, status]).inc();
+    }
+
+    /// A workflow step's run ended after `seconds`.
+    pub fn workflow_step(&self, tenant: &str, workflow: &str, seconds: f64) {
+        self.workflow_steps
+            .with_label_values(&[tenant, workflow])
+            .observe(seconds);
     }
 
     /// A job was deleted: its run counters go with it, so jobs created

@@ -354,13 +354,11 @@ impl Executor {
     }
 
     /// Writes a workflow run's latest record with the step runs it queues
-    /// (in the order of every other write of it), makes them durable and
-    /// hands the runs to the queue.
+    /// (in the order of every other write of it) and makes them durable;
+    /// hand the runs to the queue then ([`Executor::queued`]).
     pub async fn write_workflow(&self, id: String, runs: Vec<Run>) -> Result<(), StoreError> {
-        self.recorder.workflow(id, runs.clone()).await?;
-        self.store.flush_async().await?;
-        self.queued(runs);
-        Ok(())
+        self.recorder.workflow(id, runs).await?;
+        self.store.flush_async().await
     }
 
     /// Starts the dispatcher (after [`Executor::start_recording`]).
@@ -536,6 +534,11 @@ impl Executor {
         }
         if !started.is_empty() {
             self.queued(started);
+        }
+        if run.workflow.is_some()
+            && let Some(steps) = self.steps.get()
+        {
+            steps.told(&run);
         }
         // After the retry is queued, so whoever schedules sees it among the
         // job's activity. The receiver lives as long as the daemon.

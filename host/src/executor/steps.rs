@@ -19,4 +19,7 @@ pub trait StepHook: Send + Sync {
     /// Those records (from [`StepHook::snapshot`]) were written (durable
     /// with the next flush), or the write failed (`ok` false).
     fn written(&self, records: &[WorkflowRun], ok: bool);
+    /// A step's run end is durable and told (its events sent, the runs it
+    /// started queued): what follows from it can be told now.
+    fn told(&self, run: &Run);
 }

@@ -93,6 +93,7 @@ impl Workflows {
         }
         self.store.put_workflow(&workflow)?;
         self.store.flush_async().await?;
+        self.schedule_changed.notify_one();
         Ok(workflow)
     }
 }

@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::error::WorkflowError;
+use super::schedule::Planner;
 use crate::clock::Clock;
+use crate::events::EventBus;
 use crate::executor::{Executor, StepHook};
+use crate::metrics::Metrics;
 use crate::model::run::{NewRun, StepOf};
+use crate::model::workflow::Workflow;
 use crate::model::workflow_run::{StepStart, StepStatus, Stopping, WorkflowRun};
 use crate::model::{Run, Trigger};
 use crate::plugin::Plugins;
@@ -33,6 +37,10 @@ pub struct WorkflowsParts {
     pub plugins: Arc<Plugins>,
     /// Now.
     pub clock: Arc<dyn Clock>,
+    /// Where `workflow.started` and `workflow.finished` go.
+    pub events: Arc<EventBus>,
+    /// Workflow runs and step durations.
+    pub metrics: Arc<Metrics>,
     /// The largest input a step may get (the jobs' input limit).
     pub max_input_bytes: usize,
     /// The log cap of each step's run.
@@ -63,11 +71,20 @@ pub struct Workflows {
     executor: Arc<Executor>,
     plugins: Arc<Plugins>,
     pub(super) clock: Arc<dyn Clock>,
+    events: Arc<EventBus>,
+    metrics: Arc<Metrics>,
     pub(super) max_input_bytes: usize,
     run_log_bytes: u64,
     active: Mutex<HashMap<String, Active>>,
     /// Bumped after every write of workflow runs: waiters look again.
     changed: watch::Sender<u64>,
+    /// The schedule loop's state (see `schedule`).
+    pub(super) planner: Mutex<Planner>,
+    /// Wakes the schedule loop: a definition changed or a run ended.
+    pub(super) schedule_changed: Notify,
+    /// Workflow runs whose end is written but not told yet: told after
+    /// the end of the step run that ended them.
+    untold: Mutex<HashMap<String, WorkflowRun>>,
 }
 
 impl Workflows {
@@ -80,10 +97,15 @@ impl Workflows {
             executor: parts.executor,
             plugins: parts.plugins,
             clock: parts.clock,
+            events: parts.events,
+            metrics: parts.metrics,
             max_input_bytes: parts.max_input_bytes,
             run_log_bytes: parts.run_log_bytes,
             active: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
+            planner: Mutex::new(Planner::default()),
+            schedule_changed: Notify::new(),
+            untold: Mutex::new(HashMap::new()),
         })
     }
 
@@ -117,26 +139,57 @@ impl Workflows {
             .store
             .workflow(tenant, name)?
             .ok_or_else(|| WorkflowError::NotFound(name.to_string()))?;
+        self.start_as(workflow, crate::model::new_id(), input, trigger, scheduled_at)
+            .await
+    }
+
+    /// Starts a run of `workflow` with the id `id`.
+    pub(super) async fn start_as(
+        self: &Arc<Self>,
+        workflow: Workflow,
+        id: String,
+        input: Option<&Value>,
+        trigger: Trigger,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> Result<WorkflowRun, WorkflowError> {
         let now = self.clock.now();
         let record = WorkflowRun::new(
-            crate::model::new_id(),
+            id.clone(),
             &workflow,
             trigger,
             workflow.input_of(input),
             scheduled_at.unwrap_or(now),
             now,
         );
-        let id = record.id.clone();
         let runs = {
             let mut active = lock(&self.active);
             let entry = active.entry(id.clone()).or_insert_with(|| Active::new(record));
             self.advance(entry)
         };
         tracing::info!(workflow = %workflow.name, workflow_run = %id, steps = runs.len(), "workflow run started");
-        self.executor.write_workflow(id.clone(), runs).await?;
-        let record = self.run(tenant, &id)?.ok_or(WorkflowError::RunNotFound(id))?;
+        self.executor.write_workflow(id.clone(), runs.clone()).await?;
+        let record = self
+            .run(&workflow.tenant, &id)?
+            .or_else(|| self.store.workflow_run(&workflow.tenant, &id).ok().flatten())
+            .ok_or_else(|| WorkflowError::RunNotFound(id.clone()))?;
+        self.events.workflow("workflow.started", &record);
+        self.executor.queued(runs);
+        self.tell(&id);
         self.arm_timeout(&record);
         Ok(record)
+    }
+
+    /// The ids of a workflow's runs going now.
+    pub(super) fn active_runs_of(&self, tenant: &str, workflow_id: &str) -> Vec<String> {
+        lock(&self.active)
+            .values()
+            .filter(|active| {
+                active.record.tenant == tenant
+                    && active.record.workflow.id == workflow_id
+                    && !active.record.status.is_finished()
+            })
+            .map(|active| active.record.id.clone())
+            .collect()
     }
 
     /// A tenant's workflow run: while it goes, as last written (a queued
@@ -223,6 +276,7 @@ impl Workflows {
             }
         };
         self.executor.write_workflow(id.to_string(), Vec::new()).await?;
+        self.tell(id);
         for run_id in to_cancel {
             // A run that ended meanwhile moved the workflow run on itself.
             if let Err(error) = self.executor.cancel(tenant, &run_id).await {
@@ -252,10 +306,13 @@ impl Workflows {
             let entry = active.entry(id.to_string()).or_insert_with(|| Active::new(record));
             self.advance(entry)
         };
-        self.executor.write_workflow(id.to_string(), runs).await?;
+        self.executor.write_workflow(id.to_string(), runs.clone()).await?;
         let record = self
             .run(tenant, id)?
             .ok_or_else(|| WorkflowError::RunNotFound(id.to_string()))?;
+        self.events.workflow("workflow.started", &record);
+        self.executor.queued(runs);
+        self.tell(id);
         self.arm_timeout(&record);
         Ok(record)
     }
@@ -378,7 +435,26 @@ impl Workflows {
     }
 }
 
+impl Workflows {
+    /// Tells a workflow run's end once it is written and the step run that
+    /// ended it is told.
+    fn tell(&self, id: &str) {
+        let Some(record) = lock(&self.untold).remove(id) else {
+            return;
+        };
+        self.events.workflow("workflow.finished", &record);
+        self.metrics
+            .workflow_finished(&record.tenant, &record.workflow.name, record.status.as_str());
+    }
+}
+
 impl StepHook for Workflows {
+    fn told(&self, run: &Run) {
+        if let Some(of) = &run.workflow {
+            self.tell(&of.workflow_run);
+        }
+    }
+
     fn step_ended(&self, run: &Run, output: &[u8], next: Option<&Run>) -> Vec<Run> {
         let Some(of) = &run.workflow else {
             return Vec::new();
@@ -387,6 +463,10 @@ impl StepHook for Workflows {
         let Some(entry) = active.get_mut(&of.workflow_run) else {
             return Vec::new();
         };
+        if let Some(ms) = run.duration_ms {
+            self.metrics
+                .workflow_step(&run.tenant, &entry.record.workflow.name, ms as f64 / 1000.0);
+        }
         let read_later = entry
             .record
             .workflow
@@ -424,6 +504,8 @@ impl StepHook for Workflows {
                     continue;
                 }
                 if record.status.is_finished() {
+                    self.workflow_run_ended(record);
+                    lock(&self.untold).insert(id.clone(), record.clone());
                     tracing::info!(
                         workflow = %record.workflow.name,
                         workflow_run = %id,

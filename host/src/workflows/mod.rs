@@ -6,6 +6,7 @@
 mod definitions;
 mod engine;
 mod error;
+mod schedule;
 
 pub use engine::{Workflows, WorkflowsParts};
 pub use error::WorkflowError;
