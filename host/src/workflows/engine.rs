@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use super::error::WorkflowError;
-use super::schedule::Planner;
+use super::planner::Planner;
 use crate::clock::Clock;
 use crate::events::EventBus;
 use crate::executor::{Executor, StepHook};

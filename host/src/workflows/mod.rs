@@ -6,6 +6,7 @@
 mod definitions;
 mod engine;
 mod error;
+mod planner;
 mod schedule;
 
 pub use engine::{Workflows, WorkflowsParts};

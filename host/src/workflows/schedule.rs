@@ -11,7 +11,6 @@
 //! default) starts nothing, `allow` starts beside it, `queue` keeps one fire
 //! to start when the run ends, `replace` cancels the run and starts.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,17 +31,6 @@ const MAX_CATCH_UP: usize = 100;
 const ON_TIME: Duration = Duration::from_secs(2);
 /// How long the loop sleeps with nothing scheduled (a change wakes it).
 const IDLE: Duration = Duration::from_secs(60);
-
-/// What the loop holds between passes.
-#[derive(Default)]
-pub(super) struct Planner {
-    /// Per (tenant, workflow): a fire waiting for the run going now to end
-    /// (overlap `queue`).
-    waiting: HashMap<(String, String), DateTime<Utc>>,
-    /// Per (tenant, workflow): when its last run ended (the origin of an
-    /// `after` schedule), reported by the engine.
-    ended: HashMap<(String, String), DateTime<Utc>>,
-}
 
 impl Workflows {
     /// Starts the loop that fires scheduled workflows.

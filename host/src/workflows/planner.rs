@@ -1,0 +1,16 @@
+//! What the workflow schedule loop keeps between its passes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+/// What the loop holds between passes.
+#[derive(Default)]
+pub(super) struct Planner {
+    /// Per (tenant, workflow): a fire waiting for the run going now to end
+    /// (overlap `queue`).
+    pub(super) waiting: HashMap<(String, String), DateTime<Utc>>,
+    /// Per (tenant, workflow): when its last run ended (the origin of an
+    /// `after` schedule), reported by the engine.
+    pub(super) ended: HashMap<(String, String), DateTime<Utc>>,
+}
