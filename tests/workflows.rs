@@ -511,3 +511,26 @@ async fn a_workflow_run_is_told_in_events_and_counted_in_metrics() {
         .await;
     assert_eq!(steps, 2.0);
 }
+
+#[tokio::test]
+async fn a_workflow_run_past_its_timeout_is_stopped_and_fails() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    define(
+        &daemon,
+        json!({"name": "slowpoke", "timeout": "1s", "steps": [
+            {"id": "slow", "job": "echo", "input": {"value": {"sleep_ms": 30000}}},
+            {"id": "after", "job": "echo", "needs": ["slow"]}]}),
+    )
+    .await;
+    let began = std::time::Instant::now();
+    let done = run(&daemon, "slowpoke").await;
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "stopped at its timeout, not after the sleep"
+    );
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"], "timed out after 1s");
+    assert_eq!(status(&done, "slow"), "cancelled");
+    assert_eq!(status(&done, "after"), "cancelled");
+}

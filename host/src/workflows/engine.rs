@@ -112,7 +112,7 @@ impl Workflows {
     /// Takes back the workflow runs that were going when the daemon
     /// stopped (their steps' runs are recovered by the executor, whose
     /// outcomes then move them on) and arms their timeouts.
-    pub fn recover(self: &Arc<Self>) -> Result<usize, StoreError> {
+    pub fn recover(&self) -> Result<usize, StoreError> {
         let running = self.store.running_workflow_runs()?;
         let count = running.len();
         for record in running {
@@ -317,31 +317,38 @@ impl Workflows {
         Ok(record)
     }
 
-    /// Stops the run when its workflow's timeout is over.
-    fn arm_timeout(self: &Arc<Self>, record: &WorkflowRun) {
+    /// Stops the run when its workflow's timeout is over (the schedule
+    /// loop watches the deadlines).
+    fn arm_timeout(&self, record: &WorkflowRun) {
         if record.status.is_finished() {
             return;
         }
-        let engine = Arc::downgrade(self);
-        let (tenant, id, deadline) = (record.tenant.clone(), record.id.clone(), record.deadline());
-        let started_at = record.started_at;
-        tokio::spawn(async move {
-            let Some(clock) = engine.upgrade().map(|engine| engine.clock.clone()) else {
-                return;
+        lock(&self.planner).deadlines.insert(deadline_entry(record));
+        self.schedule_changed.notify_one();
+    }
+
+    /// Stops the runs past their deadline; returns the next deadline.
+    pub(super) async fn stop_late(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        loop {
+            let late = {
+                let mut planner = lock(&self.planner);
+                match planner.deadlines.first() {
+                    Some(entry) if entry.0 <= now => planner.deadlines.pop_first(),
+                    Some(entry) => return Some(entry.0),
+                    None => return None,
+                }
             };
-            clock.sleep_until(deadline).await;
-            let Some(engine) = engine.upgrade() else {
-                return;
+            let Some((_, tenant, id, started_at)) = late else {
+                return None;
             };
-            // A retried run has a later start and its own timer.
-            let current = lock(&engine.active).get(&id).map(|active| active.record.started_at);
+            let current = lock(&self.active).get(&id).map(|active| active.record.started_at);
             if current == Some(started_at) {
                 tracing::warn!(workflow_run = %id, "workflow run timed out");
-                if let Err(error) = engine.stop(&tenant, &id, Stopping::TimedOut).await {
+                if let Err(error) = self.stop(&tenant, &id, Stopping::TimedOut).await {
                     tracing::debug!(workflow_run = %id, %error, "timed-out workflow run not stopped");
                 }
             }
-        });
+        }
     }
 
     /// Moves a workflow run on and makes the runs of the steps that start:
@@ -435,6 +442,16 @@ impl Workflows {
     }
 }
 
+/// A workflow run's entry among the deadlines.
+fn deadline_entry(record: &WorkflowRun) -> (DateTime<Utc>, String, String, DateTime<Utc>) {
+    (
+        record.deadline(),
+        record.tenant.clone(),
+        record.id.clone(),
+        record.started_at,
+    )
+}
+
 impl Workflows {
     /// Tells a workflow run's end once it is written and the step run that
     /// ended it is told.
@@ -504,6 +521,7 @@ impl StepHook for Workflows {
                     continue;
                 }
                 if record.status.is_finished() {
+                    lock(&self.planner).deadlines.remove(&deadline_entry(record));
                     self.workflow_run_ended(record);
                     lock(&self.untold).insert(id.clone(), record.clone());
                     tracing::info!(

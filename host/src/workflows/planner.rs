@@ -1,6 +1,6 @@
 //! What the workflow schedule loop keeps between its passes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -13,4 +13,8 @@ pub(super) struct Planner {
     /// Per (tenant, workflow): when its last run ended (the origin of an
     /// `after` schedule), reported by the engine.
     pub(super) ended: HashMap<(String, String), DateTime<Utc>>,
+    /// (deadline, tenant, workflow run id, its start) of the workflow runs
+    /// going, earliest first: a run still going at its deadline is stopped
+    /// (a retried run has a later start, so its old entry does nothing).
+    pub(super) deadlines: BTreeSet<(DateTime<Utc>, String, String, DateTime<Utc>)>,
 }

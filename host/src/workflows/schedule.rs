@@ -1,6 +1,7 @@
 //! Scheduled workflows: one loop sleeps to the earliest `next_fire_at` of
-//! the enabled scheduled workflows, fires what is due through the
-//! workflow's misfire and overlap policies, and moves `next_fire_at` on.
+//! the enabled scheduled workflows (or deadline of a workflow run going),
+//! fires what is due through the workflow's misfire and overlap policies,
+//! moves `next_fire_at` on, and stops workflow runs past their timeout.
 //!
 //! A fire's workflow run id derives from (workflow, instant), so a fire
 //! started again after a crash (before its `next_fire_at` moved) finds its
@@ -63,10 +64,11 @@ impl Workflows {
         self.schedule_changed.notify_one();
     }
 
-    /// Fires every due scheduled workflow; returns the next instant due.
+    /// Stops the workflow runs past their deadline and fires every due
+    /// scheduled workflow; returns the next instant due.
     async fn fire_due(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, WorkflowError> {
         let now = self.clock.now();
-        let mut earliest: Option<DateTime<Utc>> = None;
+        let mut earliest: Option<DateTime<Utc>> = self.stop_late(now).await;
         for workflow in self.store.all_workflows()? {
             let key = (workflow.tenant.clone(), workflow.name.clone());
             let (Some(schedule), true) = (workflow.schedule.clone(), workflow.enabled) else {
