@@ -338,9 +338,7 @@ impl Workflows {
                     None => return None,
                 }
             };
-            let Some((_, tenant, id, started_at)) = late else {
-                return None;
-            };
+            let (_, tenant, id, started_at) = late?;
             let current = lock(&self.active).get(&id).map(|active| active.record.started_at);
             if current == Some(started_at) {
                 tracing::warn!(workflow_run = %id, "workflow run timed out");
