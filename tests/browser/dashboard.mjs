@@ -3,28 +3,11 @@
 // The daemon has the `hello` plugin and a cron job `greet` already. Exits 0
 // when every step passed; prints what it did and, on failure, why.
 
-import { chromium } from "playwright-core";
+import { expect, session, step } from "./browser.mjs";
 
 const [url, token, pluginPath, screenshotPath] = process.argv.slice(2);
-const step = (text) => console.log("step: " + text);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
-let failed = false;
-try {
-  const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
-  const errors = [];
-  page.on("pageerror", (error) => errors.push(error.message));
-  page.on("dialog", (dialog) => dialog.accept());
-  // Nothing may be fetched from anywhere but the daemon.
-  const outside = [];
-  page.on("request", (request) => { if (!request.url().startsWith(url)) outside.push(request.url()); });
-
+await session(url, async (page) => {
   step("sign in is asked for, a bad token refused");
   await page.goto(url + "/");
   await page.fill("#token", "sc_wrong");
@@ -37,7 +20,7 @@ try {
   const greet = page.locator("#jobs tr[data-job=greet]");
   await greet.waitFor();
   const greetText = await greet.innerText();
-  if (!greetText.includes("0 8 * * MON-FRI") || !greetText.includes("active")) throw new Error("greet row: " + greetText);
+  expect(greetText.includes("0 8 * * MON-FRI") && greetText.includes("active"), "greet row: " + greetText);
 
   step("a new job: the cron preview follows the typing");
   await page.click("#new-job");
@@ -45,7 +28,7 @@ try {
   await page.selectOption("#f-plugin", "hello");
   await page.fill("#f-value", "*/5 * * * *");
   await page.waitForSelector("#preview li");
-  if ((await page.locator("#preview li").count()) !== 5) throw new Error("the preview shows 5 fires");
+  expect((await page.locator("#preview li").count()) === 5, "the preview shows 5 fires");
   await page.fill("#f-value", "61 * * * *");
   await page.waitForSelector("#preview .error");
   await page.fill("#f-value", "30 9 * * *");
@@ -92,20 +75,10 @@ try {
   await page.waitForSelector("#calendar .day");
   await page.waitForFunction(() => document.querySelectorAll("#calendar .fire").length >= 4);
   const fires = await page.locator("#calendar .fire").allInnerTexts();
-  if (!fires.every((text) => text.includes("greet"))) throw new Error("calendar: " + fires.join(" | "));
+  expect(fires.every((text) => text.includes("greet")), "calendar: " + fires.join(" | "));
 
   step("screenshot");
   await page.click("#tabs button[data-tab=jobs]");
   await page.waitForSelector("#jobs tr[data-job=greet]");
   await page.screenshot({ path: screenshotPath, fullPage: true });
-
-  if (errors.length) throw new Error("page errors: " + errors.join("; "));
-  if (outside.length) throw new Error("requests beyond the daemon: " + outside.join(", "));
-  step("all passed");
-} catch (error) {
-  failed = true;
-  console.error("FAILED: " + (error && error.stack ? error.stack : error));
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});
