@@ -534,3 +534,58 @@ async fn a_workflow_run_past_its_timeout_is_stopped_and_fails() {
     assert_eq!(status(&done, "slow"), "cancelled");
     assert_eq!(status(&done, "after"), "cancelled");
 }
+
+#[tokio::test]
+async fn a_workflows_webhooks_hear_what_they_ask_of_its_runs() {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> = Default::default();
+    let seen = got.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let event = headers["x-sandcron-event"].to_str().unwrap().to_string();
+                seen.lock()
+                    .unwrap()
+                    .push((event, serde_json::from_slice(&body).unwrap()));
+                StatusCode::OK
+            }
+        },
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let daemon = TestDaemon::start_with(&[], &[("SANDCRON_HTTP_ALLOW_PRIVATE", "127.0.0.1/32")]);
+    jobs(&daemon).await;
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    define(
+        &daemon,
+        json!({"name": "hooked", "webhooks": [{"url": hook, "on": ["started", "failed"]}],
+               "steps": [{"id": "a", "job": "fail"}]}),
+    )
+    .await;
+    let done = run(&daemon, "hooked").await;
+    assert_eq!(done["status"], "failed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", got.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut events: Vec<(String, Value)> = got.lock().unwrap().clone();
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["workflow.failed", "workflow.started"], "only what it asked for");
+    let failed = &events[0].1;
+    assert_eq!(failed["event"], "workflow.failed");
+    assert_eq!(failed["workflow_run"]["workflow_run_id"], done["id"]);
+    assert_eq!(failed["workflow_run"]["error"], "step \"a\" failed");
+    let bad = daemon
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            Some(json!({"name": "x", "webhooks": [{"url": "ftp://nope"}], "steps": [{"id": "a", "job": "echo"}]})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.message().starts_with("webhooks[0].url"), "{}", bad.body);
+}

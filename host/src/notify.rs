@@ -1,5 +1,7 @@
 //! Webhooks: a job names URLs and the run events they want (`started`,
-//! `succeeded`, `failed`; none listed is all three). The notifier listens to
+//! `succeeded`, `failed`; none listed is all three); a workflow the same
+//! for its workflow runs (`workflow.started`, `workflow.succeeded`,
+//! `workflow.failed`). The notifier listens to
 //! the event bus, so it never holds up a run; each delivery is a POST of a
 //! JSON event through the same SSRF wall as plugin HTTP, signed with
 //! HMAC-SHA256 under a key derived per tenant from the daemon's master key,
@@ -18,12 +20,13 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio::sync::{Semaphore, broadcast};
 
-use crate::events::{Event, EventBus};
+use crate::events::{Event, EventBus, EventData};
 use crate::mail::Mailer;
 use crate::model::RunStatus;
 use crate::model::job::{Webhook, WebhookEvent};
+use crate::model::workflow_run::WorkflowRunStatus;
 use crate::outbound::{FetchRequest, HttpGrant, Outbound};
-use crate::store::JobStore;
+use crate::store::Store;
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
 
@@ -64,21 +67,23 @@ pub fn signing_secret(vault: &Vault, tenant: &str) -> String {
     format!("whsec_{}", hex::encode(vault.derived_key(SIGNING, tenant)))
 }
 
-/// What a run event means to a webhook, if anything.
-fn webhook_event(event: &Event) -> Option<WebhookEvent> {
-    match (event.kind, event.run_status()) {
-        ("run.started", _) => Some(WebhookEvent::Started),
-        ("run.finished", Some(RunStatus::Succeeded)) => Some(WebhookEvent::Succeeded),
-        ("run.finished", Some(RunStatus::Failed)) => Some(WebhookEvent::Failed),
+/// What a run or workflow event means to a webhook, if anything: the
+/// webhook event and the delivery's event name.
+fn webhook_event(event: &Event) -> Option<(WebhookEvent, &'static str)> {
+    let workflow = match &event.data {
+        EventData::Workflow(workflow) => Some(workflow.status),
         _ => None,
-    }
-}
-
-fn event_name(event: WebhookEvent) -> &'static str {
-    match event {
-        WebhookEvent::Started => "run.started",
-        WebhookEvent::Succeeded => "run.succeeded",
-        WebhookEvent::Failed => "run.failed",
+    };
+    match (event.kind, event.run_status(), workflow) {
+        ("run.started", _, _) => Some((WebhookEvent::Started, "run.started")),
+        ("run.finished", Some(RunStatus::Succeeded), _) => Some((WebhookEvent::Succeeded, "run.succeeded")),
+        ("run.finished", Some(RunStatus::Failed), _) => Some((WebhookEvent::Failed, "run.failed")),
+        ("workflow.started", _, _) => Some((WebhookEvent::Started, "workflow.started")),
+        ("workflow.finished", _, Some(WorkflowRunStatus::Succeeded)) => {
+            Some((WebhookEvent::Succeeded, "workflow.succeeded"))
+        }
+        ("workflow.finished", _, Some(WorkflowRunStatus::Failed)) => Some((WebhookEvent::Failed, "workflow.failed")),
+        _ => None,
     }
 }
 
@@ -92,9 +97,31 @@ struct Delivery {
     body: Vec<u8>,
 }
 
-/// The plain-text e-mail of a run event.
+/// The plain-text e-mail of a run or workflow event.
 fn mail_text(delivery: &Delivery) -> (String, String) {
     let run = &delivery.run;
+    if let Some(id) = run["workflow_run_id"].as_str() {
+        let text = |field: &str| run[field].as_str().unwrap_or("-").to_string();
+        let subject = format!(
+            "[sandcron] workflow {}: {} ({})",
+            text("workflow"),
+            delivery.event,
+            text("status")
+        );
+        let mut body = format!(
+            "Tenant:    {}\nWorkflow:  {}\nRun:       {id}\nEvent:     {}\nStatus:    {}\nStarted:   {}\nFinished:  {}\n",
+            delivery.tenant,
+            text("workflow"),
+            delivery.event,
+            text("status"),
+            text("started_at"),
+            text("finished_at"),
+        );
+        if let Some(error) = run["error"].as_str() {
+            body.push_str(&format!("Error:     {error}\n"));
+        }
+        return (subject, body);
+    }
     let text = |field: &str| run[field].as_str().unwrap_or("-").to_string();
     let subject = format!(
         "[sandcron] {}: {} ({})",
@@ -131,7 +158,7 @@ fn mail_text(delivery: &Delivery) -> (String, String) {
 
 /// Sends webhooks for run events.
 pub struct Notifier {
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn Store>,
     tenants: Arc<Tenants>,
     outbound: Arc<Outbound>,
     vault: Arc<Vault>,
@@ -143,7 +170,7 @@ pub struct Notifier {
 impl Notifier {
     /// A notifier posting through `outbound` and mailing through `mailer`.
     pub fn new(
-        store: Arc<dyn JobStore>,
+        store: Arc<dyn Store>,
         tenants: Arc<Tenants>,
         outbound: Arc<Outbound>,
         vault: Arc<Vault>,
@@ -173,6 +200,17 @@ impl Notifier {
         }
     }
 
+    /// The webhooks of a workflow; None if it is gone.
+    fn workflow_webhooks(&self, tenant: &str, name: &str) -> Option<Vec<Webhook>> {
+        match self.store.workflow(tenant, name) {
+            Ok(workflow) => workflow.map(|workflow| workflow.webhooks),
+            Err(error) => {
+                tracing::warn!(%error, workflow = name, "cannot read the workflow for its webhooks");
+                None
+            }
+        }
+    }
+
     /// Listens to `bus` until it closes.
     pub fn start(self: Arc<Self>, bus: &EventBus) {
         let mut events = bus.listen();
@@ -191,11 +229,15 @@ impl Notifier {
 
     /// Queues the deliveries an event asks for.
     fn consider(self: &Arc<Self>, event: &Event) {
-        let Some(wanted) = webhook_event(event) else {
+        let Some((wanted, name)) = webhook_event(event) else {
             return;
         };
         let job_id = event.job_id();
-        let Some(webhooks) = self.webhooks_of(&event.tenant, job_id) else {
+        let webhooks = match &event.data {
+            EventData::Workflow(workflow) => self.workflow_webhooks(&event.tenant, &workflow.workflow),
+            _ => self.webhooks_of(&event.tenant, job_id),
+        };
+        let Some(webhooks) = webhooks else {
             return;
         };
         for webhook in webhooks.iter() {
@@ -207,18 +249,22 @@ impl Notifier {
                 continue;
             }
             let id = crate::model::new_id();
+            let subject = match &event.data {
+                EventData::Workflow(_) => "workflow_run",
+                _ => "run",
+            };
             let body = json!({
                 "id": id,
-                "event": event_name(wanted),
+                "event": name,
                 "tenant": event.tenant,
                 "at": event.at,
-                "run": event.data,
+                subject: event.data,
             });
             let delivery = Delivery {
                 id,
                 tenant: event.tenant.clone(),
                 url: webhook.url.clone(),
-                event: event_name(wanted),
+                event: name,
                 run: serde_json::to_value(&event.data).unwrap_or_default(),
                 body: serde_json::to_vec(&body).unwrap_or_default(),
             };

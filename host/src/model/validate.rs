@@ -241,7 +241,8 @@ pub fn check_list(
     Ok(())
 }
 
-fn check_webhooks(webhooks: &[Webhook]) -> Result<(), ValidationError> {
+/// Checks webhooks: each an http(s) URL or a `mailto:` address.
+pub fn check_webhooks(webhooks: &[Webhook]) -> Result<(), ValidationError> {
     if webhooks.len() > MAX_LIST_LEN {
         return Err(ValidationError::new("webhooks", format!("the limit is {MAX_LIST_LEN}")));
     }

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::job::{Misfire, Overlap, Priority, Retry, RetrySpec, input_bytes};
+use super::job::{Misfire, Overlap, Priority, Retry, RetrySpec, Webhook, input_bytes};
 use super::name::check_name;
-use super::validate::{ValidationError, resolve_retry};
+use super::validate::{ValidationError, check_webhooks, resolve_retry};
 use crate::timing::Schedule;
 use crate::units::NumberOrText;
 
@@ -48,6 +48,9 @@ pub struct WorkflowSpec {
     pub policy: Option<WorkflowPolicySpec>,
     /// False pauses its schedule.
     pub enabled: Option<bool>,
+    /// Whom its runs' starts and ends notify (`on`: `started`,
+    /// `succeeded`, `failed`).
+    pub webhooks: Option<Vec<Webhook>>,
     /// The graph.
     pub steps: Option<Vec<StepSpec>>,
     /// Read-only fields GET shows, accepted so a fetched workflow can be
@@ -281,6 +284,9 @@ pub struct Workflow {
     pub enabled: bool,
     /// The graph, in the order given.
     pub steps: Vec<Step>,
+    /// Whom its runs notify.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -362,6 +368,8 @@ pub fn check(
     }
     let policy = spec.policy.unwrap_or_default();
     let enabled = spec.enabled.unwrap_or(true);
+    let webhooks = spec.webhooks.unwrap_or_default();
+    check_webhooks(&webhooks)?;
     let created_at = existing.map_or(now, |workflow| workflow.created_at);
     let next_fire_at = match (&schedule, enabled) {
         (Some(schedule), true) => schedule.next_fire(now, created_at, None),
@@ -383,6 +391,7 @@ pub fn check(
         },
         enabled,
         steps,
+        webhooks,
         created_at,
         updated_at: now,
         next_fire_at,

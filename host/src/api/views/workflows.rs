@@ -8,6 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::model::Trigger;
+use crate::model::job::Webhook;
 use crate::model::workflow::{OnFailure, Step, Workflow, WorkflowPolicy};
 use crate::model::workflow_run::{StepState, WorkflowRun, WorkflowRunStatus};
 
@@ -36,6 +37,9 @@ pub struct WorkflowView {
     enabled: bool,
     /// The graph, in the order given.
     steps: Vec<Step>,
+    /// Whom its runs notify.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    webhooks: Vec<Webhook>,
     #[schema(value_type = String, format = DateTime)]
     created_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
@@ -58,6 +62,7 @@ impl From<Workflow> for WorkflowView {
             policy: workflow.policy,
             enabled: workflow.enabled,
             steps: workflow.steps,
+            webhooks: workflow.webhooks,
             created_at: workflow.created_at,
             updated_at: workflow.updated_at,
             next_fire_at: workflow.next_fire_at,
