@@ -1,6 +1,7 @@
 //! Black-box tests of `sandcron apply`: jobs kept in a TOML file are created,
 //! updated and (with --prune) deleted by name; --dry-run changes nothing; a
-//! bad job stops the apply before anything changes.
+//! bad job stops the apply before anything changes. `[[workflow]]` tables
+//! are applied the same way, after the jobs their steps name.
 
 mod common;
 
@@ -259,4 +260,155 @@ input = { name = "Ada" }
     );
     let greeter = daemon.call(Method::GET, "/v1/plugins/greeter", None).await.body;
     assert_eq!(greeter["versions"].as_array().unwrap().len(), 2, "{greeter}");
+}
+
+#[tokio::test]
+async fn workflows_in_the_file_are_created_kept_changed_and_pruned_after_their_jobs() {
+    let daemon = TestDaemon::start();
+    daemon.upload("step", "step").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.toml");
+    let jobs = r#"
+[[job]]
+name = "emit"
+plugin = "step"
+input = { output = { rows = 3 } }
+
+[[job]]
+name = "echo"
+plugin = "step"
+"#;
+    let pipeline = r#"
+[[workflow]]
+name = "pipeline"
+on_failure = "continue"
+
+[[workflow.steps]]
+id = "extract"
+job = "emit"
+
+[[workflow.steps]]
+id = "load"
+job = "echo"
+needs = ["extract"]
+input = { from = "extract" }
+"#;
+    let nightly = r#"
+[[workflow]]
+name = "nightly"
+schedule = { cron = "0 3 * * *", timezone = "UTC" }
+steps = [{ id = "only", job = "emit" }]
+"#;
+    std::fs::write(&file, format!("{jobs}{pipeline}{nightly}")).unwrap();
+    let path = file.to_str().unwrap();
+    let workflow_names = |listed: &serde_json::Value| -> Vec<String> {
+        texts(&listed["workflows"], "name")
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    };
+
+    // A dry run on a fresh daemon: the workflows' jobs come from the file.
+    let plan = daemon.cli(&["apply", "-f", path, "--dry-run"]);
+    assert!(plan.contains("+ create    emit"), "{plan}");
+    assert!(plan.contains("+ create    workflow pipeline"), "{plan}");
+    assert!(plan.contains("+ create    workflow nightly"), "{plan}");
+    assert!(plan.contains("dry run: nothing changed"), "{plan}");
+    let listed = daemon.call(Method::GET, "/v1/workflows", None).await.body;
+    assert!(workflow_names(&listed).is_empty(), "a dry run writes nothing: {listed}");
+
+    let applied = daemon.cli(&["apply", "-f", path]);
+    assert!(
+        applied.contains("applied: 2 created, 0 updated, 0 unchanged, 0 deleted"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("applied workflows: 2 created, 0 updated, 0 unchanged, 0 deleted"),
+        "{applied}"
+    );
+    let stored = daemon.call(Method::GET, "/v1/workflows/pipeline", None).await.body;
+    assert_eq!(stored["on_failure"], "continue", "{stored}");
+    assert_eq!(stored["steps"][1]["input"], json!({"from": "extract"}), "{stored}");
+    let nightly_stored = daemon.call(Method::GET, "/v1/workflows/nightly", None).await.body;
+    assert_eq!(nightly_stored["schedule"]["cron"], "0 3 * * *", "{nightly_stored}");
+    let run = daemon
+        .call(Method::POST, "/v1/workflows/pipeline/run?wait=60s", None)
+        .await
+        .body;
+    assert_eq!(run["status"], "succeeded", "the applied workflow runs: {run}");
+
+    // Again: nothing changes.
+    let again = daemon.cli(&["apply", "-f", path]);
+    assert!(again.contains("= unchanged workflow pipeline"), "{again}");
+    assert!(
+        again.contains("applied workflows: 0 created, 0 updated, 2 unchanged, 0 deleted"),
+        "{again}"
+    );
+    let unchanged = daemon.call(Method::GET, "/v1/workflows/pipeline", None).await.body;
+    assert_eq!(unchanged["updated_at"], stored["updated_at"], "not written again");
+
+    // Edited: pipeline changes, nightly leaves the file. Without --prune
+    // nightly stays; a dry run shows the change and writes nothing.
+    let edited = pipeline.replace("\"continue\"", "\"stop\"").replace(
+        "input = { from = \"extract\" }",
+        "input = { from = \"extract\" }\nretry = { max_attempts = 2 }",
+    );
+    std::fs::write(&file, format!("{jobs}{edited}")).unwrap();
+    let plan = daemon.cli(&["apply", "-f", path, "--prune", "--dry-run"]);
+    assert!(
+        plan.contains("~ update    workflow pipeline (on_failure, steps)"),
+        "{plan}"
+    );
+    assert!(plan.contains("- delete    workflow nightly"), "{plan}");
+    let still = daemon.call(Method::GET, "/v1/workflows/pipeline", None).await.body;
+    assert_eq!(still["on_failure"], "continue", "a dry run writes nothing");
+    let applied = daemon.cli(&["apply", "-f", path]);
+    assert!(
+        applied.contains("applied workflows: 0 created, 1 updated, 0 unchanged, 0 deleted"),
+        "{applied}"
+    );
+    assert!(!applied.contains("- delete"), "{applied}");
+    let changed = daemon.call(Method::GET, "/v1/workflows/pipeline", None).await.body;
+    assert_eq!(changed["on_failure"], "stop", "{changed}");
+    assert_eq!(changed["steps"][1]["retry"]["max_attempts"], 2, "{changed}");
+    let listed = daemon.call(Method::GET, "/v1/workflows", None).await.body;
+    assert_eq!(workflow_names(&listed), ["nightly", "pipeline"], "kept without --prune");
+
+    // --prune deletes the workflow the file no longer names.
+    let pruned = daemon.cli(&["apply", "-f", path, "--prune"]);
+    assert!(
+        pruned.contains("applied workflows: 0 created, 0 updated, 1 unchanged, 1 deleted"),
+        "{pruned}"
+    );
+    let listed = daemon.call(Method::GET, "/v1/workflows", None).await.body;
+    assert_eq!(workflow_names(&listed), ["pipeline"], "{listed}");
+
+    // A workflow whose step names no job: nothing is applied, the error says which.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        format!("{jobs}\n[[job]]\nname = \"fresh\"\nplugin = \"step\"\n\n[[workflow]]\nname = \"lost\"\nsteps = [{{ id = \"a\", job = \"missing\" }}]\n"),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sandcron"))
+        .args([
+            "apply",
+            "-f",
+            broken.to_str().unwrap(),
+            "--url",
+            &daemon.url,
+            "--data-dir",
+        ])
+        .arg(daemon.data_dir())
+        .env_remove("SANDCRON_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("\"lost\"") && stderr.contains("steps[0].job") && stderr.contains("\"missing\""),
+        "{stderr}"
+    );
+    let fresh = daemon.call(Method::GET, "/v1/jobs/fresh", None).await;
+    assert_eq!(fresh.status, reqwest::StatusCode::NOT_FOUND, "nothing was applied");
 }

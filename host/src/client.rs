@@ -35,6 +35,14 @@ pub enum ClientError {
     Protocol(String),
 }
 
+impl ClientError {
+    /// Whether it is the API's answer with this error code
+    /// (`workflow_not_found`).
+    pub fn is_code(&self, code: &str) -> bool {
+        matches!(self, ClientError::Api { code: found, .. } if found == code)
+    }
+}
+
 /// An API client.
 #[derive(Clone)]
 pub struct Client {
@@ -139,6 +147,106 @@ impl Client {
         let body = response.bytes().await.unwrap_or_default();
         Err(api_error(status, &body))
     }
+}
+
+/// Workflows (`/v1/workflows`) and their runs (`/v1/workflow-runs`), each
+/// call answering the API's JSON.
+impl Client {
+    /// `POST /v1/workflows`: creates a workflow; refused (409) when its name
+    /// is taken.
+    pub async fn create_workflow(&self, spec: Value) -> Result<Value, ClientError> {
+        self.post("/v1/workflows", spec).await
+    }
+
+    /// `PUT /v1/workflows/{name}`: creates or replaces the workflow `name`.
+    pub async fn put_workflow(&self, name: &str, spec: Value) -> Result<Value, ClientError> {
+        let path = format!("/v1/workflows/{}", encode(name));
+        self.call(Method::PUT, &path, Body::Json(spec)).await?.json()
+    }
+
+    /// `PATCH /v1/workflows/{name}`: a JSON merge patch.
+    pub async fn patch_workflow(&self, name: &str, patch: Value) -> Result<Value, ClientError> {
+        let path = format!("/v1/workflows/{}", encode(name));
+        self.call(Method::PATCH, &path, Body::Json(patch)).await?.json()
+    }
+
+    /// `GET /v1/workflows/{name}` (404 `workflow_not_found` when absent).
+    pub async fn workflow(&self, name: &str) -> Result<Value, ClientError> {
+        self.get(&format!("/v1/workflows/{}", encode(name))).await
+    }
+
+    /// `GET /v1/workflows`: `{"workflows": [...]}`, by name.
+    pub async fn workflows(&self) -> Result<Value, ClientError> {
+        self.get("/v1/workflows").await
+    }
+
+    /// `DELETE /v1/workflows/{name}`; its runs stay.
+    pub async fn delete_workflow(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/workflows/{}", encode(name));
+        self.call(Method::DELETE, &path, Body::None).await.map(drop)
+    }
+
+    /// `POST /v1/workflows/{name}/run`: a workflow run, finished when it
+    /// ended within `wait` (`"30s"`), else as it is so far.
+    pub async fn run_workflow(
+        &self,
+        name: &str,
+        input: Option<Value>,
+        wait: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let body = match input {
+            Some(input) => serde_json::json!({ "input": input }),
+            None => serde_json::json!({}),
+        };
+        let path = format!("/v1/workflows/{}/run{}", encode(name), wait_query(wait));
+        self.post(&path, body).await
+    }
+
+    /// `GET /v1/workflow-runs`: `{"workflow_runs": [...], "next_cursor"}`,
+    /// newest first, only `workflow`'s when given.
+    pub async fn workflow_runs(
+        &self,
+        workflow: Option<&str>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut query = Vec::new();
+        if let Some(workflow) = workflow {
+            query.push(format!("workflow={}", encode(workflow)));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        if let Some(cursor) = cursor {
+            query.push(format!("cursor={}", encode(cursor)));
+        }
+        self.get(&format!("/v1/workflow-runs?{}", query.join("&"))).await
+    }
+
+    /// `GET /v1/workflow-runs/{id}`, after waiting up to `wait` for it to end.
+    pub async fn workflow_run(&self, id: &str, wait: Option<&str>) -> Result<Value, ClientError> {
+        self.get(&format!("/v1/workflow-runs/{}{}", encode(id), wait_query(wait)))
+            .await
+    }
+
+    /// `POST /v1/workflow-runs/{id}/cancel`: its running steps are
+    /// cancelled and nothing new starts (409 when it is over).
+    pub async fn cancel_workflow_run(&self, id: &str) -> Result<Value, ClientError> {
+        let path = format!("/v1/workflow-runs/{}/cancel", encode(id));
+        self.call(Method::POST, &path, Body::None).await?.json()
+    }
+
+    /// `POST /v1/workflow-runs/{id}/retry`: a failed or cancelled run again
+    /// from its failed, cancelled and skipped steps, waiting up to `wait`.
+    pub async fn retry_workflow_run(&self, id: &str, wait: Option<&str>) -> Result<Value, ClientError> {
+        let path = format!("/v1/workflow-runs/{}/retry{}", encode(id), wait_query(wait));
+        self.call(Method::POST, &path, Body::None).await?.json()
+    }
+}
+
+/// `?wait=30s`, or nothing.
+fn wait_query(wait: Option<&str>) -> String {
+    wait.map(|wait| format!("?wait={}", encode(wait))).unwrap_or_default()
 }
 
 /// The error an answer with a failure status carries.

@@ -1,6 +1,11 @@
-//! `sandcron apply`: make the tenant's jobs match a TOML file, pushing the
-//! plugins it lists (`[[plugin]]`) first when their bytes changed.
+//! `sandcron apply`: make the tenant's jobs and workflows match a TOML
+//! file, pushing the plugins it lists (`[[plugin]]`) first when their bytes
+//! changed, and writing the workflows (`[[workflow]]`) after the jobs their
+//! steps name.
 
+mod workflows;
+
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +17,7 @@ use serde_json::{Value, json};
 use super::connection::Connection;
 use super::print::out;
 use crate::client::{Body, Client, ClientError, encode};
+use workflows::WorkflowChange;
 
 /// `sandcron apply`'s arguments.
 #[derive(Args)]
@@ -19,7 +25,7 @@ pub(super) struct ApplyArgs {
     /// The jobs file.
     #[arg(short = 'f', long = "file")]
     file: PathBuf,
-    /// Also delete the tenant's jobs that the file does not name.
+    /// Also delete the tenant's jobs and workflows that the file does not name.
     #[arg(long)]
     prune: bool,
     /// Show what would change; change nothing.
@@ -40,10 +46,12 @@ struct PluginEntry {
 struct JobsFile {
     plugins: Vec<PluginEntry>,
     jobs: Vec<Value>,
+    workflows: Vec<Value>,
 }
 
-/// The `[[plugin]]` and `[[job]]` tables of a jobs file, the jobs as JSON
-/// specs, the plugins' paths made relative to the file's directory.
+/// The `[[plugin]]`, `[[job]]` and `[[workflow]]` tables of a jobs file,
+/// the jobs and workflows as JSON specs, the plugins' paths made relative
+/// to the file's directory.
 fn read_jobs_file(path: &std::path::Path) -> anyhow::Result<JobsFile> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -52,6 +60,8 @@ fn read_jobs_file(path: &std::path::Path) -> anyhow::Result<JobsFile> {
         plugin: Vec<PluginEntry>,
         #[serde(default)]
         job: Vec<toml::Table>,
+        #[serde(default)]
+        workflow: Vec<toml::Table>,
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file: Tables = toml::from_str(&text).with_context(|| format!("{} is not a jobs file", path.display()))?;
@@ -77,7 +87,23 @@ fn read_jobs_file(path: &std::path::Path) -> anyhow::Result<JobsFile> {
         }
         jobs.push(spec);
     }
-    Ok(JobsFile { plugins, jobs })
+    let mut workflow_names = std::collections::HashSet::new();
+    let mut workflows = Vec::new();
+    for (index, table) in file.workflow.into_iter().enumerate() {
+        let spec = serde_json::to_value(&table)?;
+        let Some(name) = spec["name"].as_str() else {
+            bail!("{}: workflow {} has no name", path.display(), index + 1);
+        };
+        if !workflow_names.insert(name.to_string()) {
+            bail!("{}: the workflow name {name:?} appears twice", path.display());
+        }
+        workflows.push(spec);
+    }
+    Ok(JobsFile {
+        plugins,
+        jobs,
+        workflows,
+    })
 }
 
 /// A plugin of the file and what applying does with it.
@@ -125,7 +151,7 @@ async fn plan_plugins(client: &Client, entries: &[PluginEntry]) -> anyhow::Resul
                     None => PluginChange::Create,
                 }
             }
-            Err(error) if is_code(&error, "plugin_not_found") => PluginChange::Create,
+            Err(error) if error.is_code("plugin_not_found") => PluginChange::Create,
             Err(error) => return Err(anyhow::Error::new(error).context(format!("plugin {:?}", entry.name))),
         };
         plans.push(PluginPlan {
@@ -137,15 +163,15 @@ async fn plan_plugins(client: &Client, entries: &[PluginEntry]) -> anyhow::Resul
     Ok(plans)
 }
 
-/// Whether a client error is the API's answer with this code.
-fn is_code(error: &ClientError, code: &str) -> bool {
-    matches!(error, ClientError::Api { code: found, .. } if found == code)
-}
-
 /// Plans the file against the daemon, prints the plan, then (unless a dry
-/// run) pushes plugins and creates, updates and deletes jobs.
+/// run) pushes plugins, creates and updates jobs, then workflows, and
+/// deletes workflows, then jobs (so no workflow names a job gone).
 pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::Result<ExitCode> {
-    let JobsFile { plugins, jobs } = read_jobs_file(&args.file)?;
+    let JobsFile {
+        plugins,
+        jobs,
+        workflows,
+    } = read_jobs_file(&args.file)?;
     let client = connection.client();
     let plugins = plan_plugins(&client, &plugins).await?;
     for plugin in &plugins {
@@ -175,7 +201,7 @@ pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::R
         // In a dry run a plugin of the file may not be on the daemon yet.
         let waits_for_push = |error: &ClientError| {
             args.dry_run
-                && is_code(error, "unknown_plugin")
+                && error.is_code("unknown_plugin")
                 && plugins.iter().any(|plugin| {
                     plugin.change == PluginChange::Create
                         && spec["plugin"]
@@ -198,12 +224,31 @@ pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::R
         plan.push((name.to_string(), change, fields));
     }
     let mut doomed = Vec::new();
-    if args.prune {
+    // The jobs the workflows' steps may name: the file's, and the daemon's
+    // that the apply keeps.
+    let mut known_jobs: BTreeSet<String> = plan.iter().map(|(name, _, _)| name.clone()).collect();
+    if args.prune || !workflows.is_empty() {
         let listed = client.get("/v1/jobs").await?;
         for job in listed["jobs"].as_array().into_iter().flatten() {
             let name = job["name"].as_str().unwrap_or_default();
-            if !plan.iter().any(|(planned, _, _)| planned == name) {
+            if plan.iter().any(|(planned, _, _)| planned == name) {
+                continue;
+            }
+            if args.prune {
                 doomed.push(name.to_string());
+            } else {
+                known_jobs.insert(name.to_string());
+            }
+        }
+    }
+    let workflow_plan = workflows::plan(&client, &workflows, &known_jobs).await?;
+    let mut doomed_workflows = Vec::new();
+    if args.prune {
+        let listed = client.workflows().await?;
+        for workflow in listed["workflows"].as_array().into_iter().flatten() {
+            let name = workflow["name"].as_str().unwrap_or_default();
+            if !workflow_plan.iter().any(|planned| planned.name == name) {
+                doomed_workflows.push(name.to_string());
             }
         }
     }
@@ -214,8 +259,19 @@ pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::R
             _ => out!("~ update    {name} ({})", fields.join(", ")),
         }
     }
+    for workflow in &workflow_plan {
+        let name = &workflow.name;
+        match &workflow.change {
+            WorkflowChange::Create => out!("+ create    workflow {name}"),
+            WorkflowChange::Unchanged => out!("= unchanged workflow {name}"),
+            WorkflowChange::Update(fields) => out!("~ update    workflow {name} ({})", fields.join(", ")),
+        }
+    }
     for name in &doomed {
         out!("- delete    {name}");
+    }
+    for name in &doomed_workflows {
+        out!("- delete    workflow {name}");
     }
     if args.dry_run {
         out!("dry run: nothing changed");
@@ -226,6 +282,17 @@ pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::R
             let path = format!("/v1/jobs/{}", encode(name));
             client.call(Method::PUT, &path, Body::Json(spec.clone())).await?;
         }
+    }
+    for workflow in &workflow_plan {
+        if workflow.change != WorkflowChange::Unchanged {
+            client
+                .put_workflow(&workflow.name, workflow.spec.clone())
+                .await
+                .with_context(|| format!("workflow {:?}", workflow.name))?;
+        }
+    }
+    for name in &doomed_workflows {
+        client.delete_workflow(name).await?;
     }
     for name in &doomed {
         client
@@ -244,5 +311,17 @@ pub(super) async fn apply(args: ApplyArgs, connection: &Connection) -> anyhow::R
         count("unchanged"),
         doomed.len()
     );
+    if !workflow_plan.is_empty() || !doomed_workflows.is_empty() {
+        let count = |wanted: fn(&WorkflowChange) -> bool| {
+            workflow_plan.iter().filter(|workflow| wanted(&workflow.change)).count()
+        };
+        out!(
+            "applied workflows: {} created, {} updated, {} unchanged, {} deleted",
+            count(|change| *change == WorkflowChange::Create),
+            count(|change| matches!(change, WorkflowChange::Update(_))),
+            count(|change| *change == WorkflowChange::Unchanged),
+            doomed_workflows.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

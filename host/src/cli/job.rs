@@ -8,8 +8,9 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::arguments::parse_json_arg;
 use super::connection::Connection;
-use super::print::{out, print_json};
+use super::print::{describe_schedule, out, print_json};
 use crate::client::{Body, encode};
 
 /// `sandcron job`'s subcommands.
@@ -208,11 +209,6 @@ fn field_name(path: &[&str]) -> String {
     }
 }
 
-/// A flag's JSON value, or an error naming the flag.
-fn parse_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
-    serde_json::from_str(text).with_context(|| format!("{flag}: {text:?} is not JSON"))
-}
-
 /// Creates, lists, shows, deletes, pauses, resumes or runs jobs.
 pub(super) async fn job(command: JobCommand, connection: &Connection) -> anyhow::Result<ExitCode> {
     match command {
@@ -297,23 +293,4 @@ pub(super) async fn job(command: JobCommand, connection: &Connection) -> anyhow:
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// "cron 0 8 * * MON-FRI (Europe/Berlin)", "every 30s", "on demand".
-fn describe_schedule(schedule: &Value) -> String {
-    let Some(fields) = schedule.as_object() else {
-        return "on demand".to_string();
-    };
-    match (fields.get("cron"), fields.get("timezone")) {
-        (Some(cron), Some(zone)) => format!(
-            "cron {} ({})",
-            cron.as_str().unwrap_or_default(),
-            zone.as_str().unwrap_or_default()
-        ),
-        _ => fields
-            .iter()
-            .map(|(kind, value)| format!("{kind} {}", value.as_str().unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
 }

@@ -1,16 +1,18 @@
 //! The command line: `serve` (the daemon), `exec` (one local sandboxed run,
 //! no daemon), `new` and `build` (plugin projects) and client commands for
-//! plugins, jobs, runs, logs, schedules, tenants, tokens and secrets, all
-//! over the HTTP API. One file per noun; this one parses the command line
-//! and hands each command to its file. What the nouns share lives in files
-//! of its own (the connection flags in `connection`, printing in `print`
-//! and `output`), which they import directly, never through this one.
+//! plugins, jobs, workflows, runs, logs, schedules, tenants, tokens and
+//! secrets, all over the HTTP API. One file per noun; this one parses the
+//! command line and hands each command to its file. What the nouns share
+//! lives in files of its own (the connection flags in `connection`,
+//! printing in `print` and `output`, JSON flags in `arguments`), which they
+//! import directly, never through this one.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod apply;
+mod arguments;
 mod authoring;
 mod connection;
 mod exec;
@@ -24,6 +26,7 @@ mod secret;
 mod serve;
 mod tenant;
 mod token;
+mod workflow;
 
 use crate::config::{ConfigArgs, LogFormat};
 use connection::Connection;
@@ -65,6 +68,10 @@ enum Command {
     /// Create, list, show, delete, pause, resume and run jobs.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Create, list, show, delete, pause, resume and run workflows; list,
+    /// show, cancel and retry their runs.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCommand),
     /// List runs, newest first.
     Runs(run::RunsArgs),
     /// Show a run's captured log.
@@ -88,7 +95,8 @@ enum Command {
     /// Set, list and delete the tenant's secrets (values are never shown).
     #[command(subcommand)]
     Secret(secret::SecretCommand),
-    /// Make the tenant's jobs match a TOML file (`[[job]]` tables), by name.
+    /// Make the tenant's jobs and workflows match a TOML file (`[[job]]` and
+    /// `[[workflow]]` tables), by name.
     Apply(apply::ApplyArgs),
     /// Write a new plugin project (a hello job with its SDK) in Rust, Python or JavaScript.
     New(authoring::NewArgs),
@@ -141,6 +149,7 @@ async fn dispatch(command: Command, connection: &Connection) -> anyhow::Result<E
         Command::New(args) => authoring::new(args),
         Command::Build(args) => authoring::build(args),
         Command::Job(command) => job::job(command, connection).await,
+        Command::Workflow(command) => workflow::workflow(command, connection).await,
         Command::Runs(args) => run::runs(args, connection).await,
         Command::Logs(args) => run::logs(args, connection).await,
         Command::Completion { shell } => {

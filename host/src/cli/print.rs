@@ -1,6 +1,6 @@
 //! What the command line prints: standard output that a reader may close
-//! early (`sandcron job ls --output json | head`), and JSON as the API
-//! gives it.
+//! early (`sandcron job ls --output json | head`), JSON as the API gives
+//! it, and the short forms tables show (a schedule in a few words).
 
 use std::io::Write;
 
@@ -49,4 +49,23 @@ pub(super) fn print_json(value: &Value) {
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
+}
+
+/// "cron 0 8 * * MON-FRI (Europe/Berlin)", "every 30s", "on demand".
+pub(super) fn describe_schedule(schedule: &Value) -> String {
+    let Some(fields) = schedule.as_object() else {
+        return "on demand".to_string();
+    };
+    match (fields.get("cron"), fields.get("timezone")) {
+        (Some(cron), Some(zone)) => format!(
+            "cron {} ({})",
+            cron.as_str().unwrap_or_default(),
+            zone.as_str().unwrap_or_default()
+        ),
+        _ => fields
+            .iter()
+            .map(|(kind, value)| format!("{kind} {}", value.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
