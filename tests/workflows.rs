@@ -494,6 +494,23 @@ async fn a_workflow_run_is_told_in_events_and_counted_in_metrics() {
         "{kinds:?}"
     );
     assert_eq!(kinds.last(), Some(&"workflow.finished"), "{kinds:?}");
+    // Each step's run events say which workflow run and step they are.
+    let step_events: Vec<Value> = text
+        .split("event: run.finished")
+        .skip(1)
+        .filter_map(|rest| rest.lines().find_map(|line| line.strip_prefix("data: ")))
+        .map(|data| serde_json::from_str::<Value>(data).unwrap())
+        .collect();
+    let steps: Vec<&str> = step_events
+        .iter()
+        .map(|event| event["data"]["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["a", "b"], "{text}");
+    assert!(
+        step_events
+            .iter()
+            .all(|event| event["data"]["workflow_run"] == done["id"])
+    );
     let finished = text
         .split("event: workflow.finished")
         .nth(1)

@@ -117,6 +117,12 @@ pub struct RunData {
     pub fuel_consumed: Option<u64>,
     /// Why it failed.
     pub error: Option<RunError>,
+    /// The workflow run it is a step of (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_run: Option<String>,
+    /// Its step in that workflow run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// A job as events show it.
@@ -176,6 +182,8 @@ pub fn run_data(run: &Run) -> EventData {
         lateness_ms: run.lateness_ms,
         fuel_consumed: run.fuel_consumed,
         error: run.error.clone(),
+        workflow_run: run.workflow.as_ref().map(|of| of.workflow_run.clone()),
+        step: run.workflow.as_ref().map(|of| of.step.clone()),
     })
 }
 

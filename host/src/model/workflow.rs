@@ -193,7 +193,7 @@ impl Condition {
 
 /// What a step gets as input. None at all: its job's own input (a root
 /// step: the workflow input when the workflow has one).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StepInput {
     /// That needed step's output bytes, as they are.
@@ -202,7 +202,6 @@ pub enum StepInput {
     /// JSON when it parses, else as a string; null when it did not run).
     Merge(Vec<String>),
     /// This JSON value.
-    #[schema(value_type = Object)]
     Value(Value),
 }
 
@@ -222,8 +221,10 @@ pub struct Step {
     /// A comparison that must hold too.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
-    /// What it gets as input.
+    /// What it gets as input: `{"from": id}`, `{"merge": [ids]}` or
+    /// `{"value": JSON}` (absent: its job's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub input: Option<StepInput>,
     /// Its own retry policy (None: the job's).
     #[serde(default, skip_serializing_if = "Option::is_none")]

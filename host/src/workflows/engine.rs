@@ -167,7 +167,11 @@ impl Workflows {
             self.advance(entry)
         };
         tracing::info!(workflow = %workflow.name, workflow_run = %id, steps = runs.len(), "workflow run started");
-        self.executor.write_workflow(id.clone(), runs.clone()).await?;
+        if let Err(error) = self.executor.write_workflow(id.clone(), runs.clone()).await {
+            // Never written: it does not exist.
+            lock(&self.active).remove(&id);
+            return Err(error.into());
+        }
         let record = self
             .run(&workflow.tenant, &id)?
             .or_else(|| self.store.workflow_run(&workflow.tenant, &id).ok().flatten())
@@ -306,7 +310,11 @@ impl Workflows {
             let entry = active.entry(id.to_string()).or_insert_with(|| Active::new(record));
             self.advance(entry)
         };
-        self.executor.write_workflow(id.to_string(), runs.clone()).await?;
+        if let Err(error) = self.executor.write_workflow(id.to_string(), runs.clone()).await {
+            // Not written: the stored record (finished) stands.
+            lock(&self.active).remove(id);
+            return Err(error.into());
+        }
         let record = self
             .run(tenant, id)?
             .ok_or_else(|| WorkflowError::RunNotFound(id.to_string()))?;
