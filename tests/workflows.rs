@@ -606,3 +606,107 @@ async fn a_workflows_webhooks_hear_what_they_ask_of_its_runs() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.message().starts_with("webhooks[0].url"), "{}", bad.body);
 }
+
+#[tokio::test]
+async fn a_job_a_workflow_runs_is_kept_until_no_workflow_names_it() {
+    let daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    define(&daemon, json!({"name": "user", "steps": [{"id": "a", "job": "emit"}]})).await;
+    let refused = daemon.call(Method::DELETE, "/v1/jobs/emit", None).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::CONFLICT, "job_in_use"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.message().contains("user"), "{}", refused.body);
+    let renamed = daemon
+        .call(Method::PATCH, "/v1/jobs/emit", Some(json!({"name": "emitter"})))
+        .await;
+    assert_eq!(renamed.status, StatusCode::CONFLICT, "{}", renamed.body);
+    let edited = daemon
+        .call(Method::PATCH, "/v1/jobs/emit", Some(json!({"input": {"output": 7}})))
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "other changes are fine: {}", edited.body);
+    let gone = daemon.call(Method::DELETE, "/v1/workflows/user", None).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let deleted = daemon.call(Method::DELETE, "/v1/jobs/emit", None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+}
+
+/// The runs of a job, newest first.
+async fn runs_of(daemon: &TestDaemon, job: &str) -> Vec<Value> {
+    let answer = daemon.call(Method::GET, &format!("/v1/runs?job={job}"), None).await;
+    answer.body["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls until `job` has `count` runs, all finished (up to 10 s).
+async fn runs_become(daemon: &TestDaemon, job: &str, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let runs = runs_of(daemon, job).await;
+        let finished = runs
+            .iter()
+            .all(|run| !matches!(run["status"].as_str(), Some("queued" | "running")));
+        if runs.len() >= count && finished {
+            return runs;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_after_other_jobs_fire_on_their_outcomes_and_their_join_survives_kill_9() {
+    let mut daemon = TestDaemon::start();
+    jobs(&daemon).await;
+    let after = |name: &str, jobs: Value, when: &str| json!({"name": name, "plugin": "step", "after_jobs": {"jobs": jobs, "when": when}});
+    daemon.create_job(after("on_emit", json!(["emit"]), "success")).await;
+    daemon.create_job(after("on_fail", json!(["fail"]), "failure")).await;
+    daemon
+        .create_job(after("not_on_fail", json!(["fail"]), "success"))
+        .await;
+    let both = daemon
+        .create_job(after("both", json!(["emit", "fail"]), "always"))
+        .await;
+    assert_eq!(both["after_jobs"], json!({"jobs": ["emit", "fail"], "when": "always"}));
+
+    let emitted = daemon.run_job("emit", None).await;
+    let fired = runs_become(&daemon, "on_emit", 1).await;
+    assert_eq!(fired[0]["trigger"], "dependency");
+    assert_eq!(fired[0]["status"], "succeeded");
+    assert!(instant(&fired[0], "queued_at") >= instant(&emitted, "finished_at"));
+    assert!(runs_of(&daemon, "both").await.is_empty(), "both waits for fail too");
+
+    daemon.run_job("fail", None).await;
+    runs_become(&daemon, "on_fail", 1).await;
+    runs_become(&daemon, "both", 1).await;
+
+    // The join of `both` survives a kill: emit now, fail after the restart.
+    daemon.run_job("emit", None).await;
+    runs_become(&daemon, "on_emit", 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    daemon.restart();
+    assert_eq!(runs_of(&daemon, "both").await.len(), 1);
+    daemon.run_job("fail", None).await;
+    runs_become(&daemon, "both", 2).await;
+    runs_become(&daemon, "on_fail", 2).await;
+    assert!(runs_of(&daemon, "not_on_fail").await.is_empty(), "fail never succeeded");
+
+    let bad = [
+        (after("x", json!(["nope"]), "success"), "after_jobs.jobs[0]"),
+        (after("x", json!(["x"]), "success"), "after_jobs.jobs[0]"),
+        (after("x", json!([]), "success"), "after_jobs.jobs"),
+        (after("x", json!(["emit"]), "later"), "after_jobs.when"),
+    ];
+    for (body, field) in bad {
+        let answer = daemon.call(Method::POST, "/v1/jobs", Some(body.clone())).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {}", answer.body);
+        assert!(answer.message().starts_with(field), "{field}: {}", answer.body);
+    }
+    let paused = daemon.call(Method::POST, "/v1/jobs/on_emit/pause", None).await;
+    assert_eq!(paused.status, StatusCode::OK);
+    daemon.run_job("emit", None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs_of(&daemon, "on_emit").await.len(), 2, "a paused job does not fire");
+}

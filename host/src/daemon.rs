@@ -187,6 +187,7 @@ impl Daemon {
             metrics: metrics.clone(),
             defaults: config.job_defaults(),
             clock,
+            workflows: workflows.clone(),
         }));
         Ok(Daemon {
             store,

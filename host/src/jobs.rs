@@ -22,6 +22,7 @@ use crate::sandbox::Metering;
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::tenancy::Tenants;
+use crate::workflows::Workflows;
 
 /// Why a job write was refused.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,14 @@ pub enum JobsError {
     /// No job of the tenant has this id or name.
     #[error("no job with id or name {0:?}")]
     NotFound(String),
+    /// Workflows' steps name the job: it cannot be deleted or renamed.
+    #[error("job {name:?} is used by workflows: {}; change or delete them first", workflows.join(", "))]
+    InUse {
+        /// The job's name.
+        name: String,
+        /// The workflows whose steps name it.
+        workflows: Vec<String>,
+    },
     /// The store refused or failed (a taken name, the jobs quota, a fault).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -89,6 +98,7 @@ pub struct Jobs {
     metrics: Arc<Metrics>,
     defaults: JobDefaults,
     clock: Arc<dyn Clock>,
+    workflows: Arc<Workflows>,
 }
 
 /// What [`Jobs`] is made of.
@@ -109,6 +119,9 @@ pub struct JobsParts {
     pub defaults: JobDefaults,
     /// Now.
     pub clock: Arc<dyn Clock>,
+    /// Keeps which jobs wait for which (`after_jobs`), and names the
+    /// workflows that use a job.
+    pub workflows: Arc<Workflows>,
 }
 
 impl Jobs {
@@ -123,6 +136,7 @@ impl Jobs {
             metrics: parts.metrics,
             defaults: parts.defaults,
             clock: parts.clock,
+            workflows: parts.workflows,
         }
     }
 
@@ -200,6 +214,9 @@ impl Jobs {
         }
         merge_patch(&mut spec, patch);
         let mut job = self.validated(tenant, &spec, Some(&existing))?;
+        if job.name != existing.name {
+            self.refuse_in_use(&existing)?;
+        }
         self.scheduler.update_job(&mut job).await?;
         self.committed(&job, Change::Updated).await?;
         Ok(job)
@@ -208,9 +225,29 @@ impl Jobs {
     /// Deletes a job and its kv state (its runs stay); the job as it was.
     pub async fn delete(&self, tenant: &str, id_or_name: &str) -> Result<Job, JobsError> {
         let job = self.find(tenant, id_or_name)?;
+        self.refuse_in_use(&job)?;
         self.scheduler.delete_job(tenant, &job.id).await?;
         self.committed(&job, Change::Deleted).await?;
         Ok(job)
+    }
+
+    /// Refuses to take away a job that workflows' steps name (a step would
+    /// fail at its start instead).
+    fn refuse_in_use(&self, job: &Job) -> Result<(), JobsError> {
+        let workflows: Vec<String> = self
+            .store
+            .list_workflows(&job.tenant)?
+            .into_iter()
+            .filter(|workflow| workflow.steps.iter().any(|step| step.job == job.name))
+            .map(|workflow| workflow.name)
+            .collect();
+        if workflows.is_empty() {
+            return Ok(());
+        }
+        Err(JobsError::InUse {
+            name: job.name.clone(),
+            workflows,
+        })
     }
 
     /// Pauses or resumes a job (nothing changes when it already is so).
@@ -260,6 +297,15 @@ impl Jobs {
         let spec = parse_spec(body)?;
         let defaults = self.tenants.quotas(tenant).cap(&self.defaults);
         let job = validate(spec, tenant, existing, &defaults, self.clock.now())?;
+        for (index, name) in job.after_jobs.iter().flat_map(|after| after.jobs.iter()).enumerate() {
+            if self.store.job_id_by_name(tenant, name)?.is_none() {
+                return Err(ValidationError::new(
+                    format!("after_jobs.jobs[{index}]"),
+                    format!("no job named {name:?}; create it first"),
+                )
+                .into());
+            }
+        }
         match self.plugins.resolve(&job.tenant, &job.plugin) {
             Ok(_) => Ok(job),
             Err(error @ (PluginError::NotFound { .. } | PluginError::VersionNotFound { .. })) => {
@@ -274,6 +320,9 @@ impl Jobs {
     /// did (the write is in the store either way); a new `run_at_start`
     /// job fires once.
     async fn committed(&self, job: &Job, change: Change) -> Result<(), JobsError> {
+        // Before the answer: a run ending right after it finds the job
+        // among those waiting for its job.
+        self.workflows.job_changed(&job.tenant, &job.id);
         let flushed = self.store.flush_async().await;
         if flushed.is_ok() {
             match change {

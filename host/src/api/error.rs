@@ -347,6 +347,7 @@ impl From<JobsError> for ApiError {
             error @ JobsError::UnknownPlugin(_) => ApiError::bad_request("unknown_plugin", error.to_string()),
             JobsError::Plugin(error) => error.into(),
             error @ JobsError::NotFound(_) => ApiError::not_found("job_not_found", error.to_string()),
+            error @ JobsError::InUse { .. } => ApiError::new(StatusCode::CONFLICT, "job_in_use", error.to_string()),
             JobsError::Store(error) => error.into(),
         }
     }

@@ -286,6 +286,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// The longest `?wait=` a call may ask for.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+/// A page of a listing when `limit` is not given, and the most it may be.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+
+/// A `?wait=` duration (`30s`), at most [`MAX_WAIT`].
+pub fn wait_query(wait: Option<&str>) -> Result<Option<std::time::Duration>, ApiError> {
+    let Some(text) = wait else {
+        return Ok(None);
+    };
+    let wait = crate::units::parse_duration(text)
+        .map_err(|message| ApiError::bad_request("invalid_query", format!("wait: {message}")))?;
+    if wait > MAX_WAIT {
+        return Err(ApiError::bad_request("invalid_query", "wait: the longest wait is 5m"));
+    }
+    Ok(Some(wait))
+}
+
+/// A listing's `?limit=` (default [`DEFAULT_PAGE`], 1 to [`MAX_PAGE`]) and
+/// `?cursor=` (an id this API returned as `next_cursor`).
+pub fn page_query(limit: Option<usize>, cursor: Option<&str>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit: must be from 1 to {MAX_PAGE}"),
+        ));
+    }
+    if let Some(cursor) = cursor
+        && (cursor.len() != 26 || !cursor.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "cursor: not a cursor returned by this API",
+        ));
+    }
+    Ok(limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

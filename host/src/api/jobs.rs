@@ -1,8 +1,6 @@
 //! `/v1/jobs`: create, upsert, list, show, patch, delete, pause, resume,
 //! run now. Every state change is flushed before the answer.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,14 +10,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, Refusals};
-use super::extract::{Caller, JsonBody, Query};
+use super::extract::{Caller, JsonBody, Query, wait_query};
 use super::runs::full_run_view;
 use super::state::AppState;
 use super::views::{JobList, JobPreviewView, JobPutView, JobView, RunWithOutputView};
 use crate::model::{Job, Trigger};
-
-/// The longest `?wait=` a run-now may ask for.
-const MAX_WAIT: Duration = Duration::from_secs(300);
 
 /// A job of the caller's tenant by id or name, or 404.
 pub(super) fn find_job(state: &AppState, tenant: &str, id_or_name: &str) -> Result<Job, ApiError> {
@@ -167,7 +162,7 @@ pub async fn patch(
     tag = "jobs",
     operation_id = "delete_job",
     params(("id" = String, Path, description = "the job's id or name")),
-    responses((status = 204, description = "deleted"), (status = 404, description = "no such job", body = ErrorBody), Refusals)
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such job", body = ErrorBody), (status = 409, description = "workflows' steps name it", body = ErrorBody), Refusals)
 )]
 pub async fn delete(
     State(state): State<AppState>,
@@ -257,17 +252,7 @@ pub async fn run_now(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let job = find_job(&state, &caller.tenant, &id)?;
-    let wait = match query.wait.as_deref() {
-        None => None,
-        Some(text) => {
-            let wait = crate::units::parse_duration(text)
-                .map_err(|message| ApiError::bad_request("invalid_query", format!("wait: {message}")))?;
-            if wait > MAX_WAIT {
-                return Err(ApiError::bad_request("invalid_query", "wait: the longest wait is 5m"));
-            }
-            Some(wait)
-        }
-    };
+    let wait = wait_query(query.wait.as_deref())?;
     if query.final_attempt && wait.is_none() {
         return Err(ApiError::bad_request(
             "invalid_query",

@@ -7,14 +7,11 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody, Refusals};
-use super::extract::{Caller, Query};
+use super::extract::{Caller, Query, page_query};
 use super::state::AppState;
 use super::views::{RunList, RunView, RunWithOutputView};
 use crate::model::{Run, RunStatus};
 use crate::store::RunFilter;
-
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
 
 /// Loads a run of the caller's tenant or answers 404.
 pub fn find_run(state: &AppState, tenant: &str, id: &str) -> Result<Run, ApiError> {
@@ -62,25 +59,11 @@ pub async fn list(
             )
         })?),
     };
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit: must be from 1 to {MAX_PAGE}"),
-        ));
-    }
+    let limit = page_query(query.limit, query.cursor.as_deref())?;
     let job_id = match query.job {
         Some(job) => Some(job_of_runs(&state, &caller.tenant, &job)?),
         None => None,
     };
-    if let Some(cursor) = &query.cursor
-        && (cursor.len() != 26 || !cursor.chars().all(|c| c.is_ascii_alphanumeric()))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "cursor: not a cursor returned by this API",
-        ));
-    }
     let filter = RunFilter {
         job_id,
         status,

@@ -13,16 +13,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, Refusals};
-use super::extract::{Caller, JsonBody, Query};
+use super::extract::{Caller, JsonBody, Query, page_query, wait_query};
 use super::state::AppState;
 use super::views::{WorkflowList, WorkflowRunList, WorkflowRunView, WorkflowView};
 use crate::model::Trigger;
 use crate::model::workflow_run::WorkflowRun;
-
-/// The longest `?wait=` a workflow run may ask for.
-const MAX_WAIT: Duration = Duration::from_secs(300);
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
 
 /// `POST /v1/workflows`: 201, or 409 if the name is taken.
 #[utoipa::path(
@@ -163,7 +158,7 @@ pub async fn run_now(
     Query(query): Query<WaitQuery>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let wait = parse_wait(query.wait.as_deref())?;
+    let wait = wait_query(query.wait.as_deref())?;
     let body: WorkflowRunBody = if body.is_null() {
         WorkflowRunBody { input: None }
     } else {
@@ -205,18 +200,6 @@ async fn answer(
     Ok((status, Json(WorkflowRunView::from(&run))).into_response())
 }
 
-fn parse_wait(wait: Option<&str>) -> Result<Option<Duration>, ApiError> {
-    let Some(text) = wait else {
-        return Ok(None);
-    };
-    let wait = crate::units::parse_duration(text)
-        .map_err(|message| ApiError::bad_request("invalid_query", format!("wait: {message}")))?;
-    if wait > MAX_WAIT {
-        return Err(ApiError::bad_request("invalid_query", "wait: the longest wait is 5m"));
-    }
-    Ok(Some(wait))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
@@ -239,21 +222,7 @@ pub async fn list_runs(
     Caller(caller): Caller,
     Query(query): Query<RunsQuery>,
 ) -> Result<Json<WorkflowRunList>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit: must be from 1 to {MAX_PAGE}"),
-        ));
-    }
-    if let Some(cursor) = &query.cursor
-        && (cursor.len() != 26 || !cursor.chars().all(|c| c.is_ascii_alphanumeric()))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "cursor: not a cursor returned by this API",
-        ));
-    }
+    let limit = page_query(query.limit, query.cursor.as_deref())?;
     let runs = state.workflows().runs(
         &caller.tenant,
         query.workflow.as_deref(),
@@ -278,7 +247,7 @@ pub async fn get_run(
     Path(id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Json<WorkflowRunView>, ApiError> {
-    let run = match parse_wait(query.wait.as_deref())? {
+    let run = match wait_query(query.wait.as_deref())? {
         Some(wait) => state.workflows().wait(&caller.tenant, &id, wait).await?,
         None => state.workflows().run(&caller.tenant, &id)?,
     };
@@ -325,7 +294,7 @@ pub async fn retry_run(
     Path(id): Path<String>,
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
-    let wait = parse_wait(query.wait.as_deref())?;
+    let wait = wait_query(query.wait.as_deref())?;
     let run = state.workflows().retry(&caller.tenant, &id).await?;
     answer(&state, &caller.tenant, run, wait).await
 }

@@ -46,7 +46,7 @@ pub use places::QueuePlaces;
 pub use queue::Activity;
 use queue::RunQueue;
 use recorder::Recorder;
-pub use steps::StepHook;
+pub use steps::{Followers, StepHook};
 
 /// Why a run could not be queued, cancelled or retried.
 #[derive(Debug, thiserror::Error)]

@@ -326,10 +326,16 @@ impl Writer {
                 touched.push(id.to_string());
             }
         };
+        let mut joins = Vec::new();
         if let Some(steps) = &self.steps {
             for outcome in &mut finished {
+                if !steps.followed(&outcome.run, outcome.next.as_ref()) {
+                    continue;
+                }
+                let followers = steps.ended(&outcome.run, &outcome.output, outcome.next.as_ref());
+                outcome.started = followers.runs;
+                joins.extend(followers.joins);
                 if let Some(of) = &outcome.run.workflow {
-                    outcome.started = steps.step_ended(&outcome.run, &outcome.output, outcome.next.as_ref());
                     touch(&of.workflow_run);
                 }
             }
@@ -359,6 +365,7 @@ impl Writer {
                     .flat_map(|write| write.runs.iter().map(RunWrite::Queued)),
             )
             .chain(records.iter().map(RunWrite::Workflow))
+            .chain(joins.iter().map(RunWrite::Join))
             .collect();
         let result = self.store.write_runs(&writes);
         drop(writes);

@@ -47,6 +47,16 @@ pub fn step_run_id(
     )
 }
 
+/// The id of the run of job `job_id` that the run `upstream` (of a job it
+/// waits for) fired: the same end always fires the same run.
+pub fn dependency_run_id(tenant: &str, job_id: &str, upstream: &str) -> String {
+    let millis = ulid::Ulid::from_string(&upstream.to_ascii_uppercase()).map_or(0, |id| id.timestamp_ms());
+    derived_id(
+        millis,
+        &[b"after", tenant.as_bytes(), job_id.as_bytes(), upstream.as_bytes()],
+    )
+}
+
 /// The id of the attempt after the run `previous`: derived from it, with
 /// its time part, so a retry recorded twice is the same run.
 pub fn next_attempt_id(previous: &str) -> String {

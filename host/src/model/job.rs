@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::when::When;
 use crate::timing::Schedule;
 use crate::units::NumberOrText;
 
@@ -42,6 +43,8 @@ pub struct JobSpec {
     pub secrets: Option<Vec<String>>,
     /// Where to send run events.
     pub webhooks: Option<Vec<Webhook>>,
+    /// Fire when other jobs' runs end.
+    pub after_jobs: Option<AfterJobsSpec>,
     /// Read-only fields shown by GET; accepted (and ignored) so a fetched job
     /// can be sent back as is.
     #[serde(default, rename = "id")]
@@ -54,6 +57,27 @@ pub struct JobSpec {
     _updated_at: Option<Value>,
     #[serde(default, rename = "next_fire_at")]
     _next_fire_at: Option<Value>,
+}
+
+/// `after_jobs` as sent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterJobsSpec {
+    /// The names of the jobs it waits for.
+    pub jobs: Option<Vec<String>>,
+    /// Which of their outcomes fire it (default `success`).
+    pub when: Option<When>,
+}
+
+/// A job that fires when other jobs' runs end: each time every job named
+/// has ended a run (its last attempt) since this job last fired that way,
+/// and `when` holds over those runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AfterJobs {
+    /// The names of the jobs it waits for.
+    pub jobs: Vec<String>,
+    /// Which of their outcomes fire it.
+    pub when: When,
 }
 
 /// Limits as sent: numbers or text with units.
@@ -299,6 +323,9 @@ pub struct Job {
     /// When its last run finished (the origin of an `after` schedule).
     #[serde(default)]
     pub last_finished_at: Option<DateTime<Utc>>,
+    /// Fires when other jobs' runs end (trigger `dependency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_jobs: Option<AfterJobs>,
 }
 
 impl Job {
@@ -351,6 +378,7 @@ impl Job {
             "http_allow": self.http_allow,
             "secrets": self.secrets,
             "webhooks": self.webhooks,
+            "after_jobs": self.after_jobs,
         })
     }
 }

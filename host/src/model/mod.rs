@@ -2,6 +2,7 @@
 //! data with serde; validation of what users send lives in [`validate`], the
 //! storage of these records in [`crate::store`].
 
+pub mod dependency;
 pub mod id;
 pub mod job;
 pub mod name;
@@ -10,6 +11,7 @@ pub mod policy;
 pub mod run;
 pub mod tenant;
 pub mod validate;
+pub mod when;
 pub mod workflow;
 pub mod workflow_run;
 

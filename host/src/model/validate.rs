@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::job::{
-    Job, JobSpec, Limits, LimitsSpec, Misfire, Policy, PolicySpec, Retry, RetrySpec, Webhook, input_bytes,
+    AfterJobs, AfterJobsSpec, Job, JobSpec, Limits, LimitsSpec, Misfire, Policy, PolicySpec, Retry, RetrySpec, Webhook,
+    input_bytes,
 };
 use crate::config::JobDefaults;
 pub use crate::model::name::check_name;
@@ -241,6 +242,40 @@ pub fn check_list(
     Ok(())
 }
 
+/// The most jobs one job may wait for.
+const MAX_AFTER_JOBS: usize = 20;
+
+/// `after_jobs` as sent, checked: 1 to 20 job names, none twice, not the
+/// job's own (`own`). Whether they exist is the caller's check.
+fn resolve_after_jobs(spec: Option<AfterJobsSpec>, own: &str) -> Result<Option<AfterJobs>, ValidationError> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    let jobs = spec
+        .jobs
+        .ok_or_else(|| ValidationError::new("after_jobs.jobs", "is required: the jobs to wait for"))?;
+    if jobs.is_empty() || jobs.len() > MAX_AFTER_JOBS {
+        return Err(ValidationError::new(
+            "after_jobs.jobs",
+            format!("names {} jobs; give 1 to {MAX_AFTER_JOBS}", jobs.len()),
+        ));
+    }
+    for (index, name) in jobs.iter().enumerate() {
+        let field = format!("after_jobs.jobs[{index}]");
+        check_name(name).map_err(|message| ValidationError::new(field.clone(), message))?;
+        if name == own {
+            return Err(ValidationError::new(field, "is the job itself"));
+        }
+        if jobs[..index].contains(name) {
+            return Err(ValidationError::new(field, format!("names {name:?} twice")));
+        }
+    }
+    Ok(Some(AfterJobs {
+        jobs,
+        when: spec.when.unwrap_or_default(),
+    }))
+}
+
 /// Checks webhooks: each an http(s) URL or a `mailto:` address.
 pub fn check_webhooks(webhooks: &[Webhook]) -> Result<(), ValidationError> {
     if webhooks.len() > MAX_LIST_LEN {
@@ -290,6 +325,7 @@ pub fn validate(
 ) -> Result<Job, ValidationError> {
     let name = spec.name.ok_or_else(|| ValidationError::new("name", "is required"))?;
     check_name(&name).map_err(|message| ValidationError::new("name", message))?;
+    let name_for_after = name.clone();
     let plugin = spec
         .plugin
         .ok_or_else(|| ValidationError::new("plugin", "is required"))?;
@@ -350,6 +386,7 @@ pub fn validate(
         next_fire_at: None,
         skipped_fires: existing.map_or(0, |job| job.skipped_fires),
         last_finished_at: existing.and_then(|job| job.last_finished_at),
+        after_jobs: resolve_after_jobs(spec.after_jobs, &name_for_after)?,
     };
     job.next_fire_at = job.schedule.as_ref().and_then(|schedule| match schedule {
         // A past `at` that the misfire policy still allows fires at once.

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::job::{Misfire, Overlap, Priority, Retry, RetrySpec, Webhook, input_bytes};
 use super::name::check_name;
 use super::validate::{ValidationError, check_webhooks, resolve_retry};
+pub use super::when::When;
 use crate::timing::Schedule;
 use crate::units::NumberOrText;
 
@@ -109,19 +110,6 @@ pub enum OnFailure {
     Stop,
     /// Go on with every step whose conditions hold.
     Continue,
-}
-
-/// Which outcomes of the needed steps start a step.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum When {
-    /// Every needed step succeeded.
-    #[default]
-    Success,
-    /// At least one needed step failed: a handler.
-    Failure,
-    /// Every needed step finished, whatever its state.
-    Always,
 }
 
 /// A comparison on a needed step's JSON output, or on the workflow run's

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::error::{StoreError, StoreResult};
+use crate::model::dependency::Join;
 use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Artifact, Job, PluginVersion, Run, RunStatus};
 
@@ -31,6 +32,9 @@ pub enum RunWrite<'a> {
     /// A workflow run's record, written with the step runs it started or
     /// whose outcome moved it on.
     Workflow(&'a WorkflowRun),
+    /// A dependent job's join, written with the outcome that moved it (and
+    /// the run it fired).
+    Join(&'a Join),
 }
 
 /// Which runs to list, newest first.

@@ -10,6 +10,7 @@ use super::error::{StoreFuture, StoreResult};
 use super::records::{
     AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
 };
+use crate::model::dependency::Join;
 use crate::model::workflow::Workflow;
 use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
@@ -300,6 +301,9 @@ pub trait WorkflowStore: Send + Sync {
     ) -> StoreResult<Vec<WorkflowRun>>;
     /// Every tenant's workflow runs still running (what a start resumes).
     fn running_workflow_runs(&self) -> StoreResult<Vec<WorkflowRun>>;
+    /// The join of a job with `after_jobs` (written through
+    /// [`RunStore::write_runs`], [`RunWrite::Join`]).
+    fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>>;
 }
 
 /// When writes become durable: each write is atomic; it is durable once a

@@ -14,6 +14,7 @@ use super::records::{
     AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
 };
 use super::traits::{Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, TenantStore, WorkflowStore};
+use crate::model::dependency::Join;
 use crate::model::workflow::Workflow;
 use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
@@ -316,6 +317,10 @@ impl<S: WorkflowStore> WorkflowStore for WatchedStore<S> {
 
     fn running_workflow_runs(&self) -> StoreResult<Vec<WorkflowRun>> {
         self.read(self.inner.running_workflow_runs())
+    }
+
+    fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>> {
+        self.read(self.inner.join(tenant, job_id))
     }
 }
 

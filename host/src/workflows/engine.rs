@@ -14,11 +14,12 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use super::error::WorkflowError;
-use super::planner::Planner;
+use super::planner::{Planner, Waiting};
 use crate::clock::Clock;
 use crate::events::EventBus;
-use crate::executor::{Executor, StepHook};
+use crate::executor::{Executor, Followers, StepHook};
 use crate::metrics::Metrics;
+use crate::model::dependency::Join;
 use crate::model::run::{NewRun, StepOf};
 use crate::model::workflow::Workflow;
 use crate::model::workflow_run::{StepStart, StepStatus, Stopping, WorkflowRun};
@@ -69,12 +70,12 @@ impl Active {
 pub struct Workflows {
     pub(super) store: Arc<dyn Store>,
     executor: Arc<Executor>,
-    plugins: Arc<Plugins>,
+    pub(super) plugins: Arc<Plugins>,
     pub(super) clock: Arc<dyn Clock>,
     events: Arc<EventBus>,
     metrics: Arc<Metrics>,
     pub(super) max_input_bytes: usize,
-    run_log_bytes: u64,
+    pub(super) run_log_bytes: u64,
     active: Mutex<HashMap<String, Active>>,
     /// Bumped after every write of workflow runs: waiters look again.
     changed: watch::Sender<u64>,
@@ -85,6 +86,10 @@ pub struct Workflows {
     /// Workflow runs whose end is written but not told yet: told after
     /// the end of the step run that ended them.
     untold: Mutex<HashMap<String, WorkflowRun>>,
+    /// The jobs waiting for each job (see `after`).
+    pub(super) waiting: Mutex<Waiting>,
+    /// The joins of waiting jobs, read once from the store.
+    pub(super) joins: Mutex<HashMap<(String, String), Join>>,
 }
 
 impl Workflows {
@@ -106,13 +111,17 @@ impl Workflows {
             planner: Mutex::new(Planner::default()),
             schedule_changed: Notify::new(),
             untold: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(Waiting::new()),
+            joins: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Takes back the workflow runs that were going when the daemon
-    /// stopped (their steps' runs are recovered by the executor, whose
-    /// outcomes then move them on) and arms their timeouts.
+    /// Reads which jobs wait for which, takes back the workflow runs that
+    /// were going when the daemon stopped (their steps' runs are recovered
+    /// by the executor, whose outcomes then move them on) and arms their
+    /// timeouts.
     pub fn recover(&self) -> Result<usize, StoreError> {
+        self.index_waiting()?;
         let running = self.store.running_workflow_runs()?;
         let count = running.len();
         for record in running {
@@ -459,25 +468,8 @@ fn deadline_entry(record: &WorkflowRun) -> (DateTime<Utc>, String, String, DateT
 }
 
 impl Workflows {
-    /// Tells a workflow run's end once it is written and the step run that
-    /// ended it is told.
-    fn tell(&self, id: &str) {
-        let Some(record) = lock(&self.untold).remove(id) else {
-            return;
-        };
-        self.events.workflow("workflow.finished", &record);
-        self.metrics
-            .workflow_finished(&record.tenant, &record.workflow.name, record.status.as_str());
-    }
-}
-
-impl StepHook for Workflows {
-    fn told(&self, run: &Run) {
-        if let Some(of) = &run.workflow {
-            self.tell(&of.workflow_run);
-        }
-    }
-
+    /// A workflow step's run ended: moves its workflow run on and returns
+    /// the step runs that start now.
     fn step_ended(&self, run: &Run, output: &[u8], next: Option<&Run>) -> Vec<Run> {
         let Some(of) = &run.workflow else {
             return Vec::new();
@@ -506,6 +498,40 @@ impl StepHook for Workflows {
             return Vec::new();
         }
         self.advance(entry)
+    }
+
+    /// Tells a workflow run's end once it is written and the step run that
+    /// ended it is told.
+    fn tell(&self, id: &str) {
+        let Some(record) = lock(&self.untold).remove(id) else {
+            return;
+        };
+        self.events.workflow("workflow.finished", &record);
+        self.metrics
+            .workflow_finished(&record.tenant, &record.workflow.name, record.status.as_str());
+    }
+}
+
+impl StepHook for Workflows {
+    fn followed(&self, run: &Run, next: Option<&Run>) -> bool {
+        run.workflow.is_some() || (next.is_none() && self.is_waited_for(run))
+    }
+
+    fn ended(&self, run: &Run, output: &[u8], next: Option<&Run>) -> Followers {
+        let mut followers = Followers {
+            runs: self.step_ended(run, output, next),
+            joins: Vec::new(),
+        };
+        if next.is_none() && run.status.is_finished() {
+            self.fire_waiting(run, &mut followers.runs, &mut followers.joins);
+        }
+        followers
+    }
+
+    fn told(&self, run: &Run) {
+        if let Some(of) = &run.workflow {
+            self.tell(&of.workflow_run);
+        }
     }
 
     fn snapshot(&self, workflow_run: &str) -> Option<WorkflowRun> {

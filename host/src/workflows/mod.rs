@@ -3,6 +3,7 @@
 //! (through the executor's [`StepHook`](crate::executor::StepHook), in the
 //! write that records each outcome), cancelled, retried, timed out.
 
+mod after;
 mod definitions;
 mod engine;
 mod error;

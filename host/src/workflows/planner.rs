@@ -1,4 +1,5 @@
-//! What the workflow schedule loop keeps between its passes.
+//! What the workflow engine's loops and indexes keep: the schedule loop's
+//! state between passes, and which jobs wait for which.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,3 +19,6 @@ pub(super) struct Planner {
     /// (a retried run has a later start, so its old entry does nothing).
     pub(super) deadlines: BTreeSet<(DateTime<Utc>, String, String, DateTime<Utc>)>,
 }
+
+/// (tenant, job name) -> the ids of the jobs waiting for it (`after_jobs`).
+pub(super) type Waiting = HashMap<(String, String), Vec<String>>;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::jobs::Preview;
-use crate::model::job::{Limits, Policy, Priority, Retry, Webhook};
+use crate::model::job::{AfterJobs, Limits, Policy, Priority, Retry, Webhook};
 use crate::model::run::RunLimits;
 use crate::model::{Job, PluginVersion, Run, RunError, RunStatus, Trigger};
 use crate::plugin::builtin;
@@ -55,6 +55,9 @@ pub struct JobView {
     secrets: Vec<String>,
     /// Where run events are sent.
     webhooks: Vec<Webhook>,
+    /// The jobs whose runs' ends fire it (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after_jobs: Option<AfterJobs>,
     #[schema(value_type = String, format = DateTime)]
     created_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
@@ -101,6 +104,7 @@ impl From<Job> for JobView {
             http_allow: job.http_allow,
             secrets: job.secrets,
             webhooks: job.webhooks,
+            after_jobs: job.after_jobs,
             created_at: job.created_at,
             updated_at: job.updated_at,
             next_fire_at: job.next_fire_at,

@@ -9,7 +9,8 @@
 //! field of [`Job`], each in the form `codec` gives its type. A schedule is
 //! a kind byte and its parts: a cron line and its zone name, an interval,
 //! or an instant. The input is its JSON text (none for `null`). Records
-//! written as JSON by older versions (first byte `{`) still read. The
+//! written as JSON by older versions (first byte `{`) still read, and
+//! version 1 records (before `after_jobs`, the last field). The
 //! encoder destructures [`Job`], so a new field does not compile until it
 //! has a place here (and a new [`VERSION`] if old records lack it).
 
@@ -20,12 +21,17 @@ use chrono_tz::Tz;
 
 use super::codec::{Reader, Writer, code, priority_code, priority_of};
 use crate::model::Job;
-use crate::model::job::{Limits, Misfire, Overlap, Policy, Retry, Webhook, WebhookEvent};
+use crate::model::job::{AfterJobs, Limits, Misfire, Overlap, Policy, Retry, Webhook, WebhookEvent};
+use crate::model::when::When;
 use crate::store::records::JobHooks;
 use crate::timing::{CronExpr, Schedule};
 
 /// The first byte of a binary record (JSON ones start with `{`).
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+
+/// The first byte of a record written before jobs could wait for other
+/// jobs (`after_jobs`, the last field, is absent).
+const VERSION_1: u8 = 1;
 
 /// What a fire checks of its job's stored record: a user's change moves
 /// `updated_at`, and a fire planned before it is refused. Fires of the
@@ -62,6 +68,7 @@ pub fn encode(job: &Job) -> Vec<u8> {
         next_fire_at,
         skipped_fires,
         last_finished_at,
+        after_jobs,
     } = job;
     let mut out = Writer(Vec::with_capacity(128 + name.len() + plugin.len()));
     out.0.push(VERSION);
@@ -144,6 +151,10 @@ pub fn encode(job: &Job) -> Vec<u8> {
     out.instant(created_at);
     out.uint(*skipped_fires);
     out.option(last_finished_at.as_ref(), Writer::instant);
+    out.option(after_jobs.as_ref(), |out, after| {
+        out.texts(&after.jobs);
+        out.0.push(when_code(after.when));
+    });
     out.0
 }
 
@@ -152,6 +163,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
     let Some(mut input) = binary(bytes)? else {
         return serde_json::from_slice(bytes).map_err(|error| error.to_string());
     };
+    let version = bytes[0];
     let stamp = read_stamp(&mut input)?;
     let schedule = read_schedule(&mut input)?.parse()?;
     let webhooks = read_webhooks(&mut input)?;
@@ -195,6 +207,16 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
         next_fire_at: stamp.next_fire_at,
         skipped_fires: input.uint()?,
         last_finished_at: input.option(Reader::instant)?,
+        after_jobs: if version >= VERSION {
+            input.option(|input| {
+                Ok(AfterJobs {
+                    jobs: input.texts()?,
+                    when: code(input.byte()?, when_of, "when")?,
+                })
+            })?
+        } else {
+            None
+        },
     };
     input.end("job")?;
     Ok(job)
@@ -226,7 +248,7 @@ pub fn hooks(bytes: &[u8]) -> Result<JobHooks, String> {
 fn binary(bytes: &[u8]) -> Result<Option<Reader<'_>>, String> {
     match bytes.first() {
         Some(b'{') => Ok(None),
-        Some(&VERSION) => Ok(Some(Reader(&bytes[1..]))),
+        Some(&(VERSION | VERSION_1)) => Ok(Some(Reader(&bytes[1..]))),
         Some(other) => Err(format!("unknown job record version {other}")),
         None => Err("empty job record".to_string()),
     }
@@ -300,6 +322,23 @@ fn read_webhooks(input: &mut Reader<'_>) -> Result<Vec<Webhook>, String> {
 }
 
 // Codes of the enums: never reuse or renumber one (see `codec`).
+
+fn when_code(when: When) -> u8 {
+    match when {
+        When::Success => 0,
+        When::Failure => 1,
+        When::Always => 2,
+    }
+}
+
+fn when_of(code: u8) -> Option<When> {
+    Some(match code {
+        0 => When::Success,
+        1 => When::Failure,
+        2 => When::Always,
+        _ => return None,
+    })
+}
 
 fn misfire_code(misfire: Misfire) -> u8 {
     match misfire {
@@ -483,5 +522,20 @@ mod tests {
         let (binary, json) = (encode(&job).len(), serde_json::to_vec(&job).unwrap().len());
         assert!(binary * 4 <= json + 40, "{binary} bytes against {json}");
         assert!(binary < 160, "{binary} bytes");
+    }
+
+    #[test]
+    fn a_job_waiting_for_others_round_trips_and_a_version_1_record_waits_for_none() {
+        let mut job = validated(serde_json::json!({"name": "after", "plugin": "noop"}));
+        job.after_jobs = Some(AfterJobs {
+            jobs: vec!["a".into(), "b".into()],
+            when: When::Always,
+        });
+        assert_eq!(decode(&encode(&job)).unwrap(), job);
+        job.after_jobs = None;
+        let mut bytes = encode(&job);
+        assert_eq!(bytes.pop(), Some(0), "version 2 is version 1 and the trailing field");
+        bytes[0] = VERSION_1;
+        assert_eq!(decode(&bytes).unwrap(), job);
     }
 }

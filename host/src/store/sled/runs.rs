@@ -116,6 +116,12 @@ impl SledStore {
                     queue(batch, changes, queued, next);
                 }
             }
+            RunWrite::Join(join) => {
+                batch.insert(
+                    run_key(run_space::JOIN, &[join.tenant.as_bytes(), join.job_id.as_bytes()]),
+                    encode(join),
+                );
+            }
             RunWrite::Workflow(record) => {
                 batch.insert(
                     run_key(

@@ -5,6 +5,7 @@
 use super::database::SledStore;
 use super::encoding::{corrupt, encode, from_json, key, prefix};
 use super::runs::keys::{run_key, run_prefix, run_space};
+use crate::model::dependency::Join;
 use crate::model::workflow::Workflow;
 use crate::model::workflow_run::{WorkflowRun, WorkflowRunStatus};
 use crate::store::error::StoreResult;
@@ -84,5 +85,12 @@ impl WorkflowStore for SledStore {
             .into_iter()
             .filter(|run| run.status == WorkflowRunStatus::Running)
             .collect())
+    }
+
+    fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>> {
+        Self::get(
+            &self.runs,
+            &run_key(run_space::JOIN, &[tenant.as_bytes(), job_id.as_bytes()]),
+        )
     }
 }

@@ -26,6 +26,9 @@ pub mod run_space {
     /// `W tenant \0 workflow_run_id` -> a workflow run's record (JSON),
     /// here so it is written in the same batch as its steps' runs.
     pub const WORKFLOW_RUN: u8 = b'W';
+    /// `D tenant \0 job_id` -> the join of a job with `after_jobs` (JSON),
+    /// written with the outcomes that move it.
+    pub const JOIN: u8 = b'D';
     /// `H tenant` -> the bytes of the tenant's finished runs, its run
     /// history (u64 big-endian); `H` alone marks that every tenant's are
     /// counted. Between the group markers and the job index, away from the

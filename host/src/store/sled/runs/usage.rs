@@ -115,7 +115,7 @@ pub(super) fn repeated_runs<'a>(writes: &[RunWrite<'a>]) -> RunIds<'a> {
         let (run, next) = match *write {
             RunWrite::Queued(run) | RunWrite::Updated(run) => (run, None),
             RunWrite::Finished { run, next, .. } => (run, next),
-            RunWrite::Workflow(_) => continue,
+            RunWrite::Workflow(_) | RunWrite::Join(_) => continue,
         };
         for run in std::iter::once(run).chain(next) {
             if !seen.insert(run.id.as_str()) {

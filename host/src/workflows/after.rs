@@ -1,0 +1,142 @@
+//! Jobs that run after other jobs (`after_jobs`): an index from a job's
+//! name to the jobs waiting for it, kept as jobs are written, and the join
+//! each waiting job keeps (which of its jobs have ended a run, and how),
+//! moved on by the recorder with the outcome that moves it, so the fired
+//! run and the join land in that outcome's write.
+
+use super::engine::Workflows;
+use super::planner::Waiting;
+use crate::model::dependency::Join;
+use crate::model::run::NewRun;
+use crate::model::{DEFAULT_TENANT, Run, Trigger};
+use crate::store::StoreError;
+use crate::sync::lock;
+
+impl Workflows {
+    /// Reads every job's `after_jobs` into the index (at start).
+    pub(super) fn index_waiting(&self) -> Result<(), StoreError> {
+        let mut tenants: Vec<String> = self
+            .store
+            .list_tenants()?
+            .into_iter()
+            .map(|tenant| tenant.name)
+            .collect();
+        if !tenants.iter().any(|name| name == DEFAULT_TENANT) {
+            tenants.push(DEFAULT_TENANT.to_string());
+        }
+        let mut waiting = Waiting::new();
+        for tenant in tenants {
+            for job in self.store.list_jobs(&tenant)? {
+                for name in job.after_jobs.iter().flat_map(|after| after.jobs.iter()) {
+                    waiting
+                        .entry((tenant.clone(), name.clone()))
+                        .or_default()
+                        .push(job.id.clone());
+                }
+            }
+        }
+        *lock(&self.waiting) = waiting;
+        Ok(())
+    }
+
+    /// A job was written or deleted: its place in the index follows.
+    pub fn job_changed(&self, tenant: &str, job_id: &str) {
+        let job = match self.store.job(tenant, job_id) {
+            Ok(job) => job,
+            Err(error) => {
+                tracing::warn!(%error, job_id, "cannot read a changed job for its after_jobs");
+                return;
+            }
+        };
+        let mut waiting = lock(&self.waiting);
+        waiting.retain(|(owner, _), ids| {
+            if owner == tenant {
+                ids.retain(|id| id != job_id);
+            }
+            !ids.is_empty()
+        });
+        for name in job
+            .iter()
+            .flat_map(|job| job.after_jobs.iter())
+            .flat_map(|after| after.jobs.iter())
+        {
+            waiting
+                .entry((tenant.to_string(), name.clone()))
+                .or_default()
+                .push(job_id.to_string());
+        }
+    }
+
+    /// Whether jobs wait for the job of this run.
+    pub(super) fn is_waited_for(&self, run: &Run) -> bool {
+        let waiting = lock(&self.waiting);
+        !waiting.is_empty() && waiting.contains_key(&(run.tenant.clone(), run.job_name.clone()))
+    }
+
+    /// The last attempt of a run of a job others wait for ended: moves
+    /// their joins on and makes the runs it fires.
+    pub(super) fn fire_waiting(&self, run: &Run, runs: &mut Vec<Run>, joins: &mut Vec<Join>) {
+        let key = (run.tenant.clone(), run.job_name.clone());
+        let waiting = lock(&self.waiting).get(&key).cloned().unwrap_or_default();
+        for job_id in waiting {
+            let job = match self.store.job(&run.tenant, &job_id) {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, job_id, "cannot read a job waiting for another");
+                    continue;
+                }
+            };
+            let Some(after) = &job.after_jobs else {
+                continue;
+            };
+            if !job.enabled || !after.jobs.contains(&run.job_name) {
+                continue;
+            }
+            let mut cached = lock(&self.joins);
+            let join_key = (run.tenant.clone(), job_id.clone());
+            if !cached.contains_key(&join_key) {
+                let stored = match self.store.join(&run.tenant, &job_id) {
+                    Ok(stored) => stored,
+                    Err(error) => {
+                        tracing::warn!(%error, job_id, "cannot read a job's join");
+                        continue;
+                    }
+                };
+                let join = stored.unwrap_or_else(|| Join {
+                    tenant: run.tenant.clone(),
+                    job_id: job_id.clone(),
+                    ..Join::default()
+                });
+                cached.insert(join_key.clone(), join);
+            }
+            let join = cached.get_mut(&join_key).expect("inserted above");
+            let complete = join.ended(&run.job_name, run.status, &after.jobs);
+            joins.push(join.clone());
+            drop(cached);
+            let Some((all_succeeded, any_failed)) = complete else {
+                continue;
+            };
+            if !after.when.holds(all_succeeded, any_failed) {
+                tracing::debug!(job = %job.name, "after_jobs ended without its condition; not fired");
+                continue;
+            }
+            let version = match self.plugins.resolve(&job.tenant, &job.plugin) {
+                Ok(version) => version,
+                Err(error) => {
+                    tracing::warn!(job = %job.name, %error, "a job waiting for another cannot run: its plugin");
+                    continue;
+                }
+            };
+            let now = self.clock.now();
+            let new = NewRun {
+                job: &job,
+                trigger: Trigger::Dependency,
+                scheduled_at: now,
+                id: crate::model::id::dependency_run_id(&job.tenant, &job.id, &run.id),
+                input: None,
+            };
+            runs.push(Run::queued(new, Some(version), now, self.run_log_bytes));
+        }
+    }
+}
