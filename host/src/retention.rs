@@ -1,6 +1,7 @@
 //! Keeps the run history bounded: in the background, finished runs older
 //! than `retention` or beyond `max_runs_per_job` per job are deleted with
-//! their output and logs, and a tenant past its `run_bytes` quota loses its
+//! their output and logs (finished workflow runs older than `retention`
+//! too), and a tenant past its `run_bytes` quota loses its
 //! oldest finished runs until it is back within it; a bounded batch at a
 //! time on a blocking thread, so the scheduler and the runs never wait for
 //! it.
@@ -82,16 +83,28 @@ pub async fn sweep(store: &Arc<dyn RunStore>, clock: &dyn Clock, policy: Policy)
         clock.now() - chrono::Duration::from_std(policy.retention).unwrap_or(chrono::Duration::MAX)
     };
     let mut total = 0;
+    let mut workflow_runs = !policy.retention.is_zero();
     loop {
         let store = store.clone();
+        let prune_workflow_runs = workflow_runs;
         let pruned = crate::lanes::SWEEPS
-            .run(move || store.prune_runs(older_than, policy.max_runs_per_job, BATCH))
+            .run(move || {
+                if prune_workflow_runs {
+                    store.prune_workflow_runs(older_than, BATCH)
+                } else {
+                    store.prune_runs(older_than, policy.max_runs_per_job, BATCH)
+                }
+            })
             .await;
         match pruned {
             Ok(Ok(count)) => {
                 total += count;
                 if count < BATCH {
-                    return total;
+                    if !workflow_runs {
+                        return total;
+                    }
+                    // Workflow runs past the retention first, then runs.
+                    workflow_runs = false;
                 }
             }
             // Failing storage is logged once where it is noticed.

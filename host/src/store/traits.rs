@@ -202,6 +202,10 @@ pub trait RunStore: Send + Sync {
     /// due) or beyond the newest `keep_per_job` of their job (0: no such
     /// cap); at most `max_deletions` in one call. Returns how many went.
     fn prune_runs(&self, older_than: DateTime<Utc>, keep_per_job: usize, max_deletions: usize) -> StoreResult<usize>;
+    /// Deletes finished workflow runs started before `older_than` (by the
+    /// time in their id), at most `max_deletions` in one call; their steps'
+    /// runs go by [`RunStore::prune_runs`] like any run. Returns how many.
+    fn prune_workflow_runs(&self, older_than: DateTime<Utc>, max_deletions: usize) -> StoreResult<usize>;
     /// Bytes of the tenant's run history: each run's record as queued (its
     /// input included) while it is unfinished, and once finished its whole
     /// record, output and log. Kept as runs are written and deleted, not

@@ -186,6 +186,10 @@ impl<S: RunStore> RunStore for WatchedStore<S> {
         self.write(|store| store.prune_runs(older_than, keep_per_job, max_deletions))
     }
 
+    fn prune_workflow_runs(&self, older_than: DateTime<Utc>, max_deletions: usize) -> StoreResult<usize> {
+        self.write(|store| store.prune_workflow_runs(older_than, max_deletions))
+    }
+
     fn insert_run_under_quota(&self, run: &Run, max_bytes: Option<u64>) -> StoreResult<()> {
         self.write(|store| store.insert_run_under_quota(run, max_bytes))
     }

@@ -13,9 +13,10 @@ use chrono::{DateTime, Utc};
 
 use super::active_groups::{self, ActiveGroups};
 use super::database::SledStore;
-use super::encoding::encode;
+use super::encoding::{corrupt, encode, from_json};
 use super::run_bytes::{self, Changes};
 use super::run_codec;
+use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Run, RunStatus};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::records::{RunFilter, RunWrite};
@@ -371,6 +372,41 @@ impl RunStore for SledStore {
             let gate = self.writing();
             self.runs.apply_batch(batch).map_err(|error| gate.note(error))?;
             totals.apply(&changes);
+        }
+        Ok(deleted)
+    }
+
+    fn prune_workflow_runs(&self, older_than: DateTime<Utc>, max_deletions: usize) -> StoreResult<usize> {
+        let cutoff = u64::try_from(older_than.timestamp_millis()).unwrap_or(0);
+        let mut batch = sled::Batch::default();
+        let mut deleted = 0;
+        // `W tenant \0 id`: the id's time part says how old it is, so only
+        // old records are read.
+        for key in self.runs.scan_prefix([run_space::WORKFLOW_RUN]).keys() {
+            let key = key?;
+            let started_ms = std::str::from_utf8(last_part(&key))
+                .ok()
+                .and_then(|id| ulid::Ulid::from_string(&id.to_ascii_uppercase()).ok())
+                .map_or(u64::MAX, |ulid| ulid.timestamp_ms());
+            if started_ms >= cutoff {
+                continue;
+            }
+            let Some(bytes) = self.runs.get(&key)? else {
+                continue;
+            };
+            let record: WorkflowRun = from_json(&bytes).map_err(|message| corrupt(&key, message))?;
+            if !record.status.is_finished() {
+                continue;
+            }
+            batch.remove(key);
+            deleted += 1;
+            if deleted >= max_deletions {
+                break;
+            }
+        }
+        if deleted > 0 {
+            let gate = self.writing();
+            self.runs.apply_batch(batch).map_err(|error| gate.note(error))?;
         }
         Ok(deleted)
     }

@@ -70,3 +70,69 @@ fn a_second_open_of_the_same_directory_is_refused() {
         Ok(_) => panic!("a second open must fail"),
     }
 }
+
+#[test]
+fn workflow_runs_and_joins_ride_the_run_writes_and_old_finished_workflow_runs_are_pruned() {
+    use crate::model::workflow::{check, parse_spec};
+    use crate::model::workflow_run::{WorkflowRun, WorkflowRunStatus};
+    use crate::model::{RunStatus, Trigger};
+    use crate::store::records::RunWrite;
+    use crate::store::traits::{RunStore, WorkflowStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let body = serde_json::json!({"name": "w", "steps": [{"id": "a", "job": "j"}]});
+    let workflow = check(parse_spec(&body).unwrap(), "t", None, 1 << 20, Utc::now()).unwrap();
+    let now = Utc::now();
+    let record = |hours_ago: i64, status: WorkflowRunStatus| {
+        let started = now - chrono::Duration::hours(hours_ago);
+        let id = ulid::Ulid::from_parts(started.timestamp_millis() as u64, u128::from(status as u8))
+            .to_string()
+            .to_ascii_lowercase();
+        let mut run = WorkflowRun::new(id, &workflow, Trigger::Manual, None, started, started);
+        run.status = status;
+        run
+    };
+    let old_done = record(48, WorkflowRunStatus::Succeeded);
+    let old_going = record(48, WorkflowRunStatus::Running);
+    let new_done = record(0, WorkflowRunStatus::Failed);
+    let mut join = crate::model::dependency::Join {
+        tenant: "t".into(),
+        job_id: "after".into(),
+        ..Default::default()
+    };
+    join.seen.insert("a".into(), RunStatus::Succeeded);
+    let writes: Vec<RunWrite<'_>> = [&old_done, &old_going, &new_done]
+        .into_iter()
+        .map(RunWrite::Workflow)
+        .chain([RunWrite::Join(&join)])
+        .collect();
+    store.write_runs(&writes).unwrap();
+    assert_eq!(store.join("t", "after").unwrap(), Some(join));
+    assert_eq!(store.running_workflow_runs().unwrap(), vec![old_going.clone()]);
+    let listed = store.list_workflow_runs("t", Some("w"), None, 10).unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0], new_done, "newest first");
+
+    assert_eq!(
+        store
+            .prune_workflow_runs(now - chrono::Duration::hours(24), 100)
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.workflow_run("t", &old_done.id).unwrap(), None);
+    assert!(
+        store.workflow_run("t", &old_going.id).unwrap().is_some(),
+        "a running one stays"
+    );
+    assert!(
+        store.workflow_run("t", &new_done.id).unwrap().is_some(),
+        "a recent one stays"
+    );
+    assert_eq!(
+        store
+            .prune_workflow_runs(now - chrono::Duration::hours(24), 100)
+            .unwrap(),
+        0
+    );
+}
