@@ -29,7 +29,9 @@ impl Workflows {
             for job in self.store.list_jobs(&tenant)? {
                 for name in job.after_jobs.iter().flat_map(|after| after.jobs.iter()) {
                     waiting
-                        .entry((tenant.clone(), name.clone()))
+                        .entry(tenant.clone())
+                        .or_default()
+                        .entry(name.clone())
                         .or_default()
                         .push(job.id.clone());
                 }
@@ -49,10 +51,9 @@ impl Workflows {
             }
         };
         let mut waiting = lock(&self.waiting);
-        waiting.retain(|(owner, _), ids| {
-            if owner == tenant {
-                ids.retain(|id| id != job_id);
-            }
+        let names = waiting.entry(tenant.to_string()).or_default();
+        names.retain(|_, ids| {
+            ids.retain(|id| id != job_id);
             !ids.is_empty()
         });
         for name in job
@@ -60,24 +61,28 @@ impl Workflows {
             .flat_map(|job| job.after_jobs.iter())
             .flat_map(|after| after.jobs.iter())
         {
-            waiting
-                .entry((tenant.to_string(), name.clone()))
-                .or_default()
-                .push(job_id.to_string());
+            names.entry(name.clone()).or_default().push(job_id.to_string());
+        }
+        if names.is_empty() {
+            waiting.remove(tenant);
         }
     }
 
     /// Whether jobs wait for the job of this run.
     pub(super) fn is_waited_for(&self, run: &Run) -> bool {
-        let waiting = lock(&self.waiting);
-        !waiting.is_empty() && waiting.contains_key(&(run.tenant.clone(), run.job_name.clone()))
+        lock(&self.waiting)
+            .get(&run.tenant)
+            .is_some_and(|names| names.contains_key(&run.job_name))
     }
 
     /// The last attempt of a run of a job others wait for ended: moves
     /// their joins on and makes the runs it fires.
     pub(super) fn fire_waiting(&self, run: &Run, runs: &mut Vec<Run>, joins: &mut Vec<Join>) {
-        let key = (run.tenant.clone(), run.job_name.clone());
-        let waiting = lock(&self.waiting).get(&key).cloned().unwrap_or_default();
+        let waiting = lock(&self.waiting)
+            .get(&run.tenant)
+            .and_then(|names| names.get(&run.job_name))
+            .cloned()
+            .unwrap_or_default();
         for job_id in waiting {
             let job = match self.store.job(&run.tenant, &job_id) {
                 Ok(Some(job)) => job,

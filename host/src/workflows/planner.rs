@@ -20,5 +20,7 @@ pub(super) struct Planner {
     pub(super) deadlines: BTreeSet<(DateTime<Utc>, String, String, DateTime<Utc>)>,
 }
 
-/// (tenant, job name) -> the ids of the jobs waiting for it (`after_jobs`).
-pub(super) type Waiting = HashMap<(String, String), Vec<String>>;
+/// tenant -> job name -> the ids of the jobs waiting for it
+/// (`after_jobs`); nested, so a run's end looks its job up without
+/// allocating.
+pub(super) type Waiting = HashMap<String, HashMap<String, Vec<String>>>;
