@@ -137,7 +137,7 @@ impl Workflows {
     /// Starts a run of the tenant's workflow `name` (`input` replaces the
     /// workflow's own): its root steps are queued at once.
     pub async fn start(
-        self: &Arc<Self>,
+        &self,
         tenant: &str,
         name: &str,
         input: Option<&Value>,
@@ -154,7 +154,7 @@ impl Workflows {
 
     /// Starts a run of `workflow` with the id `id`.
     pub(super) async fn start_as(
-        self: &Arc<Self>,
+        &self,
         workflow: Workflow,
         id: String,
         input: Option<&Value>,
@@ -183,7 +183,6 @@ impl Workflows {
         }
         let record = self
             .run(&workflow.tenant, &id)?
-            .or_else(|| self.store.workflow_run(&workflow.tenant, &id).ok().flatten())
             .ok_or_else(|| WorkflowError::RunNotFound(id.clone()))?;
         self.events.workflow("workflow.started", &record);
         self.executor.queued(runs);
@@ -256,7 +255,7 @@ impl Workflows {
 
     /// Cancels a workflow run: nothing new starts, its running steps are
     /// cancelled; returns it as it is once they have ended (or 5 s).
-    pub async fn cancel(self: &Arc<Self>, tenant: &str, id: &str) -> Result<WorkflowRun, WorkflowError> {
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Result<WorkflowRun, WorkflowError> {
         self.stop(tenant, id, Stopping::Cancelled).await?;
         self.wait(tenant, id, Duration::from_secs(5))
             .await?
@@ -301,7 +300,7 @@ impl Workflows {
 
     /// Runs a finished, unsuccessful workflow run again from its failed,
     /// cancelled and skipped steps; succeeded steps keep their outputs.
-    pub async fn retry(self: &Arc<Self>, tenant: &str, id: &str) -> Result<WorkflowRun, WorkflowError> {
+    pub async fn retry(&self, tenant: &str, id: &str) -> Result<WorkflowRun, WorkflowError> {
         let mut record = self
             .run(tenant, id)?
             .ok_or_else(|| WorkflowError::RunNotFound(id.to_string()))?;
@@ -373,26 +372,25 @@ impl Workflows {
         loop {
             let record = &active.record;
             let (tenant, run_id, started_at) = (record.tenant.clone(), record.id.clone(), record.started_at);
-            let store = &self.store;
-            let outputs = &active.outputs;
-            let steps = &record.steps;
+            // The runs of the steps that ended with an output: what the
+            // steps that start may read (advancing changes no finished step).
+            let ended: HashMap<String, String> = record
+                .steps
+                .iter()
+                .filter(|(_, state)| matches!(state.status, StepStatus::Succeeded | StepStatus::Failed))
+                .filter_map(|(step, state)| Some((step.clone(), state.run_id.clone()?)))
+                .collect();
+            let (store, outputs) = (&self.store, &active.outputs);
             let output = |step: &str| -> Option<Vec<u8>> {
                 if let Some(bytes) = outputs.get(step) {
                     return Some(bytes.clone());
                 }
-                let state = steps.get(step)?;
-                if state.status != StepStatus::Succeeded && state.status != StepStatus::Failed {
-                    return None;
-                }
-                let id = state.run_id.as_deref()?;
-                store.run_output(&tenant, id).ok().flatten()
+                store.run_output(&tenant, ended.get(step)?).ok().flatten()
             };
             let derive =
                 |step: &str, round: u32| crate::model::id::step_run_id(&tenant, &run_id, started_at, step, round);
             let now = self.clock.now();
-            let mut record = active.record.clone();
-            let starts = record.advance(&output, &derive, self.max_input_bytes, now);
-            active.record = record;
+            let starts = active.record.advance(&output, &derive, self.max_input_bytes, now);
             let mut failed = false;
             for start in starts {
                 match self.step_run(&active.record, &start, now) {

@@ -60,13 +60,23 @@ impl Workflows {
     pub(super) fn workflow_run_ended(&self, record: &WorkflowRun) {
         let key = (record.tenant.clone(), record.workflow.name.clone());
         let at = record.finished_at.unwrap_or_else(|| self.clock.now());
-        lock(&self.planner).ended.insert(key, at);
-        self.schedule_changed.notify_one();
+        let waited_for = {
+            let mut planner = lock(&self.planner);
+            let waited_for = planner.waiting.contains_key(&key);
+            planner.ended.insert(key, at);
+            waited_for
+        };
+        // A pass reads every workflow: wake it only when this end matters
+        // now (a fire waits for it, or its schedule counts from it); a
+        // definition's change wakes it anyway.
+        if waited_for || record.workflow.schedule.is_some() {
+            self.schedule_changed.notify_one();
+        }
     }
 
     /// Stops the workflow runs past their deadline and fires every due
     /// scheduled workflow; returns the next instant due.
-    async fn fire_due(self: &Arc<Self>) -> Result<Option<DateTime<Utc>>, WorkflowError> {
+    async fn fire_due(&self) -> Result<Option<DateTime<Utc>>, WorkflowError> {
         let now = self.clock.now();
         let mut earliest: Option<DateTime<Utc>> = self.stop_late(now).await;
         for workflow in self.store.all_workflows()? {
@@ -99,7 +109,7 @@ impl Workflows {
 
     /// Fires a due workflow by its policies; returns its next fire.
     async fn fire(
-        self: &Arc<Self>,
+        &self,
         workflow: &Workflow,
         schedule: &Schedule,
         due: DateTime<Utc>,
@@ -140,7 +150,7 @@ impl Workflows {
     }
 
     /// Starts a fire, or not, by the workflow's overlap policy.
-    async fn overlap(self: &Arc<Self>, workflow: &Workflow, at: DateTime<Utc>) -> Result<(), WorkflowError> {
+    async fn overlap(&self, workflow: &Workflow, at: DateTime<Utc>) -> Result<(), WorkflowError> {
         if !self.is_going(workflow) {
             return self.start_fire(workflow, at).await;
         }
@@ -168,7 +178,7 @@ impl Workflows {
 
     /// Starts the run of the fire at `at`, unless it exists (started
     /// before a crash).
-    async fn start_fire(self: &Arc<Self>, workflow: &Workflow, at: DateTime<Utc>) -> Result<(), WorkflowError> {
+    async fn start_fire(&self, workflow: &Workflow, at: DateTime<Utc>) -> Result<(), WorkflowError> {
         let id = crate::model::scheduled_run_id(&workflow.tenant, &format!("workflow:{}", workflow.id), at);
         if self.store.workflow_run(&workflow.tenant, &id)?.is_some() {
             return Ok(());
