@@ -11,7 +11,6 @@ use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, require_admin};
 use super::state::AppState;
 use super::views::{NextFireView, SchedulerState, SchedulerView, StatusView, StorageState};
-use crate::model::DEFAULT_TENANT;
 use crate::model::job::Priority;
 
 /// How many upcoming fires `/v1/status` lists.
@@ -134,15 +133,7 @@ pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> R
     metrics
         .plugin_cache_bytes
         .set(i64::try_from(state.plugins().cache_bytes()).unwrap_or(i64::MAX));
-    let mut tenants: Vec<String> = state
-        .store()
-        .list_tenants()?
-        .into_iter()
-        .map(|tenant| tenant.name)
-        .collect();
-    if !tenants.iter().any(|name| name == DEFAULT_TENANT) {
-        tenants.push(DEFAULT_TENANT.to_string());
-    }
+    let tenants = state.store().tenant_names()?;
     metrics.jobs.reset();
     for tenant in &tenants {
         let mut counts: BTreeMap<&str, i64> = ["active", "paused", "done"]

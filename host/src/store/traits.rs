@@ -256,6 +256,15 @@ pub trait TenantStore: Send + Sync {
     fn tenant(&self, name: &str) -> StoreResult<Option<Tenant>>;
     /// Every tenant, by name.
     fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Every tenant's name, the default tenant's included (it exists
+    /// before any record of it does).
+    fn tenant_names(&self) -> StoreResult<Vec<String>> {
+        let mut names: Vec<String> = self.list_tenants()?.into_iter().map(|tenant| tenant.name).collect();
+        if !names.iter().any(|name| name == crate::model::DEFAULT_TENANT) {
+            names.push(crate::model::DEFAULT_TENANT.to_string());
+        }
+        Ok(names)
+    }
     /// Adds a token.
     fn insert_token(&self, token: &Token) -> StoreResult<()>;
     /// The token whose secret hashes to `hash` (hex sha256).

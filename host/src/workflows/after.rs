@@ -8,24 +8,15 @@ use super::engine::Workflows;
 use super::planner::Waiting;
 use crate::model::dependency::Join;
 use crate::model::run::NewRun;
-use crate::model::{DEFAULT_TENANT, Run, Trigger};
+use crate::model::{Run, Trigger};
 use crate::store::StoreError;
 use crate::sync::lock;
 
 impl Workflows {
     /// Reads every job's `after_jobs` into the index (at start).
     pub(super) fn index_waiting(&self) -> Result<(), StoreError> {
-        let mut tenants: Vec<String> = self
-            .store
-            .list_tenants()?
-            .into_iter()
-            .map(|tenant| tenant.name)
-            .collect();
-        if !tenants.iter().any(|name| name == DEFAULT_TENANT) {
-            tenants.push(DEFAULT_TENANT.to_string());
-        }
         let mut waiting = Waiting::new();
-        for tenant in tenants {
+        for tenant in self.store.tenant_names()? {
             for job in self.store.list_jobs(&tenant)? {
                 for name in job.after_jobs.iter().flat_map(|after| after.jobs.iter()) {
                     waiting
