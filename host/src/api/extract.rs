@@ -326,6 +326,36 @@ pub fn page_query(limit: Option<usize>, cursor: Option<&str>) -> Result<usize, A
     Ok(limit)
 }
 
+/// The optional body of a run asked for (`POST /v1/jobs/{id}/run`,
+/// `POST /v1/workflows/{name}/run`).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// Any JSON, handed to the run (a workflow's root steps) instead of the
+    /// job's (the workflow's) input.
+    #[serde(default)]
+    pub input: Option<Value>,
+}
+
+/// The `input` of a run's optional body (null: none), at most
+/// `max_bytes` of JSON.
+pub fn run_input(body: Value, max_bytes: usize) -> Result<Option<Value>, ApiError> {
+    if body.is_null() {
+        return Ok(None);
+    }
+    let body: RunBody = body_object(body, r#"{"input"?}"#)?;
+    if let Some(input) = &body.input {
+        let size = crate::model::job::input_bytes(input).len();
+        if size > max_bytes {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                format!("input: is {size} bytes; the limit is {max_bytes}"),
+            ));
+        }
+    }
+    Ok(body.input)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,11 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::Value;
-use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, Refusals};
-use super::extract::{Caller, JsonBody, Query, wait_query};
+use super::extract::{Caller, JsonBody, Query, RunBody, run_input, wait_query};
 use super::runs::full_run_view;
 use super::state::AppState;
 use super::views::{JobList, JobPreviewView, JobPutView, JobView, RunWithOutputView};
@@ -221,15 +219,6 @@ pub struct RunQuery {
     final_attempt: bool,
 }
 
-/// The optional body of `POST /v1/jobs/{id}/run`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct RunBody {
-    /// Any JSON, handed to the run instead of the job's input.
-    #[serde(default)]
-    input: Option<Value>,
-}
-
 /// `POST /v1/jobs/{id}/run` with optional `{input}`; `?wait=30s` answers
 /// with the finished run (200), or the run so far (202) if it is still going;
 /// `&final_attempt=true` waits for the last attempt of a run that is retried.
@@ -259,25 +248,8 @@ pub async fn run_now(
             "final_attempt: waits for the last attempt only with wait (e.g. ?wait=60s&final_attempt=true)",
         ));
     }
-    let body: RunBody = if body.is_null() {
-        RunBody { input: None }
-    } else {
-        super::extract::body_object(body, r#"{"input"?}"#)?
-    };
-    if let Some(input) = &body.input {
-        let size = crate::model::job::input_bytes(input).len();
-        let limit = state.config().jobs.max_input_bytes;
-        if size > limit {
-            return Err(ApiError::bad_request(
-                "invalid_field",
-                format!("input: is {size} bytes; the limit is {limit}"),
-            ));
-        }
-    }
-    let run = state
-        .executor()
-        .queue(&job, Trigger::Manual, body.input.as_ref())
-        .await?;
+    let input = run_input(body, state.config().jobs.max_input_bytes)?;
+    let run = state.executor().queue(&job, Trigger::Manual, input.as_ref()).await?;
     let run = match wait {
         Some(wait) if query.final_attempt => state
             .executor()

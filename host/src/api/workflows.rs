@@ -9,11 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::Value;
-use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, Refusals};
-use super::extract::{Caller, JsonBody, Query, page_query, wait_query};
+use super::extract::{Caller, JsonBody, Query, RunBody, page_query, run_input, wait_query};
 use super::state::AppState;
 use super::views::{WorkflowList, WorkflowRunList, WorkflowRunView, WorkflowView};
 use crate::model::Trigger;
@@ -131,15 +129,6 @@ pub struct WaitQuery {
     wait: Option<String>,
 }
 
-/// The optional body of `POST /v1/workflows/{name}/run`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct WorkflowRunBody {
-    /// Any JSON, handed to the root steps instead of the workflow's input.
-    #[serde(default)]
-    input: Option<Value>,
-}
-
 /// `POST /v1/workflows/{name}/run` with optional `{input}`; `?wait=30s`
 /// answers with the finished run (200) or the run so far (202).
 #[utoipa::path(
@@ -148,7 +137,7 @@ struct WorkflowRunBody {
     tag = "workflows",
     operation_id = "run_workflow",
     params(("name" = String, Path, description = "the workflow's name"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s")),
-    request_body(content = Option<WorkflowRunBody>, description = "{\"input\"?}"),
+    request_body(content = Option<RunBody>, description = "{\"input\"?}"),
     responses((status = 200, description = "the finished workflow run", body = WorkflowRunView), (status = 202, description = "still going", body = WorkflowRunView), (status = 404, description = "no such workflow", body = ErrorBody), Refusals)
 )]
 pub async fn run_now(
@@ -159,24 +148,10 @@ pub async fn run_now(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let wait = wait_query(query.wait.as_deref())?;
-    let body: WorkflowRunBody = if body.is_null() {
-        WorkflowRunBody { input: None }
-    } else {
-        super::extract::body_object(body, r#"{"input"?}"#)?
-    };
-    if let Some(input) = &body.input {
-        let size = crate::model::job::input_bytes(input).len();
-        let limit = state.config().jobs.max_input_bytes;
-        if size > limit {
-            return Err(ApiError::bad_request(
-                "invalid_field",
-                format!("input: is {size} bytes; the limit is {limit}"),
-            ));
-        }
-    }
+    let input = run_input(body, state.config().jobs.max_input_bytes)?;
     let run = state
         .workflows()
-        .start(&caller.tenant, &name, body.input.as_ref(), Trigger::Manual, None)
+        .start(&caller.tenant, &name, input.as_ref(), Trigger::Manual, None)
         .await?;
     answer(&state, &caller.tenant, run, wait).await
 }
