@@ -26,7 +26,7 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::{self, Scheduler};
 use crate::server;
 use crate::store::health::StorageHealth;
-use crate::store::{SledStore, Store, StoreError, WatchedStore, watchdog};
+use crate::store::{PgStore, SledStore, Store, StoreError, WatchedStore, redacted_database_url, watchdog};
 use crate::summary::Summaries;
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
@@ -93,12 +93,20 @@ impl Daemon {
         crate::permissions::create_private_dir(&config.data_dir)
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
         let storage = Arc::new(StorageHealth::new());
-        let store: Arc<dyn Store> =
-            match SledStore::open_with(&config.database_path(), config.flush_interval, config.db_cache) {
+        let store: Arc<dyn Store> = match &config.database_url {
+            Some(url) => match PgStore::connect(url, &config.data_dir.join("compiled")) {
+                Ok(store) => Arc::new(WatchedStore::new(store, storage.clone())),
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("opening the database at {}", redacted_database_url(url)));
+                }
+            },
+            None => match SledStore::open_with(&config.database_path(), config.flush_interval, config.db_cache) {
                 Ok(store) => Arc::new(WatchedStore::new(store, storage.clone())),
                 Err(StoreError::Locked(message)) => anyhow::bail!("{message}"),
                 Err(error) => return Err(error).context("opening the database"),
-            };
+            },
+        };
         let sandbox = Arc::new(sandbox_for(config)?);
         let metrics = Arc::new(Metrics::new());
         metrics.watch_storage(storage.clone(), config.data_dir.clone());

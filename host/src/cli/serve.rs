@@ -29,17 +29,18 @@ const SECRET_FLAGS: &[(&str, &str, &str)] = &[
         "SANDCRON_SECRETS_KEY or --secrets-key-file",
     ),
     ("smtp_url", "--smtp-url", "SANDCRON_SMTP_URL"),
+    ("database_url", "--database-url", "SANDCRON_DATABASE_URL"),
 ];
 
 /// Warns of each secret given as a flag: a process's arguments can be read
-/// by every local user (`ps`, `/proc/<pid>/cmdline`). The SMTP URL counts
-/// only when it carries a password.
+/// by every local user (`ps`, `/proc/<pid>/cmdline`). The SMTP and
+/// database URLs count only when they carry a password.
 pub(super) fn warn_of_secrets_in_flags(serve: &ArgMatches) {
     for (id, flag, instead) in SECRET_FLAGS {
         if serve.value_source(id) != Some(ValueSource::CommandLine) {
             continue;
         }
-        if *id == "smtp_url" {
+        if *id == "smtp_url" || *id == "database_url" {
             let value = serve.get_one::<String>(id).map(String::as_str).unwrap_or_default();
             let has_password = url::Url::parse(value).is_ok_and(|url| url.password().is_some());
             if !has_password {

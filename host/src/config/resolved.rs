@@ -58,6 +58,12 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The sender of sandcron's e-mails.
     pub smtp_from: String,
+    /// The PostgreSQL database holding all state, shared by the nodes of a
+    /// cluster; None keeps it in sled in the data dir.
+    pub database_url: Option<String>,
+    /// This node's name in a cluster; None makes one from the host name
+    /// and a random suffix at start.
+    pub node_id: Option<String>,
     /// Finished runs (records, output, logs) older than this are deleted
     /// (zero keeps them forever).
     pub retention: Duration,
@@ -195,6 +201,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             smtp_url: None,
             smtp_from: "sandcron <sandcron@localhost>".to_string(),
+            database_url: None,
+            node_id: None,
             retention: Duration::from_secs(30 * 24 * 3600),
             max_runs_per_job: 10_000,
             fire_ahead: Duration::from_secs(2),

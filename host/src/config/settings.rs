@@ -90,6 +90,14 @@ pub struct Settings {
     /// SMTP server for e-mail ("smtp://host:25", "smtps://user:pass@host").
     #[arg(long, env = "SANDCRON_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
+    /// PostgreSQL database holding all state ("postgres://user:pass@host/db"),
+    /// shared by every node of a cluster; without it, sled in the data dir.
+    #[arg(long, env = "SANDCRON_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// This node's name in a cluster (default: the host name and a random
+    /// suffix).
+    #[arg(long, env = "SANDCRON_NODE_ID")]
+    pub node_id: Option<String>,
     /// Sender of e-mails ("sandcron <jobs@example.com>").
     #[arg(long, env = "SANDCRON_SMTP_FROM")]
     pub smtp_from: Option<String>,
@@ -163,7 +171,7 @@ impl Settings {
             artifact_cache_bytes, max_request_bytes, max_concurrent_runs, max_event_streams,
             default_fuel, default_timeout, default_memory, default_output, max_log_bytes,
             max_timeout, max_memory, log_format, http_allow_private, http_resolve, secrets_key,
-            secrets_key_file, admin_token, shutdown_grace, smtp_url, smtp_from, retention,
+            secrets_key_file, admin_token, shutdown_grace, smtp_url, smtp_from, database_url, node_id, retention,
             max_runs_per_job, fire_ahead, flush_interval, db_cache, pool_size, pool_core_instances,
             http_header_timeout, http_body_timeout, http_idle_timeout, http_max_connections,
             unauthenticated_rate, unauthenticated_burst, storage_min_free,
@@ -205,6 +213,8 @@ impl Settings {
             shutdown_grace => config.shutdown_grace, |Span(value)| value;
             smtp_url => config.smtp_url, Some;
             smtp_from => config.smtp_from, |value| value;
+            database_url => config.database_url, Some;
+            node_id => config.node_id, Some;
             retention => config.retention, |Span(value)| value;
             max_runs_per_job => config.max_runs_per_job, |value| value;
             fire_ahead => config.fire_ahead, |Span(value)| value;

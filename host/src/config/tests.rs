@@ -326,6 +326,8 @@ const EVERY_SETTING: &[(&str, &str, &str, &str)] = &[
     ("shutdown_grace", "\"1s\"", "2s", "3s"),
     ("smtp_url", "\"smtp://a.test\"", "smtp://b.test", "smtp://c.test"),
     ("smtp_from", "\"a@test\"", "b@test", "c@test"),
+    ("database_url", "\"postgres://a/x\"", "postgres://b/x", "postgres://c/x"),
+    ("node_id", "\"a\"", "b", "c"),
     ("retention", "\"1d\"", "2d", "3d"),
     ("max_runs_per_job", "3", "4", "5"),
     ("fire_ahead", "\"1s\"", "3s", "4s"),

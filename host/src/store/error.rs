@@ -46,6 +46,10 @@ pub enum StoreError {
     /// The data directory is held by another process.
     #[error("{0}")]
     Locked(String),
+    /// The database aborted a transaction to break a deadlock or a
+    /// serialization conflict; it changed nothing and may run again.
+    #[error("storage: {0}")]
+    Retry(String),
     /// The record changed (or went) between read and write; plan again.
     #[error("conflict: {0}")]
     Conflict(String),

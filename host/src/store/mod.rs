@@ -1,7 +1,7 @@
 //! Durable state behind subject traits (see `traits`: plugins, jobs, runs,
-//! kv, tenants, secrets, durability; [`Store`] is their sum), so another
-//! backend (PostgreSQL) can come without touching the rest: it implements
-//! each subject. Every key carries the tenant. The store knows records and
+//! kv, tenants, secrets, workflows, durability; [`Store`] is their sum),
+//! with two backends implementing each subject: sled (embedded, the
+//! default) and PostgreSQL (shared by the nodes of a cluster). Every key carries the tenant. The store knows records and
 //! bytes, nothing of wasmtime or HTTP.
 //!
 //! Durability: writes are atomic per call; they are durable once
@@ -10,20 +10,23 @@
 //! volume turns the storage failing (see [`health`]): writes and flushes are
 //! refused from then on until the daemon restarts and reopens the database.
 
+mod code_files;
 mod error;
 mod group_commit;
 pub mod health;
+mod postgres;
 mod records;
 pub(crate) mod sled;
 mod traits;
 pub mod watchdog;
 mod watched;
 
+pub use self::postgres::{PgStore, redacted as redacted_database_url};
 pub use self::sled::{PluginStorage, SledStore};
 pub use error::{StoreError, StoreFuture, StoreResult};
 pub use records::{
     AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
-    check_plugin_quota,
+    check_plugin_quota, no_run_room,
 };
 pub use traits::{
     Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, Store, TenantStore, WorkflowStore,

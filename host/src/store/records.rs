@@ -162,3 +162,12 @@ pub fn check_plugin_quota(used: u64, adding: u64, limit: Option<u64>) -> StoreRe
         _ => Ok(()),
     }
 }
+
+/// Refuses a run that does not fit beside the tenant's queued and running
+/// runs (`unfinished` bytes), which are never deleted to make room (the
+/// one wording of that refusal).
+pub fn no_run_room(need: u64, unfinished: u64, max_bytes: u64) -> StoreError {
+    StoreError::QuotaExceeded(format!(
+        "run_bytes: this run's record and input take {need} bytes; the tenant's queued and running runs take {unfinished} of its quota of {max_bytes} and are not deleted to make room (retry once some have finished)"
+    ))
+}

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use sled::{Db, Tree};
 
 use super::active_groups::ActiveGroups;
-use super::code_files::CodeFiles;
+use crate::store::code_files::CodeFiles;
 use super::encoding::{corrupt, from_json};
 use super::gate::{Broken, Writing};
 use super::job_cache::JobCache;

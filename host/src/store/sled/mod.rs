@@ -25,14 +25,13 @@
 //!
 //! One file per subject implements its trait for [`SledStore`], with the
 //! keys, codecs and caches only it uses beside it: `plugins` (with
-//! `code_files`), `jobs` (with `job_codec` and `job_cache`), `runs` (with
+//! the store's `code_files`), `jobs` (with `job_codec` and `job_cache`), `runs` (with
 //! `run_codec`, `run_bytes` and `active_groups`), `kv`, `tenants` and
 //! `secrets`. `database` holds the struct, its trees and durability, `open`
 //! opens it, `gate` is the gate every write passes, and `encoding` the
 //! keys, JSON records and counts the subjects share.
 
 mod active_groups;
-mod code_files;
 mod codec;
 mod database;
 mod encoding;
@@ -43,7 +42,7 @@ mod jobs;
 mod kv;
 mod open;
 mod plugins;
-mod run_bytes;
+pub(crate) mod run_bytes;
 pub(crate) mod run_codec;
 mod runs;
 mod secrets;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::active_groups::ActiveGroups;
-use super::code_files::CodeFiles;
+use crate::store::code_files::CodeFiles;
 use super::database::SledStore;
 use super::gate::Broken;
 use super::job_cache::JobCache;

@@ -6,11 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sha2::{Digest, Sha256};
 use sled::IVec;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
-use super::code_files::Kind;
+use crate::store::code_files::{Kind, code_name};
 use super::database::SledStore;
 use super::encoding::{decode, encode, key, prefix, read_count, transaction_error};
 use crate::model::{Artifact, PluginVersion};
@@ -34,12 +33,6 @@ pub struct PluginStorage {
     pub artifacts: usize,
     /// Bytes of the kept plugin bytes and compiled code together.
     pub bytes: u64,
-}
-
-/// The file name of the code compiled from `digest` by `engine`.
-fn code_name(digest: &str, engine: &str) -> String {
-    let engine = hex::encode(Sha256::digest(engine.as_bytes()));
-    format!("{digest}-{}", &engine[..16])
 }
 
 /// The parts of an artifact key, `digest \0 engine`.
@@ -78,6 +71,7 @@ impl SledStore {
                         let (digest, engine) = artifact_parts(&stored_key);
                         code_name(&digest, &engine)
                     }
+                    Kind::Record => continue,
                 };
                 self.files.write(kind, &name, &value)?;
                 let gate = self.writing();

@@ -19,7 +19,7 @@ use super::run_codec;
 use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Run, RunStatus};
 use crate::store::error::{StoreError, StoreResult};
-use crate::store::records::{RunFilter, RunWrite};
+use crate::store::records::{RunFilter, RunWrite, no_run_room};
 use crate::store::traits::RunStore;
 use keys::{active_key, by_job_key, decode_run, record_key, run_key, run_prefix, run_space};
 use usage::put_totals;
@@ -151,7 +151,7 @@ impl SledStore {
         // room, refuse without looking through the finished ones.
         let (_, unfinished) = self.run_bytes.hold().parts(&run.tenant);
         if unfinished > room {
-            return Err(usage::no_room(need, unfinished, max_bytes));
+            return Err(no_run_room(need, unfinished, max_bytes));
         }
         while self.run_bytes(&run.tenant)? > room {
             if self.trim_runs(&run.tenant, room, MAKE_ROOM_BATCH)? == 0 {
@@ -192,7 +192,7 @@ impl SledStore {
         if let Some((run, max_bytes)) = room {
             let need = run_bytes::queued_charge(run);
             if totals.get(&run.tenant).saturating_add(need) > max_bytes {
-                return Err(usage::no_room(need, totals.parts(&run.tenant).1, max_bytes));
+                return Err(no_run_room(need, totals.parts(&run.tenant).1, max_bytes));
             }
         }
         put_totals(&mut batch, &totals, &changes);

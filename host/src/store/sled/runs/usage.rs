@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::keys::{active_key, by_job_key, decode_run, record_key, run_key, run_prefix, run_space};
 use crate::model::Run;
-use crate::store::error::{StoreError, StoreResult};
+use crate::store::error::StoreResult;
 use crate::store::records::RunWrite;
 use crate::store::sled::active_groups;
 use crate::store::sled::database::SledStore;
@@ -306,14 +306,6 @@ impl SledStore {
             changes.dropped(tenant, true, victim.charge);
         }
     }
-}
-
-/// The refusal of a run that does not fit beside the tenant's queued and
-/// running runs (`unfinished` bytes), which are never deleted.
-pub(super) fn no_room(need: u64, unfinished: u64, max_bytes: u64) -> StoreError {
-    StoreError::QuotaExceeded(format!(
-        "run_bytes: this run's record and input take {need} bytes; the tenant's queued and running runs take {unfinished} of its quota of {max_bytes} and are not deleted to make room (retry once some have finished)"
-    ))
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub enum Kind {
     Bytes,
     /// Serialized compiled code, by the component's sha256 and the engine.
     Code,
+    /// The compile record of a code file, by the code file's name (kept
+    /// here where the database is shared and the code is not).
+    Record,
 }
 
 impl Kind {
@@ -31,8 +34,16 @@ impl Kind {
         match self {
             Kind::Bytes => "bytes",
             Kind::Code => "code",
+            Kind::Record => "records",
         }
     }
+}
+
+/// The file name of the code compiled from `digest` by `engine`.
+pub fn code_name(digest: &str, engine: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let engine = hex::encode(Sha256::digest(engine.as_bytes()));
+    format!("{digest}-{}", &engine[..16])
 }
 
 /// Files being written start with this, then this process's mark (see
@@ -82,12 +93,17 @@ pub struct CodeFiles {
 }
 
 impl CodeFiles {
-    /// The folders under `root`, made if missing.
+    /// The folders of plugin bytes and code under `root`, made if missing.
     pub fn open(root: &Path) -> StoreResult<CodeFiles> {
+        CodeFiles::open_kinds(root, &[Kind::Bytes, Kind::Code])
+    }
+
+    /// The folders of `kinds` under `root`, made if missing.
+    pub fn open_kinds(root: &Path, kinds: &[Kind]) -> StoreResult<CodeFiles> {
         let files = CodeFiles {
             root: root.to_path_buf(),
         };
-        for kind in [Kind::Bytes, Kind::Code] {
+        for &kind in kinds {
             let folder = files.folder(kind);
             fs::create_dir_all(&folder).map_err(|error| io_error(&folder, error))?;
         }

@@ -1,0 +1,323 @@
+//! Jobs in PostgreSQL: records in the compact binary form sled keeps, with
+//! the columns queries use beside them (name, the due instant, whether the
+//! job runs at start). A fire locks its jobs' rows, checks each is as it
+//! was planned from, and writes the jobs and their new runs in one
+//! transaction; a run's id derived from (job, instant) makes a fire
+//! recorded twice insert nothing the second time.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use super::database::{PgStore, corrupt, is_unique_violation};
+use super::runs::RunRows;
+use crate::model::{Job, Run};
+use crate::store::error::{StoreError, StoreResult};
+use crate::store::records::{DueJob, Fire, JobHooks};
+use crate::store::sled::job_codec;
+use crate::store::traits::JobStore;
+
+/// The first key of the advisory lock a tenant's job creations take (the
+/// second is the tenant's name hashed), so two cannot both fit in the last
+/// place of its quota.
+const JOB_LOCK: i32 = 2;
+
+/// An instant as the due index keeps it: to the millisecond.
+pub(super) fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
+}
+
+/// The job's entry in the due index: its next fire while it is enabled.
+fn due_at(job: &Job) -> Option<DateTime<Utc>> {
+    job.next_fire_at.filter(|_| job.enabled).map(to_millis)
+}
+
+/// A job of a row's record.
+fn decode(key: &str, bytes: &[u8]) -> StoreResult<Job> {
+    job_codec::decode(bytes).map_err(|message| corrupt(key, message))
+}
+
+/// Deletes withdrawn queued runs within a transaction.
+async fn withdraw(transaction: &deadpool_postgres::Transaction<'_>, withdrawn: &[Run]) -> StoreResult<()> {
+    if withdrawn.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = withdrawn.iter().map(|run| run.tenant.as_str()).collect();
+    let ids: Vec<&str> = withdrawn.iter().map(|run| run.id.as_str()).collect();
+    transaction
+        .execute(
+            "DELETE FROM runs USING unnest($1::text[], $2::text[]) AS withdrawn (tenant, id)
+             WHERE runs.tenant = withdrawn.tenant AND runs.id = withdrawn.id AND NOT runs.finished",
+            &[&tenants, &ids],
+        )
+        .await?;
+    Ok(())
+}
+
+impl JobStore for PgStore {
+    fn insert_job_under_quota(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
+        let record = job_codec::encode(job);
+        self.block(|| async {
+            self.transact(async |transaction| {
+                if let Some(limit) = max_jobs {
+                    transaction
+                        .execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&JOB_LOCK, &job.tenant])
+                        .await?;
+                    let jobs: i64 = transaction
+                        .query_one("SELECT count(*) FROM jobs WHERE tenant = $1", &[&job.tenant])
+                        .await?
+                        .get(0);
+                    if u64::try_from(jobs).unwrap_or(0) >= limit {
+                        return Err(StoreError::QuotaExceeded(format!(
+                            "jobs: the tenant has {jobs} jobs; its quota is {limit} (delete a job to make room)"
+                        )));
+                    }
+                }
+                let inserted = transaction
+                    .execute(
+                        "INSERT INTO jobs (tenant, id, name, next_fire_at, run_at_start, record)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[&job.tenant, &job.id, &job.name, &due_at(job), &job.run_at_start, &record],
+                    )
+                    .await;
+                match inserted {
+                    Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken {
+                        name: job.name.clone(),
+                    }),
+                    other => Ok(other.map(|_| ())?),
+                }
+            })
+            .await
+        })
+    }
+
+    fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()> {
+        let record = job_codec::encode(job);
+        self.block(|| async {
+            self.transact(async |transaction| {
+                withdraw(transaction, withdrawn).await?;
+                let written = transaction
+                    .execute(
+                        "INSERT INTO jobs (tenant, id, name, next_fire_at, run_at_start, record)
+                         VALUES ($1, $2, $3, $4, $5, $6)
+                         ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name,
+                             next_fire_at = excluded.next_fire_at, run_at_start = excluded.run_at_start,
+                             record = excluded.record",
+                        &[&job.tenant, &job.id, &job.name, &due_at(job), &job.run_at_start, &record],
+                    )
+                    .await;
+                match written {
+                    Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken {
+                        name: job.name.clone(),
+                    }),
+                    other => Ok(other.map(|_| ())?),
+                }
+            })
+            .await
+        })
+    }
+
+    fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
+        self.block(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("SELECT record FROM jobs WHERE tenant = $1 AND id = $2")
+                .await?;
+            let row = client.query_opt(&statement, &[&tenant, &id]).await?;
+            row.map(|row| decode(id, row.get(0))).transpose()
+        })
+    }
+
+    fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>> {
+        self.block(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("SELECT record FROM jobs WHERE tenant = $1 AND id = $2")
+                .await?;
+            let row = client.query_opt(&statement, &[&tenant, &id]).await?;
+            row.map(|row| job_codec::hooks(row.get(0)).map_err(|message| corrupt(id, message)))
+                .transpose()
+        })
+    }
+
+    fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>> {
+        self.block(|| async {
+            let row = self
+                .client()
+                .await?
+                .query_opt("SELECT id FROM jobs WHERE tenant = $1 AND name = $2", &[&tenant, &name])
+                .await?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn list_jobs(&self, tenant: &str) -> StoreResult<Vec<Job>> {
+        self.block(|| async {
+            let rows = self
+                .client()
+                .await?
+                .query("SELECT id, record FROM jobs WHERE tenant = $1 ORDER BY id", &[&tenant])
+                .await?;
+            rows.iter().map(|row| decode(row.get(0), row.get(1))).collect()
+        })
+    }
+
+    fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool> {
+        self.block(|| async {
+            self.transact(async |transaction| {
+                let deleted = transaction
+                    .execute("DELETE FROM jobs WHERE tenant = $1 AND id = $2", &[&tenant, &id])
+                    .await?;
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                transaction
+                    .execute("DELETE FROM kv WHERE tenant = $1 AND job_id = $2", &[&tenant, &id])
+                    .await?;
+                withdraw(transaction, withdrawn).await?;
+                Ok(true)
+            })
+            .await
+        })
+    }
+
+    fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>> {
+        if fires.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records: Vec<Vec<u8>> = fires.iter().map(|fire| job_codec::encode(&fire.job)).collect();
+        self.block(|| async {
+            self.transact(async |transaction| {
+                let tenants: Vec<&str> = fires.iter().map(|fire| fire.job.tenant.as_str()).collect();
+                let ids: Vec<&str> = fires.iter().map(|fire| fire.job.id.as_str()).collect();
+                // Locked in one order, so two writers cannot deadlock.
+                let locked = transaction
+                    .query(
+                        "SELECT jobs.tenant, jobs.id, jobs.record FROM jobs
+                         JOIN unnest($1::text[], $2::text[]) AS fired (tenant, id)
+                           ON jobs.tenant = fired.tenant AND jobs.id = fired.id
+                         ORDER BY jobs.tenant, jobs.id FOR UPDATE OF jobs",
+                        &[&tenants, &ids],
+                    )
+                    .await?;
+                let mut stamps = HashMap::new();
+                for row in &locked {
+                    let (tenant, id): (String, String) = (row.get(0), row.get(1));
+                    let stamp = job_codec::stamp(row.get(2)).map_err(|message| corrupt(&id, message));
+                    stamps.insert((tenant, id), stamp);
+                }
+                let mut outcomes: Vec<StoreResult<Vec<Run>>> = Vec::with_capacity(fires.len());
+                let mut accepted = Vec::new();
+                for (index, fire) in fires.iter().enumerate() {
+                    let job = &fire.job;
+                    let outcome = match stamps.get(&(job.tenant.clone(), job.id.clone())) {
+                        None => Err(StoreError::Conflict(format!("job {} was deleted", job.id))),
+                        Some(Err(error)) => Err(error.clone()),
+                        Some(Ok(current)) if current.updated_at != job.updated_at || current.enabled != job.enabled => {
+                            Err(StoreError::Conflict(format!(
+                                "job {} changed while its fire was planned",
+                                job.id
+                            )))
+                        }
+                        Some(Ok(_)) => {
+                            accepted.push(index);
+                            Ok(Vec::new())
+                        }
+                    };
+                    outcomes.push(outcome);
+                }
+                if accepted.is_empty() {
+                    return Ok(outcomes);
+                }
+                let tenants: Vec<&str> = accepted.iter().map(|&index| fires[index].job.tenant.as_str()).collect();
+                let ids: Vec<&str> = accepted.iter().map(|&index| fires[index].job.id.as_str()).collect();
+                let due: Vec<Option<DateTime<Utc>>> = accepted.iter().map(|&index| due_at(&fires[index].job)).collect();
+                let bytes: Vec<&[u8]> = accepted.iter().map(|&index| records[index].as_slice()).collect();
+                let statement = transaction
+                    .prepare_cached(
+                        "UPDATE jobs SET next_fire_at = fired.due, record = fired.record
+                         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bytea[])
+                             AS fired (tenant, id, due, record)
+                         WHERE jobs.tenant = fired.tenant AND jobs.id = fired.id",
+                    )
+                    .await?;
+                transaction.execute(&statement, &[&tenants, &ids, &due, &bytes]).await?;
+                let runs: Vec<&Run> = accepted.iter().flat_map(|&index| &fires[index].runs).collect();
+                let inserted: HashSet<String> = RunRows::of(runs.iter().copied())
+                    .insert_new(transaction)
+                    .await?
+                    .into_iter()
+                    .collect();
+                for &index in &accepted {
+                    outcomes[index] = Ok(fires[index]
+                        .runs
+                        .iter()
+                        .filter(|run| inserted.contains(&run.id))
+                        .cloned()
+                        .collect());
+                }
+                Ok(outcomes)
+            })
+            .await
+        })
+    }
+
+    fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>> {
+        self.block(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT next_fire_at, tenant, id FROM jobs WHERE next_fire_at <= $1
+                     ORDER BY next_fire_at, tenant, id LIMIT $2",
+                )
+                .await?;
+            let rows = client
+                .query(&statement, &[&until, &i64::try_from(limit).unwrap_or(i64::MAX)])
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|row| DueJob {
+                    at: row.get(0),
+                    tenant: row.get(1),
+                    job_id: row.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn next_due_after(&self, after: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
+        // The index keeps milliseconds: the next one after `after`'s.
+        let start = to_millis(after) + chrono::Duration::milliseconds(1);
+        self.block(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("SELECT min(next_fire_at) FROM jobs WHERE next_fire_at >= $1")
+                .await?;
+            Ok(client.query_one(&statement, &[&start]).await?.get(0))
+        })
+    }
+
+    fn remove_due(&self, due: &DueJob) -> StoreResult<()> {
+        self.block(|| async {
+            self.client()
+                .await?
+                .execute(
+                    "UPDATE jobs SET next_fire_at = NULL WHERE tenant = $1 AND id = $2 AND next_fire_at = $3",
+                    &[&due.tenant, &due.job_id, &due.at],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn run_at_start_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.block(|| async {
+            let rows = self
+                .client()
+                .await?
+                .query("SELECT id, record FROM jobs WHERE run_at_start ORDER BY tenant, id", &[])
+                .await?;
+            rows.iter().map(|row| decode(row.get(0), row.get(1))).collect()
+        })
+    }
+}

@@ -1,0 +1,135 @@
+//! Workflows and their runs in PostgreSQL: JSON records; a workflow run's
+//! record and a join are written with the runs (see `runs`).
+
+use super::database::{PgStore, big, from_json, json};
+use crate::model::dependency::Join;
+use crate::model::workflow::Workflow;
+use crate::model::workflow_run::WorkflowRun;
+use crate::store::error::StoreResult;
+use crate::store::traits::WorkflowStore;
+
+impl PgStore {
+    /// The workflows a query's rows (name, record) hold.
+    async fn workflows_of(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> StoreResult<Vec<Workflow>> {
+        let rows = self.client().await?.query(sql, params).await?;
+        rows.iter().map(|row| from_json(row.get(0), row.get(1))).collect()
+    }
+
+    /// The workflow runs a query's rows (id, record) hold.
+    async fn workflow_runs_of(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> StoreResult<Vec<WorkflowRun>> {
+        let rows = self.client().await?.query(sql, params).await?;
+        rows.iter().map(|row| from_json(row.get(0), row.get(1))).collect()
+    }
+}
+
+impl WorkflowStore for PgStore {
+    fn put_workflow(&self, workflow: &Workflow) -> StoreResult<()> {
+        let record = json(workflow);
+        self.block(|| async {
+            self.client()
+                .await?
+                .execute(
+                    "INSERT INTO workflows (tenant, name, record) VALUES ($1, $2, $3)
+                     ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
+                    &[&workflow.tenant, &workflow.name, &record],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn workflow(&self, tenant: &str, name: &str) -> StoreResult<Option<Workflow>> {
+        self.block(|| async {
+            let found = self
+                .workflows_of(
+                    "SELECT name, record FROM workflows WHERE tenant = $1 AND name = $2",
+                    &[&tenant, &name],
+                )
+                .await?;
+            Ok(found.into_iter().next())
+        })
+    }
+
+    fn list_workflows(&self, tenant: &str) -> StoreResult<Vec<Workflow>> {
+        self.block(|| async {
+            self.workflows_of(
+                "SELECT name, record FROM workflows WHERE tenant = $1 ORDER BY name",
+                &[&tenant],
+            )
+            .await
+        })
+    }
+
+    fn all_workflows(&self) -> StoreResult<Vec<Workflow>> {
+        self.block(|| self.workflows_of("SELECT name, record FROM workflows ORDER BY tenant, name", &[]))
+    }
+
+    fn delete_workflow(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        self.block(|| async {
+            let deleted = self
+                .client()
+                .await?
+                .execute("DELETE FROM workflows WHERE tenant = $1 AND name = $2", &[&tenant, &name])
+                .await?;
+            Ok(deleted > 0)
+        })
+    }
+
+    fn workflow_run(&self, tenant: &str, id: &str) -> StoreResult<Option<WorkflowRun>> {
+        self.block(|| async {
+            let found = self
+                .workflow_runs_of(
+                    "SELECT id, record FROM workflow_runs WHERE tenant = $1 AND id = $2",
+                    &[&tenant, &id],
+                )
+                .await?;
+            Ok(found.into_iter().next())
+        })
+    }
+
+    fn list_workflow_runs(
+        &self,
+        tenant: &str,
+        workflow: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<WorkflowRun>> {
+        let limit = big(limit as u64);
+        self.block(|| async {
+            self.workflow_runs_of(
+                "SELECT id, record FROM workflow_runs
+                 WHERE tenant = $1 AND ($2::text IS NULL OR workflow = $2) AND ($3::text IS NULL OR id < $3)
+                 ORDER BY id DESC LIMIT $4",
+                &[&tenant, &workflow, &before, &limit],
+            )
+            .await
+        })
+    }
+
+    fn running_workflow_runs(&self) -> StoreResult<Vec<WorkflowRun>> {
+        self.block(|| {
+            self.workflow_runs_of(
+                "SELECT id, record FROM workflow_runs WHERE NOT finished ORDER BY tenant, id",
+                &[],
+            )
+        })
+    }
+
+    fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>> {
+        self.block(|| async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT record FROM joins WHERE tenant = $1 AND job_id = $2",
+                    &[&tenant, &job_id],
+                )
+                .await?;
+            row.map(|row| from_json(job_id, row.get(0))).transpose()
+        })
+    }
+}
