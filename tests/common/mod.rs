@@ -1,10 +1,14 @@
 //! The black-box test harness: builds the test plugins once, starts the real
 //! `sandcron` binary on a free port with a temporary data directory, and
 //! talks to it over HTTP. `kill` is SIGKILL (no graceful shutdown), so a
-//! restart proves what was flushed, not what a clean exit saved.
+//! restart proves what was flushed, not what a clean exit saved. In a test
+//! binary named `postgres_*` (or with `SANDCRON_TEST_BACKEND=postgres`) every
+//! daemon keeps its state in a database of a throwaway PostgreSQL server
+//! (`postgres`) instead of sled.
 
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader};
@@ -468,7 +472,18 @@ pub fn texts<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Whether this test binary runs its daemons on PostgreSQL: its name starts
+/// with `postgres_` (a `[[test]]` target's name is its crate's), or
+/// `SANDCRON_TEST_BACKEND=postgres`.
+pub fn on_postgres() -> bool {
+    env!("CARGO_CRATE_NAME").starts_with("postgres_")
+        || std::env::var("SANDCRON_TEST_BACKEND").is_ok_and(|backend| backend == "postgres")
+}
+
 /// Starts `sandcron serve` and returns its URL once it logs where it listens.
+/// On PostgreSQL ([`on_postgres`]) it adds `--database-url` with the data
+/// dir's own database (the same one on every start, so a restarted daemon
+/// finds its state), unless the caller chose a database itself.
 pub fn spawn_daemon(
     data_dir: &Path,
     args: &[String],
@@ -479,7 +494,17 @@ pub fn spawn_daemon(
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .args(args)
+        .args(args);
+    let chose_database = args
+        .iter()
+        .any(|arg| arg == "--database-url" || arg.starts_with("--database-url="))
+        || envs.iter().any(|(key, _)| key == "SANDCRON_DATABASE_URL");
+    if on_postgres() && !chose_database {
+        command
+            .arg("--database-url")
+            .arg(postgres::server().database_for(data_dir));
+    }
+    command
         .env_remove("SANDCRON_CONFIG")
         .env("SANDCRON_LOG", "info")
         .stdin(Stdio::null())
