@@ -174,12 +174,18 @@ async fn a_second_daemon_on_the_same_data_dir_exits_with_a_clear_message() {
     let output = Command::new(env!("CARGO_BIN_EXE_sandcron"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(daemon.data_dir())
+        .args(common::backend_args(daemon.data_dir()))
         .stdin(Stdio::null())
         .output()
         .expect("running a second daemon");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("in use by another process"), "{stderr}");
+    let expected = if common::on_postgres() {
+        "another sandcron daemon uses this database"
+    } else {
+        "in use by another process"
+    };
+    assert!(stderr.contains(expected), "{stderr}");
     // The first one is unaffected.
     assert_eq!(daemon.call(Method::GET, "/v1/jobs", None).await.status, StatusCode::OK);
 }

@@ -79,8 +79,47 @@ fn disk_use(dir: &Path) -> u64 {
 
 /// What the stopped daemon's store keeps of plugins.
 fn storage(daemon: &TestDaemon) -> PluginStorage {
-    let store = SledStore::open(&daemon.data_dir().join("db")).expect("opening the stopped daemon's store");
-    store.plugin_storage().expect("counting the plugin trees")
+    if !common::on_postgres() {
+        let store = SledStore::open(&daemon.data_dir().join("db")).expect("opening the stopped daemon's store");
+        return store.plugin_storage().expect("counting the plugin trees");
+    }
+    // On PostgreSQL: versions and bytes in the database, code on the node.
+    let database = common::postgres::server().database_for(daemon.data_dir());
+    let counted = common::postgres::server().psql(
+        &database,
+        "SELECT (SELECT count(*) FROM plugin_versions) || ' ' || (SELECT count(*) FROM plugin_bytes)
+             || ' ' || (SELECT coalesce(sum(octet_length(bytes)), 0) FROM plugin_bytes)",
+    );
+    let counts: Vec<u64> = counted
+        .split_whitespace()
+        .map(|count| count.parse().expect("a count"))
+        .collect();
+    let code = code_dir(daemon);
+    let code_bytes: u64 = std::fs::read_dir(&code)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| entry.metadata().ok())
+                .map(|metadata| metadata.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    PluginStorage {
+        versions: counts[0] as usize,
+        digests: counts[1] as usize,
+        artifacts: code_files(daemon),
+        bytes: counts[2] + code_bytes,
+    }
+}
+
+/// Where a daemon keeps compiled code: in sled's plugin files, or the
+/// node's own folder on PostgreSQL.
+fn code_dir(daemon: &TestDaemon) -> std::path::PathBuf {
+    if common::on_postgres() {
+        daemon.data_dir().join("compiled").join("code")
+    } else {
+        daemon.data_dir().join("db").join("plugins").join("code")
+    }
 }
 
 const MIB: u64 = 1 << 20;
@@ -423,8 +462,7 @@ async fn the_same_new_bytes_uploaded_at_once_by_two_tenants_are_compiled_once() 
 
 /// The compiled code files of a daemon's data dir.
 fn code_files(daemon: &TestDaemon) -> usize {
-    let dir = daemon.data_dir().join("db").join("plugins").join("code");
-    std::fs::read_dir(&dir)
+    std::fs::read_dir(code_dir(daemon))
         .map(|entries| {
             entries
                 .filter_map(Result::ok)

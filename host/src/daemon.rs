@@ -96,6 +96,7 @@ impl Daemon {
         let store: Arc<dyn Store> = match &config.database_url {
             Some(url) => match PgStore::connect(url, &config.data_dir.join("compiled")) {
                 Ok(store) => Arc::new(WatchedStore::new(store, storage.clone())),
+                Err(StoreError::Locked(message)) => anyhow::bail!("{message}"),
                 Err(error) => {
                     return Err(error)
                         .with_context(|| format!("opening the database at {}", redacted_database_url(url)));

@@ -480,6 +480,20 @@ pub fn on_postgres() -> bool {
         || std::env::var("SANDCRON_TEST_BACKEND").is_ok_and(|backend| backend == "postgres")
 }
 
+/// The `serve` arguments that put a daemon of `data_dir` on this binary's
+/// backend: on PostgreSQL ([`on_postgres`]), `--database-url` with the
+/// data dir's own database; on sled, none.
+pub fn backend_args(data_dir: &Path) -> Vec<String> {
+    if on_postgres() {
+        vec![
+            "--database-url".to_string(),
+            postgres::server().database_for(data_dir),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Starts `sandcron serve` and returns its URL once it logs where it listens.
 /// On PostgreSQL ([`on_postgres`]) it adds `--database-url` with the data
 /// dir's own database (the same one on every start, so a restarted daemon
@@ -499,10 +513,8 @@ pub fn spawn_daemon(
         .iter()
         .any(|arg| arg == "--database-url" || arg.starts_with("--database-url="))
         || envs.iter().any(|(key, _)| key == "SANDCRON_DATABASE_URL");
-    if on_postgres() && !chose_database {
-        command
-            .arg("--database-url")
-            .arg(postgres::server().database_for(data_dir));
+    if !chose_database {
+        command.args(backend_args(data_dir));
     }
     command
         .env_remove("SANDCRON_CONFIG")
@@ -516,6 +528,7 @@ pub fn spawn_daemon(
     let mut child = command.spawn().map_err(|error| format!("spawning: {error}"))?;
     let stderr = child.stderr.take().expect("stderr is piped");
     let (found, listening) = mpsc::channel();
+    let kept = logs.clone();
     // Keep draining stderr for the daemon's whole life so it never blocks.
     let reader = std::thread::spawn(move || {
         let mut found = Some(found);
@@ -534,7 +547,9 @@ pub fn spawn_daemon(
         Err(_) => {
             let _ = child.kill();
             let status = child.wait().map(|status| status.to_string()).unwrap_or_default();
-            Err(format!("no 'listening on' line within 60 s (exit: {status})"))
+            let _ = reader.join();
+            let said = kept.lock().expect("log lock").join("\n");
+            Err(format!("no 'listening on' line within 60 s (exit: {status}); it said:\n{said}"))
         }
     }
 }

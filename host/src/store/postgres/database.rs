@@ -27,7 +27,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::NoTls;
 
 use super::schema;
-use crate::store::code_files::CodeFiles;
+use crate::store::code_files::{CodeFiles, Kind};
 use crate::store::error::{StoreError, StoreFuture, StoreResult};
 use crate::store::traits::Durability;
 
@@ -60,11 +60,17 @@ impl Drop for OwnRuntime {
     }
 }
 
-/// PostgreSQL-backed [`Store`](crate::store::Store): every node of a
-/// cluster shares its database; compiled code stays on each node's disk.
+/// The advisory lock a daemon holds on its database for its whole life
+/// (one daemon per database until nodes share the schedule).
+const DAEMON_LOCK: i64 = 0x73616e6463726f6f;
+
+/// PostgreSQL-backed [`Store`](crate::store::Store); compiled code stays
+/// on the node's disk.
 #[derive(Clone)]
 pub struct PgStore {
     runtime: Arc<OwnRuntime>,
+    /// The connection holding the daemon's lock (see `DAEMON_LOCK`).
+    _holder: Arc<tokio_postgres::Client>,
     pub(super) pool: Pool,
     /// Compiled code of this node (and its records), in the data dir.
     pub(super) files: Arc<CodeFiles>,
@@ -108,15 +114,18 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|error| StoreError::Backend(format!("starting the database runtime: {error}")))?;
+        // Wrapped at once: dropped on a runtime thread (a failed connect),
+        // a bare runtime would panic.
+        let runtime = Arc::new(OwnRuntime(Some(runtime)));
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = {
-            let _entered = runtime.enter();
+            let _entered = runtime.handle().enter();
             Pool::builder(manager)
                 .max_size(POOL_SIZE)
                 .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -125,10 +134,12 @@ impl PgStore {
                 .build()
                 .map_err(|error| StoreError::Backend(format!("the database pool: {error}")))?
         };
+        let holder = block_on(runtime.handle(), || hold_database(&config))?;
         let store = PgStore {
-            runtime: Arc::new(OwnRuntime(Some(runtime))),
+            runtime,
+            _holder: Arc::new(holder),
             pool,
-            files: Arc::new(CodeFiles::open(local_dir)?),
+            files: Arc::new(CodeFiles::open_kinds(local_dir, &[Kind::Code, Kind::Record])?),
         };
         store.block(|| async {
             let mut client = store.client().await?;
@@ -145,17 +156,7 @@ impl PgStore {
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = StoreResult<T>>,
     {
-        let handle = self.runtime.handle();
-        match Handle::try_current().map(|current| current.runtime_flavor()) {
-            Ok(RuntimeFlavor::CurrentThread) => std::thread::scope(|scope| {
-                scope
-                    .spawn(|| handle.block_on(work()))
-                    .join()
-                    .unwrap_or_else(|_| Err(StoreError::Backend("a database call panicked".to_string())))
-            }),
-            Ok(_) => tokio::task::block_in_place(|| handle.block_on(work())),
-            Err(_) => handle.block_on(work()),
-        }
+        block_on(self.runtime.handle(), work)
     }
 
     /// A connection of the pool.
@@ -194,6 +195,48 @@ impl PgStore {
             }
         }
     }
+}
+
+/// Runs `work`'s future to its end on the runtime of `handle`, from
+/// wherever the caller is (see the module's docs).
+fn block_on<T, F, Fut>(handle: &Handle, work: F) -> StoreResult<T>
+where
+    T: Send,
+    F: FnOnce() -> Fut + Send,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    match Handle::try_current().map(|current| current.runtime_flavor()) {
+        Ok(RuntimeFlavor::CurrentThread) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| handle.block_on(work()))
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Backend("a database call panicked".to_string())))
+        }),
+        Ok(_) => tokio::task::block_in_place(|| handle.block_on(work())),
+        Err(_) => handle.block_on(work()),
+    }
+}
+
+/// Takes the daemon's lock on the database on a connection of its own,
+/// kept open for the store's life; refused with [`StoreError::Locked`]
+/// while another daemon holds it.
+async fn hold_database(config: &tokio_postgres::Config) -> StoreResult<tokio_postgres::Client> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "the connection holding the database's daemon lock ended");
+        }
+    });
+    let held: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&DAEMON_LOCK])
+        .await?
+        .get(0);
+    if !held {
+        return Err(StoreError::Locked(
+            "another sandcron daemon uses this database; stop it first".to_string(),
+        ));
+    }
+    Ok(client)
 }
 
 /// How a transaction failed: the driver's error, or the body's own.

@@ -387,7 +387,7 @@ impl RunStore for PgStore {
                 .await?
                 .execute(
                     "WITH oldest AS (
-                         SELECT id, bytes, sum(bytes) OVER (ORDER BY id) AS freed
+                         SELECT id, bytes, (sum(bytes) OVER (ORDER BY id))::bigint AS freed
                          FROM runs WHERE tenant = $1 AND finished ORDER BY id LIMIT $3),
                      victims AS (SELECT id FROM oldest WHERE freed - bytes < $2)
                      DELETE FROM runs USING victims WHERE runs.tenant = $1 AND runs.id = victims.id",
