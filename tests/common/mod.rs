@@ -485,10 +485,7 @@ pub fn on_postgres() -> bool {
 /// data dir's own database; on sled, none.
 pub fn backend_args(data_dir: &Path) -> Vec<String> {
     if on_postgres() {
-        vec![
-            "--database-url".to_string(),
-            postgres::server().database_for(data_dir),
-        ]
+        vec!["--database-url".to_string(), postgres::server().database_for(data_dir)]
     } else {
         Vec::new()
     }
@@ -549,7 +546,9 @@ pub fn spawn_daemon(
             let status = child.wait().map(|status| status.to_string()).unwrap_or_default();
             let _ = reader.join();
             let said = kept.lock().expect("log lock").join("\n");
-            Err(format!("no 'listening on' line within 60 s (exit: {status}); it said:\n{said}"))
+            Err(format!(
+                "no 'listening on' line within 60 s (exit: {status}); it said:\n{said}"
+            ))
         }
     }
 }

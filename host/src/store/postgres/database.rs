@@ -18,13 +18,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
-use tokio_postgres::error::SqlState;
-use deadpool_postgres::Transaction;
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 
 use super::schema;
 use crate::store::code_files::{CodeFiles, Kind};
@@ -48,7 +48,10 @@ struct OwnRuntime(Option<Runtime>);
 
 impl OwnRuntime {
     fn handle(&self) -> &Handle {
-        self.0.as_ref().expect("the runtime lives until the store is dropped").handle()
+        self.0
+            .as_ref()
+            .expect("the runtime lives until the store is dropped")
+            .handle()
     }
 }
 
@@ -98,9 +101,8 @@ impl PgStore {
     /// Connects to the database at `url`, brings its schema up to date and
     /// keeps compiled code under `local_dir`.
     pub fn connect(url: &str, local_dir: &Path) -> StoreResult<PgStore> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|error| {
-            StoreError::Backend(format!("database_url {}: {error}", redacted(url)))
-        })?;
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|error| StoreError::Backend(format!("database_url {}: {error}", redacted(url))))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }

@@ -61,7 +61,10 @@ impl JobStore for PgStore {
             self.transact(async |transaction| {
                 if let Some(limit) = max_jobs {
                     transaction
-                        .execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&JOB_LOCK, &job.tenant])
+                        .execute(
+                            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                            &[&JOB_LOCK, &job.tenant],
+                        )
                         .await?;
                     let jobs: i64 = transaction
                         .query_one("SELECT count(*) FROM jobs WHERE tenant = $1", &[&job.tenant])
@@ -77,13 +80,18 @@ impl JobStore for PgStore {
                     .execute(
                         "INSERT INTO jobs (tenant, id, name, next_fire_at, run_at_start, record)
                          VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[&job.tenant, &job.id, &job.name, &due_at(job), &job.run_at_start, &record],
+                        &[
+                            &job.tenant,
+                            &job.id,
+                            &job.name,
+                            &due_at(job),
+                            &job.run_at_start,
+                            &record,
+                        ],
                     )
                     .await;
                 match inserted {
-                    Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken {
-                        name: job.name.clone(),
-                    }),
+                    Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken { name: job.name.clone() }),
                     other => Ok(other.map(|_| ())?),
                 }
             })
@@ -103,13 +111,18 @@ impl JobStore for PgStore {
                          ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name,
                              next_fire_at = excluded.next_fire_at, run_at_start = excluded.run_at_start,
                              record = excluded.record",
-                        &[&job.tenant, &job.id, &job.name, &due_at(job), &job.run_at_start, &record],
+                        &[
+                            &job.tenant,
+                            &job.id,
+                            &job.name,
+                            &due_at(job),
+                            &job.run_at_start,
+                            &record,
+                        ],
                     )
                     .await;
                 match written {
-                    Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken {
-                        name: job.name.clone(),
-                    }),
+                    Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken { name: job.name.clone() }),
                     other => Ok(other.map(|_| ())?),
                 }
             })
@@ -315,7 +328,10 @@ impl JobStore for PgStore {
             let rows = self
                 .client()
                 .await?
-                .query("SELECT id, record FROM jobs WHERE run_at_start ORDER BY tenant, id", &[])
+                .query(
+                    "SELECT id, record FROM jobs WHERE run_at_start ORDER BY tenant, id",
+                    &[],
+                )
                 .await?;
             rows.iter().map(|row| decode(row.get(0), row.get(1))).collect()
         })

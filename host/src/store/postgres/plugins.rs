@@ -19,7 +19,9 @@ const PLUGIN_LOCK: i32 = 1;
 
 /// The plugin versions of a query's rows (their records).
 fn versions(rows: &[tokio_postgres::Row]) -> StoreResult<Vec<PluginVersion>> {
-    rows.iter().map(|row| from_json("a plugin version", row.get(0))).collect()
+    rows.iter()
+        .map(|row| from_json("a plugin version", row.get(0)))
+        .collect()
 }
 
 impl PgStore {
@@ -198,7 +200,10 @@ impl PluginStore for PgStore {
         let deleted = self.block(|| async {
             self.transact(async |transaction| {
                 transaction
-                    .execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&PLUGIN_LOCK, &tenant])
+                    .execute(
+                        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                        &[&PLUGIN_LOCK, &tenant],
+                    )
                     .await?;
                 let removed = transaction
                     .query(
@@ -243,7 +248,12 @@ impl PluginStore for PgStore {
         })?;
         // This node's code of digests no version uses, whenever they went.
         let mut unused = collected;
-        for (name, _) in self.files.list(Kind::Record)?.into_iter().chain(self.files.list(Kind::Code)?) {
+        for (name, _) in self
+            .files
+            .list(Kind::Record)?
+            .into_iter()
+            .chain(self.files.list(Kind::Code)?)
+        {
             if let Some((digest, _)) = name.split_once('-')
                 && !used.contains(digest)
             {

@@ -87,7 +87,10 @@ impl<'a> RunRows<'a> {
     }
 
     /// Inserts the runs not stored yet; the ids of those inserted.
-    pub(super) async fn insert_new(&self, transaction: &deadpool_postgres::Transaction<'_>) -> StoreResult<Vec<String>> {
+    pub(super) async fn insert_new(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+    ) -> StoreResult<Vec<String>> {
         if self.is_empty() {
             return Ok(Vec::new());
         }
@@ -158,7 +161,10 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt("SELECT finished, unfinished FROM run_usage WHERE tenant = $1", &[&tenant])
+            .query_opt(
+                "SELECT finished, unfinished FROM run_usage WHERE tenant = $1",
+                &[&tenant],
+            )
             .await?;
         Ok(row.map_or((0, 0), |row| (count(row.get(0)), count(row.get(1)))))
     }
@@ -334,14 +340,14 @@ impl RunStore for PgStore {
                 .execute(
                     "WITH ranked AS (
                          SELECT tenant, id, finished, id_time,
-                             CASE WHEN $2 > 0
+                             CASE WHEN $2::bigint > 0
                                  THEN row_number() OVER (PARTITION BY tenant, job_id ORDER BY id DESC)
                                  ELSE 0 END AS newer
                          FROM runs),
                      victims AS (
                          SELECT tenant, id FROM ranked
-                         WHERE finished AND (id_time < $1 OR ($2 > 0 AND newer > $2))
-                         LIMIT $3)
+                         WHERE finished AND (id_time < $1 OR ($2::bigint > 0 AND newer > $2::bigint))
+                         LIMIT $3::bigint)
                      DELETE FROM runs USING victims WHERE runs.tenant = victims.tenant AND runs.id = victims.id",
                     &[&older_than, &keep, &max],
                 )

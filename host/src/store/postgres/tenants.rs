@@ -94,7 +94,9 @@ impl TenantStore for PgStore {
     fn token_by_hash(&self, hash: &str) -> StoreResult<Option<Token>> {
         self.block(|| async {
             let client = self.client().await?;
-            let statement = client.prepare_cached("SELECT record FROM tokens WHERE hash = $1").await?;
+            let statement = client
+                .prepare_cached("SELECT record FROM tokens WHERE hash = $1")
+                .await?;
             let row = client.query_opt(&statement, &[&hash]).await?;
             row.map(|row| from_json("a token", row.get(0))).transpose()
         })
@@ -105,7 +107,10 @@ impl TenantStore for PgStore {
             let rows = self
                 .client()
                 .await?
-                .query("SELECT id, record FROM tokens WHERE tenant = $1 ORDER BY id", &[&tenant])
+                .query(
+                    "SELECT id, record FROM tokens WHERE tenant = $1 ORDER BY id",
+                    &[&tenant],
+                )
                 .await?;
             rows.iter().map(|row| from_json(row.get(0), row.get(1))).collect()
         })

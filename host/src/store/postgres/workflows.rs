@@ -10,7 +10,11 @@ use crate::store::traits::WorkflowStore;
 
 impl PgStore {
     /// The workflows a query's rows (name, record) hold.
-    async fn workflows_of(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> StoreResult<Vec<Workflow>> {
+    async fn workflows_of(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> StoreResult<Vec<Workflow>> {
         let rows = self.client().await?.query(sql, params).await?;
         rows.iter().map(|row| from_json(row.get(0), row.get(1))).collect()
     }
@@ -73,7 +77,10 @@ impl WorkflowStore for PgStore {
             let deleted = self
                 .client()
                 .await?
-                .execute("DELETE FROM workflows WHERE tenant = $1 AND name = $2", &[&tenant, &name])
+                .execute(
+                    "DELETE FROM workflows WHERE tenant = $1 AND name = $2",
+                    &[&tenant, &name],
+                )
                 .await?;
             Ok(deleted > 0)
         })

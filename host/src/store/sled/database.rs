@@ -9,11 +9,11 @@ use serde::de::DeserializeOwned;
 use sled::{Db, Tree};
 
 use super::active_groups::ActiveGroups;
-use crate::store::code_files::CodeFiles;
 use super::encoding::{corrupt, from_json};
 use super::gate::{Broken, Writing};
 use super::job_cache::JobCache;
 use super::run_bytes::Totals;
+use crate::store::code_files::CodeFiles;
 use crate::store::error::{StoreFuture, StoreResult};
 use crate::store::group_commit::GroupCommit;
 use crate::store::traits::Durability;

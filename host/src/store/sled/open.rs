@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::active_groups::ActiveGroups;
-use crate::store::code_files::CodeFiles;
 use super::database::SledStore;
 use super::gate::Broken;
 use super::job_cache::JobCache;
 use super::run_bytes::Totals;
+use crate::store::code_files::CodeFiles;
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::group_commit::GroupCommit;
 

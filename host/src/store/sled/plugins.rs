@@ -9,10 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use sled::IVec;
 use sled::transaction::{ConflictableTransactionError, Transactional};
 
-use crate::store::code_files::{Kind, code_name};
 use super::database::SledStore;
 use super::encoding::{decode, encode, key, prefix, read_count, transaction_error};
 use crate::model::{Artifact, PluginVersion};
+use crate::store::code_files::{Kind, code_name};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::records::{AddedPlugin, DeletedPlugin, NewPluginVersion, StoredArtifact, check_plugin_quota};
 use crate::store::traits::{Durability, PluginStore};

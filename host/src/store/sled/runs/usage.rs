@@ -314,6 +314,7 @@ mod tests {
 
     use super::*;
     use crate::model::{RunStatus, Trigger};
+    use crate::store::error::StoreError;
     use crate::store::records::{Fire, RunFilter};
     use crate::store::traits::{Durability, JobStore, RunStore};
 
