@@ -1,5 +1,6 @@
 //! The command line: `serve` (the daemon), `exec` (one local sandboxed run,
-//! no daemon), `new` and `build` (plugin projects) and client commands for
+//! no daemon), `new` and `build` (plugin projects), `migrate` (a sled data
+//! dir into PostgreSQL) and client commands for
 //! plugins, jobs, workflows, runs, logs, schedules, tenants, tokens and
 //! secrets, all over the HTTP API. One file per noun; this one parses the
 //! command line and hands each command to its file. What the nouns share
@@ -17,6 +18,7 @@ mod authoring;
 mod connection;
 mod exec;
 mod job;
+mod migrate;
 mod output;
 mod plugin;
 mod print;
@@ -102,6 +104,9 @@ enum Command {
     New(authoring::NewArgs),
     /// Build the plugin project in DIR into a component; prints its path last.
     Build(authoring::BuildArgs),
+    /// Copy a stopped sled daemon's whole state (its data dir) into an empty
+    /// PostgreSQL database.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Entry point of the binary.
@@ -148,6 +153,7 @@ async fn dispatch(command: Command, connection: &Connection) -> anyhow::Result<E
         Command::Apply(args) => apply::apply(args, connection).await,
         Command::New(args) => authoring::new(args),
         Command::Build(args) => authoring::build(args),
+        Command::Migrate(args) => migrate::migrate(args).await,
         Command::Job(command) => job::job(command, connection).await,
         Command::Workflow(command) => workflow::workflow(command, connection).await,
         Command::Runs(args) => run::runs(args, connection).await,
