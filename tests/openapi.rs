@@ -48,6 +48,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/workflow-runs/{id}/retry"),
     ("post", "/v1/schedules/preview"),
     ("get", "/v1/status"),
+    ("get", "/v1/cluster"),
     ("post", "/v1/scheduler/pause"),
     ("post", "/v1/scheduler/resume"),
     ("get", "/v1/events"),

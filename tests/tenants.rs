@@ -220,6 +220,7 @@ fn every_route() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
             Some(json!({"schedule": {"every": "1m"}})),
         ),
         (Method::GET, "/v1/status", None),
+        (Method::GET, "/v1/cluster", None),
         (Method::POST, "/v1/scheduler/pause", None),
         (Method::POST, "/v1/scheduler/resume", None),
         (Method::GET, "/v1/secrets", None),
@@ -238,7 +239,7 @@ fn every_route() -> Vec<(Method, &'static str, Option<serde_json::Value>)> {
 
 /// Routes that act on the whole daemon or on tenants.
 fn is_admin_route(path: &str) -> bool {
-    path.starts_with("/v1/tenants") || path.starts_with("/v1/scheduler")
+    path.starts_with("/v1/tenants") || path.starts_with("/v1/scheduler") || path == "/v1/cluster"
 }
 
 #[tokio::test]

@@ -289,6 +289,7 @@ fn run_record(id: u64) -> Run {
         http_allow: Vec::new(),
         secrets: Vec::new(),
         workflow: None,
+        node: None,
         retry_of: None,
     }
 }

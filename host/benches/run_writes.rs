@@ -68,6 +68,7 @@ fn queued(index: usize, job: &str, trigger: Trigger) -> Run {
         http_allow: Vec::new(),
         secrets: Vec::new(),
         workflow: None,
+        node: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod values;
 pub use defaults::*;
 pub use resolved::{Config, ConfigError, HttpLimits, JobDefaults, LogFormat};
 pub use settings::{ConfigArgs, Settings};
+pub use validate::is_node_id;
 
 #[cfg(test)]
 mod tests;

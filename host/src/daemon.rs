@@ -4,6 +4,8 @@
 //! writes again: then it exits with [`STORAGE_RECOVERED_EXIT_CODE`] for its
 //! supervisor to start it again, since sled only recovers by reopening.
 
+mod storage;
+
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,6 +13,7 @@ use anyhow::Context;
 use crate::api::{AppParts, AppState, router};
 use crate::auth::Auth;
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::{Cluster, Hooks, Leadership};
 use crate::config::Config;
 use crate::events::{BUFFERED_EVENTS, EventBus};
 use crate::executor::{Capacity, Executor, Observers};
@@ -26,7 +29,7 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::{self, Scheduler};
 use crate::server;
 use crate::store::health::StorageHealth;
-use crate::store::{PgStore, SledStore, Store, StoreError, WatchedStore, redacted_database_url, watchdog};
+use crate::store::{Store, StoreError, watchdog};
 use crate::summary::Summaries;
 use crate::tenancy::Tenants;
 use crate::vault::Vault;
@@ -73,6 +76,12 @@ pub struct Daemon {
     pub jobs: Arc<Jobs>,
     /// Workflows and their runs.
     pub workflows: Arc<Workflows>,
+    /// This node in the cluster of its database (PostgreSQL only).
+    pub cluster: Option<Arc<Cluster>>,
+    /// Whether this node leads (always, on sled).
+    pub leadership: Arc<Leadership>,
+    /// This node's id.
+    pub node_id: String,
 }
 
 /// Builds the engine for a configuration.
@@ -93,21 +102,14 @@ impl Daemon {
         crate::permissions::create_private_dir(&config.data_dir)
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
         let storage = Arc::new(StorageHealth::new());
-        let store: Arc<dyn Store> = match &config.database_url {
-            Some(url) => match PgStore::connect(url, &config.data_dir.join("compiled")) {
-                Ok(store) => Arc::new(WatchedStore::new(store, storage.clone())),
-                Err(StoreError::Locked(message)) => anyhow::bail!("{message}"),
-                Err(error) => {
-                    return Err(error)
-                        .with_context(|| format!("opening the database at {}", redacted_database_url(url)));
-                }
-            },
-            None => match SledStore::open_with(&config.database_path(), config.flush_interval, config.db_cache) {
-                Ok(store) => Arc::new(WatchedStore::new(store, storage.clone())),
-                Err(StoreError::Locked(message)) => anyhow::bail!("{message}"),
-                Err(error) => return Err(error).context("opening the database"),
-            },
-        };
+        let storage::Opened {
+            store,
+            cluster,
+            node_id,
+        } = storage::open_store(config, &storage)?;
+        let leadership = cluster
+            .as_ref()
+            .map_or_else(Leadership::single, |cluster| cluster.leadership());
         let sandbox = Arc::new(sandbox_for(config)?);
         let metrics = Arc::new(Metrics::new());
         metrics.watch_storage(storage.clone(), config.data_dir.clone());
@@ -159,6 +161,7 @@ impl Daemon {
                 runs: config.max_concurrent_runs,
                 log_bytes: config.jobs.logs,
                 mark_running_after: config.flush_interval,
+                node: cluster.as_ref().map(|cluster| cluster.node_id().to_string()),
             },
             granter,
             Observers {
@@ -186,6 +189,7 @@ impl Daemon {
             clock: clock.clone(),
             fire_ahead: config.fire_ahead,
             ended,
+            leadership: leadership.clone(),
         });
         let jobs = Arc::new(Jobs::new(JobsParts {
             store: store.clone(),
@@ -213,6 +217,9 @@ impl Daemon {
             scheduler,
             jobs,
             workflows,
+            cluster,
+            leadership,
+            node_id,
         })
     }
 
@@ -231,6 +238,8 @@ impl Daemon {
             scheduler: self.scheduler,
             jobs: self.jobs,
             workflows: self.workflows,
+            cluster: self.cluster,
+            node_id: self.node_id,
             auth,
             config,
         }
@@ -244,19 +253,61 @@ impl Daemon {
         // Workflow runs first: the recovered runs' outcomes move them on.
         tolerate_failing_storage(self.workflows.recover()).context("resuming workflow runs")?;
         tolerate_failing_storage(self.executor.recover().await).context("recovering unfinished runs")?;
-        tolerate_failing_storage(self.scheduler.take_back_recorded_ahead().await)
-            .context("planning fires recorded ahead again")?;
+        // One daemon plans the fires its last life recorded ahead again, so
+        // one whose instant passed while it was down follows its job's
+        // misfire policy. A node of a cluster does not: the leader may be
+        // firing those jobs this moment, and a job's next fire moved back
+        // under it would be overwritten by its pass (their fires lost). Its
+        // recovered runs run, late if their instant passed, as runs taken
+        // over from a dead node do.
+        if self.cluster.is_none() {
+            tolerate_failing_storage(self.scheduler.take_back_recorded_ahead().await)
+                .context("planning fires recorded ahead again")?;
+        }
         self.notifier.clone().start(&self.events);
-        self.digests.clone().start();
+        self.digests.clone().start(self.leadership.clone());
         self.executor.start();
+        if let Some(cluster) = &self.cluster {
+            // A node that can lead does before its first pass.
+            cluster.try_to_lead();
+            cluster.start(self.cluster_hooks(), {
+                let (scheduler, workflows) = (self.scheduler.clone(), self.workflows.clone());
+                Arc::new(move || {
+                    scheduler.job_changed();
+                    workflows.schedule_changed();
+                })
+            });
+        }
         self.scheduler.start();
-        self.workflows.start_schedule();
-        let fired = tolerate_failing_storage(self.scheduler.fire_run_at_start_jobs().await)
-            .context("firing run_at_start jobs")?;
-        if fired > 0 {
-            tracing::info!(runs = fired, "queued run_at_start jobs");
+        self.workflows.start_schedule(self.leadership.clone());
+        // A cluster's run_at_start jobs run when its leader starts.
+        if self.leadership.is_leader() {
+            let fired = tolerate_failing_storage(self.scheduler.fire_run_at_start_jobs().await)
+                .context("firing run_at_start jobs")?;
+            if fired > 0 {
+                tracing::info!(runs = fired, "queued run_at_start jobs");
+            }
         }
         Ok(())
+    }
+
+    /// What the cluster asks of this node: its running runs, and resuming
+    /// a dead node's runs and workflow runs here.
+    fn cluster_hooks(&self) -> Hooks {
+        let executor = self.executor.clone();
+        let running = self.executor.clone();
+        let workflows = self.workflows.clone();
+        Hooks {
+            running_runs: Box::new(move || running.running()),
+            take_over: Box::new(move |over| {
+                let (executor, workflows) = (executor.clone(), workflows.clone());
+                Box::pin(async move {
+                    // Workflow runs first: the runs' outcomes move them on.
+                    workflows.resume(over.workflow_runs);
+                    executor.take_over(&over.node, over.runs).await;
+                })
+            }),
+        }
     }
 }
 
@@ -333,6 +384,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         policy,
         daemon.tenants.clone(),
+        daemon.leadership.clone(),
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -340,6 +392,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(data_dir = %config.data_dir.display(), "listening on http://{address}");
     let (store, executor, scheduler) = (daemon.store.clone(), daemon.executor.clone(), daemon.scheduler.clone());
+    let cluster = daemon.cluster.clone();
     let recovered = watchdog::recovered(daemon.storage.clone(), config.data_dir.clone(), config.storage_min_free);
     let grace = config.shutdown_grace;
     let mut limits = config.http.clone();
@@ -363,6 +416,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             executor.shutdown(grace).await;
             // The runs that ended meanwhile: `after` jobs' next fires.
             scheduler.drain_ended().await;
+            if let Some(cluster) = &cluster {
+                cluster.leave();
+            }
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;
         }
         () = recovered => {

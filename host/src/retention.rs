@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::cluster::Leadership;
 use crate::store::RunStore;
 use crate::tenancy::Tenants;
 
@@ -167,11 +168,21 @@ pub async fn trim_to_quotas(store: &Arc<dyn RunStore>, tenants: &Tenants) -> usi
 /// the start: a restarted daemon may hold a backlog; then after
 /// [`Policy::next_interval`]), and trims tenants to their `run_bytes`
 /// quotas every [`QUOTA_CHECK`].
-pub fn start(store: Arc<dyn RunStore>, clock: Arc<dyn Clock>, policy: Policy, tenants: Arc<Tenants>) {
+pub fn start(
+    store: Arc<dyn RunStore>,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+    tenants: Arc<Tenants>,
+    leadership: Arc<Leadership>,
+) {
     tokio::spawn(async move {
         let mut next_sweep = tokio::time::Instant::now() + BUSY_INTERVAL.min(policy.interval());
         loop {
             tokio::time::sleep(QUOTA_CHECK).await;
+            // In a cluster one node sweeps: the leader.
+            if !leadership.is_leader() {
+                continue;
+            }
             if policy.enabled() && tokio::time::Instant::now() >= next_sweep {
                 let began = std::time::Instant::now();
                 let deleted = sweep(&store, clock.as_ref(), policy).await;

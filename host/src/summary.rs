@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::cluster::Leadership;
 use crate::mail::Mailer;
 use crate::model::{Run, Tenant};
 use crate::store::{RunFilter, Store};
@@ -157,12 +158,14 @@ impl Summaries {
     }
 
     /// Sends due digests for as long as the runtime lives.
-    pub fn start(self: Arc<Self>) {
+    pub fn start(self: Arc<Self>, leadership: Arc<Leadership>) {
         if self.mailer.is_none() {
             return;
         }
         tokio::spawn(async move {
             loop {
+                // In a cluster one node sends digests: the leader.
+                leadership.until_leader().await;
                 let next = self.send_due().await;
                 let wait = next
                     .map(|at| (at - self.clock.now()).to_std().unwrap_or(Duration::ZERO))

@@ -6,6 +6,7 @@
 //! over them, `openapi` (the document of the handlers) over those, and this
 //! file, the router, on top.
 
+mod cluster;
 mod digest;
 mod error;
 mod events;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/digest", put(digest::put).get(digest::get).delete(digest::delete))
         .route("/v1/digest/send", post(digest::send_now))
         .route("/metrics", get(status::metrics))
+        .route("/v1/cluster", get(cluster::get))
         .route("/v1/scheduler/pause", post(status::pause))
         .route("/v1/scheduler/resume", post(status::resume))
         .route("/v1/schedules/preview", post(schedules::preview))

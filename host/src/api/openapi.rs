@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{digest, events, jobs, meta, plugins, runs, schedules, secrets, status, tenants, workflows};
+use super::{cluster, digest, events, jobs, meta, plugins, runs, schedules, secrets, status, tenants, workflows};
 
 struct BearerAuth;
 
@@ -38,7 +38,7 @@ impl Modify for BearerAuth {
         jobs::delete, jobs::pause, jobs::resume, jobs::run_now,
         runs::list, runs::get, runs::logs, runs::cancel, runs::retry,
         schedules::preview, status::status, status::pause, status::resume,
-        status::metrics, events::stream,
+        status::metrics, cluster::get, events::stream,
         secrets::put, secrets::list, secrets::get, secrets::delete,
         secrets::webhook_secret,
         digest::put, digest::get, digest::delete, digest::send_now,

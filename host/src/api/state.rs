@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::stream_slots::StreamSlots;
 use crate::auth::Auth;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::executor::Executor;
@@ -47,6 +48,10 @@ pub struct AppParts {
     pub jobs: Arc<Jobs>,
     /// Workflows and their runs.
     pub workflows: Arc<Workflows>,
+    /// This node in the cluster of its database (PostgreSQL only).
+    pub cluster: Option<Arc<Cluster>>,
+    /// This node's id.
+    pub node_id: String,
     /// Tokens to callers.
     pub auth: Auth,
     /// The daemon's settings.
@@ -82,6 +87,14 @@ impl AppState {
                 started_at: chrono::Utc::now(),
             }),
         }
+    }
+
+    pub(super) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.parts.cluster.as_ref()
+    }
+
+    pub(super) fn node_id(&self) -> &str {
+        &self.inner.parts.node_id
     }
 
     pub(super) fn scheduler(&self) -> &Arc<Scheduler> {

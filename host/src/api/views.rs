@@ -12,8 +12,8 @@ mod tenants;
 mod workflows;
 
 pub use daemon::{
-    HealthStatus, HealthView, NextFireView, SchedulePreviewView, SchedulerState, SchedulerView, StatusView,
-    StorageErrorsView, StorageReportView, StorageState, UnhealthyView,
+    ClusterView, HealthStatus, HealthView, NextFireView, NodeView, SchedulePreviewView, SchedulerState, SchedulerView,
+    StatusView, StorageErrorsView, StorageReportView, StorageState, UnhealthyView,
 };
 pub use jobs::{
     JobList, JobPreviewView, JobPutView, JobView, PluginList, PluginVersionView, PluginView, RunList, RunView,

@@ -113,7 +113,7 @@ fn run(args: &MigrateArgs) -> anyhow::Result<()> {
     let source = open_source(&args.from_data_dir)?;
     // Declared before the target, so it is removed after the store is gone.
     let scratch = ScratchDir::new()?;
-    let target = match PgStore::connect(&args.to, scratch.path()) {
+    let target = match PgStore::connect(&args.to, scratch.path(), "") {
         Ok(store) => store,
         Err(StoreError::Locked(message)) => bail!("{message}"),
         Err(error) => return Err(error).with_context(|| format!("opening the database at {database}")),

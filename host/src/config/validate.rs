@@ -58,6 +58,28 @@ impl Config {
                 "is shorter than {MIN_ADMIN_TOKEN_CHARS} characters; use a long random token"
             )));
         }
+        if let Some(node) = &self.node_id
+            && !is_node_id(node)
+        {
+            return Err(invalid("node_id")(format!(
+                "{node:?} is not a node id: use 1 to 100 letters, digits, '.', '_' or '-'"
+            )));
+        }
+        if let Some(url) = &self.database_url
+            && url.parse::<tokio_postgres::Config>().is_err()
+        {
+            return Err(invalid("database_url")(
+                "is not a PostgreSQL URL (postgres://user:password@host:port/database)".to_string(),
+            ));
+        }
         Ok(())
     }
+}
+
+/// True for a node id: 1 to 100 letters, digits, '.', '_' or '-'.
+pub fn is_node_id(id: &str) -> bool {
+    (1..=100).contains(&id.len())
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
 }

@@ -76,7 +76,7 @@ pub enum ExecError {
 }
 
 /// How much the executor takes on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Capacity {
     /// Runs executing at once (`max_concurrent_runs`).
     pub runs: usize,
@@ -85,6 +85,9 @@ pub struct Capacity {
     /// How long a run goes on before its `running` mark is written (the
     /// flush window; zero writes it at once).
     pub mark_running_after: Duration,
+    /// The node of the cluster its runs run on, written into them (None:
+    /// one daemon on sled).
+    pub node: Option<String>,
 }
 
 /// Who hears about runs: the event stream, the metrics, and whoever
@@ -120,6 +123,8 @@ pub struct Executor {
     stopping: AtomicBool,
     running: AtomicUsize,
     log_cap: u64,
+    /// The node its runs run on (see [`Capacity::node`]).
+    node: Option<String>,
     /// Writes running marks and outcomes.
     recorder: Recorder,
     /// Who waits for a run to finish, by run id.
@@ -187,6 +192,7 @@ impl Executor {
             stopping: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             log_cap: capacity.log_bytes,
+            node: capacity.node,
             recorder: Recorder::new(capacity.mark_running_after),
             waiters: Mutex::new(HashMap::new()),
             live_logs: Mutex::new(HashMap::new()),
@@ -410,6 +416,7 @@ impl Executor {
         }
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
+        run.node.clone_from(&self.node);
         run.lateness_ms = Some((started_at - run.scheduled_at).num_milliseconds());
         let mark = self.recorder.started(&run);
         self.events.run("run.started", &run);
@@ -686,16 +693,32 @@ impl Executor {
     /// running when the daemon stopped fail with `host_restart` and are
     /// retried if they have attempts left.
     pub async fn recover(&self) -> Result<(), StoreError> {
+        let runs = self.store.unfinished_runs()?;
+        self.resume(runs, "the daemon stopped while this run was running").await;
+        Ok(())
+    }
+
+    /// Runs of a dead node of the cluster, now this node's: queued ones go
+    /// in the queue; running ones fail with `host_restart` and are retried
+    /// here if they have attempts left.
+    pub async fn take_over(&self, node: &str, runs: Vec<Run>) {
+        let message = format!("node {node} stopped while this run was running");
+        self.resume(runs, &message).await;
+    }
+
+    /// Queues unfinished runs again, failing those that were running with
+    /// `host_restart` (`message` says why).
+    async fn resume(&self, runs: Vec<Run>, message: &str) {
         let mut queued = Vec::new();
-        for mut run in self.store.unfinished_runs()? {
+        for mut run in runs {
             match run.status {
                 RunStatus::Running => {
                     let error = RunError {
                         kind: ErrorKind::HostRestart,
-                        message: "the daemon stopped while this run was running".to_string(),
+                        message: message.to_string(),
                     };
                     run.finish(RunStatus::Failed, Some(error), self.clock.now());
-                    tracing::warn!(run_id = %run.id, "run interrupted by a restart");
+                    tracing::warn!(run_id = %run.id, "run interrupted: {message}");
                     self.finish(run, Vec::new(), Vec::new()).await;
                 }
                 _ => queued.push(run),
@@ -705,7 +728,6 @@ impl Executor {
             tracing::info!(runs = queued.len(), "resuming queued runs");
         }
         self.submit(queued);
-        Ok(())
     }
 
     /// Stops starting runs and waits up to `grace` for the running ones to

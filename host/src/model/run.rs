@@ -204,6 +204,10 @@ pub struct Run {
     /// The workflow run and step it is a run of (trigger `dependency`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<StepOf>,
+    /// The node of a cluster that runs (or ran) it; None on sled. Kept by
+    /// the store beside the record, not in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The workflow run and the step a run belongs to.
@@ -300,6 +304,7 @@ impl Run {
             http_allow: job.http_allow.clone(),
             secrets: job.secrets.clone(),
             workflow: None,
+            node: None,
         }
     }
 
@@ -366,6 +371,7 @@ impl Run {
             http_allow: Vec::new(),
             secrets: Vec::new(),
             workflow: None,
+            node: None,
         }
     }
 

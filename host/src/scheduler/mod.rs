@@ -11,7 +11,9 @@
 //! `skip` (counted in the job's `skipped_fires`): the schedule moves on and
 //! no other tenant waits for it. Runs' ends come back as [`RunEnded`]: the
 //! scheduler then writes an `after` job's next fire and looks again at a
-//! job whose fire it held back while the job was busy.
+//! job whose fire it held back while the job was busy. In a cluster only
+//! the leader's scheduler passes (see `cluster`); every node's hears the
+//! ends of its own runs.
 
 mod sink;
 mod streak;
@@ -27,6 +29,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 
 use crate::clock::Clock;
+use crate::cluster::Leadership;
 use crate::model::job::Overlap;
 use crate::model::policy::{self, OverlapDecision, plan_fires};
 use crate::model::run::{NewRun, RunEnded};
@@ -68,6 +71,8 @@ pub struct Scheduler {
     /// Held by a pass and by a job change, so a change sees every fire
     /// recorded ahead in the queue (none is between the store and it).
     firing: tokio::sync::Mutex<()>,
+    /// Passes run only while this node leads.
+    leadership: Arc<Leadership>,
 }
 
 /// The last half-second mark (a whole second plus 500 ms) at or before
@@ -115,6 +120,8 @@ pub struct Parts {
     pub fire_ahead: Duration,
     /// Runs' ends, as the sink reports them.
     pub ended: mpsc::UnboundedReceiver<RunEnded>,
+    /// Whether this node plans fires (in a cluster, only the leader does).
+    pub leadership: Arc<Leadership>,
 }
 
 impl Scheduler {
@@ -134,6 +141,7 @@ impl Scheduler {
             idle_watch: Mutex::new(HashSet::new()),
             fire_ahead: parts.fire_ahead,
             firing: tokio::sync::Mutex::new(()),
+            leadership: parts.leadership,
         })
     }
 
@@ -308,6 +316,13 @@ impl Scheduler {
         while !self.stopping.load(Ordering::SeqCst) {
             if self.is_paused() {
                 self.wake.notified().await;
+                continue;
+            }
+            if !self.leadership.is_leader() {
+                tokio::select! {
+                    () = self.leadership.until_leader() => {}
+                    () = self.wake.notified() => {}
+                }
                 continue;
             }
             let passed = self.pass().await;

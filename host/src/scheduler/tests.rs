@@ -186,6 +186,7 @@ fn harness_firing_ahead(fire_ahead: std::time::Duration) -> Harness {
         clock: clock.clone(),
         fire_ahead,
         ended,
+        leadership: crate::cluster::Leadership::single(),
     });
     Harness {
         _dir: dir,

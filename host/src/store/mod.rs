@@ -29,6 +29,7 @@ pub use records::{
     check_plugin_quota, no_run_room,
 };
 pub use traits::{
-    Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, Store, TenantStore, WorkflowStore,
+    ClusterNotice, ClusterStore, Durability, JobStore, KvStore, NodeRecord, PluginStore, RunStore, SecretStore, Store,
+    TakenOver, TenantStore, WorkflowStore,
 };
 pub use watched::WatchedStore;

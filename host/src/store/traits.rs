@@ -333,6 +333,74 @@ pub trait Durability: Send + Sync {
     fn flush_soon(&self);
 }
 
+/// A node of a cluster: as the nodes table shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Its id (`--node-id`).
+    pub id: String,
+    /// Whether it holds the leader lease now.
+    pub leader: bool,
+    /// When it last renewed its lease.
+    pub last_seen: DateTime<Utc>,
+    /// Runs it was running then.
+    pub running_runs: u32,
+}
+
+/// What a node took over from a dead one: its unfinished runs and the
+/// workflow runs it drove, now the taker's.
+#[derive(Debug, Clone, Default)]
+pub struct TakenOver {
+    /// The dead node.
+    pub node: String,
+    /// Its queued and running runs.
+    pub runs: Vec<Run>,
+    /// Its running workflow runs.
+    pub workflow_runs: Vec<WorkflowRun>,
+}
+
+/// What another node of the cluster said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterNotice {
+    /// A job was written: its next fire may be earlier than the leader
+    /// knows.
+    JobChanged,
+    /// The leader gave its lease up: try for it now.
+    LeaderResigned,
+    /// This node listens (again): what was said before was missed.
+    Listening,
+}
+
+/// The nodes of a cluster sharing one database: each node's lease, the
+/// leader lease (one node plans fires and sweeps), and taking over a dead
+/// node's runs. Times are the database's clock, never a node's.
+pub trait ClusterStore: Send + Sync {
+    /// This node's id.
+    fn node_id(&self) -> &str;
+    /// Registers this node with a lease of `ttl`; refused with
+    /// [`StoreError::Locked`] while a live node has the same id.
+    fn join_cluster(&self, ttl: std::time::Duration) -> StoreResult<()>;
+    /// Renews this node's lease (and reports its running runs); false when
+    /// its row is gone: the node was declared dead and its runs taken over.
+    fn renew_node(&self, ttl: std::time::Duration, running_runs: usize) -> StoreResult<bool>;
+    /// Takes the leader lease if nobody holds it, or renews it if this node
+    /// does, for `ttl`; true while this node leads.
+    fn lead(&self, ttl: std::time::Duration) -> StoreResult<bool>;
+    /// Gives the leader lease up (if this node holds it) and tells the
+    /// others at once.
+    fn resign(&self) -> StoreResult<()>;
+    /// Removes this node's row (a clean stop, once its runs are done).
+    fn leave_cluster(&self) -> StoreResult<()>;
+    /// Every node, by id.
+    fn nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+    /// Hears the other nodes from now on, telling `on` of each notice.
+    fn listen(&self, on: std::sync::Arc<dyn Fn(ClusterNotice) + Send + Sync>);
+    /// Takes over every node whose lease ran out (and every owner of
+    /// unfinished work that has no row: it left): in one transaction each,
+    /// its row goes and its unfinished runs and running workflow runs
+    /// become this node's.
+    fn take_over_dead_nodes(&self) -> StoreResult<Vec<TakenOver>>;
+}
+
 /// Everything sandcron keeps: every subject together. Any type that
 /// implements them all is a [`Store`], so a backend implements the
 /// subjects; a caller that needs one subject can take it alone

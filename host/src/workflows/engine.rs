@@ -123,6 +123,12 @@ impl Workflows {
     pub fn recover(&self) -> Result<usize, StoreError> {
         self.index_waiting()?;
         let running = self.store.running_workflow_runs()?;
+        Ok(self.resume(running))
+    }
+
+    /// Drives running workflow runs from here on (a start's, or those of a
+    /// dead node of the cluster); how many.
+    pub fn resume(&self, running: Vec<WorkflowRun>) -> usize {
         let count = running.len();
         for record in running {
             self.arm_timeout(&record);
@@ -131,7 +137,7 @@ impl Workflows {
         if count > 0 {
             tracing::info!(workflow_runs = count, "resuming workflow runs");
         }
-        Ok(count)
+        count
     }
 
     /// Starts a run of the tenant's workflow `name` (`input` replaces the

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 use super::engine::Workflows;
 use super::error::WorkflowError;
+use crate::cluster::Leadership;
 use crate::model::Trigger;
 use crate::model::job::{Misfire, Overlap};
 use crate::model::workflow::Workflow;
@@ -35,10 +36,12 @@ const IDLE: Duration = Duration::from_secs(60);
 
 impl Workflows {
     /// Starts the loop that fires scheduled workflows.
-    pub fn start_schedule(self: &Arc<Self>) {
+    pub fn start_schedule(self: &Arc<Self>, leadership: Arc<Leadership>) {
         let engine = self.clone();
         tokio::spawn(async move {
             loop {
+                // In a cluster one node fires workflows: the leader.
+                leadership.until_leader().await;
                 let next = match engine.fire_due().await {
                     Ok(next) => next,
                     Err(error) => {
@@ -53,6 +56,12 @@ impl Workflows {
                 }
             }
         });
+    }
+
+    /// A workflow may have changed on another node of the cluster: look at
+    /// the schedules again.
+    pub fn schedule_changed(&self) {
+        self.schedule_changed.notify_one();
     }
 
     /// A workflow run ended: a fire waiting for it starts, an `after`

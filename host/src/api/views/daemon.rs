@@ -25,6 +25,42 @@ pub struct SchedulerView {
     pub scheduler: SchedulerState,
 }
 
+/// `GET /v1/cluster`: the nodes sharing the database.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterView {
+    /// The node that answered.
+    pub node: String,
+    /// Where the state is kept: `sled` (one node) or `postgres`.
+    pub backend: &'static str,
+    /// Every node, by id.
+    pub nodes: Vec<NodeView>,
+}
+
+/// A node of the cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeView {
+    /// Its id (`--node-id`).
+    pub id: String,
+    /// Whether it holds the leader lease: it plans fires and sweeps.
+    pub leader: bool,
+    /// When it last renewed its lease.
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: chrono::DateTime<chrono::Utc>,
+    /// Runs it was running then.
+    pub running_runs: u32,
+}
+
+impl From<crate::store::NodeRecord> for NodeView {
+    fn from(node: crate::store::NodeRecord) -> NodeView {
+        NodeView {
+            id: node.id,
+            leader: node.leader,
+            last_seen: node.last_seen,
+            running_runs: node.running_runs,
+        }
+    }
+}
+
 /// Whether the storage takes writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -224,6 +224,10 @@ pub struct RunView {
     /// Its step's id in that workflow run.
     #[serde(skip_serializing_if = "Option::is_none")]
     step: Option<String>,
+    /// The node of the cluster that runs (or ran) it (absent: one daemon
+    /// on sled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
 impl From<&Run> for RunView {
@@ -258,6 +262,7 @@ impl From<&Run> for RunView {
             input_size: run.input.len(),
             workflow_run: run.workflow.as_ref().map(|of| of.workflow_run.clone()),
             step: run.workflow.as_ref().map(|of| of.step.clone()),
+            node: run.node.clone(),
         }
     }
 }

@@ -63,17 +63,15 @@ impl Drop for OwnRuntime {
     }
 }
 
-/// The advisory lock a daemon holds on its database for its whole life
-/// (one daemon per database until nodes share the schedule).
-const DAEMON_LOCK: i64 = 0x73616e6463726f6f;
-
-/// PostgreSQL-backed [`Store`](crate::store::Store); compiled code stays
-/// on the node's disk.
+/// PostgreSQL-backed [`Store`](crate::store::Store): every node of a
+/// cluster shares its database; compiled code stays on each node's disk.
 #[derive(Clone)]
 pub struct PgStore {
     runtime: Arc<OwnRuntime>,
-    /// The connection holding the daemon's lock (see `DAEMON_LOCK`).
-    _holder: Arc<tokio_postgres::Client>,
+    /// This node's id: the owner of the runs and workflow runs it writes.
+    pub(super) node: Arc<str>,
+    /// How to connect, for the connection hearing the other nodes.
+    pub(super) config: tokio_postgres::Config,
     pub(super) pool: Pool,
     /// Compiled code of this node (and its records), in the data dir.
     pub(super) files: Arc<CodeFiles>,
@@ -98,9 +96,11 @@ pub fn redacted(url: &str) -> String {
 }
 
 impl PgStore {
-    /// Connects to the database at `url`, brings its schema up to date and
-    /// keeps compiled code under `local_dir`.
-    pub fn connect(url: &str, local_dir: &Path) -> StoreResult<PgStore> {
+    /// Connects to the database at `url` as the node `node`, brings its
+    /// schema up to date and keeps compiled code under `local_dir`. A tool
+    /// that runs nothing (`sandcron migrate`) gives an empty `node`: the
+    /// runs it writes belong to no node, and the first to start takes them.
+    pub fn connect(url: &str, local_dir: &Path, node: &str) -> StoreResult<PgStore> {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|error| StoreError::Backend(format!("database_url {}: {error}", redacted(url))))?;
         if config.get_connect_timeout().is_none() {
@@ -136,10 +136,10 @@ impl PgStore {
                 .build()
                 .map_err(|error| StoreError::Backend(format!("the database pool: {error}")))?
         };
-        let holder = block_on(runtime.handle(), || hold_database(&config))?;
         let store = PgStore {
             runtime,
-            _holder: Arc::new(holder),
+            node: Arc::from(node),
+            config: config.clone(),
             pool,
             files: Arc::new(CodeFiles::open_kinds(local_dir, &[Kind::Code, Kind::Record])?),
         };
@@ -148,6 +148,16 @@ impl PgStore {
             schema::migrate(&mut client).await
         })?;
         Ok(store)
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The store's runtime, for tasks of its own.
+    pub(super) fn runtime_handle(&self) -> &Handle {
+        self.runtime.handle()
     }
 
     /// Runs `work`'s future to its end on the store's runtime (see the
@@ -219,28 +229,6 @@ where
     }
 }
 
-/// Takes the daemon's lock on the database on a connection of its own,
-/// kept open for the store's life; refused with [`StoreError::Locked`]
-/// while another daemon holds it.
-async fn hold_database(config: &tokio_postgres::Config) -> StoreResult<tokio_postgres::Client> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "the connection holding the database's daemon lock ended");
-        }
-    });
-    let held: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&DAEMON_LOCK])
-        .await?
-        .get(0);
-    if !held {
-        return Err(StoreError::Locked(
-            "another sandcron daemon uses this database; stop it first".to_string(),
-        ));
-    }
-    Ok(client)
-}
-
 /// How a transaction failed: the driver's error, or the body's own.
 enum Failure {
     Driver(tokio_postgres::Error),
@@ -263,7 +251,8 @@ pub(super) fn db_error(error: tokio_postgres::Error) -> StoreError {
     }
     match error.as_db_error() {
         Some(database) => StoreError::Backend(format!("database: {}", database.message())),
-        None => StoreError::Backend(format!("the database is unreachable: {error}")),
+        None if error.is_closed() => StoreError::Backend(format!("the database connection closed: {error}")),
+        None => StoreError::Backend(format!("database: {error}")),
     }
 }
 

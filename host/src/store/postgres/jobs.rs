@@ -10,8 +10,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use super::database::{PgStore, corrupt, is_unique_violation};
+use super::listen::JOBS_CHANNEL;
 use super::runs::RunRows;
-use crate::model::{Job, Run};
+use crate::model::{Job, Run, Trigger};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::records::{DueJob, Fire, JobHooks};
 use crate::store::sled::job_codec;
@@ -35,6 +36,15 @@ fn due_at(job: &Job) -> Option<DateTime<Utc>> {
 /// A job of a row's record.
 fn decode(key: &str, bytes: &[u8]) -> StoreResult<Job> {
     job_codec::decode(bytes).map_err(|message| corrupt(key, message))
+}
+
+/// Tells the other nodes, once the transaction commits, that a job changed
+/// (the leader looks at its due jobs again).
+async fn announce(transaction: &deadpool_postgres::Transaction<'_>, node: &str) -> StoreResult<()> {
+    transaction
+        .execute("SELECT pg_notify($1, $2)", &[&JOBS_CHANNEL, &node])
+        .await?;
+    Ok(())
 }
 
 /// Deletes withdrawn queued runs within a transaction.
@@ -92,7 +102,10 @@ impl JobStore for PgStore {
                     .await;
                 match inserted {
                     Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken { name: job.name.clone() }),
-                    other => Ok(other.map(|_| ())?),
+                    other => {
+                        other?;
+                        announce(transaction, &self.node).await
+                    }
                 }
             })
             .await
@@ -123,7 +136,10 @@ impl JobStore for PgStore {
                     .await;
                 match written {
                     Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken { name: job.name.clone() }),
-                    other => Ok(other.map(|_| ())?),
+                    other => {
+                        other?;
+                        announce(transaction, &self.node).await
+                    }
                 }
             })
             .await
@@ -188,6 +204,7 @@ impl JobStore for PgStore {
                     .execute("DELETE FROM kv WHERE tenant = $1 AND job_id = $2", &[&tenant, &id])
                     .await?;
                 withdraw(transaction, withdrawn).await?;
+                announce(transaction, &self.node).await?;
                 Ok(true)
             })
             .await
@@ -199,8 +216,30 @@ impl JobStore for PgStore {
             return Ok(Vec::new());
         }
         let records: Vec<Vec<u8>> = fires.iter().map(|fire| job_codec::encode(&fire.job)).collect();
+        // Schedule fires are the leader's alone: the lease is checked (and
+        // held against a takeover) in the fire's own transaction, so a node
+        // that lost it without knowing yet records nothing.
+        let scheduled = fires
+            .iter()
+            .flat_map(|fire| &fire.runs)
+            .any(|run| run.trigger == Trigger::Schedule);
+        let node: &str = &self.node;
         self.block(|| async {
             self.transact(async |transaction| {
+                if scheduled {
+                    let leading = transaction
+                        .query_opt(
+                            "SELECT 1 FROM leader WHERE name = 'scheduler' AND node = $1 AND expires_at >= now()
+                             FOR SHARE",
+                            &[&node],
+                        )
+                        .await?;
+                    if leading.is_none() {
+                        return Err(StoreError::Conflict(format!(
+                            "node {node} does not hold the leader lease: its schedule fires are refused"
+                        )));
+                    }
+                }
                 let tenants: Vec<&str> = fires.iter().map(|fire| fire.job.tenant.as_str()).collect();
                 let ids: Vec<&str> = fires.iter().map(|fire| fire.job.id.as_str()).collect();
                 // Locked in one order, so two writers cannot deadlock.
@@ -255,8 +294,12 @@ impl JobStore for PgStore {
                     )
                     .await?;
                 transaction.execute(&statement, &[&tenants, &ids, &due, &bytes]).await?;
+                if !scheduled {
+                    // Not the leader's own pass: it may not know.
+                    announce(transaction, node).await?;
+                }
                 let runs: Vec<&Run> = accepted.iter().flat_map(|&index| &fires[index].runs).collect();
-                let inserted: HashSet<String> = RunRows::of(runs.iter().copied())
+                let inserted: HashSet<String> = RunRows::of(&self.node, runs.iter().copied())
                     .insert_new(transaction)
                     .await?
                     .into_iter()

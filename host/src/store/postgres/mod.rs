@@ -6,9 +6,11 @@
 //! Records are the bytes sled keeps, so both read them alike; compiled code
 //! stays on each node's disk.
 
+mod cluster;
 mod database;
 mod jobs;
 mod kv;
+mod listen;
 mod plugins;
 mod runs;
 mod schema;

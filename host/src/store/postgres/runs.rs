@@ -26,15 +26,18 @@ pub(super) fn id_time(id: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(i64::try_from(ulid.timestamp_ms()).ok()?)
 }
 
-/// A run of a row (tenant, id, record).
-fn decode(row: &tokio_postgres::Row) -> StoreResult<Run> {
+/// A run of a row (tenant, id, record, node).
+pub(super) fn decode_run(row: &tokio_postgres::Row) -> StoreResult<Run> {
     let (tenant, id): (&str, &str) = (row.get(0), row.get(1));
-    run_codec::decode(row.get(2), tenant, id).map_err(|message| corrupt(id, message))
+    let mut run = run_codec::decode(row.get(2), tenant, id).map_err(|message| corrupt(id, message))?;
+    run.node = row.get(3);
+    Ok(run)
 }
 
-/// Rows of the runs table, as columns to pass as arrays.
-#[derive(Default)]
+/// Rows of the runs table, as columns to pass as arrays, all owned by the
+/// node writing them.
 pub(super) struct RunRows<'a> {
+    node: &'a str,
     tenants: Vec<&'a str>,
     ids: Vec<&'a str>,
     jobs: Vec<&'a str>,
@@ -50,9 +53,27 @@ pub(super) struct RunRows<'a> {
 }
 
 impl<'a> RunRows<'a> {
-    /// The rows of runs with no output or log.
-    pub(super) fn of(runs: impl Iterator<Item = &'a Run>) -> RunRows<'a> {
-        let mut rows = RunRows::default();
+    /// No rows yet, of runs `node` writes.
+    pub(super) fn new(node: &'a str) -> RunRows<'a> {
+        RunRows {
+            node,
+            tenants: Vec::new(),
+            ids: Vec::new(),
+            jobs: Vec::new(),
+            statuses: Vec::new(),
+            finished: Vec::new(),
+            bytes: Vec::new(),
+            id_times: Vec::new(),
+            records: Vec::new(),
+            outputs: Vec::new(),
+            logs: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// The rows of runs with no output or log, written by `node`.
+    pub(super) fn of(node: &'a str, runs: impl Iterator<Item = &'a Run>) -> RunRows<'a> {
+        let mut rows = RunRows::new(node);
         for run in runs {
             rows.put(run, None, None);
         }
@@ -96,8 +117,8 @@ impl<'a> RunRows<'a> {
         }
         let statement = transaction
             .prepare_cached(
-                "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[],
+                "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log, node)
+                 SELECT *, nullif($11::text, '') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[],
                      $6::bigint[], $7::timestamptz[], $8::bytea[], $9::bytea[], $10::bytea[])
                  ON CONFLICT (tenant, id) DO NOTHING
                  RETURNING id",
@@ -114,19 +135,22 @@ impl<'a> RunRows<'a> {
         }
         let statement = transaction
             .prepare_cached(
-                "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[],
+                "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log, node)
+                 SELECT *, nullif($11::text, '') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[],
                      $6::bigint[], $7::timestamptz[], $8::bytea[], $9::bytea[], $10::bytea[])
                  ON CONFLICT (tenant, id) DO UPDATE SET job_id = excluded.job_id, status = excluded.status,
                      finished = excluded.finished, bytes = excluded.bytes, id_time = excluded.id_time,
-                     record = excluded.record, output = excluded.output, log = excluded.log",
+                     record = excluded.record, output = excluded.output, log = excluded.log, node = excluded.node
+                 -- A run another node took over (its owner was declared dead)
+                 -- is that node's: a late write of the old owner is dropped.
+                 WHERE runs.node IS NULL OR runs.node = excluded.node",
             )
             .await?;
         transaction.execute(&statement, &self.params()).await?;
         Ok(())
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 10] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
         [
             &self.tenants,
             &self.ids,
@@ -138,6 +162,7 @@ impl<'a> RunRows<'a> {
             &self.records,
             &self.outputs,
             &self.logs,
+            &self.node,
         ]
     }
 }
@@ -153,7 +178,7 @@ impl PgStore {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await?;
         let rows = client.query(&statement, params).await?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(decode_run).collect()
     }
 
     /// A tenant's run bytes (finished, unfinished).
@@ -172,7 +197,7 @@ impl PgStore {
     /// [`RunStore::write_runs`]; with `room`, the queued run and the quota
     /// it must fit, checked against the tenant's locked usage.
     fn write_runs_under_quota(&self, writes: &[RunWrite<'_>], room: Option<(&Run, u64)>) -> StoreResult<()> {
-        let mut rows = RunRows::default();
+        let mut rows = RunRows::new(&self.node);
         let mut workflow_runs: Vec<&WorkflowRun> = Vec::new();
         let mut joins = Vec::new();
         for write in writes {
@@ -213,10 +238,11 @@ impl PgStore {
                 for record in &workflow_runs {
                     transaction
                         .execute(
-                            "INSERT INTO workflow_runs (tenant, id, workflow, finished, id_time, record)
-                             VALUES ($1, $2, $3, $4, $5, $6)
+                            "INSERT INTO workflow_runs (tenant, id, workflow, finished, id_time, record, node)
+                             VALUES ($1, $2, $3, $4, $5, $6, nullif($7, ''))
                              ON CONFLICT (tenant, id) DO UPDATE SET finished = excluded.finished,
-                                 record = excluded.record",
+                                 record = excluded.record, node = excluded.node
+                             WHERE workflow_runs.node IS NULL OR workflow_runs.node = excluded.node",
                             &[
                                 &record.tenant,
                                 &record.id,
@@ -224,6 +250,7 @@ impl PgStore {
                                 &(record.status != WorkflowRunStatus::Running),
                                 &id_time(&record.id),
                                 &json(*record),
+                                &&*self.node,
                             ],
                         )
                         .await?;
@@ -277,7 +304,7 @@ impl RunStore for PgStore {
         self.block(|| async {
             let runs = self
                 .runs_of(
-                    "SELECT tenant, id, record FROM runs WHERE tenant = $1 AND id = $2",
+                    "SELECT tenant, id, record, node FROM runs WHERE tenant = $1 AND id = $2",
                     &[&tenant, &id],
                 )
                 .await?;
@@ -312,7 +339,7 @@ impl RunStore for PgStore {
         let limit = big(filter.limit as u64);
         self.block(|| async {
             self.runs_of(
-                "SELECT tenant, id, record FROM runs
+                "SELECT tenant, id, record, node FROM runs
                  WHERE tenant = $1 AND ($2::text IS NULL OR job_id = $2) AND ($3::text IS NULL OR status = $3)
                      AND ($4::text IS NULL OR id < $4)
                  ORDER BY id DESC LIMIT $5",
@@ -322,12 +349,20 @@ impl RunStore for PgStore {
         })
     }
 
+    /// This node's unfinished runs, with those of no node (written before
+    /// nodes were kept) taken over on the way.
     fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
-        self.block(|| {
-            self.runs_of(
-                "SELECT tenant, id, record FROM runs WHERE NOT finished ORDER BY tenant, id",
-                &[],
-            )
+        self.block(|| async {
+            let node: &str = &self.node;
+            let mut runs = self
+                .runs_of(
+                    "UPDATE runs SET node = $1 WHERE NOT finished AND (node IS NULL OR node = $1)
+                     RETURNING tenant, id, record, node",
+                    &[&node],
+                )
+                .await?;
+            runs.sort_by(|first, second| (&first.tenant, &first.id).cmp(&(&second.tenant, &second.id)));
+            Ok(runs)
         })
     }
 

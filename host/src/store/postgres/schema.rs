@@ -6,7 +6,10 @@
 use crate::store::error::{StoreError, StoreResult};
 
 /// Every migration, in order: its number and its SQL.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_store.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_store.sql")),
+    (2, include_str!("migrations/0002_cluster.sql")),
+];
 
 /// The advisory lock nodes take to migrate ("sandcron" in ASCII).
 const MIGRATION_LOCK: i64 = 0x73616e6463726f6e;

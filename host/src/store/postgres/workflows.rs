@@ -2,6 +2,7 @@
 //! record and a join are written with the runs (see `runs`).
 
 use super::database::{PgStore, big, from_json, json};
+use super::listen::JOBS_CHANNEL;
 use crate::model::dependency::Join;
 use crate::model::workflow::Workflow;
 use crate::model::workflow_run::WorkflowRun;
@@ -37,9 +38,11 @@ impl WorkflowStore for PgStore {
             self.client()
                 .await?
                 .execute(
-                    "INSERT INTO workflows (tenant, name, record) VALUES ($1, $2, $3)
-                     ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record",
-                    &[&workflow.tenant, &workflow.name, &record],
+                    "WITH written AS (
+                         INSERT INTO workflows (tenant, name, record) VALUES ($1, $2, $3)
+                         ON CONFLICT (tenant, name) DO UPDATE SET record = excluded.record)
+                     SELECT pg_notify($4, $5)",
+                    &[&workflow.tenant, &workflow.name, &record, &JOBS_CHANNEL, &&*self.node],
                 )
                 .await?;
             Ok(())
@@ -117,12 +120,20 @@ impl WorkflowStore for PgStore {
         })
     }
 
+    /// The workflow runs this node drives, with those of no node (written
+    /// before nodes were kept) taken over on the way.
     fn running_workflow_runs(&self) -> StoreResult<Vec<WorkflowRun>> {
-        self.block(|| {
-            self.workflow_runs_of(
-                "SELECT id, record FROM workflow_runs WHERE NOT finished ORDER BY tenant, id",
-                &[],
-            )
+        self.block(|| async {
+            let node: &str = &self.node;
+            let mut runs = self
+                .workflow_runs_of(
+                    "UPDATE workflow_runs SET node = $1 WHERE NOT finished AND (node IS NULL OR node = $1)
+                     RETURNING id, record",
+                    &[&node],
+                )
+                .await?;
+            runs.sort_by(|first, second| (&first.tenant, &first.id).cmp(&(&second.tenant, &second.id)));
+            Ok(runs)
         })
     }
 

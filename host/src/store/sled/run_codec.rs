@@ -86,9 +86,10 @@ pub fn encode(run: &Run) -> Vec<u8> {
         http_allow,
         secrets,
         workflow,
+        node,
     } = run;
-    // The key says these.
-    let _ = (id, tenant);
+    // The key says these; the node is kept beside the record.
+    let _ = (id, tenant, node);
     let mut out = Writer(Vec::with_capacity(128 + job_name.len() + plugin.len() + input.len()));
     out.0.push(VERSION);
     out.compact_text(job_id);
@@ -324,6 +325,7 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
         } else {
             None
         },
+        node: None,
     })
 }
 

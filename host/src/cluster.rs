@@ -1,0 +1,285 @@
+//! Several daemons on one PostgreSQL database. Each node holds a lease on
+//! its row, renewed while it lives; one node at a time holds the leader
+//! lease and is the one that plans fires, sweeps old runs, sends digests
+//! and takes over the runs of nodes whose lease ran out. Everything else (the
+//! API, running the runs a node queued or took) every node does.
+//!
+//! A leader trusts its lease only until the renewal that granted it was
+//! sent plus the lease's length less a margin, on its own monotonic clock:
+//! past that it stops planning at once, renewed or not, while the database
+//! (whose clock says when a lease runs out) may still count it as leader a
+//! little longer. Its fires are also refused by the database once another
+//! node holds the lease (see `JobStore::record_fires`), and a fire's run id
+//! derived from (job, instant) is the last guard. A node that finds its own
+//! row gone (declared dead, its runs taken over) exits, for its supervisor
+//! to start it again: the runs it still has belong to another node now.
+//!
+//! On sled there is one node, which always leads ([`Leadership::single`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{Notify, watch};
+
+use crate::store::{ClusterNotice, ClusterStore, NodeRecord, StoreError, StoreResult, TakenOver};
+use crate::sync::lock;
+
+/// How long a node's lease lasts unrenewed: a dead node's runs are taken
+/// over this long after its last renewal (and up to a reaper period more).
+pub const NODE_TTL: Duration = Duration::from_millis(1500);
+/// How often a node renews its own lease.
+const NODE_RENEWAL: Duration = Duration::from_millis(250);
+/// How long the leader lease lasts unrenewed.
+pub const LEADER_TTL: Duration = Duration::from_millis(1000);
+/// How often the leader renews its lease.
+const LEADER_RENEWAL: Duration = Duration::from_millis(200);
+/// How often the others try for it.
+const FOLLOWER_TRY: Duration = Duration::from_millis(100);
+/// How much sooner than the database the leader stops trusting its lease.
+const TRUST_MARGIN: Duration = Duration::from_millis(250);
+/// How often the leader looks for dead nodes.
+const REAPER_PERIOD: Duration = Duration::from_millis(250);
+/// The exit code of a node that found itself declared dead.
+pub const DECLARED_DEAD_EXIT_CODE: i32 = 75;
+
+/// Whether this node leads: what the leader-only work waits on.
+#[derive(Debug)]
+pub struct Leadership {
+    leading: watch::Sender<bool>,
+}
+
+impl Leadership {
+    /// A node that always leads (one daemon, on sled).
+    pub fn single() -> Arc<Leadership> {
+        Arc::new(Leadership {
+            leading: watch::Sender::new(true),
+        })
+    }
+
+    /// A node of a cluster: not leading until elected.
+    pub fn follower() -> Arc<Leadership> {
+        Arc::new(Leadership {
+            leading: watch::Sender::new(false),
+        })
+    }
+
+    /// True while this node leads.
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
+    }
+
+    /// Waits until this node leads.
+    pub async fn until_leader(&self) {
+        let mut leading = self.leading.subscribe();
+        let _ = leading.wait_for(|leading| *leading).await;
+    }
+
+    /// Changes of leadership, as they happen.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
+    }
+
+    fn set(&self, leading: bool) -> bool {
+        self.leading.send_if_modified(|current| {
+            let changed = *current != leading;
+            *current = leading;
+            changed
+        })
+    }
+}
+
+/// What a node tells the cluster of itself, and does with what it takes
+/// over.
+pub struct Hooks {
+    /// Runs this node is running now (shown in `GET /v1/cluster`).
+    pub running_runs: Box<dyn Fn() -> usize + Send + Sync>,
+    /// Resumes a dead node's unfinished runs and workflow runs here.
+    pub take_over: Box<dyn Fn(TakenOver) -> BoxFuture<'static, ()> + Send + Sync>,
+}
+
+/// This node's part in the cluster: its lease, the leader lease, and (while
+/// it leads) taking over dead nodes.
+pub struct Cluster {
+    store: Arc<dyn ClusterStore>,
+    leadership: Arc<Leadership>,
+    /// Until when the leader lease is trusted (see the module's docs).
+    trusted_until: Mutex<Option<Instant>>,
+    /// Wakes the lease loop (a leader resigned: try now).
+    try_now: Notify,
+    stopping: AtomicBool,
+}
+
+impl Cluster {
+    /// This node in the cluster of `store` (not joined yet).
+    pub fn new(store: Arc<dyn ClusterStore>) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            store,
+            leadership: Leadership::follower(),
+            trusted_until: Mutex::new(None),
+            try_now: Notify::new(),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether this node leads.
+    pub fn leadership(&self) -> Arc<Leadership> {
+        self.leadership.clone()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        self.store.node_id()
+    }
+
+    /// Registers this node. A node of the same id whose lease is still
+    /// running is waited for up to the lease's length (this node's last
+    /// life, killed a moment ago); refused if it still renews by then (two
+    /// nodes were given one id).
+    pub fn join(&self) -> StoreResult<()> {
+        let deadline = Instant::now() + NODE_TTL + NODE_RENEWAL;
+        loop {
+            match self.store.join_cluster(NODE_TTL) {
+                Err(StoreError::Locked(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Tries for the leader lease once, now (at start, so a node that can
+    /// lead does before its first work).
+    pub fn try_to_lead(&self) {
+        self.attempt();
+    }
+
+    /// Every node, with which leads.
+    pub fn nodes(&self) -> StoreResult<Vec<NodeRecord>> {
+        self.store.nodes()
+    }
+
+    /// Starts the loops: the leases, the trust check and the reaper; and
+    /// hears the other nodes (`on_job_changed` when a job changed).
+    pub fn start(self: &Arc<Self>, hooks: Hooks, on_job_changed: Arc<dyn Fn() + Send + Sync>) {
+        let hooks = Arc::new(hooks);
+        let heard = Arc::downgrade(self);
+        self.store.listen(Arc::new(move |notice| match notice {
+            ClusterNotice::LeaderResigned => {
+                if let Some(cluster) = heard.upgrade() {
+                    cluster.try_now.notify_one();
+                }
+            }
+            ClusterNotice::JobChanged | ClusterNotice::Listening => on_job_changed(),
+        }));
+        let cluster = self.clone();
+        let running = hooks.clone();
+        tokio::spawn(async move { cluster.lease_loop(&*running.running_runs).await });
+        let cluster = self.clone();
+        tokio::spawn(async move { cluster.trust_loop().await });
+        let cluster = self.clone();
+        tokio::spawn(async move { cluster.reaper_loop(&hooks).await });
+    }
+
+    /// One attempt at the leader lease; what it says of leading.
+    fn attempt(&self) -> bool {
+        let sent = Instant::now();
+        match self.store.lead(LEADER_TTL) {
+            Ok(true) => {
+                *lock(&self.trusted_until) = Some(sent + LEADER_TTL - TRUST_MARGIN);
+                if self.leadership.set(true) {
+                    tracing::info!(node = self.node_id(), "this node leads the cluster");
+                }
+                true
+            }
+            Ok(false) => {
+                self.stop_leading("another node holds the leader lease");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach the leader lease");
+                self.leadership.is_leader()
+            }
+        }
+    }
+
+    fn stop_leading(&self, why: &str) {
+        *lock(&self.trusted_until) = None;
+        if self.leadership.set(false) {
+            tracing::warn!(node = self.node_id(), "this node stopped leading: {why}");
+        }
+    }
+
+    async fn lease_loop(&self, running_runs: &(dyn Fn() -> usize + Send + Sync)) {
+        let mut next_renewal = Instant::now();
+        while !self.stopping.load(Ordering::SeqCst) {
+            let leading = self.attempt();
+            if Instant::now() >= next_renewal {
+                match self.store.renew_node(NODE_TTL, running_runs()) {
+                    Ok(true) => next_renewal = Instant::now() + NODE_RENEWAL,
+                    Ok(false) => {
+                        tracing::error!(
+                            node = self.node_id(),
+                            exit_code = DECLARED_DEAD_EXIT_CODE,
+                            "this node's lease ran out and another node took its runs over; exiting to start again"
+                        );
+                        std::process::exit(DECLARED_DEAD_EXIT_CODE);
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot renew this node's lease"),
+                }
+            }
+            let pause = if leading { LEADER_RENEWAL } else { FOLLOWER_TRY };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.try_now.notified() => {}
+            }
+        }
+    }
+
+    /// Stops leading once the lease is no longer trusted, whether or not a
+    /// renewal is stuck on the way.
+    async fn trust_loop(&self) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let expired = lock(&self.trusted_until).is_some_and(|until| Instant::now() >= until);
+            if expired {
+                self.stop_leading("its lease was not renewed in time");
+            }
+        }
+    }
+
+    async fn reaper_loop(&self, hooks: &Hooks) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            self.leadership.until_leader().await;
+            match self.store.take_over_dead_nodes() {
+                Ok(taken) => {
+                    for over in taken {
+                        tracing::warn!(
+                            dead = %over.node,
+                            runs = over.runs.len(),
+                            workflow_runs = over.workflow_runs.len(),
+                            "a node's lease ran out: its runs go on here"
+                        );
+                        (hooks.take_over)(over).await;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot look for dead nodes"),
+            }
+            tokio::time::sleep(REAPER_PERIOD).await;
+        }
+    }
+
+    /// A clean stop, once this node's runs are done: gives the leader lease
+    /// up (the others take it at once) and removes this node's row.
+    pub fn leave(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.stop_leading("it is stopping");
+        if let Err(error) = self.store.resign() {
+            tracing::warn!(%error, "cannot give the leader lease up");
+        }
+        if let Err(error) = self.store.leave_cluster() {
+            tracing::warn!(%error, "cannot remove this node from the cluster");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! What the other nodes say, heard on a connection of its own: a job
+//! changed (`sandcron_jobs`: the leader looks at its due jobs again), the
+//! leader resigned (`sandcron_leader`: the others try for the lease at
+//! once). The connection is made again with backoff when it drops, and each
+//! time it listens again the caller is told, since what was said meanwhile
+//! was missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::cluster::LEADER_CHANNEL;
+use super::database::PgStore;
+use crate::store::traits::ClusterNotice;
+
+/// The channel job writes notify.
+pub const JOBS_CHANNEL: &str = "sandcron_jobs";
+
+/// The longest wait between attempts to connect again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl PgStore {
+    /// Hears the other nodes' notices from now on, telling `on` of each.
+    pub(super) fn hear(&self, on: Arc<dyn Fn(ClusterNotice) + Send + Sync>) {
+        let config = self.config.clone();
+        let node = self.node.clone();
+        self.runtime_handle().spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match config.connect(NoTls).await {
+                    Ok((client, mut connection)) => {
+                        let (sender, mut heard) = tokio::sync::mpsc::unbounded_channel();
+                        let driver = tokio::spawn(async move {
+                            let mut messages =
+                                futures_util::stream::poll_fn(move |context| connection.poll_message(context));
+                            while let Some(Ok(message)) = messages.next().await {
+                                if let AsyncMessage::Notification(notice) = message
+                                    && sender.send(notice).is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        });
+                        let listening = client
+                            .batch_execute(&format!("LISTEN {JOBS_CHANNEL}; LISTEN {LEADER_CHANNEL}"))
+                            .await;
+                        match listening {
+                            Ok(()) => {
+                                backoff = Duration::from_millis(100);
+                                on(ClusterNotice::Listening);
+                                while let Some(notice) = heard.recv().await {
+                                    if notice.payload() == &*node {
+                                        continue;
+                                    }
+                                    match notice.channel() {
+                                        JOBS_CHANNEL => on(ClusterNotice::JobChanged),
+                                        LEADER_CHANNEL => on(ClusterNotice::LeaderResigned),
+                                        _ => {}
+                                    }
+                                }
+                                tracing::warn!("the connection hearing the other nodes dropped; connecting again");
+                            }
+                            Err(error) => tracing::warn!(%error, "cannot listen for the other nodes' notices"),
+                        }
+                        driver.abort();
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot connect to hear the other nodes' notices"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+    }
+}
