@@ -45,6 +45,38 @@ async fn what_one_node_writes_every_node_sees_and_one_leads() {
     assert!(put.status.is_success(), "{}", put.body);
     let listed = c.call(Method::GET, "/v1/secrets", None).await;
     assert!(listed.body.to_string().contains("api_key"), "{}", listed.body);
+    // A tenant made through one node has its quotas kept by the others.
+    let acme = a.new_tenant("acme", json!({"quotas": {"jobs": 1}})).await;
+    b.upload_bytes_as(&acme, "noop", common::plugin_bytes("noop")).await;
+    let mut refused = None;
+    for attempt in 0..50 {
+        let created = b
+            .call_as(
+                Some(&acme),
+                Method::POST,
+                "/v1/jobs",
+                Some(json!({"name": format!("one-{attempt}"), "plugin": "noop"})),
+            )
+            .await;
+        if created.status == StatusCode::FORBIDDEN {
+            refused = Some(created);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("node b knows acme's quota of one job");
+    assert_eq!(refused.code(), "quota_exceeded", "{}", refused.body);
+    // A run is cancelled through the node that has it.
+    a.job_with("slow", "step", json!({"input": {"sleep_ms": 3000}})).await;
+    let slow = a.call(Method::POST, "/v1/jobs/slow/run", None).await;
+    let slow_id = slow.body["id"].as_str().expect("a run id").to_string();
+    assert!(a.wait_for_status(&slow_id, "running").await);
+    let elsewhere = b.call(Method::POST, &format!("/v1/runs/{slow_id}/cancel"), None).await;
+    assert_eq!(elsewhere.status, StatusCode::CONFLICT, "{}", elsewhere.body);
+    assert_eq!(elsewhere.code(), "run_elsewhere");
+    assert!(elsewhere.message().contains("node a"), "{}", elsewhere.body);
+    let cancelled = a.call(Method::POST, &format!("/v1/runs/{slow_id}/cancel"), None).await;
+    assert!(cancelled.status.is_success(), "{}", cancelled.body);
     // One leader, three nodes, the same view from each.
     let led = leader(a).await;
     for node in &nodes {

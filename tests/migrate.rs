@@ -388,7 +388,7 @@ async fn migrate_refuses_a_database_that_already_holds_state() {
     let stderr = text(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        stderr.contains("another sandcron daemon uses this database"),
+        stderr.contains("is running on the database") && stderr.contains("stop every node first"),
         "{stderr}"
     );
     assert_eq!(counts(&url), before);

@@ -181,7 +181,7 @@ async fn a_second_daemon_on_the_same_data_dir_exits_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = if common::on_postgres() {
-        "another sandcron daemon uses this database"
+        "is running on this database; give each node its own --node-id"
     } else {
         "in use by another process"
     };

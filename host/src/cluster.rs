@@ -94,10 +94,17 @@ impl Leadership {
 /// over.
 pub struct Hooks {
     /// Runs this node is running now (shown in `GET /v1/cluster`).
-    pub running_runs: Box<dyn Fn() -> usize + Send + Sync>,
+    pub running_runs: RunningRuns,
     /// Resumes a dead node's unfinished runs and workflow runs here.
     pub take_over: Box<dyn Fn(TakenOver) -> BoxFuture<'static, ()> + Send + Sync>,
+    /// Another node wrote a job or a workflow.
+    pub job_changed: Arc<dyn Fn() + Send + Sync>,
+    /// Another node wrote a tenant.
+    pub tenant_changed: Arc<dyn Fn() + Send + Sync>,
 }
+
+/// Runs this node is running now, as the hooks tell.
+type RunningRuns = Box<dyn Fn() -> usize + Send + Sync>;
 
 /// This node's part in the cluster: its lease, the leader lease, and (while
 /// it leads) taking over dead nodes.
@@ -106,8 +113,17 @@ pub struct Cluster {
     leadership: Arc<Leadership>,
     /// Until when the leader lease is trusted (see the module's docs).
     trusted_until: Mutex<Option<Instant>>,
+    /// Since when this node has led without a break: it takes dead nodes
+    /// over only after leading a node lease's length, so that after an
+    /// outage every live node has renewed its lease first.
+    leading_since: Mutex<Option<Instant>>,
+    /// This node's running runs, once the executor is there.
+    running_runs: Mutex<Option<RunningRuns>>,
     /// Wakes the lease loop (a leader resigned: try now).
     try_now: Notify,
+    /// No more tries for the leader lease (stopping).
+    resigned: AtomicBool,
+    /// No more renewals of this node's lease (stopped).
     stopping: AtomicBool,
 }
 
@@ -118,7 +134,10 @@ impl Cluster {
             store,
             leadership: Leadership::follower(),
             trusted_until: Mutex::new(None),
+            leading_since: Mutex::new(None),
+            running_runs: Mutex::new(None),
             try_now: Notify::new(),
+            resigned: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
         })
     }
@@ -133,20 +152,25 @@ impl Cluster {
         self.store.node_id()
     }
 
-    /// Registers this node. A node of the same id whose lease is still
-    /// running is waited for up to the lease's length (this node's last
-    /// life, killed a moment ago); refused if it still renews by then (two
-    /// nodes were given one id).
-    pub fn join(&self) -> StoreResult<()> {
+    /// Registers this node and renews its lease from now on (before the
+    /// daemon's start-up work, however long it takes). A node of the same
+    /// id whose lease is still running is waited for up to the lease's
+    /// length (this node's last life, killed a moment ago); refused if it
+    /// still renews by then (two nodes were given one id).
+    pub fn join(self: &Arc<Self>) -> StoreResult<()> {
         let deadline = Instant::now() + NODE_TTL + NODE_RENEWAL;
         loop {
             match self.store.join_cluster(NODE_TTL) {
                 Err(StoreError::Locked(_)) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                Ok(()) => break,
                 other => return other,
             }
         }
+        let cluster = self.clone();
+        tokio::spawn(async move { cluster.renewal_loop().await });
+        Ok(())
     }
 
     /// Tries for the leader lease once, now (at start, so a node that can
@@ -160,10 +184,16 @@ impl Cluster {
         self.store.nodes()
     }
 
-    /// Starts the loops: the leases, the trust check and the reaper; and
-    /// hears the other nodes (`on_job_changed` when a job changed).
-    pub fn start(self: &Arc<Self>, hooks: Hooks, on_job_changed: Arc<dyn Fn() + Send + Sync>) {
-        let hooks = Arc::new(hooks);
+    /// Starts the loops: the leader lease, the trust check and the
+    /// reaper; and hears the other nodes.
+    pub fn start(self: &Arc<Self>, hooks: Hooks) {
+        let Hooks {
+            running_runs,
+            take_over,
+            job_changed,
+            tenant_changed,
+        } = hooks;
+        *lock(&self.running_runs) = Some(running_runs);
         let heard = Arc::downgrade(self);
         self.store.listen(Arc::new(move |notice| match notice {
             ClusterNotice::LeaderResigned => {
@@ -171,28 +201,40 @@ impl Cluster {
                     cluster.try_now.notify_one();
                 }
             }
-            ClusterNotice::JobChanged | ClusterNotice::Listening => on_job_changed(),
+            ClusterNotice::JobChanged => job_changed(),
+            ClusterNotice::TenantChanged => tenant_changed(),
+            // What was said while not listening was missed.
+            ClusterNotice::Listening => {
+                tenant_changed();
+                job_changed();
+            }
         }));
         let cluster = self.clone();
-        let running = hooks.clone();
-        tokio::spawn(async move { cluster.lease_loop(&*running.running_runs).await });
+        tokio::spawn(async move { cluster.lease_loop().await });
         let cluster = self.clone();
         tokio::spawn(async move { cluster.trust_loop().await });
         let cluster = self.clone();
-        tokio::spawn(async move { cluster.reaper_loop(&hooks).await });
+        tokio::spawn(async move { cluster.reaper_loop(take_over).await });
     }
 
     /// One attempt at the leader lease; what it says of leading.
     fn attempt(&self) -> bool {
+        if self.resigned.load(Ordering::SeqCst) {
+            return false;
+        }
         let sent = Instant::now();
+        let trusted_until = sent + LEADER_TTL - TRUST_MARGIN;
         match self.store.lead(LEADER_TTL) {
-            Ok(true) => {
-                *lock(&self.trusted_until) = Some(sent + LEADER_TTL - TRUST_MARGIN);
+            // A grant that took too long to come back is not trusted.
+            Ok(true) if Instant::now() < trusted_until && !self.resigned.load(Ordering::SeqCst) => {
+                *lock(&self.trusted_until) = Some(trusted_until);
                 if self.leadership.set(true) {
+                    *lock(&self.leading_since) = Some(Instant::now());
                     tracing::info!(node = self.node_id(), "this node leads the cluster");
                 }
                 true
             }
+            Ok(true) => self.leadership.is_leader(),
             Ok(false) => {
                 self.stop_leading("another node holds the leader lease");
                 false
@@ -206,34 +248,50 @@ impl Cluster {
 
     fn stop_leading(&self, why: &str) {
         *lock(&self.trusted_until) = None;
+        *lock(&self.leading_since) = None;
         if self.leadership.set(false) {
             tracing::warn!(node = self.node_id(), "this node stopped leading: {why}");
         }
     }
 
-    async fn lease_loop(&self, running_runs: &(dyn Fn() -> usize + Send + Sync)) {
-        let mut next_renewal = Instant::now();
-        while !self.stopping.load(Ordering::SeqCst) {
+    async fn lease_loop(&self) {
+        while !self.resigned.load(Ordering::SeqCst) {
             let leading = self.attempt();
-            if Instant::now() >= next_renewal {
-                match self.store.renew_node(NODE_TTL, running_runs()) {
-                    Ok(true) => next_renewal = Instant::now() + NODE_RENEWAL,
-                    Ok(false) => {
-                        tracing::error!(
-                            node = self.node_id(),
-                            exit_code = DECLARED_DEAD_EXIT_CODE,
-                            "this node's lease ran out and another node took its runs over; exiting to start again"
-                        );
-                        std::process::exit(DECLARED_DEAD_EXIT_CODE);
-                    }
-                    Err(error) => tracing::warn!(%error, "cannot renew this node's lease"),
-                }
-            }
             let pause = if leading { LEADER_RENEWAL } else { FOLLOWER_TRY };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = self.try_now.notified() => {}
             }
+        }
+    }
+
+    /// Renews this node's lease until it stops; exits the process if the
+    /// lease was found gone (see the module's docs).
+    async fn renewal_loop(&self) {
+        let mut failing = false;
+        while !self.stopping.load(Ordering::SeqCst) {
+            let running = lock(&self.running_runs).as_ref().map_or(0, |count| count());
+            match self.store.renew_node(NODE_TTL, running) {
+                Ok(true) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("this node's lease is renewed again");
+                    }
+                }
+                Ok(false) => {
+                    tracing::error!(
+                        node = self.node_id(),
+                        exit_code = DECLARED_DEAD_EXIT_CODE,
+                        "this node's lease ran out and another node took its runs over; exiting to start again"
+                    );
+                    std::process::exit(DECLARED_DEAD_EXIT_CODE);
+                }
+                Err(error) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(%error, "cannot renew this node's lease; trying again");
+                    }
+                }
+            }
+            tokio::time::sleep(NODE_RENEWAL).await;
         }
     }
 
@@ -249,35 +307,48 @@ impl Cluster {
         }
     }
 
-    async fn reaper_loop(&self, hooks: &Hooks) {
+    async fn reaper_loop(&self, take_over: Box<dyn Fn(TakenOver) -> BoxFuture<'static, ()> + Send + Sync>) {
         while !self.stopping.load(Ordering::SeqCst) {
             self.leadership.until_leader().await;
-            match self.store.take_over_dead_nodes() {
-                Ok(taken) => {
-                    for over in taken {
-                        tracing::warn!(
-                            dead = %over.node,
-                            runs = over.runs.len(),
-                            workflow_runs = over.workflow_runs.len(),
-                            "a node's lease ran out: its runs go on here"
-                        );
-                        (hooks.take_over)(over).await;
+            let settled = lock(&self.leading_since).is_some_and(|since| since.elapsed() >= NODE_TTL);
+            if settled {
+                match self.store.take_over_dead_nodes() {
+                    Ok(taken) => {
+                        for over in taken {
+                            tracing::warn!(
+                                dead = %over.node,
+                                runs = over.runs.len(),
+                                workflow_runs = over.workflow_runs.len(),
+                                "a node's lease ran out: its runs go on here"
+                            );
+                            take_over(over).await;
+                        }
                     }
+                    Err(error) => tracing::warn!(%error, "cannot look for dead nodes"),
                 }
-                Err(error) => tracing::warn!(%error, "cannot look for dead nodes"),
             }
             tokio::time::sleep(REAPER_PERIOD).await;
         }
     }
 
-    /// A clean stop, once this node's runs are done: gives the leader lease
-    /// up (the others take it at once) and removes this node's row.
-    pub fn leave(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
+    /// Stops leading for good and gives the leader lease up (the others
+    /// take it at once): the first step of a clean stop, before this
+    /// node's runs are waited for.
+    pub fn resign(&self) {
+        self.resigned.store(true, Ordering::SeqCst);
         self.stop_leading("it is stopping");
         if let Err(error) = self.store.resign() {
             tracing::warn!(%error, "cannot give the leader lease up");
         }
+    }
+
+    /// The last step of a clean stop, once this node's runs are done:
+    /// resigns if it has not, and removes this node's row.
+    pub fn leave(&self) {
+        if !self.resigned.load(Ordering::SeqCst) {
+            self.resign();
+        }
+        self.stopping.store(true, Ordering::SeqCst);
         if let Err(error) = self.store.leave_cluster() {
             tracing::warn!(%error, "cannot remove this node from the cluster");
         }

@@ -187,7 +187,14 @@ impl Daemon {
             plugins: plugins.clone(),
             run_log_bytes: config.jobs.logs,
             clock: clock.clone(),
-            fire_ahead: config.fire_ahead,
+            // In a cluster fires are recorded at their instant: a run recorded
+            // ahead sits in the leader's queue, where a change of its job
+            // through another node cannot withdraw it.
+            fire_ahead: if cluster.is_some() {
+                std::time::Duration::ZERO
+            } else {
+                config.fire_ahead
+            },
             ended,
             leadership: leadership.clone(),
         });
@@ -270,13 +277,7 @@ impl Daemon {
         if let Some(cluster) = &self.cluster {
             // A node that can lead does before its first pass.
             cluster.try_to_lead();
-            cluster.start(self.cluster_hooks(), {
-                let (scheduler, workflows) = (self.scheduler.clone(), self.workflows.clone());
-                Arc::new(move || {
-                    scheduler.job_changed();
-                    workflows.schedule_changed();
-                })
-            });
+            cluster.start(self.cluster_hooks());
         }
         self.scheduler.start();
         self.workflows.start_schedule(self.leadership.clone());
@@ -297,8 +298,25 @@ impl Daemon {
         let executor = self.executor.clone();
         let running = self.executor.clone();
         let workflows = self.workflows.clone();
+        let (scheduler, after_jobs) = (self.scheduler.clone(), self.workflows.clone());
+        let (tenants, store) = (self.tenants.clone(), self.store.clone());
         Hooks {
             running_runs: Box::new(move || running.running()),
+            job_changed: Arc::new(move || {
+                scheduler.job_changed();
+                after_jobs.schedule_changed();
+                // Reading every job again is store work: off the runtime.
+                let after_jobs = after_jobs.clone();
+                tokio::task::spawn_blocking(move || after_jobs.reindex_after_jobs());
+            }),
+            tenant_changed: Arc::new(move || {
+                let (tenants, store) = (tenants.clone(), store.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(error) = tenants.reload(store.as_ref()) {
+                        tracing::warn!(%error, "cannot read the tenants again");
+                    }
+                });
+            }),
             take_over: Box::new(move |over| {
                 let (executor, workflows) = (executor.clone(), workflows.clone());
                 Box::pin(async move {
@@ -411,7 +429,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         () = shutdown_signal() => {
             // Stop firing and accepting connections, let running runs finish
             // within the grace period, then give answers in flight a moment.
+            // A leader gives its lease up first: another node fires meanwhile.
             scheduler.stop();
+            if let Some(cluster) = &cluster {
+                cluster.resign();
+            }
             stop.notify_one();
             executor.shutdown(grace).await;
             // The runs that ended meanwhile: `after` jobs' next fires.

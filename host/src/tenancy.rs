@@ -43,6 +43,15 @@ impl Tenants {
         })
     }
 
+    /// Reads every tenant record again (another node of the cluster wrote
+    /// one).
+    pub fn reload(&self, store: &dyn TenantStore) -> StoreResult<()> {
+        for tenant in store.list_tenants()? {
+            self.put(tenant);
+        }
+        Ok(())
+    }
+
     /// The tenant by name (the default one exists without a record).
     pub fn get(&self, name: &str) -> Option<Tenant> {
         let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());

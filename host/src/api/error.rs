@@ -372,6 +372,7 @@ impl From<ExecError> for ApiError {
             ExecError::Store(error) => error.into(),
             ExecError::Finished(_) => ApiError::new(StatusCode::CONFLICT, "run_finished", error.to_string()),
             ExecError::NotFinished(_) => ApiError::new(StatusCode::CONFLICT, "run_not_finished", error.to_string()),
+            ExecError::Elsewhere { .. } => ApiError::new(StatusCode::CONFLICT, "run_elsewhere", error.to_string()),
             // Transient: a place frees as soon as one of its runs starts.
             ExecError::QueueFull { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", error.to_string())

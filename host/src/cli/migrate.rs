@@ -24,8 +24,8 @@ use clap::Args;
 use super::print::out;
 use crate::model::{Run, Tenant};
 use crate::store::{
-    JobStore, KvStore, PgStore, PluginStore, RunFilter, RunStore, RunWrite, SecretStore, SledStore, StoreError,
-    TenantStore, WorkflowStore, redacted_database_url,
+    ClusterStore, JobStore, KvStore, PgStore, PluginStore, RunFilter, RunStore, RunWrite, SecretStore, SledStore,
+    StoreError, TenantStore, WorkflowStore, redacted_database_url,
 };
 
 /// Runs (and workflow runs, joins) written per call, one transaction each.
@@ -118,6 +118,17 @@ fn run(args: &MigrateArgs) -> anyhow::Result<()> {
         Err(StoreError::Locked(message)) => bail!("{message}"),
         Err(error) => return Err(error).with_context(|| format!("opening the database at {database}")),
     };
+    // A node renews its lease several times a second: one seen lately runs.
+    let nodes = target.nodes().context("looking for running nodes")?;
+    if let Some(running) = nodes
+        .iter()
+        .find(|node| chrono::Utc::now() - node.last_seen < chrono::Duration::seconds(5))
+    {
+        bail!(
+            "a sandcron node ({}) is running on the database at {database}: stop every node first",
+            running.id
+        );
+    }
     let names = source.tenant_names().context("reading the tenants of the data dir")?;
     let held = held_state(&target, &names).context("looking into the database")?;
     if !held.is_empty() {

@@ -63,6 +63,15 @@ pub enum ExecError {
     /// The run has not finished; it cannot be retried yet.
     #[error("run {0} has not finished; only a finished run can be retried")]
     NotFinished(String),
+    /// The run belongs to another node of the cluster, which alone can stop
+    /// it.
+    #[error("run {run} runs on node {node}: cancel it through that node (GET /v1/cluster lists the nodes)")]
+    Elsewhere {
+        /// The run.
+        run: String,
+        /// The node it runs on.
+        node: String,
+    },
     /// The tenant has as many runs waiting as its `queued_runs` quota allows.
     #[error(
         "queued_runs: tenant {tenant:?} has as many runs waiting in the queue as its quota of {limit} allows; retry once one has started"
@@ -579,6 +588,12 @@ impl Executor {
         };
         if run.status.is_finished() {
             return Err(ExecError::Finished(run.id));
+        }
+        if let Some(owner) = run.node.as_ref().filter(|owner| Some(*owner) != self.node.as_ref()) {
+            return Err(ExecError::Elsewhere {
+                node: owner.clone(),
+                run: run.id,
+            });
         }
         let (waiting, flag) = {
             let mut queue = lock(&self.queue);

@@ -366,6 +366,8 @@ pub enum ClusterNotice {
     JobChanged,
     /// The leader gave its lease up: try for it now.
     LeaderResigned,
+    /// A tenant's record was written: its quotas may have changed.
+    TenantChanged,
     /// This node listens (again): what was said before was missed.
     Listening,
 }

@@ -32,6 +32,13 @@ impl Workflows {
         Ok(())
     }
 
+    /// Reads the index again: another node of the cluster wrote a job.
+    pub fn reindex_after_jobs(&self) {
+        if let Err(error) = self.index_waiting() {
+            tracing::warn!(%error, "cannot read the jobs' after_jobs again");
+        }
+    }
+
     /// A job was written or deleted: its place in the index follows.
     pub fn job_changed(&self, tenant: &str, job_id: &str) {
         let job = match self.store.job(tenant, job_id) {

@@ -1,7 +1,8 @@
 //! What the other nodes say, heard on a connection of its own: a job
 //! changed (`sandcron_jobs`: the leader looks at its due jobs again), the
 //! leader resigned (`sandcron_leader`: the others try for the lease at
-//! once). The connection is made again with backoff when it drops, and each
+//! once), a tenant changed (`sandcron_tenants`: its quotas are read
+//! again). The connection is made again with backoff when it drops, and each
 //! time it listens again the caller is told, since what was said meanwhile
 //! was missed.
 
@@ -15,8 +16,11 @@ use super::cluster::LEADER_CHANNEL;
 use super::database::PgStore;
 use crate::store::traits::ClusterNotice;
 
-/// The channel job writes notify.
+/// The channel job (and workflow) writes notify.
 pub const JOBS_CHANNEL: &str = "sandcron_jobs";
+
+/// The channel tenant writes notify.
+pub const TENANTS_CHANNEL: &str = "sandcron_tenants";
 
 /// The longest wait between attempts to connect again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -44,7 +48,9 @@ impl PgStore {
                             }
                         });
                         let listening = client
-                            .batch_execute(&format!("LISTEN {JOBS_CHANNEL}; LISTEN {LEADER_CHANNEL}"))
+                            .batch_execute(&format!(
+                                "LISTEN {JOBS_CHANNEL}; LISTEN {LEADER_CHANNEL}; LISTEN {TENANTS_CHANNEL}"
+                            ))
                             .await;
                         match listening {
                             Ok(()) => {
@@ -57,6 +63,7 @@ impl PgStore {
                                     match notice.channel() {
                                         JOBS_CHANNEL => on(ClusterNotice::JobChanged),
                                         LEADER_CHANNEL => on(ClusterNotice::LeaderResigned),
+                                        TENANTS_CHANNEL => on(ClusterNotice::TenantChanged),
                                         _ => {}
                                     }
                                 }

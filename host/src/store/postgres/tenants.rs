@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::database::{PgStore, from_json, is_unique_violation, json};
+use super::listen::TENANTS_CHANNEL;
 use crate::model::{SecretRecord, Tenant, Token};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::traits::{SecretStore, TenantStore};
@@ -33,6 +34,9 @@ impl TenantStore for PgStore {
                         &[&token.hash, &token.tenant, &token.id, &token_record],
                     )
                     .await?;
+                transaction
+                    .execute("SELECT pg_notify($1, $2)", &[&TENANTS_CHANNEL, &&*self.node])
+                    .await?;
                 Ok(())
             })
             .await
@@ -45,9 +49,11 @@ impl TenantStore for PgStore {
             self.client()
                 .await?
                 .execute(
-                    "INSERT INTO tenants (name, record) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET record = excluded.record",
-                    &[&tenant.name, &record],
+                    "WITH written AS (
+                         INSERT INTO tenants (name, record) VALUES ($1, $2)
+                         ON CONFLICT (name) DO UPDATE SET record = excluded.record)
+                     SELECT pg_notify($3, $4)",
+                    &[&tenant.name, &record, &TENANTS_CHANNEL, &&*self.node],
                 )
                 .await?;
             Ok(())

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# sandcron on PostgreSQL: durable runs/s of JOBS every-second noop jobs with
+# 1, 2 and 3 nodes on one database (finished runs counted by the nodes'
+# sandcron_runs_total over SECONDS seconds), then failover: KILLS times the
+# leader is killed (SIGKILL) and restarted; for each kill, how long until
+# another node leads and how late the first fire after the kill started.
+#
+# The database is a PostgreSQL 15 server started here in the work dir
+# (fsync and synchronous_commit as PostgreSQL ships them: what a commit
+# means in production), as the `postgres` user when run as root.
+#
+#   bench/cluster.sh                  # JOBS=1000 SECONDS=20 KILLS=10
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-1000}
+SECONDS_MEASURED=${SECONDS:-20}
+KILLS=${KILLS:-10}
+. bench/lib.sh
+echo "uptime: $(uptime)"
+BIN=$(cargo build -q --release -p sandcron --bin sandcron --message-format=json |
+    jq -r 'select(.executable != null) | .executable' | tail -n 1)
+(cd plugins && env -u CARGO_BUILD_BUILD_DIR CARGO_TARGET_DIR=target cargo build -q --release --target wasm32-wasip2 -p noop)
+ADMIN=sc_admin_bench_cluster_0123456789abcdef
+KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff
+
+pg_bin=$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres --init-groups "$@"; else "$@"; fi; }
+pg_dir="$work/pg"
+mkdir -p "$pg_dir"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$pg_dir" && chmod 755 "$work"
+pg_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U sandcron -A trust -E UTF8 --no-locale --no-instructions >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=200" start >/dev/null
+stop_pg() { as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -w -m immediate stop >/dev/null 2>&1 || true; }
+nodes=()
+stop_nodes() {
+    for pid in "${nodes[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    nodes=()
+}
+trap 'stop_nodes; stop_pg; cleanup' EXIT
+psql_do() { psql -h 127.0.0.1 -p "$pg_port" -U sandcron -d "$1" -Atqc "$2"; }
+
+declare -A node_url
+# start_node DB ID: a release node named ID on database DB.
+start_node() {
+    local log="$work/$1-$2.log"
+    mkdir -p "$work/$1-$2"
+    SANDCRON_LOG=info SANDCRON_ADMIN_TOKEN=$ADMIN SANDCRON_SECRETS_KEY=$KEY "$BIN" serve --listen 127.0.0.1:0 \
+        --data-dir "$work/$1-$2" --database-url "postgres://sandcron@127.0.0.1:$pg_port/$1" --node-id "$2" 2>"$log" &
+    nodes+=($!)
+    node_pid[$2]=$!
+    for _ in $(seq 600); do
+        local found
+        found=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -1 | sed 's/listening on //' || true)
+        if [ -n "$found" ]; then node_url[$2]=$found; return 0; fi
+        sleep 0.1
+    done
+    echo "node $2 did not start" >&2; cat "$log" >&2; exit 1
+}
+declare -A node_pid
+call() { curl -sf -H "Authorization: Bearer $ADMIN" "$@"; }
+
+runs_total() {
+    local sum=0
+    for id in "$@"; do
+        local count
+        count=$(call "${node_url[$id]}/metrics" | awk '/^sandcron_runs_total\{/ {s += $NF} END {printf "%d", s}')
+        sum=$((sum + count))
+    done
+    echo "$sum"
+}
+
+echo "== durable runs/s: $JOBS every-second noop jobs, ${SECONDS_MEASURED}s, 1-3 nodes on one database"
+for count in 1 2 3; do
+    db="throughput$count"
+    psql_do postgres "CREATE DATABASE $db"
+    ids=()
+    for index in $(seq "$count"); do
+        id=$(printf "\\x$(printf %x $((96 + index)))")
+        start_node "$db" "$id"
+        ids+=("$id")
+    done
+    first=${ids[0]}
+    call -X POST --data-binary @plugins/target/wasm32-wasip2/release/noop.wasm \
+        "${node_url[$first]}/v1/plugins/noop" >/dev/null
+    for index in $(seq "$JOBS"); do
+        echo "{\"name\": \"tick-$index\", \"plugin\": \"noop\", \"schedule\": {\"every\": \"1s\"}}"
+    done | xargs -d '\n' -P 8 -I{} curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+        -d '{}' "${node_url[$first]}/v1/jobs" >/dev/null
+    sleep 3
+    before=$(runs_total "${ids[@]}")
+    began=$(date +%s.%N)
+    sleep "$SECONDS_MEASURED"
+    after=$(runs_total "${ids[@]}")
+    ended=$(date +%s.%N)
+    echo "nodes=$count runs/s=$(echo "($after - $before) / ($ended - $began)" | bc -l | xargs printf %.0f) (uptime: $(uptime | sed 's/.*load/load/'))"
+    stop_nodes
+done
+
+echo "== failover: $KILLS leader kills, 3 nodes, an every-second job (misfire run_all)"
+psql_do postgres "CREATE DATABASE failover"
+for id in a b c; do start_node failover "$id"; done
+call -X POST --data-binary @plugins/target/wasm32-wasip2/release/noop.wasm "${node_url[a]}/v1/plugins/noop" >/dev/null
+call -H 'content-type: application/json' -d '{"name": "tick", "plugin": "noop", "schedule": {"every": "1s"}, "policy": {"misfire": "run_all"}}' \
+    "${node_url[a]}/v1/jobs" >/dev/null
+leader_of() { call "${node_url[$1]}/v1/cluster" | jq -r '.nodes[] | select(.leader) | .id'; }
+handovers=() latenesses=()
+sleep 3
+for round in $(seq "$KILLS"); do
+    asker=a
+    leader=$(leader_of a)
+    [ "$leader" = a ] && asker=b
+    killed_at=$(date +%s.%N)
+    kill -9 "${node_pid[$leader]}"; wait "${node_pid[$leader]}" 2>/dev/null || true
+    while :; do
+        now_leader=$(leader_of "$asker" || true)
+        if [ -n "$now_leader" ] && [ "$now_leader" != "$leader" ]; then break; fi
+        sleep 0.02
+    done
+    handover=$(echo "$(date +%s.%N) - $killed_at" | bc -l)
+    sleep 4
+    killed_iso=$(date -u -d "@$killed_at" +%Y-%m-%dT%H:%M:%S.%3NZ)
+    lateness=$(call "${node_url[$asker]}/v1/runs?job=tick&limit=20" | jq -r --arg since "$killed_iso" \
+        '[.runs[] | select(.scheduled_at > $since and .lateness_ms != null)] | sort_by(.scheduled_at) | first | .lateness_ms')
+    printf 'round %2d: killed %s; a new leader in %.0f ms; the first fire after the kill started %s ms late\n' \
+        "$round" "$leader" "$(echo "$handover * 1000" | bc -l)" "$lateness"
+    handovers+=("$(echo "$handover * 1000" | bc -l | xargs printf %.0f)")
+    latenesses+=("$lateness")
+    start_node failover "$leader"
+    sleep 2
+done
+printf 'handover ms: median %s, max %s\n' "$(printf '%s\n' "${handovers[@]}" | median)" "$(printf '%s\n' "${handovers[@]}" | sort -n | tail -1)"
+printf 'first fire after the kill, lateness ms: median %s, max %s\n' "$(printf '%s\n' "${latenesses[@]}" | median)" "$(printf '%s\n' "${latenesses[@]}" | sort -n | tail -1)"
+echo "uptime: $(uptime)"
