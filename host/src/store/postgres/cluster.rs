@@ -1,6 +1,8 @@
 //! The cluster's leases in PostgreSQL: each node's row in `nodes`, renewed
-//! while it lives; the leader lease, one row taken when free or expired and
-//! renewed by its holder (a resignation is announced on `sandcron_leader`
+//! while it lives (by the process that joined: its incarnation, random per
+//! start, is checked, so a process replaced under the same node id finds
+//! out at its next renewal); the leader lease, one row taken when free or
+//! expired and renewed by its holder (a resignation is announced on `sandcron_leader`
 //! so the others try at once); and taking over the runs of a node whose
 //! lease ran out, in one transaction with the removal of its row. Every
 //! expiry is the database's clock.
@@ -33,13 +35,13 @@ impl ClusterStore for PgStore {
                 .client()
                 .await?
                 .query_opt(
-                    "INSERT INTO nodes (id, started_at, last_seen, expires_at)
-                     VALUES ($1, now(), now(), now() + make_interval(secs => $2::float8 / 1000))
-                     ON CONFLICT (id) DO UPDATE SET started_at = now(), last_seen = now(),
-                         expires_at = excluded.expires_at, running_runs = 0
+                    "INSERT INTO nodes (id, incarnation, started_at, last_seen, expires_at)
+                     VALUES ($1, $3, now(), now(), now() + make_interval(secs => $2::float8 / 1000))
+                     ON CONFLICT (id) DO UPDATE SET incarnation = excluded.incarnation, started_at = now(),
+                         last_seen = now(), expires_at = excluded.expires_at, running_runs = 0
                      WHERE nodes.expires_at < now()
                      RETURNING id",
-                    &[&node, &millis(ttl)],
+                    &[&node, &millis(ttl), &&*self.incarnation],
                 )
                 .await?;
             Ok(row.is_some())
@@ -61,11 +63,11 @@ impl ClusterStore for PgStore {
                 .prepare_cached(
                     "UPDATE nodes SET last_seen = now(), expires_at = now() + make_interval(secs => $2::float8 / 1000),
                          running_runs = $3
-                     WHERE id = $1 RETURNING id",
+                     WHERE id = $1 AND incarnation = $4 RETURNING id",
                 )
                 .await?;
             Ok(client
-                .query_opt(&statement, &[&node, &millis(ttl), &running])
+                .query_opt(&statement, &[&node, &millis(ttl), &running, &&*self.incarnation])
                 .await?
                 .is_some())
         })
@@ -77,17 +79,22 @@ impl ClusterStore for PgStore {
             let client = self.client().await?;
             let statement = client
                 .prepare_cached(
-                    "INSERT INTO leader (name, node, elected_at, expires_at)
-                     VALUES ('scheduler', $1, now(), now() + make_interval(secs => $2::float8 / 1000))
-                     ON CONFLICT (name) DO UPDATE SET node = excluded.node,
-                         elected_at = CASE WHEN leader.node = excluded.node THEN leader.elected_at
-                                           ELSE excluded.elected_at END,
+                    "INSERT INTO leader (name, node, incarnation, elected_at, expires_at)
+                     VALUES ('scheduler', $1, $3, now(), now() + make_interval(secs => $2::float8 / 1000))
+                     ON CONFLICT (name) DO UPDATE SET node = excluded.node, incarnation = excluded.incarnation,
+                         elected_at = CASE WHEN leader.node = excluded.node
+                                           AND leader.incarnation = excluded.incarnation
+                                           THEN leader.elected_at ELSE excluded.elected_at END,
                          expires_at = excluded.expires_at
-                     WHERE leader.node = excluded.node OR leader.expires_at < now()
+                     WHERE (leader.node = excluded.node AND leader.incarnation = excluded.incarnation)
+                         OR leader.expires_at < now()
                      RETURNING node",
                 )
                 .await?;
-            Ok(client.query_opt(&statement, &[&node, &millis(ttl)]).await?.is_some())
+            Ok(client
+                .query_opt(&statement, &[&node, &millis(ttl), &&*self.incarnation])
+                .await?
+                .is_some())
         })
     }
 
@@ -96,7 +103,10 @@ impl ClusterStore for PgStore {
         self.block(|| async {
             self.transact(async |transaction| {
                 let resigned = transaction
-                    .execute("DELETE FROM leader WHERE node = $1", &[&node])
+                    .execute(
+                        "DELETE FROM leader WHERE node = $1 AND incarnation = $2",
+                        &[&node, &&*self.incarnation],
+                    )
                     .await?;
                 if resigned > 0 {
                     transaction
@@ -114,7 +124,10 @@ impl ClusterStore for PgStore {
         self.block(|| async {
             self.client()
                 .await?
-                .execute("DELETE FROM nodes WHERE id = $1", &[&node])
+                .execute(
+                    "DELETE FROM nodes WHERE id = $1 AND incarnation = $2",
+                    &[&node, &&*self.incarnation],
+                )
                 .await?;
             Ok(())
         })

@@ -70,6 +70,8 @@ pub struct PgStore {
     runtime: Arc<OwnRuntime>,
     /// This node's id: the owner of the runs and workflow runs it writes.
     pub(super) node: Arc<str>,
+    /// This process of the node, random per start (see `cluster`).
+    pub(super) incarnation: Arc<str>,
     /// How to connect, for the connection hearing the other nodes.
     pub(super) config: tokio_postgres::Config,
     pub(super) pool: Pool,
@@ -139,6 +141,7 @@ impl PgStore {
         let store = PgStore {
             runtime,
             node: Arc::from(node),
+            incarnation: Arc::from(format!("{:016x}", rand::random::<u64>()).as_str()),
             config: config.clone(),
             pool,
             files: Arc::new(CodeFiles::open_kinds(local_dir, &[Kind::Code, Kind::Record])?),

@@ -229,9 +229,10 @@ impl JobStore for PgStore {
                 if scheduled {
                     let leading = transaction
                         .query_opt(
-                            "SELECT 1 FROM leader WHERE name = 'scheduler' AND node = $1 AND expires_at >= now()
+                            "SELECT 1 FROM leader WHERE name = 'scheduler' AND node = $1 AND incarnation = $2
+                                 AND expires_at >= now()
                              FOR SHARE",
-                            &[&node],
+                            &[&node, &&*self.incarnation],
                         )
                         .await?;
                     if leading.is_none() {

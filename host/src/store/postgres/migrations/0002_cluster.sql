@@ -2,9 +2,12 @@
 -- leader lease, and which node owns each unfinished run and workflow run.
 
 -- A node's lease, renewed while it lives; a node past expires_at is dead
--- and the leader takes over its runs.
+-- and the leader takes over its runs. incarnation tells one process of a
+-- node from the next (random per start): a process that finds another
+-- incarnation in its row was replaced.
 CREATE TABLE nodes (
     id text COLLATE "C" PRIMARY KEY,
+    incarnation text NOT NULL,
     started_at timestamptz NOT NULL,
     last_seen timestamptz NOT NULL,
     expires_at timestamptz NOT NULL,
@@ -17,6 +20,7 @@ CREATE TABLE nodes (
 CREATE UNLOGGED TABLE leader (
     name text PRIMARY KEY DEFAULT 'scheduler' CHECK (name = 'scheduler'),
     node text COLLATE "C" NOT NULL,
+    incarnation text NOT NULL,
     elected_at timestamptz NOT NULL,
     expires_at timestamptz NOT NULL
 );
