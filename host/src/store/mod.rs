@@ -16,6 +16,7 @@ mod group_commit;
 pub mod health;
 mod postgres;
 mod records;
+mod room;
 pub(crate) mod sled;
 mod traits;
 pub mod watchdog;

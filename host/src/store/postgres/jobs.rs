@@ -47,6 +47,45 @@ async fn announce(transaction: &deadpool_postgres::Transaction<'_>, node: &str) 
     Ok(())
 }
 
+/// Writes a job's row (`replace`: over the one of its id) and tells the
+/// other nodes; [`StoreError::NameTaken`] when another job has its name.
+async fn write_job(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    job: &Job,
+    record: &[u8],
+    replace: bool,
+    node: &str,
+) -> StoreResult<()> {
+    let sql = if replace {
+        "INSERT INTO jobs (tenant, id, name, next_fire_at, run_at_start, record)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name, next_fire_at = excluded.next_fire_at,
+             run_at_start = excluded.run_at_start, record = excluded.record"
+    } else {
+        "INSERT INTO jobs (tenant, id, name, next_fire_at, run_at_start, record) VALUES ($1, $2, $3, $4, $5, $6)"
+    };
+    let written = transaction
+        .execute(
+            sql,
+            &[
+                &job.tenant,
+                &job.id,
+                &job.name,
+                &due_at(job),
+                &job.run_at_start,
+                &record,
+            ],
+        )
+        .await;
+    match written {
+        Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken { name: job.name.clone() }),
+        other => {
+            other?;
+            announce(transaction, node).await
+        }
+    }
+}
+
 /// Deletes withdrawn queued runs within a transaction.
 async fn withdraw(transaction: &deadpool_postgres::Transaction<'_>, withdrawn: &[Run]) -> StoreResult<()> {
     if withdrawn.is_empty() {
@@ -62,6 +101,20 @@ async fn withdraw(transaction: &deadpool_postgres::Transaction<'_>, withdrawn: &
         )
         .await?;
     Ok(())
+}
+
+impl PgStore {
+    /// A job's stored record.
+    fn job_record(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.block(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("SELECT record FROM jobs WHERE tenant = $1 AND id = $2")
+                .await?;
+            let row = client.query_opt(&statement, &[&tenant, &id]).await?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
 }
 
 impl JobStore for PgStore {
@@ -86,27 +139,7 @@ impl JobStore for PgStore {
                         )));
                     }
                 }
-                let inserted = transaction
-                    .execute(
-                        "INSERT INTO jobs (tenant, id, name, next_fire_at, run_at_start, record)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[
-                            &job.tenant,
-                            &job.id,
-                            &job.name,
-                            &due_at(job),
-                            &job.run_at_start,
-                            &record,
-                        ],
-                    )
-                    .await;
-                match inserted {
-                    Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken { name: job.name.clone() }),
-                    other => {
-                        other?;
-                        announce(transaction, &self.node).await
-                    }
-                }
+                write_job(transaction, job, &record, false, &self.node).await
             })
             .await
         })
@@ -117,56 +150,22 @@ impl JobStore for PgStore {
         self.block(|| async {
             self.transact(async |transaction| {
                 withdraw(transaction, withdrawn).await?;
-                let written = transaction
-                    .execute(
-                        "INSERT INTO jobs (tenant, id, name, next_fire_at, run_at_start, record)
-                         VALUES ($1, $2, $3, $4, $5, $6)
-                         ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name,
-                             next_fire_at = excluded.next_fire_at, run_at_start = excluded.run_at_start,
-                             record = excluded.record",
-                        &[
-                            &job.tenant,
-                            &job.id,
-                            &job.name,
-                            &due_at(job),
-                            &job.run_at_start,
-                            &record,
-                        ],
-                    )
-                    .await;
-                match written {
-                    Err(error) if is_unique_violation(&error) => Err(StoreError::NameTaken { name: job.name.clone() }),
-                    other => {
-                        other?;
-                        announce(transaction, &self.node).await
-                    }
-                }
+                write_job(transaction, job, &record, true, &self.node).await
             })
             .await
         })
     }
 
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
-        self.block(|| async {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached("SELECT record FROM jobs WHERE tenant = $1 AND id = $2")
-                .await?;
-            let row = client.query_opt(&statement, &[&tenant, &id]).await?;
-            row.map(|row| decode(id, row.get(0))).transpose()
-        })
+        self.job_record(tenant, id)?
+            .map(|record| decode(id, &record))
+            .transpose()
     }
 
     fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>> {
-        self.block(|| async {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached("SELECT record FROM jobs WHERE tenant = $1 AND id = $2")
-                .await?;
-            let row = client.query_opt(&statement, &[&tenant, &id]).await?;
-            row.map(|row| job_codec::hooks(row.get(0)).map_err(|message| corrupt(id, message)))
-                .transpose()
-        })
+        self.job_record(tenant, id)?
+            .map(|record| job_codec::hooks(&record).map_err(|message| corrupt(id, message)))
+            .transpose()
     }
 
     fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>> {

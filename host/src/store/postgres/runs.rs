@@ -12,13 +12,11 @@ use chrono::{DateTime, Utc};
 use super::database::{PgStore, big, corrupt, count, json};
 use crate::model::workflow_run::{WorkflowRun, WorkflowRunStatus};
 use crate::model::{Run, RunStatus};
-use crate::store::error::{StoreError, StoreResult};
+use crate::store::error::StoreResult;
 use crate::store::records::{RunFilter, RunWrite, no_run_room};
+use crate::store::room::{make_room, room_for};
 use crate::store::sled::{run_bytes, run_codec};
 use crate::store::traits::RunStore;
-
-/// Runs deleted per statement while making room for a new run.
-const MAKE_ROOM_BATCH: usize = 2_000;
 
 /// The time in an id (a ULID, or an id derived with one's time part).
 pub(super) fn id_time(id: &str) -> Option<DateTime<Utc>> {
@@ -280,23 +278,9 @@ impl RunStore for PgStore {
         let Some(max_bytes) = max_bytes else {
             return self.insert_run(run);
         };
-        let need = run_bytes::queued_charge(run);
-        let Some(room) = max_bytes.checked_sub(need) else {
-            return Err(StoreError::QuotaExceeded(format!(
-                "run_bytes: this run's record and input take {need} bytes, more than the tenant's quota of {max_bytes}"
-            )));
-        };
-        // Queued and running runs are never deleted: when they leave no
-        // room, refuse without looking through the finished ones.
         let (_, unfinished) = self.block(|| self.run_usage(&run.tenant))?;
-        if unfinished > room {
-            return Err(no_run_room(need, unfinished, max_bytes));
-        }
-        while self.run_bytes(&run.tenant)? > room {
-            if self.trim_runs(&run.tenant, room, MAKE_ROOM_BATCH)? == 0 {
-                break;
-            }
-        }
+        let room = room_for(run_bytes::queued_charge(run), unfinished, max_bytes)?;
+        make_room(self, run, room)?;
         self.write_runs_under_quota(&[RunWrite::Queued(run)], Some((run, max_bytes)))
     }
 

@@ -18,14 +18,12 @@ use super::run_bytes::{self, Changes};
 use super::run_codec;
 use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Run, RunStatus};
-use crate::store::error::{StoreError, StoreResult};
+use crate::store::error::StoreResult;
 use crate::store::records::{RunFilter, RunWrite, no_run_room};
+use crate::store::room::{make_room, room_for};
 use crate::store::traits::RunStore;
 use keys::{active_key, by_job_key, decode_run, record_key, run_key, run_prefix, run_space};
 use usage::put_totals;
-
-/// Runs deleted per write while making room for a new run.
-const MAKE_ROOM_BATCH: usize = 2_000;
 
 fn last_part(key: &[u8]) -> &[u8] {
     key.rsplit(|byte| *byte == 0).next().unwrap_or(key)
@@ -141,23 +139,9 @@ impl SledStore {
     /// runs, a bounded write at a time and without holding up other writes
     /// meanwhile, until the run fits; the insert checks again that it does.
     fn insert_making_room(&self, run: &Run, max_bytes: u64) -> StoreResult<()> {
-        let need = run_bytes::queued_charge(run);
-        let Some(room) = max_bytes.checked_sub(need) else {
-            return Err(StoreError::QuotaExceeded(format!(
-                "run_bytes: this run's record and input take {need} bytes, more than the tenant's quota of {max_bytes}"
-            )));
-        };
-        // Queued and running runs are never deleted: when they leave no
-        // room, refuse without looking through the finished ones.
         let (_, unfinished) = self.run_bytes.hold().parts(&run.tenant);
-        if unfinished > room {
-            return Err(no_run_room(need, unfinished, max_bytes));
-        }
-        while self.run_bytes(&run.tenant)? > room {
-            if self.trim_runs(&run.tenant, room, MAKE_ROOM_BATCH)? == 0 {
-                break;
-            }
-        }
+        let room = room_for(run_bytes::queued_charge(run), unfinished, max_bytes)?;
+        make_room(self, run, room)?;
         self.write_runs_under_quota(&[RunWrite::Queued(run)], Some((run, max_bytes)))
     }
 
