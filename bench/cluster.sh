@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sandcron on PostgreSQL: durable runs/s of JOBS every-second noop jobs with
 # 1, 2 and 3 nodes on one database (finished runs counted by the nodes'
-# sandcron_runs_total over SECONDS seconds), then failover: KILLS times the
+# sandcron_runs_total over DURATION seconds), then failover: KILLS times the
 # leader is killed (SIGKILL) and restarted; for each kill, how long until
 # another node leads and how late the first fire after the kill started.
 #
@@ -9,11 +9,11 @@
 # (fsync and synchronous_commit as PostgreSQL ships them: what a commit
 # means in production), as the `postgres` user when run as root.
 #
-#   bench/cluster.sh                  # JOBS=1000 SECONDS=20 KILLS=10
+#   bench/cluster.sh                  # JOBS=1000 DURATION=20 KILLS=10
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1000}
-SECONDS_MEASURED=${SECONDS:-20}
+SECONDS_MEASURED=${DURATION:-20}
 KILLS=${KILLS:-10}
 . bench/lib.sh
 echo "uptime: $(uptime)"
@@ -83,7 +83,7 @@ for count in 1 2 3; do
     done
     first=${ids[0]}
     call -X POST --data-binary @plugins/target/wasm32-wasip2/release/noop.wasm \
-        "${node_url[$first]}/v1/plugins/noop" >/dev/null
+        "${node_url[$first]}/v1/plugins?name=noop" >/dev/null
     for index in $(seq "$JOBS"); do
         echo "{\"name\": \"tick-$index\", \"plugin\": \"noop\", \"schedule\": {\"every\": \"1s\"}}"
     done | xargs -d '\n' -P 8 -I{} curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
@@ -101,7 +101,7 @@ done
 echo "== failover: $KILLS leader kills, 3 nodes, an every-second job (misfire run_all)"
 psql_do postgres "CREATE DATABASE failover"
 for id in a b c; do start_node failover "$id"; done
-call -X POST --data-binary @plugins/target/wasm32-wasip2/release/noop.wasm "${node_url[a]}/v1/plugins/noop" >/dev/null
+call -X POST --data-binary @plugins/target/wasm32-wasip2/release/noop.wasm "${node_url[a]}/v1/plugins?name=noop" >/dev/null
 call -H 'content-type: application/json' -d '{"name": "tick", "plugin": "noop", "schedule": {"every": "1s"}, "policy": {"misfire": "run_all"}}' \
     "${node_url[a]}/v1/jobs" >/dev/null
 leader_of() { call "${node_url[$1]}/v1/cluster" | jq -r '.nodes[] | select(.leader) | .id'; }
