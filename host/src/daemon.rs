@@ -3,6 +3,8 @@
 //! SIGINT/SIGTERM, or until storage that failed (a full disk) can take
 //! writes again: then it exits with [`STORAGE_RECOVERED_EXIT_CODE`] for its
 //! supervisor to start it again, since sled only recovers by reopening.
+//! On PostgreSQL the daemon is a node of the cluster of its database (see
+//! `cluster`): it joins before it recovers, and leads or follows.
 
 mod storage;
 
