@@ -91,6 +91,13 @@ async fn what_one_node_writes_every_node_sees_and_one_leads() {
         assert_eq!(view["backend"], "postgres");
         assert_eq!(leader(node).await, led);
     }
+    // Each node's metrics count the cluster's nodes and say whether it leads.
+    let mut leaders = 0.0;
+    for node in &nodes {
+        assert_eq!(node.metric("sandcron_cluster_nodes").await, 3.0);
+        leaders += node.metric("sandcron_cluster_leader").await;
+    }
+    assert_eq!(leaders, 1.0, "one node says it leads");
     // A job made on one node is fired by the leader, and its runs are
     // seen everywhere.
     b.job_with("tick", "noop", json!({"schedule": {"every": "1s"}})).await;

@@ -123,6 +123,8 @@ pub struct Cluster {
     try_now: Notify,
     /// No more tries for the leader lease (stopping).
     resigned: AtomicBool,
+    /// The last try for the leader lease could not reach the database.
+    lead_failing: AtomicBool,
     /// No more renewals of this node's lease (stopped).
     stopping: AtomicBool,
 }
@@ -138,6 +140,7 @@ impl Cluster {
             running_runs: Mutex::new(None),
             try_now: Notify::new(),
             resigned: AtomicBool::new(false),
+            lead_failing: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
         })
     }
@@ -224,7 +227,7 @@ impl Cluster {
         }
         let sent = Instant::now();
         let trusted_until = sent + LEADER_TTL - TRUST_MARGIN;
-        match self.store.lead(LEADER_TTL) {
+        let leading = match self.store.lead(LEADER_TTL) {
             // A grant that took too long to come back is not trusted.
             Ok(true) if Instant::now() < trusted_until && !self.resigned.load(Ordering::SeqCst) => {
                 *lock(&self.trusted_until) = Some(trusted_until);
@@ -240,10 +243,15 @@ impl Cluster {
                 false
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot reach the leader lease");
-                self.leadership.is_leader()
+                // Once per streak of failures (a database outage).
+                if !self.lead_failing.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(%error, "cannot reach the leader lease; trying again");
+                }
+                return self.leadership.is_leader();
             }
-        }
+        };
+        self.lead_failing.store(false, Ordering::SeqCst);
+        leading
     }
 
     fn stop_leading(&self, why: &str) {

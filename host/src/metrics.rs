@@ -39,6 +39,10 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Runs executing (set at scrape).
     pub running: IntGauge,
+    /// Nodes of the cluster with a live lease (set at scrape; 1 on sled).
+    pub cluster_nodes: IntGauge,
+    /// 1 while this node leads the cluster (set at scrape; 1 on sled).
+    pub cluster_leader: IntGauge,
     /// Bytes of compiled plugins held in memory (set at scrape).
     pub plugin_cache_bytes: IntGauge,
     /// Jobs by tenant and state (set at scrape).
@@ -167,6 +171,22 @@ impl Metrics {
             running: register(
                 &registry,
                 IntGauge::new("sandcron_running_runs", "Runs executing now.").expect("a valid gauge"),
+            ),
+            cluster_nodes: register(
+                &registry,
+                IntGauge::new(
+                    "sandcron_cluster_nodes",
+                    "Nodes of the cluster sharing this daemon's database, this one included.",
+                )
+                .expect("a valid gauge"),
+            ),
+            cluster_leader: register(
+                &registry,
+                IntGauge::new(
+                    "sandcron_cluster_leader",
+                    "1 while this node leads the cluster (plans fires, sweeps, takes over dead nodes), else 0.",
+                )
+                .expect("a valid gauge"),
             ),
             plugin_cache_bytes: register(
                 &registry,

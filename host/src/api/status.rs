@@ -133,6 +133,12 @@ pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> R
     metrics
         .plugin_cache_bytes
         .set(i64::try_from(state.plugins().cache_bytes()).unwrap_or(i64::MAX));
+    let (nodes, leading) = match state.cluster() {
+        Some(cluster) => (cluster.nodes()?.len(), cluster.leadership().is_leader()),
+        None => (1, true),
+    };
+    metrics.cluster_nodes.set(i64::try_from(nodes).unwrap_or(i64::MAX));
+    metrics.cluster_leader.set(i64::from(leading));
     let tenants = state.store().tenant_names()?;
     metrics.jobs.reset();
     for tenant in &tenants {
