@@ -66,8 +66,10 @@ LAYERS = {
     "auth": 5,
     "metrics": 5,
     "grant": 5,
-    # The cluster's leases: who leads (the engine's loops wait on it).
+    # The cluster's leases: who leads (the engine's loops wait on it); its
+    # event log relayed to every node's streams.
     "cluster": 5,
+    "relay": 5,
     # 6 - the engine: fire times, the run queue and its workers, and what
     #     reacts to runs (webhooks, digests, retention sweeps).
     "scheduler": 6,

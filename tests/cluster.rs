@@ -3,7 +3,9 @@
 //! the fires, and when it dies another takes over within two seconds of
 //! the next fire's instant; a dead node's runs end `host_restart` and retry
 //! on a node that lives; nodes killed at random for a minute lose and
-//! double no fire. (A database restart: `cluster_outage.rs`, a binary of
+//! double no fire; a tenant's `concurrent_runs` holds across the nodes
+//! that claim its runs; a stream on any node carries every node's events
+//! and resumes on another. (A database restart: `cluster_outage.rs`, a binary of
 //! its own since it stops the server every test here shares.)
 
 mod common;
@@ -13,8 +15,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::cluster::{
-    assert_no_fire_doubled, cluster, cluster_view, fires_by_instant, instant, leader, node, runs_of,
+    assert_no_fire_doubled, cluster, cluster_view, cluster_with, fires_by_instant, instant, leader, node, runs_of,
 };
+use common::sse::{Events, kinds};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -27,7 +30,8 @@ async fn what_one_node_writes_every_node_sees_and_one_leads() {
         .await;
     let run = c.run_job("greet", None).await;
     assert_eq!(run["output"], "Hello, Ada!", "{run}");
-    assert_eq!(run["node"], "c", "the node that ran it is named: {run}");
+    let ran_on = run["node"].as_str().expect("the node that ran it is named");
+    assert!(["a", "b", "c"].contains(&ran_on), "{run}");
     let run_id = run["id"].as_str().expect("a run id");
     for node in &nodes {
         let plugins = node.call(Method::GET, "/v1/plugins", None).await;
@@ -36,7 +40,7 @@ async fn what_one_node_writes_every_node_sees_and_one_leads() {
         assert_eq!(job.status, StatusCode::OK, "{}", job.body);
         let seen = node.call(Method::GET, &format!("/v1/runs/{run_id}"), None).await;
         assert_eq!(seen.body["status"], "succeeded", "{}", seen.body);
-        assert_eq!(node.log(run_id).await, c.log(run_id).await);
+        assert_eq!(node.log(run_id).await, a.log(run_id).await);
     }
     // A secret set through one node opens for a job run on another.
     let put = a
@@ -66,17 +70,31 @@ async fn what_one_node_writes_every_node_sees_and_one_leads() {
     }
     let refused = refused.expect("node b knows acme's quota of one job");
     assert_eq!(refused.code(), "quota_exceeded", "{}", refused.body);
-    // A run is cancelled through the node that has it.
+    // A running run is cancelled through the node that has it.
     a.job_with("slow", "step", json!({"input": {"sleep_ms": 3000}})).await;
     let slow = a.call(Method::POST, "/v1/jobs/slow/run", None).await;
     let slow_id = slow.body["id"].as_str().expect("a run id").to_string();
     assert!(a.wait_for_status(&slow_id, "running").await);
-    let elsewhere = b.call(Method::POST, &format!("/v1/runs/{slow_id}/cancel"), None).await;
+    let running = a.call(Method::GET, &format!("/v1/runs/{slow_id}"), None).await.body;
+    let owner = usize::from(running["node"].as_str().expect("its node").as_bytes()[0] - b'a');
+    let other = &nodes[(owner + 1) % 3];
+    let elsewhere = other
+        .call(Method::POST, &format!("/v1/runs/{slow_id}/cancel"), None)
+        .await;
     assert_eq!(elsewhere.status, StatusCode::CONFLICT, "{}", elsewhere.body);
     assert_eq!(elsewhere.code(), "run_elsewhere");
-    assert!(elsewhere.message().contains("node a"), "{}", elsewhere.body);
-    let cancelled = a.call(Method::POST, &format!("/v1/runs/{slow_id}/cancel"), None).await;
+    assert!(
+        elsewhere
+            .message()
+            .contains(&format!("node {}", running["node"].as_str().unwrap_or_default())),
+        "{}",
+        elsewhere.body
+    );
+    let cancelled = nodes[owner]
+        .call(Method::POST, &format!("/v1/runs/{slow_id}/cancel"), None)
+        .await;
     assert!(cancelled.status.is_success(), "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
     // One leader, three nodes, the same view from each.
     let led = leader(a).await;
     for node in &nodes {
@@ -98,8 +116,8 @@ async fn what_one_node_writes_every_node_sees_and_one_leads() {
         leaders += node.metric("sandcron_cluster_leader").await;
     }
     assert_eq!(leaders, 1.0, "one node says it leads");
-    // A job made on one node is fired by the leader, and its runs are
-    // seen everywhere.
+    // A job made on one node is fired by the leader, and its runs (run by
+    // whichever node claims them) are seen everywhere.
     b.job_with("tick", "noop", json!({"schedule": {"every": "1s"}})).await;
     let mut ticks = Vec::new();
     for _ in 0..100 {
@@ -111,8 +129,10 @@ async fn what_one_node_writes_every_node_sees_and_one_leads() {
     }
     assert!(ticks.len() >= 2, "{ticks:?}");
     assert!(
-        ticks.iter().all(|run| run["node"] == led.as_str()),
-        "the leader runs what it fires: {ticks:?}"
+        ticks
+            .iter()
+            .all(|run| ["a", "b", "c"].contains(&run["node"].as_str().unwrap_or_default())),
+        "{ticks:?}"
     );
 }
 
@@ -177,14 +197,18 @@ async fn a_run_on_a_killed_node_ends_host_restart_and_its_retry_runs_on_a_live_n
     let queued = nodes[1].call(Method::POST, "/v1/jobs/slow/run", None).await;
     assert!(queued.status.is_success(), "{}", queued.body);
     let run_id = queued.body["id"].as_str().expect("a run id").to_string();
-    assert!(
-        nodes[1].wait_for_status(&run_id, "running").await,
-        "the run started on b"
-    );
-    nodes[1].kill();
+    assert!(nodes[1].wait_for_status(&run_id, "running").await, "the run started");
+    // Whichever node claimed it is killed; the other lives.
+    let running = nodes[1]
+        .call(Method::GET, &format!("/v1/runs/{run_id}"), None)
+        .await
+        .body;
+    let owner = usize::from(running["node"].as_str().expect("its node").as_bytes()[0] - b'a');
+    let (survivor, survivor_id) = if owner == 0 { (1, "b") } else { (0, "a") };
+    nodes[owner].kill();
     let mut failed = Value::Null;
     for _ in 0..100 {
-        failed = nodes[0]
+        failed = nodes[survivor]
             .call(Method::GET, &format!("/v1/runs/{run_id}"), None)
             .await
             .body;
@@ -197,7 +221,7 @@ async fn a_run_on_a_killed_node_ends_host_restart_and_its_retry_runs_on_a_live_n
     assert_eq!(failed["error"]["kind"], "host_restart", "{failed}");
     let mut retried = Value::Null;
     for _ in 0..150 {
-        let runs = runs_of(&nodes[0], "slow").await;
+        let runs = runs_of(&nodes[survivor], "slow").await;
         if let Some(second) = runs
             .iter()
             .find(|run| run["attempt"] == 2 && run["status"] == "succeeded")
@@ -208,7 +232,7 @@ async fn a_run_on_a_killed_node_ends_host_restart_and_its_retry_runs_on_a_live_n
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(retried["status"], "succeeded", "the retry ran: {retried}");
-    assert_eq!(retried["node"], "a", "{retried}");
+    assert_eq!(retried["node"], survivor_id, "{retried}");
     assert_eq!(retried["retry_of"], run_id.as_str(), "{retried}");
 }
 
@@ -270,4 +294,134 @@ async fn nodes_killed_at_random_for_a_minute_lose_and_double_no_fire() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_concurrent_runs_hold_across_nodes_and_its_runs_spread_over_them() {
+    // One run at a time per node: two at once take two nodes, and three
+    // nodes could run three.
+    let (_database, nodes) = cluster_with(3, &["--max-concurrent-runs", "1"]);
+    let acme = nodes[0]
+        .new_tenant("acme", json!({"quotas": {"concurrent_runs": 2}}))
+        .await;
+    let uploaded = nodes[0]
+        .upload_bytes_as(&acme, "step", common::plugin_bytes("step"))
+        .await;
+    assert!(uploaded.status.is_success(), "{}", uploaded.body);
+    let created = nodes[0]
+        .call_as(
+            Some(&acme),
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "slow", "plugin": "step", "input": {"sleep_ms": 300},
+                        "policy": {"overlap": "allow"}})),
+        )
+        .await;
+    assert!(created.status.is_success(), "{}", created.body);
+    // Every node has read the tenant's quota before runs are queued.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ids = Vec::new();
+    for index in 0..12 {
+        let queued = nodes[index % 3]
+            .call_as(Some(&acme), Method::POST, "/v1/jobs/slow/run", None)
+            .await;
+        assert!(queued.status.is_success(), "{}", queued.body);
+        ids.push(queued.body["id"].as_str().expect("a run id").to_string());
+    }
+    let mut runs = Vec::new();
+    for _ in 0..150 {
+        runs.clear();
+        for id in &ids {
+            let run = nodes[0]
+                .call_as(Some(&acme), Method::GET, &format!("/v1/runs/{id}"), None)
+                .await
+                .body;
+            runs.push(run);
+        }
+        if runs.iter().all(|run| run["status"] == "succeeded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(runs.iter().all(|run| run["status"] == "succeeded"), "{runs:?}");
+    // At most two of its runs at once, wherever they ran: at each start,
+    // the runs started before it and not finished yet.
+    let mut most = 0;
+    for run in &runs {
+        let start = instant(run, "started_at");
+        let at_once = runs
+            .iter()
+            .filter(|other| instant(other, "started_at") <= start && instant(other, "finished_at") > start)
+            .count();
+        most = most.max(at_once);
+    }
+    assert!(most <= 2, "{most} runs at once: {runs:?}");
+    assert_eq!(most, 2, "the tenant used its two slots, on two nodes: {runs:?}");
+    let ran_on: BTreeSet<&str> = runs.iter().filter_map(|run| run["node"].as_str()).collect();
+    assert!(ran_on.len() >= 2, "runs ran on {ran_on:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_on_any_node_carries_every_nodes_events_and_resumes_on_another() {
+    let (_database, nodes) = cluster(3);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let acme = a.new_tenant("acme", json!({})).await;
+    let uploaded = a.upload_bytes_as(&acme, "hello", common::plugin_bytes("hello")).await;
+    assert!(uploaded.status.is_success(), "{}", uploaded.body);
+    let mut on_b = Events::open(b, &acme, "", None).await;
+    let mut others = Events::open(b, common::cluster::TOKEN, "", None).await;
+    // A job made through a, run three times through c.
+    let created = a
+        .call_as(
+            Some(&acme),
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "greet", "plugin": "hello", "policy": {"overlap": "allow"}})),
+        )
+        .await;
+    assert!(created.status.is_success(), "{}", created.body);
+    let mut run_ids = BTreeSet::new();
+    for _ in 0..3 {
+        let run = c
+            .call_as(Some(&acme), Method::POST, "/v1/jobs/greet/run?wait=30s", None)
+            .await;
+        assert_eq!(run.body["status"], "succeeded", "{}", run.body);
+        run_ids.insert(run.body["id"].as_str().expect("a run id").to_string());
+    }
+    let frames = on_b.take(10, Duration::from_secs(10)).await;
+    let mut seen = kinds(&frames);
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [
+            "job.created",
+            "run.finished",
+            "run.finished",
+            "run.finished",
+            "run.queued",
+            "run.queued",
+            "run.queued",
+            "run.started",
+            "run.started",
+            "run.started"
+        ],
+        "b streams what a and c did: {frames:?}"
+    );
+    let streamed: BTreeSet<String> = frames
+        .iter()
+        .filter_map(|frame| frame.data["data"]["run_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(streamed, run_ids);
+    let ids: Vec<u64> = frames.iter().map(|frame| frame.id.expect("an id")).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "ids grow: {ids:?}");
+    assert!(
+        others.next(Duration::from_millis(300)).await.is_none(),
+        "another tenant's stream carries none of it"
+    );
+    // A stream resuming on c after the fourth event gets the rest, the same.
+    let mut resumed = Events::open(c, &acme, "", Some(ids[3])).await;
+    let replayed = resumed.take(6, Duration::from_secs(5)).await;
+    let replayed_ids: Vec<u64> = replayed.iter().map(|frame| frame.id.expect("an id")).collect();
+    assert_eq!(replayed_ids, ids[4..], "{replayed:?}");
+    assert_eq!(kinds(&replayed), kinds(&frames[4..]));
 }

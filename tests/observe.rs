@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::sse::{Events, kinds};
 use common::{TestDaemon, plugin_bytes};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -151,87 +152,6 @@ async fn the_metrics_scrape_counts_known_runs() {
     let token = created.body["token"].as_str().unwrap();
     let refused = daemon.call_as(Some(token), Method::GET, "/metrics", None).await;
     assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "admin_only"));
-}
-
-/// One server-sent event.
-#[derive(Debug, Clone)]
-struct Frame {
-    id: Option<u64>,
-    event: String,
-    data: Value,
-}
-
-/// Reads server-sent events off a streaming answer.
-struct Events {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(daemon: &TestDaemon, token: &str, query: &str, last_event_id: Option<u64>) -> Events {
-        let mut request = reqwest::Client::new()
-            .get(format!("{}/v1/events{query}", daemon.url))
-            .bearer_auth(token);
-        if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id.to_string());
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Events {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event within `wait`, or None.
-    async fn next(&mut self, wait: Duration) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut frame = Frame {
-                    id: None,
-                    event: "message".into(),
-                    data: Value::Null,
-                };
-                for line in block.lines() {
-                    if let Some(id) = line.strip_prefix("id: ") {
-                        frame.id = id.parse().ok();
-                    } else if let Some(event) = line.strip_prefix("event: ") {
-                        frame.event = event.to_string();
-                    } else if let Some(data) = line.strip_prefix("data: ") {
-                        frame.data = serde_json::from_str(data).unwrap();
-                    }
-                }
-                if frame.event == "message" && frame.data.is_null() {
-                    continue; // a keep-alive comment
-                }
-                return Some(frame);
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .ok()?
-                .ok()??;
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// Events until `count` have come (or `wait` passed for one).
-    async fn take(&mut self, count: usize, wait: Duration) -> Vec<Frame> {
-        let mut frames = Vec::new();
-        while frames.len() < count {
-            match self.next(wait).await {
-                Some(frame) => frames.push(frame),
-                None => break,
-            }
-        }
-        frames
-    }
-}
-
-fn kinds(frames: &[Frame]) -> Vec<&str> {
-    frames.iter().map(|frame| frame.event.as_str()).collect()
 }
 
 #[tokio::test]
@@ -437,7 +357,11 @@ async fn webhooks_arrive_signed_are_retried_and_never_hold_up_a_run() {
         assert_eq!(body["tenant"], "default");
         assert_eq!(received.headers["content-type"], "application/json");
     }
-    let body: Value = serde_json::from_slice(&hooks[1].body).unwrap();
+    let succeeded = hooks
+        .iter()
+        .find(|got| got.headers["x-sandcron-event"] == "run.succeeded")
+        .expect("the run.succeeded delivery");
+    let body: Value = serde_json::from_slice(&succeeded.body).unwrap();
     assert_eq!(
         (body["event"].as_str(), body["run"]["status"].as_str()),
         (Some("run.succeeded"), Some("succeeded"))

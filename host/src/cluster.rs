@@ -101,6 +101,10 @@ pub struct Hooks {
     pub job_changed: Arc<dyn Fn() + Send + Sync>,
     /// Another node wrote a tenant.
     pub tenant_changed: Arc<dyn Fn() + Send + Sync>,
+    /// Runs wait in the cluster's queue for a node to claim them.
+    pub runs_queued: Arc<dyn Fn() + Send + Sync>,
+    /// Events were appended to the cluster's event log.
+    pub events_appended: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Runs this node is running now, as the hooks tell.
@@ -195,6 +199,8 @@ impl Cluster {
             take_over,
             job_changed,
             tenant_changed,
+            runs_queued,
+            events_appended,
         } = hooks;
         *lock(&self.running_runs) = Some(running_runs);
         let heard = Arc::downgrade(self);
@@ -206,10 +212,14 @@ impl Cluster {
             }
             ClusterNotice::JobChanged => job_changed(),
             ClusterNotice::TenantChanged => tenant_changed(),
+            ClusterNotice::RunsQueued => runs_queued(),
+            ClusterNotice::EventsAppended => events_appended(),
             // What was said while not listening was missed.
             ClusterNotice::Listening => {
                 tenant_changed();
                 job_changed();
+                runs_queued();
+                events_appended();
             }
         }));
         let cluster = self.clone();

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::outbound::Outbound;
 use crate::plugin::{PluginLimits, Plugins};
+use crate::relay::Relay;
 use crate::retention;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::{self, Scheduler};
@@ -80,6 +81,8 @@ pub struct Daemon {
     pub workflows: Arc<Workflows>,
     /// This node in the cluster of its database (PostgreSQL only).
     pub cluster: Option<Arc<Cluster>>,
+    /// Every node's events for this node's streams (PostgreSQL only).
+    pub relay: Option<Arc<Relay>>,
     /// Whether this node leads (always, on sled).
     pub leadership: Arc<Leadership>,
     /// This node's id.
@@ -108,6 +111,8 @@ impl Daemon {
             store,
             cluster,
             node_id,
+            claims,
+            event_log,
         } = storage::open_store(config, &storage)?;
         let leadership = cluster
             .as_ref()
@@ -129,6 +134,7 @@ impl Daemon {
         plugins.collect().context("collecting unused plugin code")?;
         let tenants = Arc::new(Tenants::load(store.as_ref()).context("reading the tenants")?);
         let events = Arc::new(EventBus::new(BUFFERED_EVENTS, clock.now()));
+        let relay = event_log.map(|log| Relay::new(log, &events));
         let vault = Arc::new(Vault::for_config(config)?);
         let outbound = Arc::new(
             Outbound::new(config.http_allow_private.clone(), config.http_resolve.clone())
@@ -164,6 +170,7 @@ impl Daemon {
                 log_bytes: config.jobs.logs,
                 mark_running_after: config.flush_interval,
                 node: cluster.as_ref().map(|cluster| cluster.node_id().to_string()),
+                claims,
             },
             granter,
             Observers {
@@ -227,6 +234,7 @@ impl Daemon {
             jobs,
             workflows,
             cluster,
+            relay,
             leadership,
             node_id,
         })
@@ -248,6 +256,7 @@ impl Daemon {
             jobs: self.jobs,
             workflows: self.workflows,
             cluster: self.cluster,
+            relay: self.relay,
             node_id: self.node_id,
             auth,
             config,
@@ -274,6 +283,9 @@ impl Daemon {
                 .context("planning fires recorded ahead again")?;
         }
         self.notifier.clone().start(&self.events);
+        if let Some(relay) = &self.relay {
+            relay.start();
+        }
         self.digests.clone().start(self.leadership.clone());
         self.executor.start();
         if let Some(cluster) = &self.cluster {
@@ -298,7 +310,8 @@ impl Daemon {
     /// a dead node's runs and workflow runs here.
     fn cluster_hooks(&self) -> Hooks {
         let executor = self.executor.clone();
-        let running = self.executor.clone();
+        let (running, claimer) = (self.executor.clone(), self.executor.clone());
+        let relay = self.relay.clone();
         let workflows = self.workflows.clone();
         let (scheduler, after_jobs) = (self.scheduler.clone(), self.workflows.clone());
         let (tenants, store) = (self.tenants.clone(), self.store.clone());
@@ -318,6 +331,12 @@ impl Daemon {
                         tracing::warn!(%error, "cannot read the tenants again");
                     }
                 });
+            }),
+            runs_queued: Arc::new(move || claimer.claim_now()),
+            events_appended: Arc::new(move || {
+                if let Some(relay) = &relay {
+                    relay.appended();
+                }
             }),
             take_over: Box::new(move |over| {
                 let (executor, workflows) = (executor.clone(), workflows.clone());

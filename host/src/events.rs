@@ -11,8 +11,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tokio::sync::broadcast;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::model::workflow_run::{WorkflowRun, WorkflowRunStatus};
 use crate::model::{Job, Run, RunError, RunStatus, Trigger};
@@ -37,6 +37,20 @@ pub struct Event {
     /// The run or job it is about.
     pub data: EventData,
 }
+
+/// Every kind of event.
+pub const KINDS: [&str; 10] = [
+    "run.queued",
+    "run.started",
+    "run.finished",
+    "job.created",
+    "job.updated",
+    "job.paused",
+    "job.resumed",
+    "job.deleted",
+    "workflow.started",
+    "workflow.finished",
+];
 
 impl Event {
     /// The job the event is about.
@@ -72,7 +86,7 @@ pub enum EventData {
 }
 
 /// A workflow run as events show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowData {
     /// The workflow run's id.
     pub workflow_run_id: String,
@@ -89,7 +103,7 @@ pub struct WorkflowData {
 }
 
 /// A run as events show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunData {
     /// The run's id.
     pub run_id: String,
@@ -118,15 +132,15 @@ pub struct RunData {
     /// Why it failed.
     pub error: Option<RunError>,
     /// The workflow run it is a step of (absent: none).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow_run: Option<String>,
     /// Its step in that workflow run.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
 }
 
 /// A job as events show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobData {
     /// The job's id.
     pub job_id: String,
@@ -164,6 +178,9 @@ pub struct EventBus {
     buffers: Mutex<Buffers>,
     live: broadcast::Sender<Arc<Event>>,
     capacity: usize,
+    /// Gets every event, in order, however far behind it is (the relay
+    /// to a cluster's event log: a lagging broadcast receiver loses some).
+    tap: std::sync::OnceLock<mpsc::UnboundedSender<Arc<Event>>>,
 }
 
 /// A run as events show it.
@@ -209,6 +226,7 @@ impl EventBus {
             }),
             live,
             capacity: capacity.max(1),
+            tap: std::sync::OnceLock::new(),
         }
     }
 
@@ -243,7 +261,32 @@ impl EventBus {
             buffer.events.pop_front();
         }
         buffer.events.push_back(event.clone());
+        if let Some(tap) = self.tap.get() {
+            let _ = tap.send(event.clone());
+        }
         // Sent under the lock, so live events arrive in id order.
+        let _ = self.live.send(event);
+    }
+
+    /// Sends every event from now on to `tap` too, in order (once).
+    pub fn tap(&self, tap: mpsc::UnboundedSender<Arc<Event>>) {
+        let _ = self.tap.set(tap);
+    }
+
+    /// Records and broadcasts an event that has its id (the cluster's,
+    /// read from its event log, in order).
+    pub fn publish_numbered(&self, event: Event) {
+        let mut buffers = self.lock();
+        let buffer = buffers.tenants.entry(event.tenant.clone()).or_insert_with(|| Buffer {
+            next_id: event.id,
+            events: VecDeque::new(),
+        });
+        buffer.next_id = buffer.next_id.max(event.id + 1);
+        if buffer.events.len() == self.capacity {
+            buffer.events.pop_front();
+        }
+        let event = Arc::new(event);
+        buffer.events.push_back(event.clone());
         let _ = self.live.send(event);
     }
 

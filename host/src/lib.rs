@@ -43,6 +43,7 @@ pub mod permissions;
 pub mod plugin;
 #[cfg(test)]
 mod proptests;
+pub mod relay;
 pub mod retention;
 pub mod sandbox;
 pub mod scheduler;

@@ -76,6 +76,15 @@ impl Tenants {
             .map(|runs| runs as usize)
     }
 
+    /// Every tenant with a `concurrent_runs` quota, and the quota.
+    pub fn concurrency_quotas(&self) -> HashMap<String, usize> {
+        let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        known
+            .values()
+            .filter_map(|tenant| Some((tenant.name.clone(), tenant.quotas.concurrent_runs? as usize)))
+            .collect()
+    }
+
     /// How many of its runs may wait in the queue at once.
     pub fn queued_runs(&self, name: &str) -> Option<u64> {
         let known = self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -18,17 +18,29 @@ pub const SECRETS_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778
 
 /// A node named `id` of the cluster on `database`.
 pub fn node(database: &str, id: &str) -> TestDaemon {
+    node_with(database, id, &[])
+}
+
+/// A node named `id` of the cluster on `database`, with more arguments.
+pub fn node_with(database: &str, id: &str, args: &[&str]) -> TestDaemon {
+    let mut all = vec!["--database-url", database, "--node-id", id];
+    all.extend_from_slice(args);
     TestDaemon::start_with(
-        &["--database-url", database, "--node-id", id],
+        &all,
         &[("SANDCRON_ADMIN_TOKEN", TOKEN), ("SANDCRON_SECRETS_KEY", SECRETS_KEY)],
     )
 }
 
 /// A fresh database and `count` nodes on it, named a, b, c...
 pub fn cluster(count: usize) -> (String, Vec<TestDaemon>) {
+    cluster_with(count, &[])
+}
+
+/// [`cluster`], each node started with `args` too.
+pub fn cluster_with(count: usize, args: &[&str]) -> (String, Vec<TestDaemon>) {
     let database = super::postgres::server().database();
     let nodes = (0..count)
-        .map(|index| node(&database, &((b'a' + index as u8) as char).to_string()))
+        .map(|index| node_with(&database, &((b'a' + index as u8) as char).to_string(), args))
         .collect();
     (database, nodes)
 }

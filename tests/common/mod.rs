@@ -11,6 +11,7 @@
 pub mod cluster;
 pub mod postgres;
 pub mod smtp;
+pub mod sse;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! client that reconnects with `Last-Event-ID` gets the events it missed
 //! from a bounded buffer first; when some are gone it gets a `gap` event
 //! saying from which id the buffer starts. Keep-alive comments every 15 s.
+//! In a cluster a stream carries every node's events of its tenant, with
+//! the cluster's ids, and resumes on any node (see `relay`).
 //! A tenant holds at most `max_event_streams` streams at once: each holds
 //! a connection of the server's shared `http_max_connections`.
 
@@ -23,7 +25,7 @@ use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, Query};
 use super::state::AppState;
 use super::stream_slots::StreamSlot;
-use crate::events::{Event, EventBus, Gap};
+use crate::events::{Event, EventBus, Gap, KINDS};
 
 /// How often an idle stream sends a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -58,18 +60,13 @@ impl Filter {
     }
 }
 
-const KINDS: [&str; 10] = [
-    "run",
-    "job",
-    "run.queued",
-    "run.started",
-    "run.finished",
-    "job.created",
-    "job.updated",
-    "job.paused",
-    "job.resumed",
-    "job.deleted",
-];
+/// Families of events a stream can ask for (`run` for every `run.*`).
+const FAMILIES: [&str; 3] = ["run", "job", "workflow"];
+
+/// Whether `kind` names a kind of event or a family of them.
+fn is_known(kind: &str) -> bool {
+    FAMILIES.contains(&kind) || KINDS.contains(&kind)
+}
 
 fn sse(event: &Event) -> SseEvent {
     SseEvent::default()
@@ -125,10 +122,14 @@ pub async fn stream(
     let kinds = match &query.types {
         Some(types) => {
             let kinds: Vec<String> = types.split(',').map(|kind| kind.trim().to_string()).collect();
-            if let Some(unknown) = kinds.iter().find(|kind| !KINDS.contains(&kind.as_str())) {
+            if let Some(unknown) = kinds.iter().find(|kind| !is_known(kind)) {
                 return Err(ApiError::bad_request(
                     "invalid_query",
-                    format!("types: {unknown:?} is not one of {}", KINDS.join(", ")),
+                    format!(
+                        "types: {unknown:?} is not one of {}, {}",
+                        FAMILIES.join(", "),
+                        KINDS.join(", ")
+                    ),
                 ));
             }
             Some(kinds)
@@ -151,9 +152,27 @@ pub async fn stream(
         kinds,
     };
     let slot = state.streams().take(&caller.tenant)?;
-    let bus = state.events().clone();
     let last_seen = header.or(query.last_event_id);
-    let (missed, gap, live) = bus.subscribe(&filter.tenant, last_seen, |event| filter.keeps(event));
+    let (bus, missed, gap, live) = match state.relay() {
+        None => {
+            let bus = state.events().clone();
+            let (missed, gap, live) = bus.subscribe(&filter.tenant, last_seen, |event| filter.keeps(event));
+            (bus, missed, gap, live)
+        }
+        // In a cluster: every node's events; what a resuming stream missed
+        // comes from the cluster's log (read after subscribing, so nothing
+        // falls between; what both give is sent once, by id).
+        Some(relay) => {
+            let bus = relay.shared().clone();
+            let (_, _, live) = bus.subscribe(&filter.tenant, None, |_| false);
+            let (missed, gap) = match last_seen {
+                Some(last_seen) => relay.missed(&filter.tenant, last_seen).await?,
+                None => (Vec::new(), None),
+            };
+            let missed = missed.into_iter().filter(|event| filter.keeps(event)).collect();
+            (bus, missed, gap, live)
+        }
+    };
     let start = StreamState {
         _slot: slot,
         bus,

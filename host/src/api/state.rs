@@ -13,6 +13,7 @@ use crate::executor::Executor;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::plugin::Plugins;
+use crate::relay::Relay;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::store::health::StorageHealth;
@@ -50,6 +51,8 @@ pub struct AppParts {
     pub workflows: Arc<Workflows>,
     /// This node in the cluster of its database (PostgreSQL only).
     pub cluster: Option<Arc<Cluster>>,
+    /// Every node's events, for the streams (PostgreSQL only).
+    pub relay: Option<Arc<Relay>>,
     /// This node's id.
     pub node_id: String,
     /// Tokens to callers.
@@ -127,6 +130,11 @@ impl AppState {
 
     pub(super) fn events(&self) -> &Arc<EventBus> {
         &self.inner.parts.events
+    }
+
+    /// Every node's events, in a cluster (`/v1/events` reads them).
+    pub(super) fn relay(&self) -> Option<&Arc<Relay>> {
+        self.inner.parts.relay.as_ref()
     }
 
     pub(super) fn tenants(&self) -> &Tenants {

@@ -13,7 +13,7 @@ use anyhow::Context;
 use crate::cluster::Cluster;
 use crate::config::{Config, is_node_id};
 use crate::store::health::StorageHealth;
-use crate::store::{PgStore, SledStore, Store, StoreError, WatchedStore, redacted_database_url};
+use crate::store::{EventLog, PgStore, RunClaims, SledStore, Store, StoreError, WatchedStore, redacted_database_url};
 
 /// The file in the data dir keeping a node id made at a first start.
 const NODE_ID_FILE: &str = "node-id";
@@ -26,6 +26,10 @@ pub struct Opened {
     pub cluster: Option<Arc<Cluster>>,
     /// This node's id.
     pub node_id: String,
+    /// The cluster's queue of runs (PostgreSQL only).
+    pub claims: Option<Arc<dyn RunClaims>>,
+    /// The cluster's event log (PostgreSQL only).
+    pub event_log: Option<Arc<dyn EventLog>>,
 }
 
 /// Opens the store `config` names, watched by `storage`.
@@ -41,6 +45,8 @@ pub fn open_store(config: &Config, storage: &Arc<StorageHealth>) -> anyhow::Resu
             store: Arc::new(WatchedStore::new(store, storage.clone())),
             cluster: None,
             node_id,
+            claims: None,
+            event_log: None,
         });
     };
     let store = PgStore::connect(url, &config.data_dir.join("compiled"), &node_id)
@@ -53,9 +59,11 @@ pub fn open_store(config: &Config, storage: &Arc<StorageHealth>) -> anyhow::Resu
     }
     tracing::info!(node = %node_id, "joined the cluster of this database");
     Ok(Opened {
-        store: Arc::new(WatchedStore::new(store, storage.clone())),
+        store: Arc::new(WatchedStore::new(store.clone(), storage.clone())),
         cluster: Some(cluster),
         node_id,
+        claims: Some(Arc::new(store.clone())),
+        event_log: Some(Arc::new(store)),
     })
 }
 

@@ -54,7 +54,13 @@ impl Admission {
     /// Takes up to `wanted` places for runs of `tenant` under a quota of
     /// `limit` waiting runs; returns how many it took.
     pub fn take(&mut self, tenant: &str, wanted: usize, limit: u64) -> usize {
-        let used = self.waiting(tenant) + self.taken.get(tenant).copied().unwrap_or(0);
+        self.take_beside(tenant, wanted, limit, self.waiting(tenant))
+    }
+
+    /// [`Admission::take`], with `waiting` runs of the tenant counted
+    /// elsewhere (a cluster's, in its database) instead of this queue's.
+    pub fn take_beside(&mut self, tenant: &str, wanted: usize, limit: u64, waiting: usize) -> usize {
+        let used = waiting + self.taken.get(tenant).copied().unwrap_or(0);
         let free = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(used);
         let granted = wanted.min(free);
         if granted > 0 {

@@ -16,10 +16,13 @@
 //! runs within one window are shared (group commit).
 
 mod admission;
+mod claims;
 mod places;
 mod queue;
 mod recorder;
+mod resume;
 mod steps;
+mod waiting;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,7 +41,7 @@ use crate::model::{ErrorKind, Job, Run, RunError, RunStatus, Trigger};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
 use crate::sandbox::{Metering, RunContext, RunRequest, Sandbox};
-use crate::store::{RunFilter, Store, StoreError};
+use crate::store::{JobKey, RunClaims, Store, StoreError};
 use crate::sync::lock;
 
 use crate::model::run::{NewRun, RunEnded};
@@ -84,8 +87,8 @@ pub enum ExecError {
     },
 }
 
-/// How much the executor takes on.
-#[derive(Debug, Clone)]
+/// How much the executor takes on, and where its runs come from.
+#[derive(Clone)]
 pub struct Capacity {
     /// Runs executing at once (`max_concurrent_runs`).
     pub runs: usize,
@@ -97,7 +100,19 @@ pub struct Capacity {
     /// The node of the cluster its runs run on, written into them (None:
     /// one daemon on sled).
     pub node: Option<String>,
+    /// The cluster's queue, which it claims runs from while it has free
+    /// slots (None: one daemon, whose queue is its own).
+    pub claims: Option<Arc<dyn RunClaims>>,
 }
+
+/// How often a node of a cluster looks for runs to claim when nothing told
+/// it of any: runs coming due after a retry's backoff, or let go by a
+/// tenant's limit or an exclusive run ending on another node.
+const CLAIM_POLL: Duration = Duration::from_millis(200);
+
+/// How often a wait for a run in a cluster reads its record (another node
+/// may run it).
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// Who hears about runs: the event stream, the metrics, and whoever
 /// schedules (each run's end, see [`RunEnded`]).
@@ -134,6 +149,12 @@ pub struct Executor {
     log_cap: u64,
     /// The node its runs run on (see [`Capacity::node`]).
     node: Option<String>,
+    /// Runs executing at once, at most.
+    capacity: usize,
+    /// The cluster's queue (see [`Capacity::claims`]).
+    claims: Option<Arc<dyn RunClaims>>,
+    /// Wakes the claims (runs were queued, or a slot freed up).
+    claim_now: Notify,
     /// Writes running marks and outcomes.
     recorder: Recorder,
     /// Who waits for a run to finish, by run id.
@@ -153,6 +174,7 @@ impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Ordering::SeqCst);
         self.0.wake.notify_one();
+        self.0.claim_now.notify_one();
     }
 }
 
@@ -202,6 +224,9 @@ impl Executor {
             running: AtomicUsize::new(0),
             log_cap: capacity.log_bytes,
             node: capacity.node,
+            capacity: capacity.runs,
+            claims: capacity.claims,
+            claim_now: Notify::new(),
             recorder: Recorder::new(capacity.mark_running_after),
             waiters: Mutex::new(HashMap::new()),
             live_logs: Mutex::new(HashMap::new()),
@@ -213,7 +238,7 @@ impl Executor {
     /// Places in tenants' queues for runs about to be queued (the
     /// `queued_runs` quota): hold them until the runs are handed over.
     pub fn places(&self) -> QueuePlaces<'_> {
-        QueuePlaces::new(self.granter.tenants(), &self.queue)
+        QueuePlaces::new(self.granter.tenants(), self.claims.as_deref(), &self.queue)
     }
 
     /// Takes one place in the tenant's queue, or refuses with
@@ -278,7 +303,22 @@ impl Executor {
     }
 
     /// Hands durable queued runs to the queue (new ones: [`Executor::queued`]).
-    pub fn submit(&self, runs: Vec<Run>) {
+    /// In a cluster they wait in its queue for a node to claim them, but
+    /// for workflow steps, which stay with this node (it drives their
+    /// workflow runs).
+    pub fn submit(&self, mut runs: Vec<Run>) {
+        if self.claims.is_some() {
+            let before = runs.len();
+            runs.retain(|run| run.workflow.is_some());
+            if runs.len() < before {
+                self.claim_now();
+            }
+        }
+        self.push(runs);
+    }
+
+    /// Puts runs in this node's queue.
+    fn push(&self, runs: Vec<Run>) {
         if runs.is_empty() {
             return;
         }
@@ -289,6 +329,12 @@ impl Executor {
         }
         drop(queue);
         self.wake.notify_one();
+    }
+
+    /// Looks for runs to claim from the cluster's queue now (runs were
+    /// queued there).
+    pub fn claim_now(&self) {
+        self.claim_now.notify_one();
     }
 
     /// Takes the runs of fires recorded ahead of their instant and not due
@@ -314,14 +360,32 @@ impl Executor {
         lock(&self.queue).fires_ahead(tenant, now)
     }
 
-    /// Waiting and running runs of a job.
-    pub fn activity(&self, tenant: &str, job_id: &str) -> Activity {
-        lock(&self.queue).activity(tenant, job_id)
+    /// Waiting and running runs of each of `jobs` (in a cluster, on every
+    /// node); a job missing from the answer has none.
+    pub fn activities(&self, jobs: &[JobKey]) -> HashMap<JobKey, Activity> {
+        if let Some(claims) = &self.claims {
+            match claims.job_activities(jobs) {
+                Ok(activities) => return activities,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot count the jobs' runs across the cluster; counting this node's")
+                }
+            }
+        }
+        let queue = lock(&self.queue);
+        jobs.iter()
+            .map(|job| (job.clone(), queue.activity(&job.0, &job.1)))
+            .filter(|(_, activity)| *activity != Activity::default())
+            .collect()
     }
 
     /// Runs of a tenant waiting in the queue (what its `queued_runs` quota
-    /// counts).
+    /// counts; in a cluster, on every node).
     pub fn waiting_of(&self, tenant: &str) -> usize {
+        if let Some(claims) = &self.claims
+            && let Ok(waiting) = claims.waiting_runs(tenant)
+        {
+            return waiting;
+        }
         lock(&self.queue).admission.waiting(tenant)
     }
 
@@ -376,10 +440,15 @@ impl Executor {
         self.store.flush_async().await
     }
 
-    /// Starts the dispatcher (after [`Executor::start_recording`]).
+    /// Starts the dispatcher (after [`Executor::start_recording`]), and in
+    /// a cluster the claims.
     pub fn start(self: &Arc<Self>) {
         let executor = self.clone();
         tokio::spawn(async move { executor.dispatch_loop().await });
+        if let Some(claims) = self.claims.clone() {
+            let executor = self.clone();
+            tokio::spawn(async move { executor.claim_loop(claims).await });
+        }
     }
 
     async fn dispatch_loop(self: Arc<Self>) {
@@ -595,6 +664,15 @@ impl Executor {
                 run: run.id,
             });
         }
+        // A run in the cluster's queue is claimed here to end it, unless a
+        // node claimed it first.
+        if run.node.is_none()
+            && run.status == RunStatus::Queued
+            && let Some(claims) = &self.claims
+            && !claims.claim_run(tenant, run_id)?
+        {
+            return Box::pin(self.cancel(tenant, run_id)).await;
+        }
         let (waiting, flag) = {
             let mut queue = lock(&self.queue);
             (queue.remove(run_id), queue.running_flag(run_id))
@@ -634,117 +712,6 @@ impl Executor {
         Ok(Some(retry))
     }
 
-    /// Waits up to `timeout` for a run to finish; returns its latest record.
-    pub async fn wait(&self, tenant: &str, run_id: &str, timeout: Duration) -> Result<Option<Run>, StoreError> {
-        Ok(self.wait_for(tenant, run_id, timeout).await?.map(|(run, _)| run))
-    }
-
-    /// Waits up to `timeout` for the last attempt of a run: a failed attempt
-    /// with attempts left is followed to its retry, and so on. Returns the
-    /// latest record of the latest attempt found (the one still going when
-    /// the time is up).
-    pub async fn wait_final(&self, tenant: &str, run_id: &str, timeout: Duration) -> Result<Option<Run>, StoreError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut run_id = run_id.to_string();
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some((run, retry)) = self.wait_for(tenant, &run_id, left).await? else {
-                return Ok(None);
-            };
-            let retry = match retry {
-                Some(retry) => Some(retry),
-                None => self.retry_of(tenant, &run)?,
-            };
-            match retry {
-                Some(retry) if tokio::time::Instant::now() < deadline => run_id = retry,
-                Some(retry) => return Ok(self.store.run(tenant, &retry)?.or(Some(run))),
-                None => return Ok(Some(run)),
-            }
-        }
-    }
-
-    /// Waits up to `timeout` for a run to finish: its latest record, with
-    /// the id of the retry queued after it when the finish was seen here.
-    async fn wait_for(
-        &self,
-        tenant: &str,
-        run_id: &str,
-        timeout: Duration,
-    ) -> Result<Option<(Run, Option<String>)>, StoreError> {
-        let (sender, receiver) = oneshot::channel();
-        lock(&self.waiters).entry(run_id.to_string()).or_default().push(sender);
-        // Registered first, then checked: a finish in between is not missed.
-        let current = self.store.run(tenant, run_id)?;
-        if current.as_ref().is_none_or(|run| run.status.is_finished()) {
-            return Ok(current.map(|run| (run, None)));
-        }
-        match tokio::time::timeout(timeout, receiver).await {
-            Ok(Ok(finished)) => Ok(Some(finished)),
-            _ => Ok(self.store.run(tenant, run_id)?.map(|run| (run, None))),
-        }
-    }
-
-    /// The id of the retry queued after `run`, looked up in the store (it
-    /// is written with the failed attempt's outcome): for a run that had
-    /// finished before anyone waited here.
-    fn retry_of(&self, tenant: &str, run: &Run) -> Result<Option<String>, StoreError> {
-        if !run.has_attempts_left() {
-            return Ok(None);
-        }
-        let lineage = run.retry_of.as_deref().unwrap_or(&run.id);
-        let filter = RunFilter {
-            job_id: Some(run.job_id.clone()),
-            limit: 1000,
-            ..RunFilter::default()
-        };
-        let runs = self.store.list_runs(tenant, &filter)?;
-        Ok(runs
-            .into_iter()
-            .find(|next| next.retry_of.as_deref() == Some(lineage) && next.attempt == run.attempt + 1)
-            .map(|next| next.id))
-    }
-
-    /// After a start: queued runs go back in the queue; runs that were
-    /// running when the daemon stopped fail with `host_restart` and are
-    /// retried if they have attempts left.
-    pub async fn recover(&self) -> Result<(), StoreError> {
-        let runs = self.store.unfinished_runs()?;
-        self.resume(runs, "the daemon stopped while this run was running").await;
-        Ok(())
-    }
-
-    /// Runs of a dead node of the cluster, now this node's: queued ones go
-    /// in the queue; running ones fail with `host_restart` and are retried
-    /// here if they have attempts left.
-    pub async fn take_over(&self, node: &str, runs: Vec<Run>) {
-        let message = format!("node {node} stopped while this run was running");
-        self.resume(runs, &message).await;
-    }
-
-    /// Queues unfinished runs again, failing those that were running with
-    /// `host_restart` (`message` says why).
-    async fn resume(&self, runs: Vec<Run>, message: &str) {
-        let mut queued = Vec::new();
-        for mut run in runs {
-            match run.status {
-                RunStatus::Running => {
-                    let error = RunError {
-                        kind: ErrorKind::HostRestart,
-                        message: message.to_string(),
-                    };
-                    run.finish(RunStatus::Failed, Some(error), self.clock.now());
-                    tracing::warn!(run_id = %run.id, "run interrupted: {message}");
-                    self.finish(run, Vec::new(), Vec::new()).await;
-                }
-                _ => queued.push(run),
-            }
-        }
-        if !queued.is_empty() {
-            tracing::info!(runs = queued.len(), "resuming queued runs");
-        }
-        self.submit(queued);
-    }
-
     /// Stops starting runs and waits up to `grace` for the running ones to
     /// finish. Queued runs stay queued (durably) for the next start; runs
     /// still going after the grace period fail with `host_restart`, and their
@@ -753,6 +720,8 @@ impl Executor {
         self.stopping.store(true, Ordering::SeqCst);
         self.slots.close();
         self.wake.notify_one();
+        self.claim_now.notify_one();
+        self.release_claimed();
         let in_flight = self.running();
         if in_flight > 0 {
             tracing::info!(

@@ -1,11 +1,15 @@
 //! Places in tenants' queues held while runs are being queued (the
 //! `queued_runs` quota, counted by [`Admission`](super::admission::Admission)).
+//! In a cluster the waiting runs counted are every node's, read from the
+//! database; the places held are this node's, so nodes queueing runs of a
+//! tenant at the same instant may together pass its quota by those runs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::admission::{add, subtract};
 use super::queue::RunQueue;
+use crate::store::RunClaims;
 use crate::sync::lock;
 use crate::tenancy::Tenants;
 
@@ -13,14 +17,21 @@ use crate::tenancy::Tenants;
 /// dropped: hold it until the runs are handed to the queue.
 pub struct QueuePlaces<'a> {
     tenants: &'a Tenants,
+    /// The cluster's queue, whose waiting runs count (None: this queue's).
+    claims: Option<&'a dyn RunClaims>,
     queue: &'a Mutex<RunQueue>,
     held: HashMap<String, usize>,
 }
 
 impl<'a> QueuePlaces<'a> {
-    pub(super) fn new(tenants: &'a Tenants, queue: &'a Mutex<RunQueue>) -> QueuePlaces<'a> {
+    pub(super) fn new(
+        tenants: &'a Tenants,
+        claims: Option<&'a dyn RunClaims>,
+        queue: &'a Mutex<RunQueue>,
+    ) -> QueuePlaces<'a> {
         QueuePlaces {
             tenants,
+            claims,
             queue,
             held: HashMap::new(),
         }
@@ -35,7 +46,12 @@ impl<'a> QueuePlaces<'a> {
         let Some(limit) = self.tenants.queued_runs(tenant) else {
             return wanted;
         };
-        let granted = lock(self.queue).admission.take(tenant, wanted, limit);
+        let granted = match self.claims.map(|claims| claims.waiting_runs(tenant)) {
+            None => lock(self.queue).admission.take(tenant, wanted, limit),
+            Some(Ok(waiting)) => lock(self.queue).admission.take_beside(tenant, wanted, limit, waiting),
+            // The storage is failing: the runs' write will say so.
+            Some(Err(_)) => return wanted,
+        };
         if granted > 0 {
             add(&mut self.held, tenant, granted);
         }

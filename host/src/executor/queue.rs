@@ -306,6 +306,18 @@ impl RunQueue {
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
+    /// Takes every waiting run out (a node of a cluster stopping gives
+    /// them back).
+    pub fn withdraw_all(&mut self) -> Vec<Run> {
+        let ids: Vec<String> = self.slots.keys().cloned().collect();
+        ids.iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    /// Runs waiting (ready, parked or not due yet).
+    pub fn waiting(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The earliest scheduled run of each of a tenant's jobs that waits
     /// ahead of its instant (not due at `now`).
     pub fn fires_ahead(&self, tenant: &str, now: DateTime<Utc>) -> HashMap<String, DateTime<Utc>> {

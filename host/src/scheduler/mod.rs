@@ -32,9 +32,9 @@ use crate::clock::Clock;
 use crate::cluster::Leadership;
 use crate::model::job::Overlap;
 use crate::model::policy::{self, OverlapDecision, plan_fires};
-use crate::model::run::{NewRun, RunEnded};
+use crate::model::run::{Activity, NewRun, RunEnded};
 use crate::model::{Job, Run, Trigger, scheduled_run_id};
-use crate::store::{DueJob, Fire, Store, StoreError};
+use crate::store::{DueJob, Fire, JobKey, Store, StoreError};
 use crate::sync::lock;
 use crate::timing::Schedule;
 pub use sink::{Places, ResolvePlugin, RunSink};
@@ -378,8 +378,17 @@ impl Scheduler {
         let mut held: Option<DateTime<Utc>> = None;
         // Held until the pass's runs are in the queue.
         let mut places = self.sink.places();
+        let jobs: Vec<JobKey> = due
+            .iter()
+            .map(|entry| (entry.tenant.clone(), entry.job_id.clone()))
+            .collect();
+        let activities = self.sink.activities(&jobs);
         for entry in &due {
-            match self.plan(entry, now, places.as_mut()) {
+            let activity = activities
+                .get(&(entry.tenant.clone(), entry.job_id.clone()))
+                .copied()
+                .unwrap_or_default();
+            match self.plan(entry, now, activity, places.as_mut()) {
                 Ok(Planned::Fire(fire, skipped)) => {
                     skips.push((fire.job.id.clone(), skipped, fire.job.skipped_fires));
                     fires.push(*fire);
@@ -508,7 +517,13 @@ impl Scheduler {
     /// ahead of its instant is planned as on time; it is held back until its
     /// instant instead when the job is busy and its overlap policy would
     /// have to decide (the busy run may be over by then).
-    fn plan(&self, entry: &DueJob, now: DateTime<Utc>, places: &mut dyn Places) -> Result<Planned, StoreError> {
+    fn plan(
+        &self,
+        entry: &DueJob,
+        now: DateTime<Utc>,
+        activity: Activity,
+        places: &mut dyn Places,
+    ) -> Result<Planned, StoreError> {
         let job = self.store.job(&entry.tenant, &entry.job_id)?;
         // The index keeps milliseconds; the job keeps the exact instant.
         let current = |job: &Job| job.next_fire_at.map(|at| at.timestamp_millis()) == Some(entry.at.timestamp_millis());
@@ -521,7 +536,6 @@ impl Scheduler {
             self.store.remove_due(entry)?;
             return Ok(Planned::Stale);
         };
-        let activity = self.sink.activity(&job.tenant, &job.id);
         let ahead = entry.at > now;
         if ahead && job.policy.overlap != Overlap::Allow && (activity.running > 0 || activity.waiting > 0) {
             lock(&self.idle_watch).insert((job.tenant.clone(), job.id.clone()));

@@ -4,10 +4,13 @@
 //! scheduler as a [`RunEnded`](crate::model::run::RunEnded) on the channel
 //! given to [`Scheduler::new`](super::Scheduler::new).
 
+use std::collections::HashMap;
+
 use crate::executor::Executor;
 use crate::model::run::Activity;
 use crate::model::{PluginVersion, Run};
 use crate::plugin::Plugins;
+use crate::store::JobKey;
 
 /// Where the scheduler's runs go.
 pub trait RunSink: Send + Sync {
@@ -18,6 +21,12 @@ pub trait RunSink: Send + Sync {
     fn restore(&self, runs: Vec<Run>);
     /// How many runs of a job wait and run (the overlap policy's input).
     fn activity(&self, tenant: &str, job_id: &str) -> Activity;
+    /// [`RunSink::activity`] of each of `jobs` at once, by (tenant, job id).
+    fn activities(&self, jobs: &[JobKey]) -> HashMap<JobKey, Activity> {
+        jobs.iter()
+            .map(|job| (job.clone(), self.activity(&job.0, &job.1)))
+            .collect()
+    }
     /// Takes out the runs of fires recorded ahead of their instant that are
     /// not due yet, of one job (tenant, job id) or of all.
     fn withdraw_ahead(&self, job: Option<(&str, &str)>) -> Vec<Run>;
@@ -56,7 +65,14 @@ impl RunSink for Executor {
     }
 
     fn activity(&self, tenant: &str, job_id: &str) -> Activity {
-        Executor::activity(self, tenant, job_id)
+        let job = (tenant.to_string(), job_id.to_string());
+        Executor::activities(self, std::slice::from_ref(&job))
+            .remove(&job)
+            .unwrap_or_default()
+    }
+
+    fn activities(&self, jobs: &[JobKey]) -> HashMap<JobKey, Activity> {
+        Executor::activities(self, jobs)
     }
 
     fn withdraw_ahead(&self, job: Option<(&str, &str)>) -> Vec<Run> {

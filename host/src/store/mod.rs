@@ -30,7 +30,7 @@ pub use records::{
     check_plugin_quota, no_run_room,
 };
 pub use traits::{
-    ClusterNotice, ClusterStore, Durability, JobStore, KvStore, NodeRecord, PluginStore, RunStore, SecretStore, Store,
-    TakenOver, TenantStore, WorkflowStore,
+    ClusterNotice, ClusterStore, Durability, EventLog, JobKey, JobStore, KvStore, NodeRecord, PluginStore, RunClaims,
+    RunStore, SecretStore, Store, StoredEvent, TakenOver, TenantStore, WorkflowStore,
 };
 pub use watched::WatchedStore;

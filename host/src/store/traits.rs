@@ -2,6 +2,8 @@
 //! [`Store`], their sum: what the daemon holds (`Arc<dyn Store>`) and what a
 //! backend implements, one subject at a time.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 #[cfg(doc)]
@@ -11,6 +13,7 @@ use super::records::{
     AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
 };
 use crate::model::dependency::Join;
+use crate::model::run::Activity;
 use crate::model::workflow::Workflow;
 use crate::model::workflow_run::WorkflowRun;
 use crate::model::{Artifact, Job, PluginVersion, Run, SecretRecord, Tenant, Token};
@@ -368,6 +371,10 @@ pub enum ClusterNotice {
     LeaderResigned,
     /// A tenant's record was written: its quotas may have changed.
     TenantChanged,
+    /// Runs were queued (or given back) for any node to claim.
+    RunsQueued,
+    /// Events were appended to the cluster's event log.
+    EventsAppended,
     /// This node listens (again): what was said before was missed.
     Listening,
 }
@@ -398,9 +405,75 @@ pub trait ClusterStore: Send + Sync {
     fn listen(&self, on: std::sync::Arc<dyn Fn(ClusterNotice) + Send + Sync>);
     /// Takes over every node whose lease ran out (and every owner of
     /// unfinished work that has no row: it left): in one transaction each,
-    /// its row goes and its unfinished runs and running workflow runs
-    /// become this node's.
+    /// its row goes, its runs not started go back to the queue, and its
+    /// running runs and running workflow runs become this node's.
     fn take_over_dead_nodes(&self) -> StoreResult<Vec<TakenOver>>;
+}
+
+/// A job, as (tenant, job id).
+pub type JobKey = (String, String);
+
+/// The queue of a cluster, kept in its database: a queued run is no
+/// node's until one claims it, and whoever looks at how busy a job or a
+/// tenant is counts every node's runs. Only a shared store (PostgreSQL)
+/// has one.
+pub trait RunClaims: Send + Sync {
+    /// Claims for this node up to `max` queued runs due by `now` that no
+    /// node has, best first (priority, then due time, then the job's age),
+    /// skipping rows another transaction holds. A tenant's runs are
+    /// claimed only while the runs nodes have of it stay under its limit
+    /// in `limits` (its `concurrent_runs`), an exclusive run only while no
+    /// other run of its job is with a node. The claimed runs, and whether
+    /// more may be claimable now.
+    fn claim_runs(
+        &self,
+        max: usize,
+        now: DateTime<Utc>,
+        limits: &HashMap<String, usize>,
+    ) -> StoreResult<(Vec<Run>, bool)>;
+    /// Claims one queued run no node has, to end it here (a cancel); false
+    /// when it is not such a run.
+    fn claim_run(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    /// Gives runs this node claimed and has not started back to the queue.
+    fn release_runs(&self, runs: &[JobKey]) -> StoreResult<()>;
+    /// Waiting and running runs of each of `jobs`, on every node (a run a
+    /// node has claimed counts as running).
+    fn job_activities(&self, jobs: &[JobKey]) -> StoreResult<HashMap<JobKey, Activity>>;
+    /// A tenant's runs not started yet, on every node.
+    fn waiting_runs(&self, tenant: &str) -> StoreResult<usize>;
+}
+
+/// An event as the cluster's event log keeps it: its data as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its id, one sequence for the whole cluster.
+    pub id: u64,
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// `run.finished`, `job.created`...
+    pub kind: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Its data, JSON.
+    pub data: Vec<u8>,
+}
+
+/// Every node's events, in one log in the cluster's database, so a stream
+/// on any node carries them all. Only a shared store (PostgreSQL) has one.
+pub trait EventLog: Send + Sync {
+    /// Appends events (their ids are ignored) in order, tells the other
+    /// nodes, and returns the ids given; the ids of appends commit in order.
+    fn append_events(&self, events: &[StoredEvent]) -> StoreResult<Vec<u64>>;
+    /// Up to `limit` events after id `after`, oldest first: of one tenant,
+    /// or of all.
+    fn events_after(&self, tenant: Option<&str>, after: u64, limit: usize) -> StoreResult<Vec<StoredEvent>>;
+    /// The newest `limit` events of a tenant after id `after`, oldest
+    /// first (a stream resuming).
+    fn newest_events_after(&self, tenant: &str, after: u64, limit: usize) -> StoreResult<Vec<StoredEvent>>;
+    /// The newest event's id (0: none).
+    fn last_event_id(&self) -> StoreResult<u64>;
+    /// Deletes all but the newest `keep` events; how many went.
+    fn prune_events(&self, keep: u64) -> StoreResult<usize>;
 }
 
 /// Everything sandcron keeps: every subject together. Any type that

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::claims::RUNS_CHANNEL;
 use super::database::{PgStore, from_json};
 use super::runs::decode_run;
 use crate::model::workflow_run::WorkflowRun;
@@ -195,6 +196,20 @@ impl ClusterStore for PgStore {
                         .await?;
                     if alive.is_some() {
                         return Ok(None);
+                    }
+                    // Its runs not started go back to the queue; those it
+                    // ran end here, and its workflows' steps go on here.
+                    let released = transaction
+                        .execute(
+                            "UPDATE runs SET node = NULL
+                             WHERE node = $1 AND NOT finished AND status = 'queued' AND NOT step",
+                            &[&gone],
+                        )
+                        .await?;
+                    if released > 0 {
+                        transaction
+                            .execute("SELECT pg_notify($1, '')", &[&RUNS_CHANNEL])
+                            .await?;
                     }
                     let rows = transaction
                         .query(

@@ -2,9 +2,10 @@
 //! changed (`sandcron_jobs`: the leader looks at its due jobs again), the
 //! leader resigned (`sandcron_leader`: the others try for the lease at
 //! once), a tenant changed (`sandcron_tenants`: its quotas are read
-//! again). The connection is made again with backoff when it drops, and each
-//! time it listens again the caller is told, since what was said meanwhile
-//! was missed.
+//! again), runs wait for a node (`sandcron_runs`: claim them), events
+//! were appended (`sandcron_events`: read them). The connection is made
+//! again with backoff when it drops, and each time it listens again the
+//! caller is told, since what was said meanwhile was missed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +13,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::claims::RUNS_CHANNEL;
 use super::cluster::LEADER_CHANNEL;
 use super::database::PgStore;
+use super::events::EVENTS_CHANNEL;
 use crate::store::traits::ClusterNotice;
 
 /// The channel job (and workflow) writes notify.
@@ -49,7 +52,7 @@ impl PgStore {
                         });
                         let listening = client
                             .batch_execute(&format!(
-                                "LISTEN {JOBS_CHANNEL}; LISTEN {LEADER_CHANNEL}; LISTEN {TENANTS_CHANNEL}"
+                                "LISTEN {JOBS_CHANNEL}; LISTEN {LEADER_CHANNEL}; LISTEN {TENANTS_CHANNEL}; LISTEN {RUNS_CHANNEL}; LISTEN {EVENTS_CHANNEL}"
                             ))
                             .await;
                         match listening {
@@ -64,6 +67,8 @@ impl PgStore {
                                         JOBS_CHANNEL => on(ClusterNotice::JobChanged),
                                         LEADER_CHANNEL => on(ClusterNotice::LeaderResigned),
                                         TENANTS_CHANNEL => on(ClusterNotice::TenantChanged),
+                                        RUNS_CHANNEL => on(ClusterNotice::RunsQueued),
+                                        EVENTS_CHANNEL => on(ClusterNotice::EventsAppended),
                                         _ => {}
                                     }
                                 }

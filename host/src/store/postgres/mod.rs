@@ -6,8 +6,10 @@
 //! Records are the bytes sled keeps, so both read them alike; compiled code
 //! stays on each node's disk.
 
+mod claims;
 mod cluster;
 mod database;
+mod events;
 mod jobs;
 mod kv;
 mod listen;

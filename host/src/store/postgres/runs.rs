@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::database::{PgStore, big, corrupt, count, json};
+use crate::model::job::Priority;
 use crate::model::workflow_run::{WorkflowRun, WorkflowRunStatus};
 use crate::model::{Run, RunStatus};
 use crate::store::error::StoreResult;
@@ -32,10 +33,12 @@ pub(super) fn decode_run(row: &tokio_postgres::Row) -> StoreResult<Run> {
     Ok(run)
 }
 
-/// Rows of the runs table, as columns to pass as arrays, all owned by the
-/// node writing them.
+/// Rows of the runs table, as columns to pass as arrays. A queued run
+/// is written as no node's (any node may claim it), but for a workflow's
+/// step (it stays with the node driving its workflow run); any other as
+/// the writing node's.
 pub(super) struct RunRows<'a> {
-    node: &'a str,
+    node: Option<&'a str>,
     tenants: Vec<&'a str>,
     ids: Vec<&'a str>,
     jobs: Vec<&'a str>,
@@ -46,15 +49,25 @@ pub(super) struct RunRows<'a> {
     records: Vec<Vec<u8>>,
     outputs: Vec<Option<&'a [u8]>>,
     logs: Vec<Option<&'a [u8]>>,
+    nodes: Vec<Option<&'a str>>,
+    priorities: Vec<i16>,
+    dues: Vec<DateTime<Utc>>,
+    exclusive: Vec<bool>,
+    steps: Vec<bool>,
     /// Where each run id is, so a later write of it replaces the earlier.
     index: HashMap<&'a str, usize>,
 }
 
+/// A priority as the claims order by it (low 0 .. critical 3).
+pub(super) fn rank(priority: Priority) -> i16 {
+    priority as i16
+}
+
 impl<'a> RunRows<'a> {
-    /// No rows yet, of runs `node` writes.
+    /// No rows yet, of runs `node` writes ("": none, a migration).
     pub(super) fn new(node: &'a str) -> RunRows<'a> {
         RunRows {
-            node,
+            node: (!node.is_empty()).then_some(node),
             tenants: Vec::new(),
             ids: Vec::new(),
             jobs: Vec::new(),
@@ -65,6 +78,11 @@ impl<'a> RunRows<'a> {
             records: Vec::new(),
             outputs: Vec::new(),
             logs: Vec::new(),
+            nodes: Vec::new(),
+            priorities: Vec::new(),
+            dues: Vec::new(),
+            exclusive: Vec::new(),
+            steps: Vec::new(),
             index: HashMap::new(),
         }
     }
@@ -83,9 +101,16 @@ impl<'a> RunRows<'a> {
         let record = run_codec::encode(run);
         let bytes = big(run_bytes::charge_encoded(run, &record));
         let (status, finished) = (run.status.as_str(), run.status.is_finished());
+        let step = run.workflow.is_some();
+        let node = if run.status == RunStatus::Queued && !step {
+            None
+        } else {
+            self.node
+        };
         if let Some(&at) = self.index.get(run.id.as_str()) {
             (self.statuses[at], self.finished[at], self.bytes[at]) = (status, finished, bytes);
             (self.records[at], self.outputs[at], self.logs[at]) = (record, output, log);
+            (self.nodes[at], self.dues[at]) = (node, run.scheduled_at);
             return;
         }
         self.index.insert(&run.id, self.ids.len());
@@ -99,6 +124,11 @@ impl<'a> RunRows<'a> {
         self.records.push(record);
         self.outputs.push(output);
         self.logs.push(log);
+        self.nodes.push(node);
+        self.priorities.push(rank(run.priority));
+        self.dues.push(run.scheduled_at);
+        self.exclusive.push(run.exclusive);
+        self.steps.push(step);
     }
 
     fn is_empty(&self) -> bool {
@@ -114,13 +144,9 @@ impl<'a> RunRows<'a> {
             return Ok(Vec::new());
         }
         let statement = transaction
-            .prepare_cached(
-                "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log, node)
-                 SELECT *, nullif($11::text, '') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[],
-                     $6::bigint[], $7::timestamptz[], $8::bytea[], $9::bytea[], $10::bytea[])
-                 ON CONFLICT (tenant, id) DO NOTHING
-                 RETURNING id",
-            )
+            .prepare_cached(&format!(
+                "{INSERT_ROWS} ON CONFLICT (tenant, id) DO NOTHING RETURNING id"
+            ))
             .await?;
         let rows = transaction.query(&statement, &self.params()).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
@@ -132,23 +158,24 @@ impl<'a> RunRows<'a> {
             return Ok(());
         }
         let statement = transaction
-            .prepare_cached(
-                "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log, node)
-                 SELECT *, nullif($11::text, '') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[],
-                     $6::bigint[], $7::timestamptz[], $8::bytea[], $9::bytea[], $10::bytea[])
+            .prepare_cached(&format!(
+                "{INSERT_ROWS}
                  ON CONFLICT (tenant, id) DO UPDATE SET job_id = excluded.job_id, status = excluded.status,
                      finished = excluded.finished, bytes = excluded.bytes, id_time = excluded.id_time,
-                     record = excluded.record, output = excluded.output, log = excluded.log, node = excluded.node
-                 -- A run another node took over (its owner was declared dead)
-                 -- is that node's: a late write of the old owner is dropped.
-                 WHERE runs.node IS NULL OR runs.node = excluded.node",
-            )
+                     record = excluded.record, output = excluded.output, log = excluded.log, node = excluded.node,
+                     priority = excluded.priority, due_at = excluded.due_at, exclusive = excluded.exclusive,
+                     step = excluded.step
+                 -- A run another node claimed, or took over (its owner was
+                 -- declared dead), is that node's: a late write of another is
+                 -- dropped.
+                 WHERE runs.node IS NULL OR runs.node = excluded.node"
+            ))
             .await?;
         transaction.execute(&statement, &self.params()).await?;
         Ok(())
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 15] {
         [
             &self.tenants,
             &self.ids,
@@ -160,10 +187,22 @@ impl<'a> RunRows<'a> {
             &self.records,
             &self.outputs,
             &self.logs,
-            &self.node,
+            &self.nodes,
+            &self.priorities,
+            &self.dues,
+            &self.exclusive,
+            &self.steps,
         ]
     }
 }
+
+/// The rows of [`RunRows::params`], inserted.
+const INSERT_ROWS: &str =
+    "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log, node, priority,
+         due_at, exclusive, step)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
+         $7::timestamptz[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::smallint[],
+         $13::timestamptz[], $14::boolean[], $15::boolean[])";
 
 /// A non-empty byte string, or none.
 fn some(bytes: &[u8]) -> Option<&[u8]> {
@@ -333,14 +372,18 @@ impl RunStore for PgStore {
         })
     }
 
-    /// This node's unfinished runs, with those of no node (written before
-    /// nodes were kept) taken over on the way.
+    /// This node's runs that were running and its workflows' queued steps
+    /// (with those of no node, written before nodes were kept); the runs
+    /// it had claimed and not started go back to the cluster's queue on
+    /// the way.
     fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
         self.block(|| async {
             let node: &str = &self.node;
+            self.release(None).await?;
             let mut runs = self
                 .runs_of(
-                    "UPDATE runs SET node = $1 WHERE NOT finished AND (node IS NULL OR node = $1)
+                    "UPDATE runs SET node = $1
+                     WHERE NOT finished AND (status <> 'queued' OR step) AND (node IS NULL OR node = $1)
                      RETURNING tenant, id, record, node",
                     &[&node],
                 )

@@ -9,6 +9,8 @@ use crate::store::error::{StoreError, StoreResult};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_store.sql")),
     (2, include_str!("migrations/0002_cluster.sql")),
+    (3, include_str!("migrations/0003_claims.sql")),
+    (4, include_str!("migrations/0004_events.sql")),
 ];
 
 /// The advisory lock nodes take to migrate ("sandcron" in ASCII).

@@ -1,0 +1,345 @@
+//! The cluster's queue in PostgreSQL. A queued run is written as no
+//! node's; a node with free slots claims the best due runs in one
+//! transaction: it picks candidates with `FOR UPDATE SKIP LOCKED` (two
+//! nodes never pick one run, and neither waits for the other), then, per
+//! tenant whose runs it picked and that has a `concurrent_runs` limit or
+//! exclusive runs among them, takes a transaction lock on the tenant and
+//! counts what every node has of it, so claims racing on two nodes cannot
+//! together pass a limit or start two exclusive runs of a job. A
+//! workflow's step runs are not claimed: they are written as the node's
+//! that drives their workflow run, which keeps it in memory. A run
+//! stays claimed (its node set) until it finishes; the node's lease
+//! stands for its runs' leases: when it runs out, the leader takes them.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use super::database::{PgStore, big, count};
+use super::runs::decode_run;
+use crate::model::Run;
+use crate::model::run::Activity;
+use crate::store::error::StoreResult;
+use crate::store::traits::{JobKey, RunClaims};
+
+/// The channel that new claimable runs notify (the `runs_claimable`
+/// trigger does for inserts).
+pub const RUNS_CHANNEL: &str = "sandcron_runs";
+
+/// Candidates picked beyond what is wanted, for those a limit drops.
+const SPARE_CANDIDATES: usize = 16;
+
+/// A run picked to claim.
+struct Candidate {
+    tenant: String,
+    id: String,
+    job_id: String,
+    exclusive: bool,
+}
+
+/// The candidates to claim, in their order, within what the tenants'
+/// limits leave (`held`: what nodes have of each locked tenant) and not
+/// an exclusive run of a job a node has a run of (`busy`), at most `max`.
+fn choose<'a>(
+    candidates: &'a [Candidate],
+    max: usize,
+    limits: &HashMap<String, usize>,
+    mut held: HashMap<String, usize>,
+    mut busy: HashSet<JobKey>,
+) -> Vec<&'a Candidate> {
+    let mut chosen = Vec::new();
+    for candidate in candidates {
+        if chosen.len() == max {
+            break;
+        }
+        let job = (candidate.tenant.clone(), candidate.job_id.clone());
+        if candidate.exclusive && busy.contains(&job) {
+            continue;
+        }
+        let taken = held.entry(candidate.tenant.clone()).or_default();
+        if limits.get(&candidate.tenant).is_some_and(|limit| *taken >= *limit) {
+            continue;
+        }
+        *taken += 1;
+        busy.insert(job);
+        chosen.push(candidate);
+    }
+    chosen
+}
+
+impl PgStore {
+    /// Gives this node's claimed, unstarted runs back to the queue: those
+    /// of `only` (tenants, ids), or all of them; the others are told.
+    pub(super) async fn release(&self, only: Option<(&[&str], &[&str])>) -> StoreResult<()> {
+        let node: &str = &self.node;
+        self.transact(async |transaction| {
+            let released = match only {
+                Some((tenants, ids)) => {
+                    transaction
+                        .execute(
+                            "UPDATE runs SET node = NULL FROM unnest($2::text[], $3::text[]) AS run (tenant, id)
+                             WHERE runs.tenant = run.tenant AND runs.id = run.id AND runs.node = $1
+                                 AND runs.status = 'queued' AND NOT runs.step",
+                            &[&node, &tenants, &ids],
+                        )
+                        .await?
+                }
+                None => {
+                    transaction
+                        .execute(
+                            "UPDATE runs SET node = NULL
+                             WHERE node = $1 AND NOT finished AND status = 'queued' AND NOT step",
+                            &[&node],
+                        )
+                        .await?
+                }
+            };
+            if released > 0 {
+                transaction
+                    .execute("SELECT pg_notify($1, '')", &[&RUNS_CHANNEL])
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl RunClaims for PgStore {
+    fn claim_runs(
+        &self,
+        max: usize,
+        now: DateTime<Utc>,
+        limits: &HashMap<String, usize>,
+    ) -> StoreResult<(Vec<Run>, bool)> {
+        if max == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let node: &str = &self.node;
+        let incarnation: &str = &self.incarnation;
+        let picked = big((max + SPARE_CANDIDATES) as u64);
+        let limited: Vec<&str> = limits.keys().map(String::as_str).collect();
+        self.block(|| async {
+            self.transact(async |transaction| {
+                // Tenants at their limit already: none of their runs is picked.
+                let rows = transaction
+                    .query(
+                        "SELECT tenant, count(*) FROM runs
+                         WHERE NOT finished AND node IS NOT NULL AND tenant = ANY($1::text[])
+                         GROUP BY tenant",
+                        &[&limited],
+                    )
+                    .await?;
+                let full: Vec<String> = rows
+                    .iter()
+                    .filter(|row| {
+                        let tenant: &str = row.get(0);
+                        limits
+                            .get(tenant)
+                            .is_some_and(|limit| count(row.get(1)) >= *limit as u64)
+                    })
+                    .map(|row| row.get(0))
+                    .collect();
+                let statement = transaction
+                    .prepare_cached(
+                        "SELECT tenant, id, job_id, exclusive FROM runs
+                         WHERE status = 'queued' AND node IS NULL AND due_at <= $1 AND NOT (tenant = ANY($3::text[]))
+                             AND NOT (exclusive AND EXISTS (
+                                 SELECT 1 FROM runs AS other WHERE other.tenant = runs.tenant
+                                     AND other.job_id = runs.job_id AND NOT other.finished
+                                     AND other.node IS NOT NULL))
+                         ORDER BY priority DESC, due_at, job_id, id
+                         LIMIT $2
+                         FOR UPDATE SKIP LOCKED",
+                    )
+                    .await?;
+                let rows = transaction.query(&statement, &[&now, &picked, &full]).await?;
+                let more = rows.len() > max;
+                let candidates: Vec<Candidate> = rows
+                    .iter()
+                    .map(|row| Candidate {
+                        tenant: row.get(0),
+                        id: row.get(1),
+                        job_id: row.get(2),
+                        exclusive: row.get(3),
+                    })
+                    .collect();
+                // Tenants whose claims must not race: locked in one order.
+                let mut locked: Vec<&str> = candidates
+                    .iter()
+                    .filter(|candidate| candidate.exclusive || limits.contains_key(&candidate.tenant))
+                    .map(|candidate| candidate.tenant.as_str())
+                    .collect();
+                locked.sort_unstable();
+                locked.dedup();
+                for tenant in &locked {
+                    transaction
+                        .execute(
+                            "SELECT pg_advisory_xact_lock(hashtextextended('sandcron.claims:' || $1, 0))",
+                            &[tenant],
+                        )
+                        .await?;
+                }
+                // What every node has of them now, their claims included.
+                let rows = transaction
+                    .query(
+                        "SELECT tenant, job_id, count(*) FROM runs
+                         WHERE NOT finished AND node IS NOT NULL AND tenant = ANY($1::text[])
+                         GROUP BY tenant, job_id",
+                        &[&locked],
+                    )
+                    .await?;
+                let mut held: HashMap<String, usize> = HashMap::new();
+                let mut busy = HashSet::new();
+                for row in &rows {
+                    let (tenant, job_id): (String, String) = (row.get(0), row.get(1));
+                    *held.entry(tenant.clone()).or_default() += count(row.get(2)) as usize;
+                    busy.insert((tenant, job_id));
+                }
+                let chosen = choose(&candidates, max, limits, held, busy);
+                if chosen.is_empty() {
+                    return Ok((Vec::new(), false));
+                }
+                let tenants: Vec<&str> = chosen.iter().map(|candidate| candidate.tenant.as_str()).collect();
+                let ids: Vec<&str> = chosen.iter().map(|candidate| candidate.id.as_str()).collect();
+                // Only while this process is the node's live incarnation.
+                let rows = transaction
+                    .query(
+                        "UPDATE runs SET node = $1 FROM unnest($3::text[], $4::text[]) AS run (tenant, id)
+                         WHERE runs.tenant = run.tenant AND runs.id = run.id
+                             AND EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND incarnation = $2)
+                         RETURNING runs.tenant, runs.id, runs.record, runs.node",
+                        &[&node, &incarnation, &tenants, &ids],
+                    )
+                    .await?;
+                let runs = rows.iter().map(decode_run).collect::<StoreResult<Vec<Run>>>()?;
+                let more = more || (chosen.len() < candidates.len() && !runs.is_empty());
+                Ok((runs, more))
+            })
+            .await
+        })
+    }
+
+    fn claim_run(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        let node: &str = &self.node;
+        self.block(|| async {
+            let claimed = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE runs SET node = $3 WHERE tenant = $1 AND id = $2 AND node IS NULL AND status = 'queued'",
+                    &[&tenant, &id, &node],
+                )
+                .await?;
+            Ok(claimed > 0)
+        })
+    }
+
+    fn release_runs(&self, runs: &[JobKey]) -> StoreResult<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let tenants: Vec<&str> = runs.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let ids: Vec<&str> = runs.iter().map(|(_, id)| id.as_str()).collect();
+        self.block(|| self.release(Some((&tenants, &ids))))
+    }
+
+    fn job_activities(&self, jobs: &[JobKey]) -> StoreResult<HashMap<JobKey, Activity>> {
+        if jobs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let tenants: Vec<&str> = jobs.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let ids: Vec<&str> = jobs.iter().map(|(_, id)| id.as_str()).collect();
+        self.block(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT runs.tenant, runs.job_id, count(*) FILTER (WHERE runs.node IS NULL),
+                         count(*) FILTER (WHERE runs.node IS NOT NULL)
+                     FROM runs JOIN unnest($1::text[], $2::text[]) AS job (tenant, id)
+                         ON runs.tenant = job.tenant AND runs.job_id = job.id
+                     WHERE NOT runs.finished
+                     GROUP BY runs.tenant, runs.job_id",
+                )
+                .await?;
+            let rows = client.query(&statement, &[&tenants, &ids]).await?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    let activity = Activity {
+                        waiting: count(row.get(2)) as usize,
+                        running: count(row.get(3)) as usize,
+                    };
+                    ((row.get(0), row.get(1)), activity)
+                })
+                .collect())
+        })
+    }
+
+    fn waiting_runs(&self, tenant: &str) -> StoreResult<usize> {
+        self.block(|| async {
+            let row = self
+                .client()
+                .await?
+                .query_one(
+                    "SELECT count(*) FROM runs WHERE tenant = $1 AND NOT finished AND status = 'queued'",
+                    &[&tenant],
+                )
+                .await?;
+            Ok(count(row.get(0)) as usize)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(tenant: &str, id: &str, job: &str, exclusive: bool) -> Candidate {
+        Candidate {
+            tenant: tenant.to_string(),
+            id: id.to_string(),
+            job_id: job.to_string(),
+            exclusive,
+        }
+    }
+
+    fn ids(chosen: &[&Candidate]) -> Vec<String> {
+        chosen.iter().map(|candidate| candidate.id.clone()).collect()
+    }
+
+    #[test]
+    fn a_tenant_at_its_limit_gives_way_to_the_next_candidates() {
+        let candidates = [
+            candidate("a", "1", "j", false),
+            candidate("a", "2", "j", false),
+            candidate("a", "3", "j", false),
+            candidate("b", "4", "k", false),
+        ];
+        let limits = HashMap::from([("a".to_string(), 3)]);
+        let held = HashMap::from([("a".to_string(), 1)]);
+        let chosen = choose(&candidates, 10, &limits, held, HashSet::new());
+        assert_eq!(ids(&chosen), ["1", "2", "4"]);
+        let chosen = choose(&candidates, 2, &limits, HashMap::new(), HashSet::new());
+        assert_eq!(ids(&chosen), ["1", "2"], "no more than asked for");
+    }
+
+    #[test]
+    fn an_exclusive_run_waits_while_its_job_has_a_run_with_a_node() {
+        let candidates = [
+            candidate("a", "1", "j", true),
+            candidate("a", "2", "j", true),
+            candidate("a", "3", "k", true),
+            candidate("a", "4", "j", false),
+        ];
+        let chosen = choose(&candidates, 10, &HashMap::new(), HashMap::new(), HashSet::new());
+        assert_eq!(
+            ids(&chosen),
+            ["1", "3", "4"],
+            "one exclusive run of j, beside a run that allows overlap"
+        );
+        let busy = HashSet::from([("a".to_string(), "k".to_string())]);
+        let chosen = choose(&candidates, 10, &HashMap::new(), HashMap::new(), busy);
+        assert_eq!(ids(&chosen), ["1", "4"]);
+    }
+}
