@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # sandcron on PostgreSQL: durable runs/s of JOBS every-second noop jobs with
 # 1, 2 and 3 nodes on one database (finished runs counted by the nodes'
-# sandcron_runs_total over DURATION seconds), then failover: KILLS times the
-# leader is killed (SIGKILL) and restarted; for each kill, how long until
-# another node leads and how late the first fire after the kill started.
+# sandcron_runs_total over DURATION seconds); a burst of BURST one-shot jobs
+# due at one instant on 1 and 3 nodes (until all ran, their lateness, and
+# an every-second job's lateness idle and at the burst's instant); then
+# failover: KILLS times the leader is killed (SIGKILL) and restarted; for
+# each kill, how long until another node leads and how late the first fire
+# after the kill started.
 #
 # The database is a PostgreSQL 15 server started here in the work dir
 # (fsync and synchronous_commit as PostgreSQL ships them: what a commit
 # means in production), as the `postgres` user when run as root.
 #
-#   bench/cluster.sh                  # JOBS=1000 DURATION=20 KILLS=10
+#   bench/cluster.sh                  # JOBS=1000 DURATION=20 BURST=10000 KILLS=10
+#   ONLY=burst bench/cluster.sh       # one part: throughput, burst or failover
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1000}
 SECONDS_MEASURED=${DURATION:-20}
 KILLS=${KILLS:-10}
+BURST=${BURST:-10000}
+ONLY=${ONLY:-}
+part() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 . bench/lib.sh
 echo "uptime: $(uptime)"
 BIN=$(cargo build -q --release -p sandcron --bin sandcron --message-format=json |
@@ -71,23 +78,96 @@ runs_total() {
     echo "$sum"
 }
 
-echo "== durable runs/s: $JOBS every-second noop jobs, ${SECONDS_MEASURED}s, 1-3 nodes on one database"
-for count in 1 2 3; do
-    db="throughput$count"
-    psql_do postgres "CREATE DATABASE $db"
+# start_cluster DB COUNT: COUNT nodes a, b, c... on a new database DB, noop uploaded.
+start_cluster() {
+    psql_do postgres "CREATE DATABASE $1"
     ids=()
-    for index in $(seq "$count"); do
+    for index in $(seq "$2"); do
+        local id
         id=$(printf "\\x$(printf %x $((96 + index)))")
-        start_node "$db" "$id"
+        start_node "$1" "$id"
         ids+=("$id")
     done
-    first=${ids[0]}
     call -X POST --data-binary @plugins/target/wasm32-wasip2/release/noop.wasm \
-        "${node_url[$first]}/v1/plugins?name=noop" >/dev/null
+        "${node_url[${ids[0]}]}/v1/plugins?name=noop" >/dev/null
+}
+
+# create_jobs URL: the JSON job specs on stdin created through URL, 8 at a time.
+create_jobs() {
+    xargs -d '\n' -P 8 -I{} curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+        -d '{}' "$1/v1/jobs" >/dev/null
+}
+
+# all_runs URL: every run (all pages) as one JSON array.
+all_runs() {
+    local cursor="" page
+    while :; do
+        page=$(call "$1/v1/runs?limit=500${cursor:+&cursor=$cursor}")
+        echo "$page" | jq -c '.runs[]'
+        cursor=$(echo "$page" | jq -r '.next_cursor // empty')
+        [ -n "$cursor" ] || break
+    done | jq -s .
+}
+
+if part burst; then
+echo "== burst: $BURST one-shot noop jobs due at one instant, 1 and 3 nodes, beside an every-second job"
+for count in 1 3; do
+    start_cluster "burst$count" "$count"
+    url=${node_url[a]}
+    call -H 'content-type: application/json' \
+        -d '{"name": "tick", "plugin": "noop", "schedule": {"cron": "* * * * * *"}}' "$url/v1/jobs" >/dev/null
+    sleep 10
+    instant_epoch=$(( $(date +%s) + 20 + BURST / 500 ))
+    instant=$(date -u -d "@$instant_epoch" +%Y-%m-%dT%H:%M:%SZ)
+    for index in $(seq "$BURST"); do
+        echo "{\"name\": \"once-$index\", \"plugin\": \"noop\", \"schedule\": {\"at\": \"$instant\"}}"
+    done | create_jobs "$url"
+    left=$(( instant_epoch - $(date +%s) ))
+    [ "$left" -gt 1 ] || { echo "the jobs were created too late ($left s left)" >&2; exit 1; }
+    sleep $(( left + 5 ))
+    for _ in $(seq 120); do
+        waiting=$(( $(call "$url/v1/runs?status=queued&limit=1" | jq '.runs | length') \
+            + $(call "$url/v1/runs?status=running&limit=1" | jq '.runs | length') ))
+        [ "$waiting" = 0 ] && break
+        sleep 1
+    done
+    all_runs "$url" >"$work/burst$count.json"
+    python3 - "$work/burst$count.json" "$instant" "$count" <<'PY'
+import json, sys
+from datetime import datetime, timezone
+runs, instant, nodes = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))
+due = parse(instant)
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] if values else None
+burst = [run for run in runs if run["job_name"].startswith("once-")]
+ticks = [run for run in runs if run["job_name"] == "tick" and run.get("lateness_ms") is not None]
+late = [run["lateness_ms"] for run in burst if run.get("lateness_ms") is not None]
+last = max(parse(run["finished_at"]) for run in burst if run.get("finished_at"))
+idle = [run["lateness_ms"] for run in ticks if parse(run["scheduled_at"]) < due]
+at = [run["lateness_ms"] for run in ticks if parse(run["scheduled_at"]) == due]
+spread = {}
+for run in burst:
+    spread[run.get("node")] = spread.get(run.get("node"), 0) + 1
+print(f"nodes={nodes}: {len(burst)} runs due at once, {sum(r['status'] == 'succeeded' for r in burst)} succeeded; "
+      f"all ran {(last - due).total_seconds() * 1000:.0f} ms after the instant; lateness ms p50 {pct(late, .5)} "
+      f"p99 {pct(late, .99)} max {max(late)}; runs per node {dict(sorted(spread.items()))}")
+print(f"nodes={nodes}: every-second job lateness ms: idle p50 {pct(idle, .5)} p99 {pct(idle, .99)} "
+      f"(n={len(idle)}); at the burst's instant {at}")
+PY
+    echo "(uptime: $(uptime | sed 's/.*load/load/'))"
+    stop_nodes
+done
+fi
+
+if part throughput; then
+echo "== durable runs/s: $JOBS every-second noop jobs, ${SECONDS_MEASURED}s, 1-3 nodes on one database"
+for count in 1 2 3; do
+    start_cluster "throughput$count" "$count"
     for index in $(seq "$JOBS"); do
         echo "{\"name\": \"tick-$index\", \"plugin\": \"noop\", \"schedule\": {\"every\": \"1s\"}}"
-    done | xargs -d '\n' -P 8 -I{} curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-        -d '{}' "${node_url[$first]}/v1/jobs" >/dev/null
+    done | create_jobs "${node_url[a]}"
     sleep 3
     before=$(runs_total "${ids[@]}")
     began=$(date +%s.%N)
@@ -97,7 +177,9 @@ for count in 1 2 3; do
     echo "nodes=$count runs/s=$(echo "($after - $before) / ($ended - $began)" | bc -l | xargs printf %.0f) (uptime: $(uptime | sed 's/.*load/load/'))"
     stop_nodes
 done
+fi
 
+if part failover; then
 echo "== failover: $KILLS leader kills, 3 nodes, an every-second job (misfire run_all)"
 psql_do postgres "CREATE DATABASE failover"
 for id in a b c; do start_node failover "$id"; done
@@ -132,4 +214,5 @@ for round in $(seq "$KILLS"); do
 done
 printf 'handover ms: median %s, max %s\n' "$(printf '%s\n' "${handovers[@]}" | median)" "$(printf '%s\n' "${handovers[@]}" | sort -n | tail -1)"
 printf 'first fire after the kill, lateness ms: median %s, max %s\n' "$(printf '%s\n' "${latenesses[@]}" | median)" "$(printf '%s\n' "${latenesses[@]}" | sort -n | tail -1)"
+fi
 echo "uptime: $(uptime)"

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 
-use crate::store::{ClusterNotice, ClusterStore, NodeRecord, StoreError, StoreResult, TakenOver};
+use crate::store::{ClusterNotice, ClusterStore, NodeRecord, StopRuns, StoreError, StoreResult, TakenOver};
 use crate::sync::lock;
 
 /// How long a node's lease lasts unrenewed: a dead node's runs are taken
@@ -105,6 +105,10 @@ pub struct Hooks {
     pub runs_queued: Arc<dyn Fn() + Send + Sync>,
     /// Events were appended to the cluster's event log.
     pub events_appended: Arc<dyn Fn() + Send + Sync>,
+    /// Runs are to stop: those this node runs.
+    pub stop_runs: Arc<dyn Fn(StopRuns) + Send + Sync>,
+    /// The scheduler was paused or resumed through a node: read which.
+    pub pause_changed: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Runs this node is running now, as the hooks tell.
@@ -191,6 +195,16 @@ impl Cluster {
         self.store.nodes()
     }
 
+    /// Pauses (or resumes) every node's scheduler.
+    pub fn set_paused(&self, paused: bool) -> StoreResult<()> {
+        self.store.set_paused(paused)
+    }
+
+    /// Whether the cluster's scheduler is paused.
+    pub fn paused(&self) -> StoreResult<bool> {
+        self.store.paused()
+    }
+
     /// Starts the loops: the leader lease, the trust check and the
     /// reaper; and hears the other nodes.
     pub fn start(self: &Arc<Self>, hooks: Hooks) {
@@ -201,6 +215,8 @@ impl Cluster {
             tenant_changed,
             runs_queued,
             events_appended,
+            stop_runs,
+            pause_changed,
         } = hooks;
         *lock(&self.running_runs) = Some(running_runs);
         let heard = Arc::downgrade(self);
@@ -214,12 +230,15 @@ impl Cluster {
             ClusterNotice::TenantChanged => tenant_changed(),
             ClusterNotice::RunsQueued => runs_queued(),
             ClusterNotice::EventsAppended => events_appended(),
+            ClusterNotice::Stop(stop) => stop_runs(stop),
+            ClusterNotice::PauseChanged => pause_changed(),
             // What was said while not listening was missed.
             ClusterNotice::Listening => {
                 tenant_changed();
                 job_changed();
                 runs_queued();
                 events_appended();
+                pause_changed();
             }
         }));
         let cluster = self.clone();

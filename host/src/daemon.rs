@@ -289,6 +289,9 @@ impl Daemon {
         self.digests.clone().start(self.leadership.clone());
         self.executor.start();
         if let Some(cluster) = &self.cluster {
+            // Paused through a node before this one started: it is too.
+            self.scheduler
+                .hold(cluster.paused().context("reading whether the scheduler is paused")?);
             // A node that can lead does before its first pass.
             cluster.try_to_lead();
             cluster.start(self.cluster_hooks());
@@ -312,6 +315,8 @@ impl Daemon {
         let executor = self.executor.clone();
         let (running, claimer) = (self.executor.clone(), self.executor.clone());
         let relay = self.relay.clone();
+        let stopper = self.executor.clone();
+        let (paused_scheduler, pause_cluster) = (self.scheduler.clone(), self.cluster.clone());
         let workflows = self.workflows.clone();
         let (scheduler, after_jobs) = (self.scheduler.clone(), self.workflows.clone());
         let (tenants, store) = (self.tenants.clone(), self.store.clone());
@@ -333,6 +338,15 @@ impl Daemon {
                 });
             }),
             runs_queued: Arc::new(move || claimer.claim_now()),
+            stop_runs: Arc::new(move |stop| stopper.stop_here(&stop)),
+            pause_changed: Arc::new(move || {
+                let (scheduler, cluster) = (paused_scheduler.clone(), pause_cluster.clone());
+                tokio::task::spawn_blocking(move || match cluster.as_ref().map(|cluster| cluster.paused()) {
+                    Some(Ok(paused)) => scheduler.hold(paused),
+                    Some(Err(error)) => tracing::warn!(%error, "cannot read whether the scheduler is paused"),
+                    None => {}
+                });
+            }),
             events_appended: Arc::new(move || {
                 if let Some(relay) = &relay {
                     relay.appended();

@@ -280,6 +280,12 @@ impl From<StoreError> for ApiError {
                 "storage_unavailable",
                 error.to_string(),
             ),
+            // The cluster's database cannot be reached: temporary too.
+            StoreError::Disconnected(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                error.to_string(),
+            ),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", error.to_string()),
         }
     }
@@ -372,7 +378,6 @@ impl From<ExecError> for ApiError {
             ExecError::Store(error) => error.into(),
             ExecError::Finished(_) => ApiError::new(StatusCode::CONFLICT, "run_finished", error.to_string()),
             ExecError::NotFinished(_) => ApiError::new(StatusCode::CONFLICT, "run_not_finished", error.to_string()),
-            ExecError::Elsewhere { .. } => ApiError::new(StatusCode::CONFLICT, "run_elsewhere", error.to_string()),
             // Transient: a place frees as soon as one of its runs starts.
             ExecError::QueueFull { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", error.to_string())

@@ -82,6 +82,10 @@ fn scheduler_state(state: &AppState) -> SchedulerState {
 )]
 pub async fn pause(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<SchedulerView>, ApiError> {
     require_admin(&caller)?;
+    // Every node's, in a cluster.
+    if let Some(cluster) = state.cluster() {
+        cluster.set_paused(true)?;
+    }
     state.scheduler().pause().await?;
     state.store().flush_async().await?;
     tracing::info!("scheduler paused");
@@ -101,6 +105,10 @@ pub async fn pause(State(state): State<AppState>, Caller(caller): Caller) -> Res
 )]
 pub async fn resume(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<SchedulerView>, ApiError> {
     require_admin(&caller)?;
+    // Every node's, in a cluster.
+    if let Some(cluster) = state.cluster() {
+        cluster.set_paused(false)?;
+    }
     state.scheduler().resume();
     tracing::info!("scheduler resumed");
     Ok(Json(SchedulerView {

@@ -16,6 +16,7 @@
 //! runs within one window are shared (group commit).
 
 mod admission;
+mod cancel;
 mod claims;
 mod places;
 mod queue;
@@ -40,7 +41,7 @@ use crate::model::job::Priority;
 use crate::model::{ErrorKind, Job, Run, RunError, RunStatus, Trigger};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
-use crate::sandbox::{Metering, RunContext, RunRequest, Sandbox};
+use crate::sandbox::{Metering, PreparedJob, RunContext, RunRequest, Sandbox};
 use crate::store::{JobKey, RunClaims, Store, StoreError};
 use crate::sync::lock;
 
@@ -66,15 +67,6 @@ pub enum ExecError {
     /// The run has not finished; it cannot be retried yet.
     #[error("run {0} has not finished; only a finished run can be retried")]
     NotFinished(String),
-    /// The run belongs to another node of the cluster, which alone can stop
-    /// it.
-    #[error("run {run} runs on node {node}: cancel it through that node (GET /v1/cluster lists the nodes)")]
-    Elsewhere {
-        /// The run.
-        run: String,
-        /// The node it runs on.
-        node: String,
-    },
     /// The tenant has as many runs waiting as its `queued_runs` quota allows.
     #[error(
         "queued_runs: tenant {tenant:?} has as many runs waiting in the queue as its quota of {limit} allows; retry once one has started"
@@ -113,6 +105,12 @@ const CLAIM_POLL: Duration = Duration::from_millis(200);
 /// How often a wait for a run in a cluster reads its record (another node
 /// may run it).
 const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// How long a cancel waits for a running run to stop.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a run waits for its plugin while the storage is away.
+const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
 
 /// Who hears about runs: the event stream, the metrics, and whoever
 /// schedules (each run's end, see [`RunEnded`]).
@@ -155,6 +153,9 @@ pub struct Executor {
     claims: Option<Arc<dyn RunClaims>>,
     /// Wakes the claims (runs were queued, or a slot freed up).
     claim_now: Notify,
+    /// The daemon's runtime, for what other nodes ask (heard on the
+    /// store's own runtime).
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
     /// Writes running marks and outcomes.
     recorder: Recorder,
     /// Who waits for a run to finish, by run id.
@@ -227,6 +228,7 @@ impl Executor {
             capacity: capacity.runs,
             claims: capacity.claims,
             claim_now: Notify::new(),
+            runtime: std::sync::OnceLock::new(),
             recorder: Recorder::new(capacity.mark_running_after),
             waiters: Mutex::new(HashMap::new()),
             live_logs: Mutex::new(HashMap::new()),
@@ -443,6 +445,7 @@ impl Executor {
     /// Starts the dispatcher (after [`Executor::start_recording`]), and in
     /// a cluster the claims.
     pub fn start(self: &Arc<Self>) {
+        let _ = self.runtime.set(tokio::runtime::Handle::current());
         let executor = self.clone();
         tokio::spawn(async move { executor.dispatch_loop().await });
         if let Some(claims) = self.claims.clone() {
@@ -499,11 +502,7 @@ impl Executor {
         let mark = self.recorder.started(&run);
         self.events.run("run.started", &run);
         self.metrics.run_started(&run);
-        let (output, log) = match self
-            .plugins
-            .prepared(&run.plugin_digest, Metering::of(run.limits.fuel))
-            .await
-        {
+        let (output, log) = match self.prepared(&run, &cancel).await {
             Ok(prepared) => {
                 let request = self.request(&run, cancel.clone());
                 let secrets = Secrets::new(&request.capabilities.secrets);
@@ -561,6 +560,33 @@ impl Executor {
         let run_id = run.id.clone();
         self.finish(run, output, log).await;
         lock(&self.live_logs).remove(&run_id);
+    }
+
+    /// The run's plugin, ready to instantiate. While its bytes cannot be
+    /// read because the storage is away (a cluster's database restarting),
+    /// the run waits for them with backoff, for up to [`OUTAGE_PATIENCE`]
+    /// or until cancelled, rather than failing `plugin_unavailable`.
+    async fn prepared(&self, run: &Run, cancel: &AtomicBool) -> Result<Arc<PreparedJob>, PluginError> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self
+                .plugins
+                .prepared(&run.plugin_digest, Metering::of(run.limits.fuel))
+                .await
+            {
+                Err(PluginError::Store(error))
+                    if error.is_outage() && started.elapsed() < OUTAGE_PATIENCE && !cancel.load(Ordering::SeqCst) =>
+                {
+                    if backoff == Duration::from_millis(50) {
+                        tracing::warn!(run_id = %run.id, %error, "the run's plugin cannot be read; waiting for the storage");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                prepared => return prepared,
+            }
+        }
     }
 
     fn request(&self, run: &Run, cancel: Arc<AtomicBool>) -> RunRequest {
@@ -647,52 +673,6 @@ impl Executor {
         let delay = run.retry.delay(run.attempt, rand::random::<f64>());
         let now = self.clock.now();
         Some(run.next_attempt(crate::units::add_saturating(now, delay), now))
-    }
-
-    /// Cancels a run: a queued one at once, a running one within an epoch
-    /// tick. Returns the run as it ends.
-    pub async fn cancel(&self, tenant: &str, run_id: &str) -> Result<Option<Run>, ExecError> {
-        let Some(run) = self.store.run(tenant, run_id)? else {
-            return Ok(None);
-        };
-        if run.status.is_finished() {
-            return Err(ExecError::Finished(run.id));
-        }
-        if let Some(owner) = run.node.as_ref().filter(|owner| Some(*owner) != self.node.as_ref()) {
-            return Err(ExecError::Elsewhere {
-                node: owner.clone(),
-                run: run.id,
-            });
-        }
-        // A run in the cluster's queue is claimed here to end it, unless a
-        // node claimed it first.
-        if run.node.is_none()
-            && run.status == RunStatus::Queued
-            && let Some(claims) = &self.claims
-            && !claims.claim_run(tenant, run_id)?
-        {
-            return Box::pin(self.cancel(tenant, run_id)).await;
-        }
-        let (waiting, flag) = {
-            let mut queue = lock(&self.queue);
-            (queue.remove(run_id), queue.running_flag(run_id))
-        };
-        if let Some(flag) = flag {
-            flag.store(true, Ordering::SeqCst);
-            return Ok(self.wait(tenant, run_id, Duration::from_secs(5)).await?);
-        }
-        // Waiting (or queued in the store but not in memory): it ends here.
-        let mut run = waiting.unwrap_or(run);
-        run.finish(RunStatus::Cancelled, None, self.clock.now());
-        self.finish(run.clone(), Vec::new(), Vec::new()).await;
-        Ok(Some(run))
-    }
-
-    /// Stops a job's running runs (overlap `replace`); they end `cancelled`.
-    pub fn cancel_running_of(&self, tenant: &str, job_id: &str) {
-        for flag in lock(&self.queue).running_flags_of(tenant, job_id) {
-            flag.store(true, Ordering::SeqCst);
-        }
     }
 
     /// Queues a new attempt of a finished run now, trigger `retry`, within

@@ -36,6 +36,12 @@ use crate::store::{RunWrite, Store, StoreError};
 /// whole batch, and fire recording waits meanwhile.
 const MAX_BATCH: usize = 128;
 
+/// How long a batch is tried again while the database cannot be reached.
+/// Past it the outcomes are given up (logged); the runs stay unfinished in
+/// the database, and the node's next start (or the node taking it over)
+/// ends them `host_restart`.
+const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
+
 /// A run's pending `running` mark, from its start until it is settled.
 pub(super) struct Mark(Arc<AtomicU8>);
 
@@ -294,6 +300,33 @@ impl Writer {
         }
     }
 
+    /// Writes `writes`; while the database cannot be reached (a cluster's,
+    /// restarting or cut off), tries again with backoff for up to
+    /// [`OUTAGE_PATIENCE`]: the runs' outcomes are kept, not dropped, and
+    /// every other write waits behind them meanwhile, as it would fail.
+    fn write_through(&self, writes: &[RunWrite<'_>]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        let mut warned = false;
+        loop {
+            match self.store.write_runs(writes) {
+                Err(StoreError::Disconnected(message)) if started.elapsed() < OUTAGE_PATIENCE => {
+                    if !std::mem::replace(&mut warned, true) {
+                        tracing::warn!(%message, writes = writes.len(), "cannot record runs; trying again until the database is back");
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                result => {
+                    if warned && result.is_ok() {
+                        tracing::info!("runs recorded again");
+                    }
+                    return result;
+                }
+            }
+        }
+    }
+
     /// Writes the marks now due (claimed first), the outcomes, the step
     /// runs they start and the records of the workflow runs they move on,
     /// in one batch, and tells each sender.
@@ -367,7 +400,7 @@ impl Writer {
             .chain(records.iter().map(RunWrite::Workflow))
             .chain(joins.iter().map(RunWrite::Join))
             .collect();
-        let result = self.store.write_runs(&writes);
+        let result = self.write_through(&writes);
         drop(writes);
         if let Err(error) = &result
             && !marked.is_empty()

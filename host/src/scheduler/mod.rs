@@ -220,6 +220,15 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
+    /// Pauses or resumes as the cluster says (its fires are recorded at
+    /// their instant: none is recorded ahead to withdraw).
+    pub fn hold(&self, paused: bool) {
+        if self.paused.swap(paused, Ordering::SeqCst) != paused {
+            tracing::info!(paused, "the cluster's scheduler was paused or resumed");
+        }
+        self.wake.notify_one();
+    }
+
     /// True while paused.
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
@@ -397,7 +406,7 @@ impl Scheduler {
                 Ok(Planned::AtItsInstant) => held = Some(held.map_or(entry.at, |held| held.min(entry.at))),
                 Ok(Planned::Stale) => {}
                 // Failing storage says nothing about the job: keep it.
-                Err(error) if error.fault().is_some() => return Err(error),
+                Err(error) if error.is_outage() => return Err(error),
                 Err(error) => self.drop_entry(entry, &error)?,
             }
         }
@@ -420,6 +429,7 @@ impl Scheduler {
                     }
                     // The job changed under us; the next pass sees the new one.
                     Err(StoreError::Conflict(reason)) => tracing::debug!(%reason, "fire planned again"),
+                    Err(error) if error.is_outage() => return Err(error),
                     Err(error) => self.drop_entry(entry, &error)?,
                 }
             }

@@ -53,6 +53,10 @@ pub enum StoreError {
     /// The record changed (or went) between read and write; plan again.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The database cannot be reached (down, restarting, the network cut):
+    /// nothing was written; the same call may succeed once it is back.
+    #[error("{0}")]
+    Disconnected(String),
 }
 
 impl From<::sled::Error> for StoreError {
@@ -68,6 +72,13 @@ impl From<::sled::Error> for StoreError {
 }
 
 impl StoreError {
+    /// Whether the storage fails for a while (a full or failing volume, an
+    /// unreachable database): the error says nothing of the record asked
+    /// for, and the same call may succeed later.
+    pub fn is_outage(&self) -> bool {
+        self.fault().is_some() || matches!(self, StoreError::Disconnected(_))
+    }
+
     /// The storage fault behind this error, if it is one (the storage then
     /// counts as failing, see [`health`](super::health)).
     pub fn fault(&self) -> Option<Fault> {

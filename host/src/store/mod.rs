@@ -31,6 +31,6 @@ pub use records::{
 };
 pub use traits::{
     ClusterNotice, ClusterStore, Durability, EventLog, JobKey, JobStore, KvStore, NodeRecord, PluginStore, RunClaims,
-    RunStore, SecretStore, Store, StoredEvent, TakenOver, TenantStore, WorkflowStore,
+    RunStore, SecretStore, StopRuns, Store, StoredEvent, TakenOver, TenantStore, WorkflowStore,
 };
 pub use watched::WatchedStore;

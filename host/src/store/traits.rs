@@ -361,8 +361,29 @@ pub struct TakenOver {
     pub workflow_runs: Vec<WorkflowRun>,
 }
 
+/// Runs a node asks the cluster to stop.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StopRuns {
+    /// One run, on the node that has it.
+    Run {
+        /// The node running it.
+        node: String,
+        /// Its tenant.
+        tenant: String,
+        /// The run.
+        run: String,
+    },
+    /// Every running run of a job, on every node (overlap `replace`).
+    Job {
+        /// Its tenant.
+        tenant: String,
+        /// The job.
+        job: String,
+    },
+}
+
 /// What another node of the cluster said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterNotice {
     /// A job was written: its next fire may be earlier than the leader
     /// knows.
@@ -375,6 +396,10 @@ pub enum ClusterNotice {
     RunsQueued,
     /// Events were appended to the cluster's event log.
     EventsAppended,
+    /// Runs are to stop (cancelled through another node, or replaced).
+    Stop(StopRuns),
+    /// The scheduler was paused or resumed through a node.
+    PauseChanged,
     /// This node listens (again): what was said before was missed.
     Listening,
 }
@@ -401,6 +426,10 @@ pub trait ClusterStore: Send + Sync {
     fn leave_cluster(&self) -> StoreResult<()>;
     /// Every node, by id.
     fn nodes(&self) -> StoreResult<Vec<NodeRecord>>;
+    /// Pauses (or resumes) the cluster's scheduler and tells every node.
+    fn set_paused(&self, paused: bool) -> StoreResult<()>;
+    /// Whether the cluster's scheduler is paused.
+    fn paused(&self) -> StoreResult<bool>;
     /// Hears the other nodes from now on, telling `on` of each notice.
     fn listen(&self, on: std::sync::Arc<dyn Fn(ClusterNotice) + Send + Sync>);
     /// Takes over every node whose lease ran out (and every owner of
@@ -441,6 +470,9 @@ pub trait RunClaims: Send + Sync {
     fn job_activities(&self, jobs: &[JobKey]) -> StoreResult<HashMap<JobKey, Activity>>;
     /// A tenant's runs not started yet, on every node.
     fn waiting_runs(&self, tenant: &str) -> StoreResult<usize>;
+    /// Asks the node (or nodes) running them to stop runs; they end
+    /// `cancelled` there.
+    fn stop_runs(&self, stop: &StopRuns) -> StoreResult<()>;
 }
 
 /// An event as the cluster's event log keeps it: its data as JSON.

@@ -15,16 +15,19 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::database::{PgStore, big, count};
+use super::database::{PgStore, big, count, json};
 use super::runs::decode_run;
 use crate::model::Run;
 use crate::model::run::Activity;
 use crate::store::error::StoreResult;
-use crate::store::traits::{JobKey, RunClaims};
+use crate::store::traits::{JobKey, RunClaims, StopRuns};
 
 /// The channel that new claimable runs notify (the `runs_claimable`
 /// trigger does for inserts).
 pub const RUNS_CHANNEL: &str = "sandcron_runs";
+
+/// The channel asking nodes to stop runs (a [`StopRuns`] as JSON).
+pub const STOP_CHANNEL: &str = "sandcron_stop";
 
 /// Candidates picked beyond what is wanted, for those a limit drops.
 const SPARE_CANDIDATES: usize = 16;
@@ -273,6 +276,17 @@ impl RunClaims for PgStore {
                     ((row.get(0), row.get(1)), activity)
                 })
                 .collect())
+        })
+    }
+
+    fn stop_runs(&self, stop: &StopRuns) -> StoreResult<()> {
+        let payload = String::from_utf8(json(stop)).unwrap_or_default();
+        self.block(|| async {
+            self.client()
+                .await?
+                .execute("SELECT pg_notify($1, $2)", &[&STOP_CHANNEL, &payload])
+                .await?;
+            Ok(())
         })
     }
 

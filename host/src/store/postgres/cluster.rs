@@ -19,6 +19,9 @@ use crate::store::traits::{ClusterNotice, ClusterStore, NodeRecord, TakenOver};
 /// The channel a resigning leader notifies.
 pub const LEADER_CHANNEL: &str = "sandcron_leader";
 
+/// The channel a pause or resume of the scheduler notifies.
+pub const PAUSE_CHANNEL: &str = "sandcron_pause";
+
 /// A duration in milliseconds, as the queries take it.
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
@@ -156,6 +159,36 @@ impl ClusterStore for PgStore {
                     leader: row.get(3),
                 })
                 .collect())
+        })
+    }
+
+    fn set_paused(&self, paused: bool) -> StoreResult<()> {
+        self.block(|| async {
+            self.transact(async |transaction| {
+                transaction
+                    .execute(
+                        "INSERT INTO scheduler_state (name, paused) VALUES ('scheduler', $1)
+                         ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                        &[&paused],
+                    )
+                    .await?;
+                transaction
+                    .execute("SELECT pg_notify($1, '')", &[&PAUSE_CHANNEL])
+                    .await?;
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn paused(&self) -> StoreResult<bool> {
+        self.block(|| async {
+            let row = self
+                .client()
+                .await?
+                .query_opt("SELECT paused FROM scheduler_state WHERE name = 'scheduler'", &[])
+                .await?;
+            Ok(row.is_some_and(|row| row.get(0)))
         })
     }
 

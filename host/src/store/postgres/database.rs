@@ -178,7 +178,7 @@ impl PgStore {
     pub(super) async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|error| match error {
             deadpool_postgres::PoolError::Backend(error) => db_error(error),
-            other => StoreError::Backend(format!("the database is unreachable: {other}")),
+            other => StoreError::Disconnected(format!("the database is unreachable: {other}")),
         })
     }
 
@@ -253,10 +253,22 @@ pub(super) fn db_error(error: tokio_postgres::Error) -> StoreError {
         return StoreError::Retry(error.to_string());
     }
     match error.as_db_error() {
+        // The server is shutting down, starting up or cut the connection
+        // (class 57P), or the connection failed (class 08).
+        Some(database) if is_going_away(database.code()) => {
+            StoreError::Disconnected(format!("the database is unreachable: {}", database.message()))
+        }
         Some(database) => StoreError::Backend(format!("database: {}", database.message())),
-        None if error.is_closed() => StoreError::Backend(format!("the database connection closed: {error}")),
-        None => StoreError::Backend(format!("database: {error}")),
+        None if error.is_closed() => StoreError::Disconnected(format!("the database connection closed: {error}")),
+        // No answer from the server: the connection failed on the way.
+        None => StoreError::Disconnected(format!("the database is unreachable: {error}")),
     }
+}
+
+/// True for the codes of a server going away or a connection failing.
+fn is_going_away(code: &SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("57P") || code.starts_with("08")
 }
 
 impl From<tokio_postgres::Error> for StoreError {

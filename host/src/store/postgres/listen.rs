@@ -3,7 +3,9 @@
 //! leader resigned (`sandcron_leader`: the others try for the lease at
 //! once), a tenant changed (`sandcron_tenants`: its quotas are read
 //! again), runs wait for a node (`sandcron_runs`: claim them), events
-//! were appended (`sandcron_events`: read them). The connection is made
+//! were appended (`sandcron_events`: read them), runs are to stop
+//! (`sandcron_stop`: those this node runs), the scheduler was paused or
+//! resumed (`sandcron_pause`: read which). The connection is made
 //! again with backoff when it drops, and each time it listens again the
 //! caller is told, since what was said meanwhile was missed.
 
@@ -13,8 +15,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::claims::RUNS_CHANNEL;
-use super::cluster::LEADER_CHANNEL;
+use super::claims::{RUNS_CHANNEL, STOP_CHANNEL};
+use super::cluster::{LEADER_CHANNEL, PAUSE_CHANNEL};
 use super::database::PgStore;
 use super::events::EVENTS_CHANNEL;
 use crate::store::traits::ClusterNotice;
@@ -52,7 +54,7 @@ impl PgStore {
                         });
                         let listening = client
                             .batch_execute(&format!(
-                                "LISTEN {JOBS_CHANNEL}; LISTEN {LEADER_CHANNEL}; LISTEN {TENANTS_CHANNEL}; LISTEN {RUNS_CHANNEL}; LISTEN {EVENTS_CHANNEL}"
+                                "LISTEN {JOBS_CHANNEL}; LISTEN {LEADER_CHANNEL}; LISTEN {TENANTS_CHANNEL}; LISTEN {RUNS_CHANNEL}; LISTEN {EVENTS_CHANNEL}; LISTEN {STOP_CHANNEL}; LISTEN {PAUSE_CHANNEL}"
                             ))
                             .await;
                         match listening {
@@ -69,6 +71,11 @@ impl PgStore {
                                         TENANTS_CHANNEL => on(ClusterNotice::TenantChanged),
                                         RUNS_CHANNEL => on(ClusterNotice::RunsQueued),
                                         EVENTS_CHANNEL => on(ClusterNotice::EventsAppended),
+                                        PAUSE_CHANNEL => on(ClusterNotice::PauseChanged),
+                                        STOP_CHANNEL => match serde_json::from_str(notice.payload()) {
+                                            Ok(stop) => on(ClusterNotice::Stop(stop)),
+                                            Err(error) => tracing::warn!(%error, "a request to stop runs did not read"),
+                                        },
                                         _ => {}
                                     }
                                 }

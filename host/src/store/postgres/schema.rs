@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/0002_cluster.sql")),
     (3, include_str!("migrations/0003_claims.sql")),
     (4, include_str!("migrations/0004_events.sql")),
+    (5, include_str!("migrations/0005_pause.sql")),
 ];
 
 /// The advisory lock nodes take to migrate ("sandcron" in ASCII).
