@@ -201,7 +201,17 @@ impl Summaries {
             }
             if due <= now {
                 match self.send(&tenant, digest.window_start(), now).await {
-                    Ok(()) => self.mark_sent(tenant.clone(), now),
+                    Ok(()) => {
+                        self.mark_sent(tenant.clone(), now);
+                        // The next one, counted from this one.
+                        let sent = crate::model::tenant::Summary {
+                            last_sent_at: Some(now),
+                            ..digest.clone()
+                        };
+                        if let Some(next) = sent.next_fire() {
+                            earliest = Some(earliest.map_or(next, |at| at.min(next)));
+                        }
+                    }
                     Err(problem) => {
                         tracing::warn!(tenant = %tenant.name, %problem, "digest not sent; trying again in a minute");
                         let retry = now + chrono::Duration::from_std(RETRY).unwrap_or(chrono::Duration::MAX);
