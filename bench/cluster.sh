@@ -92,11 +92,30 @@ start_cluster() {
         "${node_url[${ids[0]}]}/v1/plugins?name=noop" >/dev/null
 }
 
-# create_jobs URL: the JSON job specs on stdin created through URL, 8 at a time.
-create_jobs() {
-    xargs -d '\n' -P 8 -I{} curl -sf -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-        -d '{}' "$1/v1/jobs" >/dev/null
-}
+# create_jobs URL: the JSON job specs on stdin (one a line) created through
+# URL by 8 connections kept open.
+create_jobs() { python3 -c "$CREATE_JOBS" "$1" "$ADMIN"; }
+read -r -d '' CREATE_JOBS <<'PY' || true
+import http.client, os, sys, threading, urllib.parse
+url, token = urllib.parse.urlsplit(sys.argv[1]), sys.argv[2]
+specs = [line.strip() for line in sys.stdin if line.strip()]
+def create(part):
+    connection = http.client.HTTPConnection(url.hostname, url.port)
+    for spec in part:
+        connection.request("POST", "/v1/jobs", spec.encode(),
+                           {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        answer = connection.getresponse()
+        body = answer.read()
+        if answer.status != 201:
+            print(f"creating a job: {answer.status} {body[:200]!r}", file=sys.stderr)
+            os._exit(1)
+threads = [threading.Thread(target=create, args=(specs[index::8],)) for index in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+PY
+
 
 # all_runs URL: every run (all pages) as one JSON array.
 all_runs() {
@@ -117,6 +136,7 @@ for count in 1 3; do
     call -H 'content-type: application/json' \
         -d '{"name": "tick", "plugin": "noop", "schedule": {"cron": "* * * * * *"}}' "$url/v1/jobs" >/dev/null
     sleep 10
+    idle_until=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     instant_epoch=$(( $(date +%s) + 20 + BURST / 500 ))
     instant=$(date -u -d "@$instant_epoch" +%Y-%m-%dT%H:%M:%SZ)
     for index in $(seq "$BURST"); do
@@ -132,12 +152,13 @@ for count in 1 3; do
         sleep 1
     done
     all_runs "$url" >"$work/burst$count.json"
-    python3 - "$work/burst$count.json" "$instant" "$count" <<'PY'
-import json, sys
-from datetime import datetime, timezone
+    python3 - "$work/burst$count.json" "$instant" "$count" "$idle_until" <<'PY'
+import json, re, sys
+from datetime import datetime
 runs, instant, nodes = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))
-due = parse(instant)
+# Nanoseconds cut to microseconds, which datetime keeps.
+parse = lambda text: datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00"))
+due, idle_until = parse(instant), parse(sys.argv[4])
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))] if values else None
@@ -145,8 +166,9 @@ burst = [run for run in runs if run["job_name"].startswith("once-")]
 ticks = [run for run in runs if run["job_name"] == "tick" and run.get("lateness_ms") is not None]
 late = [run["lateness_ms"] for run in burst if run.get("lateness_ms") is not None]
 last = max(parse(run["finished_at"]) for run in burst if run.get("finished_at"))
-idle = [run["lateness_ms"] for run in ticks if parse(run["scheduled_at"]) < due]
+idle = [run["lateness_ms"] for run in ticks if parse(run["scheduled_at"]) < idle_until]
 at = [run["lateness_ms"] for run in ticks if parse(run["scheduled_at"]) == due]
+during = [run["lateness_ms"] for run in ticks if due <= parse(run["scheduled_at"]) <= last]
 spread = {}
 for run in burst:
     spread[run.get("node")] = spread.get(run.get("node"), 0) + 1
@@ -154,9 +176,10 @@ print(f"nodes={nodes}: {len(burst)} runs due at once, {sum(r['status'] == 'succe
       f"all ran {(last - due).total_seconds() * 1000:.0f} ms after the instant; lateness ms p50 {pct(late, .5)} "
       f"p99 {pct(late, .99)} max {max(late)}; runs per node {dict(sorted(spread.items()))}")
 print(f"nodes={nodes}: every-second job lateness ms: idle p50 {pct(idle, .5)} p99 {pct(idle, .99)} "
-      f"(n={len(idle)}); at the burst's instant {at}")
+      f"(n={len(idle)}); at the burst's instant {at}; while the burst ran {sorted(during)}")
 PY
     echo "(uptime: $(uptime | sed 's/.*load/load/'))"
+    grep -h -E ' (WARN|ERROR) ' "$work"/burst"$count"-*.log | sed 's/^[^ ]* //' | sort | uniq -c | sort -rn | head -5 || true
     stop_nodes
 done
 fi
