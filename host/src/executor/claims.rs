@@ -31,7 +31,9 @@ impl Executor {
                         if std::mem::take(&mut failing) {
                             tracing::info!("claiming runs again");
                         }
-                        more = left;
+                        // More only if this claim got some: a node whose
+                        // row is gone claims nothing, and must not spin.
+                        more = left && !runs.is_empty();
                         if !runs.is_empty() {
                             tracing::debug!(runs = runs.len(), "runs claimed");
                         }
