@@ -109,7 +109,8 @@ const WAIT_POLL: Duration = Duration::from_millis(100);
 /// How long a cancel waits for a running run to stop.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
-/// How long a run waits for its plugin while the storage is away.
+/// How long a run waits for its plugin, and the recorder tries its
+/// outcome again, while the storage is away.
 const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
 
 /// Who hears about runs: the event stream, the metrics, and whoever

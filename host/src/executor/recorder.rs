@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::OUTAGE_PATIENCE;
 use super::steps::StepHook;
 use crate::model::Run;
 use crate::store::{RunWrite, Store, StoreError};
@@ -35,12 +36,6 @@ use crate::store::{RunWrite, Store, StoreError};
 /// The most entries one batch writes: sled holds its batch lock for the
 /// whole batch, and fire recording waits meanwhile.
 const MAX_BATCH: usize = 128;
-
-/// How long a batch is tried again while the database cannot be reached.
-/// Past it the outcomes are given up (logged); the runs stay unfinished in
-/// the database, and the node's next start (or the node taking it over)
-/// ends them `host_restart`.
-const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
 
 /// A run's pending `running` mark, from its start until it is settled.
 pub(super) struct Mark(Arc<AtomicU8>);
@@ -302,8 +297,10 @@ impl Writer {
 
     /// Writes `writes`; while the database cannot be reached (a cluster's,
     /// restarting or cut off), tries again with backoff for up to
-    /// [`OUTAGE_PATIENCE`]: the runs' outcomes are kept, not dropped, and
-    /// every other write waits behind them meanwhile, as it would fail.
+    /// [`OUTAGE_PATIENCE`], so the runs' outcomes are kept, not dropped (past
+    /// it they are given up, logged, and the runs end `host_restart` at the
+    /// node's next start or take-over); every other write waits behind them
+    /// meanwhile, as it would fail.
     fn write_through(&self, writes: &[RunWrite<'_>]) -> Result<(), StoreError> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
