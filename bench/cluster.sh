@@ -14,6 +14,10 @@
 #
 #   bench/cluster.sh                  # JOBS=1000 DURATION=20 BURST=10000 KILLS=10
 #   ONLY=burst bench/cluster.sh       # one part: throughput, burst or failover
+#   PROFILE=1 ONLY=throughput bench/cluster.sh
+#                                     # and where the time went: CPU seconds of
+#                                     # the nodes and of PostgreSQL, and the
+#                                     # statements taking most of the database
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1000}
@@ -21,6 +25,7 @@ SECONDS_MEASURED=${DURATION:-20}
 KILLS=${KILLS:-10}
 BURST=${BURST:-10000}
 ONLY=${ONLY:-}
+PROFILE=${PROFILE:-}
 part() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 . bench/lib.sh
 echo "uptime: $(uptime)"
@@ -38,7 +43,7 @@ mkdir -p "$pg_dir"
 pg_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U sandcron -A trust -E UTF8 --no-locale --no-instructions >/dev/null
 as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=200" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=200${PROFILE:+ -c shared_preload_libraries=pg_stat_statements}" start >/dev/null
 stop_pg() { as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -w -m immediate stop >/dev/null 2>&1 || true; }
 nodes=()
 stop_nodes() {
@@ -66,6 +71,22 @@ start_node() {
     echo "node $2 did not start" >&2; cat "$log" >&2; exit 1
 }
 declare -A node_pid
+# cpu_seconds: the user+system CPU seconds so far of the nodes and of
+# PostgreSQL's processes, as "NODES POSTGRES".
+cpu_seconds() {
+    local ticks
+    ticks=$(getconf CLK_TCK)
+    local pg_pids
+    pg_pids=$(pgrep -u postgres -d ' ' postgres || true)
+    for set in "${nodes[*]}" "$pg_pids"; do
+        local sum=0
+        for pid in $set; do
+            [ -r "/proc/$pid/stat" ] || continue
+            sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+        done
+        printf '%s ' "$(echo "$sum / $ticks" | bc -l | xargs printf %.1f)"
+    done
+}
 call() { curl -sf -H "Authorization: Bearer $ADMIN" "$@"; }
 
 runs_total() {
@@ -192,12 +213,18 @@ for count in 1 2 3; do
         echo "{\"name\": \"tick-$index\", \"plugin\": \"noop\", \"schedule\": {\"every\": \"1s\"}}"
     done | create_jobs "${node_url[a]}"
     sleep 3
+    [ -z "$PROFILE" ] || { psql_do "throughput$count" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null; cpu_before=$(cpu_seconds); }
     before=$(runs_total "${ids[@]}")
     began=$(date +%s.%N)
     sleep "$SECONDS_MEASURED"
     after=$(runs_total "${ids[@]}")
     ended=$(date +%s.%N)
     echo "nodes=$count runs/s=$(echo "($after - $before) / ($ended - $began)" | bc -l | xargs printf %.0f) (uptime: $(uptime | sed 's/.*load/load/'))"
+    if [ -n "$PROFILE" ]; then
+        echo "  CPU seconds (nodes, postgres) before: $cpu_before; after: $(cpu_seconds)"
+        psql_do "throughput$count" "SELECT round(total_exec_time)::text || ' ms ' || calls || ' calls ' || round(mean_exec_time::numeric, 3) || ' ms/call: ' || left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+            FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" | sed 's/^/  /'
+    fi
     stop_nodes
 done
 fi

@@ -5,7 +5,8 @@
 //! on a node that lives; nodes killed at random for a minute lose and
 //! double no fire; a tenant's `concurrent_runs` holds across the nodes
 //! that claim its runs; a stream on any node carries every node's events
-//! and resumes on another. (A database restart: `cluster_outage.rs`, a binary of
+//! and resumes on another; a job's hooks changed through one node reach
+//! the others. (A database restart: `cluster_outage.rs`, a binary of
 //! its own since it stops the server every test here shares.)
 
 mod common;
@@ -14,10 +15,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use common::TestDaemon;
 use common::cluster::{
     assert_no_fire_doubled, cluster, cluster_view, cluster_with, fires_by_instant, instant, leader, node, runs_of,
 };
 use common::sse::{Events, kinds};
+use common::webhooks::{receiver, wait_for};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -452,4 +455,56 @@ async fn a_stream_on_any_node_carries_every_nodes_events_and_resumes_on_another(
     let replayed_ids: Vec<u64> = replayed.iter().map(|frame| frame.id.expect("an id")).collect();
     assert_eq!(replayed_ids, ids[4..], "{replayed:?}");
     assert_eq!(kinds(&replayed), kinds(&frames[4..]));
+}
+
+/// Each node keeps its jobs' hooks (webhooks, `after`) in memory, as sled
+/// does: another node's change of a job must reach it. Node b changes the
+/// job while node a holds its hooks, then stops: the next run, on a, calls
+/// the webhook b added.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_added_through_one_node_is_called_for_runs_on_another() {
+    let (port, got) = receiver().await;
+    let database = common::postgres::server().database();
+    let allow = [
+        ("SANDCRON_ADMIN_TOKEN", common::cluster::TOKEN),
+        ("SANDCRON_SECRETS_KEY", common::cluster::SECRETS_KEY),
+        ("SANDCRON_HTTP_ALLOW_PRIVATE", "127.0.0.1/32"),
+    ];
+    let start = |id: &str| TestDaemon::start_with(&["--database-url", &database, "--node-id", id], &allow);
+    let a = start("a");
+    a.upload("hello", "hello").await;
+    a.create_job(json!({"name": "greet", "plugin": "hello"})).await;
+    let run = a.run_job("greet", None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let mut b = start("b");
+    let hook = json!({"url": format!("http://127.0.0.1:{port}/hook"), "on": ["succeeded"]});
+    let patched = b
+        .call(Method::PATCH, "/v1/jobs/greet", Some(json!({"webhooks": [hook]})))
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    b.terminate();
+    let run = a.run_job("greet", None).await;
+    assert_eq!(run["node"], "a", "{run}");
+    let calls = wait_for(&got, "/hook", 1, Duration::from_secs(10)).await;
+    assert_eq!(calls.len(), 1, "node a called the webhook node b added");
+}
+
+/// A write of runs that does not change a tenant's run bytes (a claim)
+/// leaves the tenant's `run_usage` row alone: it used to upsert it, which
+/// held the row locked until commit and put every claim and outcome of
+/// the tenant, on every node, in one line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_leaves_the_tenants_run_usage_row_alone() {
+    let (database, nodes) = cluster(1);
+    nodes[0].upload("hello", "hello").await;
+    nodes[0].create_job(json!({"name": "greet", "plugin": "hello"})).await;
+    let run = nodes[0].run_job("greet", None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let server = common::postgres::server();
+    let version = || server.psql(&database, "SELECT xmin FROM run_usage");
+    let before = version();
+    server.psql(&database, "UPDATE runs SET node = 'elsewhere'");
+    assert_eq!(version(), before, "the usage row was written again");
+    server.psql(&database, "UPDATE runs SET bytes = bytes + 1");
+    assert_ne!(version(), before, "a change of the bytes is counted");
 }

@@ -6,10 +6,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::sse::{Events, kinds};
+use common::webhooks::{Received, receiver, wait_for};
 use common::{TestDaemon, plugin_bytes};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -233,54 +233,6 @@ async fn the_event_stream_is_in_order_resumes_and_shows_only_the_tenants_own() {
     }
 }
 
-/// A request the webhook receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// A receiver on 127.0.0.1: `/flaky` answers 500 to its first request, `/slow`
-/// answers after 5 s, anything else 204.
-async fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let seen = got.clone();
-    let app = axum::Router::new().fallback(axum::routing::any(
-        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let seen = seen.clone();
-            async move {
-                let path = uri.path().to_string();
-                let earlier = {
-                    let mut seen = seen.lock().unwrap();
-                    let earlier = seen.iter().filter(|got| got.path == path).count();
-                    seen.push(Received {
-                        path: path.clone(),
-                        headers: headers
-                            .iter()
-                            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_string()))
-                            .collect(),
-                        body: body.to_vec(),
-                    });
-                    earlier
-                };
-                match path.as_str() {
-                    "/flaky" if earlier == 0 => StatusCode::INTERNAL_SERVER_ERROR,
-                    "/slow" => {
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                        StatusCode::NO_CONTENT
-                    }
-                    _ => StatusCode::NO_CONTENT,
-                }
-            }
-        },
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (port, got)
-}
-
 fn verify(secret: &str, received: &Received) {
     use hmac::Mac;
     let timestamp = &received.headers["x-sandcron-timestamp"];
@@ -292,23 +244,6 @@ fn verify(secret: &str, received: &Received) {
         received.headers["x-sandcron-signature"], expected,
         "the signature verifies"
     );
-}
-
-async fn wait_for(got: &Arc<Mutex<Vec<Received>>>, path: &str, count: usize, wait: Duration) -> Vec<Received> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let matching: Vec<Received> = got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|got| got.path == path)
-            .cloned()
-            .collect();
-        if matching.len() >= count || tokio::time::Instant::now() > deadline {
-            return matching;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

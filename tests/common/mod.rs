@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod postgres;
 pub mod smtp;
 pub mod sse;
+pub mod webhooks;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

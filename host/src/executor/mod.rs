@@ -49,7 +49,7 @@ use crate::model::run::{NewRun, RunEnded};
 pub use places::QueuePlaces;
 pub use queue::Activity;
 use queue::RunQueue;
-use recorder::Recorder;
+use recorder::{OUTAGE_PATIENCE, Recorder};
 pub use steps::{Followers, StepHook};
 
 /// Why a run could not be queued, cancelled or retried.
@@ -108,10 +108,6 @@ const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// How long a cancel waits for a running run to stop.
 const STOP_WAIT: Duration = Duration::from_secs(5);
-
-/// How long a run waits for its plugin, and the recorder tries its
-/// outcome again, while the storage is away.
-const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
 
 /// Who hears about runs: the event stream, the metrics, and whoever
 /// schedules (each run's end, see [`RunEnded`]).

@@ -28,10 +28,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::OUTAGE_PATIENCE;
 use super::steps::StepHook;
 use crate::model::Run;
 use crate::store::{RunWrite, Store, StoreError};
+
+/// How long a run waits for its plugin, and the recorder tries its
+/// outcome again, while the storage is away.
+pub(super) const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
 
 /// The most entries one batch writes: sled holds its batch lock for the
 /// whole batch, and fire recording waits meanwhile.

@@ -392,12 +392,10 @@ impl Scheduler {
             .map(|entry| (entry.tenant.clone(), entry.job_id.clone()))
             .collect();
         let activities = self.sink.activities(&jobs);
-        for entry in &due {
-            let activity = activities
-                .get(&(entry.tenant.clone(), entry.job_id.clone()))
-                .copied()
-                .unwrap_or_default();
-            match self.plan(entry, now, activity, places.as_mut()) {
+        let stored = self.store.jobs_by_id(&jobs)?;
+        for ((entry, key), job) in due.iter().zip(&jobs).zip(stored) {
+            let activity = activities.get(key).copied().unwrap_or_default();
+            match job.and_then(|job| self.plan(entry, job, now, activity, places.as_mut())) {
                 Ok(Planned::Fire(fire, skipped)) => {
                     skips.push((fire.job.id.clone(), skipped, fire.job.skipped_fires));
                     fires.push(*fire);
@@ -523,18 +521,19 @@ impl Scheduler {
         self.store.remove_due(entry)
     }
 
-    /// One due job: plans its fires and applies the overlap policy. A fire
-    /// ahead of its instant is planned as on time; it is held back until its
-    /// instant instead when the job is busy and its overlap policy would
-    /// have to decide (the busy run may be over by then).
+    /// One due job (`job`: as stored, if it still is): plans its fires and
+    /// applies the overlap policy. A fire ahead of its instant is planned
+    /// as on time; it is held back until its instant instead when the job
+    /// is busy and its overlap policy would have to decide (the busy run
+    /// may be over by then).
     fn plan(
         &self,
         entry: &DueJob,
+        job: Option<Job>,
         now: DateTime<Utc>,
         activity: Activity,
         places: &mut dyn Places,
     ) -> Result<Planned, StoreError> {
-        let job = self.store.job(&entry.tenant, &entry.job_id)?;
         // The index keeps milliseconds; the job keeps the exact instant.
         let current = |job: &Job| job.next_fire_at.map(|at| at.timestamp_millis()) == Some(entry.at.timestamp_millis());
         let Some(mut job) = job.filter(|job| job.enabled && current(job)) else {

@@ -109,6 +109,13 @@ pub trait JobStore: Send + Sync {
     fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()>;
     /// A job by id.
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
+    /// Jobs by id, in the order of `keys`: one answer each (a job that
+    /// cannot be decoded answers its own error), or the error that kept
+    /// the store from answering at all. A remote store reads them in one
+    /// round trip.
+    fn jobs_by_id(&self, keys: &[JobKey]) -> StoreResult<Vec<StoreResult<Option<Job>>>> {
+        Ok(keys.iter().map(|(tenant, id)| self.job(tenant, id)).collect())
+    }
     /// What a finished run of a job needs of it (see [`JobHooks`]), read
     /// without decoding the whole job.
     fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>>;

@@ -13,7 +13,9 @@ use super::health::StorageHealth;
 use super::records::{
     AddedPlugin, DeletedPlugin, DueJob, Fire, JobHooks, NewPluginVersion, RunFilter, RunWrite, StoredArtifact,
 };
-use super::traits::{Durability, JobStore, KvStore, PluginStore, RunStore, SecretStore, TenantStore, WorkflowStore};
+use super::traits::{
+    Durability, JobKey, JobStore, KvStore, PluginStore, RunStore, SecretStore, TenantStore, WorkflowStore,
+};
 use crate::model::dependency::Join;
 use crate::model::workflow::Workflow;
 use crate::model::workflow_run::WorkflowRun;
@@ -117,6 +119,14 @@ impl<S: JobStore> JobStore for WatchedStore<S> {
 
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
         self.read(self.inner.job(tenant, id))
+    }
+
+    fn jobs_by_id(&self, keys: &[JobKey]) -> StoreResult<Vec<StoreResult<Option<Job>>>> {
+        let answers = self.read(self.inner.jobs_by_id(keys))?;
+        for error in answers.iter().filter_map(|answer| answer.as_ref().err()) {
+            self.health.observe(error);
+        }
+        Ok(answers)
     }
 
     fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>> {

@@ -70,6 +70,77 @@ fn choose<'a>(
     chosen
 }
 
+/// Takes the transaction locks that keep claims racing on two nodes
+/// within the rules: one per tenant with a `concurrent_runs` limit among
+/// the candidates, one per job of an exclusive candidate (all in one
+/// order, so two claims cannot wait for each other). Then counts what
+/// every node has, claims included: of each limited tenant (`held`), and
+/// which exclusive candidates' jobs have a run on a node (`busy`).
+async fn lock_and_count(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    candidates: &[Candidate],
+    limits: &HashMap<String, usize>,
+) -> StoreResult<(HashMap<String, usize>, HashSet<JobKey>)> {
+    let mut tenants: Vec<&str> = candidates
+        .iter()
+        .filter(|candidate| limits.contains_key(&candidate.tenant))
+        .map(|candidate| candidate.tenant.as_str())
+        .collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let exclusive: HashSet<(&str, &str)> = candidates
+        .iter()
+        .filter(|candidate| candidate.exclusive)
+        .map(|candidate| (candidate.tenant.as_str(), candidate.job_id.as_str()))
+        .collect();
+    let (job_tenants, jobs): (Vec<&str>, Vec<&str>) = exclusive.into_iter().unzip();
+    let mut held = HashMap::new();
+    let mut busy = HashSet::new();
+    if tenants.is_empty() && jobs.is_empty() {
+        return Ok((held, busy));
+    }
+    let names: Vec<String> = tenants
+        .iter()
+        .map(|tenant| format!("sandcron.claims:{tenant}"))
+        .chain(
+            job_tenants
+                .iter()
+                .zip(&jobs)
+                .map(|(tenant, job)| format!("sandcron.claims:{tenant}/{job}")),
+        )
+        .collect();
+    transaction
+        .execute(
+            "SELECT count(pg_advisory_xact_lock(key)) FROM (
+                 SELECT DISTINCT hashtextextended(name, 0) AS key FROM unnest($1::text[]) AS name ORDER BY key
+             ) AS locks",
+            &[&names],
+        )
+        .await?;
+    let rows = transaction
+        .query(
+            "SELECT tenant, job_id, count(*) FROM runs
+             WHERE NOT finished AND node IS NOT NULL AND tenant = ANY($1::text[])
+             GROUP BY tenant, job_id
+             UNION ALL
+             SELECT runs.tenant, runs.job_id, 0 FROM runs
+                 JOIN unnest($2::text[], $3::text[]) AS job (tenant, id)
+                     ON runs.tenant = job.tenant AND runs.job_id = job.id
+             WHERE NOT runs.finished AND runs.node IS NOT NULL",
+            &[&tenants, &job_tenants, &jobs],
+        )
+        .await?;
+    for row in &rows {
+        let (tenant, job_id): (String, String) = (row.get(0), row.get(1));
+        let claimed = count(row.get(2)) as usize;
+        if claimed > 0 {
+            *held.entry(tenant.clone()).or_default() += claimed;
+        }
+        busy.insert((tenant, job_id));
+    }
+    Ok((held, busy))
+}
+
 impl PgStore {
     /// Gives this node's claimed, unstarted runs back to the queue: those
     /// of `only` (tenants, ids), or all of them; the others are told.
@@ -125,24 +196,27 @@ impl RunClaims for PgStore {
         self.block(|| async {
             self.transact(async |transaction| {
                 // Tenants at their limit already: none of their runs is picked.
-                let rows = transaction
-                    .query(
-                        "SELECT tenant, count(*) FROM runs
-                         WHERE NOT finished AND node IS NOT NULL AND tenant = ANY($1::text[])
-                         GROUP BY tenant",
-                        &[&limited],
-                    )
-                    .await?;
-                let full: Vec<String> = rows
-                    .iter()
-                    .filter(|row| {
-                        let tenant: &str = row.get(0);
-                        limits
-                            .get(tenant)
-                            .is_some_and(|limit| count(row.get(1)) >= *limit as u64)
-                    })
-                    .map(|row| row.get(0))
-                    .collect();
+                let full = if limited.is_empty() {
+                    Vec::new()
+                } else {
+                    let rows = transaction
+                        .query(
+                            "SELECT tenant, count(*) FROM runs
+                             WHERE NOT finished AND node IS NOT NULL AND tenant = ANY($1::text[])
+                             GROUP BY tenant",
+                            &[&limited],
+                        )
+                        .await?;
+                    rows.iter()
+                        .filter(|row| {
+                            let tenant: &str = row.get(0);
+                            limits
+                                .get(tenant)
+                                .is_some_and(|limit| count(row.get(1)) >= *limit as u64)
+                        })
+                        .map(|row| row.get::<_, String>(0))
+                        .collect()
+                };
                 let statement = transaction
                     .prepare_cached(
                         "SELECT tenant, id, job_id, exclusive FROM runs
@@ -167,38 +241,7 @@ impl RunClaims for PgStore {
                         exclusive: row.get(3),
                     })
                     .collect();
-                // Tenants whose claims must not race: locked in one order.
-                let mut locked: Vec<&str> = candidates
-                    .iter()
-                    .filter(|candidate| candidate.exclusive || limits.contains_key(&candidate.tenant))
-                    .map(|candidate| candidate.tenant.as_str())
-                    .collect();
-                locked.sort_unstable();
-                locked.dedup();
-                for tenant in &locked {
-                    transaction
-                        .execute(
-                            "SELECT pg_advisory_xact_lock(hashtextextended('sandcron.claims:' || $1, 0))",
-                            &[tenant],
-                        )
-                        .await?;
-                }
-                // What every node has of them now, their claims included.
-                let rows = transaction
-                    .query(
-                        "SELECT tenant, job_id, count(*) FROM runs
-                         WHERE NOT finished AND node IS NOT NULL AND tenant = ANY($1::text[])
-                         GROUP BY tenant, job_id",
-                        &[&locked],
-                    )
-                    .await?;
-                let mut held: HashMap<String, usize> = HashMap::new();
-                let mut busy = HashSet::new();
-                for row in &rows {
-                    let (tenant, job_id): (String, String) = (row.get(0), row.get(1));
-                    *held.entry(tenant.clone()).or_default() += count(row.get(2)) as usize;
-                    busy.insert((tenant, job_id));
-                }
+                let (held, busy) = lock_and_count(transaction, &candidates, limits).await?;
                 let chosen = choose(&candidates, max, limits, held, busy);
                 if chosen.is_empty() {
                     return Ok((Vec::new(), false));

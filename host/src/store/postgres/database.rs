@@ -26,6 +26,7 @@ use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use super::hooks::HooksCache;
 use super::schema;
 use crate::store::code_files::{CodeFiles, Kind};
 use crate::store::error::{StoreError, StoreFuture, StoreResult};
@@ -77,6 +78,8 @@ pub struct PgStore {
     pub(super) pool: Pool,
     /// Compiled code of this node (and its records), in the data dir.
     pub(super) files: Arc<CodeFiles>,
+    /// Jobs' hooks, while the other nodes' notices are heard.
+    pub(super) hooks: Arc<HooksCache>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -145,6 +148,7 @@ impl PgStore {
             config: config.clone(),
             pool,
             files: Arc::new(CodeFiles::open_kinds(local_dir, &[Kind::Code, Kind::Record])?),
+            hooks: Arc::default(),
         };
         store.block(|| async {
             let mut client = store.client().await?;

@@ -10,13 +10,14 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use super::database::{PgStore, corrupt, is_unique_violation};
+use super::hooks;
 use super::listen::JOBS_CHANNEL;
 use super::runs::RunRows;
 use crate::model::{Job, Run, Trigger};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::records::{DueJob, Fire, JobHooks};
 use crate::store::sled::job_codec;
-use crate::store::traits::JobStore;
+use crate::store::traits::{JobKey, JobStore};
 
 /// The first key of the advisory lock a tenant's job creations take (the
 /// second is the tenant's name hashed), so two cannot both fit in the last
@@ -120,7 +121,7 @@ impl PgStore {
 impl JobStore for PgStore {
     fn insert_job_under_quota(&self, job: &Job, max_jobs: Option<u64>) -> StoreResult<()> {
         let record = job_codec::encode(job);
-        self.block(|| async {
+        let written = self.block(|| async {
             self.transact(async |transaction| {
                 if let Some(limit) = max_jobs {
                     transaction
@@ -142,18 +143,22 @@ impl JobStore for PgStore {
                 write_job(transaction, job, &record, false, &self.node).await
             })
             .await
-        })
+        });
+        self.hooks.forget(&hooks::key(&job.tenant, &job.id));
+        written
     }
 
     fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()> {
         let record = job_codec::encode(job);
-        self.block(|| async {
+        let written = self.block(|| async {
             self.transact(async |transaction| {
                 withdraw(transaction, withdrawn).await?;
                 write_job(transaction, job, &record, true, &self.node).await
             })
             .await
-        })
+        });
+        self.hooks.forget(&hooks::key(&job.tenant, &job.id));
+        written
     }
 
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
@@ -162,10 +167,44 @@ impl JobStore for PgStore {
             .transpose()
     }
 
+    fn jobs_by_id(&self, keys: &[JobKey]) -> StoreResult<Vec<StoreResult<Option<Job>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenants: Vec<&str> = keys.iter().map(|(tenant, _)| tenant.as_str()).collect();
+        let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
+        let records: HashMap<JobKey, Vec<u8>> = self.block(|| async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT jobs.tenant, jobs.id, jobs.record FROM jobs
+                     JOIN unnest($1::text[], $2::text[]) AS wanted (tenant, id)
+                         ON jobs.tenant = wanted.tenant AND jobs.id = wanted.id",
+                )
+                .await?;
+            let rows = client.query(&statement, &[&tenants, &ids]).await?;
+            Ok(rows.iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect())
+        })?;
+        Ok(keys
+            .iter()
+            .map(|key| records.get(key).map(|record| decode(&key.1, record)).transpose())
+            .collect())
+    }
+
     fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>> {
-        self.job_record(tenant, id)?
+        let key = hooks::key(tenant, id);
+        if let Some(hooks) = self.hooks.get(&key) {
+            return Ok(Some(hooks));
+        }
+        let seen = self.hooks.generation();
+        let hooks = self
+            .job_record(tenant, id)?
             .map(|record| job_codec::hooks(&record).map_err(|message| corrupt(id, message)))
-            .transpose()
+            .transpose()?;
+        if let Some(hooks) = &hooks {
+            self.hooks.fill(key, hooks, seen);
+        }
+        Ok(hooks)
     }
 
     fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>> {
@@ -191,7 +230,7 @@ impl JobStore for PgStore {
     }
 
     fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool> {
-        self.block(|| async {
+        let deleted = self.block(|| async {
             self.transact(async |transaction| {
                 let deleted = transaction
                     .execute("DELETE FROM jobs WHERE tenant = $1 AND id = $2", &[&tenant, &id])
@@ -207,7 +246,9 @@ impl JobStore for PgStore {
                 Ok(true)
             })
             .await
-        })
+        });
+        self.hooks.forget(&hooks::key(tenant, id));
+        deleted
     }
 
     fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>> {

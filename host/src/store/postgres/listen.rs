@@ -35,6 +35,7 @@ impl PgStore {
     pub(super) fn hear(&self, on: Arc<dyn Fn(ClusterNotice) + Send + Sync>) {
         let config = self.config.clone();
         let node = self.node.clone();
+        let hooks = self.hooks.clone();
         self.runtime_handle().spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
@@ -60,13 +61,17 @@ impl PgStore {
                         match listening {
                             Ok(()) => {
                                 backoff = Duration::from_millis(100);
+                                hooks.forget_all(true);
                                 on(ClusterNotice::Listening);
                                 while let Some(notice) = heard.recv().await {
                                     if notice.payload() == &*node {
                                         continue;
                                     }
                                     match notice.channel() {
-                                        JOBS_CHANNEL => on(ClusterNotice::JobChanged),
+                                        JOBS_CHANNEL => {
+                                            hooks.forget_all(true);
+                                            on(ClusterNotice::JobChanged);
+                                        }
                                         LEADER_CHANNEL => on(ClusterNotice::LeaderResigned),
                                         TENANTS_CHANNEL => on(ClusterNotice::TenantChanged),
                                         RUNS_CHANNEL => on(ClusterNotice::RunsQueued),
@@ -79,9 +84,13 @@ impl PgStore {
                                         _ => {}
                                     }
                                 }
+                                hooks.forget_all(false);
                                 tracing::warn!("the connection hearing the other nodes dropped; connecting again");
                             }
-                            Err(error) => tracing::warn!(%error, "cannot listen for the other nodes' notices"),
+                            Err(error) => {
+                                hooks.forget_all(false);
+                                tracing::warn!(%error, "cannot listen for the other nodes' notices");
+                            }
                         }
                         driver.abort();
                     }

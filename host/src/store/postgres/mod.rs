@@ -10,6 +10,7 @@ mod claims;
 mod cluster;
 mod database;
 mod events;
+mod hooks;
 mod jobs;
 mod kv;
 mod listen;

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("migrations/0003_claims.sql")),
     (4, include_str!("migrations/0004_events.sql")),
     (5, include_str!("migrations/0005_pause.sql")),
+    (6, include_str!("migrations/0006_quiet_usage.sql")),
 ];
 
 /// The advisory lock nodes take to migrate ("sandcron" in ASCII).

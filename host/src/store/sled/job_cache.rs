@@ -108,6 +108,14 @@ impl JobCache {
         inner.insert(key, job);
     }
 
+    /// Any job may have changed (another process wrote it).
+    pub fn forget_all(&self) {
+        let mut inner = self.inner();
+        inner.generation += 1;
+        inner.jobs.clear();
+        inner.hooks.clear();
+    }
+
     /// A write deleted the job, or may have changed it.
     pub fn forget(&self, key: &[u8]) {
         let mut inner = self.inner();

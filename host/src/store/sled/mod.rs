@@ -36,7 +36,7 @@ mod codec;
 mod database;
 mod encoding;
 mod gate;
-mod job_cache;
+pub(crate) mod job_cache;
 pub(crate) mod job_codec;
 mod jobs;
 mod kv;
