@@ -466,6 +466,30 @@ async fn answer(response: reqwest::Response) -> Answer {
     Answer { status, body }
 }
 
+/// What a receiver kept that `wanted` picks, once there are `count` of
+/// them or `wait` has passed (polled every 20 ms).
+pub async fn gathered<T: Clone>(
+    kept: &Arc<Mutex<Vec<T>>>,
+    count: usize,
+    wait: Duration,
+    wanted: impl Fn(&T) -> bool,
+) -> Vec<T> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let found: Vec<T> = kept
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|item| wanted(item))
+            .cloned()
+            .collect();
+        if found.len() >= count || tokio::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The text field `field` of each object in the JSON array `list`.
 pub fn texts<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
     list.as_array()

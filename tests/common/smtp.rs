@@ -104,23 +104,11 @@ pub async fn smtp_sink() -> (u16, Arc<Mutex<Vec<Mail>>>) {
     (port, mails)
 }
 
+/// The mails `wanted` picks, once there is one or `wait` has passed.
 pub async fn mails_matching(
     mails: &Arc<Mutex<Vec<Mail>>>,
     wait: Duration,
     wanted: impl Fn(&Mail) -> bool,
 ) -> Vec<Mail> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let found: Vec<Mail> = mails
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|mail| wanted(mail))
-            .cloned()
-            .collect();
-        if !found.is_empty() || tokio::time::Instant::now() > deadline {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::gathered(mails, 1, wait, wanted).await
 }

@@ -56,18 +56,5 @@ pub async fn receiver() -> (u16, Arc<Mutex<Vec<Received>>>) {
 
 /// The requests to `path` once there are `count`, or those there are after `wait`.
 pub async fn wait_for(got: &Arc<Mutex<Vec<Received>>>, path: &str, count: usize, wait: Duration) -> Vec<Received> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let matching: Vec<Received> = got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|got| got.path == path)
-            .cloned()
-            .collect();
-        if matching.len() >= count || tokio::time::Instant::now() > deadline {
-            return matching;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::gathered(got, count, wait, |received| received.path == path).await
 }
