@@ -508,3 +508,45 @@ async fn a_claim_leaves_the_tenants_run_usage_row_alone() {
     server.psql(&database, "UPDATE runs SET bytes = bytes + 1");
     assert_ne!(version(), before, "a change of the bytes is counted");
 }
+
+/// A job after two others, whose runs end on two nodes at once, fires
+/// once per round: each node moves the join on in a transaction the other
+/// waits for, so neither end's count is lost (each node kept the join in
+/// its own memory before, and neither saw the other's end).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_after_two_others_fires_once_when_they_end_on_two_nodes_at_once() {
+    // One run at a time per node: the two runs of a round take two nodes.
+    let (_database, nodes) = cluster_with(2, &["--max-concurrent-runs", "1"]);
+    nodes[0].upload("step", "step").await;
+    for name in ["left", "right"] {
+        nodes[0]
+            .create_job(json!({"name": name, "plugin": "step", "input": {"sleep_ms": 300}}))
+            .await;
+    }
+    nodes[0]
+        .create_job(json!({"name": "both", "plugin": "step", "after_jobs": {"jobs": ["left", "right"]}}))
+        .await;
+    // Both nodes have read the new job's `after_jobs`.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for round in 1..=4 {
+        let (left, right) = tokio::join!(
+            nodes[0].call(Method::POST, "/v1/jobs/left/run?wait=30s", None),
+            nodes[1].call(Method::POST, "/v1/jobs/right/run?wait=30s", None),
+        );
+        assert_eq!(left.body["status"], "succeeded", "{}", left.body);
+        assert_eq!(right.body["status"], "succeeded", "{}", right.body);
+        assert_ne!(
+            left.body["node"], right.body["node"],
+            "the round's runs ran on one node"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut fired = runs_of(&nodes[1], "both").await;
+        while fired.len() < round && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            fired = runs_of(&nodes[1], "both").await;
+        }
+        assert_eq!(fired.len(), round, "round {round}: {fired:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs_of(&nodes[0], "both").await.len(), 4, "fired once per round");
+}

@@ -49,7 +49,8 @@ use crate::model::run::{NewRun, RunEnded};
 pub use places::QueuePlaces;
 pub use queue::Activity;
 use queue::RunQueue;
-use recorder::{OUTAGE_PATIENCE, Recorder};
+pub(crate) use recorder::OUTAGE_PATIENCE;
+use recorder::Recorder;
 pub use steps::{Followers, StepHook};
 
 /// Why a run could not be queued, cancelled or retried.

@@ -34,7 +34,7 @@ use crate::store::{RunWrite, Store, StoreError};
 
 /// How long a run waits for its plugin, and the recorder tries its
 /// outcome again, while the storage is away.
-pub(super) const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
+pub(crate) const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
 
 /// The most entries one batch writes: sled holds its batch lock for the
 /// whole batch, and fire recording waits meanwhile.
@@ -93,6 +93,9 @@ struct Outcome {
     next: Option<Run>,
     /// Step runs its end started (a workflow step's), written with it.
     started: Vec<Run>,
+    /// Runs its end started that are written already (see
+    /// [`super::steps::Followers::recorded`]).
+    recorded: Vec<Run>,
     written: oneshot::Sender<Result<Vec<Run>, StoreError>>,
 }
 
@@ -189,6 +192,7 @@ impl Recorder {
             log,
             next,
             started: Vec::new(),
+            recorded: Vec::new(),
             written,
         }));
         self.sender.send(entry).map_err(|_| gone())?;
@@ -367,6 +371,7 @@ impl Writer {
                 }
                 let followers = steps.ended(&outcome.run, &outcome.output, outcome.next.as_ref());
                 outcome.started = followers.runs;
+                outcome.recorded = followers.recorded;
                 joins.extend(followers.joins);
                 if let Some(of) = &outcome.run.workflow {
                     touch(&of.workflow_run);
@@ -415,7 +420,8 @@ impl Writer {
         {
             steps.written(&records, result.is_ok());
         }
-        for outcome in finished {
+        for mut outcome in finished {
+            outcome.started.append(&mut outcome.recorded);
             let _ = outcome.written.send(result.clone().map(|()| outcome.started));
         }
         for write in workflows {

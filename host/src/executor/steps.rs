@@ -16,6 +16,9 @@ pub struct Followers {
     pub runs: Vec<Run>,
     /// Joins of jobs waiting for this one's job, as they are now.
     pub joins: Vec<Join>,
+    /// Runs queued now and already written (by a store that moves joins
+    /// on in transactions of their own): told, not written again.
+    pub recorded: Vec<Run>,
 }
 
 /// Moves workflow runs on as their steps' runs end, and fires the jobs

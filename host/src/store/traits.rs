@@ -327,6 +327,23 @@ pub trait WorkflowStore: Send + Sync {
     /// The join of a job with `after_jobs` (written through
     /// [`RunStore::write_runs`], [`RunWrite::Join`]).
     fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>>;
+    /// For a store other processes write too (a cluster's nodes): moves a
+    /// job's join on in one transaction that no other update of it
+    /// interleaves with. `update` gets the join as stored (a new one if
+    /// none) and answers the run its end fires, if any; the join and that
+    /// run (unless already there, by its id) are written together, and
+    /// the run is answered once written. None from a store only this
+    /// process writes: the caller keeps the join and writes it with the
+    /// run's outcome.
+    fn update_join(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        update: &mut (dyn FnMut(&mut Join) -> Option<Run> + Send),
+    ) -> Option<StoreResult<Option<Run>>> {
+        let _ = (tenant, job_id, update);
+        None
+    }
 }
 
 /// When writes become durable: each write is atomic; it is durable once a

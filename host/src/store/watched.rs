@@ -336,6 +336,20 @@ impl<S: WorkflowStore> WorkflowStore for WatchedStore<S> {
     fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>> {
         self.read(self.inner.join(tenant, job_id))
     }
+
+    fn update_join(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        update: &mut (dyn FnMut(&mut Join) -> Option<Run> + Send),
+    ) -> Option<StoreResult<Option<Run>>> {
+        if let Some(refused) = self.health.refusal() {
+            return Some(Err(refused));
+        }
+        self.inner
+            .update_join(tenant, job_id, update)
+            .map(|result| self.read(result))
+    }
 }
 
 impl<S: Durability> Durability for WatchedStore<S> {

@@ -2,14 +2,19 @@
 //! name to the jobs waiting for it, kept as jobs are written, and the join
 //! each waiting job keeps (which of its jobs have ended a run, and how),
 //! moved on by the recorder with the outcome that moves it, so the fired
-//! run and the join land in that outcome's write.
+//! run and the join land in that outcome's write. In a cluster, where
+//! runs of the jobs waited for end on several nodes, each join is moved
+//! on in a transaction of its own that the others wait for instead.
 
 use super::engine::Workflows;
 use super::planner::Waiting;
+use std::time::{Duration, Instant};
+
+use crate::executor::OUTAGE_PATIENCE;
 use crate::model::dependency::Join;
 use crate::model::run::NewRun;
 use crate::model::{Run, Trigger};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreResult};
 use crate::sync::lock;
 
 impl Workflows {
@@ -74,8 +79,11 @@ impl Workflows {
     }
 
     /// The last attempt of a run of a job others wait for ended: moves
-    /// their joins on and makes the runs it fires.
-    pub(super) fn fire_waiting(&self, run: &Run, runs: &mut Vec<Run>, joins: &mut Vec<Join>) {
+    /// their joins on and makes the runs it fires: into `runs` and `joins`,
+    /// written with the run's outcome; or, on a store other processes
+    /// write too (a cluster), each join moved on and its run written in a
+    /// transaction of their own, the runs written so into `recorded`.
+    pub(super) fn fire_waiting(&self, run: &Run, runs: &mut Vec<Run>, joins: &mut Vec<Join>, recorded: &mut Vec<Run>) {
         let waiting = lock(&self.waiting)
             .get(&run.tenant)
             .and_then(|names| names.get(&run.job_name))
@@ -96,50 +104,83 @@ impl Workflows {
             if !job.enabled || !after.jobs.contains(&run.job_name) {
                 continue;
             }
-            let mut cached = lock(&self.joins);
-            let join_key = (run.tenant.clone(), job_id.clone());
-            if !cached.contains_key(&join_key) {
-                let stored = match self.store.join(&run.tenant, &job_id) {
-                    Ok(stored) => stored,
+            // The join moved on, and the run its end fires, if any.
+            let mut move_on = |join: &mut Join| {
+                let (all_succeeded, any_failed) = join.ended(&run.job_name, run.status, &after.jobs)?;
+                if !after.when.holds(all_succeeded, any_failed) {
+                    tracing::debug!(job = %job.name, "after_jobs ended without its condition; not fired");
+                    return None;
+                }
+                let version = match self.plugins.resolve(&job.tenant, &job.plugin) {
+                    Ok(version) => version,
                     Err(error) => {
-                        tracing::warn!(%error, job_id, "cannot read a job's join");
-                        continue;
+                        tracing::warn!(job = %job.name, %error, "a job waiting for another cannot run: its plugin");
+                        return None;
                     }
                 };
-                let join = stored.unwrap_or_else(|| Join {
-                    tenant: run.tenant.clone(),
-                    job_id: job_id.clone(),
-                    ..Join::default()
-                });
-                cached.insert(join_key.clone(), join);
-            }
-            let join = cached.get_mut(&join_key).expect("inserted above");
-            let complete = join.ended(&run.job_name, run.status, &after.jobs);
-            joins.push(join.clone());
-            drop(cached);
-            let Some((all_succeeded, any_failed)) = complete else {
-                continue;
+                let now = self.clock.now();
+                let new = NewRun {
+                    job: &job,
+                    trigger: Trigger::Dependency,
+                    scheduled_at: now,
+                    id: crate::model::id::dependency_run_id(&job.tenant, &job.id, &run.id),
+                    input: None,
+                };
+                Some(Run::queued(new, Some(version), now, self.run_log_bytes))
             };
-            if !after.when.holds(all_succeeded, any_failed) {
-                tracing::debug!(job = %job.name, "after_jobs ended without its condition; not fired");
-                continue;
-            }
-            let version = match self.plugins.resolve(&job.tenant, &job.plugin) {
-                Ok(version) => version,
-                Err(error) => {
-                    tracing::warn!(job = %job.name, %error, "a job waiting for another cannot run: its plugin");
-                    continue;
+            match self.update_join(&run.tenant, &job_id, &mut move_on) {
+                Some(Ok(fired)) => recorded.extend(fired),
+                Some(Err(error)) => tracing::error!(%error, job = %job.name, "cannot move a job's join on"),
+                None => {
+                    let mut cached = lock(&self.joins);
+                    let join_key = (run.tenant.clone(), job_id.clone());
+                    if !cached.contains_key(&join_key) {
+                        let stored = match self.store.join(&run.tenant, &job_id) {
+                            Ok(stored) => stored,
+                            Err(error) => {
+                                tracing::warn!(%error, job_id, "cannot read a job's join");
+                                continue;
+                            }
+                        };
+                        let join = stored.unwrap_or_else(|| Join {
+                            tenant: run.tenant.clone(),
+                            job_id: job_id.clone(),
+                            ..Join::default()
+                        });
+                        cached.insert(join_key.clone(), join);
+                    }
+                    let join = cached.get_mut(&join_key).expect("inserted above");
+                    let fired = move_on(join);
+                    joins.push(join.clone());
+                    drop(cached);
+                    runs.extend(fired);
                 }
-            };
-            let now = self.clock.now();
-            let new = NewRun {
-                job: &job,
-                trigger: Trigger::Dependency,
-                scheduled_at: now,
-                id: crate::model::id::dependency_run_id(&job.tenant, &job.id, &run.id),
-                input: None,
-            };
-            runs.push(Run::queued(new, Some(version), now, self.run_log_bytes));
+            }
+        }
+    }
+}
+
+impl Workflows {
+    /// [`WorkflowStore::update_join`](crate::store::WorkflowStore::update_join),
+    /// tried again while the database is away, as the recorder tries the
+    /// outcome that moves the join (it waits on the same thread).
+    fn update_join(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        update: &mut (dyn FnMut(&mut Join) -> Option<Run> + Send),
+    ) -> Option<StoreResult<Option<Run>>> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.store.update_join(tenant, job_id, update) {
+                Some(Err(StoreError::Disconnected(message))) if started.elapsed() < OUTAGE_PATIENCE => {
+                    tracing::debug!(%message, job_id, "cannot move a job's join on; trying again");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                answer => return answer,
+            }
         }
     }
 }

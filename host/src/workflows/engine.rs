@@ -525,9 +525,10 @@ impl StepHook for Workflows {
         let mut followers = Followers {
             runs: self.step_ended(run, output, next),
             joins: Vec::new(),
+            recorded: Vec::new(),
         };
         if next.is_none() && run.status.is_finished() {
-            self.fire_waiting(run, &mut followers.runs, &mut followers.joins);
+            self.fire_waiting(run, &mut followers.runs, &mut followers.joins, &mut followers.recorded);
         }
         followers
     }

@@ -3,6 +3,8 @@
 
 use super::database::{PgStore, big, from_json, json};
 use super::listen::JOBS_CHANNEL;
+use super::runs::RunRows;
+use crate::model::Run;
 use crate::model::dependency::Join;
 use crate::model::workflow::Workflow;
 use crate::model::workflow_run::WorkflowRun;
@@ -149,5 +151,56 @@ impl WorkflowStore for PgStore {
                 .await?;
             row.map(|row| from_json(job_id, row.get(0))).transpose()
         })
+    }
+
+    fn update_join(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        update: &mut (dyn FnMut(&mut Join) -> Option<Run> + Send),
+    ) -> Option<StoreResult<Option<Run>>> {
+        Some(self.block(|| async {
+            self.transact(async |transaction| {
+                // A lock, not the row's: the first update finds no row.
+                transaction
+                    .execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended('sandcron.join:' || $1 || '/' || $2, 0))",
+                        &[&tenant, &job_id],
+                    )
+                    .await?;
+                let row = transaction
+                    .query_opt(
+                        "SELECT record FROM joins WHERE tenant = $1 AND job_id = $2",
+                        &[&tenant, &job_id],
+                    )
+                    .await?;
+                let mut join = match row {
+                    Some(row) => from_json(job_id, row.get(0))?,
+                    None => Join {
+                        tenant: tenant.to_string(),
+                        job_id: job_id.to_string(),
+                        ..Join::default()
+                    },
+                };
+                let fired = update(&mut join);
+                transaction
+                    .execute(
+                        "INSERT INTO joins (tenant, job_id, record) VALUES ($1, $2, $3)
+                         ON CONFLICT (tenant, job_id) DO UPDATE SET record = excluded.record",
+                        &[&tenant, &job_id, &json(&join)],
+                    )
+                    .await?;
+                let Some(run) = fired else {
+                    return Ok(None);
+                };
+                // The same end told again (its node died before its outcome
+                // was written) finds its run there: nothing new to tell.
+                let inserted = RunRows::of(&self.node, std::iter::once(&run))
+                    .insert_new(transaction)
+                    .await?;
+                Ok((!inserted.is_empty()).then_some(run))
+            })
+            .await
+        }))
     }
 }
