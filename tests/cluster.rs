@@ -550,3 +550,169 @@ async fn a_job_after_two_others_fires_once_when_they_end_on_two_nodes_at_once() 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(runs_of(&nodes[0], "both").await.len(), 4, "fired once per round");
 }
+
+/// A workflow run is driven by the node that started it, a follower here:
+/// it still times out, any node cancels it, and the leader's schedule
+/// sees it (overlap `skip` starts nothing beside it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_run_a_follower_drives_times_out_is_cancelled_anywhere_and_counts_for_the_schedule() {
+    let (_database, nodes) = cluster(2);
+    let leading = usize::from(leader(&nodes[0]).await.as_bytes()[0] - b'a');
+    let (lead, follower) = (&nodes[leading], &nodes[1 - leading]);
+    lead.upload("step", "step").await;
+    lead.create_job(json!({"name": "echo", "plugin": "step"})).await;
+    let slow = |name: &str, extra: Value| {
+        let mut body =
+            json!({"name": name, "steps": [{"id": "slow", "job": "echo", "input": {"value": {"sleep_ms": 30000}}}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let define = |body: Value| async move {
+        let answer = lead.call(Method::POST, "/v1/workflows", Some(body.clone())).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{body}: {}", answer.body);
+    };
+    let start = |name: &'static str| async move {
+        let started = follower
+            .call(Method::POST, &format!("/v1/workflows/{name}/run"), None)
+            .await;
+        assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+        started.body["id"].as_str().expect("an id").to_string()
+    };
+    let until_ended = |id: String| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let run = lead
+                .call(Method::GET, &format!("/v1/workflow-runs/{id}"), None)
+                .await
+                .body;
+            if run["status"] != "running" {
+                return run;
+            }
+            assert!(std::time::Instant::now() < deadline, "still running: {run}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    // Its timeout: the follower stops it.
+    define(slow("slowpoke", json!({"timeout": "1s"}))).await;
+    let timed_out = until_ended(start("slowpoke").await).await;
+    assert_eq!(timed_out["status"], "failed", "{timed_out}");
+    assert_eq!(timed_out["error"], "timed out after 1s", "{timed_out}");
+
+    // A cancel through the leader: the follower stops it.
+    define(slow("long", json!({}))).await;
+    let id = start("long").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancelled = lead
+        .call(Method::POST, &format!("/v1/workflow-runs/{id}/cancel"), None)
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(until_ended(id).await["status"], "cancelled");
+
+    // The leader's schedule: a fire every second skips while the run the
+    // follower started goes (2.5 s), then fires again.
+    define(
+        json!({"name": "skipper", "enabled": false, "schedule": {"every": "1s"}, "policy": {"overlap": "skip"},
+                  "steps": [{"id": "slow", "job": "echo", "input": {"value": {"sleep_ms": 2500}}}]}),
+    )
+    .await;
+    let manual = start("skipper").await;
+    let enabled = lead
+        .call(Method::PATCH, "/v1/workflows/skipper", Some(json!({"enabled": true})))
+        .await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let paused = lead
+        .call(Method::PATCH, "/v1/workflows/skipper", Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
+    let listed = lead
+        .call(Method::GET, "/v1/workflow-runs?workflow=skipper", None)
+        .await
+        .body;
+    let mut spans = Vec::new();
+    for run in listed["workflow_runs"].as_array().expect("runs") {
+        let ended = until_ended(run["id"].as_str().expect("an id").to_string()).await;
+        spans.push((instant(&ended, "started_at"), instant(&ended, "finished_at"), ended));
+    }
+    assert!(spans.iter().any(|(.., run)| run["id"] == manual.as_str()));
+    assert!(spans.len() >= 2, "the schedule fired after the manual run: {spans:?}");
+    for (index, (start, end, run)) in spans.iter().enumerate() {
+        for (other_start, other_end, other) in &spans[index + 1..] {
+            assert!(end <= other_start || other_end <= start, "{run} overlaps {other}");
+        }
+    }
+}
+
+/// The leader records a fire ahead of its instant (2 s by default) in the
+/// cluster's queue, where no node claims it before it is due; a change of
+/// the job through another node withdraws it, so the fire runs the job as
+/// changed, once, and on time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fire_recorded_ahead_runs_at_its_instant_as_a_change_through_another_node_left_the_job() {
+    let (_database, nodes) = cluster(2);
+    let leading = usize::from(leader(&nodes[0]).await.as_bytes()[0] - b'a');
+    let (lead, follower) = (&nodes[leading], &nodes[1 - leading]);
+    lead.upload("step", "step").await;
+    let due = DateTime::from_timestamp_millis((Utc::now() + chrono::Duration::milliseconds(3500)).timestamp_millis())
+        .expect("an instant");
+    let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    lead.create_job(
+        json!({"name": "once", "plugin": "step", "input": {"output": "as created"},
+                           "schedule": {"at": due_text}}),
+    )
+    .await;
+    // Recorded ahead: queued before its instant, with its instant.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let ahead = loop {
+        let runs = runs_of(follower, "once").await;
+        if let Some(run) = runs.first() {
+            break run.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no fire recorded ahead");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ahead["status"], "queued", "{ahead}");
+    assert_eq!(instant(&ahead, "scheduled_at"), due);
+    assert!(Utc::now() < due, "recorded before its instant: {ahead}");
+    let shown = follower.call(Method::GET, "/v1/jobs/once", None).await.body;
+    assert_eq!(
+        shown["next_fire_at"]
+            .as_str()
+            .map(|at| at.parse::<DateTime<Utc>>().unwrap()),
+        Some(due),
+        "{shown}"
+    );
+    let changed = follower
+        .call(
+            Method::PATCH,
+            "/v1/jobs/once",
+            Some(json!({"input": {"output": "as changed"}})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ran = loop {
+        let runs = runs_of(lead, "once").await;
+        if let [run] = runs.as_slice()
+            && run["status"] == "succeeded"
+        {
+            break run.clone();
+        }
+        assert!(runs.len() <= 1, "fired twice: {runs:?}");
+        assert!(std::time::Instant::now() < deadline, "never ran: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(instant(&ran, "scheduled_at"), due);
+    assert!(instant(&ran, "started_at") >= due, "started before its instant: {ran}");
+    let full = lead
+        .call(Method::GET, &format!("/v1/runs/{}", ran["id"].as_str().unwrap()), None)
+        .await
+        .body;
+    assert_eq!(
+        full["output"], "\"as changed\"",
+        "the fire ran the job as changed: {full}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs_of(lead, "once").await.len(), 1, "fired once");
+}

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 
@@ -101,8 +102,9 @@ pub struct Hooks {
     pub job_changed: Arc<dyn Fn() + Send + Sync>,
     /// Another node wrote a tenant.
     pub tenant_changed: Arc<dyn Fn() + Send + Sync>,
-    /// Runs wait in the cluster's queue for a node to claim them.
-    pub runs_queued: Arc<dyn Fn() + Send + Sync>,
+    /// Runs wait in the cluster's queue for a node to claim them; the
+    /// earliest is due then, if told.
+    pub runs_queued: Arc<dyn Fn(Option<DateTime<Utc>>) + Send + Sync>,
     /// Events were appended to the cluster's event log.
     pub events_appended: Arc<dyn Fn() + Send + Sync>,
     /// Runs are to stop: those this node runs.
@@ -195,6 +197,18 @@ impl Cluster {
         self.store.nodes()
     }
 
+    /// True when no other node's lease is live: this node, starting, is
+    /// the cluster (its last life's fires recorded ahead are its own to
+    /// plan again; no other leader fires those jobs meanwhile).
+    pub fn alone(&self) -> StoreResult<bool> {
+        let live_since = Utc::now() - chrono::Duration::from_std(NODE_TTL).unwrap_or_default();
+        Ok(self
+            .store
+            .nodes()?
+            .iter()
+            .all(|node| node.id == self.node_id() || node.last_seen < live_since))
+    }
+
     /// Pauses (or resumes) every node's scheduler.
     pub fn set_paused(&self, paused: bool) -> StoreResult<()> {
         self.store.set_paused(paused)
@@ -228,7 +242,7 @@ impl Cluster {
             }
             ClusterNotice::JobChanged => job_changed(),
             ClusterNotice::TenantChanged => tenant_changed(),
-            ClusterNotice::RunsQueued => runs_queued(),
+            ClusterNotice::RunsQueued(due) => runs_queued(due),
             ClusterNotice::EventsAppended => events_appended(),
             ClusterNotice::Stop(stop) => stop_runs(stop),
             ClusterNotice::PauseChanged => pause_changed(),
@@ -236,7 +250,7 @@ impl Cluster {
             ClusterNotice::Listening => {
                 tenant_changed();
                 job_changed();
-                runs_queued();
+                runs_queued(None);
                 events_appended();
                 pause_changed();
             }

@@ -32,7 +32,7 @@ use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::scheduler::{self, Scheduler};
 use crate::server;
 use crate::store::health::StorageHealth;
-use crate::store::{Store, StoreError, watchdog};
+use crate::store::{StopRuns, Store, StoreError, watchdog};
 use crate::summary::Summaries;
 use crate::sync::Coalesced;
 use crate::tenancy::Tenants;
@@ -197,14 +197,7 @@ impl Daemon {
             plugins: plugins.clone(),
             run_log_bytes: config.jobs.logs,
             clock: clock.clone(),
-            // In a cluster fires are recorded at their instant: a run recorded
-            // ahead sits in the leader's queue, where a change of its job
-            // through another node cannot withdraw it.
-            fire_ahead: if cluster.is_some() {
-                std::time::Duration::ZERO
-            } else {
-                config.fire_ahead
-            },
+            fire_ahead: config.fire_ahead,
             ended,
             leadership: leadership.clone(),
         });
@@ -274,12 +267,17 @@ impl Daemon {
         tolerate_failing_storage(self.executor.recover().await).context("recovering unfinished runs")?;
         // One daemon plans the fires its last life recorded ahead again, so
         // one whose instant passed while it was down follows its job's
-        // misfire policy. A node of a cluster does not: the leader may be
-        // firing those jobs this moment, and a job's next fire moved back
-        // under it would be overwritten by its pass (their fires lost). Its
-        // recovered runs run, late if their instant passed, as runs taken
-        // over from a dead node do.
-        if self.cluster.is_none() {
+        // misfire policy; so does a node of a cluster that starts alone
+        // (the cluster was down). A node that starts beside others does
+        // not: the leader may be firing those jobs this moment, and a job's
+        // next fire moved back under it would be overwritten by its pass
+        // (their fires lost). Those runs run, late if their instant passed,
+        // as runs taken over from a dead node do.
+        let alone = match &self.cluster {
+            Some(cluster) => cluster.alone().context("reading the cluster's nodes")?,
+            None => true,
+        };
+        if alone {
             tolerate_failing_storage(self.scheduler.take_back_recorded_ahead().await)
                 .context("planning fires recorded ahead again")?;
         }
@@ -316,7 +314,9 @@ impl Daemon {
         let executor = self.executor.clone();
         let (running, claimer) = (self.executor.clone(), self.executor.clone());
         let relay = self.relay.clone();
-        let stopper = self.executor.clone();
+        let (stopper, canceller) = (self.executor.clone(), self.workflows.clone());
+        // Notices are heard off this runtime.
+        let runtime = tokio::runtime::Handle::current();
         let (paused_scheduler, pause_cluster) = (self.scheduler.clone(), self.cluster.clone());
         let workflows = self.workflows.clone();
         let (scheduler, after_jobs) = (self.scheduler.clone(), self.workflows.clone());
@@ -341,8 +341,14 @@ impl Daemon {
                 reindex.ask();
             }),
             tenant_changed: Arc::new(move || reload.ask()),
-            runs_queued: Arc::new(move || claimer.claim_now()),
-            stop_runs: Arc::new(move |stop| stopper.stop_here(&stop)),
+            runs_queued: Arc::new(move |due| claimer.claim_by(due)),
+            stop_runs: Arc::new(move |stop| match stop {
+                StopRuns::WorkflowRun { tenant, run } => {
+                    let canceller = canceller.clone();
+                    runtime.spawn(async move { canceller.cancel_asked(&tenant, &run).await });
+                }
+                stop => stopper.stop_here(&stop),
+            }),
             pause_changed: Arc::new(move || {
                 let (scheduler, cluster) = (paused_scheduler.clone(), pause_cluster.clone());
                 tokio::task::spawn_blocking(move || match cluster.as_ref().map(|cluster| cluster.paused()) {

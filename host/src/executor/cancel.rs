@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::{ExecError, Executor, STOP_WAIT};
 use crate::model::{Run, RunStatus};
-use crate::store::StopRuns;
+use crate::store::{StopRuns, StoreError};
 use crate::sync::lock;
 
 impl Executor {
@@ -100,7 +100,22 @@ impl Executor {
                     }
                 });
             }
-            StopRuns::Run { .. } => {}
+            // The workflow engine's (see the daemon's cluster hooks).
+            StopRuns::Run { .. } | StopRuns::WorkflowRun { .. } => {}
         }
+    }
+
+    /// In a cluster: asks the other nodes to stop `stop`'s runs; false on
+    /// one daemon (it has every run).
+    pub fn ask_other_nodes(&self, stop: &StopRuns) -> Result<bool, StoreError> {
+        match &self.claims {
+            Some(claims) => claims.stop_runs(stop).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// This node's id in a cluster.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 }

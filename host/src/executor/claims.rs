@@ -5,9 +5,19 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
 use super::{CLAIM_POLL, Executor};
+use crate::model::Run;
 use crate::store::{JobKey, RunClaims};
 use crate::sync::lock;
+
+/// The most due times of queued runs the claims keep to wake at (the
+/// leader's passes tell one or two a second; past this, the claims' look
+/// every [`CLAIM_POLL`] finds them).
+const MAX_CLAIM_TIMES: usize = 1024;
 
 impl Executor {
     /// Claims due runs from the cluster's queue while this node has free
@@ -52,9 +62,61 @@ impl Executor {
             }
             tokio::select! {
                 () = self.claim_now.notified() => {}
-                () = tokio::time::sleep(CLAIM_POLL) => {}
+                () = tokio::time::sleep(self.until_next_claim()) => {}
             }
         }
+    }
+
+    /// Runs were queued in the cluster's queue, the earliest due at `due`
+    /// if told: claims look now, and again when it comes due.
+    pub fn claim_by(&self, due: Option<DateTime<Utc>>) {
+        if let Some(due) = due
+            && due > self.clock.now()
+        {
+            let mut claim_at = lock(&self.claim_at);
+            if claim_at.len() < MAX_CLAIM_TIMES {
+                claim_at.insert(due);
+            }
+        }
+        self.claim_now();
+    }
+
+    /// How long the claims sleep: [`CLAIM_POLL`], or less when a run
+    /// comes due sooner.
+    fn until_next_claim(&self) -> Duration {
+        let now = self.clock.now();
+        let mut claim_at = lock(&self.claim_at);
+        while let Some(due) = claim_at.first().copied() {
+            if due > now {
+                return (due - now).to_std().unwrap_or_default().min(CLAIM_POLL);
+            }
+            claim_at.pop_first();
+            if claim_at.first().is_none_or(|next| *next > now) {
+                return Duration::ZERO;
+            }
+        }
+        CLAIM_POLL
+    }
+
+    /// In a cluster, the runs of fires recorded ahead of their instant, of
+    /// one job, a tenant or all, not due yet (`due_too`: due or not): they
+    /// wait in the cluster's queue, not in this node's (no node claims a
+    /// run before it is due). Withdrawing them is deleting them with the
+    /// change that withdraws them; one a node claimed meanwhile (its
+    /// instant came) is not deleted, and is not fired twice: its fire's
+    /// run id is its own. None on one daemon.
+    pub(super) fn ahead_in_cluster(
+        &self,
+        tenant: Option<&str>,
+        job_id: Option<&str>,
+        due_too: bool,
+    ) -> Option<Vec<Run>> {
+        let claims = self.claims.as_ref()?;
+        let not_due_at = (!due_too).then(|| self.clock.now());
+        Some(claims.ahead_runs(tenant, job_id, not_due_at).unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the fires recorded ahead in the cluster's queue");
+            Vec::new()
+        }))
     }
 
     /// In a cluster, at a stop: the runs this node claimed and has not

@@ -151,6 +151,9 @@ pub struct Executor {
     claims: Option<Arc<dyn RunClaims>>,
     /// Wakes the claims (runs were queued, or a slot freed up).
     claim_now: Notify,
+    /// When runs waiting in the cluster's queue come due (their notices
+    /// said): the claims look then.
+    claim_at: Mutex<std::collections::BTreeSet<DateTime<Utc>>>,
     /// The daemon's runtime, for what other nodes ask (heard on the
     /// store's own runtime).
     runtime: std::sync::OnceLock<tokio::runtime::Handle>,
@@ -226,6 +229,7 @@ impl Executor {
             capacity: capacity.runs,
             claims: capacity.claims,
             claim_now: Notify::new(),
+            claim_at: Mutex::new(std::collections::BTreeSet::new()),
             runtime: std::sync::OnceLock::new(),
             recorder: Recorder::new(capacity.mark_running_after),
             waiters: Mutex::new(HashMap::new()),
@@ -341,6 +345,9 @@ impl Executor {
     /// yet out of the queue, of one job (tenant, id) or of all (a change to
     /// the job, or pausing the scheduler, withdraws them).
     pub fn withdraw_ahead(&self, job: Option<(&str, &str)>) -> Vec<Run> {
+        if let Some(ahead) = self.ahead_in_cluster(job.map(|job| job.0), job.map(|job| job.1), false) {
+            return ahead;
+        }
         let now = self.clock.now();
         lock(&self.queue).withdraw_ahead(job, Some(now))
     }
@@ -350,12 +357,23 @@ impl Executor {
     /// the scheduler plans those fires again (a fire whose instant passed
     /// while the daemon was down then follows its job's misfire policy).
     pub fn withdraw_recorded_ahead(&self) -> Vec<Run> {
+        if let Some(ahead) = self.ahead_in_cluster(None, None, true) {
+            return ahead;
+        }
         lock(&self.queue).withdraw_ahead(None, None)
     }
 
     /// The earliest fire recorded ahead of its instant of each of a
     /// tenant's jobs (a job's own `next_fire_at` has moved past it).
     pub fn fires_ahead(&self, tenant: &str) -> HashMap<String, DateTime<Utc>> {
+        if let Some(ahead) = self.ahead_in_cluster(Some(tenant), None, false) {
+            let mut earliest: HashMap<String, DateTime<Utc>> = HashMap::new();
+            for run in ahead {
+                let at = earliest.entry(run.job_id).or_insert(run.scheduled_at);
+                *at = (*at).min(run.scheduled_at);
+            }
+            return earliest;
+        }
         let now = self.clock.now();
         lock(&self.queue).fires_ahead(tenant, now)
     }

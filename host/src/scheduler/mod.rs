@@ -220,8 +220,8 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// Pauses or resumes as the cluster says (its fires are recorded at
-    /// their instant: none is recorded ahead to withdraw).
+    /// Pauses or resumes as the cluster says (the node asked to pause
+    /// withdrew the fires recorded ahead, from the cluster's queue).
     pub fn hold(&self, paused: bool) {
         if self.paused.swap(paused, Ordering::SeqCst) != paused {
             tracing::info!(paused, "the cluster's scheduler was paused or resumed");

@@ -324,6 +324,13 @@ pub trait WorkflowStore: Send + Sync {
     ) -> StoreResult<Vec<WorkflowRun>>;
     /// Every tenant's workflow runs still running (what a start resumes).
     fn running_workflow_runs(&self) -> StoreResult<Vec<WorkflowRun>>;
+    /// For a store other processes write too (a cluster's nodes): every
+    /// workflow run not finished, whichever node drives it. None from a
+    /// store only this process writes: the runs going are those this
+    /// process holds.
+    fn going_workflow_runs(&self) -> Option<StoreResult<Vec<WorkflowRun>>> {
+        None
+    }
     /// The join of a job with `after_jobs` (written through
     /// [`RunStore::write_runs`], [`RunWrite::Join`]).
     fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>>;
@@ -404,6 +411,13 @@ pub enum StopRuns {
         /// The job.
         job: String,
     },
+    /// A workflow run, cancelled by the node that drives it.
+    WorkflowRun {
+        /// Its tenant.
+        tenant: String,
+        /// The workflow run.
+        run: String,
+    },
 }
 
 /// What another node of the cluster said.
@@ -416,8 +430,9 @@ pub enum ClusterNotice {
     LeaderResigned,
     /// A tenant's record was written: its quotas may have changed.
     TenantChanged,
-    /// Runs were queued (or given back) for any node to claim.
-    RunsQueued,
+    /// Runs were queued (or given back) for any node to claim; the
+    /// earliest is due then, if told.
+    RunsQueued(Option<DateTime<Utc>>),
     /// Events were appended to the cluster's event log.
     EventsAppended,
     /// Runs are to stop (cancelled through another node, or replaced).
@@ -484,6 +499,16 @@ pub trait RunClaims: Send + Sync {
         now: DateTime<Utc>,
         limits: &HashMap<String, usize>,
     ) -> StoreResult<(Vec<Run>, bool)>;
+    /// The runs of fires recorded ahead of their instant (trigger
+    /// `schedule`, queued before it) that no node has (none claims a run
+    /// before it is due): of one job (`tenant` and `job_id`), of a tenant,
+    /// or all; only those not due by `not_due_at` if given.
+    fn ahead_runs(
+        &self,
+        tenant: Option<&str>,
+        job_id: Option<&str>,
+        not_due_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Run>>;
     /// Claims one queued run no node has, to end it here (a cancel); false
     /// when it is not such a run.
     fn claim_run(&self, tenant: &str, id: &str) -> StoreResult<bool>;

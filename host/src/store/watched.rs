@@ -333,6 +333,10 @@ impl<S: WorkflowStore> WorkflowStore for WatchedStore<S> {
         self.read(self.inner.running_workflow_runs())
     }
 
+    fn going_workflow_runs(&self) -> Option<StoreResult<Vec<WorkflowRun>>> {
+        self.inner.going_workflow_runs().map(|result| self.read(result))
+    }
+
     fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>> {
         self.read(self.inner.join(tenant, job_id))
     }

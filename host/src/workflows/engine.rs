@@ -28,6 +28,10 @@ use crate::plugin::Plugins;
 use crate::store::{Store, StoreError};
 use crate::sync::lock;
 
+/// How often a wait for a workflow run another node of a cluster drives
+/// reads it (nothing tells this node of its changes).
+const READ_AGAIN: Duration = Duration::from_millis(100);
+
 /// What the engine is made of.
 pub struct WorkflowsParts {
     /// Where workflows, their runs and the steps' jobs are.
@@ -69,7 +73,7 @@ impl Active {
 /// Defines workflows and runs them.
 pub struct Workflows {
     pub(super) store: Arc<dyn Store>,
-    executor: Arc<Executor>,
+    pub(super) executor: Arc<Executor>,
     pub(super) plugins: Arc<Plugins>,
     pub(super) clock: Arc<dyn Clock>,
     events: Arc<EventBus>,
@@ -197,6 +201,11 @@ impl Workflows {
         Ok(record)
     }
 
+    /// True if this node drives the workflow run (it is going here).
+    pub(super) fn drives(&self, id: &str) -> bool {
+        lock(&self.active).contains_key(id)
+    }
+
     /// The ids of a workflow's runs going now.
     pub(super) fn active_runs_of(&self, tenant: &str, workflow_id: &str) -> Vec<String> {
         lock(&self.active)
@@ -253,7 +262,13 @@ impl Workflows {
                 Some(record) if !record.status.is_finished() => {}
                 _ => return Ok(record),
             }
-            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+            // A run another node of a cluster drives changes unannounced.
+            let look_again = if self.clustered() && !self.drives(id) {
+                (tokio::time::Instant::now() + READ_AGAIN).min(deadline)
+            } else {
+                deadline
+            };
+            if tokio::time::timeout_at(look_again, changed.changed()).await.is_err() && look_again >= deadline {
                 return Ok(record);
             }
         }
@@ -268,7 +283,7 @@ impl Workflows {
             .ok_or_else(|| WorkflowError::RunNotFound(id.to_string()))
     }
 
-    async fn stop(&self, tenant: &str, id: &str, why: Stopping) -> Result<(), WorkflowError> {
+    pub(super) async fn stop(&self, tenant: &str, id: &str, why: Stopping) -> Result<(), WorkflowError> {
         let now = self.clock.now();
         let to_cancel = {
             let mut active = lock(&self.active);
@@ -284,6 +299,10 @@ impl Workflows {
                 }
                 _ => {
                     return match self.store.workflow_run(tenant, id)? {
+                        // Another node of the cluster drives it.
+                        Some(record) if !record.status.is_finished() && self.ask_driver_to_cancel(tenant, id)? => {
+                            Ok(())
+                        }
                         Some(record) => Err(WorkflowError::Conflict(format!(
                             "workflow run {id:?} is already {}",
                             record.status.as_str()

@@ -5,6 +5,7 @@
 
 mod after;
 mod definitions;
+mod elsewhere;
 mod engine;
 mod error;
 mod planner;

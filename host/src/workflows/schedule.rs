@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::elsewhere::{Elsewhere, LOOK_AGAIN};
 use super::engine::Workflows;
 use super::error::WorkflowError;
 use crate::cluster::Leadership;
@@ -38,21 +39,28 @@ impl Workflows {
     /// Starts the loop that fires scheduled workflows.
     pub fn start_schedule(self: &Arc<Self>, leadership: Arc<Leadership>) {
         let engine = self.clone();
+        let mut leading = leadership.watch();
         tokio::spawn(async move {
             loop {
-                // In a cluster one node fires workflows: the leader.
-                leadership.until_leader().await;
-                let next = match engine.fire_due().await {
-                    Ok(next) => next,
-                    Err(error) => {
-                        tracing::warn!(%error, "scheduled workflows not fired; trying again in a second");
-                        Some(engine.clock.now() + chrono::Duration::seconds(1))
+                // In a cluster one node fires workflows, the leader; each
+                // node stops its own runs past their deadline.
+                let next = if leadership.is_leader() {
+                    match engine.fire_due().await {
+                        Ok(next) => next,
+                        Err(error) => {
+                            tracing::warn!(%error, "scheduled workflows not fired; trying again in a second");
+                            Some(engine.clock.now() + chrono::Duration::seconds(1))
+                        }
                     }
+                } else {
+                    engine.stop_late(engine.clock.now()).await
                 };
                 let until = next.unwrap_or_else(|| crate::units::add_saturating(engine.clock.now(), IDLE));
                 tokio::select! {
                     () = engine.clock.sleep_until(until) => {}
                     () = engine.schedule_changed.notified() => {}
+                    // The sender lives as long as `leadership`, held here.
+                    _ = leading.changed() => {}
                 }
             }
         });
@@ -88,6 +96,8 @@ impl Workflows {
     async fn fire_due(&self) -> Result<Option<DateTime<Utc>>, WorkflowError> {
         let now = self.clock.now();
         let mut earliest: Option<DateTime<Utc>> = self.stop_late(now).await;
+        let mut sooner = |next: DateTime<Utc>| earliest = Some(earliest.map_or(next, |at| at.min(next)));
+        let elsewhere = self.elsewhere()?;
         for workflow in self.store.all_workflows()? {
             let key = (workflow.tenant.clone(), workflow.name.clone());
             let (Some(schedule), true) = (workflow.schedule.clone(), workflow.enabled) else {
@@ -95,22 +105,35 @@ impl Workflows {
             };
             let ended = lock(&self.planner).ended.remove(&key);
             let waiting = lock(&self.planner).waiting.get(&key).copied();
+            let going = self.is_going(&workflow, &elsewhere);
             if let Some(at) = waiting
-                && !self.is_going(&workflow)
+                && !going
             {
                 lock(&self.planner).waiting.remove(&key);
                 self.start_fire(&workflow, at).await?;
             }
+            let awaits_end = workflow.next_fire_at.is_none() && matches!(schedule, Schedule::After(_));
+            // In a cluster the run an `after` schedule counts from may have
+            // ended on another node: its end is read from the store.
+            let ended = match (awaits_end && !going && self.clustered(), ended) {
+                (true, _) => self.stored_end(&workflow)?,
+                (false, ended) => ended,
+            };
             let next = match (workflow.next_fire_at, &schedule, ended) {
                 // An `after` schedule waits for its run to end.
                 (None, Schedule::After(_), Some(ended)) => {
                     self.move_next_fire(&workflow, schedule.next_fire(now, workflow.created_at, Some(ended)))?
                 }
-                (Some(due), _, _) if due <= now => self.fire(&workflow, &schedule, due, now).await?,
+                (Some(due), _, _) if due <= now => self.fire(&workflow, &schedule, due, now, &elsewhere).await?,
                 (next, _, _) => next,
             };
             if let Some(next) = next {
-                earliest = Some(earliest.map_or(next, |at| at.min(next)));
+                sooner(next);
+            }
+            // Nothing tells this node when a run another node drives ends.
+            let still_waits = lock(&self.planner).waiting.contains_key(&key) || (awaits_end && next.is_none());
+            if still_waits && !elsewhere.runs_of(&workflow).is_empty() {
+                sooner(now + chrono::Duration::from_std(LOOK_AGAIN).unwrap_or_default());
             }
         }
         Ok(earliest)
@@ -123,6 +146,7 @@ impl Workflows {
         schedule: &Schedule,
         due: DateTime<Utc>,
         now: DateTime<Utc>,
+        elsewhere: &Elsewhere,
     ) -> Result<Option<DateTime<Utc>>, WorkflowError> {
         let mut fires = vec![due];
         let mut next = schedule.next_fire(due, workflow.created_at, None);
@@ -148,7 +172,7 @@ impl Workflows {
             }
         };
         for at in starting {
-            self.overlap(workflow, at).await?;
+            self.overlap(workflow, at, elsewhere).await?;
         }
         // An `after` schedule's next fire comes when this run ends.
         let next = match schedule {
@@ -159,8 +183,13 @@ impl Workflows {
     }
 
     /// Starts a fire, or not, by the workflow's overlap policy.
-    async fn overlap(&self, workflow: &Workflow, at: DateTime<Utc>) -> Result<(), WorkflowError> {
-        if !self.is_going(workflow) {
+    async fn overlap(
+        &self,
+        workflow: &Workflow,
+        at: DateTime<Utc>,
+        elsewhere: &Elsewhere,
+    ) -> Result<(), WorkflowError> {
+        if !self.is_going(workflow, elsewhere) {
             return self.start_fire(workflow, at).await;
         }
         match workflow.policy.overlap {
@@ -175,7 +204,7 @@ impl Workflows {
                 Ok(())
             }
             Overlap::Replace => {
-                for id in self.going_runs(workflow) {
+                for id in self.going_runs(workflow, elsewhere) {
                     if let Err(error) = self.cancel(&workflow.tenant, &id).await {
                         tracing::debug!(workflow_run = %id, %error, "replaced workflow run not cancelled");
                     }
@@ -216,12 +245,14 @@ impl Workflows {
         Ok(next)
     }
 
-    /// The ids of the workflow's runs going now.
-    fn going_runs(&self, workflow: &Workflow) -> Vec<String> {
-        self.active_runs_of(&workflow.tenant, &workflow.id)
+    /// The ids of the workflow's runs going now, here and on other nodes.
+    fn going_runs(&self, workflow: &Workflow, elsewhere: &Elsewhere) -> Vec<String> {
+        let mut going = self.active_runs_of(&workflow.tenant, &workflow.id);
+        going.extend_from_slice(elsewhere.runs_of(workflow));
+        going
     }
 
-    fn is_going(&self, workflow: &Workflow) -> bool {
-        !self.going_runs(workflow).is_empty()
+    fn is_going(&self, workflow: &Workflow, elsewhere: &Elsewhere) -> bool {
+        !self.going_runs(workflow, elsewhere).is_empty()
     }
 }

@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 
 use super::database::{PgStore, big, count, json};
 use super::runs::decode_run;
-use crate::model::Run;
 use crate::model::run::Activity;
+use crate::model::{Run, Trigger};
 use crate::store::error::StoreResult;
 use crate::store::traits::{JobKey, RunClaims, StopRuns};
 
@@ -263,6 +263,35 @@ impl RunClaims for PgStore {
                 Ok((runs, more))
             })
             .await
+        })
+    }
+
+    fn ahead_runs(
+        &self,
+        tenant: Option<&str>,
+        job_id: Option<&str>,
+        not_due_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Run>> {
+        self.block(|| async {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT tenant, id, record, node FROM runs
+                     WHERE status = 'queued' AND node IS NULL AND NOT step
+                         AND ($1::timestamptz IS NULL OR due_at > $1)
+                         AND ($2::text IS NULL OR tenant = $2) AND ($3::text IS NULL OR job_id = $3)",
+                    &[&not_due_at, &tenant, &job_id],
+                )
+                .await?;
+            let mut ahead = Vec::new();
+            for row in &rows {
+                let run = decode_run(row)?;
+                if run.trigger == Trigger::Schedule && run.queued_at < run.scheduled_at {
+                    ahead.push(run);
+                }
+            }
+            Ok(ahead)
         })
     }
 

@@ -97,7 +97,8 @@ async fn withdraw(transaction: &deadpool_postgres::Transaction<'_>, withdrawn: &
     transaction
         .execute(
             "DELETE FROM runs USING unnest($1::text[], $2::text[]) AS withdrawn (tenant, id)
-             WHERE runs.tenant = withdrawn.tenant AND runs.id = withdrawn.id AND NOT runs.finished",
+             WHERE runs.tenant = withdrawn.tenant AND runs.id = withdrawn.id AND NOT runs.finished
+                 AND runs.node IS NULL",
             &[&tenants, &ids],
         )
         .await?;

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::DateTime;
 use futures_util::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -74,7 +75,9 @@ impl PgStore {
                                         }
                                         LEADER_CHANNEL => on(ClusterNotice::LeaderResigned),
                                         TENANTS_CHANNEL => on(ClusterNotice::TenantChanged),
-                                        RUNS_CHANNEL => on(ClusterNotice::RunsQueued),
+                                        RUNS_CHANNEL => on(ClusterNotice::RunsQueued(
+                                            notice.payload().parse().ok().and_then(DateTime::from_timestamp_millis),
+                                        )),
                                         EVENTS_CHANNEL => on(ClusterNotice::EventsAppended),
                                         PAUSE_CHANNEL => on(ClusterNotice::PauseChanged),
                                         STOP_CHANNEL => match serde_json::from_str(notice.payload()) {

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("migrations/0004_events.sql")),
     (5, include_str!("migrations/0005_pause.sql")),
     (6, include_str!("migrations/0006_quiet_usage.sql")),
+    (7, include_str!("migrations/0007_due_notice.sql")),
 ];
 
 /// The advisory lock nodes take to migrate ("sandcron" in ASCII).

@@ -139,6 +139,13 @@ impl WorkflowStore for PgStore {
         })
     }
 
+    fn going_workflow_runs(&self) -> Option<StoreResult<Vec<WorkflowRun>>> {
+        Some(self.block(|| async {
+            self.workflow_runs_of("SELECT id, record FROM workflow_runs WHERE NOT finished", &[])
+                .await
+        }))
+    }
+
     fn join(&self, tenant: &str, job_id: &str) -> StoreResult<Option<Join>> {
         self.block(|| async {
             let row = self

@@ -1,0 +1,15 @@
+-- A notice of new claimable runs says when the earliest of them is due
+-- (milliseconds since the epoch), so nodes claim a fire recorded ahead of
+-- its instant at that instant instead of at their next look.
+CREATE OR REPLACE FUNCTION runs_claimable_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    due timestamptz;
+BEGIN
+    SELECT min(due_at) INTO due FROM added WHERE status = 'queued' AND node IS NULL;
+    IF due IS NOT NULL THEN
+        PERFORM pg_notify('sandcron_runs', (extract(epoch FROM due) * 1000)::bigint::text);
+    ELSIF EXISTS (SELECT 1 FROM added WHERE status = 'queued' AND node IS NULL) THEN
+        PERFORM pg_notify('sandcron_runs', '');
+    END IF;
+    RETURN NULL;
+END $$;
