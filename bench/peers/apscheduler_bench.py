@@ -2,12 +2,13 @@
 
 Each run prints one line of JSON with its figures. The job is a Python no-op
 that records when it ran; APScheduler's default executor (a pool of 10
-threads) runs it; nothing is durable except the SQLite job store's jobs.
+threads) runs it; nothing is durable except the job store's jobs (SQLite,
+or PostgreSQL at $PEER_DATABASE_URL, a SQLAlchemy URL).
 
   python apscheduler_bench.py per-run N
-  python apscheduler_bench.py burst N ROUNDS memory|sqlite
-  python apscheduler_bench.py cron N SECONDS memory|sqlite
-  python apscheduler_bench.py restart N            (SQLite job store)
+  python apscheduler_bench.py burst N ROUNDS memory|sqlite|postgres
+  python apscheduler_bench.py cron N SECONDS memory|sqlite|postgres
+  python apscheduler_bench.py restart N [sqlite|postgres]
 """
 
 import json
@@ -89,6 +90,10 @@ def scheduler_for(store, path=None):
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
         scheduler.add_jobstore(SQLAlchemyJobStore(url=f"sqlite:///{path}"), "default")
+    elif store == "postgres":
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+        scheduler.add_jobstore(SQLAlchemyJobStore(url=os.environ["PEER_DATABASE_URL"]), "default")
     return scheduler
 
 
@@ -125,8 +130,8 @@ def burst(count, rounds, store):
         time.sleep(max(0.0, idle_until - time.time()))
         results = []
         for round_ in range(rounds):
-            # Adding a job to the SQLite store is a transaction of its own.
-            margin = count * (0.008 if store == "sqlite" else 0.00025)
+            # Adding a job to a database store is a transaction of its own.
+            margin = count * {"sqlite": 0.008, "postgres": 0.004}.get(store, 0.00025)
             instant = next_second(time.time() + 2 + margin)
             due = datetime.fromtimestamp(instant, timezone.utc)
             with LOCK:
@@ -176,12 +181,13 @@ def cron(count, seconds, store):
             "rss_mib": rss, "cpu_percent": cpu / seconds * 100}
 
 
-def restart(count):
-    """N stored jobs in SQLite; a new process starts on them: how late is the
-    first fire, and what happens to a one-shot that came due while down."""
+def restart(count, store):
+    """N stored jobs in SQLite or PostgreSQL; a new process starts on them:
+    how late is the first fire, and what happens to a one-shot that came due
+    while down."""
     dir = tempfile.mkdtemp()
     path = os.path.join(dir, "jobs.sqlite")
-    scheduler = scheduler_for("sqlite", path)
+    scheduler = scheduler_for(store, path)
     scheduler.start(paused=True)
     # Daily, twelve hours from now: none fires during the bench (as in
     # sandcron's scale bench; a fixed hour fired them all when run in it).
@@ -195,7 +201,7 @@ def restart(count):
     # scheduler opens the same store with a job due 100 ms after it starts.
     time.sleep(max(0, now + 5 - time.time()))
     began = time.time()
-    scheduler = scheduler_for("sqlite", path)
+    scheduler = scheduler_for(store, path)
     WANTED[0] = 1 << 60
     scheduler.add_job(noop, "date", run_date=datetime.fromtimestamp(began + 0.1, timezone.utc), args=["soon"], id="soon")
     scheduler.start()
@@ -204,7 +210,7 @@ def restart(count):
         time.sleep(0.001)
     time.sleep(0.5)
     scheduler.shutdown(wait=False)
-    return {"workload": "restart", "store": "sqlite", "jobs": count,
+    return {"workload": "restart", "store": store, "jobs": count,
             "first_fire_late_ms": (STARTS["soon"] - (began + 0.1)) * 1e3 if "soon" in STARTS else None,
             "overdue_one_shot_ran": "overdue" in STARTS}
 
@@ -218,7 +224,7 @@ def main():
     elif workload == "cron":
         result = cron(int(rest[0]), int(rest[1]), rest[2])
     elif workload == "restart":
-        result = restart(int(rest[0]))
+        result = restart(int(rest[0]), rest[1] if len(rest) > 1 else "sqlite")
     else:
         raise SystemExit(f"unknown workload {workload}")
     result["peer"] = "apscheduler"
