@@ -121,9 +121,11 @@ async fn what_one_node_writes_every_node_sees_and_one_leads() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ticks.len() >= 2, "{ticks:?}");
+    // (A fire recorded ahead waits in the cluster's queue, no node's yet.)
     assert!(
         ticks
             .iter()
+            .filter(|run| run["status"] != "queued")
             .all(|run| ["a", "b", "c"].contains(&run["node"].as_str().unwrap_or_default())),
         "{ticks:?}"
     );

@@ -281,6 +281,19 @@ impl JobStore for PgStore {
                             "node {node} does not hold the leader lease: its schedule fires are refused"
                         )));
                     }
+                    // A pause through another node that this node has not
+                    // heard of yet: the row lock orders the two, so a fire
+                    // either commits before the pause (which then withdraws
+                    // what it recorded ahead) or sees it.
+                    let paused = transaction
+                        .query_opt("SELECT paused FROM scheduler_state FOR SHARE", &[])
+                        .await?
+                        .is_some_and(|row| row.get::<_, bool>(0));
+                    if paused {
+                        return Err(StoreError::Conflict(
+                            "the cluster's scheduler is paused: schedule fires are refused".to_string(),
+                        ));
+                    }
                 }
                 let tenants: Vec<&str> = fires.iter().map(|fire| fire.job.tenant.as_str()).collect();
                 let ids: Vec<&str> = fires.iter().map(|fire| fire.job.id.as_str()).collect();

@@ -13,3 +13,8 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
+
+-- The scheduler's state has its row from the start: a schedule fire locks
+-- it (FOR SHARE) so that a pause through another node and the fire are
+-- ordered.
+INSERT INTO scheduler_state (name, paused) VALUES ('scheduler', false) ON CONFLICT (name) DO NOTHING;
