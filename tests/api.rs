@@ -515,6 +515,60 @@ async fn schedule_preview_lists_fires_across_dst() {
     assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_cron"));
 }
 
+/// A Spring `@Scheduled` line pastes as it is, and the Quartz day forms
+/// preview on the days they name; a form that cannot be is refused with
+/// the field named.
+#[tokio::test]
+async fn quartz_and_spring_cron_lines_are_accepted_and_previewed() {
+    let daemon = TestDaemon::start();
+    let preview = |cron: &str, from: &str| json!({"schedule": {"cron": cron, "timezone": "Europe/Berlin"}, "from": from, "count": 3});
+    let rows = [
+        // Last weekday: Jan 31 2026 is a Saturday, Feb 28 a Saturday.
+        (
+            "0 0 12 LW * ?",
+            ["2026-01-30T11:00:00Z", "2026-02-27T11:00:00Z", "2026-03-31T10:00:00Z"],
+        ),
+        // The third Friday.
+        (
+            "0 0 9 ? * FRI#3",
+            ["2026-01-16T08:00:00Z", "2026-02-20T08:00:00Z", "2026-03-20T08:00:00Z"],
+        ),
+        // Spring's every day at noon.
+        (
+            "0 0 12 * * ?",
+            ["2026-01-01T11:00:00Z", "2026-01-02T11:00:00Z", "2026-01-03T11:00:00Z"],
+        ),
+    ];
+    for (cron, fires) in rows {
+        let answer = daemon
+            .call(
+                Method::POST,
+                "/v1/schedules/preview",
+                Some(preview(cron, "2026-01-01T00:00:00Z")),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{cron}: {}", answer.body);
+        assert_eq!(answer.body["fires"], json!(fires), "{cron}");
+    }
+    daemon
+        .job_with("month-end", "noop", json!({"schedule": {"cron": "0 0 18 L * ?"}}))
+        .await;
+    let bad = daemon
+        .call(
+            Method::POST,
+            "/v1/schedules/preview",
+            Some(preview("0 0 12 ? * MON#6", "2026-01-01T00:00:00Z")),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::BAD_REQUEST, "invalid_cron"),
+        "{}",
+        bad.body
+    );
+    assert!(bad.message().contains("day-of-week"), "{}", bad.body);
+}
+
 #[tokio::test]
 async fn malformed_requests_get_a_4xx_with_a_code_and_the_daemon_stays_healthy() {
     let daemon = TestDaemon::start();

@@ -3,22 +3,115 @@
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
-/// A parsed cron expression: one bit set per field.
+/// A parsed cron expression: one bit set per field, and the Quartz forms
+/// of the day fields beside their bits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CronExpr {
     seconds: u64,
     minutes: u64,
     hours: u32,
     days_of_month: u32,
+    /// `L`, `L-3`, `15W`, `LW` in the day-of-month field.
+    month_days: Vec<MonthDay>,
     months: u16,
     days_of_week: u8,
-    /// The day-of-month field starts with `*` (Vixie's DOM_STAR).
+    /// `5L`, `MON#1` in the day-of-week field.
+    week_days: Vec<WeekDay>,
+    /// The day-of-month field starts with `*` or is `?` (Vixie's DOM_STAR).
     dom_star: bool,
-    /// The day-of-week field starts with `*` (Vixie's DOW_STAR).
+    /// The day-of-week field starts with `*` or is `?` (Vixie's DOW_STAR).
     dow_star: bool,
     /// Neither the minute nor the hour field starts with `*`: the schedule
     /// names wall-clock times, which changes how it behaves across DST.
     fixed_time: bool,
+}
+
+/// A Quartz/Spring day-of-month form: a day that depends on the month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MonthDay {
+    /// `L`, `L-3`: the month's last day, or that many days before it.
+    Last(u32),
+    /// `15W`: the weekday (Monday to Friday) nearest that day, within its
+    /// month; none in a month without that day.
+    NearestWeekday(u32),
+    /// `LW`: the month's last weekday.
+    LastWeekday,
+}
+
+/// A Quartz/Spring day-of-week form (days numbered as Vixie does: 0 and 7
+/// are Sunday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WeekDay {
+    /// `5L`, `FRIL`: the month's last such day.
+    Last(u32),
+    /// `MON#1`, `5#3`: the month's nth (1 to 5) such day.
+    Nth(u32, u32),
+}
+
+/// The last day of `date`'s month.
+fn last_day_of_month(date: NaiveDate) -> u32 {
+    let (year, month) = (date.year(), date.month());
+    let first_of_next = if month == 12 {
+        NaiveDate::from_ymd_opt(year + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(year, month + 1, 1)
+    };
+    first_of_next
+        .and_then(|first| first.pred_opt())
+        .map_or(28, |last| last.day())
+}
+
+impl MonthDay {
+    fn matches(self, date: NaiveDate) -> bool {
+        let last = last_day_of_month(date);
+        let day = date.day();
+        match self {
+            MonthDay::Last(before) => last > before && day == last - before,
+            MonthDay::NearestWeekday(wanted) => {
+                let Some(target) = date.with_day(wanted) else {
+                    return false;
+                };
+                let nearest = match target.weekday().num_days_from_monday() {
+                    // Saturday: the Friday before, or the Monday after the 1st.
+                    5 if wanted == 1 => wanted + 2,
+                    5 => wanted - 1,
+                    // Sunday: the Monday after, or the Friday before the last day.
+                    6 if wanted == last => wanted - 2,
+                    6 => wanted + 1,
+                    _ => wanted,
+                };
+                day == nearest
+            }
+            MonthDay::LastWeekday => {
+                let last_date = date.with_day(last).unwrap_or(date);
+                let back = match last_date.weekday().num_days_from_monday() {
+                    5 => 1,
+                    6 => 2,
+                    _ => 0,
+                };
+                day == last - back
+            }
+        }
+    }
+
+    /// Whether a month of `longest` days at most has such a day.
+    fn can_fall_in(self, longest: u32) -> bool {
+        match self {
+            MonthDay::Last(before) => before < longest,
+            MonthDay::NearestWeekday(wanted) => wanted <= longest,
+            MonthDay::LastWeekday => true,
+        }
+    }
+}
+
+impl WeekDay {
+    fn matches(self, date: NaiveDate) -> bool {
+        let weekday = date.weekday().num_days_from_sunday();
+        match self {
+            WeekDay::Last(wanted) => weekday == wanted && date.day() + 7 > last_day_of_month(date),
+            WeekDay::Nth(wanted, n) => weekday == wanted && (date.day() - 1) / 7 + 1 == n,
+        }
+    }
 }
 
 /// Why an expression is not valid cron.
@@ -116,6 +209,22 @@ impl Field {
         Ok(value)
     }
 
+    /// A plain number of this field within `item` (a Quartz form).
+    fn number(&self, text: &str, item: &str) -> Result<u32, CronError> {
+        text.parse::<u32>().map_err(|_| {
+            error(format!(
+                "{} field: {item:?} is not a day form (a number is missing)",
+                self.name
+            ))
+        })
+    }
+
+    /// [`Field::parse`], or no bits for an empty field (its items were all
+    /// Quartz forms).
+    fn parse_or_none(&self, text: &str) -> Result<u64, CronError> {
+        if text.is_empty() { Ok(0) } else { self.parse(text) }
+    }
+
     fn name_hint(&self) -> String {
         match self.names.first() {
             Some(_) => format!(" or a name ({})", self.names.join(", ").to_ascii_uppercase()),
@@ -167,9 +276,84 @@ impl Field {
     }
 }
 
+/// Splits the Quartz forms (`L`, `L-3`, `LW`, `15W`) out of a
+/// day-of-month field: its other items (for [`Field::parse`]) and the
+/// forms. `?` is the whole field: no specific day.
+fn month_days(text: &str) -> Result<(String, Vec<MonthDay>), CronError> {
+    if text == "?" {
+        return Ok(("*".to_string(), Vec::new()));
+    }
+    let mut plain = Vec::new();
+    let mut forms = Vec::new();
+    for item in text.split(',') {
+        let upper = item.to_ascii_uppercase();
+        let form = if upper == "L" {
+            Some(MonthDay::Last(0))
+        } else if upper == "LW" {
+            Some(MonthDay::LastWeekday)
+        } else if let Some(before) = upper.strip_prefix("L-") {
+            let before = DAY_OF_MONTH.number(before, item)?;
+            if before > 30 {
+                return Err(error(format!(
+                    "day-of-month field: {item:?} is more than 30 days before the last day"
+                )));
+            }
+            Some(MonthDay::Last(before))
+        } else if let Some(day) = upper.strip_suffix('W') {
+            let day = DAY_OF_MONTH.number(day, item)?;
+            if !(1..=31).contains(&day) {
+                return Err(error(format!("day-of-month field: {item:?}: the day must be 1-31")));
+            }
+            Some(MonthDay::NearestWeekday(day))
+        } else {
+            None
+        };
+        match form {
+            Some(form) => forms.push(form),
+            None => plain.push(item),
+        }
+    }
+    Ok((plain.join(","), forms))
+}
+
+/// Splits the Quartz forms (`5L`, `FRIL`, `MON#1`, `5#3`) out of a
+/// day-of-week field, as [`month_days`] does.
+fn week_days(text: &str) -> Result<(String, Vec<WeekDay>), CronError> {
+    if text == "?" {
+        return Ok(("*".to_string(), Vec::new()));
+    }
+    let mut plain = Vec::new();
+    let mut forms = Vec::new();
+    for item in text.split(',') {
+        let upper = item.to_ascii_uppercase();
+        let form = if let Some((day, nth)) = upper.split_once('#') {
+            let n = nth
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=5).contains(n))
+                .ok_or_else(|| error(format!("day-of-week field: in {item:?} the number after # must be 1-5")))?;
+            Some(WeekDay::Nth(DAY_OF_WEEK.value(day)? % 7, n))
+        } else if upper == "L" {
+            return Err(error(
+                "day-of-week field: \"L\" alone is ambiguous (Quartz's Saturday); name the day, as in \"SATL\" or \"5L\"",
+            ));
+        } else if let Some(day) = upper.strip_suffix('L').filter(|day| !day.is_empty()) {
+            Some(WeekDay::Last(DAY_OF_WEEK.value(day)? % 7))
+        } else {
+            None
+        };
+        match form {
+            Some(form) => forms.push(form),
+            None => plain.push(item),
+        }
+    }
+    Ok((plain.join(","), forms))
+}
+
 impl CronExpr {
     /// Parses 5 fields (minute hour day-of-month month day-of-week), 6 with a
-    /// leading seconds field, or a macro such as `@daily`.
+    /// leading seconds field, or a macro such as `@daily`. The day fields
+    /// also take the Quartz/Spring forms `?`, `L`, `W` and `#`.
     pub fn parse(text: &str) -> Result<CronExpr, CronError> {
         let trimmed = text.trim();
         let expanded = if trimmed.starts_with('@') {
@@ -196,18 +380,22 @@ impl CronExpr {
                 )));
             }
         };
-        let days_of_week = DAY_OF_WEEK.parse(rest[4])?;
+        let (dom_plain, month_days) = month_days(rest[2])?;
+        let (dow_plain, week_days) = week_days(rest[4])?;
+        let days_of_week = DAY_OF_WEEK.parse_or_none(&dow_plain)?;
         // 7 is another name for Sunday (0).
         let days_of_week = ((days_of_week | (days_of_week >> 7)) & 0x7f) as u8;
         let expression = CronExpr {
             seconds: SECOND.parse(seconds)?,
             minutes: MINUTE.parse(rest[0])?,
             hours: HOUR.parse(rest[1])? as u32,
-            days_of_month: DAY_OF_MONTH.parse(rest[2])? as u32,
+            days_of_month: DAY_OF_MONTH.parse_or_none(&dom_plain)? as u32,
+            month_days,
             months: MONTH.parse(rest[3])? as u16,
             days_of_week,
-            dom_star: rest[2].starts_with('*'),
-            dow_star: rest[4].starts_with('*'),
+            week_days,
+            dom_star: dom_plain.starts_with('*'),
+            dow_star: dow_plain.starts_with('*'),
             fixed_time: !rest[0].starts_with('*') && !rest[1].starts_with('*'),
         };
         if !expression.can_fire() {
@@ -227,8 +415,10 @@ impl CronExpr {
         }
         const LONGEST_MONTHS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
         (1..=12u32).any(|month| {
+            let longest = LONGEST_MONTHS[month as usize - 1];
             self.months & (1 << month) != 0
-                && (1..=LONGEST_MONTHS[month as usize - 1]).any(|day| self.days_of_month & (1 << day) != 0)
+                && ((1..=longest).any(|day| self.days_of_month & (1 << day) != 0)
+                    || self.month_days.iter().any(|form| form.can_fall_in(longest)))
         })
     }
 
@@ -243,8 +433,9 @@ impl CronExpr {
         if self.months & (1 << date.month()) == 0 {
             return false;
         }
-        let dom = self.days_of_month & (1 << date.day()) != 0;
-        let dow = self.days_of_week & (1 << date.weekday().num_days_from_sunday()) != 0;
+        let dom = self.days_of_month & (1 << date.day()) != 0 || self.month_days.iter().any(|form| form.matches(date));
+        let dow = self.days_of_week & (1 << date.weekday().num_days_from_sunday()) != 0
+            || self.week_days.iter().any(|form| form.matches(date));
         if self.dom_star || self.dow_star {
             dom && dow
         } else {
@@ -373,7 +564,15 @@ mod tests {
             ("1,,2 * * * *", "empty list item"),
             ("@reboot", "unknown macro"),
             ("? * * * *", "not a number"),
-            ("* * L * *", "not a number"),
+            ("* * L-31 * *", "more than 30 days"),
+            ("* * 32W * *", "the day must be 1-31"),
+            ("* * W * *", "a number is missing"),
+            ("* * * * MON#6", "must be 1-5"),
+            ("* * * * MON#", "must be 1-5"),
+            ("* * * * L", "ambiguous"),
+            ("* * * * FOOL", "not a number or a name"),
+            ("0 0 31W 2 *", "never fires"),
+            ("0 0 L-30 2 *", "never fires"),
             ("0 0 30 2 *", "never fires"),
             ("0 0 31 4,6,9,11 *", "never fires"),
             ("0 0 30,31 FEB *", "never fires"),
@@ -439,6 +638,135 @@ mod tests {
                 .next_wall_time(at("2026-03-01 00:00:00"), 300),
             None,
             "nothing within the horizon"
+        );
+    }
+
+    /// Quartz/Spring day forms, each against dates read off a calendar:
+    /// the fires from `start`, in order.
+    #[test]
+    fn quartz_day_forms_fire_on_the_days_a_calendar_gives() {
+        let rows: &[(&str, &str, &[&str])] = &[
+            // The last day, across month ends and a leap year.
+            (
+                "0 0 12 L * ?",
+                "2026-01-15 00:00:00",
+                &["2026-01-31 12:00:00", "2026-02-28 12:00:00", "2026-03-31 12:00:00"],
+            ),
+            ("0 0 12 L * ?", "2028-02-01 00:00:00", &["2028-02-29 12:00:00"]),
+            (
+                "0 0 L-3 * ?",
+                "2026-01-01 00:00:00",
+                &["2026-01-28 00:00:00", "2026-02-25 00:00:00", "2026-03-28 00:00:00"],
+            ),
+            ("0 0 L-3 * ?", "2028-02-01 00:00:00", &["2028-02-26 00:00:00"]),
+            // The last weekday: Jan 31 2026 is a Saturday, May 31 a Sunday.
+            (
+                "0 0 LW * ?",
+                "2026-01-01 00:00:00",
+                &["2026-01-30 00:00:00", "2026-02-27 00:00:00", "2026-03-31 00:00:00"],
+            ),
+            (
+                "0 0 LW 5,8 ?",
+                "2026-01-01 00:00:00",
+                &["2026-05-29 00:00:00", "2026-08-31 00:00:00"],
+            ),
+            (
+                "0 0 LW 2 ?",
+                "2027-01-01 00:00:00",
+                &["2027-02-26 00:00:00", "2028-02-29 00:00:00"],
+            ),
+            // The nearest weekday, never in another month: Aug 1 2026 is a
+            // Saturday (Monday the 3rd), Aug 15 a Saturday (Friday the 14th),
+            // Mar 15 a Sunday (Monday the 16th).
+            (
+                "0 0 15W * ?",
+                "2026-01-01 00:00:00",
+                &["2026-01-15 00:00:00", "2026-02-16 00:00:00", "2026-03-16 00:00:00"],
+            ),
+            ("0 0 15W 8 ?", "2026-01-01 00:00:00", &["2026-08-14 00:00:00"]),
+            (
+                "0 0 1W * ?",
+                "2026-07-02 00:00:00",
+                &["2026-08-03 00:00:00", "2026-09-01 00:00:00"],
+            ),
+            ("0 0 1W * ?", "2026-10-02 00:00:00", &["2026-11-02 00:00:00"]),
+            // 31W: none in a 30-day month or February; May 31 is a Sunday.
+            (
+                "0 0 31W * ?",
+                "2026-01-01 00:00:00",
+                &[
+                    "2026-01-30 00:00:00",
+                    "2026-03-31 00:00:00",
+                    "2026-05-29 00:00:00",
+                    "2026-07-31 00:00:00",
+                ],
+            ),
+            // The last Friday, by number and by name.
+            (
+                "0 0 ? * 5L",
+                "2026-01-01 00:00:00",
+                &["2026-01-30 00:00:00", "2026-02-27 00:00:00", "2026-03-27 00:00:00"],
+            ),
+            (
+                "0 0 ? * FRIL",
+                "2026-05-01 00:00:00",
+                &["2026-05-29 00:00:00", "2026-06-26 00:00:00"],
+            ),
+            // The nth weekday; 7 is Sunday too.
+            (
+                "0 0 ? * MON#1",
+                "2026-01-01 00:00:00",
+                &["2026-01-05 00:00:00", "2026-02-02 00:00:00", "2026-03-02 00:00:00"],
+            ),
+            (
+                "0 0 ? * 5#3",
+                "2026-01-01 00:00:00",
+                &["2026-01-16 00:00:00", "2026-02-20 00:00:00", "2026-03-20 00:00:00"],
+            ),
+            (
+                "0 0 ? * 7#5",
+                "2026-01-01 00:00:00",
+                &["2026-03-29 00:00:00", "2026-05-31 00:00:00"],
+            ),
+            // Both day fields restricted: either matches (Vixie's rule).
+            (
+                "0 0 L * MON",
+                "2026-01-27 00:00:00",
+                &["2026-01-31 00:00:00", "2026-02-02 00:00:00"],
+            ),
+            // A list mixing numbers and forms.
+            (
+                "0 0 1,L 2 ?",
+                "2026-01-01 00:00:00",
+                &["2026-02-01 00:00:00", "2026-02-28 00:00:00", "2027-02-01 00:00:00"],
+            ),
+        ];
+        for (text, start, expected) in rows {
+            let expr = CronExpr::parse(text).unwrap_or_else(|error| panic!("{text}: {error}"));
+            let mut from = at(start);
+            for want in *expected {
+                let found = expr
+                    .next_wall_time(from, 800)
+                    .unwrap_or_else(|| panic!("{text}: none after {from}"));
+                assert_eq!(found, at(want), "{text} from {start}");
+                from = found + Duration::seconds(1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_question_mark_is_a_star_in_the_day_fields() {
+        assert_eq!(
+            CronExpr::parse("0 0 12 * * ?").unwrap(),
+            CronExpr::parse("0 0 12 * * *").unwrap()
+        );
+        assert_eq!(
+            CronExpr::parse("0 0 12 ? * MON").unwrap(),
+            CronExpr::parse("0 0 12 * * MON").unwrap()
+        );
+        assert_eq!(
+            CronExpr::parse("0 12 l * ?").unwrap(),
+            CronExpr::parse("0 12 L * ?").unwrap()
         );
     }
 

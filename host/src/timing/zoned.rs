@@ -364,6 +364,22 @@ mod tests {
                     "2026-04-05T02:00:00+10:30",
                 ],
             ),
+            // Quartz day forms pick the day; the DST rules place the time:
+            // London's last Sunday of March has no 01:30 (01:00 GMT jumps to
+            // 02:00 BST), so it fires at the gap's end; October's has two,
+            // and it fires at the first.
+            (
+                "0 30 1 ? 3 SUNL",
+                "Europe/London",
+                "2026-03-01T00:00:00Z",
+                &["2026-03-29T02:00:00+01:00", "2027-03-28T02:00:00+01:00"],
+            ),
+            (
+                "0 30 1 ? 10 SUN#4",
+                "Europe/London",
+                "2026-10-01T00:00:00Z",
+                &["2026-10-25T01:30:00+01:00", "2027-10-24T01:30:00+01:00"],
+            ),
         ];
         for (text, zone, from, expected) in rows {
             assert_eq!(
@@ -402,6 +418,18 @@ mod tests {
                 "2026-10-09T00:00:00Z",
             ),
             ("0 0 13 * FRI", "UTC", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+            (
+                "0 9 LW,15W * ?",
+                "America/New_York",
+                "2026-01-01T00:00:00Z",
+                "2028-03-01T00:00:00Z",
+            ),
+            (
+                "0 9 ? * MON#2,FRIL",
+                "Europe/London",
+                "2026-01-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+            ),
             ("*/20 * * * * *", "UTC", "2026-11-25T10:00:05Z", "2026-11-27T11:00:00Z"),
         ];
         for (text, zone, after, until) in rows {
