@@ -660,7 +660,7 @@ async fn malformed_requests_get_a_4xx_with_a_code_and_the_daemon_stays_healthy()
         (
             Method::POST,
             "/v1/jobs".into(),
-            Some(job(json!({"schedule": {"cron": "0 0 L * *"}}))),
+            Some(job(json!({"schedule": {"cron": "0 0 L-31 * *"}}))),
         ),
         (
             Method::POST,
