@@ -102,10 +102,12 @@ pub async fn list(
         wanted.push((label.to_string(), label_value.to_string()));
     }
     let _settled = state.scheduler().settled().await;
+    // The jobs before their fires ahead: in a cluster a fire the leader
+    // records between the two reads is then among them, not lost between
+    // a next fire moved past it and a list read before it.
+    let jobs = state.store().list_jobs(&caller.tenant)?;
     let ahead = state.executor().fires_ahead(&caller.tenant);
-    let jobs = state
-        .store()
-        .list_jobs(&caller.tenant)?
+    let jobs = jobs
         .iter()
         .filter(|job| wanted.iter().all(|(key, value)| job.labels.get(key) == Some(value)))
         .map(|job| JobView::with_fires_ahead(job, &ahead))
@@ -128,8 +130,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let _settled = state.scheduler().settled().await;
-    let ahead = state.executor().fires_ahead(&caller.tenant);
+    // The job before its fires ahead (see `list`).
     let job = find_job(&state, &caller.tenant, &id)?;
+    let ahead = state.executor().fires_ahead(&caller.tenant);
     Ok(Json(JobView::with_fires_ahead(&job, &ahead)))
 }
 

@@ -17,9 +17,37 @@ pub struct Join {
     pub job_id: String,
     /// Job name -> the status of its last run's last attempt.
     pub seen: BTreeMap<String, RunStatus>,
+    /// The ids of the runs told last (at most [`TOLD`]): a run's end told
+    /// again (in a cluster, its node died after moving the join on and
+    /// before writing the outcome, which the node taking it over then
+    /// writes) changes nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub told: Vec<String>,
 }
 
+/// How many run ids a join remembers as told.
+const TOLD: usize = 32;
+
 impl Join {
+    /// [`Join::ended`] for the run `run_id`, unless that run was told
+    /// already (then None, changing nothing).
+    pub fn ended_by(
+        &mut self,
+        run_id: &str,
+        job: &str,
+        status: RunStatus,
+        waits_for: &[String],
+    ) -> Option<(bool, bool)> {
+        if self.told.iter().any(|told| told == run_id) {
+            return None;
+        }
+        if self.told.len() == TOLD {
+            self.told.remove(0);
+        }
+        self.told.push(run_id.to_string());
+        self.ended(job, status, waits_for)
+    }
+
     /// Records that `job`'s run ended with `status`; when every job of
     /// `waits_for` has ended one, returns whether they all succeeded and
     /// whether one failed (or was cancelled), and starts a new join.
@@ -56,6 +84,22 @@ mod tests {
         assert!(join.seen.is_empty());
         assert_eq!(join.ended("b", RunStatus::Succeeded, &waits_for), None);
         assert_eq!(join.ended("a", RunStatus::Succeeded, &waits_for), Some((true, false)));
+        // The same run told twice counts once.
+        let mut join = Join::default();
+        assert_eq!(join.ended_by("r1", "a", RunStatus::Succeeded, &waits_for), None);
+        assert_eq!(
+            join.ended_by("r2", "b", RunStatus::Succeeded, &waits_for),
+            Some((true, false))
+        );
+        assert_eq!(join.ended_by("r2", "b", RunStatus::Succeeded, &waits_for), None);
+        assert!(join.seen.is_empty(), "the repeat started no new round: {join:?}");
+        assert_eq!(join.ended_by("r3", "a", RunStatus::Succeeded, &waits_for), None);
+        assert_eq!(
+            join.ended_by("r1", "b", RunStatus::Succeeded, &waits_for),
+            None,
+            "r1 was told"
+        );
+        assert_eq!(join.seen.len(), 1);
         let alone = vec!["a".to_string()];
         assert_eq!(
             Join::default().ended("a", RunStatus::Cancelled, &alone),

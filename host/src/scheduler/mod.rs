@@ -45,6 +45,9 @@ pub use sink::{Places, ResolvePlugin, RunSink};
 /// 1,000 a pass held the lock ~55 ms and overdue runs reached the executor
 /// in lumps, a fifth less durable throughput than at 256 (docs/benchmarks.md).
 const PASS_SIZE: usize = 256;
+/// How many times a job change reads and withdraws its fires recorded
+/// ahead when, in a cluster, they changed between the read and the write.
+const WITHDRAW_ATTEMPTS: usize = 5;
 
 /// Fires schedules.
 pub struct Scheduler {
@@ -186,22 +189,33 @@ impl Scheduler {
                 .push(run);
         }
         let mut failed = None;
-        for ((tenant, job_id), withdrawn) in by_job {
-            let written = match self.store.job(&tenant, &job_id) {
-                Ok(Some(mut job)) => {
-                    take_back(&mut job, &withdrawn);
-                    self.store.update_job_withdrawing(&job, &withdrawn)
+        for ((tenant, job_id), mut withdrawn) in by_job {
+            let mut attempt = 1;
+            let written = loop {
+                let written = match self.store.job(&tenant, &job_id) {
+                    Ok(Some(mut job)) => {
+                        take_back(&mut job, &withdrawn);
+                        self.store.update_job_withdrawing(&job, &withdrawn)
+                    }
+                    // The job went meanwhile (its delete withdrew what it saw).
+                    Ok(None) => break Err(None),
+                    Err(error) => Err(error),
+                };
+                match written {
+                    // In a cluster, those not due yet changed meanwhile (see
+                    // `update_job`): read again.
+                    Err(StoreError::Conflict(_)) if attempt < WITHDRAW_ATTEMPTS => {
+                        self.sink.restore(withdrawn);
+                        withdrawn = self.sink.withdraw_ahead(Some((&tenant, &job_id)));
+                        attempt += 1;
+                    }
+                    written => break written.map_err(Some),
                 }
-                // The job went meanwhile (its delete withdrew what it saw).
-                Ok(None) => {
-                    self.sink.restore(withdrawn);
-                    continue;
-                }
-                Err(error) => Err(error),
             };
+            // Given back when not deleted (None: the job went).
             if let Err(error) = written {
                 self.sink.restore(withdrawn);
-                failed = Some(error);
+                failed = error.or(failed);
             }
         }
         failed.map_or(Ok(()), Err)
@@ -479,24 +493,49 @@ impl Scheduler {
     /// recorded ahead of their instant: they were planned from the job as
     /// it was. When the job keeps its schedule, its next fire goes back to
     /// the earliest withdrawn one, so pausing and resuming loses nothing.
+    /// In a cluster the fires recorded ahead are read before the write
+    /// that withdraws them, which is refused (a conflict) when they changed
+    /// meanwhile (the leader recorded another, or a node claimed one): read
+    /// again and tried again, up to [`WITHDRAW_ATTEMPTS`] times.
     pub async fn update_job(&self, job: &mut Job) -> Result<(), StoreError> {
         let _firing = self.firing.lock().await;
-        let withdrawn = self.sink.withdraw_ahead(Some((&job.tenant, &job.id)));
-        let stored = self.store.job(&job.tenant, &job.id)?;
-        if stored.is_some_and(|stored| stored.schedule == job.schedule) {
-            take_back(job, &withdrawn);
+        let asked = job.clone();
+        let mut attempt = 1;
+        loop {
+            *job = asked.clone();
+            let withdrawn = self.sink.withdraw_ahead(Some((&job.tenant, &job.id)));
+            let stored = self.store.job(&job.tenant, &job.id)?;
+            if stored.is_some_and(|stored| stored.schedule == job.schedule) {
+                take_back(job, &withdrawn);
+            }
+            let written = self.store.update_job_withdrawing(job, &withdrawn);
+            match self.settle(written, withdrawn) {
+                Err(StoreError::Conflict(reason)) if attempt < WITHDRAW_ATTEMPTS => {
+                    tracing::debug!(%reason, "a job change withdraws its fires recorded ahead again");
+                    attempt += 1;
+                }
+                written => return written,
+            }
         }
-        let written = self.store.update_job_withdrawing(job, &withdrawn);
-        self.settle(written, withdrawn)
     }
 
     /// Deletes a job with the runs of its fires recorded ahead of their
-    /// instant. False if it did not exist.
+    /// instant (read again as [`Scheduler::update_job`] does). False if it
+    /// did not exist.
     pub async fn delete_job(&self, tenant: &str, job_id: &str) -> Result<bool, StoreError> {
         let _firing = self.firing.lock().await;
-        let withdrawn = self.sink.withdraw_ahead(Some((tenant, job_id)));
-        let written = self.store.delete_job_withdrawing(tenant, job_id, &withdrawn);
-        self.settle(written, withdrawn)
+        let mut attempt = 1;
+        loop {
+            let withdrawn = self.sink.withdraw_ahead(Some((tenant, job_id)));
+            let written = self.store.delete_job_withdrawing(tenant, job_id, &withdrawn);
+            match self.settle(written, withdrawn) {
+                Err(StoreError::Conflict(reason)) if attempt < WITHDRAW_ATTEMPTS => {
+                    tracing::debug!(%reason, "a job's delete withdraws its fires recorded ahead again");
+                    attempt += 1;
+                }
+                written => return written,
+            }
+        }
     }
 
     /// After a job change: on failure the withdrawn runs go back in the

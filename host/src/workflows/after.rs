@@ -84,6 +84,7 @@ impl Workflows {
     /// write too (a cluster), each join moved on and its run written in a
     /// transaction of their own, the runs written so into `recorded`.
     pub(super) fn fire_waiting(&self, run: &Run, runs: &mut Vec<Run>, joins: &mut Vec<Join>, recorded: &mut Vec<Run>) {
+        let deadline = Instant::now() + OUTAGE_PATIENCE;
         let waiting = lock(&self.waiting)
             .get(&run.tenant)
             .and_then(|names| names.get(&run.job_name))
@@ -106,7 +107,7 @@ impl Workflows {
             }
             // The join moved on, and the run its end fires, if any.
             let mut move_on = |join: &mut Join| {
-                let (all_succeeded, any_failed) = join.ended(&run.job_name, run.status, &after.jobs)?;
+                let (all_succeeded, any_failed) = join.ended_by(&run.id, &run.job_name, run.status, &after.jobs)?;
                 if !after.when.holds(all_succeeded, any_failed) {
                     tracing::debug!(job = %job.name, "after_jobs ended without its condition; not fired");
                     return None;
@@ -128,7 +129,7 @@ impl Workflows {
                 };
                 Some(Run::queued(new, Some(version), now, self.run_log_bytes))
             };
-            match self.update_join(&run.tenant, &job_id, &mut move_on) {
+            match self.update_join(&run.tenant, &job_id, &mut move_on, deadline) {
                 Some(Ok(fired)) => recorded.extend(fired),
                 Some(Err(error)) => tracing::error!(%error, job = %job.name, "cannot move a job's join on"),
                 None => {
@@ -162,19 +163,20 @@ impl Workflows {
 
 impl Workflows {
     /// [`WorkflowStore::update_join`](crate::store::WorkflowStore::update_join),
-    /// tried again while the database is away, as the recorder tries the
-    /// outcome that moves the join (it waits on the same thread).
+    /// tried again while the database is away until `deadline` (one for
+    /// all the joins a run's end moves), as the recorder tries the outcome
+    /// that moves them (it waits on the same thread).
     fn update_join(
         &self,
         tenant: &str,
         job_id: &str,
         update: &mut (dyn FnMut(&mut Join) -> Option<Run> + Send),
+        deadline: Instant,
     ) -> Option<StoreResult<Option<Run>>> {
-        let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.store.update_join(tenant, job_id, update) {
-                Some(Err(StoreError::Disconnected(message))) if started.elapsed() < OUTAGE_PATIENCE => {
+                Some(Err(StoreError::Disconnected(message))) if Instant::now() < deadline => {
                     tracing::debug!(%message, job_id, "cannot move a job's join on; trying again");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(2));

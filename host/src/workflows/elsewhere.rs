@@ -22,6 +22,10 @@ use crate::store::{StopRuns, StoreError};
 /// run another node drives.
 pub(super) const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
+/// How many of a workflow's newest runs the origin of its `after`
+/// schedule is read from (runs that overlapped may end out of order).
+const ENDS_READ: usize = 16;
+
 /// The ids of the workflow runs going on other nodes, by (tenant,
 /// workflow id), as read at the start of a pass. Empty on one daemon.
 #[derive(Default)]
@@ -60,14 +64,15 @@ impl Workflows {
         Ok(elsewhere)
     }
 
-    /// When the workflow's newest run ended, as stored; None while it
-    /// goes. In a cluster the origin of an `after` schedule: that run may
-    /// have ended on another node.
+    /// When the workflow's runs last ended, as stored (the latest end of
+    /// its newest [`ENDS_READ`] runs). In a cluster the origin of an
+    /// `after` schedule: its run may have ended on another node. Called
+    /// while none of its runs goes.
     pub(super) fn stored_end(&self, workflow: &Workflow) -> Result<Option<DateTime<Utc>>, StoreError> {
         let newest = self
             .store
-            .list_workflow_runs(&workflow.tenant, Some(&workflow.name), None, 1)?;
-        Ok(newest.first().and_then(|run| run.finished_at))
+            .list_workflow_runs(&workflow.tenant, Some(&workflow.name), None, ENDS_READ)?;
+        Ok(newest.iter().filter_map(|run| run.finished_at).max())
     }
 
     /// In a cluster, asks the node that drives a workflow run to cancel

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::database::{PgStore, corrupt, is_unique_violation};
 use super::hooks;
 use super::listen::JOBS_CHANNEL;
-use super::runs::RunRows;
+use super::runs::{RunRows, decode_run};
 use crate::model::{Job, Run, Trigger};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::records::{DueJob, Fire, JobHooks};
@@ -87,14 +87,42 @@ async fn write_job(
     }
 }
 
-/// Deletes withdrawn queued runs within a transaction.
-async fn withdraw(transaction: &deadpool_postgres::Transaction<'_>, withdrawn: &[Run]) -> StoreResult<()> {
+/// Deletes withdrawn queued runs of a job within a transaction that holds
+/// the job's row (so no fire of it commits meanwhile). In a cluster the
+/// withdrawn runs were read before it: refused as a conflict (the caller
+/// reads them again) when another fire recorded ahead came since, or one
+/// of them was claimed (its instant came), so what is taken back is what
+/// is deleted.
+async fn withdraw(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    tenant: &str,
+    job_id: &str,
+    withdrawn: &[Run],
+) -> StoreResult<()> {
+    let rows = transaction
+        .query(
+            "SELECT tenant, id, record, node FROM runs
+             WHERE tenant = $1 AND job_id = $2 AND status = 'queued' AND node IS NULL AND NOT step
+                 AND due_at > now()
+             FOR UPDATE",
+            &[&tenant, &job_id],
+        )
+        .await?;
+    for row in &rows {
+        let run = decode_run(row)?;
+        let ahead = run.trigger == Trigger::Schedule && run.queued_at < run.scheduled_at;
+        if ahead && !withdrawn.iter().any(|taken| taken.id == run.id) {
+            return Err(StoreError::Conflict(format!(
+                "job {job_id}: a fire was recorded ahead meanwhile; read them again"
+            )));
+        }
+    }
     if withdrawn.is_empty() {
         return Ok(());
     }
     let tenants: Vec<&str> = withdrawn.iter().map(|run| run.tenant.as_str()).collect();
     let ids: Vec<&str> = withdrawn.iter().map(|run| run.id.as_str()).collect();
-    transaction
+    let deleted = transaction
         .execute(
             "DELETE FROM runs USING unnest($1::text[], $2::text[]) AS withdrawn (tenant, id)
              WHERE runs.tenant = withdrawn.tenant AND runs.id = withdrawn.id AND NOT runs.finished
@@ -102,6 +130,11 @@ async fn withdraw(transaction: &deadpool_postgres::Transaction<'_>, withdrawn: &
             &[&tenants, &ids],
         )
         .await?;
+    if deleted != withdrawn.len() as u64 {
+        return Err(StoreError::Conflict(format!(
+            "job {job_id}: a fire recorded ahead was claimed meanwhile; read them again"
+        )));
+    }
     Ok(())
 }
 
@@ -153,7 +186,13 @@ impl JobStore for PgStore {
         let record = job_codec::encode(job);
         let written = self.block(|| async {
             self.transact(async |transaction| {
-                withdraw(transaction, withdrawn).await?;
+                transaction
+                    .execute(
+                        "SELECT 1 FROM jobs WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                        &[&job.tenant, &job.id],
+                    )
+                    .await?;
+                withdraw(transaction, &job.tenant, &job.id, withdrawn).await?;
                 write_job(transaction, job, &record, true, &self.node).await
             })
             .await
@@ -242,7 +281,7 @@ impl JobStore for PgStore {
                 transaction
                     .execute("DELETE FROM kv WHERE tenant = $1 AND job_id = $2", &[&tenant, &id])
                     .await?;
-                withdraw(transaction, withdrawn).await?;
+                withdraw(transaction, tenant, id, withdrawn).await?;
                 announce(transaction, &self.node).await?;
                 Ok(true)
             })

@@ -7,7 +7,8 @@ DECLARE
 BEGIN
     SELECT min(due_at) INTO due FROM added WHERE status = 'queued' AND node IS NULL;
     IF due IS NOT NULL THEN
-        PERFORM pg_notify('sandcron_runs', (extract(epoch FROM due) * 1000)::bigint::text);
+        -- Rounded up: a wake-up a fraction early would find nothing due.
+        PERFORM pg_notify('sandcron_runs', ceil(extract(epoch FROM due) * 1000)::bigint::text);
     ELSIF EXISTS (SELECT 1 FROM added WHERE status = 'queued' AND node IS NULL) THEN
         PERFORM pg_notify('sandcron_runs', '');
     END IF;
