@@ -586,20 +586,24 @@ mod tests {
         }
     }
 
+    /// Each pair of lines parses to the same expression.
+    fn same(pairs: &[(&str, &str)]) {
+        for (one, other) in pairs {
+            assert_eq!(
+                CronExpr::parse(one).unwrap(),
+                CronExpr::parse(other).unwrap(),
+                "{one} = {other}"
+            );
+        }
+    }
+
     #[test]
     fn sunday_is_both_zero_and_seven() {
-        assert_eq!(
-            CronExpr::parse("0 0 * * 0").unwrap(),
-            CronExpr::parse("0 0 * * 7").unwrap()
-        );
-        assert_eq!(
-            CronExpr::parse("0 0 * * SUN").unwrap(),
-            CronExpr::parse("0 0 * * 0").unwrap()
-        );
-        assert_eq!(
-            CronExpr::parse("0 0 * * 5-7").unwrap(),
-            CronExpr::parse("0 0 * * FRI,SAT,SUN").unwrap()
-        );
+        same(&[
+            ("0 0 * * 0", "0 0 * * 7"),
+            ("0 0 * * SUN", "0 0 * * 0"),
+            ("0 0 * * 5-7", "0 0 * * FRI,SAT,SUN"),
+        ]);
     }
 
     #[test]
@@ -756,18 +760,11 @@ mod tests {
 
     #[test]
     fn a_question_mark_is_a_star_in_the_day_fields() {
-        assert_eq!(
-            CronExpr::parse("0 0 12 * * ?").unwrap(),
-            CronExpr::parse("0 0 12 * * *").unwrap()
-        );
-        assert_eq!(
-            CronExpr::parse("0 0 12 ? * MON").unwrap(),
-            CronExpr::parse("0 0 12 * * MON").unwrap()
-        );
-        assert_eq!(
-            CronExpr::parse("0 12 l * ?").unwrap(),
-            CronExpr::parse("0 12 L * ?").unwrap()
-        );
+        same(&[
+            ("0 0 12 * * ?", "0 0 12 * * *"),
+            ("0 0 12 ? * MON", "0 0 12 * * MON"),
+            ("0 12 l * ?", "0 12 L * ?"),
+        ]);
     }
 
     #[test]
