@@ -467,3 +467,97 @@ async fn once_runs_pass_the_cap_they_are_deleted_every_few_seconds_not_once_a_mi
     }
     assert!(most <= 2 + 8, "{most} runs kept within 20 s of a sweep");
 }
+
+/// Seconds since the epoch of an RFC 3339 instant in a JSON field.
+fn epoch_seconds(value: &Value) -> f64 {
+    let at: chrono::DateTime<chrono::Utc> = value.as_str().expect("an instant").parse().expect("RFC 3339");
+    at.timestamp_millis() as f64 / 1000.0
+}
+
+/// promtool on PATH, installed by `scripts/install-promtool` if missing.
+fn promtool() -> std::process::Command {
+    let found = |name: &str| std::process::Command::new(name).arg("--version").output().is_ok();
+    if !found("promtool") {
+        let script = common::repo_root().join("scripts").join("install-promtool");
+        let output = std::process::Command::new(&script)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running scripts/install-promtool");
+        assert!(
+            found("promtool"),
+            "no promtool, and {} did not install it: {output:?}",
+            script.display()
+        );
+    }
+    let mut command = std::process::Command::new("promtool");
+    command.current_dir(common::repo_root().join("deploy").join("prometheus"));
+    command
+}
+
+/// Dead-man gauges: each job's next fire and last success (0 before any;
+/// read from the store after a restart), and the shipped alert rules:
+/// valid, each alert right on series shaped as these (`promtool test
+/// rules`), and every sandcron metric they name in a real scrape.
+#[tokio::test]
+async fn jobs_report_their_next_fire_and_last_success_and_the_shipped_alert_rules_hold() {
+    let mut daemon = TestDaemon::start();
+    daemon
+        .job_with("nightly", "noop", json!({"schedule": {"cron": "0 3 * * *"}}))
+        .await;
+    daemon.create_job(json!({"name": "never", "plugin": "noop"})).await;
+    let run = daemon.run_job("nightly", None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let job = daemon.call(Method::GET, "/v1/jobs/nightly", None).await.body;
+    let tenant = r#"tenant="default""#;
+    let gauges = |text: &str| {
+        let samples = scrape(text);
+        (
+            sample(
+                &samples,
+                &format!(r#"sandcron_job_next_fire_timestamp_seconds{{job="nightly",{tenant}}}"#),
+            ),
+            sample(
+                &samples,
+                &format!(r#"sandcron_job_last_success_timestamp_seconds{{job="nightly",{tenant}}}"#),
+            ),
+            sample(
+                &samples,
+                &format!(r#"sandcron_job_last_success_timestamp_seconds{{job="never",{tenant}}}"#),
+            ),
+            samples.contains_key(&format!(
+                r#"sandcron_job_next_fire_timestamp_seconds{{job="never",{tenant}}}"#
+            )),
+        )
+    };
+    let text = daemon.metrics_text().await;
+    let expected = (
+        epoch_seconds(&job["next_fire_at"]),
+        epoch_seconds(&run["finished_at"]),
+        0.0,
+        false,
+    );
+    assert_eq!(gauges(&text), expected, "{text}");
+    // After a restart the last success is read from the store.
+    daemon.restart();
+    assert_eq!(gauges(&daemon.metrics_text().await), expected);
+
+    let checked = promtool()
+        .args(["check", "rules", "sandcron-rules.yml"])
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{checked:?}");
+    let tested = promtool()
+        .args(["test", "rules", "sandcron-rules.test.yml"])
+        .output()
+        .unwrap();
+    assert!(tested.status.success(), "{tested:?}");
+    let rules = std::fs::read_to_string(common::repo_root().join("deploy/prometheus/sandcron-rules.yml")).unwrap();
+    let named: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("sandcron_"))
+        .collect();
+    assert!(named.len() >= 4, "{named:?}");
+    for name in named {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name} is not in a scrape");
+    }
+}

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::model::{Run, RunStatus};
 use crate::store::health::{Fault, StorageHealth};
+use crate::sync::lock;
 
 /// Every metric sandcron exports.
 pub struct Metrics {
@@ -47,6 +48,15 @@ pub struct Metrics {
     pub plugin_cache_bytes: IntGauge,
     /// Jobs by tenant and state (set at scrape).
     pub jobs: IntGaugeVec,
+    /// When each job's last run succeeded, in seconds since the epoch (0:
+    /// none yet), by tenant and job (set at scrape).
+    pub job_last_success: GaugeVec,
+    /// Each job's next fire, in seconds since the epoch, by tenant and job
+    /// (set at scrape; a job with none has no series).
+    pub job_next_fire: GaugeVec,
+    /// (tenant, job name) -> when a run of it last succeeded, as seen here
+    /// or read from the store ([`Metrics::last_success`]).
+    last_success: Mutex<HashMap<(String, String), f64>>,
 }
 
 /// Seconds from 1 ms to 10 min.
@@ -204,13 +214,67 @@ impl Metrics {
                 )
                 .expect("a valid gauge"),
             ),
+            job_last_success: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "sandcron_job_last_success_timestamp_seconds",
+                        "When the job's last run succeeded (0: none yet), seconds since the epoch.",
+                    ),
+                    &["tenant", "job"],
+                )
+                .expect("a valid gauge"),
+            ),
+            job_next_fire: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "sandcron_job_next_fire_timestamp_seconds",
+                        "When the job fires next, seconds since the epoch.",
+                    ),
+                    &["tenant", "job"],
+                )
+                .expect("a valid gauge"),
+            ),
+            last_success: Mutex::new(HashMap::new()),
             registry,
         }
+    }
+
+    /// When `job` of `tenant` last succeeded, in seconds since the epoch (0:
+    /// never): as seen here since the start, else read once by `stored`
+    /// (the store's newest succeeded run). None when not known yet and
+    /// `stored` is None (the scrape's budget of store reads is spent) or
+    /// failed: the job's series waits for a later scrape.
+    pub fn last_success(
+        &self,
+        tenant: &str,
+        job: &str,
+        stored: Option<&dyn Fn() -> Option<Option<chrono::DateTime<chrono::Utc>>>>,
+    ) -> Option<f64> {
+        let key = (tenant.to_string(), job.to_string());
+        if let Some(seconds) = lock(&self.last_success).get(&key) {
+            return Some(*seconds);
+        }
+        let found = stored?()?;
+        let seconds = found.map_or(0.0, |at| at.timestamp_millis() as f64 / 1000.0);
+        let mut known = lock(&self.last_success);
+        // A success told meanwhile is newer.
+        let seconds = *known.entry(key).or_insert(seconds);
+        Some(seconds)
     }
 
     /// A run finished.
     pub fn run_finished(&self, run: &Run) {
         self.runs.add(&run.tenant, &run.job_name, run.status);
+        if run.status == RunStatus::Succeeded
+            && let Some(at) = run.finished_at
+        {
+            let seconds = at.timestamp_millis() as f64 / 1000.0;
+            let mut known = lock(&self.last_success);
+            let last = known.entry((run.tenant.clone(), run.job_name.clone())).or_insert(0.0);
+            *last = last.max(seconds);
+        }
         if let Some(ms) = run.duration_ms {
             self.run_duration
                 .with_label_values(&[run.tenant.as_str()])
@@ -237,6 +301,7 @@ impl Metrics {
     /// and deleted by the thousand (one-shots) do not keep a series each.
     pub fn job_deleted(&self, tenant: &str, job_name: &str) {
         self.runs.forget(tenant, job_name);
+        lock(&self.last_success).remove(&(tenant.to_string(), job_name.to_string()));
     }
 
     /// A run started `lateness_ms` after it was due.

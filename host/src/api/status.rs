@@ -6,15 +6,21 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 
 use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, require_admin};
 use super::state::AppState;
 use super::views::{NextFireView, SchedulerState, SchedulerView, StatusView, StorageState};
+use crate::model::RunStatus;
 use crate::model::job::Priority;
+use crate::store::RunFilter;
 
 /// How many upcoming fires `/v1/status` lists.
 const NEXT_FIRES: usize = 10;
+/// The most jobs whose last success one scrape reads from the store (the
+/// first scrapes after a start with many jobs fill them in turn).
+const LAST_SUCCESS_READS: usize = 1_000;
 
 /// `GET /v1/status`: scheduler state, queue depth, runs, jobs and next
 /// fires; the runs and queue of the caller's tenant (the admin's: all).
@@ -149,13 +155,45 @@ pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> R
     metrics.cluster_leader.set(i64::from(leading));
     let tenants = state.store().tenant_names()?;
     metrics.jobs.reset();
+    metrics.job_last_success.reset();
+    metrics.job_next_fire.reset();
+    // Jobs whose last success is read from the store this scrape (once
+    // per job and process; a success seen here needs none).
+    let reads_left = std::cell::Cell::new(LAST_SUCCESS_READS);
     for tenant in &tenants {
         let mut counts: BTreeMap<&str, i64> = ["active", "paused", "done"]
             .into_iter()
             .map(|state| (state, 0))
             .collect();
-        for job in state.store().list_jobs(tenant)? {
+        let jobs = state.store().list_jobs(tenant)?;
+        // After the jobs, as in the jobs' views.
+        let ahead = state.executor().fires_ahead(tenant);
+        for job in jobs {
             *counts.entry(job.state()).or_default() += 1;
+            if let Some(next) = job.next_fire_or(ahead.get(&job.id).copied()) {
+                metrics
+                    .job_next_fire
+                    .with_label_values(&[tenant.as_str(), job.name.as_str()])
+                    .set(next.timestamp_millis() as f64 / 1000.0);
+            }
+            let read = || {
+                reads_left.set(reads_left.get().saturating_sub(1));
+                let newest = RunFilter {
+                    job_id: Some(job.id.clone()),
+                    status: Some(RunStatus::Succeeded),
+                    before: None,
+                    limit: 1,
+                };
+                let runs = state.store().list_runs(tenant, &newest).ok()?;
+                Some(runs.first().and_then(|run| run.finished_at))
+            };
+            let stored: Option<&dyn Fn() -> Option<Option<DateTime<Utc>>>> = (reads_left.get() > 0).then_some(&read);
+            if let Some(seconds) = metrics.last_success(tenant, &job.name, stored) {
+                metrics
+                    .job_last_success
+                    .with_label_values(&[tenant.as_str(), job.name.as_str()])
+                    .set(seconds);
+            }
         }
         for (job_state, count) in counts {
             metrics.jobs.with_label_values(&[tenant.as_str(), job_state]).set(count);
