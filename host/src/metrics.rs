@@ -242,26 +242,21 @@ impl Metrics {
     }
 
     /// When `job` of `tenant` last succeeded, in seconds since the epoch (0:
-    /// never): as seen here since the start, else read once by `stored`
-    /// (the store's newest succeeded run). None when not known yet and
-    /// `stored` is None (the scrape's budget of store reads is spent) or
-    /// failed: the job's series waits for a later scrape.
-    pub fn last_success(
-        &self,
-        tenant: &str,
-        job: &str,
-        stored: Option<&dyn Fn() -> Option<Option<chrono::DateTime<chrono::Utc>>>>,
-    ) -> Option<f64> {
-        let key = (tenant.to_string(), job.to_string());
-        if let Some(seconds) = lock(&self.last_success).get(&key) {
-            return Some(*seconds);
-        }
-        let found = stored?()?;
+    /// never), if known: seen here since the start, or read from the store
+    /// once ([`Metrics::read_last_success`]).
+    pub fn last_success(&self, tenant: &str, job: &str) -> Option<f64> {
+        lock(&self.last_success)
+            .get(&(tenant.to_string(), job.to_string()))
+            .copied()
+    }
+
+    /// Keeps `found` (the store's newest success of the job; None: none)
+    /// as its last success, unless one was told meanwhile; answers it.
+    pub fn read_last_success(&self, tenant: &str, job: &str, found: Option<chrono::DateTime<chrono::Utc>>) -> f64 {
         let seconds = found.map_or(0.0, |at| at.timestamp_millis() as f64 / 1000.0);
-        let mut known = lock(&self.last_success);
-        // A success told meanwhile is newer.
-        let seconds = *known.entry(key).or_insert(seconds);
-        Some(seconds)
+        *lock(&self.last_success)
+            .entry((tenant.to_string(), job.to_string()))
+            .or_insert(seconds)
     }
 
     /// A run finished.

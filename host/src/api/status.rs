@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 
 use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, require_admin};
@@ -159,7 +158,7 @@ pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> R
     metrics.job_next_fire.reset();
     // Jobs whose last success is read from the store this scrape (once
     // per job and process; a success seen here needs none).
-    let reads_left = std::cell::Cell::new(LAST_SUCCESS_READS);
+    let mut reads_left = LAST_SUCCESS_READS;
     for tenant in &tenants {
         let mut counts: BTreeMap<&str, i64> = ["active", "paused", "done"]
             .into_iter()
@@ -176,8 +175,8 @@ pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> R
                     .with_label_values(&[tenant.as_str(), job.name.as_str()])
                     .set(next.timestamp_millis() as f64 / 1000.0);
             }
-            let read = || {
-                reads_left.set(reads_left.get().saturating_sub(1));
+            let last_success = metrics.last_success(tenant, &job.name).or_else(|| {
+                reads_left = reads_left.checked_sub(1)?;
                 let newest = RunFilter {
                     job_id: Some(job.id.clone()),
                     status: Some(RunStatus::Succeeded),
@@ -185,10 +184,10 @@ pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> R
                     limit: 1,
                 };
                 let runs = state.store().list_runs(tenant, &newest).ok()?;
-                Some(runs.first().and_then(|run| run.finished_at))
-            };
-            let stored: Option<&dyn Fn() -> Option<Option<DateTime<Utc>>>> = (reads_left.get() > 0).then_some(&read);
-            if let Some(seconds) = metrics.last_success(tenant, &job.name, stored) {
+                let found = runs.first().and_then(|run| run.finished_at);
+                Some(metrics.read_last_success(tenant, &job.name, found))
+            });
+            if let Some(seconds) = last_success {
                 metrics
                     .job_last_success
                     .with_label_values(&[tenant.as_str(), job.name.as_str()])

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -86,16 +85,13 @@ impl Executor {
     fn until_next_claim(&self) -> Duration {
         let now = self.clock.now();
         let mut claim_at = lock(&self.claim_at);
-        while let Some(due) = claim_at.first().copied() {
-            if due > now {
-                return (due - now).to_std().unwrap_or_default().min(CLAIM_POLL);
-            }
-            claim_at.pop_first();
-            if claim_at.first().is_none_or(|next| *next > now) {
-                return Duration::ZERO;
-            }
+        let came = claim_at.first().is_some_and(|due| *due <= now);
+        claim_at.retain(|due| *due > now);
+        match claim_at.first() {
+            _ if came => Duration::ZERO,
+            Some(due) => (*due - now).to_std().unwrap_or_default().min(CLAIM_POLL),
+            None => CLAIM_POLL,
         }
-        CLAIM_POLL
     }
 
     /// In a cluster, the runs of fires recorded ahead of their instant, of

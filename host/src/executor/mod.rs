@@ -367,12 +367,7 @@ impl Executor {
     /// tenant's jobs (a job's own `next_fire_at` has moved past it).
     pub fn fires_ahead(&self, tenant: &str) -> HashMap<String, DateTime<Utc>> {
         if let Some(ahead) = self.ahead_in_cluster(Some(tenant), None, false) {
-            let mut earliest: HashMap<String, DateTime<Utc>> = HashMap::new();
-            for run in ahead {
-                let at = earliest.entry(run.job_id).or_insert(run.scheduled_at);
-                *at = (*at).min(run.scheduled_at);
-            }
-            return earliest;
+            return queue::earliest_by_job(&ahead);
         }
         let now = self.clock.now();
         lock(&self.queue).fires_ahead(tenant, now)

@@ -299,7 +299,7 @@ impl RunQueue {
             .chain(self.delayed.values())
             .chain(self.parked.values().flat_map(BTreeMap::values))
             .filter(|run| job.is_none_or(|(tenant, job_id)| run.tenant == tenant && run.job_id == job_id))
-            .filter(|run| run.trigger == Trigger::Schedule && run.queued_at < run.scheduled_at)
+            .filter(|run| run.is_recorded_ahead())
             .filter(|run| not_due_at.is_none_or(|now| run.scheduled_at > now))
             .map(|run| run.id.clone())
             .collect();
@@ -321,16 +321,11 @@ impl RunQueue {
     /// The earliest scheduled run of each of a tenant's jobs that waits
     /// ahead of its instant (not due at `now`).
     pub fn fires_ahead(&self, tenant: &str, now: DateTime<Utc>) -> HashMap<String, DateTime<Utc>> {
-        let mut earliest: HashMap<String, DateTime<Utc>> = HashMap::new();
-        for run in self.delayed.values() {
-            if run.tenant == tenant && run.trigger == Trigger::Schedule && run.scheduled_at > now {
-                earliest
-                    .entry(run.job_id.clone())
-                    .and_modify(|at| *at = (*at).min(run.scheduled_at))
-                    .or_insert(run.scheduled_at);
-            }
-        }
-        earliest
+        earliest_by_job(
+            self.delayed
+                .values()
+                .filter(|run| run.tenant == tenant && run.trigger == Trigger::Schedule && run.scheduled_at > now),
+        )
     }
 
     /// Marks a running run finished.
@@ -411,6 +406,18 @@ impl RunQueue {
         }
         depth
     }
+}
+
+/// The earliest `scheduled_at` of each job among `runs`, by job id.
+pub(super) fn earliest_by_job<'a>(runs: impl IntoIterator<Item = &'a Run>) -> HashMap<String, DateTime<Utc>> {
+    let mut earliest: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for run in runs {
+        earliest
+            .entry(run.job_id.clone())
+            .and_modify(|at| *at = (*at).min(run.scheduled_at))
+            .or_insert(run.scheduled_at);
+    }
+    earliest
 }
 
 #[cfg(test)]

@@ -258,6 +258,11 @@ pub struct RunEnded {
 }
 
 impl Run {
+    /// A schedule fire's run queued before its instant (recorded ahead).
+    pub fn is_recorded_ahead(&self) -> bool {
+        self.trigger == Trigger::Schedule && self.queued_at < self.scheduled_at
+    }
+
     /// A queued run of `new.job`, queued at `queued_at`, keeping at most
     /// `log_bytes` of log. `version` is the plugin version its reference
     /// resolved to when it was queued, which the run keeps; None when it did

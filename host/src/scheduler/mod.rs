@@ -189,33 +189,32 @@ impl Scheduler {
                 .push(run);
         }
         let mut failed = None;
-        for ((tenant, job_id), mut withdrawn) in by_job {
-            let mut attempt = 1;
-            let written = loop {
+        for ((tenant, job_id), withdrawn) in by_job {
+            let mut given = Some(withdrawn);
+            let written = self.withdrawing(|| {
+                // In a cluster, read again after a conflict (see `update_job`).
+                let withdrawn = given
+                    .take()
+                    .unwrap_or_else(|| self.sink.withdraw_ahead(Some((&tenant, &job_id))));
                 let written = match self.store.job(&tenant, &job_id) {
                     Ok(Some(mut job)) => {
                         take_back(&mut job, &withdrawn);
                         self.store.update_job_withdrawing(&job, &withdrawn)
                     }
                     // The job went meanwhile (its delete withdrew what it saw).
-                    Ok(None) => break Err(None),
+                    Ok(None) => {
+                        self.sink.restore(withdrawn);
+                        return Ok(());
+                    }
                     Err(error) => Err(error),
                 };
-                match written {
-                    // In a cluster, those not due yet changed meanwhile (see
-                    // `update_job`): read again.
-                    Err(StoreError::Conflict(_)) if attempt < WITHDRAW_ATTEMPTS => {
-                        self.sink.restore(withdrawn);
-                        withdrawn = self.sink.withdraw_ahead(Some((&tenant, &job_id)));
-                        attempt += 1;
-                    }
-                    written => break written.map_err(Some),
+                if written.is_err() {
+                    self.sink.restore(withdrawn);
                 }
-            };
-            // Given back when not deleted (None: the job went).
+                written
+            });
             if let Err(error) = written {
-                self.sink.restore(withdrawn);
-                failed = error.or(failed);
+                failed = Some(error);
             }
         }
         failed.map_or(Ok(()), Err)
@@ -500,8 +499,7 @@ impl Scheduler {
     pub async fn update_job(&self, job: &mut Job) -> Result<(), StoreError> {
         let _firing = self.firing.lock().await;
         let asked = job.clone();
-        let mut attempt = 1;
-        loop {
+        self.withdrawing(|| {
             *job = asked.clone();
             let withdrawn = self.sink.withdraw_ahead(Some((&job.tenant, &job.id)));
             let stored = self.store.job(&job.tenant, &job.id)?;
@@ -509,14 +507,8 @@ impl Scheduler {
                 take_back(job, &withdrawn);
             }
             let written = self.store.update_job_withdrawing(job, &withdrawn);
-            match self.settle(written, withdrawn) {
-                Err(StoreError::Conflict(reason)) if attempt < WITHDRAW_ATTEMPTS => {
-                    tracing::debug!(%reason, "a job change withdraws its fires recorded ahead again");
-                    attempt += 1;
-                }
-                written => return written,
-            }
-        }
+            self.settle(written, withdrawn)
+        })
     }
 
     /// Deletes a job with the runs of its fires recorded ahead of their
@@ -524,14 +516,24 @@ impl Scheduler {
     /// did not exist.
     pub async fn delete_job(&self, tenant: &str, job_id: &str) -> Result<bool, StoreError> {
         let _firing = self.firing.lock().await;
-        let mut attempt = 1;
-        loop {
+        self.withdrawing(|| {
             let withdrawn = self.sink.withdraw_ahead(Some((tenant, job_id)));
             let written = self.store.delete_job_withdrawing(tenant, job_id, &withdrawn);
-            match self.settle(written, withdrawn) {
-                Err(StoreError::Conflict(reason)) if attempt < WITHDRAW_ATTEMPTS => {
-                    tracing::debug!(%reason, "a job's delete withdraws its fires recorded ahead again");
-                    attempt += 1;
+            self.settle(written, withdrawn)
+        })
+    }
+
+    /// Runs `attempt` (a read of fires recorded ahead and the write that
+    /// withdraws them) again while the write is refused as a conflict (in
+    /// a cluster they changed in between), up to [`WITHDRAW_ATTEMPTS`]
+    /// times.
+    fn withdrawing<T>(&self, mut attempt: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut attempts = 1;
+        loop {
+            match attempt() {
+                Err(StoreError::Conflict(reason)) if attempts < WITHDRAW_ATTEMPTS => {
+                    tracing::debug!(%reason, "fires recorded ahead read and withdrawn again");
+                    attempts += 1;
                 }
                 written => return written,
             }

@@ -276,39 +276,20 @@ impl Field {
     }
 }
 
-/// Splits the Quartz forms (`L`, `L-3`, `LW`, `15W`) out of a
-/// day-of-month field: its other items (for [`Field::parse`]) and the
-/// forms. `?` is the whole field: no specific day.
-fn month_days(text: &str) -> Result<(String, Vec<MonthDay>), CronError> {
+/// Splits the Quartz forms out of a day field: its other items (for
+/// [`Field::parse`]) and the forms `form` reads (None: not a form) from
+/// each item and its upper case. `?` is the whole field: no specific day.
+fn split_forms<F>(
+    text: &str,
+    form: impl Fn(&str, &str) -> Result<Option<F>, CronError>,
+) -> Result<(String, Vec<F>), CronError> {
     if text == "?" {
         return Ok(("*".to_string(), Vec::new()));
     }
     let mut plain = Vec::new();
     let mut forms = Vec::new();
     for item in text.split(',') {
-        let upper = item.to_ascii_uppercase();
-        let form = if upper == "L" {
-            Some(MonthDay::Last(0))
-        } else if upper == "LW" {
-            Some(MonthDay::LastWeekday)
-        } else if let Some(before) = upper.strip_prefix("L-") {
-            let before = DAY_OF_MONTH.number(before, item)?;
-            if before > 30 {
-                return Err(error(format!(
-                    "day-of-month field: {item:?} is more than 30 days before the last day"
-                )));
-            }
-            Some(MonthDay::Last(before))
-        } else if let Some(day) = upper.strip_suffix('W') {
-            let day = DAY_OF_MONTH.number(day, item)?;
-            if !(1..=31).contains(&day) {
-                return Err(error(format!("day-of-month field: {item:?}: the day must be 1-31")));
-            }
-            Some(MonthDay::NearestWeekday(day))
-        } else {
-            None
-        };
-        match form {
+        match form(item, &item.to_ascii_uppercase())? {
             Some(form) => forms.push(form),
             None => plain.push(item),
         }
@@ -316,38 +297,52 @@ fn month_days(text: &str) -> Result<(String, Vec<MonthDay>), CronError> {
     Ok((plain.join(","), forms))
 }
 
-/// Splits the Quartz forms (`5L`, `FRIL`, `MON#1`, `5#3`) out of a
-/// day-of-week field, as [`month_days`] does.
-fn week_days(text: &str) -> Result<(String, Vec<WeekDay>), CronError> {
-    if text == "?" {
-        return Ok(("*".to_string(), Vec::new()));
+/// A day-of-month item as a Quartz form: `L`, `L-3`, `LW`, `15W`.
+fn month_day(item: &str, upper: &str) -> Result<Option<MonthDay>, CronError> {
+    if upper == "L" {
+        return Ok(Some(MonthDay::Last(0)));
     }
-    let mut plain = Vec::new();
-    let mut forms = Vec::new();
-    for item in text.split(',') {
-        let upper = item.to_ascii_uppercase();
-        let form = if let Some((day, nth)) = upper.split_once('#') {
-            let n = nth
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=5).contains(n))
-                .ok_or_else(|| error(format!("day-of-week field: in {item:?} the number after # must be 1-5")))?;
-            Some(WeekDay::Nth(DAY_OF_WEEK.value(day)? % 7, n))
-        } else if upper == "L" {
-            return Err(error(
-                "day-of-week field: \"L\" alone is ambiguous (Quartz's Saturday); name the day, as in \"SATL\" or \"5L\"",
-            ));
-        } else if let Some(day) = upper.strip_suffix('L').filter(|day| !day.is_empty()) {
-            Some(WeekDay::Last(DAY_OF_WEEK.value(day)? % 7))
-        } else {
-            None
-        };
-        match form {
-            Some(form) => forms.push(form),
-            None => plain.push(item),
+    if upper == "LW" {
+        return Ok(Some(MonthDay::LastWeekday));
+    }
+    if let Some(before) = upper.strip_prefix("L-") {
+        let before = DAY_OF_MONTH.number(before, item)?;
+        if before > 30 {
+            return Err(error(format!(
+                "day-of-month field: {item:?} is more than 30 days before the last day"
+            )));
         }
+        return Ok(Some(MonthDay::Last(before)));
     }
-    Ok((plain.join(","), forms))
+    if let Some(day) = upper.strip_suffix('W') {
+        let day = DAY_OF_MONTH.number(day, item)?;
+        if !(1..=31).contains(&day) {
+            return Err(error(format!("day-of-month field: {item:?}: the day must be 1-31")));
+        }
+        return Ok(Some(MonthDay::NearestWeekday(day)));
+    }
+    Ok(None)
+}
+
+/// A day-of-week item as a Quartz form: `5L`, `FRIL`, `MON#1`, `5#3`.
+fn week_day(item: &str, upper: &str) -> Result<Option<WeekDay>, CronError> {
+    if let Some((day, nth)) = upper.split_once('#') {
+        let n = nth
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=5).contains(n))
+            .ok_or_else(|| error(format!("day-of-week field: in {item:?} the number after # must be 1-5")))?;
+        return Ok(Some(WeekDay::Nth(DAY_OF_WEEK.value(day)? % 7, n)));
+    }
+    if upper == "L" {
+        return Err(error(
+            "day-of-week field: \"L\" alone is ambiguous (Quartz's Saturday); name the day, as in \"SATL\" or \"5L\"",
+        ));
+    }
+    match upper.strip_suffix('L').filter(|day| !day.is_empty()) {
+        Some(day) => Ok(Some(WeekDay::Last(DAY_OF_WEEK.value(day)? % 7))),
+        None => Ok(None),
+    }
 }
 
 impl CronExpr {
@@ -380,8 +375,8 @@ impl CronExpr {
                 )));
             }
         };
-        let (dom_plain, month_days) = month_days(rest[2])?;
-        let (dow_plain, week_days) = week_days(rest[4])?;
+        let (dom_plain, month_days) = split_forms(rest[2], month_day)?;
+        let (dow_plain, week_days) = split_forms(rest[4], week_day)?;
         let days_of_week = DAY_OF_WEEK.parse_or_none(&dow_plain)?;
         // 7 is another name for Sunday (0).
         let days_of_week = ((days_of_week | (days_of_week >> 7)) & 0x7f) as u8;

@@ -6,10 +6,10 @@
 //! runs of the jobs waited for end on several nodes, each join is moved
 //! on in a transaction of its own that the others wait for instead.
 
-use super::engine::Workflows;
-use super::planner::Waiting;
 use std::time::{Duration, Instant};
 
+use super::engine::Workflows;
+use super::planner::Waiting;
 use crate::executor::OUTAGE_PATIENCE;
 use crate::model::dependency::Join;
 use crate::model::run::NewRun;

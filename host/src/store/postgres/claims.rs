@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 
 use super::database::{PgStore, big, count, json};
 use super::runs::decode_run;
+use crate::model::Run;
 use crate::model::run::Activity;
-use crate::model::{Run, Trigger};
 use crate::store::error::StoreResult;
 use crate::store::traits::{JobKey, RunClaims, StopRuns};
 
@@ -287,7 +287,7 @@ impl RunClaims for PgStore {
             let mut ahead = Vec::new();
             for row in &rows {
                 let run = decode_run(row)?;
-                if run.trigger == Trigger::Schedule && run.queued_at < run.scheduled_at {
+                if run.is_recorded_ahead() {
                     ahead.push(run);
                 }
             }

@@ -110,8 +110,7 @@ async fn withdraw(
         .await?;
     for row in &rows {
         let run = decode_run(row)?;
-        let ahead = run.trigger == Trigger::Schedule && run.queued_at < run.scheduled_at;
-        if ahead && !withdrawn.iter().any(|taken| taken.id == run.id) {
+        if run.is_recorded_ahead() && !withdrawn.iter().any(|taken| taken.id == run.id) {
             return Err(StoreError::Conflict(format!(
                 "job {job_id}: a fire was recorded ahead meanwhile; read them again"
             )));
