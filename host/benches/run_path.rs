@@ -272,6 +272,7 @@ fn run_record(id: u64) -> Run {
         status: RunStatus::Succeeded,
         error: None,
         scheduled_at: now,
+        jitter_ms: 0,
         queued_at: now,
         started_at: Some(now),
         finished_at: Some(now),

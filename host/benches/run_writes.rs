@@ -44,6 +44,7 @@ fn queued(index: usize, job: &str, trigger: Trigger) -> Run {
         status: RunStatus::Queued,
         error: None,
         scheduled_at: now,
+        jitter_ms: 0,
         queued_at: now,
         started_at: None,
         finished_at: None,

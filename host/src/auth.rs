@@ -156,6 +156,7 @@ mod tests {
             quotas: crate::model::Quotas::default(),
             http_allow: None,
             digest: None,
+            calendars: Default::default(),
         };
         store.insert_tenant(&tenant, &token).unwrap();
         let header = format!("Bearer {secret}");

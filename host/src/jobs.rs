@@ -16,7 +16,7 @@ use crate::config::JobDefaults;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::model::Job;
-use crate::model::validate::{ValidationError, merge_patch, parse_spec, validate};
+use crate::model::validate::{ValidationError, merge_patch, parse_spec, resolve_calendars, validate};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::Metering;
 use crate::scheduler::Scheduler;
@@ -263,6 +263,45 @@ impl Jobs {
         Ok(job)
     }
 
+    /// The tenant's calendar `name` was set: each job whose schedule
+    /// excludes it takes its new dates, and its next fire moves by them
+    /// (from now; an `after` job waiting for its run's end keeps waiting).
+    /// The jobs changed.
+    pub async fn calendar_changed(&self, tenant: &str, name: &str) -> Result<Vec<Job>, JobsError> {
+        let calendars = self
+            .tenants
+            .get(tenant)
+            .map(|tenant| tenant.calendars)
+            .unwrap_or_default();
+        let mut changed = Vec::new();
+        for mut job in self.store.list_jobs(tenant)? {
+            let Some(schedule) = job
+                .schedule
+                .as_mut()
+                .filter(|schedule| schedule.rules.calendars().any(|used| used == name))
+            else {
+                continue;
+            };
+            let before = schedule.clone();
+            resolve_calendars(schedule, &calendars)?;
+            if *schedule == before {
+                continue;
+            }
+            let now = self.clock.now();
+            job.updated_at = now;
+            if let (Some(_), Some(schedule)) = (job.next_fire_at, job.schedule.as_ref()) {
+                job.next_fire_at = match job.fires_left() {
+                    Some(0) => None,
+                    _ => schedule.next_fire(now, job.created_at, job.last_finished_at),
+                };
+            }
+            self.scheduler.update_job(&mut job).await?;
+            self.committed(&job, Change::Updated).await?;
+            changed.push(job);
+        }
+        Ok(changed)
+    }
+
     /// The job a replace by name writes, and the one it replaces.
     fn put_target(&self, tenant: &str, name: &str, mut body: Value) -> Result<(Option<Job>, Job), JobsError> {
         if let Some(object) = body.as_object_mut() {
@@ -296,7 +335,18 @@ impl Jobs {
         }
         let spec = parse_spec(body)?;
         let defaults = self.tenants.quotas(tenant).cap(&self.defaults);
-        let job = validate(spec, tenant, existing, &defaults, self.clock.now())?;
+        let mut job = validate(spec, tenant, existing, &defaults, self.clock.now())?;
+        if let Some(schedule) = job.schedule.as_mut()
+            && schedule.rules.calendars().next().is_some()
+        {
+            let calendars = self
+                .tenants
+                .get(tenant)
+                .map(|tenant| tenant.calendars)
+                .unwrap_or_default();
+            resolve_calendars(schedule, &calendars)?;
+            job.next_fire_at = job.first_fire(job.updated_at);
+        }
         for (index, name) in job.after_jobs.iter().flat_map(|after| after.jobs.iter()).enumerate() {
             if self.store.job_id_by_name(tenant, name)?.is_none() {
                 return Err(ValidationError::new(

@@ -237,6 +237,7 @@ mod tests {
                 },
                 http_allow: None,
                 digest: None,
+                calendars: Default::default(),
             });
             for index in 0..5 {
                 let id = ulid::Ulid::from_parts(1_000 + index, 0)

@@ -26,6 +26,7 @@ pub fn implicit_default() -> Tenant {
         quotas: Quotas::default(),
         http_allow: None,
         digest: None,
+        calendars: Default::default(),
     }
 }
 
@@ -164,6 +165,7 @@ mod tests {
             },
             http_allow: None,
             digest: None,
+            calendars: Default::default(),
         });
         tenants
     }

@@ -6,6 +6,7 @@
 //! over them, `openapi` (the document of the handlers) over those, and this
 //! file, the router, on top.
 
+mod calendars;
 mod cluster;
 mod digest;
 mod error;
@@ -71,6 +72,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/secret", get(secrets::webhook_secret))
         .route("/v1/digest", put(digest::put).get(digest::get).delete(digest::delete))
         .route("/v1/digest/send", post(digest::send_now))
+        .route("/v1/calendars", get(calendars::list))
+        .route(
+            "/v1/calendars/{name}",
+            get(calendars::get).put(calendars::put).delete(calendars::delete),
+        )
         .route("/metrics", get(status::metrics))
         .route("/v1/cluster", get(cluster::get))
         .route("/v1/scheduler/pause", post(status::pause))

@@ -11,7 +11,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{cluster, digest, events, jobs, meta, plugins, runs, schedules, secrets, status, tenants, workflows};
+use super::{
+    calendars, cluster, digest, events, jobs, meta, plugins, runs, schedules, secrets, status, tenants, workflows,
+};
 
 struct BearerAuth;
 
@@ -42,6 +44,7 @@ impl Modify for BearerAuth {
         secrets::put, secrets::list, secrets::get, secrets::delete,
         secrets::webhook_secret,
         digest::put, digest::get, digest::delete, digest::send_now,
+        calendars::put, calendars::list, calendars::get, calendars::delete,
         tenants::create, tenants::list, tenants::get, tenants::patch,
         tenants::create_token, tenants::list_tokens, tenants::revoke_token,
         workflows::create, workflows::list, workflows::get, workflows::put,

@@ -11,6 +11,7 @@ use super::error::{ApiError, Refusals};
 use super::extract::{Caller, JsonBody};
 use super::state::AppState;
 use super::views::SchedulePreviewView;
+use crate::model::validate::resolve_calendars;
 use crate::timing::Schedule;
 
 const DEFAULT_COUNT: usize = 10;
@@ -29,9 +30,12 @@ struct PreviewRequest {
     count: Option<usize>,
 }
 
-/// `{schedule, from?, count?}` -> `{fires: [...]}` (RFC 3339, UTC), and for
-/// a cron line in a zone `{timezone, local: [...]}` (the same instants as
-/// wall times there, RFC 3339 with the offset).
+/// `{schedule, from?, count?}` -> `{fires: [...]}` (RFC 3339, UTC; on no
+/// excluded date, within the bounds, at most `max_fires`), for a cron line
+/// or exclusions in a zone `{timezone, local: [...]}` (the same instants as
+/// wall times there, RFC 3339 with the offset), and with a jitter
+/// `{due_by: [...]}` (the latest each fire's run is due). Calendars named
+/// in `exclude` must be the caller's tenant's.
 #[utoipa::path(
     post,
     path = "/v1/schedules/preview",
@@ -41,13 +45,21 @@ struct PreviewRequest {
     responses((status = 200, description = "the next fires", body = SchedulePreviewView), Refusals)
 )]
 pub async fn preview(
-    State(_state): State<AppState>,
-    Caller(_caller): Caller,
+    State(state): State<AppState>,
+    Caller(caller): Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<SchedulePreviewView>, ApiError> {
     let request: PreviewRequest = super::extract::body_object(body, r#"{"schedule", "from"?, "count"?}"#)?;
-    let schedule = Schedule::from_json(&request.schedule)?
+    let mut schedule = Schedule::from_json(&request.schedule)?
         .ok_or_else(|| ApiError::bad_request("invalid_schedule", "schedule: null has no fires; give a schedule"))?;
+    if schedule.rules.calendars().next().is_some() {
+        let calendars = state
+            .tenants()
+            .get(&caller.tenant)
+            .map(|tenant| tenant.calendars)
+            .unwrap_or_default();
+        resolve_calendars(&mut schedule, &calendars)?;
+    }
     let from = match request.from {
         Some(text) => DateTime::parse_from_rfc3339(&text)
             .map_err(|error| {
@@ -68,10 +80,20 @@ pub async fn preview(
         .iter()
         .map(|fire| fire.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         .collect();
+    let due_by = schedule.rules.jitter.map(|jitter| {
+        let latest = jitter.saturating_sub(std::time::Duration::from_millis(1));
+        instants
+            .iter()
+            .map(|fire| {
+                crate::units::add_saturating(*fire, latest).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            })
+            .collect()
+    });
     let mut answer = SchedulePreviewView {
         fires,
         timezone: None,
         local: None,
+        due_by,
     };
     if let Some(zone) = schedule.timezone() {
         let local: Vec<String> = instants

@@ -108,6 +108,7 @@ pub async fn create(
         quotas: merged_quotas(&Quotas::for_new_tenant(), request.quotas.as_ref())?,
         http_allow: checked_http_allow(request.http_allow)?,
         digest: None,
+        calendars: Default::default(),
     };
     let (token, secret) = mint(&tenant.name);
     state.store().insert_tenant(&tenant, &token)?;

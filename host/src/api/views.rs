@@ -20,8 +20,8 @@ pub use jobs::{
     RunWithOutputView,
 };
 pub use tenants::{
-    DigestSentView, DigestView, NewTenantView, NewTokenView, QuotasView, SecretList, SecretView, TenantList,
-    TenantUsageView, TenantView, TenantWithUsageView, TokenList, WebhookSecretView,
+    CalendarList, CalendarView, DigestSentView, DigestView, NewTenantView, NewTokenView, QuotasView, SecretList,
+    SecretView, TenantList, TenantUsageView, TenantView, TenantWithUsageView, TokenList, WebhookSecretView,
 };
 pub use workflows::{WorkflowList, WorkflowRunList, WorkflowRunView, WorkflowView};
 

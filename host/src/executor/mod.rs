@@ -283,6 +283,7 @@ impl Executor {
             job,
             trigger,
             scheduled_at: now,
+            jitter_ms: 0,
             id: crate::model::new_id(),
             input,
         };
@@ -509,7 +510,7 @@ impl Executor {
         run.status = RunStatus::Running;
         run.started_at = Some(started_at);
         run.node.clone_from(&self.node);
-        run.lateness_ms = Some((started_at - run.scheduled_at).num_milliseconds());
+        run.lateness_ms = Some((started_at - run.due_at()).num_milliseconds());
         let mark = self.recorder.started(&run);
         self.events.run("run.started", &run);
         self.metrics.run_started(&run);

@@ -92,7 +92,8 @@ fn job_key(run: &Run) -> JobKey {
 }
 
 impl RunQueue {
-    /// Adds a queued run; it is ready once `now` reaches its `scheduled_at`.
+    /// Adds a queued run; it is ready once `now` reaches its due instant
+    /// (`scheduled_at` plus a fire's jitter).
     /// A run already queued or running is not added twice.
     pub fn push(&mut self, run: Run, now: DateTime<Utc>) {
         if self.slots.contains_key(&run.id) || self.running.contains_key(&run.id) {
@@ -103,11 +104,11 @@ impl RunQueue {
         self.admission.arrived(&run.tenant);
         let key = (
             Reverse(run.priority),
-            run.scheduled_at.timestamp_micros(),
+            run.due_at().timestamp_micros(),
             job_age(&run),
             self.arrivals,
         );
-        if run.scheduled_at <= now {
+        if run.due_at() <= now {
             self.make_ready(key, run);
         } else {
             self.slots.insert(run.id.clone(), Slot::Delayed(key));

@@ -320,6 +320,9 @@ pub struct Job {
     /// misfire window, overlap `skip`).
     #[serde(default)]
     pub skipped_fires: u64,
+    /// Fires of its schedule that became runs (what `max_fires` counts).
+    #[serde(default)]
+    pub fired: u64,
     /// When its last run finished (the origin of an `after` schedule).
     #[serde(default)]
     pub last_finished_at: Option<DateTime<Utc>>,
@@ -338,15 +341,60 @@ impl Job {
             .unwrap_or(chrono_tz::Tz::UTC)
     }
 
-    /// `active`, `paused`, or `done` (a one-shot `at` job that has fired).
+    /// `active`, `paused`, or `done` (its schedule will not fire again).
     pub fn state(&self) -> &'static str {
         if !self.enabled {
             "paused"
-        } else if matches!(self.schedule, Some(Schedule::At(_))) && self.next_fire_at.is_none() {
+        } else if self.is_done() {
             "done"
         } else {
             "active"
         }
+    }
+
+    /// True once its schedule will not fire again: an `at` job that fired,
+    /// one that ran its `max_fires`, one past its `not_after` (an `after`
+    /// job's next fire waits for its run's end, so it is done only by its
+    /// bounds).
+    pub fn is_done(&self) -> bool {
+        let Some(schedule) = &self.schedule else {
+            return false;
+        };
+        if self.next_fire_at.is_some() {
+            return false;
+        }
+        if self.fires_left() == Some(0) {
+            return true;
+        }
+        if schedule.is_after() {
+            let origin = self.last_finished_at.unwrap_or(self.created_at);
+            return schedule.rules.not_after.is_some()
+                && schedule.next_fire(origin, self.created_at, Some(origin)).is_none();
+        }
+        true
+    }
+
+    /// The jitter of its fire at `fire` (see [`crate::timing::Rules::jitter_for`]).
+    pub fn jitter_for(&self, fire: DateTime<Utc>) -> std::time::Duration {
+        self.schedule.as_ref().map_or(std::time::Duration::ZERO, |schedule| {
+            schedule.rules.jitter_for(&format!("{}/{}", self.tenant, self.id), fire)
+        })
+    }
+
+    /// The first fire of the job as saved at `now` (a past `at` the misfire
+    /// policy still allows fires at once), None when it has no more.
+    pub fn first_fire(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.fires_left() == Some(0) {
+            return None;
+        }
+        let schedule = self.schedule.as_ref()?;
+        schedule.at().or_else(|| schedule.next_fire(now, self.created_at, None))
+    }
+
+    /// How many more of its fires may run under `max_fires` (None: no limit).
+    pub fn fires_left(&self) -> Option<u64> {
+        let max = self.schedule.as_ref()?.rules.max_fires?;
+        Some(max.saturating_sub(self.fired))
     }
 
     /// The earlier of the job's next fire and `fire` (a fire recorded ahead

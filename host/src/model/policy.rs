@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::model::job::{Misfire, Overlap};
-use crate::timing::Schedule;
+use crate::timing::{Kind, Schedule};
 
 /// A fire this much behind its instant still counts as on time: a busy
 /// scheduler is late by milliseconds, a daemon that was down by much more.
@@ -62,9 +62,9 @@ pub fn plan_fires(
     misfire: Misfire,
     misfire_window: Duration,
 ) -> FirePlan {
-    let next_fire_at = match schedule {
+    let next_fire_at = match schedule.kind {
         // `after` counts from the end of the run this fire starts.
-        Schedule::After(_) | Schedule::At(_) => None,
+        Kind::After(_) | Kind::At(_) => None,
         _ => schedule.next_fire(now, anchor, None),
     };
     if due > now {

@@ -157,8 +157,13 @@ pub struct Run {
     pub status: RunStatus,
     /// Set when failed.
     pub error: Option<RunError>,
-    /// When it was due.
+    /// When it was due: a schedule's fire, its nominal instant (the
+    /// jitter comes on top).
     pub scheduled_at: DateTime<Utc>,
+    /// The fire's jitter, milliseconds: the run is due at `scheduled_at`
+    /// plus this ([`Run::due_at`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_ms: u64,
     /// When it became a durable queued run.
     pub queued_at: DateTime<Utc>,
     /// When its instance started.
@@ -167,7 +172,7 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     /// finished_at - started_at, milliseconds.
     pub duration_ms: Option<u64>,
-    /// started_at - scheduled_at, milliseconds.
+    /// started_at - due_at (`scheduled_at` plus the jitter), milliseconds.
     pub lateness_ms: Option<i64>,
     /// Fuel spent by the instance.
     pub fuel_consumed: Option<u64>,
@@ -225,8 +230,10 @@ pub struct NewRun<'a> {
     pub job: &'a Job,
     /// What started it.
     pub trigger: Trigger,
-    /// When it is due.
+    /// When it is due (a fire's nominal instant).
     pub scheduled_at: DateTime<Utc>,
+    /// The fire's jitter, milliseconds (0 for all but a schedule's fires).
+    pub jitter_ms: u64,
     /// Its id (derived from the fire for scheduled runs).
     pub id: String,
     /// Replaces the job's input for this run.
@@ -257,7 +264,16 @@ pub struct RunEnded {
     pub retried: bool,
 }
 
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 impl Run {
+    /// When it may start: `scheduled_at` plus its fire's jitter.
+    pub fn due_at(&self) -> DateTime<Utc> {
+        crate::units::add_saturating(self.scheduled_at, std::time::Duration::from_millis(self.jitter_ms))
+    }
+
     /// A schedule fire's run queued before its instant (recorded ahead).
     pub fn is_recorded_ahead(&self) -> bool {
         self.trigger == Trigger::Schedule && self.queued_at < self.scheduled_at
@@ -285,6 +301,7 @@ impl Run {
             status: RunStatus::Queued,
             error: None,
             scheduled_at: new.scheduled_at,
+            jitter_ms: new.jitter_ms,
             queued_at,
             started_at: None,
             finished_at: None,
@@ -332,6 +349,7 @@ impl Run {
         next.trigger = Trigger::Retry;
         next.attempt = self.attempt + 1;
         next.scheduled_at = due;
+        next.jitter_ms = 0;
         next.queued_at = queued_at;
         next.retry_of = Some(self.retry_of.clone().unwrap_or_else(|| self.id.clone()));
         next
@@ -352,6 +370,7 @@ impl Run {
             status: RunStatus::Queued,
             error: None,
             scheduled_at: due,
+            jitter_ms: 0,
             queued_at: due,
             started_at: None,
             finished_at: None,

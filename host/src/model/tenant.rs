@@ -1,8 +1,12 @@
 //! Tenants and their API tokens. A token's secret is shown once, when it is
 //! made; only its sha256 is kept.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::timing::DateSpan;
 
 use crate::config::JobDefaults;
 use crate::model::validate::ValidationError;
@@ -28,6 +32,45 @@ pub struct Tenant {
     /// is a content hash).
     #[serde(default)]
     pub digest: Option<Summary>,
+    /// Named sets of dates its jobs' schedules may exclude (holidays).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calendars: BTreeMap<String, Calendar>,
+}
+
+/// A tenant's calendar: dates a schedule excludes by the calendar's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calendar {
+    /// Local dates and ranges (`2026-12-25`, `2026-12-24..2026-12-26`), in
+    /// the zone of the schedule that excludes them.
+    #[serde(with = "date_texts")]
+    pub dates: Vec<DateSpan>,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When it was last set.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Dates and ranges as their texts.
+mod date_texts {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::timing::DateSpan;
+
+    pub fn serialize<S: Serializer>(dates: &[DateSpan], serializer: S) -> Result<S::Ok, S::Error> {
+        dates
+            .iter()
+            .map(DateSpan::text)
+            .collect::<Vec<_>>()
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<DateSpan>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .map(|text| DateSpan::parse(text).map_err(serde::de::Error::custom))
+            .collect()
+    }
 }
 
 /// A tenant's e-mail summary of its runs (the API's digest): when, where

@@ -15,6 +15,7 @@ use super::job::{
 use crate::config::JobDefaults;
 pub use crate::model::name::check_name;
 use crate::model::plugin::PluginRef;
+use crate::model::tenant::Calendar;
 use crate::timing::Schedule;
 use crate::units::NumberOrText;
 
@@ -349,10 +350,20 @@ pub fn validate(
     // Whole milliseconds: the anchor of `every` fires, and the due index's unit.
     let now = chrono::DurationRound::duration_trunc(now, chrono::Duration::milliseconds(1)).unwrap_or(now);
     let created_at = existing.map_or(now, |job| job.created_at);
-    if let Some(Schedule::At(at)) = &schedule {
-        let unchanged = existing.and_then(|job| job.schedule.as_ref()) == schedule.as_ref();
+    let unchanged = existing.and_then(|job| job.schedule.as_ref()) == schedule.as_ref();
+    if let Some(end) = schedule.as_ref().and_then(|schedule| schedule.rules.not_after)
+        && end <= now
+        && !unchanged
+    {
+        return Err(ValidationError {
+            code: "invalid_schedule",
+            field: "schedule.not_after".to_string(),
+            message: format!("{} is in the past: the job would never fire", end.to_rfc3339()),
+        });
+    }
+    if let Some(at) = schedule.as_ref().and_then(Schedule::at) {
         let window = chrono::Duration::from_std(policy.misfire_window).unwrap_or(chrono::Duration::MAX);
-        let too_old = *at < now && (policy.misfire == Misfire::Skip || now - *at > window);
+        let too_old = at < now && (policy.misfire == Misfire::Skip || now - at > window);
         if too_old && !unchanged {
             return Err(ValidationError {
                 code: "invalid_instant",
@@ -385,15 +396,35 @@ pub fn validate(
         updated_at: now,
         next_fire_at: None,
         skipped_fires: existing.map_or(0, |job| job.skipped_fires),
+        fired: existing.map_or(0, |job| job.fired),
         last_finished_at: existing.and_then(|job| job.last_finished_at),
         after_jobs: resolve_after_jobs(spec.after_jobs, &name_for_after)?,
     };
-    job.next_fire_at = job.schedule.as_ref().and_then(|schedule| match schedule {
-        // A past `at` that the misfire policy still allows fires at once.
-        Schedule::At(at) => Some(*at),
-        _ => schedule.next_fire(now, created_at, None),
-    });
+    job.next_fire_at = job.first_fire(now);
     Ok(job)
+}
+
+/// Gives the calendars a schedule excludes by name their dates from the
+/// tenant's `calendars`, naming the entry of one it does not have. A job's
+/// next fire is the caller's to compute again.
+pub fn resolve_calendars(
+    schedule: &mut Schedule,
+    calendars: &BTreeMap<String, Calendar>,
+) -> Result<(), ValidationError> {
+    let rules = &mut schedule.rules;
+    let resolved = rules.resolve_calendars(|name| calendars.get(name).map(|calendar| calendar.dates.clone()));
+    resolved.map_err(|missing| {
+        let index = rules
+            .exclude
+            .iter()
+            .position(|exclusion| exclusion.text() == missing)
+            .unwrap_or_default();
+        ValidationError {
+            code: "calendar_not_found",
+            field: format!("schedule.exclude[{index}]"),
+            message: format!("the tenant has no calendar named {missing:?}; PUT /v1/calendars/{missing} makes one"),
+        }
+    })
 }
 
 fn check_input(input: &Value, max_bytes: usize) -> Result<(), ValidationError> {

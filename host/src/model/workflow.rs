@@ -331,6 +331,13 @@ pub fn check(
         field: error.field(),
         message: error.detail(),
     })?;
+    if let Some(rule) = schedule.as_ref().and_then(|schedule| schedule.rules.first_set()) {
+        return Err(ValidationError {
+            code: "invalid_schedule",
+            field: format!("schedule.{rule}"),
+            message: "a workflow's schedule takes no rules (jitter, exclude, not_before, not_after, max_fires): they apply to jobs' schedules only".to_string(),
+        });
+    }
     let size = input_bytes(&spec.input).len();
     if size > max_input_bytes {
         return Err(ValidationError::new(

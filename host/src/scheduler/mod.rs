@@ -36,7 +36,6 @@ use crate::model::run::{Activity, NewRun, RunEnded};
 use crate::model::{Job, Run, Trigger, scheduled_run_id};
 use crate::store::{DueJob, Fire, JobKey, Store, StoreError};
 use crate::sync::lock;
-use crate::timing::Schedule;
 pub use sink::{Places, ResolvePlugin, RunSink};
 
 /// Due jobs handled per pass (one write and one flush cover a pass). A
@@ -314,11 +313,14 @@ impl Scheduler {
             let Ok(Some(mut job)) = self.store.job(tenant, job_id) else {
                 return;
             };
-            let Some(schedule @ Schedule::After(_)) = &job.schedule else {
+            let Some(schedule) = job.schedule.as_ref().filter(|schedule| schedule.is_after()) else {
                 return;
             };
             job.last_finished_at = Some(finished_at);
-            job.next_fire_at = schedule.next_fire(finished_at, job.created_at, job.last_finished_at);
+            job.next_fire_at = match job.fires_left() {
+                Some(0) => None,
+                _ => schedule.next_fire(finished_at, job.created_at, job.last_finished_at),
+            };
             match self.store.record_fire(&job, &[]) {
                 Ok(_) => {
                     self.wake.notify_one();
@@ -604,12 +606,17 @@ impl Scheduler {
         // time) are one unit for the overlap policy; unless overlap is
         // `allow` they then run one after another (see `Run::exclusive`).
         let mut skipped = plan.skipped;
+        let mut fires = plan.fires;
+        // `max_fires`: the fires past it are not fires at all.
+        if let Some(left) = job.fires_left() {
+            fires.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+        }
         let decision = policy::overlap(job.policy.overlap, activity.running, activity.waiting);
         let wanted = if decision == OverlapDecision::Skip {
-            skipped += plan.fires.len() as u64;
+            skipped += fires.len() as u64;
             0
         } else {
-            plan.fires.len()
+            fires.len()
         };
         // The tenant's queue quota: what does not fit is skipped (the
         // earliest fires of a catch-up are kept), at the fire's instant: by
@@ -627,13 +634,16 @@ impl Scheduler {
         if granted > 0 && decision == OverlapDecision::ReplaceRunning {
             self.sink.cancel_running(&job.tenant, &job.id);
         }
-        let runs: Vec<Run> = plan.fires[..granted]
+        let runs: Vec<Run> = fires[..granted]
             .iter()
             .map(|fire| self.scheduled_run(&job, *fire, Trigger::Schedule))
             .collect();
-        job.next_fire_at = match (&schedule, plan.next_fire_at) {
+        job.fired += runs.len() as u64;
+        job.next_fire_at = match (schedule.is_after(), plan.next_fire_at) {
+            // A job that ran its `max_fires` is done.
+            _ if job.fires_left() == Some(0) => None,
             // An `after` job whose fire did not run counts its delay from now.
-            (Schedule::After(_), None) if runs.is_empty() => schedule.next_fire(now, job.created_at, Some(now)),
+            (true, None) if runs.is_empty() => schedule.next_fire(now, job.created_at, Some(now)),
             (_, next) => next,
         };
         job.skipped_fires += skipped;
@@ -643,10 +653,15 @@ impl Scheduler {
     /// The run of a fire: the job's plugin is resolved now, so the run
     /// keeps the version it was queued with.
     fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>, trigger: Trigger) -> Run {
+        let jitter = match trigger {
+            Trigger::Schedule => job.jitter_for(fire),
+            _ => Duration::ZERO,
+        };
         let new = NewRun {
             job,
             trigger,
             scheduled_at: fire,
+            jitter_ms: u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX),
             id: scheduled_run_id(&job.tenant, &job.id, fire),
             input: None,
         };

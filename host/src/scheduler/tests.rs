@@ -678,3 +678,50 @@ async fn overlap_replace_cancels_the_running_run_through_the_sink_and_queues_the
     assert_eq!(*h.sink.cancelled.lock().unwrap(), std::slice::from_ref(&job.id));
     assert_eq!(h.reload(&job).skipped_fires, 0);
 }
+
+#[tokio::test]
+async fn a_jittered_fire_keeps_its_instant_and_is_due_later_by_the_same_delay_every_time() {
+    let h = harness();
+    let job = h.job(json!({"schedule": {"every": "10s", "jitter": "5s"}, "policy": {"overlap": "allow"}}));
+    h.at("2026-11-25T10:00:10.001Z").await;
+    let runs = h.at("2026-11-25T10:00:20.001Z").await;
+    assert_eq!(fires(&runs), [utc("2026-11-25T10:00:10Z"), utc("2026-11-25T10:00:20Z")]);
+    for run in &runs {
+        let jitter = h.reload(&job).jitter_for(run.scheduled_at);
+        assert_eq!(run.jitter_ms as u128, jitter.as_millis(), "{}", run.id);
+        assert!(run.jitter_ms < 5000);
+        assert_eq!(
+            run.due_at(),
+            run.scheduled_at + chrono::Duration::milliseconds(run.jitter_ms as i64)
+        );
+    }
+    assert_ne!(runs[0].jitter_ms, runs[1].jitter_ms, "each fire has its own delay");
+}
+
+#[tokio::test]
+async fn a_job_that_ran_its_max_fires_is_done_and_fires_no_more() {
+    let h = harness();
+    let job = h.job(
+        json!({"schedule": {"every": "10s", "max_fires": 3}, "policy": {"overlap": "allow", "misfire": "run_all"}}),
+    );
+    assert_eq!(h.at("2026-11-25T10:00:20.001Z").await.len(), 2);
+    assert_eq!(h.reload(&job).state(), "active");
+    // Two fires are due; only one is left.
+    let runs = h.at("2026-11-25T10:00:40.001Z").await;
+    assert_eq!(fires(&runs).len(), 3);
+    let done = h.reload(&job);
+    assert_eq!((done.fired, done.next_fire_at, done.state()), (3, None, "done"));
+    assert!(h.at("2026-11-25T10:01:40.001Z").await.len() == 3);
+}
+
+#[tokio::test]
+async fn a_job_past_its_not_after_is_done() {
+    let h = harness();
+    let job = h.job(
+        json!({"schedule": {"every": "10s", "not_after": "2026-11-25T10:00:25Z"}, "policy": {"overlap": "allow"}}),
+    );
+    h.at("2026-11-25T10:00:10.001Z").await;
+    assert_eq!(h.at("2026-11-25T10:00:20.001Z").await.len(), 2);
+    let done = h.reload(&job);
+    assert_eq!((done.next_fire_at, done.state()), (None, "done"));
+}

@@ -88,7 +88,7 @@ impl JobHooks {
     /// The hooks of a decoded job.
     pub fn of(job: &Job) -> JobHooks {
         JobHooks {
-            after: matches!(job.schedule, Some(crate::timing::Schedule::After(_))),
+            after: job.schedule.as_ref().is_some_and(crate::timing::Schedule::is_after),
             webhooks: job.webhooks.clone(),
         }
     }

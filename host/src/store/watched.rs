@@ -430,6 +430,7 @@ mod tests {
             quotas: crate::model::Quotas::default(),
             http_allow: None,
             digest: None,
+            calendars: Default::default(),
         };
         let refused = store.put_tenant(&tenant).unwrap_err();
         assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");

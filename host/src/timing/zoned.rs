@@ -79,7 +79,7 @@ pub fn count_fires(expr: &CronExpr, tz: Tz, after: DateTime<Utc>, until: DateTim
 
 /// The first instant of a local date (its midnight, or the end of a gap
 /// that swallowed it).
-fn local_midnight(tz: Tz, date: chrono::NaiveDate) -> Option<DateTime<Utc>> {
+pub(crate) fn local_midnight(tz: Tz, date: chrono::NaiveDate) -> Option<DateTime<Utc>> {
     let midnight = date.and_hms_opt(0, 0, 0)?;
     match tz.from_local_datetime(&midnight) {
         LocalResult::Single(at) => Some(at.with_timezone(&Utc)),

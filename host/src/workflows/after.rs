@@ -124,6 +124,7 @@ impl Workflows {
                     job: &job,
                     trigger: Trigger::Dependency,
                     scheduled_at: now,
+                    jitter_ms: 0,
                     id: crate::model::id::dependency_run_id(&job.tenant, &job.id, &run.id),
                     input: None,
                 };

@@ -459,6 +459,7 @@ impl Workflows {
             job: &job,
             trigger: Trigger::Dependency,
             scheduled_at: now,
+            jitter_ms: 0,
             id: start.run_id.clone(),
             input: None,
         };

@@ -112,16 +112,16 @@ impl Workflows {
                 lock(&self.planner).waiting.remove(&key);
                 self.start_fire(&workflow, at).await?;
             }
-            let awaits_end = workflow.next_fire_at.is_none() && matches!(schedule, Schedule::After(_));
+            let awaits_end = workflow.next_fire_at.is_none() && schedule.is_after();
             // In a cluster the run an `after` schedule counts from may have
             // ended on another node: its end is read from the store.
             let ended = match (awaits_end && !going && self.clustered(), ended) {
                 (true, _) => self.stored_end(&workflow)?,
                 (false, ended) => ended,
             };
-            let next = match (workflow.next_fire_at, &schedule, ended) {
+            let next = match (workflow.next_fire_at, schedule.is_after(), ended) {
                 // An `after` schedule waits for its run to end.
-                (None, Schedule::After(_), Some(ended)) => {
+                (None, true, Some(ended)) => {
                     self.move_next_fire(&workflow, schedule.next_fire(now, workflow.created_at, Some(ended)))?
                 }
                 (Some(due), _, _) if due <= now => self.fire(&workflow, &schedule, due, now, &elsewhere).await?,
@@ -175,10 +175,7 @@ impl Workflows {
             self.overlap(workflow, at, elsewhere).await?;
         }
         // An `after` schedule's next fire comes when this run ends.
-        let next = match schedule {
-            Schedule::After(_) => None,
-            _ => next,
-        };
+        let next = if schedule.is_after() { None } else { next };
         self.move_next_fire(workflow, next)
     }
 

@@ -122,6 +122,11 @@ pub struct SchedulePreviewView {
     /// ... and the same instants as wall times there, with their offset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<Vec<String>>,
+    /// With a `jitter`: the instant by which each fire's run is due at the
+    /// latest (its fire plus the jitter less a millisecond; each job's
+    /// delay is fixed within that range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_by: Option<Vec<String>>,
 }
 
 /// `ok` while the storage takes writes; `failing` once it failed;

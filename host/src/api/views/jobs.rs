@@ -67,6 +67,8 @@ pub struct JobView {
     next_fire_at: Option<DateTime<Utc>>,
     /// Fires that did not become runs (misfire or overlap `skip`).
     skipped_fires: u64,
+    /// Fires of its schedule that became runs (what `max_fires` counts).
+    fired: u64,
     /// When its last run finished.
     #[schema(value_type = Option<String>, format = DateTime)]
     last_finished_at: Option<DateTime<Utc>>,
@@ -109,6 +111,7 @@ impl From<Job> for JobView {
             updated_at: job.updated_at,
             next_fire_at: job.next_fire_at,
             skipped_fires: job.skipped_fires,
+            fired: job.fired,
             last_finished_at: job.last_finished_at,
             state,
         }
@@ -187,8 +190,13 @@ pub struct RunView {
     status: RunStatus,
     /// Why it failed, if it did.
     error: Option<RunError>,
+    /// When it was due: a schedule's fire, its nominal instant.
     #[schema(value_type = String, format = DateTime)]
     scheduled_at: DateTime<Utc>,
+    /// When it could start: `scheduled_at` plus its fire's jitter (the
+    /// schedule's `jitter`), the instant `lateness_ms` counts from.
+    #[schema(value_type = String, format = DateTime)]
+    due_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
     queued_at: DateTime<Utc>,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -196,7 +204,7 @@ pub struct RunView {
     #[schema(value_type = Option<String>, format = DateTime)]
     finished_at: Option<DateTime<Utc>>,
     duration_ms: Option<u64>,
-    /// How long after its fire it started, milliseconds.
+    /// How long after `due_at` it started, milliseconds.
     lateness_ms: Option<i64>,
     fuel_consumed: Option<u64>,
     /// Most linear memory and tables it held, bytes.
@@ -243,6 +251,7 @@ impl From<&Run> for RunView {
             status: run.status,
             error: run.error.clone(),
             scheduled_at: run.scheduled_at,
+            due_at: run.due_at(),
             queued_at: run.queued_at,
             started_at: run.started_at,
             finished_at: run.finished_at,

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::model::tenant::Summary;
+use crate::model::tenant::{Calendar, Summary};
 use crate::model::{Quotas, SecretRecord, Tenant, Token};
+use crate::timing::DateSpan;
 
 /// What a tenant may use; null is no limit beyond the daemon's own.
 /// Sizes are bytes; `PATCH` also takes `"64MiB"`.
@@ -278,4 +279,41 @@ pub struct DigestSentView {
     /// ... to here.
     #[schema(value_type = String, format = DateTime)]
     pub to: DateTime<Utc>,
+}
+
+/// A calendar.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CalendarView {
+    /// Its name.
+    name: String,
+    /// Its dates and ranges.
+    dates: Vec<String>,
+    /// What it is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// When it was last set.
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: DateTime<Utc>,
+    /// The names of the jobs whose schedules exclude it.
+    used_by: Vec<String>,
+}
+
+/// `GET /v1/calendars`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CalendarList {
+    /// The tenant's calendars, by name.
+    pub calendars: Vec<CalendarView>,
+}
+
+impl CalendarView {
+    /// The view of `calendar`, called `name`, excluded by the jobs `used_by`.
+    pub fn new(name: &str, calendar: &Calendar, used_by: Vec<String>) -> CalendarView {
+        CalendarView {
+            name: name.to_string(),
+            dates: calendar.dates.iter().map(DateSpan::text).collect(),
+            description: calendar.description.clone(),
+            updated_at: calendar.updated_at,
+            used_by,
+        }
+    }
 }

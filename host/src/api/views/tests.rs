@@ -86,14 +86,23 @@ fn a_run_view_is_the_run_without_its_tenant_and_input_and_with_the_input_size() 
         kind: crate::model::ErrorKind::Trap,
         message: "unreachable".into(),
     });
-    let expected = record_less(&run, &["tenant", "input"], json!({"input_size": 8}));
+    let expected = record_less(
+        &run,
+        &["tenant", "input"],
+        json!({"input_size": 8, "due_at": run.scheduled_at}),
+    );
     let shown = serde_json::to_value(RunView::from(&run)).unwrap();
     assert_eq!(shown, expected);
     assert!(shown.get("http_allow").is_none() && shown.get("secrets").is_none());
 
     run.http_allow = vec!["example.com".into()];
     run.secrets = vec!["key".into()];
-    let expected = record_less(&run, &["tenant", "input"], json!({"input_size": 8}));
+    run.jitter_ms = 1500;
+    let expected = record_less(
+        &run,
+        &["tenant", "input", "jitter_ms"],
+        json!({"input_size": 8, "due_at": "2026-11-25T10:00:01.500Z"}),
+    );
     assert_eq!(serde_json::to_value(RunView::from(&run)).unwrap(), expected);
 }
 

@@ -287,7 +287,8 @@ impl RunClaims for PgStore {
             let mut ahead = Vec::new();
             for row in &rows {
                 let run = decode_run(row)?;
-                if run.is_recorded_ahead() {
+                // Ahead of its fire's instant (due_at adds the jitter).
+                if run.is_recorded_ahead() && not_due_at.is_none_or(|now| run.scheduled_at > now) {
                     ahead.push(run);
                 }
             }

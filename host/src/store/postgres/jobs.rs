@@ -101,7 +101,7 @@ async fn withdraw(
 ) -> StoreResult<()> {
     let rows = transaction
         .query(
-            "SELECT tenant, id, record, node FROM runs
+            "SELECT tenant, id, record, node, now() FROM runs
              WHERE tenant = $1 AND job_id = $2 AND status = 'queued' AND node IS NULL AND NOT step
                  AND due_at > now()
              FOR UPDATE",
@@ -110,7 +110,9 @@ async fn withdraw(
         .await?;
     for row in &rows {
         let run = decode_run(row)?;
-        if run.is_recorded_ahead() && !withdrawn.iter().any(|taken| taken.id == run.id) {
+        // Ahead of its fire's instant (due_at adds the jitter).
+        let ahead = run.is_recorded_ahead() && run.scheduled_at > row.get::<_, DateTime<Utc>>(4);
+        if ahead && !withdrawn.iter().any(|taken| taken.id == run.id) {
             return Err(StoreError::Conflict(format!(
                 "job {job_id}: a fire was recorded ahead meanwhile; read them again"
             )));

@@ -110,7 +110,7 @@ impl<'a> RunRows<'a> {
         if let Some(&at) = self.index.get(run.id.as_str()) {
             (self.statuses[at], self.finished[at], self.bytes[at]) = (status, finished, bytes);
             (self.records[at], self.outputs[at], self.logs[at]) = (record, output, log);
-            (self.nodes[at], self.dues[at]) = (node, run.scheduled_at);
+            (self.nodes[at], self.dues[at]) = (node, run.due_at());
             return;
         }
         self.index.insert(&run.id, self.ids.len());
@@ -126,7 +126,7 @@ impl<'a> RunRows<'a> {
         self.logs.push(log);
         self.nodes.push(node);
         self.priorities.push(rank(run.priority));
-        self.dues.push(run.scheduled_at);
+        self.dues.push(run.due_at());
         self.exclusive.push(run.exclusive);
         self.steps.push(step);
     }

@@ -10,7 +10,9 @@
 //! a kind byte and its parts: a cron line and its zone name, an interval,
 //! or an instant. The input is its JSON text (none for `null`). Records
 //! written as JSON by older versions (first byte `{`) still read, and
-//! version 1 records (before `after_jobs`, the last field). The
+//! version 1 records (before `after_jobs`) and version 2 ones (before the
+//! schedule's zone beside a kind other than cron, its rules and `fired`,
+//! the last fields: a flag, then the rules' parts). The
 //! encoder destructures [`Job`], so a new field does not compile until it
 //! has a place here (and a new [`VERSION`] if old records lack it).
 
@@ -24,10 +26,14 @@ use crate::model::Job;
 use crate::model::job::{AfterJobs, Limits, Misfire, Overlap, Policy, Retry, Webhook, WebhookEvent};
 use crate::model::when::When;
 use crate::store::records::JobHooks;
-use crate::timing::{CronExpr, Schedule};
+use crate::timing::{CronExpr, DateSpan, Exclusion, Kind, Rules, Schedule};
 
 /// The first byte of a binary record (JSON ones start with `{`).
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+
+/// The first byte of a record written before schedules had rules (and
+/// jobs a count of fires that ran).
+const VERSION_2: u8 = 2;
 
 /// The first byte of a record written before jobs could wait for other
 /// jobs (`after_jobs`, the last field, is absent).
@@ -67,6 +73,7 @@ pub fn encode(job: &Job) -> Vec<u8> {
         updated_at,
         next_fire_at,
         skipped_fires,
+        fired,
         last_finished_at,
         after_jobs,
     } = job;
@@ -75,24 +82,22 @@ pub fn encode(job: &Job) -> Vec<u8> {
     out.flag(*enabled);
     out.instant(updated_at);
     out.option(next_fire_at.as_ref(), Writer::instant);
-    match schedule {
+    match schedule.as_ref().map(|schedule| (&schedule.kind, schedule.timezone)) {
         None => out.0.push(0),
-        Some(Schedule::Cron {
-            expression, timezone, ..
-        }) => {
+        Some((Kind::Cron { expression, .. }, timezone)) => {
             out.0.push(1);
             out.bytes(expression.as_bytes());
             out.bytes(timezone.name().as_bytes());
         }
-        Some(Schedule::Every(every)) => {
+        Some((Kind::Every(every), _)) => {
             out.0.push(2);
             out.duration(every);
         }
-        Some(Schedule::After(after)) => {
+        Some((Kind::After(after), _)) => {
             out.0.push(3);
             out.duration(after);
         }
-        Some(Schedule::At(at)) => {
+        Some((Kind::At(at), _)) => {
             out.0.push(4);
             out.instant(at);
         }
@@ -155,7 +160,66 @@ pub fn encode(job: &Job) -> Vec<u8> {
         out.texts(&after.jobs);
         out.0.push(when_code(after.when));
     });
+    out.uint(*fired);
+    let ruled = schedule
+        .as_ref()
+        .filter(|schedule| !schedule.rules.is_empty() || schedule.timezone != Tz::UTC);
+    out.option(ruled, write_rules);
     out.0
+}
+
+/// A schedule's zone (a cron line's is with the line) and rules.
+fn write_rules(out: &mut Writer, schedule: &Schedule) {
+    out.bytes(schedule.timezone.name().as_bytes());
+    let Rules {
+        jitter,
+        exclude,
+        not_before,
+        not_after,
+        max_fires,
+    } = &schedule.rules;
+    out.option(jitter.as_ref(), Writer::duration);
+    out.uint(exclude.len() as u64);
+    for exclusion in exclude {
+        match exclusion {
+            Exclusion::Dates(span) => {
+                out.0.push(0);
+                out.bytes(span.text().as_bytes());
+            }
+            Exclusion::Calendar { name, dates } => {
+                out.0.push(1);
+                out.bytes(name.as_bytes());
+                out.texts(&dates.iter().map(DateSpan::text).collect::<Vec<_>>());
+            }
+        }
+    }
+    out.option(not_before.as_ref(), Writer::instant);
+    out.option(not_after.as_ref(), Writer::instant);
+    out.option(max_fires.as_ref(), |out, max| out.uint(*max));
+}
+
+/// Reads what [`write_rules`] wrote into `schedule`.
+fn read_rules(input: &mut Reader<'_>, schedule: &mut Schedule) -> Result<(), String> {
+    let zone = input.text()?;
+    schedule.timezone = zone.parse::<Tz>().map_err(|_| format!("unknown time zone {zone}"))?;
+    let span = |text: String| DateSpan::parse(&text).map_err(|error| format!("exclude: {error}"));
+    schedule.rules = Rules {
+        jitter: input.option(Reader::duration)?,
+        exclude: (0..input.count()?)
+            .map(|_| match input.byte()? {
+                0 => Ok(Exclusion::Dates(span(input.text()?)?)),
+                1 => Ok(Exclusion::Calendar {
+                    name: input.text()?,
+                    dates: input.texts()?.into_iter().map(span).collect::<Result<_, _>>()?,
+                }),
+                other => Err(format!("unknown exclusion kind {other}")),
+            })
+            .collect::<Result<_, String>>()?,
+        not_before: input.option(Reader::instant)?,
+        not_after: input.option(Reader::instant)?,
+        max_fires: input.option(Reader::uint)?,
+    };
+    Ok(())
 }
 
 /// Decodes a job record, binary or JSON.
@@ -206,8 +270,9 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
         updated_at: stamp.updated_at,
         next_fire_at: stamp.next_fire_at,
         skipped_fires: input.uint()?,
+        fired: 0,
         last_finished_at: input.option(Reader::instant)?,
-        after_jobs: if version >= VERSION {
+        after_jobs: if version >= VERSION_2 {
             input.option(|input| {
                 Ok(AfterJobs {
                     jobs: input.texts()?,
@@ -218,6 +283,16 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
             None
         },
     };
+    let mut job = job;
+    if version >= VERSION {
+        job.fired = input.uint()?;
+        let ruled = input.flag("rules")?;
+        match job.schedule.as_mut() {
+            Some(schedule) if ruled => read_rules(&mut input, schedule)?,
+            None if ruled => return Err("rules without a schedule".to_string()),
+            _ => {}
+        }
+    }
     input.end("job")?;
     Ok(job)
 }
@@ -248,7 +323,7 @@ pub fn hooks(bytes: &[u8]) -> Result<JobHooks, String> {
 fn binary(bytes: &[u8]) -> Result<Option<Reader<'_>>, String> {
     match bytes.first() {
         Some(b'{') => Ok(None),
-        Some(&(VERSION | VERSION_1)) => Ok(Some(Reader(&bytes[1..]))),
+        Some(&(VERSION | VERSION_2 | VERSION_1)) => Ok(Some(Reader(&bytes[1..]))),
         Some(other) => Err(format!("unknown job record version {other}")),
         None => Err("empty job record".to_string()),
     }
@@ -296,15 +371,14 @@ impl StoredSchedule<'_> {
                     .ok()
                     .and_then(|name| name.parse::<Tz>().ok())
                     .ok_or_else(|| format!("unknown time zone {}", String::from_utf8_lossy(timezone)))?;
-                Schedule::Cron {
-                    expression,
-                    parsed,
+                Schedule {
                     timezone,
+                    ..Schedule::of(Kind::Cron { expression, parsed })
                 }
             }
-            StoredSchedule::Every(every) => Schedule::Every(every),
-            StoredSchedule::After(after) => Schedule::After(after),
-            StoredSchedule::At(at) => Schedule::At(at),
+            StoredSchedule::Every(every) => Schedule::of(Kind::Every(every)),
+            StoredSchedule::After(after) => Schedule::of(Kind::After(after)),
+            StoredSchedule::At(at) => Schedule::of(Kind::At(at)),
         }))
     }
 }
@@ -534,8 +608,34 @@ mod tests {
         assert_eq!(decode(&encode(&job)).unwrap(), job);
         job.after_jobs = None;
         let mut bytes = encode(&job);
+        assert_eq!(
+            bytes.split_off(bytes.len() - 2),
+            [0, 0],
+            "version 3 is version 2, no fire run and no rules"
+        );
+        bytes[0] = VERSION_2;
+        assert_eq!(decode(&bytes).unwrap(), job);
         assert_eq!(bytes.pop(), Some(0), "version 2 is version 1 and the trailing field");
         bytes[0] = VERSION_1;
         assert_eq!(decode(&bytes).unwrap(), job);
+    }
+
+    #[test]
+    fn a_schedules_zone_and_rules_and_the_fires_run_round_trip() {
+        let calendar = vec![crate::timing::DateSpan::parse("2026-01-01").unwrap()];
+        for schedule in [
+            serde_json::json!({"every": "1h", "timezone": "Europe/Berlin", "exclude": ["2026-12-24..2026-12-26", "holidays"],
+                "jitter": "30s", "not_before": "2026-01-01T00:00:00Z", "not_after": "2027-01-01T00:00:00Z", "max_fires": 3}),
+            serde_json::json!({"cron": "0 9 * * *", "timezone": "America/New_York", "jitter": "5m"}),
+            serde_json::json!({"after": "1m", "max_fires": 1}),
+            serde_json::json!({"at": "2030-01-01T00:00:00Z", "jitter": "1s"}),
+        ] {
+            let mut job = validated(serde_json::json!({"name": "ruled", "plugin": "noop", "schedule": schedule}));
+            if let Some(schedule) = job.schedule.as_mut() {
+                schedule.rules.resolve_calendars(|_| Some(calendar.clone())).unwrap();
+            }
+            job.fired = 2;
+            assert_eq!(decode(&encode(&job)).unwrap(), job, "{schedule}");
+        }
     }
 }

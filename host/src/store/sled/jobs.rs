@@ -490,7 +490,7 @@ mod tests {
             let store = SledStore::open(dir.path()).unwrap();
             let (job, fire) = job_and_fire(&store, "old", 1);
             let stored = store.jobs.get(job_key(&job)).unwrap().unwrap();
-            assert_eq!(stored.first(), Some(&2), "a new record is binary, version 2");
+            assert_eq!(stored.first(), Some(&3), "a new record is binary, version 3");
             // As an older sandcron wrote it.
             store
                 .jobs

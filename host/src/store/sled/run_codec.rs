@@ -12,7 +12,8 @@
 //! `lateness_ms` are one byte when they are what the instants give. A
 //! finished noop run is 132 bytes (223 in version 1, ~800 as JSON).
 //! Version 3 added the workflow step a run belongs to, last (version 2
-//! records have none). Version 1 records (every field, ids and the digest
+//! records have none); version 4 the jitter of a fire's run, after
+//! `queued_at` (older records have none), from which `lateness_ms` counts. Version 1 records (every field, ids and the digest
 //! as text) and JSON ones (first byte `{`), written by older versions,
 //! still read.
 //! The encoder destructures [`Run`], so a new field does not compile until
@@ -26,7 +27,10 @@ use crate::model::run::{RunLimits, StepOf};
 use crate::model::{ErrorKind, Run, RunError, RunStatus, Trigger};
 
 /// The first byte of a record written now (JSON ones start with `{`).
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
+
+/// The first byte of a record written before runs had a jitter.
+const VERSION_3: u8 = 3;
 
 /// The first byte of a record written before runs could belong to a workflow.
 const VERSION_2: u8 = 2;
@@ -41,16 +45,16 @@ const STORED_TIMINGS: u8 = 0;
 
 /// What [`crate::model::Run::finish`] and the executor's start make of the
 /// instants: the duration from start to finish and the lateness from due
-/// instant to start, in milliseconds.
+/// instant (`scheduled_at` plus the jitter) to start, in milliseconds.
 fn derived_timings(
-    scheduled_at: DateTime<Utc>,
+    due_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
 ) -> (Option<u64>, Option<i64>) {
     let duration = started_at
         .zip(finished_at)
         .map(|(started, finished)| (finished - started).num_milliseconds().max(0) as u64);
-    let lateness = started_at.map(|started| (started - scheduled_at).num_milliseconds());
+    let lateness = started_at.map(|started| (started - due_at).num_milliseconds());
     (duration, lateness)
 }
 
@@ -68,6 +72,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         status,
         error,
         scheduled_at,
+        jitter_ms,
         queued_at,
         started_at,
         finished_at,
@@ -101,6 +106,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
     status_and_error(&mut out, *status, error.as_ref());
     out.instant(scheduled_at);
     out.instant_from(scheduled_at, queued_at);
+    out.uint(*jitter_ms);
     let execution = Execution {
         started_at: started_at.as_ref(),
         finished_at: finished_at.as_ref(),
@@ -111,7 +117,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         output_size: *output_size,
         log_size: *log_size,
     };
-    execution.write(&mut out, scheduled_at);
+    execution.write(&mut out, scheduled_at, &run.due_at());
     out.bytes(input);
     let RunLimits {
         fuel,
@@ -172,11 +178,12 @@ impl<'a> Execution<'a> {
         }
     }
 
-    /// Writes the fields, instants as nanoseconds from `scheduled_at`.
-    fn write(&self, out: &mut Writer, scheduled_at: &DateTime<Utc>) {
+    /// Writes the fields, instants as nanoseconds from `scheduled_at`
+    /// (the timings are derived from `due_at`).
+    fn write(&self, out: &mut Writer, scheduled_at: &DateTime<Utc>, due_at: &DateTime<Utc>) {
         out.option(self.started_at, |out, at| out.instant_from(scheduled_at, at));
         out.option(self.finished_at, |out, at| out.instant_from(scheduled_at, at));
-        let derived = derived_timings(*scheduled_at, self.started_at.copied(), self.finished_at.copied());
+        let derived = derived_timings(*due_at, self.started_at.copied(), self.finished_at.copied());
         if derived == (self.duration_ms.copied(), self.lateness_ms.copied()) {
             out.0.push(DERIVED_TIMINGS);
         } else {
@@ -209,16 +216,25 @@ pub fn outcome_len(run: &Run) -> usize {
         error: Option<&RunError>,
         execution: Execution<'_>,
         scheduled_at: &DateTime<Utc>,
+        due_at: &DateTime<Utc>,
     ) -> usize {
         let mut out = Writer(Vec::with_capacity(48));
         status_and_error(&mut out, status, error);
-        execution.write(&mut out, scheduled_at);
+        execution.write(&mut out, scheduled_at, due_at);
         out.0.len()
     }
     // Without instants the cleared form does not depend on `scheduled_at`.
-    static CLEARED: std::sync::LazyLock<usize> =
-        std::sync::LazyLock::new(|| written(RunStatus::Queued, None, Execution::default(), &DateTime::UNIX_EPOCH));
-    written(run.status, run.error.as_ref(), Execution::of(run), &run.scheduled_at) - *CLEARED
+    static CLEARED: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+        let epoch = DateTime::UNIX_EPOCH;
+        written(RunStatus::Queued, None, Execution::default(), &epoch, &epoch)
+    });
+    written(
+        run.status,
+        run.error.as_ref(),
+        Execution::of(run),
+        &run.scheduled_at,
+        &run.due_at(),
+    ) - *CLEARED
 }
 
 /// Decodes the record of the run `id` of `tenant` (what its key says),
@@ -226,7 +242,7 @@ pub fn outcome_len(run: &Run) -> usize {
 pub fn decode(bytes: &[u8], tenant: &str, id: &str) -> Result<Run, String> {
     match bytes.first() {
         Some(b'{') => serde_json::from_slice(bytes).map_err(|error| error.to_string()),
-        Some(&version @ (VERSION | VERSION_2 | VERSION_1)) => {
+        Some(&version @ (VERSION | VERSION_3 | VERSION_2 | VERSION_1)) => {
             let mut input = Reader(&bytes[1..]);
             let run = read_run(&mut input, version, tenant, id)?;
             input.end("run")?;
@@ -268,11 +284,16 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
         }
     };
     let queued_at = later(input)?;
+    let jitter_ms = if version >= VERSION { input.uint()? } else { 0 };
+    let due_at = i64::try_from(jitter_ms)
+        .ok()
+        .and_then(|jitter| scheduled_at.checked_add_signed(chrono::Duration::milliseconds(jitter)))
+        .ok_or_else(|| format!("a jitter of {jitter_ms} ms is out of range"))?;
     let started_at = input.option(later)?;
     let finished_at = input.option(later)?;
     let timings = if whole { STORED_TIMINGS } else { input.byte()? };
     let (duration_ms, lateness_ms) = match timings {
-        DERIVED_TIMINGS => derived_timings(scheduled_at, started_at, finished_at),
+        DERIVED_TIMINGS => derived_timings(due_at, started_at, finished_at),
         STORED_TIMINGS => (input.option(Reader::uint)?, input.option(Reader::int)?),
         other => return Err(format!("unknown timings form {other}")),
     };
@@ -288,6 +309,7 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
         status,
         error,
         scheduled_at,
+        jitter_ms,
         queued_at,
         started_at,
         finished_at,
@@ -315,7 +337,7 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
         retry_of: input.option(id_text)?,
         http_allow: input.texts()?,
         secrets: input.texts()?,
-        workflow: if version >= VERSION {
+        workflow: if version >= VERSION_3 {
             input.option(|input| {
                 Ok(StepOf {
                     workflow_run: input.compact_text()?,
@@ -516,10 +538,27 @@ mod tests {
         assert_eq!(decode(&encode(&noop), &noop.tenant, &noop.id).unwrap(), noop);
     }
 
+    /// The record of `run` (no jitter) as version 3 wrote it: version 4
+    /// without the jitter after `queued_at`.
+    fn version_3(run: &Run) -> Vec<u8> {
+        let mut bytes = encode(run);
+        let mut jittered = run.clone();
+        jittered.jitter_ms = 300;
+        let at = bytes
+            .iter()
+            .zip(encode(&jittered))
+            .position(|(now, then)| *now != then)
+            .expect("the jitter is written");
+        assert_eq!(bytes.remove(at), 0);
+        bytes[0] = VERSION_3;
+        bytes
+    }
+
     #[test]
-    fn a_version_2_record_reads_as_a_run_of_no_workflow() {
+    fn older_records_read_as_runs_of_no_jitter_and_no_workflow() {
         let mut run = noop_run();
-        let mut bytes = encode(&run);
+        let mut bytes = version_3(&run);
+        assert_eq!(decode(&bytes, &run.tenant, &run.id).unwrap(), run);
         // Version 2 is version 3 without the trailing workflow field.
         assert_eq!(bytes.pop(), Some(0));
         bytes[0] = VERSION_2;
@@ -529,6 +568,19 @@ mod tests {
             step: "s".into(),
         });
         assert_eq!(decode(&encode(&run), &run.tenant, &run.id).unwrap(), run);
+    }
+
+    #[test]
+    fn a_jittered_run_counts_its_lateness_from_its_due_instant_in_the_compact_form() {
+        let mut run = noop_run();
+        let plain = encode(&run).len();
+        run.jitter_ms = 12_345;
+        run.lateness_ms = run
+            .started_at
+            .map(|started| (started - run.due_at()).num_milliseconds());
+        let bytes = encode(&run);
+        assert_eq!(bytes.len(), plain + 1, "two bytes of jitter, the timings still derived");
+        assert_eq!(decode(&bytes, &run.tenant, &run.id).unwrap(), run);
     }
 
     #[test]
