@@ -477,3 +477,178 @@ async fn pausing_the_scheduler_stops_fires_and_status_shows_it() {
         "fires missed while paused are counted: {job}"
     );
 }
+
+/// The (instant, due) pairs a job's fires endpoint lists for a range.
+async fn coming_fires(daemon: &TestDaemon, job: &str, from: &str, to: &str) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let path = format!("/v1/jobs/{job}/fires?from={from}&to={to}&limit=1000");
+    let answer = daemon.call(Method::GET, &path, None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body["fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|fire| (instant(&fire["at"]), instant(&fire["due_at"])))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_jittered_run_starts_at_its_fires_own_delay_never_earlier_and_the_delay_survives_a_restart() {
+    let mut daemon = TestDaemon::start();
+    daemon
+        .job_with(
+            "jittery",
+            "noop",
+            json!({"schedule": {"every": "1s", "jitter": "800ms"}}),
+        )
+        .await;
+    let text = |at: DateTime<Utc>| {
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .replace('+', "%2B")
+    };
+    let (from, to) = (Utc::now(), Utc::now() + chrono::Duration::seconds(60));
+    let listed = coming_fires(&daemon, "jittery", &text(from), &text(to)).await;
+    assert!(listed.len() >= 55, "{listed:?}");
+    let delays: HashSet<i64> = listed.iter().map(|(at, due)| (*due - *at).num_milliseconds()).collect();
+    assert!(delays.iter().all(|delay| (0..800).contains(delay)), "{delays:?}");
+    assert!(delays.len() > 10, "each fire has its own delay: {delays:?}");
+    let runs = wait_for_runs(&daemon, "jittery", Duration::from_secs(10), |runs| finished(runs) >= 3).await;
+    for run in runs.iter().filter(|run| is_finished(run)) {
+        let (at, due) = (instant(&run["scheduled_at"]), instant(&run["due_at"]));
+        assert_eq!(
+            listed.iter().find(|(listed, _)| *listed == at).map(|(_, due)| *due),
+            Some(due),
+            "{run}"
+        );
+        let started = instant(&run["started_at"]);
+        assert!(started >= due, "started before its jittered instant: {run}");
+        assert_eq!(
+            run["lateness_ms"].as_i64(),
+            Some((started - due).num_milliseconds()),
+            "{run}"
+        );
+    }
+    daemon.restart();
+    let again = coming_fires(&daemon, "jittery", &text(from), &text(to)).await;
+    assert!(!again.is_empty());
+    for (at, due) in &again {
+        let before = listed.iter().find(|(listed, _)| listed == at).map(|(_, due)| due);
+        assert_eq!(before, Some(due), "the fire at {at} moved");
+    }
+}
+
+#[tokio::test]
+async fn calendars_and_excluded_dates_move_fires_and_bounds_end_jobs() {
+    let daemon = TestDaemon::start();
+    daemon.upload("noop", "noop").await;
+    let today = Utc::now().date_naive();
+    let day = |offset: i64| (today + chrono::Duration::days(offset)).to_string();
+    let noon = |offset: i64| format!("{}T12:00:00Z", day(offset));
+    let first_noon = if Utc::now().time() < chrono::NaiveTime::from_hms_opt(12, 0, 0).unwrap() {
+        0
+    } else {
+        1
+    };
+    // Unknown calendar: refused, naming the entry.
+    let refused = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "daily", "plugin": "noop",
+            "schedule": {"cron": "0 12 * * *", "exclude": ["2026-01-01", "holidays"]}})),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::BAD_REQUEST, "calendar_not_found"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.message().contains("schedule.exclude[1]"), "{}", refused.body);
+    // Today and tomorrow are holidays: the next noon is the day after.
+    let range = format!("{}..{}", day(0), day(1));
+    let set = daemon
+        .call(
+            Method::PUT,
+            "/v1/calendars/holidays",
+            Some(json!({"dates": [range], "description": "days off"})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let job = daemon
+        .create_job(
+            json!({"name": "daily", "plugin": "noop", "schedule": {"cron": "0 12 * * *", "exclude": ["holidays"]}}),
+        )
+        .await;
+    assert_eq!(instant(&job["next_fire_at"]), instant(&json!(noon(2))), "{job}");
+    assert_eq!(job["schedule"]["exclude"], json!(["holidays"]));
+    let shown = daemon.call(Method::GET, "/v1/calendars/holidays", None).await.body;
+    assert_eq!(
+        (shown["used_by"].clone(), shown["dates"].clone()),
+        (json!(["daily"]), json!([range]))
+    );
+    // In use: not deleted. Emptied: the job's next fire comes back.
+    let in_use = daemon.call(Method::DELETE, "/v1/calendars/holidays", None).await;
+    assert_eq!(
+        (in_use.status, in_use.code()),
+        (StatusCode::CONFLICT, "calendar_in_use"),
+        "{}",
+        in_use.body
+    );
+    let emptied = daemon
+        .call(Method::PUT, "/v1/calendars/holidays", Some(json!({"dates": []})))
+        .await;
+    assert_eq!(emptied.status, StatusCode::OK, "{}", emptied.body);
+    let job = daemon.call(Method::GET, "/v1/jobs/daily", None).await.body;
+    assert_eq!(
+        instant(&job["next_fire_at"]),
+        instant(&json!(noon(first_noon))),
+        "{job}"
+    );
+    // Dates written in the schedule, in its zone.
+    let own = daemon
+        .create_job(json!({"name": "own", "plugin": "noop",
+            "schedule": {"cron": "0 12 * * *", "exclude": [day(first_noon)], "timezone": "UTC"}}))
+        .await;
+    assert_eq!(
+        instant(&own["next_fire_at"]),
+        instant(&json!(noon(first_noon + 1))),
+        "{own}"
+    );
+    for bad in [json!(["2026-02-30"]), json!("2026-12-25")] {
+        let refused = daemon
+            .call(Method::PUT, "/v1/calendars/holidays", Some(json!({"dates": bad})))
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+        assert!(refused.message().starts_with("dates"), "{}", refused.body);
+    }
+    // Bounds: two fires, then done; past not_after, done.
+    daemon
+        .create_job(json!({"name": "twice", "plugin": "noop", "schedule": {"every": "1s", "max_fires": 2}}))
+        .await;
+    let not_after = (Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    daemon
+        .create_job(json!({"name": "brief", "plugin": "noop", "schedule": {"every": "1s", "not_after": not_after}}))
+        .await;
+    let runs = wait_for_runs(&daemon, "twice", Duration::from_secs(10), |runs| finished(runs) == 2).await;
+    assert_eq!(runs.len(), 2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for name in ["twice", "brief"] {
+        let job = daemon.call(Method::GET, &format!("/v1/jobs/{name}"), None).await.body;
+        assert_eq!(
+            (job["state"].as_str(), job["next_fire_at"].clone()),
+            (Some("done"), Value::Null),
+            "{job}"
+        );
+    }
+    assert_eq!(runs_of(&daemon, "twice").await.len(), 2, "no third fire");
+    let late = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "late", "plugin": "noop",
+            "schedule": {"every": "1s", "not_after": "2020-01-01T00:00:00Z"}})),
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::BAD_REQUEST, "{}", late.body);
+    assert!(late.message().starts_with("schedule.not_after"), "{}", late.body);
+}

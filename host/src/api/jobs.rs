@@ -1,17 +1,19 @@
 //! `/v1/jobs`: create, upsert, list, show, patch, delete, pause, resume,
-//! run now. Every state change is flushed before the answer.
+//! run now, coming fires. Every state change is flushed before the answer.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, JsonBody, Query, RunBody, run_input, wait_query};
 use super::runs::full_run_view;
 use super::state::AppState;
-use super::views::{JobList, JobPreviewView, JobPutView, JobView, RunWithOutputView};
+use super::views::{FiresView, JobList, JobPreviewView, JobPutView, JobView, RunWithOutputView};
+use crate::model::upcoming::upcoming;
 use crate::model::{Job, Trigger};
 
 /// A job of the caller's tenant by id or name, or 404.
@@ -272,4 +274,73 @@ pub async fn run_now(
         StatusCode::ACCEPTED
     };
     Ok((status, Json(full_run_view(&state, &run)?)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FiresQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The most fires `GET /v1/jobs/{id}/fires` lists.
+const MAX_FIRES_LISTED: usize = 1000;
+/// The longest range it covers.
+const MAX_FIRES_RANGE_DAYS: i64 = 366;
+
+/// `GET /v1/jobs/{id}/fires?from=&to=&limit=`: the job's coming fires in
+/// [from, to) (now and a week on unless given) as its scheduler fires them:
+/// from its own next fire and anchor, honouring its schedule's rules, each
+/// with its jitter; the first `limit` (100 unless given, at most 1000)
+/// listed, all counted per hour.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/fires",
+    tag = "jobs",
+    operation_id = "list_job_fires",
+    params(
+        ("id" = String, Path, description = "the job's id or name"),
+        ("from" = Option<String>, Query, description = "RFC 3339; now unless given"),
+        ("to" = Option<String>, Query, description = "RFC 3339, excluded; a week after `from` unless given, at most 366 days after it"),
+        ("limit" = Option<u32>, Query, description = "fires listed, 1 to 1000 (100 unless given)"),
+    ),
+    responses((status = 200, description = "the coming fires", body = FiresView), (status = 404, description = "no such job", body = ErrorBody), Refusals)
+)]
+pub async fn fires(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<FiresQuery>,
+) -> Result<Json<FiresView>, ApiError> {
+    let instant = |field: &str, text: Option<&str>| -> Result<Option<DateTime<Utc>>, ApiError> {
+        text.map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(|error| {
+                    ApiError::bad_request("invalid_query", format!("{field}: {text:?} is not RFC 3339 ({error})"))
+                })
+        })
+        .transpose()
+    };
+    let from = instant("from", query.from.as_deref())?.unwrap_or_else(Utc::now);
+    let to = instant("to", query.to.as_deref())?.unwrap_or(from + chrono::Duration::days(7));
+    if to <= from || to - from > chrono::Duration::days(MAX_FIRES_RANGE_DAYS) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("to: must be after from and at most {MAX_FIRES_RANGE_DAYS} days after it"),
+        ));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_FIRES_LISTED {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit: must be from 1 to {MAX_FIRES_LISTED}"),
+        ));
+    }
+    let _settled = state.scheduler().settled().await;
+    let job = find_job(&state, &caller.tenant, &id)?;
+    let ahead = state.executor().fires_ahead(&caller.tenant).get(&job.id).copied();
+    let coming = upcoming(&job, ahead, from, to, limit);
+    Ok(Json(FiresView::new(&job, from, to, coming)))
 }

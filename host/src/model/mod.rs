@@ -10,6 +10,7 @@ pub mod plugin;
 pub mod policy;
 pub mod run;
 pub mod tenant;
+pub mod upcoming;
 pub mod validate;
 pub mod when;
 pub mod workflow;

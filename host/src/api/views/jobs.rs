@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::jobs::Preview;
 use crate::model::job::{AfterJobs, Limits, Policy, Priority, Retry, Webhook};
 use crate::model::run::RunLimits;
+use crate::model::upcoming::Upcoming;
 use crate::model::{Job, PluginVersion, Run, RunError, RunStatus, Trigger};
 use crate::plugin::builtin;
 use crate::timing::ScheduleJson;
@@ -410,5 +411,83 @@ impl PluginList {
     /// The plugins, in the order given.
     pub fn new(plugins: Vec<PluginView>) -> PluginList {
         PluginList { plugins }
+    }
+}
+
+/// One coming fire of a job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FireView {
+    /// Its instant (the run's `scheduled_at`).
+    #[schema(value_type = String, format = DateTime)]
+    at: DateTime<Utc>,
+    /// When its run is due: the instant plus its jitter.
+    #[schema(value_type = String, format = DateTime)]
+    due_at: DateTime<Utc>,
+}
+
+/// An hour with fires.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FireHourView {
+    /// The hour's start, UTC.
+    #[schema(value_type = String, format = DateTime)]
+    hour: DateTime<Utc>,
+    /// Its fires.
+    count: u64,
+}
+
+/// `GET /v1/jobs/{id}/fires`: a job's coming fires in a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FiresView {
+    job_id: String,
+    job_name: String,
+    /// The range, from (included) ...
+    #[schema(value_type = String, format = DateTime)]
+    from: DateTime<Utc>,
+    /// ... to (excluded).
+    #[schema(value_type = String, format = DateTime)]
+    to: DateTime<Utc>,
+    /// The zone of the schedule's wall times and dates, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<String>,
+    /// The first fires, in order (up to `limit`).
+    fires: Vec<FireView>,
+    /// How many fires the range holds.
+    total: u64,
+    /// The hours with fires and how many (a calendar folds a frequent job
+    /// into these).
+    hours: Vec<FireHourView>,
+}
+
+impl FiresView {
+    /// The view of `coming`, the fires of `job` in [`from`, `to`).
+    pub fn new(job: &Job, from: DateTime<Utc>, to: DateTime<Utc>, coming: Upcoming) -> FiresView {
+        FiresView {
+            job_id: job.id.clone(),
+            job_name: job.name.clone(),
+            from,
+            to,
+            timezone: job
+                .schedule
+                .as_ref()
+                .and_then(crate::timing::Schedule::timezone)
+                .map(|zone| zone.name().to_string()),
+            fires: coming
+                .fires
+                .iter()
+                .map(|fire| FireView {
+                    at: fire.at,
+                    due_at: fire.due_at,
+                })
+                .collect(),
+            total: coming.total,
+            hours: coming
+                .hours
+                .iter()
+                .map(|(hour, count)| FireHourView {
+                    hour: *hour,
+                    count: *count,
+                })
+                .collect(),
+        }
     }
 }
