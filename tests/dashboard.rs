@@ -95,6 +95,27 @@ async fn the_dashboard_works_end_to_end_in_a_browser() {
             json!({"schedule": {"cron": "0 8 * * MON-FRI", "timezone": "Europe/Berlin"}, "input": {"name": "team"}}),
         )
         .await;
+    // One of every kind for the calendar (the browser compares it with the API).
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let in_two_days = (chrono::Utc::now() + chrono::Duration::days(2))
+        .format("%Y-%m-%dT10:17:00Z")
+        .to_string();
+    for (name, schedule) in [
+        ("half-hourly", json!({"every": "30m"})),
+        ("tick", json!({"every": "10s", "jitter": "2s"})),
+        ("once", json!({"at": in_two_days})),
+        ("breather", json!({"after": "3h"})),
+        (
+            "kolkata",
+            json!({"cron": "0 9 * * *", "timezone": "Asia/Kolkata", "exclude": [tomorrow], "max_fires": 4}),
+        ),
+    ] {
+        daemon
+            .create_job(json!({"name": name, "plugin": "hello", "schedule": schedule}))
+            .await;
+    }
     let shot = tempfile::tempdir().unwrap();
     let shot_path = shot.path().join("dashboard.png");
     let counter = plugin("counter");

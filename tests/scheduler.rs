@@ -652,3 +652,115 @@ async fn calendars_and_excluded_dates_move_fires_and_bounds_end_jobs() {
     assert_eq!(late.status, StatusCode::BAD_REQUEST, "{}", late.body);
     assert!(late.message().starts_with("schedule.not_after"), "{}", late.body);
 }
+
+#[tokio::test]
+async fn a_backfill_queues_a_past_ranges_fires_once_with_their_instants_and_refuses_past_its_cap() {
+    let daemon = TestDaemon::start();
+    daemon
+        .job_with("hourly", "noop", json!({"schedule": {"cron": "0 * * * *"}}))
+        .await;
+    let top = chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::hours(1)).unwrap();
+    let hour = |back: i64| (top - chrono::Duration::hours(back)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // The job's own fires (at the top of an hour the test may cross) aside.
+    let backfilled = |runs: &[Value]| -> Vec<Value> {
+        runs.iter()
+            .filter(|run| run["trigger"] == "backfill")
+            .cloned()
+            .collect()
+    };
+    let backfill = |from: String, to: String| {
+        let daemon = &daemon;
+        async move {
+            daemon
+                .call(
+                    Method::POST,
+                    "/v1/jobs/hourly/backfill",
+                    Some(json!({"from": from, "to": to})),
+                )
+                .await
+        }
+    };
+    // From included, to excluded: three fires.
+    let first = backfill(hour(5), hour(2)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(
+        (first.body["fires"].as_u64(), first.body["queued"].as_u64()),
+        (Some(3), Some(3)),
+        "{}",
+        first.body
+    );
+    let expected: HashSet<String> = [hour(5), hour(4), hour(3)].into_iter().collect();
+    assert_eq!(first.body["runs"].as_array().map(Vec::len), Some(3));
+    let runs = wait_for_runs(&daemon, "hourly", Duration::from_secs(10), |runs| {
+        finished(&backfilled(runs)) == 3
+    })
+    .await;
+    for run in &backfilled(&runs) {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let at = instant(&run["scheduled_at"]).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        assert!(expected.contains(&at), "{at} is not one of {expected:?}");
+    }
+    // The same range again queues nothing; an overlapping one only what is new.
+    let again = backfill(hour(5), hour(2)).await;
+    assert_eq!(
+        (again.body["queued"].as_u64(), again.body["already_recorded"].as_u64()),
+        (Some(0), Some(3)),
+        "{}",
+        again.body
+    );
+    let wider = backfill(hour(6), hour(3)).await;
+    assert_eq!(
+        (wider.body["queued"].as_u64(), wider.body["already_recorded"].as_u64()),
+        (Some(1), Some(2)),
+        "{}",
+        wider.body
+    );
+    wait_for_runs(&daemon, "hourly", Duration::from_secs(10), |runs| {
+        finished(&backfilled(runs)) == 4
+    })
+    .await;
+    // Past the cap, in the future, or with no fixed fires: refused, nothing queued.
+    daemon
+        .create_job(json!({"name": "fast", "plugin": "noop", "schedule": {"every": "1s"}, "enabled": false}))
+        .await;
+    let too_many = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs/fast/backfill",
+            Some(json!({"from": hour(2), "to": hour(1)})),
+        )
+        .await;
+    assert_eq!(
+        (too_many.status, too_many.code()),
+        (StatusCode::BAD_REQUEST, "backfill_too_large"),
+        "{}",
+        too_many.body
+    );
+    assert!(too_many.message().contains("3600 fires"), "{}", too_many.body);
+    let future = backfill(hour(1), hour(-2)).await;
+    assert_eq!(
+        (future.status, future.code()),
+        (StatusCode::BAD_REQUEST, "invalid_field"),
+        "{}",
+        future.body
+    );
+    assert!(future.message().starts_with("to:"), "{}", future.body);
+    daemon
+        .create_job(json!({"name": "breather", "plugin": "noop", "schedule": {"after": "1m"}}))
+        .await;
+    let after = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs/breather/backfill",
+            Some(json!({"from": hour(2), "to": hour(1)})),
+        )
+        .await;
+    assert_eq!(
+        (after.status, after.code()),
+        (StatusCode::BAD_REQUEST, "invalid_schedule"),
+        "{}",
+        after.body
+    );
+    assert!(runs_of(&daemon, "fast").await.is_empty());
+    assert_eq!(backfilled(&runs_of(&daemon, "hourly").await).len(), 4);
+}

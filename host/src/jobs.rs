@@ -268,11 +268,7 @@ impl Jobs {
     /// (from now; an `after` job waiting for its run's end keeps waiting).
     /// The jobs changed.
     pub async fn calendar_changed(&self, tenant: &str, name: &str) -> Result<Vec<Job>, JobsError> {
-        let calendars = self
-            .tenants
-            .get(tenant)
-            .map(|tenant| tenant.calendars)
-            .unwrap_or_default();
+        let owner = self.tenants.get(tenant);
         let mut changed = Vec::new();
         for mut job in self.store.list_jobs(tenant)? {
             let Some(schedule) = job
@@ -283,7 +279,7 @@ impl Jobs {
                 continue;
             };
             let before = schedule.clone();
-            resolve_calendars(schedule, &calendars)?;
+            resolve_calendars(schedule, |name| owner.as_ref()?.calendar_dates(name))?;
             if *schedule == before {
                 continue;
             }
@@ -339,12 +335,8 @@ impl Jobs {
         if let Some(schedule) = job.schedule.as_mut()
             && schedule.rules.calendars().next().is_some()
         {
-            let calendars = self
-                .tenants
-                .get(tenant)
-                .map(|tenant| tenant.calendars)
-                .unwrap_or_default();
-            resolve_calendars(schedule, &calendars)?;
+            let owner = self.tenants.get(tenant);
+            resolve_calendars(schedule, |name| owner.as_ref()?.calendar_dates(name))?;
             job.next_fire_at = job.first_fire(job.updated_at);
         }
         for (index, name) in job.after_jobs.iter().flat_map(|after| after.jobs.iter()).enumerate() {

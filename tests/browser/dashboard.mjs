@@ -70,12 +70,36 @@ await session(url, async (page) => {
   await page.click("#upload-form button[type=submit]");
   await page.waitForSelector("#plugins tr[data-plugin=uploaded]");
 
-  step("the next 7 days show greet's weekday fires");
+  step("the next 7 days show each job's fires as the daemon computes them, frequent ones folded per hour");
   await page.click("#tabs button[data-tab=calendar]");
-  await page.waitForSelector("#calendar .day");
-  await page.waitForFunction(() => document.querySelectorAll("#calendar .fire").length >= 4);
-  const fires = await page.locator("#calendar .fire").allInnerTexts();
-  expect(fires.every((text) => text.includes("greet")), "calendar: " + fires.join(" | "));
+  await page.waitForSelector("#calendar[data-to] .day");
+  const shown = await page.evaluate(() => ({
+    from: document.querySelector("#calendar").dataset.from,
+    to: document.querySelector("#calendar").dataset.to,
+    entries: [...document.querySelectorAll("#calendar .fire")].map((node) => ({ ...node.dataset })),
+  }));
+  const jobs = (await (await fetch(url + "/v1/jobs", { headers: { authorization: "Bearer " + token } })).json()).jobs;
+  for (const job of jobs.filter((job) => job.state === "active" && job.schedule)) {
+    const range = "from=" + encodeURIComponent(shown.from) + "&to=" + encodeURIComponent(shown.to) + "&limit=1000";
+    const answer = await (await fetch(url + "/v1/jobs/" + job.id + "/fires?" + range, { headers: { authorization: "Bearer " + token } })).json();
+    const mine = shown.entries.filter((entry) => entry.job === job.name);
+    const singles = mine.filter((entry) => entry.at), folds = mine.filter((entry) => entry.hour);
+    const listed = new Set(answer.fires.map((fire) => Date.parse(fire.at)));
+    const hours = new Map(answer.hours.map((hour) => [Date.parse(hour.hour), hour.count]));
+    const total = singles.length + folds.reduce((sum, entry) => sum + Number(entry.count), 0);
+    expect(total === answer.total, job.name + ": " + total + " shown, the daemon says " + answer.total);
+    expect(singles.every((entry) => listed.has(Date.parse(entry.at))), job.name + ": a fire the daemon does not list: " + JSON.stringify(singles));
+    expect(folds.every((entry) => hours.get(Date.parse(entry.hour)) === Number(entry.count)), job.name + ": folds " + JSON.stringify(folds));
+    console.log("  " + job.name + ": " + singles.length + " fires and " + folds.length + " hours folded, " + total + " in all");
+  }
+  const byJob = (name) => shown.entries.filter((entry) => entry.job === name);
+  expect(byJob("tick").length > 0 && byJob("tick").every((entry) => entry.hour), "the every-10s job is folded per hour");
+  const anchor = new Date(jobs.find((job) => job.name === "half-hourly").created_at);
+  expect(byJob("half-hourly").length > 0 && byJob("half-hourly").every((entry) => {
+    const at = new Date(entry.at);
+    return entry.at && at.getUTCSeconds() === anchor.getUTCSeconds() && at.getUTCMinutes() % 30 === anchor.getUTCMinutes() % 30;
+  }), "the every-30m job fires on its own anchor: " + JSON.stringify(byJob("half-hourly").slice(0, 3)));
+  expect(byJob("greet").length >= 4 && byJob("once").length === 1 && byJob("breather").length === 1, "greet, once and breather are shown");
 
   step("screenshot");
   await page.click("#tabs button[data-tab=jobs]");

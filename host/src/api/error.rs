@@ -15,9 +15,11 @@ use utoipa::{IntoResponses, ToSchema};
 use crate::auth::AuthError;
 use crate::executor::ExecError;
 use crate::jobs::JobsError;
+use crate::model::policy::BackfillRefusal;
 use crate::model::validate::ValidationError;
 use crate::plugin::PluginError;
 use crate::sandbox::ComponentError;
+use crate::scheduler::backfill::BackfillError;
 use crate::store::StoreError;
 use crate::store::health::Fault;
 use crate::timing::ScheduleError;
@@ -382,6 +384,23 @@ impl From<ExecError> for ApiError {
             ExecError::QueueFull { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", error.to_string())
             }
+        }
+    }
+}
+
+impl From<BackfillError> for ApiError {
+    fn from(error: BackfillError) -> Self {
+        let message = error.to_string();
+        match error {
+            BackfillError::Refused(BackfillRefusal::TooMany { .. }) => {
+                ApiError::bad_request("backfill_too_large", message)
+            }
+            BackfillError::Refused(BackfillRefusal::NoFixedFires(_)) => {
+                ApiError::bad_request("invalid_schedule", message)
+            }
+            BackfillError::NotFound(_) => ApiError::not_found("job_not_found", message),
+            BackfillError::QueueFull { .. } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", message),
+            BackfillError::Store(error) => error.into(),
         }
     }
 }

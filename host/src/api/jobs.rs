@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, JsonBody, Query, RunBody, run_input, wait_query};
 use super::runs::full_run_view;
 use super::state::AppState;
-use super::views::{FiresView, JobList, JobPreviewView, JobPutView, JobView, RunWithOutputView};
+use super::views::{BackfillView, FiresView, JobList, JobPreviewView, JobPutView, JobView, RunWithOutputView};
 use crate::model::upcoming::upcoming;
 use crate::model::{Job, Trigger};
 
@@ -343,4 +343,70 @@ pub async fn fires(
     let ahead = state.executor().fires_ahead(&caller.tenant).get(&job.id).copied();
     let coming = upcoming(&job, ahead, from, to, limit);
     Ok(Json(FiresView::new(&job, from, to, coming)))
+}
+
+/// `POST /v1/jobs/{id}/backfill`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillBody {
+    /// The range's start, included (RFC 3339).
+    from: String,
+    /// Its end, excluded (RFC 3339, not after now).
+    to: String,
+}
+
+/// `POST /v1/jobs/{id}/backfill {"from", "to"}`: queues the job's fires in
+/// that past range (from included, to excluded) as runs due now with their
+/// historical `scheduled_at` (trigger `backfill`), through its overlap
+/// policy; a fire already recorded queues nothing (the same range twice
+/// queues nothing new). At most 1000 fires (400 `backfill_too_large`).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/backfill",
+    tag = "jobs",
+    operation_id = "backfill_job",
+    params(("id" = String, Path, description = "the job's id or name")),
+    request_body(content = BackfillBody),
+    responses((status = 200, description = "what was queued", body = BackfillView), (status = 404, description = "no such job", body = ErrorBody), (status = 429, description = "the runs do not fit in the tenant's queue", body = ErrorBody), Refusals)
+)]
+pub async fn backfill(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BackfillView>, ApiError> {
+    let request: BackfillBody = serde_path_to_error::deserialize(&body).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { "body".to_string() } else { path };
+        ApiError::bad_request(
+            "invalid_field",
+            format!("{field}: {}; expected {{\"from\", \"to\"}}", error.inner()),
+        )
+    })?;
+    let instant = |field: &str, text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|error| {
+                ApiError::bad_request("invalid_field", format!("{field}: {text:?} is not RFC 3339 ({error})"))
+            })
+    };
+    let (from, to) = (instant("from", &request.from)?, instant("to", &request.to)?);
+    if to <= from {
+        return Err(ApiError::bad_request("invalid_field", "to: must be after from"));
+    }
+    if to > Utc::now() {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "to: {} is in the future; a backfill queues past fires (the scheduler fires the coming ones)",
+                request.to
+            ),
+        ));
+    }
+    let job = find_job(&state, &caller.tenant, &id)?;
+    let done = state.scheduler().backfill(&caller.tenant, &job.id, from, to).await?;
+    if !done.queued.is_empty() {
+        tracing::info!(job_id = %job.id, runs = done.queued.len(), %from, %to, "backfill queued");
+    }
+    Ok(Json(BackfillView::from(done)))
 }

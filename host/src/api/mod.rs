@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/resume", post(jobs::resume))
         .route("/v1/jobs/{id}/run", post(jobs::run_now))
         .route("/v1/jobs/{id}/fires", get(jobs::fires))
+        .route("/v1/jobs/{id}/backfill", post(jobs::backfill))
         .route("/v1/workflows", post(workflows::create).get(workflows::list))
         .route(
             "/v1/workflows/{name}",

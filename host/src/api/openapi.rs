@@ -37,7 +37,7 @@ impl Modify for BearerAuth {
         meta::healthz, meta::dashboard, openapi_json,
         plugins::upload, plugins::list, plugins::get, plugins::delete,
         jobs::create, jobs::list, jobs::get, jobs::upsert, jobs::patch,
-        jobs::delete, jobs::pause, jobs::resume, jobs::run_now, jobs::fires,
+        jobs::delete, jobs::pause, jobs::resume, jobs::run_now, jobs::fires, jobs::backfill,
         runs::list, runs::get, runs::logs, runs::cancel, runs::retry,
         schedules::preview, status::status, status::pause, status::resume,
         status::metrics, cluster::get, events::stream,

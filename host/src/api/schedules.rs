@@ -53,12 +53,8 @@ pub async fn preview(
     let mut schedule = Schedule::from_json(&request.schedule)?
         .ok_or_else(|| ApiError::bad_request("invalid_schedule", "schedule: null has no fires; give a schedule"))?;
     if schedule.rules.calendars().next().is_some() {
-        let calendars = state
-            .tenants()
-            .get(&caller.tenant)
-            .map(|tenant| tenant.calendars)
-            .unwrap_or_default();
-        resolve_calendars(&mut schedule, &calendars)?;
+        let tenant = state.tenants().get(&caller.tenant);
+        resolve_calendars(&mut schedule, |name| tenant.as_ref()?.calendar_dates(name))?;
     }
     let from = match request.from {
         Some(text) => DateTime::parse_from_rfc3339(&text)

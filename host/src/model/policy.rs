@@ -135,6 +135,73 @@ pub fn plan_fires(
     }
 }
 
+/// The most runs one backfill queues.
+pub const MAX_BACKFILL_RUNS: u64 = 1000;
+
+/// Why a range cannot be backfilled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackfillRefusal {
+    /// `after` fires count from runs' ends, on demand jobs have none.
+    #[error("{0}")]
+    NoFixedFires(&'static str),
+    /// The range holds more fires than one backfill queues.
+    #[error("the range holds {fires} fires; a backfill queues at most {MAX_BACKFILL_RUNS}: split it")]
+    TooMany {
+        /// How many.
+        fires: u64,
+    },
+}
+
+/// The fires of `schedule` (anchored at `anchor`) in [`from`, `to`), under
+/// its rules (exclusions and bounds; `max_fires` counts the scheduler's
+/// fires, not these), oldest first. An `every` grid is taken back before
+/// its anchor (the fires it would have had).
+pub fn backfill_fires(
+    schedule: Option<&Schedule>,
+    anchor: DateTime<Utc>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>, BackfillRefusal> {
+    let Some(schedule) = schedule else {
+        return Err(BackfillRefusal::NoFixedFires(
+            "the job runs on demand only: it has no fires to backfill",
+        ));
+    };
+    if schedule.is_after() {
+        return Err(BackfillRefusal::NoFixedFires(
+            "an `after` schedule's fires follow its runs' ends: it has no fires to backfill",
+        ));
+    }
+    let millisecond = chrono::Duration::milliseconds(1);
+    if to <= from {
+        return Ok(Vec::new());
+    }
+    // An `every` grid reaches back before the job was made.
+    let anchor = match schedule.kind {
+        Kind::Every(every) if from <= anchor => {
+            let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+            let periods = (anchor - from).num_milliseconds() / every.num_milliseconds().max(1) + 1;
+            i32::try_from(periods)
+                .ok()
+                .and_then(|periods| every.checked_mul(periods))
+                .and_then(|back| anchor.checked_sub_signed(back))
+                .unwrap_or(anchor)
+        }
+        _ => anchor,
+    };
+    let total = schedule.count_fires(anchor, from - millisecond, to - millisecond);
+    if total > MAX_BACKFILL_RUNS {
+        return Err(BackfillRefusal::TooMany { fires: total });
+    }
+    let mut fires = Vec::new();
+    let mut next = schedule.next_fire(from - millisecond, anchor, None);
+    while let Some(fire) = next.filter(|fire| *fire < to) {
+        fires.push(fire);
+        next = schedule.next_fire(fire, anchor, None);
+    }
+    Ok(fires)
+}
+
 /// What the overlap policy says about a new fire of a job that already has
 /// `running` runs and `waiting` queued runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,5 +343,65 @@ mod tests {
                 "{policy:?} with {running} running, {waiting} waiting"
             );
         }
+    }
+
+    #[test]
+    fn a_backfill_takes_the_fires_from_its_start_included_to_its_end_excluded_and_refuses_past_the_cap() {
+        let anchor = utc("2026-11-25T10:00:00Z");
+        let hourly = schedule(json!({"cron": "0 * * * *", "exclude": ["2026-11-26"]}));
+        let fires = backfill_fires(
+            Some(&hourly),
+            anchor,
+            utc("2026-11-25T12:00:00Z"),
+            utc("2026-11-25T15:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            fires,
+            [
+                utc("2026-11-25T12:00:00Z"),
+                utc("2026-11-25T13:00:00Z"),
+                utc("2026-11-25T14:00:00Z")
+            ]
+        );
+        let around = backfill_fires(
+            Some(&hourly),
+            anchor,
+            utc("2026-11-25T23:00:00Z"),
+            utc("2026-11-27T01:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            around,
+            [utc("2026-11-25T23:00:00Z"), utc("2026-11-27T00:00:00Z")],
+            "no fire on the excluded day"
+        );
+        let every = schedule(json!({"every": "1s"}));
+        assert_eq!(
+            backfill_fires(Some(&every), anchor, anchor, anchor + chrono::Duration::seconds(1001)),
+            Err(BackfillRefusal::TooMany { fires: 1001 })
+        );
+        let most = backfill_fires(Some(&every), anchor, anchor, anchor + chrono::Duration::seconds(1000)).unwrap();
+        assert_eq!(most.len(), 1000);
+        let hourly_every = schedule(json!({"every": "1h"}));
+        let before = backfill_fires(Some(&hourly_every), anchor, utc("2026-11-25T07:30:00Z"), anchor).unwrap();
+        assert_eq!(
+            before,
+            [utc("2026-11-25T08:00:00Z"), utc("2026-11-25T09:00:00Z")],
+            "the grid before the job was made, its anchor excluded as the range's end"
+        );
+        assert!(matches!(
+            backfill_fires(
+                Some(&schedule(json!({"after": "1m"}))),
+                anchor,
+                anchor,
+                anchor + chrono::Duration::hours(1)
+            ),
+            Err(BackfillRefusal::NoFixedFires(_))
+        ));
+        assert!(matches!(
+            backfill_fires(None, anchor, anchor, anchor),
+            Err(BackfillRefusal::NoFixedFires(_))
+        ));
     }
 }

@@ -117,6 +117,8 @@ pub enum Trigger {
     Dependency,
     /// A `run_at_start` job's run, at daemon start or when the job is made.
     Start,
+    /// A past fire queued by `POST /v1/jobs/{id}/backfill`.
+    Backfill,
 }
 
 /// The limits one run executes under, resolved from the job when queued.

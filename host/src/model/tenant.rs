@@ -51,6 +51,13 @@ pub struct Calendar {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Tenant {
+    /// The dates of its calendar `name`, if it has one.
+    pub fn calendar_dates(&self, name: &str) -> Option<Vec<DateSpan>> {
+        self.calendars.get(name).map(|calendar| calendar.dates.clone())
+    }
+}
+
 /// Dates and ranges as their texts.
 mod date_texts {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};

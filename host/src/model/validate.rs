@@ -15,8 +15,7 @@ use super::job::{
 use crate::config::JobDefaults;
 pub use crate::model::name::check_name;
 use crate::model::plugin::PluginRef;
-use crate::model::tenant::Calendar;
-use crate::timing::Schedule;
+use crate::timing::{DateSpan, Schedule};
 use crate::units::NumberOrText;
 
 /// A refused job spec: the field at fault and why.
@@ -404,15 +403,15 @@ pub fn validate(
     Ok(job)
 }
 
-/// Gives the calendars a schedule excludes by name their dates from the
-/// tenant's `calendars`, naming the entry of one it does not have. A job's
-/// next fire is the caller's to compute again.
+/// Gives the calendars a schedule excludes by name their dates (from
+/// `dates_of`, the tenant's calendars), naming the entry of one it does not
+/// have. A job's next fire is the caller's to compute again.
 pub fn resolve_calendars(
     schedule: &mut Schedule,
-    calendars: &BTreeMap<String, Calendar>,
+    dates_of: impl Fn(&str) -> Option<Vec<DateSpan>>,
 ) -> Result<(), ValidationError> {
     let rules = &mut schedule.rules;
-    let resolved = rules.resolve_calendars(|name| calendars.get(name).map(|calendar| calendar.dates.clone()));
+    let resolved = rules.resolve_calendars(dates_of);
     resolved.map_err(|missing| {
         let index = rules
             .exclude

@@ -15,6 +15,7 @@
 //! the leader's scheduler passes (see `cluster`); every node's hears the
 //! ends of its own runs.
 
+pub mod backfill;
 mod sink;
 mod streak;
 #[cfg(test)]
@@ -650,8 +651,9 @@ impl Scheduler {
         Ok(Planned::Fire(Box::new(Fire { job, runs }), skipped))
     }
 
-    /// The run of a fire: the job's plugin is resolved now, so the run
-    /// keeps the version it was queued with.
+    /// The run of a fire (its id derived from the job and the instant):
+    /// the job's plugin is resolved now, so the run keeps the version it
+    /// was queued with.
     fn scheduled_run(&self, job: &Job, fire: DateTime<Utc>, trigger: Trigger) -> Run {
         let jitter = match trigger {
             Trigger::Schedule => job.jitter_for(fire),

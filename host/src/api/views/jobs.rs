@@ -14,6 +14,7 @@ use crate::model::run::RunLimits;
 use crate::model::upcoming::Upcoming;
 use crate::model::{Job, PluginVersion, Run, RunError, RunStatus, Trigger};
 use crate::plugin::builtin;
+use crate::scheduler::backfill::Backfilled;
 use crate::timing::ScheduleJson;
 
 /// `active`, `paused` (not enabled), or `done` (a one-shot `at` job that
@@ -488,6 +489,34 @@ impl FiresView {
                     count: *count,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// `POST /v1/jobs/{id}/backfill`: what was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackfillView {
+    /// The fires the range holds.
+    fires: usize,
+    /// Runs queued now (fires not recorded before).
+    queued: usize,
+    /// Fires whose runs were recorded before (by the scheduler or an
+    /// earlier backfill): nothing new was queued for them.
+    already_recorded: usize,
+    /// Fires the overlap policy dropped (the job was busy).
+    skipped: usize,
+    /// The runs queued.
+    runs: Vec<RunView>,
+}
+
+impl From<Backfilled> for BackfillView {
+    fn from(done: Backfilled) -> BackfillView {
+        BackfillView {
+            fires: done.fires,
+            queued: done.queued.len(),
+            already_recorded: done.already_recorded,
+            skipped: done.skipped,
+            runs: done.queued.iter().map(RunView::from).collect(),
         }
     }
 }

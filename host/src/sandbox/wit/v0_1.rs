@@ -33,7 +33,7 @@ pub fn run_context(context: &host::RunContext) -> types::RunContext {
             Trigger::Retry => types::Trigger::Retry,
             Trigger::Dependency => types::Trigger::Dependency,
             // This world has no `start`: such a run is its schedule's.
-            Trigger::Start => types::Trigger::Schedule,
+            Trigger::Start | Trigger::Backfill => types::Trigger::Schedule,
         },
         scheduled_at: context.scheduled_at_ms,
     }
@@ -125,6 +125,7 @@ mod tests {
             run_context(&context).trigger
         };
         assert!(matches!(seen(Trigger::Start), types::Trigger::Schedule));
+        assert!(matches!(seen(Trigger::Backfill), types::Trigger::Schedule));
         assert!(matches!(seen(Trigger::Schedule), types::Trigger::Schedule));
         assert!(matches!(seen(Trigger::Manual), types::Trigger::Manual));
         assert!(matches!(seen(Trigger::Retry), types::Trigger::Retry));

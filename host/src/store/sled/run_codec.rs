@@ -367,6 +367,7 @@ fn trigger_code(trigger: Trigger) -> u8 {
         Trigger::Retry => 2,
         Trigger::Dependency => 3,
         Trigger::Start => 4,
+        Trigger::Backfill => 5,
     }
 }
 
@@ -377,6 +378,7 @@ fn trigger_of(code: u8) -> Option<Trigger> {
         2 => Trigger::Retry,
         3 => Trigger::Dependency,
         4 => Trigger::Start,
+        5 => Trigger::Backfill,
         _ => return None,
     })
 }
@@ -687,7 +689,7 @@ mod tests {
             assert!(kind_of(code).is_none_or(|value| kind_code(value) == code));
             assert!(priority_of(code).is_none_or(|value| priority_code(value) == code));
         }
-        assert_eq!((0..=u8::MAX).filter_map(trigger_of).count(), 5);
+        assert_eq!((0..=u8::MAX).filter_map(trigger_of).count(), 6);
         assert_eq!((0..=u8::MAX).filter_map(status_of).count(), 5);
         assert_eq!((0..=u8::MAX).filter_map(kind_of).count(), 8);
         assert_eq!((0..=u8::MAX).filter_map(priority_of).count(), 4);
