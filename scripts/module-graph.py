@@ -78,6 +78,7 @@ LAYERS = {
     "summary": 6,
     "retention": 6,
     "jobs": 6,
+    "failures": 6,
     "workflows": 6,
     # 7 - the HTTP surface: API handlers and the connection server.
     "api": 7,

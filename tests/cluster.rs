@@ -395,6 +395,50 @@ async fn a_tenants_concurrent_runs_hold_across_nodes_and_its_runs_spread_over_th
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_concurrency_group_holds_across_nodes() {
+    // One run at a time per node: three nodes could run three of the group.
+    let (_database, nodes) = cluster_with(3, &["--max-concurrent-runs", "1"]);
+    nodes[0]
+        .job_with(
+            "load",
+            "step",
+            json!({"input": {"sleep_ms": 300}, "policy": {"overlap": "allow", "concurrency": {"key": "db", "limit": 2}}}),
+        )
+        .await;
+    let mut ids = Vec::new();
+    for index in 0..9 {
+        let queued = nodes[index % 3].call(Method::POST, "/v1/jobs/load/run", None).await;
+        assert!(queued.status.is_success(), "{}", queued.body);
+        ids.push(queued.body["id"].as_str().expect("a run id").to_string());
+    }
+    let mut runs = Vec::new();
+    for _ in 0..150 {
+        runs.clear();
+        for id in &ids {
+            runs.push(nodes[0].call(Method::GET, &format!("/v1/runs/{id}"), None).await.body);
+        }
+        if runs.iter().all(|run| run["status"] == "succeeded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(runs.iter().all(|run| run["status"] == "succeeded"), "{runs:?}");
+    let most = runs
+        .iter()
+        .map(|run| {
+            let start = instant(run, "started_at");
+            runs.iter()
+                .filter(|other| instant(other, "started_at") <= start && instant(other, "finished_at") > start)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert_eq!(most, 2, "the group ran two at once, never three: {runs:?}");
+    let ran_on: BTreeSet<&str> = runs.iter().filter_map(|run| run["node"].as_str()).collect();
+    assert!(ran_on.len() >= 2, "runs ran on {ran_on:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_stream_on_any_node_carries_every_nodes_events_and_resumes_on_another() {
     let (_database, nodes) = cluster(3);
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);

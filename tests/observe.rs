@@ -561,3 +561,146 @@ async fn jobs_report_their_next_fire_and_last_success_and_the_shipped_alert_rule
         assert!(text.contains(&format!("# TYPE {name} ")), "{name} is not in a scrape");
     }
 }
+
+#[tokio::test]
+async fn failed_runs_in_a_row_pause_a_job_a_success_after_them_is_recovered_and_a_handler_gets_the_failed_run() {
+    let (port, got) = receiver().await;
+    let daemon = TestDaemon::start_with(&[], &[("SANDCRON_HTTP_ALLOW_PRIVATE", "127.0.0.1/32")]);
+    let token = daemon.token.clone();
+    let mut events = Events::open(&daemon, &token, "?types=run.recovered,job.paused", None).await;
+    let hook = json!({"url": format!("http://127.0.0.1:{port}/hook"), "on": ["recovered", "paused"]});
+    daemon
+        .job_with("cleanup", "step", json!({"input": {"note": "handled"}}))
+        .await;
+    daemon
+        .job_with(
+            "flaky",
+            "step",
+            json!({"policy": {"pause_after_failures": 2}, "failure_handler": "cleanup", "webhooks": [hook]}),
+        )
+        .await;
+    let refused = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "x", "plugin": "step", "failure_handler": "nobody"})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert!(refused.message().starts_with("failure_handler"), "{}", refused.body);
+
+    // A failure: counted, and the handler runs with the failed run.
+    let failed = daemon.run_job("flaky", Some(json!({"fail": "boom"}))).await;
+    assert_eq!(failed["status"], "failed");
+    let handled = runs_at_least(&daemon, "cleanup", 1, Duration::from_secs(10)).await;
+    assert_eq!(handled[0]["trigger"], "dependency");
+    assert!(
+        daemon
+            .wait_for_status(handled[0]["id"].as_str().unwrap(), "succeeded")
+            .await
+    );
+    let output = daemon
+        .call(
+            Method::GET,
+            &format!("/v1/runs/{}", handled[0]["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .body;
+    let input: Value = serde_json::from_str(output["output"].as_str().unwrap()).unwrap();
+    assert_eq!(input["note"], "handled", "the handler's own input is kept: {input}");
+    assert_eq!(input["failed_run"]["run_id"], failed["id"], "{input}");
+    assert_eq!(input["failed_run"]["error"]["message"], "boom", "{input}");
+    assert_eq!(input["failed_run"]["input"], json!({"fail": "boom"}), "{input}");
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/jobs/flaky", None).await.body["failures"],
+        1
+    );
+
+    // A success after it: recovered, over SSE and the webhook.
+    let recovered = daemon.run_job("flaky", Some(json!({}))).await;
+    assert_eq!(recovered["status"], "succeeded");
+    let frame = events
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a run.recovered event");
+    assert_eq!(
+        (frame.event.as_str(), &frame.data["data"]["run_id"]),
+        ("run.recovered", &recovered["id"])
+    );
+    let hooks = wait_for(&got, "/hook", 1, Duration::from_secs(10)).await;
+    let body: Value = serde_json::from_slice(&hooks[0].body).unwrap();
+    assert_eq!(
+        (body["event"].as_str(), &body["run"]["run_id"]),
+        (Some("run.recovered"), &recovered["id"])
+    );
+    assert_eq!(
+        daemon.call(Method::GET, "/v1/jobs/flaky", None).await.body["failures"],
+        0
+    );
+    // A success after a success says nothing.
+    daemon.run_job("flaky", Some(json!({}))).await;
+
+    // Two failures in a row: paused, saying why.
+    for _ in 0..2 {
+        assert_eq!(
+            daemon.run_job("flaky", Some(json!({"fail": "again"}))).await["status"],
+            "failed"
+        );
+    }
+    let frame = events.next(Duration::from_secs(10)).await.expect("a job.paused event");
+    assert_eq!(frame.event, "job.paused", "{frame:?}");
+    assert_eq!(
+        frame.data["data"]["reason"], "paused after 2 failed runs in a row",
+        "{frame:?}"
+    );
+    let job = daemon.call(Method::GET, "/v1/jobs/flaky", None).await.body;
+    assert_eq!(
+        (job["state"].as_str(), job["failures"].as_u64()),
+        (Some("paused"), Some(2)),
+        "{job}"
+    );
+    let hooks = wait_for(&got, "/hook", 2, Duration::from_secs(10)).await;
+    let body: Value = serde_json::from_slice(&hooks[1].body).unwrap();
+    assert_eq!(
+        (body["event"].as_str(), body["job"]["reason"].as_str()),
+        (Some("job.paused"), Some("paused after 2 failed runs in a row")),
+        "{body}"
+    );
+    assert_eq!(
+        runs_at_least(&daemon, "cleanup", 3, Duration::from_secs(10))
+            .await
+            .len(),
+        3,
+        "a handler run per failure"
+    );
+    // Resumed: the count starts again.
+    let resumed = daemon.call(Method::POST, "/v1/jobs/flaky/resume", None).await.body;
+    assert_eq!(
+        (resumed["state"].as_str(), resumed["failures"].as_u64()),
+        (Some("active"), Some(0)),
+        "{resumed}"
+    );
+    assert!(
+        events.next(Duration::from_millis(300)).await.is_none(),
+        "nothing else was announced"
+    );
+}
+
+/// The runs of `job` (newest first) once there are `count`, or those there are after `wait`.
+async fn runs_at_least(daemon: &TestDaemon, job: &str, count: usize, wait: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let runs = daemon
+            .call(Method::GET, &format!("/v1/runs?job={job}"), None)
+            .await
+            .body["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if runs.len() >= count || tokio::time::Instant::now() > deadline {
+            return runs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

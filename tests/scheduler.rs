@@ -764,3 +764,79 @@ async fn a_backfill_queues_a_past_ranges_fires_once_with_their_instants_and_refu
     assert!(runs_of(&daemon, "fast").await.is_empty());
     assert_eq!(backfilled(&runs_of(&daemon, "hourly").await).len(), 4);
 }
+
+#[tokio::test]
+async fn a_concurrency_group_never_runs_more_than_its_limit_across_its_jobs() {
+    let daemon = TestDaemon::start_with(&["--max-concurrent-runs", "4"], &[]);
+    let policy = json!({"concurrency": {"key": "db", "limit": 2}, "overlap": "allow"});
+    let slow = json!({"sleep_ms": 300});
+    daemon
+        .job_with("load-a", "step", json!({"policy": policy, "input": slow}))
+        .await;
+    for name in ["load-b", "free"] {
+        let policy = if name == "free" {
+            json!({"overlap": "allow"})
+        } else {
+            policy.clone()
+        };
+        daemon
+            .create_job(json!({"name": name, "plugin": "step", "policy": policy, "input": slow}))
+            .await;
+    }
+    let bad = daemon
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"name": "x", "plugin": "step", "policy": {"concurrency": {"key": "db", "limit": 0}}})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert!(bad.message().starts_with("policy.concurrency.limit"), "{}", bad.body);
+    for name in [
+        "load-a", "load-b", "load-a", "load-b", "load-a", "load-b", "free", "free",
+    ] {
+        let queued = daemon.call(Method::POST, &format!("/v1/jobs/{name}/run"), None).await;
+        assert!(queued.status.is_success(), "{}", queued.body);
+        let group = if name == "free" {
+            Value::Null
+        } else {
+            json!({"key": "db", "limit": 2})
+        };
+        assert_eq!(queued.body["concurrency"], group, "{}", queued.body);
+    }
+    let mut spans = Vec::new();
+    for name in ["load-a", "load-b", "free"] {
+        let expected = if name == "free" { 2 } else { 3 };
+        let runs = wait_for_runs(&daemon, name, Duration::from_secs(20), |runs| {
+            finished(runs) == expected
+        })
+        .await;
+        for run in runs {
+            assert_eq!(run["status"], "succeeded", "{run}");
+            spans.push((name, instant(&run["started_at"]), instant(&run["finished_at"])));
+        }
+    }
+    // The most of the group's runs executing at one instant.
+    let most_at_once = |group: &[&str]| {
+        let members: Vec<_> = spans.iter().filter(|(name, ..)| group.contains(name)).collect();
+        members
+            .iter()
+            .map(|(_, start, _)| {
+                members
+                    .iter()
+                    .filter(|(_, other_start, other_end)| other_start <= start && start < other_end)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        most_at_once(&["load-a", "load-b"]),
+        2,
+        "the group runs two at once, never more: {spans:?}"
+    );
+    assert!(
+        most_at_once(&["load-a", "load-b", "free"]) >= 3,
+        "a run of no group goes beside it: {spans:?}"
+    );
+}

@@ -287,6 +287,7 @@ fn run_record(id: u64) -> Run {
         priority: Default::default(),
         retry: Default::default(),
         exclusive: false,
+        concurrency: None,
         http_allow: Vec::new(),
         secrets: Vec::new(),
         workflow: None,

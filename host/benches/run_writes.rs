@@ -65,6 +65,7 @@ fn queued(index: usize, job: &str, trigger: Trigger) -> Run {
         priority: Default::default(),
         retry: Default::default(),
         exclusive: false,
+        concurrency: None,
         retry_of: None,
         http_allow: Vec::new(),
         secrets: Vec::new(),

@@ -11,6 +11,7 @@ mod storage;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::api::{AppParts, AppState, router};
 use crate::auth::Auth;
@@ -19,10 +20,12 @@ use crate::cluster::{Cluster, Hooks, Leadership};
 use crate::config::Config;
 use crate::events::{BUFFERED_EVENTS, EventBus};
 use crate::executor::{Capacity, Executor, Observers};
+use crate::failures::FailureWatch;
 use crate::grant::Granter;
 use crate::jobs::{Jobs, JobsParts};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
+use crate::model::run::RunEnded;
 use crate::notify::Notifier;
 use crate::outbound::Outbound;
 use crate::plugin::{PluginLimits, Plugins};
@@ -88,6 +91,9 @@ pub struct Daemon {
     pub leadership: Arc<Leadership>,
     /// This node's id.
     pub node_id: String,
+    /// What acts on runs failing and succeeding again, and the ends it
+    /// hears, until [`Daemon::start`] starts it.
+    failures: std::sync::Mutex<Option<(Arc<FailureWatch>, UnboundedReceiver<RunEnded>)>>,
 }
 
 /// Builds the engine for a configuration.
@@ -191,6 +197,8 @@ impl Daemon {
             run_log_bytes: config.jobs.logs,
         });
         executor.chain(workflows.clone());
+        // The last attempts' ends, from the scheduler to the failure watch.
+        let (outcomes_sender, outcomes) = tokio::sync::mpsc::unbounded_channel();
         let scheduler = Scheduler::new(scheduler::Parts {
             store: store.clone(),
             sink: executor.clone(),
@@ -200,6 +208,7 @@ impl Daemon {
             fire_ahead: config.fire_ahead,
             ended,
             leadership: leadership.clone(),
+            outcomes: Some(outcomes_sender),
         });
         let jobs = Arc::new(Jobs::new(JobsParts {
             store: store.clone(),
@@ -212,7 +221,15 @@ impl Daemon {
             clock,
             workflows: workflows.clone(),
         }));
+        let failures = Arc::new(FailureWatch {
+            store: store.clone(),
+            scheduler: scheduler.clone(),
+            jobs: jobs.clone(),
+            executor: executor.clone(),
+            events: events.clone(),
+        });
         Ok(Daemon {
+            failures: std::sync::Mutex::new(Some((failures, outcomes))),
             store,
             storage,
             digests,
@@ -282,6 +299,9 @@ impl Daemon {
                 .context("planning fires recorded ahead again")?;
         }
         self.notifier.clone().start(&self.events);
+        if let Some((failures, ends)) = crate::sync::lock(&self.failures).take() {
+            failures.start(ends);
+        }
         if let Some(relay) = &self.relay {
             relay.start();
         }

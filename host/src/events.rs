@@ -28,7 +28,8 @@ pub struct Event {
     /// The tenant it belongs to; only that tenant sees it.
     #[serde(skip)]
     pub tenant: String,
-    /// `run.queued`, `run.started`, `run.finished`, `job.created`,
+    /// `run.queued`, `run.started`, `run.finished`, `run.recovered` (a
+    /// job's first success after failed runs), `job.created`,
     /// `job.updated`, `job.paused`, `job.resumed`, `job.deleted`,
     /// `workflow.started`, `workflow.finished`.
     pub kind: &'static str,
@@ -39,10 +40,11 @@ pub struct Event {
 }
 
 /// Every kind of event.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "run.queued",
     "run.started",
     "run.finished",
+    "run.recovered",
     "job.created",
     "job.updated",
     "job.paused",
@@ -150,6 +152,10 @@ pub struct JobData {
     pub enabled: bool,
     /// Its next fire.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Why it changed, when the daemon changed it (a pause after failed
+    /// runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What a reader asked for that the buffer no longer holds.
@@ -211,6 +217,7 @@ pub fn job_data(job: &Job) -> EventData {
         name: job.name.clone(),
         enabled: job.enabled,
         next_fire_at: job.next_fire_at,
+        reason: None,
     })
 }
 
@@ -300,6 +307,15 @@ impl EventBus {
         self.publish(&job.tenant, kind, job_data(job));
     }
 
+    /// A job event the daemon caused, saying why.
+    pub fn job_because(&self, kind: &'static str, job: &Job, reason: String) {
+        let mut data = job_data(job);
+        if let EventData::Job(job) = &mut data {
+            job.reason = Some(reason);
+        }
+        self.publish(&job.tenant, kind, data);
+    }
+
     /// A workflow run event.
     pub fn workflow(&self, kind: &'static str, run: &WorkflowRun) {
         let data = EventData::Workflow(WorkflowData {
@@ -359,6 +375,7 @@ mod tests {
             name: "n".into(),
             enabled: true,
             next_fire_at: None,
+            reason: None,
         })
     }
 

@@ -252,13 +252,28 @@ impl Jobs {
 
     /// Pauses or resumes a job (nothing changes when it already is so).
     pub async fn set_enabled(&self, tenant: &str, id_or_name: &str, enabled: bool) -> Result<Job, JobsError> {
+        self.set_enabled_because(tenant, id_or_name, enabled, None).await
+    }
+
+    /// [`Jobs::set_enabled`] by the daemon, saying why in its event. A job
+    /// resumed starts counting its failed runs in a row again.
+    pub async fn set_enabled_because(
+        &self,
+        tenant: &str,
+        id_or_name: &str,
+        enabled: bool,
+        reason: Option<String>,
+    ) -> Result<Job, JobsError> {
         let mut job = self.find(tenant, id_or_name)?;
         if job.enabled != enabled {
             job.enabled = enabled;
+            if enabled {
+                job.failures = 0;
+            }
             job.updated_at = self.clock.now();
             self.scheduler.update_job(&mut job).await?;
             let change = if enabled { Change::Resumed } else { Change::Paused };
-            self.committed(&job, change).await?;
+            self.committed_because(&job, change, reason).await?;
         }
         Ok(job)
     }
@@ -348,6 +363,13 @@ impl Jobs {
                 .into());
             }
         }
+        if let Some(handler) = &job.failure_handler
+            && self.store.job_id_by_name(tenant, handler)?.is_none()
+        {
+            return Err(
+                ValidationError::new("failure_handler", format!("no job named {handler:?}; create it first")).into(),
+            );
+        }
         match self.plugins.resolve(&job.tenant, &job.plugin) {
             Ok(_) => Ok(job),
             Err(error @ (PluginError::NotFound { .. } | PluginError::VersionNotFound { .. })) => {
@@ -362,6 +384,11 @@ impl Jobs {
     /// did (the write is in the store either way); a new `run_at_start`
     /// job fires once.
     async fn committed(&self, job: &Job, change: Change) -> Result<(), JobsError> {
+        self.committed_because(job, change, None).await
+    }
+
+    /// [`Jobs::committed`], the event saying why the daemon made the change.
+    async fn committed_because(&self, job: &Job, change: Change, reason: Option<String>) -> Result<(), JobsError> {
         // Before the answer: a run ending right after it finds the job
         // among those waiting for its job.
         self.workflows.job_changed(&job.tenant, &job.id);
@@ -379,7 +406,10 @@ impl Jobs {
                 let metering = Metering::of(job.limits.fuel);
                 self.plugins.prepare_soon(&job.tenant, &job.plugin, metering);
             }
-            self.events.job(change.event(), job);
+            match reason {
+                Some(reason) => self.events.job_because(change.event(), job, reason),
+                None => self.events.job(change.event(), job),
+            }
         }
         self.scheduler.job_changed();
         flushed?;

@@ -31,6 +31,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod executor;
+pub mod failures;
 pub mod grant;
 pub mod jobs;
 pub mod lanes;

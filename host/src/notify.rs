@@ -1,5 +1,7 @@
-//! Webhooks: a job names URLs and the run events they want (`started`,
-//! `succeeded`, `failed`; none listed is all three); a workflow the same
+//! Webhooks: a job names URLs and the events they want (`started`,
+//! `succeeded`, `failed` of its runs; none listed is these three;
+//! `recovered`: its first success after failed runs, `paused`: the job was
+//! paused, when listed); a workflow the same
 //! for its workflow runs (`workflow.started`, `workflow.succeeded`,
 //! `workflow.failed`). The notifier listens to
 //! the event bus, so it never holds up a run; each delivery is a POST of a
@@ -78,6 +80,8 @@ fn webhook_event(event: &Event) -> Option<(WebhookEvent, &'static str)> {
         ("run.started", _, _) => Some((WebhookEvent::Started, "run.started")),
         ("run.finished", Some(RunStatus::Succeeded), _) => Some((WebhookEvent::Succeeded, "run.succeeded")),
         ("run.finished", Some(RunStatus::Failed), _) => Some((WebhookEvent::Failed, "run.failed")),
+        ("run.recovered", _, _) => Some((WebhookEvent::Recovered, "run.recovered")),
+        ("job.paused", _, _) => Some((WebhookEvent::Paused, "job.paused")),
         ("workflow.started", _, _) => Some((WebhookEvent::Started, "workflow.started")),
         ("workflow.finished", _, Some(WorkflowRunStatus::Succeeded)) => {
             Some((WebhookEvent::Succeeded, "workflow.succeeded"))
@@ -97,9 +101,22 @@ struct Delivery {
     body: Vec<u8>,
 }
 
-/// The plain-text e-mail of a run or workflow event.
+/// The plain-text e-mail of a run, job or workflow event.
 fn mail_text(delivery: &Delivery) -> (String, String) {
     let run = &delivery.run;
+    if run.get("run_id").is_none() && run.get("workflow_run_id").is_none() {
+        let text = |field: &str| run[field].as_str().unwrap_or("-").to_string();
+        let subject = format!("[sandcron] {}: {}", text("name"), delivery.event);
+        let body = format!(
+            "Tenant:    {}\nJob:       {} ({})\nEvent:     {}\nWhy:       {}\n",
+            delivery.tenant,
+            text("name"),
+            text("job_id"),
+            delivery.event,
+            text("reason"),
+        );
+        return (subject, body);
+    }
     if let Some(id) = run["workflow_run_id"].as_str() {
         let text = |field: &str| run[field].as_str().unwrap_or("-").to_string();
         let subject = format!(
@@ -241,7 +258,12 @@ impl Notifier {
             return;
         };
         for webhook in webhooks.iter() {
-            if !webhook.on.is_empty() && !webhook.on.contains(&wanted) {
+            // None listed: the runs' three (as before `recovered` and `paused`).
+            let default = matches!(
+                wanted,
+                WebhookEvent::Started | WebhookEvent::Succeeded | WebhookEvent::Failed
+            );
+            if !(webhook.on.contains(&wanted) || webhook.on.is_empty() && default) {
                 continue;
             }
             if webhook.url.starts_with("mailto:") && self.mailer.is_none() {
@@ -251,7 +273,8 @@ impl Notifier {
             let id = crate::model::new_id();
             let subject = match &event.data {
                 EventData::Workflow(_) => "workflow_run",
-                _ => "run",
+                EventData::Job(_) => "job",
+                EventData::Run(_) => "run",
             };
             let body = json!({
                 "id": id,

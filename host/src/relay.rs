@@ -247,6 +247,7 @@ mod tests {
             name: "greet".into(),
             enabled: false,
             next_fire_at: Some(chrono::Utc::now()),
+            reason: None,
         });
         bus.publish("t", "job.paused", job);
         for _ in 0..2 {

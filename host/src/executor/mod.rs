@@ -668,6 +668,8 @@ impl Executor {
         let _ = self.ended.send(RunEnded {
             tenant: run.tenant.clone(),
             job_id: run.job_id.clone(),
+            run_id: run.id.clone(),
+            status: run.status,
             finished_at: run.finished_at,
             retried: retry_id.is_some(),
         });

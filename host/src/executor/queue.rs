@@ -76,6 +76,8 @@ pub struct RunQueue {
     jobs: HashMap<JobKey, Activity>,
     /// Executing runs per tenant, for the tenants' concurrency quotas.
     tenants_running: HashMap<String, usize>,
+    /// Executing runs per concurrency group (tenant, key).
+    groups_running: HashMap<(String, String), usize>,
     /// Waiting runs and places taken per tenant, for their queue quotas.
     pub admission: Admission,
     arrivals: u64,
@@ -180,7 +182,7 @@ impl RunQueue {
                 share(&run.tenant)
                     .is_some_and(|share| self.tenants_running.get(&run.tenant).copied().unwrap_or(0) >= share)
             });
-            if tenant_full {
+            if tenant_full || self.group_full(run) {
                 continue;
             }
             let busy = run.exclusive
@@ -193,6 +195,14 @@ impl RunQueue {
             }
         }
         None
+    }
+
+    /// True when the run's concurrency group has its limit of runs executing.
+    fn group_full(&self, run: &Run) -> bool {
+        run.concurrency.as_ref().is_some_and(|group| {
+            let key = (run.tenant.clone(), group.key.clone());
+            self.groups_running.get(&key).copied().unwrap_or(0) >= group.limit as usize
+        })
     }
 
     /// The earliest due instant of the delayed runs.
@@ -239,6 +249,12 @@ impl RunQueue {
         activity.running += 1;
         self.admission.left(&run.tenant);
         *self.tenants_running.entry(run.tenant.clone()).or_default() += 1;
+        if let Some(group) = &run.concurrency {
+            *self
+                .groups_running
+                .entry((run.tenant.clone(), group.key.clone()))
+                .or_default() += 1;
+        }
         let cancel = Arc::new(AtomicBool::new(false));
         self.running.insert(
             run.id.clone(),
@@ -331,14 +347,29 @@ impl RunQueue {
 
     /// Marks a running run finished.
     pub fn finished(&mut self, run: &Run) {
-        if self.running.remove(&run.id).is_some()
-            && let Some(count) = self.tenants_running.get_mut(&run.tenant)
-        {
+        if self.running.remove(&run.id).is_none() {
+            return self.job_run_ended(run);
+        }
+        if let Some(count) = self.tenants_running.get_mut(&run.tenant) {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 self.tenants_running.remove(&run.tenant);
             }
         }
+        if let Some(group) = &run.concurrency {
+            let key = (run.tenant.clone(), group.key.clone());
+            if let Some(count) = self.groups_running.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.groups_running.remove(&key);
+                }
+            }
+        }
+        self.job_run_ended(run);
+    }
+
+    /// A run of a job stopped running: the job's next exclusive run may go.
+    fn job_run_ended(&mut self, run: &Run) {
         let key = job_key(run);
         if let Some(activity) = self.jobs.get_mut(&key) {
             activity.running = activity.running.saturating_sub(1);
@@ -715,5 +746,49 @@ mod tests {
         assert_eq!(waiting(&queue), 49);
         queue.finished(&first);
         assert_eq!(queue.pop(now, &share).unwrap().0.id, "f01");
+    }
+
+    #[test]
+    fn a_concurrency_group_never_runs_more_than_its_limit_and_the_rest_wait_in_order() {
+        let mut queue = RunQueue::default();
+        let now = at("2026-11-25T10:00:00Z");
+        let group = crate::model::job::Concurrency {
+            key: "db".into(),
+            limit: 2,
+        };
+        for index in 0..6 {
+            let mut member = run(
+                &format!("g{index}"),
+                &format!("job{index}"),
+                Priority::Normal,
+                "2026-11-25T09:59:00Z",
+            );
+            member.concurrency = Some(group.clone());
+            queue.push(member, now);
+        }
+        let mut other_tenant = run("elsewhere", "job0", Priority::Low, "2026-11-25T10:00:00Z");
+        other_tenant.tenant = "other".into();
+        other_tenant.concurrency = Some(group);
+        queue.push(other_tenant, now);
+        queue.push(run("free", "solo", Priority::Low, "2026-11-25T10:00:00Z"), now);
+        let share = |_: &str| None;
+        let mut running = Vec::new();
+        let mut started = Vec::new();
+        while let Ok((run, _)) = queue.pop(now, &share) {
+            started.push(run.id.clone());
+            running.push(run);
+        }
+        // Two of the group; the other tenant's group of the same name and a
+        // run of no group pass the rest.
+        assert_eq!(started, ["g0", "g1", "elsewhere", "free"]);
+        for next in ["g2", "g3", "g4", "g5"] {
+            let member = running.iter().position(|run| run.id.starts_with('g')).unwrap();
+            let done = running.remove(member);
+            queue.finished(&done);
+            let (run, _) = queue.pop(now, &share).unwrap();
+            assert_eq!(run.id, next, "in order");
+            running.push(run);
+            assert!(queue.pop(now, &share).is_err(), "never more than two");
+        }
     }
 }

@@ -45,6 +45,8 @@ pub struct JobSpec {
     pub webhooks: Option<Vec<Webhook>>,
     /// Fire when other jobs' runs end.
     pub after_jobs: Option<AfterJobsSpec>,
+    /// The name of a job to run when a run of this one fails for good.
+    pub failure_handler: Option<String>,
     /// Read-only fields shown by GET; accepted (and ignored) so a fetched job
     /// can be sent back as is.
     #[serde(default, rename = "id")]
@@ -178,6 +180,21 @@ pub struct PolicySpec {
     pub retry: Option<RetrySpec>,
     /// Queue order.
     pub priority: Option<Priority>,
+    /// Pause the job after this many failed runs in a row.
+    pub pause_after_failures: Option<u32>,
+    /// At most `limit` runs at once of the tenant's jobs sharing `key`.
+    pub concurrency: Option<Concurrency>,
+}
+
+/// A concurrency group: at most `limit` runs at once of all the tenant's
+/// jobs whose policy names `key`; the others wait in the queue's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// The group's name.
+    pub key: String,
+    /// Its runs at once, 1 or more.
+    pub limit: u32,
 }
 
 /// A webhook a job notifies.
@@ -186,7 +203,7 @@ pub struct PolicySpec {
 pub struct Webhook {
     /// http(s) URL.
     pub url: String,
-    /// Events: `started`, `succeeded`, `failed`.
+    /// Events: `started`, `succeeded`, `failed`, `recovered`, `paused`.
     #[serde(default)]
     pub on: Vec<WebhookEvent>,
 }
@@ -201,6 +218,10 @@ pub enum WebhookEvent {
     Succeeded,
     /// The run failed.
     Failed,
+    /// The job succeeded after failed runs (`run.recovered`).
+    Recovered,
+    /// The job was paused (by a user, or after `pause_after_failures`).
+    Paused,
 }
 
 /// Resolved per-run limits of a job.
@@ -262,7 +283,7 @@ impl Retry {
 }
 
 /// Resolved policy of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Policy {
     /// Missed fires.
     pub misfire: Misfire,
@@ -276,6 +297,12 @@ pub struct Policy {
     pub retry: Retry,
     /// Queue order.
     pub priority: Priority,
+    /// Pause the job after this many failed runs in a row (None: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_after_failures: Option<u32>,
+    /// Its concurrency group (None: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
 }
 
 /// A stored job.
@@ -323,12 +350,20 @@ pub struct Job {
     /// Fires of its schedule that became runs (what `max_fires` counts).
     #[serde(default)]
     pub fired: u64,
+    /// Its runs that failed for good in a row since its last success (a
+    /// run's last attempt counts; cancelled runs do not).
+    #[serde(default)]
+    pub failures: u64,
     /// When its last run finished (the origin of an `after` schedule).
     #[serde(default)]
     pub last_finished_at: Option<DateTime<Utc>>,
     /// Fires when other jobs' runs end (trigger `dependency`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_jobs: Option<AfterJobs>,
+    /// The job (by name) that runs, with the failed run as input, when a
+    /// run of this one fails for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_handler: Option<String>,
 }
 
 impl Job {
@@ -427,6 +462,7 @@ impl Job {
             "secrets": self.secrets,
             "webhooks": self.webhooks,
             "after_jobs": self.after_jobs,
+            "failure_handler": self.failure_handler,
         })
     }
 }

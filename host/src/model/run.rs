@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::job::{Job, Overlap, Priority, Retry, input_bytes};
+use crate::model::job::{Concurrency, Job, Overlap, Priority, Retry, input_bytes};
 use crate::model::plugin::PluginVersion;
 
 /// Where a run is in its life.
@@ -198,6 +198,10 @@ pub struct Run {
     /// Waits while another run of its job runs (overlap other than `allow`).
     #[serde(default)]
     pub exclusive: bool,
+    /// The concurrency group it runs in (its job's `policy.concurrency`
+    /// when it was queued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// The id of the first attempt of this run's lineage (None for a first attempt).
     #[serde(default)]
     pub retry_of: Option<String>,
@@ -260,6 +264,10 @@ pub struct RunEnded {
     pub tenant: String,
     /// The run's job.
     pub job_id: String,
+    /// The run.
+    pub run_id: String,
+    /// How it ended.
+    pub status: RunStatus,
     /// When it finished (None for a run that never got an outcome time).
     pub finished_at: Option<DateTime<Utc>>,
     /// True when a retry of it was queued: it was not the last attempt.
@@ -324,6 +332,7 @@ impl Run {
             priority: job.policy.priority,
             retry: job.policy.retry,
             exclusive: job.policy.overlap != Overlap::Allow,
+            concurrency: job.policy.concurrency.clone(),
             retry_of: None,
             http_allow: job.http_allow.clone(),
             secrets: job.secrets.clone(),
@@ -393,6 +402,7 @@ impl Run {
             priority: Priority::Normal,
             retry: Retry::default(),
             exclusive: false,
+            concurrency: None,
             retry_of: None,
             http_allow: Vec::new(),
             secrets: Vec::new(),

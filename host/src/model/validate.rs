@@ -173,6 +173,9 @@ pub fn resolve_retry(field: &str, spec: Option<RetrySpec>) -> Result<Retry, Vali
     })
 }
 
+/// The largest `policy.concurrency.limit`.
+const MAX_CONCURRENCY_LIMIT: u32 = 10_000;
+
 fn resolve_policy(spec: Option<PolicySpec>) -> Result<Policy, ValidationError> {
     let spec = spec.unwrap_or_default();
     let duration = |field: &str, value: Option<NumberOrText>, default: Duration| match value {
@@ -192,6 +195,28 @@ fn resolve_policy(spec: Option<PolicySpec>) -> Result<Policy, ValidationError> {
         overlap: spec.overlap.unwrap_or_default(),
         retry,
         priority: spec.priority.unwrap_or_default(),
+        pause_after_failures: match spec.pause_after_failures {
+            Some(0) => {
+                return Err(ValidationError::new(
+                    "policy.pause_after_failures",
+                    "must be at least 1",
+                ));
+            }
+            count => count,
+        },
+        concurrency: match spec.concurrency {
+            Some(group) => {
+                check_name(&group.key).map_err(|message| ValidationError::new("policy.concurrency.key", message))?;
+                if !(1..=MAX_CONCURRENCY_LIMIT).contains(&group.limit) {
+                    return Err(ValidationError::new(
+                        "policy.concurrency.limit",
+                        format!("must be from 1 to {MAX_CONCURRENCY_LIMIT}"),
+                    ));
+                }
+                Some(group)
+            }
+            None => None,
+        },
     })
 }
 
@@ -396,8 +421,22 @@ pub fn validate(
         next_fire_at: None,
         skipped_fires: existing.map_or(0, |job| job.skipped_fires),
         fired: existing.map_or(0, |job| job.fired),
+        failures: existing.map_or(0, |job| job.failures),
         last_finished_at: existing.and_then(|job| job.last_finished_at),
         after_jobs: resolve_after_jobs(spec.after_jobs, &name_for_after)?,
+        failure_handler: match spec.failure_handler {
+            Some(handler) if handler == name_for_after => {
+                return Err(ValidationError::new(
+                    "failure_handler",
+                    "a job cannot handle its own failures",
+                ));
+            }
+            Some(handler) => {
+                check_name(&handler).map_err(|message| ValidationError::new("failure_handler", message))?;
+                Some(handler)
+            }
+            None => None,
+        },
     };
     job.next_fire_at = job.first_fire(now);
     Ok(job)

@@ -16,6 +16,7 @@
 //! ends of its own runs.
 
 pub mod backfill;
+mod outcomes;
 mod sink;
 mod streak;
 #[cfg(test)]
@@ -76,6 +77,8 @@ pub struct Scheduler {
     firing: tokio::sync::Mutex<()>,
     /// Passes run only while this node leads.
     leadership: Arc<Leadership>,
+    /// The last attempts' ends, passed on.
+    outcomes: Option<mpsc::UnboundedSender<RunEnded>>,
 }
 
 /// The last half-second mark (a whole second plus 500 ms) at or before
@@ -125,6 +128,9 @@ pub struct Parts {
     pub ended: mpsc::UnboundedReceiver<RunEnded>,
     /// Whether this node plans fires (in a cluster, only the leader does).
     pub leadership: Arc<Leadership>,
+    /// Where the last attempts' ends go on to (what counts a job's failed
+    /// runs), if anywhere.
+    pub outcomes: Option<mpsc::UnboundedSender<RunEnded>>,
 }
 
 impl Scheduler {
@@ -145,6 +151,7 @@ impl Scheduler {
             fire_ahead: parts.fire_ahead,
             firing: tokio::sync::Mutex::new(()),
             leadership: parts.leadership,
+            outcomes: parts.outcomes,
         })
     }
 
@@ -295,6 +302,12 @@ impl Scheduler {
             && let Some(finished_at) = ended.finished_at
         {
             self.after_run_ended(&ended.tenant, &ended.job_id, finished_at).await;
+        }
+        if !ended.retried
+            && let Some(outcomes) = &self.outcomes
+        {
+            // The receiver lives as long as the daemon.
+            let _ = outcomes.send(ended.clone());
         }
         if lock(&self.idle_watch).remove(&(ended.tenant, ended.job_id)) {
             self.wake.notify_one();

@@ -187,6 +187,7 @@ fn harness_firing_ahead(fire_ahead: std::time::Duration) -> Harness {
         fire_ahead,
         ended,
         leadership: crate::cluster::Leadership::single(),
+        outcomes: None,
     });
     Harness {
         _dir: dir,
@@ -628,6 +629,8 @@ async fn an_after_jobs_next_fire_counts_from_its_last_attempts_end() {
     let ended = |finished_at: &str, retried: bool| RunEnded {
         tenant: "t".into(),
         job_id: job.id.clone(),
+        run_id: "r".into(),
+        status: RunStatus::Succeeded,
         finished_at: Some(utc(finished_at)),
         retried,
     };
@@ -658,6 +661,8 @@ async fn a_run_of_another_job_or_schedule_ending_moves_no_fire() {
         .send(RunEnded {
             tenant: "t".into(),
             job_id: every.id.clone(),
+            run_id: "r".into(),
+            status: RunStatus::Succeeded,
             finished_at: Some(utc("2026-11-25T10:00:03Z")),
             retried: false,
         })

@@ -72,6 +72,9 @@ pub struct JobHooks {
     pub after: bool,
     /// Whom its runs notify.
     pub webhooks: Vec<crate::model::job::Webhook>,
+    /// Its runs that failed for good in a row (see `Job::failures`).
+    #[serde(default)]
+    pub failures: u64,
 }
 
 /// True for an `{"after": ...}` schedule, without parsing the rest.
@@ -90,6 +93,7 @@ impl JobHooks {
         JobHooks {
             after: job.schedule.as_ref().is_some_and(crate::timing::Schedule::is_after),
             webhooks: job.webhooks.clone(),
+            failures: job.failures,
         }
     }
 }

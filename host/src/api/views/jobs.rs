@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::jobs::Preview;
-use crate::model::job::{AfterJobs, Limits, Policy, Priority, Retry, Webhook};
+use crate::model::job::{AfterJobs, Concurrency, Limits, Policy, Priority, Retry, Webhook};
 use crate::model::run::RunLimits;
 use crate::model::upcoming::Upcoming;
 use crate::model::{Job, PluginVersion, Run, RunError, RunStatus, Trigger};
@@ -60,6 +60,10 @@ pub struct JobView {
     /// The jobs whose runs' ends fire it (absent: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     after_jobs: Option<AfterJobs>,
+    /// The job that runs, with the failed run in its input, when a run of
+    /// this one fails for good (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_handler: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     created_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
@@ -71,6 +75,9 @@ pub struct JobView {
     skipped_fires: u64,
     /// Fires of its schedule that became runs (what `max_fires` counts).
     fired: u64,
+    /// Its runs that failed for good in a row since its last success
+    /// (what `policy.pause_after_failures` counts).
+    failures: u64,
     /// When its last run finished.
     #[schema(value_type = Option<String>, format = DateTime)]
     last_finished_at: Option<DateTime<Utc>>,
@@ -109,11 +116,13 @@ impl From<Job> for JobView {
             secrets: job.secrets,
             webhooks: job.webhooks,
             after_jobs: job.after_jobs,
+            failure_handler: job.failure_handler,
             created_at: job.created_at,
             updated_at: job.updated_at,
             next_fire_at: job.next_fire_at,
             skipped_fires: job.skipped_fires,
             fired: job.fired,
+            failures: job.failures,
             last_finished_at: job.last_finished_at,
             state,
         }
@@ -218,6 +227,9 @@ pub struct RunView {
     retry: Retry,
     /// Whether it ran alone (its job's overlap is not `allow`).
     exclusive: bool,
+    /// The concurrency group it ran in (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<Concurrency>,
     /// The run this one is a new attempt of.
     retry_of: Option<String>,
     /// Host patterns it could reach (absent: none).
@@ -267,6 +279,7 @@ impl From<&Run> for RunView {
             priority: run.priority,
             retry: run.retry,
             exclusive: run.exclusive,
+            concurrency: run.concurrency.clone(),
             retry_of: run.retry_of.clone(),
             http_allow: run.http_allow.clone(),
             secrets: run.secrets.clone(),

@@ -38,17 +38,30 @@ struct Candidate {
     id: String,
     job_id: String,
     exclusive: bool,
+    /// Its concurrency group (tenant, key) and the group's limit.
+    group: Option<(GroupKey, usize)>,
+}
+
+/// A concurrency group: (tenant, key).
+type GroupKey = (String, String);
+
+/// Runs claimed now: per tenant, per group, and the jobs with one.
+#[derive(Default)]
+struct Claimed {
+    tenants: HashMap<String, usize>,
+    groups: HashMap<GroupKey, usize>,
+    jobs: HashSet<JobKey>,
 }
 
 /// The candidates to claim, in their order, within what the tenants'
-/// limits leave (`held`: what nodes have of each locked tenant) and not
-/// an exclusive run of a job a node has a run of (`busy`), at most `max`.
+/// limits and the concurrency groups' leave (`claimed`: what nodes have of
+/// each locked tenant and group) and not an exclusive run of a job a node
+/// has a run of, at most `max`.
 fn choose<'a>(
     candidates: &'a [Candidate],
     max: usize,
     limits: &HashMap<String, usize>,
-    mut held: HashMap<String, usize>,
-    mut busy: HashSet<JobKey>,
+    mut claimed: Claimed,
 ) -> Vec<&'a Candidate> {
     let mut chosen = Vec::new();
     for candidate in candidates {
@@ -56,15 +69,23 @@ fn choose<'a>(
             break;
         }
         let job = (candidate.tenant.clone(), candidate.job_id.clone());
-        if candidate.exclusive && busy.contains(&job) {
+        if candidate.exclusive && claimed.jobs.contains(&job) {
             continue;
         }
-        let taken = held.entry(candidate.tenant.clone()).or_default();
-        if limits.get(&candidate.tenant).is_some_and(|limit| *taken >= *limit) {
+        let taken = claimed.tenants.get(&candidate.tenant).copied().unwrap_or(0);
+        if limits.get(&candidate.tenant).is_some_and(|limit| taken >= *limit) {
             continue;
         }
-        *taken += 1;
-        busy.insert(job);
+        if let Some((group, limit)) = &candidate.group
+            && claimed.groups.get(group).copied().unwrap_or(0) >= *limit
+        {
+            continue;
+        }
+        *claimed.tenants.entry(candidate.tenant.clone()).or_default() += 1;
+        if let Some((group, _)) = &candidate.group {
+            *claimed.groups.entry(group.clone()).or_default() += 1;
+        }
+        claimed.jobs.insert(job);
         chosen.push(candidate);
     }
     chosen
@@ -72,15 +93,16 @@ fn choose<'a>(
 
 /// Takes the transaction locks that keep claims racing on two nodes
 /// within the rules: one per tenant with a `concurrent_runs` limit among
-/// the candidates, one per job of an exclusive candidate (all in one
-/// order, so two claims cannot wait for each other). Then counts what
-/// every node has, claims included: of each limited tenant (`held`), and
-/// which exclusive candidates' jobs have a run on a node (`busy`).
+/// the candidates, one per concurrency group of a candidate, one per job
+/// of an exclusive candidate (all in one order, so two claims cannot wait
+/// for each other). Then counts what every node has, claims included: of
+/// each limited tenant, of each group, and which exclusive candidates'
+/// jobs have a run on a node.
 async fn lock_and_count(
     transaction: &deadpool_postgres::Transaction<'_>,
     candidates: &[Candidate],
     limits: &HashMap<String, usize>,
-) -> StoreResult<(HashMap<String, usize>, HashSet<JobKey>)> {
+) -> StoreResult<Claimed> {
     let mut tenants: Vec<&str> = candidates
         .iter()
         .filter(|candidate| limits.contains_key(&candidate.tenant))
@@ -94,10 +116,15 @@ async fn lock_and_count(
         .map(|candidate| (candidate.tenant.as_str(), candidate.job_id.as_str()))
         .collect();
     let (job_tenants, jobs): (Vec<&str>, Vec<&str>) = exclusive.into_iter().unzip();
-    let mut held = HashMap::new();
-    let mut busy = HashSet::new();
-    if tenants.is_empty() && jobs.is_empty() {
-        return Ok((held, busy));
+    let groups: HashSet<(&str, &str)> = candidates
+        .iter()
+        .filter_map(|candidate| candidate.group.as_ref())
+        .map(|((tenant, key), _)| (tenant.as_str(), key.as_str()))
+        .collect();
+    let (group_tenants, group_keys): (Vec<&str>, Vec<&str>) = groups.into_iter().unzip();
+    let mut claimed = Claimed::default();
+    if tenants.is_empty() && jobs.is_empty() && group_keys.is_empty() {
+        return Ok(claimed);
     }
     let names: Vec<String> = tenants
         .iter()
@@ -107,6 +134,12 @@ async fn lock_and_count(
                 .iter()
                 .zip(&jobs)
                 .map(|(tenant, job)| format!("sandcron.claims:{tenant}/{job}")),
+        )
+        .chain(
+            group_tenants
+                .iter()
+                .zip(&group_keys)
+                .map(|(tenant, key)| format!("sandcron.claims:{tenant}#{key}")),
         )
         .collect();
     transaction
@@ -132,13 +165,30 @@ async fn lock_and_count(
         .await?;
     for row in &rows {
         let (tenant, job_id): (String, String) = (row.get(0), row.get(1));
-        let claimed = count(row.get(2)) as usize;
-        if claimed > 0 {
-            *held.entry(tenant.clone()).or_default() += claimed;
+        let held = count(row.get(2)) as usize;
+        if held > 0 {
+            *claimed.tenants.entry(tenant.clone()).or_default() += held;
         }
-        busy.insert((tenant, job_id));
+        claimed.jobs.insert((tenant, job_id));
     }
-    Ok((held, busy))
+    if !group_keys.is_empty() {
+        let rows = transaction
+            .query(
+                "SELECT runs.tenant, runs.concurrency_key, count(*) FROM runs
+                     JOIN unnest($1::text[], $2::text[]) AS grouped (tenant, key)
+                         ON runs.tenant = grouped.tenant AND runs.concurrency_key = grouped.key
+                 WHERE NOT runs.finished AND runs.node IS NOT NULL
+                 GROUP BY runs.tenant, runs.concurrency_key",
+                &[&group_tenants, &group_keys],
+            )
+            .await?;
+        for row in &rows {
+            claimed
+                .groups
+                .insert((row.get(0), row.get(1)), count(row.get(2)) as usize);
+        }
+    }
+    Ok(claimed)
 }
 
 impl PgStore {
@@ -217,10 +267,27 @@ impl RunClaims for PgStore {
                         .map(|row| row.get::<_, String>(0))
                         .collect()
                 };
+                // Concurrency groups at their limit already: none of their
+                // runs is picked either.
+                let full_groups = transaction
+                    .query(
+                        "SELECT tenant, concurrency_key FROM runs
+                         WHERE concurrency_key IS NOT NULL AND NOT finished AND node IS NOT NULL
+                         GROUP BY tenant, concurrency_key HAVING count(*) >= max(concurrency_limit)",
+                        &[],
+                    )
+                    .await?;
+                let (full_tenants, full_keys): (Vec<String>, Vec<String>) = full_groups
+                    .iter()
+                    .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+                    .unzip();
                 let statement = transaction
                     .prepare_cached(
-                        "SELECT tenant, id, job_id, exclusive FROM runs
+                        "SELECT tenant, id, job_id, exclusive, concurrency_key, concurrency_limit FROM runs
                          WHERE status = 'queued' AND node IS NULL AND due_at <= $1 AND NOT (tenant = ANY($3::text[]))
+                             AND (concurrency_key IS NULL OR NOT EXISTS (
+                                 SELECT 1 FROM unnest($4::text[], $5::text[]) AS full_group (tenant, key)
+                                 WHERE full_group.tenant = runs.tenant AND full_group.key = runs.concurrency_key))
                              AND NOT (exclusive AND EXISTS (
                                  SELECT 1 FROM runs AS other WHERE other.tenant = runs.tenant
                                      AND other.job_id = runs.job_id AND NOT other.finished
@@ -230,7 +297,9 @@ impl RunClaims for PgStore {
                          FOR UPDATE SKIP LOCKED",
                     )
                     .await?;
-                let rows = transaction.query(&statement, &[&now, &picked, &full]).await?;
+                let rows = transaction
+                    .query(&statement, &[&now, &picked, &full, &full_tenants, &full_keys])
+                    .await?;
                 let more = rows.len() > max;
                 let candidates: Vec<Candidate> = rows
                     .iter()
@@ -239,10 +308,14 @@ impl RunClaims for PgStore {
                         id: row.get(1),
                         job_id: row.get(2),
                         exclusive: row.get(3),
+                        group: row.get::<_, Option<String>>(4).map(|key| {
+                            let limit = row.get::<_, Option<i32>>(5).unwrap_or(1).max(1);
+                            ((row.get::<_, String>(0), key), limit as usize)
+                        }),
                     })
                     .collect();
-                let (held, busy) = lock_and_count(transaction, &candidates, limits).await?;
-                let chosen = choose(&candidates, max, limits, held, busy);
+                let claimed = lock_and_count(transaction, &candidates, limits).await?;
+                let chosen = choose(&candidates, max, limits, claimed);
                 if chosen.is_empty() {
                     return Ok((Vec::new(), false));
                 }
@@ -388,6 +461,21 @@ mod tests {
             id: id.to_string(),
             job_id: job.to_string(),
             exclusive,
+            group: None,
+        }
+    }
+
+    fn held(tenants: &[(&str, usize)], jobs: &[(&str, &str)]) -> Claimed {
+        Claimed {
+            tenants: tenants
+                .iter()
+                .map(|(tenant, count)| (tenant.to_string(), *count))
+                .collect(),
+            groups: HashMap::new(),
+            jobs: jobs
+                .iter()
+                .map(|(tenant, job)| (tenant.to_string(), job.to_string()))
+                .collect(),
         }
     }
 
@@ -404,10 +492,9 @@ mod tests {
             candidate("b", "4", "k", false),
         ];
         let limits = HashMap::from([("a".to_string(), 3)]);
-        let held = HashMap::from([("a".to_string(), 1)]);
-        let chosen = choose(&candidates, 10, &limits, held, HashSet::new());
+        let chosen = choose(&candidates, 10, &limits, held(&[("a", 1)], &[]));
         assert_eq!(ids(&chosen), ["1", "2", "4"]);
-        let chosen = choose(&candidates, 2, &limits, HashMap::new(), HashSet::new());
+        let chosen = choose(&candidates, 2, &limits, Claimed::default());
         assert_eq!(ids(&chosen), ["1", "2"], "no more than asked for");
     }
 
@@ -419,14 +506,38 @@ mod tests {
             candidate("a", "3", "k", true),
             candidate("a", "4", "j", false),
         ];
-        let chosen = choose(&candidates, 10, &HashMap::new(), HashMap::new(), HashSet::new());
+        let chosen = choose(&candidates, 10, &HashMap::new(), Claimed::default());
         assert_eq!(
             ids(&chosen),
             ["1", "3", "4"],
             "one exclusive run of j, beside a run that allows overlap"
         );
-        let busy = HashSet::from([("a".to_string(), "k".to_string())]);
-        let chosen = choose(&candidates, 10, &HashMap::new(), HashMap::new(), busy);
+        let chosen = choose(&candidates, 10, &HashMap::new(), held(&[], &[("a", "k")]));
         assert_eq!(ids(&chosen), ["1", "4"]);
+    }
+
+    #[test]
+    fn a_concurrency_group_at_its_limit_gives_way_to_runs_of_other_groups_and_none() {
+        let grouped = |id: &str, tenant: &str, key: &str| Candidate {
+            group: Some(((tenant.to_string(), key.to_string()), 2)),
+            ..candidate(tenant, id, id, false)
+        };
+        let candidates = [
+            grouped("1", "a", "db"),
+            grouped("2", "a", "db"),
+            grouped("3", "a", "db"),
+            grouped("4", "b", "db"),
+            candidate("a", "5", "free", false),
+        ];
+        let chosen = choose(&candidates, 10, &HashMap::new(), Claimed::default());
+        assert_eq!(
+            ids(&chosen),
+            ["1", "2", "4", "5"],
+            "two of a's db group, b's group is its own"
+        );
+        let mut claimed = Claimed::default();
+        claimed.groups.insert(("a".to_string(), "db".to_string()), 1);
+        let chosen = choose(&candidates, 10, &HashMap::new(), claimed);
+        assert_eq!(ids(&chosen), ["1", "4", "5"], "one place left on the cluster");
     }
 }

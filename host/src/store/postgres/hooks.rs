@@ -66,6 +66,7 @@ mod tests {
         JobHooks {
             after,
             webhooks: Vec::new(),
+            failures: 0,
         }
     }
 

@@ -305,7 +305,7 @@ impl JobStore for PgStore {
             .flat_map(|fire| &fire.runs)
             .any(|run| run.trigger == Trigger::Schedule);
         let node: &str = &self.node;
-        self.block(|| async {
+        let written = self.block(|| async {
             self.transact(async |transaction| {
                 if scheduled {
                     let leading = transaction
@@ -410,7 +410,15 @@ impl JobStore for PgStore {
                 Ok(outcomes)
             })
             .await
-        })
+        });
+        if !scheduled {
+            // Not a pass's fires (a count of failed runs, a backfill): the
+            // job's hooks, which runs' ends read, may have changed.
+            for fire in fires {
+                self.hooks.forget(&hooks::key(&fire.job.tenant, &fire.job.id));
+            }
+        }
+        written
     }
 
     fn due_jobs(&self, until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<DueJob>> {

@@ -54,6 +54,9 @@ pub(super) struct RunRows<'a> {
     dues: Vec<DateTime<Utc>>,
     exclusive: Vec<bool>,
     steps: Vec<bool>,
+    /// Each run's concurrency group and its limit.
+    groups: Vec<Option<&'a str>>,
+    group_limits: Vec<Option<i32>>,
     /// Where each run id is, so a later write of it replaces the earlier.
     index: HashMap<&'a str, usize>,
 }
@@ -83,6 +86,8 @@ impl<'a> RunRows<'a> {
             dues: Vec::new(),
             exclusive: Vec::new(),
             steps: Vec::new(),
+            groups: Vec::new(),
+            group_limits: Vec::new(),
             index: HashMap::new(),
         }
     }
@@ -129,6 +134,13 @@ impl<'a> RunRows<'a> {
         self.dues.push(run.due_at());
         self.exclusive.push(run.exclusive);
         self.steps.push(step);
+        self.groups
+            .push(run.concurrency.as_ref().map(|group| group.key.as_str()));
+        self.group_limits.push(
+            run.concurrency
+                .as_ref()
+                .map(|group| i32::try_from(group.limit).unwrap_or(i32::MAX)),
+        );
     }
 
     fn is_empty(&self) -> bool {
@@ -164,7 +176,8 @@ impl<'a> RunRows<'a> {
                      finished = excluded.finished, bytes = excluded.bytes, id_time = excluded.id_time,
                      record = excluded.record, output = excluded.output, log = excluded.log, node = excluded.node,
                      priority = excluded.priority, due_at = excluded.due_at, exclusive = excluded.exclusive,
-                     step = excluded.step
+                     step = excluded.step, concurrency_key = excluded.concurrency_key,
+                     concurrency_limit = excluded.concurrency_limit
                  -- A run another node claimed, or took over (its owner was
                  -- declared dead), is that node's: a late write of another is
                  -- dropped.
@@ -175,7 +188,7 @@ impl<'a> RunRows<'a> {
         Ok(())
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 15] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 17] {
         [
             &self.tenants,
             &self.ids,
@@ -192,6 +205,8 @@ impl<'a> RunRows<'a> {
             &self.dues,
             &self.exclusive,
             &self.steps,
+            &self.groups,
+            &self.group_limits,
         ]
     }
 }
@@ -199,10 +214,10 @@ impl<'a> RunRows<'a> {
 /// The rows of [`RunRows::params`], inserted.
 const INSERT_ROWS: &str =
     "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log, node, priority,
-         due_at, exclusive, step)
+         due_at, exclusive, step, concurrency_key, concurrency_limit)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
          $7::timestamptz[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::smallint[],
-         $13::timestamptz[], $14::boolean[], $15::boolean[])";
+         $13::timestamptz[], $14::boolean[], $15::boolean[], $16::text[], $17::integer[])";
 
 /// A non-empty byte string, or none.
 fn some(bytes: &[u8]) -> Option<&[u8]> {

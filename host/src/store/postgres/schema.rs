@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/0005_pause.sql")),
     (6, include_str!("migrations/0006_quiet_usage.sql")),
     (7, include_str!("migrations/0007_due_notice.sql")),
+    (8, include_str!("migrations/0008_concurrency.sql")),
 ];
 
 /// The advisory lock nodes take to migrate ("sandcron" in ASCII).

@@ -5,14 +5,15 @@
 //!
 //! Layout: a version byte ([`VERSION`]), then what a fire checks and a
 //! run's end reads (enabled, `updated_at`, `next_fire_at`, the schedule,
-//! the webhooks), so [`stamp`] and [`hooks`] stop early; then every other
+//! the webhooks, `failures`), so [`stamp`] and [`hooks`] stop early; then every other
 //! field of [`Job`], each in the form `codec` gives its type. A schedule is
 //! a kind byte and its parts: a cron line and its zone name, an interval,
 //! or an instant. The input is its JSON text (none for `null`). Records
 //! written as JSON by older versions (first byte `{`) still read, and
-//! version 1 records (before `after_jobs`) and version 2 ones (before the
-//! schedule's zone beside a kind other than cron, its rules and `fired`,
-//! the last fields: a flag, then the rules' parts). The
+//! version 1 records (before `after_jobs`) and version 2 ones (before
+//! `failures`, after the webhooks, and the last fields: `fired`, a flag
+//! then the schedule's zone and rules, `failure_handler`, the policy's
+//! `pause_after_failures` and `concurrency`). The
 //! encoder destructures [`Job`], so a new field does not compile until it
 //! has a place here (and a new [`VERSION`] if old records lack it).
 
@@ -23,7 +24,7 @@ use chrono_tz::Tz;
 
 use super::codec::{Reader, Writer, code, priority_code, priority_of};
 use crate::model::Job;
-use crate::model::job::{AfterJobs, Limits, Misfire, Overlap, Policy, Retry, Webhook, WebhookEvent};
+use crate::model::job::{AfterJobs, Concurrency, Limits, Misfire, Overlap, Policy, Retry, Webhook, WebhookEvent};
 use crate::model::when::When;
 use crate::store::records::JobHooks;
 use crate::timing::{CronExpr, DateSpan, Exclusion, Kind, Rules, Schedule};
@@ -74,8 +75,10 @@ pub fn encode(job: &Job) -> Vec<u8> {
         next_fire_at,
         skipped_fires,
         fired,
+        failures,
         last_finished_at,
         after_jobs,
+        failure_handler,
     } = job;
     let mut out = Writer(Vec::with_capacity(128 + name.len() + plugin.len()));
     out.0.push(VERSION);
@@ -108,6 +111,7 @@ pub fn encode(job: &Job) -> Vec<u8> {
         out.uint(on.len() as u64);
         out.0.extend(on.iter().map(|event| event_code(*event)));
     }
+    out.uint(*failures);
     for text in [id, tenant, name, plugin] {
         out.bytes(text.as_bytes());
     }
@@ -132,6 +136,8 @@ pub fn encode(job: &Job) -> Vec<u8> {
         overlap,
         retry,
         priority,
+        pause_after_failures,
+        concurrency,
     } = policy;
     out.0.push(misfire_code(*misfire));
     out.duration(misfire_window);
@@ -165,7 +171,24 @@ pub fn encode(job: &Job) -> Vec<u8> {
         .as_ref()
         .filter(|schedule| !schedule.rules.is_empty() || schedule.timezone != Tz::UTC);
     out.option(ruled, write_rules);
+    out.option(failure_handler.as_ref(), |out, name| out.bytes(name.as_bytes()));
+    out.option(pause_after_failures.as_ref(), |out, count| out.uint(u64::from(*count)));
+    out.option(concurrency.as_ref(), write_concurrency);
     out.0
+}
+
+/// A concurrency group: its key and limit (a run's record holds one too).
+pub(super) fn write_concurrency(out: &mut Writer, group: &Concurrency) {
+    out.bytes(group.key.as_bytes());
+    out.uint(u64::from(group.limit));
+}
+
+/// Reads what [`write_concurrency`] wrote.
+pub(super) fn read_concurrency(input: &mut Reader<'_>) -> Result<Concurrency, String> {
+    Ok(Concurrency {
+        key: input.text()?,
+        limit: input.u32()?,
+    })
 }
 
 /// A schedule's zone (a cron line's is with the line) and rules.
@@ -231,6 +254,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
     let stamp = read_stamp(&mut input)?;
     let schedule = read_schedule(&mut input)?.parse()?;
     let webhooks = read_webhooks(&mut input)?;
+    let failures = if version >= VERSION { input.uint()? } else { 0 };
     let job = Job {
         id: input.text()?,
         tenant: input.text()?,
@@ -257,6 +281,8 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
                 max_backoff: input.duration()?,
             },
             priority: code(input.byte()?, priority_of, "priority")?,
+            pause_after_failures: None,
+            concurrency: None,
         },
         enabled: stamp.enabled,
         labels: (0..input.count()?)
@@ -271,6 +297,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
         next_fire_at: stamp.next_fire_at,
         skipped_fires: input.uint()?,
         fired: 0,
+        failures,
         last_finished_at: input.option(Reader::instant)?,
         after_jobs: if version >= VERSION_2 {
             input.option(|input| {
@@ -282,6 +309,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
         } else {
             None
         },
+        failure_handler: None,
     };
     let mut job = job;
     if version >= VERSION {
@@ -292,6 +320,9 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
             None if ruled => return Err("rules without a schedule".to_string()),
             _ => {}
         }
+        job.failure_handler = input.option(Reader::text)?;
+        job.policy.pause_after_failures = input.option(Reader::u32)?;
+        job.policy.concurrency = input.option(read_concurrency)?;
     }
     input.end("job")?;
     Ok(job)
@@ -311,11 +342,14 @@ pub fn hooks(bytes: &[u8]) -> Result<JobHooks, String> {
     let Some(mut input) = binary(bytes)? else {
         return serde_json::from_slice(bytes).map_err(|error| error.to_string());
     };
+    let version = bytes[0];
     read_stamp(&mut input)?;
     let after = matches!(read_schedule(&mut input)?, StoredSchedule::After(_));
+    let webhooks = read_webhooks(&mut input)?;
     Ok(JobHooks {
         after,
-        webhooks: read_webhooks(&mut input)?,
+        webhooks,
+        failures: if version >= VERSION { input.uint()? } else { 0 },
     })
 }
 
@@ -455,6 +489,8 @@ fn event_code(event: WebhookEvent) -> u8 {
         WebhookEvent::Started => 0,
         WebhookEvent::Succeeded => 1,
         WebhookEvent::Failed => 2,
+        WebhookEvent::Recovered => 3,
+        WebhookEvent::Paused => 4,
     }
 }
 
@@ -463,6 +499,8 @@ fn event_of(code: u8) -> Option<WebhookEvent> {
         0 => WebhookEvent::Started,
         1 => WebhookEvent::Succeeded,
         2 => WebhookEvent::Failed,
+        3 => WebhookEvent::Recovered,
+        4 => WebhookEvent::Paused,
         _ => return None,
     })
 }
@@ -584,7 +622,7 @@ mod tests {
         }
         assert_eq!((0..=u8::MAX).filter_map(misfire_of).count(), 3);
         assert_eq!((0..=u8::MAX).filter_map(overlap_of).count(), 4);
-        assert_eq!((0..=u8::MAX).filter_map(event_of).count(), 3);
+        assert_eq!((0..=u8::MAX).filter_map(event_of).count(), 5);
     }
 
     /// The figures in the module's doc: a job as the cron bench makes them.
@@ -608,11 +646,18 @@ mod tests {
         assert_eq!(decode(&encode(&job)).unwrap(), job);
         job.after_jobs = None;
         let mut bytes = encode(&job);
-        assert_eq!(
-            bytes.split_off(bytes.len() - 2),
-            [0, 0],
-            "version 3 is version 2, no fire run and no rules"
-        );
+        // Version 3 is version 2 with `failures` after the webhooks ...
+        let mut failing = job.clone();
+        failing.failures = 300;
+        let at = bytes
+            .iter()
+            .zip(encode(&failing))
+            .position(|(now, then)| *now != then)
+            .expect("the count is written");
+        assert_eq!(bytes.remove(at), 0);
+        // ... and no fire run, no rules, no failure_handler, no
+        // pause_after_failures, no concurrency last.
+        assert_eq!(bytes.split_off(bytes.len() - 5), [0, 0, 0, 0, 0]);
         bytes[0] = VERSION_2;
         assert_eq!(decode(&bytes).unwrap(), job);
         assert_eq!(bytes.pop(), Some(0), "version 2 is version 1 and the trailing field");
@@ -621,7 +666,7 @@ mod tests {
     }
 
     #[test]
-    fn a_schedules_zone_and_rules_and_the_fires_run_round_trip() {
+    fn a_schedules_zone_and_rules_the_fires_run_failures_and_handler_round_trip() {
         let calendar = vec![crate::timing::DateSpan::parse("2026-01-01").unwrap()];
         for schedule in [
             serde_json::json!({"every": "1h", "timezone": "Europe/Berlin", "exclude": ["2026-12-24..2026-12-26", "holidays"],
@@ -635,7 +680,15 @@ mod tests {
                 schedule.rules.resolve_calendars(|_| Some(calendar.clone())).unwrap();
             }
             job.fired = 2;
+            job.failures = 3;
+            job.failure_handler = Some("cleanup".into());
+            job.policy.pause_after_failures = Some(5);
+            job.policy.concurrency = Some(Concurrency {
+                key: "reports".into(),
+                limit: 2,
+            });
             assert_eq!(decode(&encode(&job)).unwrap(), job, "{schedule}");
+            assert_eq!(hooks(&encode(&job)).unwrap().failures, 3);
         }
     }
 }

@@ -13,7 +13,8 @@
 //! finished noop run is 132 bytes (223 in version 1, ~800 as JSON).
 //! Version 3 added the workflow step a run belongs to, last (version 2
 //! records have none); version 4 the jitter of a fire's run, after
-//! `queued_at` (older records have none), from which `lateness_ms` counts. Version 1 records (every field, ids and the digest
+//! `queued_at` (older records have none), from which `lateness_ms` counts,
+//! and its concurrency group, last. Version 1 records (every field, ids and the digest
 //! as text) and JSON ones (first byte `{`), written by older versions,
 //! still read.
 //! The encoder destructures [`Run`], so a new field does not compile until
@@ -22,6 +23,7 @@
 use chrono::{DateTime, Utc};
 
 use super::codec::{Reader, Writer, code, priority_code, priority_of};
+use super::job_codec::{read_concurrency, write_concurrency};
 use crate::model::job::Retry;
 use crate::model::run::{RunLimits, StepOf};
 use crate::model::{ErrorKind, Run, RunError, RunStatus, Trigger};
@@ -87,6 +89,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         priority,
         retry,
         exclusive,
+        concurrency,
         retry_of,
         http_allow,
         secrets,
@@ -147,6 +150,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         out.compact_text(&of.workflow_run);
         out.bytes(of.step.as_bytes());
     });
+    out.option(concurrency.as_ref(), write_concurrency);
     out.0
 }
 
@@ -347,6 +351,12 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
         } else {
             None
         },
+        // Read in the record's order: last.
+        concurrency: if version >= VERSION {
+            input.option(read_concurrency)?
+        } else {
+            None
+        },
         node: None,
     })
 }
@@ -490,6 +500,11 @@ mod tests {
             workflow_run: "01kbgz8m7yq3d5v2c8n6r4t1wy".into(),
             step: "load".into(),
         });
+        run.jitter_ms = 1234;
+        run.concurrency = Some(crate::model::job::Concurrency {
+            key: "reports".into(),
+            limit: 3,
+        });
         run
     }
 
@@ -540,10 +555,12 @@ mod tests {
         assert_eq!(decode(&encode(&noop), &noop.tenant, &noop.id).unwrap(), noop);
     }
 
-    /// The record of `run` (no jitter) as version 3 wrote it: version 4
-    /// without the jitter after `queued_at`.
+    /// The record of `run` (no jitter, no concurrency group) as version 3
+    /// wrote it: version 4 without the jitter after `queued_at` and the
+    /// group last.
     fn version_3(run: &Run) -> Vec<u8> {
         let mut bytes = encode(run);
+        assert_eq!(bytes.pop(), Some(0), "no concurrency group");
         let mut jittered = run.clone();
         jittered.jitter_ms = 300;
         let at = bytes
@@ -651,11 +668,13 @@ mod tests {
         let bytes = hex::decode(VERSION_1_RECORD.concat()).unwrap();
         assert_eq!(bytes[0], VERSION_1);
         // Version 1 stored the tenant and id: the key's are not used; it
-        // knew no workflows.
+        // knew no workflows, jitters or concurrency groups.
         let mut expected = full_run();
         expected.workflow = None;
+        expected.jitter_ms = 0;
+        expected.concurrency = None;
         assert_eq!(decode(&bytes, "other", "other").unwrap(), expected);
-        assert!(encode(&full_run()).len() + 60 < bytes.len());
+        assert!(encode(&expected).len() + 60 < bytes.len());
     }
 
     #[test]
