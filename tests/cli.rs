@@ -347,3 +347,40 @@ async fn workflows_are_created_run_listed_and_removed_from_the_command_line() {
         "{kept}"
     );
 }
+
+#[tokio::test]
+async fn job_backfill_and_fires_show_a_past_range_queued_and_the_coming_fires() {
+    let daemon = TestDaemon::start();
+    daemon.upload("noop", "noop").await;
+    daemon.cli(&[
+        "job",
+        "create",
+        "--name",
+        "hourly",
+        "--plugin",
+        "noop",
+        "--cron",
+        "0 * * * *",
+    ]);
+    let top = chrono::DurationRound::duration_trunc(chrono::Utc::now(), chrono::Duration::hours(1)).unwrap();
+    let hour = |back: i64| (top - chrono::Duration::hours(back)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let printed = daemon.cli(&["job", "backfill", "hourly", "--from", &hour(3), "--to", &hour(1)]);
+    assert!(
+        printed.starts_with("2 fires in the range: 2 queued, 0 recorded before"),
+        "{printed}"
+    );
+    assert!(printed.contains(&hour(3)) && printed.contains(&hour(2)), "{printed}");
+    let again = daemon.cli(&["job", "backfill", "hourly", "--from", &hour(3), "--to", &hour(1)]);
+    assert!(
+        again.starts_with("2 fires in the range: 0 queued, 2 recorded before"),
+        "{again}"
+    );
+    let coming = daemon.cli(&["job", "fires", "hourly", "--limit", "3"]);
+    let lines: Vec<&str> = coming.lines().collect();
+    assert_eq!(lines.len(), 5, "a header, three fires, the total: {coming}");
+    assert!(lines[1].starts_with(&hour(-1)), "{coming}");
+    assert!(
+        lines[4].starts_with("168 fires from"),
+        "a week of hourly fires: {coming}"
+    );
+}

@@ -92,14 +92,7 @@ pub async fn put(
         )
         .into());
     }
-    let request: CalendarBody = serde_path_to_error::deserialize(&body).map_err(|error| {
-        let path = error.path().to_string();
-        let field = if path == "." { "body".to_string() } else { path };
-        ValidationError::new(
-            field,
-            format!("{}; expected {{\"dates\": [...], \"description\"?}}", error.inner()),
-        )
-    })?;
+    let request: CalendarBody = super::extract::body_object(body, r#"{"dates": [...], "description"?}"#)?;
     let dates =
         parse_spans("dates", &request.dates).map_err(|(field, message)| ValidationError::new(field, message))?;
     if request

@@ -252,7 +252,8 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 
 /// A JSON body read into `T`, which must be an object: serde would also
 /// fill a struct from an array (`[1]`), field by position. `shape` says
-/// what is expected, e.g. `{"input"?}`.
+/// what is expected, e.g. `{"input"?}`; a refusal names the field at fault
+/// (`body` for the whole).
 pub fn body_object<T: DeserializeOwned>(body: Value, shape: &str) -> Result<T, ApiError> {
     if !body.is_object() {
         let kind = match body {
@@ -268,8 +269,11 @@ pub fn body_object<T: DeserializeOwned>(body: Value, shape: &str) -> Result<T, A
             format!("body: is {kind}; expected an object {shape}"),
         ));
     }
-    serde_json::from_value(body)
-        .map_err(|error| ApiError::bad_request("invalid_field", format!("body: {error}; expected {shape}")))
+    serde_path_to_error::deserialize(body).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { "body".to_string() } else { path };
+        ApiError::bad_request("invalid_field", format!("{field}: {}; expected {shape}", error.inner()))
+    })
 }
 
 /// A query string parsed into `T`, naming the parameter at fault.

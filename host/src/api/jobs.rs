@@ -375,14 +375,7 @@ pub async fn backfill(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BackfillView>, ApiError> {
-    let request: BackfillBody = serde_path_to_error::deserialize(&body).map_err(|error| {
-        let path = error.path().to_string();
-        let field = if path == "." { "body".to_string() } else { path };
-        ApiError::bad_request(
-            "invalid_field",
-            format!("{field}: {}; expected {{\"from\", \"to\"}}", error.inner()),
-        )
-    })?;
+    let request: BackfillBody = super::extract::body_object(body, r#"{"from", "to"}"#)?;
     let instant = |field: &str, text: &str| {
         DateTime::parse_from_rfc3339(text)
             .map(|at| at.with_timezone(&Utc))

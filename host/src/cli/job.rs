@@ -1,4 +1,5 @@
-//! `sandcron job`: create, list, show, delete, pause, resume and run jobs.
+//! `sandcron job`: create, list, show, delete, pause, resume and run jobs,
+//! backfill a past range, show coming fires.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,31 @@ pub(super) enum JobCommand {
     Pause(JobRef),
     /// Resume a job.
     Resume(JobRef),
+    /// Queue a past range's fires of a job (from included, to excluded).
+    Backfill {
+        /// Job id or name.
+        job: String,
+        /// The range's start (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// Its end, excluded (RFC 3339).
+        #[arg(long)]
+        to: String,
+    },
+    /// A job's coming fires, as its scheduler fires them (a week unless --to).
+    Fires {
+        /// Job id or name.
+        job: String,
+        /// From (RFC 3339; now unless given).
+        #[arg(long)]
+        from: Option<String>,
+        /// To, excluded (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Fires listed, at most 1000.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Run a job now.
     Run {
         /// Job id or name.
@@ -200,6 +226,11 @@ fn set(body: &mut Value, path: &[&str], value: Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A JSON string's text, or the value as JSON.
+fn text_of(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_string)
+}
+
 /// `policy.retry`, or "top level" for the body itself.
 fn field_name(path: &[&str]) -> String {
     if path.is_empty() {
@@ -267,6 +298,56 @@ pub(super) async fn job(command: JobCommand, connection: &Connection) -> anyhow:
                 .post(&format!("/v1/jobs/{}/resume", encode(&job)), Value::Null)
                 .await?;
             out!("resumed {job}");
+        }
+        JobCommand::Backfill { job, from, to } => {
+            let answer = connection
+                .client()
+                .post(
+                    &format!("/v1/jobs/{}/backfill", encode(&job)),
+                    json!({"from": from, "to": to}),
+                )
+                .await?;
+            connection.show(&answer, |answer| {
+                out!(
+                    "{} fires in the range: {} queued, {} recorded before, {} skipped (overlap)",
+                    answer["fires"],
+                    answer["queued"],
+                    answer["already_recorded"],
+                    answer["skipped"]
+                );
+                for run in answer["runs"].as_array().into_iter().flatten() {
+                    out!(
+                        "{} {}",
+                        run["id"].as_str().unwrap_or_default(),
+                        run["scheduled_at"].as_str().unwrap_or_default()
+                    );
+                }
+            });
+        }
+        JobCommand::Fires { job, from, to, limit } => {
+            let mut query = vec![format!("limit={limit}")];
+            query.extend(from.map(|from| format!("from={}", encode(&from))));
+            query.extend(to.map(|to| format!("to={}", encode(&to))));
+            let answer = connection
+                .client()
+                .get(&format!("/v1/jobs/{}/fires?{}", encode(&job), query.join("&")))
+                .await?;
+            connection.show(&answer, |answer| {
+                out!("{:<32} DUE (WITH JITTER)", "FIRE");
+                for fire in answer["fires"].as_array().into_iter().flatten() {
+                    out!(
+                        "{:<32} {}",
+                        fire["at"].as_str().unwrap_or_default(),
+                        fire["due_at"].as_str().unwrap_or_default()
+                    );
+                }
+                out!(
+                    "{} fires from {} to {}",
+                    answer["total"],
+                    text_of(&answer["from"]),
+                    text_of(&answer["to"])
+                );
+            });
         }
         JobCommand::Run {
             job,

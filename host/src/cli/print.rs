@@ -56,16 +56,22 @@ pub(super) fn describe_schedule(schedule: &Value) -> String {
     let Some(fields) = schedule.as_object() else {
         return "on demand".to_string();
     };
-    match (fields.get("cron"), fields.get("timezone")) {
-        (Some(cron), Some(zone)) => format!(
-            "cron {} ({})",
-            cron.as_str().unwrap_or_default(),
-            zone.as_str().unwrap_or_default()
-        ),
-        _ => fields
-            .iter()
-            .map(|(kind, value)| format!("{kind} {}", value.as_str().unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(" "),
+    let text = |field: &str| fields.get(field).and_then(Value::as_str).unwrap_or_default();
+    let kind = ["cron", "every", "after", "at"]
+        .into_iter()
+        .find(|kind| fields.contains_key(*kind))
+        .unwrap_or_default();
+    let base = match kind {
+        "cron" => format!("cron {} ({})", text("cron"), text("timezone")),
+        kind => format!("{kind} {}", text(kind)),
+    };
+    let rules: Vec<&str> = ["jitter", "exclude", "not_before", "not_after", "max_fires"]
+        .into_iter()
+        .filter(|rule| fields.contains_key(*rule))
+        .collect();
+    if rules.is_empty() {
+        base
+    } else {
+        format!("{base} +{}", rules.join(","))
     }
 }

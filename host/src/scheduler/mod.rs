@@ -99,6 +99,13 @@ fn take_back(job: &mut Job, withdrawn: &[Run]) {
     job.next_fire_at = job.next_fire_or(withdrawn.iter().map(|run| run.scheduled_at).min());
 }
 
+/// Takes the withdrawn fires out of the job's count of fires that ran
+/// (`max_fires` counts them again when they fire).
+fn uncount(job: &mut Job, withdrawn: &[Run]) {
+    let fires = withdrawn.iter().filter(|run| run.trigger == Trigger::Schedule).count();
+    job.fired = job.fired.saturating_sub(fires as u64);
+}
+
 /// What a due entry comes to.
 enum Planned {
     /// Record this fire, which skips this many fires (logged once it is
@@ -206,6 +213,7 @@ impl Scheduler {
                 let written = match self.store.job(&tenant, &job_id) {
                     Ok(Some(mut job)) => {
                         take_back(&mut job, &withdrawn);
+                        uncount(&mut job, &withdrawn);
                         self.store.update_job_withdrawing(&job, &withdrawn)
                     }
                     // The job went meanwhile (its delete withdrew what it saw).
@@ -519,6 +527,12 @@ impl Scheduler {
             *job = asked.clone();
             let withdrawn = self.sink.withdraw_ahead(Some((&job.tenant, &job.id)));
             let stored = self.store.job(&job.tenant, &job.id)?;
+            // The count of fires that ran is the store's (a pass may have
+            // moved it since the change was read), less those withdrawn.
+            if let Some(stored) = &stored {
+                job.fired = stored.fired;
+            }
+            uncount(job, &withdrawn);
             if stored.is_some_and(|stored| stored.schedule == job.schedule) {
                 take_back(job, &withdrawn);
             }

@@ -730,3 +730,24 @@ async fn a_job_past_its_not_after_is_done() {
     let done = h.reload(&job);
     assert_eq!((done.next_fire_at, done.state()), (None, "done"));
 }
+
+#[tokio::test]
+async fn a_fire_recorded_ahead_and_withdrawn_is_not_counted_against_max_fires() {
+    let h = harness_firing_ahead(std::time::Duration::from_secs(1));
+    let job = h.job(json!({"schedule": {"every": "10s", "max_fires": 2}, "policy": {"overlap": "allow"}}));
+    assert_eq!(h.at("2026-11-25T10:00:08.5Z").await.len(), 1, "recorded ahead");
+    assert_eq!(h.reload(&job).fired, 1);
+    // Paused and resumed before its instant: the fire is withdrawn and
+    // recorded again, counted once.
+    let mut paused = h.reload(&job);
+    paused.enabled = false;
+    h.scheduler.update_job(&mut paused).await.unwrap();
+    assert_eq!((h.reload(&job).fired, h.runs().len()), (0, 0));
+    let mut resumed = h.reload(&job);
+    resumed.enabled = true;
+    h.scheduler.update_job(&mut resumed).await.unwrap();
+    assert_eq!(h.at("2026-11-25T10:00:08.6Z").await.len(), 1);
+    assert_eq!(h.at("2026-11-25T10:00:18.5Z").await.len(), 2);
+    let done = h.reload(&job);
+    assert_eq!((done.fired, done.next_fire_at, done.state()), (2, None, "done"));
+}
