@@ -101,6 +101,20 @@ await session(url, async (page) => {
   }), "the every-30m job fires on its own anchor: " + JSON.stringify(byJob("half-hourly").slice(0, 3)));
   expect(byJob("greet").length >= 4 && byJob("once").length === 1 && byJob("breather").length === 1, "greet, once and breather are shown");
 
+  step("a job's rules are shown, and kept when the form edits its schedule");
+  await page.click("#tabs button[data-tab=jobs]");
+  const kolkata = page.locator("#jobs tr[data-job=kolkata]");
+  await kolkata.waitFor();
+  const kolkataText = await kolkata.innerText();
+  expect(kolkataText.includes("exclude") && kolkataText.includes("max_fires 4"), "kolkata row: " + kolkataText);
+  await kolkata.locator("button[data-action=edit]").click();
+  await page.fill("#f-value", "0 10 * * *");
+  await page.click("#save-job");
+  await page.waitForSelector("#jobs tr[data-job=kolkata]:has-text('0 10 * * *')");
+  const edited = await (await fetch(url + "/v1/jobs/kolkata", { headers: { authorization: "Bearer " + token } })).json();
+  expect(edited.schedule.cron === "0 10 * * *" && edited.schedule.max_fires === 4 && edited.schedule.exclude.length === 1,
+    "the rules survive the edit: " + JSON.stringify(edited.schedule));
+
   step("screenshot");
   await page.click("#tabs button[data-tab=jobs]");
   await page.waitForSelector("#jobs tr[data-job=greet]");
