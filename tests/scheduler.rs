@@ -737,6 +737,14 @@ async fn a_backfill_queues_a_past_ranges_fires_once_with_their_instants_and_refu
         too_many.body
     );
     assert!(too_many.message().contains("3600 fires"), "{}", too_many.body);
+    let too_long = backfill("2020-01-01T00:00:00Z".to_string(), hour(1)).await;
+    assert_eq!(
+        (too_long.status, too_long.code()),
+        (StatusCode::BAD_REQUEST, "invalid_field"),
+        "{}",
+        too_long.body
+    );
+    assert!(too_long.message().contains("366 days"), "{}", too_long.body);
     let future = backfill(hour(1), hour(-2)).await;
     assert_eq!(
         (future.status, future.code()),

@@ -112,6 +112,7 @@ fn fire(store: &SledStore, job: &Job, index: usize) {
     let fire = Fire {
         job: current,
         runs: vec![run.clone()],
+        runs_only: false,
     };
     store.record_fires(std::slice::from_ref(&fire)).expect("fire");
     let run = finished(run);
@@ -127,6 +128,7 @@ fn pass(store: &SledStore, job: &Job, first: usize) {
     let fire = Fire {
         job: current,
         runs: runs.clone(),
+        runs_only: false,
     };
     store.record_fires(std::slice::from_ref(&fire)).expect("fires");
     let runs: Vec<Run> = runs.into_iter().map(finished).collect();

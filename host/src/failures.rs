@@ -9,7 +9,8 @@
 //!   count reaches N (`job.paused` with the reason; webhooks listing
 //!   `paused`); resuming it starts the count again;
 //! - a job naming a `failure_handler` job has that job run (trigger
-//!   `dependency`) with the failed run in its input.
+//!   `dependency`) with the failed run in its input (a handler's run that
+//!   fails calls no handler in turn).
 //!
 //! Each node hears the ends of its own runs; the count lives in the job's
 //! record, so it holds across nodes and restarts.
@@ -70,6 +71,14 @@ pub fn handler_input(handler: &Job, failed: &Run) -> Value {
     }
 }
 
+/// True for a run a failure handler was queued for (trigger `dependency`,
+/// `failed_run` in its input): its own failure calls no handler, so two
+/// jobs handling each other's failures do not call each other for ever.
+fn is_handler_run(run: &Run) -> bool {
+    run.trigger == Trigger::Dependency
+        && serde_json::from_slice::<Value>(&run.input).is_ok_and(|input| input.get("failed_run").is_some())
+}
+
 impl FailureWatch {
     /// Acts on each end `ends` brings, until it closes.
     pub fn start(self: Arc<Self>, mut ends: mpsc::UnboundedReceiver<RunEnded>) {
@@ -92,7 +101,7 @@ impl FailureWatch {
         {
             return;
         }
-        let (job, before) = match self.scheduler.count_outcome(&ended.tenant, &ended.job_id, failed).await {
+        let (job, before) = match self.scheduler.count_outcome(&ended.tenant, &ended.job_id, failed) {
             Ok(Some(counted)) => counted,
             Ok(None) => return,
             Err(error) => {
@@ -127,7 +136,9 @@ impl FailureWatch {
                 tracing::error!(job_id = %job.id, %error, "cannot pause the job after its failed runs");
             }
         }
-        if let Some(name) = &job.failure_handler {
+        if let Some(name) = &job.failure_handler
+            && !is_handler_run(&run)
+        {
             self.run_handler(&job, name, &run).await;
         }
     }
@@ -178,5 +189,18 @@ mod tests {
             handler_input(&handler(Value::Null), &failed)["failed_run"]["input"],
             Value::Null
         );
+    }
+
+    #[test]
+    fn a_handlers_own_run_failing_calls_no_handler() {
+        let mut run = Run::sample("r1", "j1", chrono::Utc::now());
+        run.trigger = Trigger::Dependency;
+        run.input = serde_json::to_vec(&json!({"failed_run": {"run_id": "r0"}})).unwrap();
+        assert!(is_handler_run(&run));
+        run.trigger = Trigger::Manual;
+        assert!(!is_handler_run(&run), "a run asked for is no handler's");
+        run.trigger = Trigger::Dependency;
+        run.input = br#"{"note": 1}"#.to_vec();
+        assert!(!is_handler_run(&run), "an after_jobs run is no handler's");
     }
 }

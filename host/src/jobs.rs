@@ -281,16 +281,22 @@ impl Jobs {
     /// The tenant's calendar `name` was set: each job whose schedule
     /// excludes it takes its new dates, and its next fire moves by them
     /// (from now; an `after` job waiting for its run's end keeps waiting).
-    /// The jobs changed.
+    /// A job that cannot be written is logged and the others go on. The
+    /// jobs changed.
     pub async fn calendar_changed(&self, tenant: &str, name: &str) -> Result<Vec<Job>, JobsError> {
         let owner = self.tenants.get(tenant);
+        let excludes = |job: &Job| {
+            job.schedule
+                .as_ref()
+                .is_some_and(|schedule| schedule.rules.calendars().any(|used| used == name))
+        };
         let mut changed = Vec::new();
-        for mut job in self.store.list_jobs(tenant)? {
-            let Some(schedule) = job
-                .schedule
-                .as_mut()
-                .filter(|schedule| schedule.rules.calendars().any(|used| used == name))
-            else {
+        for listed in self.store.list_jobs(tenant)?.into_iter().filter(|job| excludes(job)) {
+            // Read again just before the write: the listing is older.
+            let Some(mut job) = self.store.job(tenant, &listed.id)?.filter(|job| excludes(job)) else {
+                continue;
+            };
+            let Some(schedule) = job.schedule.as_mut() else {
                 continue;
             };
             let before = schedule.clone();
@@ -300,15 +306,24 @@ impl Jobs {
             }
             let now = self.clock.now();
             job.updated_at = now;
-            if let (Some(_), Some(schedule)) = (job.next_fire_at, job.schedule.as_ref()) {
+            let waits_for_a_run =
+                job.next_fire_at.is_none() && job.schedule.as_ref().is_some_and(|schedule| schedule.is_after());
+            if !waits_for_a_run && let Some(schedule) = job.schedule.as_ref() {
                 job.next_fire_at = match job.fires_left() {
                     Some(0) => None,
                     _ => schedule.next_fire(now, job.created_at, job.last_finished_at),
                 };
             }
-            self.scheduler.update_job(&mut job).await?;
-            self.committed(&job, Change::Updated).await?;
-            changed.push(job);
+            let written = match self.scheduler.update_job(&mut job).await {
+                Ok(()) => self.committed(&job, Change::Updated).await,
+                Err(error) => Err(error.into()),
+            };
+            match written {
+                Ok(()) => changed.push(job),
+                Err(error) => {
+                    tracing::error!(job_id = %job.id, calendar = name, %error, "cannot move the job's fires by its calendar")
+                }
+            }
         }
         Ok(changed)
     }

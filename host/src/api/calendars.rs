@@ -22,6 +22,11 @@ use crate::timing::rules::{is_calendar_name, parse_spans};
 /// The longest description.
 const MAX_DESCRIPTION: usize = 1024;
 
+/// Held by a calendar's write, from the read of its tenant's record to the
+/// jobs moved by it: two writes at once would each write back the record
+/// without the other's calendar.
+static WRITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `PUT /v1/calendars/{name}`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +107,7 @@ pub async fn put(
     {
         return Err(ValidationError::new("description", format!("at most {MAX_DESCRIPTION} bytes")).into());
     }
+    let _writing = WRITING.lock().await;
     let mut tenant = tenant_of(&state, &caller.tenant)?;
     let calendar = Calendar {
         dates,
@@ -171,6 +177,7 @@ pub async fn delete(
     Caller(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let _writing = WRITING.lock().await;
     let mut tenant = tenant_of(&state, &caller.tenant)?;
     if !tenant.calendars.contains_key(&name) {
         return Err(not_found(&name));

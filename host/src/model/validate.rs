@@ -374,7 +374,9 @@ pub fn validate(
     // Whole milliseconds: the anchor of `every` fires, and the due index's unit.
     let now = chrono::DurationRound::duration_trunc(now, chrono::Duration::milliseconds(1)).unwrap_or(now);
     let created_at = existing.map_or(now, |job| job.created_at);
-    let unchanged = existing.and_then(|job| job.schedule.as_ref()) == schedule.as_ref();
+    // As sent: a stored schedule's calendars have their dates filled in.
+    let unchanged = existing.and_then(|job| job.schedule.as_ref()).map(Schedule::to_json)
+        == schedule.as_ref().map(Schedule::to_json);
     if let Some(end) = schedule.as_ref().and_then(|schedule| schedule.rules.not_after)
         && end <= now
         && !unchanged

@@ -82,20 +82,27 @@ impl Scheduler {
             done.skipped = fires.len();
             return Ok(done);
         }
-        let mut places = self.sink.places();
-        let granted = places.take(tenant, fires.len());
-        if granted < fires.len() {
-            places.give_back(tenant, granted);
-            return Err(BackfillError::QueueFull {
-                wanted: fires.len(),
-                free: granted,
-            });
-        }
         let runs: Vec<Run> = fires
             .iter()
             .map(|fire| self.scheduled_run(&job, *fire, Trigger::Backfill))
             .collect();
-        let inserted = match self.store.record_fire(&job, &runs) {
+        let mut places = self.sink.places();
+        let granted = places.take(tenant, fires.len());
+        if granted < fires.len() {
+            // Fires recorded before take no place: are the new ones fewer?
+            let new = runs
+                .iter()
+                .filter(|run| !matches!(self.store.run(tenant, &run.id), Ok(Some(_))))
+                .count();
+            if new > granted {
+                places.give_back(tenant, granted);
+                return Err(BackfillError::QueueFull {
+                    wanted: new,
+                    free: granted,
+                });
+            }
+        }
+        let inserted = match self.store.record_fire_runs(&job, &runs) {
             Ok(inserted) => inserted,
             Err(error) => {
                 places.give_back(tenant, granted);

@@ -536,6 +536,16 @@ impl Scheduler {
             if stored.is_some_and(|stored| stored.schedule == job.schedule) {
                 take_back(job, &withdrawn);
             }
+            // A fire withdrawn may be what left it with no next fire (its
+            // `max_fires` reached): it has one again.
+            let repeating = job.schedule.as_ref().is_some_and(|schedule| !schedule.is_after());
+            if !withdrawn.is_empty()
+                && repeating
+                && job.next_fire_at.is_none()
+                && job.fires_left().is_some_and(|left| left > 0)
+            {
+                job.next_fire_at = job.first_fire(self.clock.now());
+            }
             let written = self.store.update_job_withdrawing(job, &withdrawn);
             self.settle(written, withdrawn)
         })
@@ -675,7 +685,14 @@ impl Scheduler {
             (_, next) => next,
         };
         job.skipped_fires += skipped;
-        Ok(Planned::Fire(Box::new(Fire { job, runs }), skipped))
+        Ok(Planned::Fire(
+            Box::new(Fire {
+                job,
+                runs,
+                runs_only: false,
+            }),
+            skipped,
+        ))
     }
 
     /// The run of a fire (its id derived from the job and the instant):

@@ -424,6 +424,7 @@ async fn a_fire_whose_job_changed_is_left_out_and_the_others_are_recorded() {
         crate::store::Fire {
             job: moved,
             runs: Vec::new(),
+            runs_only: false,
         }
     };
     let fires = [fire_of(&first), fire_of(&second)];

@@ -116,6 +116,8 @@ pub struct Fire {
     pub job: Job,
     /// The queued runs of this fire (possibly none).
     pub runs: Vec<Run>,
+    /// Only the runs: the job is left as stored (a backfill).
+    pub runs_only: bool,
 }
 
 /// The result of adding plugin bytes under a name.
@@ -174,4 +176,12 @@ pub fn no_run_room(need: u64, unfinished: u64, max_bytes: u64) -> StoreError {
     StoreError::QuotaExceeded(format!(
         "run_bytes: this run's record and input take {need} bytes; the tenant's queued and running runs take {unfinished} of its quota of {max_bytes} and are not deleted to make room (retry once some have finished)"
     ))
+}
+
+/// The count of failed runs in a row a write of `job` keeps, the stored
+/// job being enabled or not and at `stored` failures: the stored count
+/// (only [`crate::store::JobStore::count_outcome`] moves it), or none for a
+/// job resumed by the write.
+pub fn kept_failures(stored_enabled: bool, stored: u64, job: &Job) -> u64 {
+    if !stored_enabled && job.enabled { 0 } else { stored }
 }

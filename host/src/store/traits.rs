@@ -109,6 +109,11 @@ pub trait JobStore: Send + Sync {
     fn update_job_withdrawing(&self, job: &Job, withdrawn: &[Run]) -> StoreResult<()>;
     /// A job by id.
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>>;
+    /// Moves a job's count of failed runs in a row (`failed`: one more,
+    /// else back to none) in one atomic step of its stored record, nothing
+    /// else of it; the job as written and its count before, None when it is
+    /// gone.
+    fn count_outcome(&self, tenant: &str, id: &str, failed: bool) -> StoreResult<Option<(Job, u64)>>;
     /// Jobs by id, in the order of `keys`: one answer each (a job that
     /// cannot be decoded answers its own error), or the error that kept
     /// the store from answering at all. A remote store reads them in one
@@ -132,18 +137,31 @@ pub trait JobStore: Send + Sync {
     fn delete_job_withdrawing(&self, tenant: &str, id: &str, withdrawn: &[Run]) -> StoreResult<bool>;
 
     /// Fires, atomically together: for each, writes the job (its new next
-    /// fire and counters, moving its due-index entry) and the queued runs
-    /// not recorded yet (a scheduled run's id is derived from (job,
-    /// scheduled_at), so a fire recorded twice is found and skipped). A fire
-    /// whose job changed or went since it was read is left out and answered
-    /// [`StoreError::Conflict`]; the others are written. Returns, per fire,
-    /// the runs it inserted.
+    /// fire and counters, moving its due-index entry; its count of failed
+    /// runs stays the stored one, see [`JobStore::count_outcome`]) and the
+    /// queued runs not recorded yet (a scheduled run's id is derived from
+    /// (job, scheduled_at), so a fire recorded twice is found and skipped).
+    /// A fire whose job changed or went since it was read is left out and
+    /// answered [`StoreError::Conflict`]; the others are written. A fire of
+    /// runs only (`Fire::runs_only`) writes no job and needs it to exist.
+    /// Returns, per fire, the runs it inserted.
     fn record_fires(&self, fires: &[Fire]) -> StoreResult<Vec<StoreResult<Vec<Run>>>>;
     /// [`JobStore::record_fires`] of one fire.
     fn record_fire(&self, job: &Job, runs: &[Run]) -> StoreResult<Vec<Run>> {
+        self.record_fire_of(job, runs, false)
+    }
+    /// The runs of a fire of `job` not recorded yet (a backfill), the job
+    /// left as it is stored.
+    fn record_fire_runs(&self, job: &Job, runs: &[Run]) -> StoreResult<Vec<Run>> {
+        self.record_fire_of(job, runs, true)
+    }
+    /// [`JobStore::record_fire`], or [`JobStore::record_fire_runs`] when
+    /// `runs_only`.
+    fn record_fire_of(&self, job: &Job, runs: &[Run], runs_only: bool) -> StoreResult<Vec<Run>> {
         let fire = Fire {
             job: job.clone(),
             runs: runs.to_vec(),
+            runs_only,
         };
         self.record_fires(std::slice::from_ref(&fire))?
             .pop()

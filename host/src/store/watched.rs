@@ -133,6 +133,10 @@ impl<S: JobStore> JobStore for WatchedStore<S> {
         self.read(self.inner.job_hooks(tenant, id))
     }
 
+    fn count_outcome(&self, tenant: &str, id: &str, failed: bool) -> StoreResult<Option<(Job, u64)>> {
+        self.write(|store| store.count_outcome(tenant, id, failed))
+    }
+
     fn job_id_by_name(&self, tenant: &str, name: &str) -> StoreResult<Option<String>> {
         self.read(self.inner.job_id_by_name(tenant, name))
     }

@@ -242,14 +242,31 @@ fn read_rules(json: &ScheduleJson, kind: &Kind) -> Result<Rules, ScheduleError> 
             format!("at most {} entries", rules::MAX_DATES),
         ));
     }
-    let exclude = json
-        .exclude
+    let mut exclude: Vec<Exclusion> = Vec::with_capacity(json.exclude.len());
+    for (index, text) in json.exclude.iter().enumerate() {
+        let exclusion =
+            Exclusion::parse(text).map_err(|message| ScheduleError::rule(format!("exclude[{index}]"), message))?;
+        if exclude.contains(&exclusion) {
+            return Err(ScheduleError::rule(
+                format!("exclude[{index}]"),
+                format!("{text:?} is listed twice"),
+            ));
+        }
+        exclude.push(exclusion);
+    }
+    let calendars = exclude
         .iter()
-        .enumerate()
-        .map(|(index, text)| {
-            Exclusion::parse(text).map_err(|message| ScheduleError::rule(format!("exclude[{index}]"), message))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter(|exclusion| matches!(exclusion, Exclusion::Calendar { .. }))
+        .count();
+    if calendars > rules::MAX_CALENDARS {
+        return Err(ScheduleError::rule(
+            "exclude",
+            format!(
+                "{calendars} calendars; a schedule excludes at most {}",
+                rules::MAX_CALENDARS
+            ),
+        ));
+    }
     let bound = |field: &'static str, text: &Option<String>| {
         text.as_deref()
             .map(|text| instant(text).map_err(|message| ScheduleError::rule(field, message)))
@@ -801,6 +818,14 @@ mod tests {
                 "schedule.exclude",
             ),
             (json!({"every": "1h", "timezone": "Europe/Berlin"}), "schedule"),
+            (
+                json!({"every": "1h", "exclude": ["holidays", "2026-12-25", "holidays"]}),
+                "schedule.exclude[2]",
+            ),
+            (
+                json!({"every": "1h", "exclude": (0..11).map(|index| format!("c{index}")).collect::<Vec<_>>()}),
+                "schedule.exclude",
+            ),
         ] {
             let error = Schedule::from_json(&value).expect_err(&value.to_string());
             assert_eq!(

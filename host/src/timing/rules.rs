@@ -17,6 +17,10 @@ pub const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 /// The most entries a schedule's `exclude` and a calendar's `dates` take.
 pub const MAX_DATES: usize = 1000;
 
+/// The most calendars one schedule excludes (each holds up to
+/// [`MAX_DATES`] entries).
+pub const MAX_CALENDARS: usize = 10;
+
 /// The longest date range one entry names (ten years of days).
 const MAX_SPAN_DAYS: i64 = 3660;
 

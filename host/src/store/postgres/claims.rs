@@ -267,27 +267,27 @@ impl RunClaims for PgStore {
                         .map(|row| row.get::<_, String>(0))
                         .collect()
                 };
-                // Concurrency groups at their limit already: none of their
-                // runs is picked either.
-                let full_groups = transaction
+                // What the concurrency groups hold: a run of a group at its
+                // (the run's own) limit is not picked either.
+                let held_groups = transaction
                     .query(
-                        "SELECT tenant, concurrency_key FROM runs
+                        "SELECT tenant, concurrency_key, count(*) FROM runs
                          WHERE concurrency_key IS NOT NULL AND NOT finished AND node IS NOT NULL
-                         GROUP BY tenant, concurrency_key HAVING count(*) >= max(concurrency_limit)",
+                         GROUP BY tenant, concurrency_key",
                         &[],
                     )
                     .await?;
-                let (full_tenants, full_keys): (Vec<String>, Vec<String>) = full_groups
-                    .iter()
-                    .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
-                    .unzip();
+                let group_tenants: Vec<String> = held_groups.iter().map(|row| row.get(0)).collect();
+                let group_keys: Vec<String> = held_groups.iter().map(|row| row.get(1)).collect();
+                let group_held: Vec<i64> = held_groups.iter().map(|row| row.get(2)).collect();
                 let statement = transaction
                     .prepare_cached(
                         "SELECT tenant, id, job_id, exclusive, concurrency_key, concurrency_limit FROM runs
                          WHERE status = 'queued' AND node IS NULL AND due_at <= $1 AND NOT (tenant = ANY($3::text[]))
                              AND (concurrency_key IS NULL OR NOT EXISTS (
-                                 SELECT 1 FROM unnest($4::text[], $5::text[]) AS full_group (tenant, key)
-                                 WHERE full_group.tenant = runs.tenant AND full_group.key = runs.concurrency_key))
+                                 SELECT 1 FROM unnest($4::text[], $5::text[], $6::bigint[]) AS held_group (tenant, key, held)
+                                 WHERE held_group.tenant = runs.tenant AND held_group.key = runs.concurrency_key
+                                     AND held_group.held >= runs.concurrency_limit))
                              AND NOT (exclusive AND EXISTS (
                                  SELECT 1 FROM runs AS other WHERE other.tenant = runs.tenant
                                      AND other.job_id = runs.job_id AND NOT other.finished
@@ -298,7 +298,7 @@ impl RunClaims for PgStore {
                     )
                     .await?;
                 let rows = transaction
-                    .query(&statement, &[&now, &picked, &full, &full_tenants, &full_keys])
+                    .query(&statement, &[&now, &picked, &full, &group_tenants, &group_keys, &group_held])
                     .await?;
                 let more = rows.len() > max;
                 let candidates: Vec<Candidate> = rows

@@ -15,7 +15,7 @@ use super::listen::JOBS_CHANNEL;
 use super::runs::{RunRows, decode_run};
 use crate::model::{Job, Run, Trigger};
 use crate::store::error::{StoreError, StoreResult};
-use crate::store::records::{DueJob, Fire, JobHooks};
+use crate::store::records::{DueJob, Fire, JobHooks, kept_failures};
 use crate::store::sled::job_codec;
 use crate::store::traits::{JobKey, JobStore};
 
@@ -187,19 +187,68 @@ impl JobStore for PgStore {
         let record = job_codec::encode(job);
         let written = self.block(|| async {
             self.transact(async |transaction| {
-                transaction
-                    .execute(
-                        "SELECT 1 FROM jobs WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                let stored = transaction
+                    .query_opt(
+                        "SELECT record FROM jobs WHERE tenant = $1 AND id = $2 FOR UPDATE",
                         &[&job.tenant, &job.id],
                     )
                     .await?;
+                let failures = match &stored {
+                    Some(row) => {
+                        let bytes: &[u8] = row.get(0);
+                        let stamp = job_codec::stamp(bytes).map_err(|message| corrupt(&job.id, message))?;
+                        let hooks = job_codec::hooks(bytes).map_err(|message| corrupt(&job.id, message))?;
+                        kept_failures(stamp.enabled, hooks.failures, job)
+                    }
+                    None => job.failures,
+                };
                 withdraw(transaction, &job.tenant, &job.id, withdrawn).await?;
-                write_job(transaction, job, &record, true, &self.node).await
+                if failures == job.failures {
+                    write_job(transaction, job, &record, true, &self.node).await
+                } else {
+                    let mut counted = job.clone();
+                    counted.failures = failures;
+                    write_job(transaction, &counted, &job_codec::encode(&counted), true, &self.node).await
+                }
             })
             .await
         });
         self.hooks.forget(&hooks::key(&job.tenant, &job.id));
         written
+    }
+
+    fn count_outcome(&self, tenant: &str, id: &str, failed: bool) -> StoreResult<Option<(Job, u64)>> {
+        let node: &str = &self.node;
+        let counted = self.block(|| async {
+            self.transact(async |transaction| {
+                let Some(row) = transaction
+                    .query_opt(
+                        "SELECT record FROM jobs WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                        &[&tenant, &id],
+                    )
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let mut job = decode(id, row.get(0))?;
+                let before = job.failures;
+                job.failures = if failed { before.saturating_add(1) } else { 0 };
+                if job.failures != before {
+                    transaction
+                        .execute(
+                            "UPDATE jobs SET record = $3 WHERE tenant = $1 AND id = $2",
+                            &[&tenant, &id, &job_codec::encode(&job)],
+                        )
+                        .await?;
+                    // Every node's cache of the job's hooks goes.
+                    announce(transaction, node).await?;
+                }
+                Ok(Some((job, before)))
+            })
+            .await
+        });
+        self.hooks.forget(&hooks::key(tenant, id));
+        counted
     }
 
     fn job(&self, tenant: &str, id: &str) -> StoreResult<Option<Job>> {
@@ -350,24 +399,43 @@ impl JobStore for PgStore {
                 let mut stamps = HashMap::new();
                 for row in &locked {
                     let (tenant, id): (String, String) = (row.get(0), row.get(1));
-                    let stamp = job_codec::stamp(row.get(2)).map_err(|message| corrupt(&id, message));
+                    let bytes: &[u8] = row.get(2);
+                    let stamp = job_codec::stamp(bytes)
+                        .and_then(|stamp| Ok((stamp, job_codec::hooks(bytes)?.failures)))
+                        .map_err(|message| corrupt(&id, message));
                     stamps.insert((tenant, id), stamp);
                 }
                 let mut outcomes: Vec<StoreResult<Vec<Run>>> = Vec::with_capacity(fires.len());
                 let mut accepted = Vec::new();
+                // The jobs written, each with the stored count of failed runs.
+                let mut written = Vec::new();
                 for (index, fire) in fires.iter().enumerate() {
                     let job = &fire.job;
                     let outcome = match stamps.get(&(job.tenant.clone(), job.id.clone())) {
                         None => Err(StoreError::Conflict(format!("job {} was deleted", job.id))),
                         Some(Err(error)) => Err(error.clone()),
-                        Some(Ok(current)) if current.updated_at != job.updated_at || current.enabled != job.enabled => {
+                        Some(Ok(_)) if fire.runs_only => {
+                            accepted.push(index);
+                            Ok(Vec::new())
+                        }
+                        Some(Ok((current, _)))
+                            if current.updated_at != job.updated_at || current.enabled != job.enabled =>
+                        {
                             Err(StoreError::Conflict(format!(
                                 "job {} changed while its fire was planned",
                                 job.id
                             )))
                         }
-                        Some(Ok(_)) => {
+                        Some(Ok((_, failures))) => {
                             accepted.push(index);
+                            let record = if *failures == job.failures {
+                                records[index].clone()
+                            } else {
+                                let mut counted = job.clone();
+                                counted.failures = *failures;
+                                job_codec::encode(&counted)
+                            };
+                            written.push((index, record));
                             Ok(Vec::new())
                         }
                     };
@@ -376,10 +444,14 @@ impl JobStore for PgStore {
                 if accepted.is_empty() {
                     return Ok(outcomes);
                 }
-                let tenants: Vec<&str> = accepted.iter().map(|&index| fires[index].job.tenant.as_str()).collect();
-                let ids: Vec<&str> = accepted.iter().map(|&index| fires[index].job.id.as_str()).collect();
-                let due: Vec<Option<DateTime<Utc>>> = accepted.iter().map(|&index| due_at(&fires[index].job)).collect();
-                let bytes: Vec<&[u8]> = accepted.iter().map(|&index| records[index].as_slice()).collect();
+                let tenants: Vec<&str> = written
+                    .iter()
+                    .map(|(index, _)| fires[*index].job.tenant.as_str())
+                    .collect();
+                let ids: Vec<&str> = written.iter().map(|(index, _)| fires[*index].job.id.as_str()).collect();
+                let due: Vec<Option<DateTime<Utc>>> =
+                    written.iter().map(|(index, _)| due_at(&fires[*index].job)).collect();
+                let bytes: Vec<&[u8]> = written.iter().map(|(_, record)| record.as_slice()).collect();
                 let statement = transaction
                     .prepare_cached(
                         "UPDATE jobs SET next_fire_at = fired.due, record = fired.record

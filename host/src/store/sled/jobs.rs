@@ -16,6 +16,7 @@ use super::runs::usage::{put_totals_in, withdraw_in, withdrawn_runs};
 use super::{active_groups, job_codec, run_codec};
 use crate::model::{Job, Run};
 use crate::store::error::{StoreError, StoreResult};
+use crate::store::records::kept_failures;
 use crate::store::records::{DueJob, Fire, JobHooks};
 use crate::store::traits::JobStore;
 
@@ -164,6 +165,7 @@ impl JobStore for SledStore {
                         name: job.name.clone(),
                     }));
                 }
+                let mut failures = job.failures;
                 if let Some(previous) = jobs.get(job_key.as_slice())? {
                     let previous = job_codec::decode(&previous)
                         .map_err(|message| ConflictableTransactionError::Abort(corrupt(&job_key, message)))?;
@@ -173,9 +175,16 @@ impl JobStore for SledStore {
                     if let Some(entry) = due_key(&previous) {
                         due.remove(entry)?;
                     }
+                    failures = kept_failures(previous.enabled, previous.failures, job);
                 }
                 job_names.insert(name_key.as_slice(), job.id.as_bytes())?;
-                jobs.insert(job_key.as_slice(), record.as_slice())?;
+                if failures == job.failures {
+                    jobs.insert(job_key.as_slice(), record.as_slice())?;
+                } else {
+                    let mut counted = job.clone();
+                    counted.failures = failures;
+                    jobs.insert(job_key.as_slice(), job_codec::encode(&counted))?;
+                }
                 if let Some(entry) = &due_entry {
                     due.insert(entry.as_slice(), &[] as &[u8])?;
                 }
@@ -184,18 +193,18 @@ impl JobStore for SledStore {
                 } else {
                     starters.remove(job_key.as_slice())?;
                 }
-                Ok(changes)
+                Ok((changes, failures))
             })
             .map_err(|error| gate.note(transaction_error(error)));
         drop(gate);
-        if let Ok(changes) = &written {
+        if let Ok((changes, _)) = &written {
             totals.apply(changes);
         }
         // The groups' lock is taken before the totals elsewhere.
         drop(totals);
-        match written {
-            Ok(_) => self.job_cache.put(job_key, job),
-            Err(_) => self.job_cache.forget(&job_key),
+        match &written {
+            Ok((_, failures)) if *failures == job.failures => self.job_cache.put(job_key, job),
+            _ => self.job_cache.forget(&job_key),
         }
         written?;
         self.release(withdrawn);
@@ -213,6 +222,33 @@ impl JobStore for SledStore {
             self.job_cache.fill(job_key, job, seen);
         }
         Ok(job)
+    }
+
+    fn count_outcome(&self, tenant: &str, id: &str, failed: bool) -> StoreResult<Option<(Job, u64)>> {
+        let job_key = key(&[tenant.as_bytes(), id.as_bytes()]);
+        let gate = self.writing();
+        let written = self
+            .jobs
+            .transaction(|jobs| {
+                let Some(bytes) = jobs.get(job_key.as_slice())? else {
+                    return Ok(None);
+                };
+                let mut job = job_codec::decode(&bytes)
+                    .map_err(|message| ConflictableTransactionError::Abort(corrupt(&job_key, message)))?;
+                let before = job.failures;
+                job.failures = if failed { before.saturating_add(1) } else { 0 };
+                if job.failures != before {
+                    jobs.insert(job_key.as_slice(), job_codec::encode(&job))?;
+                }
+                Ok(Some((job, before)))
+            })
+            .map_err(|error| gate.note(transaction_error(error)));
+        drop(gate);
+        match &written {
+            Ok(Some((job, _))) => self.job_cache.put(job_key, job),
+            _ => self.job_cache.forget(&job_key),
+        }
+        written
     }
 
     fn job_hooks(&self, tenant: &str, id: &str) -> StoreResult<Option<JobHooks>> {
@@ -301,35 +337,50 @@ impl JobStore for SledStore {
                 let mut changes = Changes::default();
                 let mut members: Vec<&[u8]> = Vec::new();
                 let mut outcomes = Vec::with_capacity(encoded.len());
+                // Fires whose job took the store's count of failed runs.
+                let mut carried = Vec::new();
                 for (fire, encoded) in fires.iter().zip(&encoded) {
                     let job = &fire.job;
-                    let current = match jobs.get(encoded.job_key.as_slice())? {
-                        Some(current) => match job_codec::stamp(&current) {
-                            Ok(current) => current,
-                            Err(message) => {
-                                outcomes.push(Err(corrupt(&encoded.job_key, message)));
-                                continue;
-                            }
-                        },
+                    let stored = jobs.get(encoded.job_key.as_slice())?;
+                    let current = match stored
+                        .as_deref()
+                        .map(|bytes| job_codec::stamp(bytes).map(|stamp| (stamp, job_codec::hooks(bytes))))
+                    {
+                        Some(Ok((stamp, Ok(hooks)))) => (stamp, hooks.failures),
+                        Some(Err(message) | Ok((_, Err(message)))) => {
+                            outcomes.push(Err(corrupt(&encoded.job_key, message)));
+                            continue;
+                        }
                         None => {
                             outcomes.push(Err(StoreError::Conflict(format!("job {} was deleted", job.id))));
                             continue;
                         }
                     };
-                    if current.updated_at != job.updated_at || current.enabled != job.enabled {
-                        outcomes.push(Err(StoreError::Conflict(format!(
-                            "job {} changed while its fire was planned",
-                            job.id
-                        ))));
-                        continue;
+                    let (current, failures) = current;
+                    if !fire.runs_only {
+                        if current.updated_at != job.updated_at || current.enabled != job.enabled {
+                            outcomes.push(Err(StoreError::Conflict(format!(
+                                "job {} changed while its fire was planned",
+                                job.id
+                            ))));
+                            continue;
+                        }
+                        if let Some(next) = current.next_fire_at.filter(|_| current.enabled) {
+                            due.remove(due_entry(next, &job.tenant, &job.id))?;
+                        }
+                        if let Some(entry) = &encoded.due_entry {
+                            due.insert(entry.as_slice(), &[] as &[u8])?;
+                        }
+                        // The count of failed runs is the store's (see `count_outcome`).
+                        if failures == job.failures {
+                            jobs.insert(encoded.job_key.as_slice(), encoded.record.as_slice())?;
+                        } else {
+                            let mut counted = job.clone();
+                            counted.failures = failures;
+                            jobs.insert(encoded.job_key.as_slice(), job_codec::encode(&counted))?;
+                            carried.push(encoded.job_key.as_slice());
+                        }
                     }
-                    if let Some(next) = current.next_fire_at.filter(|_| current.enabled) {
-                        due.remove(due_entry(next, &job.tenant, &job.id))?;
-                    }
-                    if let Some(entry) = &encoded.due_entry {
-                        due.insert(entry.as_slice(), &[] as &[u8])?;
-                    }
-                    jobs.insert(encoded.job_key.as_slice(), encoded.record.as_slice())?;
                     let mut inserted = Vec::new();
                     for (run, keys) in fire.runs.iter().zip(&encoded.runs) {
                         // A fire's run id is derived from (job, scheduled_at):
@@ -349,13 +400,15 @@ impl JobStore for SledStore {
                     run_tree.insert(group.as_ref(), active_groups::encode_members(members.iter().copied()))?;
                 }
                 put_totals_in(run_tree, &totals, &changes)?;
-                Ok((outcomes, members, changes))
+                Ok((outcomes, members, changes, carried))
             })
             .map_err(|error| gate.note(transaction_error(error)));
         // The groups' lock is taken before the totals and the gate elsewhere.
         drop(gate);
-        let written = written.map(|(outcomes, members, changes)| {
+        let mut stale: Vec<&[u8]> = Vec::new();
+        let written = written.map(|(outcomes, members, changes, carried)| {
             totals.apply(&changes);
+            stale = carried;
             (outcomes, members)
         });
         drop(totals);
@@ -367,7 +420,11 @@ impl JobStore for SledStore {
         });
         for (index, (fire, encoded)) in fires.iter().zip(&encoded).enumerate() {
             match &written {
-                Ok(outcomes) if outcomes.get(index).is_some_and(Result::is_ok) => {
+                Ok(_) if fire.runs_only => {}
+                Ok(outcomes)
+                    if outcomes.get(index).is_some_and(Result::is_ok)
+                        && !stale.contains(&encoded.job_key.as_slice()) =>
+                {
                     self.job_cache.put(encoded.job_key.clone(), &fire.job)
                 }
                 _ => self.job_cache.forget(&encoded.job_key),
@@ -519,5 +576,61 @@ mod tests {
         store.job_cache.forget(&job_key(&old));
         let error = store.job("t", &old.id).unwrap_err().to_string();
         assert!(error.contains(&old.id), "{error}");
+    }
+
+    #[test]
+    fn the_count_of_failed_runs_is_the_stores_whatever_a_fire_or_a_change_carries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (job, mut fire) = job_and_fire(&store, "flaky", 0);
+        // Counted one at a time, atomically; a success clears it.
+        assert_eq!(
+            store
+                .count_outcome("t", &job.id, true)
+                .unwrap()
+                .map(|(job, before)| (job.failures, before)),
+            Some((1, 0))
+        );
+        assert_eq!(
+            store
+                .count_outcome("t", &job.id, true)
+                .unwrap()
+                .map(|(job, before)| (job.failures, before)),
+            Some((2, 1))
+        );
+        // A pass that read the job before writes its fire, not its count.
+        fire.job.next_fire_at = Some(Utc::now() + chrono::Duration::hours(2));
+        store
+            .record_fires(std::slice::from_ref(&fire))
+            .unwrap()
+            .pop()
+            .unwrap()
+            .unwrap();
+        let stored = store.job("t", &job.id).unwrap().unwrap();
+        assert_eq!((stored.failures, stored.next_fire_at), (2, fire.job.next_fire_at));
+        assert_eq!(store.job_hooks("t", &job.id).unwrap().unwrap().failures, 2);
+        // A change keeps it; a change that resumes the job clears it.
+        let mut edited = stored.clone();
+        edited.failures = 0;
+        edited.input = serde_json::json!({"n": 1});
+        store.update_job(&edited).unwrap();
+        assert_eq!(store.job("t", &job.id).unwrap().unwrap().failures, 2);
+        let mut paused = edited.clone();
+        paused.enabled = false;
+        store.update_job(&paused).unwrap();
+        let mut resumed = paused.clone();
+        resumed.enabled = true;
+        resumed.failures = 7;
+        store.update_job(&resumed).unwrap();
+        assert_eq!(store.job("t", &job.id).unwrap().unwrap().failures, 0);
+        // A fire of runs only leaves the job as stored.
+        store.count_outcome("t", &job.id, true).unwrap();
+        let mut stale = fire.job.clone();
+        stale.next_fire_at = None;
+        let run = Run::sample("backfilled", &job.id, Utc::now());
+        assert_eq!(store.record_fire_runs(&stale, &[run]).unwrap().len(), 1);
+        let stored = store.job("t", &job.id).unwrap().unwrap();
+        assert_eq!((stored.failures, stored.next_fire_at.is_some()), (1, true));
+        assert_eq!(store.count_outcome("t", "gone", true).unwrap(), None);
     }
 }

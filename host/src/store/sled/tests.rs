@@ -29,7 +29,11 @@ pub(super) fn job_and_fire(store: &SledStore, name: &str, runs: usize) -> (Job, 
             run
         })
         .collect();
-    let fire = Fire { job: job.clone(), runs };
+    let fire = Fire {
+        job: job.clone(),
+        runs,
+        runs_only: false,
+    };
     (job, fire)
 }
 

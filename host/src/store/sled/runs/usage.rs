@@ -464,6 +464,7 @@ mod tests {
         let fire = Fire {
             job: job.clone(),
             runs: runs.clone(),
+            runs_only: false,
         };
         store.record_fires(std::slice::from_ref(&fire)).unwrap();
         // Recorded twice: the runs are there already and add nothing.
@@ -494,6 +495,7 @@ mod tests {
         let fire = Fire {
             job: other,
             runs: vec![fired],
+            runs_only: false,
         };
         store.record_fires(&[fire]).unwrap();
         let kept = assert_counted(&store);
