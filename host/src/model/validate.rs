@@ -423,7 +423,15 @@ pub fn validate(
         next_fire_at: None,
         skipped_fires: existing.map_or(0, |job| job.skipped_fires),
         fired: existing.map_or(0, |job| job.fired),
-        failures: existing.map_or(0, |job| job.failures),
+        // A job enabled again counts its failed runs from none (the store
+        // keeps its own count otherwise, see `JobStore::count_outcome`).
+        failures: existing.map_or(0, |job| {
+            if !job.enabled && spec.enabled.unwrap_or(true) {
+                0
+            } else {
+                job.failures
+            }
+        }),
         last_finished_at: existing.and_then(|job| job.last_finished_at),
         after_jobs: resolve_after_jobs(spec.after_jobs, &name_for_after)?,
         failure_handler: match spec.failure_handler {

@@ -1,7 +1,7 @@
 //! Backfill: the fires of a past range queued as runs now, with their
 //! historical `scheduled_at`. A fire's run id is derived from (job,
 //! instant), as the scheduler's own, so a range backfilled twice, or a
-//! fire the scheduler ran, queues nothing new. The range's fires are one
+//! fire the scheduler ran, queues nothing new. The range's new fires are one
 //! unit for the overlap policy (as a catch-up's are) and must all fit in
 //! the tenant's `queued_runs` quota.
 
@@ -73,34 +73,33 @@ impl Scheduler {
             already_recorded: 0,
             skipped: 0,
         };
-        if fires.is_empty() {
+        // Fires recorded before (run by the scheduler, or backfilled)
+        // queue nothing, whatever the job is doing.
+        let mut runs = Vec::with_capacity(fires.len());
+        for fire in &fires {
+            let run = self.scheduled_run(&job, *fire, Trigger::Backfill);
+            if self.store.run(tenant, &run.id)?.is_none() {
+                runs.push(run);
+            }
+        }
+        done.already_recorded = fires.len() - runs.len();
+        if runs.is_empty() {
             return Ok(done);
         }
         let activity = self.sink.activity(tenant, job_id);
         let decision = policy::overlap(job.policy.overlap, activity.running, activity.waiting);
         if decision == OverlapDecision::Skip {
-            done.skipped = fires.len();
+            done.skipped = runs.len();
             return Ok(done);
         }
-        let runs: Vec<Run> = fires
-            .iter()
-            .map(|fire| self.scheduled_run(&job, *fire, Trigger::Backfill))
-            .collect();
         let mut places = self.sink.places();
-        let granted = places.take(tenant, fires.len());
-        if granted < fires.len() {
-            // Fires recorded before take no place: are the new ones fewer?
-            let new = runs
-                .iter()
-                .filter(|run| !matches!(self.store.run(tenant, &run.id), Ok(Some(_))))
-                .count();
-            if new > granted {
-                places.give_back(tenant, granted);
-                return Err(BackfillError::QueueFull {
-                    wanted: new,
-                    free: granted,
-                });
-            }
+        let granted = places.take(tenant, runs.len());
+        if granted < runs.len() {
+            places.give_back(tenant, granted);
+            return Err(BackfillError::QueueFull {
+                wanted: runs.len(),
+                free: granted,
+            });
         }
         let inserted = match self.store.record_fire_runs(&job, &runs) {
             Ok(inserted) => inserted,
@@ -114,7 +113,8 @@ impl Scheduler {
         if decision == OverlapDecision::ReplaceRunning && !inserted.is_empty() {
             self.sink.cancel_running(tenant, job_id);
         }
-        done.already_recorded = fires.len() - inserted.len();
+        // Recorded meanwhile (another node's backfill of the same range).
+        done.already_recorded += runs.len() - inserted.len();
         done.queued = inserted.clone();
         self.sink.enqueue(inserted);
         Ok(done)
