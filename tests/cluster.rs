@@ -353,10 +353,24 @@ async fn a_tenants_concurrent_runs_hold_across_nodes_and_its_runs_spread_over_th
     assert!(created.status.is_success(), "{}", created.body);
     // Every node has read the tenant's quota before runs are queued.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = run_through_every_node(&nodes, Some(&acme), "slow", 12).await;
+    // At most two of its runs at once, wherever they ran.
+    let most = most_at_once(&runs);
+    assert!(most <= 2, "{most} runs at once: {runs:?}");
+    assert_eq!(most, 2, "the tenant used its two slots, on two nodes: {runs:?}");
+    let ran_on: BTreeSet<&str> = runs.iter().filter_map(|run| run["node"].as_str()).collect();
+    assert!(ran_on.len() >= 2, "runs ran on {ran_on:?}");
+}
+
+/// Asks for `count` runs of `job` through the nodes in turn (as `token`,
+/// or the admin), and returns them once all have succeeded.
+async fn run_through_every_node(nodes: &[TestDaemon], token: Option<&str>, job: &str, count: usize) -> Vec<Value> {
     let mut ids = Vec::new();
-    for index in 0..12 {
-        let queued = nodes[index % 3]
-            .call_as(Some(&acme), Method::POST, "/v1/jobs/slow/run", None)
+    for index in 0..count {
+        let path = format!("/v1/jobs/{job}/run");
+        let node = &nodes[index % nodes.len()];
+        let queued = node
+            .call_as(Some(token.unwrap_or(&node.token)), Method::POST, &path, None)
             .await;
         assert!(queued.status.is_success(), "{}", queued.body);
         ids.push(queued.body["id"].as_str().expect("a run id").to_string());
@@ -365,11 +379,13 @@ async fn a_tenants_concurrent_runs_hold_across_nodes_and_its_runs_spread_over_th
     for _ in 0..150 {
         runs.clear();
         for id in &ids {
-            let run = nodes[0]
-                .call_as(Some(&acme), Method::GET, &format!("/v1/runs/{id}"), None)
-                .await
-                .body;
-            runs.push(run);
+            let path = format!("/v1/runs/{id}");
+            runs.push(
+                nodes[0]
+                    .call_as(Some(token.unwrap_or(&nodes[0].token)), Method::GET, &path, None)
+                    .await
+                    .body,
+            );
         }
         if runs.iter().all(|run| run["status"] == "succeeded") {
             break;
@@ -377,21 +393,21 @@ async fn a_tenants_concurrent_runs_hold_across_nodes_and_its_runs_spread_over_th
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(runs.iter().all(|run| run["status"] == "succeeded"), "{runs:?}");
-    // At most two of its runs at once, wherever they ran: at each start,
-    // the runs started before it and not finished yet.
-    let mut most = 0;
-    for run in &runs {
-        let start = instant(run, "started_at");
-        let at_once = runs
-            .iter()
-            .filter(|other| instant(other, "started_at") <= start && instant(other, "finished_at") > start)
-            .count();
-        most = most.max(at_once);
-    }
-    assert!(most <= 2, "{most} runs at once: {runs:?}");
-    assert_eq!(most, 2, "the tenant used its two slots, on two nodes: {runs:?}");
-    let ran_on: BTreeSet<&str> = runs.iter().filter_map(|run| run["node"].as_str()).collect();
-    assert!(ran_on.len() >= 2, "runs ran on {ran_on:?}");
+    runs
+}
+
+/// The most of `runs` executing at once, wherever they ran: at each start,
+/// the runs started before it and not finished yet.
+fn most_at_once(runs: &[Value]) -> usize {
+    runs.iter()
+        .map(|run| {
+            let start = instant(run, "started_at");
+            runs.iter()
+                .filter(|other| instant(other, "started_at") <= start && instant(other, "finished_at") > start)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -405,34 +421,8 @@ async fn a_concurrency_group_holds_across_nodes() {
             json!({"input": {"sleep_ms": 300}, "policy": {"overlap": "allow", "concurrency": {"key": "db", "limit": 2}}}),
         )
         .await;
-    let mut ids = Vec::new();
-    for index in 0..9 {
-        let queued = nodes[index % 3].call(Method::POST, "/v1/jobs/load/run", None).await;
-        assert!(queued.status.is_success(), "{}", queued.body);
-        ids.push(queued.body["id"].as_str().expect("a run id").to_string());
-    }
-    let mut runs = Vec::new();
-    for _ in 0..150 {
-        runs.clear();
-        for id in &ids {
-            runs.push(nodes[0].call(Method::GET, &format!("/v1/runs/{id}"), None).await.body);
-        }
-        if runs.iter().all(|run| run["status"] == "succeeded") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(runs.iter().all(|run| run["status"] == "succeeded"), "{runs:?}");
-    let most = runs
-        .iter()
-        .map(|run| {
-            let start = instant(run, "started_at");
-            runs.iter()
-                .filter(|other| instant(other, "started_at") <= start && instant(other, "finished_at") > start)
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
+    let runs = run_through_every_node(&nodes, None, "load", 9).await;
+    let most = most_at_once(&runs);
     assert_eq!(most, 2, "the group ran two at once, never three: {runs:?}");
     let ran_on: BTreeSet<&str> = runs.iter().filter_map(|run| run["node"].as_str()).collect();
     assert!(ran_on.len() >= 2, "runs ran on {ran_on:?}");

@@ -169,7 +169,7 @@ async fn each_quota_refuses_what_passes_it_with_a_clear_error() {
         (json!({"quotas": {"concurrent_runs": 0}}), "quotas.concurrent_runs"),
         (json!({"quotas": {"gpu": 1}}), "quotas"),
         (json!({"http_allow": ["not a host"]}), "http_allow[0]"),
-        (json!({"name": "x"}), "body"),
+        (json!({"name": "x"}), "name: unknown field"),
     ] {
         let answer = daemon.call(Method::PATCH, "/v1/tenants/acme", Some(bad.clone())).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}: {}", answer.body);
