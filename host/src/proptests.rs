@@ -199,7 +199,7 @@ proptest! {
     fn damaged_job_records_decode_or_fail(damages in prop::collection::vec(damage(), 1..4)) {
         let bytes = damaged(job_codec::encode(&a_job()), &damages);
         let _ = job_codec::decode(&bytes);
-        let _ = job_codec::stamp(&bytes);
+        let _ = job_codec::stamp_and_failures(&bytes);
         let _ = job_codec::hooks(&bytes);
     }
 
@@ -213,7 +213,7 @@ proptest! {
     #[test]
     fn any_bytes_are_a_record_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = job_codec::decode(&bytes);
-        let _ = job_codec::stamp(&bytes);
+        let _ = job_codec::stamp_and_failures(&bytes);
         let _ = job_codec::hooks(&bytes);
         let _ = run_codec::decode(&bytes, "acme", "01kbgz8m7yq3d5v2c8n6r4t1wx");
     }

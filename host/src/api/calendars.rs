@@ -14,7 +14,6 @@ use super::error::{ApiError, ErrorBody, Refusals};
 use super::extract::{Caller, JsonBody};
 use super::state::AppState;
 use super::views::{CalendarList, CalendarView};
-use crate::model::Tenant;
 use crate::model::tenant::Calendar;
 use crate::model::validate::ValidationError;
 use crate::timing::rules::{is_calendar_name, parse_spans};
@@ -38,13 +37,6 @@ struct CalendarBody {
     /// What it is for.
     #[serde(default)]
     description: Option<String>,
-}
-
-fn tenant_of(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
-    state
-        .tenants()
-        .get(name)
-        .ok_or_else(|| ApiError::not_found("tenant_not_found", format!("no tenant named {name:?}")))
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -108,7 +100,7 @@ pub async fn put(
         return Err(ValidationError::new("description", format!("at most {MAX_DESCRIPTION} bytes")).into());
     }
     let _writing = WRITING.lock().await;
-    let mut tenant = tenant_of(&state, &caller.tenant)?;
+    let mut tenant = state.tenant(&caller.tenant)?;
     let calendar = Calendar {
         dates,
         description: request.description,
@@ -134,7 +126,7 @@ pub async fn put(
     responses((status = 200, description = "the tenant's calendars", body = CalendarList), Refusals)
 )]
 pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<CalendarList>, ApiError> {
-    let tenant = tenant_of(&state, &caller.tenant)?;
+    let tenant = state.tenant(&caller.tenant)?;
     let calendars = tenant
         .calendars
         .iter()
@@ -157,7 +149,7 @@ pub async fn get(
     Caller(caller): Caller,
     Path(name): Path<String>,
 ) -> Result<Json<CalendarView>, ApiError> {
-    let tenant = tenant_of(&state, &caller.tenant)?;
+    let tenant = state.tenant(&caller.tenant)?;
     let calendar = tenant.calendars.get(&name).ok_or_else(|| not_found(&name))?;
     Ok(Json(view(&state, &caller.tenant, &name, calendar)?))
 }
@@ -178,7 +170,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let _writing = WRITING.lock().await;
-    let mut tenant = tenant_of(&state, &caller.tenant)?;
+    let mut tenant = state.tenant(&caller.tenant)?;
     if !tenant.calendars.contains_key(&name) {
         return Err(not_found(&name));
     }

@@ -48,13 +48,6 @@ fn no_digest() -> ApiError {
     ApiError::not_found("digest_not_found", "this tenant has no digest; PUT /v1/digest sets one")
 }
 
-fn tenant_of(state: &AppState, name: &str) -> Result<crate::model::Tenant, ApiError> {
-    state
-        .tenants()
-        .get(name)
-        .ok_or_else(|| ApiError::not_found("tenant_not_found", format!("no tenant named {name:?}")))
-}
-
 /// `PUT /v1/digest {"cron", "timezone"?, "to": [addresses]}`.
 #[utoipa::path(
     put,
@@ -93,7 +86,7 @@ pub async fn put(
             Err(format!("{address:?} is not an e-mail address"))
         }
     })?;
-    let mut tenant = tenant_of(&state, &caller.tenant)?;
+    let mut tenant = state.tenant(&caller.tenant)?;
     let previous = tenant.digest.take();
     let digest = Summary {
         cron: request.cron,
@@ -120,7 +113,7 @@ pub async fn put(
     responses((status = 200, description = "the digest", body = DigestView), (status = 404, description = "no digest", body = ErrorBody), Refusals)
 )]
 pub async fn get(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<DigestView>, ApiError> {
-    let tenant = tenant_of(&state, &caller.tenant)?;
+    let tenant = state.tenant(&caller.tenant)?;
     tenant
         .digest
         .as_ref()
@@ -137,7 +130,7 @@ pub async fn get(State(state): State<AppState>, Caller(caller): Caller) -> Resul
     responses((status = 204, description = "stopped"), (status = 404, description = "no digest", body = ErrorBody), Refusals)
 )]
 pub async fn delete(State(state): State<AppState>, Caller(caller): Caller) -> Result<StatusCode, ApiError> {
-    let mut tenant = tenant_of(&state, &caller.tenant)?;
+    let mut tenant = state.tenant(&caller.tenant)?;
     if tenant.digest.take().is_none() {
         return Err(no_digest());
     }
@@ -164,7 +157,7 @@ pub async fn send_now(
     if !state.digests().can_send() {
         return Err(no_mail());
     }
-    let tenant = tenant_of(&state, &caller.tenant)?;
+    let tenant = state.tenant(&caller.tenant)?;
     let digest = tenant.digest.as_ref().ok_or_else(no_digest)?;
     let (from, to) = (digest.window_start(), Utc::now());
     state

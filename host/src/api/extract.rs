@@ -12,6 +12,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -274,6 +275,14 @@ pub fn body_object<T: DeserializeOwned>(body: Value, shape: &str) -> Result<T, A
         let field = if path == "." { "body".to_string() } else { path };
         ApiError::bad_request("invalid_field", format!("{field}: {}; expected {shape}", error.inner()))
     })
+}
+
+/// An RFC 3339 instant the caller sent as `field`, or 400 with `code`
+/// (`invalid_field` in a body, `invalid_query` in a query string).
+pub fn instant_arg(code: &'static str, field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| ApiError::bad_request(code, format!("{field}: {text:?} is not RFC 3339 ({error})")))
 }
 
 /// A query string parsed into `T`, naming the parameter at fault.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::error::{ApiError, ErrorBody, Refusals};
-use super::extract::{Caller, JsonBody, Query, RunBody, run_input, wait_query};
+use super::extract::{Caller, JsonBody, Query, RunBody, instant_arg, run_input, wait_query};
 use super::runs::full_run_view;
 use super::state::AppState;
 use super::views::{BackfillView, FiresView, JobList, JobPreviewView, JobPutView, JobView, RunWithOutputView};
@@ -313,24 +313,11 @@ pub async fn fires(
     Path(id): Path<String>,
     Query(query): Query<FiresQuery>,
 ) -> Result<Json<FiresView>, ApiError> {
-    let instant = |field: &str, text: Option<&str>| -> Result<Option<DateTime<Utc>>, ApiError> {
-        text.map(|text| {
-            DateTime::parse_from_rfc3339(text)
-                .map(|at| at.with_timezone(&Utc))
-                .map_err(|error| {
-                    ApiError::bad_request("invalid_query", format!("{field}: {text:?} is not RFC 3339 ({error})"))
-                })
-        })
-        .transpose()
-    };
+    let instant =
+        |field: &str, text: Option<&str>| text.map(|text| instant_arg("invalid_query", field, text)).transpose();
     let from = whole_millisecond(instant("from", query.from.as_deref())?.unwrap_or_else(Utc::now));
     let to = instant("to", query.to.as_deref())?.unwrap_or(from + chrono::Duration::days(7));
-    if to <= from || to - from > chrono::Duration::days(MAX_FIRES_RANGE_DAYS) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("to: must be after from and at most {MAX_FIRES_RANGE_DAYS} days after it"),
-        ));
-    }
+    check_range("invalid_query", from, to)?;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_FIRES_LISTED {
         return Err(ApiError::bad_request(
@@ -382,23 +369,9 @@ pub async fn backfill(
     JsonBody(body): JsonBody,
 ) -> Result<Json<BackfillView>, ApiError> {
     let request: BackfillBody = super::extract::body_object(body, r#"{"from", "to"}"#)?;
-    let instant = |field: &str, text: &str| {
-        DateTime::parse_from_rfc3339(text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|error| {
-                ApiError::bad_request("invalid_field", format!("{field}: {text:?} is not RFC 3339 ({error})"))
-            })
-    };
-    let (from, to) = (
-        whole_millisecond(instant("from", &request.from)?),
-        instant("to", &request.to)?,
-    );
-    if to <= from || to - from > chrono::Duration::days(MAX_FIRES_RANGE_DAYS) {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            format!("to: must be after from and at most {MAX_FIRES_RANGE_DAYS} days after it"),
-        ));
-    }
+    let from = whole_millisecond(instant_arg("invalid_field", "from", &request.from)?);
+    let to = instant_arg("invalid_field", "to", &request.to)?;
+    check_range("invalid_field", from, to)?;
     if to > Utc::now() {
         return Err(ApiError::bad_request(
             "invalid_field",
@@ -414,6 +387,18 @@ pub async fn backfill(
         tracing::info!(job_id = %job.id, runs = done.queued.len(), %from, %to, "backfill queued");
     }
     Ok(Json(BackfillView::from(done)))
+}
+
+/// A range of fires the API takes: `to` after `from`, at most
+/// [`MAX_FIRES_RANGE_DAYS`] after it; else 400 with `code`.
+fn check_range(code: &'static str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), ApiError> {
+    if to <= from || to - from > chrono::Duration::days(MAX_FIRES_RANGE_DAYS) {
+        return Err(ApiError::bad_request(
+            code,
+            format!("to: must be after from and at most {MAX_FIRES_RANGE_DAYS} days after it"),
+        ));
+    }
+    Ok(())
 }
 
 /// `at`, or the next whole millisecond after it (fires are whole

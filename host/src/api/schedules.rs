@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -57,11 +57,7 @@ pub async fn preview(
         resolve_calendars(&mut schedule, |name| tenant.as_ref()?.calendar_dates(name))?;
     }
     let from = match request.from {
-        Some(text) => DateTime::parse_from_rfc3339(&text)
-            .map_err(|error| {
-                ApiError::bad_request("invalid_field", format!("from: {text:?} is not RFC 3339 ({error})"))
-            })?
-            .with_timezone(&Utc),
+        Some(text) => super::extract::instant_arg("invalid_field", "from", &text)?,
         None => Utc::now(),
     };
     let count = request.count.unwrap_or(DEFAULT_COUNT);

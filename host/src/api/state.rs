@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::error::ApiError;
 use super::stream_slots::StreamSlots;
 use crate::auth::Auth;
 use crate::cluster::Cluster;
@@ -12,6 +13,7 @@ use crate::events::EventBus;
 use crate::executor::Executor;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
+use crate::model::Tenant;
 use crate::plugin::Plugins;
 use crate::relay::Relay;
 use crate::scheduler::Scheduler;
@@ -139,6 +141,13 @@ impl AppState {
 
     pub(super) fn tenants(&self) -> &Tenants {
         &self.inner.parts.tenants
+    }
+
+    /// The tenant called `name`, or 404 `tenant_not_found`.
+    pub(super) fn tenant(&self, name: &str) -> Result<Tenant, ApiError> {
+        self.tenants()
+            .get(name)
+            .ok_or_else(|| ApiError::not_found("tenant_not_found", format!("no tenant named {name:?}")))
     }
 
     pub(super) fn vault(&self) -> &Vault {

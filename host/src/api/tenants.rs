@@ -38,13 +38,6 @@ struct NewTenant {
     http_allow: Option<Vec<String>>,
 }
 
-fn find_tenant(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
-    state
-        .tenants()
-        .get(name)
-        .ok_or_else(|| ApiError::not_found("tenant_not_found", format!("no tenant named {name:?}")))
-}
-
 /// Quotas given over the API, merged (RFC 7386) over `base`.
 fn merged_quotas(base: &Quotas, patch: Option<&Value>) -> Result<Quotas, ApiError> {
     let Some(patch) = patch else {
@@ -150,7 +143,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> Result<Json<TenantWithUsageView>, ApiError> {
     require_admin(&caller)?;
-    let tenant = find_tenant(&state, &name)?;
+    let tenant = state.tenant(&name)?;
     let store = state.store();
     let usage = TenantUsageView {
         plugin_bytes: store.plugin_usage(&tenant.name)?,
@@ -201,7 +194,7 @@ pub async fn patch(
     JsonBody(body): JsonBody,
 ) -> Result<Json<TenantView>, ApiError> {
     require_admin(&caller)?;
-    let mut tenant = find_tenant(&state, &name)?;
+    let mut tenant = state.tenant(&name)?;
     let request: TenantPatch = super::extract::body_object(body, r#"{"quotas"?, "http_allow"?}"#)?;
     tenant.quotas = merged_quotas(&tenant.quotas, request.quotas.as_ref())?;
     if let Some(http_allow) = request.http_allow {
@@ -230,7 +223,7 @@ pub async fn create_token(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     require_admin(&caller)?;
-    let tenant = find_tenant(&state, &name)?;
+    let tenant = state.tenant(&name)?;
     let (token, secret) = mint(&tenant.name);
     state.store().insert_token(&token)?;
     state.store().flush_async().await?;
@@ -253,7 +246,7 @@ pub async fn list_tokens(
     Path(name): Path<String>,
 ) -> Result<Json<TokenList>, ApiError> {
     require_admin(&caller)?;
-    let tenant = find_tenant(&state, &name)?;
+    let tenant = state.tenant(&name)?;
     let tokens = state.store().list_tokens(&tenant.name)?;
     Ok(Json(TokenList::new(&tokens)))
 }
@@ -273,7 +266,7 @@ pub async fn revoke_token(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&caller)?;
-    let tenant = find_tenant(&state, &name)?;
+    let tenant = state.tenant(&name)?;
     if state.store().revoke_token(&tenant.name, &id, Utc::now())?.is_none() {
         return Err(ApiError::not_found(
             "token_not_found",

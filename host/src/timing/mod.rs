@@ -462,10 +462,7 @@ impl Schedule {
         last_finished: Option<DateTime<Utc>>,
     ) -> Option<DateTime<Utc>> {
         let millisecond = chrono::Duration::milliseconds(1);
-        let mut after = match self.rules.not_before {
-            Some(start) => after.max(start - millisecond),
-            None => after,
-        };
+        let mut after = self.after_not_before(after);
         for _ in 0..MAX_EXCLUDED_JUMPS {
             let fire = self.kind.next_fire(self.timezone, after, anchor, last_finished)?;
             if self.rules.not_after.is_some_and(|end| fire > end) {
@@ -485,10 +482,7 @@ impl Schedule {
     /// fires of the range within the bounds, less those on excluded dates.
     pub fn count_fires(&self, anchor: DateTime<Utc>, after: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
         let millisecond = chrono::Duration::milliseconds(1);
-        let after = match self.rules.not_before {
-            Some(start) => after.max(start - millisecond),
-            None => after,
-        };
+        let after = self.after_not_before(after);
         let until = match self.rules.not_after {
             Some(end) => until.min(end),
             None => until,
@@ -518,6 +512,15 @@ impl Schedule {
             }
         }
         total
+    }
+
+    /// `after`, or just before `not_before` when that is later: the fires
+    /// strictly after the result are those the bound lets through.
+    fn after_not_before(&self, after: DateTime<Utc>) -> DateTime<Utc> {
+        match self.rules.not_before {
+            Some(start) => after.max(start - chrono::Duration::milliseconds(1)),
+            None => after,
+        }
     }
 
     /// The latest fire at or after `start` and at or before `limit`.

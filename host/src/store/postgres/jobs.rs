@@ -196,20 +196,15 @@ impl JobStore for PgStore {
                 let failures = match &stored {
                     Some(row) => {
                         let bytes: &[u8] = row.get(0);
-                        let stamp = job_codec::stamp(bytes).map_err(|message| corrupt(&job.id, message))?;
-                        let hooks = job_codec::hooks(bytes).map_err(|message| corrupt(&job.id, message))?;
-                        kept_failures(stamp.enabled, hooks.failures, job)
+                        let (stamp, failures) =
+                            job_codec::stamp_and_failures(bytes).map_err(|message| corrupt(&job.id, message))?;
+                        kept_failures(stamp.enabled, failures, job)
                     }
                     None => job.failures,
                 };
                 withdraw(transaction, &job.tenant, &job.id, withdrawn).await?;
-                if failures == job.failures {
-                    write_job(transaction, job, &record, true, &self.node).await
-                } else {
-                    let mut counted = job.clone();
-                    counted.failures = failures;
-                    write_job(transaction, &counted, &job_codec::encode(&counted), true, &self.node).await
-                }
+                let record = job_codec::with_failures(job, &record, failures);
+                write_job(transaction, job, &record, true, &self.node).await
             })
             .await
         });
@@ -400,9 +395,7 @@ impl JobStore for PgStore {
                 for row in &locked {
                     let (tenant, id): (String, String) = (row.get(0), row.get(1));
                     let bytes: &[u8] = row.get(2);
-                    let stamp = job_codec::stamp(bytes)
-                        .and_then(|stamp| Ok((stamp, job_codec::hooks(bytes)?.failures)))
-                        .map_err(|message| corrupt(&id, message));
+                    let stamp = job_codec::stamp_and_failures(bytes).map_err(|message| corrupt(&id, message));
                     stamps.insert((tenant, id), stamp);
                 }
                 let mut outcomes: Vec<StoreResult<Vec<Run>>> = Vec::with_capacity(fires.len());
@@ -428,14 +421,7 @@ impl JobStore for PgStore {
                         }
                         Some(Ok((_, failures))) => {
                             accepted.push(index);
-                            let record = if *failures == job.failures {
-                                records[index].clone()
-                            } else {
-                                let mut counted = job.clone();
-                                counted.failures = *failures;
-                                job_codec::encode(&counted)
-                            };
-                            written.push((index, record));
+                            written.push((index, job_codec::with_failures(job, &records[index], *failures)));
                             Ok(Vec::new())
                         }
                     };
@@ -451,7 +437,7 @@ impl JobStore for PgStore {
                 let ids: Vec<&str> = written.iter().map(|(index, _)| fires[*index].job.id.as_str()).collect();
                 let due: Vec<Option<DateTime<Utc>>> =
                     written.iter().map(|(index, _)| due_at(&fires[*index].job)).collect();
-                let bytes: Vec<&[u8]> = written.iter().map(|(_, record)| record.as_slice()).collect();
+                let bytes: Vec<&[u8]> = written.iter().map(|(_, record)| record.as_ref()).collect();
                 let statement = transaction
                     .prepare_cached(
                         "UPDATE jobs SET next_fire_at = fired.due, record = fired.record

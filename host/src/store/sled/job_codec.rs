@@ -5,10 +5,10 @@
 //!
 //! Layout: a version byte ([`VERSION`]), then what a fire checks and a
 //! run's end reads (enabled, `updated_at`, `next_fire_at`, the schedule,
-//! the webhooks, `failures`), so [`stamp`] and [`hooks`] stop early; then every other
-//! field of [`Job`], each in the form `codec` gives its type. A schedule is
-//! a kind byte and its parts: a cron line and its zone name, an interval,
-//! or an instant. The input is its JSON text (none for `null`). Records
+//! the webhooks, `failures`), so [`stamp_and_failures`] and [`hooks`]
+//! stop early; then every other field of [`Job`], each in the form `codec`
+//! gives its type. A schedule is a kind byte and its parts: a cron line
+//! and its zone name, an interval, or an instant. The input is its JSON text (none for `null`). Records
 //! written as JSON by older versions (first byte `{`) still read, and
 //! version 1 records (before `after_jobs`) and version 2 ones (before
 //! `failures`, after the webhooks, and the last fields: `fired`, a flag
@@ -328,29 +328,47 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
     Ok(job)
 }
 
-/// What a fire checks of a job record, binary or JSON, without the rest.
-pub fn stamp(bytes: &[u8]) -> Result<Stamp, String> {
-    match binary(bytes)? {
-        Some(mut input) => read_stamp(&mut input),
-        None => serde_json::from_slice(bytes).map_err(|error| error.to_string()),
-    }
-}
-
 /// A job record's hooks (see [`JobHooks`]), binary or JSON, without
 /// parsing its schedule or reading the fields after the webhooks.
 pub fn hooks(bytes: &[u8]) -> Result<JobHooks, String> {
+    head(bytes).map(|(_, hooks)| hooks)
+}
+
+/// What a fire checks of a job record (its stamp) and what a write of the
+/// job keeps of it (its count of failed runs, see
+/// `JobStore::count_outcome`), binary or JSON, without the rest.
+pub fn stamp_and_failures(bytes: &[u8]) -> Result<(Stamp, u64), String> {
+    head(bytes).map(|(stamp, hooks)| (stamp, hooks.failures))
+}
+
+/// The record's stamp and hooks, what comes before the rest of the job.
+fn head(bytes: &[u8]) -> Result<(Stamp, JobHooks), String> {
     let Some(mut input) = binary(bytes)? else {
-        return serde_json::from_slice(bytes).map_err(|error| error.to_string());
+        let stamp = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+        let hooks = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+        return Ok((stamp, hooks));
     };
     let version = bytes[0];
-    read_stamp(&mut input)?;
+    let stamp = read_stamp(&mut input)?;
     let after = matches!(read_schedule(&mut input)?, StoredSchedule::After(_));
     let webhooks = read_webhooks(&mut input)?;
-    Ok(JobHooks {
+    let hooks = JobHooks {
         after,
         webhooks,
         failures: if version >= VERSION { input.uint()? } else { 0 },
-    })
+    };
+    Ok((stamp, hooks))
+}
+
+/// The record of `job` (`record`, its encoding) with `failures` as its
+/// count of failed runs: `record` itself when that is the job's count.
+pub fn with_failures<'a>(job: &Job, record: &'a [u8], failures: u64) -> std::borrow::Cow<'a, [u8]> {
+    if failures == job.failures {
+        return std::borrow::Cow::Borrowed(record);
+    }
+    let mut counted = job.clone();
+    counted.failures = failures;
+    std::borrow::Cow::Owned(encode(&counted))
 }
 
 /// A reader after the version byte of a binary record; None for JSON.
@@ -574,7 +592,8 @@ mod tests {
     fn the_stamp_and_the_hooks_read_as_the_whole_record_says() {
         let job = full_job();
         for bytes in [encode(&job), serde_json::to_vec(&job).unwrap()] {
-            let stamp = stamp(&bytes).unwrap();
+            let (stamp, failures) = stamp_and_failures(&bytes).unwrap();
+            assert_eq!(failures, job.failures);
             assert_eq!(
                 stamp,
                 Stamp {
@@ -605,7 +624,7 @@ mod tests {
                 .contains("left after")
         );
         assert!(decode(&[9, 1, 2]).unwrap_err().contains("version 9"));
-        assert!(stamp(&[]).is_err());
+        assert!(stamp_and_failures(&[]).is_err());
         let mut bad_zone = encode(&validated(serde_json::json!({"name": "j", "plugin": "p",
             "schedule": {"cron": "* * * * *", "timezone": "Asia/Tokyo"}})));
         let at = bad_zone.windows(5).position(|part| part == b"Tokyo").unwrap();

@@ -178,13 +178,10 @@ impl JobStore for SledStore {
                     failures = kept_failures(previous.enabled, previous.failures, job);
                 }
                 job_names.insert(name_key.as_slice(), job.id.as_bytes())?;
-                if failures == job.failures {
-                    jobs.insert(job_key.as_slice(), record.as_slice())?;
-                } else {
-                    let mut counted = job.clone();
-                    counted.failures = failures;
-                    jobs.insert(job_key.as_slice(), job_codec::encode(&counted))?;
-                }
+                jobs.insert(
+                    job_key.as_slice(),
+                    job_codec::with_failures(job, &record, failures).as_ref(),
+                )?;
                 if let Some(entry) = &due_entry {
                     due.insert(entry.as_slice(), &[] as &[u8])?;
                 }
@@ -342,12 +339,9 @@ impl JobStore for SledStore {
                 for (fire, encoded) in fires.iter().zip(&encoded) {
                     let job = &fire.job;
                     let stored = jobs.get(encoded.job_key.as_slice())?;
-                    let current = match stored
-                        .as_deref()
-                        .map(|bytes| job_codec::stamp(bytes).map(|stamp| (stamp, job_codec::hooks(bytes))))
-                    {
-                        Some(Ok((stamp, Ok(hooks)))) => (stamp, hooks.failures),
-                        Some(Err(message) | Ok((_, Err(message)))) => {
+                    let (current, failures) = match stored.as_deref().map(job_codec::stamp_and_failures) {
+                        Some(Ok(current)) => current,
+                        Some(Err(message)) => {
                             outcomes.push(Err(corrupt(&encoded.job_key, message)));
                             continue;
                         }
@@ -356,7 +350,6 @@ impl JobStore for SledStore {
                             continue;
                         }
                     };
-                    let (current, failures) = current;
                     if !fire.runs_only {
                         if current.updated_at != job.updated_at || current.enabled != job.enabled {
                             outcomes.push(Err(StoreError::Conflict(format!(
@@ -372,12 +365,9 @@ impl JobStore for SledStore {
                             due.insert(entry.as_slice(), &[] as &[u8])?;
                         }
                         // The count of failed runs is the store's (see `count_outcome`).
-                        if failures == job.failures {
-                            jobs.insert(encoded.job_key.as_slice(), encoded.record.as_slice())?;
-                        } else {
-                            let mut counted = job.clone();
-                            counted.failures = failures;
-                            jobs.insert(encoded.job_key.as_slice(), job_codec::encode(&counted))?;
+                        let record = job_codec::with_failures(job, &encoded.record, failures);
+                        jobs.insert(encoded.job_key.as_slice(), record.as_ref())?;
+                        if failures != job.failures {
                             carried.push(encoded.job_key.as_slice());
                         }
                     }
