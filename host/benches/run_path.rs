@@ -241,6 +241,7 @@ fn request(fuel: Option<u64>, input: &[u8]) -> RunRequest {
         capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
         cancel: Arc::new(AtomicBool::new(false)),
         log: sandcron::sandbox::log::LogSink::new(limits().logs),
+        tape: sandcron::sandbox::TapeMode::Off,
     }
 }
 

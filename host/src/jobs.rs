@@ -419,7 +419,7 @@ impl Jobs {
             }
             if matches!(change, Change::Created | Change::Updated) {
                 let metering = Metering::of(job.limits.fuel);
-                self.plugins.prepare_soon(&job.tenant, &job.plugin, metering);
+                self.plugins.prepare_soon(&job.tenant, &job.plugin, metering.into());
             }
             match reason {
                 Some(reason) => self.events.job_because(change.event(), job, reason),

@@ -27,7 +27,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::metrics::Metrics;
 use crate::model::validate::check_name;
 use crate::model::{Artifact, PluginRef, PluginVersion};
-use crate::sandbox::{Metering, PreparedJob, Sandbox};
+use crate::sandbox::{EngineKind, Metering, PreparedJob, Sandbox};
 use crate::store::{NewPluginVersion, Store, check_plugin_quota};
 
 use cache::ByteLru;
@@ -56,14 +56,14 @@ pub struct PluginLimits {
     pub artifact_bytes: u64,
 }
 
-/// A compiled plugin in memory: its metering and digest (as bytes, so a
+/// A compiled plugin in memory: its engine kind and digest (as bytes, so a
 /// run's lookup does not allocate).
-type CacheKey = (Metering, [u8; 32]);
+type CacheKey = (EngineKind, [u8; 32]);
 
-fn cache_key(digest: &str, metering: Metering) -> Option<CacheKey> {
+fn cache_key(digest: &str, kind: EngineKind) -> Option<CacheKey> {
     let mut raw = [0; 32];
     hex::decode_to_slice(digest, &mut raw).ok()?;
-    Some((metering, raw))
+    Some((kind, raw))
 }
 
 /// What compiling gave.
@@ -82,7 +82,7 @@ pub struct Plugins {
     sandbox: Arc<Sandbox>,
     max_bytes: u64,
     metrics: Arc<Metrics>,
-    /// Compiled plugins by metering and digest: a plugin is compiled for
+    /// Compiled plugins by kind and digest: a plugin is compiled for
     /// the metered engines only once a job with a fuel budget runs it.
     prepared: Mutex<ByteLru<CacheKey, Arc<PreparedJob>>>,
     /// Loads under way: concurrent misses of one plugin wait for the first
@@ -99,7 +99,7 @@ pub struct Plugins {
     /// References resolved since the last upload or delete (every fire
     /// resolves its job's plugin).
     resolved: Mutex<Resolved>,
-    /// The built-ins' compiled code by metering and digest: compiled on
+    /// The built-ins' compiled code by kind and digest: compiled on
     /// first use and kept (never dropped, so never compiled twice).
     builtins: Mutex<HashMap<CacheKey, Arc<OnceCell<Arc<PreparedJob>>>>>,
 }
@@ -212,8 +212,8 @@ impl Plugins {
     fn forget(&self, digests: &[String]) {
         let mut memory = self.memory();
         for digest in digests {
-            for metering in [Metering::Unmetered, Metering::Fuel] {
-                if let Some(key) = cache_key(digest, metering) {
+            for kind in EngineKind::ALL {
+                if let Some(key) = cache_key(digest, kind) {
                     memory.remove(&key);
                 }
             }
@@ -284,7 +284,7 @@ impl Plugins {
         let (compiled, bytes) = if self.store.has_artifact(&digest, engine)? {
             (None, bytes)
         } else {
-            let mut compiled = self.compile(digest.clone(), bytes, Metering::Unmetered).await?;
+            let mut compiled = self.compile(digest.clone(), bytes, Metering::Unmetered.into()).await?;
             let bytes = std::mem::take(&mut compiled.bytes);
             (Some(compiled), bytes)
         };
@@ -303,7 +303,9 @@ impl Plugins {
         if let (true, Some(compiled)) = (added.created, &compiled) {
             self.stored_code(&digest, &compiled.artifact.engine);
         }
-        if let (true, Some(compiled), Some(key)) = (added.created, compiled, cache_key(&digest, Metering::Unmetered)) {
+        if let (true, Some(compiled), Some(key)) =
+            (added.created, compiled, cache_key(&digest, Metering::Unmetered.into()))
+        {
             self.remember(key, Arc::new(compiled.prepared), compiled.code.len() as u64);
         }
         self.store.flush_async().await?;
@@ -336,7 +338,7 @@ impl Plugins {
 
     /// Compiles off the async runtime, at most `concurrent_compiles` at
     /// once, and checks the `job` world.
-    async fn compile(&self, digest: String, bytes: Vec<u8>, metering: Metering) -> Result<Compiled, PluginError> {
+    async fn compile(&self, digest: String, bytes: Vec<u8>, kind: EngineKind) -> Result<Compiled, PluginError> {
         let permit = self
             .compiles
             .clone()
@@ -349,20 +351,20 @@ impl Plugins {
             // not let another start beside it.
             let _permit = permit;
             let started = Instant::now();
-            let component = sandbox.compile(&bytes, metering)?;
-            let prepared = sandbox.prepare(&component, metering)?;
+            let component = sandbox.compile(&bytes, kind)?;
+            let prepared = sandbox.prepare(&component, kind)?;
             let compile_ms = started.elapsed().as_millis() as u64;
             let code = sandbox
                 .serialize(&component)
                 .map_err(|error| PluginError::Internal(error.to_string()))?;
             let artifact = Artifact {
                 digest: digest.clone(),
-                engine: sandbox.fingerprint(metering).to_string(),
+                engine: sandbox.fingerprint(kind).to_string(),
                 compiled_at: Utc::now(),
                 compile_ms,
                 artifact_digest: self::digest(&code),
             };
-            tracing::info!(%digest, compile_ms, ?metering, "plugin compiled");
+            tracing::info!(%digest, compile_ms, ?kind, "plugin compiled");
             metrics.compiled(started.elapsed().as_secs_f64());
             Ok(Compiled {
                 prepared,
@@ -375,46 +377,44 @@ impl Plugins {
         .map_err(|error| PluginError::Internal(format!("the compile task failed: {error}")))?
     }
 
-    /// Gets the plugin `reference` of `tenant` ready for runs of `metering`
+    /// Gets the plugin `reference` of `tenant` ready for runs of `kind`
     /// in the background: a job just asked for it, and its first run should
     /// not wait for a compile (a Python plugin takes tens of seconds, the
     /// first metered run of any plugin compiles its metered code).
-    pub fn prepare_soon(self: &Arc<Self>, tenant: &str, reference: &str, metering: Metering) {
+    pub fn prepare_soon(self: &Arc<Self>, tenant: &str, reference: &str, kind: EngineKind) {
         let digest = match self.resolve(tenant, reference) {
             Ok(version) => version.digest,
             Err(_) => return,
         };
         // Ready in memory already: nothing to do (and no cache hit to count:
         // no run asked).
-        if cache_key(&digest, metering).is_none_or(|key| self.cached(&key).is_some() || self.builtin_ready(&key)) {
+        if cache_key(&digest, kind).is_none_or(|key| self.cached(&key).is_some() || self.builtin_ready(&key)) {
             return;
         }
         let plugins = self.clone();
         tokio::spawn(async move {
-            if let Err(error) = plugins.prepared(&digest, metering).await {
-                tracing::warn!(%digest, ?metering, %error, "preparing a plugin for its job failed");
+            if let Err(error) = plugins.prepared(&digest, kind).await {
+                tracing::warn!(%digest, ?kind, %error, "preparing a plugin for its job failed");
             }
         });
     }
 
     /// The ready-to-instantiate plugin with this digest for runs of this
-    /// metering: from memory, else from the artifact cache, else compiled
+    /// kind: from memory, else from the artifact cache, else compiled
     /// from the stored bytes.
-    pub async fn prepared(&self, digest: &str, metering: Metering) -> Result<Arc<PreparedJob>, PluginError> {
-        let key = cache_key(digest, metering)
+    pub async fn prepared(&self, digest: &str, kind: impl Into<EngineKind>) -> Result<Arc<PreparedJob>, PluginError> {
+        let kind = kind.into();
+        let key = cache_key(digest, kind)
             .ok_or_else(|| PluginError::Internal(format!("{digest:?} is not a sha256 digest")))?;
         if let Some(builtin) = builtin::with_digest(digest) {
-            return self.builtin_prepared(builtin, metering, key).await;
+            return self.builtin_prepared(builtin, kind, key).await;
         }
         if let Some(prepared) = self.cached(&key) {
             self.metrics.cache_hit("memory");
             return Ok(prepared);
         }
         let loading = self.loading(key);
-        let prepared = loading
-            .get_or_try_init(|| self.load(digest, metering, key))
-            .await
-            .cloned();
+        let prepared = loading.get_or_try_init(|| self.load(digest, kind, key)).await.cloned();
         self.loaded(key, &loading);
         prepared
     }
@@ -437,14 +437,14 @@ impl Plugins {
         }
     }
 
-    async fn load(&self, digest: &str, metering: Metering, key: CacheKey) -> Result<Arc<PreparedJob>, PluginError> {
+    async fn load(&self, digest: &str, kind: EngineKind, key: CacheKey) -> Result<Arc<PreparedJob>, PluginError> {
         // A load that just ended may have left it in memory.
         if let Some(prepared) = self.cached(&key) {
             self.metrics.cache_hit("memory");
             return Ok(prepared);
         }
-        if let Some((prepared, size)) = self.load_artifact(digest, metering).await? {
-            self.artifacts.touch(digest, self.sandbox.fingerprint(metering));
+        if let Some((prepared, size)) = self.load_artifact(digest, kind).await? {
+            self.artifacts.touch(digest, self.sandbox.fingerprint(kind));
             self.metrics.cache_hit("artifact");
             let prepared = Arc::new(prepared);
             self.remember(key, prepared.clone(), size);
@@ -454,7 +454,7 @@ impl Plugins {
             .store
             .plugin_bytes(digest)?
             .ok_or_else(|| PluginError::Internal(format!("the bytes of plugin {digest} are missing from the store")))?;
-        let compiled = self.compile(digest.to_string(), bytes, metering).await?;
+        let compiled = self.compile(digest.to_string(), bytes, kind).await?;
         if self.store.put_artifact(&compiled.artifact, &compiled.code)? {
             self.stored_code(digest, &compiled.artifact.engine);
         } else {
@@ -465,9 +465,9 @@ impl Plugins {
         Ok(prepared)
     }
 
-    /// The stored artifact of `digest` for `metering`, loaded, with its size.
-    async fn load_artifact(&self, digest: &str, metering: Metering) -> Result<Option<(PreparedJob, u64)>, PluginError> {
-        let Some((artifact, bytes)) = self.store.artifact(digest, self.sandbox.fingerprint(metering))? else {
+    /// The stored artifact of `digest` for `kind`, loaded, with its size.
+    async fn load_artifact(&self, digest: &str, kind: EngineKind) -> Result<Option<(PreparedJob, u64)>, PluginError> {
+        let Some((artifact, bytes)) = self.store.artifact(digest, self.sandbox.fingerprint(kind))? else {
             return Ok(None);
         };
         if self::digest(&bytes) != artifact.artifact_digest {
@@ -481,14 +481,14 @@ impl Plugins {
             // SAFETY: these bytes were produced by `Sandbox::serialize` of an
             // engine with this fingerprint and match the sha256 recorded when
             // they were stored.
-            let component = match unsafe { sandbox.deserialize(&bytes, metering) } {
+            let component = match unsafe { sandbox.deserialize(&bytes, kind) } {
                 Ok(component) => component,
                 Err(error) => {
                     tracing::warn!(%digest, %error, "cached artifact does not load; compiling again");
                     return Ok(None);
                 }
             };
-            let prepared = sandbox.prepare(&component, metering)?;
+            let prepared = sandbox.prepare(&component, kind)?;
             tracing::info!(%digest, load_us = started.elapsed().as_micros() as u64, "plugin loaded from the artifact cache");
             Ok(Some((prepared, bytes.len() as u64)))
         })
@@ -620,12 +620,12 @@ impl Plugins {
         builtins.get(key).is_some_and(|cell| cell.initialized())
     }
 
-    /// A built-in's code for `metering`: compiled from the embedded bytes by
+    /// A built-in's code for `kind`: compiled from the embedded bytes by
     /// the first run that needs it (others wait for that compile), then kept.
     async fn builtin_prepared(
         &self,
         builtin: &'static builtin::Builtin,
-        metering: Metering,
+        kind: EngineKind,
         key: CacheKey,
     ) -> Result<Arc<PreparedJob>, PluginError> {
         let cell = self
@@ -641,12 +641,12 @@ impl Plugins {
         }
         let compile = || async {
             let compiled = self
-                .compile(builtin.digest().to_string(), builtin.bytes.to_vec(), metering)
+                .compile(builtin.digest().to_string(), builtin.bytes.to_vec(), kind)
                 .await?;
             tracing::info!(
                 plugin = builtin.name,
                 compile_ms = compiled.artifact.compile_ms,
-                ?metering,
+                ?kind,
                 "built-in plugin compiled"
             );
             Ok::<_, PluginError>(Arc::new(compiled.prepared))

@@ -110,6 +110,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         capabilities: capabilities(&args.http_allow, args.http_allow_private, &args.secrets)?,
         cancel: Arc::new(AtomicBool::new(false)),
         log: crate::sandbox::log::LogSink::new(defaults.logs),
+        tape: crate::sandbox::TapeMode::Off,
     };
     let outcome = sandbox.run(&prepared, request).await;
     if !outcome.log.is_empty() {

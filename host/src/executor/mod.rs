@@ -41,7 +41,7 @@ use crate::model::job::Priority;
 use crate::model::{ErrorKind, Job, Run, RunError, RunStatus, Trigger};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
-use crate::sandbox::{Metering, PreparedJob, RunContext, RunRequest, Sandbox};
+use crate::sandbox::{Metering, PreparedJob, RunContext, RunRequest, Sandbox, TapeMode};
 use crate::store::{JobKey, RunClaims, Store, StoreError};
 use crate::sync::lock;
 
@@ -617,6 +617,7 @@ impl Executor {
             capabilities: self.granter.capabilities(run),
             cancel,
             log: LogSink::new(run.limits.logs),
+            tape: TapeMode::Off,
         }
     }
 

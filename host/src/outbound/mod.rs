@@ -68,7 +68,7 @@ pub struct FetchRequest {
 }
 
 /// What came back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchResponse {
     /// Status code.
     pub status: u16,

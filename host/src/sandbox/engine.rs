@@ -2,6 +2,8 @@
 //! interruption only, the default) and metered (fuel as well, for jobs with
 //! a fuel budget); a CPU-bound plugin ran 2.1x as long metered in the cpu
 //! bench, so only jobs that ask for fuel pay for it.
+//! Recorded runs and their replays have two more families, deterministic
+//! (the same bits on any machine) and without a pool.
 //! In each family one engine's instances come from the pooling allocator
 //! (slots reused, memory reset copy-on-write), and, beside it, an on-demand
 //! engine takes the runs arriving while every pool slot is taken, so a full
@@ -108,10 +110,57 @@ impl Metering {
     }
 }
 
-fn engine_config(settings: &SandboxConfig, pooled: bool, metering: Metering) -> Config {
+/// Which engines compile and run a plugin: its metering, and whether the
+/// run must compute the same bits on any machine (recorded runs and their
+/// replays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EngineKind {
+    /// Fuel or not.
+    pub metering: Metering,
+    /// NaNs canonicalised and relaxed SIMD deterministic.
+    pub deterministic: bool,
+}
+
+impl EngineKind {
+    /// Every kind, in the order the sandbox keeps their engines.
+    pub const ALL: [EngineKind; 4] = [
+        EngineKind::of(Metering::Unmetered, false),
+        EngineKind::of(Metering::Fuel, false),
+        EngineKind::of(Metering::Unmetered, true),
+        EngineKind::of(Metering::Fuel, true),
+    ];
+
+    /// The kind of this metering and determinism.
+    pub const fn of(metering: Metering, deterministic: bool) -> EngineKind {
+        EngineKind {
+            metering,
+            deterministic,
+        }
+    }
+
+    /// Its place in [`EngineKind::ALL`].
+    pub(super) fn index(self) -> usize {
+        usize::from(self.metering == Metering::Fuel) + 2 * usize::from(self.deterministic)
+    }
+}
+
+impl From<Metering> for EngineKind {
+    fn from(metering: Metering) -> EngineKind {
+        EngineKind::of(metering, false)
+    }
+}
+
+fn engine_config(settings: &SandboxConfig, pooled: bool, kind: EngineKind) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    config.consume_fuel(metering == Metering::Fuel);
+    config.consume_fuel(kind.metering == Metering::Fuel);
+    if kind.deterministic {
+        // The two sources of different bits for the same input: the sign
+        // and payload of a NaN a float operation makes, and relaxed SIMD
+        // (on by default) whose results depend on the CPU.
+        config.cranelift_nan_canonicalization(true);
+        config.relaxed_simd_deterministic(true);
+    }
     config.epoch_interruption(true);
     config.max_wasm_stack(MAX_WASM_STACK);
     config.async_stack_size(ASYNC_STACK);
@@ -149,8 +198,8 @@ fn engine_config(settings: &SandboxConfig, pooled: bool, metering: Metering) -> 
 
 impl Linked {
     /// An engine (pooled or on demand) and its linker.
-    pub fn new(settings: &SandboxConfig, pooled: bool, metering: Metering) -> anyhow::Result<Linked> {
-        let engine = Engine::new(&engine_config(settings, pooled, metering))
+    pub fn new(settings: &SandboxConfig, pooled: bool, kind: EngineKind) -> anyhow::Result<Linked> {
+        let engine = Engine::new(&engine_config(settings, pooled, kind))
             .map_err(|error| anyhow::anyhow!("wasmtime engine: {error}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -183,18 +232,19 @@ pub(super) struct Family {
 }
 
 impl Family {
-    pub fn new(settings: &SandboxConfig, metering: Metering) -> anyhow::Result<Family> {
-        let pooled = settings.pool_instances > 0;
-        let main = Linked::new(settings, pooled, metering)?;
+    /// The engines of `kind`. Deterministic ones have no pool: few runs
+    /// record or replay, and a second pool would reserve its slots' memory
+    /// and stacks again.
+    pub fn new(settings: &SandboxConfig, kind: EngineKind) -> anyhow::Result<Family> {
+        let pooled = settings.pool_instances > 0 && !kind.deterministic;
+        let main = Linked::new(settings, pooled, kind)?;
         let pooled = match pooled {
-            true => Some((
-                Pool::new(settings.pool_instances),
-                Linked::new(settings, false, metering)?,
-            )),
+            true => Some((Pool::new(settings.pool_instances), Linked::new(settings, false, kind)?)),
             false => None,
         };
         let fingerprint = format!(
-            "wasmtime-{}-{:016x}",
+            "wasmtime-{}{}-{:016x}",
+            if kind.deterministic { "det-" } else { "" },
             env!("CARGO_PKG_VERSION"),
             compatibility(&main.engine)
         );
@@ -216,7 +266,7 @@ impl Family {
 /// A compiled plugin, ready to instantiate cheaply.
 pub struct PreparedJob {
     /// The family it was compiled for.
-    pub(super) metering: Metering,
+    pub(super) kind: EngineKind,
     /// On the sandbox's main engine.
     pub(super) main: JobPre<RunState>,
     component: Component,
@@ -226,9 +276,9 @@ pub struct PreparedJob {
 }
 
 impl PreparedJob {
-    pub(super) fn new(metering: Metering, main: JobPre<RunState>, component: &Component) -> PreparedJob {
+    pub(super) fn new(kind: EngineKind, main: JobPre<RunState>, component: &Component) -> PreparedJob {
         PreparedJob {
-            metering,
+            kind,
             main,
             component: component.clone(),
             fallback: OnceLock::new(),
@@ -316,24 +366,32 @@ mod tests {
         };
         for metering in [Metering::Unmetered, Metering::Fuel] {
             let (pooled, on_demand) = (
-                Linked::new(&settings, true, metering).unwrap(),
-                Linked::new(&settings, false, metering).unwrap(),
+                Linked::new(&settings, true, metering.into()).unwrap(),
+                Linked::new(&settings, false, metering.into()).unwrap(),
             );
             assert_eq!(compatibility(&pooled.engine), compatibility(&on_demand.engine));
         }
     }
 
     #[test]
-    fn metered_and_unmetered_code_do_not_mix() {
+    fn code_of_each_kind_of_engine_stays_apart() {
         let settings = SandboxConfig {
             max_memory: 64 << 20,
             pool_instances: 0,
             core_instances_per_slot: crate::config::DEFAULT_POOL_CORE_INSTANCES,
         };
-        let (unmetered, metered) = (
-            Linked::new(&settings, false, Metering::Unmetered).unwrap(),
-            Linked::new(&settings, false, Metering::Fuel).unwrap(),
-        );
-        assert_ne!(compatibility(&unmetered.engine), compatibility(&metered.engine));
+        let hashes: Vec<u64> = EngineKind::ALL
+            .iter()
+            .map(|kind| compatibility(&Linked::new(&settings, false, *kind).unwrap().engine))
+            .collect();
+        for (index, hash) in hashes.iter().enumerate() {
+            assert_eq!(EngineKind::ALL[index].index(), index);
+            assert_eq!(
+                hashes.iter().filter(|other| *other == hash).count(),
+                1,
+                "{:?}",
+                EngineKind::ALL[index]
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::RunLimiter;
 use super::log::LogSink;
+use super::tape::{self, Answer, Call, SharedTape, Tape};
 use crate::model::Trigger;
 use crate::outbound::{FetchRequest, FetchResponse, HttpGrant, MAX_REQUESTS_PER_RUN, Outbound};
 
@@ -170,6 +171,8 @@ pub struct RunState {
     pub(super) cancel: Arc<AtomicBool>,
     /// The job's zone once `run-info` has looked it up.
     pub(super) zone: Option<Tz>,
+    /// The tape of a run that records or replays.
+    pub(super) tape: Option<SharedTape>,
 }
 
 impl RunState {
@@ -178,24 +181,82 @@ impl RunState {
         if let Some(zone) = self.zone {
             return Ok(zone);
         }
-        let zone = match &self.capabilities.zone {
-            ZoneSource::Known(zone) => *zone,
-            // A failed read of the job traps the run (as a failed kv read
-            // does) rather than tell the plugin a zone that may be wrong.
-            ZoneSource::Lookup(lookup) => {
-                let lookup = lookup.clone();
-                crate::lanes::KV
-                    .run(move || lookup())
-                    .await
-                    .map_err(|error| wasmtime::Error::msg(format!("run-info: the job could not be read: {error}")))?
-                    .map_err(|problem| {
-                        wasmtime::Error::msg(format!("run-info: the job could not be read: {problem}"))
-                    })?
-            }
-        };
+        if let Some(answer) = self.replayed(Call::Zone)? {
+            let zone = match answer {
+                Answer::Zone(name) => name.parse::<Tz>().map_err(|_| {
+                    wasmtime::Error::msg(format!("run-info: the recorded zone {name:?} is unknown here"))
+                })?,
+                other => return Err(from_tape(other)),
+            };
+            self.zone = Some(zone);
+            return Ok(zone);
+        }
+        let zone = look_up_zone(self.capabilities.zone.clone()).await;
+        self.record(Call::Zone, || match &zone {
+            Ok(zone) => Answer::Zone(zone.name().to_string()),
+            Err(error) => trap_answer(error),
+        });
+        let zone = zone?;
         self.zone = Some(zone);
         Ok(zone)
     }
+
+    /// In a replay, the recorded answer to `call` (a call the record does
+    /// not have there ends the run with the divergence); None otherwise.
+    fn replayed(&self, call: Call<'_>) -> wasmtime::Result<Option<Answer>> {
+        let Some(tape) = &self.tape else {
+            return Ok(None);
+        };
+        match &mut *tape::lock(tape) {
+            Tape::Recording(_) => Ok(None),
+            Tape::Playback(playback) => playback.answer(call).map(Some).map_err(wasmtime::Error::new),
+        }
+    }
+
+    /// In a recorded run, puts `call` and its answer on the tape.
+    fn record(&self, call: Call<'_>, answer: impl FnOnce() -> Answer) {
+        if let Some(tape) = &self.tape
+            && let Tape::Recording(recording) = &mut *tape::lock(tape)
+        {
+            recording.push(call, &answer());
+        }
+    }
+
+    /// Whether the run records (so a call's arguments are worth keeping
+    /// for the tape after the call took them).
+    fn records(&self) -> bool {
+        self.tape
+            .as_ref()
+            .is_some_and(|tape| matches!(*tape::lock(tape), Tape::Recording(_)))
+    }
+}
+
+/// Reads the job's zone from where it is kept.
+async fn look_up_zone(source: ZoneSource) -> wasmtime::Result<Tz> {
+    Ok(match source {
+        ZoneSource::Known(zone) => zone,
+        // A failed read of the job traps the run (as a failed kv read
+        // does) rather than tell the plugin a zone that may be wrong.
+        ZoneSource::Lookup(lookup) => crate::lanes::KV
+            .run(move || lookup())
+            .await
+            .map_err(|error| wasmtime::Error::msg(format!("run-info: the job could not be read: {error}")))?
+            .map_err(|problem| wasmtime::Error::msg(format!("run-info: the job could not be read: {problem}")))?,
+    })
+}
+
+/// A recorded answer that ends the run, as the recorded run ended.
+fn from_tape(answer: Answer) -> wasmtime::Error {
+    match answer {
+        Answer::Trap(message) => wasmtime::Error::msg(message),
+        // Opening the tape checked that each answer fits its call.
+        other => wasmtime::Error::msg(format!("the record answered with {other:?} where it cannot")),
+    }
+}
+
+/// How the tape keeps a call's error that ended the run.
+fn trap_answer(error: &wasmtime::Error) -> Answer {
+    Answer::Trap(error.root_cause().to_string())
 }
 
 impl WasiView for RunState {
@@ -251,9 +312,21 @@ impl RunState {
         if check_key(&key).is_err() {
             return Ok(None);
         }
-        off_runtime(&self.capabilities.kv, move |kv| kv.get(&key))
-            .await?
-            .map_err(wasmtime::Error::msg)
+        if let Some(answer) = self.replayed(Call::KvGet(&key))? {
+            return match answer {
+                Answer::Value(value) => Ok(value),
+                other => Err(from_tape(other)),
+            };
+        }
+        let asked = key.clone();
+        let value = off_runtime(&self.capabilities.kv, move |kv| kv.get(&key))
+            .await
+            .and_then(|value| value.map_err(wasmtime::Error::msg));
+        self.record(Call::KvGet(&asked), || match &value {
+            Ok(value) => Answer::Value(value.clone()),
+            Err(error) => trap_answer(error),
+        });
+        value
     }
 
     /// Stores `value` under `key`, within the value size and the tenant's quota.
@@ -267,7 +340,15 @@ impl RunState {
                 value.len()
             )));
         }
-        off_runtime(&self.capabilities.kv, move |kv| kv.set(&key, &value)).await
+        if let Some(answer) = self.replayed(Call::KvSet(&key, &value))? {
+            return done_from_tape(answer);
+        }
+        let asked = self.records().then(|| (key.clone(), value.clone()));
+        let done = off_runtime(&self.capabilities.kv, move |kv| kv.set(&key, &value)).await;
+        if let Some((key, value)) = asked {
+            self.record(Call::KvSet(&key, &value), || done_answer(&done));
+        }
+        done
     }
 
     /// Removes `key`.
@@ -275,19 +356,52 @@ impl RunState {
         if let Err(problem) = check_key(&key) {
             return Ok(Err(problem));
         }
-        off_runtime(&self.capabilities.kv, move |kv| kv.delete(&key)).await
+        if let Some(answer) = self.replayed(Call::KvDelete(&key))? {
+            return done_from_tape(answer);
+        }
+        let asked = key.clone();
+        let done = off_runtime(&self.capabilities.kv, move |kv| kv.delete(&key)).await;
+        self.record(Call::KvDelete(&asked), || done_answer(&done));
+        done
     }
 
     /// The job's keys starting with `prefix`, at most [`MAX_KV_KEYS`].
     pub(crate) async fn kv_keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
-        off_runtime(&self.capabilities.kv, move |kv| kv.keys(&prefix, MAX_KV_KEYS))
-            .await?
-            .map_err(wasmtime::Error::msg)
+        if let Some(answer) = self.replayed(Call::KvKeys(&prefix))? {
+            return match answer {
+                Answer::Keys(keys) => Ok(keys),
+                other => Err(from_tape(other)),
+            };
+        }
+        let asked = prefix.clone();
+        let keys = off_runtime(&self.capabilities.kv, move |kv| kv.keys(&prefix, MAX_KV_KEYS))
+            .await
+            .and_then(|keys| keys.map_err(wasmtime::Error::msg));
+        self.record(Call::KvKeys(&asked), || match &keys {
+            Ok(keys) => Answer::Keys(keys.clone()),
+            Err(error) => trap_answer(error),
+        });
+        keys
     }
 
     /// An HTTP request under the run's grant, its deadline and its request
     /// budget; the error names the request and why it failed.
-    pub(crate) async fn http_fetch(&mut self, fetch: FetchRequest) -> Result<FetchResponse, String> {
+    pub(crate) async fn http_fetch(&mut self, fetch: FetchRequest) -> wasmtime::Result<Result<FetchResponse, String>> {
+        if let Some(answer) = self.replayed(http_call(&fetch))? {
+            return match answer {
+                Answer::Fetched(fetched) => Ok(fetched),
+                other => Err(from_tape(other)),
+            };
+        }
+        let asked = self.records().then(|| fetch.clone());
+        let fetched = self.fetch(fetch).await;
+        if let Some(asked) = asked {
+            self.record(http_call(&asked), || Answer::Fetched(fetched.clone()));
+        }
+        Ok(fetched)
+    }
+
+    async fn fetch(&mut self, fetch: FetchRequest) -> Result<FetchResponse, String> {
         let what = format!("http: {} {}", fetch.method, fetch.url);
         let Some(outbound) = self.capabilities.outbound.clone() else {
             return Err(format!("{what} denied: outbound HTTP is off in this sandbox"));
@@ -298,14 +412,64 @@ impl RunState {
             .map_err(|problem| format!("{what} failed: {problem}"))
     }
 
-    /// A secret granted to the run; any other reads as none.
-    pub(crate) fn secret(&self, name: &str) -> Option<String> {
-        self.capabilities.secrets.get(name).cloned()
+    /// A secret granted to the run; any other reads as none. A replay
+    /// hands the plugin `[secret:NAME]` (what the record keeps in place of
+    /// the value) for a secret that was there.
+    pub(crate) fn secret(&self, name: &str) -> wasmtime::Result<Option<String>> {
+        if let Some(answer) = self.replayed(Call::Secret(name))? {
+            return match answer {
+                Answer::Present(present) => Ok(present.then(|| format!("[secret:{name}]"))),
+                other => Err(from_tape(other)),
+            };
+        }
+        let value = self.capabilities.secrets.get(name).cloned();
+        self.record(Call::Secret(name), || Answer::Present(value.is_some()));
+        Ok(value)
+    }
+
+    /// The offset from UTC of the job's zone at `at` (ms since the epoch).
+    pub(crate) async fn job_utc_offset(&mut self, at: i64) -> wasmtime::Result<i32> {
+        let zone = self.zone().await?;
+        if let Some(answer) = self.replayed(Call::UtcOffset(at))? {
+            return match answer {
+                Answer::Offset(offset) => Ok(offset),
+                other => Err(from_tape(other)),
+            };
+        }
+        let offset = utc_offset(zone, at);
+        self.record(Call::UtcOffset(at), || Answer::Offset(offset));
+        Ok(offset)
     }
 
     /// The job's time zone (looked up the first time).
     pub(crate) async fn job_zone(&mut self) -> wasmtime::Result<Tz> {
         self.zone().await
+    }
+}
+
+/// How the tape names an HTTP request.
+fn http_call(fetch: &FetchRequest) -> Call<'_> {
+    Call::Http {
+        method: &fetch.method,
+        url: &fetch.url,
+        headers: &fetch.headers,
+        body: &fetch.body,
+    }
+}
+
+/// How the tape keeps the answer of `kv.set` or `kv.delete`.
+fn done_answer(done: &wasmtime::Result<Result<(), String>>) -> Answer {
+    match done {
+        Ok(done) => Answer::Done(done.clone()),
+        Err(error) => trap_answer(error),
+    }
+}
+
+/// The recorded answer of `kv.set` or `kv.delete`.
+fn done_from_tape(answer: Answer) -> wasmtime::Result<Result<(), String>> {
+    match answer {
+        Answer::Done(done) => Ok(done),
+        other => Err(from_tape(other)),
     }
 }
 

@@ -12,12 +12,14 @@ pub mod limits;
 pub mod log;
 pub mod mask;
 mod runner;
+pub mod tape;
 mod ticker;
 pub mod wit;
 
-pub use engine::{Allocator, ComponentError, Metering, PreparedJob, SandboxConfig};
+pub use engine::{Allocator, ComponentError, EngineKind, Metering, PreparedJob, SandboxConfig};
 pub use host::{Capabilities, Interruption, KeyValue, MemoryKeyValue, RunContext, RunState, ZoneLookup, ZoneSource};
 pub use runner::{EPOCH_TICK, RunOutcome, RunRequest, Sandbox, Spill, check_header};
+pub use tape::{Divergence, TapeMode, TapeResult};
 
 /// The bindings of the contract's current world (older worlds stay in
 /// [`wit`] beside it).

@@ -2,9 +2,12 @@
 //! capabilities, instantiated from a prepared plugin, driven to its outcome
 //! under a deadline, with the error kind of whatever ended it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use chacha20::ChaCha20Rng;
+use chacha20::rand_core::SeedableRng;
 
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -13,8 +16,9 @@ use wasmtime_wasi::WasiCtxBuilder;
 use crate::model::run::RunLimits;
 use crate::model::{ErrorKind, RunError};
 
-use super::engine::{self, Allocator, ComponentError, Metering, PreparedJob, SandboxConfig};
+use super::engine::{self, Allocator, ComponentError, EngineKind, Metering, PreparedJob, SandboxConfig};
 use super::host::{Capabilities, Interruption, RunContext, RunState};
+use super::tape::{self, Recorded, Recording, Seeds, SharedTape, Tape, TapeMode, TapeMonotonic, TapeResult, TapeWall};
 use super::{host, limits, log, mask, ticker, wit};
 
 /// How often the epoch advances; the precision of deadlines and cancels.
@@ -42,6 +46,8 @@ pub struct RunRequest {
     /// Where the run's log goes (its cap is `limits.logs`); the caller may
     /// read it while the run goes on.
     pub log: log::LogSink,
+    /// Whether the run records its host calls, or replays a record.
+    pub tape: TapeMode,
 }
 
 /// How a run ended.
@@ -59,6 +65,9 @@ pub struct RunOutcome {
     pub allocator: Allocator,
     /// Why a sandbox with a pool put the instance on demand, if it did.
     pub spill: Option<Spill>,
+    /// What the run recorded, or where its replay diverged (None when it
+    /// did neither, or never started).
+    pub tape: Option<TapeResult>,
 }
 
 /// Why a run went to the on-demand engine although there is a pool.
@@ -83,19 +92,21 @@ impl Spill {
 
 /// The shared engines and linkers.
 pub struct Sandbox {
-    unmetered: engine::Family,
-    metered: engine::Family,
+    /// One family per kind, in [`EngineKind::ALL`]'s order.
+    families: Vec<engine::Family>,
     ticker: ticker::Ticker,
 }
 
 impl Sandbox {
     /// Builds the engines, their linkers with every import, and the epoch ticker.
     pub fn new(settings: &SandboxConfig) -> anyhow::Result<Sandbox> {
-        let unmetered = engine::Family::new(settings, Metering::Unmetered)?;
-        let metered = engine::Family::new(settings, Metering::Fuel)?;
-        let engines: Vec<_> = unmetered
-            .engines()
-            .chain(metered.engines())
+        let families = EngineKind::ALL
+            .iter()
+            .map(|kind| engine::Family::new(settings, *kind))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let engines: Vec<_> = families
+            .iter()
+            .flat_map(engine::Family::engines)
             .map(wasmtime::Engine::weak)
             .collect();
         let ticker = ticker::Ticker::spawn(EPOCH_TICK, move || {
@@ -106,31 +117,24 @@ impl Sandbox {
             }
             alive
         });
-        Ok(Sandbox {
-            unmetered,
-            metered,
-            ticker,
-        })
+        Ok(Sandbox { families, ticker })
     }
 
-    fn family(&self, metering: Metering) -> &engine::Family {
-        match metering {
-            Metering::Unmetered => &self.unmetered,
-            Metering::Fuel => &self.metered,
-        }
+    fn family(&self, kind: impl Into<EngineKind>) -> &engine::Family {
+        &self.families[kind.into().index()]
     }
 
-    /// Identifies the compiled-code format of one metering's engines:
+    /// Identifies the compiled-code format of one kind's engines:
     /// artifacts compiled by an engine with another fingerprint must be
     /// compiled again.
-    pub fn fingerprint(&self, metering: Metering) -> &str {
-        &self.family(metering).fingerprint
+    pub fn fingerprint(&self, kind: impl Into<EngineKind>) -> &str {
+        &self.family(kind).fingerprint
     }
 
     /// Validates and compiles component bytes (CPU-heavy: call off the runtime).
-    pub fn compile(&self, bytes: &[u8], metering: Metering) -> Result<Component, ComponentError> {
+    pub fn compile(&self, bytes: &[u8], kind: impl Into<EngineKind>) -> Result<Component, ComponentError> {
         check_header(bytes)?;
-        Component::new(&self.family(metering).main.engine, bytes)
+        Component::new(&self.family(kind).main.engine, bytes)
             .map_err(|error| ComponentError::Invalid(format!("{error:#}")))
     }
 
@@ -146,20 +150,21 @@ impl Sandbox {
     /// # Safety
     ///
     /// `bytes` must come from [`Sandbox::serialize`] of a component compiled
-    /// for `metering` by an engine with the same fingerprint, unmodified:
+    /// for `kind` by an engine with the same fingerprint, unmodified:
     /// wasmtime maps it as executable code. The plugin module stores
     /// artifacts with their sha256 and checks it before calling this.
-    pub unsafe fn deserialize(&self, bytes: &[u8], metering: Metering) -> anyhow::Result<Component> {
+    pub unsafe fn deserialize(&self, bytes: &[u8], kind: impl Into<EngineKind>) -> anyhow::Result<Component> {
         // SAFETY: the caller guarantees the bytes are our own serialized artifact.
-        unsafe { Component::deserialize(&self.family(metering).main.engine, bytes) }
+        unsafe { Component::deserialize(&self.family(kind).main.engine, bytes) }
             .map_err(|error| anyhow::anyhow!("loading an artifact: {error}"))
     }
 
     /// Resolves imports and exports once, so each run only instantiates.
-    /// `component` must have been compiled or loaded for `metering`.
-    pub fn prepare(&self, component: &Component, metering: Metering) -> Result<PreparedJob, ComponentError> {
-        let main = self.family(metering).main.prepare(component)?;
-        Ok(PreparedJob::new(metering, main, component))
+    /// `component` must have been compiled or loaded for `kind`.
+    pub fn prepare(&self, component: &Component, kind: impl Into<EngineKind>) -> Result<PreparedJob, ComponentError> {
+        let kind = kind.into();
+        let main = self.family(kind).main.prepare(component)?;
+        Ok(PreparedJob::new(kind, main, component))
     }
 
     /// Runs one fresh instance to completion under `request.limits`.
@@ -175,6 +180,7 @@ impl Sandbox {
         let deadline = Instant::now() + Duration::from_millis(request.limits.timeout_ms);
         let secrets = log::Secrets::new(&request.capabilities.secrets);
         let cancel_flag = request.cancel.clone();
+        let tape = taped(&mut wasi, request.tape, &secrets);
         let state = RunState {
             wasi: wasi.build(),
             table: wasmtime::component::ResourceTable::new(),
@@ -185,18 +191,19 @@ impl Sandbox {
             deadline,
             cancel: request.cancel,
             zone: None,
+            tape: tape.clone(),
         };
-        if Metering::of(request.limits.fuel) != prepared.metering {
+        let needed = EngineKind::of(Metering::of(request.limits.fuel), tape.is_some());
+        if needed.metering != prepared.kind.metering || (needed.deterministic && !prepared.kind.deterministic) {
             let message = format!(
-                "the plugin was prepared {:?} for a run that is {:?}",
-                prepared.metering,
-                Metering::of(request.limits.fuel)
+                "the plugin was prepared {:?} for a run that is {needed:?}",
+                prepared.kind
             );
             return failed_outcome(ErrorKind::PluginUnavailable, message, log, &secrets);
         }
         // A pool slot, or (every slot taken) the on-demand engine; the
         // lease outlives the store.
-        let family = self.family(prepared.metering);
+        let family = self.family(prepared.kind);
         let main = (&family.main.engine, &prepared.main);
         let (mut lease, (engine, mut pre), mut allocator, mut spill) = match &family.pooled {
             None => (None, main, Allocator::OnDemand, None),
@@ -298,6 +305,7 @@ impl Sandbox {
             .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         let peak_memory = store.data().limiter.peak_memory();
         drop(store);
+        let tape = tape.map(finish_tape);
         let (result, log) = mask_words(
             result,
             log,
@@ -313,7 +321,42 @@ impl Sandbox {
             log,
             allocator,
             spill,
+            tape,
         }
+    }
+}
+
+/// Sets a recorded or replayed run's clocks and random generators to go
+/// through its tape, and gives the tape.
+fn taped(wasi: &mut WasiCtxBuilder, mode: TapeMode, secrets: &log::Secrets) -> Option<SharedTape> {
+    let (seeds, tape) = match mode {
+        TapeMode::Off => return None,
+        TapeMode::Record { cap } => {
+            let seeds = Seeds::fresh();
+            (seeds, Tape::Recording(Recording::new(&seeds, cap, secrets.clone())))
+        }
+        TapeMode::Replay(playback) => (playback.seeds(), Tape::Playback(playback)),
+    };
+    let tape = Arc::new(Mutex::new(tape));
+    wasi.wall_clock(TapeWall(tape.clone()))
+        .monotonic_clock(TapeMonotonic(tape.clone()))
+        .secure_random(ChaCha20Rng::from_seed(seeds.secure))
+        .insecure_random(ChaCha20Rng::from_seed(seeds.insecure))
+        .insecure_random_seed(seeds.insecure_seed);
+    Some(tape)
+}
+
+/// The tape of a run whose store (and so its clocks) is gone.
+fn finish_tape(tape: SharedTape) -> TapeResult {
+    let tape = match Arc::try_unwrap(tape) {
+        Ok(tape) => tape.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()),
+        // Nothing else holds it once the store is dropped; were it held,
+        // the record would be lost, not wrong.
+        Err(_) => return TapeResult::Recorded(Recorded { tape: None, calls: 0 }),
+    };
+    match tape {
+        Tape::Recording(recording) => TapeResult::Recorded(recording.finish()),
+        Tape::Playback(playback) => TapeResult::Replayed(playback.finish()),
     }
 }
 
@@ -338,6 +381,14 @@ fn new_store(engine: &wasmtime::Engine, state: RunState, fuel: Option<u64>) -> R
         }
         if Instant::now() >= state.deadline {
             return Err(wasmtime::Error::new(Interruption::Timeout));
+        }
+        // A replay that left its record in a clock read (which cannot
+        // fail) stops here.
+        if let Some(tape) = &state.tape
+            && let Tape::Playback(playback) = &*tape::lock(tape)
+            && let Some(divergence) = playback.divergence()
+        {
+            return Err(wasmtime::Error::new(divergence.clone()));
         }
         Ok(UpdateDeadline::Yield(1))
     });
@@ -415,6 +466,7 @@ fn failed_outcome(kind: ErrorKind, message: String, log: log::LogSink, secrets: 
         log: log.contents(secrets),
         allocator: Allocator::OnDemand,
         spill: None,
+        tape: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::model::Trigger;
 use crate::outbound::FetchRequest;
-use crate::sandbox::host::{self, RunState, utc_offset};
+use crate::sandbox::host::{self, RunState};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -82,7 +82,7 @@ impl http::Host for RunState {
             body: request.body,
             timeout: request.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
         };
-        Ok(self.http_fetch(fetch).await.map(|response| http::Response {
+        Ok(self.http_fetch(fetch).await?.map(|response| http::Response {
             status: response.status,
             headers: response.headers,
             body: response.body,
@@ -92,7 +92,7 @@ impl http::Host for RunState {
 
 impl secrets::Host for RunState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.secret(&name))
+        self.secret(&name)
     }
 }
 
@@ -102,7 +102,7 @@ impl run_info::Host for RunState {
     }
 
     async fn utc_offset(&mut self, at: i64) -> wasmtime::Result<i32> {
-        Ok(utc_offset(self.job_zone().await?, at))
+        self.job_utc_offset(at).await
     }
 }
 
