@@ -37,6 +37,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/runs/{id}/logs"),
     ("post", "/v1/runs/{id}/cancel"),
     ("post", "/v1/runs/{id}/retry"),
+    ("post", "/v1/runs/{id}/replay"),
+    ("get", "/v1/runs/{id}/record"),
     ("post", "/v1/workflows"),
     ("get", "/v1/workflows"),
     ("get", "/v1/workflows/{name}"),

@@ -54,6 +54,7 @@ fn queued(index: usize, job: &str, trigger: Trigger) -> Run {
         peak_memory: None,
         output_size: 0,
         log_size: 0,
+        tape: None,
         input: b"{}".to_vec(),
         limits: RunLimits {
             fuel: None,
@@ -69,6 +70,7 @@ fn queued(index: usize, job: &str, trigger: Trigger) -> Run {
         retry_of: None,
         http_allow: Vec::new(),
         secrets: Vec::new(),
+        record: false,
         workflow: None,
         node: None,
     }
@@ -90,6 +92,7 @@ fn outcome(run: &Run) -> RunWrite<'_> {
         run,
         output: b"{}",
         log: b"",
+        tape: b"",
         next: None,
     }
 }

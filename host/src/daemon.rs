@@ -175,6 +175,7 @@ impl Daemon {
             Capacity {
                 runs: config.max_concurrent_runs,
                 log_bytes: config.jobs.logs,
+                record_bytes: config.jobs.record_bytes,
                 mark_running_after: config.flush_interval,
                 node: cluster.as_ref().map(|cluster| cluster.node_id().to_string()),
                 claims,

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::model::Job;
 use crate::model::validate::{ValidationError, merge_patch, parse_spec, resolve_calendars, validate};
 use crate::plugin::{PluginError, Plugins};
-use crate::sandbox::Metering;
+use crate::sandbox::{EngineKind, Metering};
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::tenancy::Tenants;
@@ -418,8 +418,8 @@ impl Jobs {
                 Change::Updated | Change::Paused | Change::Resumed => {}
             }
             if matches!(change, Change::Created | Change::Updated) {
-                let metering = Metering::of(job.limits.fuel);
-                self.plugins.prepare_soon(&job.tenant, &job.plugin, metering.into());
+                let kind = EngineKind::of(Metering::of(job.limits.fuel), job.record);
+                self.plugins.prepare_soon(&job.tenant, &job.plugin, kind);
             }
             match reason {
                 Some(reason) => self.events.job_because(change.event(), job, reason),

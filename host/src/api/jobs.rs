@@ -222,11 +222,15 @@ pub struct RunQuery {
     /// With `wait`: follow a failed attempt to its retries, to the last.
     #[serde(default)]
     final_attempt: bool,
+    /// Record the run's host calls (to replay it), whatever the job says.
+    #[serde(default)]
+    record: bool,
 }
 
 /// `POST /v1/jobs/{id}/run` with optional `{input}`; `?wait=30s` answers
 /// with the finished run (200), or the run so far (202) if it is still going;
-/// `&final_attempt=true` waits for the last attempt of a run that is retried.
+/// `&final_attempt=true` waits for the last attempt of a run that is retried;
+/// `?record=true` records the run's host calls, to replay it.
 /// Within the tenant's quotas: 429 `queue_full` past `queued_runs`, 403
 /// `quota_exceeded` when the run does not fit `run_bytes`.
 #[utoipa::path(
@@ -234,7 +238,7 @@ pub struct RunQuery {
     path = "/v1/jobs/{id}/run",
     tag = "jobs",
     operation_id = "run_job",
-    params(("id" = String, Path, description = "the job's id or name"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s"), ("final_attempt" = Option<bool>, Query, description = "with wait: follow a failed attempt to its retries and answer with the last one")),
+    params(("id" = String, Path, description = "the job's id or name"), ("wait" = Option<String>, Query, description = "wait up to this long, e.g. 30s"), ("final_attempt" = Option<bool>, Query, description = "with wait: follow a failed attempt to its retries and answer with the last one"), ("record" = Option<bool>, Query, description = "record the run's host calls, to replay it (POST /v1/runs/{id}/replay)")),
     request_body(content = Option<RunBody>, description = "{\"input\"?}"),
     responses((status = 200, description = "the finished run", body = RunWithOutputView), (status = 202, description = "queued or still going", body = RunWithOutputView), (status = 403, description = "its input does not fit the tenant's run_bytes quota", body = ErrorBody), (status = 404, description = "no such job or plugin", body = ErrorBody), Refusals)
 )]
@@ -245,7 +249,8 @@ pub async fn run_now(
     Query(query): Query<RunQuery>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let job = find_job(&state, &caller.tenant, &id)?;
+    let mut job = find_job(&state, &caller.tenant, &id)?;
+    job.record |= query.record;
     let wait = wait_query(query.wait.as_deref())?;
     if query.final_attempt && wait.is_none() {
         return Err(ApiError::bad_request(

@@ -16,6 +16,7 @@ mod jobs;
 mod meta;
 mod openapi;
 mod plugins;
+mod replays;
 mod runs;
 mod schedules;
 mod secrets;
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/logs", get(runs::logs))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/retry", post(runs::retry))
+        .route("/v1/runs/{id}/replay", post(replays::replay))
+        .route("/v1/runs/{id}/record", get(replays::record))
         .route("/v1/status", get(status::status))
         .route("/v1/events", get(events::stream))
         .route("/v1/webhooks/secret", get(secrets::webhook_secret))

@@ -12,7 +12,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::{
-    calendars, cluster, digest, events, jobs, meta, plugins, runs, schedules, secrets, status, tenants, workflows,
+    calendars, cluster, digest, events, jobs, meta, plugins, replays, runs, schedules, secrets, status, tenants,
+    workflows,
 };
 
 struct BearerAuth;
@@ -39,6 +40,7 @@ impl Modify for BearerAuth {
         jobs::create, jobs::list, jobs::get, jobs::upsert, jobs::patch,
         jobs::delete, jobs::pause, jobs::resume, jobs::run_now, jobs::fires, jobs::backfill,
         runs::list, runs::get, runs::logs, runs::cancel, runs::retry,
+        replays::replay, replays::record,
         schedules::preview, status::status, status::pause, status::resume,
         status::metrics, cluster::get, events::stream,
         secrets::put, secrets::list, secrets::get, secrets::delete,

@@ -16,8 +16,8 @@ pub use daemon::{
     StatusView, StorageErrorsView, StorageReportView, StorageState, UnhealthyView,
 };
 pub use jobs::{
-    BackfillView, FiresView, JobList, JobPreviewView, JobPutView, JobView, PluginList, PluginVersionView, PluginView,
-    RunList, RunView, RunWithOutputView,
+    BackfillView, FiresView, JobList, JobPreviewView, JobPutView, JobView, OutputEncoding, PluginList,
+    PluginVersionView, PluginView, RunList, RunView, RunWithOutputView, output_text,
 };
 pub use tenants::{
     CalendarList, CalendarView, DigestSentView, DigestView, NewTenantView, NewTokenView, QuotasView, SecretList,

@@ -1,5 +1,6 @@
 //! `sandcron exec`: one local run of a component file in the same sandbox
-//! the daemon uses, with in-memory kv and no daemon.
+//! the daemon uses, with in-memory kv and no daemon; with `--replay`, the
+//! replay of a recorded run's record (`sandcron record`) on it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
+use base64::Engine as _;
 use clap::Args;
 
 use super::print::out;
@@ -15,6 +17,7 @@ use crate::model::run::RunLimits;
 use crate::model::validate::{check_host_pattern, check_list};
 use crate::model::{RunStatus, Trigger};
 use crate::outbound::{HttpGrant, Outbound};
+use crate::sandbox::replay::{self, RECORD_FORMAT, Record};
 use crate::sandbox::{Capabilities, MemoryKeyValue, Metering, RunContext, RunRequest};
 
 #[derive(Args)]
@@ -45,6 +48,12 @@ pub struct ExecArgs {
     /// the printed log and output.
     #[arg(long = "secret", value_name = "NAME=VALUE")]
     secrets: Vec<String>,
+    /// Replay the run recorded in FILE (`sandcron record RUN_ID -o FILE`,
+    /// or `GET /v1/runs/{id}/record`) on the plugin: every host call is
+    /// answered from the record and nothing leaves the sandbox. Prints
+    /// what the replay gave as JSON; exits 1 unless it is identical.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "fuel", "timeout", "memory", "http_allow", "http_allow_private", "secrets"])]
+    replay: Option<PathBuf>,
 }
 
 /// In-memory kv, HTTP to the hosts given, and the secrets given.
@@ -76,6 +85,9 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.plugin).with_context(|| format!("reading {}", args.plugin.display()))?;
     let config = Config::default();
     let sandbox = crate::daemon::sandbox_for(&config)?;
+    if let Some(file) = &args.replay {
+        return replay(&sandbox, &bytes, file).await;
+    }
     let defaults = &config.jobs;
     let fuel = args.fuel.or(defaults.fuel);
     let metering = Metering::of(fuel);
@@ -138,4 +150,47 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Replays the record in `file` on the component `bytes`; prints the
+/// answer `POST /v1/runs/{id}/replay` gives.
+async fn replay(sandbox: &crate::sandbox::Sandbox, bytes: &[u8], file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let record: Record = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{}: not a record of a run (sandcron record RUN_ID -o FILE)",
+            file.display()
+        )
+    })?;
+    if record.format != RECORD_FORMAT {
+        anyhow::bail!(
+            "{}: a record of format {:?}; this sandcron reads {RECORD_FORMAT:?}",
+            file.display(),
+            record.format
+        );
+    }
+    let kind = replay::engine_kind(&record.limits);
+    let component = sandbox.compile(bytes, kind)?;
+    let prepared = sandbox.prepare(&component, kind)?;
+    let replayed = replay::replay(sandbox, &prepared, &record).await?;
+    let (output, encoding) = match std::str::from_utf8(&replayed.output) {
+        Ok(text) => (text.to_string(), "utf8"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&replayed.output),
+            "base64",
+        ),
+    };
+    let answer = serde_json::json!({
+        "identical": replayed.identical,
+        "output": output,
+        "output_encoding": encoding,
+        "error": replayed.error,
+        "diverged_at": replayed.diverged_at,
+    });
+    out!("{answer:#}");
+    Ok(if replayed.identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -71,6 +71,9 @@ pub(super) enum JobCommand {
         /// With --wait: a failed run that is retried is followed to its last attempt.
         #[arg(long = "final", requires = "wait")]
         final_attempt: bool,
+        /// Record the run's host calls, to replay it (`sandcron replay RUN_ID`).
+        #[arg(long)]
+        record: bool,
     },
 }
 
@@ -135,6 +138,9 @@ pub(super) struct JobCreateArgs {
     /// Also run when the daemon starts (and once now).
     #[arg(long)]
     run_at_start: bool,
+    /// Record every run's host calls, to replay it (`sandcron replay RUN_ID`).
+    #[arg(long)]
+    record: bool,
     /// A host the plugin may reach over HTTP ("api.example.com", "*.example.com"); repeatable.
     #[arg(long = "http-allow", value_name = "PATTERN")]
     http_allow: Vec<String>,
@@ -199,6 +205,9 @@ fn job_body(args: &JobCreateArgs) -> anyhow::Result<Value> {
     }
     if args.run_at_start {
         set(&mut body, &["run_at_start"], json!(true))?;
+    }
+    if args.record {
+        set(&mut body, &["record"], json!(true))?;
     }
     if !args.http_allow.is_empty() {
         set(&mut body, &["http_allow"], json!(args.http_allow))?;
@@ -354,18 +363,29 @@ pub(super) async fn job(command: JobCommand, connection: &Connection) -> anyhow:
             input,
             wait,
             final_attempt,
+            record,
         } => {
             let body = match input {
                 Some(text) => json!({"input": parse_json_arg("--input", &text)?}),
                 None => json!({}),
             };
-            let mut wait = wait.map(|wait| format!("?wait={}", encode(&wait))).unwrap_or_default();
-            if final_attempt {
-                wait.push_str("&final_attempt=true");
+            let mut query = Vec::new();
+            if let Some(wait) = wait {
+                query.push(format!("wait={}", encode(&wait)));
             }
+            if final_attempt {
+                query.push("final_attempt=true".to_string());
+            }
+            if record {
+                query.push("record=true".to_string());
+            }
+            let query = match query.is_empty() {
+                true => String::new(),
+                false => format!("?{}", query.join("&")),
+            };
             let run = connection
                 .client()
-                .post(&format!("/v1/jobs/{}/run{wait}", encode(&job)), body)
+                .post(&format!("/v1/jobs/{}/run{query}", encode(&job)), body)
                 .await?;
             print_json(&run);
             if run["status"] == "failed" {

@@ -354,10 +354,11 @@ struct RunToWrite {
     run: Run,
     output: Vec<u8>,
     log: Vec<u8>,
+    tape: Vec<u8>,
 }
 
 /// A tenant's runs, newest first a page at a time: finished ones with
-/// their output and log, queued and running ones as they are (the daemon
+/// their output, log and tape, queued and running ones as they are (the daemon
 /// that starts on the database recovers them as it would have).
 fn copy_runs(source: &SledStore, target: &PgStore, tenant: &str, totals: &mut Totals) -> anyhow::Result<()> {
     let mut before: Option<String> = None;
@@ -373,17 +374,18 @@ fn copy_runs(source: &SledStore, target: &PgStore, tenant: &str, totals: &mut To
         let full = page.len() == BATCH;
         before = page.last().map(|run| run.id.clone());
         for run in page {
-            let (output, log) = if run.status.is_finished() {
+            let (output, log, tape) = if run.status.is_finished() {
                 (
                     source.run_output(tenant, &run.id)?.unwrap_or_default(),
                     source.run_log(tenant, &run.id)?.unwrap_or_default(),
+                    source.run_tape(tenant, &run.id)?.unwrap_or_default(),
                 )
             } else {
                 totals.unfinished += 1;
-                (Vec::new(), Vec::new())
+                (Vec::new(), Vec::new(), Vec::new())
             };
-            pending_bytes += output.len() + log.len();
-            pending.push(RunToWrite { run, output, log });
+            pending_bytes += output.len() + log.len() + tape.len();
+            pending.push(RunToWrite { run, output, log, tape });
             if pending.len() >= BATCH || pending_bytes >= BATCH_BYTES {
                 write_runs(target, &pending)?;
                 totals.runs += pending.len();
@@ -413,6 +415,7 @@ fn write_runs(target: &PgStore, runs: &[RunToWrite]) -> anyhow::Result<()> {
                     run: &entry.run,
                     output: &entry.output,
                     log: &entry.log,
+                    tape: &entry.tape,
                     next: None,
                 }
             } else {

@@ -22,6 +22,7 @@ mod migrate;
 mod output;
 mod plugin;
 mod print;
+mod replay;
 mod run;
 mod schedule;
 mod secret;
@@ -85,6 +86,12 @@ enum Command {
     },
     /// Show a run.
     Run(run::RunArgs),
+    /// Execute a recorded run again against its record, with no side
+    /// effects (on another plugin version with --plugin); exits 1 unless
+    /// the replay is identical.
+    Replay(replay::ReplayArgs),
+    /// Write a recorded run's record (for `sandcron exec --replay FILE`).
+    Record(replay::RecordArgs),
     /// Work with schedules.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -166,6 +173,8 @@ async fn dispatch(command: Command, connection: &Connection) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run::run(args, connection).await,
+        Command::Replay(args) => replay::replay(args, connection).await,
+        Command::Record(args) => replay::record(args, connection).await,
         Command::Schedule(command) => schedule::schedule(command, connection).await,
     }
 }

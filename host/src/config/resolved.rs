@@ -146,6 +146,8 @@ pub struct JobDefaults {
     pub output: u64,
     /// Captured log cap, bytes.
     pub logs: u64,
+    /// Tape cap of a recorded run, bytes.
+    pub record_bytes: u64,
     /// Most fuel a job may ask for; with a ceiling every job is metered.
     pub max_fuel: Option<u64>,
     /// Largest timeout a job may ask for.
@@ -186,6 +188,7 @@ impl Default for Config {
                 memory: 64 << 20,
                 output: 1 << 20,
                 logs: 1 << 20,
+                record_bytes: 1 << 20,
                 max_fuel: None,
                 max_timeout: Duration::from_secs(24 * 3600),
                 max_memory: 1 << 30,

@@ -59,6 +59,9 @@ pub struct Settings {
     /// Log kept per run (default "1MiB").
     #[arg(long, env = "SANDCRON_MAX_LOG_BYTES")]
     pub max_log_bytes: Option<Bytes>,
+    /// Tape a recorded run keeps, past which it cannot be replayed (default "1MiB").
+    #[arg(long, env = "SANDCRON_MAX_RECORD_BYTES")]
+    pub max_record_bytes: Option<Bytes>,
     /// Longest deadline a job may ask for (default "24h").
     #[arg(long, env = "SANDCRON_MAX_TIMEOUT")]
     pub max_timeout: Option<Span>,
@@ -170,7 +173,7 @@ impl Settings {
             listen, data_dir, max_plugin_bytes, max_concurrent_compiles, plugin_cache_bytes,
             artifact_cache_bytes, max_request_bytes, max_concurrent_runs, max_event_streams,
             default_fuel, default_timeout, default_memory, default_output, max_log_bytes,
-            max_timeout, max_memory, log_format, http_allow_private, http_resolve, secrets_key,
+            max_record_bytes, max_timeout, max_memory, log_format, http_allow_private, http_resolve, secrets_key,
             secrets_key_file, admin_token, shutdown_grace, smtp_url, smtp_from, database_url, node_id, retention,
             max_runs_per_job, fire_ahead, flush_interval, db_cache, pool_size, pool_core_instances,
             http_header_timeout, http_body_timeout, http_idle_timeout, http_max_connections,
@@ -203,6 +206,7 @@ impl Settings {
             default_memory => jobs.memory, |Bytes(value)| value;
             default_output => jobs.output, |Bytes(value)| value;
             max_log_bytes => jobs.logs, |Bytes(value)| value;
+            max_record_bytes => jobs.record_bytes, |Bytes(value)| value;
             max_timeout => jobs.max_timeout, |Span(value)| value;
             max_memory => jobs.max_memory, |Bytes(value)| value;
             log_format => config.log_format, |value| value;

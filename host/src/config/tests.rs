@@ -305,6 +305,7 @@ const EVERY_SETTING: &[(&str, &str, &str, &str)] = &[
     ("default_memory", "\"8MiB\"", "16MiB", "32MiB"),
     ("default_output", "\"8KiB\"", "16KiB", "32KiB"),
     ("max_log_bytes", "\"8KiB\"", "16KiB", "32KiB"),
+    ("max_record_bytes", "\"8KiB\"", "16KiB", "32KiB"),
     ("max_timeout", "\"1h\"", "2h", "3h"),
     ("max_memory", "\"256MiB\"", "512MiB", "768MiB"),
     ("log_format", "\"json\"", "pretty", "json"),

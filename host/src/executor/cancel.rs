@@ -58,7 +58,7 @@ impl Executor {
             },
         };
         run.finish(RunStatus::Cancelled, None, self.clock.now());
-        self.finish(run.clone(), Vec::new(), Vec::new()).await;
+        self.finish(run.clone(), Vec::new(), Vec::new(), Vec::new()).await;
         Ok(Some(run))
     }
 

@@ -21,6 +21,7 @@ mod claims;
 mod places;
 mod queue;
 mod recorder;
+pub mod replay;
 mod resume;
 mod steps;
 mod waiting;
@@ -41,11 +42,11 @@ use crate::model::job::Priority;
 use crate::model::{ErrorKind, Job, Run, RunError, RunStatus, Trigger};
 use crate::plugin::{PluginError, Plugins};
 use crate::sandbox::log::{LogSink, Secrets};
-use crate::sandbox::{Metering, PreparedJob, RunContext, RunRequest, Sandbox, TapeMode};
+use crate::sandbox::{EngineKind, Metering, PreparedJob, RunContext, RunRequest, Sandbox, TapeMode, TapeResult};
 use crate::store::{JobKey, RunClaims, Store, StoreError};
 use crate::sync::lock;
 
-use crate::model::run::{NewRun, RunEnded};
+use crate::model::run::{NewRun, RunEnded, RunTape};
 pub use places::QueuePlaces;
 pub use queue::Activity;
 use queue::RunQueue;
@@ -87,6 +88,8 @@ pub struct Capacity {
     pub runs: usize,
     /// Bytes of log captured per run.
     pub log_bytes: u64,
+    /// Bytes of tape a recorded run keeps.
+    pub record_bytes: u64,
     /// How long a run goes on before its `running` mark is written (the
     /// flush window; zero writes it at once).
     pub mark_running_after: Duration,
@@ -143,6 +146,8 @@ pub struct Executor {
     stopping: AtomicBool,
     running: AtomicUsize,
     log_cap: u64,
+    /// The tape a recorded run keeps, bytes.
+    record_cap: u64,
     /// The node its runs run on (see [`Capacity::node`]).
     node: Option<String>,
     /// Runs executing at once, at most.
@@ -184,6 +189,22 @@ impl Drop for RunningGuard<'_> {
 /// error that fails this run and nothing else. Caught here rather than by
 /// giving the sandbox a task of its own: a second task per run showed in
 /// the profile of a burst.
+/// What a recorded run kept (its tape, given back to store beside the
+/// record) and, on the record, its size and calls; a run that did not
+/// record keeps nothing.
+fn kept_tape(run: &mut Run, tape: Option<TapeResult>) -> Vec<u8> {
+    let Some(TapeResult::Recorded(recorded)) = tape else {
+        return Vec::new();
+    };
+    let kept = recorded.tape.unwrap_or_default();
+    run.tape = Some(RunTape {
+        bytes: kept.len() as u64,
+        calls: recorded.calls,
+        replayable: !kept.is_empty(),
+    });
+    kept
+}
+
 async fn isolated<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
     use futures_util::FutureExt;
     std::panic::AssertUnwindSafe(future)
@@ -225,6 +246,7 @@ impl Executor {
             stopping: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             log_cap: capacity.log_bytes,
+            record_cap: capacity.record_bytes,
             node: capacity.node,
             capacity: capacity.runs,
             claims: capacity.claims,
@@ -514,7 +536,7 @@ impl Executor {
         let mark = self.recorder.started(&run);
         self.events.run("run.started", &run);
         self.metrics.run_started(&run);
-        let (output, log) = match self.prepared(&run, &cancel).await {
+        let (output, log, tape) = match self.prepared(&run, &cancel).await {
             Ok(prepared) => {
                 let request = self.request(&run, cancel.clone());
                 let secrets = Secrets::new(&request.capabilities.secrets);
@@ -526,18 +548,19 @@ impl Executor {
                         self.metrics.instance(outcome.allocator, outcome.spill);
                         run.fuel_consumed = outcome.fuel_consumed;
                         run.peak_memory = Some(outcome.peak_memory);
+                        let tape = kept_tape(&mut run, outcome.tape);
                         match outcome.result {
                             Ok(output) => {
                                 run.finish(RunStatus::Succeeded, None, finished_at);
-                                (output, outcome.log)
+                                (output, outcome.log, tape)
                             }
                             Err(_) if cancel.load(Ordering::SeqCst) => {
                                 run.finish(RunStatus::Cancelled, None, finished_at);
-                                (Vec::new(), outcome.log)
+                                (Vec::new(), outcome.log, tape)
                             }
                             Err(error) => {
                                 run.finish(RunStatus::Failed, Some(error), finished_at);
-                                (Vec::new(), outcome.log)
+                                (Vec::new(), outcome.log, tape)
                             }
                         }
                     }
@@ -547,7 +570,7 @@ impl Executor {
                             message: format!("the host failed while running the plugin: {panic}"),
                         };
                         run.finish(RunStatus::Failed, Some(error), finished_at);
-                        (Vec::new(), Vec::new())
+                        (Vec::new(), Vec::new(), Vec::new())
                     }
                 }
             }
@@ -557,7 +580,7 @@ impl Executor {
                     message: error.to_string(),
                 };
                 run.finish(RunStatus::Failed, Some(error), self.clock.now());
-                (Vec::new(), Vec::new())
+                (Vec::new(), Vec::new(), Vec::new())
             }
         };
         // The slot bounds executing instances; recording the outcome does
@@ -570,7 +593,7 @@ impl Executor {
         self.wake.notify_one();
         mark.settle();
         let run_id = run.id.clone();
-        self.finish(run, output, log).await;
+        self.finish(run, output, log, tape).await;
         lock(&self.live_logs).remove(&run_id);
     }
 
@@ -584,7 +607,10 @@ impl Executor {
         loop {
             match self
                 .plugins
-                .prepared(&run.plugin_digest, Metering::of(run.limits.fuel))
+                .prepared(
+                    &run.plugin_digest,
+                    EngineKind::of(Metering::of(run.limits.fuel), run.record),
+                )
                 .await
             {
                 Err(PluginError::Store(error))
@@ -617,7 +643,10 @@ impl Executor {
             capabilities: self.granter.capabilities(run),
             cancel,
             log: LogSink::new(run.limits.logs),
-            tape: TapeMode::Off,
+            tape: match run.record {
+                true => TapeMode::Record { cap: self.record_cap },
+                false => TapeMode::Off,
+            },
         }
     }
 
@@ -631,9 +660,13 @@ impl Executor {
 
     /// Records a finished run durably, queues its retry if it has attempts
     /// left, reports its end, and wakes waiters.
-    async fn finish(&self, run: Run, output: Vec<u8>, log: Vec<u8>) {
+    async fn finish(&self, run: Run, output: Vec<u8>, log: Vec<u8>, tape: Vec<u8>) {
         let retry = self.retry_of_failed(&run);
-        let write = match self.recorder.finished(run.clone(), output, log, retry.clone()).await {
+        let write = match self
+            .recorder
+            .finished(run.clone(), output, log, tape, retry.clone())
+            .await
+        {
             Ok(started) => self.store.flush_async().await.map(|()| started),
             Err(error) => Err(error),
         };
@@ -753,7 +786,7 @@ impl Executor {
                 ),
             };
             run.finish(RunStatus::Failed, Some(error), self.clock.now());
-            self.finish(run, Vec::new(), Vec::new()).await;
+            self.finish(run, Vec::new(), Vec::new(), Vec::new()).await;
         }
     }
 }

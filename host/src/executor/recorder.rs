@@ -90,6 +90,8 @@ struct Outcome {
     run: Run,
     output: Vec<u8>,
     log: Vec<u8>,
+    /// A recorded run's tape (empty when none was kept).
+    tape: Vec<u8>,
     next: Option<Run>,
     /// Step runs its end started (a workflow step's), written with it.
     started: Vec<Run>,
@@ -183,6 +185,7 @@ impl Recorder {
         run: Run,
         output: Vec<u8>,
         log: Vec<u8>,
+        tape: Vec<u8>,
         next: Option<Run>,
     ) -> Result<Vec<Run>, StoreError> {
         let (written, done) = oneshot::channel();
@@ -190,6 +193,7 @@ impl Recorder {
             run,
             output,
             log,
+            tape,
             next,
             started: Vec::new(),
             recorded: Vec::new(),
@@ -393,6 +397,7 @@ impl Writer {
                     run: &outcome.run,
                     output: &outcome.output,
                     log: &outcome.log,
+                    tape: &outcome.tape,
                     next: outcome.next.as_ref(),
                 })
                 .chain(outcome.started.iter().map(RunWrite::Queued))
@@ -493,7 +498,7 @@ mod tests {
                     mark.settle();
                     run.finish(RunStatus::Succeeded, None, chrono::Utc::now());
                     recorder
-                        .finished(run.clone(), b"out".to_vec(), Vec::new(), None)
+                        .finished(run.clone(), b"out".to_vec(), Vec::new(), Vec::new(), None)
                         .await
                         .unwrap();
                     run
@@ -522,7 +527,7 @@ mod tests {
         let _mark = recorder.started(&run);
         run.finish(RunStatus::Failed, None, chrono::Utc::now());
         recorder
-            .finished(run.clone(), Vec::new(), Vec::new(), None)
+            .finished(run.clone(), Vec::new(), Vec::new(), Vec::new(), None)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
@@ -542,7 +547,7 @@ mod tests {
                 run.finish(RunStatus::Succeeded, None, chrono::Utc::now());
                 let began = Instant::now();
                 recorder
-                    .finished(run.clone(), Vec::new(), Vec::new(), None)
+                    .finished(run.clone(), Vec::new(), Vec::new(), Vec::new(), None)
                     .await
                     .unwrap();
                 (run, began.elapsed())

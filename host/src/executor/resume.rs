@@ -36,7 +36,7 @@ impl Executor {
                     };
                     run.finish(RunStatus::Failed, Some(error), self.clock.now());
                     tracing::warn!(run_id = %run.id, "run interrupted: {message}");
-                    self.finish(run, Vec::new(), Vec::new()).await;
+                    self.finish(run, Vec::new(), Vec::new(), Vec::new()).await;
                 }
                 _ => queued.push(run),
             }

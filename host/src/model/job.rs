@@ -37,6 +37,8 @@ pub struct JobSpec {
     pub labels: Option<BTreeMap<String, String>>,
     /// Fire once when the daemon starts and when the job is created.
     pub run_at_start: Option<bool>,
+    /// Record every run's host calls, so it can be replayed.
+    pub record: Option<bool>,
     /// Host patterns the plugin may reach over HTTP.
     pub http_allow: Option<Vec<String>>,
     /// Secret names the plugin may read.
@@ -331,6 +333,8 @@ pub struct Job {
     pub labels: BTreeMap<String, String>,
     /// Fire once at daemon start and at creation.
     pub run_at_start: bool,
+    /// Its runs record their host calls (to be replayed).
+    pub record: bool,
     /// Host patterns for HTTP.
     pub http_allow: Vec<String>,
     /// Secret names it may read.
@@ -458,6 +462,7 @@ impl Job {
             "enabled": self.enabled,
             "labels": self.labels,
             "run_at_start": self.run_at_start,
+            "record": self.record,
             "http_allow": self.http_allow,
             "secrets": self.secrets,
             "webhooks": self.webhooks,

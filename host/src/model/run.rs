@@ -184,6 +184,10 @@ pub struct Run {
     pub output_size: u64,
     /// Bytes of captured log (stored apart).
     pub log_size: u64,
+    /// What the run recorded of its host calls, when it recorded (the tape
+    /// itself is stored apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tape: Option<RunTape>,
     /// The input handed to the plugin.
     #[serde(with = "crate::model::run::bytes_as_text")]
     pub input: Vec<u8>,
@@ -212,6 +216,10 @@ pub struct Run {
     /// was queued); never their values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Records its host calls, to be replayed (its job's `record`, or a
+    /// manual run's `?record=true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
     /// The workflow run and step it is a run of (trigger `dependency`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<StepOf>,
@@ -219,6 +227,17 @@ pub struct Run {
     /// the store beside the record, not in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+}
+
+/// What a recorded run kept of its host calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunTape {
+    /// Bytes of the stored tape (0 when none was kept).
+    pub bytes: u64,
+    /// Host calls and clock reads the run made.
+    pub calls: u64,
+    /// A tape was kept: the run did not pass the cap.
+    pub replayable: bool,
 }
 
 /// The workflow run and the step a run belongs to.
@@ -321,6 +340,7 @@ impl Run {
             peak_memory: None,
             output_size: 0,
             log_size: 0,
+            tape: None,
             input: new.input.map_or_else(|| job.input_bytes(), input_bytes),
             limits: RunLimits {
                 fuel: job.limits.fuel,
@@ -336,6 +356,7 @@ impl Run {
             retry_of: None,
             http_allow: job.http_allow.clone(),
             secrets: job.secrets.clone(),
+            record: job.record,
             workflow: None,
             node: None,
         }
@@ -391,6 +412,7 @@ impl Run {
             peak_memory: None,
             output_size: 0,
             log_size: 0,
+            tape: None,
             input: Vec::new(),
             limits: RunLimits {
                 fuel: None,
@@ -406,6 +428,7 @@ impl Run {
             retry_of: None,
             http_allow: Vec::new(),
             secrets: Vec::new(),
+            record: false,
             workflow: None,
             node: None,
         }
@@ -424,6 +447,7 @@ impl Run {
         self.peak_memory = None;
         self.output_size = 0;
         self.log_size = 0;
+        self.tape = None;
     }
 
     /// True when anything of an execution is recorded: what
@@ -439,6 +463,7 @@ impl Run {
             || self.peak_memory.is_some()
             || self.output_size != 0
             || self.log_size != 0
+            || self.tape.is_some()
     }
 
     /// Marks the run finished at `finished_at` with `status` and `error`.

@@ -415,6 +415,7 @@ pub fn validate(
         enabled: spec.enabled.unwrap_or(true),
         labels,
         run_at_start: spec.run_at_start.unwrap_or(false),
+        record: spec.record.unwrap_or(false),
         http_allow,
         secrets,
         webhooks,

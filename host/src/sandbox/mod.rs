@@ -11,6 +11,7 @@ pub mod host;
 pub mod limits;
 pub mod log;
 pub mod mask;
+pub mod replay;
 mod runner;
 pub mod tape;
 mod ticker;

@@ -17,7 +17,7 @@ pub enum RunWrite<'a> {
     Queued(&'a Run),
     /// An unfinished run's record changed (its `running` mark).
     Updated(&'a Run),
-    /// The run finished: its record, output and log, and the queued record
+    /// The run finished: its record, output, log and tape, and the queued record
     /// of its next attempt if it has one.
     Finished {
         /// The finished record.
@@ -26,6 +26,8 @@ pub enum RunWrite<'a> {
         output: &'a [u8],
         /// Its captured log.
         log: &'a [u8],
+        /// A recorded run's tape (empty when it kept none).
+        tape: &'a [u8],
         /// The next attempt, queued in the same step.
         next: Option<&'a Run>,
     },

@@ -212,6 +212,7 @@ pub trait RunStore: Send + Sync {
             run,
             output,
             log,
+            tape: &[],
             next: None,
         }])
     }
@@ -221,6 +222,8 @@ pub trait RunStore: Send + Sync {
     fn run_output(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// A run's captured log.
     fn run_log(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A recorded run's tape.
+    fn run_tape(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Runs matching `filter`, newest first.
     fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>>;
     /// Every queued or running run of every tenant (for recovery at start).

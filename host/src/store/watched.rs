@@ -187,6 +187,10 @@ impl<S: RunStore> RunStore for WatchedStore<S> {
         self.read(self.inner.run_log(tenant, id))
     }
 
+    fn run_tape(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.read(self.inner.run_tape(tenant, id))
+    }
+
     fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>> {
         self.read(self.inner.list_runs(tenant, filter))
     }

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::jobs::Preview;
 use crate::model::job::{AfterJobs, Concurrency, Limits, Policy, Priority, Retry, Webhook};
-use crate::model::run::RunLimits;
+use crate::model::run::{RunLimits, RunTape};
 use crate::model::upcoming::Upcoming;
 use crate::model::{Job, PluginVersion, Run, RunError, RunStatus, Trigger};
 use crate::plugin::builtin;
@@ -51,6 +51,8 @@ pub struct JobView {
     labels: BTreeMap<String, String>,
     /// Fires once when the daemon starts and when the job is made.
     run_at_start: bool,
+    /// Its runs record their host calls, to be replayed.
+    record: bool,
     /// Host patterns its runs may reach over HTTP.
     http_allow: Vec<String>,
     /// Secret names its runs may read.
@@ -112,6 +114,7 @@ impl From<Job> for JobView {
             enabled: job.enabled,
             labels: job.labels,
             run_at_start: job.run_at_start,
+            record: job.record,
             http_allow: job.http_allow,
             secrets: job.secrets,
             webhooks: job.webhooks,
@@ -250,6 +253,11 @@ pub struct RunView {
     /// on sled).
     #[serde(skip_serializing_if = "Option::is_none")]
     node: Option<String>,
+    /// What it recorded of its host calls (absent: it does not record;
+    /// zeros until it finishes). A replayable run answers
+    /// `POST /v1/runs/{id}/replay`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<RunTape>,
 }
 
 impl From<&Run> for RunView {
@@ -287,6 +295,13 @@ impl From<&Run> for RunView {
             workflow_run: run.workflow.as_ref().map(|of| of.workflow_run.clone()),
             step: run.workflow.as_ref().map(|of| of.step.clone()),
             node: run.node.clone(),
+            record: run.record.then(|| {
+                run.tape.unwrap_or(RunTape {
+                    bytes: 0,
+                    calls: 0,
+                    replayable: false,
+                })
+            }),
         }
     }
 }
@@ -299,6 +314,18 @@ pub enum OutputEncoding {
     Utf8,
     /// Base64 of the bytes.
     Base64,
+}
+
+/// Output bytes as a run's JSON shows them: as text when they are UTF-8,
+/// else base64.
+pub fn output_text(output: &[u8]) -> (String, OutputEncoding) {
+    match std::str::from_utf8(output) {
+        Ok(text) => (text.to_string(), OutputEncoding::Utf8),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(output),
+            OutputEncoding::Base64,
+        ),
+    }
 }
 
 /// A run with its output, as `GET /v1/runs/{id}` shows it.
@@ -314,13 +341,7 @@ pub struct RunWithOutputView {
 impl RunWithOutputView {
     /// `run` with `output`, its stored output.
     pub fn new(run: &Run, output: &[u8]) -> RunWithOutputView {
-        let (text, output_encoding) = match std::str::from_utf8(output) {
-            Ok(text) => (text.to_string(), OutputEncoding::Utf8),
-            Err(_) => (
-                base64::engine::general_purpose::STANDARD.encode(output),
-                OutputEncoding::Base64,
-            ),
-        };
+        let (text, output_encoding) = output_text(output);
         RunWithOutputView {
             run: RunView::from(run),
             output: run.status.is_finished().then_some(text),

@@ -1,5 +1,5 @@
 //! Runs in PostgreSQL: records in the compact binary form sled keeps, with
-//! their output and log, and the columns queries use (job, status, what
+//! their output, log and tape, and the columns queries use (job, status, what
 //! the run counts in its tenant's run history, the time in its id). Each
 //! call's writes are one transaction: a fire's runs with its jobs, an
 //! outcome with its retry, the workflow run it moves on and the join it
@@ -49,6 +49,7 @@ pub(super) struct RunRows<'a> {
     records: Vec<Vec<u8>>,
     outputs: Vec<Option<&'a [u8]>>,
     logs: Vec<Option<&'a [u8]>>,
+    tapes: Vec<Option<&'a [u8]>>,
     nodes: Vec<Option<&'a str>>,
     priorities: Vec<i16>,
     dues: Vec<DateTime<Utc>>,
@@ -81,6 +82,7 @@ impl<'a> RunRows<'a> {
             records: Vec::new(),
             outputs: Vec::new(),
             logs: Vec::new(),
+            tapes: Vec::new(),
             nodes: Vec::new(),
             priorities: Vec::new(),
             dues: Vec::new(),
@@ -96,13 +98,14 @@ impl<'a> RunRows<'a> {
     pub(super) fn of(node: &'a str, runs: impl Iterator<Item = &'a Run>) -> RunRows<'a> {
         let mut rows = RunRows::new(node);
         for run in runs {
-            rows.put(run, None, None);
+            rows.put(run, Words::default());
         }
         rows
     }
 
     /// Adds (or replaces) a run's row.
-    fn put(&mut self, run: &'a Run, output: Option<&'a [u8]>, log: Option<&'a [u8]>) {
+    fn put(&mut self, run: &'a Run, words: Words<'a>) {
+        let Words { output, log, tape } = words;
         let record = run_codec::encode(run);
         let bytes = big(run_bytes::charge_encoded(run, &record));
         let (status, finished) = (run.status.as_str(), run.status.is_finished());
@@ -115,6 +118,7 @@ impl<'a> RunRows<'a> {
         if let Some(&at) = self.index.get(run.id.as_str()) {
             (self.statuses[at], self.finished[at], self.bytes[at]) = (status, finished, bytes);
             (self.records[at], self.outputs[at], self.logs[at]) = (record, output, log);
+            self.tapes[at] = tape;
             (self.nodes[at], self.dues[at]) = (node, run.due_at());
             return;
         }
@@ -129,6 +133,7 @@ impl<'a> RunRows<'a> {
         self.records.push(record);
         self.outputs.push(output);
         self.logs.push(log);
+        self.tapes.push(tape);
         self.nodes.push(node);
         self.priorities.push(rank(run.priority));
         self.dues.push(run.due_at());
@@ -174,7 +179,8 @@ impl<'a> RunRows<'a> {
                 "{INSERT_ROWS}
                  ON CONFLICT (tenant, id) DO UPDATE SET job_id = excluded.job_id, status = excluded.status,
                      finished = excluded.finished, bytes = excluded.bytes, id_time = excluded.id_time,
-                     record = excluded.record, output = excluded.output, log = excluded.log, node = excluded.node,
+                     record = excluded.record, output = excluded.output, log = excluded.log,
+                     tape = coalesce(excluded.tape, runs.tape), node = excluded.node,
                      priority = excluded.priority, due_at = excluded.due_at, exclusive = excluded.exclusive,
                      step = excluded.step, concurrency_key = excluded.concurrency_key,
                      concurrency_limit = excluded.concurrency_limit
@@ -188,7 +194,7 @@ impl<'a> RunRows<'a> {
         Ok(())
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 17] {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 18] {
         [
             &self.tenants,
             &self.ids,
@@ -207,6 +213,7 @@ impl<'a> RunRows<'a> {
             &self.steps,
             &self.groups,
             &self.group_limits,
+            &self.tapes,
         ]
     }
 }
@@ -214,10 +221,18 @@ impl<'a> RunRows<'a> {
 /// The rows of [`RunRows::params`], inserted.
 const INSERT_ROWS: &str =
     "INSERT INTO runs (tenant, id, job_id, status, finished, bytes, id_time, record, output, log, node, priority,
-         due_at, exclusive, step, concurrency_key, concurrency_limit)
+         due_at, exclusive, step, concurrency_key, concurrency_limit, tape)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
          $7::timestamptz[], $8::bytea[], $9::bytea[], $10::bytea[], $11::text[], $12::smallint[],
-         $13::timestamptz[], $14::boolean[], $15::boolean[], $16::text[], $17::integer[])";
+         $13::timestamptz[], $14::boolean[], $15::boolean[], $16::text[], $17::integer[], $18::bytea[])";
+
+/// What a finished run keeps beside its record (none for other writes).
+#[derive(Default)]
+struct Words<'a> {
+    output: Option<&'a [u8]>,
+    log: Option<&'a [u8]>,
+    tape: Option<&'a [u8]>,
+}
 
 /// A non-empty byte string, or none.
 fn some(bytes: &[u8]) -> Option<&[u8]> {
@@ -231,6 +246,15 @@ impl PgStore {
         let statement = client.prepare_cached(sql).await?;
         let rows = client.query(&statement, params).await?;
         rows.iter().map(decode_run).collect()
+    }
+
+    /// The bytes one column of a run's row holds (`sql` selects it by
+    /// tenant and id).
+    fn run_bytes_column(&self, sql: &str, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.block(|| async {
+            let row = self.client().await?.query_opt(sql, &[&tenant, &id]).await?;
+            Ok(row.and_then(|row| row.get(0)))
+        })
     }
 
     /// A tenant's run bytes (finished, unfinished).
@@ -254,11 +278,22 @@ impl PgStore {
         let mut joins = Vec::new();
         for write in writes {
             match *write {
-                RunWrite::Queued(run) | RunWrite::Updated(run) => rows.put(run, None, None),
-                RunWrite::Finished { run, output, log, next } => {
-                    rows.put(run, some(output), some(log));
+                RunWrite::Queued(run) | RunWrite::Updated(run) => rows.put(run, Words::default()),
+                RunWrite::Finished {
+                    run,
+                    output,
+                    log,
+                    tape,
+                    next,
+                } => {
+                    let words = Words {
+                        output: some(output),
+                        log: some(log),
+                        tape: some(tape),
+                    };
+                    rows.put(run, words);
                     if let Some(next) = next {
-                        rows.put(next, None, None);
+                        rows.put(next, Words::default());
                     }
                 }
                 RunWrite::Workflow(record) => workflow_runs.push(record),
@@ -351,25 +386,15 @@ impl RunStore for PgStore {
     }
 
     fn run_output(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.block(|| async {
-            let row = self
-                .client()
-                .await?
-                .query_opt("SELECT output FROM runs WHERE tenant = $1 AND id = $2", &[&tenant, &id])
-                .await?;
-            Ok(row.and_then(|row| row.get(0)))
-        })
+        self.run_bytes_column("SELECT output FROM runs WHERE tenant = $1 AND id = $2", tenant, id)
     }
 
     fn run_log(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.block(|| async {
-            let row = self
-                .client()
-                .await?
-                .query_opt("SELECT log FROM runs WHERE tenant = $1 AND id = $2", &[&tenant, &id])
-                .await?;
-            Ok(row.and_then(|row| row.get(0)))
-        })
+        self.run_bytes_column("SELECT log FROM runs WHERE tenant = $1 AND id = $2", tenant, id)
+    }
+
+    fn run_tape(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.run_bytes_column("SELECT tape FROM runs WHERE tenant = $1 AND id = $2", tenant, id)
     }
 
     fn list_runs(&self, tenant: &str, filter: &RunFilter) -> StoreResult<Vec<Run>> {

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("migrations/0006_quiet_usage.sql")),
     (7, include_str!("migrations/0007_due_notice.sql")),
     (8, include_str!("migrations/0008_concurrency.sql")),
+    (9, include_str!("migrations/0009_replay.sql")),
 ];
 
 /// The advisory lock nodes take to migrate ("sandcron" in ASCII).

@@ -13,7 +13,8 @@
 //! version 1 records (before `after_jobs`) and version 2 ones (before
 //! `failures`, after the webhooks, and the last fields: `fired`, a flag
 //! then the schedule's zone and rules, `failure_handler`, the policy's
-//! `pause_after_failures` and `concurrency`). The
+//! `pause_after_failures` and `concurrency`) and version 3 ones (before
+//! `record`, the last field). The
 //! encoder destructures [`Job`], so a new field does not compile until it
 //! has a place here (and a new [`VERSION`] if old records lack it).
 
@@ -30,7 +31,10 @@ use crate::store::records::JobHooks;
 use crate::timing::{CronExpr, DateSpan, Exclusion, Kind, Rules, Schedule};
 
 /// The first byte of a binary record (JSON ones start with `{`).
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
+
+/// The first byte of a record written before jobs could record their runs.
+const VERSION_3: u8 = 3;
 
 /// The first byte of a record written before schedules had rules (and
 /// jobs a count of fires that ran).
@@ -67,6 +71,7 @@ pub fn encode(job: &Job) -> Vec<u8> {
         enabled,
         labels,
         run_at_start,
+        record,
         http_allow,
         secrets,
         webhooks,
@@ -174,6 +179,7 @@ pub fn encode(job: &Job) -> Vec<u8> {
     out.option(failure_handler.as_ref(), |out, name| out.bytes(name.as_bytes()));
     out.option(pause_after_failures.as_ref(), |out, count| out.uint(u64::from(*count)));
     out.option(concurrency.as_ref(), write_concurrency);
+    out.flag(*record);
     out.0
 }
 
@@ -254,7 +260,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
     let stamp = read_stamp(&mut input)?;
     let schedule = read_schedule(&mut input)?.parse()?;
     let webhooks = read_webhooks(&mut input)?;
-    let failures = if version >= VERSION { input.uint()? } else { 0 };
+    let failures = if version >= VERSION_3 { input.uint()? } else { 0 };
     let job = Job {
         id: input.text()?,
         tenant: input.text()?,
@@ -289,6 +295,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
             .map(|_| Ok((input.text()?, input.text()?)))
             .collect::<Result<_, String>>()?,
         run_at_start: input.flag("run_at_start")?,
+        record: false,
         http_allow: input.texts()?,
         secrets: input.texts()?,
         webhooks,
@@ -312,7 +319,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
         failure_handler: None,
     };
     let mut job = job;
-    if version >= VERSION {
+    if version >= VERSION_3 {
         job.fired = input.uint()?;
         let ruled = input.flag("rules")?;
         match job.schedule.as_mut() {
@@ -323,6 +330,9 @@ pub fn decode(bytes: &[u8]) -> Result<Job, String> {
         job.failure_handler = input.option(Reader::text)?;
         job.policy.pause_after_failures = input.option(Reader::u32)?;
         job.policy.concurrency = input.option(read_concurrency)?;
+    }
+    if version >= VERSION {
+        job.record = input.flag("record")?;
     }
     input.end("job")?;
     Ok(job)
@@ -355,7 +365,7 @@ fn head(bytes: &[u8]) -> Result<(Stamp, JobHooks), String> {
     let hooks = JobHooks {
         after,
         webhooks,
-        failures: if version >= VERSION { input.uint()? } else { 0 },
+        failures: if version >= VERSION_3 { input.uint()? } else { 0 },
     };
     Ok((stamp, hooks))
 }
@@ -375,7 +385,7 @@ pub fn with_failures<'a>(job: &Job, record: &'a [u8], failures: u64) -> std::bor
 fn binary(bytes: &[u8]) -> Result<Option<Reader<'_>>, String> {
     match bytes.first() {
         Some(b'{') => Ok(None),
-        Some(&(VERSION | VERSION_2 | VERSION_1)) => Ok(Some(Reader(&bytes[1..]))),
+        Some(&(VERSION | VERSION_3 | VERSION_2 | VERSION_1)) => Ok(Some(Reader(&bytes[1..]))),
         Some(other) => Err(format!("unknown job record version {other}")),
         None => Err("empty job record".to_string()),
     }
@@ -665,7 +675,12 @@ mod tests {
         assert_eq!(decode(&encode(&job)).unwrap(), job);
         job.after_jobs = None;
         let mut bytes = encode(&job);
-        // Version 3 is version 2 with `failures` after the webhooks ...
+        // Version 4 is version 3 with `record` last ...
+        let mut version_3 = bytes.clone();
+        assert_eq!(version_3.pop(), Some(0));
+        version_3[0] = VERSION_3;
+        assert_eq!(decode(&version_3).unwrap(), job);
+        // ... version 3 is version 2 with `failures` after the webhooks ...
         let mut failing = job.clone();
         failing.failures = 300;
         let at = bytes
@@ -676,7 +691,7 @@ mod tests {
         assert_eq!(bytes.remove(at), 0);
         // ... and no fire run, no rules, no failure_handler, no
         // pause_after_failures, no concurrency last.
-        assert_eq!(bytes.split_off(bytes.len() - 5), [0, 0, 0, 0, 0]);
+        assert_eq!(bytes.split_off(bytes.len() - 6), [0, 0, 0, 0, 0, 0]);
         bytes[0] = VERSION_2;
         assert_eq!(decode(&bytes).unwrap(), job);
         assert_eq!(bytes.pop(), Some(0), "version 2 is version 1 and the trailing field");

@@ -537,7 +537,7 @@ mod tests {
             let store = SledStore::open(dir.path()).unwrap();
             let (job, fire) = job_and_fire(&store, "old", 1);
             let stored = store.jobs.get(job_key(&job)).unwrap().unwrap();
-            assert_eq!(stored.first(), Some(&3), "a new record is binary, version 3");
+            assert_eq!(stored.first(), Some(&4), "a new record is binary, version 4");
             // As an older sandcron wrote it.
             store
                 .jobs

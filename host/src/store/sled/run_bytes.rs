@@ -1,6 +1,7 @@
 //! What a tenant's run history weighs, for its `run_bytes` quota. A run is
 //! charged its record as queued (the input is in it) while it waits or
-//! runs, and once finished its whole record, its output and its log. The
+//! runs, and once finished its whole record, its output, its log and the
+//! tape of a recorded run. The
 //! charge is a function of the record alone, so a write knows what it
 //! changes from what it writes: queueing adds the queued charge, a
 //! `running` mark changes nothing, an outcome moves the run from its queued
@@ -31,7 +32,8 @@ pub fn charge(run: &Run) -> u64 {
 /// [`charge`] with the run's record already encoded.
 pub fn charge_encoded(run: &Run, record: &[u8]) -> u64 {
     if run.status.is_finished() {
-        record.len() as u64 + run.output_size + run.log_size
+        let tape = run.tape.map_or(0, |tape| tape.bytes);
+        record.len() as u64 + run.output_size + run.log_size + tape
     } else {
         queued_charge_encoded(run, record)
     }

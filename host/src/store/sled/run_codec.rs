@@ -2,7 +2,7 @@
 //! times per run (queued, maybe running, finished), so its cost is in
 //! every run's, on disk and in sled's cache.
 //!
-//! Layout ([`VERSION`] 3): a version byte, then every field of [`Run`] in
+//! Layout ([`VERSION`] 5): a version byte, then every field of [`Run`] in
 //! declaration order, each in the form `codec` gives its type, except what
 //! the record's key or its other fields already say: the run's id and
 //! tenant are its key's (`R tenant \0 id`), so they are not stored;
@@ -14,7 +14,9 @@
 //! Version 3 added the workflow step a run belongs to, last (version 2
 //! records have none); version 4 the jitter of a fire's run, after
 //! `queued_at` (older records have none), from which `lateness_ms` counts,
-//! and its concurrency group, last. Version 1 records (every field, ids and the digest
+//! and its concurrency group, last; version 5 what a recorded run kept of
+//! its host calls, after `log_size`, and whether the run records, last.
+//! Version 1 records (every field, ids and the digest
 //! as text) and JSON ones (first byte `{`), written by older versions,
 //! still read.
 //! The encoder destructures [`Run`], so a new field does not compile until
@@ -25,11 +27,14 @@ use chrono::{DateTime, Utc};
 use super::codec::{Reader, Writer, code, priority_code, priority_of};
 use super::job_codec::{read_concurrency, write_concurrency};
 use crate::model::job::Retry;
-use crate::model::run::{RunLimits, StepOf};
+use crate::model::run::{RunLimits, RunTape, StepOf};
 use crate::model::{ErrorKind, Run, RunError, RunStatus, Trigger};
 
 /// The first byte of a record written now (JSON ones start with `{`).
-const VERSION: u8 = 4;
+const VERSION: u8 = 5;
+
+/// The first byte of a record written before runs could record.
+const VERSION_4: u8 = 4;
 
 /// The first byte of a record written before runs had a jitter.
 const VERSION_3: u8 = 3;
@@ -84,6 +89,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         peak_memory,
         output_size,
         log_size,
+        tape,
         input,
         limits,
         priority,
@@ -93,6 +99,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         retry_of,
         http_allow,
         secrets,
+        record,
         workflow,
         node,
     } = run;
@@ -119,6 +126,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         peak_memory: peak_memory.as_ref(),
         output_size: *output_size,
         log_size: *log_size,
+        tape: tape.as_ref(),
     };
     execution.write(&mut out, scheduled_at, &run.due_at());
     out.bytes(input);
@@ -151,6 +159,7 @@ pub fn encode(run: &Run) -> Vec<u8> {
         out.bytes(of.step.as_bytes());
     });
     out.option(concurrency.as_ref(), write_concurrency);
+    out.flag(*record);
     out.0
 }
 
@@ -166,6 +175,7 @@ struct Execution<'a> {
     peak_memory: Option<&'a u64>,
     output_size: u64,
     log_size: u64,
+    tape: Option<&'a RunTape>,
 }
 
 impl<'a> Execution<'a> {
@@ -179,6 +189,7 @@ impl<'a> Execution<'a> {
             peak_memory: run.peak_memory.as_ref(),
             output_size: run.output_size,
             log_size: run.log_size,
+            tape: run.tape.as_ref(),
         }
     }
 
@@ -199,6 +210,11 @@ impl<'a> Execution<'a> {
         out.option(self.peak_memory, |out, value| out.uint(*value));
         out.uint(self.output_size);
         out.uint(self.log_size);
+        out.option(self.tape, |out, tape| {
+            out.uint(tape.bytes);
+            out.uint(tape.calls);
+            out.flag(tape.replayable);
+        });
     }
 }
 
@@ -246,7 +262,7 @@ pub fn outcome_len(run: &Run) -> usize {
 pub fn decode(bytes: &[u8], tenant: &str, id: &str) -> Result<Run, String> {
     match bytes.first() {
         Some(b'{') => serde_json::from_slice(bytes).map_err(|error| error.to_string()),
-        Some(&version @ (VERSION | VERSION_3 | VERSION_2 | VERSION_1)) => {
+        Some(&version @ (VERSION | VERSION_4 | VERSION_3 | VERSION_2 | VERSION_1)) => {
             let mut input = Reader(&bytes[1..]);
             let run = read_run(&mut input, version, tenant, id)?;
             input.end("run")?;
@@ -288,7 +304,7 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
         }
     };
     let queued_at = later(input)?;
-    let jitter_ms = if version >= VERSION { input.uint()? } else { 0 };
+    let jitter_ms = if version >= VERSION_4 { input.uint()? } else { 0 };
     let due_at = i64::try_from(jitter_ms)
         .ok()
         .and_then(|jitter| scheduled_at.checked_add_signed(chrono::Duration::milliseconds(jitter)))
@@ -323,6 +339,17 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
         peak_memory: input.option(Reader::uint)?,
         output_size: input.uint()?,
         log_size: input.uint()?,
+        tape: if version >= VERSION {
+            input.option(|input| {
+                Ok(RunTape {
+                    bytes: input.uint()?,
+                    calls: input.uint()?,
+                    replayable: input.flag("replayable")?,
+                })
+            })?
+        } else {
+            None
+        },
         input: input.bytes()?.to_vec(),
         limits: RunLimits {
             fuel: input.option(Reader::uint)?,
@@ -352,11 +379,12 @@ fn read_run(input: &mut Reader<'_>, version: u8, tenant: &str, id: &str) -> Resu
             None
         },
         // Read in the record's order: last.
-        concurrency: if version >= VERSION {
+        concurrency: if version >= VERSION_4 {
             input.option(read_concurrency)?
         } else {
             None
         },
+        record: version >= VERSION && input.flag("record")?,
         node: None,
     })
 }
@@ -478,6 +506,12 @@ mod tests {
         run.peak_memory = Some(1 << 20);
         run.output_size = 12;
         run.log_size = 300;
+        run.tape = Some(RunTape {
+            bytes: 0,
+            calls: 1 << 40,
+            replayable: false,
+        });
+        run.record = true;
         run.input = vec![0, 1, 2, 255, b'{'];
         run.limits = RunLimits {
             fuel: Some(1_000),
@@ -555,19 +589,62 @@ mod tests {
         assert_eq!(decode(&encode(&noop), &noop.tenant, &noop.id).unwrap(), noop);
     }
 
-    /// The record of `run` (no jitter, no concurrency group) as version 3
-    /// wrote it: version 4 without the jitter after `queued_at` and the
-    /// group last.
-    fn version_3(run: &Run) -> Vec<u8> {
-        let mut bytes = encode(run);
-        assert_eq!(bytes.pop(), Some(0), "no concurrency group");
-        let mut jittered = run.clone();
-        jittered.jitter_ms = 300;
-        let at = bytes
+    /// The place of the first byte that differs between the records of
+    /// `run` and of `run` changed by `change`.
+    fn changed_at(run: &Run, change: impl FnOnce(&mut Run)) -> usize {
+        let mut changed = run.clone();
+        change(&mut changed);
+        encode(run)
             .iter()
-            .zip(encode(&jittered))
+            .zip(encode(&changed))
             .position(|(now, then)| *now != then)
-            .expect("the jitter is written");
+            .expect("the change is written")
+    }
+
+    /// The record of `run` (no tape, not recording) as version 4 wrote it:
+    /// version 5 without the tape after `log_size` and the flag last.
+    fn version_4(run: &Run) -> Vec<u8> {
+        let mut bytes = encode(run);
+        assert_eq!(bytes.pop(), Some(0), "not recording");
+        let at = changed_at(run, |run| {
+            run.tape = Some(RunTape {
+                bytes: 1,
+                calls: 1,
+                replayable: true,
+            })
+        });
+        assert_eq!(bytes.remove(at), 0);
+        bytes[0] = VERSION_4;
+        bytes
+    }
+
+    #[test]
+    fn version_4_records_read_as_runs_that_did_not_record() {
+        let run = noop_run();
+        assert_eq!(decode(&version_4(&run), &run.tenant, &run.id).unwrap(), run);
+        let mut recorded = run.clone();
+        recorded.record = true;
+        recorded.tape = Some(RunTape {
+            bytes: 21_147,
+            calls: 2005,
+            replayable: true,
+        });
+        let bytes = encode(&recorded);
+        assert_eq!(
+            bytes.len(),
+            encode(&run).len() + 6,
+            "the tape's two sizes (here 3 and 2 bytes) and its flag"
+        );
+        assert_eq!(decode(&bytes, &run.tenant, &run.id).unwrap(), recorded);
+    }
+
+    /// The record of `run` (no jitter, no concurrency group, no tape) as
+    /// version 3 wrote it: version 4 without the jitter after `queued_at`
+    /// and the group last.
+    fn version_3(run: &Run) -> Vec<u8> {
+        let mut bytes = version_4(run);
+        assert_eq!(bytes.pop(), Some(0), "no concurrency group");
+        let at = changed_at(run, |run| run.jitter_ms = 300);
         assert_eq!(bytes.remove(at), 0);
         bytes[0] = VERSION_3;
         bytes
@@ -668,11 +745,13 @@ mod tests {
         let bytes = hex::decode(VERSION_1_RECORD.concat()).unwrap();
         assert_eq!(bytes[0], VERSION_1);
         // Version 1 stored the tenant and id: the key's are not used; it
-        // knew no workflows, jitters or concurrency groups.
+        // knew no workflows, jitters, concurrency groups or recording.
         let mut expected = full_run();
         expected.workflow = None;
         expected.jitter_ms = 0;
         expected.concurrency = None;
+        expected.tape = None;
+        expected.record = false;
         assert_eq!(decode(&bytes, "other", "other").unwrap(), expected);
         assert!(encode(&expected).len() + 60 < bytes.len());
     }

@@ -90,7 +90,13 @@ impl SledStore {
             RunWrite::Updated(run) => {
                 batch.insert(record_key(run), run_codec::encode(run));
             }
-            RunWrite::Finished { run, output, log, next } => {
+            RunWrite::Finished {
+                run,
+                output,
+                log,
+                tape,
+                next,
+            } => {
                 let (tenant, id) = (run.tenant.as_bytes(), run.id.as_bytes());
                 let record_key = record_key(run);
                 let grouped = groups.is_grouped(&record_key);
@@ -110,6 +116,9 @@ impl SledStore {
                 }
                 if !log.is_empty() {
                     batch.insert(run_key(run_space::LOG, &[tenant, id]), log);
+                }
+                if !tape.is_empty() {
+                    batch.insert(run_key(run_space::TAPE, &[tenant, id]), tape);
                 }
                 if let Some(next) = next {
                     queue(batch, changes, queued, next);
@@ -218,6 +227,13 @@ impl RunStore for SledStore {
         Ok(self
             .runs
             .get(run_key(run_space::LOG, &[tenant.as_bytes(), id.as_bytes()]))?
+            .map(|bytes| bytes.to_vec()))
+    }
+
+    fn run_tape(&self, tenant: &str, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .runs
+            .get(run_key(run_space::TAPE, &[tenant.as_bytes(), id.as_bytes()]))?
             .map(|bytes| bytes.to_vec()))
     }
 
@@ -335,7 +351,7 @@ impl RunStore for SledStore {
                     }
                     changes.dropped(&run.tenant, true, run_bytes::charge(&run));
                 }
-                for space in [run_space::RECORD, run_space::OUTPUT, run_space::LOG] {
+                for space in run_space::OF_A_RUN {
                     batch.remove(run_key(space, &[&tenant, run_id]));
                 }
                 batch.remove(index_key.as_ref());
@@ -549,12 +565,26 @@ mod tests {
         for minute in 0..3 {
             runs.push(aged_run("b", minute, false));
         }
-        for run in &runs {
+        for run in &mut runs {
             store.insert_run(run).unwrap();
             if run.status.is_finished() {
-                store.finish_run(run, b"out", b"log").unwrap();
+                // Recorded runs, with a tape.
+                run.tape = Some(crate::model::run::RunTape {
+                    bytes: 4,
+                    calls: 1,
+                    replayable: true,
+                });
+                let finished = RunWrite::Finished {
+                    run,
+                    output: b"out",
+                    log: b"log",
+                    tape: b"tape",
+                    next: None,
+                };
+                store.write_runs(&[finished]).unwrap();
             }
         }
+        assert_eq!(store.run_tape("t", &runs[0].id).unwrap().as_deref(), Some(&b"tape"[..]));
         let ids = |job: &str| -> Vec<String> {
             let filter = RunFilter {
                 job_id: Some(job.to_string()),
@@ -578,6 +608,7 @@ mod tests {
         assert!(ids("b").is_empty());
         assert_eq!(store.run_log("t", &runs[0].id).unwrap(), None, "its log went with it");
         assert_eq!(store.run_output("t", &runs[0].id).unwrap(), None);
+        assert_eq!(store.run_tape("t", &runs[0].id).unwrap(), None, "and its tape");
         // Keep the newest 3 of a: minutes 5 and 6 go (1 stays: it is active).
         let long_ago = DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")
             .unwrap()

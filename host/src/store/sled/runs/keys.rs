@@ -23,6 +23,11 @@ pub mod run_space {
     pub const OUTPUT: u8 = b'O';
     /// `L tenant \0 run_id` -> the captured log.
     pub const LOG: u8 = b'L';
+    /// `T tenant \0 run_id` -> a recorded run's tape.
+    pub const TAPE: u8 = b'T';
+    /// What a finished run has under its `tenant \0 run_id`, all deleted
+    /// with it.
+    pub const OF_A_RUN: [u8; 4] = [RECORD, OUTPUT, LOG, TAPE];
     /// `W tenant \0 workflow_run_id` -> a workflow run's record (JSON),
     /// here so it is written in the same batch as its steps' runs.
     pub const WORKFLOW_RUN: u8 = b'W';

@@ -296,7 +296,7 @@ impl SledStore {
         let tenant_bytes = tenant.as_bytes();
         for victim in victims {
             let id = victim.id.as_bytes();
-            for space in [run_space::RECORD, run_space::OUTPUT, run_space::LOG] {
+            for space in run_space::OF_A_RUN {
                 batch.remove(run_key(space, &[tenant_bytes, id]));
             }
             batch.remove(run_key(
@@ -399,6 +399,12 @@ mod tests {
         let failed = {
             let mut failed = finished(&first, 0, 300);
             failed.status = RunStatus::Failed;
+            // A recorded run: its tape counts too.
+            failed.tape = Some(crate::model::run::RunTape {
+                bytes: 50,
+                calls: 7,
+                replayable: true,
+            });
             failed
         };
         // A failure with its retry queued in the same write.
@@ -409,6 +415,7 @@ mod tests {
                 run: &failed,
                 output: b"",
                 log: &[b'l'; 300],
+                tape: &[b't'; 50],
                 next: Some(&retry),
             }])
             .unwrap();
@@ -425,6 +432,7 @@ mod tests {
                     run: &retry_done,
                     output: &[b'o'; 40],
                     log: b"",
+                    tape: b"",
                     next: None,
                 },
             ])
@@ -437,6 +445,7 @@ mod tests {
             run: &twice,
             output: b"ooo",
             log: b"lll",
+            tape: b"",
             next: None,
         };
         store.write_runs(&[outcome, outcome]).unwrap();
