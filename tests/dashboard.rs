@@ -140,7 +140,9 @@ async fn the_dashboard_works_end_to_end_in_a_browser() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|run| run["job_name"] == "ui-job")
+            .any(|run| run["job_name"] == "ui-job" && run["record"]["replayable"] == true),
+        "the form's record box made a job whose runs record: {}",
+        runs.body
     );
     assert_rendered(&shot_path);
 }

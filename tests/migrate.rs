@@ -101,8 +101,13 @@ async fn until_runs(daemon: &TestDaemon, token: &str, job: &str, count: usize) -
 
 /// Runs a job now as `token` and waits for the finished run.
 async fn run_now(daemon: &TestDaemon, token: &str, job: &str) -> Value {
+    run_with_query(daemon, token, job, "wait=60s").await
+}
+
+/// Runs a job as `token` with `query` and waits for it to succeed.
+async fn run_with_query(daemon: &TestDaemon, token: &str, job: &str, query: &str) -> Value {
     let answer = daemon
-        .call_as(Some(token), Method::POST, &format!("/v1/jobs/{job}/run?wait=60s"), None)
+        .call_as(Some(token), Method::POST, &format!("/v1/jobs/{job}/run?{query}"), None)
         .await;
     assert_eq!(answer.status, StatusCode::OK, "running {job}: {}", answer.body);
     assert_eq!(answer.body["status"], "succeeded", "{}", answer.body);
@@ -208,7 +213,9 @@ async fn a_sled_data_dir_moves_to_postgres_whole() {
     assert_eq!(greeted["output"], "Hello, Ada!");
     until_runs(&source, &acme, "report", 1).await;
     run_now(&source, &acme, "greet").await;
-    run_now(&source, &acme, "greet").await;
+    // A recorded run: its tape goes along.
+    let recorded = run_with_query(&source, &acme, "greet", "wait=60s&record=true").await;
+    assert_eq!(recorded["record"]["replayable"], true, "{recorded}");
     let granted = run_now(&source, &acme, "granted").await;
     assert_eq!(reversed_secret(&granted)["readable"], true, "{granted}");
 
@@ -306,6 +313,13 @@ async fn a_sled_data_dir_moves_to_postgres_whole() {
     )
     .await;
     assert!(log.as_str().unwrap_or_default().contains("greeting Ada"), "{log}");
+    let replay = format!("/v1/runs/{}/replay", recorded["id"].as_str().unwrap());
+    let replayed = target.call_as(Some(&acme), Method::POST, &replay, None).await;
+    assert_eq!(
+        replayed.body["identical"], true,
+        "the tape came along: {}",
+        replayed.body
+    );
     assert_eq!(run_now(&target, &acme, "greet").await["output"], "Hello, Ada!");
 
     // The counter goes on from its kv; its run completes report's join.

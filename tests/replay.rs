@@ -117,6 +117,36 @@ async fn a_recorded_run_replays_identically_after_the_server_and_kv_changed_and_
     assert_ne!(output(&third)["random"], seen["random"], "runs draw fresh random bytes");
 }
 
+/// What a run with this secure seed draws for `get-random-bytes(16)` then
+/// `get-random-u64`, as wasmtime-wasi 48 draws them: a `u32` per byte, then
+/// a `u64`. Should wasmtime-wasi draw otherwise, this no longer matches,
+/// and the tape's random ABI must change.
+fn drawn(seed: [u8; 32]) -> (String, u64) {
+    use chacha20::rand_core::{Rng, SeedableRng};
+    let mut generator = chacha20::ChaCha20Rng::from_seed(seed);
+    let bytes: String = (0..16).map(|_| format!("{:02x}", generator.next_u32() as u8)).collect();
+    (bytes, generator.next_u64())
+}
+
+#[tokio::test]
+async fn the_random_bytes_a_recorded_run_draws_follow_from_the_seeds_on_its_tape() {
+    let daemon = daemon(&[]);
+    let server = Server::start("answer").await;
+    replay_job(&daemon, &server, json!({"record": true})).await;
+    let run = daemon.run_job("replay", None).await;
+    let id = run["id"].as_str().unwrap();
+    let export = daemon.call(Method::GET, &format!("/v1/runs/{id}/record"), None).await;
+    let tape = base64::engine::general_purpose::STANDARD
+        .decode(export.body["tape"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(&tape[..4], b"SCTP");
+    let seed: [u8; 32] = tape[6..38].try_into().unwrap();
+    let (bytes, number) = drawn(seed);
+    let seen = output(&run);
+    assert_eq!(seen["random"], bytes, "the random ABI changed: {seen}");
+    assert_eq!(seen["random_u64"], number);
+}
+
 #[tokio::test]
 async fn a_new_version_replayed_against_an_old_record_diverges_at_the_call_it_changed() {
     let daemon = daemon(&[]);

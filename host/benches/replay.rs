@@ -20,17 +20,10 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
 use criterion::{Criterion, criterion_group, criterion_main};
-use sandcron::model::Trigger;
 use sandcron::model::run::RunLimits;
 use sandcron::sandbox::tape::Playback;
-use sandcron::sandbox::{
-    Capabilities, EngineKind, MemoryKeyValue, Metering, PreparedJob, RunContext, RunRequest, Sandbox, SandboxConfig,
-    TapeMode, TapeResult,
-};
+use sandcron::sandbox::{EngineKind, Metering, PreparedJob, RunRequest, Sandbox, SandboxConfig, TapeMode, TapeResult};
 
 fn request(input: &[u8], tape: TapeMode) -> RunRequest {
     let limits = RunLimits {
@@ -40,23 +33,7 @@ fn request(input: &[u8], tape: TapeMode) -> RunRequest {
         output: 1 << 20,
         logs: 1 << 20,
     };
-    RunRequest {
-        context: RunContext {
-            tenant: "default".into(),
-            job_id: "job".into(),
-            job_name: "job".into(),
-            run_id: "run".into(),
-            attempt: 1,
-            trigger: Trigger::Manual,
-            scheduled_at_ms: 0,
-        },
-        input: input.to_vec(),
-        limits,
-        capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
-        cancel: Arc::new(AtomicBool::new(false)),
-        log: sandcron::sandbox::log::LogSink::new(limits.logs),
-        tape,
-    }
+    support::run_request(limits, input, tape)
 }
 
 /// The plugin prepared on the normal and the deterministic engine.

@@ -39,9 +39,7 @@ use sandcron::model::run::RunLimits;
 use sandcron::model::{Run, RunStatus, Trigger};
 use sandcron::sandbox::bindings::JobPre;
 use sandcron::sandbox::bindings::sandcron::plugin::types as wit;
-use sandcron::sandbox::{
-    Capabilities, MemoryKeyValue, Metering, PreparedJob, RunContext, RunRequest, Sandbox, SandboxConfig,
-};
+use sandcron::sandbox::{Metering, PreparedJob, RunRequest, Sandbox, SandboxConfig};
 use sandcron::store::{Durability, KvStore, RunStore, SledStore};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -226,23 +224,7 @@ fn limits() -> RunLimits {
 }
 
 fn request(fuel: Option<u64>, input: &[u8]) -> RunRequest {
-    RunRequest {
-        context: RunContext {
-            tenant: "default".into(),
-            job_id: "job".into(),
-            job_name: "job".into(),
-            run_id: "run".into(),
-            attempt: 1,
-            trigger: Trigger::Manual,
-            scheduled_at_ms: 0,
-        },
-        input: input.to_vec(),
-        limits: RunLimits { fuel, ..limits() },
-        capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
-        cancel: Arc::new(AtomicBool::new(false)),
-        log: sandcron::sandbox::log::LogSink::new(limits().logs),
-        tape: sandcron::sandbox::TapeMode::Off,
-    }
+    support::run_request(RunLimits { fuel, ..limits() }, input, sandcron::sandbox::TapeMode::Off)
 }
 
 /// A sandbox and the plugin prepared for runs with this fuel budget.

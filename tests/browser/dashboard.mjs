@@ -36,6 +36,7 @@ await session(url, async (page) => {
   await page.waitForFunction(() => document.querySelectorAll("#preview li").length === 5
     && document.querySelector("#preview li").textContent.includes(":30:00"));
   await page.fill("#f-input", '{"name": "browser"}');
+  await page.check("#f-record");
   await page.click("#save-job");
   const row = page.locator("#jobs tr[data-job=ui-job]");
   await row.waitFor();
@@ -48,6 +49,12 @@ await session(url, async (page) => {
   await done.first().click();
   await page.waitForSelector("#d-output:has-text('Hello, browser!')");
   await page.waitForSelector("#d-log:has-text('browser')");
+
+  step("the run recorded its host calls: replayed, it is identical");
+  await page.waitForSelector("#d-fields:has-text('host calls')");
+  await page.click("#d-replay");
+  await page.waitForSelector("#d-replayed[data-identical=true]");
+  expect((await page.locator("#d-replayed").innerText()).includes("Hello, browser!"), "the replay's output is shown");
 
   step("pause, resume, edit, delete");
   await page.click("#tabs button[data-tab=jobs]");

@@ -7,6 +7,37 @@ use std::path::Path;
 #[allow(dead_code)]
 pub mod daemon;
 
+/// A manual run of a job "job" with in-memory kv, these limits and input,
+/// recording or replaying as `tape` says.
+#[allow(dead_code)]
+pub fn run_request(
+    limits: sandcron::model::run::RunLimits,
+    input: &[u8],
+    tape: sandcron::sandbox::TapeMode,
+) -> sandcron::sandbox::RunRequest {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use sandcron::sandbox::{Capabilities, MemoryKeyValue, RunContext, RunRequest};
+    RunRequest {
+        context: RunContext {
+            tenant: "default".into(),
+            job_id: "job".into(),
+            job_name: "job".into(),
+            run_id: "run".into(),
+            attempt: 1,
+            trigger: sandcron::model::Trigger::Manual,
+            scheduled_at_ms: 0,
+        },
+        input: input.to_vec(),
+        limits,
+        capabilities: Capabilities::kv_only(Arc::new(MemoryKeyValue::default())),
+        cancel: Arc::new(AtomicBool::new(false)),
+        log: sandcron::sandbox::log::LogSink::new(limits.logs),
+        tape,
+    }
+}
+
 /// Builds `plugins/testing/noop` for wasm32-wasip2 and returns its bytes.
 pub fn noop_bytes() -> Vec<u8> {
     plugin_bytes("noop")
