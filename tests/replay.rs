@@ -209,6 +209,29 @@ async fn an_unrecorded_run_answers_409_and_an_unknown_one_404() {
         (unknown.status, unknown.code()),
         (StatusCode::NOT_FOUND, "run_not_found")
     );
+    // A recorded run whose plugin was deleted since.
+    let recorded = daemon
+        .call(Method::POST, "/v1/jobs/replay/run?wait=60s&record=true", None)
+        .await
+        .body;
+    assert_eq!(
+        daemon.call(Method::DELETE, "/v1/jobs/replay", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(
+        daemon
+            .call(Method::DELETE, "/v1/plugins/replay", None)
+            .await
+            .status
+            .is_success()
+    );
+    let gone = replay(&daemon, recorded["id"].as_str().unwrap(), None).await;
+    assert_eq!(
+        (gone.status, gone.code()),
+        (StatusCode::CONFLICT, "plugin_gone"),
+        "{}",
+        gone.body
+    );
 }
 
 #[tokio::test]
@@ -256,7 +279,9 @@ async fn a_tape_counts_in_the_tenants_run_bytes() {
 
 #[tokio::test]
 async fn secrets_never_reach_a_record_and_a_replay_sees_their_marker() {
-    const VALUE: &str = "s3cr3t-token-value";
+    // Sent in a header as it is, and form-encoded in a URL's query.
+    const VALUE: &str = "s3cr3t token/value+1";
+    const ENCODED: &str = "s3cr3t+token%2Fvalue%2B1";
     let daemon = daemon(&[]);
     let put = daemon
         .call(Method::PUT, "/v1/secrets/token", Some(json!({"value": VALUE})))
@@ -272,18 +297,81 @@ async fn secrets_never_reach_a_record_and_a_replay_sees_their_marker() {
     .await;
     let recorded = daemon.run_job("replay", None).await;
     assert_eq!(output(&recorded)["secret_present"], true, "{recorded}");
+    assert_eq!(server.hits(), 1);
     let id = recorded["id"].as_str().unwrap();
     let export = daemon.call(Method::GET, &format!("/v1/runs/{id}/record"), None).await;
     assert_eq!(export.status, StatusCode::OK, "{}", export.body);
     let text = export.body.to_string();
     assert!(!text.contains(VALUE), "the record holds the secret: {text}");
+    assert!(!text.contains(ENCODED), "the record holds the secret, encoded: {text}");
     let tape = base64::engine::general_purpose::STANDARD
         .decode(export.body["tape"].as_str().unwrap())
         .unwrap();
-    assert!(!tape.windows(VALUE.len()).any(|window| window == VALUE.as_bytes()));
-    // Replayed, the plugin holds the marker as the secret: the same calls.
+    for form in [VALUE, ENCODED] {
+        assert!(
+            !tape.windows(form.len()).any(|window| window == form.as_bytes()),
+            "{form}"
+        );
+    }
+    // Replayed, the plugin holds the marker as the secret: the same calls,
+    // the marker encoded in the URL as the value was.
     let answer = replay(&daemon, id, None).await;
     assert_eq!(answer.body["identical"], true, "{}", answer.body);
+}
+
+#[tokio::test]
+async fn replays_have_places_of_their_own_and_a_tenant_holds_at_most_its_concurrent_runs() {
+    let daemon = daemon(&[]);
+    let token = daemon
+        .new_tenant("one", json!({"quotas": {"concurrent_runs": 1}}))
+        .await;
+    let upload = daemon
+        .upload_bytes_as(&token, "spin", common::plugin_bytes("spin"))
+        .await;
+    assert!(upload.status.is_success(), "{}", upload.body);
+    let job = json!({"name": "spin", "plugin": "spin", "record": true, "limits": {"timeout": "2s"}});
+    let created = daemon.call_as(Some(&token), Method::POST, "/v1/jobs", Some(job)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let run = daemon
+        .call_as(Some(&token), Method::POST, "/v1/jobs/spin/run?wait=30s", None)
+        .await
+        .body;
+    assert_eq!(run["error"]["kind"], "timeout", "{run}");
+    let path = format!("/v1/runs/{}/replay", run["id"].as_str().unwrap());
+    // One replay spins for its 2 s; a second of the same tenant is refused at once.
+    let first = tokio::spawn({
+        let (url, token, path) = (daemon.url.clone(), token.clone(), path.clone());
+        async move {
+            let answer = reqwest::Client::new()
+                .post(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (answer.status(), answer.json::<Value>().await.unwrap())
+        }
+    });
+    let mut refused = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let second = daemon.call_as(Some(&token), Method::POST, &path, None).await;
+        if second.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(second);
+            break;
+        }
+    }
+    let refused = refused.expect("a second replay of the tenant was refused while the first went on");
+    assert_eq!(refused.code(), "too_many_replays", "{}", refused.body);
+    // Meanwhile runs go on as ever.
+    daemon.job_with("hello", "hello", json!({})).await;
+    let hello = daemon.run_job("hello", Some(json!({"name": "x"}))).await;
+    assert_eq!(hello["status"], "succeeded", "{hello}");
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["error"]["kind"], "timeout",
+        "the replay timed out as the run did: {body}"
+    );
 }
 
 #[tokio::test]

@@ -78,6 +78,8 @@ impl From<ReplayError> for ApiError {
             ReplayError::NotFinished(_) => conflict("run_not_finished"),
             ReplayError::NotRecorded(_) => conflict("run_not_recorded"),
             ReplayError::Incomplete { .. } => conflict("record_incomplete"),
+            ReplayError::PluginGone(_) => conflict("plugin_gone"),
+            ReplayError::Busy(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_replays", message),
             ReplayError::Tape(TapeError::Incompatible { .. }) => conflict("record_incompatible"),
             ReplayError::Tape(TapeError::Damaged(_)) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "record_damaged", message)
@@ -99,7 +101,7 @@ impl From<ReplayError> for ApiError {
     operation_id = "replay_run",
     params(("id" = String, Path, description = "the run's id")),
     request_body(content = Option<ReplayBody>, description = "{\"plugin\"?: \"name@version\"}"),
-    responses((status = 200, description = "what the replay gave", body = ReplayView), (status = 404, description = "no such run or plugin", body = ErrorBody), (status = 409, description = "the run cannot be replayed: not recorded, not finished, or past its record's cap", body = ErrorBody), Refusals)
+    responses((status = 200, description = "what the replay gave", body = ReplayView), (status = 404, description = "no such run or plugin", body = ErrorBody), (status = 409, description = "the run cannot be replayed: not recorded, not finished, past its record's cap, or its plugin version is gone", body = ErrorBody), (status = 429, description = "as many replays are going as the node or the tenant may have at once", body = ErrorBody), Refusals)
 )]
 pub async fn replay(
     State(state): State<AppState>,

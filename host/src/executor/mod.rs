@@ -172,6 +172,8 @@ pub struct Executor {
     ended: mpsc::UnboundedSender<RunEnded>,
     /// Moves workflow runs on as their steps end (see [`Executor::chain`]).
     steps: std::sync::OnceLock<Arc<dyn StepHook>>,
+    /// Replays executing now, by tenant (see `replay.rs`).
+    replays: Mutex<HashMap<String, usize>>,
 }
 
 /// Counts a run as running for as long as it lives (panics included).
@@ -189,22 +191,6 @@ impl Drop for RunningGuard<'_> {
 /// error that fails this run and nothing else. Caught here rather than by
 /// giving the sandbox a task of its own: a second task per run showed in
 /// the profile of a burst.
-/// What a recorded run kept (its tape, given back to store beside the
-/// record) and, on the record, its size and calls; a run that did not
-/// record keeps nothing.
-fn kept_tape(run: &mut Run, tape: Option<TapeResult>) -> Vec<u8> {
-    let Some(TapeResult::Recorded(recorded)) = tape else {
-        return Vec::new();
-    };
-    let kept = recorded.tape.unwrap_or_default();
-    run.tape = Some(RunTape {
-        bytes: kept.len() as u64,
-        calls: recorded.calls,
-        replayable: !kept.is_empty(),
-    });
-    kept
-}
-
 async fn isolated<T>(future: impl std::future::Future<Output = T>) -> Result<T, String> {
     use futures_util::FutureExt;
     std::panic::AssertUnwindSafe(future)
@@ -255,6 +241,7 @@ impl Executor {
             runtime: std::sync::OnceLock::new(),
             recorder: Recorder::new(capacity.mark_running_after),
             waiters: Mutex::new(HashMap::new()),
+            replays: Mutex::new(HashMap::new()),
             live_logs: Mutex::new(HashMap::new()),
             ended: observers.ended,
             steps: std::sync::OnceLock::new(),
@@ -548,7 +535,10 @@ impl Executor {
                         self.metrics.instance(outcome.allocator, outcome.spill);
                         run.fuel_consumed = outcome.fuel_consumed;
                         run.peak_memory = Some(outcome.peak_memory);
-                        let tape = kept_tape(&mut run, outcome.tape);
+                        let tape = match outcome.tape {
+                            Some(TapeResult::Recorded(recorded)) => recorded.kept(&mut run),
+                            _ => Vec::new(),
+                        };
                         match outcome.result {
                             Ok(output) => {
                                 run.finish(RunStatus::Succeeded, None, finished_at);
@@ -583,6 +573,10 @@ impl Executor {
                 (Vec::new(), Vec::new(), Vec::new())
             }
         };
+        // A run that was to record but never ran its plugin kept no record.
+        if run.record {
+            run.tape.get_or_insert(RunTape::NONE);
+        }
         // The slot bounds executing instances; recording the outcome does
         // not need one.
         drop(slot);

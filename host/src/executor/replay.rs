@@ -1,7 +1,13 @@
 //! Replays of recorded runs: the record of a finished run from the store,
-//! replayed on its plugin (or another version) in the sandbox, within the
-//! executor's slots so replays count against `max_concurrent_runs` like
-//! runs. A replay writes nothing.
+//! replayed on its plugin (or another version) in the sandbox. A replay
+//! writes nothing and takes no run slot: replays have places of their own,
+//! a quarter of `max_concurrent_runs` (at least one), of which a tenant
+//! holds at most its `concurrent_runs`; past them a replay is refused at
+//! once rather than queued, so no tenant's replays hold up anyone's runs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
 
@@ -11,6 +17,7 @@ use crate::plugin::PluginError;
 use crate::sandbox::replay::{self, RECORD_FORMAT, Record, Replayed};
 use crate::sandbox::tape::TapeError;
 use crate::store::StoreError;
+use crate::sync::lock;
 
 /// Why a run cannot be replayed.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +35,7 @@ pub enum ReplayError {
     NotRecorded(String),
     /// The run recorded, but kept no tape.
     #[error(
-        "run {id} made {calls} host calls, past what a tape keeps (max_record_bytes), or a secret could not be kept out of it; it cannot be replayed"
+        "run {id} kept no record of its host calls ({calls} calls): it passed what a record keeps (max_record_bytes), a secret could not be kept out of it, or its plugin never ran; it cannot be replayed"
     )]
     Incomplete {
         /// The run.
@@ -36,6 +43,16 @@ pub enum ReplayError {
         /// The calls it made.
         calls: u64,
     },
+    /// The plugin version the run ran is gone.
+    #[error(
+        "plugin {0} is gone (deleted since the run); replay on another version with {{\"plugin\": \"name@version\"}}"
+    )]
+    PluginGone(String),
+    /// The node, or the tenant, has as many replays going as it may.
+    #[error(
+        "{0}: as many replays are going as may at once (a quarter of max_concurrent_runs, and at most the tenant's concurrent_runs); try again once one has ended"
+    )]
+    Busy(String),
     /// The stored tape cannot be replayed here.
     #[error(transparent)]
     Tape(#[from] TapeError),
@@ -77,16 +94,66 @@ impl Executor {
     /// on `plugin` (`name@version`) when given.
     pub async fn replay(&self, tenant: &str, id: &str, plugin: Option<&str>) -> Result<Replayed, ReplayError> {
         let mut record = self.record(tenant, id)?;
-        if let Some(reference) = plugin {
-            let version = self.plugins.resolve(tenant, reference)?;
+        let _place = self.replay_place(tenant)?;
+        let version = match plugin {
+            Some(reference) => self.plugins.resolve(tenant, reference)?,
+            None => match self.plugins.resolve(tenant, &record.plugin) {
+                Ok(version) => version,
+                Err(PluginError::NotFound { .. } | PluginError::VersionNotFound { .. }) => {
+                    return Err(ReplayError::PluginGone(record.plugin));
+                }
+                Err(error) => return Err(error.into()),
+            },
+        };
+        // The run's own bytes, but for a built-in, which runs as this
+        // daemon has it (as the executor runs it).
+        if plugin.is_some() || crate::plugin::builtin::current_digest(&record.plugin).is_some() {
             (record.plugin, record.plugin_digest) = (version.reference(), version.digest);
         }
         let prepared = self
             .plugins
             .prepared(&record.plugin_digest, replay::engine_kind(&record.limits))
             .await?;
-        let _slot = self.slots.clone().acquire_owned().await;
         Ok(replay::replay(&self.sandbox, &prepared, &record).await?)
+    }
+
+    /// A place for one replay of `tenant`, given back when dropped.
+    fn replay_place(&self, tenant: &str) -> Result<ReplayPlace<'_>, ReplayError> {
+        let mut replays = lock(&self.replays);
+        let node = (self.capacity / 4).max(1);
+        let own = self
+            .granter
+            .tenants()
+            .concurrency(tenant)
+            .map_or(node, |quota| quota.clamp(1, node));
+        let held = replays.get(tenant).copied().unwrap_or(0);
+        if self.stopping.load(Ordering::SeqCst) || replays.values().sum::<usize>() >= node || held >= own {
+            return Err(ReplayError::Busy(format!("tenant {tenant:?}")));
+        }
+        *replays.entry(tenant.to_string()).or_default() += 1;
+        Ok(ReplayPlace {
+            replays: &self.replays,
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+/// One replay going: counted until dropped (the replay ended, or its
+/// request went away).
+struct ReplayPlace<'a> {
+    replays: &'a Mutex<HashMap<String, usize>>,
+    tenant: String,
+}
+
+impl Drop for ReplayPlace<'_> {
+    fn drop(&mut self) {
+        let mut replays = lock(self.replays);
+        if let Some(held) = replays.get_mut(&self.tenant) {
+            *held -= 1;
+            if *held == 0 {
+                replays.remove(&self.tenant);
+            }
+        }
     }
 }
 

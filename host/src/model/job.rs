@@ -333,7 +333,9 @@ pub struct Job {
     pub labels: BTreeMap<String, String>,
     /// Fire once at daemon start and at creation.
     pub run_at_start: bool,
-    /// Its runs record their host calls (to be replayed).
+    /// Its runs record their host calls (to be replayed); absent from the
+    /// JSON records older versions wrote.
+    #[serde(default)]
     pub record: bool,
     /// Host patterns for HTTP.
     pub http_allow: Vec<String>,

@@ -240,6 +240,16 @@ pub struct RunTape {
     pub replayable: bool,
 }
 
+impl RunTape {
+    /// What a run that was to record kept when it made no call at all (its
+    /// plugin never ran).
+    pub const NONE: RunTape = RunTape {
+        bytes: 0,
+        calls: 0,
+        replayable: false,
+    };
+}
+
 /// The workflow run and the step a run belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StepOf {

@@ -218,7 +218,7 @@ impl RunState {
         if let Some(tape) = &self.tape
             && let Tape::Recording(recording) = &mut *tape::lock(tape)
         {
-            recording.push(call, &answer());
+            recording.push_with(call, answer);
         }
     }
 
@@ -418,12 +418,16 @@ impl RunState {
     pub(crate) fn secret(&self, name: &str) -> wasmtime::Result<Option<String>> {
         if let Some(answer) = self.replayed(Call::Secret(name))? {
             return match answer {
-                Answer::Present(present) => Ok(present.then(|| format!("[secret:{name}]"))),
+                Answer::Present(present) => Ok(present.then(|| super::mask::marker(name))),
+                Answer::EmptySecret => Ok(Some(String::new())),
                 other => Err(from_tape(other)),
             };
         }
         let value = self.capabilities.secrets.get(name).cloned();
-        self.record(Call::Secret(name), || Answer::Present(value.is_some()));
+        self.record(Call::Secret(name), || match value.as_deref() {
+            Some("") => Answer::EmptySecret,
+            value => Answer::Present(value.is_some()),
+        });
         Ok(value)
     }
 
@@ -454,6 +458,9 @@ fn http_call(fetch: &FetchRequest) -> Call<'_> {
         url: &fetch.url,
         headers: &fetch.headers,
         body: &fetch.body,
+        timeout_ms: fetch
+            .timeout
+            .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 

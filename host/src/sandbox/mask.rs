@@ -28,6 +28,12 @@ const DEADLINE_STRIDE: usize = 64 << 10;
 /// What stands for bytes that could not be masked.
 pub const WITHHELD: &[u8] = b"[sandcron: withheld: the secrets in it could not be masked]";
 
+/// What stands for the value of secret `name` wherever it is masked (and
+/// what a replay hands a plugin as the value, see `tape`).
+pub fn marker(name: &str) -> String {
+    format!("[secret:{name}]")
+}
+
 /// Masking did not finish before its deadline (or could not start); none
 /// of the bytes may be kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -60,10 +66,7 @@ impl Secrets {
             .filter(|(_, value)| !value.is_empty())
             .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
             .collect();
-        let markers = values
-            .iter()
-            .map(|(name, _)| format!("[secret:{name}]").into_bytes())
-            .collect();
+        let markers = values.iter().map(|(name, _)| marker(name).into_bytes()).collect();
         Secrets {
             inner: Arc::new(Inner {
                 values,

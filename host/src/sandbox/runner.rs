@@ -180,7 +180,7 @@ impl Sandbox {
         let deadline = Instant::now() + Duration::from_millis(request.limits.timeout_ms);
         let secrets = log::Secrets::new(&request.capabilities.secrets);
         let cancel_flag = request.cancel.clone();
-        let tape = taped(&mut wasi, request.tape, &secrets);
+        let tape = taped(&mut wasi, request.tape, &request.capabilities.secrets);
         let state = RunState {
             wasi: wasi.build(),
             table: wasmtime::component::ResourceTable::new(),
@@ -305,7 +305,12 @@ impl Sandbox {
             .map(|budget| budget.saturating_sub(store.get_fuel().unwrap_or(0)));
         let peak_memory = store.data().limiter.peak_memory();
         drop(store);
-        let tape = tape.map(finish_tape);
+        // Finishing a recording scans it for the secrets' values once more:
+        // off the async workers when there are any.
+        let tape = match tape {
+            Some(tape) if !secrets.is_empty() => tokio::task::spawn_blocking(move || finish_tape(tape)).await.ok(),
+            tape => tape.map(finish_tape),
+        };
         let (result, log) = mask_words(
             result,
             log,
@@ -328,12 +333,17 @@ impl Sandbox {
 
 /// Sets a recorded or replayed run's clocks and random generators to go
 /// through its tape, and gives the tape.
-fn taped(wasi: &mut WasiCtxBuilder, mode: TapeMode, secrets: &log::Secrets) -> Option<SharedTape> {
+fn taped(
+    wasi: &mut WasiCtxBuilder,
+    mode: TapeMode,
+    secrets: &std::collections::BTreeMap<String, String>,
+) -> Option<SharedTape> {
     let (seeds, tape) = match mode {
         TapeMode::Off => return None,
         TapeMode::Record { cap } => {
             let seeds = Seeds::fresh();
-            (seeds, Tape::Recording(Recording::new(&seeds, cap, secrets.clone())))
+            let secrets = tape::recorded_secrets(secrets);
+            (seeds, Tape::Recording(Recording::new(&seeds, cap, secrets)))
         }
         TapeMode::Replay(playback) => (playback.seeds(), Tape::Playback(playback)),
     };
@@ -351,8 +361,17 @@ fn finish_tape(tape: SharedTape) -> TapeResult {
     let tape = match Arc::try_unwrap(tape) {
         Ok(tape) => tape.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()),
         // Nothing else holds it once the store is dropped; were it held,
-        // the record would be lost, not wrong.
-        Err(_) => return TapeResult::Recorded(Recorded { tape: None, calls: 0 }),
+        // the record would be lost (and a replay not called identical),
+        // not wrong.
+        Err(shared) => {
+            return match &*tape::lock(&shared) {
+                Tape::Recording(recording) => TapeResult::Recorded(Recorded {
+                    tape: None,
+                    calls: recording.calls(),
+                }),
+                Tape::Playback(playback) => TapeResult::Replayed(Some(playback.unfinished())),
+            };
+        }
     };
     match tape {
         Tape::Recording(recording) => TapeResult::Recorded(recording.finish()),

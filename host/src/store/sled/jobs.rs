@@ -529,6 +529,14 @@ mod tests {
         assert_eq!(store.job_hooks("t", "missing").unwrap(), None);
     }
 
+    /// A job as the JSON records of older versions had it: without the
+    /// fields added since (`record`).
+    fn old_json(job: &Job) -> Vec<u8> {
+        let mut json = serde_json::to_value(job).unwrap();
+        json.as_object_mut().unwrap().remove("record");
+        serde_json::to_vec(&json).unwrap()
+    }
+
     #[test]
     fn job_records_are_written_compact_and_old_json_ones_still_read_and_fire() {
         let dir = tempfile::tempdir().unwrap();
@@ -538,11 +546,8 @@ mod tests {
             let (job, fire) = job_and_fire(&store, "old", 1);
             let stored = store.jobs.get(job_key(&job)).unwrap().unwrap();
             assert_eq!(stored.first(), Some(&4), "a new record is binary, version 4");
-            // As an older sandcron wrote it.
-            store
-                .jobs
-                .insert(job_key(&job), serde_json::to_vec(&job).unwrap())
-                .unwrap();
+            // As an older sandcron wrote it (before jobs could record).
+            store.jobs.insert(job_key(&job), old_json(&job)).unwrap();
             (job, fire)
         };
         // Read from sled, with nothing cached.
@@ -550,10 +555,7 @@ mod tests {
         assert_eq!(store.job("t", &old.id).unwrap().as_ref(), Some(&old));
         assert_eq!(store.list_jobs("t").unwrap(), std::slice::from_ref(&old));
         let store = SledStore::open_with(&dir.path().join("again"), Duration::from_millis(2), 8 << 20).unwrap();
-        store
-            .jobs
-            .insert(job_key(&old), serde_json::to_vec(&old).unwrap())
-            .unwrap();
+        store.jobs.insert(job_key(&old), old_json(&old)).unwrap();
         assert_eq!(store.job_hooks("t", &old.id).unwrap(), Some(JobHooks::of(&old)));
         // A fire checks the old record's stamp and writes the new form.
         fire.job.next_fire_at = Some(Utc::now() + chrono::Duration::hours(1));

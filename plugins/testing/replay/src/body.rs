@@ -2,8 +2,8 @@
 // its `KEY`. Input: `{"url"?, "calls"?: n, "secret"?: name}`.
 //
 // In order: a read of each clock, 16 random bytes and a u64, `kv.get(KEY)`,
-// the secret (when named; a value present is copied to kv
-// and sent in a header), a GET of `url` (when given), `kv.set(KEY, n + 1)`, then `calls` times a kv
+// the secret (when named; a value present is copied to kv,
+// sent in a header and, form-encoded, in the URL's query), a GET of `url` (when given), `kv.set(KEY, n + 1)`, then `calls` times a kv
 // read, a wall clock read and 8 random bytes. The output shows all of it,
 // so a replay that answered anything differently shows a different output.
 
@@ -41,6 +41,18 @@ struct Input {
     secret: Option<String>,
 }
 
+/// `text` as an HTML form (and the url crate) encodes it: letters, digits
+/// and `*-._` as they are, a space as `+`, any other byte as `%XX`.
+fn form_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => (byte as char).to_string(),
+            b' ' => "+".to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -56,11 +68,13 @@ fn run(_ctx: Context, input: Vec<u8>) -> Result<Vec<u8>, String> {
     let random_u64 = get_random_u64();
     let count: u64 = kv::get_string(KEY).and_then(|text| text.parse().ok()).unwrap_or(0);
     let mut headers = Vec::new();
+    let mut query = String::new();
     let secret_present = match &input.secret {
         Some(name) => match secrets::get(name) {
             Some(value) => {
                 kv::set("secret-copy", &value)?;
                 headers.push(("authorization".to_string(), format!("Bearer {value}")));
+                query = format!("?key={}", form_encoded(&value));
                 true
             }
             None => false,
@@ -69,6 +83,7 @@ fn run(_ctx: Context, input: Vec<u8>) -> Result<Vec<u8>, String> {
     };
     let (status, body) = match input.url {
         Some(url) => {
+            let url = format!("{url}{query}");
             let response = fetch(&Request {
                 method: "GET".into(),
                 url,
