@@ -32,6 +32,7 @@ use axum::extract::{MatchedPath, State};
 use axum::routing::{delete, get, post, put};
 
 pub use error::ApiError;
+pub use replays::ReplayView;
 pub use state::{AppParts, AppState};
 
 /// Every route of the API.

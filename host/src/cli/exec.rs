@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use base64::Engine as _;
 use clap::Args;
 
-use super::print::out;
+use super::print::{out, print_json};
+use crate::api::ReplayView;
 use crate::config::Config;
 use crate::model::run::RunLimits;
 use crate::model::validate::{check_host_pattern, check_list};
@@ -173,22 +173,9 @@ async fn replay(sandbox: &crate::sandbox::Sandbox, bytes: &[u8], file: &std::pat
     let component = sandbox.compile(bytes, kind)?;
     let prepared = sandbox.prepare(&component, kind)?;
     let replayed = replay::replay(sandbox, &prepared, &record).await?;
-    let (output, encoding) = match std::str::from_utf8(&replayed.output) {
-        Ok(text) => (text.to_string(), "utf8"),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(&replayed.output),
-            "base64",
-        ),
-    };
-    let answer = serde_json::json!({
-        "identical": replayed.identical,
-        "output": output,
-        "output_encoding": encoding,
-        "error": replayed.error,
-        "diverged_at": replayed.diverged_at,
-    });
-    out!("{answer:#}");
-    Ok(if replayed.identical {
+    let identical = replayed.identical;
+    print_json(&serde_json::to_value(ReplayView::from(replayed))?);
+    Ok(if identical {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

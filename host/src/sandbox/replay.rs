@@ -97,8 +97,8 @@ pub fn engine_kind(limits: &RunLimits) -> EngineKind {
 /// of it, prepared for [`engine_kind`]).
 pub async fn replay(sandbox: &Sandbox, prepared: &PreparedJob, record: &Record) -> Result<Replayed, TapeError> {
     let playback = Playback::open(record.tape_bytes()?)?;
-    let mut capabilities = Capabilities::kv_only(Arc::new(MemoryKeyValue::default()));
-    capabilities.outbound = None;
+    // A throwaway kv, no HTTP, no secrets (the tape answers every call).
+    let capabilities = Capabilities::kv_only(Arc::new(MemoryKeyValue::default()));
     let request = RunRequest {
         context: RunContext {
             tenant: record.tenant.clone(),
